@@ -1,0 +1,18 @@
+//! quarry-core: the vocabulary of quarry and its pure algorithms.
+//!
+//! Nothing in this crate does IO. It defines documents, chunks and their content hashes, the chunker,
+//! query options, and retrieval-quality metrics. The engine (`quarry-index`) and the HTTP layer
+//! (`quarry-server`) build on these types.
+
+pub mod chunk;
+pub mod document;
+pub mod error;
+pub mod hash;
+pub mod metrics;
+pub mod query;
+
+pub use chunk::{Chunk, ChunkOptions, ChunkSizer, Chunker};
+pub use document::{DocFormat, Document};
+pub use error::{Error, Result};
+pub use hash::ContentHash;
+pub use query::{GroupBy, Mode, QueryOptions, MAX_TOP_K};
