@@ -1,1 +1,68 @@
-fn main() {}
+//! The `quarry` binary: command-line parsing, configuration, and wiring of the engine, the HTTP
+//! server and the eval runner. The only crate that uses `anyhow`.
+
+mod cmd;
+mod config;
+mod eval;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// quarry: a retrieval engine for RAG. Ingest folders, serve ranked passages over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "quarry", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Where quarry keeps its catalog and indexes.
+    #[arg(long, global = true, env = "QUARRY_DATA_DIR", default_value = "./quarry-data")]
+    pub data_dir: PathBuf,
+    /// TOML settings file [default: <data-dir>/quarry.toml if present].
+    #[arg(long, global = true, env = "QUARRY_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add or update documents from files, folders and BEIR-style .jsonl corpora.
+    Ingest(cmd::ingest::Args),
+    /// Run the HTTP server.
+    Serve(cmd::serve::Args),
+    /// Search a collection, locally or on a running server.
+    Query(cmd::query::Args),
+    /// Collections with their document and chunk counts.
+    Status(cmd::status::Args),
+    /// Measure retrieval quality on a BEIR-layout dataset (nDCG@10, Recall@100, MRR@10, latency).
+    Eval(eval::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbose_default = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(verbose_default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let config = match config::load(cli.config.as_deref(), &cli.data_dir, std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Ingest(args) => cmd::ingest::run(&cli.data_dir, &config, args),
+        Command::Serve(args) => cmd::serve::run(&cli.data_dir, &config, args),
+        Command::Query(args) => cmd::query::run(&cli.data_dir, &config, args),
+        Command::Status(args) => cmd::status::run(&cli.data_dir, &config, args),
+        Command::Eval(args) => eval::run(&cli.data_dir, &config, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

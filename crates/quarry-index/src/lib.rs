@@ -1,1 +1,19 @@
-//! placeholder
+//! quarry-index: the retrieval engine, synchronous and free of HTTP.
+//!
+//! An [`Engine`] owns a data directory: the SQLite catalog (the source of truth for collections,
+//! documents, chunks and generations) and one tantivy BM25 index per collection, derived from the
+//! catalog. Writes go through [`Engine::apply`], which commits one *generation* atomically across both
+//! stores (see `ARCHITECTURE.md`, "Generations"). Reads go through a [`Searcher`], an immutable
+//! snapshot of one generation.
+
+pub mod bm25;
+pub mod catalog;
+pub mod engine;
+pub mod error;
+pub mod ingest;
+pub mod searcher;
+
+pub use engine::{ApplyStats, Change, CollectionStats, Engine, EngineOptions};
+pub use error::{Error, ErrorKind, Result};
+pub use ingest::{IngestOptions, IngestSummary, NoProgress, Problem, Progress, ingest, ingest_records};
+pub use searcher::{Hit, Scores, SearchResponse, Searcher};

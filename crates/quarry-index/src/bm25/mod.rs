@@ -1,0 +1,182 @@
+//! The BM25 index of a collection: one tantivy document per distinct chunk.
+//!
+//! A tantivy document holds the chunk hash (its key), the ids of the documents that contain the
+//! chunk, their titles (a boosted field), the chunk text, and the occurrences needed to render a hit.
+//! Text is analysed with English rules: simple tokenisation, ASCII folding, lower-casing, English
+//! stop words, Snowball English stemming. Every commit carries the catalog generation it reflects
+//! as its payload, which is how crash recovery knows what to replay.
+
+mod query;
+
+pub use query::{TITLE_BOOST, build_query};
+
+use crate::catalog::{ChunkRecord, Occurrence};
+use crate::error::{Error, Result};
+use quarry_core::ContentHash;
+use std::path::Path;
+use tantivy::schema::{
+    Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
+};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter,
+    TextAnalyzer,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+/// Name under which the English analyzer is registered in every index.
+pub const ANALYZER: &str = "quarry_en";
+/// Memory budget of one index writer.
+const WRITER_MEMORY: usize = 64 * 1024 * 1024;
+
+/// The fields of the BM25 schema.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields {
+    pub chunk_hash: Field,
+    pub doc_ids: Field,
+    pub title: Field,
+    pub text: Field,
+    pub occurrences: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let analysed = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqs),
+        )
+        .set_stored();
+    let fields = Fields {
+        chunk_hash: b.add_text_field("chunk_hash", STRING | STORED),
+        doc_ids: b.add_text_field("doc_ids", STRING | STORED),
+        title: b.add_text_field("title", analysed.clone()),
+        text: b.add_text_field("text", analysed),
+        occurrences: b.add_bytes_field("occurrences", STORED),
+    };
+    (b.build(), fields)
+}
+
+/// The analyzer used for both indexing and queries.
+pub fn analyzer() -> TextAnalyzer {
+    let stop = StopWordFilter::new(Language::English).unwrap_or_else(|| StopWordFilter::remove(Vec::new()));
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(AsciiFoldingFilter)
+        .filter(LowerCaser)
+        .filter(stop)
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+pub struct Bm25Index {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+}
+
+impl Bm25Index {
+    /// Opens the index in `dir`, creating an empty one if there is none.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let (schema, fields) = schema();
+        let index = if dir.join("meta.json").exists() {
+            let index = Index::open_in_dir(dir)?;
+            if index.schema() != schema {
+                return Err(Error::Corrupt(format!(
+                    "BM25 index {} has another schema than this quarry writes; delete the folder and \
+                     restart, quarry rebuilds it from the catalog",
+                    dir.display()
+                )));
+            }
+            index
+        } else {
+            Index::create_in_dir(dir, schema)?
+        };
+        index.tokenizers().register(ANALYZER, analyzer());
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::OnCommitWithDelay)
+            .doc_store_cache_num_blocks(256)
+            .try_into()?;
+        Ok(Bm25Index { index, reader, fields })
+    }
+
+    pub fn fields(&self) -> Fields {
+        self.fields
+    }
+
+    /// The catalog generation of the last commit (0 for a new index).
+    pub fn generation(&self) -> Result<u64> {
+        let metas = self.index.load_metas()?;
+        match metas.payload {
+            None => Ok(0),
+            Some(p) => p.parse().map_err(|_| Error::Corrupt(format!("BM25 commit payload {p:?} is not a generation"))),
+        }
+    }
+
+    /// A snapshot of the last commit this process has seen.
+    pub fn searcher(&self) -> tantivy::Searcher {
+        self.reader.searcher()
+    }
+
+    /// Writes generation `generation`: every chunk of `touched` is removed, then `records` (the
+    /// touched chunks that still exist) are added. `rebuild` first drops every document. One commit.
+    pub fn commit(&self, generation: u64, touched: &[ContentHash], records: &[ChunkRecord], rebuild: bool) -> Result<()> {
+        let mut writer: IndexWriter<TantivyDocument> = self.index.writer(WRITER_MEMORY)?;
+        if rebuild {
+            writer.delete_all_documents()?;
+        } else {
+            for hash in touched {
+                writer.delete_term(Term::from_field_text(self.fields.chunk_hash, &hash.to_hex()));
+            }
+        }
+        for record in records {
+            writer.add_document(self.document(record)?)?;
+        }
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&generation.to_string());
+        prepared.commit()?;
+        writer.wait_merging_threads()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    fn document(&self, record: &ChunkRecord) -> Result<TantivyDocument> {
+        let f = &self.fields;
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.chunk_hash, record.hash.to_hex());
+        let mut titles: Vec<&str> = Vec::new();
+        for occ in &record.occurrences {
+            doc.add_text(f.doc_ids, &occ.doc_id);
+            if !occ.title.is_empty() && !titles.contains(&occ.title.as_str()) {
+                titles.push(&occ.title);
+            }
+        }
+        for t in titles {
+            doc.add_text(f.title, t);
+        }
+        doc.add_text(f.text, &record.text);
+        let occurrences = serde_json::to_vec(&record.occurrences).map_err(|e| Error::Corrupt(e.to_string()))?;
+        doc.add_bytes(f.occurrences, &occurrences);
+        Ok(doc)
+    }
+
+    /// Reads back the chunk stored at `doc` of `searcher`.
+    pub fn record(&self, searcher: &tantivy::Searcher, address: tantivy::DocAddress) -> Result<ChunkRecord> {
+        let doc: TantivyDocument = searcher.doc(address)?;
+        let f = &self.fields;
+        let hash = doc
+            .get_first(f.chunk_hash)
+            .and_then(|v| v.as_str())
+            .and_then(ContentHash::from_hex)
+            .ok_or_else(|| Error::Corrupt("BM25 document without chunk hash".into()))?;
+        let text = doc.get_first(f.text).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let occurrences: Vec<Occurrence> = doc
+            .get_first(f.occurrences)
+            .and_then(|v| v.as_bytes())
+            .map(serde_json::from_slice)
+            .transpose()
+            .map_err(|e| Error::Corrupt(format!("BM25 occurrences: {e}")))?
+            .unwrap_or_default();
+        Ok(ChunkRecord { hash, text, occurrences })
+    }
+}

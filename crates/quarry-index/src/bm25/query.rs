@@ -1,0 +1,41 @@
+//! Turning user text into a BM25 query. Query strings are never parsed as tantivy syntax: the text
+//! is run through the index analyzer, and each distinct term becomes a `SHOULD` clause over the
+//! chunk text and the (boosted) title. Quotes, colons, brackets, `AND`/`OR` and the like are just
+//! characters, so no input can fail to parse or name a field.
+
+use super::{Fields, analyzer};
+use tantivy::Term;
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::schema::IndexRecordOption;
+
+/// Weight of a title match relative to a text match.
+pub const TITLE_BOOST: f32 = 1.5;
+/// Most distinct terms taken from one query; the rest are ignored (a 10 KB query stays fast).
+pub const MAX_QUERY_TERMS: usize = 256;
+
+/// The query for `text`, or `None` when the text has no searchable term (only stop words or
+/// punctuation).
+pub fn build_query(fields: &Fields, text: &str) -> Option<Box<dyn Query>> {
+    let mut analyzer = analyzer();
+    let mut stream = analyzer.token_stream(text);
+    let mut terms: Vec<String> = Vec::new();
+    while let Some(token) = stream.next() {
+        if !terms.contains(&token.text) {
+            terms.push(token.text.clone());
+            if terms.len() == MAX_QUERY_TERMS {
+                break;
+            }
+        }
+    }
+    if terms.is_empty() {
+        return None;
+    }
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len() * 2);
+    for t in &terms {
+        let text_q = TermQuery::new(Term::from_field_text(fields.text, t), IndexRecordOption::WithFreqs);
+        let title_q = TermQuery::new(Term::from_field_text(fields.title, t), IndexRecordOption::WithFreqs);
+        clauses.push((Occur::Should, Box::new(text_q)));
+        clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(title_q), TITLE_BOOST))));
+    }
+    Some(Box::new(BooleanQuery::new(clauses)))
+}

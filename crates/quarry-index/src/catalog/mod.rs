@@ -1,0 +1,242 @@
+//! The catalog: SQLite (WAL, `synchronous = FULL`) holding collections, documents, content-addressed
+//! chunks, per-generation change logs, and the tables later features fill in (embedding versions,
+//! jobs, eval runs).
+//!
+//! One write transaction is one generation: [`Catalog::begin`] opens it, [`WriteTx::commit`] bumps
+//! the collection's generation and records every chunk it touched, so derived indexes can replay it.
+
+mod write;
+
+pub use write::{UpsertOutcome, WriteTx};
+
+use crate::error::{Error, Result};
+use quarry_core::{ChunkOptions, ContentHash};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use std::path::Path;
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// A collection as the catalog stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionRow {
+    pub name: String,
+    pub generation: u64,
+    pub chunk_options: ChunkOptions,
+    pub active_version: Option<String>,
+    pub created_at: i64,
+}
+
+/// Where a chunk occurs: enough to render a hit without touching the catalog at query time.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Occurrence {
+    pub doc_id: String,
+    pub title: String,
+    pub source: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A chunk with every place it occurs, as the BM25 index stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkRecord {
+    pub hash: ContentHash,
+    pub text: String,
+    pub occurrences: Vec<Occurrence>,
+}
+
+/// Whether a name is acceptable for a collection: 1 to 64 of `[A-Za-z0-9_-]`.
+pub fn check_collection_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Input(format!(
+            "invalid collection name {name:?}: use 1 to 64 letters, digits, `_` or `-`"
+        )))
+    }
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+pub(crate) fn parse_hash(s: &str) -> Result<ContentHash> {
+    ContentHash::from_hex(s).ok_or_else(|| Error::Corrupt(format!("bad content hash {s:?} in catalog")))
+}
+
+pub struct Catalog {
+    conn: Connection,
+}
+
+impl Catalog {
+    /// Opens (creating if needed) the catalog at `path` and migrates it to the current schema.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        match version {
+            0 => {
+                conn.execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
+                    include_str!("schema.sql")
+                ))?;
+            }
+            SCHEMA_VERSION => {}
+            v => {
+                return Err(Error::Corrupt(format!(
+                    "catalog {} has schema version {v}; this quarry understands {SCHEMA_VERSION}. \
+                     Use a newer quarry, or a fresh --data-dir",
+                    path.display()
+                )));
+            }
+        }
+        Ok(Catalog { conn })
+    }
+
+    /// The collection, created with `chunk_options` if it does not exist yet.
+    pub fn ensure_collection(&self, name: &str, chunk_options: &ChunkOptions) -> Result<CollectionRow> {
+        check_collection_name(name)?;
+        let options = serde_json::to_string(chunk_options).map_err(|e| Error::Corrupt(e.to_string()))?;
+        self.conn.execute(
+            "INSERT OR IGNORE INTO collections (name, created_at, generation, chunk_options) VALUES (?1, ?2, 0, ?3)",
+            params![name, now(), options],
+        )?;
+        self.collection(name)?.ok_or_else(|| Error::Corrupt(format!("collection {name} vanished")))
+    }
+
+    pub fn collection(&self, name: &str) -> Result<Option<CollectionRow>> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT name, generation, chunk_options, active_version, created_at FROM collections WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()?;
+        row.map(|(name, generation, options, active_version, created_at): (String, i64, String, _, _)| {
+            let chunk_options = serde_json::from_str(&options)
+                .map_err(|e| Error::Corrupt(format!("chunk options of {name}: {e}")))?;
+            Ok(CollectionRow { name, generation: generation as u64, chunk_options, active_version, created_at })
+        })
+        .transpose()
+    }
+
+    pub fn collections(&self) -> Result<Vec<CollectionRow>> {
+        let names: Vec<String> = self
+            .conn
+            .prepare("SELECT name FROM collections ORDER BY name")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        names.iter().filter_map(|n| self.collection(n).transpose()).collect()
+    }
+
+    /// `(documents, distinct chunks)` of a collection.
+    pub fn counts(&self, collection: &str) -> Result<(u64, u64)> {
+        let docs: i64 =
+            self.conn.query_row("SELECT count(*) FROM documents WHERE collection = ?1", [collection], |r| r.get(0))?;
+        let chunks: i64 =
+            self.conn.query_row("SELECT count(*) FROM chunks WHERE collection = ?1", [collection], |r| r.get(0))?;
+        Ok((docs as u64, chunks as u64))
+    }
+
+    /// Content hash of every document of the collection, by doc id.
+    pub fn doc_hashes(&self, collection: &str) -> Result<HashMap<String, ContentHash>> {
+        let mut stmt = self.conn.prepare("SELECT doc_id, content_hash FROM documents WHERE collection = ?1")?;
+        let rows = stmt.query_map([collection], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        rows.map(|r| {
+            let (id, h) = r?;
+            Ok((id, parse_hash(&h)?))
+        })
+        .collect()
+    }
+
+    /// Doc ids and sources of every document of the collection (for `--sync`).
+    pub fn doc_sources(&self, collection: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare("SELECT doc_id, source FROM documents WHERE collection = ?1")?;
+        let rows = stmt.query_map([collection], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The chunk and its occurrences, or `None` when no document holds it any more.
+    pub fn chunk_record(&self, collection: &str, hash: &ContentHash) -> Result<Option<ChunkRecord>> {
+        let hex = hash.to_hex();
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT text FROM chunks WHERE collection = ?1 AND chunk_hash = ?2", [collection, &hex], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let Some(text) = text else { return Ok(None) };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT d.doc_id, d.title, d.source, c.start, c.end FROM doc_chunks c
+             JOIN documents d ON d.collection = c.collection AND d.doc_id = c.doc_id
+             WHERE c.collection = ?1 AND c.chunk_hash = ?2 ORDER BY d.doc_id, c.ord",
+        )?;
+        let occurrences = stmt
+            .query_map([collection, &hex], |r| {
+                Ok(Occurrence {
+                    doc_id: r.get(0)?,
+                    title: r.get(1)?,
+                    source: r.get(2)?,
+                    start: r.get::<_, i64>(3)? as usize,
+                    end: r.get::<_, i64>(4)? as usize,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        if occurrences.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(ChunkRecord { hash: *hash, text, occurrences }))
+    }
+
+    /// Every chunk hash of the collection (for a full rebuild of a derived index).
+    pub fn all_chunk_hashes(&self, collection: &str) -> Result<Vec<ContentHash>> {
+        let mut stmt = self.conn.prepare("SELECT chunk_hash FROM chunks WHERE collection = ?1")?;
+        let rows = stmt.query_map([collection], |r| r.get::<_, String>(0))?;
+        rows.map(|h| parse_hash(&h?)).collect()
+    }
+
+    /// Chunks touched by generations after `after`, or `None` if the log no longer reaches back
+    /// that far (then a derived index must be rebuilt in full).
+    pub fn changed_since(&self, collection: &str, after: u64) -> Result<Option<Vec<ContentHash>>> {
+        let current = self.collection(collection)?.map_or(0, |c| c.generation);
+        if after >= current {
+            return Ok(Some(Vec::new()));
+        }
+        let oldest: Option<i64> = self.conn.query_row(
+            "SELECT min(generation) FROM changelog WHERE collection = ?1",
+            [collection],
+            |r| r.get(0),
+        )?;
+        match oldest {
+            Some(oldest) if oldest as u64 <= after + 1 => {}
+            _ => return Ok(None),
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT chunk_hash FROM changelog WHERE collection = ?1 AND generation > ?2")?;
+        let rows = stmt.query_map(params![collection, after as i64], |r| r.get::<_, String>(0))?;
+        Ok(Some(rows.map(|h| parse_hash(&h?)).collect::<Result<_>>()?))
+    }
+
+    /// Forgets the change log before `generation`, once every derived index has committed it. The
+    /// log of `generation` itself is kept so the log always reaches the last generation.
+    pub fn prune_changelog(&self, collection: &str, generation: u64) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM changelog WHERE collection = ?1 AND generation < ?2",
+            params![collection, generation as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Starts the write transaction of the collection's next generation.
+    pub fn begin(&mut self, collection: &str) -> Result<WriteTx<'_>> {
+        WriteTx::begin(&mut self.conn, collection)
+    }
+}

@@ -1,0 +1,160 @@
+//! One write transaction of the catalog: upserts and deletes of documents, committed as the
+//! collection's next generation together with the log of every chunk it touched.
+
+use super::{now, parse_hash};
+use crate::error::{Error, Result};
+use quarry_core::{Chunk, ContentHash, Document};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use std::collections::BTreeSet;
+
+/// What an upsert did to a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpsertOutcome {
+    Added,
+    Updated,
+    /// Same doc id and content hash as stored: nothing was written.
+    Unchanged,
+}
+
+pub struct WriteTx<'c> {
+    tx: Transaction<'c>,
+    collection: String,
+    generation: u64,
+    touched: BTreeSet<ContentHash>,
+    dirty: bool,
+}
+
+impl<'c> WriteTx<'c> {
+    pub(super) fn begin(conn: &'c mut Connection, collection: &str) -> Result<Self> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = tx
+            .query_row("SELECT generation FROM collections WHERE name = ?1", [collection], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| Error::NotFound { what: "collection", id: collection.to_owned() })?;
+        Ok(WriteTx { tx, collection: collection.to_owned(), generation: current as u64 + 1, touched: BTreeSet::new(), dirty: false })
+    }
+
+    /// The generation this transaction will commit.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn chunk_hashes_of(&self, doc_id: &str) -> Result<Vec<ContentHash>> {
+        let mut stmt =
+            self.tx.prepare_cached("SELECT chunk_hash FROM doc_chunks WHERE collection = ?1 AND doc_id = ?2")?;
+        let rows = stmt.query_map([&self.collection, doc_id], |r| r.get::<_, String>(0))?;
+        rows.map(|h| parse_hash(&h?)).collect()
+    }
+
+    fn stored_hash(&self, doc_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT content_hash FROM documents WHERE collection = ?1 AND doc_id = ?2",
+                [&self.collection, doc_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Inserts or replaces `doc` and exactly its own chunks.
+    pub fn upsert(&mut self, doc: &Document, chunks: &[Chunk]) -> Result<UpsertOutcome> {
+        let outcome = match self.stored_hash(&doc.doc_id)? {
+            Some(h) if h == doc.content_hash.to_hex() => return Ok(UpsertOutcome::Unchanged),
+            Some(_) => UpsertOutcome::Updated,
+            None => UpsertOutcome::Added,
+        };
+        self.dirty = true;
+        let old = self.chunk_hashes_of(&doc.doc_id)?;
+        self.touched.extend(old);
+        let metadata = serde_json::Value::Object(doc.metadata.clone()).to_string();
+        let acl = serde_json::to_string(&doc.acl).map_err(|e| Error::Corrupt(e.to_string()))?;
+        self.tx.prepare_cached(
+            "INSERT INTO documents (collection, doc_id, title, text, source, format, content_hash, metadata, acl, generation, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (collection, doc_id) DO UPDATE SET title = excluded.title, text = excluded.text,
+               source = excluded.source, format = excluded.format, content_hash = excluded.content_hash,
+               metadata = excluded.metadata, acl = excluded.acl, generation = excluded.generation,
+               updated_at = excluded.updated_at",
+        )?
+        .execute(params![
+            self.collection,
+            doc.doc_id,
+            doc.title,
+            doc.text,
+            doc.source,
+            doc.format.as_str(),
+            doc.content_hash.to_hex(),
+            metadata,
+            acl,
+            self.generation as i64,
+            now()
+        ])?;
+        self.tx
+            .prepare_cached("DELETE FROM doc_chunks WHERE collection = ?1 AND doc_id = ?2")?
+            .execute([&self.collection, &doc.doc_id])?;
+        for chunk in chunks {
+            let hex = chunk.hash.to_hex();
+            self.tx
+                .prepare_cached("INSERT OR IGNORE INTO chunks (collection, chunk_hash, text) VALUES (?1, ?2, ?3)")?
+                .execute(params![self.collection, hex, chunk.text])?;
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO doc_chunks (collection, doc_id, ord, chunk_hash, start, end) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    self.collection,
+                    doc.doc_id,
+                    chunk.ord,
+                    hex,
+                    chunk.start as i64,
+                    chunk.end as i64
+                ])?;
+            self.touched.insert(chunk.hash);
+        }
+        Ok(outcome)
+    }
+
+    /// Deletes a document and its chunk references; `false` if it did not exist.
+    pub fn delete(&mut self, doc_id: &str) -> Result<bool> {
+        let old = self.chunk_hashes_of(doc_id)?;
+        self.touched.extend(old);
+        self.tx
+            .prepare_cached("DELETE FROM doc_chunks WHERE collection = ?1 AND doc_id = ?2")?
+            .execute([&self.collection, doc_id])?;
+        let n = self
+            .tx
+            .prepare_cached("DELETE FROM documents WHERE collection = ?1 AND doc_id = ?2")?
+            .execute([&self.collection, doc_id])?;
+        self.dirty |= n > 0;
+        Ok(n > 0)
+    }
+
+    /// Commits the generation: drops chunks no document holds any more, logs every touched chunk,
+    /// bumps the collection's generation. Returns the touched chunks; a transaction that changed
+    /// nothing commits nothing and returns `None`.
+    pub fn commit(self) -> Result<Option<(u64, Vec<ContentHash>)>> {
+        if !self.dirty {
+            self.tx.rollback()?;
+            return Ok(None);
+        }
+        for hash in &self.touched {
+            let hex = hash.to_hex();
+            self.tx
+                .prepare_cached(
+                    "DELETE FROM chunks WHERE collection = ?1 AND chunk_hash = ?2
+                     AND NOT EXISTS (SELECT 1 FROM doc_chunks WHERE collection = ?1 AND chunk_hash = ?2)",
+                )?
+                .execute([&self.collection, &hex])?;
+            self.tx
+                .prepare_cached("INSERT OR IGNORE INTO changelog (collection, generation, chunk_hash) VALUES (?1, ?2, ?3)")?
+                .execute(params![self.collection, self.generation as i64, hex])?;
+        }
+        self.tx.execute(
+            "UPDATE collections SET generation = ?2 WHERE name = ?1",
+            params![self.collection, self.generation as i64],
+        )?;
+        self.tx.commit()?;
+        Ok(Some((self.generation, self.touched.into_iter().collect())))
+    }
+}

@@ -1,0 +1,65 @@
+//! Errors of the engine, split by blame: the caller's input, a missing thing, a busy resource, or an
+//! internal fault (IO, catalog, index). The server maps [`Error::code`] to an HTTP status in one table.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller sent something invalid; the message says what and how to fix it.
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Core(#[from] quarry_core::Error),
+    #[error("{what} `{id}` not found")]
+    NotFound { what: &'static str, id: String },
+    /// Another writer holds the data directory, or a resource is not ready.
+    #[error("{0}")]
+    Busy(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("catalog: {0}")]
+    Catalog(#[from] rusqlite::Error),
+    #[error("bm25 index: {0}")]
+    Bm25(#[from] tantivy::TantivyError),
+    /// Stored state that does not parse or contradicts itself.
+    #[error("corrupt state: {0}")]
+    Corrupt(String),
+}
+
+/// Who is to blame for an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Input,
+    NotFound,
+    Busy,
+    Internal,
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Input(_) | Error::Core(_) => ErrorKind::Input,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Busy(_) => ErrorKind::Busy,
+            Error::Io { .. } | Error::Catalog(_) | Error::Bm25(_) | Error::Corrupt(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// A stable snake_case code for clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Input(_) | Error::Core(_) => "invalid_request",
+            Error::NotFound { what: "collection", .. } => "collection_not_found",
+            Error::NotFound { what: "document", .. } => "document_not_found",
+            Error::NotFound { .. } => "not_found",
+            Error::Busy(_) => "busy",
+            _ => "internal",
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

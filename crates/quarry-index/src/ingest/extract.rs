@@ -1,0 +1,209 @@
+//! Text extraction: plain text, Markdown (front matter and first heading for the title), HTML
+//! (visible text only, `<title>` as title) and BEIR-style JSONL records.
+
+use quarry_core::DocFormat;
+use scraper::{ElementRef, Html, Node};
+
+/// Extracted title and text of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extracted {
+    pub title: String,
+    pub text: String,
+}
+
+/// The format of a file, by extension (case-insensitive); `None` for formats quarry does not read.
+pub fn format_of(path: &std::path::Path) -> Option<FileKind> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "txt" | "text" => FileKind::Doc(DocFormat::Text),
+        "md" | "markdown" => FileKind::Doc(DocFormat::Markdown),
+        "html" | "htm" => FileKind::Doc(DocFormat::Html),
+        "jsonl" => FileKind::Jsonl,
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Doc(DocFormat),
+    Jsonl,
+}
+
+/// Extracts a document of `format`; `fallback_title` (the file stem) is used when the content names
+/// no title.
+pub fn extract(format: DocFormat, raw: &str, fallback_title: &str) -> Extracted {
+    match format {
+        DocFormat::Markdown => markdown(raw, fallback_title),
+        DocFormat::Html => html(raw, fallback_title),
+        DocFormat::Text | DocFormat::Record => Extracted { title: fallback_title.to_owned(), text: raw.to_owned() },
+    }
+}
+
+/// Splits off YAML front matter (`---` … `---` at the very start) and returns `(front, body)`.
+fn front_matter(raw: &str) -> (Option<&str>, &str) {
+    let Some(rest) = raw.strip_prefix("---\n").or_else(|| raw.strip_prefix("---\r\n")) else {
+        return (None, raw);
+    };
+    let mut offset = 0;
+    for line in rest.split_inclusive('\n') {
+        if line.trim_end() == "---" || line.trim_end() == "..." {
+            return (Some(&rest[..offset]), &rest[offset + line.len()..]);
+        }
+        offset += line.len();
+    }
+    (None, raw)
+}
+
+fn markdown(raw: &str, fallback_title: &str) -> Extracted {
+    let (front, body) = front_matter(raw);
+    let from_front = front.and_then(|f| {
+        f.lines().find_map(|l| {
+            let v = l.strip_prefix("title:")?.trim().trim_matches(|c| c == '"' || c == '\'').trim();
+            (!v.is_empty()).then(|| v.to_owned())
+        })
+    });
+    let title = from_front.or_else(|| first_heading(body)).unwrap_or_else(|| fallback_title.to_owned());
+    Extracted { title, text: body.to_owned() }
+}
+
+/// The first ATX heading (`# Title`) outside fenced code blocks.
+fn first_heading(body: &str) -> Option<String> {
+    let mut in_fence = false;
+    for line in body.lines() {
+        let t = line.trim_start();
+        if t.starts_with("```") || t.starts_with("~~~") {
+            in_fence = !in_fence;
+            continue;
+        }
+        if in_fence || line.starts_with("    ") {
+            continue;
+        }
+        let hashes = t.bytes().take_while(|&b| b == b'#').count();
+        if (1..=6).contains(&hashes) && t[hashes..].starts_with([' ', '\t']) {
+            let h = t[hashes..].trim().trim_end_matches('#').trim();
+            if !h.is_empty() {
+                return Some(h.to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// Elements whose content is never visible text.
+const INVISIBLE: &[&str] = &["script", "style", "noscript", "template", "head", "svg", "iframe", "object"];
+/// Elements that end a line of text.
+const BLOCK: &[&str] = &[
+    "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section",
+    "article", "header", "footer", "nav", "aside", "blockquote", "pre", "hr", "dt", "dd", "figcaption", "main",
+];
+
+fn html(raw: &str, fallback_title: &str) -> Extracted {
+    let doc = Html::parse_document(raw);
+    let title = doc
+        .root_element()
+        .descendants()
+        .filter_map(ElementRef::wrap)
+        .find(|e| e.value().name() == "title")
+        .map(|e| collapse(&e.text().collect::<String>()))
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| fallback_title.to_owned());
+    let mut out = String::new();
+    visible_text(doc.root_element(), &mut out);
+    let text = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n");
+    Extracted { title, text }
+}
+
+fn visible_text(el: ElementRef<'_>, out: &mut String) {
+    for child in el.children() {
+        match child.value() {
+            Node::Text(t) => {
+                let s = collapse(t);
+                if !s.is_empty() {
+                    if !out.is_empty() && !out.ends_with(['\n', ' ']) {
+                        out.push(' ');
+                    }
+                    out.push_str(&s);
+                }
+            }
+            Node::Element(e) => {
+                if INVISIBLE.contains(&e.name()) {
+                    continue;
+                }
+                let block = BLOCK.contains(&e.name());
+                if block {
+                    out.push('\n');
+                }
+                if let Some(child_el) = ElementRef::wrap(child) {
+                    visible_text(child_el, out);
+                }
+                if block {
+                    out.push('\n');
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn collapse(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A BEIR corpus record (`{"_id", "title", "text"}` plus optional `acl` and `metadata`); `id` is
+/// accepted for `_id`. Other keys are ignored.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Record {
+    #[serde(alias = "id", rename = "_id", deserialize_with = "id_string")]
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub acl: Vec<String>,
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Ids may be strings or integers in the wild; both become strings.
+fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    use serde::de::Error;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(D::Error::custom(format!("`_id` must be a non-empty string or a number, not {other}"))),
+    }
+}
+use serde::Deserialize as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_title_from_front_matter_then_heading() {
+        let e = extract(DocFormat::Markdown, "---\ntitle: \"Hello\"\ntags: x\n---\n# Other\nbody\n", "f");
+        assert_eq!(e.title, "Hello");
+        assert_eq!(e.text, "# Other\nbody\n");
+        let e = extract(DocFormat::Markdown, "```\n# not me\n```\n\n## Real title ##\ntext", "f");
+        assert_eq!(e.title, "Real title");
+        assert_eq!(extract(DocFormat::Markdown, "no heading", "stem").title, "stem");
+    }
+
+    #[test]
+    fn html_keeps_visible_text_only() {
+        let raw = "<html><head><title> The  Title </title><style>p{}</style></head><body><h1>Head</h1>\
+                   <script>var secret = 1;</script><p>First <b>bold</b> para.</p><div>Second</div></body></html>";
+        let e = extract(DocFormat::Html, raw, "f");
+        assert_eq!(e.title, "The Title");
+        assert_eq!(e.text, "Head\nFirst bold para.\nSecond");
+    }
+
+    #[test]
+    fn records_parse_beir_lines() {
+        let r: Record = serde_json::from_str(r#"{"_id": 42, "title": "T", "text": "x", "extra": 1}"#).unwrap();
+        assert_eq!((r.id.as_str(), r.title.as_str()), ("42", "T"));
+        assert!(serde_json::from_str::<Record>(r#"{"title": "T"}"#).is_err());
+        assert!(serde_json::from_str::<Record>(r#"{"_id": "", "text": "x"}"#).is_err());
+    }
+}

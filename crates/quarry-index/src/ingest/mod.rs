@@ -1,0 +1,428 @@
+//! Ingest: walk → read and hash raw bytes (unchanged documents stop here) → extract text → chunk →
+//! apply to the engine in batches, each batch one generation. Extraction and chunking run in
+//! parallel with rayon. Bad input never fails the run: every skipped file or line is counted in the
+//! summary with its reason.
+//!
+//! Invalid UTF-8 in a text file is decoded lossily (U+FFFD replaces the bad bytes): the document is
+//! kept and a warning `invalid_utf8` names the file. A JSONL line that is not valid UTF-8 JSON is
+//! skipped as `malformed_jsonl`.
+
+mod extract;
+mod walk;
+
+pub use extract::{Extracted, FileKind, Record, extract, format_of};
+pub use walk::{Walk, WalkedFile, walk};
+
+use crate::engine::{ApplyStats, Change, Engine};
+use crate::error::Result;
+use quarry_core::{Chunker, ContentHash, DocFormat, Document};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Files processed in parallel at a time.
+const FILE_GROUP: usize = 256;
+/// JSONL lines processed in parallel at a time.
+const LINE_GROUP: usize = 2048;
+
+/// Settings of one ingest run.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub collection: String,
+    /// ACL given to documents that carry none (`--acl`).
+    pub acl: Vec<String>,
+    /// Delete documents that vanished from the walked directories.
+    pub sync: bool,
+    /// Files (and JSONL lines) larger than this are skipped as `too_large`.
+    pub max_file_bytes: u64,
+    /// Documents per generation commit.
+    pub batch_docs: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            collection: "default".into(),
+            acl: Vec::new(),
+            sync: false,
+            max_file_bytes: 32 * 1024 * 1024,
+            batch_docs: 2000,
+        }
+    }
+}
+
+/// A skipped input or a warning, with where and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, reason: &str, message: impl Into<String>) -> Self {
+        Problem { path: path.into(), line: None, reason: reason.into(), message: message.into() }
+    }
+
+    fn at_line(mut self, line: u64) -> Self {
+        self.line = Some(line);
+        self
+    }
+}
+
+/// The summary of an ingest run (`quarry ingest --json`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IngestSummary {
+    pub collection: String,
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub deleted: u64,
+    /// Skipped inputs by reason.
+    pub skipped: BTreeMap<String, u64>,
+    /// Documents kept with a warning, by reason.
+    pub warnings: BTreeMap<String, u64>,
+    /// Chunks of the added and updated documents.
+    pub chunks: u64,
+    /// Chunks sent to an embedding model (none until a collection has an embedder).
+    pub embedded: u64,
+    /// Chunks whose vectors came from the cache.
+    pub cache_hits: u64,
+    pub seconds: f64,
+    /// Every skip and warning, with its path (and line, for JSONL).
+    pub problems: Vec<Problem>,
+}
+
+impl IngestSummary {
+    fn problem(&mut self, p: Problem) {
+        *self.skipped.entry(p.reason.clone()).or_default() += 1;
+        self.problems.push(p);
+    }
+
+    fn warning(&mut self, p: Problem) {
+        *self.warnings.entry(p.reason.clone()).or_default() += 1;
+        self.problems.push(p);
+    }
+
+    fn add(&mut self, s: &ApplyStats) {
+        self.added += s.added;
+        self.updated += s.updated;
+        self.unchanged += s.unchanged;
+        self.deleted += s.deleted;
+    }
+}
+
+/// Reports progress in bytes of input read.
+pub trait Progress: Sync {
+    fn start(&self, _total_bytes: u64) {}
+    fn advance(&self, _bytes: u64) {}
+}
+
+/// No progress display.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What reading one input produced.
+enum Outcome {
+    Upsert(Change, u64),
+    Unchanged(String),
+    Skipped(Problem, Option<String>),
+}
+
+struct Ctx<'a> {
+    opts: &'a IngestOptions,
+    chunker: &'a Chunker,
+    known: &'a HashMap<String, ContentHash>,
+}
+
+/// Builds the document of a record (JSONL line or API call), or `None` when it has no text.
+pub fn record_document(rec: Record, source: &str, content_hash: ContentHash, default_acl: &[String]) -> Option<Document> {
+    let text = if rec.text.trim().is_empty() { rec.title.clone() } else { rec.text };
+    if text.trim().is_empty() {
+        return None;
+    }
+    Some(Document {
+        doc_id: rec.id,
+        title: rec.title,
+        text,
+        source: source.to_owned(),
+        format: DocFormat::Record,
+        metadata: rec.metadata,
+        acl: if rec.acl.is_empty() { default_acl.to_vec() } else { rec.acl },
+        content_hash,
+    })
+}
+
+/// Chunks a document into an upsert.
+pub fn upsert(chunker: &Chunker, doc: Document) -> Change {
+    let chunks = chunker.chunk(&doc.text, doc.format);
+    Change::Upsert(doc, chunks)
+}
+
+fn read_file(ctx: &Ctx<'_>, f: &WalkedFile, format: DocFormat) -> Outcome {
+    let shown = f.path.display().to_string();
+    let skip = |reason: &str, msg: String| Outcome::Skipped(Problem::new(shown.clone(), reason, msg), Some(f.doc_id.clone()));
+    if f.size > ctx.opts.max_file_bytes {
+        return skip(
+            "too_large",
+            format!("{} bytes is over ingest.max_file_bytes ({}); raise the limit to ingest it", f.size, ctx.opts.max_file_bytes),
+        );
+    }
+    let bytes = match std::fs::read(&f.path) {
+        Ok(b) => b,
+        Err(e) => return skip("unreadable", e.to_string()),
+    };
+    if bytes.len() as u64 > ctx.opts.max_file_bytes {
+        return skip("too_large", format!("{} bytes is over ingest.max_file_bytes", bytes.len()));
+    }
+    if bytes.contains(&0) {
+        return skip("binary", "contains a NUL byte; not a text file".into());
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return skip("empty", "no text".into());
+    }
+    let hash = ContentHash::of(&bytes);
+    if ctx.known.get(&f.doc_id) == Some(&hash) {
+        return Outcome::Unchanged(f.doc_id.clone());
+    }
+    let (raw, lossy) = match String::from_utf8(bytes) {
+        Ok(s) => (s, false),
+        Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
+    };
+    let raw = raw.strip_prefix('\u{feff}').unwrap_or(&raw);
+    let stem = f.path.file_stem().map(|s| s.to_string_lossy().replace(['-', '_'], " ")).unwrap_or_default();
+    let Extracted { title, text } = extract(format, raw, &stem);
+    if text.trim().is_empty() {
+        return skip("empty", "no visible text after extraction".into());
+    }
+    let doc = Document {
+        doc_id: f.doc_id.clone(),
+        title,
+        text,
+        source: shown.clone(),
+        format,
+        metadata: Default::default(),
+        acl: ctx.opts.acl.clone(),
+        content_hash: hash,
+    };
+    Outcome::Upsert(upsert(ctx.chunker, doc), u64::from(lossy))
+}
+
+fn read_line(ctx: &Ctx<'_>, source: &str, line_no: u64, line: &[u8]) -> Option<Outcome> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let problem = |reason: &str, msg: String| Problem::new(source, reason, msg).at_line(line_no);
+    if line.len() as u64 > ctx.opts.max_file_bytes {
+        return Some(Outcome::Skipped(problem("too_large", format!("line of {} bytes", line.len())), None));
+    }
+    let rec: Record = match serde_json::from_slice(line) {
+        Ok(r) => r,
+        Err(e) => return Some(Outcome::Skipped(problem("malformed_jsonl", e.to_string()), None)),
+    };
+    let hash = ContentHash::of(line);
+    if ctx.known.get(&rec.id) == Some(&hash) {
+        return Some(Outcome::Unchanged(rec.id));
+    }
+    let id = rec.id.clone();
+    Some(match record_document(rec, source, hash, &ctx.opts.acl) {
+        Some(doc) => Outcome::Upsert(upsert(ctx.chunker, doc), 0),
+        None => Outcome::Skipped(problem("empty", format!("record `{id}` has no title or text")), Some(id)),
+    })
+}
+
+/// Accumulates changes and commits them in batches.
+struct Batcher<'a> {
+    engine: &'a Engine,
+    opts: &'a IngestOptions,
+    changes: Vec<Change>,
+    summary: IngestSummary,
+    seen: HashSet<String>,
+}
+
+impl Batcher<'_> {
+    fn take(&mut self, outcome: Outcome, warn_path: &str) -> Result<()> {
+        match outcome {
+            Outcome::Upsert(change, lossy) => {
+                if let Change::Upsert(doc, chunks) = &change {
+                    if !self.seen.insert(doc.doc_id.clone()) {
+                        self.summary.warning(Problem::new(
+                            warn_path,
+                            "duplicate_doc_id",
+                            format!("document id `{}` appears more than once; the last one wins", doc.doc_id),
+                        ));
+                    }
+                    if lossy > 0 {
+                        self.summary.warning(Problem::new(
+                            warn_path,
+                            "invalid_utf8",
+                            "not valid UTF-8; decoded with U+FFFD replacing the invalid bytes",
+                        ));
+                    }
+                    self.summary.chunks += chunks.len() as u64;
+                }
+                self.changes.push(change);
+                if self.changes.len() >= self.opts.batch_docs {
+                    self.flush()?;
+                }
+            }
+            Outcome::Unchanged(id) => {
+                self.seen.insert(id);
+                self.summary.unchanged += 1;
+            }
+            Outcome::Skipped(p, id) => {
+                self.seen.extend(id);
+                self.summary.problem(p);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if !self.changes.is_empty() {
+            let stats = self.engine.apply(&self.opts.collection, std::mem::take(&mut self.changes))?;
+            self.summary.add(&stats);
+        }
+        Ok(())
+    }
+}
+
+/// Ingests `paths` into `opts.collection`.
+pub fn ingest(engine: &Engine, paths: &[PathBuf], opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestSummary> {
+    let started = Instant::now();
+    let walked = walk(paths)?;
+    let known = engine.doc_hashes(&opts.collection)?;
+    let chunker = Chunker::new(engine.chunk_options(&opts.collection)?)?;
+    let ctx = Ctx { opts, chunker: &chunker, known: &known };
+    let mut b = Batcher { engine, opts, changes: Vec::new(), summary: IngestSummary::default(), seen: HashSet::new() };
+    b.summary.collection = opts.collection.clone();
+    for p in walked.problems {
+        b.summary.problem(p);
+    }
+    progress.start(walked.files.iter().map(|f| f.size).sum());
+
+    let mut docs = Vec::new();
+    let mut jsonl = Vec::new();
+    for f in walked.files {
+        match format_of(&f.path) {
+            Some(FileKind::Doc(format)) => docs.push((f, format)),
+            Some(FileKind::Jsonl) => jsonl.push(f),
+            None => {
+                progress.advance(f.size);
+                b.seen.insert(f.doc_id.clone());
+                b.summary.problem(Problem::new(
+                    f.path.display().to_string(),
+                    "unsupported_format",
+                    "quarry reads .txt, .md, .markdown, .html, .htm and .jsonl files",
+                ));
+            }
+        }
+    }
+    for group in docs.chunks(FILE_GROUP) {
+        let outcomes: Vec<Outcome> = group.par_iter().map(|(f, format)| read_file(&ctx, f, *format)).collect();
+        for ((f, _), outcome) in group.iter().zip(outcomes) {
+            progress.advance(f.size);
+            b.take(outcome, &f.path.display().to_string())?;
+        }
+    }
+    for f in &jsonl {
+        ingest_jsonl(&ctx, f, &mut b, progress)?;
+    }
+    b.flush()?;
+    if opts.sync {
+        sync(engine, &walked.roots, &jsonl, &mut b)?;
+    }
+    let mut summary = b.summary;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Ingests records given as JSON values (the documents API). Every value must parse as a record,
+/// else nothing is written and the error names the first bad one (by position, from 0). Each
+/// record's content hash is blake3 of its canonical JSON (keys sorted), so resending an unchanged
+/// document writes nothing.
+pub fn ingest_records(engine: &Engine, records: Vec<serde_json::Value>, opts: &IngestOptions, source: &str) -> Result<IngestSummary> {
+    let started = Instant::now();
+    let mut lines = Vec::with_capacity(records.len());
+    for (i, value) in records.into_iter().enumerate() {
+        if let Err(e) = serde_json::from_value::<Record>(value.clone()) {
+            return Err(crate::Error::Input(format!("documents[{i}]: {e}")));
+        }
+        lines.push(value.to_string().into_bytes());
+    }
+    let known = engine.doc_hashes(&opts.collection)?;
+    let chunker = Chunker::new(engine.chunk_options(&opts.collection)?)?;
+    let ctx = Ctx { opts, chunker: &chunker, known: &known };
+    let mut b = Batcher { engine, opts, changes: Vec::new(), summary: IngestSummary::default(), seen: HashSet::new() };
+    b.summary.collection = opts.collection.clone();
+    let outcomes: Vec<Option<Outcome>> =
+        lines.par_iter().enumerate().map(|(i, line)| read_line(&ctx, source, i as u64 + 1, line)).collect();
+    for o in outcomes.into_iter().flatten() {
+        b.take(o, source)?;
+    }
+    b.flush()?;
+    b.summary.seconds = started.elapsed().as_secs_f64();
+    Ok(b.summary)
+}
+
+fn ingest_jsonl(ctx: &Ctx<'_>, f: &WalkedFile, b: &mut Batcher<'_>, progress: &dyn Progress) -> Result<()> {
+    let source = f.path.display().to_string();
+    let file = match std::fs::File::open(&f.path) {
+        Ok(file) => file,
+        Err(e) => {
+            b.summary.problem(Problem::new(source, "unreadable", e.to_string()));
+            return Ok(());
+        }
+    };
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut line_no = 0u64;
+    loop {
+        let mut group: Vec<(u64, Vec<u8>)> = Vec::with_capacity(LINE_GROUP);
+        while group.len() < LINE_GROUP {
+            let mut buf = Vec::new();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) => break,
+                Ok(_) => {
+                    line_no += 1;
+                    group.push((line_no, buf));
+                }
+                Err(e) => {
+                    b.summary.problem(Problem::new(&source, "unreadable", e.to_string()).at_line(line_no + 1));
+                    break;
+                }
+            }
+        }
+        if group.is_empty() {
+            return Ok(());
+        }
+        let outcomes: Vec<Option<Outcome>> =
+            group.par_iter().map(|(n, line)| read_line(ctx, &source, *n, line)).collect();
+        for ((_, line), outcome) in group.iter().zip(outcomes) {
+            progress.advance(line.len() as u64);
+            if let Some(o) = outcome {
+                b.take(o, &source)?;
+            }
+        }
+    }
+}
+
+/// `--sync`: deletes documents whose source lies in a walked directory (or is a JSONL file read in
+/// this run) and that this run did not see.
+fn sync(engine: &Engine, roots: &[PathBuf], jsonl: &[WalkedFile], b: &mut Batcher<'_>) -> Result<()> {
+    let jsonl_sources: HashSet<String> = jsonl.iter().map(|f| f.path.display().to_string()).collect();
+    let under_root = |source: &str| roots.iter().any(|r| Path::new(source).starts_with(r));
+    let gone: Vec<Change> = engine
+        .doc_sources(&b.opts.collection)?
+        .into_iter()
+        .filter(|(id, source)| !b.seen.contains(id) && (under_root(source) || jsonl_sources.contains(source)))
+        .map(|(id, _)| Change::Delete(id))
+        .collect();
+    b.changes.extend(gone);
+    b.flush()
+}

@@ -1,0 +1,60 @@
+//! API errors and the one table that maps error codes to HTTP statuses.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use quarry_index::ErrorKind;
+
+/// An error as the client sees it: a code from [`status_of`]'s table and a message it can act on.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// The code → status table. Caller mistakes are 4xx; only server faults are 5xx.
+pub fn status_of(code: &str) -> StatusCode {
+    match code {
+        "invalid_request" | "invalid_json" => StatusCode::BAD_REQUEST,
+        "unauthorized" => StatusCode::UNAUTHORIZED,
+        "forbidden" => StatusCode::FORBIDDEN,
+        "not_found" | "collection_not_found" | "document_not_found" | "route_not_found" => StatusCode::NOT_FOUND,
+        "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
+        "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "busy" | "not_ready" => StatusCode::SERVICE_UNAVAILABLE,
+        "timeout" => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl ApiError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into() }
+    }
+}
+
+impl From<quarry_index::Error> for ApiError {
+    fn from(e: quarry_index::Error) -> Self {
+        match e.kind() {
+            ErrorKind::Internal => {
+                // Internals are logged with the request id (the span), not sent.
+                tracing::error!(error = %e, "internal error");
+                ApiError::new("internal", "internal error; the server log has the details under this request id")
+            }
+            _ => ApiError::new(e.code(), e.to_string()),
+        }
+    }
+}
+
+impl From<quarry_core::Error> for ApiError {
+    fn from(e: quarry_core::Error) -> Self {
+        ApiError::new("invalid_request", e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (status_of(self.code), Json(body)).into_response()
+    }
+}

@@ -1,0 +1,31 @@
+//! Request extractors whose rejections are JSON errors: a body that is too large is a 413, one that
+//! is not the expected JSON a 400 whose message says which field is wrong.
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+/// A JSON body parsed with serde, whatever the content type says.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new("payload_too_large", "request body is over the server's limit (server.body_limit_bytes)")
+            } else {
+                ApiError::new("invalid_request", format!("could not read the request body: {rej}"))
+            }
+        })?;
+        if bytes.is_empty() {
+            return Err(ApiError::new("invalid_json", "the request body is empty; send a JSON object"));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::new("invalid_json", format!("invalid JSON body: {e}")))
+    }
+}

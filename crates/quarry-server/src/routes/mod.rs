@@ -1,0 +1,109 @@
+//! The router: routes, shared state, and the layers every request passes (request id, tracing,
+//! body limit, timeout, JSON fallbacks).
+
+mod collections;
+mod documents;
+mod query;
+
+use crate::error::ApiError;
+use axum::extract::{Request, State};
+use axum::http::HeaderName;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use quarry_core::{GroupBy, Mode};
+use quarry_index::Engine;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// Server settings (`[server]` and `[query]` in `quarry.toml`).
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub body_limit_bytes: usize,
+    pub request_timeout: Duration,
+    pub default_top_k: usize,
+    pub default_mode: Mode,
+    pub default_group_by: GroupBy,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            body_limit_bytes: 8 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            default_top_k: 10,
+            default_mode: Mode::Hybrid,
+            default_group_by: GroupBy::Chunk,
+        }
+    }
+}
+
+/// State shared by all handlers.
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub options: ServerOptions,
+    pub ready: AtomicBool,
+}
+
+type Shared = Arc<AppState>;
+
+/// Runs blocking engine work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(error = %e, "engine task failed");
+        ApiError::new("internal", "internal error; the server log has the details under this request id")
+    })?
+}
+
+/// The whole application. `ready` starts true: the engine is open when the router is built.
+pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
+    let timeout = options.request_timeout;
+    let body_limit = options.body_limit_bytes;
+    let state: Shared = Arc::new(AppState { engine, options, ready: AtomicBool::new(true) });
+    let x_request_id = HeaderName::from_static("x-request-id");
+    let v1 = Router::new()
+        .route("/collections", get(collections::list))
+        .route("/collections/{collection}", get(collections::stats))
+        .route("/collections/{collection}/query", post(query::query))
+        .route("/collections/{collection}/documents", post(documents::upsert))
+        .route("/collections/{collection}/documents/{*doc_id}", delete(documents::delete));
+    Router::new()
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .nest("/v1", v1)
+        .fallback(|| async { ApiError::new("route_not_found", "no such route; see the HTTP reference in the README") })
+        .method_not_allowed_fallback(|| async { ApiError::new("method_not_allowed", "this route does not take that method") })
+        .layer(middleware::from_fn_with_state(timeout, timeout_layer))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Shared>) -> Response {
+    if state.ready.load(Ordering::Relaxed) {
+        Json(serde_json::json!({"status": "ready"})).into_response()
+    } else {
+        ApiError::new("not_ready", "indexes are still opening").into_response()
+    }
+}
+
+/// Answers 504 with a JSON error when a request runs past `server.request_timeout_ms`.
+async fn timeout_layer(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new("timeout", format!("the request took longer than {} ms", limit.as_millis())).into_response(),
+    }
+}

@@ -1,0 +1,23 @@
+//! One module per subcommand; each has its clap `Args` and a `run`.
+
+pub mod ingest;
+pub mod query;
+pub mod serve;
+pub mod status;
+
+use crate::config::Config;
+use anyhow::Context;
+use quarry_index::{Engine, EngineOptions};
+use std::path::Path;
+
+/// Opens the engine on the data directory with the configured options.
+pub fn open_engine(data_dir: &Path, config: &Config) -> anyhow::Result<Engine> {
+    Engine::open(data_dir, EngineOptions { chunk: config.chunk })
+        .with_context(|| format!("cannot open data dir {}", data_dir.display()))
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

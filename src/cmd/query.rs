@@ -1,0 +1,84 @@
+//! `quarry query TEXT`
+
+use super::{open_engine, print_json};
+use crate::config::Config;
+use anyhow::{Context, bail};
+use quarry_core::{GroupBy, Mode, QueryOptions};
+use quarry_index::SearchResponse;
+use std::path::Path;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to search for (plain text; no query syntax).
+    pub text: String,
+    #[arg(long, default_value = "default")]
+    pub collection: String,
+    /// Number of results, 1 to 1000 [default: query.top_k = 10].
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// hybrid, bm25 or vector [default: query.mode = hybrid].
+    #[arg(long)]
+    pub mode: Option<Mode>,
+    /// Return chunks, or one best chunk per document [default: query.group_by = chunk].
+    #[arg(long, value_parser = parse_group_by)]
+    pub group_by: Option<GroupBy>,
+    /// Ask a running server (e.g. http://127.0.0.1:7878) instead of opening the data dir.
+    #[arg(long)]
+    pub server: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_group_by(s: &str) -> Result<GroupBy, String> {
+    match s {
+        "chunk" => Ok(GroupBy::Chunk),
+        "document" => Ok(GroupBy::Document),
+        _ => Err("expected chunk or document".into()),
+    }
+}
+
+pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
+    let q = QueryOptions::new(
+        args.text,
+        args.top_k.unwrap_or(config.query.top_k),
+        args.mode.unwrap_or(config.query.mode),
+        args.group_by.unwrap_or(config.query.group_by),
+    )?;
+    let answer = match &args.server {
+        Some(url) => remote(url, &args.collection, &q)?,
+        None => open_engine(data_dir, config)?.searcher(&args.collection)?.search(&q)?,
+    };
+    if args.json {
+        return print_json(&answer);
+    }
+    for w in &answer.warnings {
+        eprintln!("warning: {w}");
+    }
+    if answer.results.is_empty() {
+        println!("no results");
+    }
+    for (i, h) in answer.results.iter().enumerate() {
+        let snippet: String = h.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let snippet: String = snippet.chars().take(240).collect();
+        println!("{:>2}. {:.3}  {}  — {}", i + 1, h.score, h.doc_id, h.title);
+        println!("    {snippet}");
+    }
+    Ok(())
+}
+
+/// Sends the query to a server and returns its answer.
+pub fn remote(url: &str, collection: &str, q: &QueryOptions) -> anyhow::Result<SearchResponse> {
+    let body = serde_json::json!({"query": q.text, "top_k": q.top_k, "mode": q.mode, "group_by": q.group_by});
+    let endpoint = format!("{}/v1/collections/{collection}/query", url.trim_end_matches('/'));
+    let resp = reqwest::blocking::Client::new()
+        .post(&endpoint)
+        .json(&body)
+        .send()
+        .with_context(|| format!("cannot reach {endpoint}; is `quarry serve` running there?"))?;
+    let status = resp.status();
+    let value: serde_json::Value = resp.json().with_context(|| format!("{endpoint} answered {status} without JSON"))?;
+    if !status.is_success() {
+        bail!("server answered {status}: {}", value["error"]["message"].as_str().unwrap_or("(no message)"));
+    }
+    serde_json::from_value(value).context("unexpected query response from the server")
+}

@@ -1,0 +1,186 @@
+//! Configuration: one struct, three sources. `quarry.toml` < environment (`QUARRY_SECTION__KEY`,
+//! e.g. `QUARRY_CHUNK__MAX_TOKENS=128`) < command-line flags. Unknown keys are rejected with the
+//! key named. Every default is written here and in the README's configuration reference.
+
+use anyhow::{Context, Result, bail};
+use quarry_core::{ChunkOptions, GroupBy, Mode};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Name of the embedder new collections use (takes effect with embeddings).
+    pub embedder: String,
+    pub embedders: BTreeMap<String, EmbedderConfig>,
+    pub chunk: ChunkOptions,
+    pub ingest: IngestConfig,
+    pub server: ServerConfig,
+    pub query: QueryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            embedder: "local".into(),
+            embedders: BTreeMap::new(),
+            chunk: ChunkOptions::default(),
+            ingest: IngestConfig::default(),
+            server: ServerConfig::default(),
+            query: QueryConfig::default(),
+        }
+    }
+}
+
+/// `[embedders.NAME]`: parsed and checked now, used once embeddings arrive.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedderConfig {
+    pub provider: String,
+    pub model: Option<String>,
+    pub model_dir: Option<PathBuf>,
+    pub base_url: Option<String>,
+    pub api_key_env: Option<String>,
+    pub dimensions: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Files (and JSONL lines) larger than this are skipped as `too_large`.
+    pub max_file_bytes: u64,
+    /// Documents per commit.
+    pub batch_docs: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { max_file_bytes: 32 * 1024 * 1024, batch_docs: 2000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub addr: String,
+    pub body_limit_bytes: usize,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { addr: "127.0.0.1:7878".into(), body_limit_bytes: 8 * 1024 * 1024, request_timeout_ms: 30_000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    pub top_k: usize,
+    pub mode: Mode,
+    pub group_by: GroupBy,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig { top_k: 10, mode: Mode::Hybrid, group_by: GroupBy::Chunk }
+    }
+}
+
+/// Environment variables that are options of the binary itself, not config keys.
+const RESERVED_ENV: &[&str] = &["QUARRY_DATA_DIR", "QUARRY_CONFIG", "QUARRY_LOG", "QUARRY_TOKEN", "QUARRY_MODEL_DIR"];
+
+/// Loads the configuration: `file` if given (it must exist), else `<data_dir>/quarry.toml` if
+/// present; then the `QUARRY_SECTION__KEY` variables of `env`.
+pub fn load(file: Option<&Path>, data_dir: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
+    let mut table = match file {
+        Some(path) => read_table(path)?,
+        None => {
+            let default = data_dir.join("quarry.toml");
+            if default.exists() { read_table(&default)? } else { toml::Table::new() }
+        }
+    };
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("QUARRY_") else { continue };
+        if RESERVED_ENV.contains(&name.as_str()) {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        set_path(&mut table, &path, parse_env_value(&value))
+            .with_context(|| format!("environment variable {name}"))?;
+    }
+    let config: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+        anyhow::anyhow!("invalid configuration: {}", e.message().trim())
+    })?;
+    config.chunk.validate().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    if config.ingest.batch_docs == 0 {
+        bail!("invalid configuration: ingest.batch_docs must be at least 1");
+    }
+    Ok(config)
+}
+
+fn read_table(path: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    text.parse::<toml::Table>().map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message().trim()))
+}
+
+/// Env values are TOML values when they parse as one (`128`, `true`, `"x"`), else strings.
+fn parse_env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<()> {
+    match path {
+        [] => bail!("empty key"),
+        [key] => {
+            table.insert(key.clone(), value);
+            Ok(())
+        }
+        [section, rest @ ..] => {
+            let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => bail!("`{section}` is not a table"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn file_then_env_precedence_and_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("q.toml");
+        std::fs::write(&file, "[chunk]\nmax_tokens = 100\noverlap = 10\n[server]\naddr = \"0.0.0.0:1\"\n").unwrap();
+        let c = load(Some(&file), dir.path(), env(&[("QUARRY_CHUNK__MAX_TOKENS", "64"), ("HOME", "/x")])).unwrap();
+        assert_eq!(c.chunk.max_tokens, 64);
+        assert_eq!(c.chunk.overlap, 10);
+        assert_eq!(c.server.addr, "0.0.0.0:1");
+        assert_eq!(c.query, QueryConfig::default());
+
+        std::fs::write(&file, "[chunk]\nmax_tokenz = 1\n").unwrap();
+        let err = load(Some(&file), dir.path(), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("max_tokenz"), "{err}");
+        let err = load(None, dir.path(), env(&[("QUARRY_SERVER__PORT", "1")])).unwrap_err().to_string();
+        assert!(err.contains("port"), "{err}");
+        let err = load(None, dir.path(), env(&[("QUARRY_CHUNK__OVERLAP", "999")])).unwrap_err().to_string();
+        assert!(err.contains("chunk.overlap"), "{err}");
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load(None, dir.path(), env(&[])).unwrap(), Config::default());
+    }
+}
