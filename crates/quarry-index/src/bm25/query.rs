@@ -8,8 +8,11 @@ use tantivy::Term;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
 
-/// Weight of a title match relative to a text match.
-pub const TITLE_BOOST: f32 = 1.5;
+/// Weight of a title-field match relative to a text match. Titles are short, so their BM25 scores
+/// run high (length normalisation); a weight below 1 calibrates them. Tuned on the SciFact *train*
+/// split with the default chunking: nDCG@10 0.666 at 1.0, 0.680 at 0.15, a plateau of 0.684–0.686
+/// from 0.25 to 0.6; 0.4 is the middle of the plateau.
+pub const TITLE_BOOST: f32 = 0.4;
 /// Most distinct terms taken from one query; the rest are ignored (a 10 KB query stays fast).
 pub const MAX_QUERY_TERMS: usize = 256;
 
