@@ -8,7 +8,8 @@ question="${1:-how does quarry keep an index consistent after a crash?}"
 cargo build --release
 bin=target/release/quarry
 data=$(mktemp -d "${TMPDIR:-/tmp}/quarry-demo.XXXXXX")
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
+server=""
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 
 "$bin" --data-dir "$data" ingest fixtures/sample
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 7878)

@@ -55,7 +55,10 @@ pub struct IngestConfig {
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { max_file_bytes: 32 * 1024 * 1024, batch_docs: 2000 }
+        IngestConfig {
+            max_file_bytes: 32 * 1024 * 1024,
+            batch_docs: 2000,
+        }
     }
 }
 
@@ -69,7 +72,11 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { addr: "127.0.0.1:7878".into(), body_limit_bytes: 8 * 1024 * 1024, request_timeout_ms: 30_000 }
+        ServerConfig {
+            addr: "127.0.0.1:7878".into(),
+            body_limit_bytes: 8 * 1024 * 1024,
+            request_timeout_ms: 30_000,
+        }
     }
 }
 
@@ -83,25 +90,45 @@ pub struct QueryConfig {
 
 impl Default for QueryConfig {
     fn default() -> Self {
-        QueryConfig { top_k: 10, mode: Mode::Hybrid, group_by: GroupBy::Chunk }
+        QueryConfig {
+            top_k: 10,
+            mode: Mode::Hybrid,
+            group_by: GroupBy::Chunk,
+        }
     }
 }
 
 /// Environment variables that are options of the binary itself, not config keys.
-const RESERVED_ENV: &[&str] = &["QUARRY_DATA_DIR", "QUARRY_CONFIG", "QUARRY_LOG", "QUARRY_TOKEN", "QUARRY_MODEL_DIR"];
+const RESERVED_ENV: &[&str] = &[
+    "QUARRY_DATA_DIR",
+    "QUARRY_CONFIG",
+    "QUARRY_LOG",
+    "QUARRY_TOKEN",
+    "QUARRY_MODEL_DIR",
+];
 
 /// Loads the configuration: `file` if given (it must exist), else `<data_dir>/quarry.toml` if
 /// present; then the `QUARRY_SECTION__KEY` variables of `env`.
-pub fn load(file: Option<&Path>, data_dir: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
+pub fn load(
+    file: Option<&Path>,
+    data_dir: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config> {
     let mut table = match file {
         Some(path) => read_table(path)?,
         None => {
             let default = data_dir.join("quarry.toml");
-            if default.exists() { read_table(&default)? } else { toml::Table::new() }
+            if default.exists() {
+                read_table(&default)?
+            } else {
+                toml::Table::new()
+            }
         }
     };
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix("QUARRY_") else { continue };
+        let Some(rest) = name.strip_prefix("QUARRY_") else {
+            continue;
+        };
         if RESERVED_ENV.contains(&name.as_str()) {
             continue;
         }
@@ -109,10 +136,21 @@ pub fn load(file: Option<&Path>, data_dir: &Path, env: impl IntoIterator<Item = 
         set_path(&mut table, &path, parse_env_value(&value))
             .with_context(|| format!("environment variable {name}"))?;
     }
-    let config: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
-        anyhow::anyhow!("invalid configuration: {}", e.message().trim())
-    })?;
-    config.chunk.validate().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let config: Config = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            anyhow::anyhow!("invalid configuration: {}", e.message().trim())
+        })?;
+    config
+        .chunk
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    if !(1..=quarry_core::MAX_TOP_K).contains(&config.query.top_k) {
+        bail!(
+            "invalid configuration: query.top_k must be between 1 and {}",
+            quarry_core::MAX_TOP_K
+        );
+    }
     if config.ingest.batch_docs == 0 {
         bail!("invalid configuration: ingest.batch_docs must be at least 1");
     }
@@ -120,8 +158,10 @@ pub fn load(file: Option<&Path>, data_dir: &Path, env: impl IntoIterator<Item = 
 }
 
 fn read_table(path: &Path) -> Result<toml::Table> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    text.parse::<toml::Table>().map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message().trim()))
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    text.parse::<toml::Table>()
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message().trim()))
 }
 
 /// Env values are TOML values when they parse as one (`128`, `true`, `"x"`), else strings.
@@ -141,7 +181,9 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
             Ok(())
         }
         [section, rest @ ..] => {
-            let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             match entry {
                 toml::Value::Table(t) => set_path(t, rest, value),
                 _ => bail!("`{section}` is not a table"),
@@ -155,26 +197,44 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn file_then_env_precedence_and_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("q.toml");
-        std::fs::write(&file, "[chunk]\nmax_tokens = 100\noverlap = 10\n[server]\naddr = \"0.0.0.0:1\"\n").unwrap();
-        let c = load(Some(&file), dir.path(), env(&[("QUARRY_CHUNK__MAX_TOKENS", "64"), ("HOME", "/x")])).unwrap();
+        std::fs::write(
+            &file,
+            "[chunk]\nmax_tokens = 100\noverlap = 10\n[server]\naddr = \"0.0.0.0:1\"\n",
+        )
+        .unwrap();
+        let c = load(
+            Some(&file),
+            dir.path(),
+            env(&[("QUARRY_CHUNK__MAX_TOKENS", "64"), ("HOME", "/x")]),
+        )
+        .unwrap();
         assert_eq!(c.chunk.max_tokens, 64);
         assert_eq!(c.chunk.overlap, 10);
         assert_eq!(c.server.addr, "0.0.0.0:1");
         assert_eq!(c.query, QueryConfig::default());
 
         std::fs::write(&file, "[chunk]\nmax_tokenz = 1\n").unwrap();
-        let err = load(Some(&file), dir.path(), env(&[])).unwrap_err().to_string();
+        let err = load(Some(&file), dir.path(), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_tokenz"), "{err}");
-        let err = load(None, dir.path(), env(&[("QUARRY_SERVER__PORT", "1")])).unwrap_err().to_string();
+        let err = load(None, dir.path(), env(&[("QUARRY_SERVER__PORT", "1")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("port"), "{err}");
-        let err = load(None, dir.path(), env(&[("QUARRY_CHUNK__OVERLAP", "999")])).unwrap_err().to_string();
+        let err = load(None, dir.path(), env(&[("QUARRY_CHUNK__OVERLAP", "999")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("chunk.overlap"), "{err}");
     }
 

@@ -4,13 +4,14 @@
 //! process; with `--server` the queries go over HTTP to a collection the server already holds.
 //! Documents are ranked with `group_by=document`; metrics follow trec_eval (quarry_core::metrics).
 
-use crate::cmd::{open_engine, print_json, query::remote};
+use crate::cmd::{emit, open_engine, print_json, query::remote};
 use crate::config::Config;
 use anyhow::{Context, bail};
 use quarry_core::metrics::{Judgments, mrr_at_k, ndcg_at_k, recall_at_k};
 use quarry_core::{GroupBy, Mode, QueryOptions};
 use quarry_index::{IngestOptions, NoProgress};
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,9 +33,9 @@ pub struct Args {
     /// Query a running server instead of the data dir (the collection must hold the corpus).
     #[arg(long)]
     pub server: Option<String>,
-    /// Documents retrieved per query.
-    #[arg(long, default_value_t = 100)]
-    pub top_k: usize,
+    /// Documents retrieved per query, 1 to 1000.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub top_k: u64,
     /// Also write one TREC run file per mode, DIR/<mode>.trec.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -54,13 +55,22 @@ struct ModeReport {
 }
 
 fn read_queries(path: &Path) -> anyhow::Result<HashMap<String, String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = HashMap::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
         let (Some(id), Some(q)) = (v["_id"].as_str(), v["text"].as_str()) else {
-            bail!("{}:{}: a query needs `_id` and `text`", path.display(), i + 1);
+            bail!(
+                "{}:{}: a query needs `_id` and `text`",
+                path.display(),
+                i + 1
+            );
         };
         out.insert(id.to_owned(), q.to_owned());
     }
@@ -69,7 +79,8 @@ fn read_queries(path: &Path) -> anyhow::Result<HashMap<String, String>> {
 
 /// `query-id<TAB>corpus-id<TAB>score` with a header line.
 fn read_qrels(path: &Path) -> anyhow::Result<BTreeMap<String, Judgments>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out: BTreeMap<String, Judgments> = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         let cols: Vec<&str> = line.split('\t').collect();
@@ -77,10 +88,19 @@ fn read_qrels(path: &Path) -> anyhow::Result<BTreeMap<String, Judgments>> {
             if i == 0 {
                 continue;
             }
-            bail!("{}:{}: expected query-id, corpus-id, score separated by tabs", path.display(), i + 1);
+            bail!(
+                "{}:{}: expected query-id, corpus-id, score separated by tabs",
+                path.display(),
+                i + 1
+            );
         }
-        let grade: i64 = cols[2].trim().parse().with_context(|| format!("{}:{}: bad score", path.display(), i + 1))?;
-        out.entry(cols[0].to_owned()).or_default().insert(cols[1].to_owned(), grade.max(0) as u32);
+        let grade: i64 = cols[2]
+            .trim()
+            .parse()
+            .with_context(|| format!("{}:{}: bad score", path.display(), i + 1))?;
+        out.entry(cols[0].to_owned())
+            .or_default()
+            .insert(cols[1].to_owned(), grade.max(0) as u32);
     }
     Ok(out)
 }
@@ -95,9 +115,21 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     let queries = read_queries(&args.dataset.join("queries.jsonl"))?;
-    let qrels = read_qrels(&args.dataset.join("qrels").join(format!("{}.tsv", args.split)))?;
-    let name = args.dataset.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
-    let collection = args.collection.clone().unwrap_or_else(|| format!("beir-{name}"));
+    let qrels = read_qrels(
+        &args
+            .dataset
+            .join("qrels")
+            .join(format!("{}.tsv", args.split)),
+    )?;
+    let name = args
+        .dataset
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dataset".into());
+    let collection = args
+        .collection
+        .clone()
+        .unwrap_or_else(|| format!("beir-{name}"));
 
     let engine = match &args.server {
         Some(_) => None,
@@ -109,21 +141,40 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
                 batch_docs: config.ingest.batch_docs,
                 ..IngestOptions::default()
             };
-            let s = quarry_index::ingest(&engine, &[args.dataset.join("corpus.jsonl")], &opts, &NoProgress)?;
-            eprintln!("corpus: {} added, {} unchanged, {} skipped ({:.1}s)", s.added, s.unchanged, s.skipped.values().sum::<u64>(), s.seconds);
+            let s = quarry_index::ingest(
+                &engine,
+                &[args.dataset.join("corpus.jsonl")],
+                &opts,
+                &NoProgress,
+            )?;
+            eprintln!(
+                "corpus: {} added, {} unchanged, {} skipped ({:.1}s)",
+                s.added,
+                s.unchanged,
+                s.skipped.values().sum::<u64>(),
+                s.seconds
+            );
             Some(engine)
         }
     };
-    let searcher = engine.as_ref().map(|e| e.searcher(&collection)).transpose()?;
+    let searcher = engine
+        .as_ref()
+        .map(|e| e.searcher(&collection))
+        .transpose()?;
 
     let mut reports = BTreeMap::new();
     for mode in &args.modes {
-        let mode_name = serde_json::to_value(mode)?.as_str().unwrap_or("mode").to_owned();
+        let mode_name = serde_json::to_value(mode)?
+            .as_str()
+            .unwrap_or("mode")
+            .to_owned();
         let mut trec = Vec::new();
         let (mut ndcg, mut recall, mut mrr, mut lat) = (0.0, 0.0, 0.0, Vec::new());
         for (qid, judged) in &qrels {
-            let text = queries.get(qid).with_context(|| format!("query {qid} of the qrels is not in queries.jsonl"))?;
-            let q = QueryOptions::new(text.clone(), args.top_k, *mode, GroupBy::Document)?;
+            let text = queries
+                .get(qid)
+                .with_context(|| format!("query {qid} of the qrels is not in queries.jsonl"))?;
+            let q = QueryOptions::new(text.clone(), args.top_k as usize, *mode, GroupBy::Document)?;
             let t = Instant::now();
             let answer = match (&searcher, &args.server) {
                 (Some(s), _) => s.search(&q)?,
@@ -136,13 +187,29 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
             recall += recall_at_k(&ranked, judged, 100);
             mrr += mrr_at_k(&ranked, judged, 10);
             for (i, h) in answer.results.iter().enumerate() {
-                trec.push(format!("{qid} Q0 {} {} {} quarry-{mode_name}", h.doc_id, i + 1, h.score));
+                trec.push(format!(
+                    "{qid} Q0 {} {} {} quarry-{mode_name}",
+                    h.doc_id,
+                    i + 1,
+                    h.score
+                ));
             }
         }
         let n = qrels.len().max(1) as f64;
         lat.sort_by(f64::total_cmp);
-        let latency_ms = BTreeMap::from([("p50", percentile(&lat, 50.0)), ("p99", percentile(&lat, 99.0))]);
-        reports.insert(mode_name.clone(), ModeReport { ndcg_10: ndcg / n, recall_100: recall / n, mrr_10: mrr / n, latency_ms });
+        let latency_ms = BTreeMap::from([
+            ("p50", percentile(&lat, 50.0)),
+            ("p99", percentile(&lat, 99.0)),
+        ]);
+        reports.insert(
+            mode_name.clone(),
+            ModeReport {
+                ndcg_10: ndcg / n,
+                recall_100: recall / n,
+                mrr_10: mrr / n,
+                latency_ms,
+            },
+        );
         if let Some(dir) = &args.out {
             std::fs::create_dir_all(dir)?;
             let mut f = std::fs::File::create(dir.join(format!("{mode_name}.trec")))?;
@@ -155,12 +222,21 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     if args.json {
         return print_json(&report);
     }
-    println!("{} ({}, {} queries, collection {collection})", args.dataset.display(), args.split, qrels.len());
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{} ({}, {} queries, collection {collection})",
+        args.dataset.display(),
+        args.split,
+        qrels.len()
+    );
     for (mode, r) in &reports {
-        println!(
+        let _ = writeln!(
+            o,
             "  {mode:<7} nDCG@10 {:.4}  Recall@100 {:.4}  MRR@10 {:.4}  latency p50 {:.2} ms  p99 {:.2} ms",
             r.ndcg_10, r.recall_100, r.mrr_10, r.latency_ms["p50"], r.latency_ms["p99"]
         );
     }
+    emit(&o);
     Ok(())
 }

@@ -14,7 +14,12 @@ use std::process::ExitCode;
 #[command(name = "quarry", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// Where quarry keeps its catalog and indexes.
-    #[arg(long, global = true, env = "QUARRY_DATA_DIR", default_value = "./quarry-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "QUARRY_DATA_DIR",
+        default_value = "./quarry-data"
+    )]
     pub data_dir: PathBuf,
     /// TOML settings file [default: <data-dir>/quarry.toml if present].
     #[arg(long, global = true, env = "QUARRY_CONFIG")]
@@ -39,10 +44,17 @@ pub enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let verbose_default = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    let verbose_default = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(verbose_default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 
     let config = match config::load(cli.config.as_deref(), &cli.data_dir, std::env::vars()) {
         Ok(c) => c,

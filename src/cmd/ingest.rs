@@ -1,9 +1,10 @@
 //! `quarry ingest PATH...`
 
-use super::{open_engine, print_json};
+use super::{emit, open_engine, print_json};
 use crate::config::Config;
 use indicatif::{ProgressBar, ProgressStyle};
 use quarry_index::{IngestOptions, IngestSummary, Progress};
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,7 @@ pub struct Args {
     #[arg(long, default_value = "default")]
     pub collection: String,
     /// Principal allowed to read documents that carry no ACL of their own (user:ID, group:ID, public).
-    #[arg(long = "acl", value_name = "PRINCIPAL")]
+    #[arg(long = "acl", value_name = "PRINCIPAL", value_parser = parse_principal)]
     pub acl: Vec<String>,
     /// Also delete documents that disappeared from the walked folders.
     #[arg(long)]
@@ -40,12 +41,19 @@ impl Progress for Bar {
     }
 }
 
-pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
-    for acl in &args.acl {
-        if !(acl == "public" || acl.starts_with("user:") || acl.starts_with("group:")) || acl.ends_with(':') {
-            anyhow::bail!("--acl {acl:?}: a principal is user:ID, group:ID or public");
-        }
+fn parse_principal(s: &str) -> Result<String, String> {
+    let ok = s == "public"
+        || s.strip_prefix("user:")
+            .or_else(|| s.strip_prefix("group:"))
+            .is_some_and(|id| !id.is_empty());
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("a principal is user:ID, group:ID or public".into())
     }
+}
+
+pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     let engine = open_engine(data_dir, config)?;
     let opts = IngestOptions {
         collection: args.collection,
@@ -57,9 +65,11 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(0);
         b.set_style(
-            ProgressStyle::with_template("{spinner} ingesting [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} ingesting [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         b
     } else {
@@ -77,24 +87,31 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
 }
 
 fn print_summary(s: &IngestSummary) {
-    println!(
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
         "{}: {} added, {} updated, {} unchanged, {} deleted; {} chunks in {:.2}s",
         s.collection, s.added, s.updated, s.unchanged, s.deleted, s.chunks, s.seconds
     );
     if !s.skipped.is_empty() {
         let parts: Vec<String> = s.skipped.iter().map(|(r, n)| format!("{n} {r}")).collect();
-        println!("skipped: {}", parts.join(", "));
+        let _ = writeln!(o, "skipped: {}", parts.join(", "));
     }
     if !s.warnings.is_empty() {
         let parts: Vec<String> = s.warnings.iter().map(|(r, n)| format!("{n} {r}")).collect();
-        println!("warnings: {}", parts.join(", "));
+        let _ = writeln!(o, "warnings: {}", parts.join(", "));
     }
     const SHOWN: usize = 20;
     for p in s.problems.iter().take(SHOWN) {
         let at = p.line.map(|l| format!(":{l}")).unwrap_or_default();
-        println!("  {}{at}: {}: {}", p.path, p.reason, p.message);
+        let _ = writeln!(o, "  {}{at}: {}: {}", p.path, p.reason, p.message);
     }
     if s.problems.len() > SHOWN {
-        println!("  … and {} more (use --json for all)", s.problems.len() - SHOWN);
+        let _ = writeln!(
+            o,
+            "  … and {} more (use --json for all)",
+            s.problems.len() - SHOWN
+        );
     }
+    emit(&o);
 }

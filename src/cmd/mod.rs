@@ -12,12 +12,24 @@ use std::path::Path;
 
 /// Opens the engine on the data directory with the configured options.
 pub fn open_engine(data_dir: &Path, config: &Config) -> anyhow::Result<Engine> {
-    Engine::open(data_dir, EngineOptions { chunk: config.chunk })
-        .with_context(|| format!("cannot open data dir {}", data_dir.display()))
+    Engine::open(
+        data_dir,
+        EngineOptions {
+            chunk: config.chunk,
+        },
+    )
+    .with_context(|| format!("cannot open data dir {}", data_dir.display()))
 }
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    emit(&format!("{}\n", serde_json::to_string_pretty(value)?));
     Ok(())
+}
+
+/// Writes `text` to stdout. A closed pipe (`quarry ... | head`) is not an error worth a panic.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }

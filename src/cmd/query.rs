@@ -1,10 +1,11 @@
 //! `quarry query TEXT`
 
-use super::{open_engine, print_json};
+use super::{emit, open_engine, print_json};
 use crate::config::Config;
 use anyhow::{Context, bail};
 use quarry_core::{GroupBy, Mode, QueryOptions};
 use quarry_index::SearchResponse;
+use std::fmt::Write as _;
 use std::path::Path;
 
 #[derive(Debug, clap::Args)]
@@ -14,8 +15,8 @@ pub struct Args {
     #[arg(long, default_value = "default")]
     pub collection: String,
     /// Number of results, 1 to 1000 [default: query.top_k = 10].
-    #[arg(long)]
-    pub top_k: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub top_k: Option<u64>,
     /// hybrid, bm25 or vector [default: query.mode = hybrid].
     #[arg(long)]
     pub mode: Option<Mode>,
@@ -40,13 +41,15 @@ fn parse_group_by(s: &str) -> Result<GroupBy, String> {
 pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     let q = QueryOptions::new(
         args.text,
-        args.top_k.unwrap_or(config.query.top_k),
+        args.top_k.map_or(config.query.top_k, |k| k as usize),
         args.mode.unwrap_or(config.query.mode),
         args.group_by.unwrap_or(config.query.group_by),
     )?;
     let answer = match &args.server {
         Some(url) => remote(url, &args.collection, &q)?,
-        None => open_engine(data_dir, config)?.searcher(&args.collection)?.search(&q)?,
+        None => open_engine(data_dir, config)?
+            .searcher(&args.collection)?
+            .search(&q)?,
     };
     if args.json {
         return print_json(&answer);
@@ -54,31 +57,48 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     for w in &answer.warnings {
         eprintln!("warning: {w}");
     }
+    let mut o = String::new();
     if answer.results.is_empty() {
-        println!("no results");
+        o.push_str("no results\n");
     }
     for (i, h) in answer.results.iter().enumerate() {
         let snippet: String = h.text.split_whitespace().collect::<Vec<_>>().join(" ");
         let snippet: String = snippet.chars().take(240).collect();
-        println!("{:>2}. {:.3}  {}  — {}", i + 1, h.score, h.doc_id, h.title);
-        println!("    {snippet}");
+        let _ = writeln!(
+            o,
+            "{:>2}. {:.3}  {}  — {}",
+            i + 1,
+            h.score,
+            h.doc_id,
+            h.title
+        );
+        let _ = writeln!(o, "    {snippet}");
     }
+    emit(&o);
     Ok(())
 }
 
 /// Sends the query to a server and returns its answer.
 pub fn remote(url: &str, collection: &str, q: &QueryOptions) -> anyhow::Result<SearchResponse> {
     let body = serde_json::json!({"query": q.text, "top_k": q.top_k, "mode": q.mode, "group_by": q.group_by});
-    let endpoint = format!("{}/v1/collections/{collection}/query", url.trim_end_matches('/'));
+    let endpoint = format!(
+        "{}/v1/collections/{collection}/query",
+        url.trim_end_matches('/')
+    );
     let resp = reqwest::blocking::Client::new()
         .post(&endpoint)
         .json(&body)
         .send()
         .with_context(|| format!("cannot reach {endpoint}; is `quarry serve` running there?"))?;
     let status = resp.status();
-    let value: serde_json::Value = resp.json().with_context(|| format!("{endpoint} answered {status} without JSON"))?;
+    let value: serde_json::Value = resp
+        .json()
+        .with_context(|| format!("{endpoint} answered {status} without JSON"))?;
     if !status.is_success() {
-        bail!("server answered {status}: {}", value["error"]["message"].as_str().unwrap_or("(no message)"));
+        bail!(
+            "server answered {status}: {}",
+            value["error"]["message"].as_str().unwrap_or("(no message)")
+        );
     }
     serde_json::from_value(value).context("unexpected query response from the server")
 }

@@ -3,6 +3,7 @@
 use super::open_engine;
 use crate::config::Config;
 use anyhow::Context;
+use quarry_index::IngestOptions;
 use quarry_server::{ServerOptions, router, serve, shutdown_signal};
 use std::path::Path;
 use std::sync::Arc;
@@ -23,9 +24,16 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         default_top_k: config.query.top_k,
         default_mode: config.query.mode,
         default_group_by: config.query.group_by,
+        ingest: IngestOptions {
+            max_file_bytes: config.ingest.max_file_bytes,
+            batch_docs: config.ingest.batch_docs,
+            ..IngestOptions::default()
+        },
     };
     let addr = args.addr.unwrap_or_else(|| config.server.addr.clone());
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr)
             .await

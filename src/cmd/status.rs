@@ -1,7 +1,8 @@
 //! `quarry status`
 
-use super::{open_engine, print_json};
+use super::{emit, open_engine, print_json};
 use crate::config::Config;
+use std::fmt::Write as _;
 use std::path::Path;
 
 #[derive(Debug, clap::Args)]
@@ -14,14 +15,18 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     let engine = open_engine(data_dir, config)?;
     let list = engine.list()?;
     if args.json {
-        return print_json(&serde_json::json!({"data_dir": data_dir, "collections": list, "jobs": []}));
+        return print_json(
+            &serde_json::json!({"data_dir": data_dir, "collections": list, "jobs": []}),
+        );
     }
-    println!("data dir: {}", data_dir.display());
+    let mut o = String::new();
+    let _ = writeln!(o, "data dir: {}", data_dir.display());
     if list.is_empty() {
-        println!("no collections yet; add documents with `quarry ingest PATH`");
+        o.push_str("no collections yet; add documents with `quarry ingest PATH`\n");
     }
     for c in &list {
-        println!(
+        let _ = writeln!(
+            o,
             "{}: {} documents, {} chunks, generation {}, embedding version {}",
             c.name,
             c.documents,
@@ -30,6 +35,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
             c.active_embedding_version.as_deref().unwrap_or("none")
         );
     }
-    println!("jobs: none running");
+    o.push_str("jobs: none running\n");
+    emit(&o);
     Ok(())
 }

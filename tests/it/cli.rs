@@ -8,20 +8,37 @@ use std::time::{Duration, Instant};
 #[test]
 fn exit_codes_follow_the_contract() {
     let data = tmp();
-    assert_eq!(run(data.path(), &["ingest"]).status.code(), Some(2), "missing PATH is a usage error");
+    assert_eq!(
+        run(data.path(), &["ingest"]).status.code(),
+        Some(2),
+        "missing PATH is a usage error"
+    );
     assert_eq!(run(data.path(), &["frobnicate"]).status.code(), Some(2));
     let out = run(data.path(), &["ingest", "/definitely/not/here"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/definitely/not/here"));
     let out = run(data.path(), &["query", "x", "--top-k", "0"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("top_k"));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a bad flag value is a usage error"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("top-k"));
+    assert_eq!(
+        run(data.path(), &["ingest", ".", "--acl", "bob"])
+            .status
+            .code(),
+        Some(2)
+    );
     let out = run(data.path(), &["query", "anything", "--collection", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
     for cmd in ["ingest", "serve", "query", "status", "eval"] {
         let out = run(data.path(), &[cmd, "--help"]);
-        assert!(out.status.success() && out.stdout.len() > 200, "{cmd} --help");
+        assert!(
+            out.status.success() && out.stdout.len() > 200,
+            "{cmd} --help"
+        );
     }
 }
 
@@ -31,11 +48,28 @@ fn unknown_config_keys_are_named_and_exit_2() {
     write_tree(data.path(), &[("quarry.toml", b"[chunk]\nmax_tokns = 3\n")]);
     let out = run(data.path(), &["status"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("max_tokns"), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = quarry().arg("--data-dir").arg(data.path()).arg("--config").arg(data.path().join("missing.toml")).arg("status").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("max_tokns"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = quarry()
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--config")
+        .arg(data.path().join("missing.toml"))
+        .arg("status")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let clean = tmp();
-    let out = quarry().arg("--data-dir").arg(clean.path()).env("QUARRY_SERVER__ADRR", "x").arg("status").output().unwrap();
+    let out = quarry()
+        .arg("--data-dir")
+        .arg(clean.path())
+        .env("QUARRY_SERVER__ADRR", "x")
+        .arg("status")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("adrr"));
 }
@@ -45,7 +79,11 @@ fn serve_answers_then_stops_on_sigterm() {
     let data = tmp();
     let docs = tmp();
     write_tree(docs.path(), &[("a.md", b"# Alpha\nthe quick brown fox")]);
-    assert!(run(data.path(), &["ingest", &path_str(docs.path())]).status.success());
+    assert!(
+        run(data.path(), &["ingest", &path_str(docs.path())])
+            .status
+            .success()
+    );
     let mut child = quarry()
         .arg("--data-dir")
         .arg(data.path())
@@ -61,12 +99,26 @@ fn serve_answers_then_stops_on_sigterm() {
             break line[i..].split_whitespace().next().unwrap().to_owned();
         }
     };
-    let out = quarry().args(["query", "fox", "--mode", "bm25", "--json", "--server", &url]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = quarry()
+        .args(["query", "fox", "--mode", "bm25", "--json", "--server", &url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["results"][0]["doc_id"], "a.md");
     // SIGTERM: graceful stop, exit 0.
-    assert!(std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = child.try_wait().unwrap() {

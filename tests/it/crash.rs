@@ -19,7 +19,10 @@ fn corpus(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
         let len = 20 + (next() % 60) as usize;
         let body: Vec<String> = (0..len).map(|_| format!("w{}", next() % 300)).collect();
         let text = format!("marker{i} {} closing{}", body.join(" "), i % 13);
-        out.push_str(&serde_json::json!({"_id": format!("d{i}"), "title": format!("Doc {i}"), "text": text}).to_string());
+        out.push_str(
+            &serde_json::json!({"_id": format!("d{i}"), "title": format!("Doc {i}"), "text": text})
+                .to_string(),
+        );
         out.push('\n');
     }
     let p = dir.join("corpus.jsonl");
@@ -29,18 +32,46 @@ fn corpus(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
 
 fn ingest(data: &std::path::Path, corpus: &str) -> std::process::Command {
     let mut c = quarry();
-    c.arg("--data-dir").arg(data).args(["ingest", corpus, "--json"]).env("QUARRY_INGEST__BATCH_DOCS", "100");
-    c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    c.arg("--data-dir")
+        .arg(data)
+        .args(["ingest", corpus, "--json"])
+        .env("QUARRY_INGEST__BATCH_DOCS", "100");
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     c
 }
 
 fn snapshot(data: &std::path::Path) -> (serde_json::Value, Vec<Vec<String>>) {
     let status = run_json(data, &["status", "--json"]);
-    let counts = serde_json::json!([status["collections"][0]["documents"], status["collections"][0]["chunks"]]);
-    let queries = ["marker17", "marker1999", "w1 w2 closing3", "w17 w250", "closing12 w99 w100 w101"];
+    let counts = serde_json::json!([
+        status["collections"][0]["documents"],
+        status["collections"][0]["chunks"]
+    ]);
+    let queries = [
+        "marker17",
+        "marker1999",
+        "w1 w2 closing3",
+        "w17 w250",
+        "closing12 w99 w100 w101",
+    ];
     let results = queries
         .iter()
-        .map(|q| doc_ids(&run_json(data, &["query", q, "--mode", "bm25", "--json", "--top-k", "10", "--group-by", "document"])))
+        .map(|q| {
+            doc_ids(&run_json(
+                data,
+                &[
+                    "query",
+                    q,
+                    "--mode",
+                    "bm25",
+                    "--json",
+                    "--top-k",
+                    "10",
+                    "--group-by",
+                    "document",
+                ],
+            ))
+        })
         .collect();
     (counts, results)
 }
@@ -52,7 +83,12 @@ fn sigkill_during_ingest_then_rerun_equals_an_uninterrupted_run() {
 
     let reference = tmp();
     let t = Instant::now();
-    assert!(ingest(reference.path(), &corpus).status().unwrap().success());
+    assert!(
+        ingest(reference.path(), &corpus)
+            .status()
+            .unwrap()
+            .success()
+    );
     let full = t.elapsed();
     let expected = snapshot(reference.path());
     assert_eq!(expected.0, serde_json::json!([2000, 2000]));
@@ -65,9 +101,23 @@ fn sigkill_during_ingest_then_rerun_equals_an_uninterrupted_run() {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         let after_kill = run_json(data.path(), &["status", "--json"]);
-        interrupted.push(after_kill["collections"][0]["documents"].as_u64().unwrap_or(0));
-        assert!(ingest(data.path(), &corpus).status().unwrap().success(), "rerun after kill at {fraction}");
-        assert_eq!(snapshot(data.path()), expected, "after SIGKILL at {fraction} of the run");
+        interrupted.push(
+            after_kill["collections"][0]["documents"]
+                .as_u64()
+                .unwrap_or(0),
+        );
+        assert!(
+            ingest(data.path(), &corpus).status().unwrap().success(),
+            "rerun after kill at {fraction}"
+        );
+        assert_eq!(
+            snapshot(data.path()),
+            expected,
+            "after SIGKILL at {fraction} of the run"
+        );
     }
-    assert!(interrupted.iter().any(|&n| 0 < n && n < 2000), "some kill must land mid-ingest: {interrupted:?}");
+    assert!(
+        interrupted.iter().any(|&n| 0 < n && n < 2000),
+        "some kill must land mid-ingest: {interrupted:?}"
+    );
 }

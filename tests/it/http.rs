@@ -23,7 +23,11 @@ impl TestServer {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 serve(listener, router(engine, options), async {
@@ -33,16 +37,28 @@ impl TestServer {
                 .unwrap();
             });
         });
-        TestServer { url, stop: Some(tx), thread: Some(thread), _data: data }
+        TestServer {
+            url,
+            stop: Some(tx),
+            thread: Some(thread),
+            _data: data,
+        }
     }
 
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = Client::new().post(format!("{}{path}", self.url)).json(body).send().unwrap();
+        let r = Client::new()
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .unwrap();
         (r.status().as_u16(), r.json().unwrap_or(Value::Null))
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
-        let r = Client::new().get(format!("{}{path}", self.url)).send().unwrap();
+        let r = Client::new()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .unwrap();
         (r.status().as_u16(), r.json().unwrap_or(Value::Null))
     }
 }
@@ -66,7 +82,10 @@ fn seeded() -> TestServer {
                    "text": format!("common words about retrieval number{i} and café résumé naïve {}", "filler ".repeat(i))})
         })
         .collect();
-    let (status, body) = s.post("/v1/collections/default/documents", &json!({ "documents": docs }));
+    let (status, body) = s.post(
+        "/v1/collections/default/documents",
+        &json!({ "documents": docs }),
+    );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["added"], 30);
     s
@@ -109,7 +128,11 @@ fn hostile_query_strings_never_fail() {
     let (_, body) = query(&s, json!({"query": "number7", "mode": "bm25"}));
     assert_eq!(body["results"][0]["doc_id"], "doc-7");
     let (_, body) = query(&s, json!({"query": "résumé", "mode": "bm25", "top_k": 100}));
-    assert_eq!(body["results"].as_array().unwrap().len(), 30, "non-ASCII terms match");
+    assert_eq!(
+        body["results"].as_array().unwrap().len(),
+        30,
+        "non-ASCII terms match"
+    );
     for empty in ["", "   ", "\n\t"] {
         let (status, body) = query(&s, json!({"query": empty}));
         assert_eq!(status, 400, "{empty:?}");
@@ -121,17 +144,26 @@ fn hostile_query_strings_never_fail() {
 #[test]
 fn query_options_and_errors() {
     let s = seeded();
-    let (status, body) = query(&s, json!({"query": "retrieval", "mode": "bm25", "top_k": 5}));
+    let (status, body) = query(
+        &s,
+        json!({"query": "retrieval", "mode": "bm25", "top_k": 5}),
+    );
     assert_eq!(status, 200);
     let hits = body["results"].as_array().unwrap();
     assert_eq!(hits.len(), 5);
     for (i, h) in hits.iter().enumerate() {
         assert_eq!(h["scores"]["bm25_rank"], i + 1);
         assert!(h["scores"]["bm25"].as_f64().unwrap() > 0.0);
-        let [a, b] = [h["offsets"][0].as_u64().unwrap(), h["offsets"][1].as_u64().unwrap()];
+        let [a, b] = [
+            h["offsets"][0].as_u64().unwrap(),
+            h["offsets"][1].as_u64().unwrap(),
+        ];
         assert!(a < b);
     }
-    assert!(hits.windows(2).all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()));
+    assert!(
+        hits.windows(2)
+            .all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64())
+    );
 
     // hybrid answers from BM25 until vectors exist, and says so
     let (status, body) = query(&s, json!({"query": "retrieval"}));
@@ -139,7 +171,10 @@ fn query_options_and_errors() {
     assert!(body["warnings"][0].as_str().unwrap().contains("BM25"));
     assert_eq!(body["degraded"], false);
 
-    let (status, body) = query(&s, json!({"query": "retrieval", "group_by": "document", "top_k": 1000, "mode": "bm25"}));
+    let (status, body) = query(
+        &s,
+        json!({"query": "retrieval", "group_by": "document", "top_k": 1000, "mode": "bm25"}),
+    );
     assert_eq!(status, 200);
     let ids = crate::doc_ids(&body);
     let unique: std::collections::HashSet<_> = ids.iter().collect();
@@ -152,30 +187,55 @@ fn query_options_and_errors() {
         (json!({"query": "x", "topk": 3}), "invalid_json"),
         (json!({"text": "x"}), "invalid_json"),
         (json!({"query": "x", "mode": "vector"}), "invalid_request"),
-        (json!({"query": "x", "filter": {"lang": "en"}}), "invalid_request"),
+        (
+            json!({"query": "x", "filter": {"lang": "en"}}),
+            "invalid_request",
+        ),
     ] {
         let (status, body) = query(&s, bad.clone());
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body["error"]["code"], code, "{bad}: {body}");
     }
     let (status, body) = s.post("/v1/collections/missing/query", &json!({"query": "x"}));
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("collection_not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("collection_not_found"))
+    );
     let (status, body) = s.post("/v1/collections/bad%20name!/query", &json!({"query": "x"}));
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_request")));
-    let r = Client::new().post(format!("{}/v1/collections/default/query", s.url)).body("{not json").send().unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let r = Client::new()
+        .post(format!("{}/v1/collections/default/query", s.url))
+        .body("{not json")
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
-    let r = Client::new().post(format!("{}/v1/collections/default/query", s.url)).send().unwrap();
+    let r = Client::new()
+        .post(format!("{}/v1/collections/default/query", s.url))
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     let (status, body) = s.get("/v1/nothing-here");
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("route_not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("route_not_found"))
+    );
     let (status, _) = s.get("/v1/collections/default/query");
     assert_eq!(status, 405);
 }
 
 #[test]
 fn body_limit_gives_413() {
-    let s = TestServer::start(ServerOptions { body_limit_bytes: 4096, ..ServerOptions::default() });
-    let (status, body) = s.post("/v1/collections/default/documents", &json!({"documents": [{"id": "x", "text": "y".repeat(10_000)}]}));
+    let s = TestServer::start(ServerOptions {
+        body_limit_bytes: 4096,
+        ..ServerOptions::default()
+    });
+    let (status, body) = s.post(
+        "/v1/collections/default/documents",
+        &json!({"documents": [{"id": "x", "text": "y".repeat(10_000)}]}),
+    );
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["code"], "payload_too_large");
     let (status, body) = s.get("/v1/collections");
@@ -188,7 +248,10 @@ fn documents_upsert_delete_and_collections() {
     let s = seeded();
     let (status, body) = s.get("/v1/collections/default");
     assert_eq!(status, 200);
-    assert_eq!((body["documents"].as_u64(), body["chunks"].as_u64()), (Some(30), Some(30)));
+    assert_eq!(
+        (body["documents"].as_u64(), body["chunks"].as_u64()),
+        (Some(30), Some(30))
+    );
     let (_, list) = s.get("/v1/collections");
     assert_eq!(list["collections"][0]["name"], "default");
 
@@ -196,7 +259,10 @@ fn documents_upsert_delete_and_collections() {
     let (_, again) = s.post("/v1/collections/default/documents", &json!({"documents": [{"id": "doc-1", "title": "Title 1", "text": format!("common words about retrieval number1 and café résumé naïve {}", "filler ")}]}));
     assert_eq!(again["unchanged"], 1, "{again}");
     // Changed text replaces the document's chunks.
-    let (_, upd) = s.post("/v1/collections/default/documents", &json!({"documents": [{"id": "doc-1", "text": "brandnewword"}]}));
+    let (_, upd) = s.post(
+        "/v1/collections/default/documents",
+        &json!({"documents": [{"id": "doc-1", "text": "brandnewword"}]}),
+    );
     assert_eq!(upd["updated"], 1);
     let (_, body) = query(&s, json!({"query": "number1", "mode": "bm25"}));
     assert!(crate::doc_ids(&body).iter().all(|d| d != "doc-1"));
@@ -204,36 +270,76 @@ fn documents_upsert_delete_and_collections() {
     assert_eq!(crate::doc_ids(&body), ["doc-1"]);
 
     // A bad document rejects the whole batch, naming it.
-    let (status, body) = s.post("/v1/collections/default/documents", &json!({"documents": [{"id": "ok", "text": "fine"}, {"text": "no id"}]}));
+    let (status, body) = s.post(
+        "/v1/collections/default/documents",
+        &json!({"documents": [{"id": "ok", "text": "fine"}, {"text": "no id"}]}),
+    );
     assert_eq!(status, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("documents[1]"), "{body}");
-    let (status, _) = s.post("/v1/collections/default/documents", &json!({"documents": []}));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("documents[1]"),
+        "{body}"
+    );
+    let (status, _) = s.post(
+        "/v1/collections/default/documents",
+        &json!({"documents": []}),
+    );
     assert_eq!(status, 400);
     let (_, body) = query(&s, json!({"query": "fine", "mode": "bm25"}));
-    assert!(crate::doc_ids(&body).is_empty(), "nothing of the rejected batch was written");
+    assert!(
+        crate::doc_ids(&body).is_empty(),
+        "nothing of the rejected batch was written"
+    );
 
     // Ids with slashes work in the delete route.
-    s.post("/v1/collections/default/documents", &json!({"documents": [{"id": "a/b.md", "text": "slashword"}]}));
-    let r = Client::new().delete(format!("{}/v1/collections/default/documents/a/b.md", s.url)).send().unwrap();
+    s.post(
+        "/v1/collections/default/documents",
+        &json!({"documents": [{"id": "a/b.md", "text": "slashword"}]}),
+    );
+    let r = Client::new()
+        .delete(format!("{}/v1/collections/default/documents/a/b.md", s.url))
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let r = Client::new().delete(format!("{}/v1/collections/default/documents/a/b.md", s.url)).send().unwrap();
+    let r = Client::new()
+        .delete(format!("{}/v1/collections/default/documents/a/b.md", s.url))
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
     let (_, body) = query(&s, json!({"query": "slashword", "mode": "bm25"}));
     assert!(crate::doc_ids(&body).is_empty());
-    let r = Client::new().delete(format!("{}/v1/collections/nope/documents/x", s.url)).send().unwrap();
+    let r = Client::new()
+        .delete(format!("{}/v1/collections/nope/documents/x", s.url))
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
 }
 
 #[test]
 fn request_ids_health_and_readiness() {
     let s = TestServer::start(ServerOptions::default());
-    let r = Client::new().get(format!("{}/healthz", s.url)).header("x-request-id", "abc-123").send().unwrap();
+    let r = Client::new()
+        .get(format!("{}/healthz", s.url))
+        .header("x-request-id", "abc-123")
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["x-request-id"], "abc-123");
-    let r = Client::new().get(format!("{}/readyz", s.url)).send().unwrap();
+    let r = Client::new()
+        .get(format!("{}/readyz", s.url))
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let generated = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(generated.len(), 36, "a uuid: {generated}");
-    let r = Client::new().get(format!("{}/v1/nope", s.url)).send().unwrap();
-    assert!(r.headers().contains_key("x-request-id"), "errors carry the request id too");
+    let r = Client::new()
+        .get(format!("{}/v1/nope", s.url))
+        .send()
+        .unwrap();
+    assert!(
+        r.headers().contains_key("x-request-id"),
+        "errors carry the request id too"
+    );
 }

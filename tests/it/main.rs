@@ -1,6 +1,8 @@
 //! The one integration-test binary: the `quarry` CLI as a user runs it (real processes, real files)
 //! and the HTTP API over a real socket. Helpers live here; tiny corpora are built per test.
 
+#![allow(clippy::unwrap_used)]
+
 mod cli;
 mod crash;
 mod http;
@@ -23,14 +25,24 @@ pub fn quarry() -> Command {
 
 /// Runs `quarry --data-dir DATA ARGS...` to completion.
 pub fn run(data: &Path, args: &[&str]) -> Output {
-    quarry().arg("--data-dir").arg(data).args(args).output().expect("quarry runs")
+    quarry()
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("quarry runs")
 }
 
 /// Runs and parses stdout as JSON, asserting exit 0.
 pub fn run_json(data: &Path, args: &[&str]) -> serde_json::Value {
     let out = run(data, args);
-    assert!(out.status.success(), "quarry {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "quarry {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 /// Writes `files` (relative path, contents) under `root`.
@@ -44,7 +56,12 @@ pub fn write_tree(root: &Path, files: &[(&str, &[u8])]) {
 
 /// Doc ids of a JSON query response, in rank order.
 pub fn doc_ids(resp: &serde_json::Value) -> Vec<String> {
-    resp["results"].as_array().expect("results").iter().map(|h| h["doc_id"].as_str().expect("doc_id").to_owned()).collect()
+    resp["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|h| h["doc_id"].as_str().expect("doc_id").to_owned())
+        .collect()
 }
 
 pub fn tmp() -> tempfile::TempDir {

@@ -37,19 +37,29 @@ pub struct ChunkOptions {
 
 impl Default for ChunkOptions {
     fn default() -> Self {
-        ChunkOptions { max_tokens: 256, overlap: 32, sizer: ChunkSizer::Chars }
+        ChunkOptions {
+            max_tokens: 256,
+            overlap: 32,
+            sizer: ChunkSizer::Chars,
+        }
     }
 }
 
 impl ChunkOptions {
     pub fn validate(&self) -> Result<()> {
         if self.max_tokens == 0 || self.max_tokens > 1_000_000 {
-            return Err(Error::invalid("chunk.max_tokens", format!("{}; use 1 to 1000000", self.max_tokens)));
+            return Err(Error::invalid(
+                "chunk.max_tokens",
+                format!("{}; use 1 to 1000000", self.max_tokens),
+            ));
         }
         if self.overlap >= self.max_tokens {
             return Err(Error::invalid(
                 "chunk.overlap",
-                format!("{} must be smaller than chunk.max_tokens ({})", self.overlap, self.max_tokens),
+                format!(
+                    "{} must be smaller than chunk.max_tokens ({})",
+                    self.overlap, self.max_tokens
+                ),
             ));
         }
         Ok(())
@@ -83,7 +93,10 @@ impl Chunker {
                 .with_overlap(options.overlap * CHARS_PER_TOKEN)
                 .map_err(|e| Error::invalid("chunk.overlap", e.to_string()))
         };
-        Ok(Chunker { text: TextSplitter::new(config()?), markdown: MarkdownSplitter::new(config()?) })
+        Ok(Chunker {
+            text: TextSplitter::new(config()?),
+            markdown: MarkdownSplitter::new(config()?),
+        })
     }
 
     /// The chunks of `text`, in order; empty for a text with no visible characters.
@@ -113,21 +126,46 @@ mod tests {
     use proptest::prelude::*;
 
     fn chunker(max: usize, overlap: usize) -> Chunker {
-        Chunker::new(ChunkOptions { max_tokens: max, overlap, sizer: ChunkSizer::Chars }).unwrap()
+        Chunker::new(ChunkOptions {
+            max_tokens: max,
+            overlap,
+            sizer: ChunkSizer::Chars,
+        })
+        .unwrap()
     }
 
     #[test]
     fn options_are_checked() {
-        assert!(Chunker::new(ChunkOptions { max_tokens: 0, ..Default::default() }).is_err());
-        assert!(Chunker::new(ChunkOptions { max_tokens: 8, overlap: 8, ..Default::default() }).is_err());
+        assert!(
+            Chunker::new(ChunkOptions {
+                max_tokens: 0,
+                ..Default::default()
+            })
+            .is_err()
+        );
+        assert!(
+            Chunker::new(ChunkOptions {
+                max_tokens: 8,
+                overlap: 8,
+                ..Default::default()
+            })
+            .is_err()
+        );
     }
 
     #[test]
     fn markdown_splits_at_headings() {
-        let md = format!("# One\n\n{}\n\n# Two\n\n{}\n", "alpha ".repeat(30), "beta ".repeat(30));
+        let md = format!(
+            "# One\n\n{}\n\n# Two\n\n{}\n",
+            "alpha ".repeat(30),
+            "beta ".repeat(30)
+        );
         let chunks = chunker(50, 0).chunk(&md, DocFormat::Markdown);
         assert!(chunks.len() >= 2, "{chunks:?}");
-        assert!(chunks.iter().any(|c| c.text.starts_with("# Two")), "{chunks:?}");
+        assert!(
+            chunks.iter().any(|c| c.text.starts_with("# Two")),
+            "{chunks:?}"
+        );
     }
 
     #[test]

@@ -10,7 +10,10 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(what: &'static str, why: impl Into<String>) -> Self {
-        Error::Invalid { what, why: why.into() }
+        Error::Invalid {
+            what,
+            why: why.into(),
+        }
     }
 }
 

@@ -21,7 +21,9 @@ impl ContentHash {
 
     /// Parses 64 hex characters; `None` for anything else.
     pub fn from_hex(s: &str) -> Option<Self> {
-        blake3::Hash::from_hex(s).ok().map(|h| ContentHash(*h.as_bytes()))
+        blake3::Hash::from_hex(s)
+            .ok()
+            .map(|h| ContentHash(*h.as_bytes()))
     }
 
     pub fn to_hex(&self) -> String {
@@ -49,7 +51,10 @@ mod tests {
     fn hex_round_trip_and_known_value() {
         let h = ContentHash::of(b"");
         // blake3 of the empty input, from the blake3 reference test vectors.
-        assert_eq!(h.to_hex(), "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262");
+        assert_eq!(
+            h.to_hex(),
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
         assert_eq!(ContentHash::from_hex(&h.to_hex()), Some(h));
         assert_eq!(ContentHash::from_hex("zz"), None);
         assert_ne!(ContentHash::of(b"a"), ContentHash::of(b"b"));

@@ -15,4 +15,4 @@ pub use chunk::{Chunk, ChunkOptions, ChunkSizer, Chunker};
 pub use document::{DocFormat, Document};
 pub use error::{Error, Result};
 pub use hash::ContentHash;
-pub use query::{GroupBy, Mode, QueryOptions, MAX_TOP_K};
+pub use query::{GroupBy, MAX_TOP_K, Mode, QueryOptions};

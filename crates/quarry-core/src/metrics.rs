@@ -20,7 +20,12 @@ pub fn ndcg_at_k(ranked: &[String], judged: &Judgments, k: usize) -> f64 {
         .sum();
     let mut ideal: Vec<u32> = judged.values().copied().filter(|&g| g > 0).collect();
     ideal.sort_unstable_by(|a, b| b.cmp(a));
-    let idcg: f64 = ideal.iter().take(k).enumerate().map(|(i, &g)| f64::from(g) / ((i + 2) as f64).log2()).sum();
+    let idcg: f64 = ideal
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, &g)| f64::from(g) / ((i + 2) as f64).log2())
+        .sum();
     if idcg == 0.0 { 0.0 } else { dcg / idcg }
 }
 
@@ -30,7 +35,11 @@ pub fn recall_at_k(ranked: &[String], judged: &Judgments, k: usize) -> f64 {
     if relevant == 0 {
         return 0.0;
     }
-    let found = ranked.iter().take(k).filter(|d| judged.get(*d).is_some_and(|&g| g > 0)).count();
+    let found = ranked
+        .iter()
+        .take(k)
+        .filter(|d| judged.get(*d).is_some_and(|&g| g > 0))
+        .count();
     found as f64 / relevant as f64
 }
 
@@ -61,7 +70,9 @@ mod tests {
         // DCG = 1/log2(3) + 2/log2(4) = 0.6309297535714575 + 1; IDCG = 2 + 1/log2(3)
         let expect = (1.0 / 3f64.log2() + 1.0) / (2.0 + 1.0 / 3f64.log2());
         assert!((ndcg_at_k(&r, &j, 10) - expect).abs() < 1e-12);
-        assert!((ndcg_at_k(&r, &j, 2) - (1.0 / 3f64.log2()) / (2.0 + 1.0 / 3f64.log2())).abs() < 1e-12);
+        assert!(
+            (ndcg_at_k(&r, &j, 2) - (1.0 / 3f64.log2()) / (2.0 + 1.0 / 3f64.log2())).abs() < 1e-12
+        );
         assert_eq!(recall_at_k(&r, &j, 2), 0.5);
         assert_eq!(recall_at_k(&r, &j, 100), 1.0);
         assert_eq!(mrr_at_k(&r, &j, 10), 0.5);

@@ -24,7 +24,10 @@ impl std::str::FromStr for Mode {
             "hybrid" => Ok(Mode::Hybrid),
             "bm25" => Ok(Mode::Bm25),
             "vector" => Ok(Mode::Vector),
-            other => Err(Error::invalid("mode", format!("`{other}`; expected hybrid, bm25 or vector"))),
+            other => Err(Error::invalid(
+                "mode",
+                format!("`{other}`; expected hybrid, bm25 or vector"),
+            )),
         }
     }
 }
@@ -49,21 +52,40 @@ pub struct QueryOptions {
 
 impl QueryOptions {
     /// Checks the query text and `top_k`; the error says what to change.
-    pub fn new(text: impl Into<String>, top_k: usize, mode: Mode, group_by: GroupBy) -> Result<Self> {
+    pub fn new(
+        text: impl Into<String>,
+        top_k: usize,
+        mode: Mode,
+        group_by: GroupBy,
+    ) -> Result<Self> {
         let text = text.into();
         if text.trim().is_empty() {
-            return Err(Error::invalid("query", "the query text is empty; send some words to search for"));
+            return Err(Error::invalid(
+                "query",
+                "the query text is empty; send some words to search for",
+            ));
         }
         if text.len() > MAX_QUERY_BYTES {
             return Err(Error::invalid(
                 "query",
-                format!("the query text is {} bytes; the limit is {MAX_QUERY_BYTES}", text.len()),
+                format!(
+                    "the query text is {} bytes; the limit is {MAX_QUERY_BYTES}",
+                    text.len()
+                ),
             ));
         }
         if !(1..=MAX_TOP_K).contains(&top_k) {
-            return Err(Error::invalid("top_k", format!("{top_k}; it must be between 1 and {MAX_TOP_K}")));
+            return Err(Error::invalid(
+                "top_k",
+                format!("{top_k}; it must be between 1 and {MAX_TOP_K}"),
+            ));
         }
-        Ok(QueryOptions { text, top_k, mode, group_by })
+        Ok(QueryOptions {
+            text,
+            top_k,
+            mode,
+            group_by,
+        })
     }
 }
 
@@ -77,7 +99,15 @@ mod tests {
         assert!(QueryOptions::new("a", 0, Mode::Bm25, GroupBy::Chunk).is_err());
         assert!(QueryOptions::new("a", 1001, Mode::Bm25, GroupBy::Chunk).is_err());
         assert!(QueryOptions::new("a", 1000, Mode::Bm25, GroupBy::Chunk).is_ok());
-        assert!(QueryOptions::new("x".repeat(MAX_QUERY_BYTES + 1), 1, Mode::Bm25, GroupBy::Chunk).is_err());
+        assert!(
+            QueryOptions::new(
+                "x".repeat(MAX_QUERY_BYTES + 1),
+                1,
+                Mode::Bm25,
+                GroupBy::Chunk
+            )
+            .is_err()
+        );
         assert_eq!("bm25".parse::<Mode>(), Ok(Mode::Bm25));
         assert!("BM25 ".parse::<Mode>().is_err());
     }

@@ -16,7 +16,10 @@ pub enum Error {
     #[error("{0}")]
     Busy(String),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("catalog: {0}")]
     Catalog(#[from] rusqlite::Error),
     #[error("bm25 index: {0}")]
@@ -37,7 +40,10 @@ pub enum ErrorKind {
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -45,7 +51,9 @@ impl Error {
             Error::Input(_) | Error::Core(_) => ErrorKind::Input,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Busy(_) => ErrorKind::Busy,
-            Error::Io { .. } | Error::Catalog(_) | Error::Bm25(_) | Error::Corrupt(_) => ErrorKind::Internal,
+            Error::Io { .. } | Error::Catalog(_) | Error::Bm25(_) | Error::Corrupt(_) => {
+                ErrorKind::Internal
+            }
         }
     }
 
@@ -53,8 +61,12 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Input(_) | Error::Core(_) => "invalid_request",
-            Error::NotFound { what: "collection", .. } => "collection_not_found",
-            Error::NotFound { what: "document", .. } => "document_not_found",
+            Error::NotFound {
+                what: "collection", ..
+            } => "collection_not_found",
+            Error::NotFound {
+                what: "document", ..
+            } => "document_not_found",
             Error::NotFound { .. } => "not_found",
             Error::Busy(_) => "busy",
             _ => "internal",

@@ -15,5 +15,7 @@ pub mod searcher;
 
 pub use engine::{ApplyStats, Change, CollectionStats, Engine, EngineOptions};
 pub use error::{Error, ErrorKind, Result};
-pub use ingest::{IngestOptions, IngestSummary, NoProgress, Problem, Progress, ingest, ingest_records};
+pub use ingest::{
+    IngestOptions, IngestSummary, NoProgress, Problem, Progress, ingest, ingest_records,
+};
 pub use searcher::{Hit, Scores, SearchResponse, Searcher};

@@ -61,7 +61,11 @@ pub struct Searcher {
 impl Searcher {
     pub(crate) fn new(collection: CollectionRow, index: Arc<Bm25Index>) -> Self {
         let snapshot = index.searcher();
-        Searcher { collection, index, snapshot }
+        Searcher {
+            collection,
+            index,
+            snapshot,
+        }
     }
 
     pub fn collection(&self) -> &str {
@@ -75,9 +79,15 @@ impl Searcher {
 
     /// The best `limit` chunks for `text` by BM25, best first.
     pub fn bm25(&self, text: &str, limit: usize) -> Result<Vec<(f32, ChunkRecord)>> {
-        let Some(query) = build_query(&self.index.fields(), text) else { return Ok(Vec::new()) };
-        let top = self.snapshot.search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
-        top.into_iter().map(|(score, address)| Ok((score, self.index.record(&self.snapshot, address)?))).collect()
+        let Some(query) = build_query(&self.index.fields(), text) else {
+            return Ok(Vec::new());
+        };
+        let top = self
+            .snapshot
+            .search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
+        top.into_iter()
+            .map(|(score, address)| Ok((score, self.index.record(&self.snapshot, address)?)))
+            .collect()
     }
 
     pub fn search(&self, q: &QueryOptions) -> Result<SearchResponse> {
@@ -101,7 +111,9 @@ impl Searcher {
             GroupBy::Document => self.document_hits(&q.text, q.top_k)?,
         };
         if results.is_empty() && build_query(&self.index.fields(), &q.text).is_none() {
-            warnings.push("the query has no searchable words (only stop words or punctuation)".to_owned());
+            warnings.push(
+                "the query has no searchable words (only stop words or punctuation)".to_owned(),
+            );
         }
         Ok(SearchResponse {
             results,
@@ -118,7 +130,12 @@ impl Searcher {
             .into_iter()
             .enumerate()
             .filter_map(|(i, (score, rec))| {
-                let also_in = rec.occurrences.iter().skip(1).map(|o| o.doc_id.clone()).collect();
+                let also_in = rec
+                    .occurrences
+                    .iter()
+                    .skip(1)
+                    .map(|o| o.doc_id.clone())
+                    .collect();
                 hit(&rec, 0, score, i + 1).map(|mut h| {
                     h.also_in = also_in;
                     h
@@ -165,7 +182,11 @@ fn hit(rec: &ChunkRecord, occurrence: usize, score: f32, rank: usize) -> Option<
         text: rec.text.clone(),
         source: occ.source.clone(),
         offsets: [occ.start, occ.end],
-        scores: Scores { bm25: Some(score), bm25_rank: Some(rank), ..Scores::default() },
+        scores: Scores {
+            bm25: Some(score),
+            bm25_rank: Some(rank),
+            ..Scores::default()
+        },
         also_in: Vec::new(),
     })
 }

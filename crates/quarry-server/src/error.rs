@@ -18,7 +18,9 @@ pub fn status_of(code: &str) -> StatusCode {
         "invalid_request" | "invalid_json" => StatusCode::BAD_REQUEST,
         "unauthorized" => StatusCode::UNAUTHORIZED,
         "forbidden" => StatusCode::FORBIDDEN,
-        "not_found" | "collection_not_found" | "document_not_found" | "route_not_found" => StatusCode::NOT_FOUND,
+        "not_found" | "collection_not_found" | "document_not_found" | "route_not_found" => {
+            StatusCode::NOT_FOUND
+        }
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "busy" | "not_ready" => StatusCode::SERVICE_UNAVAILABLE,
@@ -29,7 +31,10 @@ pub fn status_of(code: &str) -> StatusCode {
 
 impl ApiError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into() }
+        ApiError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -39,7 +44,10 @@ impl From<quarry_index::Error> for ApiError {
             ErrorKind::Internal => {
                 // Internals are logged with the request id (the span), not sent.
                 tracing::error!(error = %e, "internal error");
-                ApiError::new("internal", "internal error; the server log has the details under this request id")
+                ApiError::new(
+                    "internal",
+                    "internal error; the server log has the details under this request id",
+                )
             }
             _ => ApiError::new(e.code(), e.to_string()),
         }

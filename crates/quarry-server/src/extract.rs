@@ -16,13 +16,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new("payload_too_large", "request body is over the server's limit (server.body_limit_bytes)")
+                ApiError::new(
+                    "payload_too_large",
+                    "request body is over the server's limit (server.body_limit_bytes)",
+                )
             } else {
-                ApiError::new("invalid_request", format!("could not read the request body: {rej}"))
+                ApiError::new(
+                    "invalid_request",
+                    format!("could not read the request body: {rej}"),
+                )
             }
         })?;
         if bytes.is_empty() {
-            return Err(ApiError::new("invalid_json", "the request body is empty; send a JSON object"));
+            return Err(ApiError::new(
+                "invalid_json",
+                "the request body is empty; send a JSON object",
+            ));
         }
         serde_json::from_slice(&bytes)
             .map(JsonBody)

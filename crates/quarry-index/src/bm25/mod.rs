@@ -18,8 +18,8 @@ use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter,
-    TextAnalyzer,
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
+    StopWordFilter, TextAnalyzer,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
@@ -42,7 +42,9 @@ fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let analysed = TextOptions::default()
         .set_indexing_options(
-            TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqs),
+            TextFieldIndexing::default()
+                .set_tokenizer(ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqs),
         )
         .set_stored();
     let fields = Fields {
@@ -57,7 +59,8 @@ fn schema() -> (Schema, Fields) {
 
 /// The analyzer used for both indexing and queries.
 pub fn analyzer() -> TextAnalyzer {
-    let stop = StopWordFilter::new(Language::English).unwrap_or_else(|| StopWordFilter::remove(Vec::new()));
+    let stop = StopWordFilter::new(Language::English)
+        .unwrap_or_else(|| StopWordFilter::remove(Vec::new()));
     TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(40))
         .filter(AsciiFoldingFilter)
@@ -97,7 +100,11 @@ impl Bm25Index {
             .reload_policy(ReloadPolicy::OnCommitWithDelay)
             .doc_store_cache_num_blocks(256)
             .try_into()?;
-        Ok(Bm25Index { index, reader, fields })
+        Ok(Bm25Index {
+            index,
+            reader,
+            fields,
+        })
     }
 
     pub fn fields(&self) -> Fields {
@@ -109,7 +116,9 @@ impl Bm25Index {
         let metas = self.index.load_metas()?;
         match metas.payload {
             None => Ok(0),
-            Some(p) => p.parse().map_err(|_| Error::Corrupt(format!("BM25 commit payload {p:?} is not a generation"))),
+            Some(p) => p.parse().map_err(|_| {
+                Error::Corrupt(format!("BM25 commit payload {p:?} is not a generation"))
+            }),
         }
     }
 
@@ -120,13 +129,22 @@ impl Bm25Index {
 
     /// Writes generation `generation`: every chunk of `touched` is removed, then `records` (the
     /// touched chunks that still exist) are added. `rebuild` first drops every document. One commit.
-    pub fn commit(&self, generation: u64, touched: &[ContentHash], records: &[ChunkRecord], rebuild: bool) -> Result<()> {
+    pub fn commit(
+        &self,
+        generation: u64,
+        touched: &[ContentHash],
+        records: &[ChunkRecord],
+        rebuild: bool,
+    ) -> Result<()> {
         let mut writer: IndexWriter<TantivyDocument> = self.index.writer(WRITER_MEMORY)?;
         if rebuild {
             writer.delete_all_documents()?;
         } else {
             for hash in touched {
-                writer.delete_term(Term::from_field_text(self.fields.chunk_hash, &hash.to_hex()));
+                writer.delete_term(Term::from_field_text(
+                    self.fields.chunk_hash,
+                    &hash.to_hex(),
+                ));
             }
         }
         for record in records {
@@ -155,13 +173,18 @@ impl Bm25Index {
             doc.add_text(f.title, t);
         }
         doc.add_text(f.text, &record.text);
-        let occurrences = serde_json::to_vec(&record.occurrences).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let occurrences =
+            serde_json::to_vec(&record.occurrences).map_err(|e| Error::Corrupt(e.to_string()))?;
         doc.add_bytes(f.occurrences, &occurrences);
         Ok(doc)
     }
 
     /// Reads back the chunk stored at `doc` of `searcher`.
-    pub fn record(&self, searcher: &tantivy::Searcher, address: tantivy::DocAddress) -> Result<ChunkRecord> {
+    pub fn record(
+        &self,
+        searcher: &tantivy::Searcher,
+        address: tantivy::DocAddress,
+    ) -> Result<ChunkRecord> {
         let doc: TantivyDocument = searcher.doc(address)?;
         let f = &self.fields;
         let hash = doc
@@ -169,7 +192,11 @@ impl Bm25Index {
             .and_then(|v| v.as_str())
             .and_then(ContentHash::from_hex)
             .ok_or_else(|| Error::Corrupt("BM25 document without chunk hash".into()))?;
-        let text = doc.get_first(f.text).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let text = doc
+            .get_first(f.text)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
         let occurrences: Vec<Occurrence> = doc
             .get_first(f.occurrences)
             .and_then(|v| v.as_bytes())
@@ -177,6 +204,10 @@ impl Bm25Index {
             .transpose()
             .map_err(|e| Error::Corrupt(format!("BM25 occurrences: {e}")))?
             .unwrap_or_default();
-        Ok(ChunkRecord { hash, text, occurrences })
+        Ok(ChunkRecord {
+            hash,
+            text,
+            occurrences,
+        })
     }
 }

@@ -35,10 +35,19 @@ pub fn build_query(fields: &Fields, text: &str) -> Option<Box<dyn Query>> {
     }
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len() * 2);
     for t in &terms {
-        let text_q = TermQuery::new(Term::from_field_text(fields.text, t), IndexRecordOption::WithFreqs);
-        let title_q = TermQuery::new(Term::from_field_text(fields.title, t), IndexRecordOption::WithFreqs);
+        let text_q = TermQuery::new(
+            Term::from_field_text(fields.text, t),
+            IndexRecordOption::WithFreqs,
+        );
+        let title_q = TermQuery::new(
+            Term::from_field_text(fields.title, t),
+            IndexRecordOption::WithFreqs,
+        );
         clauses.push((Occur::Should, Box::new(text_q)));
-        clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(title_q), TITLE_BOOST))));
+        clauses.push((
+            Occur::Should,
+            Box::new(BoostQuery::new(Box::new(title_q), TITLE_BOOST)),
+        ));
     }
     Some(Box::new(BooleanQuery::new(clauses)))
 }

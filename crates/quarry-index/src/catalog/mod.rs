@@ -49,7 +49,9 @@ pub struct ChunkRecord {
 pub fn check_collection_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
@@ -60,11 +62,14 @@ pub fn check_collection_name(name: &str) -> Result<()> {
 }
 
 pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 pub(crate) fn parse_hash(s: &str) -> Result<ContentHash> {
-    ContentHash::from_hex(s).ok_or_else(|| Error::Corrupt(format!("bad content hash {s:?} in catalog")))
+    ContentHash::from_hex(s)
+        .ok_or_else(|| Error::Corrupt(format!("bad content hash {s:?} in catalog")))
 }
 
 pub struct Catalog {
@@ -100,14 +105,20 @@ impl Catalog {
     }
 
     /// The collection, created with `chunk_options` if it does not exist yet.
-    pub fn ensure_collection(&self, name: &str, chunk_options: &ChunkOptions) -> Result<CollectionRow> {
+    pub fn ensure_collection(
+        &self,
+        name: &str,
+        chunk_options: &ChunkOptions,
+    ) -> Result<CollectionRow> {
         check_collection_name(name)?;
-        let options = serde_json::to_string(chunk_options).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let options =
+            serde_json::to_string(chunk_options).map_err(|e| Error::Corrupt(e.to_string()))?;
         self.conn.execute(
             "INSERT OR IGNORE INTO collections (name, created_at, generation, chunk_options) VALUES (?1, ?2, 0, ?3)",
             params![name, now(), options],
         )?;
-        self.collection(name)?.ok_or_else(|| Error::Corrupt(format!("collection {name} vanished")))
+        self.collection(name)?
+            .ok_or_else(|| Error::Corrupt(format!("collection {name} vanished")))
     }
 
     pub fn collection(&self, name: &str) -> Result<Option<CollectionRow>> {
@@ -119,11 +130,25 @@ impl Catalog {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
-        row.map(|(name, generation, options, active_version, created_at): (String, i64, String, _, _)| {
-            let chunk_options = serde_json::from_str(&options)
-                .map_err(|e| Error::Corrupt(format!("chunk options of {name}: {e}")))?;
-            Ok(CollectionRow { name, generation: generation as u64, chunk_options, active_version, created_at })
-        })
+        row.map(
+            |(name, generation, options, active_version, created_at): (
+                String,
+                i64,
+                String,
+                _,
+                _,
+            )| {
+                let chunk_options = serde_json::from_str(&options)
+                    .map_err(|e| Error::Corrupt(format!("chunk options of {name}: {e}")))?;
+                Ok(CollectionRow {
+                    name,
+                    generation: generation as u64,
+                    chunk_options,
+                    active_version,
+                    created_at,
+                })
+            },
+        )
         .transpose()
     }
 
@@ -133,22 +158,35 @@ impl Catalog {
             .prepare("SELECT name FROM collections ORDER BY name")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        names.iter().filter_map(|n| self.collection(n).transpose()).collect()
+        names
+            .iter()
+            .filter_map(|n| self.collection(n).transpose())
+            .collect()
     }
 
     /// `(documents, distinct chunks)` of a collection.
     pub fn counts(&self, collection: &str) -> Result<(u64, u64)> {
-        let docs: i64 =
-            self.conn.query_row("SELECT count(*) FROM documents WHERE collection = ?1", [collection], |r| r.get(0))?;
-        let chunks: i64 =
-            self.conn.query_row("SELECT count(*) FROM chunks WHERE collection = ?1", [collection], |r| r.get(0))?;
+        let docs: i64 = self.conn.query_row(
+            "SELECT count(*) FROM documents WHERE collection = ?1",
+            [collection],
+            |r| r.get(0),
+        )?;
+        let chunks: i64 = self.conn.query_row(
+            "SELECT count(*) FROM chunks WHERE collection = ?1",
+            [collection],
+            |r| r.get(0),
+        )?;
         Ok((docs as u64, chunks as u64))
     }
 
     /// Content hash of every document of the collection, by doc id.
     pub fn doc_hashes(&self, collection: &str) -> Result<HashMap<String, ContentHash>> {
-        let mut stmt = self.conn.prepare("SELECT doc_id, content_hash FROM documents WHERE collection = ?1")?;
-        let rows = stmt.query_map([collection], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT doc_id, content_hash FROM documents WHERE collection = ?1")?;
+        let rows = stmt.query_map([collection], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         rows.map(|r| {
             let (id, h) = r?;
             Ok((id, parse_hash(&h)?))
@@ -158,19 +196,27 @@ impl Catalog {
 
     /// Doc ids and sources of every document of the collection (for `--sync`).
     pub fn doc_sources(&self, collection: &str) -> Result<Vec<(String, String)>> {
-        let mut stmt = self.conn.prepare("SELECT doc_id, source FROM documents WHERE collection = ?1")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT doc_id, source FROM documents WHERE collection = ?1")?;
         let rows = stmt.query_map([collection], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// The chunk and its occurrences, or `None` when no document holds it any more.
-    pub fn chunk_record(&self, collection: &str, hash: &ContentHash) -> Result<Option<ChunkRecord>> {
+    pub fn chunk_record(
+        &self,
+        collection: &str,
+        hash: &ContentHash,
+    ) -> Result<Option<ChunkRecord>> {
         let hex = hash.to_hex();
         let text: Option<String> = self
             .conn
-            .query_row("SELECT text FROM chunks WHERE collection = ?1 AND chunk_hash = ?2", [collection, &hex], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT text FROM chunks WHERE collection = ?1 AND chunk_hash = ?2",
+                [collection, &hex],
+                |r| r.get(0),
+            )
             .optional()?;
         let Some(text) = text else { return Ok(None) };
         let mut stmt = self.conn.prepare_cached(
@@ -192,12 +238,18 @@ impl Catalog {
         if occurrences.is_empty() {
             return Ok(None);
         }
-        Ok(Some(ChunkRecord { hash: *hash, text, occurrences }))
+        Ok(Some(ChunkRecord {
+            hash: *hash,
+            text,
+            occurrences,
+        }))
     }
 
     /// Every chunk hash of the collection (for a full rebuild of a derived index).
     pub fn all_chunk_hashes(&self, collection: &str) -> Result<Vec<ContentHash>> {
-        let mut stmt = self.conn.prepare("SELECT chunk_hash FROM chunks WHERE collection = ?1")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT chunk_hash FROM chunks WHERE collection = ?1")?;
         let rows = stmt.query_map([collection], |r| r.get::<_, String>(0))?;
         rows.map(|h| parse_hash(&h?)).collect()
     }
@@ -218,9 +270,9 @@ impl Catalog {
             Some(oldest) if oldest as u64 <= after + 1 => {}
             _ => return Ok(None),
         }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT DISTINCT chunk_hash FROM changelog WHERE collection = ?1 AND generation > ?2")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT chunk_hash FROM changelog WHERE collection = ?1 AND generation > ?2",
+        )?;
         let rows = stmt.query_map(params![collection, after as i64], |r| r.get::<_, String>(0))?;
         Ok(Some(rows.map(|h| parse_hash(&h?)).collect::<Result<_>>()?))
     }

@@ -28,10 +28,23 @@ impl<'c> WriteTx<'c> {
     pub(super) fn begin(conn: &'c mut Connection, collection: &str) -> Result<Self> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current: i64 = tx
-            .query_row("SELECT generation FROM collections WHERE name = ?1", [collection], |r| r.get(0))
+            .query_row(
+                "SELECT generation FROM collections WHERE name = ?1",
+                [collection],
+                |r| r.get(0),
+            )
             .optional()?
-            .ok_or_else(|| Error::NotFound { what: "collection", id: collection.to_owned() })?;
-        Ok(WriteTx { tx, collection: collection.to_owned(), generation: current as u64 + 1, touched: BTreeSet::new(), dirty: false })
+            .ok_or_else(|| Error::NotFound {
+                what: "collection",
+                id: collection.to_owned(),
+            })?;
+        Ok(WriteTx {
+            tx,
+            collection: collection.to_owned(),
+            generation: current as u64 + 1,
+            touched: BTreeSet::new(),
+            dirty: false,
+        })
     }
 
     /// The generation this transaction will commit.
@@ -40,8 +53,9 @@ impl<'c> WriteTx<'c> {
     }
 
     fn chunk_hashes_of(&self, doc_id: &str) -> Result<Vec<ContentHash>> {
-        let mut stmt =
-            self.tx.prepare_cached("SELECT chunk_hash FROM doc_chunks WHERE collection = ?1 AND doc_id = ?2")?;
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT chunk_hash FROM doc_chunks WHERE collection = ?1 AND doc_id = ?2",
+        )?;
         let rows = stmt.query_map([&self.collection, doc_id], |r| r.get::<_, String>(0))?;
         rows.map(|h| parse_hash(&h?)).collect()
     }

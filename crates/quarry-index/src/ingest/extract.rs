@@ -35,13 +35,19 @@ pub fn extract(format: DocFormat, raw: &str, fallback_title: &str) -> Extracted 
     match format {
         DocFormat::Markdown => markdown(raw, fallback_title),
         DocFormat::Html => html(raw, fallback_title),
-        DocFormat::Text | DocFormat::Record => Extracted { title: fallback_title.to_owned(), text: raw.to_owned() },
+        DocFormat::Text | DocFormat::Record => Extracted {
+            title: fallback_title.to_owned(),
+            text: raw.to_owned(),
+        },
     }
 }
 
 /// Splits off YAML front matter (`---` … `---` at the very start) and returns `(front, body)`.
 fn front_matter(raw: &str) -> (Option<&str>, &str) {
-    let Some(rest) = raw.strip_prefix("---\n").or_else(|| raw.strip_prefix("---\r\n")) else {
+    let Some(rest) = raw
+        .strip_prefix("---\n")
+        .or_else(|| raw.strip_prefix("---\r\n"))
+    else {
         return (None, raw);
     };
     let mut offset = 0;
@@ -58,12 +64,21 @@ fn markdown(raw: &str, fallback_title: &str) -> Extracted {
     let (front, body) = front_matter(raw);
     let from_front = front.and_then(|f| {
         f.lines().find_map(|l| {
-            let v = l.strip_prefix("title:")?.trim().trim_matches(|c| c == '"' || c == '\'').trim();
+            let v = l
+                .strip_prefix("title:")?
+                .trim()
+                .trim_matches(|c| c == '"' || c == '\'')
+                .trim();
             (!v.is_empty()).then(|| v.to_owned())
         })
     });
-    let title = from_front.or_else(|| first_heading(body)).unwrap_or_else(|| fallback_title.to_owned());
-    Extracted { title, text: body.to_owned() }
+    let title = from_front
+        .or_else(|| first_heading(body))
+        .unwrap_or_else(|| fallback_title.to_owned());
+    Extracted {
+        title,
+        text: body.to_owned(),
+    }
 }
 
 /// The first ATX heading (`# Title`) outside fenced code blocks.
@@ -90,11 +105,38 @@ fn first_heading(body: &str) -> Option<String> {
 }
 
 /// Elements whose content is never visible text.
-const INVISIBLE: &[&str] = &["script", "style", "noscript", "template", "head", "svg", "iframe", "object"];
+const INVISIBLE: &[&str] = &[
+    "script", "style", "noscript", "template", "head", "svg", "iframe", "object",
+];
 /// Elements that end a line of text.
 const BLOCK: &[&str] = &[
-    "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section",
-    "article", "header", "footer", "nav", "aside", "blockquote", "pre", "hr", "dt", "dd", "figcaption", "main",
+    "p",
+    "div",
+    "br",
+    "li",
+    "ul",
+    "ol",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "tr",
+    "table",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "nav",
+    "aside",
+    "blockquote",
+    "pre",
+    "hr",
+    "dt",
+    "dd",
+    "figcaption",
+    "main",
 ];
 
 fn html(raw: &str, fallback_title: &str) -> Extracted {
@@ -109,7 +151,12 @@ fn html(raw: &str, fallback_title: &str) -> Extracted {
         .unwrap_or_else(|| fallback_title.to_owned());
     let mut out = String::new();
     visible_text(doc.root_element(), &mut out);
-    let text = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n");
+    let text = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
     Extracted { title, text }
 }
 
@@ -171,7 +218,9 @@ fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error>
     match serde_json::Value::deserialize(d)? {
         serde_json::Value::String(s) if !s.trim().is_empty() => Ok(s),
         serde_json::Value::Number(n) => Ok(n.to_string()),
-        other => Err(D::Error::custom(format!("`_id` must be a non-empty string or a number, not {other}"))),
+        other => Err(D::Error::custom(format!(
+            "`_id` must be a non-empty string or a number, not {other}"
+        ))),
     }
 }
 use serde::Deserialize as _;
@@ -182,12 +231,23 @@ mod tests {
 
     #[test]
     fn markdown_title_from_front_matter_then_heading() {
-        let e = extract(DocFormat::Markdown, "---\ntitle: \"Hello\"\ntags: x\n---\n# Other\nbody\n", "f");
+        let e = extract(
+            DocFormat::Markdown,
+            "---\ntitle: \"Hello\"\ntags: x\n---\n# Other\nbody\n",
+            "f",
+        );
         assert_eq!(e.title, "Hello");
         assert_eq!(e.text, "# Other\nbody\n");
-        let e = extract(DocFormat::Markdown, "```\n# not me\n```\n\n## Real title ##\ntext", "f");
+        let e = extract(
+            DocFormat::Markdown,
+            "```\n# not me\n```\n\n## Real title ##\ntext",
+            "f",
+        );
         assert_eq!(e.title, "Real title");
-        assert_eq!(extract(DocFormat::Markdown, "no heading", "stem").title, "stem");
+        assert_eq!(
+            extract(DocFormat::Markdown, "no heading", "stem").title,
+            "stem"
+        );
     }
 
     #[test]
@@ -201,7 +261,8 @@ mod tests {
 
     #[test]
     fn records_parse_beir_lines() {
-        let r: Record = serde_json::from_str(r#"{"_id": 42, "title": "T", "text": "x", "extra": 1}"#).unwrap();
+        let r: Record =
+            serde_json::from_str(r#"{"_id": 42, "title": "T", "text": "x", "extra": 1}"#).unwrap();
         assert_eq!((r.id.as_str(), r.title.as_str()), ("42", "T"));
         assert!(serde_json::from_str::<Record>(r#"{"title": "T"}"#).is_err());
         assert!(serde_json::from_str::<Record>(r#"{"_id": "", "text": "x"}"#).is_err());

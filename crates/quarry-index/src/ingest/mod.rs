@@ -65,7 +65,12 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(path: impl Into<String>, reason: &str, message: impl Into<String>) -> Self {
-        Problem { path: path.into(), line: None, reason: reason.into(), message: message.into() }
+        Problem {
+            path: path.into(),
+            line: None,
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 
     fn at_line(mut self, line: u64) -> Self {
@@ -140,8 +145,17 @@ struct Ctx<'a> {
 }
 
 /// Builds the document of a record (JSONL line or API call), or `None` when it has no text.
-pub fn record_document(rec: Record, source: &str, content_hash: ContentHash, default_acl: &[String]) -> Option<Document> {
-    let text = if rec.text.trim().is_empty() { rec.title.clone() } else { rec.text };
+pub fn record_document(
+    rec: Record,
+    source: &str,
+    content_hash: ContentHash,
+    default_acl: &[String],
+) -> Option<Document> {
+    let text = if rec.text.trim().is_empty() {
+        rec.title.clone()
+    } else {
+        rec.text
+    };
     if text.trim().is_empty() {
         return None;
     }
@@ -152,7 +166,11 @@ pub fn record_document(rec: Record, source: &str, content_hash: ContentHash, def
         source: source.to_owned(),
         format: DocFormat::Record,
         metadata: rec.metadata,
-        acl: if rec.acl.is_empty() { default_acl.to_vec() } else { rec.acl },
+        acl: if rec.acl.is_empty() {
+            default_acl.to_vec()
+        } else {
+            rec.acl
+        },
         content_hash,
     })
 }
@@ -165,11 +183,19 @@ pub fn upsert(chunker: &Chunker, doc: Document) -> Change {
 
 fn read_file(ctx: &Ctx<'_>, f: &WalkedFile, format: DocFormat) -> Outcome {
     let shown = f.path.display().to_string();
-    let skip = |reason: &str, msg: String| Outcome::Skipped(Problem::new(shown.clone(), reason, msg), Some(f.doc_id.clone()));
+    let skip = |reason: &str, msg: String| {
+        Outcome::Skipped(
+            Problem::new(shown.clone(), reason, msg),
+            Some(f.doc_id.clone()),
+        )
+    };
     if f.size > ctx.opts.max_file_bytes {
         return skip(
             "too_large",
-            format!("{} bytes is over ingest.max_file_bytes ({}); raise the limit to ingest it", f.size, ctx.opts.max_file_bytes),
+            format!(
+                "{} bytes is over ingest.max_file_bytes ({}); raise the limit to ingest it",
+                f.size, ctx.opts.max_file_bytes
+            ),
         );
     }
     let bytes = match std::fs::read(&f.path) {
@@ -177,7 +203,10 @@ fn read_file(ctx: &Ctx<'_>, f: &WalkedFile, format: DocFormat) -> Outcome {
         Err(e) => return skip("unreadable", e.to_string()),
     };
     if bytes.len() as u64 > ctx.opts.max_file_bytes {
-        return skip("too_large", format!("{} bytes is over ingest.max_file_bytes", bytes.len()));
+        return skip(
+            "too_large",
+            format!("{} bytes is over ingest.max_file_bytes", bytes.len()),
+        );
     }
     if bytes.contains(&0) {
         return skip("binary", "contains a NUL byte; not a text file".into());
@@ -194,7 +223,11 @@ fn read_file(ctx: &Ctx<'_>, f: &WalkedFile, format: DocFormat) -> Outcome {
         Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
     };
     let raw = raw.strip_prefix('\u{feff}').unwrap_or(&raw);
-    let stem = f.path.file_stem().map(|s| s.to_string_lossy().replace(['-', '_'], " ")).unwrap_or_default();
+    let stem = f
+        .path
+        .file_stem()
+        .map(|s| s.to_string_lossy().replace(['-', '_'], " "))
+        .unwrap_or_default();
     let Extracted { title, text } = extract(format, raw, &stem);
     if text.trim().is_empty() {
         return skip("empty", "no visible text after extraction".into());
@@ -220,11 +253,19 @@ fn read_line(ctx: &Ctx<'_>, source: &str, line_no: u64, line: &[u8]) -> Option<O
     }
     let problem = |reason: &str, msg: String| Problem::new(source, reason, msg).at_line(line_no);
     if line.len() as u64 > ctx.opts.max_file_bytes {
-        return Some(Outcome::Skipped(problem("too_large", format!("line of {} bytes", line.len())), None));
+        return Some(Outcome::Skipped(
+            problem("too_large", format!("line of {} bytes", line.len())),
+            None,
+        ));
     }
     let rec: Record = match serde_json::from_slice(line) {
         Ok(r) => r,
-        Err(e) => return Some(Outcome::Skipped(problem("malformed_jsonl", e.to_string()), None)),
+        Err(e) => {
+            return Some(Outcome::Skipped(
+                problem("malformed_jsonl", e.to_string()),
+                None,
+            ));
+        }
     };
     let hash = ContentHash::of(line);
     if ctx.known.get(&rec.id) == Some(&hash) {
@@ -233,7 +274,10 @@ fn read_line(ctx: &Ctx<'_>, source: &str, line_no: u64, line: &[u8]) -> Option<O
     let id = rec.id.clone();
     Some(match record_document(rec, source, hash, &ctx.opts.acl) {
         Some(doc) => Outcome::Upsert(upsert(ctx.chunker, doc), 0),
-        None => Outcome::Skipped(problem("empty", format!("record `{id}` has no title or text")), Some(id)),
+        None => Outcome::Skipped(
+            problem("empty", format!("record `{id}` has no title or text")),
+            Some(id),
+        ),
     })
 }
 
@@ -248,16 +292,26 @@ struct Batcher<'a> {
 
 impl Batcher<'_> {
     fn take(&mut self, outcome: Outcome, warn_path: &str) -> Result<()> {
+        let id = match &outcome {
+            Outcome::Upsert(Change::Upsert(doc, _), _) => Some(doc.doc_id.as_str()),
+            Outcome::Unchanged(id) => Some(id.as_str()),
+            Outcome::Skipped(_, id) => id.as_deref(),
+            Outcome::Upsert(Change::Delete(_), _) => None,
+        };
+        // The first occurrence of an id in a run wins, so reruns are stable.
+        if let Some(id) = id
+            && !self.seen.insert(id.to_owned())
+        {
+            self.summary.problem(Problem::new(
+                warn_path,
+                "duplicate_doc_id",
+                format!("document id `{id}` appeared earlier in this run; the first one is kept"),
+            ));
+            return Ok(());
+        }
         match outcome {
             Outcome::Upsert(change, lossy) => {
-                if let Change::Upsert(doc, chunks) = &change {
-                    if !self.seen.insert(doc.doc_id.clone()) {
-                        self.summary.warning(Problem::new(
-                            warn_path,
-                            "duplicate_doc_id",
-                            format!("document id `{}` appears more than once; the last one wins", doc.doc_id),
-                        ));
-                    }
+                if let Change::Upsert(_, chunks) = &change {
                     if lossy > 0 {
                         self.summary.warning(Problem::new(
                             warn_path,
@@ -272,21 +326,17 @@ impl Batcher<'_> {
                     self.flush()?;
                 }
             }
-            Outcome::Unchanged(id) => {
-                self.seen.insert(id);
-                self.summary.unchanged += 1;
-            }
-            Outcome::Skipped(p, id) => {
-                self.seen.extend(id);
-                self.summary.problem(p);
-            }
+            Outcome::Unchanged(_) => self.summary.unchanged += 1,
+            Outcome::Skipped(p, _) => self.summary.problem(p),
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
         if !self.changes.is_empty() {
-            let stats = self.engine.apply(&self.opts.collection, std::mem::take(&mut self.changes))?;
+            let stats = self
+                .engine
+                .apply(&self.opts.collection, std::mem::take(&mut self.changes))?;
             self.summary.add(&stats);
         }
         Ok(())
@@ -294,13 +344,28 @@ impl Batcher<'_> {
 }
 
 /// Ingests `paths` into `opts.collection`.
-pub fn ingest(engine: &Engine, paths: &[PathBuf], opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestSummary> {
+pub fn ingest(
+    engine: &Engine,
+    paths: &[PathBuf],
+    opts: &IngestOptions,
+    progress: &dyn Progress,
+) -> Result<IngestSummary> {
     let started = Instant::now();
     let walked = walk(paths)?;
     let known = engine.doc_hashes(&opts.collection)?;
     let chunker = Chunker::new(engine.chunk_options(&opts.collection)?)?;
-    let ctx = Ctx { opts, chunker: &chunker, known: &known };
-    let mut b = Batcher { engine, opts, changes: Vec::new(), summary: IngestSummary::default(), seen: HashSet::new() };
+    let ctx = Ctx {
+        opts,
+        chunker: &chunker,
+        known: &known,
+    };
+    let mut b = Batcher {
+        engine,
+        opts,
+        changes: Vec::new(),
+        summary: IngestSummary::default(),
+        seen: HashSet::new(),
+    };
     b.summary.collection = opts.collection.clone();
     for p in walked.problems {
         b.summary.problem(p);
@@ -315,17 +380,20 @@ pub fn ingest(engine: &Engine, paths: &[PathBuf], opts: &IngestOptions, progress
             Some(FileKind::Jsonl) => jsonl.push(f),
             None => {
                 progress.advance(f.size);
-                b.seen.insert(f.doc_id.clone());
-                b.summary.problem(Problem::new(
+                let p = Problem::new(
                     f.path.display().to_string(),
                     "unsupported_format",
                     "quarry reads .txt, .md, .markdown, .html, .htm and .jsonl files",
-                ));
+                );
+                b.take(Outcome::Skipped(p, Some(f.doc_id.clone())), "")?;
             }
         }
     }
     for group in docs.chunks(FILE_GROUP) {
-        let outcomes: Vec<Outcome> = group.par_iter().map(|(f, format)| read_file(&ctx, f, *format)).collect();
+        let outcomes: Vec<Outcome> = group
+            .par_iter()
+            .map(|(f, format)| read_file(&ctx, f, *format))
+            .collect();
         for ((f, _), outcome) in group.iter().zip(outcomes) {
             progress.advance(f.size);
             b.take(outcome, &f.path.display().to_string())?;
@@ -347,7 +415,12 @@ pub fn ingest(engine: &Engine, paths: &[PathBuf], opts: &IngestOptions, progress
 /// else nothing is written and the error names the first bad one (by position, from 0). Each
 /// record's content hash is blake3 of its canonical JSON (keys sorted), so resending an unchanged
 /// document writes nothing.
-pub fn ingest_records(engine: &Engine, records: Vec<serde_json::Value>, opts: &IngestOptions, source: &str) -> Result<IngestSummary> {
+pub fn ingest_records(
+    engine: &Engine,
+    records: Vec<serde_json::Value>,
+    opts: &IngestOptions,
+    source: &str,
+) -> Result<IngestSummary> {
     let started = Instant::now();
     let mut lines = Vec::with_capacity(records.len());
     for (i, value) in records.into_iter().enumerate() {
@@ -358,11 +431,24 @@ pub fn ingest_records(engine: &Engine, records: Vec<serde_json::Value>, opts: &I
     }
     let known = engine.doc_hashes(&opts.collection)?;
     let chunker = Chunker::new(engine.chunk_options(&opts.collection)?)?;
-    let ctx = Ctx { opts, chunker: &chunker, known: &known };
-    let mut b = Batcher { engine, opts, changes: Vec::new(), summary: IngestSummary::default(), seen: HashSet::new() };
+    let ctx = Ctx {
+        opts,
+        chunker: &chunker,
+        known: &known,
+    };
+    let mut b = Batcher {
+        engine,
+        opts,
+        changes: Vec::new(),
+        summary: IngestSummary::default(),
+        seen: HashSet::new(),
+    };
     b.summary.collection = opts.collection.clone();
-    let outcomes: Vec<Option<Outcome>> =
-        lines.par_iter().enumerate().map(|(i, line)| read_line(&ctx, source, i as u64 + 1, line)).collect();
+    let outcomes: Vec<Option<Outcome>> = lines
+        .par_iter()
+        .enumerate()
+        .map(|(i, line)| read_line(&ctx, source, i as u64 + 1, line))
+        .collect();
     for o in outcomes.into_iter().flatten() {
         b.take(o, source)?;
     }
@@ -371,12 +457,18 @@ pub fn ingest_records(engine: &Engine, records: Vec<serde_json::Value>, opts: &I
     Ok(b.summary)
 }
 
-fn ingest_jsonl(ctx: &Ctx<'_>, f: &WalkedFile, b: &mut Batcher<'_>, progress: &dyn Progress) -> Result<()> {
+fn ingest_jsonl(
+    ctx: &Ctx<'_>,
+    f: &WalkedFile,
+    b: &mut Batcher<'_>,
+    progress: &dyn Progress,
+) -> Result<()> {
     let source = f.path.display().to_string();
     let file = match std::fs::File::open(&f.path) {
         Ok(file) => file,
         Err(e) => {
-            b.summary.problem(Problem::new(source, "unreadable", e.to_string()));
+            b.summary
+                .problem(Problem::new(source, "unreadable", e.to_string()));
             return Ok(());
         }
     };
@@ -393,7 +485,9 @@ fn ingest_jsonl(ctx: &Ctx<'_>, f: &WalkedFile, b: &mut Batcher<'_>, progress: &d
                     group.push((line_no, buf));
                 }
                 Err(e) => {
-                    b.summary.problem(Problem::new(&source, "unreadable", e.to_string()).at_line(line_no + 1));
+                    b.summary.problem(
+                        Problem::new(&source, "unreadable", e.to_string()).at_line(line_no + 1),
+                    );
                     break;
                 }
             }
@@ -401,8 +495,10 @@ fn ingest_jsonl(ctx: &Ctx<'_>, f: &WalkedFile, b: &mut Batcher<'_>, progress: &d
         if group.is_empty() {
             return Ok(());
         }
-        let outcomes: Vec<Option<Outcome>> =
-            group.par_iter().map(|(n, line)| read_line(ctx, &source, *n, line)).collect();
+        let outcomes: Vec<Option<Outcome>> = group
+            .par_iter()
+            .map(|(n, line)| read_line(ctx, &source, *n, line))
+            .collect();
         for ((_, line), outcome) in group.iter().zip(outcomes) {
             progress.advance(line.len() as u64);
             if let Some(o) = outcome {
@@ -414,13 +510,21 @@ fn ingest_jsonl(ctx: &Ctx<'_>, f: &WalkedFile, b: &mut Batcher<'_>, progress: &d
 
 /// `--sync`: deletes documents whose source lies in a walked directory (or is a JSONL file read in
 /// this run) and that this run did not see.
-fn sync(engine: &Engine, roots: &[PathBuf], jsonl: &[WalkedFile], b: &mut Batcher<'_>) -> Result<()> {
-    let jsonl_sources: HashSet<String> = jsonl.iter().map(|f| f.path.display().to_string()).collect();
+fn sync(
+    engine: &Engine,
+    roots: &[PathBuf],
+    jsonl: &[WalkedFile],
+    b: &mut Batcher<'_>,
+) -> Result<()> {
+    let jsonl_sources: HashSet<String> =
+        jsonl.iter().map(|f| f.path.display().to_string()).collect();
     let under_root = |source: &str| roots.iter().any(|r| Path::new(source).starts_with(r));
     let gone: Vec<Change> = engine
         .doc_sources(&b.opts.collection)?
         .into_iter()
-        .filter(|(id, source)| !b.seen.contains(id) && (under_root(source) || jsonl_sources.contains(source)))
+        .filter(|(id, source)| {
+            !b.seen.contains(id) && (under_root(source) || jsonl_sources.contains(source))
+        })
         .map(|(id, _)| Change::Delete(id))
         .collect();
     b.changes.extend(gone);

@@ -26,7 +26,10 @@ pub struct Walk {
 
 fn relative_id(root: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
-    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Lists the files under `paths`. A path that does not exist is an input error; problems with
@@ -35,12 +38,22 @@ pub fn walk(paths: &[PathBuf]) -> Result<Walk> {
     let mut out = Walk::default();
     for given in paths {
         let root = given.canonicalize().map_err(|e| {
-            Error::Input(format!("cannot ingest {}: {e}; check the path exists and is readable", given.display()))
+            Error::Input(format!(
+                "cannot ingest {}: {e}; check the path exists and is readable",
+                given.display()
+            ))
         })?;
         if root.is_file() {
             let size = root.metadata().map(|m| m.len()).unwrap_or(0);
-            let doc_id = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            out.files.push(WalkedFile { path: root, doc_id, size });
+            let doc_id = root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.files.push(WalkedFile {
+                path: root,
+                doc_id,
+                size,
+            });
             continue;
         }
         out.roots.push(root.clone());
@@ -57,11 +70,17 @@ pub fn walk(paths: &[PathBuf]) -> Result<Walk> {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    out.problems.push(Problem::new(root.display().to_string(), "unreadable", e.to_string()));
+                    out.problems.push(Problem::new(
+                        root.display().to_string(),
+                        "unreadable",
+                        e.to_string(),
+                    ));
                     continue;
                 }
             };
-            let Some(ft) = entry.file_type() else { continue };
+            let Some(ft) = entry.file_type() else {
+                continue;
+            };
             let path = entry.path();
             if ft.is_dir() {
                 continue;
@@ -73,12 +92,20 @@ pub fn walk(paths: &[PathBuf]) -> Result<Walk> {
                         out.problems.push(Problem::new(
                             path.display().to_string(),
                             "symlink_outside_root",
-                            format!("points to {}, outside {} (or not a file); not followed", t.display(), root.display()),
+                            format!(
+                                "points to {}, outside {} (or not a file); not followed",
+                                t.display(),
+                                root.display()
+                            ),
                         ));
                         continue;
                     }
                     Err(e) => {
-                        out.problems.push(Problem::new(path.display().to_string(), "broken_symlink", e.to_string()));
+                        out.problems.push(Problem::new(
+                            path.display().to_string(),
+                            "broken_symlink",
+                            e.to_string(),
+                        ));
                         continue;
                     }
                 }
@@ -88,7 +115,11 @@ pub fn walk(paths: &[PathBuf]) -> Result<Walk> {
                 continue;
             };
             let size = target.metadata().map(|m| m.len()).unwrap_or(0);
-            out.files.push(WalkedFile { doc_id: relative_id(&root, path), path: target, size });
+            out.files.push(WalkedFile {
+                doc_id: relative_id(&root, path),
+                path: target,
+                size,
+            });
         }
     }
     Ok(out)

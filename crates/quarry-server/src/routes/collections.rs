@@ -11,6 +11,11 @@ pub async fn list(State(state): State<Shared>) -> Result<Json<serde_json::Value>
     Ok(Json(serde_json::json!({ "collections": list })))
 }
 
-pub async fn stats(State(state): State<Shared>, Path(collection): Path<String>) -> Result<Json<CollectionStats>, ApiError> {
-    Ok(Json(blocking(move || Ok(state.engine.stats(&collection)?)).await?))
+pub async fn stats(
+    State(state): State<Shared>,
+    Path(collection): Path<String>,
+) -> Result<Json<CollectionStats>, ApiError> {
+    Ok(Json(
+        blocking(move || Ok(state.engine.stats(&collection)?)).await?,
+    ))
 }

@@ -19,10 +19,17 @@ pub async fn upsert(
     JsonBody(req): JsonBody<UpsertRequest>,
 ) -> Result<Json<IngestSummary>, ApiError> {
     if req.documents.is_empty() {
-        return Err(ApiError::new("invalid_request", "`documents` is empty; send at least one document"));
+        return Err(ApiError::new(
+            "invalid_request",
+            "`documents` is empty; send at least one document",
+        ));
     }
-    let opts = IngestOptions { collection, ..IngestOptions::default() };
-    let summary = blocking(move || Ok(ingest_records(&state.engine, req.documents, &opts, "api")?)).await?;
+    let opts = IngestOptions {
+        collection,
+        ..state.options.ingest.clone()
+    };
+    let summary =
+        blocking(move || Ok(ingest_records(&state.engine, req.documents, &opts, "api")?)).await?;
     Ok(Json(summary))
 }
 
@@ -32,11 +39,18 @@ pub async fn delete(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     blocking(move || {
         state.engine.collection(&collection)?;
-        let stats = state.engine.apply(&collection, vec![Change::Delete(doc_id.clone())])?;
+        let stats = state
+            .engine
+            .apply(&collection, vec![Change::Delete(doc_id.clone())])?;
         if stats.deleted == 0 {
-            return Err(ApiError::new("document_not_found", format!("document `{doc_id}` not found in `{collection}`")));
+            return Err(ApiError::new(
+                "document_not_found",
+                format!("document `{doc_id}` not found in `{collection}`"),
+            ));
         }
-        Ok(Json(serde_json::json!({"deleted": doc_id, "generation": stats.generation})))
+        Ok(Json(
+            serde_json::json!({"deleted": doc_id, "generation": stats.generation}),
+        ))
     })
     .await
 }

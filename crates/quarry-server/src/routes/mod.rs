@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use quarry_core::{GroupBy, Mode};
-use quarry_index::Engine;
+use quarry_index::{Engine, IngestOptions};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -28,6 +28,8 @@ pub struct ServerOptions {
     pub default_top_k: usize,
     pub default_mode: Mode,
     pub default_group_by: GroupBy,
+    /// Ingest settings for the documents API (its `collection` is taken from the route).
+    pub ingest: IngestOptions,
 }
 
 impl Default for ServerOptions {
@@ -38,6 +40,7 @@ impl Default for ServerOptions {
             default_top_k: 10,
             default_mode: Mode::Hybrid,
             default_group_by: GroupBy::Chunk,
+            ingest: IngestOptions::default(),
         }
     }
 }
@@ -57,7 +60,10 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
         tracing::error!(error = %e, "engine task failed");
-        ApiError::new("internal", "internal error; the server log has the details under this request id")
+        ApiError::new(
+            "internal",
+            "internal error; the server log has the details under this request id",
+        )
     })?
 }
 
@@ -65,14 +71,24 @@ async fn blocking<T: Send + 'static>(
 pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
     let timeout = options.request_timeout;
     let body_limit = options.body_limit_bytes;
-    let state: Shared = Arc::new(AppState { engine, options, ready: AtomicBool::new(true) });
+    let state: Shared = Arc::new(AppState {
+        engine,
+        options,
+        ready: AtomicBool::new(true),
+    });
     let x_request_id = HeaderName::from_static("x-request-id");
     let v1 = Router::new()
         .route("/collections", get(collections::list))
         .route("/collections/{collection}", get(collections::stats))
         .route("/collections/{collection}/query", post(query::query))
-        .route("/collections/{collection}/documents", post(documents::upsert))
-        .route("/collections/{collection}/documents/{*doc_id}", delete(documents::delete));
+        .route(
+            "/collections/{collection}/documents",
+            post(documents::upsert),
+        )
+        .route(
+            "/collections/{collection}/documents/{*doc_id}",
+            delete(documents::delete),
+        );
     Router::new()
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
@@ -104,6 +120,10 @@ async fn readyz(State(state): State<Shared>) -> Response {
 async fn timeout_layer(State(limit): State<Duration>, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
-        Err(_) => ApiError::new("timeout", format!("the request took longer than {} ms", limit.as_millis())).into_response(),
+        Err(_) => ApiError::new(
+            "timeout",
+            format!("the request took longer than {} ms", limit.as_millis()),
+        )
+        .into_response(),
     }
 }

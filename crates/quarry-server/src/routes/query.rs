@@ -27,13 +27,23 @@ pub async fn query(
     Path(collection): Path<String>,
     JsonBody(req): JsonBody<QueryRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    if req.filter.as_ref().is_some_and(|f| f.as_object().is_none_or(|o| !o.is_empty())) {
-        return Err(ApiError::new("invalid_request", "`filter`: metadata filters are not supported yet; send {} or omit it"));
+    if req
+        .filter
+        .as_ref()
+        .is_some_and(|f| f.as_object().is_none_or(|o| !o.is_empty()))
+    {
+        return Err(ApiError::new(
+            "invalid_request",
+            "`filter`: metadata filters are not supported yet; send {} or omit it",
+        ));
     }
-    let ignored: Vec<&str> = [("fusion", req.fusion.is_some()), ("explain", req.explain == Some(true))]
-        .into_iter()
-        .filter_map(|(name, set)| set.then_some(name))
-        .collect();
+    let ignored: Vec<&str> = [
+        ("fusion", req.fusion.is_some()),
+        ("explain", req.explain == Some(true)),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
     let d = &state.options;
     let q = QueryOptions::new(
         req.query,
@@ -43,7 +53,9 @@ pub async fn query(
     )?;
     let mut answer = blocking(move || Ok(state.engine.searcher(&collection)?.search(&q)?)).await?;
     for name in ignored {
-        answer.warnings.push(format!("`{name}` has no effect yet: only the BM25 retriever answered"));
+        answer.warnings.push(format!(
+            "`{name}` has no effect yet: only the BM25 retriever answered"
+        ));
     }
     Ok(Json(answer))
 }

@@ -71,7 +71,13 @@ impl Engine {
         options.chunk.validate()?;
         std::fs::create_dir_all(dir.join("collections")).map_err(|e| Error::io(&dir, e))?;
         let catalog = Catalog::open(&dir.join("catalog.sqlite3"))?;
-        Ok(Engine { dir, options, catalog: Mutex::new(catalog), bm25: RwLock::new(HashMap::new()), write_lock: Mutex::new(()) })
+        Ok(Engine {
+            dir,
+            options,
+            catalog: Mutex::new(catalog),
+            bm25: RwLock::new(HashMap::new()),
+            write_lock: Mutex::new(()),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -90,7 +96,12 @@ impl Engine {
     fn with_write_lock<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let _inproc = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.dir.join("writer.lock");
-        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
         file.lock().map_err(|e| Error::io(&path, e))?;
         let out = f();
         let _ = file.unlock();
@@ -100,13 +111,21 @@ impl Engine {
     /// The stored row of a collection, or a not-found error.
     pub fn collection(&self, name: &str) -> Result<CollectionRow> {
         check_collection_name(name)?;
-        self.catalog().collection(name)?.ok_or_else(|| Error::NotFound { what: "collection", id: name.to_owned() })
+        self.catalog()
+            .collection(name)?
+            .ok_or_else(|| Error::NotFound {
+                what: "collection",
+                id: name.to_owned(),
+            })
     }
 
     /// The collection's chunk options, or the engine's defaults for a collection not created yet.
     pub fn chunk_options(&self, collection: &str) -> Result<ChunkOptions> {
         check_collection_name(collection)?;
-        Ok(self.catalog().collection(collection)?.map_or(self.options.chunk, |c| c.chunk_options))
+        Ok(self
+            .catalog()
+            .collection(collection)?
+            .map_or(self.options.chunk, |c| c.chunk_options))
     }
 
     pub fn stats(&self, name: &str) -> Result<CollectionStats> {
@@ -124,7 +143,12 @@ impl Engine {
     }
 
     pub fn list(&self) -> Result<Vec<CollectionStats>> {
-        let names: Vec<String> = self.catalog().collections()?.into_iter().map(|c| c.name).collect();
+        let names: Vec<String> = self
+            .catalog()
+            .collections()?
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
         names.iter().map(|n| self.stats(n)).collect()
     }
 
@@ -141,21 +165,32 @@ impl Engine {
 
     /// The BM25 index of a collection, opened on first use and cached; no recovery.
     fn open_bm25(&self, collection: &str) -> Result<Arc<Bm25Index>> {
-        if let Some(ix) = self.bm25.read().unwrap_or_else(|p| p.into_inner()).get(collection) {
+        if let Some(ix) = self
+            .bm25
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(collection)
+        {
             return Ok(ix.clone());
         }
         let mut map = self.bm25.write().unwrap_or_else(|p| p.into_inner());
         if let Some(ix) = map.get(collection) {
             return Ok(ix.clone());
         }
-        let ix = Arc::new(Bm25Index::open(&self.dir.join("collections").join(collection).join("bm25"))?);
+        let ix = Arc::new(Bm25Index::open(
+            &self.dir.join("collections").join(collection).join("bm25"),
+        )?);
         map.insert(collection.to_owned(), ix.clone());
         Ok(ix)
     }
 
     /// The BM25 index for readers: on first use it is recovered to the catalog's generation.
     fn bm25(&self, collection: &str) -> Result<Arc<Bm25Index>> {
-        let first_use = !self.bm25.read().unwrap_or_else(|p| p.into_inner()).contains_key(collection);
+        let first_use = !self
+            .bm25
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(collection);
         let ix = self.open_bm25(collection)?;
         if first_use && ix.generation()? != self.collection(collection)?.generation {
             self.with_write_lock(|| self.recover(collection, &ix))?;
@@ -171,19 +206,40 @@ impl Engine {
         if index_gen == catalog_gen {
             return Ok(());
         }
-        let replay = if index_gen < catalog_gen { self.catalog().changed_since(collection, index_gen)? } else { None };
+        let replay = if index_gen < catalog_gen {
+            self.catalog().changed_since(collection, index_gen)?
+        } else {
+            None
+        };
         let (touched, rebuild) = match replay {
             Some(hashes) => (hashes, false),
             None => (self.catalog().all_chunk_hashes(collection)?, true),
         };
-        tracing::warn!(collection, index_gen, catalog_gen, chunks = touched.len(), rebuild, "recovering BM25 index");
+        tracing::warn!(
+            collection,
+            index_gen,
+            catalog_gen,
+            chunks = touched.len(),
+            rebuild,
+            "recovering BM25 index"
+        );
         self.write_bm25(collection, ix, catalog_gen, &touched, rebuild)
     }
 
-    fn write_bm25(&self, collection: &str, ix: &Bm25Index, generation: u64, touched: &[ContentHash], rebuild: bool) -> Result<()> {
+    fn write_bm25(
+        &self,
+        collection: &str,
+        ix: &Bm25Index,
+        generation: u64,
+        touched: &[ContentHash],
+        rebuild: bool,
+    ) -> Result<()> {
         let records = {
             let catalog = self.catalog();
-            touched.iter().filter_map(|h| catalog.chunk_record(collection, h).transpose()).collect::<Result<Vec<_>>>()?
+            touched
+                .iter()
+                .filter_map(|h| catalog.chunk_record(collection, h).transpose())
+                .collect::<Result<Vec<_>>>()?
         };
         ix.commit(generation, touched, &records, rebuild)?;
         self.catalog().prune_changelog(collection, generation)
@@ -193,7 +249,8 @@ impl Engine {
     pub fn apply(&self, collection: &str, changes: Vec<Change>) -> Result<ApplyStats> {
         check_collection_name(collection)?;
         self.with_write_lock(|| {
-            self.catalog().ensure_collection(collection, &self.options.chunk)?;
+            self.catalog()
+                .ensure_collection(collection, &self.options.chunk)?;
             let ix = self.open_bm25(collection)?;
             self.recover(collection, &ix)?;
             let mut stats = ApplyStats::default();
@@ -228,3 +285,6 @@ impl Engine {
         Ok(Searcher::new(row, ix))
     }
 }
+
+#[cfg(test)]
+mod tests;
