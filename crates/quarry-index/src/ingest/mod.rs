@@ -290,7 +290,31 @@ struct Batcher<'a> {
     seen: HashSet<String>,
 }
 
-impl Batcher<'_> {
+/// The stored hashes and the chunker of the target collection.
+fn prepare(
+    engine: &Engine,
+    opts: &IngestOptions,
+) -> Result<(HashMap<String, ContentHash>, Chunker)> {
+    let known = engine.doc_hashes(&opts.collection)?;
+    let chunker = Chunker::new(engine.chunk_options(&opts.collection)?)?;
+    Ok((known, chunker))
+}
+
+impl<'a> Batcher<'a> {
+    fn new(engine: &'a Engine, opts: &'a IngestOptions) -> Self {
+        let summary = IngestSummary {
+            collection: opts.collection.clone(),
+            ..IngestSummary::default()
+        };
+        Batcher {
+            engine,
+            opts,
+            changes: Vec::new(),
+            summary,
+            seen: HashSet::new(),
+        }
+    }
+
     fn take(&mut self, outcome: Outcome, warn_path: &str) -> Result<()> {
         let id = match &outcome {
             Outcome::Upsert(Change::Upsert(doc, _), _) => Some(doc.doc_id.as_str()),
@@ -352,21 +376,13 @@ pub fn ingest(
 ) -> Result<IngestSummary> {
     let started = Instant::now();
     let walked = walk(paths)?;
-    let known = engine.doc_hashes(&opts.collection)?;
-    let chunker = Chunker::new(engine.chunk_options(&opts.collection)?)?;
+    let (known, chunker) = prepare(engine, opts)?;
     let ctx = Ctx {
         opts,
         chunker: &chunker,
         known: &known,
     };
-    let mut b = Batcher {
-        engine,
-        opts,
-        changes: Vec::new(),
-        summary: IngestSummary::default(),
-        seen: HashSet::new(),
-    };
-    b.summary.collection = opts.collection.clone();
+    let mut b = Batcher::new(engine, opts);
     for p in walked.problems {
         b.summary.problem(p);
     }
@@ -429,21 +445,13 @@ pub fn ingest_records(
         }
         lines.push(value.to_string().into_bytes());
     }
-    let known = engine.doc_hashes(&opts.collection)?;
-    let chunker = Chunker::new(engine.chunk_options(&opts.collection)?)?;
+    let (known, chunker) = prepare(engine, opts)?;
     let ctx = Ctx {
         opts,
         chunker: &chunker,
         known: &known,
     };
-    let mut b = Batcher {
-        engine,
-        opts,
-        changes: Vec::new(),
-        summary: IngestSummary::default(),
-        seen: HashSet::new(),
-    };
-    b.summary.collection = opts.collection.clone();
+    let mut b = Batcher::new(engine, opts);
     let outcomes: Vec<Option<Outcome>> = lines
         .par_iter()
         .enumerate()
