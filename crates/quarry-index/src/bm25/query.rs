@@ -19,7 +19,10 @@ pub const MAX_QUERY_TERMS: usize = 256;
 /// The query for `text`, or `None` when the text has no searchable term (only stop words or
 /// punctuation).
 pub fn build_query(fields: &Fields, text: &str) -> Option<Box<dyn Query>> {
-    let mut analyzer = analyzer();
+    static ANALYZER: std::sync::OnceLock<tantivy::tokenizer::TextAnalyzer> =
+        std::sync::OnceLock::new();
+    // Built once; a clone shares the stop-word set.
+    let mut analyzer = ANALYZER.get_or_init(analyzer).clone();
     let mut stream = analyzer.token_stream(text);
     let mut terms: Vec<String> = Vec::new();
     while let Some(token) = stream.next() {

@@ -17,6 +17,7 @@ use crate::engine::{ApplyStats, Change, Engine};
 use crate::error::Result;
 use quarry_core::{Chunker, ContentHash, DocFormat, Document};
 use rayon::prelude::*;
+use serde::Deserialize as _;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -440,7 +441,7 @@ pub fn ingest_records(
     let started = Instant::now();
     let mut lines = Vec::with_capacity(records.len());
     for (i, value) in records.into_iter().enumerate() {
-        if let Err(e) = serde_json::from_value::<Record>(value.clone()) {
+        if let Err(e) = Record::deserialize(&value) {
             return Err(crate::Error::Input(format!("documents[{i}]: {e}")));
         }
         lines.push(value.to_string().into_bytes());
