@@ -11,7 +11,13 @@ use std::process::ExitCode;
 
 /// quarry: a retrieval engine for RAG. Ingest folders, serve ranked passages over HTTP.
 #[derive(Debug, Parser)]
-#[command(name = "quarry", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "quarry",
+    version,
+    about = "quarry: a retrieval engine for RAG. Ingest folders and JSONL corpora, serve ranked passages (BM25) over HTTP and the CLI.",
+    long_about = None,
+    propagate_version = true
+)]
 pub struct Cli {
     /// Where quarry keeps its catalog and indexes.
     #[arg(

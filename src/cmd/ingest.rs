@@ -14,6 +14,7 @@ pub struct Args {
     /// .jsonl files are read as BEIR corpora ({"_id", "title", "text"} per line).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// Collection to use (1 to 64 letters, digits, `_` or `-`).
     #[arg(long, default_value = "default")]
     pub collection: String,
     /// Principal allowed to read documents that carry no ACL of their own (user:ID, group:ID, public).

@@ -12,6 +12,7 @@ use std::path::Path;
 pub struct Args {
     /// What to search for (plain text; no query syntax).
     pub text: String,
+    /// Collection to use (1 to 64 letters, digits, `_` or `-`).
     #[arg(long, default_value = "default")]
     pub collection: String,
     /// Number of results, 1 to 1000 [default: query.top_k = 10].
