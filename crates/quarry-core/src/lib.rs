@@ -6,6 +6,7 @@
 
 pub mod chunk;
 pub mod document;
+pub mod embed;
 pub mod error;
 pub mod hash;
 pub mod metrics;
@@ -13,6 +14,7 @@ pub mod query;
 
 pub use chunk::{Chunk, ChunkOptions, ChunkSizer, Chunker};
 pub use document::{DocFormat, Document};
+pub use embed::{EmbedError, Embedder, EmbedderSpec, Fingerprint, InputKind};
 pub use error::{Error, Result};
 pub use hash::ContentHash;
 pub use query::{GroupBy, MAX_TOP_K, Mode, QueryOptions};
