@@ -8,13 +8,15 @@ pub mod chunk;
 pub mod document;
 pub mod embed;
 pub mod error;
+pub mod fusion;
 pub mod hash;
 pub mod metrics;
 pub mod query;
 
-pub use chunk::{Chunk, ChunkOptions, ChunkSizer, Chunker};
+pub use chunk::{Chunk, ChunkOptions, ChunkSizer, Chunker, TokenCounter, embed_text};
 pub use document::{DocFormat, Document};
 pub use embed::{EmbedError, Embedder, EmbedderSpec, Fingerprint, InputKind};
 pub use error::{Error, Result};
+pub use fusion::{Fusion, fuse};
 pub use hash::ContentHash;
 pub use query::{GroupBy, MAX_TOP_K, Mode, QueryOptions};

@@ -1,6 +1,7 @@
 //! Query options shared by the engine, the HTTP API and the CLI, with their validation.
 
 use crate::error::{Error, Result};
+use crate::fusion::Fusion;
 
 /// Largest `top_k` a caller may ask for.
 pub const MAX_TOP_K: usize = 1000;
@@ -48,6 +49,8 @@ pub struct QueryOptions {
     pub top_k: usize,
     pub mode: Mode,
     pub group_by: GroupBy,
+    /// How hybrid results are fused.
+    pub fusion: Fusion,
 }
 
 impl QueryOptions {
@@ -85,7 +88,15 @@ impl QueryOptions {
             top_k,
             mode,
             group_by,
+            fusion: Fusion::default(),
         })
+    }
+
+    /// Sets the fusion, checking its parameters.
+    pub fn with_fusion(mut self, fusion: Fusion) -> Result<Self> {
+        fusion.validate()?;
+        self.fusion = fusion;
+        Ok(self)
     }
 }
 

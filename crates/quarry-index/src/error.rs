@@ -24,6 +24,9 @@ pub enum Error {
     Catalog(#[from] rusqlite::Error),
     #[error("bm25 index: {0}")]
     Bm25(#[from] tantivy::TantivyError),
+    /// The embedding model or provider failed (after its retries); the message says why.
+    #[error("{0}")]
+    Embed(String),
     /// Stored state that does not parse or contradicts itself.
     #[error("corrupt state: {0}")]
     Corrupt(String),
@@ -50,7 +53,7 @@ impl Error {
         match self {
             Error::Input(_) | Error::Core(_) => ErrorKind::Input,
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::Busy(_) => ErrorKind::Busy,
+            Error::Busy(_) | Error::Embed(_) => ErrorKind::Busy,
             Error::Io { .. } | Error::Catalog(_) | Error::Bm25(_) | Error::Corrupt(_) => {
                 ErrorKind::Internal
             }
@@ -69,6 +72,7 @@ impl Error {
             } => "document_not_found",
             Error::NotFound { .. } => "not_found",
             Error::Busy(_) => "busy",
+            Error::Embed(_) => "embedding_unavailable",
             _ => "internal",
         }
     }

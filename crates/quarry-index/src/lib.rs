@@ -12,8 +12,11 @@ pub mod engine;
 pub mod error;
 pub mod ingest;
 pub mod searcher;
+pub mod vectors;
 
-pub use engine::{ApplyStats, Change, CollectionStats, Engine, EngineOptions};
+pub use engine::{
+    ActiveEmbedder, ApplyStats, Change, CollectionStats, EmbedderSource, Engine, EngineOptions,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use ingest::{
     IngestOptions, IngestSummary, NoProgress, Problem, Progress, ingest, ingest_records,

@@ -1,13 +1,28 @@
-//! The read side: a [`Searcher`] is an immutable snapshot of one collection, taken with `&self` and
-//! safe to use from many threads. Results never change under a reader while writers commit.
+//! The read side: a [`Searcher`] is an immutable snapshot of one collection — its BM25 index and
+//! its vector index at the same generation — taken with `&self` and safe to use from many threads.
+//! Results never change under a reader while writers commit.
+//!
+//! A query runs in three steps:
+//! 1. **Candidates.** BM25 and (for `hybrid`/`vector`) the vector index each return their best
+//!    `depth` chunks, identified by [`chunk_key`] only; no stored document is read.
+//! 2. **Fusion** ([`quarry_core::fuse`]) into one ranking, keeping each retriever's score and rank.
+//! 3. **Hits.** Stored records are read in fused order until `top_k` chunks (or, for
+//!    `group_by=document`, `top_k` distinct documents) are found; when candidates run out first,
+//!    `depth` grows and the query runs again.
+//!
+//! The query text is embedded with the collection's active embedder, on a separate thread with a
+//! deadline: if that fails or takes too long, the answer comes from BM25 with `degraded: true`.
 
-use crate::bm25::{Bm25Index, build_query};
+use crate::bm25::{Bm25Index, KeyMap, build_query, chunk_key};
 use crate::catalog::{ChunkRecord, CollectionRow};
+use crate::engine::{ActiveEmbedder, EngineOptions, Indexes};
 use crate::error::{Error, Result};
-use quarry_core::{GroupBy, Mode, QueryOptions};
-use std::collections::HashSet;
+use crate::vectors::VectorSnapshot;
+use quarry_core::{Fusion, GroupBy, InputKind, Mode, QueryOptions, fuse};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tantivy::DocAddress;
 use tantivy::collector::TopDocs;
 
 /// Per-retriever scores and ranks of a hit (ranks from 1).
@@ -44,7 +59,7 @@ pub struct Hit {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SearchResponse {
     pub results: Vec<Hit>,
-    /// The embedding version that answered; `None` until the collection has vectors.
+    /// The embedding version that answered; `None` when the collection has no vectors.
     pub embedding_version: Option<String>,
     pub degraded: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -52,19 +67,40 @@ pub struct SearchResponse {
     pub took_ms: f64,
 }
 
+/// A fused candidate: a chunk with its fused score and what each retriever said.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    address: DocAddress,
+    score: f32,
+    bm25: Option<(f32, usize)>,
+    vector: Option<(f32, usize)>,
+}
+
 pub struct Searcher {
     collection: CollectionRow,
     index: Arc<Bm25Index>,
     snapshot: tantivy::Searcher,
+    keys: Arc<KeyMap>,
+    vectors: Option<Arc<VectorSnapshot>>,
+    active: Option<ActiveEmbedder>,
+    embed_timeout: Duration,
+    default_fusion: Fusion,
 }
 
 impl Searcher {
-    pub(crate) fn new(collection: CollectionRow, index: Arc<Bm25Index>) -> Self {
-        let snapshot = index.searcher();
+    pub(crate) fn new(collection: CollectionRow, ix: &Indexes, options: &EngineOptions) -> Self {
+        // BM25 and vectors are published together under this lock: read them together.
+        let _guard = ix.publish.read().unwrap_or_else(|p| p.into_inner());
+        let (snapshot, keys) = ix.bm25.searcher();
         Searcher {
             collection,
-            index,
+            index: ix.bm25.clone(),
             snapshot,
+            keys,
+            vectors: ix.vectors.as_ref().map(|v| v.snapshot()),
+            active: ix.active.clone(),
+            embed_timeout: options.query_embed_timeout,
+            default_fusion: options.fusion,
         }
     }
 
@@ -77,115 +113,284 @@ impl Searcher {
         self.snapshot.num_docs()
     }
 
+    /// The fusion used when a query does not name one.
+    pub fn default_fusion(&self) -> Fusion {
+        self.default_fusion
+    }
+
+    /// The active embedding version's id, if the collection has vectors.
+    pub fn embedding_version(&self) -> Option<&str> {
+        self.active.as_ref().map(|a| a.version.id.as_str())
+    }
+
     /// The best `limit` chunks for `text` by BM25, best first.
     pub fn bm25(&self, text: &str, limit: usize) -> Result<Vec<(f32, ChunkRecord)>> {
-        let Some(query) = build_query(&self.index.fields(), text) else {
-            return Ok(Vec::new());
-        };
-        let top = self
-            .snapshot
-            .search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
-        top.into_iter()
+        self.bm25_addresses(text, limit)?
+            .into_iter()
             .map(|(score, address)| Ok((score, self.index.record(&self.snapshot, address)?)))
             .collect()
     }
 
+    fn bm25_addresses(&self, text: &str, limit: usize) -> Result<Vec<(f32, DocAddress)>> {
+        let Some(query) = build_query(&self.index.fields(), text) else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .snapshot
+            .search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?)
+    }
+
+    /// Embeds a query with the active embedder, waiting at most the configured timeout.
+    pub fn embed_query(&self, text: &str) -> std::result::Result<Vec<f32>, String> {
+        let Some(active) = &self.active else {
+            return Err(format!(
+                "collection `{}` has no embedding version",
+                self.collection.name
+            ));
+        };
+        let embedder = active.embedder.clone()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let text = text.to_owned();
+        std::thread::Builder::new()
+            .name("quarry-embed-query".into())
+            .spawn(move || {
+                let _ = tx.send(embedder.embed(&[&text], InputKind::Query));
+            })
+            .map_err(|e| format!("cannot start the query embedding: {e}"))?;
+        match rx.recv_timeout(self.embed_timeout) {
+            Ok(Ok(mut v)) if v.len() == 1 => {
+                let mut v = v.swap_remove(0);
+                quarry_core::embed::normalize(&mut v);
+                Ok(v)
+            }
+            Ok(Ok(v)) => Err(format!(
+                "the embedder returned {} vectors for 1 query",
+                v.len()
+            )),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "the query embedding took longer than query.embed_timeout_ms ({} ms)",
+                self.embed_timeout.as_millis()
+            )),
+        }
+    }
+
+    /// Runs a query: embeds it when the mode needs vectors, then [`Searcher::search_with_vector`].
     pub fn search(&self, q: &QueryOptions) -> Result<SearchResponse> {
         let started = Instant::now();
+        let vector = match (q.mode, &self.active) {
+            (Mode::Bm25, _) | (_, None) => None,
+            (_, Some(_)) => Some(self.embed_query(&q.text)),
+        };
+        let mut response = self.search_with_vector(q, vector)?;
+        response.took_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok(response)
+    }
+
+    /// Runs a query with its vector already computed (`None`: not needed or no vectors; `Err`:
+    /// embedding failed, so the answer degrades to BM25).
+    pub fn search_with_vector(
+        &self,
+        q: &QueryOptions,
+        vector: Option<std::result::Result<Vec<f32>, String>>,
+    ) -> Result<SearchResponse> {
+        let started = Instant::now();
         let mut warnings = Vec::new();
-        match q.mode {
-            Mode::Bm25 => {}
-            Mode::Hybrid => warnings.push(
-                "mode=hybrid: this collection has no embedding version yet, so the answer comes from BM25 alone"
-                    .to_owned(),
-            ),
-            Mode::Vector => {
-                return Err(Error::Input(format!(
-                    "mode=vector: collection `{}` has no embedding version yet; use mode=bm25",
-                    self.collection.name
-                )));
+        let mut degraded = false;
+        let mut mode = q.mode;
+        let mut query_vector = None;
+        if mode != Mode::Bm25 {
+            if self.active.is_none() || self.vectors.is_none() {
+                if mode == Mode::Vector {
+                    return Err(Error::Input(format!(
+                        "mode=vector: collection `{}` has no embedding version (its embedder is \"none\"); use mode=bm25",
+                        self.collection.name
+                    )));
+                }
+                warnings.push(
+                    "mode=hybrid: this collection has no embedding version, so the answer comes from BM25 alone"
+                        .to_owned(),
+                );
+                mode = Mode::Bm25;
+            } else {
+                match vector {
+                    Some(Ok(v)) => query_vector = Some(v),
+                    Some(Err(why)) => {
+                        degraded = true;
+                        warnings.push(format!(
+                            "vector retrieval unavailable, answered from BM25 alone: {why}"
+                        ));
+                        mode = Mode::Bm25;
+                    }
+                    None => {
+                        return Err(Error::Input(
+                            "this mode needs the query's vector; none was given".to_owned(),
+                        ));
+                    }
+                }
             }
         }
-        let results = match q.group_by {
-            GroupBy::Chunk => self.chunk_hits(&q.text, q.top_k)?,
-            GroupBy::Document => self.document_hits(&q.text, q.top_k)?,
-        };
-        if results.is_empty() && build_query(&self.index.fields(), &q.text).is_none() {
+        let results = self.hits(q, mode, query_vector.as_deref())?;
+        if results.is_empty()
+            && mode == Mode::Bm25
+            && build_query(&self.index.fields(), &q.text).is_none()
+        {
             warnings.push(
                 "the query has no searchable words (only stop words or punctuation)".to_owned(),
             );
         }
         Ok(SearchResponse {
             results,
-            embedding_version: self.collection.active_version.clone(),
-            degraded: false,
+            embedding_version: self.embedding_version().map(str::to_owned),
+            degraded,
             warnings,
             took_ms: started.elapsed().as_secs_f64() * 1e3,
         })
     }
 
-    fn chunk_hits(&self, text: &str, top_k: usize) -> Result<Vec<Hit>> {
-        let ranked = self.bm25(text, top_k)?;
-        Ok(ranked
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, (score, rec))| {
-                let also_in = rec
-                    .occurrences
-                    .iter()
-                    .skip(1)
-                    .map(|o| o.doc_id.clone())
-                    .collect();
-                hit(&rec, 0, score, i + 1).map(|mut h| {
-                    h.also_in = also_in;
-                    h
+    /// Fused candidates, best first, from each retriever's best `depth` chunks.
+    fn candidates(
+        &self,
+        text: &str,
+        mode: Mode,
+        vector: Option<&[f32]>,
+        depth: usize,
+        fusion: Fusion,
+    ) -> Result<(Vec<Candidate>, bool)> {
+        let bm25: Vec<(u64, f32, DocAddress)> = if mode == Mode::Vector {
+            Vec::new()
+        } else {
+            let mut columns: HashMap<u32, tantivy::columnar::Column<u64>> = HashMap::new();
+            let mut out = Vec::new();
+            for (score, address) in self.bm25_addresses(text, depth)? {
+                let column = match columns.entry(address.segment_ord) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                        self.snapshot
+                            .segment_reader(address.segment_ord)
+                            .fast_fields()
+                            .u64("chunk_key")?,
+                    ),
+                };
+                if let Some(key) = column.first(address.doc_id) {
+                    out.push((key, score, address));
+                }
+            }
+            out
+        };
+        let dense: Vec<(u64, f32, DocAddress)> = match (mode, vector, &self.vectors) {
+            (Mode::Bm25, _, _) | (_, None, _) | (_, _, None) => Vec::new(),
+            (_, Some(v), Some(ix)) => ix
+                .search(v, depth)?
+                .into_iter()
+                .filter_map(|(hash, sim)| {
+                    let key = chunk_key(&hash);
+                    self.keys.get(&key).map(|a| (key, sim, *a))
                 })
-            })
-            .collect())
+                .collect(),
+        };
+        let mut by_key: HashMap<u64, Candidate> = HashMap::with_capacity(bm25.len() + dense.len());
+        for (rank, (key, score, address)) in bm25.iter().enumerate() {
+            by_key.entry(*key).or_insert(Candidate {
+                address: *address,
+                score: *score,
+                bm25: Some((*score, rank + 1)),
+                vector: None,
+            });
+        }
+        for (rank, (key, sim, address)) in dense.iter().enumerate() {
+            by_key
+                .entry(*key)
+                .or_insert(Candidate {
+                    address: *address,
+                    score: *sim,
+                    bm25: None,
+                    vector: None,
+                })
+                .vector = Some((*sim, rank + 1));
+        }
+        let ranked: Vec<(u64, f32)> = match mode {
+            Mode::Bm25 => bm25.iter().map(|(k, s, _)| (*k, *s)).collect(),
+            Mode::Vector => dense.iter().map(|(k, s, _)| (*k, *s)).collect(),
+            Mode::Hybrid => {
+                let b: Vec<(u64, f32)> = bm25.iter().map(|(k, s, _)| (*k, *s)).collect();
+                let d: Vec<(u64, f32)> = dense.iter().map(|(k, s, _)| (*k, *s)).collect();
+                fuse(fusion, &b, &d)
+            }
+        };
+        // A retriever that returned all `depth` it was asked for may have more.
+        let more = bm25.len() >= depth || dense.len() >= depth;
+        let ranked = ranked
+            .into_iter()
+            .filter_map(|(key, score)| by_key.get(&key).map(|c| Candidate { score, ..*c }))
+            .collect();
+        Ok((ranked, more))
     }
 
-    /// Each document represented by its best chunk. Fetches chunks in growing windows until
-    /// `top_k` distinct documents are found or the index is exhausted.
-    fn document_hits(&self, text: &str, top_k: usize) -> Result<Vec<Hit>> {
+    fn hits(&self, q: &QueryOptions, mode: Mode, vector: Option<&[f32]>) -> Result<Vec<Hit>> {
         let total = self.snapshot.num_docs() as usize;
-        let mut window = (top_k * 3).max(30);
+        let mut depth = match q.group_by {
+            GroupBy::Chunk => q.top_k.max(100),
+            GroupBy::Document => (q.top_k * 3).max(100),
+        };
         loop {
-            let ranked = self.bm25(text, window)?;
-            let exhausted = ranked.len() < window || window >= total;
-            let mut seen = HashSet::new();
+            let (candidates, more) = self.candidates(&q.text, mode, vector, depth, q.fusion)?;
             let mut hits = Vec::new();
-            'outer: for (score, rec) in &ranked {
-                for (occ_ix, occ) in rec.occurrences.iter().enumerate() {
-                    if seen.insert(occ.doc_id.as_str()) {
-                        hits.extend(hit(rec, occ_ix, *score, seen.len()));
-                        if hits.len() == top_k {
-                            break 'outer;
+            let mut seen = HashSet::new();
+            'outer: for c in &candidates {
+                let rec = self.index.record(&self.snapshot, c.address)?;
+                match q.group_by {
+                    GroupBy::Chunk => {
+                        let also_in = rec
+                            .occurrences
+                            .iter()
+                            .skip(1)
+                            .map(|o| o.doc_id.clone())
+                            .collect();
+                        hits.extend(hit(&rec, 0, c).map(|mut h| {
+                            h.also_in = also_in;
+                            h
+                        }));
+                    }
+                    GroupBy::Document => {
+                        for (i, occ) in rec.occurrences.iter().enumerate() {
+                            if seen.insert(occ.doc_id.clone()) {
+                                hits.extend(hit(&rec, i, c));
+                                if hits.len() == q.top_k {
+                                    break 'outer;
+                                }
+                            }
                         }
                     }
                 }
+                if hits.len() == q.top_k {
+                    break;
+                }
             }
-            if hits.len() == top_k || exhausted {
+            // Candidates ran out before top_k results: look deeper, unless there is no deeper.
+            if hits.len() >= q.top_k || !more || depth >= total {
                 return Ok(hits);
             }
-            window = (window * 4).min(total.max(1));
+            depth = (depth * 4).min(total.max(1));
         }
     }
 }
 
-fn hit(rec: &ChunkRecord, occurrence: usize, score: f32, rank: usize) -> Option<Hit> {
+fn hit(rec: &ChunkRecord, occurrence: usize, c: &Candidate) -> Option<Hit> {
     let occ = rec.occurrences.get(occurrence)?;
     Some(Hit {
         doc_id: occ.doc_id.clone(),
         chunk_id: rec.hash.to_hex(),
-        score,
+        score: c.score,
         title: occ.title.clone(),
         text: rec.text.clone(),
         source: occ.source.clone(),
         offsets: [occ.start, occ.end],
         scores: Scores {
-            bm25: Some(score),
-            bm25_rank: Some(rank),
-            ..Scores::default()
+            bm25: c.bm25.map(|b| b.0),
+            bm25_rank: c.bm25.map(|b| b.1),
+            vector: c.vector.map(|v| v.0),
+            vector_rank: c.vector.map(|v| v.1),
         },
         also_in: Vec::new(),
     })

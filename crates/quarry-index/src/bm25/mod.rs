@@ -13,15 +13,27 @@ pub use query::{TITLE_BOOST, build_query};
 use crate::catalog::{ChunkRecord, Occurrence};
 use crate::error::{Error, Result};
 use quarry_core::ContentHash;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 use tantivy::schema::{
-    Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
+    FAST, Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::tokenizer::{
     AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
     StopWordFilter, TextAnalyzer,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+/// The 64-bit key of a chunk: the first 8 bytes of its hash. Fusion joins BM25 and vector hits on
+/// it without reading stored documents (a collision needs ~4·10⁹ chunks to become likely).
+pub fn chunk_key(hash: &ContentHash) -> u64 {
+    let b = hash.as_bytes();
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// Where each live chunk of one snapshot is, by [`chunk_key`].
+pub type KeyMap = HashMap<u64, DocAddress>;
 
 /// Name under which the English analyzer is registered in every index.
 pub const ANALYZER: &str = "quarry_en";
@@ -36,6 +48,7 @@ pub struct Fields {
     pub title: Field,
     pub text: Field,
     pub occurrences: Field,
+    pub chunk_key: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -53,6 +66,7 @@ fn schema() -> (Schema, Fields) {
         title: b.add_text_field("title", analysed.clone()),
         text: b.add_text_field("text", analysed),
         occurrences: b.add_bytes_field("occurrences", STORED),
+        chunk_key: b.add_u64_field("chunk_key", FAST),
     };
     (b.build(), fields)
 }
@@ -74,6 +88,8 @@ pub struct Bm25Index {
     index: Index,
     reader: IndexReader,
     fields: Fields,
+    /// The published snapshot and its key map, replaced together by [`Bm25Index::reload`].
+    published: RwLock<(tantivy::Searcher, Arc<KeyMap>)>,
 }
 
 impl Bm25Index {
@@ -81,29 +97,39 @@ impl Bm25Index {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let (schema, fields) = schema();
-        let index = if dir.join("meta.json").exists() {
+        let existing = if dir.join("meta.json").exists() {
             let index = Index::open_in_dir(dir)?;
-            if index.schema() != schema {
-                return Err(Error::Corrupt(format!(
-                    "BM25 index {} has another schema than this quarry writes; delete the folder and \
-                     restart, quarry rebuilds it from the catalog",
-                    dir.display()
-                )));
+            if index.schema() == schema {
+                Some(index)
+            } else {
+                // A derived index of an older layout: start it again, recovery rebuilds it from
+                // the catalog.
+                tracing::warn!(dir = %dir.display(), "BM25 index has an older schema; rebuilding it");
+                drop(index);
+                std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                None
             }
-            index
         } else {
-            Index::create_in_dir(dir, schema)?
+            None
+        };
+        let index = match existing {
+            Some(index) => index,
+            None => Index::create_in_dir(dir, schema)?,
         };
         index.tokenizers().register(ANALYZER, analyzer());
         let reader = index
             .reader_builder()
-            .reload_policy(ReloadPolicy::OnCommitWithDelay)
+            .reload_policy(ReloadPolicy::Manual)
             .doc_store_cache_num_blocks(256)
             .try_into()?;
+        let searcher = reader.searcher();
+        let keys = Arc::new(key_map(&searcher)?);
         Ok(Bm25Index {
             index,
             reader,
             fields,
+            published: RwLock::new((searcher, keys)),
         })
     }
 
@@ -122,9 +148,12 @@ impl Bm25Index {
         }
     }
 
-    /// A snapshot of the last commit this process has seen.
-    pub fn searcher(&self) -> tantivy::Searcher {
-        self.reader.searcher()
+    /// The published snapshot and its key map.
+    pub fn searcher(&self) -> (tantivy::Searcher, Arc<KeyMap>) {
+        self.published
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Writes generation `generation`: every chunk of `touched` is removed, then `records` (the
@@ -154,7 +183,15 @@ impl Bm25Index {
         prepared.set_payload(&generation.to_string());
         prepared.commit()?;
         writer.wait_merging_threads()?;
+        Ok(())
+    }
+
+    /// Makes the last commit visible to new searchers (the engine calls it when it publishes).
+    pub fn reload(&self) -> Result<()> {
         self.reader.reload()?;
+        let searcher = self.reader.searcher();
+        let keys = Arc::new(key_map(&searcher)?);
+        *self.published.write().unwrap_or_else(|p| p.into_inner()) = (searcher, keys);
         Ok(())
     }
 
@@ -162,6 +199,7 @@ impl Bm25Index {
         let f = &self.fields;
         let mut doc = TantivyDocument::default();
         doc.add_text(f.chunk_hash, record.hash.to_hex());
+        doc.add_u64(f.chunk_key, chunk_key(&record.hash));
         let mut titles: Vec<&str> = Vec::new();
         for occ in &record.occurrences {
             doc.add_text(f.doc_ids, &occ.doc_id);
@@ -210,4 +248,31 @@ impl Bm25Index {
             occurrences,
         })
     }
+}
+
+/// The key map of a snapshot: every live document's [`chunk_key`] and address.
+fn key_map(searcher: &tantivy::Searcher) -> Result<KeyMap> {
+    let mut map = KeyMap::with_capacity(searcher.num_docs() as usize);
+    for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+        let keys = segment.fast_fields().u64("chunk_key")?;
+        let alive = segment.alive_bitset();
+        for doc in 0..segment.max_doc() {
+            if alive.is_some_and(|a| !a.is_alive(doc)) {
+                continue;
+            }
+            if let Some(k) = keys.first(doc) {
+                map.insert(k, DocAddress::new(ord as u32, doc));
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// The [`chunk_key`] of the document at `address`.
+pub fn key_of(searcher: &tantivy::Searcher, address: DocAddress) -> Result<Option<u64>> {
+    let segment = searcher.segment_reader(address.segment_ord);
+    Ok(segment
+        .fast_fields()
+        .u64("chunk_key")?
+        .first(address.doc_id))
 }

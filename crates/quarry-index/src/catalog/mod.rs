@@ -10,12 +10,12 @@ mod write;
 pub use write::{UpsertOutcome, WriteTx};
 
 use crate::error::{Error, Result};
-use quarry_core::{ChunkOptions, ContentHash};
+use quarry_core::{ChunkOptions, ContentHash, EmbedderSpec, Fingerprint};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::Path;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// A collection as the catalog stores it.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +72,42 @@ pub(crate) fn parse_hash(s: &str) -> Result<ContentHash> {
         .ok_or_else(|| Error::Corrupt(format!("bad content hash {s:?} in catalog")))
 }
 
+/// An embedding version of a collection: which embedder (by config name and spec) made its vectors.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VersionRow {
+    pub id: String,
+    pub collection: String,
+    pub embedder: String,
+    pub fingerprint: Fingerprint,
+    pub spec: EmbedderSpec,
+    pub state: String,
+    pub created_at: i64,
+}
+
+/// Version ids: the embedder's name and the first 12 hex digits of its fingerprint.
+pub fn version_id(embedder: &str, fingerprint: &Fingerprint) -> String {
+    format!("{embedder}-{}", fingerprint.short())
+}
+
+/// Chunks read per SQL statement when looking up many.
+const LOOKUP_BATCH: usize = 500;
+
+fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn decode_vector(b: &[u8]) -> Result<Vec<f32>> {
+    if b.len() % 4 != 0 {
+        return Err(Error::Corrupt(format!(
+            "stored vector of {} bytes is not a list of f32",
+            b.len()
+        )));
+    }
+    Ok(b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
 pub struct Catalog {
     conn: Connection,
 }
@@ -88,8 +124,15 @@ impl Catalog {
         match version {
             0 => {
                 conn.execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {} {} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
+                    include_str!("schema.sql"),
+                    include_str!("schema_v2.sql")
+                ))?;
+            }
+            1 => {
+                conn.execute_batch(&format!(
                     "BEGIN IMMEDIATE; {} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
-                    include_str!("schema.sql")
+                    include_str!("schema_v2.sql")
                 ))?;
             }
             SCHEMA_VERSION => {}
@@ -285,6 +328,198 @@ impl Catalog {
             params![collection, generation as i64],
         )?;
         Ok(())
+    }
+
+    /// Stored vectors of `fingerprint` for those of `hashes` that have one.
+    pub fn vectors(
+        &self,
+        fingerprint: &Fingerprint,
+        hashes: &[ContentHash],
+    ) -> Result<HashMap<ContentHash, Vec<f32>>> {
+        let fp = fingerprint.to_hex();
+        let mut out = HashMap::with_capacity(hashes.len());
+        for batch in hashes.chunks(LOOKUP_BATCH) {
+            let marks = vec!["?"; batch.len()].join(",");
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT chunk_hash, vector FROM embeddings WHERE fingerprint = ? AND chunk_hash IN ({marks})"
+            ))?;
+            let hexes: Vec<String> = batch.iter().map(|h| h.to_hex()).collect();
+            let params = std::iter::once(&fp).chain(hexes.iter());
+            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+            while let Some(r) = rows.next()? {
+                let h: String = r.get(0)?;
+                let b: Vec<u8> = r.get(1)?;
+                out.insert(parse_hash(&h)?, decode_vector(&b)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Which of `hashes` have a stored vector of `fingerprint`.
+    pub fn have_vectors(
+        &self,
+        fingerprint: &Fingerprint,
+        hashes: &[ContentHash],
+    ) -> Result<std::collections::HashSet<ContentHash>> {
+        let fp = fingerprint.to_hex();
+        let mut out = std::collections::HashSet::with_capacity(hashes.len());
+        for batch in hashes.chunks(LOOKUP_BATCH) {
+            let marks = vec!["?"; batch.len()].join(",");
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT chunk_hash FROM embeddings WHERE fingerprint = ? AND chunk_hash IN ({marks})"
+            ))?;
+            let hexes: Vec<String> = batch.iter().map(|h| h.to_hex()).collect();
+            let params = std::iter::once(&fp).chain(hexes.iter());
+            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+            while let Some(r) = rows.next()? {
+                out.insert(parse_hash(&r.get::<_, String>(0)?)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores vectors of `fingerprint` (replacing any stored for the same chunk), in one
+    /// transaction.
+    pub fn put_vectors(
+        &mut self,
+        fingerprint: &Fingerprint,
+        vectors: &[(ContentHash, Vec<f32>)],
+    ) -> Result<()> {
+        let fp = fingerprint.to_hex();
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO embeddings (fingerprint, chunk_hash, vector) VALUES (?1, ?2, ?3)",
+            )?;
+            for (h, v) in vectors {
+                stmt.execute(params![fp, h.to_hex(), encode_vector(v)])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Those of `hashes` that are chunks of the collection now.
+    pub fn existing_chunks(
+        &self,
+        collection: &str,
+        hashes: &[ContentHash],
+    ) -> Result<std::collections::HashSet<ContentHash>> {
+        let mut out = std::collections::HashSet::with_capacity(hashes.len());
+        for batch in hashes.chunks(LOOKUP_BATCH) {
+            let marks = vec!["?"; batch.len()].join(",");
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT chunk_hash FROM chunks WHERE collection = ? AND chunk_hash IN ({marks})"
+            ))?;
+            let hexes: Vec<String> = batch.iter().map(|h| h.to_hex()).collect();
+            let params = std::iter::once(collection.to_owned()).chain(hexes);
+            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+            while let Some(r) = rows.next()? {
+                out.insert(parse_hash(&r.get::<_, String>(0)?)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Chunk hashes of the documents `doc_ids` of the collection, by doc id, in order.
+    pub fn doc_chunk_hashes(&self, collection: &str, doc_id: &str) -> Result<Vec<ContentHash>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT chunk_hash FROM doc_chunks WHERE collection = ?1 AND doc_id = ?2 ORDER BY ord",
+        )?;
+        let rows = stmt.query_map([collection, doc_id], |r| r.get::<_, String>(0))?;
+        rows.map(|h| parse_hash(&h?)).collect()
+    }
+
+    /// The active embedding version of a collection, if it has one.
+    pub fn active_version(&self, collection: &str) -> Result<Option<VersionRow>> {
+        let Some(id) = self.collection(collection)?.and_then(|c| c.active_version) else {
+            return Ok(None);
+        };
+        self.version(collection, &id)
+    }
+
+    pub fn version(&self, collection: &str, id: &str) -> Result<Option<VersionRow>> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT id, embedder, fingerprint, spec, state, created_at FROM embedding_versions
+                 WHERE collection = ?1 AND id = ?2",
+                [collection, id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, i64>(5)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(id, embedder, fp, spec, state, created_at)| {
+            Ok(VersionRow {
+                fingerprint: Fingerprint::from_hex(&fp)
+                    .ok_or_else(|| Error::Corrupt(format!("bad fingerprint {fp:?}")))?,
+                spec: serde_json::from_str(&spec)
+                    .map_err(|e| Error::Corrupt(format!("embedder spec of version {id}: {e}")))?,
+                id,
+                collection: collection.to_owned(),
+                embedder,
+                state,
+                created_at,
+            })
+        })
+        .transpose()
+    }
+
+    /// Creates the version of `embedder` (with `spec`) for the collection and makes it active.
+    pub fn create_active_version(
+        &self,
+        collection: &str,
+        embedder: &str,
+        spec: &EmbedderSpec,
+    ) -> Result<VersionRow> {
+        let fp = spec.fingerprint();
+        let id = version_id(embedder, &fp);
+        self.conn.execute(
+            "INSERT OR IGNORE INTO embedding_versions (collection, id, embedder, fingerprint, spec, state, created_at, activated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, ?6)",
+            params![collection, id, embedder, fp.to_hex(), spec.canonical(), now()],
+        )?;
+        self.conn.execute(
+            "UPDATE collections SET active_version = ?2 WHERE name = ?1",
+            params![collection, id],
+        )?;
+        self.version(collection, &id)?
+            .ok_or_else(|| Error::Corrupt(format!("version {id} vanished")))
+    }
+
+    /// `(chunk_hash, text as embedded)` of those of `hashes` that are chunks of the collection.
+    pub fn embed_texts(
+        &self,
+        collection: &str,
+        hashes: &[ContentHash],
+    ) -> Result<Vec<(ContentHash, String)>> {
+        let mut out = Vec::with_capacity(hashes.len());
+        for batch in hashes.chunks(LOOKUP_BATCH) {
+            let marks = vec!["?"; batch.len()].join(",");
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT chunk_hash, title, text FROM chunks WHERE collection = ? AND chunk_hash IN ({marks})"
+            ))?;
+            let hexes: Vec<String> = batch.iter().map(|h| h.to_hex()).collect();
+            let params = std::iter::once(collection.to_owned()).chain(hexes);
+            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+            while let Some(r) = rows.next()? {
+                let title: String = r.get(1)?;
+                let text: String = r.get(2)?;
+                out.push((
+                    parse_hash(&r.get::<_, String>(0)?)?,
+                    quarry_core::embed_text(&title, &text),
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// Starts the write transaction of the collection's next generation.

@@ -110,8 +110,8 @@ impl<'c> WriteTx<'c> {
         for chunk in chunks {
             let hex = chunk.hash.to_hex();
             self.tx
-                .prepare_cached("INSERT OR IGNORE INTO chunks (collection, chunk_hash, text) VALUES (?1, ?2, ?3)")?
-                .execute(params![self.collection, hex, chunk.text])?;
+                .prepare_cached("INSERT OR IGNORE INTO chunks (collection, chunk_hash, text, title) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![self.collection, hex, chunk.text, doc.title])?;
             self.tx
                 .prepare_cached(
                     "INSERT INTO doc_chunks (collection, doc_id, ord, chunk_hash, start, end) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -142,6 +142,14 @@ impl<'c> WriteTx<'c> {
             .execute([&self.collection, doc_id])?;
         self.dirty |= n > 0;
         Ok(n > 0)
+    }
+
+    /// Logs `hashes` as touched by this generation without changing a document (their vectors
+    /// changed), so every derived index picks them up.
+    pub fn touch(&mut self, hashes: impl IntoIterator<Item = ContentHash>) {
+        let before = self.touched.len();
+        self.touched.extend(hashes);
+        self.dirty |= self.touched.len() > before;
     }
 
     /// Commits the generation: drops chunks no document holds any more, logs every touched chunk,

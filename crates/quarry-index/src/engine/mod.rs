@@ -1,26 +1,101 @@
 //! The engine: a data directory with its catalog and per-collection indexes.
 //!
 //! Writes ([`Engine::apply`]) hold the data directory's writer lock (a file lock, so it also
-//! serialises separate processes) and commit one generation: first the catalog transaction (the
-//! durable point), then the BM25 index with the generation as commit payload. If the process dies
-//! between the two, the next open replays the catalog's change log into the index
-//! ([`Engine::recover`]), so every acknowledged write is searchable and nothing half-written is.
+//! serialises separate processes) and commit one generation:
+//! 1. chunks without a stored vector of the collection's embedder are embedded and stored (the
+//!    embedding cache; harmless if the rest never commits);
+//! 2. the catalog transaction (the durable point);
+//! 3. the BM25 index, with the generation as commit payload;
+//! 4. the vector index, in memory, dumped to disk now and then with the generation it reflects;
+//! 5. both are published to readers together, under the collection's publish lock, so a
+//!    [`Searcher`] always sees BM25 and vectors of the same generation.
+//!
+//! If the process dies after step 2, the next open replays the catalog's change log into each
+//! derived index from the generation it reflects ([`Engine::recover`]), so every acknowledged write
+//! is searchable and nothing half-written is. The log is pruned only up to the oldest generation a
+//! derived index still needs.
 
 use crate::bm25::Bm25Index;
-use crate::catalog::{Catalog, CollectionRow, UpsertOutcome, check_collection_name};
+use crate::catalog::{Catalog, CollectionRow, UpsertOutcome, VersionRow, check_collection_name};
 use crate::error::{Error, Result};
 use crate::searcher::Searcher;
-use quarry_core::{Chunk, ChunkOptions, ContentHash, Document};
+use crate::vectors::{VectorIndex, VectorParams};
+use quarry_core::{Chunk, ChunkOptions, ContentHash, Document, Embedder, Fusion, InputKind};
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+/// Resolves embedder names (`[embedders.NAME]`) to embedders, loading them on first use.
+pub trait EmbedderSource: Send + Sync {
+    /// The embedder called `name`, or `None` when the name means "no vectors" (`none`).
+    fn get(&self, name: &str) -> Result<Option<Arc<dyn Embedder>>>;
+}
 
 /// Settings the engine needs from configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct EngineOptions {
     /// Chunking of collections created from now on.
     pub chunk: ChunkOptions,
+    /// Embedder of collections created from now on (a name `embedders` resolves).
+    pub embedder: String,
+    /// Resolves embedder names; `None`: collections get no vectors (BM25 only).
+    pub embedders: Option<Arc<dyn EmbedderSource>>,
+    pub vector: VectorParams,
+    /// Texts per embedding call during ingest.
+    pub embed_batch: usize,
+    /// How long a query waits for its embedding before answering from BM25 alone.
+    pub query_embed_timeout: Duration,
+    /// Fusion used when a query does not name one.
+    pub fusion: Fusion,
+    /// Dump a vector graph once this many of its points changed since the last dump.
+    pub dump_every_points: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            chunk: ChunkOptions::default(),
+            embedder: "none".into(),
+            embedders: None,
+            vector: VectorParams::default(),
+            embed_batch: 256,
+            query_embed_timeout: Duration::from_millis(2000),
+            fusion: Fusion::default(),
+            dump_every_points: 2048,
+        }
+    }
+}
+
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("chunk", &self.chunk)
+            .field("embedder", &self.embedder)
+            .field("vector", &self.vector)
+            .field("embed_batch", &self.embed_batch)
+            .field("query_embed_timeout", &self.query_embed_timeout)
+            .field("fusion", &self.fusion)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The embedder of a collection's active version, checked against the version's fingerprint.
+#[derive(Clone)]
+pub struct ActiveEmbedder {
+    pub version: VersionRow,
+    /// `Err` when the configured embedder of that name cannot be loaded or no longer has the
+    /// version's fingerprint; the message says why. Queries then answer from BM25 alone.
+    pub embedder: std::result::Result<Arc<dyn Embedder>, String>,
+}
+
+/// The derived indexes of one collection, and the lock that publishes them together.
+pub(crate) struct Indexes {
+    pub(crate) bm25: Arc<Bm25Index>,
+    pub(crate) vectors: Option<Arc<VectorIndex>>,
+    pub(crate) active: Option<ActiveEmbedder>,
+    pub(crate) publish: RwLock<()>,
 }
 
 /// One change to a collection.
@@ -41,6 +116,10 @@ pub struct ApplyStats {
     pub deleted: u64,
     /// Chunks written to (or removed from) the BM25 index.
     pub chunks_touched: u64,
+    /// Chunks sent to the embedding model.
+    pub embedded: u64,
+    /// Chunks of changed documents whose vectors were already stored.
+    pub cache_hits: u64,
 }
 
 /// Counts of a collection, as `status` and `GET /v1/collections` show them.
@@ -51,6 +130,14 @@ pub struct CollectionStats {
     pub chunks: u64,
     pub generation: u64,
     pub active_embedding_version: Option<String>,
+    /// The embedder name and fingerprint of the active version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedder: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Live vectors of the active version (when its index is open in this process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<u64>,
     pub versions_building: Vec<String>,
     pub chunk_options: ChunkOptions,
 }
@@ -59,7 +146,7 @@ pub struct Engine {
     dir: PathBuf,
     options: EngineOptions,
     catalog: Mutex<Catalog>,
-    bm25: RwLock<HashMap<String, Arc<Bm25Index>>>,
+    indexes: RwLock<HashMap<String, Arc<Indexes>>>,
     /// Serialises writers inside this process; the file lock serialises processes.
     write_lock: Mutex<()>,
 }
@@ -69,13 +156,14 @@ impl Engine {
     pub fn open(dir: impl Into<PathBuf>, options: EngineOptions) -> Result<Self> {
         let dir = dir.into();
         options.chunk.validate()?;
+        options.vector.validate()?;
         std::fs::create_dir_all(dir.join("collections")).map_err(|e| Error::io(&dir, e))?;
         let catalog = Catalog::open(&dir.join("catalog.sqlite3"))?;
         Ok(Engine {
             dir,
             options,
             catalog: Mutex::new(catalog),
-            bm25: RwLock::new(HashMap::new()),
+            indexes: RwLock::new(HashMap::new()),
             write_lock: Mutex::new(()),
         })
     }
@@ -131,12 +219,22 @@ impl Engine {
     pub fn stats(&self, name: &str) -> Result<CollectionStats> {
         let row = self.collection(name)?;
         let (documents, chunks) = self.catalog().counts(name)?;
+        let version = self.catalog().active_version(name)?;
+        let vectors = self
+            .indexes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .and_then(|ix| ix.vectors.as_ref().map(|v| v.snapshot().len() as u64));
         Ok(CollectionStats {
             name: row.name,
             documents,
             chunks,
             generation: row.generation,
             active_embedding_version: row.active_version,
+            embedder: version.as_ref().map(|v| v.embedder.clone()),
+            fingerprint: version.as_ref().map(|v| v.fingerprint.to_hex()),
+            vectors,
             versions_building: Vec::new(),
             chunk_options: row.chunk_options,
         })
@@ -163,67 +261,180 @@ impl Engine {
         self.catalog().doc_sources(collection)
     }
 
-    /// The BM25 index of a collection, opened on first use and cached; no recovery.
-    fn open_bm25(&self, collection: &str) -> Result<Arc<Bm25Index>> {
+    /// The embedder called `name`, or `None` for `none` or an engine without embedders.
+    fn resolve(&self, name: &str) -> Result<Option<Arc<dyn Embedder>>> {
+        match &self.options.embedders {
+            Some(src) if name != "none" => src.get(name),
+            _ => Ok(None),
+        }
+    }
+
+    /// The embedder of the engine's default, for chunk sizing of new collections (`None` when
+    /// vectors are off).
+    pub fn default_embedder(&self) -> Result<Option<Arc<dyn Embedder>>> {
+        self.resolve(&self.options.embedder)
+    }
+
+    /// The active embedder of a collection, resolved and checked against the version's
+    /// fingerprint.
+    fn active_embedder(&self, collection: &str) -> Result<Option<ActiveEmbedder>> {
+        let Some(version) = self.catalog().active_version(collection)? else {
+            return Ok(None);
+        };
+        let embedder = match self.resolve(&version.embedder) {
+            Ok(Some(e)) if e.fingerprint() == version.fingerprint => Ok(e),
+            Ok(Some(e)) => Err(format!(
+                "embedder `{}` is now configured as {} (fingerprint {}), but collection `{collection}` \
+                 holds vectors of fingerprint {}; restore the embedder's previous settings, or give \
+                 the new settings another name",
+                version.embedder,
+                e.spec().model,
+                e.fingerprint().short(),
+                version.fingerprint.short()
+            )),
+            Ok(None) => Err(format!(
+                "embedder `{}` of collection `{collection}` is not configured; add [embedders.{}] \
+                 with the settings it was created with",
+                version.embedder, version.embedder
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+        Ok(Some(ActiveEmbedder { version, embedder }))
+    }
+
+    /// The chunker a collection's documents are split with: its options, sized by its embedder's
+    /// tokenizer when it has one.
+    pub fn chunker(&self, collection: &str) -> Result<quarry_core::Chunker> {
+        let options = self.chunk_options(collection)?;
+        let embedder = match self.catalog().active_version(collection)? {
+            Some(v) => self.resolve(&v.embedder).ok().flatten(),
+            None if self.catalog().collection(collection)?.is_none() => self.default_embedder()?,
+            None => None,
+        };
+        let counter = embedder.and_then(|e| {
+            e.count_tokens("").map(|_| {
+                let e = e.clone();
+                Arc::new(move |s: &str| e.count_tokens(s).unwrap_or(0)) as quarry_core::TokenCounter
+            })
+        });
+        Ok(quarry_core::Chunker::new(options, counter)?)
+    }
+
+    /// The indexes of a collection, opened on first use and cached; no recovery.
+    fn open_indexes(&self, collection: &str) -> Result<Arc<Indexes>> {
         if let Some(ix) = self
-            .bm25
+            .indexes
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(collection)
         {
             return Ok(ix.clone());
         }
-        let mut map = self.bm25.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.indexes.write().unwrap_or_else(|p| p.into_inner());
         if let Some(ix) = map.get(collection) {
             return Ok(ix.clone());
         }
-        let ix = Arc::new(Bm25Index::open(
-            &self.dir.join("collections").join(collection).join("bm25"),
-        )?);
+        let root = self.dir.join("collections").join(collection);
+        let bm25 = Arc::new(Bm25Index::open(&root.join("bm25"))?);
+        let active = self.active_embedder(collection)?;
+        let vectors = match &active {
+            Some(a) => Some(Arc::new(VectorIndex::open(
+                &root.join("vectors").join(&a.version.id),
+                a.version.spec.dimensions,
+                self.options.vector,
+            )?)),
+            None => None,
+        };
+        let ix = Arc::new(Indexes {
+            bm25,
+            vectors,
+            active,
+            publish: RwLock::new(()),
+        });
         map.insert(collection.to_owned(), ix.clone());
         Ok(ix)
     }
 
-    /// The BM25 index for readers: on first use it is recovered to the catalog's generation.
-    fn bm25(&self, collection: &str) -> Result<Arc<Bm25Index>> {
+    /// The indexes for readers: on first use they are recovered to the catalog's generation.
+    fn indexes(&self, collection: &str) -> Result<Arc<Indexes>> {
         let first_use = !self
-            .bm25
+            .indexes
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(collection);
-        let ix = self.open_bm25(collection)?;
-        if first_use && ix.generation()? != self.collection(collection)?.generation {
-            self.with_write_lock(|| self.recover(collection, &ix))?;
+        let ix = self.open_indexes(collection)?;
+        if first_use {
+            let catalog_gen = self.collection(collection)?.generation;
+            let behind = ix.bm25.generation()? != catalog_gen
+                || ix
+                    .vectors
+                    .as_ref()
+                    .is_some_and(|v| v.generation() != catalog_gen);
+            if behind {
+                self.with_write_lock(|| self.recover(collection, &ix))?;
+            }
         }
         Ok(ix)
     }
 
-    /// Brings the BM25 index to the catalog's generation by replaying the change log, or by a full
-    /// rebuild when the log does not reach back far enough or the index is ahead of the catalog.
-    fn recover(&self, collection: &str, ix: &Bm25Index) -> Result<()> {
+    /// Brings every derived index to the catalog's generation by replaying the change log, or by a
+    /// full rebuild when the log does not reach back far enough or an index is ahead of the catalog.
+    fn recover(&self, collection: &str, ix: &Indexes) -> Result<()> {
         let catalog_gen = self.collection(collection)?.generation;
-        let index_gen = ix.generation()?;
-        if index_gen == catalog_gen {
-            return Ok(());
+        let bm25_gen = ix.bm25.generation()?;
+        if bm25_gen != catalog_gen {
+            let (touched, rebuild) = self.replay_set(collection, bm25_gen, catalog_gen)?;
+            tracing::warn!(
+                collection,
+                bm25_gen,
+                catalog_gen,
+                chunks = touched.len(),
+                rebuild,
+                "recovering BM25 index"
+            );
+            self.write_bm25(collection, &ix.bm25, catalog_gen, &touched, rebuild)?;
         }
-        let replay = if index_gen < catalog_gen {
-            self.catalog().changed_since(collection, index_gen)?
+        if let Some(vectors) = &ix.vectors {
+            let vec_gen = vectors.generation();
+            if vec_gen != catalog_gen {
+                let (touched, rebuild) = self.replay_set(collection, vec_gen, catalog_gen)?;
+                tracing::info!(
+                    collection,
+                    vec_gen,
+                    catalog_gen,
+                    chunks = touched.len(),
+                    rebuild,
+                    "bringing vector index up to date from stored vectors"
+                );
+                if rebuild && vec_gen > 0 {
+                    return Err(Error::Corrupt(format!(
+                        "vector index of `{collection}` is at generation {vec_gen}, the catalog at \
+                         {catalog_gen} with no log between; delete {} and reopen to rebuild it",
+                        self.dir
+                            .join("collections")
+                            .join(collection)
+                            .join("vectors")
+                            .display()
+                    )));
+                }
+                self.write_vectors(collection, ix, catalog_gen, &touched)?;
+            }
+        }
+        self.publish(ix)?;
+        self.prune(collection, ix)
+    }
+
+    /// Chunks to replay from generation `from` to `to`, and whether that is a full rebuild.
+    fn replay_set(&self, collection: &str, from: u64, to: u64) -> Result<(Vec<ContentHash>, bool)> {
+        let replay = if from < to {
+            self.catalog().changed_since(collection, from)?
         } else {
             None
         };
-        let (touched, rebuild) = match replay {
+        Ok(match replay {
             Some(hashes) => (hashes, false),
             None => (self.catalog().all_chunk_hashes(collection)?, true),
-        };
-        tracing::warn!(
-            collection,
-            index_gen,
-            catalog_gen,
-            chunks = touched.len(),
-            rebuild,
-            "recovering BM25 index"
-        );
-        self.write_bm25(collection, ix, catalog_gen, &touched, rebuild)
+        })
     }
 
     fn write_bm25(
@@ -241,19 +452,171 @@ impl Engine {
                 .filter_map(|h| catalog.chunk_record(collection, h).transpose())
                 .collect::<Result<Vec<_>>>()?
         };
-        ix.commit(generation, touched, &records, rebuild)?;
-        self.catalog().prune_changelog(collection, generation)
+        ix.commit(generation, touched, &records, rebuild)
+    }
+
+    /// Applies the touched chunks to the vector index: chunks that left the collection become
+    /// tombstones, chunks in it get their stored vector. Not published yet.
+    fn write_vectors(
+        &self,
+        collection: &str,
+        ix: &Indexes,
+        generation: u64,
+        touched: &[ContentHash],
+    ) -> Result<()> {
+        let (Some(vectors), Some(active)) = (&ix.vectors, &ix.active) else {
+            return Ok(());
+        };
+        let (existing, stored) = {
+            let catalog = self.catalog();
+            let existing = catalog.existing_chunks(collection, touched)?;
+            let wanted: Vec<ContentHash> = existing
+                .iter()
+                .filter(|h| !vectors.contains(h))
+                .copied()
+                .collect();
+            (
+                existing,
+                catalog.vectors(&active.version.fingerprint, &wanted)?,
+            )
+        };
+        let removed: Vec<ContentHash> = touched
+            .iter()
+            .filter(|h| !existing.contains(h))
+            .copied()
+            .collect();
+        let mut added: Vec<(ContentHash, Vec<f32>)> = stored.into_iter().collect();
+        added.sort_by_key(|(h, _)| *h);
+        vectors.apply(generation, &removed, &added)?;
+        if vectors.needs_dump(self.options.dump_every_points, false) {
+            vectors.dump()?;
+        }
+        Ok(())
+    }
+
+    /// Makes the committed BM25 and vector state visible to new searchers, together.
+    fn publish(&self, ix: &Indexes) -> Result<()> {
+        let _guard = ix.publish.write().unwrap_or_else(|p| p.into_inner());
+        ix.bm25.reload()?;
+        if let Some(v) = &ix.vectors {
+            v.publish();
+        }
+        Ok(())
+    }
+
+    /// Forgets the change log that no derived index needs any more.
+    fn prune(&self, collection: &str, ix: &Indexes) -> Result<()> {
+        let mut keep_from = ix.bm25.generation()?;
+        if let Some(v) = &ix.vectors {
+            keep_from = keep_from.min(v.dumped_generation());
+        }
+        if keep_from > 0 {
+            self.catalog().prune_changelog(collection, keep_from)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every vector index that changed since its last dump (end of an ingest, shutdown).
+    pub fn flush(&self) -> Result<()> {
+        let all: Vec<(String, Arc<Indexes>)> = self
+            .indexes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.with_write_lock(|| {
+            for (name, ix) in &all {
+                if let Some(v) = &ix.vectors
+                    && v.needs_dump(0, true)
+                {
+                    v.dump()?;
+                }
+                self.prune(name, ix)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Creates the collection if needed, with an active version of the default embedder.
+    fn ensure_collection(&self, collection: &str) -> Result<()> {
+        if self.catalog().collection(collection)?.is_some() {
+            return Ok(());
+        }
+        let embedder = self.default_embedder()?;
+        let catalog = self.catalog();
+        catalog.ensure_collection(collection, &self.options.chunk)?;
+        if let Some(e) = embedder {
+            catalog.create_active_version(collection, &self.options.embedder, e.spec())?;
+        }
+        Ok(())
+    }
+
+    /// Embeds the chunks of `changes` that have no stored vector of the collection's embedder and
+    /// stores them. Returns `(embedded, cache_hits)`.
+    fn embed_missing(&self, ix: &Indexes, changes: &[Change]) -> Result<(u64, u64)> {
+        let Some(active) = &ix.active else {
+            return Ok((0, 0));
+        };
+        let mut texts: HashMap<ContentHash, String> = HashMap::new();
+        for change in changes {
+            if let Change::Upsert(doc, chunks) = change {
+                for c in chunks {
+                    texts
+                        .entry(c.hash)
+                        .or_insert_with(|| quarry_core::embed_text(&doc.title, &c.text));
+                }
+            }
+        }
+        if texts.is_empty() {
+            return Ok((0, 0));
+        }
+        let embedder = active.embedder.clone().map_err(Error::Embed)?;
+        let fp = active.version.fingerprint;
+        let hashes: Vec<ContentHash> = texts.keys().copied().collect();
+        let have = self.catalog().have_vectors(&fp, &hashes)?;
+        let mut missing: Vec<(ContentHash, String)> = texts
+            .into_iter()
+            .filter(|(h, _)| !have.contains(h))
+            .collect();
+        // Longest first: batches of similar lengths pad little.
+        missing.sort_by_key(|(h, t)| (std::cmp::Reverse(t.len()), *h));
+        let dims = active.version.spec.dimensions;
+        for batch in missing.chunks(self.options.embed_batch.max(1)) {
+            let inputs: Vec<&str> = batch.iter().map(|(_, t)| t.as_str()).collect();
+            let vectors = embedder
+                .embed(&inputs, InputKind::Document)
+                .map_err(|e| Error::Embed(e.to_string()))?;
+            if vectors.len() != batch.len() || vectors.iter().any(|v| v.len() != dims) {
+                return Err(Error::Embed(format!(
+                    "embedder `{}` returned {} vectors for {} inputs (or the wrong dimension; {dims} expected)",
+                    active.version.embedder,
+                    vectors.len(),
+                    batch.len()
+                )));
+            }
+            let rows: Vec<(ContentHash, Vec<f32>)> = batch
+                .iter()
+                .zip(vectors)
+                .map(|((h, _), mut v)| {
+                    quarry_core::embed::normalize(&mut v);
+                    (*h, v)
+                })
+                .collect();
+            self.catalog().put_vectors(&fp, &rows)?;
+        }
+        Ok((missing.len() as u64, have.len() as u64))
     }
 
     /// Applies `changes` to `collection` (created on first write) as one generation.
     pub fn apply(&self, collection: &str, changes: Vec<Change>) -> Result<ApplyStats> {
         check_collection_name(collection)?;
         self.with_write_lock(|| {
-            self.catalog()
-                .ensure_collection(collection, &self.options.chunk)?;
-            let ix = self.open_bm25(collection)?;
+            self.ensure_collection(collection)?;
+            let ix = self.open_indexes(collection)?;
             self.recover(collection, &ix)?;
             let mut stats = ApplyStats::default();
+            (stats.embedded, stats.cache_hits) = self.embed_missing(&ix, &changes)?;
             let committed = {
                 let mut catalog = self.catalog();
                 let mut tx = catalog.begin(collection)?;
@@ -270,7 +633,10 @@ impl Engine {
                 tx.commit()?
             };
             if let Some((generation, touched)) = committed {
-                self.write_bm25(collection, &ix, generation, &touched, false)?;
+                self.write_bm25(collection, &ix.bm25, generation, &touched, false)?;
+                self.write_vectors(collection, &ix, generation, &touched)?;
+                self.publish(&ix)?;
+                self.prune(collection, &ix)?;
                 stats.generation = Some(generation);
                 stats.chunks_touched = touched.len() as u64;
             }
@@ -278,11 +644,80 @@ impl Engine {
         })
     }
 
+    /// Stores vectors computed elsewhere for chunks of `collection`, after checking that `spec`
+    /// is the spec of the collection's active embedder (DESIGN invariant 2). Commits one
+    /// generation that touches those chunks. Returns how many chunks got a vector.
+    pub fn put_vectors(
+        &self,
+        collection: &str,
+        spec: &quarry_core::EmbedderSpec,
+        vectors: Vec<(ContentHash, Vec<f32>)>,
+    ) -> Result<u64> {
+        self.with_write_lock(|| {
+            let ix = self.open_indexes(collection)?;
+            self.recover(collection, &ix)?;
+            let Some(active) = &ix.active else {
+                return Err(Error::Input(format!(
+                    "collection `{collection}` has no embedder (embedder = \"none\"); vectors cannot be loaded into it"
+                )));
+            };
+            if spec.fingerprint() != active.version.fingerprint {
+                return Err(Error::Input(format!(
+                    "these vectors come from {} (fingerprint {}), but collection `{collection}` uses \
+                     embedder `{}`: {} (fingerprint {}). Vectors of different models are never mixed; \
+                     load them into a collection whose embedder has exactly this spec",
+                    spec.canonical(),
+                    spec.fingerprint().short(),
+                    active.version.embedder,
+                    active.version.spec.canonical(),
+                    active.version.fingerprint.short()
+                )));
+            }
+            let dims = active.version.spec.dimensions;
+            if let Some((h, v)) = vectors.iter().find(|(_, v)| v.len() != dims) {
+                return Err(Error::Input(format!(
+                    "vector for chunk {h} has {} dimensions; the spec says {dims}",
+                    v.len()
+                )));
+            }
+            let rows: Vec<(ContentHash, Vec<f32>)> = vectors
+                .into_iter()
+                .map(|(h, mut v)| {
+                    quarry_core::embed::normalize(&mut v);
+                    (h, v)
+                })
+                .collect();
+            self.catalog().put_vectors(&active.version.fingerprint, &rows)?;
+            let committed = {
+                let mut catalog = self.catalog();
+                let mut tx = catalog.begin(collection)?;
+                tx.touch(rows.iter().map(|(h, _)| *h));
+                tx.commit()?
+            };
+            if let Some((generation, touched)) = committed {
+                self.write_bm25(collection, &ix.bm25, generation, &[], false)?;
+                // A chunk whose vector was replaced must get a new point.
+                if let Some(v) = &ix.vectors {
+                    v.apply(generation, &touched, &[])?;
+                }
+                self.write_vectors(collection, &ix, generation, &touched)?;
+                self.publish(&ix)?;
+                self.prune(collection, &ix)?;
+            }
+            Ok(rows.len() as u64)
+        })
+    }
+
+    /// Chunk hashes of a document, in order (empty when it does not exist).
+    pub fn doc_chunk_hashes(&self, collection: &str, doc_id: &str) -> Result<Vec<ContentHash>> {
+        self.catalog().doc_chunk_hashes(collection, doc_id)
+    }
+
     /// A snapshot of the collection for queries.
     pub fn searcher(&self, collection: &str) -> Result<Searcher> {
         let row = self.collection(collection)?;
-        let ix = self.bm25(collection)?;
-        Ok(Searcher::new(row, ix))
+        let ix = self.indexes(collection)?;
+        Ok(Searcher::new(row, &ix, &self.options))
     }
 }
 

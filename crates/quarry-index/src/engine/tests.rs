@@ -37,13 +37,14 @@ fn options() -> EngineOptions {
             overlap: 0,
             sizer: ChunkSizer::Chars,
         },
+        ..EngineOptions::default()
     }
 }
 
 fn upsert(engine: &Engine, id: &str, text: &str) -> ApplyStats {
-    let chunker = quarry_core::Chunker::new(engine.options().chunk).unwrap();
+    let chunker = quarry_core::Chunker::new(engine.options().chunk, None).unwrap();
     let d = doc(id, text);
-    let chunks = chunker.chunk(&d.text, d.format);
+    let chunks = chunker.chunk(&d.title, &d.text, d.format);
     engine.apply("c", vec![Change::Upsert(d, chunks)]).unwrap()
 }
 
@@ -82,9 +83,9 @@ fn crash_between_catalog_and_bm25_commit_is_replayed() {
     {
         let mut catalog = Catalog::open(&dir.path().join("catalog.sqlite3")).unwrap();
         let d = doc("b", PARAS[1]);
-        let chunks = quarry_core::Chunker::new(options().chunk)
+        let chunks = quarry_core::Chunker::new(options().chunk, None)
             .unwrap()
-            .chunk(&d.text, d.format);
+            .chunk(&d.title, &d.text, d.format);
         let mut tx = catalog.begin("c").unwrap();
         tx.upsert(&d, &chunks).unwrap();
         tx.delete("a").unwrap();
@@ -99,9 +100,9 @@ fn crash_between_catalog_and_bm25_commit_is_replayed() {
         docs_matching(&engine, "orchard").is_empty(),
         "the deletion was replayed too"
     );
-    let ix = engine.open_bm25("c").unwrap();
+    let ix = engine.open_indexes("c").unwrap();
     assert_eq!(
-        ix.generation().unwrap(),
+        ix.bm25.generation().unwrap(),
         engine.stats("c").unwrap().generation
     );
 }
@@ -117,9 +118,9 @@ fn a_log_that_does_not_reach_back_means_a_full_rebuild() {
         let mut catalog = Catalog::open(&dir.path().join("catalog.sqlite3")).unwrap();
         for (id, text) in [("b", PARAS[1]), ("c", PARAS[2])] {
             let d = doc(id, text);
-            let chunks = quarry_core::Chunker::new(options().chunk)
+            let chunks = quarry_core::Chunker::new(options().chunk, None)
                 .unwrap()
-                .chunk(&d.text, d.format);
+                .chunk(&d.title, &d.text, d.format);
             let mut tx = catalog.begin("c").unwrap();
             tx.upsert(&d, &chunks).unwrap();
             tx.commit().unwrap();

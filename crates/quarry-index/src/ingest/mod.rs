@@ -94,7 +94,7 @@ pub struct IngestSummary {
     pub warnings: BTreeMap<String, u64>,
     /// Chunks of the added and updated documents.
     pub chunks: u64,
-    /// Chunks sent to an embedding model (none until a collection has an embedder).
+    /// Chunks sent to the embedding model.
     pub embedded: u64,
     /// Chunks whose vectors came from the cache.
     pub cache_hits: u64,
@@ -119,6 +119,8 @@ impl IngestSummary {
         self.updated += s.updated;
         self.unchanged += s.unchanged;
         self.deleted += s.deleted;
+        self.embedded += s.embedded;
+        self.cache_hits += s.cache_hits;
     }
 }
 
@@ -178,7 +180,7 @@ pub fn record_document(
 
 /// Chunks a document into an upsert.
 pub fn upsert(chunker: &Chunker, doc: Document) -> Change {
-    let chunks = chunker.chunk(&doc.text, doc.format);
+    let chunks = chunker.chunk(&doc.title, &doc.text, doc.format);
     Change::Upsert(doc, chunks)
 }
 
@@ -297,7 +299,7 @@ fn prepare(
     opts: &IngestOptions,
 ) -> Result<(HashMap<String, ContentHash>, Chunker)> {
     let known = engine.doc_hashes(&opts.collection)?;
-    let chunker = Chunker::new(engine.chunk_options(&opts.collection)?)?;
+    let chunker = engine.chunker(&opts.collection)?;
     Ok((known, chunker))
 }
 
@@ -423,6 +425,7 @@ pub fn ingest(
     if opts.sync {
         sync(engine, &walked.roots, &jsonl, &mut b)?;
     }
+    engine.flush()?;
     let mut summary = b.summary;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)

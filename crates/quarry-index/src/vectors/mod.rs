@@ -1,0 +1,555 @@
+//! The vector index of one collection and one embedding fingerprint: an HNSW graph (hnsw_rs) over
+//! L2-normalised vectors, with cosine similarity as `1 − dot`.
+//!
+//! - **Vectors are stored on their own**, in the catalog's `embeddings` table keyed by
+//!   `(fingerprint, chunk_hash)` (which is also the embedding cache). The graph is derived: it can
+//!   always be rebuilt from there without calling a model.
+//! - **Points are append-only.** Point `i` is the `i`-th chunk inserted. A chunk that leaves the
+//!   collection becomes a tombstone: it stays in the graph (so traversal still works) and is filtered
+//!   out of results. Past [`VectorParams::rebuild_tombstone_ratio`] the graph is rebuilt from the live
+//!   vectors.
+//! - **Snapshots.** Readers get a [`VectorSnapshot`]: the points that existed at one generation and
+//!   the tombstones of that generation. Writers append to the shared graph concurrently (hnsw_rs
+//!   inserts through `&self`); a snapshot filters out points newer than itself.
+//! - **Exact search below a size threshold.** With fewer live points than
+//!   [`VectorParams::exact_threshold`] a query scans every vector: exact, and as fast as the graph at
+//!   that size.
+//! - **Persistence.** [`VectorIndex::dump`] writes the graph, the point ids and the tombstones to a
+//!   new folder and then switches `manifest.json` to it (write, fsync, rename), with the generation
+//!   it reflects. On open the graph is reloaded and the catalog's change log since that generation
+//!   replayed; a missing or unreadable dump means a rebuild from the stored vectors.
+
+mod graph;
+
+use crate::error::{Error, Result};
+use graph::Graph;
+use quarry_core::ContentHash;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// HNSW and exact-search settings (`[vector]` in `quarry.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VectorParams {
+    /// Links per node (`M`); layer 0 keeps up to `2·M`.
+    pub m: usize,
+    pub ef_construction: usize,
+    /// Candidate list size at query time (raised to the number of results asked for).
+    pub ef_search: usize,
+    /// Below this many live vectors, queries scan every vector instead of the graph.
+    pub exact_threshold: usize,
+    /// Rebuild the graph when this fraction of its points are tombstones.
+    pub rebuild_tombstone_ratio: f32,
+}
+
+impl Default for VectorParams {
+    fn default() -> Self {
+        VectorParams {
+            m: 16,
+            ef_construction: 200,
+            ef_search: 128,
+            exact_threshold: 4096,
+            rebuild_tombstone_ratio: 0.25,
+        }
+    }
+}
+
+impl VectorParams {
+    pub fn validate(&self) -> Result<()> {
+        let bad =
+            |what: &str, why: String| Err(Error::Input(format!("invalid vector.{what}: {why}")));
+        if !(2..=128).contains(&self.m) {
+            return bad("m", format!("{}; use 2 to 128", self.m));
+        }
+        if !(1..=4096).contains(&self.ef_construction) {
+            return bad(
+                "ef_construction",
+                format!("{}; use 1 to 4096", self.ef_construction),
+            );
+        }
+        if !(1..=4096).contains(&self.ef_search) {
+            return bad("ef_search", format!("{}; use 1 to 4096", self.ef_search));
+        }
+        if !(self.rebuild_tombstone_ratio > 0.0 && self.rebuild_tombstone_ratio <= 1.0) {
+            return bad(
+                "rebuild_tombstone_ratio",
+                format!("{}; use a number in (0, 1]", self.rebuild_tombstone_ratio),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Dot product; the similarity of two L2-normalised vectors.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight independent accumulators let the compiler vectorise the loop.
+    let mut acc = [0f32; 8];
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    for (x, y) in ca.iter().zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The points of the index: append-only hashes and vectors, shared by all snapshots of one graph.
+#[derive(Default)]
+struct Points {
+    hashes: Vec<ContentHash>,
+    /// `hashes.len() × dims` floats, row-major.
+    vectors: Vec<f32>,
+}
+
+/// A graph and its points: one build. A rebuild makes a new one; old snapshots keep theirs.
+struct Build {
+    graph: Graph,
+    points: RwLock<Points>,
+}
+
+/// An immutable view of the index at one generation.
+pub struct VectorSnapshot {
+    build: Arc<Build>,
+    dims: usize,
+    /// Points `0..len` exist in this snapshot.
+    len: usize,
+    /// Tombstoned point ids (sorted), as of this snapshot.
+    dead: Arc<Vec<bool>>,
+    live: usize,
+    ef_search: usize,
+    exact_threshold: usize,
+}
+
+impl VectorSnapshot {
+    /// Live vectors in this snapshot.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    fn alive(&self, id: usize) -> bool {
+        id < self.len && !self.dead.get(id).copied().unwrap_or(false)
+    }
+
+    /// The `k` nearest live chunks to `query` (normalised), with their cosine similarity, best
+    /// first. Exact below the threshold, HNSW above it.
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<(ContentHash, f32)>> {
+        if query.len() != self.dims {
+            return Err(Error::Input(format!(
+                "query vector has {} dimensions; this index holds {}",
+                query.len(),
+                self.dims
+            )));
+        }
+        if k == 0 || self.live == 0 {
+            return Ok(Vec::new());
+        }
+        let points = self.build.points.read().unwrap_or_else(|p| p.into_inner());
+        let ids: Vec<(usize, f32)> = if self.live < self.exact_threshold {
+            self.exact(&points, query, k)
+        } else {
+            let ef = self.ef_search.max(k);
+            let filter = |id: &usize| self.alive(*id);
+            self.build.graph.search(query, k, ef, &filter)
+        };
+        Ok(ids
+            .into_iter()
+            .filter_map(|(id, sim)| points.hashes.get(id).map(|h| (*h, sim)))
+            .collect())
+    }
+
+    /// Exact top `k` by scanning every live vector.
+    pub fn exact_search(&self, query: &[f32], k: usize) -> Vec<(ContentHash, f32)> {
+        let points = self.build.points.read().unwrap_or_else(|p| p.into_inner());
+        self.exact(&points, query, k)
+            .into_iter()
+            .filter_map(|(id, sim)| points.hashes.get(id).map(|h| (*h, sim)))
+            .collect()
+    }
+
+    fn exact(&self, points: &Points, query: &[f32], k: usize) -> Vec<(usize, f32)> {
+        let mut heap = std::collections::BinaryHeap::with_capacity(k + 1);
+        for (id, v) in points.vectors[..self.len * self.dims]
+            .chunks_exact(self.dims)
+            .enumerate()
+        {
+            if self.dead.get(id).copied().unwrap_or(false) {
+                continue;
+            }
+            let sim = dot(query, v);
+            // min-heap of the best k by similarity
+            heap.push(std::cmp::Reverse(Scored(sim, id)));
+            if heap.len() > k {
+                heap.pop();
+            }
+        }
+        let mut out: Vec<(usize, f32)> = heap.into_iter().map(|r| (r.0.1, r.0.0)).collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out
+    }
+}
+
+#[derive(PartialEq)]
+struct Scored(f32, usize);
+impl Eq for Scored {}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
+    }
+}
+
+/// What the writer side knows: where each live chunk is, and what changed since the last dump.
+struct WriterState {
+    build: Arc<Build>,
+    by_hash: HashMap<ContentHash, usize>,
+    dead: Vec<bool>,
+    generation: u64,
+    /// Points added or tombstoned since the last dump.
+    changed_since_dump: usize,
+    dumped_generation: u64,
+}
+
+/// The manifest of the current dump.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Manifest {
+    generation: u64,
+    dims: usize,
+    points: usize,
+    folder: String,
+}
+
+pub struct VectorIndex {
+    dir: PathBuf,
+    dims: usize,
+    params: VectorParams,
+    writer: Mutex<WriterState>,
+    current: RwLock<Arc<VectorSnapshot>>,
+}
+
+impl VectorIndex {
+    /// Opens the index in `dir`: reloads the last dump if there is a usable one (returning the
+    /// generation it reflects), else starts empty at generation 0. The caller replays the change log
+    /// since the returned generation.
+    pub fn open(dir: &Path, dims: usize, params: VectorParams) -> Result<Self> {
+        params.validate()?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let loaded = match Self::load(dir, dims, params) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "vector index dump unusable; rebuilding from stored vectors");
+                None
+            }
+        };
+        let state = loaded.unwrap_or_else(|| WriterState {
+            build: Arc::new(Build {
+                graph: Graph::new(params, 1024),
+                points: RwLock::new(Points::default()),
+            }),
+            by_hash: HashMap::new(),
+            dead: Vec::new(),
+            generation: 0,
+            changed_since_dump: 0,
+            dumped_generation: 0,
+        });
+        let snapshot = Arc::new(Self::snapshot_of(&state, dims, params));
+        Ok(VectorIndex {
+            dir: dir.to_owned(),
+            dims,
+            params,
+            writer: Mutex::new(state),
+            current: RwLock::new(snapshot),
+        })
+    }
+
+    fn load(dir: &Path, dims: usize, params: VectorParams) -> Result<Option<WriterState>> {
+        let manifest_path = dir.join("manifest.json");
+        let Ok(bytes) = std::fs::read(&manifest_path) else {
+            return Ok(None);
+        };
+        let m: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", manifest_path.display())))?;
+        if m.dims != dims {
+            return Err(Error::Corrupt(format!(
+                "vector dump has {} dimensions, the embedder {dims}",
+                m.dims
+            )));
+        }
+        let folder = dir.join(&m.folder);
+        let hashes = read_ids(&folder.join("ids.bin"), m.points)?;
+        let dead = read_dead(&folder.join("dead.bin"), m.points)?;
+        let (graph, vectors) = if m.points == 0 {
+            (Graph::new(params, 1024), Vec::new())
+        } else {
+            Graph::load(&folder, params, dims, m.points)?
+        };
+        let by_hash = hashes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !dead[*i])
+            .map(|(i, h)| (*h, i))
+            .collect();
+        Ok(Some(WriterState {
+            build: Arc::new(Build {
+                graph,
+                points: RwLock::new(Points { hashes, vectors }),
+            }),
+            by_hash,
+            dead,
+            generation: m.generation,
+            changed_since_dump: 0,
+            dumped_generation: m.generation,
+        }))
+    }
+
+    fn snapshot_of(state: &WriterState, dims: usize, params: VectorParams) -> VectorSnapshot {
+        VectorSnapshot {
+            build: state.build.clone(),
+            dims,
+            len: state.dead.len(),
+            dead: Arc::new(state.dead.clone()),
+            live: state.by_hash.len(),
+            ef_search: params.ef_search,
+            exact_threshold: params.exact_threshold,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, WriterState> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// The generation the index reflects.
+    pub fn generation(&self) -> u64 {
+        self.state().generation
+    }
+
+    /// The generation of the last dump (the change log must be kept from there on).
+    pub fn dumped_generation(&self) -> u64 {
+        self.state().dumped_generation
+    }
+
+    /// The latest published snapshot.
+    pub fn snapshot(&self) -> Arc<VectorSnapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether the chunk has a live point.
+    pub fn contains(&self, hash: &ContentHash) -> bool {
+        self.state().by_hash.contains_key(hash)
+    }
+
+    /// Applies generation `generation`: `removed` chunks become tombstones, `added` chunks (with
+    /// their vectors) get points unless they have one; rebuilds the graph when tombstones pass the
+    /// threshold. Readers see it after [`VectorIndex::publish`].
+    pub fn apply(
+        &self,
+        generation: u64,
+        removed: &[ContentHash],
+        added: &[(ContentHash, Vec<f32>)],
+    ) -> Result<()> {
+        let mut st = self.state();
+        for hash in removed {
+            if let Some(id) = st.by_hash.remove(hash) {
+                st.dead[id] = true;
+                st.changed_since_dump += 1;
+            }
+        }
+        let mut fresh: Vec<(usize, ContentHash, &[f32])> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        {
+            let mut points = st.build.points.write().unwrap_or_else(|p| p.into_inner());
+            for (hash, v) in added {
+                if v.len() != self.dims {
+                    return Err(Error::Corrupt(format!(
+                        "vector of chunk {hash} has {} dimensions; the index holds {}",
+                        v.len(),
+                        self.dims
+                    )));
+                }
+                if st.by_hash.contains_key(hash) || !seen.insert(*hash) {
+                    continue;
+                }
+                let id = points.hashes.len();
+                points.hashes.push(*hash);
+                points.vectors.extend_from_slice(v);
+                fresh.push((id, *hash, v));
+            }
+        }
+        for (id, hash, _) in &fresh {
+            st.dead.push(false);
+            st.by_hash.insert(*hash, *id);
+        }
+        let rows: Vec<(usize, &[f32])> = fresh.iter().map(|(id, _, v)| (*id, *v)).collect();
+        st.build.graph.insert(&rows);
+        st.changed_since_dump += fresh.len();
+        st.generation = generation;
+        let dead = st.dead.iter().filter(|d| **d).count();
+        if dead > 0 && dead as f32 >= self.params.rebuild_tombstone_ratio * st.dead.len() as f32 {
+            self.rebuild(&mut st);
+        }
+        Ok(())
+    }
+
+    /// Makes everything applied so far visible to new snapshots.
+    pub fn publish(&self) {
+        let st = self.state();
+        let snapshot = Arc::new(Self::snapshot_of(&st, self.dims, self.params));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    }
+
+    /// Marks the index as reflecting `generation` without changes.
+    pub fn set_generation(&self, generation: u64) {
+        self.state().generation = generation;
+    }
+
+    /// Replaces the graph with one built from the live points only.
+    fn rebuild(&self, st: &mut WriterState) {
+        let old = st.build.points.read().unwrap_or_else(|p| p.into_inner());
+        let mut points = Points::default();
+        let mut by_hash = HashMap::with_capacity(st.by_hash.len());
+        for (id, hash) in old.hashes.iter().enumerate() {
+            if st.dead[id] {
+                continue;
+            }
+            by_hash.insert(*hash, points.hashes.len());
+            points.hashes.push(*hash);
+            points
+                .vectors
+                .extend_from_slice(&old.vectors[id * self.dims..(id + 1) * self.dims]);
+        }
+        drop(old);
+        let graph = Graph::new(self.params, points.hashes.len().max(1024));
+        let rows: Vec<(usize, &[f32])> =
+            points.vectors.chunks_exact(self.dims).enumerate().collect();
+        graph.insert(&rows);
+        tracing::info!(
+            points = points.hashes.len(),
+            "vector graph rebuilt without tombstones"
+        );
+        st.dead = vec![false; points.hashes.len()];
+        st.by_hash = by_hash;
+        st.changed_since_dump += 1;
+        st.build = Arc::new(Build {
+            graph,
+            points: RwLock::new(points),
+        });
+    }
+
+    /// Whether enough changed since the last dump to write a new one: `min_changes` points, or any
+    /// change when `force`.
+    pub fn needs_dump(&self, min_changes: usize, force: bool) -> bool {
+        let st = self.state();
+        st.generation != st.dumped_generation && (force || st.changed_since_dump >= min_changes)
+    }
+
+    /// Writes the graph, ids and tombstones to a new folder and switches the manifest to it.
+    pub fn dump(&self) -> Result<()> {
+        let mut st = self.state();
+        let folder_name = format!("dump-{}", st.generation);
+        let folder = self.dir.join(&folder_name);
+        if folder.exists() {
+            std::fs::remove_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+        }
+        std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+        let points = st.build.points.read().unwrap_or_else(|p| p.into_inner());
+        let n = points.hashes.len();
+        if n > 0 {
+            st.build.graph.dump(&folder)?;
+        }
+        let ids: Vec<u8> = points
+            .hashes
+            .iter()
+            .flat_map(|h| h.as_bytes().iter().copied())
+            .collect();
+        write_synced(&folder.join("ids.bin"), &ids)?;
+        let dead: Vec<u8> = st.dead.iter().map(|d| u8::from(*d)).collect();
+        write_synced(&folder.join("dead.bin"), &dead)?;
+        drop(points);
+        let manifest = Manifest {
+            generation: st.generation,
+            dims: self.dims,
+            points: n,
+            folder: folder_name.clone(),
+        };
+        let json = serde_json::to_vec(&manifest).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let tmp = self.dir.join("manifest.json.tmp");
+        write_synced(&tmp, &json)?;
+        let target = self.dir.join("manifest.json");
+        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+        st.dumped_generation = st.generation;
+        st.changed_since_dump = 0;
+        // Older dumps are no longer referenced.
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("dump-") && name != folder_name {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    f.sync_all().map_err(|e| Error::io(path, e))
+}
+
+fn read_ids(path: &Path, n: usize) -> Result<Vec<ContentHash>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.len() != n * 32 {
+        return Err(Error::Corrupt(format!(
+            "{} holds {} bytes, expected {}",
+            path.display(),
+            bytes.len(),
+            n * 32
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut a = [0u8; 32];
+            a.copy_from_slice(c);
+            ContentHash::from_bytes(a)
+        })
+        .collect())
+}
+
+fn read_dead(path: &Path, n: usize) -> Result<Vec<bool>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.len() != n {
+        return Err(Error::Corrupt(format!(
+            "{} holds {} bytes, expected {n}",
+            path.display(),
+            bytes.len()
+        )));
+    }
+    Ok(bytes.into_iter().map(|b| b != 0).collect())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,216 @@
+use super::*;
+use proptest::prelude::*;
+
+fn unit(seed: u64, dims: usize) -> Vec<f32> {
+    // xorshift: deterministic pseudo-random vectors
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v: Vec<f32> = (0..dims)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect();
+    quarry_core::embed::normalize(&mut v);
+    v
+}
+
+fn hash(i: u64) -> ContentHash {
+    ContentHash::of(&i.to_le_bytes())
+}
+
+fn params(exact_threshold: usize) -> VectorParams {
+    VectorParams {
+        exact_threshold,
+        ..VectorParams::default()
+    }
+}
+
+fn rows(range: std::ops::Range<u64>, dims: usize) -> Vec<(ContentHash, Vec<f32>)> {
+    range.map(|i| (hash(i), unit(i, dims))).collect()
+}
+
+/// Exact cosine top-k by brute force over `live`, the oracle.
+fn oracle(live: &[(ContentHash, Vec<f32>)], q: &[f32], k: usize) -> Vec<ContentHash> {
+    let mut all: Vec<(f32, ContentHash)> = live
+        .iter()
+        .map(|(h, v)| (quarry_core::embed::cosine(q, v), *h))
+        .collect();
+    all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    all.into_iter().take(k).map(|(_, h)| h).collect()
+}
+
+#[test]
+fn hnsw_recall_against_exact_scan_with_tombstones() {
+    let dims = 32;
+    let dir = tempfile::tempdir().unwrap();
+    let ix = VectorIndex::open(dir.path(), dims, params(0)).unwrap();
+    let all = rows(0..3000, dims);
+    ix.apply(1, &[], &all).unwrap();
+    ix.publish();
+    // tombstone every 7th point (under the rebuild ratio)
+    let removed: Vec<ContentHash> = (0..3000).step_by(7).map(hash).collect();
+    ix.apply(2, &removed, &[]).unwrap();
+    ix.publish();
+    let live: Vec<_> = all
+        .iter()
+        .filter(|(h, _)| !removed.contains(h))
+        .cloned()
+        .collect();
+    let snap = ix.snapshot();
+    assert_eq!(snap.len(), live.len());
+    let (mut found, mut total) = (0usize, 0usize);
+    for q in 10_000..10_050u64 {
+        let qv = unit(q, dims);
+        let want = oracle(&live, &qv, 10);
+        let got: Vec<ContentHash> = snap.search(&qv, 10).unwrap().iter().map(|r| r.0).collect();
+        assert!(
+            got.iter().all(|h| !removed.contains(h)),
+            "a tombstone came back"
+        );
+        assert_eq!(
+            snap.exact_search(&qv, 10)
+                .iter()
+                .map(|r| r.0)
+                .collect::<Vec<_>>(),
+            want
+        );
+        found += got.iter().filter(|h| want.contains(h)).count();
+        total += want.len();
+    }
+    let recall = found as f64 / total as f64;
+    assert!(recall >= 0.95, "HNSW recall@10 {recall} against exact scan");
+}
+
+#[test]
+fn snapshots_do_not_see_later_writes() {
+    let dims = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let ix = VectorIndex::open(dir.path(), dims, params(1_000_000)).unwrap();
+    ix.apply(1, &[], &rows(0..10, dims)).unwrap();
+    ix.publish();
+    let before = ix.snapshot();
+    ix.apply(2, &[hash(0)], &rows(10..20, dims)).unwrap();
+    ix.publish();
+    assert_eq!(before.len(), 10);
+    assert_eq!(ix.snapshot().len(), 19);
+    let q = unit(0, dims);
+    assert_eq!(before.search(&q, 1).unwrap()[0].0, hash(0));
+    let hits = before.search(&q, 100).unwrap();
+    assert_eq!(hits.len(), 10);
+    assert!(
+        ix.snapshot()
+            .search(&q, 100)
+            .unwrap()
+            .iter()
+            .all(|r| r.0 != hash(0))
+    );
+    assert!(
+        before.search(&[1.0; 3], 1).is_err(),
+        "wrong dimension is an error"
+    );
+}
+
+#[test]
+fn dump_and_reload_give_identical_results() {
+    let dims = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let queries: Vec<Vec<f32>> = (500..520).map(|q| unit(q, dims)).collect();
+    let before: Vec<_> = {
+        let ix = VectorIndex::open(dir.path(), dims, params(0)).unwrap();
+        ix.apply(1, &[], &rows(0..800, dims)).unwrap();
+        ix.publish();
+        ix.apply(2, &[hash(3), hash(5)], &[]).unwrap();
+        ix.publish();
+        assert!(ix.needs_dump(1, false));
+        ix.dump().unwrap();
+        assert!(!ix.needs_dump(1, true));
+        let s = ix.snapshot();
+        queries.iter().map(|q| s.search(q, 10).unwrap()).collect()
+    };
+    let ix = VectorIndex::open(dir.path(), dims, params(0)).unwrap();
+    assert_eq!(ix.generation(), 2);
+    assert!(!ix.contains(&hash(3)) && ix.contains(&hash(4)));
+    let s = ix.snapshot();
+    assert_eq!(s.len(), 798);
+    let after: Vec<_> = queries.iter().map(|q| s.search(q, 10).unwrap()).collect();
+    assert_eq!(before, after);
+    // the reloaded graph takes new points
+    ix.apply(3, &[], &rows(800..810, dims)).unwrap();
+    ix.publish();
+    assert_eq!(
+        ix.snapshot().search(&unit(805, dims), 1).unwrap()[0].0,
+        hash(805)
+    );
+}
+
+#[test]
+fn corrupt_dump_is_ignored_not_fatal() {
+    let dims = 8;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ix = VectorIndex::open(dir.path(), dims, params(0)).unwrap();
+        ix.apply(1, &[], &rows(0..100, dims)).unwrap();
+        ix.publish();
+        ix.dump().unwrap();
+    }
+    let data = dir.path().join("dump-1").join("graph.hnsw.data");
+    std::fs::write(&data, b"garbage").unwrap();
+    let ix = VectorIndex::open(dir.path(), dims, params(0)).unwrap();
+    assert_eq!(ix.generation(), 0, "an unusable dump starts from scratch");
+    assert!(ix.snapshot().is_empty());
+    std::fs::write(dir.path().join("manifest.json"), b"{").unwrap();
+    assert_eq!(
+        VectorIndex::open(dir.path(), dims, params(0))
+            .unwrap()
+            .generation(),
+        0
+    );
+}
+
+#[test]
+fn tombstones_past_the_ratio_rebuild_the_graph() {
+    let dims = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let ix = VectorIndex::open(dir.path(), dims, params(0)).unwrap();
+    ix.apply(1, &[], &rows(0..200, dims)).unwrap();
+    ix.publish();
+    let removed: Vec<_> = (0..120).map(hash).collect();
+    ix.apply(2, &removed, &[]).unwrap();
+    ix.publish();
+    let s = ix.snapshot();
+    assert_eq!(s.len(), 80);
+    assert_eq!(s.len, 80, "the rebuilt graph holds only live points");
+    let got = s.search(&unit(150, dims), 1).unwrap();
+    assert_eq!(got[0].0, hash(150));
+    assert!((got[0].1 - 1.0).abs() < 1e-5);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    /// Random adds and removes: the exact path always equals the brute-force oracle over the model
+    /// of live points.
+    #[test]
+    fn exact_search_matches_model(ops in proptest::collection::vec((any::<bool>(), 0u64..60), 1..80)) {
+        let dims = 6;
+        let dir = tempfile::tempdir().unwrap();
+        let ix = VectorIndex::open(dir.path(), dims, params(1_000_000)).unwrap();
+        let mut model: std::collections::BTreeMap<ContentHash, Vec<f32>> = Default::default();
+        for (g, (add, i)) in ops.iter().enumerate() {
+            if *add {
+                ix.apply(g as u64 + 1, &[], &[(hash(*i), unit(*i, dims))]).unwrap();
+    ix.publish();
+                model.insert(hash(*i), unit(*i, dims));
+            } else {
+                ix.apply(g as u64 + 1, &[hash(*i)], &[]).unwrap();
+    ix.publish();
+                model.remove(&hash(*i));
+            }
+        }
+        let live: Vec<_> = model.into_iter().collect();
+        let q = unit(999, dims);
+        let got: Vec<_> = ix.snapshot().search(&q, 5).unwrap().into_iter().map(|r| r.0).collect();
+        prop_assert_eq!(got, oracle(&live, &q, 5));
+    }
+}
