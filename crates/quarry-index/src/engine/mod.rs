@@ -610,13 +610,27 @@ impl Engine {
 
     /// Applies `changes` to `collection` (created on first write) as one generation.
     pub fn apply(&self, collection: &str, changes: Vec<Change>) -> Result<ApplyStats> {
+        self.apply_with(collection, changes, true)
+    }
+
+    /// [`Engine::apply`], optionally without embedding: chunks without a stored vector are then
+    /// searchable by BM25 only, until vectors are loaded for them ([`Engine::put_vectors`]) or a
+    /// later ingest of the same content embeds them.
+    pub fn apply_with(
+        &self,
+        collection: &str,
+        changes: Vec<Change>,
+        embed: bool,
+    ) -> Result<ApplyStats> {
         check_collection_name(collection)?;
         self.with_write_lock(|| {
             self.ensure_collection(collection)?;
             let ix = self.open_indexes(collection)?;
             self.recover(collection, &ix)?;
             let mut stats = ApplyStats::default();
-            (stats.embedded, stats.cache_hits) = self.embed_missing(&ix, &changes)?;
+            if embed {
+                (stats.embedded, stats.cache_hits) = self.embed_missing(&ix, &changes)?;
+            }
             let committed = {
                 let mut catalog = self.catalog();
                 let mut tx = catalog.begin(collection)?;

@@ -6,6 +6,7 @@ use crate::catalog::Catalog;
 use proptest::prelude::*;
 use quarry_core::{ChunkSizer, DocFormat, GroupBy, Mode, QueryOptions};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 fn doc(id: &str, text: &str) -> Document {
     Document {
@@ -187,4 +188,217 @@ proptest! {
             prop_assert_eq!(docs_matching(&engine, word), expect, "word {}", word);
         }
     }
+}
+
+/// A deterministic test embedder that counts the texts it embeds and can be made to fail.
+struct Counting {
+    spec: quarry_core::EmbedderSpec,
+    calls: std::sync::atomic::AtomicUsize,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl Counting {
+    fn new() -> Arc<Self> {
+        Arc::new(Counting {
+            spec: quarry_core::EmbedderSpec {
+                provider: "hash".into(),
+                model: "letters".into(),
+                revision: "1".into(),
+                dimensions: 26,
+                pooling: "none".into(),
+                normalized: true,
+                max_tokens: 0,
+                query_prefix: String::new(),
+                document_prefix: String::new(),
+            },
+            calls: Default::default(),
+            fail: Default::default(),
+        })
+    }
+
+    fn texts(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Embedder for Counting {
+    fn spec(&self) -> &quarry_core::EmbedderSpec {
+        &self.spec
+    }
+    fn fingerprint(&self) -> quarry_core::Fingerprint {
+        self.spec.fingerprint()
+    }
+    fn embed(
+        &self,
+        texts: &[&str],
+        _kind: InputKind,
+    ) -> std::result::Result<Vec<Vec<f32>>, quarry_core::EmbedError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(quarry_core::EmbedError::Provider("down".into()));
+        }
+        self.calls
+            .fetch_add(texts.len(), std::sync::atomic::Ordering::SeqCst);
+        // letter histogram: texts sharing letters are close
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0f32; 26];
+                for c in t.bytes().filter(u8::is_ascii_lowercase) {
+                    v[(c - b'a') as usize] += 1.0;
+                }
+                quarry_core::embed::normalize(&mut v);
+                v
+            })
+            .collect())
+    }
+}
+
+struct One(Arc<Counting>);
+impl EmbedderSource for One {
+    fn get(&self, name: &str) -> Result<Option<Arc<dyn Embedder>>> {
+        Ok((name == "count").then(|| self.0.clone() as Arc<dyn Embedder>))
+    }
+}
+
+fn vector_options(e: &Arc<Counting>) -> EngineOptions {
+    EngineOptions {
+        embedder: "count".into(),
+        embedders: Some(Arc::new(One(e.clone()))),
+        ..options()
+    }
+}
+
+fn search(engine: &Engine, text: &str, mode: Mode) -> SearchResponseLite {
+    let q = QueryOptions::new(text, 10, mode, GroupBy::Chunk).unwrap();
+    let r = engine.searcher("c").unwrap().search(&q).unwrap();
+    SearchResponseLite {
+        ids: r.results.iter().map(|h| h.doc_id.clone()).collect(),
+        vector_scored: r.results.iter().all(|h| h.scores.vector.is_some()),
+        degraded: r.degraded,
+        version: r.embedding_version,
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct SearchResponseLite {
+    ids: Vec<String>,
+    vector_scored: bool,
+    degraded: bool,
+    version: Option<String>,
+}
+
+#[test]
+fn vectors_are_embedded_once_and_survive_a_restart_without_reembedding() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Counting::new();
+    let before = {
+        let engine = Engine::open(dir.path(), vector_options(&e)).unwrap();
+        for (i, p) in PARAS.iter().enumerate() {
+            let stats = upsert(&engine, &format!("d{i}"), p);
+            assert_eq!((stats.embedded, stats.cache_hits), (1, 0));
+        }
+        // the same text in another document is a cache hit, not a model call
+        let stats = upsert(&engine, "copy", PARAS[0]);
+        assert_eq!((stats.embedded, stats.cache_hits), (0, 1));
+        assert_eq!(e.texts(), PARAS.len());
+        let r = search(&engine, "copper kettles", Mode::Vector);
+        assert!(r.vector_scored && !r.degraded && r.version.is_some());
+        engine.flush().unwrap();
+        r
+    };
+    assert_eq!(before.ids[0], "d1");
+    let embedded_before = e.texts();
+    let engine = Engine::open(dir.path(), vector_options(&e)).unwrap();
+    let after = search(&engine, "copper kettles", Mode::Vector);
+    assert_eq!(after, before, "identical results after a restart");
+    assert_eq!(
+        e.texts(),
+        embedded_before + 1,
+        "only the query was embedded after the restart"
+    );
+    assert_eq!(engine.stats("c").unwrap().vectors, Some(PARAS.len() as u64));
+}
+
+#[test]
+fn deleted_documents_leave_the_vector_index_and_crashes_are_replayed_from_stored_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Counting::new();
+    {
+        let engine = Engine::open(dir.path(), vector_options(&e)).unwrap();
+        for (i, p) in PARAS.iter().enumerate() {
+            upsert(&engine, &format!("d{i}"), p);
+        }
+        engine.flush().unwrap();
+        engine
+            .apply("c", vec![Change::Delete("d1".into())])
+            .unwrap();
+        // no flush: the vector dump is behind the catalog, as after a crash
+    }
+    let engine = Engine::open(dir.path(), vector_options(&e)).unwrap();
+    let r = search(&engine, "bright copper kettles shine", Mode::Vector);
+    assert!(!r.ids.contains(&"d1".to_owned()), "{r:?}");
+    assert_eq!(r.ids.len(), PARAS.len() - 1);
+    assert_eq!(e.texts(), PARAS.len() + 1, "replay used stored vectors");
+}
+
+#[test]
+fn a_failing_embedder_degrades_queries_to_bm25() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Counting::new();
+    let engine = Engine::open(dir.path(), vector_options(&e)).unwrap();
+    for (i, p) in PARAS.iter().enumerate() {
+        upsert(&engine, &format!("d{i}"), p);
+    }
+    e.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = search(&engine, "copper", Mode::Hybrid);
+    assert!(r.degraded);
+    assert_eq!(r.ids, ["d1"], "BM25 still answers");
+    assert!(!r.vector_scored);
+    // and a write that needs embedding fails without writing anything
+    let err = upsert_err(&engine, "new", "zebra crossing ahead");
+    assert!(err.contains("down"), "{err}");
+    assert_eq!(engine.stats("c").unwrap().documents, PARAS.len() as u64);
+}
+
+fn upsert_err(engine: &Engine, id: &str, text: &str) -> String {
+    let chunker = quarry_core::Chunker::new(engine.options().chunk, None).unwrap();
+    let d = doc(id, text);
+    let chunks = chunker.chunk(&d.title, &d.text, d.format);
+    engine
+        .apply("c", vec![Change::Upsert(d, chunks)])
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn hybrid_fusion_uses_both_retrievers() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Counting::new();
+    let engine = Engine::open(dir.path(), vector_options(&e)).unwrap();
+    for (i, p) in PARAS.iter().enumerate() {
+        upsert(&engine, &format!("d{i}"), p);
+    }
+    let q = QueryOptions::new("copper kettles", 10, Mode::Hybrid, GroupBy::Document).unwrap();
+    let r = engine.searcher("c").unwrap().search(&q).unwrap();
+    // the BM25 match is first, and carries both scores with ranks
+    assert_eq!(r.results[0].doc_id, "d1");
+    let s = &r.results[0].scores;
+    assert_eq!((s.bm25_rank, s.vector_rank), (Some(1), Some(1)));
+    assert!((r.results[0].score - 2.0 / 61.0).abs() < 1e-6, "RRF score");
+    // documents only the vector side found are there too
+    assert_eq!(r.results.len(), PARAS.len());
+    // weighted with alpha = 0 ranks by BM25 only, alpha = 1 by vectors only
+    let vec_order = search(&engine, "copper kettles", Mode::Vector).ids;
+    let q1 = q
+        .clone()
+        .with_fusion(quarry_core::Fusion::Weighted { alpha: 1.0 })
+        .unwrap();
+    let r1 = engine.searcher("c").unwrap().search(&q1).unwrap();
+    assert_eq!(
+        r1.results
+            .iter()
+            .map(|h| h.doc_id.clone())
+            .collect::<Vec<_>>(),
+        vec_order
+    );
 }

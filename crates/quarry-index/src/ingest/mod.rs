@@ -40,6 +40,8 @@ pub struct IngestOptions {
     pub max_file_bytes: u64,
     /// Documents per generation commit.
     pub batch_docs: usize,
+    /// Embed new chunks (`--no-embed` turns it off, for vectors loaded later from Parquet).
+    pub embed: bool,
 }
 
 impl Default for IngestOptions {
@@ -50,6 +52,7 @@ impl Default for IngestOptions {
             sync: false,
             max_file_bytes: 32 * 1024 * 1024,
             batch_docs: 2000,
+            embed: true,
         }
     }
 }
@@ -361,9 +364,11 @@ impl<'a> Batcher<'a> {
 
     fn flush(&mut self) -> Result<()> {
         if !self.changes.is_empty() {
-            let stats = self
-                .engine
-                .apply(&self.opts.collection, std::mem::take(&mut self.changes))?;
+            let stats = self.engine.apply_with(
+                &self.opts.collection,
+                std::mem::take(&mut self.changes),
+                self.opts.embed,
+            )?;
             self.summary.add(&stats);
         }
         Ok(())

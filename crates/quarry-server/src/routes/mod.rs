@@ -3,6 +3,7 @@
 
 mod collections;
 mod documents;
+mod embeddings;
 mod query;
 
 use crate::error::ApiError;
@@ -88,7 +89,8 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         .route(
             "/collections/{collection}/documents/{*doc_id}",
             delete(documents::delete),
-        );
+        )
+        .route("/embeddings", post(embeddings::embeddings));
     Router::new()
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))

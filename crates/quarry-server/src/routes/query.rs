@@ -5,11 +5,10 @@ use crate::error::ApiError;
 use crate::extract::JsonBody;
 use axum::Json;
 use axum::extract::{Path, State};
-use quarry_core::{GroupBy, Mode, QueryOptions};
+use quarry_core::{Fusion, GroupBy, Mode, QueryOptions};
 use quarry_index::SearchResponse;
 
-/// The request body (API.md). `fusion`, `filter` and `explain` are accepted for forward
-/// compatibility; they take effect with the retrievers that use them.
+/// The request body (API.md). `filter` and `explain` are accepted for forward compatibility.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
@@ -17,7 +16,7 @@ pub struct QueryRequest {
     pub top_k: Option<usize>,
     pub mode: Option<Mode>,
     pub group_by: Option<GroupBy>,
-    pub fusion: Option<serde_json::Value>,
+    pub fusion: Option<Fusion>,
     pub filter: Option<serde_json::Value>,
     pub explain: Option<bool>,
 }
@@ -37,13 +36,7 @@ pub async fn query(
             "`filter`: metadata filters are not supported yet; send {} or omit it",
         ));
     }
-    let ignored: Vec<&str> = [
-        ("fusion", req.fusion.is_some()),
-        ("explain", req.explain == Some(true)),
-    ]
-    .into_iter()
-    .filter_map(|(name, set)| set.then_some(name))
-    .collect();
+    let explain = req.explain == Some(true);
     let d = &state.options;
     let q = QueryOptions::new(
         req.query,
@@ -51,11 +44,17 @@ pub async fn query(
         req.mode.unwrap_or(d.default_mode),
         req.group_by.unwrap_or(d.default_group_by),
     )?;
-    let mut answer = blocking(move || Ok(state.engine.searcher(&collection)?.search(&q)?)).await?;
-    for name in ignored {
-        answer.warnings.push(format!(
-            "`{name}` has no effect yet: only the BM25 retriever answered"
-        ));
+    let fusion = req.fusion;
+    let mut answer = blocking(move || {
+        let searcher = state.engine.searcher(&collection)?;
+        let q = q.with_fusion(fusion.unwrap_or(searcher.default_fusion()))?;
+        Ok(searcher.search(&q)?)
+    })
+    .await?;
+    if explain {
+        answer
+            .warnings
+            .push("`explain` has no effect yet; per-retriever scores are in `scores`".to_owned());
     }
     Ok(Json(answer))
 }

@@ -1,0 +1,171 @@
+//! `POST /v1/embeddings`: OpenAI-compatible embeddings with the server's default embedder (the
+//! local model unless configured otherwise), so any OpenAI client, or another quarry, can use this
+//! one as its embedding provider.
+
+use super::{Shared, blocking};
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use axum::Json;
+use axum::extract::State;
+use quarry_core::InputKind;
+
+/// Most inputs in one request (OpenAI's limit).
+pub const MAX_INPUTS: usize = 2048;
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Input {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct EmbeddingsRequest {
+    pub input: serde_json::Value,
+    pub model: String,
+    #[serde(default)]
+    pub encoding_format: Option<String>,
+    #[serde(default)]
+    pub dimensions: Option<usize>,
+    /// Accepted and ignored, as OpenAI does.
+    #[serde(default, rename = "user")]
+    pub _user: Option<String>,
+}
+
+pub async fn embeddings(
+    State(state): State<Shared>,
+    JsonBody(req): JsonBody<EmbeddingsRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let bad = |m: String| ApiError::new("invalid_request", m);
+    let inputs = match serde_json::from_value::<Input>(req.input) {
+        Ok(Input::One(s)) => vec![s],
+        Ok(Input::Many(v)) => v,
+        Err(_) => {
+            return Err(bad(
+                "`input` must be a string or an array of strings (token arrays are not supported)"
+                    .into(),
+            ));
+        }
+    };
+    if inputs.is_empty() || inputs.len() > MAX_INPUTS {
+        return Err(bad(format!(
+            "`input` holds {} strings; send 1 to {MAX_INPUTS}",
+            inputs.len()
+        )));
+    }
+    if let Some(i) = inputs.iter().position(|s| s.is_empty()) {
+        return Err(bad(format!(
+            "`input[{i}]` is empty; every input must have text"
+        )));
+    }
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(bad(format!(
+                "`encoding_format` {other:?}: use \"float\" or \"base64\""
+            )));
+        }
+    };
+    let engine = state.engine.clone();
+    let (model, data, tokens) = blocking(move || {
+        let embedder = engine.default_embedder()?.ok_or_else(|| {
+            ApiError::new(
+                "embedding_unavailable",
+                "this server has no embedder (embedder = \"none\"); configure one to serve /v1/embeddings",
+            )
+        })?;
+        let spec = embedder.spec();
+        if req.model != spec.model && req.model != engine.options().embedder {
+            return Err(ApiError::new(
+                "model_not_found",
+                format!(
+                    "model {:?} is not served here; use {:?}",
+                    req.model, spec.model
+                ),
+            ));
+        }
+        if let Some(d) = req.dimensions
+            && d != spec.dimensions
+        {
+            return Err(ApiError::new(
+                "invalid_request",
+                format!(
+                    "`dimensions` {d}: {} produces {} dimensions",
+                    spec.model, spec.dimensions
+                ),
+            ));
+        }
+        let texts: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let vectors = embedder
+            .embed(&texts, InputKind::Document)
+            .map_err(|e| ApiError::new("embedding_unavailable", e.to_string()))?;
+        let tokens: usize = texts
+            .iter()
+            .map(|t| embedder.count_tokens(t).unwrap_or(0))
+            .sum();
+        Ok((spec.model.clone(), vectors, tokens))
+    })
+    .await?;
+    let data: Vec<serde_json::Value> = data
+        .into_iter()
+        .enumerate()
+        .map(|(index, v)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                serde_json::Value::String(encode_base64(&bytes))
+            } else {
+                serde_json::json!(v)
+            };
+            serde_json::json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    })))
+}
+
+/// Standard base64 with padding (RFC 4648), as OpenAI's `encoding_format: "base64"`.
+pub fn encode_base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_base64;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(encode_base64(input.as_bytes()), want);
+        }
+    }
+}
