@@ -3,17 +3,20 @@
 //! key named. Every default is written here and in the README's configuration reference.
 
 use anyhow::{Context, Result, bail};
-use quarry_core::{ChunkOptions, GroupBy, Mode};
+use quarry_core::{ChunkOptions, Fusion, GroupBy, Mode};
+use quarry_index::vectors::VectorParams;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Name of the embedder new collections use (takes effect with embeddings).
+    /// Name of the embedder new collections use: a `[embedders.NAME]` table, or one of the
+    /// built-ins `local` (all-MiniLM-L6-v2), `hash` (tests only) and `none` (BM25 only).
     pub embedder: String,
     pub embedders: BTreeMap<String, EmbedderConfig>,
     pub chunk: ChunkOptions,
+    pub vector: VectorParams,
     pub ingest: IngestConfig,
     pub server: ServerConfig,
     pub query: QueryConfig,
@@ -25,6 +28,7 @@ impl Default for Config {
             embedder: "local".into(),
             embedders: BTreeMap::new(),
             chunk: ChunkOptions::default(),
+            vector: VectorParams::default(),
             ingest: IngestConfig::default(),
             server: ServerConfig::default(),
             query: QueryConfig::default(),
@@ -32,16 +36,29 @@ impl Default for Config {
     }
 }
 
-/// `[embedders.NAME]`: parsed and checked now, used once embeddings arrive.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+/// `[embedders.NAME]`: one embedder. `provider` is `local`, `openai` or `hash`.
+#[derive(Debug, Clone, PartialEq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbedderConfig {
     pub provider: String,
+    /// local: a model quarry can fetch (`all-MiniLM-L6-v2`); openai: the provider's model string.
     pub model: Option<String>,
+    /// local: a folder in Hugging Face layout (config.json, tokenizer.json, model.safetensors).
     pub model_dir: Option<PathBuf>,
+    /// openai: e.g. `http://127.0.0.1:7879/v1`.
     pub base_url: Option<String>,
+    /// openai: name of the environment variable holding the API key.
     pub api_key_env: Option<String>,
+    /// openai: requested dimensions (probed when unset); hash: vector size (default 384).
     pub dimensions: Option<usize>,
+    /// openai: texts per request (default 64).
+    pub batch_size: Option<usize>,
+    /// openai: requests in flight (default 4).
+    pub max_concurrency: Option<usize>,
+    /// openai: per-request timeout in ms (default 30000).
+    pub timeout_ms: Option<u64>,
+    /// openai: retries after the first attempt (default 5).
+    pub max_retries: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -51,6 +68,8 @@ pub struct IngestConfig {
     pub max_file_bytes: u64,
     /// Documents per commit.
     pub batch_docs: usize,
+    /// Chunk texts per call to the embedder.
+    pub embed_batch: usize,
 }
 
 impl Default for IngestConfig {
@@ -58,6 +77,7 @@ impl Default for IngestConfig {
         IngestConfig {
             max_file_bytes: 32 * 1024 * 1024,
             batch_docs: 2000,
+            embed_batch: 256,
         }
     }
 }
@@ -86,6 +106,10 @@ pub struct QueryConfig {
     pub top_k: usize,
     pub mode: Mode,
     pub group_by: GroupBy,
+    /// Fusion of hybrid queries: `{method = "rrf", k = 60}` or `{method = "weighted", alpha = 0.5}`.
+    pub fusion: Fusion,
+    /// How long a query waits for its embedding before answering from BM25 (`degraded: true`).
+    pub embed_timeout_ms: u64,
 }
 
 impl Default for QueryConfig {
@@ -94,6 +118,8 @@ impl Default for QueryConfig {
             top_k: 10,
             mode: Mode::Hybrid,
             group_by: GroupBy::Chunk,
+            fusion: Fusion::default(),
+            embed_timeout_ms: 2000,
         }
     }
 }
@@ -154,6 +180,19 @@ pub fn load(
     if config.ingest.batch_docs == 0 {
         bail!("invalid configuration: ingest.batch_docs must be at least 1");
     }
+    if config.ingest.embed_batch == 0 {
+        bail!("invalid configuration: ingest.embed_batch must be at least 1");
+    }
+    config
+        .query
+        .fusion
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: query.{e}"))?;
+    config
+        .vector
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    crate::embedders::check(&config)?;
     Ok(config)
 }
 

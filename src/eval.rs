@@ -4,7 +4,8 @@
 //! process; with `--server` the queries go over HTTP to a collection the server already holds.
 //! Documents are ranked with `group_by=document`; metrics follow trec_eval (quarry_core::metrics).
 
-use crate::cmd::{emit, open_engine, print_json, query::remote};
+use crate::cmd::query::{FusionArgs, remote};
+use crate::cmd::{emit, open_engine, print_json};
 use crate::config::Config;
 use anyhow::{Context, bail};
 use quarry_core::metrics::{Judgments, mrr_at_k, ndcg_at_k, recall_at_k};
@@ -25,8 +26,10 @@ pub struct Args {
     #[arg(long, default_value = "test")]
     pub split: String,
     /// Comma-separated modes to evaluate.
-    #[arg(long, value_delimiter = ',', default_value = "bm25")]
+    #[arg(long, value_delimiter = ',', default_value = "bm25,vector,hybrid")]
     pub modes: Vec<Mode>,
+    #[command(flatten)]
+    pub fusion: FusionArgs,
     /// Collection to evaluate [default: beir-<dataset folder name>, ingested from corpus.jsonl].
     #[arg(long)]
     pub collection: Option<String>,
@@ -141,6 +144,10 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
                 batch_docs: config.ingest.batch_docs,
                 ..IngestOptions::default()
             };
+            eprintln!(
+                "ingesting {} into collection {collection} (embedding new chunks; the first run on a corpus takes a while)",
+                args.dataset.join("corpus.jsonl").display()
+            );
             let s = quarry_index::ingest(
                 &engine,
                 &[args.dataset.join("corpus.jsonl")],
@@ -148,10 +155,12 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
                 &NoProgress,
             )?;
             eprintln!(
-                "corpus: {} added, {} unchanged, {} skipped ({:.1}s)",
+                "corpus: {} added, {} unchanged, {} skipped, {} chunks embedded, {} cache hits ({:.1}s)",
                 s.added,
                 s.unchanged,
                 s.skipped.values().sum::<u64>(),
+                s.embedded,
+                s.cache_hits,
                 s.seconds
             );
             Some(engine)
@@ -162,6 +171,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         .map(|e| e.searcher(&collection))
         .transpose()?;
 
+    let fusion = args.fusion.resolve(config.query.fusion);
     let mut reports = BTreeMap::new();
     for mode in &args.modes {
         let mode_name = serde_json::to_value(mode)?
@@ -170,11 +180,13 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
             .to_owned();
         let mut trec = Vec::new();
         let (mut ndcg, mut recall, mut mrr, mut lat) = (0.0, 0.0, 0.0, Vec::new());
+        let mut degraded = 0usize;
         for (qid, judged) in &qrels {
             let text = queries
                 .get(qid)
                 .with_context(|| format!("query {qid} of the qrels is not in queries.jsonl"))?;
-            let q = QueryOptions::new(text.clone(), args.top_k as usize, *mode, GroupBy::Document)?;
+            let q = QueryOptions::new(text.clone(), args.top_k as usize, *mode, GroupBy::Document)?
+                .with_fusion(fusion)?;
             let t = Instant::now();
             let answer = match (&searcher, &args.server) {
                 (Some(s), _) => s.search(&q)?,
@@ -182,6 +194,9 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
                 (None, None) => unreachable!("either a searcher or a server"),
             };
             lat.push(t.elapsed().as_secs_f64() * 1e3);
+            if answer.degraded {
+                degraded += 1;
+            }
             let ranked: Vec<String> = answer.results.iter().map(|h| h.doc_id.clone()).collect();
             ndcg += ndcg_at_k(&ranked, judged, 10);
             recall += recall_at_k(&ranked, judged, 100);
@@ -194,6 +209,9 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
                     h.score
                 ));
             }
+        }
+        if degraded > 0 {
+            eprintln!("warning: {degraded} {mode_name} queries were answered degraded (BM25 only)");
         }
         let n = qrels.len().max(1) as f64;
         lat.sort_by(f64::total_cmp);
@@ -217,7 +235,8 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         }
     }
     let report = serde_json::json!({
-        "dataset": args.dataset, "split": args.split, "collection": collection, "queries": qrels.len(), "modes": reports,
+        "dataset": args.dataset, "split": args.split, "collection": collection, "queries": qrels.len(),
+        "fusion": fusion, "modes": reports,
     });
     if args.json {
         return print_json(&report);

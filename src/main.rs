@@ -1,8 +1,10 @@
 //! The `quarry` binary: command-line parsing, configuration, and wiring of the engine, the HTTP
 //! server and the eval runner. The only crate that uses `anyhow`.
 
+mod byo_vectors;
 mod cmd;
 mod config;
+mod embedders;
 mod eval;
 
 use clap::{Parser, Subcommand};
@@ -14,7 +16,7 @@ use std::process::ExitCode;
 #[command(
     name = "quarry",
     version,
-    about = "quarry: a retrieval engine for RAG. Ingest folders and JSONL corpora, serve ranked passages (BM25) over HTTP and the CLI.",
+    about = "quarry: a retrieval engine for RAG. Ingest folders and JSONL corpora, embed them with a local model, serve hybrid (BM25 + vector) retrieval over HTTP and the CLI.",
     long_about = None,
     propagate_version = true
 )]
@@ -46,6 +48,8 @@ pub enum Command {
     Status(cmd::status::Args),
     /// Measure retrieval quality on a BEIR-layout dataset (nDCG@10, Recall@100, MRR@10, latency).
     Eval(eval::Args),
+    /// Download and verify the local embedding model (done automatically on first use).
+    Model(cmd::model::Args),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Query(args) => cmd::query::run(&cli.data_dir, &config, args),
         Command::Status(args) => cmd::status::run(&cli.data_dir, &config, args),
         Command::Eval(args) => eval::run(&cli.data_dir, &config, args),
+        Command::Model(args) => cmd::model::run(&config, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! `quarry ingest PATH...`
 
 use super::{emit, open_engine, print_json};
+use crate::byo_vectors::{self, VectorsSummary};
 use crate::config::Config;
 use indicatif::{ProgressBar, ProgressStyle};
 use quarry_index::{IngestOptions, IngestSummary, Progress};
@@ -11,7 +12,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Files or folders. Folders are walked recursively (honouring .gitignore and .quarryignore);
-    /// .jsonl files are read as BEIR corpora ({"_id", "title", "text"} per line).
+    /// .jsonl files are read as BEIR corpora ({"_id", "title", "text"} per line); .parquet files
+    /// are precomputed vectors (columns `id`, `vector`) for documents already ingested, loaded
+    /// after the other paths.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Collection to use (1 to 64 letters, digits, `_` or `-`).
@@ -26,9 +29,23 @@ pub struct Args {
     /// Skip files larger than this many bytes [default: ingest.max_file_bytes = 32 MiB].
     #[arg(long)]
     pub max_file_bytes: Option<u64>,
+    /// Do not embed new chunks now: they are searchable by BM25 until their vectors are loaded
+    /// (`quarry ingest vectors.parquet`) or a later ingest embeds them.
+    #[arg(long)]
+    pub no_embed: bool,
+    /// Which embedder computed the vectors of the .parquet files: the name of a configured
+    /// embedder (e.g. local) or its spec as JSON [default: the files' schema metadata].
+    #[arg(long, value_name = "NAME|JSON")]
+    pub vectors_spec: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Whether `path` is a vector file for the loader rather than a document.
+fn is_parquet(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
 }
 
 struct Bar(ProgressBar);
@@ -55,6 +72,15 @@ fn parse_principal(s: &str) -> Result<String, String> {
 }
 
 pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
+    let (parquet, paths): (Vec<PathBuf>, Vec<PathBuf>) =
+        args.paths.iter().cloned().partition(|p| is_parquet(p));
+    if args.vectors_spec.is_some() && parquet.is_empty() {
+        anyhow::bail!("--vectors-spec describes the vectors of .parquet files, and none was given");
+    }
+    let spec = match &args.vectors_spec {
+        Some(arg) => Some(byo_vectors::spec_from_arg(config, arg)?),
+        None => None,
+    };
     let engine = open_engine(data_dir, config)?;
     let opts = IngestOptions {
         collection: args.collection,
@@ -62,6 +88,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         sync: args.sync,
         max_file_bytes: args.max_file_bytes.unwrap_or(config.ingest.max_file_bytes),
         batch_docs: config.ingest.batch_docs,
+        embed: !args.no_embed,
     };
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(0);
@@ -77,22 +104,100 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         ProgressBar::hidden()
     };
     let progress = Bar(bar);
-    let summary = quarry_index::ingest(&engine, &args.paths, &opts, &progress)?;
-    progress.0.finish_and_clear();
-    if args.json {
-        print_json(&summary)
+    let summary = if paths.is_empty() {
+        IngestSummary {
+            collection: opts.collection.clone(),
+            ..IngestSummary::default()
+        }
     } else {
-        print_summary(&summary);
-        Ok(())
+        quarry_index::ingest(&engine, &paths, &opts, &progress)?
+    };
+    progress.0.finish_and_clear();
+    let mut vectors = VectorsSummary::default();
+    let mut failed = None;
+    for p in &parquet {
+        if let Err(e) = byo_vectors::load(&engine, &opts.collection, p, spec.as_ref(), &mut vectors)
+        {
+            failed = Some(e);
+            break;
+        }
     }
+    let shown = failed
+        .is_none()
+        .then_some(&vectors)
+        .filter(|_| !parquet.is_empty());
+    if failed.is_some() && paths.is_empty() {
+        // Nothing to report but the error.
+    } else if args.json {
+        let mut value = serde_json::to_value(&summary)?;
+        if let (Some(v), Some(obj)) = (shown, value.as_object_mut()) {
+            obj.insert("vectors".into(), serde_json::to_value(v)?);
+        }
+        print_json(&value)?;
+    } else {
+        if !paths.is_empty() {
+            print_summary(&summary);
+        }
+        if let Some(v) = shown {
+            print_vectors(&opts.collection, v);
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn print_vectors(collection: &str, v: &VectorsSummary) {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{collection}: {} vectors loaded, {} rows skipped in {:.2}s",
+        v.vectors_loaded,
+        v.skipped_total(),
+        v.seconds
+    );
+    if !v.skipped.is_empty() {
+        let parts: Vec<String> = v.skipped.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        let _ = writeln!(o, "skipped: {}", parts.join(", "));
+    }
+    const SHOWN: usize = 20;
+    for p in v.problems.iter().take(SHOWN) {
+        let id =
+            p.id.as_deref()
+                .map(|i| format!(" (id {i})"))
+                .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "  {} row {}{id}: {}: {}",
+            p.file, p.row, p.reason, p.message
+        );
+    }
+    let more = v.skipped_total().saturating_sub(SHOWN as u64);
+    if more > 0 {
+        let _ = writeln!(
+            o,
+            "  … and {more} more (use --json for the first {})",
+            byo_vectors::MAX_PROBLEMS
+        );
+    }
+    emit(&o);
 }
 
 fn print_summary(s: &IngestSummary) {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{}: {} added, {} updated, {} unchanged, {} deleted; {} chunks in {:.2}s",
-        s.collection, s.added, s.updated, s.unchanged, s.deleted, s.chunks, s.seconds
+        "{}: {} added, {} updated, {} unchanged, {} deleted; {} chunks, {} embedded, {} cache hits in {:.2}s",
+        s.collection,
+        s.added,
+        s.updated,
+        s.unchanged,
+        s.deleted,
+        s.chunks,
+        s.embedded,
+        s.cache_hits,
+        s.seconds
     );
     if !s.skipped.is_empty() {
         let parts: Vec<String> = s.skipped.iter().map(|(r, n)| format!("{n} {r}")).collect();

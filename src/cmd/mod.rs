@@ -1,6 +1,7 @@
 //! One module per subcommand; each has its clap `Args` and a `run`.
 
 pub mod ingest;
+pub mod model;
 pub mod query;
 pub mod serve;
 pub mod status;
@@ -9,16 +10,27 @@ use crate::config::Config;
 use anyhow::Context;
 use quarry_index::{Engine, EngineOptions};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The engine options a configuration gives.
+pub fn engine_options(config: &Config) -> EngineOptions {
+    EngineOptions {
+        chunk: config.chunk,
+        embedder: config.embedder.clone(),
+        embedders: Some(Arc::new(crate::embedders::ConfigEmbedders::new(config))),
+        vector: config.vector,
+        embed_batch: config.ingest.embed_batch,
+        query_embed_timeout: Duration::from_millis(config.query.embed_timeout_ms),
+        fusion: config.query.fusion,
+        ..EngineOptions::default()
+    }
+}
 
 /// Opens the engine on the data directory with the configured options.
 pub fn open_engine(data_dir: &Path, config: &Config) -> anyhow::Result<Engine> {
-    Engine::open(
-        data_dir,
-        EngineOptions {
-            chunk: config.chunk,
-        },
-    )
-    .with_context(|| format!("cannot open data dir {}", data_dir.display()))
+    Engine::open(data_dir, engine_options(config))
+        .with_context(|| format!("cannot open data dir {}", data_dir.display()))
 }
 
 /// Prints `value` as pretty JSON on stdout.

@@ -3,7 +3,7 @@
 use super::{emit, open_engine, print_json};
 use crate::config::Config;
 use anyhow::{Context, bail};
-use quarry_core::{GroupBy, Mode, QueryOptions};
+use quarry_core::{Fusion, GroupBy, Mode, QueryOptions};
 use quarry_index::SearchResponse;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -24,11 +24,49 @@ pub struct Args {
     /// Return chunks, or one best chunk per document [default: query.group_by = chunk].
     #[arg(long, value_parser = parse_group_by)]
     pub group_by: Option<GroupBy>,
+    #[command(flatten)]
+    pub fusion: FusionArgs,
     /// Ask a running server (e.g. http://127.0.0.1:7878) instead of opening the data dir.
     #[arg(long)]
     pub server: Option<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--fusion rrf|weighted`, `--rrf-k`, `--alpha` [default: query.fusion, RRF with k = 60].
+#[derive(Debug, Clone, clap::Args)]
+pub struct FusionArgs {
+    /// Fusion of hybrid results: rrf or weighted [default: query.fusion].
+    #[arg(long, value_parser = ["rrf", "weighted"])]
+    pub fusion: Option<String>,
+    /// k of RRF (with --fusion rrf) [default: 60].
+    #[arg(long)]
+    pub rrf_k: Option<f32>,
+    /// Weight of the vector side, 0 to 1 (with --fusion weighted) [default: 0.5].
+    #[arg(long)]
+    pub alpha: Option<f32>,
+}
+
+impl FusionArgs {
+    /// The fusion these flags ask for, else `default`.
+    pub fn resolve(&self, default: Fusion) -> Fusion {
+        match self.fusion.as_deref() {
+            Some("weighted") => Fusion::Weighted {
+                alpha: self.alpha.unwrap_or(0.5),
+            },
+            Some(_) => Fusion::Rrf {
+                k: self.rrf_k.unwrap_or(60.0),
+            },
+            None => match default {
+                Fusion::Rrf { k } => Fusion::Rrf {
+                    k: self.rrf_k.unwrap_or(k),
+                },
+                Fusion::Weighted { alpha } => Fusion::Weighted {
+                    alpha: self.alpha.unwrap_or(alpha),
+                },
+            },
+        }
+    }
 }
 
 fn parse_group_by(s: &str) -> Result<GroupBy, String> {
@@ -45,7 +83,8 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         args.top_k.map_or(config.query.top_k, |k| k as usize),
         args.mode.unwrap_or(config.query.mode),
         args.group_by.unwrap_or(config.query.group_by),
-    )?;
+    )?
+    .with_fusion(args.fusion.resolve(config.query.fusion))?;
     let answer = match &args.server {
         Some(url) => remote(url, &args.collection, &q)?,
         None => open_engine(data_dir, config)?
@@ -57,6 +96,9 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     }
     for w in &answer.warnings {
         eprintln!("warning: {w}");
+    }
+    if answer.degraded {
+        eprintln!("warning: degraded answer (a retriever was unavailable)");
     }
     let mut o = String::new();
     if answer.results.is_empty() {
@@ -81,7 +123,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
 
 /// Sends the query to a server and returns its answer.
 pub fn remote(url: &str, collection: &str, q: &QueryOptions) -> anyhow::Result<SearchResponse> {
-    let body = serde_json::json!({"query": q.text, "top_k": q.top_k, "mode": q.mode, "group_by": q.group_by});
+    let body = serde_json::json!({"query": q.text, "top_k": q.top_k, "mode": q.mode, "group_by": q.group_by, "fusion": q.fusion});
     let endpoint = format!(
         "{}/v1/collections/{collection}/query",
         url.trim_end_matches('/')

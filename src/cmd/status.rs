@@ -27,12 +27,15 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     for c in &list {
         let _ = writeln!(
             o,
-            "{}: {} documents, {} chunks, generation {}, embedding version {}",
+            "{}: {} documents, {} chunks, {} with vectors, generation {}, embedding version {}",
             c.name,
             c.documents,
             c.chunks,
+            c.vectors.unwrap_or(0),
             c.generation,
-            c.active_embedding_version.as_deref().unwrap_or("none")
+            c.active_embedding_version
+                .as_deref()
+                .unwrap_or("none (BM25 only)")
         );
     }
     o.push_str("jobs: none running\n");

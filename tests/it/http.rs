@@ -16,8 +16,13 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(options: ServerOptions) -> Self {
+        Self::start_with(options, EngineOptions::default())
+    }
+
+    /// A server over an engine with `engine_options` (embedders, timeouts).
+    pub fn start_with(options: ServerOptions, engine_options: EngineOptions) -> Self {
         let data = crate::tmp();
-        let engine = Arc::new(Engine::open(data.path(), EngineOptions::default()).unwrap());
+        let engine = Arc::new(Engine::open(data.path(), engine_options).unwrap());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

@@ -3,23 +3,28 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod byo_vectors;
 mod cli;
 mod crash;
 mod http;
+mod hybrid;
 mod ingest_bad_input;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The `quarry` binary under test.
+/// The `quarry` binary under test, with the hashing embedder (fast, offline) unless a test sets
+/// `QUARRY_EMBEDDER` itself.
 pub fn quarry() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_quarry"));
-    // A clean environment for settings: no QUARRY_* from the developer's shell.
+    // A clean environment for settings: no QUARRY_* from the developer's shell, but the model
+    // cache stays where the setup put it.
     for (k, _) in std::env::vars() {
-        if k.starts_with("QUARRY_") {
+        if k.starts_with("QUARRY_") && k != "QUARRY_MODEL_DIR" {
             c.env_remove(k);
         }
     }
+    c.env("QUARRY_EMBEDDER", "hash");
     c
 }
 

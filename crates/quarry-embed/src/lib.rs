@@ -3,7 +3,19 @@
 //!
 //! - [`hash::HashEmbedder`]: deterministic bag-of-words hashing, **for tests only**: no network, no
 //!   model files, vectors that are stable across runs and machines but carry no learned meaning.
+//! - [`openai::OpenAiEmbedder`]: any OpenAI-compatible `/embeddings` endpoint over HTTP, batched,
+//!   with bounded concurrency, retries with backoff, and validated, L2-normalised answers.
+//! - [`local::LocalEmbedder`]: a BERT-family sentence-transformers model (all-MiniLM-L6-v2 by
+//!   default) run on the CPU with candle: mean pooling, L2-normalised, truncated at 256 tokens.
+//! - [`fetch::ensure_model`]: downloads a known model ([`fetch::DEFAULT_MODEL`]) into
+//!   [`fetch::model_cache_dir`] once, pinned and verified by sha256.
 
+pub mod fetch;
 pub mod hash;
+pub mod local;
+pub mod openai;
 
+pub use fetch::{DEFAULT_MODEL, ensure_model, model_cache_dir};
 pub use hash::HashEmbedder;
+pub use local::LocalEmbedder;
+pub use openai::{OpenAiEmbedder, OpenAiOptions};

