@@ -40,7 +40,11 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {addr}; is another server running there? pick one with --addr"))?;
         let bound = listener.local_addr()?;
         tracing::info!(addr = %bound, data_dir = %data_dir.display(), "quarry listening on http://{bound}");
-        serve(listener, router(engine, options), shutdown_signal()).await?;
+        serve(listener, router(engine.clone(), options), shutdown_signal()).await?;
+        // Write the vector graphs that changed, so the next start reloads them as they are.
+        if let Err(e) = tokio::task::spawn_blocking(move || engine.flush()).await? {
+            tracing::warn!(error = %e, "could not write vector indexes at shutdown; the next start replays them from stored vectors");
+        }
         tracing::info!("quarry stopped");
         Ok(())
     })

@@ -670,6 +670,7 @@ impl Engine {
         spec: &quarry_core::EmbedderSpec,
         vectors: Vec<(ContentHash, Vec<f32>)>,
     ) -> Result<u64> {
+        self.collection(collection)?;
         self.with_write_lock(|| {
             let ix = self.open_indexes(collection)?;
             self.recover(collection, &ix)?;

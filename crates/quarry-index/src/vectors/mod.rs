@@ -114,8 +114,8 @@ struct Build {
 pub struct VectorSnapshot {
     build: Arc<Build>,
     dims: usize,
-    /// Points `0..len` exist in this snapshot.
-    len: usize,
+    /// Points `0..upto` exist in this snapshot.
+    upto: usize,
     /// Tombstoned point ids (sorted), as of this snapshot.
     dead: Arc<Vec<bool>>,
     live: usize,
@@ -138,7 +138,7 @@ impl VectorSnapshot {
     }
 
     fn alive(&self, id: usize) -> bool {
-        id < self.len && !self.dead.get(id).copied().unwrap_or(false)
+        id < self.upto && !self.dead.get(id).copied().unwrap_or(false)
     }
 
     /// The `k` nearest live chunks to `query` (normalised), with their cosine similarity, best
@@ -179,7 +179,7 @@ impl VectorSnapshot {
 
     fn exact(&self, points: &Points, query: &[f32], k: usize) -> Vec<(usize, f32)> {
         let mut heap = std::collections::BinaryHeap::with_capacity(k + 1);
-        for (id, v) in points.vectors[..self.len * self.dims]
+        for (id, v) in points.vectors[..self.upto * self.dims]
             .chunks_exact(self.dims)
             .enumerate()
         {
@@ -320,7 +320,7 @@ impl VectorIndex {
         VectorSnapshot {
             build: state.build.clone(),
             dims,
-            len: state.dead.len(),
+            upto: state.dead.len(),
             dead: Arc::new(state.dead.clone()),
             live: state.by_hash.len(),
             ef_search: params.ef_search,

@@ -181,7 +181,7 @@ fn tombstones_past_the_ratio_rebuild_the_graph() {
     ix.publish();
     let s = ix.snapshot();
     assert_eq!(s.len(), 80);
-    assert_eq!(s.len, 80, "the rebuilt graph holds only live points");
+    assert_eq!(s.upto, 80, "the rebuilt graph holds only live points");
     let got = s.search(&unit(150, dims), 1).unwrap();
     assert_eq!(got[0].0, hash(150));
     assert!((got[0].1 - 1.0).abs() < 1e-5);
