@@ -25,17 +25,17 @@
 //!   (RRF fusion), `group_by=document`;
 //! * `bm25/top10_document` (the same-run baseline) and `vector/top10_document`.
 //!
-//! Besides criterion's statistics the benchmark prints on stderr, once per benchmark the first time
-//! criterion runs it: p50/p95/p99 of each query timed individually with [`Instant`] over a few passes
-//! (targets for hybrid: p50 ≤ 2 ms, p99 ≤ 10 ms), the same percentiles of each query's best time
-//! over the passes, and the mean time the thread spent on a CPU per query (from
-//! `/proc/thread-self/schedstat`): both stay meaningful on a machine busy with other work. And once, before the benchmarks: nDCG@10 of each setting against the test qrels
-//! (a sanity check of the fused results; about 0.72 with RRF), the vector index mode (exact scan or
-//! HNSW), the recall of the HNSW results against an exact scan with the time of each, and the
-//! hybrid latencies again through a second engine on the same directory whose
-//! `vector.exact_threshold` makes it scan every vector instead of the graph. These extra passes
-//! only run with `cargo bench`, not when `cargo test --benches` runs each benchmark once as a
-//! smoke test.
+//! Besides criterion's statistics the benchmark prints on stderr, once per benchmark the first
+//! time criterion runs it: p50/p95/p99 of each query timed individually with [`Instant`] over a few
+//! passes (targets for hybrid: p50 ≤ 2 ms, p99 ≤ 10 ms), the same percentiles of each query's best
+//! time over the passes, and the mean time the thread spent on a CPU per query (from
+//! `/proc/thread-self/schedstat`): both stay meaningful on a machine busy with other work. And
+//! once, before the benchmarks: nDCG@10 of each setting against the test qrels (a sanity check of
+//! the fused results; about 0.71 with RRF), the vector index mode (exact scan or HNSW), the recall
+//! of the HNSW results against an exact scan with the time of each, and the hybrid latencies again
+//! through a second engine on the same directory whose `vector.exact_threshold` makes it scan every
+//! vector instead of the graph. These extra passes only run with `cargo bench`, not when
+//! `cargo test --benches` runs each benchmark once as a smoke test.
 //!
 //! Run it (release build):
 //!

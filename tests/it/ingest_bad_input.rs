@@ -167,8 +167,9 @@ fn identical_chunks_are_stored_once_and_remember_every_document() {
     write_tree(
         root.path(),
         &[
-            ("a.txt", b"sharedword paragraph"),
-            ("b.txt", b"sharedword paragraph"),
+            // same title (the file stem) and text: the same chunk as embedded
+            ("a/same.txt", b"sharedword paragraph"),
+            ("b/same.txt", b"sharedword paragraph"),
             ("c.txt", b"other text"),
         ],
     );
@@ -186,7 +187,7 @@ fn identical_chunks_are_stored_once_and_remember_every_document() {
     assert_eq!(by_chunk["results"].as_array().unwrap().len(), 1);
     assert_eq!(
         by_chunk["results"][0]["also_in"],
-        serde_json::json!(["b.txt"])
+        serde_json::json!(["b/same.txt"])
     );
     let by_doc = run_json(
         data.path(),
@@ -200,9 +201,9 @@ fn identical_chunks_are_stored_once_and_remember_every_document() {
             "--json",
         ],
     );
-    assert_eq!(doc_ids(&by_doc), ["a.txt", "b.txt"]);
+    assert_eq!(doc_ids(&by_doc), ["a/same.txt", "b/same.txt"]);
     // Deleting one holder keeps the chunk for the other.
-    std::fs::remove_file(root.path().join("a.txt")).unwrap();
+    std::fs::remove_file(root.path().join("a/same.txt")).unwrap();
     run_json(
         data.path(),
         &["ingest", &path_str(root.path()), "--sync", "--json"],
@@ -219,7 +220,7 @@ fn identical_chunks_are_stored_once_and_remember_every_document() {
             "--json",
         ],
     );
-    assert_eq!(doc_ids(&by_doc), ["b.txt"]);
+    assert_eq!(doc_ids(&by_doc), ["b/same.txt"]);
 }
 
 #[test]
