@@ -341,28 +341,46 @@ impl Catalog {
         Ok(n as u64)
     }
 
+    /// Runs `select` (ending in `IN (`, with one `?` before it bound to `key`) over `hashes` in
+    /// batches of [`LOOKUP_BATCH`], calling `row` for every result row.
+    fn lookup(
+        &self,
+        select: &str,
+        key: &str,
+        hashes: &[ContentHash],
+        mut row: impl FnMut(&rusqlite::Row<'_>) -> Result<()>,
+    ) -> Result<()> {
+        for batch in hashes.chunks(LOOKUP_BATCH) {
+            let marks = vec!["?"; batch.len()].join(",");
+            let mut stmt = self.conn.prepare_cached(&format!("{select}{marks})"))?;
+            let hexes: Vec<String> = batch.iter().map(|h| h.to_hex()).collect();
+            let params = std::iter::once(key.to_owned()).chain(hexes);
+            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+            while let Some(r) = rows.next()? {
+                row(r)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Stored vectors of `fingerprint` for those of `hashes` that have one.
     pub fn vectors(
         &self,
         fingerprint: &Fingerprint,
         hashes: &[ContentHash],
     ) -> Result<HashMap<ContentHash, Vec<f32>>> {
-        let fp = fingerprint.to_hex();
         let mut out = HashMap::with_capacity(hashes.len());
-        for batch in hashes.chunks(LOOKUP_BATCH) {
-            let marks = vec!["?"; batch.len()].join(",");
-            let mut stmt = self.conn.prepare_cached(&format!(
-                "SELECT chunk_hash, vector FROM embeddings WHERE fingerprint = ? AND chunk_hash IN ({marks})"
-            ))?;
-            let hexes: Vec<String> = batch.iter().map(|h| h.to_hex()).collect();
-            let params = std::iter::once(&fp).chain(hexes.iter());
-            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
-            while let Some(r) = rows.next()? {
+        self.lookup(
+            "SELECT chunk_hash, vector FROM embeddings WHERE fingerprint = ? AND chunk_hash IN (",
+            &fingerprint.to_hex(),
+            hashes,
+            |r| {
                 let h: String = r.get(0)?;
                 let b: Vec<u8> = r.get(1)?;
                 out.insert(parse_hash(&h)?, decode_vector(&b)?);
-            }
-        }
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 
@@ -372,20 +390,16 @@ impl Catalog {
         fingerprint: &Fingerprint,
         hashes: &[ContentHash],
     ) -> Result<std::collections::HashSet<ContentHash>> {
-        let fp = fingerprint.to_hex();
         let mut out = std::collections::HashSet::with_capacity(hashes.len());
-        for batch in hashes.chunks(LOOKUP_BATCH) {
-            let marks = vec!["?"; batch.len()].join(",");
-            let mut stmt = self.conn.prepare_cached(&format!(
-                "SELECT chunk_hash FROM embeddings WHERE fingerprint = ? AND chunk_hash IN ({marks})"
-            ))?;
-            let hexes: Vec<String> = batch.iter().map(|h| h.to_hex()).collect();
-            let params = std::iter::once(&fp).chain(hexes.iter());
-            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
-            while let Some(r) = rows.next()? {
+        self.lookup(
+            "SELECT chunk_hash FROM embeddings WHERE fingerprint = ? AND chunk_hash IN (",
+            &fingerprint.to_hex(),
+            hashes,
+            |r| {
                 out.insert(parse_hash(&r.get::<_, String>(0)?)?);
-            }
-        }
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 
@@ -417,22 +431,19 @@ impl Catalog {
         hashes: &[ContentHash],
     ) -> Result<std::collections::HashSet<ContentHash>> {
         let mut out = std::collections::HashSet::with_capacity(hashes.len());
-        for batch in hashes.chunks(LOOKUP_BATCH) {
-            let marks = vec!["?"; batch.len()].join(",");
-            let mut stmt = self.conn.prepare_cached(&format!(
-                "SELECT chunk_hash FROM chunks WHERE collection = ? AND chunk_hash IN ({marks})"
-            ))?;
-            let hexes: Vec<String> = batch.iter().map(|h| h.to_hex()).collect();
-            let params = std::iter::once(collection.to_owned()).chain(hexes);
-            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
-            while let Some(r) = rows.next()? {
+        self.lookup(
+            "SELECT chunk_hash FROM chunks WHERE collection = ? AND chunk_hash IN (",
+            collection,
+            hashes,
+            |r| {
                 out.insert(parse_hash(&r.get::<_, String>(0)?)?);
-            }
-        }
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 
-    /// Chunk hashes of the documents `doc_ids` of the collection, by doc id, in order.
+    /// Chunk hashes of a document of the collection, in order.
     pub fn doc_chunk_hashes(&self, collection: &str, doc_id: &str) -> Result<Vec<ContentHash>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT chunk_hash FROM doc_chunks WHERE collection = ?1 AND doc_id = ?2 ORDER BY ord",
@@ -513,23 +524,20 @@ impl Catalog {
         hashes: &[ContentHash],
     ) -> Result<Vec<(ContentHash, String)>> {
         let mut out = Vec::with_capacity(hashes.len());
-        for batch in hashes.chunks(LOOKUP_BATCH) {
-            let marks = vec!["?"; batch.len()].join(",");
-            let mut stmt = self.conn.prepare_cached(&format!(
-                "SELECT chunk_hash, title, text FROM chunks WHERE collection = ? AND chunk_hash IN ({marks})"
-            ))?;
-            let hexes: Vec<String> = batch.iter().map(|h| h.to_hex()).collect();
-            let params = std::iter::once(collection.to_owned()).chain(hexes);
-            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
-            while let Some(r) = rows.next()? {
+        self.lookup(
+            "SELECT chunk_hash, title, text FROM chunks WHERE collection = ? AND chunk_hash IN (",
+            collection,
+            hashes,
+            |r| {
                 let title: String = r.get(1)?;
                 let text: String = r.get(2)?;
                 out.push((
                     parse_hash(&r.get::<_, String>(0)?)?,
                     quarry_core::embed_text(&title, &text),
                 ));
-            }
-        }
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 
