@@ -53,19 +53,19 @@ impl Graph {
         }
     }
 
-    /// Nearest points passing `alive`, as `(point id, cosine similarity)`, best first.
+    /// Nearest points passing `alive` (every point when `None`), as `(point id, cosine similarity)`, best first.
     pub(super) fn search(
         &self,
         query: &[f32],
         k: usize,
         ef: usize,
-        alive: &dyn Fn(&usize) -> bool,
+        alive: Option<&dyn Fn(&usize) -> bool>,
     ) -> Vec<(usize, f32)> {
-        let filter: &dyn hnsw_rs::filter::FilterT = &alive;
+        let filter = alive.map(|f| Box::new(f) as Box<dyn hnsw_rs::filter::FilterT + '_>);
         self.hnsw
-            .search_filter(query, k, ef, Some(filter))
+            .search_filter(query, k, ef, filter.as_deref())
             .into_iter()
-            .filter(|n| alive(&n.d_id))
+            .filter(|n| alive.is_none_or(|f| f(&n.d_id)))
             .map(|n| (n.d_id, 1.0 - n.distance))
             .collect()
     }

@@ -159,8 +159,16 @@ impl VectorSnapshot {
             self.exact(&points, query, k)
         } else {
             let ef = self.ef_search.max(k);
+            // A filtered hnsw_rs search never stops early; filter only when some point of the
+            // graph is dead or newer than this snapshot.
+            let all_alive = self.live == self.upto && points.hashes.len() == self.upto;
             let filter = |id: &usize| self.alive(*id);
-            self.build.graph.search(query, k, ef, &filter)
+            self.build.graph.search(
+                query,
+                k,
+                ef,
+                (!all_alive).then_some(&filter as &dyn Fn(&usize) -> bool),
+            )
         };
         Ok(ids
             .into_iter()
