@@ -229,13 +229,19 @@ fn report_reingest(data: &Dataset, ingested: &Ingested) {
 /// Times every query individually over several passes and prints p50/p95/p99.
 fn report_latency(name: &str, searcher: &Searcher, queries: &[QueryOptions]) {
     for q in queries {
-        black_box(searcher.search(q).expect("search"));
+        black_box(
+            searcher
+                .search(q, &quarry_core::Principal::local_admin())
+                .expect("search"),
+        );
     }
     let mut times = Vec::with_capacity(queries.len() * QUERY_PASSES);
     for _ in 0..QUERY_PASSES {
         for q in queries {
             let started = Instant::now();
-            let response = searcher.search(q).expect("search");
+            let response = searcher
+                .search(q, &quarry_core::Principal::local_admin())
+                .expect("search");
             times.push(started.elapsed());
             black_box(response);
         }
@@ -333,7 +339,9 @@ fn bench_query(c: &mut Criterion, data: &Dataset, ingested: &OnceCell<Ingested>)
             let mut next = queries.iter().cycle();
             b.iter(|| {
                 let q = next.next().expect("cycle over a non-empty list");
-                searcher.search(q).expect("search")
+                searcher
+                    .search(q, &quarry_core::Principal::local_admin())
+                    .expect("search")
             });
         });
     }

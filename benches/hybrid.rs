@@ -53,7 +53,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use quarry_core::metrics::{Judgments, ndcg_at_k};
 use quarry_core::{
     ChunkOptions, ChunkSizer, ContentHash, EmbedError, Embedder, EmbedderSpec, Fingerprint,
-    GroupBy, InputKind, Mode, QueryOptions,
+    GroupBy, InputKind, Mode, Principal, QueryOptions,
 };
 use quarry_index::vectors::{VectorIndex, VectorParams};
 use quarry_index::{
@@ -454,7 +454,7 @@ impl Loaded {
 /// One query on `searcher` with its precomputed vector.
 fn search(searcher: &Searcher, q: &QueryOptions, vector: &[f32]) -> SearchResponse {
     searcher
-        .search_with_vector(q, Some(Ok(vector.to_vec())))
+        .search_with_vector(q, &Principal::local_admin(), Some(Ok(vector.to_vec())))
         .expect("search")
 }
 

@@ -9,7 +9,7 @@ use crate::cmd::{emit, open_engine, print_json};
 use crate::config::Config;
 use anyhow::{Context, bail};
 use quarry_core::metrics::{Judgments, mrr_at_k, ndcg_at_k, recall_at_k};
-use quarry_core::{GroupBy, Mode, QueryOptions};
+use quarry_core::{GroupBy, Mode, Principal, QueryOptions};
 use quarry_index::{IngestOptions, NoProgress};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -189,7 +189,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
                 .with_fusion(fusion)?;
             let t = Instant::now();
             let answer = match (&searcher, &args.server) {
-                (Some(s), _) => s.search(&q)?,
+                (Some(s), _) => s.search(&q, &Principal::local_admin())?,
                 (None, Some(url)) => remote(url, &collection, &q)?,
                 (None, None) => unreachable!("either a searcher or a server"),
             };

@@ -3,7 +3,7 @@
 use super::{emit, open_engine, print_json};
 use crate::config::Config;
 use anyhow::{Context, bail};
-use quarry_core::{Fusion, GroupBy, Mode, QueryOptions};
+use quarry_core::{Fusion, GroupBy, Mode, Principal, QueryOptions};
 use quarry_index::SearchResponse;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -89,7 +89,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         Some(url) => remote(url, &args.collection, &q)?,
         None => open_engine(data_dir, config)?
             .searcher(&args.collection)?
-            .search(&q)?,
+            .search(&q, &Principal::local_admin())?,
     };
     if args.json {
         return print_json(&answer);

@@ -2,6 +2,7 @@
 
 use super::{emit, open_engine, print_json};
 use crate::config::Config;
+use quarry_core::Principal;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -13,7 +14,7 @@ pub struct Args {
 
 pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     let engine = open_engine(data_dir, config)?;
-    let list = engine.list()?;
+    let list = engine.list(&Principal::local_admin())?;
     if args.json {
         return print_json(
             &serde_json::json!({"data_dir": data_dir, "collections": list, "jobs": []}),

@@ -4,6 +4,7 @@
 //! query options, and retrieval-quality metrics. The engine (`quarry-index`) and the HTTP layer
 //! (`quarry-server`) build on these types.
 
+pub mod acl;
 pub mod chunk;
 pub mod document;
 pub mod embed;
@@ -13,6 +14,7 @@ pub mod hash;
 pub mod metrics;
 pub mod query;
 
+pub use acl::{DefaultAcl, Principal, Role};
 pub use chunk::{Chunk, ChunkOptions, ChunkSizer, Chunker, TokenCounter, embed_text};
 pub use document::{DocFormat, Document};
 pub use embed::{EmbedError, Embedder, EmbedderSpec, Fingerprint, InputKind};

@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod searcher;
 pub mod vectors;
 
+pub use catalog::DocumentRow;
 pub use engine::{
     ActiveEmbedder, ApplyStats, Change, CollectionStats, EmbedderSource, Engine, EngineOptions,
 };

@@ -13,12 +13,13 @@
 //! The query text is embedded with the collection's active embedder, on a separate thread with a
 //! deadline: if that fails or takes too long, the answer comes from BM25 with `degraded: true`.
 
-use crate::bm25::{Bm25Index, KeyMap, build_query, chunk_key};
+use crate::bm25::{Bm25Index, KeyMap, acl_filter, build_query, chunk_key, matching_keys, restrict};
 use crate::catalog::{ChunkRecord, CollectionRow};
 use crate::engine::{ActiveEmbedder, EngineOptions, Indexes};
 use crate::error::{Error, Result};
 use crate::vectors::VectorSnapshot;
-use quarry_core::{Fusion, GroupBy, InputKind, Mode, QueryOptions, fuse};
+use quarry_core::{DefaultAcl, Fusion, GroupBy, InputKind, Mode, Principal, QueryOptions, fuse};
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,6 +86,23 @@ pub struct Searcher {
     active: Option<ActiveEmbedder>,
     embed_timeout: Duration,
     default_fusion: Fusion,
+    default_acl: DefaultAcl,
+}
+
+/// What one caller may see, resolved once per query.
+struct Access<'a> {
+    caller: &'a Principal,
+    default_acl: &'a DefaultAcl,
+    /// The caller's ACL tokens; `None` for a caller who sees everything (no filter at all).
+    tokens: Option<Vec<String>>,
+    /// Chunk keys the caller may see, computed on the first vector search that needs them.
+    permitted: OnceCell<Vec<u64>>,
+}
+
+impl Access<'_> {
+    fn may_read(&self, acl: &[String]) -> bool {
+        self.caller.may_read(acl, self.default_acl)
+    }
 }
 
 impl Searcher {
@@ -101,6 +119,7 @@ impl Searcher {
             active: ix.active.clone(),
             embed_timeout: options.query_embed_timeout,
             default_fusion: options.fusion,
+            default_acl: options.default_acl.clone(),
         }
     }
 
@@ -123,18 +142,35 @@ impl Searcher {
         self.active.as_ref().map(|a| a.version.id.as_str())
     }
 
-    /// The best `limit` chunks for `text` by BM25, best first.
-    pub fn bm25(&self, text: &str, limit: usize) -> Result<Vec<(f32, ChunkRecord)>> {
-        self.bm25_addresses(text, limit)?
-            .into_iter()
-            .map(|(score, address)| Ok((score, self.index.record(&self.snapshot, address)?)))
-            .collect()
+    /// The default ACL that applies to documents without one.
+    pub fn default_acl(&self) -> &DefaultAcl {
+        &self.default_acl
     }
 
-    fn bm25_addresses(&self, text: &str, limit: usize) -> Result<Vec<(f32, DocAddress)>> {
-        let Some(query) = build_query(&self.index.fields(), text) else {
+    fn access<'a>(&'a self, caller: &'a Principal) -> Access<'a> {
+        Access {
+            caller,
+            default_acl: &self.default_acl,
+            tokens: (!caller.sees_all()).then(|| caller.tokens(&self.default_acl)),
+            permitted: OnceCell::new(),
+        }
+    }
+
+    /// The best `limit` chunks for `text` by BM25 among those `access` may see (the ACL is a
+    /// clause of the query itself), best first.
+    fn bm25_addresses(
+        &self,
+        text: &str,
+        limit: usize,
+        access: &Access<'_>,
+    ) -> Result<Vec<(f32, DocAddress)>> {
+        let fields = self.index.fields();
+        let Some(mut query) = build_query(&fields, text) else {
             return Ok(Vec::new());
         };
+        if let Some(tokens) = &access.tokens {
+            query = restrict(query, acl_filter(&fields, tokens));
+        }
         Ok(self
             .snapshot
             .search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?)
@@ -175,23 +211,26 @@ impl Searcher {
         }
     }
 
-    /// Runs a query: embeds it when the mode needs vectors, then [`Searcher::search_with_vector`].
-    pub fn search(&self, q: &QueryOptions) -> Result<SearchResponse> {
+    /// Runs a query for `caller`: embeds it when the mode needs vectors, then
+    /// [`Searcher::search_with_vector`].
+    pub fn search(&self, q: &QueryOptions, caller: &Principal) -> Result<SearchResponse> {
         let started = Instant::now();
         let vector = match (q.mode, &self.active) {
             (Mode::Bm25, _) | (_, None) => None,
             (_, Some(_)) => Some(self.embed_query(&q.text)),
         };
-        let mut response = self.search_with_vector(q, vector)?;
+        let mut response = self.search_with_vector(q, caller, vector)?;
         response.took_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok(response)
     }
 
-    /// Runs a query with its vector already computed (`None`: not needed or no vectors; `Err`:
-    /// embedding failed, so the answer degrades to BM25).
+    /// Runs a query for `caller` with its vector already computed (`None`: not needed or no
+    /// vectors; `Err`: embedding failed, so the answer degrades to BM25). Only chunks of documents
+    /// the caller may read are retrieved, and a hit names only such documents.
     pub fn search_with_vector(
         &self,
         q: &QueryOptions,
+        caller: &Principal,
         vector: Option<std::result::Result<Vec<f32>, String>>,
     ) -> Result<SearchResponse> {
         let started = Instant::now();
@@ -230,7 +269,8 @@ impl Searcher {
                 }
             }
         }
-        let results = self.hits(q, mode, query_vector.as_deref())?;
+        let access = self.access(caller);
+        let results = self.hits(q, mode, query_vector.as_deref(), &access)?;
         if results.is_empty()
             && mode == Mode::Bm25
             && build_query(&self.index.fields(), &q.text).is_none()
@@ -256,13 +296,14 @@ impl Searcher {
         vector: Option<&[f32]>,
         depth: usize,
         fusion: Fusion,
+        access: &Access<'_>,
     ) -> Result<(Vec<Candidate>, bool)> {
         let bm25: Vec<(u64, f32, DocAddress)> = if mode == Mode::Vector {
             Vec::new()
         } else {
             let mut columns: HashMap<u32, tantivy::columnar::Column<u64>> = HashMap::new();
             let mut out = Vec::new();
-            for (score, address) in self.bm25_addresses(text, depth)? {
+            for (score, address) in self.bm25_addresses(text, depth, access)? {
                 let column = match columns.entry(address.segment_ord) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => e.insert(
@@ -280,14 +321,29 @@ impl Searcher {
         };
         let dense: Vec<(u64, f32, DocAddress)> = match (mode, vector, &self.vectors) {
             (Mode::Bm25, _, _) | (_, None, _) | (_, _, None) => Vec::new(),
-            (_, Some(v), Some(ix)) => ix
-                .search(v, depth)?
-                .into_iter()
-                .filter_map(|(hash, sim)| {
-                    let key = chunk_key(&hash);
-                    self.keys.get(&key).map(|a| (key, sim, *a))
-                })
-                .collect(),
+            (_, Some(v), Some(ix)) => {
+                let found = match &access.tokens {
+                    None => ix.search(v, depth)?,
+                    Some(tokens) => {
+                        let permitted = match access.permitted.get() {
+                            Some(p) => p,
+                            None => {
+                                let filter = acl_filter(&self.index.fields(), tokens);
+                                let keys = matching_keys(&self.snapshot, filter.as_ref())?;
+                                access.permitted.get_or_init(|| keys)
+                            }
+                        };
+                        ix.search_permitted(v, depth, permitted)?.0
+                    }
+                };
+                found
+                    .into_iter()
+                    .filter_map(|(hash, sim)| {
+                        let key = chunk_key(&hash);
+                        self.keys.get(&key).map(|a| (key, sim, *a))
+                    })
+                    .collect()
+            }
         };
         let mut by_key: HashMap<u64, Candidate> = HashMap::with_capacity(bm25.len() + dense.len());
         for (rank, (key, score, address)) in bm25.iter().enumerate() {
@@ -327,18 +383,27 @@ impl Searcher {
         Ok((ranked, more))
     }
 
-    fn hits(&self, q: &QueryOptions, mode: Mode, vector: Option<&[f32]>) -> Result<Vec<Hit>> {
+    fn hits(
+        &self,
+        q: &QueryOptions,
+        mode: Mode,
+        vector: Option<&[f32]>,
+        access: &Access<'_>,
+    ) -> Result<Vec<Hit>> {
         let total = self.snapshot.num_docs() as usize;
         let mut depth = match q.group_by {
             GroupBy::Chunk => q.top_k.max(100),
             GroupBy::Document => (q.top_k * 3).max(100),
         };
         loop {
-            let (candidates, more) = self.candidates(&q.text, mode, vector, depth, q.fusion)?;
+            let (candidates, more) =
+                self.candidates(&q.text, mode, vector, depth, q.fusion, access)?;
             let mut hits = Vec::new();
             let mut seen = HashSet::new();
             'outer: for c in &candidates {
-                let rec = self.index.record(&self.snapshot, c.address)?;
+                let mut rec = self.index.record(&self.snapshot, c.address)?;
+                // A chunk shared by documents with different ACLs names only the readable ones.
+                rec.occurrences.retain(|o| access.may_read(&o.acl));
                 match q.group_by {
                     GroupBy::Chunk => {
                         let also_in = rec

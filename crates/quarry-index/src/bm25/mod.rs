@@ -8,7 +8,7 @@
 
 mod query;
 
-pub use query::{TITLE_BOOST, build_query};
+pub use query::{TITLE_BOOST, acl_filter, build_query, restrict};
 
 use crate::catalog::{ChunkRecord, Occurrence};
 use crate::error::{Error, Result};
@@ -49,6 +49,8 @@ pub struct Fields {
     pub text: Field,
     pub occurrences: Field,
     pub chunk_key: Field,
+    /// The ACL tokens of the documents holding the chunk ([`quarry_core::acl::index_tokens`]).
+    pub acl: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -67,6 +69,7 @@ fn schema() -> (Schema, Fields) {
         text: b.add_text_field("text", analysed),
         occurrences: b.add_bytes_field("occurrences", STORED),
         chunk_key: b.add_u64_field("chunk_key", FAST),
+        acl: b.add_text_field("acl", STRING),
     };
     (b.build(), fields)
 }
@@ -210,6 +213,16 @@ impl Bm25Index {
         for t in titles {
             doc.add_text(f.title, t);
         }
+        let mut tokens: Vec<String> = record
+            .occurrences
+            .iter()
+            .flat_map(|o| quarry_core::acl::index_tokens(&o.acl))
+            .collect();
+        tokens.sort();
+        tokens.dedup();
+        for t in tokens {
+            doc.add_text(f.acl, t);
+        }
         doc.add_text(f.text, &record.text);
         let occurrences =
             serde_json::to_vec(&record.occurrences).map_err(|e| Error::Corrupt(e.to_string()))?;
@@ -266,6 +279,29 @@ fn key_map(searcher: &tantivy::Searcher) -> Result<KeyMap> {
         }
     }
     Ok(map)
+}
+
+/// The [`chunk_key`]s of the live chunks matching `filter` (an ACL filter), in no order.
+pub fn matching_keys(
+    searcher: &tantivy::Searcher,
+    filter: &dyn tantivy::query::Query,
+) -> Result<Vec<u64>> {
+    let addresses = searcher.search(filter, &tantivy::collector::DocSetCollector)?;
+    let mut columns: HashMap<u32, tantivy::columnar::Column<u64>> = HashMap::new();
+    let mut keys = Vec::with_capacity(addresses.len());
+    for a in addresses {
+        let column = match columns.entry(a.segment_ord) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                searcher
+                    .segment_reader(a.segment_ord)
+                    .fast_fields()
+                    .u64("chunk_key")?,
+            ),
+        };
+        keys.extend(column.first(a.doc_id));
+    }
+    Ok(keys)
 }
 
 /// The [`chunk_key`] of the document at `address`.

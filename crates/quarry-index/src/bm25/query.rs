@@ -5,7 +5,9 @@
 
 use super::{Fields, analyzer};
 use tantivy::Term;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::query::{
+    BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery, TermSetQuery,
+};
 use tantivy::schema::IndexRecordOption;
 
 /// Weight of a title-field match relative to a text match. Titles are short, so their BM25 scores
@@ -53,4 +55,22 @@ pub fn build_query(fields: &Fields, text: &str) -> Option<Box<dyn Query>> {
         ));
     }
     Some(Box::new(BooleanQuery::new(clauses)))
+}
+
+/// The ACL filter of a caller: chunks whose `acl` field holds one of `tokens` (the caller's
+/// [`quarry_core::Principal::tokens`]).
+pub fn acl_filter(fields: &Fields, tokens: &[String]) -> Box<dyn Query> {
+    Box::new(TermSetQuery::new(
+        tokens.iter().map(|t| Term::from_field_text(fields.acl, t)),
+    ))
+}
+
+/// `query` restricted to the documents of `filter`, with the scores of `query` unchanged: the
+/// filter is a required clause scoring 0 inside the same query, so BM25 ranks only permitted
+/// chunks and fills `top_k` with them.
+pub fn restrict(query: Box<dyn Query>, filter: Box<dyn Query>) -> Box<dyn Query> {
+    Box::new(BooleanQuery::new(vec![
+        (Occur::Must, query),
+        (Occur::Must, Box::new(ConstScoreQuery::new(filter, 0.0))),
+    ]))
 }

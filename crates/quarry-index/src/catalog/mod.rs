@@ -35,6 +35,33 @@ pub struct Occurrence {
     pub source: String,
     pub start: usize,
     pub end: usize,
+    /// The document's ACL (empty: the default ACL).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl: Vec<String>,
+}
+
+/// What ingest compares to decide whether a document changed: its content hash and its ACL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocState {
+    pub content_hash: ContentHash,
+    pub acl: Vec<String>,
+}
+
+/// A stored document as the documents API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DocumentRow {
+    pub id: String,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    pub source: String,
+    pub format: String,
+    pub content_hash: String,
+    pub metadata: serde_json::Value,
+    pub acl: Vec<String>,
+    pub chunks: u64,
+    pub generation: u64,
+    pub updated_at: i64,
 }
 
 /// A chunk with every place it occurs, as the BM25 index stores it.
@@ -65,6 +92,35 @@ pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The columns [`document_row`] reads; `?1` is the collection, `?2` whether to read the text.
+const DOCUMENT_SELECT: &str = "SELECT d.doc_id, d.title, CASE WHEN ?2 THEN d.text END, d.source, d.format,
+        d.content_hash, d.metadata, d.acl, d.generation, d.updated_at,
+        (SELECT count(*) FROM doc_chunks c WHERE c.collection = d.collection AND c.doc_id = d.doc_id)
+    FROM documents d WHERE d.collection = ?1";
+
+fn document_row(r: &rusqlite::Row<'_>) -> Result<DocumentRow> {
+    let metadata: String = r.get(6)?;
+    Ok(DocumentRow {
+        id: r.get(0)?,
+        title: r.get(1)?,
+        text: r.get(2)?,
+        source: r.get(3)?,
+        format: r.get(4)?,
+        content_hash: r.get(5)?,
+        metadata: serde_json::from_str(&metadata)
+            .map_err(|e| Error::Corrupt(format!("document metadata: {e}")))?,
+        acl: parse_acl(&r.get::<_, String>(7)?)?,
+        generation: r.get::<_, i64>(8)? as u64,
+        updated_at: r.get(9)?,
+        chunks: r.get::<_, i64>(10)? as u64,
+    })
+}
+
+/// A stored ACL (a JSON array of principals).
+pub(crate) fn parse_acl(s: &str) -> Result<Vec<String>> {
+    serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("bad ACL {s:?} in catalog: {e}")))
 }
 
 pub(crate) fn parse_hash(s: &str) -> Result<ContentHash> {
@@ -222,19 +278,93 @@ impl Catalog {
         Ok((docs as u64, chunks as u64))
     }
 
-    /// Content hash of every document of the collection, by doc id.
-    pub fn doc_hashes(&self, collection: &str) -> Result<HashMap<String, ContentHash>> {
+    /// Content hash and ACL of every document of the collection, by doc id.
+    pub fn doc_states(&self, collection: &str) -> Result<HashMap<String, DocState>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT doc_id, content_hash FROM documents WHERE collection = ?1")?;
+            .prepare("SELECT doc_id, content_hash, acl FROM documents WHERE collection = ?1")?;
         let rows = stmt.query_map([collection], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })?;
         rows.map(|r| {
-            let (id, h) = r?;
-            Ok((id, parse_hash(&h)?))
+            let (id, h, acl) = r?;
+            Ok((
+                id,
+                DocState {
+                    content_hash: parse_hash(&h)?,
+                    acl: parse_acl(&acl)?,
+                },
+            ))
         })
         .collect()
+    }
+
+    /// Documents of the collection in doc id order, after `after`, at most `limit`; with their
+    /// text when `with_text`. `visible` decides, from a document's ACL, whether it is listed.
+    pub fn documents(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+        with_text: bool,
+        visible: &dyn Fn(&[String]) -> bool,
+    ) -> Result<Vec<DocumentRow>> {
+        let sql = format!("{DOCUMENT_SELECT} AND d.doc_id > ?3 ORDER BY d.doc_id");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params![collection, with_text, after.unwrap_or("")])?;
+        let mut out = Vec::new();
+        while out.len() < limit
+            && let Some(r) = rows.next()?
+        {
+            let doc = document_row(r)?;
+            if visible(&doc.acl) {
+                out.push(doc);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One document, with its text.
+    pub fn document(&self, collection: &str, doc_id: &str) -> Result<Option<DocumentRow>> {
+        let sql = format!("{DOCUMENT_SELECT} AND d.doc_id = ?3");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params![collection, true, doc_id])?;
+        rows.next()?.map(document_row).transpose()
+    }
+
+    /// Documents and distinct chunks of the collection that `visible` admits (by document ACL).
+    pub fn visible_counts(
+        &self,
+        collection: &str,
+        visible: &dyn Fn(&[String]) -> bool,
+    ) -> Result<(u64, u64)> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT acl, count(*) FROM documents WHERE collection = ?1 GROUP BY acl",
+        )?;
+        let mut allowed = Vec::new();
+        let mut docs = 0u64;
+        let mut rows = stmt.query([collection])?;
+        while let Some(r) = rows.next()? {
+            let raw: String = r.get(0)?;
+            if visible(&parse_acl(&raw)?) {
+                docs += r.get::<_, i64>(1)? as u64;
+                allowed.push(raw);
+            }
+        }
+        drop(rows);
+        let allowed = serde_json::to_string(&allowed).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let chunks: i64 = self.conn.query_row(
+            "SELECT count(DISTINCT c.chunk_hash) FROM doc_chunks c
+             JOIN documents d ON d.collection = c.collection AND d.doc_id = c.doc_id
+             WHERE c.collection = ?1 AND d.acl IN (SELECT value FROM json_each(?2))",
+            params![collection, allowed],
+            |r| r.get(0),
+        )?;
+        Ok((docs, chunks as u64))
     }
 
     /// Doc ids and sources of every document of the collection (for `--sync`).
@@ -263,21 +393,28 @@ impl Catalog {
             .optional()?;
         let Some(text) = text else { return Ok(None) };
         let mut stmt = self.conn.prepare_cached(
-            "SELECT d.doc_id, d.title, d.source, c.start, c.end FROM doc_chunks c
+            "SELECT d.doc_id, d.title, d.source, c.start, c.end, d.acl FROM doc_chunks c
              JOIN documents d ON d.collection = c.collection AND d.doc_id = c.doc_id
              WHERE c.collection = ?1 AND c.chunk_hash = ?2 ORDER BY d.doc_id, c.ord",
         )?;
         let occurrences = stmt
             .query_map([collection, &hex], |r| {
-                Ok(Occurrence {
+                let occ = Occurrence {
                     doc_id: r.get(0)?,
                     title: r.get(1)?,
                     source: r.get(2)?,
                     start: r.get::<_, i64>(3)? as usize,
                     end: r.get::<_, i64>(4)? as usize,
-                })
+                    acl: Vec::new(),
+                };
+                Ok((occ, r.get::<_, String>(5)?))
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .map(|row| {
+                let (mut occ, acl) = row?;
+                occ.acl = parse_acl(&acl)?;
+                Ok(occ)
+            })
+            .collect::<Result<Vec<_>>>()?;
         if occurrences.is_empty() {
             return Ok(None);
         }

@@ -12,7 +12,10 @@ use std::collections::BTreeSet;
 pub enum UpsertOutcome {
     Added,
     Updated,
-    /// Same doc id and content hash as stored: nothing was written.
+    /// Same content, another ACL: only the ACL was written (the chunks are re-indexed with it,
+    /// nothing is re-embedded).
+    AclUpdated,
+    /// Same doc id, content hash and ACL as stored: nothing was written.
     Unchanged,
 }
 
@@ -60,21 +63,30 @@ impl<'c> WriteTx<'c> {
         rows.map(|h| parse_hash(&h?)).collect()
     }
 
-    fn stored_hash(&self, doc_id: &str) -> Result<Option<String>> {
+    /// The stored content hash and ACL (as JSON) of a document.
+    fn stored_state(&self, doc_id: &str) -> Result<Option<(String, String)>> {
         Ok(self
             .tx
             .query_row(
-                "SELECT content_hash FROM documents WHERE collection = ?1 AND doc_id = ?2",
+                "SELECT content_hash, acl FROM documents WHERE collection = ?1 AND doc_id = ?2",
                 [&self.collection, doc_id],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
     }
 
-    /// Inserts or replaces `doc` and exactly its own chunks.
+    /// Inserts or replaces `doc` and exactly its own chunks. A document whose content is unchanged
+    /// but whose ACL differs gets only its ACL rewritten.
     pub fn upsert(&mut self, doc: &Document, chunks: &[Chunk]) -> Result<UpsertOutcome> {
-        let outcome = match self.stored_hash(&doc.doc_id)? {
-            Some(h) if h == doc.content_hash.to_hex() => return Ok(UpsertOutcome::Unchanged),
+        let acl = serde_json::to_string(&doc.acl).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let outcome = match self.stored_state(&doc.doc_id)? {
+            Some((h, a)) if h == doc.content_hash.to_hex() => {
+                if a == acl {
+                    return Ok(UpsertOutcome::Unchanged);
+                }
+                self.set_acl(&doc.doc_id, &acl)?;
+                return Ok(UpsertOutcome::AclUpdated);
+            }
             Some(_) => UpsertOutcome::Updated,
             None => UpsertOutcome::Added,
         };
@@ -82,7 +94,6 @@ impl<'c> WriteTx<'c> {
         let old = self.chunk_hashes_of(&doc.doc_id)?;
         self.touched.extend(old);
         let metadata = serde_json::Value::Object(doc.metadata.clone()).to_string();
-        let acl = serde_json::to_string(&doc.acl).map_err(|e| Error::Corrupt(e.to_string()))?;
         self.tx.prepare_cached(
             "INSERT INTO documents (collection, doc_id, title, text, source, format, content_hash, metadata, acl, generation, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -127,6 +138,25 @@ impl<'c> WriteTx<'c> {
             self.touched.insert(chunk.hash);
         }
         Ok(outcome)
+    }
+
+    /// Rewrites a document's ACL (JSON) and marks its chunks touched, so the indexes re-read them.
+    fn set_acl(&mut self, doc_id: &str, acl_json: &str) -> Result<()> {
+        self.dirty = true;
+        self.tx
+            .prepare_cached(
+                "UPDATE documents SET acl = ?3, generation = ?4, updated_at = ?5 WHERE collection = ?1 AND doc_id = ?2",
+            )?
+            .execute(params![
+                self.collection,
+                doc_id,
+                acl_json,
+                self.generation as i64,
+                now()
+            ])?;
+        let chunks = self.chunk_hashes_of(doc_id)?;
+        self.touched.extend(chunks);
+        Ok(())
     }
 
     /// Deletes a document and its chunk references; `false` if it did not exist.

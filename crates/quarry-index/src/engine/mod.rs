@@ -16,11 +16,15 @@
 //! derived index still needs.
 
 use crate::bm25::Bm25Index;
-use crate::catalog::{Catalog, CollectionRow, UpsertOutcome, VersionRow, check_collection_name};
+use crate::catalog::{
+    Catalog, CollectionRow, DocState, DocumentRow, UpsertOutcome, VersionRow, check_collection_name,
+};
 use crate::error::{Error, Result};
 use crate::searcher::Searcher;
 use crate::vectors::{VectorIndex, VectorParams};
-use quarry_core::{Chunk, ChunkOptions, ContentHash, Document, Embedder, Fusion, InputKind};
+use quarry_core::{
+    Chunk, ChunkOptions, ContentHash, Document, Embedder, Fusion, InputKind, Principal,
+};
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -51,6 +55,9 @@ pub struct EngineOptions {
     pub fusion: Fusion,
     /// Dump a vector graph once this many of its points changed since the last dump.
     pub dump_every_points: usize,
+    /// Who reads documents without an ACL of their own (`auth.default_acl`): everyone without
+    /// authentication, admins only with it.
+    pub default_acl: quarry_core::DefaultAcl,
 }
 
 impl Default for EngineOptions {
@@ -64,6 +71,7 @@ impl Default for EngineOptions {
             query_embed_timeout: Duration::from_millis(2000),
             fusion: Fusion::default(),
             dump_every_points: 2048,
+            default_acl: quarry_core::DefaultAcl::public(),
         }
     }
 }
@@ -113,6 +121,8 @@ pub struct ApplyStats {
     pub added: u64,
     pub updated: u64,
     pub unchanged: u64,
+    /// Documents whose content was unchanged but whose ACL changed (nothing re-embedded).
+    pub acl_updated: u64,
     pub deleted: u64,
     /// Chunks written to (or removed from) the BM25 index.
     pub chunks_touched: u64,
@@ -217,14 +227,23 @@ impl Engine {
             .map_or(self.options.chunk, |c| c.chunk_options))
     }
 
-    pub fn stats(&self, name: &str) -> Result<CollectionStats> {
+    /// A collection's counts as `caller` sees them: documents and chunks it may read. The
+    /// vector count is shown to admins only (it would count documents others may not see).
+    pub fn stats(&self, name: &str, caller: &Principal) -> Result<CollectionStats> {
         let row = self.collection(name)?;
-        let (documents, chunks) = self.catalog().counts(name)?;
+        let (documents, chunks) = if caller.sees_all() {
+            self.catalog().counts(name)?
+        } else {
+            let visible = |acl: &[String]| caller.may_read(acl, &self.options.default_acl);
+            self.catalog().visible_counts(name, &visible)?
+        };
         let version = self.catalog().active_version(name)?;
-        let vectors = version
-            .as_ref()
-            .map(|v| self.catalog().count_vectors(name, &v.fingerprint))
-            .transpose()?;
+        let vectors = match &version {
+            Some(v) if caller.sees_all() => {
+                Some(self.catalog().count_vectors(name, &v.fingerprint)?)
+            }
+            _ => None,
+        };
         Ok(CollectionStats {
             name: row.name,
             documents,
@@ -239,20 +258,65 @@ impl Engine {
         })
     }
 
-    pub fn list(&self) -> Result<Vec<CollectionStats>> {
+    /// Every collection, with its counts as `caller` sees them.
+    pub fn list(&self, caller: &Principal) -> Result<Vec<CollectionStats>> {
         let names: Vec<String> = self
             .catalog()
             .collections()?
             .into_iter()
             .map(|c| c.name)
             .collect();
-        names.iter().map(|n| self.stats(n)).collect()
+        names.iter().map(|n| self.stats(n, caller)).collect()
     }
 
-    /// Content hash of every document of a collection (empty for a collection not created yet).
-    pub fn doc_hashes(&self, collection: &str) -> Result<HashMap<String, ContentHash>> {
+    /// A document with its text, if `caller` may read it. A document the caller may not read is
+    /// reported exactly like a missing one, so its existence does not leak.
+    pub fn document(
+        &self,
+        collection: &str,
+        doc_id: &str,
+        caller: &Principal,
+    ) -> Result<DocumentRow> {
+        self.collection(collection)?;
+        self.catalog()
+            .document(collection, doc_id)?
+            .filter(|d| caller.may_read(&d.acl, &self.options.default_acl))
+            .ok_or_else(|| Error::NotFound {
+                what: "document",
+                id: doc_id.to_owned(),
+            })
+    }
+
+    /// The documents `caller` may read, in doc id order, after `after`, at most `limit`.
+    pub fn documents(
+        &self,
+        collection: &str,
+        caller: &Principal,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DocumentRow>> {
+        self.collection(collection)?;
+        let visible = |acl: &[String]| caller.may_read(acl, &self.options.default_acl);
+        self.catalog()
+            .documents(collection, after, limit, false, &visible)
+    }
+
+    /// Deletes a document `caller` may read; a document it may not read is `NotFound`.
+    pub fn delete_document(
+        &self,
+        collection: &str,
+        doc_id: &str,
+        caller: &Principal,
+    ) -> Result<ApplyStats> {
+        self.document(collection, doc_id, caller)?;
+        self.apply(collection, vec![Change::Delete(doc_id.to_owned())])
+    }
+
+    /// Content hash and ACL of every document of a collection (empty for a collection not created
+    /// yet).
+    pub fn doc_states(&self, collection: &str) -> Result<HashMap<String, DocState>> {
         check_collection_name(collection)?;
-        self.catalog().doc_hashes(collection)
+        self.catalog().doc_states(collection)
     }
 
     /// `(doc_id, source)` of every document of a collection.
@@ -642,6 +706,7 @@ impl Engine {
                         Change::Upsert(doc, chunks) => match tx.upsert(doc, chunks)? {
                             UpsertOutcome::Added => stats.added += 1,
                             UpsertOutcome::Updated => stats.updated += 1,
+                            UpsertOutcome::AclUpdated => stats.acl_updated += 1,
                             UpsertOutcome::Unchanged => stats.unchanged += 1,
                         },
                         Change::Delete(id) => stats.deleted += u64::from(tx.delete(id)?),

@@ -54,7 +54,7 @@ fn docs_matching(engine: &Engine, word: &str) -> BTreeSet<String> {
     engine
         .searcher("c")
         .unwrap()
-        .search(&q)
+        .search(&q, &admin())
         .unwrap()
         .results
         .into_iter()
@@ -70,7 +70,7 @@ fn unchanged_documents_write_nothing() {
     assert_eq!((first.added, first.generation), (1, Some(1)));
     let again = upsert(&engine, "a", PARAS[0]);
     assert_eq!((again.unchanged, again.generation), (1, None));
-    assert_eq!(engine.stats("c").unwrap().generation, 1);
+    assert_eq!(engine.stats("c", &admin()).unwrap().generation, 1);
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn crash_between_catalog_and_bm25_commit_is_replayed() {
     let ix = engine.open_indexes("c").unwrap();
     assert_eq!(
         ix.bm25.generation().unwrap(),
-        engine.stats("c").unwrap().generation
+        engine.stats("c", &admin()).unwrap().generation
     );
 }
 
@@ -177,7 +177,7 @@ proptest! {
                 }
             }
         }
-        let stats = engine.stats("c").unwrap();
+        let stats = engine.stats("c", &admin()).unwrap();
         let distinct: BTreeSet<usize> = model.values().flatten().copied().collect();
         prop_assert_eq!(stats.documents as usize, model.len());
         prop_assert_eq!(stats.chunks as usize, distinct.len());
@@ -270,7 +270,7 @@ fn vector_options(e: &Arc<Counting>) -> EngineOptions {
 
 fn search(engine: &Engine, text: &str, mode: Mode) -> SearchResponseLite {
     let q = QueryOptions::new(text, 10, mode, GroupBy::Chunk).unwrap();
-    let r = engine.searcher("c").unwrap().search(&q).unwrap();
+    let r = engine.searcher("c").unwrap().search(&q, &admin()).unwrap();
     SearchResponseLite {
         ids: r.results.iter().map(|h| h.doc_id.clone()).collect(),
         vector_scored: r.results.iter().all(|h| h.scores.vector.is_some()),
@@ -316,7 +316,10 @@ fn vectors_are_embedded_once_and_survive_a_restart_without_reembedding() {
         embedded_before + 1,
         "only the query was embedded after the restart"
     );
-    assert_eq!(engine.stats("c").unwrap().vectors, Some(PARAS.len() as u64));
+    assert_eq!(
+        engine.stats("c", &admin()).unwrap().vectors,
+        Some(PARAS.len() as u64)
+    );
 }
 
 #[test]
@@ -357,7 +360,10 @@ fn a_failing_embedder_degrades_queries_to_bm25() {
     // and a write that needs embedding fails without writing anything
     let err = upsert_err(&engine, "new", "zebra crossing ahead");
     assert!(err.contains("down"), "{err}");
-    assert_eq!(engine.stats("c").unwrap().documents, PARAS.len() as u64);
+    assert_eq!(
+        engine.stats("c", &admin()).unwrap().documents,
+        PARAS.len() as u64
+    );
 }
 
 fn upsert_err(engine: &Engine, id: &str, text: &str) -> String {
@@ -379,7 +385,7 @@ fn hybrid_fusion_uses_both_retrievers() {
         upsert(&engine, &format!("d{i}"), p);
     }
     let q = QueryOptions::new("copper kettles", 10, Mode::Hybrid, GroupBy::Document).unwrap();
-    let r = engine.searcher("c").unwrap().search(&q).unwrap();
+    let r = engine.searcher("c").unwrap().search(&q, &admin()).unwrap();
     // the BM25 match is first, and carries both scores with ranks
     assert_eq!(r.results[0].doc_id, "d1");
     let s = &r.results[0].scores;
@@ -393,7 +399,7 @@ fn hybrid_fusion_uses_both_retrievers() {
         .clone()
         .with_fusion(quarry_core::Fusion::Weighted { alpha: 1.0 })
         .unwrap();
-    let r1 = engine.searcher("c").unwrap().search(&q1).unwrap();
+    let r1 = engine.searcher("c").unwrap().search(&q1, &admin()).unwrap();
     assert_eq!(
         r1.results
             .iter()
@@ -401,4 +407,8 @@ fn hybrid_fusion_uses_both_retrievers() {
             .collect::<Vec<_>>(),
         vec_order
     );
+}
+
+fn admin() -> quarry_core::Principal {
+    quarry_core::Principal::local_admin()
 }

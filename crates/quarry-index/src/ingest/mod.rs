@@ -13,6 +13,7 @@ mod walk;
 pub use extract::{Extracted, FileKind, Record, extract, format_of};
 pub use walk::{Walk, WalkedFile, walk};
 
+use crate::catalog::DocState;
 use crate::engine::{ApplyStats, Change, Engine};
 use crate::error::Result;
 use quarry_core::{Chunker, ContentHash, DocFormat, Document};
@@ -90,6 +91,8 @@ pub struct IngestSummary {
     pub added: u64,
     pub updated: u64,
     pub unchanged: u64,
+    /// Documents with unchanged content and a new ACL (re-indexed, not re-embedded).
+    pub acl_updated: u64,
     pub deleted: u64,
     /// Skipped inputs by reason.
     pub skipped: BTreeMap<String, u64>,
@@ -121,6 +124,7 @@ impl IngestSummary {
         self.added += s.added;
         self.updated += s.updated;
         self.unchanged += s.unchanged;
+        self.acl_updated += s.acl_updated;
         self.deleted += s.deleted;
         self.embedded += s.embedded;
         self.cache_hits += s.cache_hits;
@@ -147,15 +151,27 @@ enum Outcome {
 struct Ctx<'a> {
     opts: &'a IngestOptions,
     chunker: &'a Chunker,
-    known: &'a HashMap<String, ContentHash>,
+    known: &'a HashMap<String, DocState>,
+    /// `opts.acl`, checked and normalised.
+    default_acl: Vec<String>,
 }
 
-/// Builds the document of a record (JSONL line or API call), or `None` when it has no text.
+impl Ctx<'_> {
+    /// Whether the stored document `doc_id` has this content and ACL.
+    fn unchanged(&self, doc_id: &str, hash: &ContentHash, acl: &[String]) -> bool {
+        self.known
+            .get(doc_id)
+            .is_some_and(|s| s.content_hash == *hash && s.acl == acl)
+    }
+}
+
+/// Builds the document of a record (JSONL line or API call), or `None` when it has no text. `acl`
+/// is the record's effective ACL.
 pub fn record_document(
     rec: Record,
     source: &str,
     content_hash: ContentHash,
-    default_acl: &[String],
+    acl: Vec<String>,
 ) -> Option<Document> {
     let text = if rec.text.trim().is_empty() {
         rec.title.clone()
@@ -172,11 +188,7 @@ pub fn record_document(
         source: source.to_owned(),
         format: DocFormat::Record,
         metadata: rec.metadata,
-        acl: if rec.acl.is_empty() {
-            default_acl.to_vec()
-        } else {
-            rec.acl
-        },
+        acl,
         content_hash,
     })
 }
@@ -221,7 +233,8 @@ fn read_file(ctx: &Ctx<'_>, f: &WalkedFile, format: DocFormat) -> Outcome {
         return skip("empty", "no text".into());
     }
     let hash = ContentHash::of(&bytes);
-    if ctx.known.get(&f.doc_id) == Some(&hash) {
+    let acl = f.acl.clone().unwrap_or_else(|| ctx.default_acl.clone());
+    if ctx.unchanged(&f.doc_id, &hash, &acl) {
         return Outcome::Unchanged(f.doc_id.clone());
     }
     let (raw, lossy) = match String::from_utf8(bytes) {
@@ -245,13 +258,20 @@ fn read_file(ctx: &Ctx<'_>, f: &WalkedFile, format: DocFormat) -> Outcome {
         source: shown.clone(),
         format,
         metadata: Default::default(),
-        acl: ctx.opts.acl.clone(),
+        acl,
         content_hash: hash,
     };
     Outcome::Upsert(upsert(ctx.chunker, doc), u64::from(lossy))
 }
 
-fn read_line(ctx: &Ctx<'_>, source: &str, line_no: u64, line: &[u8]) -> Option<Outcome> {
+/// Reads one JSONL line (or API record); `file_acl` is the ACL of the file's folder, if any.
+fn read_line(
+    ctx: &Ctx<'_>,
+    source: &str,
+    file_acl: Option<&[String]>,
+    line_no: u64,
+    line: &[u8],
+) -> Option<Outcome> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
@@ -274,11 +294,24 @@ fn read_line(ctx: &Ctx<'_>, source: &str, line_no: u64, line: &[u8]) -> Option<O
         }
     };
     let hash = ContentHash::of(line);
-    if ctx.known.get(&rec.id) == Some(&hash) {
+    let acl = if rec.acl.is_empty() {
+        file_acl.map_or_else(|| ctx.default_acl.clone(), <[String]>::to_vec)
+    } else {
+        match quarry_core::acl::normalize_acl(&rec.acl) {
+            Ok(acl) => acl,
+            Err(e) => {
+                return Some(Outcome::Skipped(
+                    problem("bad_acl", format!("record `{}`: {e}", rec.id)),
+                    Some(rec.id),
+                ));
+            }
+        }
+    };
+    if ctx.unchanged(&rec.id, &hash, &acl) {
         return Some(Outcome::Unchanged(rec.id));
     }
     let id = rec.id.clone();
-    Some(match record_document(rec, source, hash, &ctx.opts.acl) {
+    Some(match record_document(rec, source, hash, acl) {
         Some(doc) => Outcome::Upsert(upsert(ctx.chunker, doc), 0),
         None => Outcome::Skipped(
             problem("empty", format!("record `{id}` has no title or text")),
@@ -297,13 +330,15 @@ struct Batcher<'a> {
 }
 
 /// The stored hashes and the chunker of the target collection.
+/// The stored document states, the chunker of the target collection, and the checked `--acl`.
 fn prepare(
     engine: &Engine,
     opts: &IngestOptions,
-) -> Result<(HashMap<String, ContentHash>, Chunker)> {
-    let known = engine.doc_hashes(&opts.collection)?;
+) -> Result<(HashMap<String, DocState>, Chunker, Vec<String>)> {
+    let default_acl = quarry_core::acl::normalize_acl(&opts.acl)?;
+    let known = engine.doc_states(&opts.collection)?;
     let chunker = engine.chunker(&opts.collection)?;
-    Ok((known, chunker))
+    Ok((known, chunker, default_acl))
 }
 
 impl<'a> Batcher<'a> {
@@ -384,11 +419,12 @@ pub fn ingest(
 ) -> Result<IngestSummary> {
     let started = Instant::now();
     let walked = walk(paths)?;
-    let (known, chunker) = prepare(engine, opts)?;
+    let (known, chunker, default_acl) = prepare(engine, opts)?;
     let ctx = Ctx {
         opts,
         chunker: &chunker,
         known: &known,
+        default_acl,
     };
     let mut b = Batcher::new(engine, opts);
     for p in walked.problems {
@@ -454,17 +490,18 @@ pub fn ingest_records(
         }
         lines.push(value.to_string().into_bytes());
     }
-    let (known, chunker) = prepare(engine, opts)?;
+    let (known, chunker, default_acl) = prepare(engine, opts)?;
     let ctx = Ctx {
         opts,
         chunker: &chunker,
         known: &known,
+        default_acl,
     };
     let mut b = Batcher::new(engine, opts);
     let outcomes: Vec<Option<Outcome>> = lines
         .par_iter()
         .enumerate()
-        .map(|(i, line)| read_line(&ctx, source, i as u64 + 1, line))
+        .map(|(i, line)| read_line(&ctx, source, None, i as u64 + 1, line))
         .collect();
     for o in outcomes.into_iter().flatten() {
         b.take(o, source)?;
@@ -514,7 +551,7 @@ fn ingest_jsonl(
         }
         let outcomes: Vec<Option<Outcome>> = group
             .par_iter()
-            .map(|(n, line)| read_line(ctx, &source, *n, line))
+            .map(|(n, line)| read_line(ctx, &source, f.acl.as_deref(), *n, line))
             .collect();
         for ((_, line), outcome) in group.iter().zip(outcomes) {
             progress.advance(line.len() as u64);

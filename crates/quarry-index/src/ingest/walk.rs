@@ -14,6 +14,70 @@ pub struct WalkedFile {
     /// `/`-separated path relative to the ingest root.
     pub doc_id: String,
     pub size: u64,
+    /// The ACL of the nearest `.quarry-acl.toml` at or above the file's directory, if any.
+    pub acl: Option<Vec<String>>,
+}
+
+/// The name of a folder's ACL file.
+pub const ACL_FILE: &str = ".quarry-acl.toml";
+
+/// A `.quarry-acl.toml`: `allow = ["group:eng", "user:alice", "public"]`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AclFile {
+    allow: Vec<String>,
+}
+
+/// Finds the ACL file that applies to each directory (the nearest at or above it), reading each
+/// file once. An invalid ACL file is an error for every file under it: ingesting them with some
+/// other ACL could expose them.
+#[derive(Default)]
+struct AclResolver {
+    by_dir: std::collections::HashMap<PathBuf, std::result::Result<Option<Vec<String>>, String>>,
+}
+
+impl AclResolver {
+    fn for_dir(&mut self, dir: &Path) -> std::result::Result<Option<Vec<String>>, String> {
+        if let Some(found) = self.by_dir.get(dir) {
+            return found.clone();
+        }
+        let here = dir.join(ACL_FILE);
+        let found = if here.is_file() {
+            read_acl_file(&here).map(Some)
+        } else {
+            match dir.parent() {
+                Some(parent) => self.for_dir(parent),
+                None => Ok(None),
+            }
+        };
+        self.by_dir.insert(dir.to_path_buf(), found.clone());
+        found
+    }
+
+    fn for_file(&mut self, path: &Path) -> std::result::Result<Option<Vec<String>>, String> {
+        match path.parent() {
+            Some(dir) => self.for_dir(dir),
+            None => Ok(None),
+        }
+    }
+}
+
+fn read_acl_file(path: &Path) -> std::result::Result<Vec<String>, String> {
+    let bad = |why: String| format!("{}: {why}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let file: AclFile = toml::from_str(&text).map_err(|e| {
+        bad(format!(
+            "{}; the file holds one line like allow = [\"group:eng\", \"user:alice\", \"public\"]",
+            e.message()
+        ))
+    })?;
+    if file.allow.is_empty() {
+        return Err(bad(
+            "`allow` is empty; name at least one principal (documents without an ACL get the default ACL)"
+                .into(),
+        ));
+    }
+    quarry_core::acl::normalize_acl(&file.allow).map_err(|e| bad(e.to_string()))
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +100,15 @@ fn relative_id(root: &Path, path: &Path) -> String {
 /// single entries (unreadable directories, escaping symlinks) are reported and skipped.
 pub fn walk(paths: &[PathBuf]) -> Result<Walk> {
     let mut out = Walk::default();
+    let mut acls = AclResolver::default();
+    let mut push = |out: &mut Walk, file: WalkedFile, dir_of: &Path| match acls.for_file(dir_of) {
+        Ok(acl) => out.files.push(WalkedFile { acl, ..file }),
+        Err(why) => out.problems.push(Problem::new(
+            file.path.display().to_string(),
+            "bad_acl_file",
+            format!("not ingested: the ACL file that applies is invalid: {why}"),
+        )),
+    };
     for given in paths {
         let root = given.canonicalize().map_err(|e| {
             Error::Input(format!(
@@ -49,11 +122,13 @@ pub fn walk(paths: &[PathBuf]) -> Result<Walk> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            out.files.push(WalkedFile {
-                path: root,
+            let file = WalkedFile {
+                path: root.clone(),
                 doc_id,
                 size,
-            });
+                acl: None,
+            };
+            push(&mut out, file, &root);
             continue;
         }
         out.roots.push(root.clone());
@@ -115,11 +190,13 @@ pub fn walk(paths: &[PathBuf]) -> Result<Walk> {
                 continue;
             };
             let size = target.metadata().map(|m| m.len()).unwrap_or(0);
-            out.files.push(WalkedFile {
+            let file = WalkedFile {
                 doc_id: relative_id(&root, path),
                 path: target,
                 size,
-            });
+                acl: None,
+            };
+            push(&mut out, file, path);
         }
     }
     Ok(out)

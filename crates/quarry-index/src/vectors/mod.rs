@@ -21,6 +21,7 @@
 
 mod graph;
 
+use crate::bm25::chunk_key;
 use crate::error::{Error, Result};
 use graph::Graph;
 use quarry_core::ContentHash;
@@ -41,6 +42,10 @@ pub struct VectorParams {
     pub exact_threshold: usize,
     /// Rebuild the graph when this fraction of its points are tombstones.
     pub rebuild_tombstone_ratio: f32,
+    /// An ACL-filtered query scans the caller's permitted vectors exactly, instead of traversing
+    /// the graph with a filter, when they are fewer than this fraction of the live vectors (or
+    /// fewer than `exact_threshold`).
+    pub filter_exact_fraction: f32,
 }
 
 impl Default for VectorParams {
@@ -51,6 +56,7 @@ impl Default for VectorParams {
             ef_search: 128,
             exact_threshold: 4096,
             rebuild_tombstone_ratio: 0.25,
+            filter_exact_fraction: 0.05,
         }
     }
 }
@@ -75,6 +81,12 @@ impl VectorParams {
             return bad(
                 "rebuild_tombstone_ratio",
                 format!("{}; use a number in (0, 1]", self.rebuild_tombstone_ratio),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.filter_exact_fraction) {
+            return bad(
+                "filter_exact_fraction",
+                format!("{}; use a number in [0, 1]", self.filter_exact_fraction),
             );
         }
         Ok(())
@@ -102,6 +114,30 @@ struct Points {
     hashes: Vec<ContentHash>,
     /// `hashes.len() × dims` floats, row-major.
     vectors: Vec<f32>,
+    /// The latest point id of each chunk key ([`chunk_key`]), for ACL-filtered search.
+    by_key: HashMap<u64, usize>,
+}
+
+impl Points {
+    fn push(&mut self, hash: ContentHash, v: &[f32]) -> usize {
+        let id = self.hashes.len();
+        self.hashes.push(hash);
+        self.vectors.extend_from_slice(v);
+        self.by_key.insert(chunk_key(&hash), id);
+        id
+    }
+}
+
+/// How an ACL-filtered vector search ran (for `explain` and the bench).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterPlan {
+    /// The caller may read nothing with a vector.
+    Empty,
+    /// Every permitted vector scanned (few permitted).
+    Exact,
+    /// HNSW traversal with the permission filter applied to every candidate.
+    Graph,
 }
 
 /// A graph and its points: one build. A rebuild makes a new one; old snapshots keep theirs.
@@ -121,6 +157,7 @@ pub struct VectorSnapshot {
     live: usize,
     ef_search: usize,
     exact_threshold: usize,
+    filter_exact_fraction: f32,
 }
 
 impl VectorSnapshot {
@@ -174,6 +211,85 @@ impl VectorSnapshot {
             .into_iter()
             .filter_map(|(id, sim)| points.hashes.get(id).map(|h| (*h, sim)))
             .collect())
+    }
+
+    /// The `k` nearest live chunks to `query` among the chunks whose [`chunk_key`] is in
+    /// `permitted` (an ACL filter), best first. With few permitted vectors
+    /// ([`VectorParams::filter_exact_fraction`]) they are scanned exactly; otherwise the graph is
+    /// traversed with the filter applied to every candidate, so `k` permitted results come back
+    /// whenever `k` exist.
+    pub fn search_permitted(
+        &self,
+        query: &[f32],
+        k: usize,
+        permitted: &[u64],
+    ) -> Result<(Vec<(ContentHash, f32)>, FilterPlan)> {
+        if query.len() != self.dims {
+            return Err(Error::Input(format!(
+                "query vector has {} dimensions; this index holds {}",
+                query.len(),
+                self.dims
+            )));
+        }
+        let points = self.build.points.read().unwrap_or_else(|p| p.into_inner());
+        let mut ids: Vec<usize> = permitted
+            .iter()
+            .filter_map(|key| points.by_key.get(key).copied())
+            .filter(|id| self.alive(*id))
+            .collect();
+        if k == 0 || ids.is_empty() {
+            return Ok((Vec::new(), FilterPlan::Empty));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() == self.live {
+            // Everything alive is permitted: the unfiltered search is the same search.
+            drop(points);
+            return Ok((self.search(query, k)?, FilterPlan::Graph));
+        }
+        let few = (ids.len() as f32) < self.filter_exact_fraction * self.live as f32;
+        let (found, plan) = if ids.len() < self.exact_threshold || few {
+            (self.exact_among(&points, query, k, &ids), FilterPlan::Exact)
+        } else {
+            let mut allowed = vec![false; self.upto];
+            for id in &ids {
+                allowed[*id] = true;
+            }
+            let filter = |id: &usize| allowed.get(*id).copied().unwrap_or(false);
+            let ef = self.ef_search.max(k);
+            (
+                self.build.graph.search(query, k, ef, Some(&filter)),
+                FilterPlan::Graph,
+            )
+        };
+        Ok((
+            found
+                .into_iter()
+                .filter_map(|(id, sim)| points.hashes.get(id).map(|h| (*h, sim)))
+                .collect(),
+            plan,
+        ))
+    }
+
+    /// Exact top `k` among the points `ids` (alive, sorted).
+    fn exact_among(
+        &self,
+        points: &Points,
+        query: &[f32],
+        k: usize,
+        ids: &[usize],
+    ) -> Vec<(usize, f32)> {
+        let mut heap = std::collections::BinaryHeap::with_capacity(k + 1);
+        for &id in ids {
+            let sim = dot(query, &points.vectors[id * self.dims..(id + 1) * self.dims]);
+            heap.push(std::cmp::Reverse(Scored(sim, id)));
+            if heap.len() > k {
+                heap.pop();
+            }
+        }
+        let mut out: Vec<(usize, f32)> = heap.into_iter().map(|r| (r.0.1, r.0.0)).collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out
     }
 
     /// Exact top `k` by scanning every live vector.
@@ -314,7 +430,15 @@ impl VectorIndex {
         Ok(Some(WriterState {
             build: Arc::new(Build {
                 graph,
-                points: RwLock::new(Points { hashes, vectors }),
+                points: RwLock::new(Points {
+                    by_key: hashes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, h)| (chunk_key(h), i))
+                        .collect(),
+                    hashes,
+                    vectors,
+                }),
             }),
             by_hash,
             dead,
@@ -333,6 +457,7 @@ impl VectorIndex {
             live: state.by_hash.len(),
             ef_search: params.ef_search,
             exact_threshold: params.exact_threshold,
+            filter_exact_fraction: params.filter_exact_fraction,
         }
     }
 
@@ -398,9 +523,7 @@ impl VectorIndex {
                 if st.by_hash.contains_key(hash) || !seen.insert(*hash) {
                     continue;
                 }
-                let id = points.hashes.len();
-                points.hashes.push(*hash);
-                points.vectors.extend_from_slice(v);
+                let id = points.push(*hash, v);
                 fresh.push((id, *hash, v));
             }
         }
@@ -440,11 +563,8 @@ impl VectorIndex {
             if st.dead[id] {
                 continue;
             }
-            by_hash.insert(*hash, points.hashes.len());
-            points.hashes.push(*hash);
-            points
-                .vectors
-                .extend_from_slice(&old.vectors[id * self.dims..(id + 1) * self.dims]);
+            let new_id = points.push(*hash, &old.vectors[id * self.dims..(id + 1) * self.dims]);
+            by_hash.insert(*hash, new_id);
         }
         drop(old);
         let graph = Graph::new(self.params, points.hashes.len().max(1024));

@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::extract::JsonBody;
 use axum::Json;
 use axum::extract::{Path, State};
-use quarry_core::{Fusion, GroupBy, Mode, QueryOptions};
+use quarry_core::{Fusion, GroupBy, Mode, Principal, QueryOptions};
 use quarry_index::SearchResponse;
 
 /// The request body (API.md). `filter` and `explain` are accepted for forward compatibility.
@@ -48,7 +48,7 @@ pub async fn query(
     let mut answer = blocking(move || {
         let searcher = state.engine.searcher(&collection)?;
         let q = q.with_fusion(fusion.unwrap_or(searcher.default_fusion()))?;
-        Ok(searcher.search(&q)?)
+        Ok(searcher.search(&q, &Principal::local_admin())?)
     })
     .await?;
     if explain {
