@@ -23,8 +23,9 @@ use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tantivy::DocAddress;
 use tantivy::collector::TopDocs;
+use tantivy::query::Scorer;
+use tantivy::{DocAddress, DocSet};
 
 /// Per-retriever scores and ranks of a hit (ranks from 1).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -288,6 +289,30 @@ impl Searcher {
         })
     }
 
+    /// What one retriever (`Mode::Bm25` or `Mode::Vector`) returns for `caller` at exactly
+    /// `depth`, before any hit is built: `(chunk key, score)`, best first. For the ACL oracle
+    /// tests, which check the filter inside the retriever, not after it.
+    #[cfg(test)]
+    pub(crate) fn retrieve(
+        &self,
+        text: &str,
+        mode: Mode,
+        vector: Option<&[f32]>,
+        depth: usize,
+        caller: &Principal,
+    ) -> Result<Vec<(u64, f32)>> {
+        let access = self.access(caller);
+        let (candidates, _) =
+            self.candidates(text, mode, vector, depth, self.default_fusion, &access)?;
+        Ok(candidates
+            .iter()
+            .map(|c| {
+                let key = crate::bm25::key_of(&self.snapshot, c.address)?.unwrap_or_default();
+                Ok((key, c.score))
+            })
+            .collect::<Result<Vec<_>>>()?)
+    }
+
     /// Fused candidates, best first, from each retriever's best `depth` chunks.
     fn candidates(
         &self,
@@ -369,8 +394,11 @@ impl Searcher {
             Mode::Bm25 => bm25.iter().map(|(k, s, _)| (*k, *s)).collect(),
             Mode::Vector => dense.iter().map(|(k, s, _)| (*k, *s)).collect(),
             Mode::Hybrid => {
-                let b: Vec<(u64, f32)> = bm25.iter().map(|(k, s, _)| (*k, *s)).collect();
-                let d: Vec<(u64, f32)> = dense.iter().map(|(k, s, _)| (*k, *s)).collect();
+                let mut b: Vec<(u64, f32)> = bm25.iter().map(|(k, s, _)| (*k, *s)).collect();
+                let mut d: Vec<(u64, f32)> = dense.iter().map(|(k, s, _)| (*k, *s)).collect();
+                if matches!(fusion, Fusion::Weighted { .. }) {
+                    self.complete_scores(text, vector, &bm25, &dense, &mut b, &mut d)?;
+                }
                 fuse(fusion, &b, &d)
             }
         };
@@ -381,6 +409,65 @@ impl Searcher {
             .filter_map(|(key, score)| by_key.get(&key).map(|c| Candidate { score, ..*c }))
             .collect();
         Ok((ranked, more))
+    }
+
+    /// For a weighted fusion, gives every candidate found by one retriever its true score from
+    /// the other (appended to that retriever's list), instead of the 0 a missing score counts as:
+    /// the cosine of a BM25-only chunk from its stored vector, the BM25 score of a vector-only
+    /// chunk from the query's scorer. RRF fuses ranks, which exist only for retrieved chunks, so
+    /// it is left alone.
+    fn complete_scores(
+        &self,
+        text: &str,
+        vector: Option<&[f32]>,
+        bm25: &[(u64, f32, DocAddress)],
+        dense: &[(u64, f32, DocAddress)],
+        b: &mut Vec<(u64, f32)>,
+        d: &mut Vec<(u64, f32)>,
+    ) -> Result<()> {
+        let in_bm25: HashSet<u64> = bm25.iter().map(|c| c.0).collect();
+        let in_dense: HashSet<u64> = dense.iter().map(|c| c.0).collect();
+        if let (Some(v), Some(ix)) = (vector, &self.vectors) {
+            let missing: Vec<u64> = bm25
+                .iter()
+                .map(|c| c.0)
+                .filter(|k| !in_dense.contains(k))
+                .collect();
+            for (key, sim) in missing.iter().zip(ix.similarities(v, &missing)) {
+                d.extend(sim.map(|s| (*key, s)));
+            }
+        }
+        let mut missing: Vec<(u64, DocAddress)> = dense
+            .iter()
+            .filter(|c| !in_bm25.contains(&c.0))
+            .map(|c| (c.0, c.2))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let Some(query) = build_query(&self.index.fields(), text) else {
+            return Ok(());
+        };
+        let weight = query.weight(tantivy::query::EnableScoring::enabled_from_searcher(
+            &self.snapshot,
+        ))?;
+        missing.sort_by_key(|(_, a)| (a.segment_ord, a.doc_id));
+        let mut i = 0;
+        while i < missing.len() {
+            let segment = missing[i].1.segment_ord;
+            let mut scorer = weight.scorer(self.snapshot.segment_reader(segment), 1.0)?;
+            while i < missing.len() && missing[i].1.segment_ord == segment {
+                let (key, address) = missing[i];
+                if scorer.doc() < address.doc_id {
+                    scorer.seek(address.doc_id);
+                }
+                if scorer.doc() == address.doc_id {
+                    b.push((key, scorer.score()));
+                }
+                i += 1;
+            }
+        }
+        Ok(())
     }
 
     fn hits(

@@ -293,7 +293,7 @@ fn read_line(
             ));
         }
     };
-    let hash = ContentHash::of(line);
+    let hash = record_hash(line, !rec.acl.is_empty());
     let acl = if rec.acl.is_empty() {
         file_acl.map_or_else(|| ctx.default_acl.clone(), <[String]>::to_vec)
     } else {
@@ -318,6 +318,16 @@ fn read_line(
             Some(id),
         ),
     })
+}
+
+/// The content hash of a record: blake3 of its line, without its `acl` (an ACL is compared on its
+/// own, so a new ACL on the same content is an ACL update, not a new document version).
+fn record_hash(line: &[u8], has_acl: bool) -> ContentHash {
+    if has_acl && let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice(line) {
+        map.remove("acl");
+        return ContentHash::of(serde_json::Value::Object(map).to_string().as_bytes());
+    }
+    ContentHash::of(line)
 }
 
 /// Accumulates changes and commits them in batches.

@@ -245,7 +245,12 @@ impl VectorSnapshot {
         if ids.len() == self.live {
             // Everything alive is permitted: the unfiltered search is the same search.
             drop(points);
-            return Ok((self.search(query, k)?, FilterPlan::Graph));
+            let plan = if self.live < self.exact_threshold {
+                FilterPlan::Exact
+            } else {
+                FilterPlan::Graph
+            };
+            return Ok((self.search(query, k)?, plan));
         }
         let few = (ids.len() as f32) < self.filter_exact_fraction * self.live as f32;
         let (found, plan) = if ids.len() < self.exact_threshold || few {
@@ -269,6 +274,22 @@ impl VectorSnapshot {
                 .collect(),
             plan,
         ))
+    }
+
+    /// The cosine similarity of `query` to each chunk of `keys` ([`chunk_key`]), `None` for a
+    /// chunk without a live vector in this snapshot.
+    pub fn similarities(&self, query: &[f32], keys: &[u64]) -> Vec<Option<f32>> {
+        if query.len() != self.dims {
+            return vec![None; keys.len()];
+        }
+        let points = self.build.points.read().unwrap_or_else(|p| p.into_inner());
+        keys.iter()
+            .map(|key| {
+                let id = *points.by_key.get(key)?;
+                self.alive(id)
+                    .then(|| dot(query, &points.vectors[id * self.dims..(id + 1) * self.dims]))
+            })
+            .collect()
     }
 
     /// Exact top `k` among the points `ids` (alive, sorted).

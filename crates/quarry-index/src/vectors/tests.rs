@@ -214,3 +214,68 @@ proptest! {
         prop_assert_eq!(got, oracle(&live, &q, 5));
     }
 }
+
+#[test]
+fn permitted_search_matches_exact_scan_of_the_permitted_points() {
+    let dims = 32;
+    let dir = tempfile::tempdir().unwrap();
+    // exact_threshold 0 and no exact fraction: the filtered graph traversal is what runs
+    let ix = VectorIndex::open(
+        dir.path(),
+        dims,
+        VectorParams {
+            exact_threshold: 0,
+            filter_exact_fraction: 0.0,
+            ..VectorParams::default()
+        },
+    )
+    .unwrap();
+    let all = rows(0..3000, dims);
+    ix.apply(1, &[], &all).unwrap();
+    // a tombstoned point stays out even when its key is permitted
+    ix.apply(2, &[hash(4)], &[]).unwrap();
+    ix.publish();
+    let snap = ix.snapshot();
+    for (step, min_recall) in [(2u64, 0.95), (10, 0.95)] {
+        let permitted_rows: Vec<_> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u64 % step == 0 && *i != 4)
+            .map(|(_, r)| r.clone())
+            .collect();
+        let mut keys: Vec<u64> = permitted_rows.iter().map(|(h, _)| chunk_key(h)).collect();
+        keys.push(chunk_key(&hash(4)));
+        let (mut found, mut total) = (0usize, 0usize);
+        for q in 20_000..20_040u64 {
+            let qv = unit(q, dims);
+            let want = oracle(&permitted_rows, &qv, 10);
+            let (got, plan) = snap.search_permitted(&qv, 10, &keys).unwrap();
+            assert_eq!(plan, FilterPlan::Graph);
+            assert_eq!(got.len(), 10, "top k is filled with permitted points");
+            for (h, _) in &got {
+                assert!(
+                    permitted_rows.iter().any(|(p, _)| p == h),
+                    "{h} is not permitted"
+                );
+            }
+            found += got.iter().filter(|(h, _)| want.contains(h)).count();
+            total += want.len();
+        }
+        let recall = found as f64 / total as f64;
+        assert!(recall >= min_recall, "1/{step} permitted: recall {recall}");
+    }
+    // few permitted: the exact plan, which is the oracle itself
+    let few: Vec<_> = all[..20].to_vec();
+    let keys: Vec<u64> = few.iter().map(|(h, _)| chunk_key(h)).collect();
+    let exact_ix = VectorIndex::open(&dir.path().join("x"), dims, VectorParams::default()).unwrap();
+    exact_ix.apply(1, &[], &all).unwrap();
+    exact_ix.publish();
+    let qv = unit(7, dims);
+    let (got, plan) = exact_ix.snapshot().search_permitted(&qv, 5, &keys).unwrap();
+    assert_eq!(plan, FilterPlan::Exact);
+    let got: Vec<ContentHash> = got.into_iter().map(|r| r.0).collect();
+    assert_eq!(got, oracle(&few, &qv, 5));
+    let (none, plan) = exact_ix.snapshot().search_permitted(&qv, 5, &[]).unwrap();
+    assert!(none.is_empty());
+    assert_eq!(plan, FilterPlan::Empty);
+}
