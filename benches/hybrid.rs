@@ -698,6 +698,88 @@ fn report_vector_index(loaded: &Loaded, data: &Dataset) {
     );
 }
 
+/// ACL-filtered vector search on the reference vectors: for permitted fractions 100%, 10%, 1% and
+/// 0.1% of the chunks, recall@10 against an exact scan of the permitted set and latency, with the
+/// default plan (exact scan of few permitted vectors, filtered graph traversal otherwise) and with
+/// the graph forced at every fraction.
+fn report_filtered(loaded: &Loaded, data: &Dataset) {
+    let Some(version) = loaded.searcher.embedding_version() else {
+        return;
+    };
+    let dir = loaded
+        .engine
+        .dir()
+        .join("collections")
+        .join(COLLECTION)
+        .join("vectors")
+        .join(version);
+    let defaults = loaded.engine.options().vector;
+    let forced = VectorParams {
+        exact_threshold: 0,
+        filter_exact_fraction: 0.0,
+        ..defaults
+    };
+    let mut keys: Vec<u64> = loaded
+        .doc_of
+        .keys()
+        .map(quarry_index::bm25::chunk_key)
+        .collect();
+    keys.sort_unstable();
+    eprintln!(
+        "acl filter: {} vectors, {} queries, k = 10",
+        keys.len(),
+        data.queries.len()
+    );
+    for (label, params) in [("default plan", defaults), ("graph forced", forced)] {
+        let index = match VectorIndex::open(&dir, DIMS, params) {
+            Ok(index) => index,
+            Err(e) => {
+                eprintln!("acl filter: cannot reopen {} ({e})", dir.display());
+                return;
+            }
+        };
+        let snapshot = index.snapshot();
+        for fraction in [1.0, 0.1, 0.01, 0.001] {
+            // a fixed pseudo-random subset: keys are hash prefixes, so `key % 1000` is uniform
+            let permitted: Vec<u64> = keys
+                .iter()
+                .copied()
+                .filter(|k| (k % 1000) < (fraction * 1000.0) as u64)
+                .collect();
+            let allowed: HashSet<u64> = permitted.iter().copied().collect();
+            let (mut hits, mut want_total) = (0usize, 0usize);
+            let mut wall = Vec::new();
+            let mut plan = None;
+            for t in &data.queries {
+                let want: HashSet<ContentHash> = snapshot
+                    .exact_search(&t.vector, snapshot.len())
+                    .into_iter()
+                    .filter(|(h, _)| allowed.contains(&quarry_index::bm25::chunk_key(h)))
+                    .take(10)
+                    .map(|(h, _)| h)
+                    .collect();
+                let ((got, p), w, _) = timed(|| {
+                    snapshot
+                        .search_permitted(&t.vector, 10, &permitted)
+                        .expect("filtered search")
+                });
+                plan = Some(p);
+                wall.push(w);
+                hits += got.iter().filter(|(h, _)| want.contains(h)).count();
+                want_total += want.len();
+            }
+            eprintln!(
+                "acl filter [{label}]: permitted {:>5.1}% ({} vectors), plan {:?}: recall@10 {:.4}, latency {}",
+                fraction * 100.0,
+                permitted.len(),
+                plan.expect("at least one query"),
+                hits as f64 / want_total.max(1) as f64,
+                summary_ms(wall)
+            );
+        }
+    }
+}
+
 /// The loaded engine, set up on first use; when measuring, the quality and vector index reports
 /// are printed right after.
 fn loaded<'a>(cell: &'a OnceCell<Loaded>, data: &Dataset) -> &'a Loaded {
@@ -706,6 +788,7 @@ fn loaded<'a>(cell: &'a OnceCell<Loaded>, data: &Dataset) -> &'a Loaded {
         if measuring() {
             report_quality(&loaded, data);
             report_vector_index(&loaded, data);
+            report_filtered(&loaded, data);
             // The same hybrid queries with an exact vector scan instead of the graph.
             for (top_k, function) in [(10, "top10_document"), (100, "top100_document")] {
                 report_latency(

@@ -432,7 +432,10 @@ fn acl_files_apply_to_their_folder_and_an_edit_takes_effect_without_reembedding(
         std::fs::write(p, text).unwrap();
     };
     write(".quarry-acl.toml", "allow = [\"group:staff\"]\n");
-    write("eng/.quarry-acl.toml", "allow = [\"group:eng\", \"user:carol\"]\n");
+    write(
+        "eng/.quarry-acl.toml",
+        "allow = [\"group:eng\", \"user:carol\"]\n",
+    );
     write("eng/design.txt", "alpha bravo charlie design notes");
     write("eng/deep/more.txt", "alpha delta echo deeper notes");
     write("handbook.txt", "alpha foxtrot golf handbook");
@@ -451,7 +454,10 @@ fn acl_files_apply_to_their_folder_and_an_edit_takes_effect_without_reembedding(
         set(&["eng/deep/more.txt", "eng/design.txt"])
     );
     assert_eq!(visible_docs(&engine, &carol, "alpha").len(), 2);
-    assert_eq!(visible_docs(&engine, &staff, "alpha"), set(&["handbook.txt"]));
+    assert_eq!(
+        visible_docs(&engine, &staff, "alpha"),
+        set(&["handbook.txt"])
+    );
 
     // Edit the ACL file only: the next ingest rewrites two ACLs and embeds nothing.
     write("eng/.quarry-acl.toml", "allow = [\"group:staff\"]\n");
@@ -500,7 +506,10 @@ fn records_carry_their_own_acl_and_bad_principals_are_skipped() {
     );
     // "c" has no ACL: the default (admins only) hides it from readers, not from an admin
     assert!(visible_docs(&engine, &reader("zed", &[]), "alpha").is_empty());
-    assert_eq!(visible_docs(&engine, &Principal::local_admin(), "alpha").len(), 2);
+    assert_eq!(
+        visible_docs(&engine, &Principal::local_admin(), "alpha").len(),
+        2
+    );
     // an ACL change through the API: same content, new ACL, nothing embedded
     let s = crate::ingest_records(
         &engine,
