@@ -188,11 +188,12 @@ fn print_summary(s: &IngestSummary) {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{}: {} added, {} updated, {} unchanged, {} deleted; {} chunks, {} embedded, {} cache hits in {:.2}s",
+        "{}: {} added, {} updated, {} unchanged, {} ACL updated, {} deleted; {} chunks, {} embedded, {} cache hits in {:.2}s",
         s.collection,
         s.added,
         s.updated,
         s.unchanged,
+        s.acl_updated,
         s.deleted,
         s.chunks,
         s.embedded,
