@@ -29,6 +29,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
             batch_docs: config.ingest.batch_docs,
             ..IngestOptions::default()
         },
+        auth: quarry_server::Auth::off(),
     };
     let addr = args.addr.unwrap_or_else(|| config.server.addr.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
