@@ -157,11 +157,18 @@ pub fn load(
             }
         }
     };
+    // The variable holding the JWT secret is not a configuration key, whatever its name.
+    let secret_env = table
+        .get("auth")
+        .and_then(|a| a.get("jwt"))
+        .and_then(|j| j.get("hs256_secret_env"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("QUARRY_") else {
             continue;
         };
-        if RESERVED_ENV.contains(&name.as_str()) {
+        if RESERVED_ENV.contains(&name.as_str()) || secret_env.as_deref() == Some(name.as_str()) {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();

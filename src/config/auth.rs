@@ -92,7 +92,7 @@ impl AuthConfig {
                     "{at} has the same key_sha256 as auth.api_keys[{j}]; give every caller its own key"
                 );
             }
-            principal(&k.user, &k.groups, &k.role).with_context(|| format!("{at}"))?;
+            principal(&k.user, &k.groups, &k.role).with_context(|| at.clone())?;
         }
         if let Some(jwt) = &self.jwt {
             if jwt.hs256_secret_env.is_none() && jwt.rs256_public_key_file.is_none() {
@@ -135,8 +135,9 @@ impl AuthConfig {
         for (i, k) in self.api_keys.iter().enumerate() {
             let p = principal(&k.user, &k.groups, &k.role)
                 .with_context(|| format!("auth.api_keys[{i}]"))?;
-            let key = ApiKey::from_hex(&k.key_sha256, p)
-                .with_context(|| format!("auth.api_keys[{i}].key_sha256 is not 64 hex characters"))?;
+            let key = ApiKey::from_hex(&k.key_sha256, p).with_context(|| {
+                format!("auth.api_keys[{i}].key_sha256 is not 64 hex characters")
+            })?;
             keys.push(key);
         }
         let Some(jwt) = &self.jwt else {
@@ -219,7 +220,11 @@ mod tests {
         assert!(c.auth.is_configured());
         assert_eq!(c.auth.api_keys[1].role, "reader", "role defaults to reader");
         assert_eq!(c.auth.jwt.as_ref().unwrap().leeway_secs, 30);
-        assert_eq!(c.auth.default_acl(), DefaultAcl::admin_only(), "secure by default");
+        assert_eq!(
+            c.auth.default_acl(),
+            DefaultAcl::admin_only(),
+            "secure by default"
+        );
 
         let env = |v: &str| (v == "QUARRY_TEST_SECRET").then(|| "s".repeat(32));
         let (keys, jwt) = c.auth.resolve(env).unwrap();
@@ -228,7 +233,10 @@ mod tests {
         assert_eq!(keys[0].principal.groups, ["eng"]);
         assert_eq!(jwt.unwrap().hs256_secret.unwrap(), b"s".repeat(32));
         let e = format!("{:#}", c.auth.resolve(|_| None).unwrap_err());
-        assert!(e.contains("QUARRY_TEST_SECRET") && e.contains("not set"), "{e}");
+        assert!(
+            e.contains("QUARRY_TEST_SECRET") && e.contains("not set"),
+            "{e}"
+        );
 
         let open = load_toml("").unwrap();
         assert!(!open.auth.is_configured());
@@ -238,9 +246,24 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.auth.default_acl(), DefaultAcl(vec!["group:eng".into()]));
-        let c = load_toml("[auth.jwt]\nrs256_public_key_file = \"/nonexistent/key.pem\"\n").unwrap();
+        let c =
+            load_toml("[auth.jwt]\nrs256_public_key_file = \"/nonexistent/key.pem\"\n").unwrap();
         let e = format!("{:#}", c.auth.resolve(|_| None).unwrap_err());
         assert!(e.contains("/nonexistent/key.pem"), "{e}");
+    }
+
+    #[test]
+    fn the_secret_variable_is_not_read_as_a_config_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("q.toml");
+        std::fs::write(
+            &file,
+            "[auth.jwt]\nhs256_secret_env = \"QUARRY_JWT_SECRET\"\n",
+        )
+        .unwrap();
+        let env = vec![("QUARRY_JWT_SECRET".to_owned(), "x".repeat(32))];
+        let c = load(Some(&file), dir.path(), env).unwrap();
+        assert!(c.auth.is_configured());
     }
 
     #[test]
@@ -254,21 +277,45 @@ mod tests {
                 "auth.api_keys[0].key_sha256 must be the sha256",
             ),
             (
-                format!("[[auth.api_keys]]\nkey_sha256 = \"{}\"\nuser = \"a\"\n", ABC.replace('a', "x")),
+                format!(
+                    "[[auth.api_keys]]\nkey_sha256 = \"{}\"\nuser = \"a\"\n",
+                    ABC.replace('a', "x")
+                ),
                 "sha256sum",
             ),
-            (format!("{}{}", key(""), key("")), "auth.api_keys[1] has the same key_sha256 as auth.api_keys[0]"),
+            (
+                format!("{}{}", key(""), key("")),
+                "auth.api_keys[1] has the same key_sha256 as auth.api_keys[0]",
+            ),
             (key("role = \"root\"\n"), "reader, writer or admin"),
             (key("groups = [\"a b\"]\n"), "group \"a b\""),
             ("[[auth.api_keys]]\nkey_sha256 = \"x\"\n".to_owned(), "user"),
             (key("key = \"hunter2\"\n"), "unknown field `key`"),
             ("[auth]\nkeys = []\n".to_owned(), "unknown field `keys`"),
-            ("[auth.jwt]\nissuer = \"idp\"\n".to_owned(), "needs hs256_secret_env"),
-            ("[auth.jwt]\nhs256_secret_env = \"c2VjcmV0IQ==\"\n".to_owned(), "not the secret itself"),
-            ("[auth.jwt]\nhs256_secret_env = \"S\"\nleeway_secs = 3600\n".to_owned(), "leeway_secs"),
-            ("[auth.jwt]\nhs256_secret_env = \"S\"\naudience = \"\"\n".to_owned(), "auth.jwt.audience is empty"),
-            ("[auth.jwt]\nhs256_secret_env = \"S\"\nalgorithm = \"HS256\"\n".to_owned(), "unknown field `algorithm`"),
-            ("[auth]\ndefault_acl = [\"eng\"]\n".to_owned(), "auth.default_acl"),
+            (
+                "[auth.jwt]\nissuer = \"idp\"\n".to_owned(),
+                "needs hs256_secret_env",
+            ),
+            (
+                "[auth.jwt]\nhs256_secret_env = \"c2VjcmV0IQ==\"\n".to_owned(),
+                "not the secret itself",
+            ),
+            (
+                "[auth.jwt]\nhs256_secret_env = \"S\"\nleeway_secs = 3600\n".to_owned(),
+                "leeway_secs",
+            ),
+            (
+                "[auth.jwt]\nhs256_secret_env = \"S\"\naudience = \"\"\n".to_owned(),
+                "auth.jwt.audience is empty",
+            ),
+            (
+                "[auth.jwt]\nhs256_secret_env = \"S\"\nalgorithm = \"HS256\"\n".to_owned(),
+                "unknown field `algorithm`",
+            ),
+            (
+                "[auth]\ndefault_acl = [\"eng\"]\n".to_owned(),
+                "auth.default_acl",
+            ),
         ] {
             let e = err(&text);
             assert!(e.contains(want), "{text}\n=> {e}");
