@@ -59,9 +59,9 @@ impl Remote {
             Some(t) => req.bearer_auth(t),
             None => req,
         };
-        let resp = req
-            .send()
-            .with_context(|| format!("cannot reach {endpoint}; is `quarry serve` running there?"))?;
+        let resp = req.send().with_context(|| {
+            format!("cannot reach {endpoint}; is `quarry serve` running there?")
+        })?;
         let status = resp.status();
         let value: serde_json::Value = resp
             .json()

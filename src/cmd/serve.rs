@@ -103,8 +103,5 @@ fn describe(auth: &Auth, config: &Config, bound: SocketAddr, insecure_no_auth: b
     } else {
         acl.0.join(", ")
     };
-    format!(
-        "{}; documents without an ACL: {default}",
-        auth.describe()
-    )
+    format!("{}; documents without an ACL: {default}", auth.describe())
 }

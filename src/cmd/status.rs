@@ -33,7 +33,10 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
                 .iter()
                 .map(serde_json::to_value)
                 .collect::<Result<Vec<_>, _>>()?;
-            (("data_dir", Value::from(data_dir.display().to_string())), list)
+            (
+                ("data_dir", Value::from(data_dir.display().to_string())),
+                list,
+            )
         }
     };
     if args.json {

@@ -28,7 +28,10 @@ impl std::fmt::Debug for JwtOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The secret stays out of logs and panics.
         f.debug_struct("JwtOptions")
-            .field("hs256_secret", &self.hs256_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "hs256_secret",
+                &self.hs256_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("rs256_public_key_pem", &self.rs256_public_key_pem.is_some())
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
@@ -198,7 +201,16 @@ mod tests {
     fn jwt_shape() {
         assert!(looks_like_jwt("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"));
         assert!(looks_like_jwt("a.b."));
-        for key in ["", "qk_0123abcdef", "a.b", "a.b.c.d", ".b.c", "a..c", "a.b+c.d", "a b.c.d"] {
+        for key in [
+            "",
+            "qk_0123abcdef",
+            "a.b",
+            "a.b.c.d",
+            ".b.c",
+            "a..c",
+            "a.b+c.d",
+            "a b.c.d",
+        ] {
             assert!(!looks_like_jwt(key), "{key:?}");
         }
     }
@@ -211,7 +223,9 @@ mod tests {
         });
         assert!(short.unwrap_err().contains("at least 32"));
         let pem = JwtVerifier::new(JwtOptions {
-            rs256_public_key_pem: Some(b"-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n".to_vec()),
+            rs256_public_key_pem: Some(
+                b"-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n".to_vec(),
+            ),
             ..JwtOptions::default()
         });
         assert!(pem.unwrap_err().contains("PEM"));
@@ -277,22 +291,64 @@ mod tests {
         let v = hs256();
         let exp = now() + 60;
         for (claims, secret, why) in [
-            (serde_json::json!({"sub": "a", "exp": now() - 10, "iss": "idp"}), SECRET, "expired"),
-            (serde_json::json!({"sub": "a", "exp": exp, "iss": "idp"}), &b"another-secret-of-32-bytes-------"[..], "signature"),
-            (serde_json::json!({"exp": exp, "iss": "idp"}), SECRET, "`sub`"),
-            (serde_json::json!({"sub": "a", "iss": "idp"}), SECRET, "`exp`"),
+            (
+                serde_json::json!({"sub": "a", "exp": now() - 10, "iss": "idp"}),
+                SECRET,
+                "expired",
+            ),
+            (
+                serde_json::json!({"sub": "a", "exp": exp, "iss": "idp"}),
+                &b"another-secret-of-32-bytes-------"[..],
+                "signature",
+            ),
+            (
+                serde_json::json!({"exp": exp, "iss": "idp"}),
+                SECRET,
+                "`sub`",
+            ),
+            (
+                serde_json::json!({"sub": "a", "iss": "idp"}),
+                SECRET,
+                "`exp`",
+            ),
             (serde_json::json!({"sub": "a", "exp": exp}), SECRET, "`iss`"),
-            (serde_json::json!({"sub": "a", "exp": exp, "iss": "other"}), SECRET, "issuer"),
-            (serde_json::json!({"sub": "a", "exp": exp, "iss": "idp", "aud": "elsewhere"}), SECRET, "audience"),
-            (serde_json::json!({"sub": "a", "exp": exp, "iss": "idp", "role": "root"}), SECRET, "`role`"),
-            (serde_json::json!({"sub": "a b", "exp": exp, "iss": "idp"}), SECRET, "`sub`"),
-            (serde_json::json!({"sub": "a", "exp": exp, "iss": "idp", "groups": "eng"}), SECRET, "JSON"),
+            (
+                serde_json::json!({"sub": "a", "exp": exp, "iss": "other"}),
+                SECRET,
+                "issuer",
+            ),
+            (
+                serde_json::json!({"sub": "a", "exp": exp, "iss": "idp", "aud": "elsewhere"}),
+                SECRET,
+                "audience",
+            ),
+            (
+                serde_json::json!({"sub": "a", "exp": exp, "iss": "idp", "role": "root"}),
+                SECRET,
+                "`role`",
+            ),
+            (
+                serde_json::json!({"sub": "a b", "exp": exp, "iss": "idp"}),
+                SECRET,
+                "`sub`",
+            ),
+            (
+                serde_json::json!({"sub": "a", "exp": exp, "iss": "idp", "groups": "eng"}),
+                SECRET,
+                "JSON",
+            ),
         ] {
             let err = v.verify(&sign(claims.clone(), secret)).unwrap_err();
             assert!(err.contains(why), "{claims}: {err}");
         }
         // An RS256 header with no RSA key configured, and a token with alg none.
-        let rs = format!("eyJhbGciOiJSUzI1NiJ9.{}", sign(serde_json::json!({"sub": "a", "exp": exp}), SECRET).split_once('.').unwrap().1);
+        let rs = format!(
+            "eyJhbGciOiJSUzI1NiJ9.{}",
+            sign(serde_json::json!({"sub": "a", "exp": exp}), SECRET)
+                .split_once('.')
+                .unwrap()
+                .1
+        );
         assert!(v.verify(&rs).unwrap_err().contains("RS256"));
         let none = format!("eyJhbGciOiJub25lIn0.{}", rs.split_once('.').unwrap().1);
         assert!(v.verify(&none).is_err());
@@ -308,11 +364,17 @@ mod tests {
         })
         .unwrap();
         let exp = now() + 60;
-        let ok = sign(serde_json::json!({"sub": "a", "exp": exp, "aud": "quarry"}), SECRET);
+        let ok = sign(
+            serde_json::json!({"sub": "a", "exp": exp, "aud": "quarry"}),
+            SECRET,
+        );
         assert!(v.verify(&ok).is_ok());
         let missing = sign(serde_json::json!({"sub": "a", "exp": exp}), SECRET);
         assert!(v.verify(&missing).unwrap_err().contains("`aud`"));
-        let wrong = sign(serde_json::json!({"sub": "a", "exp": exp, "aud": "other"}), SECRET);
+        let wrong = sign(
+            serde_json::json!({"sub": "a", "exp": exp, "aud": "other"}),
+            SECRET,
+        );
         assert!(v.verify(&wrong).unwrap_err().contains("audience"));
     }
 }

@@ -232,7 +232,11 @@ mod tests {
     #[test]
     fn bearer_header_forms() {
         let a = auth();
-        for ok in ["Bearer secret-key", "bearer secret-key", "BEARER  secret-key "] {
+        for ok in [
+            "Bearer secret-key",
+            "bearer secret-key",
+            "BEARER  secret-key ",
+        ] {
             assert_eq!(a.authenticate(Some(&header(ok))).unwrap().user, "alice");
         }
         for bad in [
@@ -249,7 +253,9 @@ mod tests {
         }
         let e = a.authenticate(None).unwrap_err();
         assert!(e.message.contains("Authorization: Bearer"));
-        let e = a.authenticate(Some(&header("Bearer wrong-key"))).unwrap_err();
+        let e = a
+            .authenticate(Some(&header("Bearer wrong-key")))
+            .unwrap_err();
         assert_eq!(e.message, "unknown API key");
         let e = a.authenticate(Some(&header("Bearer a.b.c"))).unwrap_err();
         assert!(e.message.contains("JWT"), "{}", e.message);
@@ -279,6 +285,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(both.describe(), "2 API keys, JWT (HS256)");
-        assert!(!format!("{both:?}").contains("[1, 1"), "no secrets in Debug");
+        assert!(
+            !format!("{both:?}").contains("[1, 1"),
+            "no secrets in Debug"
+        );
     }
 }

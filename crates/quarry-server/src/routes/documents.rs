@@ -67,7 +67,8 @@ pub async fn list(
     let more = docs.len() > limit;
     docs.truncate(limit);
     let next_after = more.then(|| docs.last().map(|d| d.id.clone())).flatten();
-    let documents: Vec<serde_json::Value> = docs.into_iter().map(|d| shown(d, &principal)).collect();
+    let documents: Vec<serde_json::Value> =
+        docs.into_iter().map(|d| shown(d, &principal)).collect();
     Ok(Json(
         serde_json::json!({"documents": documents, "next_after": next_after}),
     ))
@@ -116,7 +117,12 @@ pub async fn upsert(
         ..state.options.ingest.clone()
     };
     let summary = blocking(move || {
-        check_replaceable(&state.engine, &opts.collection, &req.documents, &caller.principal)?;
+        check_replaceable(
+            &state.engine,
+            &opts.collection,
+            &req.documents,
+            &caller.principal,
+        )?;
         Ok(ingest_records(&state.engine, req.documents, &opts, "api")?)
     })
     .await?;
