@@ -2,6 +2,10 @@
 //! e.g. `QUARRY_CHUNK__MAX_TOKENS=128`) < command-line flags. Unknown keys are rejected with the
 //! key named. Every default is written here and in the README's configuration reference.
 
+mod auth;
+
+pub use auth::AuthConfig;
+
 use anyhow::{Context, Result, bail};
 use quarry_core::{ChunkOptions, Fusion, GroupBy, Mode};
 use quarry_index::vectors::VectorParams;
@@ -20,6 +24,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub server: ServerConfig,
     pub query: QueryConfig,
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -32,6 +37,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             server: ServerConfig::default(),
             query: QueryConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -151,11 +157,18 @@ pub fn load(
             }
         }
     };
+    // The variable holding the JWT secret is not a configuration key, whatever its name.
+    let secret_env = table
+        .get("auth")
+        .and_then(|a| a.get("jwt"))
+        .and_then(|j| j.get("hs256_secret_env"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("QUARRY_") else {
             continue;
         };
-        if RESERVED_ENV.contains(&name.as_str()) {
+        if RESERVED_ENV.contains(&name.as_str()) || secret_env.as_deref() == Some(name.as_str()) {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
@@ -192,6 +205,10 @@ pub fn load(
         .vector
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    config
+        .auth
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e:#}"))?;
     crate::embedders::check(&config)?;
     Ok(config)
 }

@@ -5,6 +5,7 @@
 //! Documents are ranked with `group_by=document`; metrics follow trec_eval (quarry_core::metrics).
 
 use crate::cmd::query::{FusionArgs, remote};
+use crate::cmd::remote::Remote;
 use crate::cmd::{emit, open_engine, print_json};
 use crate::config::Config;
 use anyhow::{Context, bail};
@@ -36,6 +37,10 @@ pub struct Args {
     /// Query a running server instead of the data dir (the collection must hold the corpus).
     #[arg(long)]
     pub server: Option<String>,
+    /// API key or JWT for --server (sent as `Authorization: Bearer`): the eval sees what this
+    /// caller may read.
+    #[arg(long, env = "QUARRY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Documents retrieved per query, 1 to 1000.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub top_k: u64,
@@ -166,6 +171,10 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
             Some(engine)
         }
     };
+    let server = args
+        .server
+        .as_deref()
+        .map(|url| Remote::new(url, args.token.clone()));
     let searcher = engine
         .as_ref()
         .map(|e| e.searcher(&collection))
@@ -188,9 +197,9 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
             let q = QueryOptions::new(text.clone(), args.top_k as usize, *mode, GroupBy::Document)?
                 .with_fusion(fusion)?;
             let t = Instant::now();
-            let answer = match (&searcher, &args.server) {
+            let answer = match (&searcher, &server) {
                 (Some(s), _) => s.search(&q, &Principal::local_admin())?,
-                (None, Some(url)) => remote(url, &collection, &q)?,
+                (None, Some(server)) => remote(server, &collection, &q)?,
                 (None, None) => unreachable!("either a searcher or a server"),
             };
             lat.push(t.elapsed().as_secs_f64() * 1e3);

@@ -3,6 +3,7 @@
 pub mod ingest;
 pub mod model;
 pub mod query;
+pub mod remote;
 pub mod serve;
 pub mod status;
 
@@ -12,6 +13,19 @@ use quarry_index::{Engine, EngineOptions};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A mistake in how quarry was started (flags, configuration, environment) found after parsing:
+/// `main` exits with 2 for it, as for a bad flag.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// The engine options a configuration gives.
 pub fn engine_options(config: &Config) -> EngineOptions {
@@ -23,6 +37,7 @@ pub fn engine_options(config: &Config) -> EngineOptions {
         embed_batch: config.ingest.embed_batch,
         query_embed_timeout: Duration::from_millis(config.query.embed_timeout_ms),
         fusion: config.query.fusion,
+        default_acl: config.auth.default_acl(),
         ..EngineOptions::default()
     }
 }

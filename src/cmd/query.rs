@@ -1,8 +1,9 @@
 //! `quarry query TEXT`
 
+use super::remote::{Remote, ServerArgs};
 use super::{emit, open_engine, print_json};
 use crate::config::Config;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use quarry_core::{Fusion, GroupBy, Mode, Principal, QueryOptions};
 use quarry_index::SearchResponse;
 use std::fmt::Write as _;
@@ -26,9 +27,8 @@ pub struct Args {
     pub group_by: Option<GroupBy>,
     #[command(flatten)]
     pub fusion: FusionArgs,
-    /// Ask a running server (e.g. http://127.0.0.1:7878) instead of opening the data dir.
-    #[arg(long)]
-    pub server: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -85,8 +85,8 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         args.group_by.unwrap_or(config.query.group_by),
     )?
     .with_fusion(args.fusion.resolve(config.query.fusion))?;
-    let answer = match &args.server {
-        Some(url) => remote(url, &args.collection, &q)?,
+    let answer = match args.server.remote() {
+        Some(server) => remote(&server, &args.collection, &q)?,
         None => open_engine(data_dir, config)?
             .searcher(&args.collection)?
             .search(&q, &Principal::local_admin())?,
@@ -122,26 +122,12 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
 }
 
 /// Sends the query to a server and returns its answer.
-pub fn remote(url: &str, collection: &str, q: &QueryOptions) -> anyhow::Result<SearchResponse> {
+pub fn remote(
+    server: &Remote,
+    collection: &str,
+    q: &QueryOptions,
+) -> anyhow::Result<SearchResponse> {
     let body = serde_json::json!({"query": q.text, "top_k": q.top_k, "mode": q.mode, "group_by": q.group_by, "fusion": q.fusion});
-    let endpoint = format!(
-        "{}/v1/collections/{collection}/query",
-        url.trim_end_matches('/')
-    );
-    let resp = reqwest::blocking::Client::new()
-        .post(&endpoint)
-        .json(&body)
-        .send()
-        .with_context(|| format!("cannot reach {endpoint}; is `quarry serve` running there?"))?;
-    let status = resp.status();
-    let value: serde_json::Value = resp
-        .json()
-        .with_context(|| format!("{endpoint} answered {status} without JSON"))?;
-    if !status.is_success() {
-        bail!(
-            "server answered {status}: {}",
-            value["error"]["message"].as_str().unwrap_or("(no message)")
-        );
-    }
+    let value = server.post(&format!("/v1/collections/{collection}/query"), &body)?;
     serde_json::from_value(value).context("unexpected query response from the server")
 }

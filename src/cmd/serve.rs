@@ -1,10 +1,12 @@
-//! `quarry serve`
+//! `quarry serve`: the HTTP server, with the configured authentication. Without authentication it
+//! listens on loopback addresses only, unless `--insecure-no-auth` says otherwise.
 
-use super::open_engine;
+use super::{UsageError, open_engine};
 use crate::config::Config;
 use anyhow::Context;
 use quarry_index::IngestOptions;
-use quarry_server::{ServerOptions, router, serve, shutdown_signal};
+use quarry_server::{Auth, ServerOptions, router, serve, shutdown_signal};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +16,17 @@ pub struct Args {
     /// Address to listen on [default: server.addr = 127.0.0.1:7878]. Port 0 picks a free port.
     #[arg(long)]
     pub addr: Option<String>,
+    /// Serve without authentication on a non-loopback address: anyone who reaches it is an admin.
+    /// Without this flag, a server with no [[auth.api_keys]] or [auth.jwt] listens on loopback only.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
+    let auth = authenticator(config)?;
+    if auth.is_on() && args.insecure_no_auth {
+        eprintln!("warning: --insecure-no-auth has no effect: authentication is configured");
+    }
     let engine = Arc::new(open_engine(data_dir, config)?);
     let options = ServerOptions {
         body_limit_bytes: config.server.body_limit_bytes,
@@ -29,6 +39,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
             batch_docs: config.ingest.batch_docs,
             ..IngestOptions::default()
         },
+        auth: auth.clone(),
     };
     let addr = args.addr.unwrap_or_else(|| config.server.addr.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -39,6 +50,9 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}; is another server running there? pick one with --addr"))?;
         let bound = listener.local_addr()?;
+        // Checked on the bound address, whatever name `addr` used; nothing is accepted before.
+        check_bind(&auth, bound, args.insecure_no_auth)?;
+        eprintln!("authentication: {}", describe(&auth, config, bound, args.insecure_no_auth));
         tracing::info!(addr = %bound, data_dir = %data_dir.display(), "quarry listening on http://{bound}");
         serve(listener, router(engine.clone(), options), shutdown_signal()).await?;
         // Write the vector graphs that changed, so the next start reloads them as they are.
@@ -48,4 +62,46 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         tracing::info!("quarry stopped");
         Ok(())
     })
+}
+
+/// The authentication the configuration asks for, with its secrets read.
+fn authenticator(config: &Config) -> anyhow::Result<Auth> {
+    let (keys, jwt) = config
+        .auth
+        .resolve(|var| std::env::var(var).ok())
+        .map_err(|e| UsageError(format!("{e:#}")))?;
+    Auth::new(keys, jwt).map_err(|e| UsageError(format!("auth.jwt: {e}")).into())
+}
+
+/// Without authentication, only loopback addresses, unless the operator insists.
+fn check_bind(auth: &Auth, bound: SocketAddr, insecure_no_auth: bool) -> anyhow::Result<()> {
+    if auth.is_on() || insecure_no_auth || bound.ip().to_canonical().is_loopback() {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "refusing to serve {bound} without authentication: anyone who can reach it could read and change every document. \
+         Configure [[auth.api_keys]] or [auth.jwt] in quarry.toml, listen on 127.0.0.1 (--addr 127.0.0.1:PORT), \
+         or pass --insecure-no-auth if the network in front of quarry authenticates callers"
+    ))
+    .into())
+}
+
+/// The start-up line after `authentication: `.
+fn describe(auth: &Auth, config: &Config, bound: SocketAddr, insecure_no_auth: bool) -> String {
+    if !auth.is_on() {
+        return if bound.ip().to_canonical().is_loopback() {
+            "off (loopback only)".to_owned()
+        } else if insecure_no_auth {
+            format!("off (--insecure-no-auth: anyone who reaches {bound} is an admin)")
+        } else {
+            "off".to_owned()
+        };
+    }
+    let acl = config.auth.default_acl();
+    let default = if acl.0.is_empty() {
+        "admins only".to_owned()
+    } else {
+        acl.0.join(", ")
+    };
+    format!("{}; documents without an ACL: {default}", auth.describe())
 }

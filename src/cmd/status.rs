@@ -1,41 +1,75 @@
-//! `quarry status`
+//! `quarry status`: collections with their counts, from the data dir or from a running server
+//! (`--server`, as the token's caller sees them).
 
+use super::remote::ServerArgs;
 use super::{emit, open_engine, print_json};
 use crate::config::Config;
 use quarry_core::Principal;
+use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::Path;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    pub server: ServerArgs,
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
-    let engine = open_engine(data_dir, config)?;
-    let list = engine.list(&Principal::local_admin())?;
+    let (place, list) = match args.server.remote() {
+        Some(server) => {
+            let answer = server.get("/v1/collections")?;
+            let list = answer["collections"].as_array().cloned().ok_or_else(|| {
+                anyhow::anyhow!("unexpected answer from the server: no `collections` list")
+            })?;
+            (("server", Value::from(args.server.server.clone())), list)
+        }
+        None => {
+            let engine = open_engine(data_dir, config)?;
+            let list = engine.list(&Principal::local_admin())?;
+            let list = list
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<Vec<_>, _>>()?;
+            (
+                ("data_dir", Value::from(data_dir.display().to_string())),
+                list,
+            )
+        }
+    };
     if args.json {
-        return print_json(
-            &serde_json::json!({"data_dir": data_dir, "collections": list, "jobs": []}),
-        );
+        let mut out = serde_json::Map::new();
+        out.insert(place.0.to_owned(), place.1);
+        out.insert("collections".into(), Value::Array(list));
+        out.insert("jobs".into(), Value::Array(Vec::new()));
+        return print_json(&out);
     }
     let mut o = String::new();
-    let _ = writeln!(o, "data dir: {}", data_dir.display());
+    let _ = writeln!(
+        o,
+        "{}: {}",
+        place.0.replace('_', " "),
+        place.1.as_str().unwrap_or("")
+    );
     if list.is_empty() {
         o.push_str("no collections yet; add documents with `quarry ingest PATH`\n");
     }
     for c in &list {
+        // A server tells only admins how many chunks have vectors.
+        let vectors = c["vectors"]
+            .as_u64()
+            .map_or(String::new(), |n| format!(", {n} with vectors"));
         let _ = writeln!(
             o,
-            "{}: {} documents, {} chunks, {} with vectors, generation {}, embedding version {}",
-            c.name,
-            c.documents,
-            c.chunks,
-            c.vectors.unwrap_or(0),
-            c.generation,
-            c.active_embedding_version
-                .as_deref()
+            "{}: {} documents, {} chunks{vectors}, generation {}, embedding version {}",
+            c["name"].as_str().unwrap_or("?"),
+            c["documents"],
+            c["chunks"],
+            c["generation"],
+            c["active_embedding_version"]
+                .as_str()
                 .unwrap_or("none (BM25 only)")
         );
     }

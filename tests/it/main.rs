@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod auth;
 mod byo_vectors;
 mod cli;
 mod crash;

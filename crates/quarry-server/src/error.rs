@@ -1,7 +1,8 @@
 //! API errors and the one table that maps error codes to HTTP statuses.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use quarry_index::ErrorKind;
 
@@ -65,6 +66,15 @@ impl From<quarry_core::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (status_of(self.code), Json(body)).into_response()
+        let status = status_of(self.code);
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 section 3: a 401 names the scheme the client should use.
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"quarry\""),
+            );
+        }
+        response
     }
 }

@@ -1,14 +1,17 @@
 //! quarry-server: the HTTP API over an [`Engine`](quarry_index::Engine).
 //!
 //! [`router`] builds the whole axum application (tests drive it over a real socket); [`serve`] runs
-//! it with graceful shutdown. Handlers are thin adapters: parse, one engine call on the blocking
+//! it with graceful shutdown. [`auth`] authenticates callers and checks their roles; every engine
+//! call is made with the caller's principal. Handlers are thin adapters: parse, one engine call on the blocking
 //! pool, map the result. Errors become `{"error": {"code", "message"}}` through one table in
 //! [`error`].
 
+pub mod auth;
 pub mod error;
 mod extract;
 mod routes;
 
+pub use auth::Auth;
 pub use error::ApiError;
 pub use routes::{AppState, ServerOptions, router};
 

@@ -1,11 +1,24 @@
-//! `POST /v1/collections/{c}/documents` (upsert a batch) and `DELETE .../documents/{id}`.
+//! The documents of a collection: `GET .../documents` (a page of documents, without their texts),
+//! `GET .../documents/{id}` (one, with its text), `POST .../documents` (upsert a batch) and
+//! `DELETE .../documents/{id}`. A document the caller may not read answers exactly like a missing
+//! one: 404 `document_not_found`.
 
 use super::{Shared, blocking};
+use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use axum::Json;
-use axum::extract::{Path, State};
-use quarry_index::{Change, IngestOptions, IngestSummary, ingest_records};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use quarry_core::{Principal, Role};
+use quarry_index::ingest::Record;
+use quarry_index::{DocumentRow, Engine, IngestOptions, IngestSummary, ingest_records};
+use serde::Deserialize;
+
+/// Documents per page when `limit` is not given.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Most documents per page.
+pub const MAX_LIMIT: usize = 1000;
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -13,7 +26,82 @@ pub struct UpsertRequest {
     pub documents: Vec<serde_json::Value>,
 }
 
+/// `?after=ID&limit=N`: the page after document `ID` (in doc id order).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+}
+
+pub async fn list(
+    caller: Caller<role::Reader>,
+    State(state): State<Shared>,
+    Path(collection): Path<String>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(params) = params.map_err(|e| {
+        ApiError::new(
+            "invalid_request",
+            format!("{}; use ?after=ID&limit=N", e.body_text()),
+        )
+    })?;
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::new(
+            "invalid_request",
+            format!("`limit` {limit}: use 1 to {MAX_LIMIT}"),
+        ));
+    }
+    let (mut docs, principal) = blocking(move || {
+        // One more than asked, to know whether another page follows.
+        let docs = state.engine.documents(
+            &collection,
+            &caller.principal,
+            params.after.as_deref(),
+            limit + 1,
+        )?;
+        Ok((docs, caller.principal))
+    })
+    .await?;
+    let more = docs.len() > limit;
+    docs.truncate(limit);
+    let next_after = more.then(|| docs.last().map(|d| d.id.clone())).flatten();
+    let documents: Vec<serde_json::Value> =
+        docs.into_iter().map(|d| shown(d, &principal)).collect();
+    Ok(Json(
+        serde_json::json!({"documents": documents, "next_after": next_after}),
+    ))
+}
+
+pub async fn get(
+    caller: Caller<role::Reader>,
+    State(state): State<Shared>,
+    Path((collection, doc_id)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    blocking(move || {
+        let doc = state
+            .engine
+            .document(&collection, &doc_id, &caller.principal)?;
+        Ok(Json(shown(doc, &caller.principal)))
+    })
+    .await
+}
+
+/// A document as `caller` is shown it: its ACL only to writers and admins, since it names other
+/// users and groups.
+fn shown(doc: DocumentRow, caller: &Principal) -> serde_json::Value {
+    let mut v = serde_json::to_value(doc).unwrap_or_default();
+    if caller.role < Role::Writer
+        && let Some(o) = v.as_object_mut()
+    {
+        o.remove("acl");
+    }
+    v
+}
+
 pub async fn upsert(
+    caller: Caller<role::Writer>,
     State(state): State<Shared>,
     Path(collection): Path<String>,
     JsonBody(req): JsonBody<UpsertRequest>,
@@ -28,26 +116,62 @@ pub async fn upsert(
         collection,
         ..state.options.ingest.clone()
     };
-    let summary =
-        blocking(move || Ok(ingest_records(&state.engine, req.documents, &opts, "api")?)).await?;
+    let summary = blocking(move || {
+        check_replaceable(
+            &state.engine,
+            &opts.collection,
+            &req.documents,
+            &caller.principal,
+        )?;
+        Ok(ingest_records(&state.engine, req.documents, &opts, "api")?)
+    })
+    .await?;
     Ok(Json(summary))
 }
 
+/// A writer adds documents and replaces those it may read. Replacing one it may not read is
+/// refused before anything is written: it would overwrite a document the caller cannot see, and
+/// tell it (as `updated` or `unchanged`) that the document exists. An admin reads everything.
+fn check_replaceable(
+    engine: &Engine,
+    collection: &str,
+    records: &[serde_json::Value],
+    caller: &Principal,
+) -> Result<(), ApiError> {
+    if caller.sees_all() {
+        return Ok(());
+    }
+    let known = engine.doc_states(collection)?;
+    let default_acl = &engine.options().default_acl;
+    for (i, value) in records.iter().enumerate() {
+        // Malformed records are left for ingest_records, which names them.
+        let Ok(rec) = Record::deserialize(value) else {
+            continue;
+        };
+        if let Some(state) = known.get(&rec.id)
+            && !caller.may_read(&state.acl, default_acl)
+        {
+            return Err(ApiError::new(
+                "forbidden",
+                format!(
+                    "documents[{i}]: `{}` is a document this caller may not read, so it may not replace it; nothing was written",
+                    rec.id
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub async fn delete(
+    caller: Caller<role::Writer>,
     State(state): State<Shared>,
     Path((collection, doc_id)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     blocking(move || {
-        state.engine.collection(&collection)?;
         let stats = state
             .engine
-            .apply(&collection, vec![Change::Delete(doc_id.clone())])?;
-        if stats.deleted == 0 {
-            return Err(ApiError::new(
-                "document_not_found",
-                format!("document `{doc_id}` not found in `{collection}`"),
-            ));
-        }
+            .delete_document(&collection, &doc_id, &caller.principal)?;
         Ok(Json(
             serde_json::json!({"deleted": doc_id, "generation": stats.generation}),
         ))

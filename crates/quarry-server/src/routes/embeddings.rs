@@ -3,6 +3,7 @@
 //! one as its embedding provider.
 
 use super::{Shared, blocking};
+use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use axum::Json;
@@ -33,6 +34,7 @@ pub struct EmbeddingsRequest {
 }
 
 pub async fn embeddings(
+    _caller: Caller<role::Reader>,
     State(state): State<Shared>,
     JsonBody(req): JsonBody<EmbeddingsRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {

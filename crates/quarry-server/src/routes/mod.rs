@@ -1,17 +1,33 @@
 //! The router: routes, shared state, and the layers every request passes (request id, tracing,
-//! body limit, timeout, JSON fallbacks).
+//! body limit, timeout, JSON fallbacks, and authentication for `/v1`).
+//!
+//! Every `/v1` route authenticates its caller ([`crate::auth::authenticate`]) and needs a role,
+//! stated by the `Caller<role::..>` its handler takes:
+//!
+//! | route | role |
+//! |---|---|
+//! | `GET /v1/collections`, `GET /v1/collections/{c}` | reader |
+//! | `POST /v1/collections/{c}/query` | reader |
+//! | `GET /v1/collections/{c}/documents`, `GET /v1/collections/{c}/documents/{id}` | reader |
+//! | `POST /v1/embeddings` | reader |
+//! | `POST /v1/collections/{c}/documents`, `DELETE /v1/collections/{c}/documents/{id}` | writer |
+//!
+//! No current route needs `admin`; admins differ from writers in what they read (every document,
+//! whatever its ACL). `/healthz` and `/readyz` are open. The tracing span of a request records its
+//! id, method and path only: never headers (the token) or the query string.
 
 mod collections;
 mod documents;
 mod embeddings;
 mod query;
 
+use crate::auth::{self, Auth};
 use crate::error::ApiError;
 use axum::extract::{Request, State};
 use axum::http::HeaderName;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use quarry_core::{GroupBy, Mode};
 use quarry_index::{Engine, IngestOptions};
@@ -31,6 +47,8 @@ pub struct ServerOptions {
     pub default_group_by: GroupBy,
     /// Ingest settings for the documents API (its `collection` is taken from the route).
     pub ingest: IngestOptions,
+    /// Who may call `/v1` (off by default: every caller is the local admin).
+    pub auth: Auth,
 }
 
 impl Default for ServerOptions {
@@ -42,6 +60,7 @@ impl Default for ServerOptions {
             default_mode: Mode::Hybrid,
             default_group_by: GroupBy::Chunk,
             ingest: IngestOptions::default(),
+            auth: Auth::off(),
         }
     }
 }
@@ -77,6 +96,7 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         options,
         ready: AtomicBool::new(true),
     });
+    let auth = state.options.auth.clone();
     let x_request_id = HeaderName::from_static("x-request-id");
     let v1 = Router::new()
         .route("/collections", get(collections::list))
@@ -84,13 +104,14 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         .route("/collections/{collection}/query", post(query::query))
         .route(
             "/collections/{collection}/documents",
-            post(documents::upsert),
+            get(documents::list).post(documents::upsert),
         )
         .route(
             "/collections/{collection}/documents/{*doc_id}",
-            delete(documents::delete),
+            get(documents::get).delete(documents::delete),
         )
-        .route("/embeddings", post(embeddings::embeddings));
+        .route("/embeddings", post(embeddings::embeddings))
+        .route_layer(middleware::from_fn_with_state(auth, auth::authenticate));
     Router::new()
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))

@@ -1,11 +1,12 @@
-//! `POST /v1/collections/{c}/query`.
+//! `POST /v1/collections/{c}/query`: hits of the documents the caller may read.
 
 use super::{Shared, blocking};
+use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use axum::Json;
 use axum::extract::{Path, State};
-use quarry_core::{Fusion, GroupBy, Mode, Principal, QueryOptions};
+use quarry_core::{Fusion, GroupBy, Mode, QueryOptions};
 use quarry_index::SearchResponse;
 
 /// The request body (API.md). `filter` and `explain` are accepted for forward compatibility.
@@ -22,6 +23,7 @@ pub struct QueryRequest {
 }
 
 pub async fn query(
+    caller: Caller<role::Reader>,
     State(state): State<Shared>,
     Path(collection): Path<String>,
     JsonBody(req): JsonBody<QueryRequest>,
@@ -48,7 +50,7 @@ pub async fn query(
     let mut answer = blocking(move || {
         let searcher = state.engine.searcher(&collection)?;
         let q = q.with_fusion(fusion.unwrap_or(searcher.default_fusion()))?;
-        Ok(searcher.search(&q, &Principal::local_admin())?)
+        Ok(searcher.search(&q, &caller.principal)?)
     })
     .await?;
     if explain {
