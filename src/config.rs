@@ -112,7 +112,8 @@ pub struct QueryConfig {
     pub top_k: usize,
     pub mode: Mode,
     pub group_by: GroupBy,
-    /// Fusion of hybrid queries: `{method = "rrf", k = 60}` or `{method = "weighted", alpha = 0.5}`.
+    /// Fusion of hybrid queries: `{method = "weighted", alpha = 0.6}` (the default) or
+    /// `{method = "rrf", k = 60}`.
     pub fusion: Fusion,
     /// How long a query waits for its embedding before answering from BM25 (`degraded: true`).
     pub embed_timeout_ms: u64,

@@ -33,7 +33,7 @@ pub struct Args {
     pub json: bool,
 }
 
-/// `--fusion rrf|weighted`, `--rrf-k`, `--alpha` [default: query.fusion, RRF with k = 60].
+/// `--fusion rrf|weighted`, `--rrf-k`, `--alpha` [default: query.fusion, weighted with alpha 0.6].
 #[derive(Debug, Clone, clap::Args)]
 pub struct FusionArgs {
     /// Fusion of hybrid results: rrf or weighted [default: query.fusion].
@@ -42,7 +42,7 @@ pub struct FusionArgs {
     /// k of RRF (with --fusion rrf) [default: 60].
     #[arg(long)]
     pub rrf_k: Option<f32>,
-    /// Weight of the vector side, 0 to 1 (with --fusion weighted) [default: 0.5].
+    /// Weight of the vector side, 0 to 1 (with --fusion weighted) [default: 0.6].
     #[arg(long)]
     pub alpha: Option<f32>,
 }
@@ -52,7 +52,7 @@ impl FusionArgs {
     pub fn resolve(&self, default: Fusion) -> Fusion {
         match self.fusion.as_deref() {
             Some("weighted") => Fusion::Weighted {
-                alpha: self.alpha.unwrap_or(0.5),
+                alpha: self.alpha.unwrap_or(quarry_core::fusion::DEFAULT_ALPHA),
             },
             Some(_) => Fusion::Rrf {
                 k: self.rrf_k.unwrap_or(60.0),

@@ -7,6 +7,9 @@
 //!   max-normalised scores"); a document missing from a list gets 0 from it. `alpha` is the weight
 //!   of the vector side.
 //!
+//! The searcher completes a weighted fusion's inputs first: a chunk found by one retriever gets its
+//! true score from the other (see `quarry_index::Searcher`), so "missing" rarely means 0.
+//!
 //! Ties are broken by the key so the output is deterministic.
 
 use crate::error::{Error, Result};
@@ -32,12 +35,21 @@ fn default_k() -> f32 {
 }
 
 fn default_alpha() -> f32 {
-    0.5
+    DEFAULT_ALPHA
 }
 
+/// The default weight of the vector side in a weighted fusion: tuned on the SciFact *train* split
+/// with all-MiniLM-L6-v2 and 256-token chunks (nDCG@10 0.7265 at 0.4, 0.7318 at 0.5, 0.7338 at
+/// 0.6, 0.7303 at 0.7; RRF with k = 60 reaches 0.7123 there).
+pub const DEFAULT_ALPHA: f32 = 0.6;
+
+/// The default fusion: weighted, `alpha` = [`DEFAULT_ALPHA`], which beat RRF on the train split
+/// (see `DEFAULT_ALPHA`).
 impl Default for Fusion {
     fn default() -> Self {
-        Fusion::Rrf { k: default_k() }
+        Fusion::Weighted {
+            alpha: DEFAULT_ALPHA,
+        }
     }
 }
 
