@@ -304,13 +304,13 @@ impl Searcher {
         let access = self.access(caller);
         let (candidates, _) =
             self.candidates(text, mode, vector, depth, self.default_fusion, &access)?;
-        Ok(candidates
+        candidates
             .iter()
             .map(|c| {
                 let key = crate::bm25::key_of(&self.snapshot, c.address)?.unwrap_or_default();
                 Ok((key, c.score))
             })
-            .collect::<Result<Vec<_>>>()?)
+            .collect()
     }
 
     /// Fused candidates, best first, from each retriever's best `depth` chunks.
