@@ -21,4 +21,4 @@ for _ in $(seq 1 100); do
 done
 echo
 echo "query over HTTP: $question"
-"$bin" query --server "http://127.0.0.1:$port" --mode bm25 --top-k 3 "$question"
+"$bin" query --server "http://127.0.0.1:$port" --top-k 3 "$question"
