@@ -603,22 +603,29 @@ fn report_quality(loaded: &Loaded, data: &Dataset) {
     }
 }
 
+/// The folder of the loaded collection's vector index, if it has an embedding version.
+fn vector_dir(loaded: &Loaded) -> Option<std::path::PathBuf> {
+    let version = loaded.searcher.embedding_version()?;
+    Some(
+        loaded
+            .engine
+            .dir()
+            .join("collections")
+            .join(COLLECTION)
+            .join("vectors")
+            .join(version),
+    )
+}
+
 /// The vector index mode, and the recall of HNSW against an exact scan: of the graph itself
 /// (reopened from the engine's dump) at the depths the searcher asks for, and of the searcher's
 /// `vector/top10_document` answers.
 fn report_vector_index(loaded: &Loaded, data: &Dataset) {
-    let Some(version) = loaded.searcher.embedding_version() else {
+    let Some(dir) = vector_dir(loaded) else {
         eprintln!("vector index: the collection has no embedding version");
         return;
     };
     let params = loaded.engine.options().vector;
-    let dir = loaded
-        .engine
-        .dir()
-        .join("collections")
-        .join(COLLECTION)
-        .join("vectors")
-        .join(version);
     let index = match VectorIndex::open(&dir, DIMS, params) {
         Ok(index) => index,
         Err(e) => {
@@ -703,16 +710,9 @@ fn report_vector_index(loaded: &Loaded, data: &Dataset) {
 /// default plan (exact scan of few permitted vectors, filtered graph traversal otherwise) and with
 /// the graph forced at every fraction.
 fn report_filtered(loaded: &Loaded, data: &Dataset) {
-    let Some(version) = loaded.searcher.embedding_version() else {
+    let Some(dir) = vector_dir(loaded) else {
         return;
     };
-    let dir = loaded
-        .engine
-        .dir()
-        .join("collections")
-        .join(COLLECTION)
-        .join("vectors")
-        .join(version);
     let defaults = loaded.engine.options().vector;
     let forced = VectorParams {
         exact_threshold: 0,

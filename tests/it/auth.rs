@@ -213,6 +213,13 @@ fn every_v1_route_needs_a_valid_token_and_the_role() {
             200,
         ),
         (
+            Method::GET,
+            "/v1/collections/default/versions",
+            Value::Null,
+            Role::Admin,
+            200,
+        ),
+        (
             Method::DELETE,
             "/v1/collections/default/documents/victim.md",
             Value::Null,

@@ -94,10 +94,31 @@ fn hybrid_queries_fuse_both_retrievers_with_the_requested_fusion() {
         "{top}"
     );
     assert!(top["scores"]["bm25_rank"].is_number() && top["scores"]["vector_rank"].is_number());
-    // RRF: a hit first in both lists scores 2/61
-    if top["scores"]["bm25_rank"] == 1 && top["scores"]["vector_rank"] == 1 {
-        assert!((top["score"].as_f64().unwrap() - 2.0 / 61.0).abs() < 1e-6);
+    // The default, weighted (alpha 0.6) over max-normalised scores: a hit first in both lists
+    // scores 0.4 · 1 + 0.6 · 1 = 1; with RRF (k = 60) it scores 2/61.
+    let first_in_both = top["scores"]["bm25_rank"] == 1 && top["scores"]["vector_rank"] == 1;
+    if first_in_both {
+        assert!((top["score"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{top}");
     }
+    let (_, rrf) = q(json!({"query": "memory safety", "group_by": "document",
+                             "fusion": {"method": "rrf"}}));
+    let rrf_top = &rrf["results"][0];
+    if rrf_top["scores"]["bm25_rank"] == 1 && rrf_top["scores"]["vector_rank"] == 1 {
+        assert!(
+            (rrf_top["score"].as_f64().unwrap() - 2.0 / 61.0).abs() < 1e-6,
+            "{rrf_top}"
+        );
+    }
+    // weighted scores are convex combinations of scores divided by their list's maximum: at most
+    // 1 (a negative cosine stays negative)
+    let scores: Vec<f64> = hybrid["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores.iter().all(|s| *s <= 1.0 + 1e-6), "{scores:?}");
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
     // documents only the vector side found are there too
     assert!(ids(&hybrid).len() >= 2, "{hybrid}");
 

@@ -17,6 +17,7 @@ pub mod vectors;
 pub use catalog::DocumentRow;
 pub use engine::{
     ActiveEmbedder, ApplyStats, Change, CollectionStats, EmbedderSource, Engine, EngineOptions,
+    VersionInfo,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use ingest::{

@@ -598,25 +598,34 @@ impl Catalog {
     }
 
     pub fn version(&self, collection: &str, id: &str) -> Result<Option<VersionRow>> {
-        let row = self
-            .conn
-            .query_row(
-                "SELECT id, embedder, fingerprint, spec, state, created_at FROM embedding_versions
-                 WHERE collection = ?1 AND id = ?2",
-                [collection, id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, i64>(5)?,
-                    ))
-                },
-            )
-            .optional()?;
-        row.map(|(id, embedder, fp, spec, state, created_at)| {
+        Ok(self
+            .versions_where(collection, Some(id))?
+            .into_iter()
+            .next())
+    }
+
+    /// Every embedding version of a collection, oldest first.
+    pub fn versions(&self, collection: &str) -> Result<Vec<VersionRow>> {
+        self.versions_where(collection, None)
+    }
+
+    fn versions_where(&self, collection: &str, id: Option<&str>) -> Result<Vec<VersionRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, embedder, fingerprint, spec, state, created_at FROM embedding_versions
+             WHERE collection = ?1 AND (?2 IS NULL OR id = ?2) ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map(params![collection, id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (id, embedder, fp, spec, state, created_at) = row?;
             Ok(VersionRow {
                 fingerprint: Fingerprint::from_hex(&fp)
                     .ok_or_else(|| Error::Corrupt(format!("bad fingerprint {fp:?}")))?,
@@ -629,7 +638,7 @@ impl Catalog {
                 created_at,
             })
         })
-        .transpose()
+        .collect()
     }
 
     /// Creates the version of `embedder` (with `spec`) for the collection and makes it active.

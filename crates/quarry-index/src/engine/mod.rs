@@ -132,6 +132,20 @@ pub struct ApplyStats {
     pub cache_hits: u64,
 }
 
+/// An embedding version as `GET /v1/collections/{c}/versions` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VersionInfo {
+    pub id: String,
+    pub embedder: String,
+    pub fingerprint: String,
+    pub spec: quarry_core::EmbedderSpec,
+    pub state: String,
+    pub active: bool,
+    /// Chunks of the collection with a stored vector of this version's fingerprint.
+    pub vectors: u64,
+    pub created_at: i64,
+}
+
 /// Counts of a collection, as `status` and `GET /v1/collections` show them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CollectionStats {
@@ -256,6 +270,28 @@ impl Engine {
             versions_building: Vec::new(),
             chunk_options: row.chunk_options,
         })
+    }
+
+    /// A collection's embedding versions, oldest first, each with its stored vector count.
+    pub fn versions(&self, collection: &str) -> Result<Vec<VersionInfo>> {
+        let row = self.collection(collection)?;
+        let versions = self.catalog().versions(collection)?;
+        versions
+            .into_iter()
+            .map(|v| {
+                let vectors = self.catalog().count_vectors(collection, &v.fingerprint)?;
+                Ok(VersionInfo {
+                    active: row.active_version.as_deref() == Some(v.id.as_str()),
+                    id: v.id,
+                    embedder: v.embedder,
+                    fingerprint: v.fingerprint.to_hex(),
+                    spec: v.spec,
+                    state: v.state,
+                    vectors,
+                    created_at: v.created_at,
+                })
+            })
+            .collect()
     }
 
     /// Every collection, with its counts as `caller` sees them.

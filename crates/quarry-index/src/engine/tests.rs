@@ -390,7 +390,22 @@ fn hybrid_fusion_uses_both_retrievers() {
     assert_eq!(r.results[0].doc_id, "d1");
     let s = &r.results[0].scores;
     assert_eq!((s.bm25_rank, s.vector_rank), (Some(1), Some(1)));
-    assert!((r.results[0].score - 2.0 / 61.0).abs() < 1e-6, "RRF score");
+    // the default fusion, weighted: first in both max-normalised lists scores 0.4 + 0.6 = 1
+    assert!((r.results[0].score - 1.0).abs() < 1e-6, "weighted score");
+    let rrf = q
+        .clone()
+        .with_fusion(quarry_core::Fusion::Rrf { k: 60.0 })
+        .unwrap();
+    let r_rrf = engine
+        .searcher("c")
+        .unwrap()
+        .search(&rrf, &admin())
+        .unwrap();
+    assert_eq!(r_rrf.results[0].doc_id, "d1");
+    assert!(
+        (r_rrf.results[0].score - 2.0 / 61.0).abs() < 1e-6,
+        "RRF score"
+    );
     // documents only the vector side found are there too
     assert_eq!(r.results.len(), PARAS.len());
     // weighted with alpha = 0 ranks by BM25 only, alpha = 1 by vectors only

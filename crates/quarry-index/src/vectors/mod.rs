@@ -254,7 +254,7 @@ impl VectorSnapshot {
         }
         let few = (ids.len() as f32) < self.filter_exact_fraction * self.live as f32;
         let (found, plan) = if ids.len() < self.exact_threshold || few {
-            (self.exact_among(&points, query, k, &ids), FilterPlan::Exact)
+            (self.exact_among(&points, query, k, ids), FilterPlan::Exact)
         } else {
             let mut allowed = vec![false; self.upto];
             for id in &ids {
@@ -292,16 +292,17 @@ impl VectorSnapshot {
             .collect()
     }
 
-    /// Exact top `k` among the points `ids` (alive, sorted).
+    /// Exact top `k` among the points `ids` (alive), best first.
     fn exact_among(
         &self,
         points: &Points,
         query: &[f32],
         k: usize,
-        ids: &[usize],
+        ids: impl IntoIterator<Item = usize>,
     ) -> Vec<(usize, f32)> {
+        // min-heap of the best k by similarity
         let mut heap = std::collections::BinaryHeap::with_capacity(k + 1);
-        for &id in ids {
+        for id in ids {
             let sim = dot(query, &points.vectors[id * self.dims..(id + 1) * self.dims]);
             heap.push(std::cmp::Reverse(Scored(sim, id)));
             if heap.len() > k {
@@ -323,24 +324,8 @@ impl VectorSnapshot {
     }
 
     fn exact(&self, points: &Points, query: &[f32], k: usize) -> Vec<(usize, f32)> {
-        let mut heap = std::collections::BinaryHeap::with_capacity(k + 1);
-        for (id, v) in points.vectors[..self.upto * self.dims]
-            .chunks_exact(self.dims)
-            .enumerate()
-        {
-            if self.dead.get(id).copied().unwrap_or(false) {
-                continue;
-            }
-            let sim = dot(query, v);
-            // min-heap of the best k by similarity
-            heap.push(std::cmp::Reverse(Scored(sim, id)));
-            if heap.len() > k {
-                heap.pop();
-            }
-        }
-        let mut out: Vec<(usize, f32)> = heap.into_iter().map(|r| (r.0.1, r.0.0)).collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        out
+        let live = (0..self.upto).filter(|id| !self.dead.get(*id).copied().unwrap_or(false));
+        self.exact_among(points, query, k, live)
     }
 }
 

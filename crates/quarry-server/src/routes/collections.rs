@@ -1,4 +1,5 @@
-//! `GET /v1/collections` and `GET /v1/collections/{c}`: counts as the caller sees them.
+//! `GET /v1/collections` and `GET /v1/collections/{c}`: counts as the caller sees them;
+//! `GET /v1/collections/{c}/versions` (admin): the collection's embedding versions.
 
 use super::{Shared, blocking};
 use crate::auth::{Caller, role};
@@ -6,6 +7,7 @@ use crate::error::ApiError;
 use axum::Json;
 use axum::extract::{Path, State};
 use quarry_index::CollectionStats;
+use quarry_index::VersionInfo;
 
 pub async fn list(
     caller: Caller<role::Reader>,
@@ -23,4 +25,14 @@ pub async fn stats(
     Ok(Json(
         blocking(move || Ok(state.engine.stats(&collection, &caller.principal)?)).await?,
     ))
+}
+
+pub async fn versions(
+    _caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+    Path(collection): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let versions: Vec<VersionInfo> =
+        blocking(move || Ok(state.engine.versions(&collection)?)).await?;
+    Ok(Json(serde_json::json!({ "versions": versions })))
 }

@@ -11,9 +11,9 @@
 //! | `GET /v1/collections/{c}/documents`, `GET /v1/collections/{c}/documents/{id}` | reader |
 //! | `POST /v1/embeddings` | reader |
 //! | `POST /v1/collections/{c}/documents`, `DELETE /v1/collections/{c}/documents/{id}` | writer |
+//! | `GET /v1/collections/{c}/versions` | admin |
 //!
-//! No current route needs `admin`; admins differ from writers in what they read (every document,
-//! whatever its ACL). `/healthz` and `/readyz` are open. The tracing span of a request records its
+//! Admins also differ from writers in what they read (every document, whatever its ACL). `/healthz` and `/readyz` are open. The tracing span of a request records its
 //! id, method and path only: never headers (the token) or the query string.
 
 mod collections;
@@ -102,6 +102,10 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         .route("/collections", get(collections::list))
         .route("/collections/{collection}", get(collections::stats))
         .route("/collections/{collection}/query", post(query::query))
+        .route(
+            "/collections/{collection}/versions",
+            get(collections::versions),
+        )
         .route(
             "/collections/{collection}/documents",
             get(documents::list).post(documents::upsert),
