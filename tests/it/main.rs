@@ -7,6 +7,7 @@ mod auth;
 mod byo_vectors;
 mod cli;
 mod crash;
+mod eval;
 mod http;
 mod hybrid;
 mod ingest_bad_input;

@@ -5,7 +5,7 @@
 //! all judged documents (Järvelin & Kekäläinen 2002; trec_eval `ndcg_cut`). A query with no relevant
 //! document scores 0 on every metric, as in trec_eval.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Graded relevance judgments of one query.
 pub type Judgments = HashMap<String, u32>;
@@ -52,6 +52,119 @@ pub fn mrr_at_k(ranked: &[String], judged: &Judgments, k: usize) -> f64 {
         .map_or(0.0, |i| 1.0 / (i + 1) as f64)
 }
 
+/// Precision at cut-off `k`: relevant documents among the first `k`, divided by `k` even when the
+/// run is shorter (trec_eval `P_k`).
+pub fn precision_at_k(ranked: &[String], judged: &Judgments, k: usize) -> f64 {
+    if k == 0 {
+        return 0.0;
+    }
+    let found = ranked
+        .iter()
+        .take(k)
+        .filter(|d| judged.get(*d).is_some_and(|&g| g > 0))
+        .count();
+    found as f64 / k as f64
+}
+
+/// Average precision over the first `k` (trec_eval `map_cut_k`): the precision at the rank of
+/// each relevant document retrieved in the first `k`, summed and divided by the number of
+/// relevant documents (retrieved or not).
+pub fn average_precision_at_k(ranked: &[String], judged: &Judgments, k: usize) -> f64 {
+    let relevant = judged.values().filter(|&&g| g > 0).count();
+    if relevant == 0 {
+        return 0.0;
+    }
+    let mut found = 0usize;
+    let mut sum = 0.0;
+    for (i, d) in ranked.iter().take(k).enumerate() {
+        if judged.get(d).is_some_and(|&g| g > 0) {
+            found += 1;
+            sum += found as f64 / (i + 1) as f64;
+        }
+    }
+    sum / relevant as f64
+}
+
+/// The cut-offs every metric is reported at.
+pub const CUTOFFS: [usize; 4] = [1, 5, 10, 100];
+
+/// Every metric of one query at every cut-off, by name (`ndcg@10`, `recall@100`, `mrr@10`,
+/// `map@100`, `p@5`, …).
+pub fn query_metrics(ranked: &[String], judged: &Judgments) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for k in CUTOFFS {
+        out.insert(format!("ndcg@{k}"), ndcg_at_k(ranked, judged, k));
+        out.insert(format!("recall@{k}"), recall_at_k(ranked, judged, k));
+        out.insert(format!("mrr@{k}"), mrr_at_k(ranked, judged, k));
+        out.insert(
+            format!("map@{k}"),
+            average_precision_at_k(ranked, judged, k),
+        );
+        out.insert(format!("p@{k}"), precision_at_k(ranked, judged, k));
+    }
+    out
+}
+
+/// The mean of each metric over queries (0 for no query).
+pub fn mean_metrics<'a>(
+    per_query: impl IntoIterator<Item = &'a BTreeMap<String, f64>>,
+) -> BTreeMap<String, f64> {
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    let mut n = 0usize;
+    for m in per_query {
+        n += 1;
+        for (k, v) in m {
+            *sums.entry(k.clone()).or_default() += v;
+        }
+    }
+    for v in sums.values_mut() {
+        *v /= n.max(1) as f64;
+    }
+    sums
+}
+
+/// Orders a scored run as trec_eval does: score descending, ties by document id descending.
+pub fn trec_order(run: &mut [(String, f64)]) {
+    run.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+}
+
+/// Two-sided paired randomization test (Fisher; Smucker, Allan & Carterette 2007) of the mean
+/// difference `b − a` over paired per-query values: the fraction of `trials` random sign flips of
+/// the differences whose mean is at least as far from 0 as the observed one, as `(hits + 1) /
+/// (trials + 1)`. Deterministic for a given `seed`. `a` and `b` must have the same length.
+pub fn randomization_p_value(a: &[f64], b: &[f64], trials: usize, seed: u64) -> f64 {
+    assert_eq!(a.len(), b.len(), "paired values");
+    let diffs: Vec<f64> = a.iter().zip(b).map(|(x, y)| y - x).collect();
+    if diffs.is_empty() {
+        return 1.0;
+    }
+    let observed = diffs.iter().sum::<f64>().abs();
+    // splitmix64: a small, well-mixed generator; no dependency for a coin flip
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut hits = 0usize;
+    for _ in 0..trials {
+        let mut sum = 0.0;
+        let mut bits = 0u64;
+        for (i, d) in diffs.iter().enumerate() {
+            if i % 64 == 0 {
+                bits = next();
+            }
+            sum += if bits & (1 << (i % 64)) != 0 { *d } else { -*d };
+        }
+        if sum.abs() >= observed - 1e-12 {
+            hits += 1;
+        }
+    }
+    (hits + 1) as f64 / (trials + 1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +202,106 @@ mod tests {
         assert_eq!(recall_at_k(&r, &j, 10), 0.0);
         assert_eq!(mrr_at_k(&r, &j, 10), 0.0);
         assert_eq!(ndcg_at_k(&[], &qrels(&[("a", 1)]), 10), 0.0);
+        assert_eq!(average_precision_at_k(&r, &j, 10), 0.0);
+        assert_eq!(precision_at_k(&r, &j, 1), 0.0);
+    }
+
+    /// The committed fixture: a TREC run with ties, graded judgments, a query without relevant
+    /// documents and cut-offs beyond the run, against values computed by hand (the formulas are
+    /// written out next to each).
+    #[test]
+    fn fixture_runs_match_hand_computed_values() {
+        let run_text = include_str!("../tests/fixtures/metrics/run.trec");
+        let qrels_text = include_str!("../tests/fixtures/metrics/qrels.tsv");
+        let mut runs: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
+        for line in run_text.lines().filter(|l| !l.trim().is_empty()) {
+            let c: Vec<&str> = line.split_whitespace().collect();
+            runs.entry(c[0].into())
+                .or_default()
+                .push((c[2].into(), c[4].parse().unwrap()));
+        }
+        let mut qrels_by: BTreeMap<String, Judgments> = BTreeMap::new();
+        for line in qrels_text.lines().skip(1) {
+            let c: Vec<&str> = line.split('\t').collect();
+            qrels_by
+                .entry(c[0].into())
+                .or_default()
+                .insert(c[1].into(), c[2].parse().unwrap());
+        }
+        let ranked = |q: &str| -> Vec<String> {
+            let mut r = runs[q].clone();
+            trec_order(&mut r);
+            r.into_iter().map(|(d, _)| d).collect()
+        };
+        let l = |r: f64| (r + 1.0).log2();
+        // q1: scores d1 3.0, d2 2.0, d3 2.0 (tie: trec_eval puts d3 before d2), d4 1.0.
+        // judged: d2 = 2, d4 = 1, d9 = 3 (never retrieved), d3 = 0.
+        let r1 = ranked("q1");
+        assert_eq!(r1, ["d1", "d3", "d2", "d4"]);
+        let j1 = &qrels_by["q1"];
+        let dcg = 2.0 / l(3.0) + 1.0 / l(4.0);
+        let idcg10 = 3.0 / l(1.0) + 2.0 / l(2.0) + 1.0 / l(3.0);
+        let m = query_metrics(&r1, j1);
+        let close = |name: &str, want: f64| {
+            assert!(
+                (m[name] - want).abs() < 1e-9,
+                "{name}: {} vs {want}",
+                m[name]
+            );
+        };
+        close("ndcg@10", dcg / idcg10);
+        close("ndcg@100", dcg / idcg10);
+        close("ndcg@1", 0.0);
+        close("ndcg@5", dcg / idcg10);
+        close("recall@1", 0.0);
+        close("recall@5", 2.0 / 3.0);
+        close("mrr@10", 1.0 / 3.0);
+        close("mrr@1", 0.0);
+        close("p@1", 0.0);
+        close("p@5", 2.0 / 5.0);
+        close("p@100", 2.0 / 100.0);
+        close("map@10", (1.0 / 3.0 + 2.0 / 4.0) / 3.0);
+        close("map@1", 0.0);
+        // q2: the first document is the only relevant one (grade 1)
+        let r2 = ranked("q2");
+        let m2 = query_metrics(&r2, &qrels_by["q2"]);
+        for k in CUTOFFS {
+            assert!((m2[&format!("ndcg@{k}")] - 1.0).abs() < 1e-9);
+            assert!((m2[&format!("map@{k}")] - 1.0).abs() < 1e-9);
+            assert!((m2[&format!("p@{k}")] - 1.0 / k as f64).abs() < 1e-9);
+        }
+        // q3: judged, but nothing relevant: every metric 0
+        let m3 = query_metrics(&ranked("q3"), &qrels_by["q3"]);
+        assert!(m3.values().all(|v| *v == 0.0), "{m3:?}");
+        // means over the three queries
+        let mean = mean_metrics([&m, &m2, &m3]);
+        assert!((mean["ndcg@10"] - (dcg / idcg10 + 1.0) / 3.0).abs() < 1e-9);
+        assert!((mean["p@5"] - (0.4 + 0.2) / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn randomization_test_separates_consistent_differences_from_noise() {
+        // identical systems: every flip ties the observed 0, p = 1
+        let a = [0.5, 0.2, 0.9, 0.1];
+        assert_eq!(randomization_p_value(&a, &a, 999, 7), 1.0);
+        // b better on all 20 queries by 0.1: only 2 of 2^20 sign patterns are as extreme
+        let a: Vec<f64> = (0..20).map(|i| i as f64 / 40.0).collect();
+        let b: Vec<f64> = a.iter().map(|x| x + 0.1).collect();
+        let p = randomization_p_value(&a, &b, 9999, 7);
+        assert!(p < 0.001, "{p}");
+        // one query +0.3, one −0.3: a zero mean difference, p = 1
+        assert_eq!(randomization_p_value(&[0.0, 0.3], &[0.3, 0.0], 999, 7), 1.0);
+        // deterministic for a seed
+        let c: Vec<f64> = a
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x + if i % 3 == 0 { 0.05 } else { -0.01 })
+            .collect();
+        assert_eq!(
+            randomization_p_value(&a, &c, 999, 1),
+            randomization_p_value(&a, &c, 999, 1)
+        );
+        let p = randomization_p_value(&a, &c, 4999, 1);
+        assert!(p > 0.01 && p < 1.0, "{p}");
     }
 }

@@ -7,6 +7,9 @@
 
 mod write;
 
+mod eval;
+
+pub use eval::{EvalRun, EvalRunSummary};
 pub use write::{UpsertOutcome, WriteTx};
 
 use crate::error::{Error, Result};
@@ -15,7 +18,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::Path;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
+/// `MIGRATIONS[i]` takes a catalog from schema version `i` to `i + 1`.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    include_str!("schema.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+];
 
 /// A collection as the catalog stores it.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,17 +187,12 @@ impl Catalog {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         match version {
-            0 => {
+            0..SCHEMA_VERSION => {
+                // Each step takes the schema from version i to i + 1; all steps run in one
+                // transaction, so a catalog is at one version or the next, never in between.
+                let steps = MIGRATIONS[version as usize..].concat();
                 conn.execute_batch(&format!(
-                    "BEGIN IMMEDIATE; {} {} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
-                    include_str!("schema.sql"),
-                    include_str!("schema_v2.sql")
-                ))?;
-            }
-            1 => {
-                conn.execute_batch(&format!(
-                    "BEGIN IMMEDIATE; {} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
-                    include_str!("schema_v2.sql")
+                    "BEGIN IMMEDIATE; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))?;
             }
             SCHEMA_VERSION => {}

@@ -294,6 +294,35 @@ impl Engine {
             .collect()
     }
 
+    /// Stores an evaluation run (see `catalog::EvalRun`) and returns its id.
+    pub fn record_eval_run(
+        &self,
+        collection: &str,
+        config: &serde_json::Value,
+        metrics: &serde_json::Value,
+        queries: &serde_json::Value,
+    ) -> Result<String> {
+        check_collection_name(collection)?;
+        self.catalog()
+            .insert_eval_run(collection, config, metrics, queries)
+    }
+
+    /// Stored evaluation runs, oldest first; of one collection when given.
+    pub fn eval_runs(
+        &self,
+        collection: Option<&str>,
+    ) -> Result<Vec<crate::catalog::EvalRunSummary>> {
+        self.catalog().eval_runs(collection)
+    }
+
+    /// One stored evaluation run with its per-query results.
+    pub fn eval_run(&self, id: &str) -> Result<crate::catalog::EvalRun> {
+        self.catalog().eval_run(id)?.ok_or_else(|| Error::NotFound {
+            what: "eval run",
+            id: id.to_owned(),
+        })
+    }
+
     /// Every collection, with its counts as `caller` sees them.
     pub fn list(&self, caller: &Principal) -> Result<Vec<CollectionStats>> {
         let names: Vec<String> = self

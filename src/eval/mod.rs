@@ -3,13 +3,17 @@
 //! collection of the data dir (unchanged documents are skipped, so reruns are cheap) and queried in
 //! process; with `--server` the queries go over HTTP to a collection the server already holds.
 //! Documents are ranked with `group_by=document`; metrics follow trec_eval (quarry_core::metrics).
+//! An in-process run is recorded in the data dir's catalog with its per-query results;
+//! `quarry eval history` lists the runs and `quarry eval compare A B` compares two ([`runs`]).
+
+mod runs;
 
 use crate::cmd::query::{FusionArgs, remote};
 use crate::cmd::remote::Remote;
 use crate::cmd::{emit, open_engine, print_json};
 use crate::config::Config;
 use anyhow::{Context, bail};
-use quarry_core::metrics::{Judgments, mrr_at_k, ndcg_at_k, recall_at_k};
+use quarry_core::metrics::{Judgments, mean_metrics, query_metrics};
 use quarry_core::{GroupBy, Mode, Principal, QueryOptions};
 use quarry_index::{IngestOptions, NoProgress};
 use std::collections::{BTreeMap, HashMap};
@@ -19,10 +23,20 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
-    /// BEIR-layout dataset folder.
+    #[command(subcommand)]
+    pub command: Option<runs::Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// `quarry eval --dataset DIR ...`: one evaluation run.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// BEIR-layout dataset folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
     #[arg(long)]
-    pub dataset: PathBuf,
+    pub dataset: Option<PathBuf>,
     /// Which qrels file to judge with: qrels/<split>.tsv.
     #[arg(long, default_value = "test")]
     pub split: String,
@@ -51,15 +65,15 @@ pub struct Args {
     pub json: bool,
 }
 
+/// The report of one mode: the mean of every metric (`ndcg@10`, `recall@100`, `mrr@10`,
+/// `map@100`, `p@5`, …, at cut-offs 1, 5, 10, 100) and latency percentiles.
 #[derive(Debug, serde::Serialize)]
 struct ModeReport {
-    #[serde(rename = "ndcg@10")]
-    ndcg_10: f64,
-    #[serde(rename = "recall@100")]
-    recall_100: f64,
-    #[serde(rename = "mrr@10")]
-    mrr_10: f64,
+    #[serde(flatten)]
+    metrics: BTreeMap<String, f64>,
     latency_ms: BTreeMap<&'static str, f64>,
+    /// Queries answered from BM25 alone because the vector side failed.
+    degraded: usize,
 }
 
 fn read_queries(path: &Path) -> anyhow::Result<HashMap<String, String>> {
@@ -113,6 +127,26 @@ fn read_qrels(path: &Path) -> anyhow::Result<BTreeMap<String, Judgments>> {
     Ok(out)
 }
 
+/// `beir-<folder>`, with the folder name cut to what a collection name allows (letters, digits,
+/// `_`, `-`; other characters become `-`, leading and trailing ones are dropped).
+fn default_collection(folder: &str) -> String {
+    let mut name: String = folder
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name = name.trim_matches('-').chars().take(59).collect();
+    if name.is_empty() {
+        name = "dataset".into();
+    }
+    format!("beir-{name}")
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -122,22 +156,34 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
-    let queries = read_queries(&args.dataset.join("queries.jsonl"))?;
+    match args.command {
+        Some(command) => runs::run(data_dir, config, command),
+        None => run_dataset(data_dir, config, args.run),
+    }
+}
+
+fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Result<()> {
+    let Some(dataset_dir) = args.dataset.clone() else {
+        return Err(crate::cmd::UsageError(
+            "quarry eval needs --dataset DIR (a BEIR-layout folder), or a subcommand: history, compare"
+                .into(),
+        )
+        .into());
+    };
+    let queries = read_queries(&dataset_dir.join("queries.jsonl"))?;
     let qrels = read_qrels(
-        &args
-            .dataset
+        &dataset_dir
             .join("qrels")
             .join(format!("{}.tsv", args.split)),
     )?;
-    let name = args
-        .dataset
+    let name = dataset_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "dataset".into());
     let collection = args
         .collection
         .clone()
-        .unwrap_or_else(|| format!("beir-{name}"));
+        .unwrap_or_else(|| default_collection(&name));
 
     let engine = match &args.server {
         Some(_) => None,
@@ -151,11 +197,11 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
             };
             eprintln!(
                 "ingesting {} into collection {collection} (embedding new chunks; the first run on a corpus takes a while)",
-                args.dataset.join("corpus.jsonl").display()
+                dataset_dir.join("corpus.jsonl").display()
             );
             let s = quarry_index::ingest(
                 &engine,
-                &[args.dataset.join("corpus.jsonl")],
+                &[dataset_dir.join("corpus.jsonl")],
                 &opts,
                 &NoProgress,
             )?;
@@ -182,14 +228,17 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
 
     let fusion = args.fusion.resolve(config.query.fusion);
     let mut reports = BTreeMap::new();
+    let mut per_mode_queries = BTreeMap::new();
     for mode in &args.modes {
         let mode_name = serde_json::to_value(mode)?
             .as_str()
             .unwrap_or("mode")
             .to_owned();
         let mut trec = Vec::new();
-        let (mut ndcg, mut recall, mut mrr, mut lat) = (0.0, 0.0, 0.0, Vec::new());
+        let mut lat = Vec::new();
         let mut degraded = 0usize;
+        let mut per_query: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        let mut metrics_of: Vec<BTreeMap<String, f64>> = Vec::with_capacity(qrels.len());
         for (qid, judged) in &qrels {
             let text = queries
                 .get(qid)
@@ -207,9 +256,18 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
                 degraded += 1;
             }
             let ranked: Vec<String> = answer.results.iter().map(|h| h.doc_id.clone()).collect();
-            ndcg += ndcg_at_k(&ranked, judged, 10);
-            recall += recall_at_k(&ranked, judged, 100);
-            mrr += mrr_at_k(&ranked, judged, 10);
+            let m = query_metrics(&ranked, judged);
+            let mut relevant: Vec<&String> = judged
+                .iter()
+                .filter(|(_, g)| **g > 0)
+                .map(|(d, _)| d)
+                .collect();
+            relevant.sort();
+            per_query.insert(
+                qid.clone(),
+                serde_json::json!({"ranked": ranked, "relevant": relevant, "metrics": m}),
+            );
+            metrics_of.push(m);
             for (i, h) in answer.results.iter().enumerate() {
                 trec.push(format!(
                     "{qid} Q0 {} {} {} quarry-{mode_name}",
@@ -222,29 +280,48 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         if degraded > 0 {
             eprintln!("warning: {degraded} {mode_name} queries were answered degraded (BM25 only)");
         }
-        let n = qrels.len().max(1) as f64;
         lat.sort_by(f64::total_cmp);
         let latency_ms = BTreeMap::from([
             ("p50", percentile(&lat, 50.0)),
+            ("p95", percentile(&lat, 95.0)),
             ("p99", percentile(&lat, 99.0)),
         ]);
         reports.insert(
             mode_name.clone(),
             ModeReport {
-                ndcg_10: ndcg / n,
-                recall_100: recall / n,
-                mrr_10: mrr / n,
+                metrics: mean_metrics(&metrics_of),
                 latency_ms,
+                degraded,
             },
         );
+        per_mode_queries.insert(mode_name.clone(), per_query);
         if let Some(dir) = &args.out {
             std::fs::create_dir_all(dir)?;
             let mut f = std::fs::File::create(dir.join(format!("{mode_name}.trec")))?;
             writeln!(f, "{}", trec.join("\n"))?;
         }
     }
+    // Recorded with what it measured: only in-process runs, whose configuration is known here.
+    let run_id = match (&engine, &searcher) {
+        (Some(engine), Some(searcher)) => {
+            let config = serde_json::json!({
+                "source": "dataset", "dataset": dataset_dir, "split": args.split,
+                "embedding_version": searcher.embedding_version(),
+                "chunk_options": engine.chunk_options(&collection)?,
+                "fusion": fusion, "top_k": args.top_k, "queries": qrels.len(),
+            });
+            Some(engine.record_eval_run(
+                &collection,
+                &config,
+                &serde_json::to_value(&reports)?,
+                &serde_json::to_value(&per_mode_queries)?,
+            )?)
+        }
+        _ => None,
+    };
     let report = serde_json::json!({
-        "dataset": args.dataset, "split": args.split, "collection": collection, "queries": qrels.len(),
+        "run_id": run_id,
+        "dataset": dataset_dir, "split": args.split, "collection": collection, "queries": qrels.len(),
         "fusion": fusion, "modes": reports,
     });
     if args.json {
@@ -253,18 +330,41 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{} ({}, {} queries, collection {collection})",
-        args.dataset.display(),
+        "{} ({}, {} queries, collection {collection}){}",
+        dataset_dir.display(),
         args.split,
-        qrels.len()
+        qrels.len(),
+        run_id
+            .as_deref()
+            .map(|id| format!(", recorded as run {id}"))
+            .unwrap_or_default()
     );
     for (mode, r) in &reports {
         let _ = writeln!(
             o,
             "  {mode:<7} nDCG@10 {:.4}  Recall@100 {:.4}  MRR@10 {:.4}  latency p50 {:.2} ms  p99 {:.2} ms",
-            r.ndcg_10, r.recall_100, r.mrr_10, r.latency_ms["p50"], r.latency_ms["p99"]
+            r.metrics["ndcg@10"],
+            r.metrics["recall@100"],
+            r.metrics["mrr@10"],
+            r.latency_ms["p50"],
+            r.latency_ms["p99"]
         );
     }
     emit(&o);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_collection;
+
+    #[test]
+    fn dataset_folders_make_valid_collection_names() {
+        assert_eq!(default_collection("scifact"), "beir-scifact");
+        assert_eq!(default_collection(".tmpAb12"), "beir-tmpAb12");
+        assert_eq!(default_collection("my data.v2"), "beir-my-data-v2");
+        assert_eq!(default_collection("..."), "beir-dataset");
+        let long = "x".repeat(100);
+        assert!(quarry_index::catalog::check_collection_name(&default_collection(&long)).is_ok());
+    }
 }

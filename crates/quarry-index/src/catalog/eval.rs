@@ -1,0 +1,186 @@
+//! Stored evaluation runs (`eval_runs`): a summary row per run (its configuration and mean metrics
+//! per mode) and, apart, its per-query results, so the history reads only summaries.
+
+use super::{Catalog, now};
+use crate::error::{Error, Result};
+use rusqlite::{OptionalExtension, params};
+
+/// A stored run without its per-query results.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EvalRunSummary {
+    pub id: String,
+    pub collection: String,
+    pub created_at: i64,
+    /// What was measured and how: dataset, split, embedding version, chunking, fusion, top_k.
+    pub config: serde_json::Value,
+    /// Per mode: mean metrics and latency.
+    pub metrics: serde_json::Value,
+}
+
+/// A stored run with its per-query results: per mode, per query id, the ranked document ids and
+/// the query's metrics.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EvalRun {
+    #[serde(flatten)]
+    pub summary: EvalRunSummary,
+    pub queries: serde_json::Value,
+}
+
+fn json(s: &str, what: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("eval run {what}: {e}")))
+}
+
+impl Catalog {
+    /// Stores a run and returns its id, `r<N>` with N one more than the highest so far.
+    pub fn insert_eval_run(
+        &mut self,
+        collection: &str,
+        config: &serde_json::Value,
+        metrics: &serde_json::Value,
+        queries: &serde_json::Value,
+    ) -> Result<String> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let next: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(CAST(substr(id, 2) AS INTEGER)), 0) + 1 FROM eval_runs WHERE id GLOB 'r[0-9]*'",
+            [],
+            |r| r.get(0),
+        )?;
+        let id = format!("r{next}");
+        tx.execute(
+            "INSERT INTO eval_runs (id, collection, created_at, config, metrics, queries) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id,
+                collection,
+                now(),
+                config.to_string(),
+                metrics.to_string(),
+                queries.to_string()
+            ],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Run summaries, oldest first; of one collection when given.
+    pub fn eval_runs(&self, collection: Option<&str>) -> Result<Vec<EvalRunSummary>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, collection, created_at, config, metrics FROM eval_runs
+             WHERE ?1 IS NULL OR collection = ?1 ORDER BY created_at, CAST(substr(id, 2) AS INTEGER)",
+        )?;
+        let rows = stmt.query_map([collection], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (id, collection, created_at, config, metrics) = row?;
+            Ok(EvalRunSummary {
+                config: json(&config, "config")?,
+                metrics: json(&metrics, "metrics")?,
+                id,
+                collection,
+                created_at,
+            })
+        })
+        .collect()
+    }
+
+    /// One run with its per-query results.
+    pub fn eval_run(&self, id: &str) -> Result<Option<EvalRun>> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT id, collection, created_at, config, metrics, queries FROM eval_runs WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(id, collection, created_at, config, metrics, queries)| {
+            Ok(EvalRun {
+                summary: EvalRunSummary {
+                    config: json(&config, "config")?,
+                    metrics: json(&metrics, "metrics")?,
+                    id,
+                    collection,
+                    created_at,
+                },
+                queries: json(&queries, "queries")?,
+            })
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_2_catalog_is_migrated_and_runs_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite3");
+        {
+            // a catalog as the previous release left it: schema version 2, one collection
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(&format!(
+                "{} {} PRAGMA user_version = 2;",
+                include_str!("schema.sql"),
+                include_str!("schema_v2.sql")
+            ))
+            .unwrap();
+            conn.execute(
+                r#"INSERT INTO collections (name, generation, chunk_options, created_at)
+                   VALUES ('c', 0, '{"max_tokens": 256, "overlap": 32, "sizer": "tokens"}', 0)"#,
+                [],
+            )
+            .unwrap();
+        }
+        let mut catalog = Catalog::open(&path).unwrap();
+        let version: i64 = catalog
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 3);
+        assert_eq!(catalog.collections().unwrap().len(), 1, "data kept");
+        let config = serde_json::json!({"fusion": {"method": "rrf", "k": 60.0}});
+        let metrics = serde_json::json!({"bm25": {"ndcg@10": 0.5}});
+        let queries =
+            serde_json::json!({"bm25": {"q1": {"ranked": ["a"], "metrics": {"ndcg@10": 0.5}}}});
+        let r1 = catalog
+            .insert_eval_run("c", &config, &metrics, &queries)
+            .unwrap();
+        let r2 = catalog
+            .insert_eval_run("d", &config, &metrics, &queries)
+            .unwrap();
+        assert_eq!((r1.as_str(), r2.as_str()), ("r1", "r2"));
+        let all = catalog.eval_runs(None).unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["r1", "r2"]
+        );
+        assert_eq!(catalog.eval_runs(Some("d")).unwrap().len(), 1);
+        let run = catalog.eval_run("r1").unwrap().unwrap();
+        assert_eq!(run.queries, queries);
+        assert_eq!(run.summary.metrics, metrics);
+        assert!(catalog.eval_run("r3").unwrap().is_none());
+        drop(catalog);
+        // reopening a current catalog changes nothing
+        let catalog = Catalog::open(&path).unwrap();
+        assert_eq!(catalog.eval_runs(None).unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,223 @@
+//! Recorded evaluation runs: `quarry eval --dataset` records a run, `eval history` lists it, and
+//! `eval compare` names exactly the queries whose nDCG@10 changed, checked against nDCG computed
+//! here from the runs' TREC files.
+
+use crate::{path_str, run, run_json, tmp, write_tree};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// A small BEIR dataset: 16 documents over a few topics, 8 queries, graded judgments, and one
+/// query whose judgments hold no relevant document.
+fn dataset(dir: &Path) {
+    let topics = [
+        ("rust", "memory safety ownership borrow checker"),
+        ("search", "inverted index bm25 ranking terms"),
+        ("vectors", "embedding cosine nearest neighbour graph"),
+        ("storage", "sqlite write ahead log durable commit"),
+    ];
+    let mut corpus = String::new();
+    for (t, (name, words)) in topics.iter().enumerate() {
+        for i in 0..4 {
+            let extra = topics[(t + i) % topics.len()].1.split(' ').nth(i).unwrap();
+            corpus.push_str(&format!(
+                "{{\"_id\": \"{name}{i}\", \"title\": \"{name} note {i}\", \"text\": \"{words} {extra} part {i}\"}}\n"
+            ));
+        }
+    }
+    let queries = [
+        ("q1", "memory safety"),
+        ("q2", "bm25 ranking"),
+        ("q3", "nearest neighbour embedding"),
+        ("q4", "durable commit log"),
+        ("q5", "ownership graph"),
+        ("q6", "index terms sqlite"),
+        ("q7", "cosine part"),
+        ("q8", "borrow checker ranking"),
+    ];
+    let queries_jsonl: String = queries
+        .iter()
+        .map(|(id, text)| format!("{{\"_id\": \"{id}\", \"text\": \"{text}\"}}\n"))
+        .collect();
+    let qrels = "query-id\tcorpus-id\tscore\n\
+        q1\trust0\t2\nq1\trust1\t1\n\
+        q2\tsearch0\t1\nq2\tsearch2\t2\n\
+        q3\tvectors1\t1\n\
+        q4\tstorage0\t1\nq4\tstorage3\t1\n\
+        q5\trust2\t1\nq5\tvectors0\t1\n\
+        q6\tsearch1\t1\nq6\tstorage2\t2\n\
+        q7\tvectors3\t1\n\
+        q8\tnothing\t0\n";
+    write_tree(
+        dir,
+        &[
+            ("corpus.jsonl", corpus.as_bytes()),
+            ("queries.jsonl", queries_jsonl.as_bytes()),
+            ("qrels/test.tsv", qrels.as_bytes()),
+        ],
+    );
+}
+
+/// nDCG@10 per query of a TREC run file (linear gain, log2 discount), written independently of
+/// quarry's metrics.
+fn ndcg_from_trec(
+    path: &Path,
+    qrels: &BTreeMap<String, HashMap<String, u32>>,
+) -> BTreeMap<String, f64> {
+    let mut runs: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
+    for line in std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+    {
+        let c: Vec<&str> = line.split_whitespace().collect();
+        runs.entry(c[0].into())
+            .or_default()
+            .push((c[3].parse().unwrap(), c[2].into()));
+    }
+    qrels
+        .iter()
+        .map(|(q, judged)| {
+            let mut ranked = runs.get(q).cloned().unwrap_or_default();
+            ranked.sort();
+            let dcg: f64 = ranked
+                .iter()
+                .take(10)
+                .map(|(rank, d)| *judged.get(d).unwrap_or(&0) as f64 / ((*rank + 1) as f64).log2())
+                .sum();
+            let mut ideal: Vec<u32> = judged.values().copied().filter(|g| *g > 0).collect();
+            ideal.sort_by(|a, b| b.cmp(a));
+            let idcg: f64 = ideal
+                .iter()
+                .take(10)
+                .enumerate()
+                .map(|(i, g)| *g as f64 / ((i + 2) as f64).log2())
+                .sum();
+            (q.clone(), if idcg == 0.0 { 0.0 } else { dcg / idcg })
+        })
+        .collect()
+}
+
+#[test]
+fn runs_are_recorded_and_a_comparison_names_exactly_the_changed_queries() {
+    let ds = tmp();
+    dataset(ds.path());
+    let data = tmp();
+    let out_a = tmp();
+    let out_b = tmp();
+    let dsp = path_str(ds.path());
+    let a = run_json(
+        data.path(),
+        &[
+            "eval",
+            "--dataset",
+            &dsp,
+            "--modes",
+            "bm25,hybrid",
+            "--fusion",
+            "rrf",
+            "--out",
+            &path_str(out_a.path()),
+            "--json",
+        ],
+    );
+    let b = run_json(
+        data.path(),
+        &[
+            "eval",
+            "--dataset",
+            &dsp,
+            "--modes",
+            "bm25,hybrid",
+            "--fusion",
+            "weighted",
+            "--alpha",
+            "1",
+            "--out",
+            &path_str(out_b.path()),
+            "--json",
+        ],
+    );
+    assert_eq!(a["run_id"], "r1");
+    assert_eq!(b["run_id"], "r2");
+    // every metric at every cut-off is reported
+    for name in ["ndcg@1", "ndcg@100", "map@10", "p@5", "recall@1", "mrr@100"] {
+        assert!(a["modes"]["bm25"][name].is_number(), "{name}: {a}");
+    }
+
+    let history = run_json(data.path(), &["eval", "history", "--json"]);
+    let runs = history["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["config"]["fusion"]["method"], "rrf");
+    assert_eq!(runs[1]["config"]["fusion"]["method"], "weighted");
+    assert_eq!(runs[1]["collection"], a["collection"]);
+
+    let mut qrels: BTreeMap<String, HashMap<String, u32>> = BTreeMap::new();
+    let text = std::fs::read_to_string(ds.path().join("qrels/test.tsv")).unwrap();
+    for line in text.lines().skip(1) {
+        let c: Vec<&str> = line.split('\t').collect();
+        qrels
+            .entry(c[0].into())
+            .or_default()
+            .insert(c[1].into(), c[2].parse().unwrap());
+    }
+    let cmp = run_json(data.path(), &["eval", "compare", "r1", "r2", "--json"]);
+    for mode in ["bm25", "hybrid"] {
+        let na = ndcg_from_trec(&out_a.path().join(format!("{mode}.trec")), &qrels);
+        let nb = ndcg_from_trec(&out_b.path().join(format!("{mode}.trec")), &qrels);
+        let want: BTreeMap<String, f64> = na
+            .iter()
+            .filter_map(|(q, x)| {
+                let d = nb[q] - x;
+                (d.abs() > 1e-9).then(|| (q.clone(), d))
+            })
+            .collect();
+        let m = &cmp["modes"][mode];
+        let mut got = BTreeMap::new();
+        for (list, sign) in [("worse", -1.0), ("better", 1.0)] {
+            for q in m[list].as_array().unwrap() {
+                let d = q["delta"].as_f64().unwrap();
+                assert_eq!(d.signum(), sign, "{mode}: {q}");
+                got.insert(q["query"].as_str().unwrap().to_owned(), d);
+            }
+        }
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{mode}: changed queries"
+        );
+        for (q, d) in &want {
+            assert!((got[q] - d).abs() < 1e-9, "{mode} {q}: {} vs {d}", got[q]);
+        }
+        let p = m["p_value"].as_f64().unwrap();
+        assert!(p > 0.0 && p <= 1.0, "{p}");
+        if want.is_empty() {
+            assert_eq!(p, 1.0, "{mode}: no change, p = 1");
+        }
+        assert_eq!(m["queries"], 8);
+    }
+    // BM25 does not depend on the fusion: nothing changed there
+    assert!(cmp["modes"]["bm25"]["worse"].as_array().unwrap().is_empty());
+    // the hybrid rankings did change between RRF and vectors only
+    let hybrid = &cmp["modes"]["hybrid"];
+    assert!(
+        !hybrid["worse"].as_array().unwrap().is_empty()
+            || !hybrid["better"].as_array().unwrap().is_empty(),
+        "{hybrid}"
+    );
+
+    // the human form names the runs and the test
+    let out = run(
+        data.path(),
+        &["eval", "compare", "r1", "r2", "--mode", "hybrid"],
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("paired randomization test: p = "), "{text}");
+    // unknown runs and a missing --dataset are clear errors
+    let out = run(data.path(), &["eval", "compare", "r1", "r9"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("quarry eval history"));
+    let out = run(data.path(), &["eval"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--dataset"));
+}
