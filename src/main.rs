@@ -46,8 +46,10 @@ pub enum Command {
     Query(cmd::query::Args),
     /// Collections with their document and chunk counts.
     Status(cmd::status::Args),
-    /// Measure retrieval quality on a BEIR-layout dataset (nDCG@10, Recall@100, MRR@10, latency).
-    Eval(eval::Args),
+    /// Measure retrieval quality on a BEIR-layout dataset or a golden set; list and compare runs.
+    Eval(Box<eval::Args>),
+    /// Golden sets: judged queries of a collection, for `quarry eval --golden NAME`.
+    Golden(cmd::golden::Args),
     /// Download and verify the local embedding model (done automatically on first use).
     Model(cmd::model::Args),
 }
@@ -79,7 +81,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(&cli.data_dir, &config, args),
         Command::Query(args) => cmd::query::run(&cli.data_dir, &config, args),
         Command::Status(args) => cmd::status::run(&cli.data_dir, &config, args),
-        Command::Eval(args) => eval::run(&cli.data_dir, &config, args),
+        Command::Eval(args) => eval::run(&cli.data_dir, &config, *args),
+        Command::Golden(args) => cmd::golden::run(&cli.data_dir, &config, args),
         Command::Model(args) => cmd::model::run(&config, args),
     };
     match result {

@@ -45,9 +45,20 @@ pub struct RunArgs {
     pub modes: Vec<Mode>,
     #[command(flatten)]
     pub fusion: FusionArgs,
-    /// Collection to evaluate [default: beir-<dataset folder name>, ingested from corpus.jsonl].
+    /// Collection to evaluate [default: beir-<dataset folder name>, ingested from corpus.jsonl;
+    /// with --golden: default].
     #[arg(long)]
     pub collection: Option<String>,
+    /// Evaluate the collection as it is with its golden set NAME (`quarry golden add`), instead
+    /// of a dataset.
+    #[arg(long, value_name = "NAME", conflicts_with = "dataset")]
+    pub golden: Option<String>,
+    /// Run as this user (a reader) instead of the local admin: the ACLs of the collection apply.
+    #[arg(long, value_name = "ID", conflicts_with = "server")]
+    pub user: Option<String>,
+    /// A group of --user (repeatable).
+    #[arg(long = "group", value_name = "GROUP", requires = "user")]
+    pub groups: Vec<String>,
     /// Query a running server instead of the data dir (the collection must hold the corpus).
     #[arg(long)]
     pub server: Option<String>,
@@ -76,7 +87,7 @@ struct ModeReport {
     degraded: usize,
 }
 
-fn read_queries(path: &Path) -> anyhow::Result<HashMap<String, String>> {
+pub(crate) fn read_queries(path: &Path) -> anyhow::Result<HashMap<String, String>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = HashMap::new();
@@ -100,7 +111,7 @@ fn read_queries(path: &Path) -> anyhow::Result<HashMap<String, String>> {
 }
 
 /// `query-id<TAB>corpus-id<TAB>score` with a header line.
-fn read_qrels(path: &Path) -> anyhow::Result<BTreeMap<String, Judgments>> {
+pub(crate) fn read_qrels(path: &Path) -> anyhow::Result<BTreeMap<String, Judgments>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out: BTreeMap<String, Judgments> = BTreeMap::new();
@@ -163,9 +174,36 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
 }
 
 fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Result<()> {
+    if let Some(golden) = &args.golden {
+        if args.server.is_some() {
+            return Err(crate::cmd::UsageError(
+                "--golden evaluates a collection of this data dir; drop --server".into(),
+            )
+            .into());
+        }
+        let collection = args.collection.clone().unwrap_or_else(|| "default".into());
+        let engine = open_engine(data_dir, config)?;
+        let set = engine.golden(&collection, golden)?;
+        let mut queries = HashMap::new();
+        let mut qrels = BTreeMap::new();
+        for q in set {
+            queries.insert(q.id.clone(), q.query);
+            qrels.insert(q.id, q.relevant.into_iter().collect::<Judgments>());
+        }
+        let source = serde_json::json!({"source": "golden", "golden": golden});
+        return evaluate(
+            config,
+            &args,
+            Some(engine),
+            &collection,
+            &queries,
+            &qrels,
+            source,
+        );
+    }
     let Some(dataset_dir) = args.dataset.clone() else {
         return Err(crate::cmd::UsageError(
-            "quarry eval needs --dataset DIR (a BEIR-layout folder), or a subcommand: history, compare"
+            "quarry eval needs --dataset DIR (a BEIR-layout folder) or --golden NAME, or a subcommand: history, compare"
                 .into(),
         )
         .into());
@@ -217,6 +255,32 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
             Some(engine)
         }
     };
+    let source =
+        serde_json::json!({"source": "dataset", "dataset": dataset_dir, "split": args.split});
+    evaluate(config, &args, engine, &collection, &queries, &qrels, source)
+}
+
+/// Runs every judged query of `qrels` per mode against `collection` (in process with `engine`,
+/// else on `--server`), prints the report and records an in-process run with `source` in its
+/// configuration.
+fn evaluate(
+    config: &Config,
+    args: &RunArgs,
+    engine: Option<quarry_index::Engine>,
+    collection: &str,
+    queries: &HashMap<String, String>,
+    qrels: &BTreeMap<String, Judgments>,
+    source: serde_json::Value,
+) -> anyhow::Result<()> {
+    let collection = collection.to_owned();
+    let caller = match &args.user {
+        Some(user) => quarry_core::Principal::new(
+            user.clone(),
+            args.groups.clone(),
+            quarry_core::Role::Reader,
+        ),
+        None => Principal::local_admin(),
+    };
     let server = args
         .server
         .as_deref()
@@ -239,7 +303,7 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
         let mut degraded = 0usize;
         let mut per_query: BTreeMap<String, serde_json::Value> = BTreeMap::new();
         let mut metrics_of: Vec<BTreeMap<String, f64>> = Vec::with_capacity(qrels.len());
-        for (qid, judged) in &qrels {
+        for (qid, judged) in qrels {
             let text = queries
                 .get(qid)
                 .with_context(|| format!("query {qid} of the qrels is not in queries.jsonl"))?;
@@ -247,7 +311,7 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
                 .with_fusion(fusion)?;
             let t = Instant::now();
             let answer = match (&searcher, &server) {
-                (Some(s), _) => s.search(&q, &Principal::local_admin())?,
+                (Some(s), _) => s.search(&q, &caller)?,
                 (None, Some(server)) => remote(server, &collection, &q)?,
                 (None, None) => unreachable!("either a searcher or a server"),
             };
@@ -304,12 +368,15 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
     // Recorded with what it measured: only in-process runs, whose configuration is known here.
     let run_id = match (&engine, &searcher) {
         (Some(engine), Some(searcher)) => {
-            let config = serde_json::json!({
-                "source": "dataset", "dataset": dataset_dir, "split": args.split,
+            let mut config = serde_json::json!({
                 "embedding_version": searcher.embedding_version(),
                 "chunk_options": engine.chunk_options(&collection)?,
                 "fusion": fusion, "top_k": args.top_k, "queries": qrels.len(),
+                "principal": caller,
             });
+            if let (Some(c), Some(src)) = (config.as_object_mut(), source.as_object()) {
+                c.extend(src.clone());
+            }
             Some(engine.record_eval_run(
                 &collection,
                 &config,
@@ -319,20 +386,26 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
         }
         _ => None,
     };
-    let report = serde_json::json!({
-        "run_id": run_id,
-        "dataset": dataset_dir, "split": args.split, "collection": collection, "queries": qrels.len(),
+    let mut report = serde_json::json!({
+        "run_id": run_id, "collection": collection, "queries": qrels.len(),
         "fusion": fusion, "modes": reports,
     });
+    if let (Some(r), Some(src)) = (report.as_object_mut(), source.as_object()) {
+        r.extend(src.clone());
+        r.remove("source");
+    }
     if args.json {
         return print_json(&report);
     }
     let mut o = String::new();
+    let what = match (source["dataset"].as_str(), source["golden"].as_str()) {
+        (Some(d), _) => format!("{d} ({}, ", args.split),
+        (None, Some(g)) => format!("golden set {g} ("),
+        _ => "(".to_owned(),
+    };
     let _ = writeln!(
         o,
-        "{} ({}, {} queries, collection {collection}){}",
-        dataset_dir.display(),
-        args.split,
+        "{what}{} queries, collection {collection}){}",
         qrels.len(),
         run_id
             .as_deref()

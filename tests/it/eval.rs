@@ -221,3 +221,120 @@ fn runs_are_recorded_and_a_comparison_names_exactly_the_changed_queries() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--dataset"));
 }
+
+#[test]
+fn golden_sets_evaluate_a_live_collection_as_a_principal() {
+    let data = tmp();
+    let files = tmp();
+    write_tree(
+        files.path(),
+        &[
+            (
+                "docs.jsonl",
+                b"{\"_id\": \"open\", \"text\": \"solar panels convert light\", \"acl\": [\"public\"]}\n\
+                  {\"_id\": \"secret\", \"text\": \"solar roadmap for the board\", \"acl\": [\"group:board\"]}\n\
+                  {\"_id\": \"other\", \"text\": \"wind turbines spin\", \"acl\": [\"public\"]}\n",
+            ),
+            (
+                "golden.jsonl",
+                b"{\"query\": \"solar roadmap\", \"relevant\": {\"secret\": 2, \"open\": 1}}\n\
+                  {\"id\": \"w\", \"query\": \"wind\", \"relevant\": {\"other\": 1}}\n",
+            ),
+            (
+                "bad.jsonl",
+                b"{\"query\": \"ok\", \"relevant\": {\"a\": 1}}\n{\"query\": \"bad\", \"relevant\": {\"a\": -1}}\n",
+            ),
+        ],
+    );
+    let out = run(
+        data.path(),
+        &["ingest", &path_str(&files.path().join("docs.jsonl"))],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let added = run_json(
+        data.path(),
+        &[
+            "golden",
+            "add",
+            "smoke",
+            &path_str(&files.path().join("golden.jsonl")),
+            "--json",
+        ],
+    );
+    assert_eq!(added["queries"], 2);
+    // a bad line stores nothing and names the line
+    let out = run(
+        data.path(),
+        &[
+            "golden",
+            "add",
+            "broken",
+            &path_str(&files.path().join("bad.jsonl")),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.jsonl:2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sets = run_json(data.path(), &["golden", "list", "--json"]);
+    assert_eq!(sets["golden_sets"].as_array().unwrap().len(), 1);
+
+    let admin = run_json(
+        data.path(),
+        &["eval", "--golden", "smoke", "--modes", "bm25", "--json"],
+    );
+    let board = run_json(
+        data.path(),
+        &[
+            "eval", "--golden", "smoke", "--modes", "bm25", "--user", "bea", "--group", "board",
+            "--json",
+        ],
+    );
+    let outsider = run_json(
+        data.path(),
+        &[
+            "eval", "--golden", "smoke", "--modes", "bm25", "--user", "olaf", "--json",
+        ],
+    );
+    let ndcg = |r: &serde_json::Value| r["modes"]["bm25"]["ndcg@10"].as_f64().unwrap();
+    assert_eq!(admin["queries"], 2);
+    // the board member sees what the admin sees; the outsider misses the secret document
+    assert!((ndcg(&admin) - ndcg(&board)).abs() < 1e-12);
+    assert!(ndcg(&outsider) < ndcg(&admin), "{outsider} vs {admin}");
+    let history = run_json(data.path(), &["eval", "history", "--json"]);
+    let runs = history["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    assert_eq!(runs[0]["config"]["source"], "golden");
+    assert_eq!(runs[0]["config"]["golden"], "smoke");
+    assert_eq!(runs[2]["config"]["principal"]["user"], "olaf");
+    // the outsider's run is worse on exactly the query about the secret document
+    let cmp = run_json(
+        data.path(),
+        &[
+            "eval",
+            "compare",
+            runs[0]["id"].as_str().unwrap(),
+            runs[2]["id"].as_str().unwrap(),
+            "--json",
+        ],
+    );
+    let worse: Vec<&str> = cmp["modes"]["bm25"]["worse"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["query"].as_str().unwrap())
+        .collect();
+    assert_eq!(worse, ["1"]);
+
+    let out = run(data.path(), &["golden", "remove", "smoke"]);
+    assert!(out.status.success());
+    let out = run(data.path(), &["eval", "--golden", "smoke"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("golden set"));
+}

@@ -26,6 +26,24 @@ pub struct EvalRun {
     pub queries: serde_json::Value,
 }
 
+/// One judged query of a golden set.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GoldenQuery {
+    pub id: String,
+    pub query: String,
+    /// Graded relevance by document id (`> 0` is relevant).
+    pub relevant: std::collections::BTreeMap<String, u32>,
+}
+
+/// A golden set without its queries.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GoldenSummary {
+    pub collection: String,
+    pub name: String,
+    pub created_at: i64,
+    pub queries: usize,
+}
+
 fn json(s: &str, what: &str) -> Result<serde_json::Value> {
     serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("eval run {what}: {e}")))
 }
@@ -89,6 +107,59 @@ impl Catalog {
             })
         })
         .collect()
+    }
+
+    /// Stores (or replaces) the golden set `name` of `collection`.
+    pub fn put_golden(&self, collection: &str, name: &str, queries: &[GoldenQuery]) -> Result<()> {
+        let queries = serde_json::to_string(queries).map_err(|e| Error::Corrupt(e.to_string()))?;
+        self.conn.execute(
+            "INSERT INTO golden_sets (collection, name, created_at, queries) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (collection, name) DO UPDATE SET created_at = excluded.created_at, queries = excluded.queries",
+            params![collection, name, now(), queries],
+        )?;
+        Ok(())
+    }
+
+    /// The golden sets, of one collection when given.
+    pub fn golden_sets(&self, collection: Option<&str>) -> Result<Vec<GoldenSummary>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT collection, name, created_at, json_array_length(queries) FROM golden_sets
+             WHERE ?1 IS NULL OR collection = ?1 ORDER BY collection, name",
+        )?;
+        let rows = stmt.query_map([collection], |r| {
+            Ok(GoldenSummary {
+                collection: r.get(0)?,
+                name: r.get(1)?,
+                created_at: r.get(2)?,
+                queries: r.get::<_, i64>(3)? as usize,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The queries of a golden set, if it exists.
+    pub fn golden(&self, collection: &str, name: &str) -> Result<Option<Vec<GoldenQuery>>> {
+        let raw: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT queries FROM golden_sets WHERE collection = ?1 AND name = ?2",
+                [collection, name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        raw.map(|q| {
+            serde_json::from_str(&q)
+                .map_err(|e| Error::Corrupt(format!("golden set {collection}/{name}: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Removes a golden set; `false` if there was none.
+    pub fn delete_golden(&self, collection: &str, name: &str) -> Result<bool> {
+        Ok(self.conn.execute(
+            "DELETE FROM golden_sets WHERE collection = ?1 AND name = ?2",
+            [collection, name],
+        )? > 0)
     }
 
     /// One run with its per-query results.
@@ -178,6 +249,19 @@ mod tests {
         assert_eq!(run.queries, queries);
         assert_eq!(run.summary.metrics, metrics);
         assert!(catalog.eval_run("r3").unwrap().is_none());
+        let golden = vec![GoldenQuery {
+            id: "1".into(),
+            query: "q".into(),
+            relevant: [("a".to_string(), 2)].into(),
+        }];
+        catalog.put_golden("c", "smoke", &golden).unwrap();
+        catalog.put_golden("c", "smoke", &golden).unwrap();
+        assert_eq!(catalog.golden("c", "smoke").unwrap().unwrap(), golden);
+        let sets = catalog.golden_sets(Some("c")).unwrap();
+        assert_eq!((sets.len(), sets[0].queries), (1, 1));
+        assert!(catalog.golden("c", "other").unwrap().is_none());
+        assert!(catalog.delete_golden("c", "smoke").unwrap());
+        assert!(!catalog.delete_golden("c", "smoke").unwrap());
         drop(catalog);
         // reopening a current catalog changes nothing
         let catalog = Catalog::open(&path).unwrap();

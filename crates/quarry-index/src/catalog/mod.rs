@@ -9,7 +9,7 @@ mod write;
 
 mod eval;
 
-pub use eval::{EvalRun, EvalRunSummary};
+pub use eval::{EvalRun, EvalRunSummary, GoldenQuery, GoldenSummary};
 pub use write::{UpsertOutcome, WriteTx};
 
 use crate::error::{Error, Result};
