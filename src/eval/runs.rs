@@ -112,9 +112,14 @@ fn humantime_utc(t: std::time::SystemTime) -> String {
 }
 
 fn fusion_text(fusion: &Value) -> String {
+    // parameters are f32 in quarry and f64 in JSON: show them rounded (0.6, not 0.6000000238)
+    let num = |v: &Value| {
+        v.as_f64()
+            .map_or("-".into(), |x| format!("{}", (x * 1e4).round() / 1e4))
+    };
     match fusion["method"].as_str() {
-        Some("rrf") => format!("rrf k={}", fusion["k"]),
-        Some("weighted") => format!("weighted alpha={}", fusion["alpha"]),
+        Some("rrf") => format!("rrf k={}", num(&fusion["k"])),
+        Some("weighted") => format!("weighted alpha={}", num(&fusion["alpha"])),
         _ => "-".into(),
     }
 }
@@ -348,6 +353,14 @@ fn comparison_text(c: &Comparison, limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fusion_parameters_are_shown_rounded() {
+        let w = serde_json::json!({"method": "weighted", "alpha": 0.6000000238418579});
+        assert_eq!(fusion_text(&w), "weighted alpha=0.6");
+        let r = serde_json::json!({"method": "rrf", "k": 60.0});
+        assert_eq!(fusion_text(&r), "rrf k=60");
+    }
 
     #[test]
     fn utc_times_are_civil_dates() {
