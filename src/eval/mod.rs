@@ -6,6 +6,7 @@
 //! An in-process run is recorded in the data dir's catalog with its per-query results;
 //! `quarry eval history` lists the runs and `quarry eval compare A B` compares two ([`runs`]).
 
+mod report;
 mod runs;
 
 use crate::cmd::query::{FusionArgs, remote};

@@ -28,6 +28,22 @@ pub enum Command {
     /// Compare two recorded runs: metric deltas, a paired randomization test of nDCG@10, and the
     /// queries that got worse and better with both rankings.
     Compare(CompareArgs),
+    /// Write an HTML report (self-contained: inline CSS and SVG, no script): metric trends over
+    /// the runs, the latest comparison's per-query changes, and tables.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The HTML file to write.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// Only the runs of this collection.
+    #[arg(long)]
+    pub collection: Option<String>,
+    /// Only this mode in the latest comparison [default: every mode].
+    #[arg(long)]
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,10 +96,46 @@ pub fn run(data_dir: &Path, config: &Config, command: Command) -> anyhow::Result
             emit(&comparison_text(&cmp, args.limit));
             Ok(())
         }
+        Command::Report(args) => {
+            let runs = engine.eval_runs(args.collection.as_deref())?;
+            if runs.is_empty() {
+                anyhow::bail!(
+                    "no recorded runs to report; `quarry eval --dataset DIR` records one"
+                );
+            }
+            // the latest comparison: the last two runs of the newest run's collection
+            let newest = &runs[runs.len() - 1];
+            let same: Vec<&EvalRunSummary> = runs
+                .iter()
+                .filter(|r| r.collection == newest.collection)
+                .collect();
+            let pair = match same.as_slice() {
+                [.., a, b] => Some((engine.eval_run(&a.id)?, engine.eval_run(&b.id)?)),
+                _ => None,
+            };
+            let html = super::report::render(
+                &runs,
+                pair.as_ref().map(|(a, b)| (a, b)),
+                args.mode.as_deref(),
+            )?;
+            let tmp = args.out.with_extension("html.tmp");
+            std::fs::write(&tmp, html)
+                .and_then(|()| std::fs::rename(&tmp, &args.out))
+                .with_context(|| format!("cannot write {}", args.out.display()))?;
+            emit(&format!(
+                "wrote {} ({} runs{})\n",
+                args.out.display(),
+                runs.len(),
+                pair.as_ref()
+                    .map(|(a, b)| format!(", comparing {} with {}", a.summary.id, b.summary.id))
+                    .unwrap_or_default()
+            ));
+            Ok(())
+        }
     }
 }
 
-fn time(secs: i64) -> String {
+pub(super) fn time(secs: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
     humantime_utc(t)
 }
@@ -111,7 +163,7 @@ fn humantime_utc(t: std::time::SystemTime) -> String {
     )
 }
 
-fn fusion_text(fusion: &Value) -> String {
+pub(super) fn fusion_text(fusion: &Value) -> String {
     // parameters are f32 in quarry and f64 in JSON: show them rounded (0.6, not 0.6000000238)
     let num = |v: &Value| {
         v.as_f64()
