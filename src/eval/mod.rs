@@ -14,14 +14,14 @@ use crate::cmd::remote::Remote;
 use crate::cmd::{emit, open_engine, print_json};
 use crate::config::Config;
 use anyhow::{Context, bail};
-use quarry_core::metrics::{Judgments, mean_metrics, query_metrics};
-use quarry_core::{GroupBy, Mode, Principal, QueryOptions};
+use quarry_core::metrics::Judgments;
+use quarry_core::{Mode, Principal};
+use quarry_index::measure::{Case, Plan, measure};
 use quarry_index::{IngestOptions, NoProgress};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -75,17 +75,6 @@ pub struct RunArgs {
     pub out: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
-}
-
-/// The report of one mode: the mean of every metric (`ndcg@10`, `recall@100`, `mrr@10`,
-/// `map@100`, `p@5`, …, at cut-offs 1, 5, 10, 100) and latency percentiles.
-#[derive(Debug, serde::Serialize)]
-struct ModeReport {
-    #[serde(flatten)]
-    metrics: BTreeMap<String, f64>,
-    latency_ms: BTreeMap<&'static str, f64>,
-    /// Queries answered from BM25 alone because the vector side failed.
-    degraded: usize,
 }
 
 pub(crate) fn read_queries(path: &Path) -> anyhow::Result<HashMap<String, String>> {
@@ -157,14 +146,6 @@ fn default_collection(folder: &str) -> String {
         name = "dataset".into();
     }
     format!("beir-{name}")
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
@@ -262,8 +243,8 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
 }
 
 /// Runs every judged query of `qrels` per mode against `collection` (in process with `engine`,
-/// else on `--server`), prints the report and records an in-process run with `source` in its
-/// configuration.
+/// where the run is recorded with `source` in its configuration; else on `--server`), writes the
+/// TREC files of `--out` and prints the report.
 fn evaluate(
     config: &Config,
     args: &RunArgs,
@@ -282,111 +263,53 @@ fn evaluate(
         ),
         None => Principal::local_admin(),
     };
-    let server = args
-        .server
-        .as_deref()
-        .map(|url| Remote::new(url, args.token.clone()));
-    let searcher = engine
-        .as_ref()
-        .map(|e| e.searcher(&collection))
-        .transpose()?;
-
-    let fusion = args.fusion.resolve(config.query.fusion);
-    let mut reports = BTreeMap::new();
-    let mut per_mode_queries = BTreeMap::new();
-    for mode in &args.modes {
-        let mode_name = serde_json::to_value(mode)?
-            .as_str()
-            .unwrap_or("mode")
-            .to_owned();
-        let mut trec = Vec::new();
-        let mut lat = Vec::new();
-        let mut degraded = 0usize;
-        let mut per_query: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-        let mut metrics_of: Vec<BTreeMap<String, f64>> = Vec::with_capacity(qrels.len());
-        for (qid, judged) in qrels {
+    let cases = qrels
+        .iter()
+        .map(|(qid, judged)| {
             let text = queries
                 .get(qid)
                 .with_context(|| format!("query {qid} of the qrels is not in queries.jsonl"))?;
-            let q = QueryOptions::new(text.clone(), args.top_k as usize, *mode, GroupBy::Document)?
-                .with_fusion(fusion)?;
-            let t = Instant::now();
-            let answer = match (&searcher, &server) {
-                (Some(s), _) => s.search(&q, &caller)?,
-                (None, Some(server)) => remote(server, &collection, &q)?,
-                (None, None) => unreachable!("either a searcher or a server"),
-            };
-            lat.push(t.elapsed().as_secs_f64() * 1e3);
-            if answer.degraded {
-                degraded += 1;
-            }
-            let ranked: Vec<String> = answer.results.iter().map(|h| h.doc_id.clone()).collect();
-            let m = query_metrics(&ranked, judged);
-            let mut relevant: Vec<&String> = judged
-                .iter()
-                .filter(|(_, g)| **g > 0)
-                .map(|(d, _)| d)
-                .collect();
-            relevant.sort();
-            per_query.insert(
-                qid.clone(),
-                serde_json::json!({"ranked": ranked, "relevant": relevant, "metrics": m}),
+            Ok(Case {
+                id: qid.clone(),
+                text: text.clone(),
+                judged: judged.clone(),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let fusion = args.fusion.resolve(config.query.fusion);
+    let plan = Plan {
+        modes: args.modes.clone(),
+        fusion,
+        top_k: args.top_k as usize,
+    };
+    let (run_id, measured) = match (&engine, &args.server) {
+        (Some(engine), _) => {
+            let (id, m) = engine.evaluate(&collection, &cases, &plan, &caller, source.clone())?;
+            (Some(id), m)
+        }
+        (None, Some(url)) => {
+            let server = Remote::new(url, args.token.clone());
+            let m = measure(&cases, &plan, &mut |q| remote(&server, &collection, q))?;
+            (None, m)
+        }
+        (None, None) => unreachable!("either an engine or a server"),
+    };
+    for (mode, r) in &measured.reports {
+        if r.degraded > 0 {
+            eprintln!(
+                "warning: {} {mode} queries were answered degraded (BM25 only)",
+                r.degraded
             );
-            metrics_of.push(m);
-            for (i, h) in answer.results.iter().enumerate() {
-                trec.push(format!(
-                    "{qid} Q0 {} {} {} quarry-{mode_name}",
-                    h.doc_id,
-                    i + 1,
-                    h.score
-                ));
-            }
-        }
-        if degraded > 0 {
-            eprintln!("warning: {degraded} {mode_name} queries were answered degraded (BM25 only)");
-        }
-        lat.sort_by(f64::total_cmp);
-        let latency_ms = BTreeMap::from([
-            ("p50", percentile(&lat, 50.0)),
-            ("p95", percentile(&lat, 95.0)),
-            ("p99", percentile(&lat, 99.0)),
-        ]);
-        reports.insert(
-            mode_name.clone(),
-            ModeReport {
-                metrics: mean_metrics(&metrics_of),
-                latency_ms,
-                degraded,
-            },
-        );
-        per_mode_queries.insert(mode_name.clone(), per_query);
-        if let Some(dir) = &args.out {
-            std::fs::create_dir_all(dir)?;
-            let mut f = std::fs::File::create(dir.join(format!("{mode_name}.trec")))?;
-            writeln!(f, "{}", trec.join("\n"))?;
         }
     }
-    // Recorded with what it measured: only in-process runs, whose configuration is known here.
-    let run_id = match (&engine, &searcher) {
-        (Some(engine), Some(searcher)) => {
-            let mut config = serde_json::json!({
-                "embedding_version": searcher.embedding_version(),
-                "chunk_options": engine.chunk_options(&collection)?,
-                "fusion": fusion, "top_k": args.top_k, "queries": qrels.len(),
-                "principal": caller,
-            });
-            if let (Some(c), Some(src)) = (config.as_object_mut(), source.as_object()) {
-                c.extend(src.clone());
-            }
-            Some(engine.record_eval_run(
-                &collection,
-                &config,
-                &serde_json::to_value(&reports)?,
-                &serde_json::to_value(&per_mode_queries)?,
-            )?)
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)?;
+        for (mode, lines) in &measured.trec {
+            let mut f = std::fs::File::create(dir.join(format!("{mode}.trec")))?;
+            writeln!(f, "{}", lines.join("\n"))?;
         }
-        _ => None,
-    };
+    }
+    let reports = &measured.reports;
     let mut report = serde_json::json!({
         "run_id": run_id, "collection": collection, "queries": qrels.len(),
         "fusion": fusion, "modes": reports,
@@ -413,7 +336,7 @@ fn evaluate(
             .map(|id| format!(", recorded as run {id}"))
             .unwrap_or_default()
     );
-    for (mode, r) in &reports {
+    for (mode, r) in reports {
         let _ = writeln!(
             o,
             "  {mode:<7} nDCG@10 {:.4}  Recall@100 {:.4}  MRR@10 {:.4}  latency p50 {:.2} ms  p99 {:.2} ms",

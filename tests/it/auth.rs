@@ -220,6 +220,41 @@ fn every_v1_route_needs_a_valid_token_and_the_role() {
             200,
         ),
         (
+            Method::PUT,
+            "/v1/collections/default/golden/smoke",
+            json!({"queries": [{"query": "public words", "relevant": {"pub.md": 1}}]}),
+            Role::Admin,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/collections/default/golden",
+            Value::Null,
+            Role::Admin,
+            200,
+        ),
+        (
+            Method::POST,
+            "/v1/collections/default/eval",
+            json!({"golden": "smoke", "modes": ["bm25"]}),
+            Role::Admin,
+            200,
+        ),
+        (
+            Method::GET,
+            "/v1/collections/default/eval/runs",
+            Value::Null,
+            Role::Admin,
+            200,
+        ),
+        (
+            Method::DELETE,
+            "/v1/collections/default/golden/smoke",
+            Value::Null,
+            Role::Admin,
+            200,
+        ),
+        (
             Method::DELETE,
             "/v1/collections/default/documents/victim.md",
             Value::Null,
@@ -291,7 +326,16 @@ fn every_v1_route_needs_a_valid_token_and_the_role() {
             a.body
         );
         for (who, token, role) in &callers {
-            if *method == Method::DELETE {
+            if *method == Method::DELETE && path.contains("/golden/") {
+                let a = call(
+                    &s,
+                    &Method::PUT,
+                    path,
+                    Some(ADMIN_KEY),
+                    &json!({"queries": [{"query": "public words", "relevant": {"pub.md": 1}}]}),
+                );
+                assert_eq!(a.status, 200, "{}", a.body);
+            } else if *method == Method::DELETE {
                 upsert(
                     &s,
                     json!([{"id": "victim.md", "text": "doomed", "acl": ["group:eng"]}]),
@@ -822,4 +866,62 @@ fn cli_sends_the_token_and_explains_refusals() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("QUARRY_IT_JWT_SECRET"), "{stderr}");
+}
+
+/// An evaluation of a live collection over HTTP runs as the reader it names: the collection's
+/// ACLs apply, and both runs are recorded.
+#[test]
+fn eval_runs_over_http_apply_the_named_readers_acls() {
+    let s = auth_server();
+    upsert(
+        &s,
+        json!([
+            {"id": "open.md", "text": "solar panels convert light", "acl": ["public"]},
+            {"id": "board.md", "text": "solar roadmap for the board", "acl": ["group:board"]}
+        ]),
+    );
+    let (status, body) = call_json(
+        &s,
+        &Method::PUT,
+        "/v1/collections/default/golden/roadmap",
+        json!({"queries": [{"id": "r", "query": "solar roadmap", "relevant": {"board.md": 2, "open.md": 1}}]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, bad) = call_json(
+        &s,
+        &Method::PUT,
+        "/v1/collections/default/golden/bad",
+        json!({"queries": [{"query": " ", "relevant": {}}]}),
+    );
+    assert_eq!(status, 400, "{bad}");
+    let eval = |body: Value| call_json(&s, &Method::POST, "/v1/collections/default/eval", body);
+    let (status, admin) = eval(json!({"golden": "roadmap", "modes": ["bm25"]}));
+    assert_eq!(status, 200, "{admin}");
+    let (status, outsider) =
+        eval(json!({"golden": "roadmap", "modes": ["bm25"], "as": {"user": "olaf"}}));
+    assert_eq!(status, 200, "{outsider}");
+    let (_, member) = eval(
+        json!({"golden": "roadmap", "modes": ["bm25"], "as": {"user": "bea", "groups": ["board"]}}),
+    );
+    let ndcg = |v: &Value| v["modes"]["bm25"]["ndcg@10"].as_f64().unwrap();
+    assert!((ndcg(&admin) - 1.0).abs() < 1e-9, "{admin}");
+    assert!((ndcg(&member) - 1.0).abs() < 1e-9, "{member}");
+    assert!(ndcg(&outsider) < 0.5, "{outsider}");
+    let (status, missing) = eval(json!({"golden": "nope"}));
+    assert_eq!(status, 404, "{missing}");
+    let (_, runs) = call_json(
+        &s,
+        &Method::GET,
+        "/v1/collections/default/eval/runs",
+        Value::Null,
+    );
+    let runs = runs["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    assert_eq!(runs[1]["config"]["principal"]["user"], "olaf");
+    assert_eq!(runs[1]["config"]["golden"], "roadmap");
+}
+
+fn call_json(s: &TestServer, method: &Method, path: &str, body: Value) -> (u16, Value) {
+    let a = call(s, method, path, Some(ADMIN_KEY), &body);
+    (a.status, a.body)
 }

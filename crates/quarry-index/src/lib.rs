@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod ingest;
+pub mod measure;
 pub mod searcher;
 pub mod vectors;
 

@@ -12,6 +12,8 @@
 //! | `POST /v1/embeddings` | reader |
 //! | `POST /v1/collections/{c}/documents`, `DELETE /v1/collections/{c}/documents/{id}` | writer |
 //! | `GET /v1/collections/{c}/versions` | admin |
+//! | `GET /v1/collections/{c}/golden`, `PUT`/`DELETE /v1/collections/{c}/golden/{name}` | admin |
+//! | `POST /v1/collections/{c}/eval`, `GET /v1/collections/{c}/eval/runs` | admin |
 //!
 //! Admins also differ from writers in what they read (every document, whatever its ACL). `/healthz` and `/readyz` are open. The tracing span of a request records its
 //! id, method and path only: never headers (the token) or the query string.
@@ -19,6 +21,7 @@
 mod collections;
 mod documents;
 mod embeddings;
+mod eval;
 mod query;
 
 use crate::auth::{self, Auth};
@@ -27,7 +30,7 @@ use axum::extract::{Request, State};
 use axum::http::HeaderName;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use quarry_core::{GroupBy, Mode};
 use quarry_index::{Engine, IngestOptions};
@@ -106,6 +109,13 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
             "/collections/{collection}/versions",
             get(collections::versions),
         )
+        .route("/collections/{collection}/golden", get(eval::list_golden))
+        .route(
+            "/collections/{collection}/golden/{name}",
+            put(eval::put_golden).delete(eval::delete_golden),
+        )
+        .route("/collections/{collection}/eval", post(eval::run))
+        .route("/collections/{collection}/eval/runs", get(eval::runs))
         .route(
             "/collections/{collection}/documents",
             get(documents::list).post(documents::upsert),

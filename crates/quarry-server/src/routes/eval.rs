@@ -1,0 +1,175 @@
+//! Golden sets and evaluation runs of live collections (admin):
+//! `GET /v1/collections/{c}/golden`, `PUT|DELETE /v1/collections/{c}/golden/{name}`,
+//! `POST /v1/collections/{c}/eval` (runs a golden set, as a named reader or as the caller, and
+//! records the run) and `GET /v1/collections/{c}/eval/runs`.
+
+use super::{Shared, blocking};
+use crate::auth::{Caller, role};
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use axum::Json;
+use axum::extract::{Path, State};
+use quarry_core::{Fusion, Mode, Principal, Role};
+use quarry_index::catalog::GoldenQuery;
+use quarry_index::measure::Plan;
+use std::collections::BTreeMap;
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoldenLine {
+    pub id: Option<String>,
+    pub query: String,
+    pub relevant: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutGolden {
+    pub queries: Vec<GoldenLine>,
+}
+
+pub async fn list_golden(
+    _caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+    Path(collection): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let sets = blocking(move || {
+        state.engine.collection(&collection)?;
+        Ok(state.engine.golden_sets(Some(&collection))?)
+    })
+    .await?;
+    Ok(Json(serde_json::json!({ "golden_sets": sets })))
+}
+
+pub async fn put_golden(
+    _caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+    Path((collection, name)): Path<(String, String)>,
+    JsonBody(req): JsonBody<PutGolden>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut queries = Vec::with_capacity(req.queries.len());
+    let mut ids = std::collections::HashSet::new();
+    for (i, q) in req.queries.into_iter().enumerate() {
+        if q.query.trim().is_empty() {
+            return Err(ApiError::new(
+                "invalid_request",
+                format!("queries[{i}]: the query is empty"),
+            ));
+        }
+        let id = q.id.unwrap_or_else(|| (i + 1).to_string());
+        if !ids.insert(id.clone()) {
+            return Err(ApiError::new(
+                "invalid_request",
+                format!("queries[{i}]: id {id} appears twice"),
+            ));
+        }
+        queries.push(GoldenQuery {
+            id,
+            query: q.query,
+            relevant: q.relevant,
+        });
+    }
+    let n = queries.len();
+    blocking(move || Ok(state.engine.put_golden(&collection, &name, &queries)?)).await?;
+    Ok(Json(serde_json::json!({ "queries": n })))
+}
+
+pub async fn delete_golden(
+    _caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+    Path((collection, name)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    blocking(move || Ok(state.engine.delete_golden(&collection, &name)?)).await?;
+    Ok(Json(serde_json::json!({ "deleted": true })))
+}
+
+/// The reader a run is evaluated as (`as`): its ACLs apply to the run.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunAs {
+    pub user: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalRequest {
+    pub golden: String,
+    pub modes: Option<Vec<Mode>>,
+    pub fusion: Option<Fusion>,
+    pub top_k: Option<usize>,
+    #[serde(rename = "as")]
+    pub run_as: Option<RunAs>,
+}
+
+pub async fn run(
+    caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+    Path(collection): Path<String>,
+    JsonBody(req): JsonBody<EvalRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let principal = match req.run_as {
+        Some(r) => {
+            let p = Principal::new(r.user, r.groups, Role::Reader);
+            for id in std::iter::once(&p.user).chain(&p.groups) {
+                if quarry_core::acl::check_principal(&format!("user:{id}")).is_err() {
+                    return Err(ApiError::new(
+                        "invalid_request",
+                        format!("`as`: {id:?} is not a valid user or group id"),
+                    ));
+                }
+            }
+            p
+        }
+        None => caller.principal.clone(),
+    };
+    let top_k = req.top_k.unwrap_or(100);
+    if !(1..=quarry_core::MAX_TOP_K).contains(&top_k) {
+        return Err(ApiError::new(
+            "invalid_request",
+            format!("`top_k` {top_k}: use 1 to {}", quarry_core::MAX_TOP_K),
+        ));
+    }
+    if let Some(f) = &req.fusion {
+        f.validate()?;
+    }
+    let answer = blocking(move || {
+        let searcher = state.engine.searcher(&collection)?;
+        let modes = req.modes.unwrap_or_else(|| {
+            if searcher.embedding_version().is_some() {
+                vec![Mode::Bm25, Mode::Vector, Mode::Hybrid]
+            } else {
+                vec![Mode::Bm25]
+            }
+        });
+        let plan = Plan {
+            modes,
+            fusion: req.fusion.unwrap_or(searcher.default_fusion()),
+            top_k,
+        };
+        let (id, measured) =
+            state
+                .engine
+                .evaluate_golden(&collection, &req.golden, &plan, &principal)?;
+        Ok(serde_json::json!({
+            "run_id": id, "collection": collection, "golden": req.golden,
+            "principal": principal, "fusion": plan.fusion, "modes": measured.reports,
+        }))
+    })
+    .await?;
+    Ok(Json(answer))
+}
+
+pub async fn runs(
+    _caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+    Path(collection): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let runs = blocking(move || {
+        state.engine.collection(&collection)?;
+        Ok(state.engine.eval_runs(Some(&collection))?)
+    })
+    .await?;
+    Ok(Json(serde_json::json!({ "runs": runs })))
+}
