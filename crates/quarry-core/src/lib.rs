@@ -13,6 +13,7 @@ pub mod fusion;
 pub mod hash;
 pub mod metrics;
 pub mod query;
+pub mod rng;
 
 pub use acl::{DefaultAcl, Principal, Role};
 pub use chunk::{Chunk, ChunkOptions, ChunkSizer, Chunker, TokenCounter, embed_text};

@@ -29,18 +29,30 @@ pub fn ndcg_at_k(ranked: &[String], judged: &Judgments, k: usize) -> f64 {
     if idcg == 0.0 { 0.0 } else { dcg / idcg }
 }
 
-/// Fraction of the relevant documents found in the first `k`.
-pub fn recall_at_k(ranked: &[String], judged: &Judgments, k: usize) -> f64 {
-    let relevant = judged.values().filter(|&&g| g > 0).count();
-    if relevant == 0 {
-        return 0.0;
-    }
-    let found = ranked
+fn is_relevant(judged: &Judgments, doc: &str) -> bool {
+    judged.get(doc).is_some_and(|&g| g > 0)
+}
+
+/// Relevant documents judged for the query.
+fn relevant_count(judged: &Judgments) -> usize {
+    judged.values().filter(|&&g| g > 0).count()
+}
+
+/// Relevant documents among the first `k` of the run.
+fn relevant_in_top(ranked: &[String], judged: &Judgments, k: usize) -> usize {
+    ranked
         .iter()
         .take(k)
-        .filter(|d| judged.get(*d).is_some_and(|&g| g > 0))
-        .count();
-    found as f64 / relevant as f64
+        .filter(|d| is_relevant(judged, d))
+        .count()
+}
+
+/// Fraction of the relevant documents found in the first `k`.
+pub fn recall_at_k(ranked: &[String], judged: &Judgments, k: usize) -> f64 {
+    match relevant_count(judged) {
+        0 => 0.0,
+        relevant => relevant_in_top(ranked, judged, k) as f64 / relevant as f64,
+    }
 }
 
 /// Reciprocal rank of the first relevant document within the first `k`, else 0.
@@ -48,7 +60,7 @@ pub fn mrr_at_k(ranked: &[String], judged: &Judgments, k: usize) -> f64 {
     ranked
         .iter()
         .take(k)
-        .position(|d| judged.get(d).is_some_and(|&g| g > 0))
+        .position(|d| is_relevant(judged, d))
         .map_or(0.0, |i| 1.0 / (i + 1) as f64)
 }
 
@@ -58,26 +70,21 @@ pub fn precision_at_k(ranked: &[String], judged: &Judgments, k: usize) -> f64 {
     if k == 0 {
         return 0.0;
     }
-    let found = ranked
-        .iter()
-        .take(k)
-        .filter(|d| judged.get(*d).is_some_and(|&g| g > 0))
-        .count();
-    found as f64 / k as f64
+    relevant_in_top(ranked, judged, k) as f64 / k as f64
 }
 
 /// Average precision over the first `k` (trec_eval `map_cut_k`): the precision at the rank of
 /// each relevant document retrieved in the first `k`, summed and divided by the number of
 /// relevant documents (retrieved or not).
 pub fn average_precision_at_k(ranked: &[String], judged: &Judgments, k: usize) -> f64 {
-    let relevant = judged.values().filter(|&&g| g > 0).count();
+    let relevant = relevant_count(judged);
     if relevant == 0 {
         return 0.0;
     }
     let mut found = 0usize;
     let mut sum = 0.0;
     for (i, d) in ranked.iter().take(k).enumerate() {
-        if judged.get(d).is_some_and(|&g| g > 0) {
+        if is_relevant(judged, d) {
             found += 1;
             sum += found as f64 / (i + 1) as f64;
         }
@@ -139,22 +146,14 @@ pub fn randomization_p_value(a: &[f64], b: &[f64], trials: usize, seed: u64) -> 
         return 1.0;
     }
     let observed = diffs.iter().sum::<f64>().abs();
-    // splitmix64: a small, well-mixed generator; no dependency for a coin flip
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = crate::rng::SplitMix64::new(seed);
     let mut hits = 0usize;
     for _ in 0..trials {
         let mut sum = 0.0;
         let mut bits = 0u64;
         for (i, d) in diffs.iter().enumerate() {
             if i % 64 == 0 {
-                bits = next();
+                bits = rng.next_u64();
             }
             sum += if bits & (1 << (i % 64)) != 0 { *d } else { -*d };
         }

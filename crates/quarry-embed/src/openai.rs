@@ -480,13 +480,11 @@ impl OpenAiEmbedder {
 
     /// splitmix64 over an atomic counter: lock-free and good enough for jitter.
     fn next_random(&self) -> u64 {
-        let mut z = self
+        use quarry_core::rng::{GAMMA, mix};
+        mix(self
             .rng
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+            .fetch_add(GAMMA, Ordering::Relaxed)
+            .wrapping_add(GAMMA))
     }
 }
 
