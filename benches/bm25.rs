@@ -36,7 +36,6 @@ use criterion::{Criterion, SamplingMode, Throughput};
 use quarry_core::{GroupBy, Mode, QueryOptions};
 use quarry_index::{Engine, EngineOptions, IngestOptions, IngestSummary, NoProgress, Searcher};
 use std::cell::OnceCell;
-use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -87,38 +86,12 @@ impl Dataset {
     }
 }
 
-/// The texts of the distinct query ids of `qrels/test.tsv`, looked up in `queries.jsonl`.
+/// The texts of the judged queries of `qrels/test.tsv`, in id order.
 fn test_queries(dir: &Path) -> Vec<String> {
-    let qrels =
-        std::fs::read_to_string(dir.join("qrels/test.tsv")).expect("read scifact qrels/test.tsv");
-    let mut seen = HashSet::new();
-    let ids: Vec<&str> = qrels
-        .lines()
-        .skip(1)
-        .filter_map(|line| line.split('\t').next())
-        .map(str::trim)
-        .filter(|id| !id.is_empty() && seen.insert(*id))
-        .collect();
-
-    let jsonl =
-        std::fs::read_to_string(dir.join("queries.jsonl")).expect("read scifact queries.jsonl");
-    let mut texts: HashMap<String, String> = HashMap::new();
-    for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).expect("queries.jsonl line is JSON");
-        let id = match &v["_id"] {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let text = v["text"].as_str().expect("query has a text").to_owned();
-        texts.insert(id, text);
-    }
-    ids.iter()
-        .map(|id| {
-            texts
-                .get(*id)
-                .unwrap_or_else(|| panic!("test query {id} is not in queries.jsonl"))
-                .clone()
-        })
+    quarry_index::measure::read_beir_cases(dir, "test")
+        .expect("read SciFact's test queries and judgments")
+        .into_iter()
+        .map(|c| c.text)
         .collect()
 }
 

@@ -203,52 +203,12 @@ impl Dataset {
     }
 }
 
-/// `(id, text, judgments)` of the distinct query ids of `qrels/test.tsv`, in qrels order, texts
-/// looked up in `queries.jsonl`.
+/// `(id, text, judgments)` of the judged queries of `qrels/test.tsv`, in id order.
 fn test_queries(dir: &Path) -> Vec<(String, String, Judgments)> {
-    let qrels =
-        std::fs::read_to_string(dir.join("qrels/test.tsv")).expect("read scifact qrels/test.tsv");
-    let mut ids: Vec<String> = Vec::new();
-    let mut judged: HashMap<String, Judgments> = HashMap::new();
-    for line in qrels.lines().skip(1) {
-        let mut cols = line.split('\t').map(str::trim);
-        let (Some(qid), Some(doc), Some(grade)) = (cols.next(), cols.next(), cols.next()) else {
-            continue;
-        };
-        if qid.is_empty() {
-            continue;
-        }
-        let grade: u32 = grade.parse().expect("qrels score is a whole number");
-        if !judged.contains_key(qid) {
-            ids.push(qid.to_owned());
-        }
-        judged
-            .entry(qid.to_owned())
-            .or_default()
-            .insert(doc.to_owned(), grade);
-    }
-
-    let jsonl =
-        std::fs::read_to_string(dir.join("queries.jsonl")).expect("read scifact queries.jsonl");
-    let mut texts: HashMap<String, String> = HashMap::new();
-    for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).expect("queries.jsonl line is JSON");
-        let id = match &v["_id"] {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let text = v["text"].as_str().expect("query has a text").to_owned();
-        texts.insert(id, text);
-    }
-    ids.into_iter()
-        .map(|id| {
-            let text = texts
-                .get(&id)
-                .unwrap_or_else(|| panic!("test query {id} is not in queries.jsonl"))
-                .clone();
-            let judged = judged.remove(&id).unwrap_or_default();
-            (id, text, judged)
-        })
+    quarry_index::measure::read_beir_cases(dir, "test")
+        .expect("read SciFact's test queries and judgments")
+        .into_iter()
+        .map(|c| (c.id, c.text, c.judged))
         .collect()
 }
 

@@ -13,12 +13,9 @@ use crate::cmd::query::{FusionArgs, remote};
 use crate::cmd::remote::Remote;
 use crate::cmd::{emit, open_engine, print_json};
 use crate::config::Config;
-use anyhow::{Context, bail};
-use quarry_core::metrics::Judgments;
 use quarry_core::{Mode, Principal};
-use quarry_index::measure::{Case, Plan, measure};
+use quarry_index::measure::{Case, Plan, measure, read_beir_cases};
 use quarry_index::{IngestOptions, NoProgress};
-use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -77,57 +74,6 @@ pub struct RunArgs {
     pub json: bool,
 }
 
-pub(crate) fn read_queries(path: &Path) -> anyhow::Result<HashMap<String, String>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut out = HashMap::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
-        let (Some(id), Some(q)) = (v["_id"].as_str(), v["text"].as_str()) else {
-            bail!(
-                "{}:{}: a query needs `_id` and `text`",
-                path.display(),
-                i + 1
-            );
-        };
-        out.insert(id.to_owned(), q.to_owned());
-    }
-    Ok(out)
-}
-
-/// `query-id<TAB>corpus-id<TAB>score` with a header line.
-pub(crate) fn read_qrels(path: &Path) -> anyhow::Result<BTreeMap<String, Judgments>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut out: BTreeMap<String, Judgments> = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let cols: Vec<&str> = line.split('\t').collect();
-        if cols.len() != 3 || (i == 0 && cols[2].parse::<u32>().is_err()) {
-            if i == 0 {
-                continue;
-            }
-            bail!(
-                "{}:{}: expected query-id, corpus-id, score separated by tabs",
-                path.display(),
-                i + 1
-            );
-        }
-        let grade: i64 = cols[2]
-            .trim()
-            .parse()
-            .with_context(|| format!("{}:{}: bad score", path.display(), i + 1))?;
-        out.entry(cols[0].to_owned())
-            .or_default()
-            .insert(cols[1].to_owned(), grade.max(0) as u32);
-    }
-    Ok(out)
-}
-
 /// `beir-<folder>`, with the folder name cut to what a collection name allows (letters, digits,
 /// `_`, `-`; other characters become `-`, leading and trailing ones are dropped).
 fn default_collection(folder: &str) -> String {
@@ -165,23 +111,17 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
         }
         let collection = args.collection.clone().unwrap_or_else(|| "default".into());
         let engine = open_engine(data_dir, config)?;
-        let set = engine.golden(&collection, golden)?;
-        let mut queries = HashMap::new();
-        let mut qrels = BTreeMap::new();
-        for q in set {
-            queries.insert(q.id.clone(), q.query);
-            qrels.insert(q.id, q.relevant.into_iter().collect::<Judgments>());
-        }
+        let cases: Vec<Case> = engine
+            .golden(&collection, golden)?
+            .into_iter()
+            .map(|q| Case {
+                id: q.id,
+                text: q.query,
+                judged: q.relevant.into_iter().collect(),
+            })
+            .collect();
         let source = serde_json::json!({"source": "golden", "golden": golden});
-        return evaluate(
-            config,
-            &args,
-            Some(engine),
-            &collection,
-            &queries,
-            &qrels,
-            source,
-        );
+        return evaluate(config, &args, Some(engine), &collection, &cases, source);
     }
     let Some(dataset_dir) = args.dataset.clone() else {
         return Err(crate::cmd::UsageError(
@@ -190,12 +130,7 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
         )
         .into());
     };
-    let queries = read_queries(&dataset_dir.join("queries.jsonl"))?;
-    let qrels = read_qrels(
-        &dataset_dir
-            .join("qrels")
-            .join(format!("{}.tsv", args.split)),
-    )?;
+    let cases = read_beir_cases(&dataset_dir, &args.split)?;
     let name = dataset_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -239,10 +174,10 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
     };
     let source =
         serde_json::json!({"source": "dataset", "dataset": dataset_dir, "split": args.split});
-    evaluate(config, &args, engine, &collection, &queries, &qrels, source)
+    evaluate(config, &args, engine, &collection, &cases, source)
 }
 
-/// Runs every judged query of `qrels` per mode against `collection` (in process with `engine`,
+/// Runs every case per mode against `collection` (in process with `engine`,
 /// where the run is recorded with `source` in its configuration; else on `--server`), writes the
 /// TREC files of `--out` and prints the report.
 fn evaluate(
@@ -250,8 +185,7 @@ fn evaluate(
     args: &RunArgs,
     engine: Option<quarry_index::Engine>,
     collection: &str,
-    queries: &HashMap<String, String>,
-    qrels: &BTreeMap<String, Judgments>,
+    cases: &[Case],
     source: serde_json::Value,
 ) -> anyhow::Result<()> {
     let collection = collection.to_owned();
@@ -263,19 +197,6 @@ fn evaluate(
         ),
         None => Principal::local_admin(),
     };
-    let cases = qrels
-        .iter()
-        .map(|(qid, judged)| {
-            let text = queries
-                .get(qid)
-                .with_context(|| format!("query {qid} of the qrels is not in queries.jsonl"))?;
-            Ok(Case {
-                id: qid.clone(),
-                text: text.clone(),
-                judged: judged.clone(),
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let fusion = args.fusion.resolve(config.query.fusion);
     let plan = Plan {
         modes: args.modes.clone(),
@@ -284,12 +205,12 @@ fn evaluate(
     };
     let (run_id, measured) = match (&engine, &args.server) {
         (Some(engine), _) => {
-            let (id, m) = engine.evaluate(&collection, &cases, &plan, &caller, source.clone())?;
+            let (id, m) = engine.evaluate(&collection, cases, &plan, &caller, source.clone())?;
             (Some(id), m)
         }
         (None, Some(url)) => {
             let server = Remote::new(url, args.token.clone());
-            let m = measure(&cases, &plan, &mut |q| remote(&server, &collection, q))?;
+            let m = measure(cases, &plan, &mut |q| remote(&server, &collection, q))?;
             (None, m)
         }
         (None, None) => unreachable!("either an engine or a server"),
@@ -311,7 +232,7 @@ fn evaluate(
     }
     let reports = &measured.reports;
     let mut report = serde_json::json!({
-        "run_id": run_id, "collection": collection, "queries": qrels.len(),
+        "run_id": run_id, "collection": collection, "queries": cases.len(),
         "fusion": fusion, "modes": reports,
     });
     if let (Some(r), Some(src)) = (report.as_object_mut(), source.as_object()) {
@@ -330,7 +251,7 @@ fn evaluate(
     let _ = writeln!(
         o,
         "{what}{} queries, collection {collection}){}",
-        qrels.len(),
+        cases.len(),
         run_id
             .as_deref()
             .map(|id| format!(", recorded as run {id}"))
