@@ -90,9 +90,12 @@ pub struct Searcher {
     default_acl: DefaultAcl,
 }
 
-/// What one caller may see, resolved once per query.
+/// One query of one caller, prepared once and used at every depth: what the caller may see and
+/// the BM25 query (the caller's ACL clause included).
 struct Access<'a> {
     caller: &'a Principal,
+    /// The BM25 query; `None` when the text has no searchable term.
+    bm25: Option<Box<dyn tantivy::query::Query>>,
     default_acl: &'a DefaultAcl,
     /// The caller's ACL tokens; `None` for a caller who sees everything (no filter at all).
     tokens: Option<Vec<String>>,
@@ -148,33 +151,31 @@ impl Searcher {
         &self.default_acl
     }
 
-    fn access<'a>(&'a self, caller: &'a Principal) -> Access<'a> {
+    fn access<'a>(&'a self, text: &str, caller: &'a Principal) -> Access<'a> {
+        let fields = self.index.fields();
+        let tokens = (!caller.sees_all()).then(|| caller.tokens(&self.default_acl));
+        let bm25 = build_query(&fields, text).map(|query| match &tokens {
+            Some(tokens) => restrict(query, acl_filter(&fields, tokens)),
+            None => query,
+        });
         Access {
             caller,
+            bm25,
             default_acl: &self.default_acl,
-            tokens: (!caller.sees_all()).then(|| caller.tokens(&self.default_acl)),
+            tokens,
             permitted: OnceCell::new(),
         }
     }
 
     /// The best `limit` chunks for `text` by BM25 among those `access` may see (the ACL is a
     /// clause of the query itself), best first.
-    fn bm25_addresses(
-        &self,
-        text: &str,
-        limit: usize,
-        access: &Access<'_>,
-    ) -> Result<Vec<(f32, DocAddress)>> {
-        let fields = self.index.fields();
-        let Some(mut query) = build_query(&fields, text) else {
+    fn bm25_addresses(&self, limit: usize, access: &Access<'_>) -> Result<Vec<(f32, DocAddress)>> {
+        let Some(query) = &access.bm25 else {
             return Ok(Vec::new());
         };
-        if let Some(tokens) = &access.tokens {
-            query = restrict(query, acl_filter(&fields, tokens));
-        }
         Ok(self
             .snapshot
-            .search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?)
+            .search(query, &TopDocs::with_limit(limit.max(1)).order_by_score())?)
     }
 
     /// Embeds a query with the active embedder, waiting at most the configured timeout.
@@ -270,12 +271,9 @@ impl Searcher {
                 }
             }
         }
-        let access = self.access(caller);
+        let access = self.access(&q.text, caller);
         let results = self.hits(q, mode, query_vector.as_deref(), &access)?;
-        if results.is_empty()
-            && mode == Mode::Bm25
-            && build_query(&self.index.fields(), &q.text).is_none()
-        {
+        if results.is_empty() && mode == Mode::Bm25 && access.bm25.is_none() {
             warnings.push(
                 "the query has no searchable words (only stop words or punctuation)".to_owned(),
             );
@@ -301,9 +299,8 @@ impl Searcher {
         depth: usize,
         caller: &Principal,
     ) -> Result<Vec<(u64, f32)>> {
-        let access = self.access(caller);
-        let (candidates, _) =
-            self.candidates(text, mode, vector, depth, self.default_fusion, &access)?;
+        let access = self.access(text, caller);
+        let (candidates, _) = self.candidates(mode, vector, depth, self.default_fusion, &access)?;
         candidates
             .iter()
             .map(|c| {
@@ -316,7 +313,6 @@ impl Searcher {
     /// Fused candidates, best first, from each retriever's best `depth` chunks.
     fn candidates(
         &self,
-        text: &str,
         mode: Mode,
         vector: Option<&[f32]>,
         depth: usize,
@@ -328,7 +324,7 @@ impl Searcher {
         } else {
             let mut columns: HashMap<u32, tantivy::columnar::Column<u64>> = HashMap::new();
             let mut out = Vec::new();
-            for (score, address) in self.bm25_addresses(text, depth, access)? {
+            for (score, address) in self.bm25_addresses(depth, access)? {
                 let column = match columns.entry(address.segment_ord) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => e.insert(
@@ -397,7 +393,7 @@ impl Searcher {
                 let mut b: Vec<(u64, f32)> = bm25.iter().map(|(k, s, _)| (*k, *s)).collect();
                 let mut d: Vec<(u64, f32)> = dense.iter().map(|(k, s, _)| (*k, *s)).collect();
                 if matches!(fusion, Fusion::Weighted { .. }) {
-                    self.complete_scores(text, vector, &bm25, &dense, &mut b, &mut d)?;
+                    self.complete_scores(access, vector, &bm25, &dense, &mut b, &mut d)?;
                 }
                 fuse(fusion, &b, &d)
             }
@@ -418,7 +414,7 @@ impl Searcher {
     /// it is left alone.
     fn complete_scores(
         &self,
-        text: &str,
+        access: &Access<'_>,
         vector: Option<&[f32]>,
         bm25: &[(u64, f32, DocAddress)],
         dense: &[(u64, f32, DocAddress)],
@@ -445,7 +441,8 @@ impl Searcher {
         if missing.is_empty() {
             return Ok(());
         }
-        let Some(query) = build_query(&self.index.fields(), text) else {
+        // the caller's query: its ACL clause scores 0 and vector candidates are all permitted
+        let Some(query) = &access.bm25 else {
             return Ok(());
         };
         let weight = query.weight(tantivy::query::EnableScoring::enabled_from_searcher(
@@ -483,8 +480,7 @@ impl Searcher {
             GroupBy::Document => (q.top_k * 3).max(100),
         };
         loop {
-            let (candidates, more) =
-                self.candidates(&q.text, mode, vector, depth, q.fusion, access)?;
+            let (candidates, more) = self.candidates(mode, vector, depth, q.fusion, access)?;
             let mut hits = Vec::new();
             let mut seen = HashSet::new();
             'outer: for c in &candidates {
