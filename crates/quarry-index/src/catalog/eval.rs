@@ -44,6 +44,17 @@ pub struct GoldenSummary {
     pub queries: usize,
 }
 
+/// The summary in columns 0 to 4 (id, collection, created_at, config, metrics) of a row.
+fn summary(r: &rusqlite::Row<'_>) -> Result<EvalRunSummary> {
+    Ok(EvalRunSummary {
+        id: r.get(0)?,
+        collection: r.get(1)?,
+        created_at: r.get(2)?,
+        config: json(&r.get::<_, String>(3)?, "config")?,
+        metrics: json(&r.get::<_, String>(4)?, "metrics")?,
+    })
+}
+
 fn json(s: &str, what: &str) -> Result<serde_json::Value> {
     serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("eval run {what}: {e}")))
 }
@@ -87,26 +98,27 @@ impl Catalog {
             "SELECT id, collection, created_at, config, metrics FROM eval_runs
              WHERE ?1 IS NULL OR collection = ?1 ORDER BY created_at, CAST(substr(id, 2) AS INTEGER)",
         )?;
-        let rows = stmt.query_map([collection], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (id, collection, created_at, config, metrics) = row?;
-            Ok(EvalRunSummary {
-                config: json(&config, "config")?,
-                metrics: json(&metrics, "metrics")?,
-                id,
-                collection,
-                created_at,
-            })
-        })
-        .collect()
+        let mut rows = stmt.query([collection])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(summary(r)?);
+        }
+        Ok(out)
+    }
+
+    /// One run with its per-query results.
+    pub fn eval_run(&self, id: &str) -> Result<Option<EvalRun>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, collection, created_at, config, metrics, queries FROM eval_runs WHERE id = ?1",
+        )?;
+        let mut rows = stmt.query([id])?;
+        let Some(r) = rows.next()? else {
+            return Ok(None);
+        };
+        Ok(Some(EvalRun {
+            summary: summary(r)?,
+            queries: json(&r.get::<_, String>(5)?, "queries")?,
+        }))
     }
 
     /// Stores (or replaces) the golden set `name` of `collection`.
@@ -160,40 +172,6 @@ impl Catalog {
             "DELETE FROM golden_sets WHERE collection = ?1 AND name = ?2",
             [collection, name],
         )? > 0)
-    }
-
-    /// One run with its per-query results.
-    pub fn eval_run(&self, id: &str) -> Result<Option<EvalRun>> {
-        let row = self
-            .conn
-            .query_row(
-                "SELECT id, collection, created_at, config, metrics, queries FROM eval_runs WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, String>(5)?,
-                    ))
-                },
-            )
-            .optional()?;
-        row.map(|(id, collection, created_at, config, metrics, queries)| {
-            Ok(EvalRun {
-                summary: EvalRunSummary {
-                    config: json(&config, "config")?,
-                    metrics: json(&metrics, "metrics")?,
-                    id,
-                    collection,
-                    created_at,
-                },
-                queries: json(&queries, "queries")?,
-            })
-        })
-        .transpose()
     }
 }
 
