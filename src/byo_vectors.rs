@@ -333,38 +333,23 @@ impl<'a> Vectors<'a> {
                     range: Box::new(move |i: usize| (i * n, i * n + n)),
                 }
             }
-            VecKind::List(f64) => {
-                let l = a.as_list_opt::<i32>()?;
-                let offsets = l.value_offsets();
-                Vectors {
-                    list: l,
-                    values: values_of(l.values(), f64)?,
-                    range: Box::new(move |i: usize| {
-                        let at = |j: usize| {
-                            offsets
-                                .get(j)
-                                .map_or(0, |&o| usize::try_from(o).unwrap_or(0))
-                        };
-                        (at(i), at(i + 1))
-                    }),
-                }
-            }
-            VecKind::LargeList(f64) => {
-                let l = a.as_list_opt::<i64>()?;
-                let offsets = l.value_offsets();
-                Vectors {
-                    list: l,
-                    values: values_of(l.values(), f64)?,
-                    range: Box::new(move |i: usize| {
-                        let at = |j: usize| {
-                            offsets
-                                .get(j)
-                                .map_or(0, |&o| usize::try_from(o).unwrap_or(0))
-                        };
-                        (at(i), at(i + 1))
-                    }),
-                }
-            }
+            VecKind::List(f64) => Self::list(a.as_list_opt::<i32>()?, values_of, f64)?,
+            VecKind::LargeList(f64) => Self::list(a.as_list_opt::<i64>()?, values_of, f64)?,
+        })
+    }
+
+    /// A variable-size list column (`list` or `large_list`): rows end where the next begins.
+    fn list<O: arrow_array::OffsetSizeTrait>(
+        l: &'a arrow_array::GenericListArray<O>,
+        values_of: impl Fn(&'a ArrayRef, bool) -> Option<Values<'a>>,
+        f64: bool,
+    ) -> Option<Self> {
+        let offsets = l.value_offsets();
+        let at = move |j: usize| offsets.get(j).map_or(0, |o| o.as_usize());
+        Some(Vectors {
+            list: l,
+            values: values_of(l.values(), f64)?,
+            range: Box::new(move |i: usize| (at(i), at(i + 1))),
         })
     }
 
