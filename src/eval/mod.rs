@@ -190,11 +190,19 @@ fn evaluate(
 ) -> anyhow::Result<()> {
     let collection = collection.to_owned();
     let caller = match &args.user {
-        Some(user) => quarry_core::Principal::new(
-            user.clone(),
-            args.groups.clone(),
-            quarry_core::Role::Reader,
-        ),
+        Some(user) => {
+            for (what, id) in
+                std::iter::once(("user", user)).chain(args.groups.iter().map(|g| ("group", g)))
+            {
+                quarry_core::acl::check_principal(&format!("{what}:{id}"))
+                    .map_err(|e| crate::cmd::UsageError(format!("--{what} {id:?}: {e}")))?;
+            }
+            quarry_core::Principal::new(
+                user.clone(),
+                args.groups.clone(),
+                quarry_core::Role::Reader,
+            )
+        }
         None => Principal::local_admin(),
     };
     let fusion = args.fusion.resolve(config.query.fusion);

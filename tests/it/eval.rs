@@ -332,6 +332,17 @@ fn golden_sets_evaluate_a_live_collection_as_a_principal() {
         .collect();
     assert_eq!(worse, ["1"]);
 
+    // a malformed principal is a usage error, before anything runs
+    let out = run(
+        data.path(),
+        &["eval", "--golden", "smoke", "--user", "o laf"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(data.path(), &["golden", "remove", "smoke"]);
     assert!(out.status.success());
     let out = run(data.path(), &["eval", "--golden", "smoke"]);
