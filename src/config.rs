@@ -25,6 +25,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub query: QueryConfig,
     pub auth: AuthConfig,
+    pub eval: EvalConfig,
 }
 
 impl Default for Config {
@@ -38,6 +39,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             query: QueryConfig::default(),
             auth: AuthConfig::default(),
+            eval: EvalConfig::default(),
         }
     }
 }
@@ -131,6 +133,99 @@ impl Default for QueryConfig {
     }
 }
 
+/// `[eval]`: scheduled evaluation of golden sets by the server, and its drift alarm.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// How often `quarry serve` runs every golden set of every collection, e.g. "30m", "6h",
+    /// "90s" (at start-up, then once per interval). Unset: only on demand.
+    pub interval: Option<String>,
+    /// The drift alarm goes off when a run's nDCG@10 is more than this (absolute) below the best
+    /// of the `window` comparable runs before it.
+    pub alert_drop: f64,
+    /// How many earlier runs of the same golden set and settings the alarm compares with.
+    pub window: usize,
+    /// Documents per query of a scheduled run.
+    pub top_k: usize,
+    /// Run as this user (a reader; the ACLs apply) instead of as an admin.
+    pub user: Option<String>,
+    /// Groups of `user`.
+    pub groups: Vec<String>,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            interval: None,
+            alert_drop: 0.02,
+            window: 10,
+            top_k: 100,
+            user: None,
+            groups: Vec::new(),
+        }
+    }
+}
+
+impl EvalConfig {
+    /// The parsed `interval` (`None`: no scheduled evaluation).
+    pub fn interval(&self) -> Result<Option<std::time::Duration>> {
+        let Some(raw) = &self.interval else {
+            return Ok(None);
+        };
+        let d = humantime::parse_duration(raw.trim()).map_err(|e| {
+            anyhow::anyhow!(
+                "eval.interval {raw:?}: {e}; write a duration such as \"90s\", \"30m\" or \"6h\""
+            )
+        })?;
+        if d < std::time::Duration::from_secs(1) {
+            bail!("eval.interval {raw:?}: use at least 1s");
+        }
+        Ok(Some(d))
+    }
+
+    /// Who scheduled runs are evaluated as: `user` and `groups` as a reader, else the local admin.
+    pub fn principal(&self) -> Result<quarry_core::Principal> {
+        let Some(user) = &self.user else {
+            if !self.groups.is_empty() {
+                bail!("eval.groups needs eval.user");
+            }
+            return Ok(quarry_core::Principal::local_admin());
+        };
+        for (what, id) in
+            std::iter::once(("user", user)).chain(self.groups.iter().map(|g| ("group", g)))
+        {
+            quarry_core::acl::check_principal(&format!("{what}:{id}"))
+                .map_err(|e| anyhow::anyhow!("eval.{what} {id:?}: {e}"))?;
+        }
+        Ok(quarry_core::Principal::new(
+            user.clone(),
+            self.groups.clone(),
+            quarry_core::Role::Reader,
+        ))
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.interval()?;
+        self.principal()?;
+        if !(0.0..=1.0).contains(&self.alert_drop) {
+            bail!(
+                "eval.alert_drop {} must be between 0 and 1 (an absolute nDCG@10 drop)",
+                self.alert_drop
+            );
+        }
+        if self.window == 0 {
+            bail!("eval.window must be at least 1");
+        }
+        if !(1..=quarry_core::MAX_TOP_K).contains(&self.top_k) {
+            bail!(
+                "eval.top_k must be between 1 and {}",
+                quarry_core::MAX_TOP_K
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Environment variables that are options of the binary itself, not config keys.
 const RESERVED_ENV: &[&str] = &[
     "QUARRY_DATA_DIR",
@@ -208,6 +303,10 @@ pub fn load(
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     config
         .auth
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e:#}"))?;
+    config
+        .eval
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e:#}"))?;
     crate::embedders::check(&config)?;
@@ -293,6 +392,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("chunk.overlap"), "{err}");
+    }
+
+    #[test]
+    fn eval_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = load(None, dir.path(), env(&[("QUARRY_EVAL__INTERVAL", "90s")])).unwrap();
+        assert_eq!(
+            c.eval.interval().unwrap(),
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            c.eval.principal().unwrap(),
+            quarry_core::Principal::local_admin()
+        );
+        for (key, value, says) in [
+            ("QUARRY_EVAL__INTERVAL", "soon", "eval.interval"),
+            ("QUARRY_EVAL__INTERVAL", "10ms", "at least 1s"),
+            ("QUARRY_EVAL__ALERT_DROP", "1.5", "eval.alert_drop"),
+            ("QUARRY_EVAL__WINDOW", "0", "eval.window"),
+            ("QUARRY_EVAL__TOP_K", "0", "eval.top_k"),
+            (
+                "QUARRY_EVAL__GROUPS",
+                "[\"eng\"]",
+                "eval.groups needs eval.user",
+            ),
+            ("QUARRY_EVAL__USER", "\"a b\"", "eval.user"),
+        ] {
+            let err = format!(
+                "{:#}",
+                load(None, dir.path(), env(&[(key, value)])).unwrap_err()
+            );
+            assert!(err.contains(says), "{key}={value}: {err}");
+        }
+        let c = load(
+            None,
+            dir.path(),
+            env(&[
+                ("QUARRY_EVAL__USER", "alice"),
+                ("QUARRY_EVAL__GROUPS", "[\"eng\"]"),
+            ]),
+        )
+        .unwrap();
+        let p = c.eval.principal().unwrap();
+        assert_eq!(
+            (p.user.as_str(), p.groups.clone()),
+            ("alice", vec!["eng".to_owned()])
+        );
     }
 
     #[test]

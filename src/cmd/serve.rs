@@ -5,6 +5,7 @@ use super::{UsageError, open_engine};
 use crate::config::Config;
 use anyhow::Context;
 use quarry_index::IngestOptions;
+use quarry_index::measure::DriftPolicy;
 use quarry_server::{Auth, ServerOptions, router, serve, shutdown_signal};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -41,6 +42,18 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         },
         auth: auth.clone(),
     };
+    let schedule = match config.eval.interval()? {
+        Some(every) => Some((
+            every,
+            DriftPolicy {
+                alert_drop: config.eval.alert_drop,
+                window: config.eval.window,
+                principal: config.eval.principal()?,
+                top_k: config.eval.top_k,
+            },
+        )),
+        None => None,
+    };
     let addr = args.addr.unwrap_or_else(|| config.server.addr.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -54,6 +67,15 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         check_bind(&auth, bound, args.insecure_no_auth)?;
         eprintln!("authentication: {}", describe(&auth, config, bound, args.insecure_no_auth));
         tracing::info!(addr = %bound, data_dir = %data_dir.display(), "quarry listening on http://{bound}");
+        if let Some((every, policy)) = schedule {
+            eprintln!(
+                "scheduled eval: every golden set every {}, alarm on an nDCG@10 drop over {} (best of the last {} runs)",
+                humantime::format_duration(every),
+                policy.alert_drop,
+                policy.window
+            );
+            tokio::spawn(quarry_server::eval_loop(engine.clone(), every, policy));
+        }
         serve(listener, router(engine.clone(), options), shutdown_signal()).await?;
         // Write the vector graphs that changed, so the next start reloads them as they are.
         if let Err(e) = tokio::task::spawn_blocking(move || engine.flush()).await? {

@@ -111,16 +111,8 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
         }
         let collection = args.collection.clone().unwrap_or_else(|| "default".into());
         let engine = open_engine(data_dir, config)?;
-        let cases: Vec<Case> = engine
-            .golden(&collection, golden)?
-            .into_iter()
-            .map(|q| Case {
-                id: q.id,
-                text: q.query,
-                judged: q.relevant.into_iter().collect(),
-            })
-            .collect();
-        let source = serde_json::json!({"source": "golden", "golden": golden});
+        let cases = engine.golden_cases(&collection, golden)?;
+        let source = serde_json::json!({"source": "golden", "golden": golden, "trigger": "cli"});
         return evaluate(config, &args, Some(engine), &collection, &cases, source);
     }
     let Some(dataset_dir) = args.dataset.clone() else {

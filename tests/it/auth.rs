@@ -4,7 +4,7 @@
 //! JWTs; the bind policy and the CLI's `--token`.
 
 use crate::http::TestServer;
-use crate::{path_str, quarry, tmp, write_tree};
+use crate::{path_str, quarry, spawn_serve, tmp, write_tree};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use quarry_core::{DefaultAcl, Principal, Role};
 use quarry_index::EngineOptions;
@@ -13,10 +13,7 @@ use quarry_server::auth::{ApiKey, Auth, JwtOptions};
 use reqwest::Method;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
 const ADMIN_KEY: &str = "qk-admin-0123456789";
 const WRITER_KEY: &str = "qk-writer-0123456789";
@@ -616,81 +613,6 @@ fn jwt_issuer_and_audience_are_checked_when_configured() {
     );
     let (status, _) = get(&s, "/v1/collections", "qk-any");
     assert_eq!(status, 401);
-}
-
-/// A `quarry serve` child; its stderr is collected by a thread so the test can read it after the
-/// process ends.
-struct Served {
-    child: Child,
-    url: String,
-    stderr: std::sync::mpsc::Receiver<String>,
-    early: Vec<String>,
-}
-
-fn spawn_serve(data: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Served {
-    let mut cmd = quarry();
-    cmd.arg("--data-dir").arg(data).arg("serve").args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut early = Vec::new();
-    let url = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("server printed its address; stderr so far: {early:?}"));
-        if let Some(i) = line.find("http://") {
-            let url = line[i..].split_whitespace().next().unwrap().to_owned();
-            early.push(line);
-            break url;
-        }
-        early.push(line);
-    };
-    Served {
-        child,
-        url,
-        stderr: rx,
-        early,
-    }
-}
-
-impl Served {
-    /// SIGTERM, wait, and everything the server wrote to stderr.
-    fn stop(mut self) -> String {
-        assert!(
-            std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(self.child.id().to_string())
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let mut all = self.early.join("\n");
-        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(2)) {
-            all.push('\n');
-            all.push_str(&line);
-        }
-        all
-    }
 }
 
 #[test]

@@ -2,9 +2,10 @@
 //! `eval compare` names exactly the queries whose nDCG@10 changed, checked against nDCG computed
 //! here from the runs' TREC files.
 
-use crate::{path_str, run, run_json, tmp, write_tree};
+use crate::{path_str, run, run_json, spawn_serve, tmp, write_tree};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// A small BEIR dataset: 16 documents over a few topics, 8 queries, graded judgments, and one
 /// query whose judgments hold no relevant document.
@@ -348,4 +349,172 @@ fn golden_sets_evaluate_a_live_collection_as_a_principal() {
     let out = run(data.path(), &["eval", "--golden", "smoke"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("golden set"));
+}
+
+/// The value of one series (`name{labels}`) in an OpenMetrics text.
+fn series(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn scheduled_eval_sees_a_degraded_collection_and_raises_the_drift_alarm() {
+    let data = tmp();
+    let files = tmp();
+    let mut docs = String::new();
+    let mut golden = String::new();
+    for (i, (word, text)) in [
+        ("glacier", "glacier ice moves slowly down the valley"),
+        ("volcano", "volcano lava cools into basalt rock"),
+        ("coral", "coral reefs shelter many small fish"),
+        ("desert", "desert dunes shift with every storm"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        docs.push_str(&format!("{{\"_id\": \"d{i}\", \"text\": \"{text}\"}}\n"));
+        golden.push_str(&format!(
+            "{{\"id\": \"{word}\", \"query\": \"{word}\", \"relevant\": {{\"d{i}\": 1}}}}\n"
+        ));
+    }
+    docs.push_str("{\"_id\": \"noise\", \"text\": \"the weather was mild all week\"}\n");
+    write_tree(
+        files.path(),
+        &[
+            ("docs.jsonl", docs.as_bytes()),
+            ("golden.jsonl", golden.as_bytes()),
+        ],
+    );
+    let out = run(
+        data.path(),
+        &["ingest", &path_str(&files.path().join("docs.jsonl"))],
+    );
+    assert!(out.status.success());
+    let out = run(
+        data.path(),
+        &[
+            "golden",
+            "add",
+            "nightly",
+            &path_str(&files.path().join("golden.jsonl")),
+        ],
+    );
+    assert!(out.status.success());
+
+    let served = spawn_serve(
+        data.path(),
+        &["--addr", "127.0.0.1:0"],
+        &[("QUARRY_EVAL__INTERVAL", "1s")],
+    );
+    let client = reqwest::blocking::Client::new();
+    let url = served.url.clone();
+    let metrics = || {
+        let resp = client.get(format!("{url}/metrics")).send().unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.text().unwrap()
+    };
+    let bm25 = r#"quarry_eval_ndcg_at_10{collection="default",golden="nightly",mode="bm25"}"#;
+    let alert = r#"quarry_eval_drift_alert{collection="default"}"#;
+    let wait_for = |what: &str, ok: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let text = metrics();
+            if ok(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // The run at start-up: every query finds its one relevant document first.
+    let text = wait_for("the first scheduled run", &|t| series(t, bm25).is_some());
+    assert_eq!(series(&text, bm25), Some(1.0));
+    assert_eq!(series(&text, alert), Some(0.0));
+
+    // One query through the API is counted by mode and outcome, and embedded once.
+    let resp = client
+        .post(format!("{url}/v1/collections/default/query"))
+        .json(&serde_json::json!({"query": "coral fish", "mode": "hybrid"}))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = metrics();
+    assert_eq!(
+        series(
+            &text,
+            r#"quarry_queries_total{collection="default",mode="hybrid",outcome="ok"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        series(
+            &text,
+            r#"quarry_query_duration_seconds_count{collection="default",mode="hybrid"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(
+        series(
+            &text,
+            r#"quarry_embedding_calls_total{embedder="hash",kind="query"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+
+    // Degrade: two of the four relevant documents go, so nDCG@10 = (0 + 0 + 1 + 1) / 4.
+    for id in ["d0", "d1"] {
+        let resp = client
+            .delete(format!("{url}/v1/collections/default/documents/{id}"))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let text = wait_for("a scheduled run after the deletes", &|t| {
+        series(t, bm25) == Some(0.5)
+    });
+    assert_eq!(series(&text, alert), Some(1.0), "{text}");
+    assert!(
+        series(
+            &text,
+            r#"quarry_eval_ndcg_at_10{collection="default",golden="nightly",mode="hybrid"}"#
+        )
+        .is_some_and(|v| v < 1.0),
+        "{text}"
+    );
+
+    let log = served.stop();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("eval drift") && l.contains("bm25"))
+        .unwrap_or_else(|| panic!("no drift warning in the server log:\n{log}"));
+    eprintln!("the server warned: {warning}");
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains("nDCG@10 0.5000"), "{warning}");
+    // It names both runs, and they are recorded with those figures.
+    let compare = warning
+        .split("quarry eval compare ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{warning}"));
+    let ids: Vec<&str> = compare
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|s| !s.is_empty())
+        .take(2)
+        .collect();
+    let history = run_json(data.path(), &["eval", "history", "--json"]);
+    let ndcg_of = |id: &str| {
+        history["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("run {id} is not recorded"))["metrics"]["bm25"]["ndcg@10"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!((ndcg_of(ids[0]), ndcg_of(ids[1])), (1.0, 0.5), "{warning}");
 }

@@ -12,8 +12,11 @@ mod http;
 mod hybrid;
 mod ingest_bad_input;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// The `quarry` binary under test, with the hashing embedder (fast, offline) unless a test sets
 /// `QUARRY_EMBEDDER` itself.
@@ -77,6 +80,81 @@ pub fn tmp() -> tempfile::TempDir {
 
 pub fn path_str(p: &Path) -> String {
     p.to_str().expect("utf-8 path").to_owned()
+}
+
+/// A `quarry serve` child; its stderr is collected by a thread so the test can read it after the
+/// process ends.
+pub struct Served {
+    pub child: Child,
+    pub url: String,
+    stderr: std::sync::mpsc::Receiver<String>,
+    early: Vec<String>,
+}
+
+pub fn spawn_serve(data: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Served {
+    let mut cmd = quarry();
+    cmd.arg("--data-dir").arg(data).arg("serve").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut early = Vec::new();
+    let url = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("server printed its address; stderr so far: {early:?}"));
+        if let Some(i) = line.find("http://") {
+            let url = line[i..].split_whitespace().next().unwrap().to_owned();
+            early.push(line);
+            break url;
+        }
+        early.push(line);
+    };
+    Served {
+        child,
+        url,
+        stderr: rx,
+        early,
+    }
+}
+
+impl Served {
+    /// SIGTERM, wait, and everything the server wrote to stderr.
+    pub fn stop(mut self) -> String {
+        assert!(
+            std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut all = self.early.join("\n");
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(2)) {
+            all.push('\n');
+            all.push_str(&line);
+        }
+        all
+    }
 }
 
 pub fn scifact() -> Option<PathBuf> {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod ingest;
 pub mod measure;
 pub mod searcher;
+pub mod telemetry;
 pub mod vectors;
 
 pub use catalog::DocumentRow;
@@ -25,3 +26,4 @@ pub use ingest::{
     IngestOptions, IngestSummary, NoProgress, Problem, Progress, ingest, ingest_records,
 };
 pub use searcher::{Hit, Scores, SearchResponse, Searcher};
+pub use telemetry::{QueryOutcome, Telemetry};

@@ -10,10 +10,12 @@ pub mod auth;
 pub mod error;
 mod extract;
 mod routes;
+pub mod schedule;
 
 pub use auth::Auth;
 pub use error::ApiError;
 pub use routes::{AppState, ServerOptions, router};
+pub use schedule::eval_loop;
 
 use std::future::Future;
 use tokio::net::TcpListener;

@@ -21,6 +21,7 @@ use crate::catalog::{
 };
 use crate::error::{Error, Result};
 use crate::searcher::Searcher;
+use crate::telemetry::Telemetry;
 use crate::vectors::{VectorIndex, VectorParams};
 use quarry_core::{
     Chunk, ChunkOptions, ContentHash, Document, Embedder, Fusion, InputKind, Principal,
@@ -174,6 +175,7 @@ pub struct Engine {
     indexes: RwLock<HashMap<String, Arc<Indexes>>>,
     /// Serialises writers inside this process; the file lock serialises processes.
     write_lock: Mutex<()>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Engine {
@@ -190,7 +192,13 @@ impl Engine {
             catalog: Mutex::new(catalog),
             indexes: RwLock::new(HashMap::new()),
             write_lock: Mutex::new(()),
+            telemetry: Arc::new(Telemetry::new()),
         })
+    }
+
+    /// What `/metrics` shows: queries, ingest, embedding calls and evaluations of this engine.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     pub fn dir(&self) -> &Path {
@@ -440,10 +448,13 @@ impl Engine {
         self.catalog().doc_sources(collection)
     }
 
-    /// The embedder called `name`, or `None` for `none` or an engine without embedders.
+    /// The embedder called `name`, or `None` for `none` or an engine without embedders. Its
+    /// calls are recorded in the engine's telemetry.
     fn resolve(&self, name: &str) -> Result<Option<Arc<dyn Embedder>>> {
         match &self.options.embedders {
-            Some(src) if name != "none" => src.get(name),
+            Some(src) if name != "none" => {
+                Ok(src.get(name)?.map(|e| self.telemetry.meter(name, e)))
+            }
             _ => Ok(None),
         }
     }
@@ -813,6 +824,10 @@ impl Engine {
             let mut stats = ApplyStats::default();
             if embed {
                 (stats.embedded, stats.cache_hits) = self.embed_missing(&ix, &changes)?;
+                if let Some(active) = &ix.active {
+                    self.telemetry
+                        .observe_cache_hits(&active.version.embedder, stats.cache_hits);
+                }
             }
             let committed = {
                 let mut catalog = self.catalog();
@@ -838,6 +853,7 @@ impl Engine {
                 stats.generation = Some(generation);
                 stats.chunks_touched = touched.len() as u64;
             }
+            self.telemetry.observe_apply(collection, &stats);
             Ok(stats)
         })
     }

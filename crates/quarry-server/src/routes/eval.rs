@@ -11,7 +11,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use quarry_core::{Fusion, Mode, Principal, Role};
 use quarry_index::catalog::GoldenQuery;
-use quarry_index::measure::Plan;
 use std::collections::BTreeMap;
 
 #[derive(Debug, serde::Deserialize)]
@@ -135,25 +134,19 @@ pub async fn run(
         f.validate()?;
     }
     let answer = blocking(move || {
-        let searcher = state.engine.searcher(&collection)?;
-        let modes = req.modes.unwrap_or_else(|| {
-            if searcher.embedding_version().is_some() {
-                vec![Mode::Bm25, Mode::Vector, Mode::Hybrid]
-            } else {
-                vec![Mode::Bm25]
-            }
-        });
-        let plan = Plan {
-            modes,
-            fusion: req.fusion.unwrap_or(searcher.default_fusion()),
-            top_k,
-        };
-        let (id, measured) =
+        let mut plan = state.engine.default_plan(&collection, top_k)?;
+        if let Some(modes) = req.modes {
+            plan.modes = modes;
+        }
+        if let Some(fusion) = req.fusion {
+            plan.fusion = fusion;
+        }
+        let (run, measured) =
             state
                 .engine
-                .evaluate_golden(&collection, &req.golden, &plan, &principal)?;
+                .evaluate_golden(&collection, &req.golden, &plan, &principal, "http")?;
         Ok(serde_json::json!({
-            "run_id": id, "collection": collection, "golden": req.golden,
+            "run_id": run.id, "collection": collection, "golden": req.golden,
             "principal": principal, "fusion": plan.fusion, "modes": measured.reports,
         }))
     })

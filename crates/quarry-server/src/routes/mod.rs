@@ -15,7 +15,7 @@
 //! | `GET /v1/collections/{c}/golden`, `PUT`/`DELETE /v1/collections/{c}/golden/{name}` | admin |
 //! | `POST /v1/collections/{c}/eval`, `GET /v1/collections/{c}/eval/runs` | admin |
 //!
-//! Admins also differ from writers in what they read (every document, whatever its ACL). `/healthz` and `/readyz` are open. The tracing span of a request records its
+//! Admins also differ from writers in what they read (every document, whatever its ACL). `/healthz`, `/readyz` and `/metrics` are open. The tracing span of a request records its
 //! id, method and path only: never headers (the token) or the query string.
 
 mod collections;
@@ -129,6 +129,7 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .nest("/v1", v1)
         .fallback(|| async { ApiError::new("route_not_found", "no such route; see the HTTP reference in the README") })
         .method_not_allowed_fallback(|| async { ApiError::new("method_not_allowed", "this route does not take that method") })
@@ -153,6 +154,19 @@ async fn readyz(State(state): State<Shared>) -> Response {
     } else {
         ApiError::new("not_ready", "indexes are still opening").into_response()
     }
+}
+
+/// `GET /metrics`: the engine's telemetry in the OpenMetrics text format (Prometheus scrapes it).
+/// Open like `/healthz`: it names collections and golden sets, never documents or queries.
+async fn metrics(State(state): State<Shared>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.engine.telemetry().encode(),
+    )
+        .into_response()
 }
 
 /// Answers 504 with a JSON error when a request runs past `server.request_timeout_ms`.

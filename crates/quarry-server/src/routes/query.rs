@@ -7,7 +7,9 @@ use crate::extract::JsonBody;
 use axum::Json;
 use axum::extract::{Path, State};
 use quarry_core::{Fusion, GroupBy, Mode, QueryOptions};
-use quarry_index::SearchResponse;
+use quarry_index::measure::mode_name;
+use quarry_index::{QueryOutcome, SearchResponse};
+use std::time::Instant;
 
 /// The request body (API.md). `filter` and `explain` are accepted for forward compatibility.
 #[derive(Debug, serde::Deserialize)]
@@ -39,18 +41,33 @@ pub async fn query(
         ));
     }
     let explain = req.explain == Some(true);
+    let started = Instant::now();
     let d = &state.options;
-    let q = QueryOptions::new(
-        req.query,
+    let mode = req.mode.unwrap_or(d.default_mode);
+    let (top_k, group_by) = (
         req.top_k.unwrap_or(d.default_top_k),
-        req.mode.unwrap_or(d.default_mode),
         req.group_by.unwrap_or(d.default_group_by),
-    )?;
-    let fusion = req.fusion;
+    );
+    let (text, fusion) = (req.query, req.fusion);
     let mut answer = blocking(move || {
+        // A query of a collection that does not exist is not counted: its name is the caller's.
         let searcher = state.engine.searcher(&collection)?;
-        let q = q.with_fusion(fusion.unwrap_or(searcher.default_fusion()))?;
-        Ok(searcher.search(&q, &caller.principal)?)
+        let answer = QueryOptions::new(text, top_k, mode, group_by)
+            .and_then(|q| q.with_fusion(fusion.unwrap_or(searcher.default_fusion())))
+            .map_err(quarry_index::Error::from)
+            .and_then(|q| searcher.search(&q, &caller.principal));
+        let outcome = match &answer {
+            Ok(a) if a.degraded => QueryOutcome::Degraded,
+            Ok(_) => QueryOutcome::Ok,
+            Err(_) => QueryOutcome::Error,
+        };
+        state.engine.telemetry().observe_query(
+            &collection,
+            mode_name(mode),
+            outcome,
+            started.elapsed().as_secs_f64(),
+        );
+        Ok(answer?)
     })
     .await?;
     if explain {

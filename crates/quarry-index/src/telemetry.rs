@@ -1,0 +1,387 @@
+//! Telemetry: what `GET /metrics` shows, in the OpenMetrics text format Prometheus scrapes
+//! (prometheus-client). One [`Telemetry`] per [`Engine`](crate::Engine); everything that
+//! queries, ingests, embeds or evaluates through the engine records into it.
+//!
+//! | family | labels | what |
+//! |---|---|---|
+//! | `quarry_query_duration_seconds` (histogram) | collection, mode | served queries, by the mode asked for |
+//! | `quarry_queries_total` | collection, mode, outcome | `ok`, `degraded` (BM25 alone: the vector side failed), `error` |
+//! | `quarry_ingest_documents_total` | collection, outcome | `added`, `updated`, `acl_updated`, `unchanged`, `deleted` |
+//! | `quarry_ingest_chunks_total` | collection | chunks written to or removed from the indexes |
+//! | `quarry_embedding_calls_total`, `quarry_embedding_failures_total` | embedder, kind | calls to the model or provider (`kind`: document, query) |
+//! | `quarry_embedding_texts_total`, `quarry_embedding_tokens_total` | embedder, kind | texts embedded, and their tokens when the embedder counts them (local models) |
+//! | `quarry_embedding_seconds_total` | embedder, kind | time spent in embedding calls |
+//! | `quarry_embedding_cache_hits_total` | embedder | chunks of changed documents whose vector was already stored |
+//! | `quarry_eval_ndcg_at_10`, `quarry_eval_recall_at_100` (gauges) | collection, golden, mode | the latest run of each golden set |
+//! | `quarry_eval_last_run_timestamp_seconds` (gauge) | collection, golden | when that run ended (Unix time) |
+//! | `quarry_eval_drift_alert` (gauge) | collection | 1 while the latest scheduled run of a golden set is more than `eval.alert_drop` below the best of the runs before it |
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use quarry_core::{EmbedError, Embedder, EmbedderSpec, Fingerprint, InputKind};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+/// Query latency buckets, in seconds: 0.5 ms to 10 s.
+const QUERY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabels {
+    collection: String,
+    mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    collection: String,
+    mode: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IngestLabels {
+    collection: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CollectionLabels {
+    collection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EmbedCallLabels {
+    embedder: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EmbedderLabels {
+    embedder: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EvalLabels {
+    collection: String,
+    golden: String,
+    mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GoldenLabels {
+    collection: String,
+    golden: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+type FloatCounter = Counter<f64, AtomicU64>;
+
+/// How a served query ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryOutcome {
+    Ok,
+    /// Answered from BM25 alone because the vector side failed.
+    Degraded,
+    Error,
+}
+
+impl QueryOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            QueryOutcome::Ok => "ok",
+            QueryOutcome::Degraded => "degraded",
+            QueryOutcome::Error => "error",
+        }
+    }
+}
+
+/// The metric families of one engine, registered once.
+pub struct Telemetry {
+    registry: Registry,
+    query_seconds: Family<ModeLabels, Histogram>,
+    queries: Family<OutcomeLabels, Counter>,
+    ingest_documents: Family<IngestLabels, Counter>,
+    ingest_chunks: Family<CollectionLabels, Counter>,
+    embed_calls: Family<EmbedCallLabels, Counter>,
+    embed_failures: Family<EmbedCallLabels, Counter>,
+    embed_texts: Family<EmbedCallLabels, Counter>,
+    embed_tokens: Family<EmbedCallLabels, Counter>,
+    embed_seconds: Family<EmbedCallLabels, FloatCounter>,
+    embed_cache_hits: Family<EmbedderLabels, Counter>,
+    eval_ndcg10: Family<EvalLabels, FloatGauge>,
+    eval_recall100: Family<EvalLabels, FloatGauge>,
+    eval_last_run: Family<GoldenLabels, Gauge>,
+    drift_alert: Family<CollectionLabels, Gauge>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let mut t = Telemetry {
+            registry: Registry::default(),
+            query_seconds: Family::new_with_constructor(|| {
+                Histogram::new(QUERY_BUCKETS.iter().copied())
+            }),
+            queries: Family::default(),
+            ingest_documents: Family::default(),
+            ingest_chunks: Family::default(),
+            embed_calls: Family::default(),
+            embed_failures: Family::default(),
+            embed_texts: Family::default(),
+            embed_tokens: Family::default(),
+            embed_seconds: Family::default(),
+            embed_cache_hits: Family::default(),
+            eval_ndcg10: Family::default(),
+            eval_recall100: Family::default(),
+            eval_last_run: Family::default(),
+            drift_alert: Family::default(),
+        };
+        t.registry.register(
+            "quarry_query_duration_seconds",
+            "Latency of served queries, by the mode asked for",
+            t.query_seconds.clone(),
+        );
+        t.registry.register(
+            "quarry_queries",
+            "Served queries by outcome: ok, degraded (BM25 alone), error",
+            t.queries.clone(),
+        );
+        t.registry.register(
+            "quarry_ingest_documents",
+            "Documents written, by outcome: added, updated, acl_updated, unchanged, deleted",
+            t.ingest_documents.clone(),
+        );
+        t.registry.register(
+            "quarry_ingest_chunks",
+            "Chunks written to or removed from the indexes",
+            t.ingest_chunks.clone(),
+        );
+        t.registry.register(
+            "quarry_embedding_calls",
+            "Calls to an embedding model or provider",
+            t.embed_calls.clone(),
+        );
+        t.registry.register(
+            "quarry_embedding_failures",
+            "Embedding calls that failed (after the provider's retries)",
+            t.embed_failures.clone(),
+        );
+        t.registry.register(
+            "quarry_embedding_texts",
+            "Texts sent to an embedder",
+            t.embed_texts.clone(),
+        );
+        t.registry.register(
+            "quarry_embedding_tokens",
+            "Tokens of the texts sent to an embedder that counts tokens (local models), truncation applied",
+            t.embed_tokens.clone(),
+        );
+        t.registry.register(
+            "quarry_embedding_seconds",
+            "Time spent in embedding calls",
+            t.embed_seconds.clone(),
+        );
+        t.registry.register(
+            "quarry_embedding_cache_hits",
+            "Chunks of changed documents whose vector was already stored, so not embedded again",
+            t.embed_cache_hits.clone(),
+        );
+        t.registry.register(
+            "quarry_eval_ndcg_at_10",
+            "nDCG@10 of the latest run of a golden set",
+            t.eval_ndcg10.clone(),
+        );
+        t.registry.register(
+            "quarry_eval_recall_at_100",
+            "Recall@100 of the latest run of a golden set",
+            t.eval_recall100.clone(),
+        );
+        t.registry.register(
+            "quarry_eval_last_run_timestamp_seconds",
+            "When the latest run of a golden set ended (Unix time)",
+            t.eval_last_run.clone(),
+        );
+        t.registry.register(
+            "quarry_eval_drift_alert",
+            "1 while the latest scheduled run of a golden set of the collection is more than eval.alert_drop below the best of the runs before it",
+            t.drift_alert.clone(),
+        );
+        t
+    }
+
+    /// Everything, in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// One served query: its latency and how it ended.
+    pub fn observe_query(&self, collection: &str, mode: &str, outcome: QueryOutcome, secs: f64) {
+        self.query_seconds
+            .get_or_create(&ModeLabels {
+                collection: collection.to_owned(),
+                mode: mode.to_owned(),
+            })
+            .observe(secs);
+        self.queries
+            .get_or_create(&OutcomeLabels {
+                collection: collection.to_owned(),
+                mode: mode.to_owned(),
+                outcome: outcome.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    /// What one committed write did to `collection`.
+    pub fn observe_apply(&self, collection: &str, stats: &crate::ApplyStats) {
+        for (outcome, n) in [
+            ("added", stats.added),
+            ("updated", stats.updated),
+            ("acl_updated", stats.acl_updated),
+            ("unchanged", stats.unchanged),
+            ("deleted", stats.deleted),
+        ] {
+            if n > 0 {
+                self.ingest_documents
+                    .get_or_create(&IngestLabels {
+                        collection: collection.to_owned(),
+                        outcome: outcome.to_owned(),
+                    })
+                    .inc_by(n);
+            }
+        }
+        if stats.chunks_touched > 0 {
+            self.ingest_chunks
+                .get_or_create(&CollectionLabels {
+                    collection: collection.to_owned(),
+                })
+                .inc_by(stats.chunks_touched);
+        }
+    }
+
+    /// Chunks of `embedder` found in the embedding cache.
+    pub fn observe_cache_hits(&self, embedder: &str, hits: u64) {
+        if hits > 0 {
+            self.embed_cache_hits
+                .get_or_create(&EmbedderLabels {
+                    embedder: embedder.to_owned(),
+                })
+                .inc_by(hits);
+        }
+    }
+
+    /// The latest run of golden set `golden`: nDCG@10 and Recall@100 per mode, ended at `at`.
+    pub fn observe_eval(
+        &self,
+        collection: &str,
+        golden: &str,
+        at: i64,
+        modes: &[(&str, f64, f64)],
+    ) {
+        for (mode, ndcg10, recall100) in modes {
+            let labels = EvalLabels {
+                collection: collection.to_owned(),
+                golden: golden.to_owned(),
+                mode: (*mode).to_owned(),
+            };
+            self.eval_ndcg10.get_or_create(&labels).set(*ndcg10);
+            self.eval_recall100.get_or_create(&labels).set(*recall100);
+        }
+        self.eval_last_run
+            .get_or_create(&GoldenLabels {
+                collection: collection.to_owned(),
+                golden: golden.to_owned(),
+            })
+            .set(at);
+    }
+
+    /// Raises (`true`) or clears the drift alert of `collection`.
+    pub fn set_drift_alert(&self, collection: &str, on: bool) {
+        self.drift_alert
+            .get_or_create(&CollectionLabels {
+                collection: collection.to_owned(),
+            })
+            .set(i64::from(on));
+    }
+
+    /// `embedder` (named `name` in the configuration), with every call it makes recorded here.
+    pub fn meter(self: &Arc<Self>, name: &str, embedder: Arc<dyn Embedder>) -> Arc<dyn Embedder> {
+        Arc::new(Metered {
+            inner: embedder,
+            name: name.to_owned(),
+            telemetry: self.clone(),
+        })
+    }
+}
+
+/// An embedder that records its calls, texts, tokens and time.
+struct Metered {
+    inner: Arc<dyn Embedder>,
+    name: String,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Embedder for Metered {
+    fn spec(&self) -> &EmbedderSpec {
+        self.inner.spec()
+    }
+
+    fn fingerprint(&self) -> Fingerprint {
+        self.inner.fingerprint()
+    }
+
+    fn embed(&self, texts: &[&str], kind: InputKind) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let started = Instant::now();
+        let out = self.inner.embed(texts, kind);
+        let t = &self.telemetry;
+        let labels = EmbedCallLabels {
+            embedder: self.name.clone(),
+            kind: match kind {
+                InputKind::Document => "document",
+                InputKind::Query => "query",
+            }
+            .to_owned(),
+        };
+        t.embed_calls.get_or_create(&labels).inc();
+        t.embed_seconds
+            .get_or_create(&labels)
+            .inc_by(started.elapsed().as_secs_f64());
+        if out.is_err() {
+            t.embed_failures.get_or_create(&labels).inc();
+            return out;
+        }
+        t.embed_texts
+            .get_or_create(&labels)
+            .inc_by(texts.len() as u64);
+        let cap = match self.inner.spec().max_tokens {
+            0 => usize::MAX,
+            n => n,
+        };
+        let tokens: Option<usize> = texts
+            .iter()
+            .map(|s| self.inner.count_tokens(s).map(|n| n.min(cap)))
+            .sum();
+        if let Some(n) = tokens {
+            t.embed_tokens.get_or_create(&labels).inc_by(n as u64);
+        }
+        out
+    }
+
+    fn count_tokens(&self, text: &str) -> Option<usize> {
+        self.inner.count_tokens(text)
+    }
+}

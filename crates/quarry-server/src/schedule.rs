@@ -1,0 +1,56 @@
+//! Scheduled evaluation: with `eval.interval` set, the server runs every golden set of every
+//! collection at start-up and then once per interval ([`Engine::scheduled_eval`]): each run is
+//! recorded, shown on the `quarry_eval_*` gauges of `/metrics`, and checked for drift. A drift is
+//! logged as a warning naming both runs, and raises `quarry_eval_drift_alert{collection}`.
+
+use quarry_index::Engine;
+use quarry_index::measure::DriftPolicy;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs scheduled evaluation every `interval` until the runtime stops. A pass that is still
+/// running when the next is due delays it instead of overlapping it.
+pub async fn eval_loop(engine: Arc<Engine>, interval: Duration, policy: DriftPolicy) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let (engine, policy) = (engine.clone(), policy.clone());
+        match tokio::task::spawn_blocking(move || engine.scheduled_eval(&policy)).await {
+            Ok(Ok(runs)) => {
+                for r in runs {
+                    match r.outcome {
+                        Ok((run, drift)) => {
+                            let ndcg: Vec<String> = run
+                                .metrics
+                                .as_object()
+                                .into_iter()
+                                .flatten()
+                                .map(|(mode, m)| {
+                                    format!("{mode} {:.4}", m["ndcg@10"].as_f64().unwrap_or(0.0))
+                                })
+                                .collect();
+                            tracing::info!(
+                                collection = %r.collection, golden = %r.golden, run = %run.id,
+                                "scheduled eval: nDCG@10 {}", ndcg.join(", ")
+                            );
+                            for d in drift {
+                                tracing::warn!(
+                                    collection = %d.collection, golden = %d.golden, mode = %d.mode,
+                                    run = %d.run, best_run = %d.best_run,
+                                    "eval drift: {d}"
+                                );
+                            }
+                        }
+                        Err(e) => tracing::warn!(
+                            collection = %r.collection, golden = %r.golden,
+                            "scheduled eval could not run this golden set: {e}"
+                        ),
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("scheduled eval failed: {e}"),
+            Err(e) => tracing::error!("scheduled eval task failed: {e}"),
+        }
+    }
+}
