@@ -6,6 +6,7 @@
 //! An in-process run is recorded in the data dir's catalog with its per-query results;
 //! `quarry eval history` lists the runs and `quarry eval compare A B` compares two ([`runs`]).
 
+mod export;
 mod report;
 mod runs;
 
@@ -14,7 +15,7 @@ use crate::cmd::remote::Remote;
 use crate::cmd::{emit, open_engine, print_json};
 use crate::config::Config;
 use quarry_core::{Mode, Principal};
-use quarry_index::measure::{Case, Plan, measure, read_beir_cases};
+use quarry_index::measure::{Case, Plan, measure, read_beir_cases, trec_lines};
 use quarry_index::{IngestOptions, NoProgress};
 use std::fmt::Write as _;
 use std::io::Write;
@@ -225,7 +226,8 @@ fn evaluate(
     }
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)?;
-        for (mode, lines) in &measured.trec {
+        for (mode, queries) in &measured.queries {
+            let lines = trec_lines(queries, &format!("quarry-{mode}"));
             let mut f = std::fs::File::create(dir.join(format!("{mode}.trec")))?;
             writeln!(f, "{}", lines.join("\n"))?;
         }

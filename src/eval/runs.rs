@@ -31,6 +31,9 @@ pub enum Command {
     /// Write an HTML report (self-contained: inline CSS and SVG, no script): metric trends over
     /// the runs, the latest comparison's per-query changes, and tables.
     Report(ReportArgs),
+    /// Write a recorded run for other tools: a TREC run file (one mode) or Parquet (one row per
+    /// mode and query, with the rankings and per-query metrics).
+    Export(super::export::ExportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,6 +99,29 @@ pub fn run(data_dir: &Path, config: &Config, command: Command) -> anyhow::Result
             emit(&comparison_text(&cmp, args.limit));
             Ok(())
         }
+        Command::Export(args) => {
+            let run = engine
+                .eval_run(&args.run)
+                .with_context(|| "see `quarry eval history` for run ids")?;
+            let done = super::export::export(&run, &args)?;
+            if args.json {
+                return print_json(&done);
+            }
+            emit(&format!(
+                "wrote {} ({}, run {}, {} {}, modes {})\n",
+                done.out.display(),
+                done.format,
+                done.run,
+                done.rows,
+                if done.format == "trec" {
+                    "lines"
+                } else {
+                    "rows"
+                },
+                done.modes.join(", ")
+            ));
+            Ok(())
+        }
         Command::Report(args) => {
             let runs = engine.eval_runs(args.collection.as_deref())?;
             if runs.is_empty() {
@@ -118,10 +144,7 @@ pub fn run(data_dir: &Path, config: &Config, command: Command) -> anyhow::Result
                 pair.as_ref().map(|(a, b)| (a, b)),
                 args.mode.as_deref(),
             )?;
-            let tmp = args.out.with_extension("html.tmp");
-            std::fs::write(&tmp, html)
-                .and_then(|()| std::fs::rename(&tmp, &args.out))
-                .with_context(|| format!("cannot write {}", args.out.display()))?;
+            crate::cmd::write_atomically(&args.out, html.as_bytes())?;
             emit(&format!(
                 "wrote {} ({} runs{})\n",
                 args.out.display(),

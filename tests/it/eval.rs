@@ -518,3 +518,126 @@ fn scheduled_eval_sees_a_degraded_collection_and_raises_the_drift_alarm() {
     };
     assert_eq!((ndcg_of(ids[0]), ndcg_of(ids[1])), (1.0, 0.5), "{warning}");
 }
+
+#[test]
+fn recorded_runs_export_as_trec_and_parquet() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float64Type;
+    let ds = tmp();
+    dataset(ds.path());
+    let data = tmp();
+    let out = tmp();
+    let dsp = path_str(ds.path());
+    let eval = run_json(
+        data.path(),
+        &[
+            "eval",
+            "--dataset",
+            &dsp,
+            "--modes",
+            "bm25,hybrid",
+            "--out",
+            &path_str(out.path()),
+            "--json",
+        ],
+    );
+    assert_eq!(eval["run_id"], "r1");
+    let export = |args: &[&str]| {
+        let mut all = vec!["eval", "export", "r1"];
+        all.extend_from_slice(args);
+        run(data.path(), &all)
+    };
+    // TREC: the same ranking, rank for rank and score for score, as the file `eval --out` wrote
+    // while the run was measured; only the tag names the run.
+    let trec = out.path().join("exported.trec");
+    let done = export(&["--out", &path_str(&trec), "--mode", "hybrid"]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let cols = |p: &Path| -> Vec<Vec<String>> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split_whitespace().take(5).map(str::to_owned).collect())
+            .collect()
+    };
+    let exported = cols(&trec);
+    assert!(!exported.is_empty());
+    assert_eq!(exported, cols(&out.path().join("hybrid.trec")));
+    let tag = std::fs::read_to_string(&trec).unwrap();
+    assert!(
+        tag.lines().all(|l| l.ends_with(" quarry-r1-hybrid")),
+        "{tag}"
+    );
+
+    // A TREC file holds one mode; an unknown extension needs --format; an unknown mode is named.
+    let e = export(&["--out", &path_str(&out.path().join("x.trec"))]);
+    assert_eq!(e.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("--mode"));
+    let e = export(&["--out", &path_str(&out.path().join("x.csv"))]);
+    assert_eq!(e.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("--format"));
+    let e = export(&["--out", &path_str(&trec), "--mode", "vector"]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("bm25, hybrid"));
+    assert!(!out.path().join("x.trec").exists() && !out.path().join("x.csv").exists());
+
+    // Parquet: one row per mode and query; nDCG@10 per row agrees with nDCG computed here from
+    // the TREC files, and the rankings are those of the TREC files.
+    let pq = out.path().join("r1.parquet");
+    let done = export(&["--out", &path_str(&pq), "--json"]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    let file = std::fs::File::open(&pq).unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    assert!(
+        reader.schema().metadata()["quarry.run"].contains("\"dataset\""),
+        "the run's configuration travels with the file"
+    );
+    let batches: Vec<_> = reader.build().unwrap().map(Result::unwrap).collect();
+    let mut qrels: BTreeMap<String, HashMap<String, u32>> = BTreeMap::new();
+    let text = std::fs::read_to_string(ds.path().join("qrels/test.tsv")).unwrap();
+    for line in text.lines().skip(1) {
+        let c: Vec<&str> = line.split('\t').collect();
+        qrels
+            .entry(c[0].into())
+            .or_default()
+            .insert(c[1].into(), c[2].parse().unwrap());
+    }
+    let mut rows = 0;
+    for b in &batches {
+        let col = |name: &str| b.column_by_name(name).unwrap_or_else(|| panic!("{name}"));
+        let modes = col("mode").as_string::<i32>();
+        let qids = col("query_id").as_string::<i32>();
+        let ndcg = col("ndcg@10").as_primitive::<Float64Type>();
+        let ranked = col("ranked").as_list::<i32>();
+        for i in 0..b.num_rows() {
+            let (mode, qid) = (modes.value(i), qids.value(i));
+            let want = ndcg_from_trec(&out.path().join(format!("{mode}.trec")), &qrels);
+            assert!((ndcg.value(i) - want[qid]).abs() < 1e-9, "{mode} {qid}");
+            let trec_ranked: Vec<String> = cols(&out.path().join(format!("{mode}.trec")))
+                .into_iter()
+                .filter(|c| c[0] == qid)
+                .map(|c| c[2].clone())
+                .collect();
+            let got: Vec<String> = ranked
+                .value(i)
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap().to_owned())
+                .collect();
+            assert_eq!(got, trec_ranked, "{mode} {qid}");
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, 2 * qrels.len());
+    assert_eq!(summary["rows"], rows);
+}

@@ -31,13 +31,42 @@ pub struct ModeReport {
     pub degraded: usize,
 }
 
-/// What a measurement produced: per mode the report, the per-query results (ranked ids,
-/// relevant ids, metrics) and the TREC run lines.
+/// What a measurement produced: per mode the report and the per-query results (ranked ids,
+/// their scores, relevant ids, metrics), as a run records them.
 #[derive(Debug, Clone, Default)]
 pub struct Measured {
     pub reports: BTreeMap<String, ModeReport>,
     pub queries: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
-    pub trec: BTreeMap<String, Vec<String>>,
+}
+
+/// The TREC run lines (`qid Q0 docno rank score tag`) of one mode's per-query results, as
+/// [`Measured::queries`] and a recorded run hold them. A result recorded without scores (runs
+/// of earlier versions) gets `n - rank + 1`, which keeps its order.
+pub fn trec_lines<'a>(
+    queries: impl IntoIterator<Item = (&'a String, &'a serde_json::Value)>,
+    tag: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (qid, q) in queries {
+        let ranked = q["ranked"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let scores = q["scores"].as_array();
+        for (i, doc) in ranked.iter().enumerate() {
+            // Scores are f32: printed as the shortest f32, they read the same however the
+            // JSON number was parsed.
+            let score = scores
+                .and_then(|s| s.get(i)?.as_f64())
+                .map_or((ranked.len() - i) as f32, |x| x as f32);
+            out.push(format!(
+                "{qid} Q0 {} {} {score} {tag}",
+                doc.as_str().unwrap_or_default(),
+                i + 1
+            ));
+        }
+    }
+    out
 }
 
 /// How a measurement runs: the modes, the fusion of `hybrid`, documents per query.
@@ -156,7 +185,6 @@ where
         let mut degraded = 0usize;
         let mut per_query = BTreeMap::new();
         let mut metrics_of = Vec::with_capacity(cases.len());
-        let mut trec = Vec::new();
         for case in cases {
             let q = QueryOptions::new(case.text.clone(), plan.top_k, *mode, GroupBy::Document)
                 .and_then(|q| q.with_fusion(plan.fusion))
@@ -174,18 +202,10 @@ where
                 .map(|(d, _)| d)
                 .collect();
             relevant.sort();
-            for (i, h) in answer.results.iter().enumerate() {
-                trec.push(format!(
-                    "{} Q0 {} {} {} quarry-{name}",
-                    case.id,
-                    h.doc_id,
-                    i + 1,
-                    h.score
-                ));
-            }
+            let scores: Vec<f32> = answer.results.iter().map(|h| h.score).collect();
             per_query.insert(
                 case.id.clone(),
-                serde_json::json!({"ranked": ranked, "relevant": relevant, "metrics": m}),
+                serde_json::json!({"ranked": ranked, "scores": scores, "relevant": relevant, "metrics": m}),
             );
             metrics_of.push(m);
         }
@@ -203,7 +223,6 @@ where
             },
         );
         out.queries.insert(name.to_owned(), per_query);
-        out.trec.insert(name.to_owned(), trec);
     }
     Ok(out)
 }
