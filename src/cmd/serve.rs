@@ -67,16 +67,23 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         check_bind(&auth, bound, args.insecure_no_auth)?;
         eprintln!("authentication: {}", describe(&auth, config, bound, args.insecure_no_auth));
         tracing::info!(addr = %bound, data_dir = %data_dir.display(), "quarry listening on http://{bound}");
-        if let Some((every, policy)) = schedule {
+        let scheduled = if let Some((every, policy)) = schedule {
             eprintln!(
                 "scheduled eval: every golden set every {}, alarm on an nDCG@10 drop over {} (best of the last {} runs)",
                 humantime::format_duration(every),
                 policy.alert_drop,
                 policy.window
             );
-            tokio::spawn(quarry_server::eval_loop(engine.clone(), every, policy));
-        }
+            Some(tokio::spawn(quarry_server::eval_loop(engine.clone(), every, policy)))
+        } else {
+            None
+        };
         serve(listener, router(engine.clone(), options), shutdown_signal()).await?;
+        // No new scheduled pass starts; one already running finishes before the flush below
+        // takes the writer lock.
+        if let Some(task) = scheduled {
+            task.abort();
+        }
         // Write the vector graphs that changed, so the next start reloads them as they are.
         if let Err(e) = tokio::task::spawn_blocking(move || engine.flush()).await? {
             tracing::warn!(error = %e, "could not write vector indexes at shutdown; the next start replays them from stored vectors");

@@ -18,7 +18,6 @@ use quarry_core::{Mode, Principal};
 use quarry_index::measure::{Case, Plan, measure, read_beir_cases, trec_lines};
 use quarry_index::{IngestOptions, NoProgress};
 use std::fmt::Write as _;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
@@ -113,7 +112,7 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
         let collection = args.collection.clone().unwrap_or_else(|| "default".into());
         let engine = open_engine(data_dir, config)?;
         let cases = engine.golden_cases(&collection, golden)?;
-        let source = serde_json::json!({"source": "golden", "golden": golden, "trigger": "cli"});
+        let source = serde_json::json!({"source": "golden", "golden": golden});
         return evaluate(config, &args, Some(engine), &collection, &cases, source);
     }
     let Some(dataset_dir) = args.dataset.clone() else {
@@ -205,10 +204,18 @@ fn evaluate(
         top_k: args.top_k as usize,
     };
     let (run_id, measured) = match (&engine, &args.server) {
-        (Some(engine), _) => {
-            let (id, m) = engine.evaluate(&collection, cases, &plan, &caller, source.clone())?;
-            (Some(id), m)
-        }
+        (Some(engine), _) => match &args.golden {
+            Some(golden) => {
+                let (run, m) =
+                    engine.evaluate_golden(&collection, golden, &plan, &caller, "cli")?;
+                (Some(run.id), m)
+            }
+            None => {
+                let (id, m) =
+                    engine.evaluate(&collection, cases, &plan, &caller, source.clone())?;
+                (Some(id), m)
+            }
+        },
         (None, Some(url)) => {
             let server = Remote::new(url, args.token.clone());
             let m = measure(cases, &plan, &mut |q| remote(&server, &collection, q))?;
@@ -227,9 +234,12 @@ fn evaluate(
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)?;
         for (mode, queries) in &measured.queries {
-            let lines = trec_lines(queries, &format!("quarry-{mode}"));
-            let mut f = std::fs::File::create(dir.join(format!("{mode}.trec")))?;
-            writeln!(f, "{}", lines.join("\n"))?;
+            let mut lines = trec_lines(queries, &format!("quarry-{mode}"));
+            lines.push(String::new());
+            crate::cmd::write_atomically(
+                &dir.join(format!("{mode}.trec")),
+                lines.join("\n").as_bytes(),
+            )?;
         }
     }
     let reports = &measured.reports;

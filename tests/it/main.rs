@@ -132,6 +132,14 @@ pub fn spawn_serve(data: &std::path::Path, args: &[&str], env: &[(&str, &str)]) 
     }
 }
 
+/// A server left running by a failed assertion is killed.
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Served {
     /// SIGTERM, wait, and everything the server wrote to stderr.
     pub fn stop(mut self) -> String {

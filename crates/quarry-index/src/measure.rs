@@ -21,6 +21,16 @@ pub struct Case {
     pub judged: Judgments,
 }
 
+impl From<crate::catalog::GoldenQuery> for Case {
+    fn from(q: crate::catalog::GoldenQuery) -> Case {
+        Case {
+            id: q.id,
+            text: q.query,
+            judged: q.relevant.into_iter().collect(),
+        }
+    }
+}
+
 /// The mean of every metric of one mode, its latency percentiles and its degraded answers.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ModeReport {
@@ -265,16 +275,13 @@ impl Engine {
         Ok(self
             .golden(collection, golden)?
             .into_iter()
-            .map(|q| Case {
-                id: q.id,
-                text: q.query,
-                judged: q.relevant.into_iter().collect(),
-            })
+            .map(Case::from)
             .collect())
     }
 
-    /// Measures `collection` with its golden set `golden`, as `caller`, records the run (with
-    /// `trigger`: who asked for it) and shows it on the eval gauges. Returns the run.
+    /// Measures `collection` with its golden set `golden`, as `caller`, and records the run, with
+    /// `trigger` (who asked: `cli`, `http`, `schedule`) and a hash of the set's queries in its
+    /// configuration. Returns the run's summary and the measurement.
     pub fn evaluate_golden(
         &self,
         collection: &str,
@@ -283,25 +290,24 @@ impl Engine {
         caller: &Principal,
         trigger: &str,
     ) -> Result<(EvalRunSummary, Measured)> {
-        let cases = self.golden_cases(collection, golden)?;
+        let queries = self.golden(collection, golden)?;
+        let hash = blake3::hash(
+            serde_json::to_string(&queries)
+                .map_err(|e| Error::Corrupt(format!("golden set {golden}: {e}")))?
+                .as_bytes(),
+        );
+        let cases: Vec<Case> = queries.into_iter().map(Case::from).collect();
         let (id, measured) = self.evaluate(
             collection,
             &cases,
             plan,
             caller,
-            serde_json::json!({"source": "golden", "golden": golden, "trigger": trigger}),
+            serde_json::json!({
+                "source": "golden", "golden": golden, "trigger": trigger,
+                "golden_hash": hash.to_hex()[..16],
+            }),
         )?;
-        let run = self.eval_run(&id)?.summary;
-        let gauges: Vec<(&str, f64, f64)> = measured
-            .reports
-            .iter()
-            .map(|(mode, r)| {
-                let m = |k: &str| r.metrics.get(k).copied().unwrap_or(0.0);
-                (mode.as_str(), m("ndcg@10"), m("recall@100"))
-            })
-            .collect();
-        self.telemetry()
-            .observe_eval(collection, golden, run.created_at, &gauges);
+        let run = self.eval_run_summary(&id)?;
         Ok((run, measured))
     }
 
@@ -321,21 +327,30 @@ impl Engine {
     }
 
     /// The modes of golden-set run `run` whose nDCG@10 is more than `policy.alert_drop` below the
-    /// best of the `policy.window` comparable runs before it: same golden set, fusion, depth and
-    /// principal (a run with other settings is an experiment, not a baseline).
+    /// best of the `policy.window` comparable runs before it (by run number): same golden set
+    /// with the same queries, fusion, depth and principal (a run with other settings is an
+    /// experiment, not a baseline).
     pub fn drift(&self, run: &EvalRunSummary, policy: &DriftPolicy) -> Result<Vec<Drift>> {
         let same = |a: &EvalRunSummary, key: &str| a.config.get(key) == run.config.get(key);
-        // Oldest first; the runs recorded before this one.
+        let number = |id: &str| id.strip_prefix('r').and_then(|n| n.parse::<u64>().ok());
         let mut before: Vec<EvalRunSummary> = self
             .eval_runs(Some(&run.collection))?
             .into_iter()
-            .take_while(|r| r.id != run.id)
+            .filter(|r| number(&r.id) < number(&run.id))
             .filter(|r| {
-                ["source", "golden", "fusion", "top_k", "principal"]
-                    .iter()
-                    .all(|k| same(r, k))
+                [
+                    "source",
+                    "golden",
+                    "golden_hash",
+                    "fusion",
+                    "top_k",
+                    "principal",
+                ]
+                .iter()
+                .all(|k| same(r, k))
             })
             .collect();
+        before.sort_by_key(|r| number(&r.id));
         let recent = before.len().saturating_sub(policy.window);
         let before = before.split_off(recent);
         let ndcg = |r: &EvalRunSummary, mode: &str| r.metrics[mode]["ndcg@10"].as_f64();
@@ -368,12 +383,16 @@ impl Engine {
 
     /// One pass of scheduled evaluation: every golden set of every collection, run as
     /// `policy.principal` in the collection's default plan, recorded, shown on the gauges, and
-    /// checked for drift; each collection's drift alert is raised or cleared by its sets' runs.
-    /// A set that cannot run (its collection was dropped, say) is reported, not fatal.
+    /// checked for drift; each collection's drift alert is raised or cleared by its sets' runs
+    /// (a set that cannot run is counted and reported, not fatal, and leaves the alert as it
+    /// was); the series of deleted sets are removed.
     pub fn scheduled_eval(&self, policy: &DriftPolicy) -> Result<Vec<ScheduledRun>> {
+        let telemetry = self.telemetry();
         let mut out = Vec::new();
         let mut alerts: BTreeMap<String, bool> = BTreeMap::new();
+        let mut present = std::collections::BTreeSet::new();
         for set in self.golden_sets(None)? {
+            present.insert((set.collection.clone(), set.name.clone()));
             let ran = self
                 .default_plan(&set.collection, policy.top_k)
                 .and_then(|plan| {
@@ -385,13 +404,25 @@ impl Engine {
                         "schedule",
                     )
                 })
-                .and_then(|(run, _)| Ok((self.drift(&run, policy)?, run)));
+                .and_then(|(run, measured)| Ok((self.drift(&run, policy)?, run, measured)));
             let outcome = match ran {
-                Ok((drift, run)) => {
+                Ok((drift, run, measured)) => {
+                    let gauges: Vec<(&str, f64, f64)> = measured
+                        .reports
+                        .iter()
+                        .map(|(mode, r)| {
+                            let m = |k: &str| r.metrics.get(k).copied().unwrap_or(0.0);
+                            (mode.as_str(), m("ndcg@10"), m("recall@100"))
+                        })
+                        .collect();
+                    telemetry.observe_eval(&set.collection, &set.name, run.created_at, &gauges);
                     *alerts.entry(set.collection.clone()).or_default() |= !drift.is_empty();
                     Ok((run, drift))
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => {
+                    telemetry.observe_eval_failure(&set.collection, &set.name);
+                    Err(e.to_string())
+                }
             };
             out.push(ScheduledRun {
                 collection: set.collection,
@@ -400,8 +431,9 @@ impl Engine {
             });
         }
         for (collection, on) in alerts {
-            self.telemetry().set_drift_alert(&collection, on);
+            telemetry.set_drift_alert(&collection, on);
         }
+        telemetry.retain_eval(&present);
         Ok(out)
     }
 }
@@ -587,6 +619,22 @@ mod tests {
             ),
             Some(1.0)
         );
+
+        // New queries under the same name are not compared with the runs of the old ones: this
+        // set scores 0, far below 0.5, yet nothing comparable came before it.
+        engine
+            .put_golden("c", "g", &[golden("orchard", "a")])
+            .unwrap();
+        let (r, drift) = ok(engine.scheduled_eval(&policy).unwrap());
+        assert_eq!(r.metrics["bm25"]["ndcg@10"].as_f64(), Some(0.0));
+        assert!(drift.is_empty(), "{drift:?}");
+
+        // A deleted set's series go at the next pass, with its collection's alert.
+        engine.delete_golden("c", "g").unwrap();
+        assert!(engine.scheduled_eval(&policy).unwrap().is_empty());
+        let text = engine.telemetry().encode();
+        assert_eq!(sample(&text, ndcg), None, "{text}");
+        assert_eq!(sample(&text, alert), None, "{text}");
     }
 
     #[test]

@@ -5,16 +5,20 @@
 //! | family | labels | what |
 //! |---|---|---|
 //! | `quarry_query_duration_seconds` (histogram) | collection, mode | served queries, by the mode asked for |
-//! | `quarry_queries_total` | collection, mode, outcome | `ok`, `degraded` (BM25 alone: the vector side failed), `error` |
+//! | `quarry_queries_total` | collection, mode, outcome | `ok`, `degraded` (BM25 alone: the vector side failed), `invalid` (the caller's mistake), `error` |
 //! | `quarry_ingest_documents_total` | collection, outcome | `added`, `updated`, `acl_updated`, `unchanged`, `deleted` |
 //! | `quarry_ingest_chunks_total` | collection | chunks written to or removed from the indexes |
 //! | `quarry_embedding_calls_total`, `quarry_embedding_failures_total` | embedder, kind | calls to the model or provider (`kind`: document, query) |
 //! | `quarry_embedding_texts_total`, `quarry_embedding_tokens_total` | embedder, kind | texts embedded, and their tokens when the embedder counts them (local models) |
 //! | `quarry_embedding_seconds_total` | embedder, kind | time spent in embedding calls |
 //! | `quarry_embedding_cache_hits_total` | embedder | chunks of changed documents whose vector was already stored |
-//! | `quarry_eval_ndcg_at_10`, `quarry_eval_recall_at_100` (gauges) | collection, golden, mode | the latest run of each golden set |
-//! | `quarry_eval_last_run_timestamp_seconds` (gauge) | collection, golden | when that run ended (Unix time) |
+//! | `quarry_eval_ndcg_at_10`, `quarry_eval_recall_at_100` (gauges) | collection, golden, mode | the latest scheduled run of each golden set |
+//! | `quarry_eval_last_run_timestamp_seconds` (gauge) | collection, golden | when that run was recorded (Unix time) |
+//! | `quarry_eval_failures_total` | collection, golden | scheduled runs that could not run |
 //! | `quarry_eval_drift_alert` (gauge) | collection | 1 while the latest scheduled run of a golden set is more than `eval.alert_drop` below the best of the runs before it |
+//!
+//! The series of a golden set (and the alert of a collection) that no longer exists are removed at
+//! the next scheduled pass.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -23,8 +27,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use quarry_core::{EmbedError, Embedder, EmbedderSpec, Fingerprint, InputKind};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Query latency buckets, in seconds: 0.5 ms to 10 s.
@@ -89,6 +94,8 @@ pub enum QueryOutcome {
     Ok,
     /// Answered from BM25 alone because the vector side failed.
     Degraded,
+    /// The caller's mistake (a bad parameter, a mode the collection cannot answer in).
+    Invalid,
     Error,
 }
 
@@ -97,6 +104,7 @@ impl QueryOutcome {
         match self {
             QueryOutcome::Ok => "ok",
             QueryOutcome::Degraded => "degraded",
+            QueryOutcome::Invalid => "invalid",
             QueryOutcome::Error => "error",
         }
     }
@@ -118,7 +126,10 @@ pub struct Telemetry {
     eval_ndcg10: Family<EvalLabels, FloatGauge>,
     eval_recall100: Family<EvalLabels, FloatGauge>,
     eval_last_run: Family<GoldenLabels, Gauge>,
+    eval_failures: Family<GoldenLabels, Counter>,
     drift_alert: Family<CollectionLabels, Gauge>,
+    /// The golden sets with eval series, so the series of a removed set can be removed.
+    eval_series: Mutex<BTreeSet<(String, String)>>,
 }
 
 impl Default for Telemetry {
@@ -146,7 +157,9 @@ impl Telemetry {
             eval_ndcg10: Family::default(),
             eval_recall100: Family::default(),
             eval_last_run: Family::default(),
+            eval_failures: Family::default(),
             drift_alert: Family::default(),
+            eval_series: Mutex::new(BTreeSet::new()),
         };
         t.registry.register(
             "quarry_query_duration_seconds",
@@ -200,18 +213,23 @@ impl Telemetry {
         );
         t.registry.register(
             "quarry_eval_ndcg_at_10",
-            "nDCG@10 of the latest run of a golden set",
+            "nDCG@10 of the latest scheduled run of a golden set",
             t.eval_ndcg10.clone(),
         );
         t.registry.register(
             "quarry_eval_recall_at_100",
-            "Recall@100 of the latest run of a golden set",
+            "Recall@100 of the latest scheduled run of a golden set",
             t.eval_recall100.clone(),
         );
         t.registry.register(
             "quarry_eval_last_run_timestamp_seconds",
-            "When the latest run of a golden set ended (Unix time)",
+            "When the latest scheduled run of a golden set was recorded (Unix time)",
             t.eval_last_run.clone(),
+        );
+        t.registry.register(
+            "quarry_eval_failures",
+            "Scheduled runs of a golden set that could not run",
+            t.eval_failures.clone(),
         );
         t.registry.register(
             "quarry_eval_drift_alert",
@@ -284,7 +302,8 @@ impl Telemetry {
         }
     }
 
-    /// The latest run of golden set `golden`: nDCG@10 and Recall@100 per mode, ended at `at`.
+    /// The latest scheduled run of golden set `golden`: nDCG@10 and Recall@100 per mode,
+    /// recorded at `at`.
     pub fn observe_eval(
         &self,
         collection: &str,
@@ -292,6 +311,10 @@ impl Telemetry {
         at: i64,
         modes: &[(&str, f64, f64)],
     ) {
+        self.eval_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((collection.to_owned(), golden.to_owned()));
         for (mode, ndcg10, recall100) in modes {
             let labels = EvalLabels {
                 collection: collection.to_owned(),
@@ -307,6 +330,44 @@ impl Telemetry {
                 golden: golden.to_owned(),
             })
             .set(at);
+    }
+
+    /// A scheduled run of golden set `golden` that could not run.
+    pub fn observe_eval_failure(&self, collection: &str, golden: &str) {
+        self.eval_failures
+            .get_or_create(&GoldenLabels {
+                collection: collection.to_owned(),
+                golden: golden.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Removes the eval series of every golden set not in `present` (it was deleted), and the
+    /// drift alert of every collection without one.
+    pub fn retain_eval(&self, present: &BTreeSet<(String, String)>) {
+        let mut seen = self.eval_series.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<(String, String)> = seen.difference(present).cloned().collect();
+        for (collection, golden) in gone {
+            for mode in ["bm25", "vector", "hybrid"] {
+                let labels = EvalLabels {
+                    collection: collection.clone(),
+                    golden: golden.clone(),
+                    mode: mode.to_owned(),
+                };
+                self.eval_ndcg10.remove(&labels);
+                self.eval_recall100.remove(&labels);
+            }
+            let labels = GoldenLabels {
+                collection: collection.clone(),
+                golden: golden.clone(),
+            };
+            self.eval_last_run.remove(&labels);
+            self.eval_failures.remove(&labels);
+            seen.remove(&(collection.clone(), golden));
+            if !present.iter().any(|(c, _)| *c == collection) {
+                self.drift_alert.remove(&CollectionLabels { collection });
+            }
+        }
     }
 
     /// Raises (`true`) or clears the drift alert of `collection`.

@@ -106,6 +106,15 @@ impl Catalog {
         Ok(out)
     }
 
+    /// One run's summary.
+    pub fn eval_run_summary(&self, id: &str) -> Result<Option<EvalRunSummary>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, collection, created_at, config, metrics FROM eval_runs WHERE id = ?1",
+        )?;
+        let mut rows = stmt.query([id])?;
+        rows.next()?.map(summary).transpose()
+    }
+
     /// One run with its per-query results.
     pub fn eval_run(&self, id: &str) -> Result<Option<EvalRun>> {
         let mut stmt = self.conn.prepare_cached(
@@ -204,7 +213,7 @@ mod tests {
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, 4);
         assert_eq!(catalog.collections().unwrap().len(), 1, "data kept");
         let config = serde_json::json!({"fusion": {"method": "rrf", "k": 60.0}});
         let metrics = serde_json::json!({"bm25": {"ndcg@10": 0.5}});

@@ -8,8 +8,10 @@
 mod write;
 
 mod eval;
+mod jobs;
 
 pub use eval::{EvalRun, EvalRunSummary, GoldenQuery, GoldenSummary};
+pub use jobs::Job;
 pub use write::{UpsertOutcome, WriteTx};
 
 use crate::error::{Error, Result};
@@ -18,12 +20,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::Path;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// `MIGRATIONS[i]` takes a catalog from schema version `i` to `i + 1`.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
+    include_str!("schema_v4.sql"),
 ];
 
 /// A collection as the catalog stores it.

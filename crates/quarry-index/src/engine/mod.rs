@@ -382,6 +382,16 @@ impl Engine {
         })
     }
 
+    /// A recorded eval run's summary (without its per-query results).
+    pub fn eval_run_summary(&self, id: &str) -> Result<crate::catalog::EvalRunSummary> {
+        self.catalog()
+            .eval_run_summary(id)?
+            .ok_or_else(|| Error::NotFound {
+                what: "eval run",
+                id: id.to_owned(),
+            })
+    }
+
     /// Every collection, with its counts as `caller` sees them.
     pub fn list(&self, caller: &Principal) -> Result<Vec<CollectionStats>> {
         let names: Vec<String> = self

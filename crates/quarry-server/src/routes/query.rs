@@ -59,6 +59,7 @@ pub async fn query(
         let outcome = match &answer {
             Ok(a) if a.degraded => QueryOutcome::Degraded,
             Ok(_) => QueryOutcome::Ok,
+            Err(e) if e.kind() == quarry_index::ErrorKind::Input => QueryOutcome::Invalid,
             Err(_) => QueryOutcome::Error,
         };
         state.engine.telemetry().observe_query(

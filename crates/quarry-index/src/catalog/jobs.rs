@@ -1,0 +1,233 @@
+//! Background jobs (`jobs`) and the state of embedding versions. A job row is the durable record
+//! of a re-index: its parameters, progress counters (written after every batch, so a restarted
+//! job reports what was done before it), a cancellation request, and its result.
+
+use super::{Catalog, now};
+use crate::error::{Error, Result};
+use rusqlite::{OptionalExtension, params};
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Job {
+    pub id: String,
+    pub kind: String,
+    pub collection: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    pub params: serde_json::Value,
+    /// Chunks done and to do.
+    pub processed: u64,
+    pub total: u64,
+    /// Chunks sent to the embedder, and chunks whose vector was already stored.
+    pub embedded: u64,
+    pub cache_hits: u64,
+    pub error: Option<String>,
+    /// What the job ended with (the version, whether it was promoted, the eval gate).
+    pub result: Option<serde_json::Value>,
+    pub cancel_requested: bool,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, kind, collection, state, params, processed, total, embedded, cache_hits, \
+                       error, result, cancel_requested, created_at, started_at, updated_at";
+
+fn job(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Job, String, Option<String>)> {
+    Ok((
+        Job {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            collection: r.get(2)?,
+            state: r.get(3)?,
+            params: serde_json::Value::Null,
+            processed: r.get::<_, i64>(5)? as u64,
+            total: r.get::<_, i64>(6)? as u64,
+            embedded: r.get::<_, i64>(7)? as u64,
+            cache_hits: r.get::<_, i64>(8)? as u64,
+            error: r.get(9)?,
+            result: None,
+            cancel_requested: r.get::<_, i64>(11)? != 0,
+            created_at: r.get(12)?,
+            started_at: r.get(13)?,
+            updated_at: r.get(14)?,
+        },
+        r.get(4)?,
+        r.get(10)?,
+    ))
+}
+
+fn finish(row: (Job, String, Option<String>)) -> Result<Job> {
+    let (mut j, params, result) = row;
+    let parse = |s: &str, what: &str| {
+        serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("job {} {what}: {e}", j.id)))
+    };
+    j.params = parse(&params, "params")?;
+    j.result = result.as_deref().map(|r| parse(r, "result")).transpose()?;
+    Ok(j)
+}
+
+impl Catalog {
+    /// Queues a job and returns it (`j<N>`, N one more than the highest so far).
+    pub fn insert_job(
+        &mut self,
+        kind: &str,
+        collection: &str,
+        params: &serde_json::Value,
+    ) -> Result<Job> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let next: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(CAST(substr(id, 2) AS INTEGER)), 0) + 1 FROM jobs WHERE id GLOB 'j[0-9]*'",
+            [],
+            |r| r.get(0),
+        )?;
+        let id = format!("j{next}");
+        let t = now();
+        tx.execute(
+            "INSERT INTO jobs (id, kind, collection, state, params, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?5)",
+            params![id, kind, collection, params.to_string(), t],
+        )?;
+        tx.commit()?;
+        self.job(&id)?
+            .ok_or_else(|| Error::Corrupt(format!("job {id} vanished")))
+    }
+
+    pub fn job(&self, id: &str) -> Result<Option<Job>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"))?;
+        stmt.query_row([id], job)
+            .optional()?
+            .map(finish)
+            .transpose()
+    }
+
+    /// Jobs, oldest first; of one collection, or in some states, when given.
+    pub fn jobs(&self, collection: Option<&str>, states: &[&str]) -> Result<Vec<Job>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE ?1 IS NULL OR collection = ?1
+             ORDER BY created_at, CAST(substr(id, 2) AS INTEGER)"
+        ))?;
+        let rows = stmt.query_map([collection], job)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let j = finish(r?)?;
+            if states.is_empty() || states.contains(&j.state.as_str()) {
+                out.push(j);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks a job running (keeping its counters when it resumes).
+    pub fn start_job(&self, id: &str) -> Result<()> {
+        let t = now();
+        self.conn.execute(
+            "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, ?2), updated_at = ?2 WHERE id = ?1",
+            params![id, t],
+        )?;
+        Ok(())
+    }
+
+    /// Progress after a batch: `processed` of `total`, plus `embedded` and `cache_hits` more.
+    pub fn job_progress(
+        &self,
+        id: &str,
+        processed: u64,
+        total: u64,
+        embedded: u64,
+        cache_hits: u64,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE jobs SET processed = ?2, total = ?3, embedded = embedded + ?4,
+             cache_hits = cache_hits + ?5, updated_at = ?6 WHERE id = ?1",
+            params![
+                id,
+                processed as i64,
+                total as i64,
+                embedded as i64,
+                cache_hits as i64,
+                now()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Ends a job: `succeeded`, `failed` or `cancelled`, with an error or a result.
+    pub fn end_job(
+        &self,
+        id: &str,
+        state: &str,
+        error: Option<&str>,
+        result: Option<&serde_json::Value>,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE jobs SET state = ?2, error = ?3, result = ?4, updated_at = ?5 WHERE id = ?1",
+            params![id, state, error, result.map(|r| r.to_string()), now()],
+        )?;
+        Ok(())
+    }
+
+    /// Asks a job to stop: a queued job is cancelled at once, a running one at its next batch.
+    /// Returns the job as it is now; `None` when there is no such job.
+    pub fn cancel_job(&self, id: &str) -> Result<Option<Job>> {
+        self.conn.execute(
+            "UPDATE jobs SET state = CASE state WHEN 'queued' THEN 'cancelled' ELSE state END,
+             cancel_requested = CASE WHEN state IN ('queued', 'running') THEN 1 ELSE cancel_requested END,
+             updated_at = ?2 WHERE id = ?1",
+            params![id, now()],
+        )?;
+        self.job(id)
+    }
+
+    /// Creates (or brings back to `building`) the version of `embedder` with `spec`.
+    pub fn building_version(
+        &self,
+        collection: &str,
+        embedder: &str,
+        spec: &quarry_core::EmbedderSpec,
+    ) -> Result<super::VersionRow> {
+        let fp = spec.fingerprint();
+        let id = super::version_id(embedder, &fp);
+        self.conn.execute(
+            "INSERT INTO embedding_versions (collection, id, embedder, fingerprint, spec, state, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'building', ?6)
+             ON CONFLICT (collection, id) DO UPDATE SET state = 'building' WHERE state != 'active'",
+            params![collection, id, embedder, fp.to_hex(), spec.canonical(), now()],
+        )?;
+        self.version(collection, &id)?
+            .ok_or_else(|| Error::Corrupt(format!("version {id} vanished")))
+    }
+
+    pub fn set_version_state(&self, collection: &str, id: &str, state: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE embedding_versions SET state = ?3 WHERE collection = ?1 AND id = ?2",
+            params![collection, id, state],
+        )?;
+        Ok(())
+    }
+
+    /// Makes version `id` the collection's active one, in one transaction; the version active
+    /// before becomes `ready` (kept for rollback).
+    pub fn activate_version(&mut self, collection: &str, id: &str) -> Result<()> {
+        let t = now();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE embedding_versions SET state = 'ready' WHERE collection = ?1 AND state = 'active' AND id != ?2",
+            params![collection, id],
+        )?;
+        tx.execute(
+            "UPDATE embedding_versions SET state = 'active', activated_at = ?3 WHERE collection = ?1 AND id = ?2",
+            params![collection, id, t],
+        )?;
+        tx.execute(
+            "UPDATE collections SET active_version = ?2 WHERE name = ?1",
+            params![collection, id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
