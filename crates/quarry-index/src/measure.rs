@@ -6,7 +6,7 @@
 use crate::catalog::EvalRunSummary;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::searcher::SearchResponse;
+use crate::searcher::{SearchResponse, Searcher};
 use quarry_core::metrics::{Judgments, mean_metrics, query_metrics};
 use quarry_core::{Fusion, GroupBy, Mode, Principal, QueryOptions};
 use std::collections::{BTreeMap, HashMap};
@@ -249,7 +249,19 @@ impl Engine {
         caller: &Principal,
         source: serde_json::Value,
     ) -> Result<(String, Measured)> {
-        let searcher = self.searcher(collection)?;
+        self.evaluate_on(&self.searcher(collection)?, cases, plan, caller, source)
+    }
+
+    /// [`Engine::evaluate`] on a given snapshot of a collection (a shadow version's, say).
+    pub fn evaluate_on(
+        &self,
+        searcher: &Searcher,
+        cases: &[Case],
+        plan: &Plan,
+        caller: &Principal,
+        source: serde_json::Value,
+    ) -> Result<(String, Measured)> {
+        let collection = searcher.collection();
         let measured = measure(cases, plan, &mut |q| searcher.search(q, caller))?;
         let mut config = serde_json::json!({
             "embedding_version": searcher.embedding_version(),
@@ -290,6 +302,19 @@ impl Engine {
         caller: &Principal,
         trigger: &str,
     ) -> Result<(EvalRunSummary, Measured)> {
+        self.evaluate_golden_on(&self.searcher(collection)?, golden, plan, caller, trigger)
+    }
+
+    /// [`Engine::evaluate_golden`] on a given snapshot of a collection.
+    pub fn evaluate_golden_on(
+        &self,
+        searcher: &Searcher,
+        golden: &str,
+        plan: &Plan,
+        caller: &Principal,
+        trigger: &str,
+    ) -> Result<(EvalRunSummary, Measured)> {
+        let collection = searcher.collection();
         let queries = self.golden(collection, golden)?;
         let hash = blake3::hash(
             serde_json::to_string(&queries)
@@ -297,8 +322,8 @@ impl Engine {
                 .as_bytes(),
         );
         let cases: Vec<Case> = queries.into_iter().map(Case::from).collect();
-        let (id, measured) = self.evaluate(
-            collection,
+        let (id, measured) = self.evaluate_on(
+            searcher,
             &cases,
             plan,
             caller,

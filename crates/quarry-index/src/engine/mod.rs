@@ -59,6 +59,9 @@ pub struct EngineOptions {
     /// Who reads documents without an ACL of their own (`auth.default_acl`): everyone without
     /// authentication, admins only with it.
     pub default_acl: quarry_core::DefaultAcl,
+    /// A re-index is promoted only if its nDCG@10 on every golden set is at least the active
+    /// version's minus this (`reindex.max_ndcg_drop`).
+    pub reindex_max_ndcg_drop: f64,
 }
 
 impl Default for EngineOptions {
@@ -73,6 +76,7 @@ impl Default for EngineOptions {
             fusion: Fusion::default(),
             dump_every_points: 2048,
             default_acl: quarry_core::DefaultAcl::public(),
+            reindex_max_ndcg_drop: 0.01,
         }
     }
 }
@@ -275,7 +279,13 @@ impl Engine {
             embedder: version.as_ref().map(|v| v.embedder.clone()),
             fingerprint: version.as_ref().map(|v| v.fingerprint.to_hex()),
             vectors,
-            versions_building: Vec::new(),
+            versions_building: self
+                .catalog()
+                .versions(name)?
+                .into_iter()
+                .filter(|v| v.state == "building")
+                .map(|v| v.id)
+                .collect(),
             chunk_options: row.chunk_options,
         })
     }
@@ -946,8 +956,14 @@ impl Engine {
     }
 }
 
+mod versions;
+pub use versions::{ModelChange, REINDEX};
+
 #[cfg(test)]
 mod tests;
 
 #[cfg(test)]
 mod acl_tests;
+
+#[cfg(test)]
+mod versions_tests;

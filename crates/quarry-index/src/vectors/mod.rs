@@ -493,6 +493,11 @@ impl VectorIndex {
             .clone()
     }
 
+    /// The chunks with a live point.
+    pub fn keys(&self) -> Vec<ContentHash> {
+        self.state().by_hash.keys().copied().collect()
+    }
+
     /// Whether the chunk has a live point.
     pub fn contains(&self, hash: &ContentHash) -> bool {
         self.state().by_hash.contains_key(hash)

@@ -1,0 +1,619 @@
+//! Embedding versions and re-index jobs.
+//!
+//! A re-index builds a new embedding version of a collection in the shadow of the active one,
+//! which keeps serving:
+//! 1. **Fill**: every chunk of the collection without a stored vector of the new fingerprint is
+//!    embedded, a batch at a time; each batch's vectors are stored (the embedding cache) and the
+//!    job's progress written before the next batch. The stored vectors are the checkpoint: a job
+//!    that resumes after a crash embeds only what is still missing.
+//! 2. **Shadow index**: the version's HNSW graph is built from stored vectors in its own folder.
+//! 3. **Eval gate**: with golden sets, each runs on the active and on the shadow version (`vector`
+//!    and `hybrid`, recorded as eval runs); the new version is promoted only if its nDCG@10 is at
+//!    least the active's minus `reindex_max_ndcg_drop` in both modes of every set. Otherwise it is
+//!    left `ready`, with both runs named in the job's result.
+//! 4. **Cutover**, under the writer lock so no write commits meanwhile: chunks written during
+//!    the job are embedded (only those), the shadow index is brought to the catalog's generation,
+//!    the catalog switches the active version, and the collection's published indexes are
+//!    replaced in one step. A searcher taken before keeps the old version to its end, one taken
+//!    after sees the new one: no query mixes them.
+//!
+//! [`Engine::activate_version`] promotes or rolls back to a version whose vectors are stored
+//! (nothing is embedded unless chunks were added since it was last active).
+
+use super::{ActiveEmbedder, Engine, Indexes, VersionInfo};
+use crate::catalog::{Job, VersionRow};
+use crate::error::{Error, Result};
+use crate::measure::Plan;
+use crate::searcher::Searcher;
+use crate::vectors::VectorIndex;
+use quarry_core::{ContentHash, Embedder, InputKind, Mode, Principal};
+use std::collections::HashSet;
+use std::fs::File;
+use std::sync::{Arc, RwLock};
+
+/// The job kind of a re-index.
+pub const REINDEX: &str = "reindex";
+
+/// Why a job stopped early.
+enum Stop {
+    Cancelled,
+    Failed(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+/// A collection whose configured embedder no longer has its active version's fingerprint.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModelChange {
+    pub collection: String,
+    pub embedder: String,
+    pub active_version: String,
+    pub active_fingerprint: String,
+    pub configured_fingerprint: String,
+}
+
+impl Engine {
+    /// Queues a re-index of `collection` to the embedder named `embedder`. Refused when that
+    /// embedder is not configured, when its fingerprint is the active version's (nothing would
+    /// change), or when a re-index of the collection is already queued or running.
+    pub fn enqueue_reindex(&self, collection: &str, embedder: &str) -> Result<Job> {
+        self.collection(collection)?;
+        let e = self.resolve(embedder)?.ok_or_else(|| {
+            Error::Input(format!(
+                "embedder `{embedder}` makes no vectors; name a [embedders.NAME] table, `local` or `hash`"
+            ))
+        })?;
+        if let Some(active) = self.catalog().active_version(collection)?
+            && active.fingerprint == e.fingerprint()
+        {
+            return Err(Error::Input(format!(
+                "collection `{collection}` is already served by version {} of that embedder; nothing to re-index",
+                active.id
+            )));
+        }
+        let mut catalog = self.catalog();
+        if let Some(j) = catalog
+            .jobs(Some(collection), &["queued", "running"])?
+            .into_iter()
+            .find(|j| j.kind == REINDEX)
+        {
+            return Err(Error::Busy(format!(
+                "job {} is already re-indexing collection `{collection}`; wait for it or cancel it",
+                j.id
+            )));
+        }
+        catalog.insert_job(
+            REINDEX,
+            collection,
+            &serde_json::json!({ "embedder": embedder }),
+        )
+    }
+
+    pub fn job(&self, id: &str) -> Result<Job> {
+        self.catalog().job(id)?.ok_or_else(|| Error::NotFound {
+            what: "job",
+            id: id.to_owned(),
+        })
+    }
+
+    /// Jobs, oldest first; of one collection when given.
+    pub fn jobs(&self, collection: Option<&str>) -> Result<Vec<Job>> {
+        self.catalog().jobs(collection, &[])
+    }
+
+    /// Cancels a queued job at once and a running one at its next batch.
+    pub fn cancel_job(&self, id: &str) -> Result<Job> {
+        self.catalog()
+            .cancel_job(id)?
+            .ok_or_else(|| Error::NotFound {
+                what: "job",
+                id: id.to_owned(),
+            })
+    }
+
+    /// The oldest job waiting to run: queued, or left `running` by a process that died (no
+    /// process holds its lock).
+    pub fn next_job(&self) -> Result<Option<Job>> {
+        let waiting = self.catalog().jobs(None, &["queued", "running"])?;
+        for job in waiting {
+            if job.state == "queued" {
+                return Ok(Some(job));
+            }
+            if let Some(lock) = self.try_lock_job(&job.id)? {
+                drop(lock);
+                return Ok(Some(job));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The job's lock file, locked, or `None` when another process (or thread) runs the job.
+    fn try_lock_job(&self, id: &str) -> Result<Option<File>> {
+        let dir = self.dir.join("jobs");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let path = dir.join(format!("{id}.lock"));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Runs job `id` in this thread until it ends, calling `progress` after every batch. A job
+    /// interrupted before (its process died) resumes where its stored vectors end. Returns the
+    /// job as it ended; a job another process is running is `Busy`.
+    pub fn run_job(&self, id: &str, progress: &dyn Fn(&Job)) -> Result<Job> {
+        let Some(_lock) = self.try_lock_job(id)? else {
+            return Err(Error::Busy(format!(
+                "job {id} is running in another process"
+            )));
+        };
+        let job = self.job(id)?;
+        if !matches!(job.state.as_str(), "queued" | "running") {
+            return Ok(job);
+        }
+        if job.kind != REINDEX {
+            let msg = format!("job kind `{}` is unknown to this quarry", job.kind);
+            self.catalog().end_job(id, "failed", Some(&msg), None)?;
+            return self.job(id);
+        }
+        if job.cancel_requested {
+            self.catalog().end_job(id, "cancelled", None, None)?;
+            return self.job(id);
+        }
+        self.catalog().start_job(id)?;
+        tracing::info!(job = id, collection = %job.collection, "re-index started");
+        match self.reindex(&job, progress) {
+            Ok(result) => {
+                self.catalog()
+                    .end_job(id, "succeeded", None, Some(&result))?;
+                tracing::info!(job = id, %result, "re-index finished");
+            }
+            Err(Stop::Cancelled) => {
+                self.catalog().end_job(id, "cancelled", None, None)?;
+                tracing::info!(job = id, "re-index cancelled");
+            }
+            Err(Stop::Failed(e)) => {
+                self.catalog()
+                    .end_job(id, "failed", Some(&e.to_string()), None)?;
+                tracing::warn!(job = id, error = %e, "re-index failed");
+            }
+        }
+        self.job(id)
+    }
+
+    /// Runs every job waiting to run, oldest first, until none is left; returns how many ran.
+    pub fn run_pending_jobs(&self) -> Result<usize> {
+        let mut n = 0;
+        while let Some(job) = self.next_job()? {
+            match self.run_job(&job.id, &|_| {}) {
+                Ok(_) => n += 1,
+                // another process took it between the check and the lock
+                Err(e) if e.kind() == crate::ErrorKind::Busy => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    fn reindex(
+        &self,
+        job: &Job,
+        progress: &dyn Fn(&Job),
+    ) -> std::result::Result<serde_json::Value, Stop> {
+        let collection = job.collection.as_str();
+        let name = job.params["embedder"]
+            .as_str()
+            .ok_or_else(|| Error::Corrupt(format!("job {}: no embedder in its params", job.id)))?;
+        let embedder = self
+            .resolve(name)?
+            .ok_or_else(|| Error::Input(format!("embedder `{name}` makes no vectors")))?;
+        let version = self
+            .catalog()
+            .building_version(collection, name, embedder.spec())?;
+        let outcome = self.build_and_promote(job, &version, &embedder, progress);
+        if outcome.is_err() {
+            self.catalog()
+                .set_version_state(collection, &version.id, "failed")?;
+        }
+        outcome
+    }
+
+    fn build_and_promote(
+        &self,
+        job: &Job,
+        version: &VersionRow,
+        embedder: &Arc<dyn Embedder>,
+        progress: &dyn Fn(&Job),
+    ) -> std::result::Result<serde_json::Value, Stop> {
+        let collection = job.collection.as_str();
+        // 1. fill the embedding cache for the new fingerprint
+        let first_start = job.started_at.is_none();
+        let hashes = self.catalog().all_chunk_hashes(collection)?;
+        let have = self.catalog().have_vectors(&version.fingerprint, &hashes)?;
+        let mut missing: Vec<ContentHash> = hashes
+            .iter()
+            .filter(|h| !have.contains(h))
+            .copied()
+            .collect();
+        missing.sort();
+        let total = hashes.len() as u64;
+        let mut processed = have.len() as u64;
+        let hits = if first_start { have.len() as u64 } else { 0 };
+        self.catalog()
+            .job_progress(&job.id, processed, total, 0, hits)?;
+        progress(&self.job(&job.id)?);
+        for batch in missing.chunks(self.options.embed_batch.max(1)) {
+            if self.job(&job.id)?.cancel_requested {
+                return Err(Stop::Cancelled);
+            }
+            let n = self.embed_and_store(collection, version, embedder, batch)?;
+            processed += batch.len() as u64;
+            self.catalog()
+                .job_progress(&job.id, processed, total, n, 0)?;
+            progress(&self.job(&job.id)?);
+        }
+        // 2. the shadow index, from stored vectors, in the version's own folder
+        let dir = self
+            .dir
+            .join("collections")
+            .join(collection)
+            .join("vectors")
+            .join(&version.id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        let shadow = Arc::new(VectorIndex::open(
+            &dir,
+            version.spec.dimensions,
+            self.options.vector,
+        )?);
+        let generation = self.collection(collection)?.generation;
+        self.sync_vectors(collection, &shadow, &version.fingerprint, generation)?;
+        shadow.publish();
+        if self.job(&job.id)?.cancel_requested {
+            return Err(Stop::Cancelled);
+        }
+        // 3. the eval gate
+        let candidate = ActiveEmbedder {
+            version: version.clone(),
+            embedder: Ok(embedder.clone()),
+        };
+        let gate = self.eval_gate(job, &shadow, &candidate)?;
+        let passed = gate["passed"].as_bool() != Some(false);
+        // 4. cutover, or the version waits for a person
+        let promoted = if passed {
+            self.with_write_lock(|| self.cut_over(collection, &candidate, shadow.clone()))?;
+            true
+        } else {
+            shadow.dump()?;
+            self.catalog()
+                .set_version_state(collection, &version.id, "ready")?;
+            false
+        };
+        let job_now = self.job(&job.id)?;
+        Ok(serde_json::json!({
+            "version": version.id, "promoted": promoted, "gate": gate,
+            "embedded": job_now.embedded, "cache_hits": job_now.cache_hits,
+        }))
+    }
+
+    /// Embeds the chunks `batch` of `collection` with `embedder` and stores their vectors under
+    /// the version's fingerprint; chunks that left the collection meanwhile are skipped. Returns
+    /// how many were embedded.
+    fn embed_and_store(
+        &self,
+        collection: &str,
+        version: &VersionRow,
+        embedder: &Arc<dyn Embedder>,
+        batch: &[ContentHash],
+    ) -> Result<u64> {
+        let texts = self.catalog().embed_texts(collection, batch)?;
+        if texts.is_empty() {
+            return Ok(0);
+        }
+        let inputs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+        let vectors = embedder
+            .embed(&inputs, InputKind::Document)
+            .map_err(|e| Error::Embed(e.to_string()))?;
+        let dims = version.spec.dimensions;
+        if vectors.len() != inputs.len() || vectors.iter().any(|v| v.len() != dims) {
+            return Err(Error::Embed(format!(
+                "embedder `{}` returned {} vectors for {} inputs (or the wrong dimension; {dims} expected)",
+                version.embedder,
+                vectors.len(),
+                inputs.len()
+            )));
+        }
+        let rows: Vec<(ContentHash, Vec<f32>)> = texts
+            .iter()
+            .zip(vectors)
+            .map(|((h, _), mut v)| {
+                quarry_core::embed::normalize(&mut v);
+                (*h, v)
+            })
+            .collect();
+        self.catalog().put_vectors(&version.fingerprint, &rows)?;
+        Ok(rows.len() as u64)
+    }
+
+    /// Brings `index` to the collection's chunks at `generation`: points of chunks that left
+    /// become tombstones, chunks without a point get their stored vector of `fingerprint`.
+    /// Compares the whole chunk set, so it does not depend on the change log.
+    fn sync_vectors(
+        &self,
+        collection: &str,
+        index: &VectorIndex,
+        fingerprint: &quarry_core::Fingerprint,
+        generation: u64,
+    ) -> Result<()> {
+        let current: HashSet<ContentHash> = self
+            .catalog()
+            .all_chunk_hashes(collection)?
+            .into_iter()
+            .collect();
+        let removed: Vec<ContentHash> = index
+            .keys()
+            .into_iter()
+            .filter(|h| !current.contains(h))
+            .collect();
+        let wanted: Vec<ContentHash> = current
+            .iter()
+            .filter(|h| !index.contains(h))
+            .copied()
+            .collect();
+        let mut added: Vec<(ContentHash, Vec<f32>)> = self
+            .catalog()
+            .vectors(fingerprint, &wanted)?
+            .into_iter()
+            .collect();
+        added.sort_by_key(|(h, _)| *h);
+        index.apply(generation, &removed, &added)
+    }
+
+    /// Runs every golden set of the job's collection on the active version and on the candidate
+    /// (`vector` and `hybrid`, as an admin); `passed` unless some mode of some set lost more than
+    /// `reindex_max_ndcg_drop` nDCG@10.
+    fn eval_gate(
+        &self,
+        job: &Job,
+        shadow: &Arc<VectorIndex>,
+        candidate: &ActiveEmbedder,
+    ) -> Result<serde_json::Value> {
+        let collection = job.collection.as_str();
+        let sets = self.golden_sets(Some(collection))?;
+        let max_drop = self.options.reindex_max_ndcg_drop;
+        if sets.is_empty() {
+            return Ok(serde_json::json!({
+                "ran": false, "passed": serde_json::Value::Null,
+                "note": "the collection has no golden set, so no eval gate ran",
+            }));
+        }
+        let active = self.searcher(collection)?;
+        let current = self.indexes(collection)?;
+        let shadow_ix = Indexes {
+            bm25: current.bm25.clone(),
+            vectors: Some(shadow.clone()),
+            active: Some(candidate.clone()),
+            publish: RwLock::new(()),
+        };
+        let new = Searcher::new(self.collection(collection)?, &shadow_ix, &self.options);
+        let admin = Principal::local_admin();
+        let plan = Plan {
+            modes: if active.embedding_version().is_some() {
+                vec![Mode::Vector, Mode::Hybrid]
+            } else {
+                vec![Mode::Hybrid]
+            },
+            fusion: active.default_fusion(),
+            top_k: 100,
+        };
+        let mut new_plan = plan.clone();
+        new_plan.modes = vec![Mode::Vector, Mode::Hybrid];
+        let trigger = format!("reindex {}", job.id);
+        let mut passed = true;
+        let mut out = Vec::new();
+        for set in sets {
+            let (a, _) = self.evaluate_golden_on(&active, &set.name, &plan, &admin, &trigger)?;
+            let (b, _) = self.evaluate_golden_on(&new, &set.name, &new_plan, &admin, &trigger)?;
+            let mut modes = serde_json::Map::new();
+            for mode in ["vector", "hybrid"] {
+                let (Some(new_v), old_v) = (ndcg_of(&b, mode), ndcg_of(&a, mode)) else {
+                    continue;
+                };
+                // A collection without vectors before (BM25 only) compares with its hybrid answer.
+                let Some(old_v) = old_v.or_else(|| ndcg_of(&a, "hybrid")) else {
+                    continue;
+                };
+                let ok = new_v >= old_v - max_drop;
+                passed &= ok;
+                modes.insert(
+                    mode.to_owned(),
+                    serde_json::json!({"active": old_v, "new": new_v, "ok": ok}),
+                );
+            }
+            out.push(serde_json::json!({
+                "golden": set.name, "active_run": a.id, "new_run": b.id, "ndcg@10": modes,
+                "compare": format!("quarry eval compare {} {}", a.id, b.id),
+            }));
+        }
+        Ok(serde_json::json!({
+            "ran": true, "passed": passed, "max_ndcg_drop": max_drop, "sets": out,
+        }))
+    }
+
+    /// Under the writer lock: embeds the chunks written since the shadow index was built, brings
+    /// it to the catalog's generation, makes it the active version in the catalog, and publishes
+    /// it in place of the old one, in one step for readers.
+    fn cut_over(
+        &self,
+        collection: &str,
+        candidate: &ActiveEmbedder,
+        index: Arc<VectorIndex>,
+    ) -> Result<()> {
+        let version = &candidate.version;
+        let embedder = candidate.embedder.clone().map_err(Error::Embed)?;
+        let hashes = self.catalog().all_chunk_hashes(collection)?;
+        let have = self.catalog().have_vectors(&version.fingerprint, &hashes)?;
+        let late: Vec<ContentHash> = hashes.into_iter().filter(|h| !have.contains(h)).collect();
+        for batch in late.chunks(self.options.embed_batch.max(1)) {
+            self.embed_and_store(collection, version, &embedder, batch)?;
+        }
+        let old = self.open_indexes(collection)?;
+        self.recover(collection, &old)?;
+        let generation = self.collection(collection)?.generation;
+        self.sync_vectors(collection, &index, &version.fingerprint, generation)?;
+        index.dump()?;
+        // The version served until now keeps an up-to-date dump, for an instant rollback.
+        if let Some(v) = &old.vectors
+            && v.needs_dump(0, true)
+        {
+            v.dump()?;
+        }
+        self.catalog().activate_version(collection, &version.id)?;
+        let fresh = Arc::new(Indexes {
+            bm25: old.bm25.clone(),
+            vectors: Some(index),
+            active: Some(candidate.clone()),
+            publish: RwLock::new(()),
+        });
+        self.publish(&fresh)?;
+        self.indexes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(collection.to_owned(), fresh);
+        tracing::info!(collection, version = %version.id, "embedding version activated");
+        Ok(())
+    }
+
+    /// Makes version `id` of `collection` the active one: a promotion of a `ready` version, or a
+    /// rollback to an earlier one. Its vectors are stored, so nothing is embedded except chunks
+    /// written since it last served. Its embedder must still be configured with its fingerprint.
+    pub fn activate_version(&self, collection: &str, id: &str) -> Result<VersionInfo> {
+        let version = self
+            .catalog()
+            .version(collection, id)?
+            .ok_or_else(|| Error::NotFound {
+                what: "embedding version",
+                id: id.to_owned(),
+            })?;
+        if version.state == "building" || version.state == "failed" {
+            return Err(Error::Input(format!(
+                "version {id} is {}: only a ready, retired or active version can be activated",
+                version.state
+            )));
+        }
+        let embedder = match self.resolve(&version.embedder)? {
+            Some(e) if e.fingerprint() == version.fingerprint => e,
+            _ => {
+                return Err(Error::Input(format!(
+                    "version {id} was made by embedder `{}` with fingerprint {}, which is not configured \
+                     any more; restore its [embedders.{}] settings to activate it",
+                    version.embedder,
+                    version.fingerprint.short(),
+                    version.embedder
+                )));
+            }
+        };
+        if self.collection(collection)?.active_version.as_deref() != Some(id) {
+            let index = Arc::new(VectorIndex::open(
+                &self
+                    .dir
+                    .join("collections")
+                    .join(collection)
+                    .join("vectors")
+                    .join(&version.id),
+                version.spec.dimensions,
+                self.options.vector,
+            )?);
+            let candidate = ActiveEmbedder {
+                version: version.clone(),
+                embedder: Ok(embedder),
+            };
+            self.with_write_lock(|| self.cut_over(collection, &candidate, index))?;
+        }
+        self.versions(collection)?
+            .into_iter()
+            .find(|v| v.id == id)
+            .ok_or_else(|| Error::Corrupt(format!("version {id} vanished")))
+    }
+
+    /// Retires a version that is not active: its vector index folder is deleted; its stored
+    /// vectors stay in the embedding cache (so activating it again embeds nothing).
+    pub fn retire_version(&self, collection: &str, id: &str) -> Result<()> {
+        let version = self
+            .catalog()
+            .version(collection, id)?
+            .ok_or_else(|| Error::NotFound {
+                what: "embedding version",
+                id: id.to_owned(),
+            })?;
+        if self.collection(collection)?.active_version.as_deref() == Some(id) {
+            return Err(Error::Input(format!(
+                "version {id} is active; activate another version first"
+            )));
+        }
+        if version.state == "building"
+            && self
+                .catalog()
+                .jobs(Some(collection), &["queued", "running"])?
+                .iter()
+                .any(|j| j.kind == REINDEX)
+        {
+            return Err(Error::Busy(format!(
+                "version {id} is being built; cancel its job first"
+            )));
+        }
+        self.with_write_lock(|| {
+            let dir = self
+                .dir
+                .join("collections")
+                .join(collection)
+                .join("vectors")
+                .join(&version.id);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            }
+            self.catalog().set_version_state(collection, id, "retired")
+        })
+    }
+
+    /// Collections whose active version's embedder is now configured with another fingerprint
+    /// (a different model, weights file, pooling or prefixes under the same name). Their vector
+    /// queries answer from BM25 until a re-index to the new settings is promoted.
+    pub fn model_changes(&self) -> Result<Vec<ModelChange>> {
+        let mut out = Vec::new();
+        for row in self.catalog().collections()? {
+            let Some(active) = self.catalog().active_version(&row.name)? else {
+                continue;
+            };
+            let Ok(Some(e)) = self.resolve(&active.embedder) else {
+                continue;
+            };
+            if e.fingerprint() != active.fingerprint {
+                out.push(ModelChange {
+                    collection: row.name,
+                    embedder: active.embedder.clone(),
+                    active_version: active.id.clone(),
+                    active_fingerprint: active.fingerprint.to_hex(),
+                    configured_fingerprint: e.fingerprint().to_hex(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn ndcg_of(run: &crate::catalog::EvalRunSummary, mode: &str) -> Option<f64> {
+    run.metrics[mode]["ndcg@10"].as_f64()
+}

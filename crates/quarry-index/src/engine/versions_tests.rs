@@ -1,0 +1,384 @@
+//! Re-index jobs: shadow build with writes during the job, atomic cutover (no query mixes
+//! versions), rollback without embedding, the eval gate, resume after an interruption, cancel.
+
+use super::*;
+use crate::catalog::GoldenQuery;
+use quarry_core::{ChunkSizer, DocFormat, EmbedError, EmbedderSpec, GroupBy, Mode, QueryOptions};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A test embedder: `letters` (a letter histogram: a text is nearest to itself) or `noise` (a
+/// pseudo-random direction per text: no notion of meaning). Counts the texts it embeds.
+struct Model {
+    spec: EmbedderSpec,
+    noise: bool,
+    texts: AtomicUsize,
+}
+
+impl Model {
+    fn new(model: &str, dims: usize, noise: bool) -> Arc<Model> {
+        Arc::new(Model {
+            spec: EmbedderSpec {
+                provider: "hash".into(),
+                model: model.into(),
+                revision: "1".into(),
+                dimensions: dims,
+                pooling: "none".into(),
+                normalized: true,
+                max_tokens: 0,
+                query_prefix: String::new(),
+                document_prefix: String::new(),
+            },
+            noise,
+            texts: AtomicUsize::new(0),
+        })
+    }
+
+    fn texts(&self) -> usize {
+        self.texts.load(Ordering::SeqCst)
+    }
+}
+
+impl Embedder for Model {
+    fn spec(&self) -> &EmbedderSpec {
+        &self.spec
+    }
+    fn fingerprint(&self) -> quarry_core::Fingerprint {
+        self.spec.fingerprint()
+    }
+    fn embed(
+        &self,
+        texts: &[&str],
+        _: InputKind,
+    ) -> std::result::Result<Vec<Vec<f32>>, EmbedError> {
+        self.texts.fetch_add(texts.len(), Ordering::SeqCst);
+        let dims = self.spec.dimensions;
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0f32; dims];
+                if self.noise {
+                    let mut state = blake3::hash(t.as_bytes()).as_bytes()[0] as u64 + 1;
+                    for x in v.iter_mut() {
+                        state = quarry_core::rng::mix(state.wrapping_add(quarry_core::rng::GAMMA));
+                        *x = (state % 1000) as f32 / 500.0 - 1.0;
+                    }
+                } else {
+                    for c in t.bytes().filter(u8::is_ascii_lowercase) {
+                        v[(c - b'a') as usize % dims] += 1.0;
+                    }
+                }
+                quarry_core::embed::normalize(&mut v);
+                v
+            })
+            .collect())
+    }
+}
+
+struct Models(Vec<(&'static str, Arc<Model>)>);
+impl EmbedderSource for Models {
+    fn get(&self, name: &str) -> Result<Option<Arc<dyn Embedder>>> {
+        Ok(self
+            .0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, m)| m.clone() as Arc<dyn Embedder>))
+    }
+}
+
+const TEXTS: [&str; 8] = [
+    "apple orchard in the hills",
+    "bright copper kettles shine",
+    "crisp winter mornings here",
+    "distant thunder rolls again",
+    "eager students read papers",
+    "fresh bread from the ovens",
+    "gentle rivers wind slowly",
+    "hungry wolves howl at night",
+];
+
+fn engine(dir: &std::path::Path, models: &Models) -> Engine {
+    Engine::open(
+        dir,
+        EngineOptions {
+            chunk: ChunkOptions {
+                max_tokens: 8,
+                overlap: 0,
+                sizer: ChunkSizer::Chars,
+            },
+            embedder: "a".into(),
+            embedders: Some(Arc::new(Models(models.0.clone()))),
+            embed_batch: 2,
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn put(engine: &Engine, id: &str, text: &str) {
+    let d = Document {
+        doc_id: id.into(),
+        title: String::new(),
+        text: text.into(),
+        source: "test".into(),
+        format: DocFormat::Text,
+        metadata: Default::default(),
+        acl: vec![],
+        content_hash: ContentHash::of(text.as_bytes()),
+    };
+    let chunks = engine
+        .chunker("c")
+        .unwrap()
+        .chunk(&d.title, &d.text, d.format);
+    engine.apply("c", vec![Change::Upsert(d, chunks)]).unwrap();
+}
+
+/// The top document of a vector query, and the version that answered.
+fn top(engine: &Engine, text: &str) -> (String, String) {
+    let q = QueryOptions::new(text, 3, Mode::Vector, GroupBy::Document).unwrap();
+    let r = engine
+        .searcher("c")
+        .unwrap()
+        .search(&q, &Principal::local_admin())
+        .unwrap();
+    assert!(!r.degraded, "{:?}", r.warnings);
+    (
+        r.results[0].doc_id.clone(),
+        r.embedding_version.unwrap_or_default(),
+    )
+}
+
+fn version_of(engine: &Engine, embedder: &str) -> String {
+    engine
+        .versions("c")
+        .unwrap()
+        .into_iter()
+        .find(|v| v.embedder == embedder)
+        .unwrap()
+        .id
+}
+
+#[test]
+fn reindex_cuts_over_atomically_keeps_writes_and_rolls_back_without_embedding() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        Model::new("letters", 26, false),
+        Model::new("letters-13", 13, false),
+    );
+    let models = Models(vec![("a", a.clone()), ("b", b.clone())]);
+    let engine = engine(dir.path(), &models);
+    for (i, t) in TEXTS.iter().take(6).enumerate() {
+        put(&engine, &format!("d{i}"), t);
+    }
+    let va = version_of(&engine, "a");
+    assert_eq!(top(&engine, TEXTS[1]), ("d1".into(), va.clone()));
+
+    let job = engine.enqueue_reindex("c", "b").unwrap();
+    assert_eq!(job.state, "queued");
+    let again = engine.enqueue_reindex("c", "b").unwrap_err();
+    assert_eq!(again.kind(), crate::ErrorKind::Busy, "{again}");
+    let same = engine.enqueue_reindex("c", "a").unwrap_err();
+    assert_eq!(same.kind(), crate::ErrorKind::Input, "{same}");
+
+    // During the job: queries are answered by version a alone, and writes keep landing.
+    let batches = AtomicUsize::new(0);
+    let done = engine
+        .run_job(&job.id, &|j| {
+            let n = batches.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(j.state, "running");
+            let (doc, version) = top(&engine, TEXTS[2]);
+            assert_eq!((doc.as_str(), version.as_str()), ("d2", va.as_str()));
+            if n == 1 {
+                put(&engine, "d6", TEXTS[6]);
+                put(&engine, "d7", TEXTS[7]);
+            }
+        })
+        .unwrap();
+    assert!(batches.load(Ordering::SeqCst) >= 3, "several batches");
+    assert_eq!(done.state, "succeeded", "{:?}", done.error);
+    let result = done.result.unwrap();
+    assert_eq!(result["promoted"], true);
+    assert_eq!(result["gate"]["ran"], false);
+    let vb = result["version"].as_str().unwrap().to_owned();
+
+    // After the cutover: b answers, and the documents written during the job are found.
+    for (i, t) in TEXTS.iter().enumerate() {
+        let (doc, version) = top(&engine, t);
+        assert_eq!((doc, version), (format!("d{i}"), vb.clone()), "{t}");
+    }
+    // Every chunk was embedded by b exactly once (the two late ones at the cutover).
+    assert_eq!(b.texts(), 8 + 8, "8 chunks, and the 8 queries above");
+    let states: Vec<(String, String)> = engine
+        .versions("c")
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.id, v.state))
+        .collect();
+    assert_eq!(
+        states,
+        [(va.clone(), "ready".into()), (vb.clone(), "active".into())]
+    );
+
+    // Rollback: immediate, nothing embedded (a embedded d6 and d7 when they were written).
+    let (a_before, b_before) = (a.texts(), b.texts());
+    engine.activate_version("c", &va).unwrap();
+    assert_eq!((a.texts(), b.texts()), (a_before, b_before));
+    assert_eq!(top(&engine, TEXTS[7]), ("d7".into(), va.clone()));
+    // ... and it survives a restart.
+    drop(engine);
+    let engine = self::engine(dir.path(), &models);
+    assert_eq!(top(&engine, TEXTS[6]), ("d6".into(), va.clone()));
+    let e = engine.retire_version("c", &va).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Input, "{e}");
+    engine.retire_version("c", &vb).unwrap();
+    let b_before = b.texts();
+    engine.activate_version("c", &vb).unwrap();
+    assert_eq!(
+        b.texts(),
+        b_before,
+        "a retired version's vectors stay stored"
+    );
+    assert_eq!(top(&engine, TEXTS[3]), ("d3".into(), vb));
+}
+
+#[test]
+fn the_eval_gate_holds_back_a_worse_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, bad) = (
+        Model::new("letters", 26, false),
+        Model::new("noise", 26, true),
+    );
+    let models = Models(vec![("a", a), ("bad", bad)]);
+    let engine = engine(dir.path(), &models);
+    for (i, t) in TEXTS.iter().enumerate() {
+        put(&engine, &format!("d{i}"), t);
+    }
+    // Queries that share no word with their document: only the vectors can find it.
+    let golden: Vec<GoldenQuery> = TEXTS
+        .iter()
+        .enumerate()
+        .map(|(i, t)| GoldenQuery {
+            id: format!("q{i}"),
+            query: t.chars().rev().collect(),
+            relevant: [(format!("d{i}"), 1)].into(),
+        })
+        .collect();
+    engine.put_golden("c", "g", &golden).unwrap();
+    let va = version_of(&engine, "a");
+    let job = engine.enqueue_reindex("c", "bad").unwrap();
+    let done = engine.run_job(&job.id, &|_| {}).unwrap();
+    assert_eq!(done.state, "succeeded", "{:?}", done.error);
+    let result = done.result.unwrap();
+    assert_eq!(result["promoted"], false, "{result}");
+    assert_eq!(result["gate"]["passed"], false, "{result}");
+    let set = &result["gate"]["sets"][0];
+    let vector = &set["ndcg@10"]["vector"];
+    assert!(
+        vector["new"].as_f64().unwrap() < vector["active"].as_f64().unwrap() - 0.01,
+        "{result}"
+    );
+    // Both runs are recorded, and the comparison names them.
+    let (ra, rb) = (
+        set["active_run"].as_str().unwrap(),
+        set["new_run"].as_str().unwrap(),
+    );
+    assert_eq!(
+        engine.eval_run(ra).unwrap().summary.config["embedding_version"],
+        va
+    );
+    assert_eq!(
+        set["compare"],
+        format!("quarry eval compare {ra} {rb}"),
+        "{result}"
+    );
+    let vbad = result["version"].as_str().unwrap();
+    let states: Vec<(String, String)> = engine
+        .versions("c")
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.id, v.state))
+        .collect();
+    assert_eq!(
+        states,
+        [(va.clone(), "active".into()), (vbad.into(), "ready".into())]
+    );
+    assert_eq!(
+        top(&engine, TEXTS[0]).1,
+        va,
+        "the active version still answers"
+    );
+    // A person may still promote it.
+    engine.activate_version("c", vbad).unwrap();
+    assert_eq!(top(&engine, TEXTS[0]).1, vbad);
+}
+
+#[test]
+fn an_interrupted_job_resumes_without_reembedding_and_a_cancel_stops_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        Model::new("letters", 26, false),
+        Model::new("letters-13", 13, false),
+    );
+    let models = Models(vec![("a", a), ("b", b.clone())]);
+    let engine = engine(dir.path(), &models);
+    for (i, t) in TEXTS.iter().enumerate() {
+        put(&engine, &format!("d{i}"), t);
+    }
+    let job = engine.enqueue_reindex("c", "b").unwrap();
+    // The worker dies after its second batch (a panic unwinds out of the job, as far as the
+    // catalog can tell like a killed process: the job stays `running`, its lock is released).
+    let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let batches = AtomicUsize::new(0);
+        engine.run_job(&job.id, &|_| {
+            if batches.fetch_add(1, Ordering::SeqCst) == 2 {
+                panic!("worker killed");
+            }
+        })
+    }));
+    assert!(died.is_err());
+    let stuck = engine.job(&job.id).unwrap();
+    assert_eq!((stuck.state.as_str(), stuck.processed), ("running", 4));
+    assert_eq!(b.texts(), 4);
+    // Whoever looks for work finds it, and it finishes embedding only what was missing.
+    assert_eq!(engine.next_job().unwrap().unwrap().id, job.id);
+    assert_eq!(engine.run_pending_jobs().unwrap(), 1);
+    let done = engine.job(&job.id).unwrap();
+    assert_eq!(done.state, "succeeded", "{:?}", done.error);
+    assert_eq!((done.processed, done.total, done.embedded), (8, 8, 8));
+    assert_eq!(b.texts(), 8);
+    assert!(engine.next_job().unwrap().is_none());
+
+    // Cancel: a running job stops at its next batch; the active version is untouched.
+    let active = version_of(&engine, "b");
+    let (c, _) = (Model::new("letters-7", 7, false), ());
+    let models = Models(vec![
+        ("a", Model::new("letters", 26, false)),
+        ("b", b),
+        ("c", c.clone()),
+    ]);
+    drop(engine);
+    let engine = self::engine(dir.path(), &models);
+    let job = engine.enqueue_reindex("c", "c").unwrap();
+    let done = engine
+        .run_job(&job.id, &|j| {
+            if j.processed >= 2 {
+                engine.cancel_job(&j.id).unwrap();
+            }
+        })
+        .unwrap();
+    assert_eq!(done.state, "cancelled");
+    assert!(c.texts() < 8, "stopped early: {}", c.texts());
+    assert_eq!(top(&engine, TEXTS[5]).1, active);
+    let failed = engine
+        .versions("c")
+        .unwrap()
+        .into_iter()
+        .find(|v| v.embedder == "c")
+        .unwrap();
+    assert_eq!(failed.state, "failed");
+    let e = engine.activate_version("c", &failed.id).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Input, "{e}");
+    // A queued job that is cancelled never runs.
+    let job = engine.enqueue_reindex("c", "c").unwrap();
+    assert_eq!(engine.cancel_job(&job.id).unwrap().state, "cancelled");
+    assert_eq!(engine.run_pending_jobs().unwrap(), 0);
+}
