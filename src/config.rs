@@ -26,6 +26,7 @@ pub struct Config {
     pub query: QueryConfig,
     pub auth: AuthConfig,
     pub eval: EvalConfig,
+    pub reindex: ReindexConfig,
 }
 
 impl Default for Config {
@@ -40,6 +41,7 @@ impl Default for Config {
             query: QueryConfig::default(),
             auth: AuthConfig::default(),
             eval: EvalConfig::default(),
+            reindex: ReindexConfig::default(),
         }
     }
 }
@@ -226,6 +228,34 @@ impl EvalConfig {
     }
 }
 
+/// `[reindex]`: embedding-model changes and re-index jobs.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReindexConfig {
+    /// What `quarry serve` does when a collection's embedder is now configured with another
+    /// fingerprint than its active version: `auto` queues a re-index, `manual` logs the command.
+    pub on_model_change: OnModelChange,
+    /// A re-index is promoted only if its nDCG@10 on each golden set of the collection is at least
+    /// the active version's minus this.
+    pub max_ndcg_drop: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnModelChange {
+    Auto,
+    Manual,
+}
+
+impl Default for ReindexConfig {
+    fn default() -> Self {
+        ReindexConfig {
+            on_model_change: OnModelChange::Auto,
+            max_ndcg_drop: 0.01,
+        }
+    }
+}
+
 /// Environment variables that are options of the binary itself, not config keys.
 const RESERVED_ENV: &[&str] = &[
     "QUARRY_DATA_DIR",
@@ -305,6 +335,12 @@ pub fn load(
         .auth
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e:#}"))?;
+    if !(0.0..=1.0).contains(&config.reindex.max_ndcg_drop) {
+        bail!(
+            "invalid configuration: reindex.max_ndcg_drop {} must be between 0 and 1",
+            config.reindex.max_ndcg_drop
+        );
+    }
     config
         .eval
         .validate()

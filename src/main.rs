@@ -52,6 +52,13 @@ pub enum Command {
     Golden(cmd::golden::Args),
     /// Download and verify the local embedding model (done automatically on first use).
     Model(cmd::model::Args),
+    /// Re-embed a collection with another embedder: a new embedding version built in the
+    /// background, checked against the golden sets, then made active.
+    Reindex(cmd::versions::ReindexArgs),
+    /// Background jobs (re-index) and their progress; cancel one.
+    Jobs(cmd::versions::JobsArgs),
+    /// A collection's embedding versions; activate (promote, roll back) or retire one.
+    Versions(cmd::versions::VersionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +85,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Ingest(args) => cmd::ingest::run(&cli.data_dir, &config, args),
+        Command::Reindex(args) => cmd::versions::reindex(&cli.data_dir, &config, args),
+        Command::Jobs(args) => cmd::versions::jobs(&cli.data_dir, &config, args),
+        Command::Versions(args) => cmd::versions::versions(&cli.data_dir, &config, args),
         Command::Serve(args) => cmd::serve::run(&cli.data_dir, &config, args),
         Command::Query(args) => cmd::query::run(&cli.data_dir, &config, args),
         Command::Status(args) => cmd::status::run(&cli.data_dir, &config, args),

@@ -7,6 +7,7 @@ pub mod query;
 pub mod remote;
 pub mod serve;
 pub mod status;
+pub mod versions;
 
 use crate::config::Config;
 use anyhow::Context;
@@ -39,6 +40,7 @@ pub fn engine_options(config: &Config) -> EngineOptions {
         query_embed_timeout: Duration::from_millis(config.query.embed_timeout_ms),
         fusion: config.query.fusion,
         default_acl: config.auth.default_acl(),
+        reindex_max_ndcg_drop: config.reindex.max_ndcg_drop,
         ..EngineOptions::default()
     }
 }

@@ -67,6 +67,11 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         check_bind(&auth, bound, args.insecure_no_auth)?;
         eprintln!("authentication: {}", describe(&auth, config, bound, args.insecure_no_auth));
         tracing::info!(addr = %bound, data_dir = %data_dir.display(), "quarry listening on http://{bound}");
+        detect_model_changes(&engine, config.reindex.on_model_change);
+        let jobs = tokio::spawn(quarry_server::job_loop(
+            engine.clone(),
+            Duration::from_millis(250),
+        ));
         let scheduled = if let Some((every, policy)) = schedule {
             eprintln!(
                 "scheduled eval: every golden set every {}, alarm on an nDCG@10 drop over {} (best of the last {} runs)",
@@ -84,6 +89,10 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         if let Some(task) = scheduled {
             task.abort();
         }
+        // A job in progress stops at its next batch, keeping what it stored; the next start
+        // resumes it.
+        engine.interrupt_jobs();
+        jobs.abort();
         // Write the vector graphs that changed, so the next start reloads them as they are.
         if let Err(e) = tokio::task::spawn_blocking(move || engine.flush()).await? {
             tracing::warn!(error = %e, "could not write vector indexes at shutdown; the next start replays them from stored vectors");
@@ -91,6 +100,46 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         tracing::info!("quarry stopped");
         Ok(())
     })
+}
+
+/// Logs every collection whose embedder is now configured with another fingerprint than its
+/// active version, and queues a re-index of it (`reindex.on_model_change = "auto"`) or says what
+/// to run (`"manual"`). Vectors are never mixed: until a re-index is promoted, vector queries of
+/// such a collection answer from BM25 (`degraded`).
+fn detect_model_changes(engine: &quarry_index::Engine, policy: crate::config::OnModelChange) {
+    let changes = match engine.model_changes() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("cannot check for embedding-model changes: {e}");
+            return;
+        }
+    };
+    for c in changes {
+        let what = format!(
+            "collection {} is served by version {} (fingerprint {}), but embedder `{}` is now configured with fingerprint {}",
+            c.collection,
+            c.active_version,
+            &c.active_fingerprint[..12],
+            c.embedder,
+            &c.configured_fingerprint[..12]
+        );
+        match policy {
+            crate::config::OnModelChange::Auto => {
+                match engine.enqueue_reindex(&c.collection, &c.embedder) {
+                    Ok(job) => tracing::warn!(
+                        "{what}; re-index job {} queued (reindex.on_model_change = \"auto\")",
+                        job.id
+                    ),
+                    Err(e) => tracing::warn!("{what}; no re-index queued: {e}"),
+                }
+            }
+            crate::config::OnModelChange::Manual => tracing::warn!(
+                "{what}; run `quarry reindex --collection {} --embedder {}` to re-embed it (reindex.on_model_change = \"manual\")",
+                c.collection,
+                c.embedder
+            ),
+        }
+    }
 }
 
 /// The authentication the configuration asks for, with its secrets read.

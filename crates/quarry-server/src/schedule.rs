@@ -1,3 +1,6 @@
+//! Background work of the server: the job worker ([`job_loop`]) and scheduled evaluation
+//! ([`eval_loop`]).
+//!
 //! Scheduled evaluation: with `eval.interval` set, the server runs every golden set of every
 //! collection at start-up and then once per interval ([`Engine::scheduled_eval`]): each run is
 //! recorded, shown on the `quarry_eval_*` gauges of `/metrics`, and checked for drift. A drift is
@@ -52,5 +55,19 @@ pub async fn eval_loop(engine: Arc<Engine>, interval: Duration, policy: DriftPol
             Ok(Err(e)) => tracing::warn!("scheduled eval failed: {e}"),
             Err(e) => tracing::error!("scheduled eval task failed: {e}"),
         }
+    }
+}
+
+/// Runs queued jobs (re-index) one at a time, oldest first, until the runtime stops; looks for
+/// new ones every `poll`. A job left running by a process that died is resumed.
+pub async fn job_loop(engine: Arc<Engine>, poll: Duration) {
+    loop {
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.run_pending_jobs()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("job worker: {e}"),
+            Err(e) => tracing::error!("job worker task failed: {e}"),
+        }
+        tokio::time::sleep(poll).await;
     }
 }

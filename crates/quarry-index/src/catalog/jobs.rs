@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use rusqlite::{OptionalExtension, params};
 
 /// A job as stored.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Job {
     pub id: String,
     pub kind: String,
@@ -28,6 +28,30 @@ pub struct Job {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub updated_at: i64,
+}
+
+impl Job {
+    /// Chunks embedded per second since the job started (`None` before any were).
+    pub fn rate_per_s(&self) -> Option<f64> {
+        let secs = (self.updated_at - self.started_at?).max(0) as f64;
+        (secs > 0.0 && self.embedded > 0).then(|| self.embedded as f64 / secs)
+    }
+
+    /// Seconds left at that rate, while the job runs.
+    pub fn eta_s(&self) -> Option<f64> {
+        let rate = self.rate_per_s()?;
+        (self.state == "running").then(|| self.total.saturating_sub(self.processed) as f64 / rate)
+    }
+
+    /// The job as the API and `--json` show it: its fields plus `rate_per_s` and `eta_s`.
+    pub fn view(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("rate_per_s".into(), serde_json::json!(self.rate_per_s()));
+            o.insert("eta_s".into(), serde_json::json!(self.eta_s()));
+        }
+        v
+    }
 }
 
 const COLUMNS: &str = "id, kind, collection, state, params, processed, total, embedded, cache_hits, \

@@ -180,6 +180,8 @@ pub struct Engine {
     /// Serialises writers inside this process; the file lock serialises processes.
     write_lock: Mutex<()>,
     telemetry: Arc<Telemetry>,
+    /// Set at shutdown: running jobs stop at their next batch, resumable.
+    interrupt_jobs: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -197,6 +199,7 @@ impl Engine {
             indexes: RwLock::new(HashMap::new()),
             write_lock: Mutex::new(()),
             telemetry: Arc::new(Telemetry::new()),
+            interrupt_jobs: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

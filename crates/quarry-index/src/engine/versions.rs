@@ -37,6 +37,8 @@ pub const REINDEX: &str = "reindex";
 /// Why a job stopped early.
 enum Stop {
     Cancelled,
+    /// The process is shutting down: the job stays `running` and resumes at the next start.
+    Interrupted,
     Failed(Error),
 }
 
@@ -179,6 +181,12 @@ impl Engine {
                     .end_job(id, "succeeded", None, Some(&result))?;
                 tracing::info!(job = id, %result, "re-index finished");
             }
+            Err(Stop::Interrupted) => {
+                tracing::info!(
+                    job = id,
+                    "re-index interrupted by shutdown; it resumes at the next start"
+                );
+            }
             Err(Stop::Cancelled) => {
                 self.catalog().end_job(id, "cancelled", None, None)?;
                 tracing::info!(job = id, "re-index cancelled");
@@ -195,7 +203,11 @@ impl Engine {
     /// Runs every job waiting to run, oldest first, until none is left; returns how many ran.
     pub fn run_pending_jobs(&self) -> Result<usize> {
         let mut n = 0;
-        while let Some(job) = self.next_job()? {
+        while !self
+            .interrupt_jobs
+            .load(std::sync::atomic::Ordering::SeqCst)
+            && let Some(job) = self.next_job()?
+        {
             match self.run_job(&job.id, &|_| {}) {
                 Ok(_) => n += 1,
                 // another process took it between the check and the lock
@@ -222,7 +234,7 @@ impl Engine {
             .catalog()
             .building_version(collection, name, embedder.spec())?;
         let outcome = self.build_and_promote(job, &version, &embedder, progress);
-        if outcome.is_err() {
+        if matches!(outcome, Err(Stop::Cancelled | Stop::Failed(_))) {
             self.catalog()
                 .set_version_state(collection, &version.id, "failed")?;
         }
@@ -254,9 +266,7 @@ impl Engine {
             .job_progress(&job.id, processed, total, 0, hits)?;
         progress(&self.job(&job.id)?);
         for batch in missing.chunks(self.options.embed_batch.max(1)) {
-            if self.job(&job.id)?.cancel_requested {
-                return Err(Stop::Cancelled);
-            }
+            self.check_stop(&job.id)?;
             let n = self.embed_and_store(collection, version, embedder, batch)?;
             processed += batch.len() as u64;
             self.catalog()
@@ -281,9 +291,7 @@ impl Engine {
         let generation = self.collection(collection)?.generation;
         self.sync_vectors(collection, &shadow, &version.fingerprint, generation)?;
         shadow.publish();
-        if self.job(&job.id)?.cancel_requested {
-            return Err(Stop::Cancelled);
-        }
+        self.check_stop(&job.id)?;
         // 3. the eval gate
         let candidate = ActiveEmbedder {
             version: version.clone(),
@@ -306,6 +314,27 @@ impl Engine {
             "version": version.id, "promoted": promoted, "gate": gate,
             "embedded": job_now.embedded, "cache_hits": job_now.cache_hits,
         }))
+    }
+
+    /// Whether the job must stop here: cancelled, or the process is shutting down.
+    fn check_stop(&self, id: &str) -> std::result::Result<(), Stop> {
+        if self
+            .interrupt_jobs
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(Stop::Interrupted);
+        }
+        if self.job(id)?.cancel_requested {
+            return Err(Stop::Cancelled);
+        }
+        Ok(())
+    }
+
+    /// Stops running jobs at their next batch, leaving them to resume at the next start (for a
+    /// shutdown); no job starts after this.
+    pub fn interrupt_jobs(&self) {
+        self.interrupt_jobs
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Embeds the chunks `batch` of `collection` with `embedder` and stores their vectors under

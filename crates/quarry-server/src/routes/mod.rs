@@ -14,6 +14,8 @@
 //! | `GET /v1/collections/{c}/versions` | admin |
 //! | `GET /v1/collections/{c}/golden`, `PUT`/`DELETE /v1/collections/{c}/golden/{name}` | admin |
 //! | `POST /v1/collections/{c}/eval`, `GET /v1/collections/{c}/eval/runs` | admin |
+//! | `POST /v1/collections/{c}/reindex`, `GET /v1/jobs`, `GET /v1/jobs/{id}`, `POST /v1/jobs/{id}/cancel` | admin |
+//! | `POST /v1/collections/{c}/versions/{id}/activate`, `.../retire` | admin |
 //!
 //! Admins also differ from writers in what they read (every document, whatever its ACL). `/healthz`, `/readyz` and `/metrics` are open. The tracing span of a request records its
 //! id, method and path only: never headers (the token) or the query string.
@@ -22,6 +24,7 @@ mod collections;
 mod documents;
 mod embeddings;
 mod eval;
+mod jobs;
 mod query;
 
 use crate::auth::{self, Auth};
@@ -109,6 +112,18 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
             "/collections/{collection}/versions",
             get(collections::versions),
         )
+        .route(
+            "/collections/{collection}/versions/{id}/activate",
+            post(jobs::activate),
+        )
+        .route(
+            "/collections/{collection}/versions/{id}/retire",
+            post(jobs::retire),
+        )
+        .route("/collections/{collection}/reindex", post(jobs::reindex))
+        .route("/jobs", get(jobs::list))
+        .route("/jobs/{id}", get(jobs::get))
+        .route("/jobs/{id}/cancel", post(jobs::cancel))
         .route("/collections/{collection}/golden", get(eval::list_golden))
         .route(
             "/collections/{collection}/golden/{name}",

@@ -1,0 +1,79 @@
+//! Re-index jobs and version promotion (admin): `POST /v1/collections/{c}/reindex`,
+//! `GET /v1/jobs`, `GET /v1/jobs/{id}`, `POST /v1/jobs/{id}/cancel`,
+//! `POST /v1/collections/{c}/versions/{id}/activate` and `.../retire`. The server's job worker
+//! ([`crate::schedule::job_loop`]) runs queued jobs.
+
+use super::{Shared, blocking};
+use crate::auth::{Caller, role};
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use quarry_index::catalog::Job;
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReindexRequest {
+    /// A `[embedders.NAME]` of the server's configuration (or `local`, `hash`).
+    pub embedder: String,
+}
+
+pub async fn reindex(
+    _caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+    Path(collection): Path<String>,
+    JsonBody(req): JsonBody<ReindexRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let job =
+        blocking(move || Ok(state.engine.enqueue_reindex(&collection, &req.embedder)?)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "job_id": job.id, "job": job.view() })),
+    ))
+}
+
+pub async fn list(
+    _caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let jobs = blocking(move || Ok(state.engine.jobs(None)?)).await?;
+    let jobs: Vec<serde_json::Value> = jobs.iter().map(Job::view).collect();
+    Ok(Json(serde_json::json!({ "jobs": jobs })))
+}
+
+pub async fn get(
+    _caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let job = blocking(move || Ok(state.engine.job(&id)?)).await?;
+    Ok(Json(job.view()))
+}
+
+pub async fn cancel(
+    _caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let job = blocking(move || Ok(state.engine.cancel_job(&id)?)).await?;
+    Ok(Json(job.view()))
+}
+
+pub async fn activate(
+    _caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+    Path((collection, id)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let v = blocking(move || Ok(state.engine.activate_version(&collection, &id)?)).await?;
+    Ok(Json(serde_json::json!({ "version": v })))
+}
+
+pub async fn retire(
+    _caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+    Path((collection, id)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    blocking(move || Ok(state.engine.retire_version(&collection, &id)?)).await?;
+    Ok(Json(serde_json::json!({ "retired": true })))
+}

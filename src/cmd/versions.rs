@@ -1,0 +1,312 @@
+//! `quarry reindex`, `quarry jobs` and `quarry versions`: embedding versions and the re-index
+//! jobs that build them.
+//!
+//! On the data dir, `reindex` queues the job and runs it here with a progress bar (if a server on
+//! the same data dir picks it up first, this command follows it instead). With `--server`, the
+//! server's worker runs it; `--wait` follows it to its end.
+
+use super::remote::{Remote, ServerArgs};
+use super::{UsageError, emit, open_engine, print_json};
+use crate::config::Config;
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use quarry_index::catalog::Job;
+use quarry_index::{ErrorKind, VersionInfo};
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct ReindexArgs {
+    /// The embedder to re-embed with: a [embedders.NAME] table of the configuration (or the
+    /// built-ins `local`, `hash`).
+    #[arg(long)]
+    pub embedder: String,
+    #[arg(long, default_value = "default")]
+    pub collection: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// With --server: follow the job to its end (a progress bar on a terminal).
+    #[arg(long)]
+    pub wait: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    pub command: Option<JobsCommand>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum JobsCommand {
+    /// Cancel a queued job, or a running one at its next batch.
+    Cancel {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VersionsArgs {
+    #[command(subcommand)]
+    pub command: Option<VersionsCommand>,
+    #[arg(long, default_value = "default", global = true)]
+    pub collection: String,
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum VersionsCommand {
+    /// Make a version the active one: promote a `ready` version or roll back to an earlier one.
+    /// Its vectors are stored, so nothing is embedded (except chunks added since it served).
+    Activate { id: String },
+    /// Delete a version's vector index (not the active one); its stored vectors stay cached.
+    Retire { id: String },
+}
+
+pub fn reindex(data_dir: &Path, config: &Config, args: ReindexArgs) -> anyhow::Result<()> {
+    if let Some(server) = args.server.remote() {
+        let answer = server.post(
+            &format!("/v1/collections/{}/reindex", args.collection),
+            &serde_json::json!({ "embedder": args.embedder }),
+        )?;
+        let id = answer["job_id"]
+            .as_str()
+            .context("unexpected answer from the server: no `job_id`")?
+            .to_owned();
+        if !args.wait {
+            if args.json {
+                return print_json(&answer["job"]);
+            }
+            emit(&format!(
+                "queued re-index job {id}; follow it with `quarry reindex ... --wait` or GET /v1/jobs/{id}\n"
+            ));
+            return Ok(());
+        }
+        let job = follow(&|| server_job(&server, &id), args.json)?;
+        return report(&job, args.json);
+    }
+    let engine = open_engine(data_dir, config)?;
+    let job = engine
+        .enqueue_reindex(&args.collection, &args.embedder)
+        .map_err(|e| usage_if_input(e.into()))?;
+    let bar = bar(args.json);
+    let ran = engine.run_job(&job.id, &|j| show(&bar, j));
+    let job = match ran {
+        Ok(job) => job,
+        // a server on this data dir took the job first: follow it
+        Err(e) if e.kind() == ErrorKind::Busy => follow(&|| Ok(engine.job(&job.id)?), args.json)?,
+        Err(e) => return Err(e.into()),
+    };
+    bar.finish_and_clear();
+    report(&job, args.json)
+}
+
+fn usage_if_input(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<quarry_index::Error>() {
+        Some(ie) if ie.kind() == ErrorKind::Input => UsageError(ie.to_string()).into(),
+        _ => e,
+    }
+}
+
+fn server_job(server: &Remote, id: &str) -> anyhow::Result<Job> {
+    let v = server.get(&format!("/v1/jobs/{id}"))?;
+    serde_json::from_value(v).context("unexpected job from the server")
+}
+
+/// Polls `get` until the job ends, showing its progress.
+fn follow(get: &dyn Fn() -> anyhow::Result<Job>, quiet: bool) -> anyhow::Result<Job> {
+    let bar = bar(quiet);
+    loop {
+        let job = get()?;
+        show(&bar, &job);
+        if !matches!(job.state.as_str(), "queued" | "running") {
+            bar.finish_and_clear();
+            return Ok(job);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn bar(quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(0);
+    b.set_style(
+        ProgressStyle::with_template(
+            "{spinner} re-indexing [{bar:30}] {pos}/{len} chunks {per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    b
+}
+
+fn show(bar: &ProgressBar, job: &Job) {
+    bar.set_length(job.total);
+    bar.set_position(job.processed);
+    bar.set_message(format!("{} embedded", job.embedded));
+}
+
+/// What a finished re-index did: promoted or held back (with the comparison to run), or why it
+/// failed (exit 1).
+fn report(job: &Job, json: bool) -> anyhow::Result<()> {
+    if json {
+        print_json(&job.view())?;
+    } else {
+        emit(&job_text(job));
+    }
+    match job.state.as_str() {
+        "succeeded" | "cancelled" => Ok(()),
+        _ => Err(anyhow::anyhow!(
+            "job {} {}: {}",
+            job.id,
+            job.state,
+            job.error.as_deref().unwrap_or("no error recorded")
+        )),
+    }
+}
+
+fn job_text(job: &Job) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "job {} ({} of {}): {}; {} of {} chunks, {} embedded, {} already stored",
+        job.id,
+        job.kind,
+        job.collection,
+        job.state,
+        job.processed,
+        job.total,
+        job.embedded,
+        job.cache_hits
+    );
+    let Some(r) = &job.result else {
+        return o;
+    };
+    let version = r["version"].as_str().unwrap_or("?");
+    if r["promoted"] == true {
+        let _ = writeln!(o, "version {version} is now active");
+    } else {
+        let _ = writeln!(
+            o,
+            "version {version} is ready but NOT active: the eval gate held it back; \
+             `quarry versions activate {version}` promotes it anyway"
+        );
+    }
+    let gate = &r["gate"];
+    if gate["ran"] == false {
+        let _ = writeln!(o, "eval gate: none ran (the collection has no golden set)");
+    }
+    for set in gate["sets"].as_array().into_iter().flatten() {
+        let modes: Vec<String> = set["ndcg@10"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(mode, m)| {
+                format!(
+                    "{mode} {:.4} -> {:.4}{}",
+                    m["active"].as_f64().unwrap_or(0.0),
+                    m["new"].as_f64().unwrap_or(0.0),
+                    if m["ok"] == true { "" } else { " (too low)" }
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            o,
+            "eval gate, golden set {}: nDCG@10 {}; details: {}",
+            set["golden"].as_str().unwrap_or("?"),
+            modes.join(", "),
+            set["compare"].as_str().unwrap_or("")
+        );
+    }
+    o
+}
+
+pub fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::Result<()> {
+    let engine = open_engine(data_dir, config)?;
+    match args.command {
+        Some(JobsCommand::Cancel { id, json }) => {
+            let job = engine.cancel_job(&id)?;
+            if json {
+                return print_json(&job.view());
+            }
+            emit(&job_text(&job));
+            Ok(())
+        }
+        None => {
+            let jobs = engine.jobs(None)?;
+            if args.json {
+                let list: Vec<serde_json::Value> = jobs.iter().map(Job::view).collect();
+                return print_json(&serde_json::json!({ "jobs": list }));
+            }
+            if jobs.is_empty() {
+                emit("no jobs\n");
+            }
+            for j in &jobs {
+                emit(&job_text(j));
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn versions(data_dir: &Path, config: &Config, args: VersionsArgs) -> anyhow::Result<()> {
+    let engine = open_engine(data_dir, config)?;
+    let c = &args.collection;
+    match args.command {
+        Some(VersionsCommand::Activate { id }) => {
+            let v = engine
+                .activate_version(c, &id)
+                .map_err(|e| usage_if_input(e.into()))?;
+            if args.json {
+                return print_json(&v);
+            }
+            emit(&format!("version {} of {c} is active\n", v.id));
+            Ok(())
+        }
+        Some(VersionsCommand::Retire { id }) => {
+            engine
+                .retire_version(c, &id)
+                .map_err(|e| usage_if_input(e.into()))?;
+            if args.json {
+                return print_json(&serde_json::json!({ "retired": id }));
+            }
+            emit(&format!("version {id} of {c} is retired\n"));
+            Ok(())
+        }
+        None => {
+            let list = engine.versions(c)?;
+            if args.json {
+                return print_json(&serde_json::json!({ "versions": list }));
+            }
+            emit(&versions_table(&list));
+            Ok(())
+        }
+    }
+}
+
+fn versions_table(list: &[VersionInfo]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<28} {:<10} {:<10} {:>8}  {}",
+        "version", "state", "embedder", "vectors", "model"
+    );
+    for v in list {
+        let _ = writeln!(
+            o,
+            "{:<28} {:<10} {:<10} {:>8}  {} ({} dims)",
+            v.id, v.state, v.embedder, v.vectors, v.spec.model, v.spec.dimensions
+        );
+    }
+    o
+}
