@@ -298,8 +298,8 @@ fn versions_table(list: &[VersionInfo]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<28} {:<10} {:<10} {:>8}  {}",
-        "version", "state", "embedder", "vectors", "model"
+        "{:<28} {:<10} {:<10} {:>8}  model",
+        "version", "state", "embedder", "vectors"
     );
     for v in list {
         let _ = writeln!(
