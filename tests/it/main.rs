@@ -11,6 +11,7 @@ mod eval;
 mod http;
 mod hybrid;
 mod ingest_bad_input;
+mod versions;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

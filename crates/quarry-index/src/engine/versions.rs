@@ -622,7 +622,9 @@ impl Engine {
     /// queries answer from BM25 until a re-index to the new settings is promoted.
     pub fn model_changes(&self) -> Result<Vec<ModelChange>> {
         let mut out = Vec::new();
-        for row in self.catalog().collections()? {
+        // One catalog lock at a time: the list is read before the loop locks again.
+        let collections = self.catalog().collections()?;
+        for row in collections {
             let Some(active) = self.catalog().active_version(&row.name)? else {
                 continue;
             };

@@ -1,0 +1,395 @@
+//! Embedding versions and re-index jobs with real server processes over HTTP: a re-index from the
+//! local model to an OpenAI-compatible provider (a second quarry's `/v1/embeddings`) while queries
+//! and writes go on; rollback; kill -9 of the server mid-job; a changed model folder detected at
+//! the next start.
+
+use crate::{path_str, quarry, run, run_json, spawn_serve, tmp, write_tree};
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A JSONL corpus of `n` short notes over eight topics.
+fn corpus(dir: &Path, n: usize) -> String {
+    let topics = [
+        "glaciers and ice",
+        "volcanic eruptions",
+        "coral reef fish",
+        "desert sand dunes",
+        "rainforest canopy",
+        "arctic foxes",
+        "river deltas",
+        "mountain goats",
+    ];
+    let mut out = String::new();
+    for i in 0..n {
+        let t = topics[i % topics.len()];
+        out.push_str(
+            &json!({"_id": format!("d{i}"), "text": format!("Note {i} on {t}: field report {i} describes {t}.")})
+                .to_string(),
+        );
+        out.push('\n');
+    }
+    let p = dir.join("corpus.jsonl");
+    std::fs::write(&p, out).unwrap();
+    path_str(&p)
+}
+
+/// `quarry.toml` with embedder `remote`: an OpenAI-compatible provider at `provider`.
+fn config(data: &Path, provider: &str, embed_batch: usize) {
+    write_tree(
+        data,
+        &[(
+            "quarry.toml",
+            format!(
+                "[embedders.remote]\nprovider = \"openai\"\nbase_url = \"{provider}/v1\"\nmodel = \"hash\"\n\
+                 dimensions = 384\nbatch_size = {embed_batch}\nmax_retries = 2\n\n\
+                 [ingest]\nembed_batch = {embed_batch}\n"
+            )
+            .as_bytes(),
+        )],
+    );
+}
+
+fn series(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn get(c: &Client, url: &str) -> Value {
+    let r = c.get(url).send().unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    r.json().unwrap()
+}
+
+fn post(c: &Client, url: &str, body: &Value) -> (u16, Value) {
+    let r = c.post(url).json(body).send().unwrap();
+    (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+}
+
+fn metrics(c: &Client, base: &str) -> String {
+    c.get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+/// Texts the provider embedded for callers of its `/v1/embeddings`.
+fn provider_texts(c: &Client, provider: &str) -> f64 {
+    series(
+        &metrics(c, provider),
+        r#"quarry_embedding_texts_total{embedder="hash",kind="document"}"#,
+    )
+}
+
+fn vector_query(c: &Client, base: &str, text: &str) -> (u16, Value) {
+    post(
+        c,
+        &format!("{base}/v1/collections/default/query"),
+        &json!({"query": text, "mode": "vector", "top_k": 10, "group_by": "document"}),
+    )
+}
+
+#[test]
+fn reindex_to_a_provider_serves_every_query_from_one_version_and_rolls_back_without_embedding() {
+    let provider_data = tmp();
+    let provider = spawn_serve(provider_data.path(), &["--addr", "127.0.0.1:0"], &[]);
+    let data = tmp();
+    let files = tmp();
+    config(data.path(), &provider.url, 4);
+    let local = [("QUARRY_EMBEDDER", "local")];
+    let out = quarry()
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["ingest", &corpus(files.path(), 120)])
+        .envs(local)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &local);
+    let (c, base) = (Client::new(), server.url.clone());
+    let versions = get(&c, &format!("{base}/v1/collections/default/versions"));
+    let va = versions["versions"][0]["id"].as_str().unwrap().to_owned();
+    assert!(va.starts_with("local-"), "{versions}");
+
+    let (status, queued) = post(
+        &c,
+        &format!("{base}/v1/collections/default/reindex"),
+        &json!({"embedder": "remote"}),
+    );
+    assert_eq!(status, 202, "{queued}");
+    let job = queued["job_id"].as_str().unwrap().to_owned();
+    let (status, again) = post(
+        &c,
+        &format!("{base}/v1/collections/default/reindex"),
+        &json!({"embedder": "remote"}),
+    );
+    assert_eq!(
+        status, 503,
+        "a second re-index of the collection is refused: {again}"
+    );
+
+    // Throughout the job: every query answers 200 from one version, a before b, never back.
+    let mut seen: Vec<String> = Vec::new();
+    let mut wrote = false;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let last = loop {
+        let j = get(&c, &format!("{base}/v1/jobs/{job}"));
+        let (status, answer) = vector_query(&c, &base, "volcanic eruptions");
+        assert_eq!(status, 200, "{answer}");
+        let v = answer["embedding_version"].as_str().unwrap().to_owned();
+        assert!(!answer["results"].as_array().unwrap().is_empty());
+        if seen.last() != Some(&v) {
+            seen.push(v);
+        }
+        if j["state"] == "running" && !wrote {
+            let (status, body) = post(
+                &c,
+                &format!("{base}/v1/collections/default/documents"),
+                &json!({"documents": [
+                    {"id": "late1", "text": "Quokkas smile on Rottnest island beaches."},
+                    {"id": "late2", "text": "Axolotls regrow their limbs in Mexican lakes."}
+                ]}),
+            );
+            assert_eq!(status, 200, "{body}");
+            wrote = true;
+        }
+        if !matches!(j["state"].as_str(), Some("queued" | "running")) {
+            break j;
+        }
+        assert!(Instant::now() < deadline, "job did not end: {j}");
+    };
+    assert_eq!(last["state"], "succeeded", "{last}");
+    assert!(wrote, "documents were written while the job ran");
+    let vb = last["result"]["version"].as_str().unwrap().to_owned();
+    assert!(vb.starts_with("remote-"), "{last}");
+    assert_eq!(last["result"]["promoted"], true);
+    assert_eq!(last["processed"], last["total"]);
+    // The last answers may come before the cutover; once b answered, a never did again.
+    assert!(
+        seen == [va.clone()] || seen == [va.clone(), vb.clone()],
+        "{seen:?}"
+    );
+    let (_, answer) = vector_query(&c, &base, "volcanic eruptions");
+    assert_eq!(answer["embedding_version"], vb);
+    // The documents written during the job were embedded by b at the cutover and are found.
+    for (id, text) in [
+        ("late1", "Quokkas smile on Rottnest island beaches."),
+        ("late2", "Axolotls regrow their limbs in Mexican lakes."),
+    ] {
+        let (_, answer) = vector_query(&c, &base, text);
+        assert_eq!(answer["results"][0]["doc_id"], id, "{answer}");
+        assert_eq!(answer["embedding_version"], vb);
+    }
+    let versions = get(&c, &format!("{base}/v1/collections/default/versions"));
+    let states: Vec<(String, String)> = versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap().into(),
+                v["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [(va.clone(), "ready".into()), (vb.clone(), "active".into())]
+    );
+
+    // Rollback to a: immediate, and nothing is embedded by either model.
+    let docs = r#"quarry_embedding_texts_total{embedder="local",kind="document"}"#;
+    let (local_before, remote_before) = (
+        series(&metrics(&c, &base), docs),
+        provider_texts(&c, &provider.url),
+    );
+    let t = Instant::now();
+    let (status, body) = post(
+        &c,
+        &format!("{base}/v1/collections/default/versions/{va}/activate"),
+        &json!({}),
+    );
+    let took = t.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert!(took < Duration::from_secs(5), "rollback took {took:?}");
+    let (_, answer) = vector_query(&c, &base, "Axolotls regrow their limbs in Mexican lakes.");
+    assert_eq!(answer["embedding_version"], va);
+    assert_eq!(answer["results"][0]["doc_id"], "late2");
+    assert_eq!(series(&metrics(&c, &base), docs), local_before);
+    assert_eq!(provider_texts(&c, &provider.url), remote_before);
+    eprintln!("rollback answered in {took:?}");
+    drop(server);
+    drop(provider);
+}
+
+/// Vector top-10 (ids and scores) of a few queries, from the data dir in process.
+fn answers(data: &Path) -> Vec<Value> {
+    [
+        "glaciers",
+        "coral reef fish",
+        "report 17",
+        "mountain goats and foxes",
+    ]
+    .iter()
+    .map(|q| {
+        let r = run_json(
+            data,
+            &["query", q, "--mode", "vector", "--top-k", "10", "--json"],
+        );
+        json!({
+            "version": r["embedding_version"],
+            "hits": r["results"].as_array().unwrap().iter()
+                .map(|h| json!([h["doc_id"], h["score"]])).collect::<Vec<_>>(),
+        })
+    })
+    .collect()
+}
+
+#[test]
+fn a_reindex_survives_kill_9_of_the_server_and_ends_as_an_uninterrupted_one() {
+    const DOCS: usize = 600;
+    const BATCH: usize = 4;
+    let provider_data = tmp();
+    let provider = spawn_serve(provider_data.path(), &["--addr", "127.0.0.1:0"], &[]);
+    let c = Client::new();
+    let files = tmp();
+    let corpus = corpus(files.path(), DOCS);
+
+    // The reference: the same re-index, uninterrupted, in process.
+    let reference = tmp();
+    config(reference.path(), &provider.url, BATCH);
+    assert!(run(reference.path(), &["ingest", &corpus]).status.success());
+    let done = run_json(
+        reference.path(),
+        &["reindex", "--embedder", "remote", "--json"],
+    );
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["embedded"], DOCS);
+
+    let data = tmp();
+    config(data.path(), &provider.url, BATCH);
+    assert!(run(data.path(), &["ingest", &corpus]).status.success());
+    let texts_before = provider_texts(&c, &provider.url);
+    let mut server = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &[]);
+    let (status, queued) = post(
+        &c,
+        &format!("{}/v1/collections/default/reindex", server.url),
+        &json!({"embedder": "remote"}),
+    );
+    assert_eq!(status, 202, "{queued}");
+    let job = queued["job_id"].as_str().unwrap().to_owned();
+
+    // Kill -9 at pseudo-random points while the job runs, then restart; the restarted server
+    // resumes the job.
+    let mut state: u64 = 0x5EED;
+    let mut interruptions = 0;
+    let mut killed_at = Vec::new();
+    for _ in 0..4 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(60 + (state >> 33) % 400));
+        let j = get(&c, &format!("{}/v1/jobs/{job}", server.url));
+        if j["state"] != "running" {
+            break;
+        }
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        interruptions += 1;
+        let after = run_json(data.path(), &["jobs", "--json"]);
+        let j = &after["jobs"][0];
+        assert_eq!(j["state"], "running", "a killed job stays running: {j}");
+        killed_at.push(j["processed"].as_u64().unwrap());
+        server = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &[]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let last = loop {
+        let j = get(&c, &format!("{}/v1/jobs/{job}", server.url));
+        if !matches!(j["state"].as_str(), Some("queued" | "running")) {
+            break j;
+        }
+        assert!(Instant::now() < deadline, "job did not end: {j}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(server);
+    eprintln!("killed {interruptions} times, at processed = {killed_at:?}; job: {last}");
+    assert!(interruptions >= 1, "no kill landed while the job ran");
+    assert_eq!(last["state"], "succeeded", "{last}");
+    assert_eq!(last["result"]["promoted"], true);
+    // Embedded in total, as the provider counted: every chunk once, plus at most one batch in
+    // flight per interruption.
+    let embedded = provider_texts(&c, &provider.url) - texts_before;
+    assert!(embedded >= DOCS as f64, "{embedded}");
+    assert!(
+        embedded <= (DOCS + BATCH * interruptions) as f64,
+        "{embedded} texts embedded for {DOCS} chunks and {interruptions} interruptions"
+    );
+    // The final index answers exactly as the uninterrupted run's.
+    let (a, b) = (answers(reference.path()), answers(data.path()));
+    assert!(a[0]["version"].as_str().unwrap().starts_with("remote-"));
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_changed_model_folder_is_detected_at_the_next_start() {
+    let data = tmp();
+    // Where the model cache keeps the local model (fetched once, offline afterwards).
+    let pulled = run_json(data.path(), &["model", "pull", "--json"]);
+    let model = Path::new(pulled["dir"].as_str().unwrap()).to_owned();
+    // A copy of the model, then the same copy with one weight changed.
+    let copy = tmp();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(model.join(f), copy.path().join(f)).unwrap();
+    }
+    let files = tmp();
+    write_tree(
+        data.path(),
+        &[(
+            "quarry.toml",
+            format!(
+                "[embedders.mini]\nprovider = \"local\"\nmodel_dir = \"{}\"\n",
+                path_str(copy.path())
+            )
+            .as_bytes(),
+        )],
+    );
+    let mini = [("QUARRY_EMBEDDER", "mini")];
+    let out = quarry()
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["ingest", &corpus(files.path(), 8)])
+        .envs(mini)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &mini).stop();
+    assert!(!before.contains("now configured"), "{before}");
+
+    let weights = copy.path().join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let at = bytes.len() - 1001;
+    bytes[at] ^= 0x01;
+    std::fs::write(&weights, bytes).unwrap();
+    let server = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &mini);
+    std::thread::sleep(Duration::from_millis(500));
+    let log = server.stop();
+    let line = log
+        .lines()
+        .find(|l| l.contains("now configured with fingerprint"))
+        .unwrap_or_else(|| panic!("no model-change warning:\n{log}"));
+    assert!(line.contains("collection default"), "{line}");
+    assert!(line.contains("re-index job j1 queued"), "{line}");
+    let jobs = run_json(data.path(), &["jobs", "--json"]);
+    assert_eq!(jobs["jobs"][0]["params"]["embedder"], "mini", "{jobs}");
+}
