@@ -393,3 +393,99 @@ fn a_changed_model_folder_is_detected_at_the_next_start() {
     let jobs = run_json(data.path(), &["jobs", "--json"]);
     assert_eq!(jobs["jobs"][0]["params"]["embedder"], "mini", "{jobs}");
 }
+
+#[test]
+fn the_eval_gate_holds_back_the_hashing_embedder() {
+    let data = tmp();
+    let files = tmp();
+    let local = [("QUARRY_EMBEDDER", "local")];
+    let out = quarry()
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["ingest", &corpus(files.path(), 120)])
+        .envs(local)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Paraphrases that share no word with their topic: only a model of meaning finds it.
+    let paraphrases = [
+        "frozen water creeping down valleys",
+        "molten lava exploding from a mountain",
+        "underwater marine life in tropical seas",
+        "arid wasteland with wind blown hills",
+        "tropical jungle treetops",
+        "white furred predators of the polar north",
+        "where streams meet the ocean depositing sediment",
+        "sure footed climbers of steep cliffs",
+    ];
+    let mut golden = String::new();
+    for (t, q) in paraphrases.iter().enumerate() {
+        let relevant: serde_json::Map<String, Value> = (0..120)
+            .filter(|i| i % 8 == t)
+            .map(|i| (format!("d{i}"), json!(1)))
+            .collect();
+        golden.push_str(&json!({"query": q, "relevant": relevant}).to_string());
+        golden.push('\n');
+    }
+    write_tree(files.path(), &[("golden.jsonl", golden.as_bytes())]);
+    let out = run(
+        data.path(),
+        &[
+            "golden",
+            "add",
+            "topics",
+            &path_str(&files.path().join("golden.jsonl")),
+        ],
+    );
+    assert!(out.status.success());
+
+    let out = quarry()
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["reindex", "--embedder", "hash"])
+        .envs(local)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert!(text.contains("NOT active"), "{text}");
+    assert!(text.contains("quarry eval compare r1 r2"), "{text}");
+    let jobs = run_json(data.path(), &["jobs", "--json"]);
+    let result = &jobs["jobs"][0]["result"];
+    assert_eq!(result["promoted"], false, "{result}");
+    let vector = &result["gate"]["sets"][0]["ndcg@10"]["vector"];
+    assert!(
+        vector["new"].as_f64().unwrap() + 0.01 < vector["active"].as_f64().unwrap(),
+        "{result}"
+    );
+    let versions = run_json(data.path(), &["versions", "--json"]);
+    let states: Vec<(&str, &str)> = versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["embedder"].as_str().unwrap(),
+                v["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(states, [("local", "active"), ("hash", "ready")]);
+    // The comparison the gate names is the eval loop's.
+    let cmp = run_json(data.path(), &["eval", "compare", "r1", "r2", "--json"]);
+    assert!(
+        cmp["modes"]["vector"]["worse"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty()),
+        "{cmp}"
+    );
+}
