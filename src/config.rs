@@ -238,6 +238,11 @@ pub struct ReindexConfig {
     /// A re-index is promoted only if its nDCG@10 on each golden set of the collection is at least
     /// the active version's minus this.
     pub max_ndcg_drop: f64,
+    /// A canary check whose lowest cosine is below this reports an embedding drift.
+    pub canary_min_cosine: f64,
+    /// How often `quarry serve` re-embeds each active version's canary set ("1h", "30m"; at
+    /// start-up, then once per interval). "off" disables it.
+    pub canary_interval: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -247,11 +252,32 @@ pub enum OnModelChange {
     Manual,
 }
 
+impl ReindexConfig {
+    /// The parsed `canary_interval` (`None`: off).
+    pub fn canary_interval(&self) -> Result<Option<std::time::Duration>> {
+        let raw = self.canary_interval.trim();
+        if raw == "off" {
+            return Ok(None);
+        }
+        let d = humantime::parse_duration(raw).map_err(|e| {
+            anyhow::anyhow!(
+                "reindex.canary_interval {raw:?}: {e}; write a duration such as \"1h\", or \"off\""
+            )
+        })?;
+        if d < std::time::Duration::from_secs(1) {
+            bail!("reindex.canary_interval {raw:?}: use at least 1s, or \"off\"");
+        }
+        Ok(Some(d))
+    }
+}
+
 impl Default for ReindexConfig {
     fn default() -> Self {
         ReindexConfig {
             on_model_change: OnModelChange::Auto,
             max_ndcg_drop: 0.01,
+            canary_min_cosine: 0.99,
+            canary_interval: "1h".into(),
         }
     }
 }
@@ -335,6 +361,16 @@ pub fn load(
         .auth
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e:#}"))?;
+    config
+        .reindex
+        .canary_interval()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e:#}"))?;
+    if !(-1.0..=1.0).contains(&config.reindex.canary_min_cosine) {
+        bail!(
+            "invalid configuration: reindex.canary_min_cosine {} must be between -1 and 1",
+            config.reindex.canary_min_cosine
+        );
+    }
     if !(0.0..=1.0).contains(&config.reindex.max_ndcg_drop) {
         bail!(
             "invalid configuration: reindex.max_ndcg_drop {} must be between 0 and 1",

@@ -54,6 +54,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let canary_every = config.reindex.canary_interval()?;
     let addr = args.addr.unwrap_or_else(|| config.server.addr.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -72,6 +73,9 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
             engine.clone(),
             Duration::from_millis(250),
         ));
+        let canaries = canary_every.map(|every| {
+            tokio::spawn(quarry_server::canary_loop(engine.clone(), every))
+        });
         let scheduled = if let Some((every, policy)) = schedule {
             eprintln!(
                 "scheduled eval: every golden set every {}, alarm on an nDCG@10 drop over {} (best of the last {} runs)",
@@ -86,7 +90,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         serve(listener, router(engine.clone(), options), shutdown_signal()).await?;
         // No new scheduled pass starts; one already running finishes before the flush below
         // takes the writer lock.
-        if let Some(task) = scheduled {
+        for task in scheduled.into_iter().chain(canaries) {
             task.abort();
         }
         // A job in progress stops at its next batch, keeping what it stored; the next start

@@ -69,6 +69,9 @@ pub enum VersionsCommand {
     Activate { id: String },
     /// Delete a version's vector index (not the active one); its stored vectors stay cached.
     Retire { id: String },
+    /// Re-embed the active version's canary chunks and compare with their stored vectors: a
+    /// provider that changed its model behind the same name shows as a low cosine (exit 1).
+    Check,
 }
 
 pub fn reindex(data_dir: &Path, config: &Config, args: ReindexArgs) -> anyhow::Result<()> {
@@ -281,6 +284,34 @@ pub fn versions(data_dir: &Path, config: &Config, args: VersionsArgs) -> anyhow:
                 return print_json(&serde_json::json!({ "retired": id }));
             }
             emit(&format!("version {id} of {c} is retired\n"));
+            Ok(())
+        }
+        Some(VersionsCommand::Check) => {
+            let Some(r) = engine
+                .check_canary(c)
+                .map_err(|e| usage_if_input(e.into()))?
+            else {
+                anyhow::bail!("collection {c} has no embedding version to check");
+            };
+            if args.json {
+                print_json(&r)?;
+            } else {
+                emit(&format!(
+                    "version {} of {c} ({}): {} canary chunks re-embedded, lowest cosine {:.6}\n",
+                    r.version, r.embedder, r.checked, r.min_cosine
+                ));
+            }
+            if r.drifted {
+                anyhow::bail!(
+                    "embedding drift: embedder `{}` no longer reproduces the vectors of version {} \
+                     (lowest cosine {:.4} < reindex.canary_min_cosine {}); the provider changed its model \
+                     behind the same name. Re-index to a new embedder name, or pin the provider's model version",
+                    r.embedder,
+                    r.version,
+                    r.min_cosine,
+                    config.reindex.canary_min_cosine
+                );
+            }
             Ok(())
         }
         None => {

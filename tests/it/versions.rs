@@ -489,3 +489,163 @@ fn the_eval_gate_holds_back_the_hashing_embedder() {
         "{cmp}"
     );
 }
+
+/// An OpenAI-compatible embeddings provider for tests: a letter histogram of 16 dimensions per
+/// text; once `rotate` is set, it answers the same model name with every vector's components
+/// shifted by one (the same lengths, other directions), as a provider that silently swapped its
+/// model would.
+struct RotatingProvider {
+    url: String,
+    rotate: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RotatingProvider {
+    fn start() -> RotatingProvider {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let rotate = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = rotate.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; len];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let inputs: Vec<String> = match &req["input"] {
+                    Value::String(s) => vec![s.clone()],
+                    Value::Array(a) => a
+                        .iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let shift = usize::from(flag.load(std::sync::atomic::Ordering::SeqCst));
+                let data: Vec<Value> = inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        let mut v = [0f32; 16];
+                        for b in t.bytes().filter(u8::is_ascii_lowercase) {
+                            v[(usize::from(b - b'a') + shift) % 16] += 1.0;
+                        }
+                        json!({"object": "embedding", "index": i, "embedding": v.to_vec()})
+                    })
+                    .collect();
+                let out = json!({"object": "list", "data": data, "model": "letters",
+                                 "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+                .to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{out}",
+                    out.len()
+                );
+            }
+        });
+        RotatingProvider { url, rotate }
+    }
+}
+
+#[test]
+fn a_provider_that_changes_its_model_behind_the_same_name_trips_the_canary() {
+    let provider = RotatingProvider::start();
+    let data = tmp();
+    let files = tmp();
+    write_tree(
+        data.path(),
+        &[(
+            "quarry.toml",
+            format!(
+                "[embedders.letters]\nprovider = \"openai\"\nbase_url = \"{}/v1\"\nmodel = \"letters\"\n\
+                 dimensions = 16\nmax_retries = 0\n\n[reindex]\ncanary_interval = \"1s\"\n",
+                provider.url
+            )
+            .as_bytes(),
+        )],
+    );
+    let env = [("QUARRY_EMBEDDER", "letters")];
+    let quarry_env = |args: &[&str]| {
+        quarry()
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(args)
+            .envs(env)
+            .output()
+            .unwrap()
+    };
+    let out = quarry_env(&["ingest", &corpus(files.path(), 50)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = quarry_env(&["versions", "check", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["checked"], 32);
+    assert!(report["min_cosine"].as_f64().unwrap() > 0.9999, "{report}");
+    assert_eq!(report["drifted"], false);
+
+    let server = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &env);
+    let c = Client::new();
+    let drift = format!(
+        r#"quarry_embedding_drift{{collection="default",version="{}"}}"#,
+        report["version"].as_str().unwrap()
+    );
+    let wait_for = |want: f64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = metrics(&c, &server.url);
+            if text.lines().any(|l| l == format!("{drift} {want}")) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waiting for {drift} {want}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(0.0);
+    provider
+        .rotate
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let text = wait_for(1.0);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("quarry_embedding_canary_min_cosine") && !l.ends_with(" 1.0")),
+        "{text}"
+    );
+    let log = server.stop();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("embedding drift")
+            && l.contains("changed its model")),
+        "{log}"
+    );
+    // The CLI check says so too, and fails.
+    let out = quarry_env(&["versions", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("embedding drift"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -16,6 +16,7 @@
 //! | `quarry_eval_last_run_timestamp_seconds` (gauge) | collection, golden | when that run was recorded (Unix time) |
 //! | `quarry_eval_failures_total` | collection, golden | scheduled runs that could not run |
 //! | `quarry_eval_drift_alert` (gauge) | collection | 1 while the latest scheduled run of a golden set is more than `eval.alert_drop` below the best of the runs before it |
+//! | `quarry_embedding_canary_min_cosine`, `quarry_embedding_drift` (gauges) | collection, version | the latest canary check: lowest cosine, and 1 when it is below `reindex.canary_min_cosine` |
 //!
 //! The series of a golden set (and the alert of a collection) that no longer exists are removed at
 //! the next scheduled pass.
@@ -70,6 +71,12 @@ struct EmbedCallLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EmbedderLabels {
     embedder: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    collection: String,
+    version: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -128,6 +135,8 @@ pub struct Telemetry {
     eval_last_run: Family<GoldenLabels, Gauge>,
     eval_failures: Family<GoldenLabels, Counter>,
     drift_alert: Family<CollectionLabels, Gauge>,
+    canary_min_cosine: Family<VersionLabels, FloatGauge>,
+    embedding_drift: Family<VersionLabels, Gauge>,
     /// The golden sets with eval series, so the series of a removed set can be removed.
     eval_series: Mutex<BTreeSet<(String, String)>>,
 }
@@ -159,6 +168,8 @@ impl Telemetry {
             eval_last_run: Family::default(),
             eval_failures: Family::default(),
             drift_alert: Family::default(),
+            canary_min_cosine: Family::default(),
+            embedding_drift: Family::default(),
             eval_series: Mutex::new(BTreeSet::new()),
         };
         t.registry.register(
@@ -236,7 +247,31 @@ impl Telemetry {
             "1 while the latest scheduled run of a golden set of the collection is more than eval.alert_drop below the best of the runs before it",
             t.drift_alert.clone(),
         );
+        t.registry.register(
+            "quarry_embedding_canary_min_cosine",
+            "Lowest cosine between a canary chunk's stored vector and its vector at the latest check",
+            t.canary_min_cosine.clone(),
+        );
+        t.registry.register(
+            "quarry_embedding_drift",
+            "1 when the latest canary check found the embedder's model changed (lowest cosine below reindex.canary_min_cosine)",
+            t.embedding_drift.clone(),
+        );
         t
+    }
+
+    /// The latest canary check of version `version` of `collection`.
+    pub fn observe_canary(&self, collection: &str, version: &str, min_cosine: f64, drifted: bool) {
+        let labels = VersionLabels {
+            collection: collection.to_owned(),
+            version: version.to_owned(),
+        };
+        self.canary_min_cosine
+            .get_or_create(&labels)
+            .set(min_cosine);
+        self.embedding_drift
+            .get_or_create(&labels)
+            .set(i64::from(drifted));
     }
 
     /// Everything, in the OpenMetrics text format.

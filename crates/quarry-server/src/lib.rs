@@ -15,7 +15,7 @@ pub mod schedule;
 pub use auth::Auth;
 pub use error::ApiError;
 pub use routes::{AppState, ServerOptions, router};
-pub use schedule::{eval_loop, job_loop};
+pub use schedule::{canary_loop, eval_loop, job_loop};
 
 use std::future::Future;
 use tokio::net::TcpListener;

@@ -71,3 +71,31 @@ pub async fn job_loop(engine: Arc<Engine>, poll: Duration) {
         tokio::time::sleep(poll).await;
     }
 }
+
+/// Re-embeds the canary set of every collection's active version every `interval` (at start-up
+/// first) and logs what it finds; a drift is logged by the engine as a warning and set on the
+/// `quarry_embedding_drift` gauge.
+pub async fn canary_loop(engine: Arc<Engine>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.check_canaries()).await {
+            Ok(Ok(reports)) => {
+                for (collection, r) in reports {
+                    match r {
+                        Ok(Some(r)) if !r.drifted => tracing::debug!(
+                            collection, version = %r.version,
+                            "canary check: lowest cosine {:.6} over {} chunks", r.min_cosine, r.checked
+                        ),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(collection, "canary check failed: {e}"),
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("canary check failed: {e}"),
+            Err(e) => tracing::error!("canary task failed: {e}"),
+        }
+    }
+}

@@ -254,4 +254,49 @@ impl Catalog {
         tx.commit()?;
         Ok(())
     }
+
+    /// Stores the canary set of version `version`: `(chunk hash, text as embedded, vector)`.
+    pub fn put_canaries(
+        &mut self,
+        collection: &str,
+        version: &str,
+        rows: &[(quarry_core::ContentHash, String, Vec<f32>)],
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM canaries WHERE collection = ?1 AND version = ?2",
+            params![collection, version],
+        )?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO canaries (collection, version, chunk_hash, text, vector) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (h, text, v) in rows {
+                stmt.execute(params![
+                    collection,
+                    version,
+                    h.to_hex(),
+                    text,
+                    super::encode_vector(v)
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The canary set of a version: `(text as embedded, vector stored at capture)`.
+    pub fn canaries(&self, collection: &str, version: &str) -> Result<Vec<(String, Vec<f32>)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT text, vector FROM canaries WHERE collection = ?1 AND version = ?2 ORDER BY chunk_hash",
+        )?;
+        let rows = stmt.query_map(params![collection, version], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        rows.map(|r| {
+            let (text, blob) = r?;
+            Ok((text, super::decode_vector(&blob)?))
+        })
+        .collect()
+    }
 }

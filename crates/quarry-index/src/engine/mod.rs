@@ -62,6 +62,9 @@ pub struct EngineOptions {
     /// A re-index is promoted only if its nDCG@10 on every golden set is at least the active
     /// version's minus this (`reindex.max_ndcg_drop`).
     pub reindex_max_ndcg_drop: f64,
+    /// A canary check below this lowest cosine means the embedder's model changed
+    /// (`reindex.canary_min_cosine`).
+    pub canary_min_cosine: f64,
 }
 
 impl Default for EngineOptions {
@@ -77,6 +80,7 @@ impl Default for EngineOptions {
             dump_every_points: 2048,
             default_acl: quarry_core::DefaultAcl::public(),
             reindex_max_ndcg_drop: 0.01,
+            canary_min_cosine: 0.99,
         }
     }
 }
@@ -960,7 +964,7 @@ impl Engine {
 }
 
 mod versions;
-pub use versions::{ModelChange, REINDEX};
+pub use versions::{CANARY_SIZE, CanaryReport, ModelChange, REINDEX};
 
 #[cfg(test)]
 mod tests;

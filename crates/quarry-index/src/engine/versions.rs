@@ -48,6 +48,23 @@ impl From<Error> for Stop {
     }
 }
 
+/// Chunks in a version's canary set.
+pub const CANARY_SIZE: usize = 32;
+
+/// What re-embedding a version's canary set found.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CanaryReport {
+    pub collection: String,
+    pub version: String,
+    pub embedder: String,
+    /// Canary chunks re-embedded.
+    pub checked: usize,
+    /// The lowest cosine between a canary's stored vector and its vector now.
+    pub min_cosine: f64,
+    /// `min_cosine` is below `canary_min_cosine`: the model behind the embedder changed.
+    pub drifted: bool,
+}
+
 /// A collection whose configured embedder no longer has its active version's fingerprint.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ModelChange {
@@ -510,6 +527,9 @@ impl Engine {
             v.dump()?;
         }
         self.catalog().activate_version(collection, &version.id)?;
+        if self.catalog().canaries(collection, &version.id)?.is_empty() {
+            self.capture_canaries(collection, version)?;
+        }
         let fresh = Arc::new(Indexes {
             bm25: old.bm25.clone(),
             vectors: Some(index),
@@ -615,6 +635,114 @@ impl Engine {
             }
             self.catalog().set_version_state(collection, id, "retired")
         })
+    }
+
+    /// Stores the canary set of `version`: the [`CANARY_SIZE`] chunks of the collection with the
+    /// smallest hashes (a fixed, content-spread sample) and their stored vectors of the version.
+    fn capture_canaries(&self, collection: &str, version: &VersionRow) -> Result<usize> {
+        let mut hashes = self.catalog().all_chunk_hashes(collection)?;
+        hashes.sort();
+        let stored = self.catalog().vectors(
+            &version.fingerprint,
+            &hashes[..hashes.len().min(4 * CANARY_SIZE)],
+        )?;
+        let picked: Vec<ContentHash> = hashes
+            .iter()
+            .filter(|h| stored.contains_key(h))
+            .take(CANARY_SIZE)
+            .copied()
+            .collect();
+        let texts = self.catalog().embed_texts(collection, &picked)?;
+        let rows: Vec<(ContentHash, String, Vec<f32>)> = texts
+            .into_iter()
+            .filter_map(|(h, t)| Some((h, t, stored.get(&h)?.clone())))
+            .collect();
+        self.catalog()
+            .put_canaries(collection, &version.id, &rows)?;
+        Ok(rows.len())
+    }
+
+    /// Re-embeds the canary set of the collection's active version (capturing one first if the
+    /// version has none) and compares with the stored vectors. Sets the
+    /// `quarry_embedding_canary_min_cosine` and `quarry_embedding_drift` gauges; a drift is also
+    /// logged as a warning. `None` for a collection without vectors.
+    pub fn check_canary(&self, collection: &str) -> Result<Option<CanaryReport>> {
+        let Some(version) = self.catalog().active_version(collection)? else {
+            return Ok(None);
+        };
+        let embedder = match self.resolve(&version.embedder)? {
+            Some(e) if e.fingerprint() == version.fingerprint => e,
+            _ => {
+                return Err(Error::Input(format!(
+                    "embedder `{}` is configured differently from version {}; a re-index to the new settings is due, not a canary check",
+                    version.embedder, version.id
+                )));
+            }
+        };
+        let mut canaries = self.catalog().canaries(collection, &version.id)?;
+        if canaries.is_empty() {
+            self.capture_canaries(collection, &version)?;
+            canaries = self.catalog().canaries(collection, &version.id)?;
+        }
+        let mut min_cosine = 1.0f64;
+        for batch in canaries.chunks(self.options.embed_batch.max(1)) {
+            let inputs: Vec<&str> = batch.iter().map(|(t, _)| t.as_str()).collect();
+            let now = embedder
+                .embed(&inputs, InputKind::Document)
+                .map_err(|e| Error::Embed(e.to_string()))?;
+            if now.len() != batch.len() {
+                return Err(Error::Embed(format!(
+                    "embedder `{}` returned {} vectors for {} canary texts",
+                    version.embedder,
+                    now.len(),
+                    batch.len()
+                )));
+            }
+            for ((_, stored), mut v) in batch.iter().zip(now) {
+                quarry_core::embed::normalize(&mut v);
+                let c = if v.len() == stored.len() {
+                    f64::from(quarry_core::embed::cosine(stored, &v))
+                } else {
+                    0.0
+                };
+                min_cosine = min_cosine.min(c);
+            }
+        }
+        let drifted = !canaries.is_empty() && min_cosine < self.options.canary_min_cosine;
+        self.telemetry()
+            .observe_canary(collection, &version.id, min_cosine, drifted);
+        if drifted {
+            tracing::warn!(
+                collection, version = %version.id, min_cosine,
+                "embedding drift: embedder `{}` now embeds the canary chunks of version {} differently \
+                 (lowest cosine {min_cosine:.4} < {}): the provider changed its model behind the same name. \
+                 Vectors of the two no longer compare; re-index to a new embedder name, or pin the provider's model version",
+                version.embedder, version.id, self.options.canary_min_cosine
+            );
+        }
+        Ok(Some(CanaryReport {
+            collection: collection.to_owned(),
+            version: version.id,
+            embedder: version.embedder,
+            checked: canaries.len(),
+            min_cosine,
+            drifted,
+        }))
+    }
+
+    /// [`Engine::check_canary`] of every collection; a collection that cannot be checked is
+    /// reported as an error string.
+    pub fn check_canaries(
+        &self,
+    ) -> Result<Vec<(String, std::result::Result<Option<CanaryReport>, String>)>> {
+        let collections = self.catalog().collections()?;
+        Ok(collections
+            .into_iter()
+            .map(|c| {
+                let r = self.check_canary(&c.name).map_err(|e| e.to_string());
+                (c.name, r)
+            })
+            .collect())
     }
 
     /// Collections whose active version's embedder is now configured with another fingerprint
