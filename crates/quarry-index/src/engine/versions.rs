@@ -65,6 +65,9 @@ pub struct CanaryReport {
     pub drifted: bool,
 }
 
+/// A collection's canary check: its report (`None` without vectors), or why it could not run.
+pub type CanaryOutcome = std::result::Result<Option<CanaryReport>, String>;
+
 /// A collection whose configured embedder no longer has its active version's fingerprint.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ModelChange {
@@ -734,7 +737,7 @@ impl Engine {
     /// reported as an error string.
     pub fn check_canaries(
         &self,
-    ) -> Result<Vec<(String, std::result::Result<Option<CanaryReport>, String>)>> {
+    ) -> Result<Vec<(String, CanaryOutcome)>> {
         let collections = self.catalog().collections()?;
         Ok(collections
             .into_iter()
