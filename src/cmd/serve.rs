@@ -69,6 +69,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         eprintln!("authentication: {}", describe(&auth, config, bound, args.insecure_no_auth));
         tracing::info!(addr = %bound, data_dir = %data_dir.display(), "quarry listening on http://{bound}");
         detect_model_changes(&engine, config.reindex.on_model_change);
+        detect_chunking_changes(&engine, config);
         let jobs = tokio::spawn(quarry_server::job_loop(
             engine.clone(),
             Duration::from_millis(250),
@@ -110,6 +111,28 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
 /// active version, and queues a re-index of it (`reindex.on_model_change = "auto"`) or says what
 /// to run (`"manual"`). Vectors are never mixed: until a re-index is promoted, vector queries of
 /// such a collection answer from BM25 (`degraded`).
+/// Logs every collection chunked otherwise than `chunk.*` says now (those settings are for new
+/// collections; a re-chunk is the user's decision) with the command that re-chunks it.
+fn detect_chunking_changes(engine: &quarry_index::Engine, config: &Config) {
+    let Ok(collections) = engine.list(&quarry_core::Principal::local_admin()) else {
+        return;
+    };
+    for c in collections {
+        if c.chunk_options != config.chunk {
+            tracing::info!(
+                "collection {} is chunked with max_tokens {}, overlap {}; chunk.* now says max_tokens {}, overlap {} \
+                 (used for new collections). `quarry reindex --collection {} --chunking` re-chunks it",
+                c.name,
+                c.chunk_options.max_tokens,
+                c.chunk_options.overlap,
+                config.chunk.max_tokens,
+                config.chunk.overlap,
+                c.name
+            );
+        }
+    }
+}
+
 fn detect_model_changes(engine: &quarry_index::Engine, policy: crate::config::OnModelChange) {
     let changes = match engine.model_changes() {
         Ok(c) => c,

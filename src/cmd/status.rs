@@ -18,6 +18,8 @@ pub struct Args {
 }
 
 pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
+    // Queued and running jobs (of the data dir; a server's are at GET /v1/jobs).
+    let mut jobs: Vec<Value> = Vec::new();
     let (place, list) = match args.server.remote() {
         Some(server) => {
             let answer = server.get("/v1/collections")?;
@@ -28,6 +30,12 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         }
         None => {
             let engine = open_engine(data_dir, config)?;
+            jobs = engine
+                .jobs(None)?
+                .iter()
+                .filter(|j| matches!(j.state.as_str(), "queued" | "running"))
+                .map(quarry_index::catalog::Job::view)
+                .collect();
             let list = engine.list(&Principal::local_admin())?;
             let list = list
                 .iter()
@@ -43,7 +51,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         let mut out = serde_json::Map::new();
         out.insert(place.0.to_owned(), place.1);
         out.insert("collections".into(), Value::Array(list));
-        out.insert("jobs".into(), Value::Array(Vec::new()));
+        out.insert("jobs".into(), Value::Array(jobs));
         return print_json(&out);
     }
     let mut o = String::new();
@@ -73,7 +81,21 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
                 .unwrap_or("none (BM25 only)")
         );
     }
-    o.push_str("jobs: none running\n");
+    if jobs.is_empty() {
+        o.push_str("jobs: none queued or running\n");
+    }
+    for j in &jobs {
+        let _ = writeln!(
+            o,
+            "job {} ({} of {}): {}, {} of {} chunks",
+            j["id"].as_str().unwrap_or("?"),
+            j["kind"].as_str().unwrap_or("?"),
+            j["collection"].as_str().unwrap_or("?"),
+            j["state"].as_str().unwrap_or("?"),
+            j["processed"],
+            j["total"]
+        );
+    }
     emit(&o);
     Ok(())
 }

@@ -18,11 +18,16 @@ use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["embedder", "chunking"])))]
 pub struct ReindexArgs {
     /// The embedder to re-embed with: a [embedders.NAME] table of the configuration (or the
     /// built-ins `local`, `hash`).
     #[arg(long)]
-    pub embedder: String,
+    pub embedder: Option<String>,
+    /// Re-chunk with the configured chunk.* settings instead: every document split anew, BM25
+    /// and vectors swapped to the new chunks together.
+    #[arg(long)]
+    pub chunking: bool,
     #[arg(long, default_value = "default")]
     pub collection: String,
     #[command(flatten)]
@@ -75,10 +80,14 @@ pub enum VersionsCommand {
 }
 
 pub fn reindex(data_dir: &Path, config: &Config, args: ReindexArgs) -> anyhow::Result<()> {
+    let body = match &args.embedder {
+        Some(e) => serde_json::json!({ "embedder": e }),
+        None => serde_json::json!({ "chunk": config.chunk }),
+    };
     if let Some(server) = args.server.remote() {
         let answer = server.post(
             &format!("/v1/collections/{}/reindex", args.collection),
-            &serde_json::json!({ "embedder": args.embedder }),
+            &body,
         )?;
         let id = answer["job_id"]
             .as_str()
@@ -97,9 +106,11 @@ pub fn reindex(data_dir: &Path, config: &Config, args: ReindexArgs) -> anyhow::R
         return report(&job, args.json);
     }
     let engine = open_engine(data_dir, config)?;
-    let job = engine
-        .enqueue_reindex(&args.collection, &args.embedder)
-        .map_err(|e| usage_if_input(e.into()))?;
+    let queued = match &args.embedder {
+        Some(e) => engine.enqueue_reindex(&args.collection, e),
+        None => engine.enqueue_rechunk(&args.collection, config.chunk),
+    };
+    let job = queued.map_err(|e| usage_if_input(e.into()))?;
     let bar = bar(args.json);
     let ran = engine.run_job(&job.id, &|j| show(&bar, j));
     let job = match ran {
@@ -195,6 +206,18 @@ fn job_text(job: &Job) -> String {
     let Some(r) = &job.result else {
         return o;
     };
+    if job.kind == quarry_index::engine::RECHUNK {
+        let _ = writeln!(
+            o,
+            "re-chunked with max_tokens {}, overlap {}: {} chunks before, {} after (generation {})",
+            r["chunk"]["max_tokens"],
+            r["chunk"]["overlap"],
+            r["chunks_before"],
+            r["chunks_after"],
+            r["generation"]
+        );
+        return o;
+    }
     let version = r["version"].as_str().unwrap_or("?");
     if r["promoted"] == true {
         let _ = writeln!(o, "version {version} is now active");

@@ -22,6 +22,18 @@ impl DocFormat {
             DocFormat::Record => "record",
         }
     }
+
+    /// The format named by [`DocFormat::as_str`].
+    pub fn parse(s: &str) -> Option<DocFormat> {
+        [
+            DocFormat::Text,
+            DocFormat::Markdown,
+            DocFormat::Html,
+            DocFormat::Record,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == s)
+    }
 }
 
 /// An extracted document.

@@ -374,6 +374,32 @@ impl Catalog {
         Ok((docs, chunks as u64))
     }
 
+    /// `(doc_id, title, text, format)` of every document of the collection, for a re-chunk.
+    pub fn chunkable_documents(
+        &self,
+        collection: &str,
+    ) -> Result<Vec<(String, String, String, quarry_core::DocFormat)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT doc_id, title, text, format FROM documents WHERE collection = ?1 ORDER BY doc_id",
+        )?;
+        let rows = stmt.query_map([collection], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (id, title, text, format) = r?;
+            let format = quarry_core::DocFormat::parse(&format).ok_or_else(|| {
+                Error::Corrupt(format!("document {id}: unknown format {format:?}"))
+            })?;
+            Ok((id, title, text, format))
+        })
+        .collect()
+    }
+
     /// Doc ids and sources of every document of the collection (for `--sync`).
     pub fn doc_sources(&self, collection: &str) -> Result<Vec<(String, String)>> {
         let mut stmt = self

@@ -115,21 +115,36 @@ impl<'c> WriteTx<'c> {
             self.generation as i64,
             now()
         ])?;
+        self.replace_chunks(&doc.doc_id, &doc.title, chunks)?;
+        Ok(outcome)
+    }
+
+    /// Replaces a document's chunks (a re-chunk: its content is unchanged) and marks the old and
+    /// the new ones touched.
+    pub fn rechunk(&mut self, doc_id: &str, title: &str, chunks: &[Chunk]) -> Result<()> {
+        self.dirty = true;
+        let old = self.chunk_hashes_of(doc_id)?;
+        self.touched.extend(old);
+        self.replace_chunks(doc_id, title, chunks)
+    }
+
+    /// Points the document at `chunks` (stored once per collection), marking them touched.
+    fn replace_chunks(&mut self, doc_id: &str, title: &str, chunks: &[Chunk]) -> Result<()> {
         self.tx
             .prepare_cached("DELETE FROM doc_chunks WHERE collection = ?1 AND doc_id = ?2")?
-            .execute([&self.collection, &doc.doc_id])?;
+            .execute([&self.collection, doc_id])?;
         for chunk in chunks {
             let hex = chunk.hash.to_hex();
             self.tx
                 .prepare_cached("INSERT OR IGNORE INTO chunks (collection, chunk_hash, text, title) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![self.collection, hex, chunk.text, doc.title])?;
+                .execute(params![self.collection, hex, chunk.text, title])?;
             self.tx
                 .prepare_cached(
                     "INSERT INTO doc_chunks (collection, doc_id, ord, chunk_hash, start, end) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
                 .execute(params![
                     self.collection,
-                    doc.doc_id,
+                    doc_id,
                     chunk.ord,
                     hex,
                     chunk.start as i64,
@@ -137,7 +152,18 @@ impl<'c> WriteTx<'c> {
                 ])?;
             self.touched.insert(chunk.hash);
         }
-        Ok(outcome)
+        Ok(())
+    }
+
+    /// Records the chunk options the collection's documents are now split with.
+    pub fn set_chunk_options(&mut self, options: &quarry_core::ChunkOptions) -> Result<()> {
+        let json = serde_json::to_string(options).map_err(|e| Error::Corrupt(e.to_string()))?;
+        self.tx.execute(
+            "UPDATE collections SET chunk_options = ?2 WHERE name = ?1",
+            params![self.collection, json],
+        )?;
+        self.dirty = true;
+        Ok(())
     }
 
     /// Rewrites a document's ACL (JSON) and marks its chunks touched, so the indexes re-read them.

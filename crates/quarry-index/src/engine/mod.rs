@@ -522,7 +522,16 @@ impl Engine {
     /// The chunker a collection's documents are split with: its options, sized by its embedder's
     /// tokenizer when it has one.
     pub fn chunker(&self, collection: &str) -> Result<quarry_core::Chunker> {
-        let options = self.chunk_options(collection)?;
+        self.chunker_with(collection, self.chunk_options(collection)?)
+    }
+
+    /// The chunker of `collection` with other `options` (a re-chunk), sized like
+    /// [`Engine::chunker`].
+    pub fn chunker_with(
+        &self,
+        collection: &str,
+        options: ChunkOptions,
+    ) -> Result<quarry_core::Chunker> {
         // One catalog lock at a time: a guard in a `match` scrutinee lives through the arms.
         let version = self.catalog().active_version(collection)?;
         let exists = self.catalog().collection(collection)?.is_some();
@@ -873,16 +882,28 @@ impl Engine {
                 tx.commit()?
             };
             if let Some((generation, touched)) = committed {
-                self.write_bm25(collection, &ix.bm25, generation, &touched, false)?;
-                self.write_vectors(collection, &ix, generation, &touched)?;
-                self.publish(&ix)?;
-                self.prune(collection, &ix)?;
+                self.write_generation(collection, &ix, generation, &touched)?;
                 stats.generation = Some(generation);
                 stats.chunks_touched = touched.len() as u64;
             }
             self.telemetry.observe_apply(collection, &stats);
             Ok(stats)
         })
+    }
+
+    /// After the catalog committed `generation`: writes the touched chunks to BM25 and the
+    /// vectors, and publishes both together.
+    fn write_generation(
+        &self,
+        collection: &str,
+        ix: &Indexes,
+        generation: u64,
+        touched: &[ContentHash],
+    ) -> Result<()> {
+        self.write_bm25(collection, &ix.bm25, generation, touched, false)?;
+        self.write_vectors(collection, ix, generation, touched)?;
+        self.publish(ix)?;
+        self.prune(collection, ix)
     }
 
     /// Stores vectors computed elsewhere for chunks of `collection`, after checking that `spec`
@@ -964,7 +985,7 @@ impl Engine {
 }
 
 mod versions;
-pub use versions::{CANARY_SIZE, CanaryReport, ModelChange, REINDEX};
+pub use versions::{CANARY_SIZE, CanaryOutcome, CanaryReport, ModelChange, RECHUNK, REINDEX};
 
 #[cfg(test)]
 mod tests;

@@ -26,13 +26,15 @@ use crate::error::{Error, Result};
 use crate::measure::Plan;
 use crate::searcher::Searcher;
 use crate::vectors::VectorIndex;
-use quarry_core::{ContentHash, Embedder, InputKind, Mode, Principal};
+use quarry_core::{ChunkOptions, ContentHash, Embedder, InputKind, Mode, Principal};
 use std::collections::HashSet;
 use std::fs::File;
 use std::sync::{Arc, RwLock};
 
-/// The job kind of a re-index.
+/// The job kind of a re-index (a new embedding version).
 pub const REINDEX: &str = "reindex";
+/// The job kind of a re-chunk (new chunk options: BM25 and vectors rebuilt together).
+pub const RECHUNK: &str = "rechunk";
 
 /// Why a job stopped early.
 enum Stop {
@@ -97,22 +99,49 @@ impl Engine {
                 active.id
             )));
         }
+        self.insert_exclusive_job(
+            REINDEX,
+            collection,
+            serde_json::json!({ "embedder": embedder }),
+        )
+    }
+
+    /// Queues a re-chunk of `collection` with `options`: every document split anew, the new
+    /// chunks embedded with the active version's embedder (cache first), then BM25 and vectors
+    /// swapped to them in one generation. Refused when the collection already uses `options`, or
+    /// while another re-index or re-chunk of it is queued or running.
+    pub fn enqueue_rechunk(&self, collection: &str, options: ChunkOptions) -> Result<Job> {
+        options.validate()?;
+        let current = self.collection(collection)?.chunk_options;
+        if current == options {
+            return Err(Error::Input(format!(
+                "collection `{collection}` is already chunked with these options (max_tokens {}, overlap {}); nothing to re-chunk",
+                options.max_tokens, options.overlap
+            )));
+        }
+        let params = serde_json::json!({ "chunk": options, "from": current });
+        self.insert_exclusive_job(RECHUNK, collection, params)
+    }
+
+    /// Queues a job unless another re-index or re-chunk of the collection is queued or running.
+    fn insert_exclusive_job(
+        &self,
+        kind: &str,
+        collection: &str,
+        params: serde_json::Value,
+    ) -> Result<Job> {
         let mut catalog = self.catalog();
         if let Some(j) = catalog
             .jobs(Some(collection), &["queued", "running"])?
             .into_iter()
-            .find(|j| j.kind == REINDEX)
+            .find(|j| j.kind == REINDEX || j.kind == RECHUNK)
         {
             return Err(Error::Busy(format!(
-                "job {} is already re-indexing collection `{collection}`; wait for it or cancel it",
-                j.id
+                "job {} ({}) is already rebuilding collection `{collection}`; wait for it or cancel it",
+                j.id, j.kind
             )));
         }
-        catalog.insert_job(
-            REINDEX,
-            collection,
-            &serde_json::json!({ "embedder": embedder }),
-        )
+        catalog.insert_job(kind, collection, &params)
     }
 
     pub fn job(&self, id: &str) -> Result<Job> {
@@ -184,7 +213,7 @@ impl Engine {
         if !matches!(job.state.as_str(), "queued" | "running") {
             return Ok(job);
         }
-        if job.kind != REINDEX {
+        if job.kind != REINDEX && job.kind != RECHUNK {
             let msg = format!("job kind `{}` is unknown to this quarry", job.kind);
             self.catalog().end_job(id, "failed", Some(&msg), None)?;
             return self.job(id);
@@ -194,8 +223,13 @@ impl Engine {
             return self.job(id);
         }
         self.catalog().start_job(id)?;
-        tracing::info!(job = id, collection = %job.collection, "re-index started");
-        match self.reindex(&job, progress) {
+        tracing::info!(job = id, kind = %job.kind, collection = %job.collection, "job started");
+        let outcome = if job.kind == RECHUNK {
+            self.rechunk(&job, progress)
+        } else {
+            self.reindex(&job, progress)
+        };
+        match outcome {
             Ok(result) => {
                 self.catalog()
                     .end_job(id, "succeeded", None, Some(&result))?;
@@ -236,6 +270,136 @@ impl Engine {
             }
         }
         Ok(n)
+    }
+
+    /// Every document of `collection` split with `chunker`: `(doc_id, title, chunks)`.
+    fn chunk_all(
+        &self,
+        collection: &str,
+        chunker: &quarry_core::Chunker,
+    ) -> Result<Vec<(String, String, Vec<quarry_core::Chunk>)>> {
+        Ok(self
+            .catalog()
+            .chunkable_documents(collection)?
+            .into_iter()
+            .map(|(id, title, text, format)| {
+                let chunks = chunker.chunk(&title, &text, format);
+                (id, title, chunks)
+            })
+            .collect())
+    }
+
+    /// The texts (as embedded) of `docs`' chunks that have no stored vector of `version`.
+    fn missing_texts(
+        &self,
+        version: &VersionRow,
+        docs: &[(String, String, Vec<quarry_core::Chunk>)],
+    ) -> Result<(usize, Vec<(ContentHash, String)>)> {
+        let mut texts: std::collections::BTreeMap<ContentHash, String> = Default::default();
+        for (_, title, chunks) in docs {
+            for c in chunks {
+                texts
+                    .entry(c.hash)
+                    .or_insert_with(|| quarry_core::embed_text(title, &c.text));
+            }
+        }
+        let hashes: Vec<ContentHash> = texts.keys().copied().collect();
+        let have = self.catalog().have_vectors(&version.fingerprint, &hashes)?;
+        let total = texts.len();
+        Ok((
+            total,
+            texts
+                .into_iter()
+                .filter(|(h, _)| !have.contains(h))
+                .collect(),
+        ))
+    }
+
+    fn rechunk(
+        &self,
+        job: &Job,
+        progress: &dyn Fn(&Job),
+    ) -> std::result::Result<serde_json::Value, Stop> {
+        let collection = job.collection.as_str();
+        let options: ChunkOptions = serde_json::from_value(job.params["chunk"].clone())
+            .map_err(|e| Error::Corrupt(format!("job {}: chunk options: {e}", job.id)))?;
+        let chunker = self.chunker_with(collection, options)?;
+        let active = match self.catalog().active_version(collection)? {
+            Some(v) => match self.resolve(&v.embedder)? {
+                Some(e) if e.fingerprint() == v.fingerprint => Some((v, e)),
+                _ => {
+                    return Err(Stop::Failed(Error::Input(format!(
+                        "embedder `{}` no longer has the fingerprint of version {}; re-index to it before re-chunking",
+                        v.embedder, v.id
+                    ))));
+                }
+            },
+            None => None,
+        };
+        // 1. embed the new chunks, in the shadow of the old ones (cache first; resumable)
+        let docs = self.chunk_all(collection, &chunker)?;
+        if let Some((version, embedder)) = &active {
+            let (total, missing) = self.missing_texts(version, &docs)?;
+            let mut processed = (total - missing.len()) as u64;
+            let hits = if job.started_at.is_none() {
+                processed
+            } else {
+                0
+            };
+            self.catalog()
+                .job_progress(&job.id, processed, total as u64, 0, hits)?;
+            progress(&self.job(&job.id)?);
+            for batch in missing.chunks(self.options.embed_batch.max(1)) {
+                self.check_stop(&job.id)?;
+                let n = self.embed_texts_and_store(version, embedder, batch)?;
+                processed += batch.len() as u64;
+                self.catalog()
+                    .job_progress(&job.id, processed, total as u64, n, 0)?;
+                progress(&self.job(&job.id)?);
+            }
+        }
+        self.check_stop(&job.id)?;
+        // 2. one generation, under the writer lock: documents written during the job are split
+        //    anew too, and BM25 and vectors are published together
+        let before = self.catalog().counts(collection)?.1;
+        let generation = self.with_write_lock(|| {
+            let ix = self.open_indexes(collection)?;
+            self.recover(collection, &ix)?;
+            let docs = self.chunk_all(collection, &chunker)?;
+            if let Some((version, embedder)) = &active {
+                let (_, late) = self.missing_texts(version, &docs)?;
+                for batch in late.chunks(self.options.embed_batch.max(1)) {
+                    self.embed_texts_and_store(version, embedder, batch)?;
+                }
+            }
+            let committed = {
+                let mut catalog = self.catalog();
+                let mut tx = catalog.begin(collection)?;
+                for (id, title, chunks) in &docs {
+                    tx.rechunk(id, title, chunks)?;
+                }
+                tx.set_chunk_options(&options)?;
+                tx.commit()?
+            };
+            let Some((generation, touched)) = committed else {
+                return Ok(None);
+            };
+            self.write_generation(collection, &ix, generation, &touched)?;
+            Ok(Some(generation))
+        })?;
+        let after = self.catalog().counts(collection)?.1;
+        let job_now = self.job(&job.id)?;
+        tracing::info!(
+            collection,
+            chunks_before = before,
+            chunks_after = after,
+            "re-chunked"
+        );
+        Ok(serde_json::json!({
+            "chunk": options, "generation": generation,
+            "chunks_before": before, "chunks_after": after,
+            "embedded": job_now.embedded, "cache_hits": job_now.cache_hits,
+        }))
     }
 
     fn reindex(
@@ -368,6 +532,17 @@ impl Engine {
         batch: &[ContentHash],
     ) -> Result<u64> {
         let texts = self.catalog().embed_texts(collection, batch)?;
+        self.embed_texts_and_store(version, embedder, &texts)
+    }
+
+    /// Embeds `(chunk hash, text as embedded)` with `embedder` and stores the vectors under the
+    /// version's fingerprint. Returns how many were embedded.
+    fn embed_texts_and_store(
+        &self,
+        version: &VersionRow,
+        embedder: &Arc<dyn Embedder>,
+        texts: &[(ContentHash, String)],
+    ) -> Result<u64> {
         if texts.is_empty() {
             return Ok(0);
         }
@@ -735,9 +910,7 @@ impl Engine {
 
     /// [`Engine::check_canary`] of every collection; a collection that cannot be checked is
     /// reported as an error string.
-    pub fn check_canaries(
-        &self,
-    ) -> Result<Vec<(String, CanaryOutcome)>> {
+    pub fn check_canaries(&self) -> Result<Vec<(String, CanaryOutcome)>> {
         let collections = self.catalog().collections()?;
         Ok(collections
             .into_iter()

@@ -382,3 +382,97 @@ fn an_interrupted_job_resumes_without_reembedding_and_a_cancel_stops_one() {
     assert_eq!(engine.cancel_job(&job.id).unwrap().state, "cancelled");
     assert_eq!(engine.run_pending_jobs().unwrap(), 0);
 }
+
+/// Chunk texts of the hits of `text` in `mode` from `searcher`.
+fn hit_texts(searcher: &Searcher, text: &str, mode: Mode) -> Vec<String> {
+    let q = QueryOptions::new(text, 10, mode, GroupBy::Chunk).unwrap();
+    let r = searcher.search(&q, &Principal::local_admin()).unwrap();
+    if mode != Mode::Bm25 {
+        assert!(
+            r.results.iter().all(|h| h.scores.vector.is_some()),
+            "every chunk has a vector"
+        );
+    }
+    r.results.into_iter().map(|h| h.text).collect()
+}
+
+#[test]
+fn a_rechunk_rebuilds_bm25_and_vectors_in_one_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Model::new("letters", 26, false);
+    let models = Models(vec![("a", a.clone())]);
+    let engine = engine(dir.path(), &models);
+    // Four documents of two paragraphs each; 8-token (32-character) chunks hold one paragraph.
+    for i in 0..4 {
+        put(
+            &engine,
+            &format!("d{i}"),
+            &format!("{}\n\n{}", TEXTS[2 * i], TEXTS[2 * i + 1]),
+        );
+    }
+    assert_eq!(
+        engine.stats("c", &Principal::local_admin()).unwrap().chunks,
+        8
+    );
+    let old_snapshot = engine.searcher("c").unwrap();
+    let short = |t: &[String]| t.iter().all(|s| s.len() <= 32);
+    let new = ChunkOptions {
+        max_tokens: 64,
+        overlap: 0,
+        sizer: ChunkSizer::Chars,
+    };
+    let job = engine.enqueue_rechunk("c", new).unwrap();
+    let e = engine.enqueue_rechunk("c", new).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Busy, "{e}");
+    let wrote = AtomicUsize::new(0);
+    let done = engine
+        .run_job(&job.id, &|_| {
+            // During the job the old chunking serves, in both retrievers.
+            let s = engine.searcher("c").unwrap();
+            assert!(short(&hit_texts(&s, "orchard", Mode::Bm25)));
+            assert!(short(&hit_texts(&s, TEXTS[0], Mode::Vector)));
+            if wrote.fetch_add(1, Ordering::SeqCst) == 0 {
+                put(
+                    &engine,
+                    "late",
+                    "quiet meadows bloom\n\nwarm summer evenings",
+                );
+            }
+        })
+        .unwrap();
+    assert_eq!(done.state, "succeeded", "{:?}", done.error);
+    let result = done.result.unwrap();
+    assert_eq!(
+        (
+            result["chunks_before"].as_u64(),
+            result["chunks_after"].as_u64()
+        ),
+        (Some(10), Some(5)),
+        "{result}"
+    );
+    assert_eq!(engine.chunk_options("c").unwrap(), new);
+    // After: one chunk per document, the late one included, in BM25 and in the vectors.
+    let s = engine.searcher("c").unwrap();
+    let bm25 = hit_texts(&s, "orchard", Mode::Bm25);
+    assert_eq!(bm25, [format!("{}\n\n{}", TEXTS[0], TEXTS[1])]);
+    let late = hit_texts(&s, "meadows", Mode::Bm25);
+    assert_eq!(late, ["quiet meadows bloom\n\nwarm summer evenings"]);
+    let vector = hit_texts(&s, &format!("{}\n\n{}", TEXTS[4], TEXTS[5]), Mode::Vector);
+    assert_eq!(
+        vector.len(),
+        5,
+        "exactly the new chunks are searchable: {vector:?}"
+    );
+    assert_eq!(vector[0], format!("{}\n\n{}", TEXTS[4], TEXTS[5]));
+    // The snapshot taken before the swap still reads the old generation whole.
+    assert!(short(&hit_texts(&old_snapshot, "orchard", Mode::Bm25)));
+    // Restart: the new chunking is what was committed.
+    drop((s, old_snapshot, engine));
+    let engine = self::engine(dir.path(), &models);
+    assert_eq!(
+        engine.stats("c", &Principal::local_admin()).unwrap().chunks,
+        5
+    );
+    let s = engine.searcher("c").unwrap();
+    assert_eq!(hit_texts(&s, "meadows", Mode::Vector).len(), 5);
+}

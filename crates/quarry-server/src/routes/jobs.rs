@@ -12,11 +12,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use quarry_index::catalog::Job;
 
+/// Exactly one of `embedder` (a re-index) and `chunk` (a re-chunk).
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReindexRequest {
     /// A `[embedders.NAME]` of the server's configuration (or `local`, `hash`).
-    pub embedder: String,
+    pub embedder: Option<String>,
+    /// New chunk options: `{"max_tokens", "overlap", "sizer"}`.
+    pub chunk: Option<quarry_core::ChunkOptions>,
 }
 
 pub async fn reindex(
@@ -25,8 +28,15 @@ pub async fn reindex(
     Path(collection): Path<String>,
     JsonBody(req): JsonBody<ReindexRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let job =
-        blocking(move || Ok(state.engine.enqueue_reindex(&collection, &req.embedder)?)).await?;
+    let job = blocking(move || match (req.embedder, req.chunk) {
+        (Some(e), None) => Ok(state.engine.enqueue_reindex(&collection, &e)?),
+        (None, Some(c)) => Ok(state.engine.enqueue_rechunk(&collection, c)?),
+        _ => Err(ApiError::new(
+            "invalid_request",
+            "send either `embedder` (re-embed with it) or `chunk` (re-chunk with these options)",
+        )),
+    })
+    .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "job_id": job.id, "job": job.view() })),
