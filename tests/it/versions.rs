@@ -35,7 +35,8 @@ fn corpus(dir: &Path, n: usize) -> String {
     path_str(&p)
 }
 
-/// `quarry.toml` with embedder `remote`: an OpenAI-compatible provider at `provider`.
+/// `quarry.toml` with embedder `remote`: an OpenAI-compatible provider at `provider`; no canary
+/// checks (they embed, and these tests count embeddings).
 fn config(data: &Path, provider: &str, embed_batch: usize) {
     write_tree(
         data,
@@ -44,7 +45,9 @@ fn config(data: &Path, provider: &str, embed_batch: usize) {
             format!(
                 "[embedders.remote]\nprovider = \"openai\"\nbase_url = \"{provider}/v1\"\nmodel = \"hash\"\n\
                  dimensions = 384\nbatch_size = {embed_batch}\nmax_retries = 2\n\n\
-                 [ingest]\nembed_batch = {embed_batch}\n"
+                 [ingest]\nembed_batch = {embed_batch}\n\n\
+                 # these tests count embeddings: no canary checks in between\n\
+                 [reindex]\ncanary_interval = \"off\"\n"
             )
             .as_bytes(),
         )],
@@ -224,7 +227,9 @@ fn reindex_to_a_provider_serves_every_query_from_one_version_and_rolls_back_with
     assert_eq!(answer["results"][0]["doc_id"], "late2");
     assert_eq!(series(&metrics(&c, &base), docs), local_before);
     assert_eq!(provider_texts(&c, &provider.url), remote_before);
-    eprintln!("rollback answered in {took:?}");
+    eprintln!(
+        "rollback answered in {took:?}; provider texts {remote_before}, local documents {local_before}"
+    );
     drop(server);
     drop(provider);
 }
@@ -323,6 +328,8 @@ fn a_reindex_survives_kill_9_of_the_server_and_ends_as_an_uninterrupted_one() {
     assert!(interruptions >= 1, "no kill landed while the job ran");
     assert_eq!(last["state"], "succeeded", "{last}");
     assert_eq!(last["result"]["promoted"], true);
+    // The job counts each stored vector once (a batch and its progress commit together).
+    assert_eq!(last["embedded"], DOCS, "{last}");
     // Embedded in total, as the provider counted: every chunk once, plus at most one batch in
     // flight per interruption.
     let embedded = provider_texts(&c, &provider.url) - texts_before;

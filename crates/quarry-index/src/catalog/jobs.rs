@@ -180,6 +180,26 @@ impl Catalog {
         Ok(())
     }
 
+    /// Stores a batch of a job's vectors and its progress in one transaction, so the job's
+    /// `embedded` counts exactly the vectors it stored, whenever the process dies.
+    pub fn put_job_vectors(
+        &mut self,
+        fingerprint: &quarry_core::Fingerprint,
+        vectors: &[(quarry_core::ContentHash, Vec<f32>)],
+        job: &str,
+        processed: u64,
+        total: u64,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        super::insert_vectors(&tx, fingerprint, vectors)?;
+        tx.execute(
+            "UPDATE jobs SET processed = ?2, total = ?3, embedded = embedded + ?4, updated_at = ?5 WHERE id = ?1",
+            params![job, processed as i64, total as i64, vectors.len() as i64, now()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Ends a job: `succeeded`, `failed` or `cancelled`, with an error or a result.
     pub fn end_job(
         &self,

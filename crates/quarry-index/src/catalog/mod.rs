@@ -150,6 +150,7 @@ pub struct VersionRow {
     pub spec: EmbedderSpec,
     pub state: String,
     pub created_at: i64,
+    pub activated_at: Option<i64>,
 }
 
 /// Version ids: the embedder's name and the first 12 hex digits of its fingerprint.
@@ -159,6 +160,22 @@ pub fn version_id(embedder: &str, fingerprint: &Fingerprint) -> String {
 
 /// Chunks read per SQL statement when looking up many.
 const LOOKUP_BATCH: usize = 500;
+
+/// Stores vectors of `fingerprint` in `tx`, replacing any stored for the same chunk.
+fn insert_vectors(
+    tx: &rusqlite::Transaction<'_>,
+    fingerprint: &Fingerprint,
+    vectors: &[(ContentHash, Vec<f32>)],
+) -> Result<()> {
+    let fp = fingerprint.to_hex();
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR REPLACE INTO embeddings (fingerprint, chunk_hash, vector) VALUES (?1, ?2, ?3)",
+    )?;
+    for (h, v) in vectors {
+        stmt.execute(params![fp, h.to_hex(), encode_vector(v)])?;
+    }
+    Ok(())
+}
 
 fn encode_vector(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -580,16 +597,8 @@ impl Catalog {
         fingerprint: &Fingerprint,
         vectors: &[(ContentHash, Vec<f32>)],
     ) -> Result<()> {
-        let fp = fingerprint.to_hex();
         let tx = self.conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR REPLACE INTO embeddings (fingerprint, chunk_hash, vector) VALUES (?1, ?2, ?3)",
-            )?;
-            for (h, v) in vectors {
-                stmt.execute(params![fp, h.to_hex(), encode_vector(v)])?;
-            }
-        }
+        insert_vectors(&tx, fingerprint, vectors)?;
         tx.commit()?;
         Ok(())
     }
@@ -644,7 +653,7 @@ impl Catalog {
 
     fn versions_where(&self, collection: &str, id: Option<&str>) -> Result<Vec<VersionRow>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, embedder, fingerprint, spec, state, created_at FROM embedding_versions
+            "SELECT id, embedder, fingerprint, spec, state, created_at, activated_at FROM embedding_versions
              WHERE collection = ?1 AND (?2 IS NULL OR id = ?2) ORDER BY created_at, id",
         )?;
         let rows = stmt.query_map(params![collection, id], |r| {
@@ -655,10 +664,11 @@ impl Catalog {
                 r.get::<_, String>(3)?,
                 r.get::<_, String>(4)?,
                 r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
             ))
         })?;
         rows.map(|row| {
-            let (id, embedder, fp, spec, state, created_at) = row?;
+            let (id, embedder, fp, spec, state, created_at, activated_at) = row?;
             Ok(VersionRow {
                 fingerprint: Fingerprint::from_hex(&fp)
                     .ok_or_else(|| Error::Corrupt(format!("bad fingerprint {fp:?}")))?,
@@ -669,6 +679,7 @@ impl Catalog {
                 embedder,
                 state,
                 created_at,
+                activated_at,
             })
         })
         .collect()

@@ -153,6 +153,10 @@ pub struct VersionInfo {
     /// Chunks of the collection with a stored vector of this version's fingerprint.
     pub vectors: u64,
     pub created_at: i64,
+    pub activated_at: Option<i64>,
+    /// For a `building` version: the job building it, `{"id", "processed", "total"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<serde_json::Value>,
 }
 
 /// Counts of a collection, as `status` and `GET /v1/collections` show them.
@@ -301,11 +305,25 @@ impl Engine {
     pub fn versions(&self, collection: &str) -> Result<Vec<VersionInfo>> {
         let row = self.collection(collection)?;
         let versions = self.catalog().versions(collection)?;
+        let jobs = self
+            .catalog()
+            .jobs(Some(collection), &["queued", "running"])?;
         versions
             .into_iter()
             .map(|v| {
                 let vectors = self.catalog().count_vectors(collection, &v.fingerprint)?;
+                let job = (v.state == "building")
+                    .then(|| {
+                        jobs.iter().find(|j| {
+                            j.kind == versions::REINDEX
+                                && j.params["embedder"].as_str() == Some(v.embedder.as_str())
+                        })
+                    })
+                    .flatten()
+                    .map(|j| serde_json::json!({"id": j.id, "processed": j.processed, "total": j.total}));
                 Ok(VersionInfo {
+                    activated_at: v.activated_at,
+                    job,
                     active: row.active_version.as_deref() == Some(v.id.as_str()),
                     id: v.id,
                     embedder: v.embedder,

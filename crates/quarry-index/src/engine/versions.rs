@@ -351,10 +351,13 @@ impl Engine {
             progress(&self.job(&job.id)?);
             for batch in missing.chunks(self.options.embed_batch.max(1)) {
                 self.check_stop(&job.id)?;
-                let n = self.embed_texts_and_store(version, embedder, batch)?;
                 processed += batch.len() as u64;
-                self.catalog()
-                    .job_progress(&job.id, processed, total as u64, n, 0)?;
+                self.embed_texts_and_store(
+                    version,
+                    embedder,
+                    batch,
+                    Some((&job.id, processed, total as u64)),
+                )?;
                 progress(&self.job(&job.id)?);
             }
         }
@@ -369,7 +372,7 @@ impl Engine {
             if let Some((version, embedder)) = &active {
                 let (_, late) = self.missing_texts(version, &docs)?;
                 for batch in late.chunks(self.options.embed_batch.max(1)) {
-                    self.embed_texts_and_store(version, embedder, batch)?;
+                    self.embed_texts_and_store(version, embedder, batch, None)?;
                 }
             }
             let committed = {
@@ -451,10 +454,14 @@ impl Engine {
         progress(&self.job(&job.id)?);
         for batch in missing.chunks(self.options.embed_batch.max(1)) {
             self.check_stop(&job.id)?;
-            let n = self.embed_and_store(collection, version, embedder, batch)?;
             processed += batch.len() as u64;
-            self.catalog()
-                .job_progress(&job.id, processed, total, n, 0)?;
+            self.embed_and_store(
+                collection,
+                version,
+                embedder,
+                batch,
+                Some((&job.id, processed, total)),
+            )?;
             progress(&self.job(&job.id)?);
         }
         // 2. the shadow index, from stored vectors, in the version's own folder
@@ -530,18 +537,22 @@ impl Engine {
         version: &VersionRow,
         embedder: &Arc<dyn Embedder>,
         batch: &[ContentHash],
+        job: Option<(&str, u64, u64)>,
     ) -> Result<u64> {
         let texts = self.catalog().embed_texts(collection, batch)?;
-        self.embed_texts_and_store(version, embedder, &texts)
+        self.embed_texts_and_store(version, embedder, &texts, job)
     }
 
     /// Embeds `(chunk hash, text as embedded)` with `embedder` and stores the vectors under the
     /// version's fingerprint. Returns how many were embedded.
+    /// With `job` (`(id, processed, total)` after this batch), the job's progress is stored in the
+    /// same transaction as the vectors.
     fn embed_texts_and_store(
         &self,
         version: &VersionRow,
         embedder: &Arc<dyn Embedder>,
         texts: &[(ContentHash, String)],
+        job: Option<(&str, u64, u64)>,
     ) -> Result<u64> {
         if texts.is_empty() {
             return Ok(0);
@@ -567,7 +578,13 @@ impl Engine {
                 (*h, v)
             })
             .collect();
-        self.catalog().put_vectors(&version.fingerprint, &rows)?;
+        match job {
+            Some((id, processed, total)) => {
+                self.catalog()
+                    .put_job_vectors(&version.fingerprint, &rows, id, processed, total)?
+            }
+            None => self.catalog().put_vectors(&version.fingerprint, &rows)?,
+        }
         Ok(rows.len() as u64)
     }
 
@@ -691,7 +708,7 @@ impl Engine {
         let have = self.catalog().have_vectors(&version.fingerprint, &hashes)?;
         let late: Vec<ContentHash> = hashes.into_iter().filter(|h| !have.contains(h)).collect();
         for batch in late.chunks(self.options.embed_batch.max(1)) {
-            self.embed_and_store(collection, version, &embedder, batch)?;
+            self.embed_and_store(collection, version, &embedder, batch, None)?;
         }
         let old = self.open_indexes(collection)?;
         self.recover(collection, &old)?;
