@@ -240,6 +240,9 @@ pub struct ReindexConfig {
     pub max_ndcg_drop: f64,
     /// A canary check whose lowest cosine is below this reports an embedding drift.
     pub canary_min_cosine: f64,
+    /// Versions kept with an index after a switch: the active one and the `keep_versions - 1`
+    /// that served most recently; older ones are retired. 0 keeps all.
+    pub keep_versions: usize,
     /// How often `quarry serve` re-embeds each active version's canary set ("1h", "30m"; at
     /// start-up, then once per interval). "off" disables it.
     pub canary_interval: String,
@@ -277,6 +280,7 @@ impl Default for ReindexConfig {
             on_model_change: OnModelChange::Auto,
             max_ndcg_drop: 0.01,
             canary_min_cosine: 0.99,
+            keep_versions: 2,
             canary_interval: "1h".into(),
         }
     }

@@ -42,6 +42,7 @@ pub fn engine_options(config: &Config) -> EngineOptions {
         default_acl: config.auth.default_acl(),
         reindex_max_ndcg_drop: config.reindex.max_ndcg_drop,
         canary_min_cosine: config.reindex.canary_min_cosine,
+        keep_versions: config.reindex.keep_versions,
         ..EngineOptions::default()
     }
 }

@@ -264,7 +264,9 @@ impl Catalog {
             params![collection, id],
         )?;
         tx.execute(
-            "UPDATE embedding_versions SET state = 'active', activated_at = ?3 WHERE collection = ?1 AND id = ?2",
+            "UPDATE embedding_versions SET state = 'active', activated_at = ?3,
+               activation_seq = (SELECT MAX(activation_seq) FROM embedding_versions WHERE collection = ?1) + 1
+             WHERE collection = ?1 AND id = ?2",
             params![collection, id, t],
         )?;
         tx.execute(

@@ -151,6 +151,8 @@ pub struct VersionRow {
     pub state: String,
     pub created_at: i64,
     pub activated_at: Option<i64>,
+    /// Higher for a version made active more recently (0: never active since schema 4).
+    pub activation_seq: i64,
 }
 
 /// Version ids: the embedder's name and the first 12 hex digits of its fingerprint.
@@ -653,7 +655,7 @@ impl Catalog {
 
     fn versions_where(&self, collection: &str, id: Option<&str>) -> Result<Vec<VersionRow>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, embedder, fingerprint, spec, state, created_at, activated_at FROM embedding_versions
+            "SELECT id, embedder, fingerprint, spec, state, created_at, activated_at, activation_seq FROM embedding_versions
              WHERE collection = ?1 AND (?2 IS NULL OR id = ?2) ORDER BY created_at, id",
         )?;
         let rows = stmt.query_map(params![collection, id], |r| {
@@ -665,10 +667,11 @@ impl Catalog {
                 r.get::<_, String>(4)?,
                 r.get::<_, i64>(5)?,
                 r.get::<_, Option<i64>>(6)?,
+                r.get::<_, i64>(7)?,
             ))
         })?;
         rows.map(|row| {
-            let (id, embedder, fp, spec, state, created_at, activated_at) = row?;
+            let (id, embedder, fp, spec, state, created_at, activated_at, activation_seq) = row?;
             Ok(VersionRow {
                 fingerprint: Fingerprint::from_hex(&fp)
                     .ok_or_else(|| Error::Corrupt(format!("bad fingerprint {fp:?}")))?,
@@ -680,6 +683,7 @@ impl Catalog {
                 state,
                 created_at,
                 activated_at,
+                activation_seq,
             })
         })
         .collect()

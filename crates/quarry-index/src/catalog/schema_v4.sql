@@ -6,6 +6,8 @@ ALTER TABLE jobs ADD COLUMN result TEXT;                         -- JSON, when t
 ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN started_at INTEGER;
 CREATE INDEX jobs_by_state ON jobs (state, created_at);
+-- The order in which a collection's versions were last made active (the most recent is highest).
+ALTER TABLE embedding_versions ADD COLUMN activation_seq INTEGER NOT NULL DEFAULT 0;
 -- Canary sets: a few chunks of each embedding version with the vectors it stored for them, to
 -- re-embed later and notice a provider that changed its model behind the same name.
 CREATE TABLE canaries (

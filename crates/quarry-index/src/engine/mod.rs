@@ -65,6 +65,9 @@ pub struct EngineOptions {
     /// A canary check below this lowest cosine means the embedder's model changed
     /// (`reindex.canary_min_cosine`).
     pub canary_min_cosine: f64,
+    /// Versions kept with an index after a switch: the active one and the `keep_versions - 1`
+    /// that served most recently (`reindex.keep_versions`; 0 keeps all).
+    pub keep_versions: usize,
 }
 
 impl Default for EngineOptions {
@@ -81,6 +84,7 @@ impl Default for EngineOptions {
             default_acl: quarry_core::DefaultAcl::public(),
             reindex_max_ndcg_drop: 0.01,
             canary_min_cosine: 0.99,
+            keep_versions: 2,
         }
     }
 }
@@ -568,6 +572,15 @@ impl Engine {
         Ok(quarry_core::Chunker::new(options, counter)?)
     }
 
+    /// The folder of a version's vector index.
+    fn version_dir(&self, collection: &str, version: &str) -> PathBuf {
+        self.dir
+            .join("collections")
+            .join(collection)
+            .join("vectors")
+            .join(version)
+    }
+
     /// The indexes of a collection, opened on first use and cached; no recovery.
     fn open_indexes(&self, collection: &str) -> Result<Arc<Indexes>> {
         if let Some(ix) = self
@@ -587,7 +600,7 @@ impl Engine {
         let active = self.active_embedder(collection)?;
         let vectors = match &active {
             Some(a) => Some(Arc::new(VectorIndex::open(
-                &root.join("vectors").join(&a.version.id),
+                &self.version_dir(collection, &a.version.id),
                 a.version.spec.dimensions,
                 self.options.vector,
             )?)),

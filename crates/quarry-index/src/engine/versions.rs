@@ -465,12 +465,7 @@ impl Engine {
             progress(&self.job(&job.id)?);
         }
         // 2. the shadow index, from stored vectors, in the version's own folder
-        let dir = self
-            .dir
-            .join("collections")
-            .join(collection)
-            .join("vectors")
-            .join(&version.id);
+        let dir = self.version_dir(collection, &version.id);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
@@ -737,7 +732,7 @@ impl Engine {
             .unwrap_or_else(|p| p.into_inner())
             .insert(collection.to_owned(), fresh);
         tracing::info!(collection, version = %version.id, "embedding version activated");
-        Ok(())
+        self.apply_retention(collection)
     }
 
     /// Makes version `id` of `collection` the active one: a promotion of a `ready` version, or a
@@ -771,12 +766,7 @@ impl Engine {
         };
         if self.collection(collection)?.active_version.as_deref() != Some(id) {
             let index = Arc::new(VectorIndex::open(
-                &self
-                    .dir
-                    .join("collections")
-                    .join(collection)
-                    .join("vectors")
-                    .join(&version.id),
+                &self.version_dir(collection, &version.id),
                 version.spec.dimensions,
                 self.options.vector,
             )?);
@@ -818,18 +808,38 @@ impl Engine {
                 "version {id} is being built; cancel its job first"
             )));
         }
-        self.with_write_lock(|| {
-            let dir = self
-                .dir
-                .join("collections")
-                .join(collection)
-                .join("vectors")
-                .join(&version.id);
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-            }
-            self.catalog().set_version_state(collection, id, "retired")
-        })
+        self.with_write_lock(|| self.retire_locked(collection, id))
+    }
+
+    /// Retires version `id` (not the active one); the caller holds the writer lock.
+    fn retire_locked(&self, collection: &str, id: &str) -> Result<()> {
+        let dir = self.version_dir(collection, id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        self.catalog().set_version_state(collection, id, "retired")
+    }
+
+    /// Retires the versions that served before, beyond the `keep_versions - 1` most recently
+    /// active ones (`reindex.keep_versions`; 0 keeps all). A version the eval gate held back
+    /// never served, and is kept for a person to decide. The caller holds the writer lock.
+    fn apply_retention(&self, collection: &str) -> Result<()> {
+        let keep = self.options.keep_versions;
+        if keep == 0 {
+            return Ok(());
+        }
+        let mut served: Vec<VersionRow> = self
+            .catalog()
+            .versions(collection)?
+            .into_iter()
+            .filter(|v| v.state == "ready" && v.activated_at.is_some())
+            .collect();
+        served.sort_by_key(|v| std::cmp::Reverse(v.activation_seq));
+        for v in served.iter().skip(keep.saturating_sub(1)) {
+            tracing::info!(collection, version = %v.id, keep, "retiring an old embedding version (reindex.keep_versions)");
+            self.retire_locked(collection, &v.id)?;
+        }
+        Ok(())
     }
 
     /// Stores the canary set of `version`: the [`CANARY_SIZE`] chunks of the collection with the

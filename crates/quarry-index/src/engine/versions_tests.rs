@@ -164,7 +164,8 @@ fn reindex_cuts_over_atomically_keeps_writes_and_rolls_back_without_embedding() 
         Model::new("letters", 26, false),
         Model::new("letters-13", 13, false),
     );
-    let models = Models(vec![("a", a.clone()), ("b", b.clone())]);
+    let c = Model::new("letters-7", 7, false);
+    let models = Models(vec![("a", a.clone()), ("b", b.clone()), ("c", c)]);
     let engine = engine(dir.path(), &models);
     for (i, t) in TEXTS.iter().take(6).enumerate() {
         put(&engine, &format!("d{i}"), t);
@@ -237,7 +238,28 @@ fn reindex_cuts_over_atomically_keeps_writes_and_rolls_back_without_embedding() 
         b_before,
         "a retired version's vectors stay stored"
     );
-    assert_eq!(top(&engine, TEXTS[3]), ("d3".into(), vb));
+    assert_eq!(top(&engine, TEXTS[3]), ("d3".into(), vb.clone()));
+
+    // Retention (keep 2 by default): after a third version, the one that served least recently
+    // is retired, its index folder gone.
+    let job = engine.enqueue_reindex("c", "c").unwrap();
+    assert_eq!(engine.run_job(&job.id, &|_| {}).unwrap().state, "succeeded");
+    let states: Vec<(String, String)> = engine
+        .versions("c")
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.embedder, v.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("a".to_owned(), "retired".to_owned()),
+            ("b".into(), "ready".into()),
+            ("c".into(), "active".into())
+        ]
+    );
+    assert!(!dir.path().join("collections/c/vectors").join(&va).exists());
+    assert!(dir.path().join("collections/c/vectors").join(&vb).exists());
 }
 
 #[test]
