@@ -107,10 +107,6 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     })
 }
 
-/// Logs every collection whose embedder is now configured with another fingerprint than its
-/// active version, and queues a re-index of it (`reindex.on_model_change = "auto"`) or says what
-/// to run (`"manual"`). Vectors are never mixed: until a re-index is promoted, vector queries of
-/// such a collection answer from BM25 (`degraded`).
 /// Logs every collection chunked otherwise than `chunk.*` says now (those settings are for new
 /// collections; a re-chunk is the user's decision) with the command that re-chunks it.
 fn detect_chunking_changes(engine: &quarry_index::Engine, config: &Config) {
@@ -133,6 +129,10 @@ fn detect_chunking_changes(engine: &quarry_index::Engine, config: &Config) {
     }
 }
 
+/// Logs every collection whose embedder is now configured with another fingerprint than its
+/// active version, and queues a re-index of it (`reindex.on_model_change = "auto"`) or says what
+/// to run (`"manual"`). Vectors are never mixed: until a re-index is promoted, vector queries of
+/// such a collection answer from BM25 (`degraded`).
 fn detect_model_changes(engine: &quarry_index::Engine, policy: crate::config::OnModelChange) {
     let changes = match engine.model_changes() {
         Ok(c) => c,

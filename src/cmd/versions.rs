@@ -49,6 +49,13 @@ pub struct JobsArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum JobsCommand {
+    /// Run the jobs waiting here: queued ones, and those a process left running when it died or
+    /// was stopped (they resume where their stored vectors end). A job a live process runs is
+    /// left to it.
+    Resume {
+        #[arg(long)]
+        json: bool,
+    },
     /// Cancel a queued job, or a running one at its next batch.
     Cancel {
         id: String,
@@ -260,6 +267,30 @@ fn job_text(job: &Job) -> String {
 pub fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::Result<()> {
     let engine = open_engine(data_dir, config)?;
     match args.command {
+        Some(JobsCommand::Resume { json }) => {
+            let mut done = Vec::new();
+            while let Some(job) = engine.next_job()? {
+                let bar = bar(json);
+                let ran = engine.run_job(&job.id, &|j| show(&bar, j));
+                bar.finish_and_clear();
+                match ran {
+                    Ok(j) => done.push(j),
+                    Err(e) if e.kind() == ErrorKind::Busy => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if json {
+                let list: Vec<serde_json::Value> = done.iter().map(Job::view).collect();
+                return print_json(&serde_json::json!({ "jobs": list }));
+            }
+            if done.is_empty() {
+                emit("no job waiting to run\n");
+            }
+            for j in &done {
+                emit(&job_text(j));
+            }
+            Ok(())
+        }
         Some(JobsCommand::Cancel { id, json }) => {
             let job = engine.cancel_job(&id)?;
             if json {
@@ -314,7 +345,9 @@ pub fn versions(data_dir: &Path, config: &Config, args: VersionsArgs) -> anyhow:
                 .check_canary(c)
                 .map_err(|e| usage_if_input(e.into()))?
             else {
-                anyhow::bail!("collection {c} has no embedding version to check");
+                anyhow::bail!(
+                    "collection {c} has no vectors to check (no embedding version, or no chunk with a stored vector)"
+                );
             };
             if args.json {
                 print_json(&r)?;

@@ -230,6 +230,18 @@ fn reindex_to_a_provider_serves_every_query_from_one_version_and_rolls_back_with
     eprintln!(
         "rollback answered in {took:?}; provider texts {remote_before}, local documents {local_before}"
     );
+
+    // A switch made by another process on the same data dir reaches the server at its next query.
+    let out = run(data.path(), &["versions", "activate", &vb]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, answer) = vector_query(&c, &base, "Quokkas smile on Rottnest island beaches.");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["embedding_version"], vb);
+    assert_eq!(answer["results"][0]["doc_id"], "late1");
     drop(server);
     drop(provider);
 }

@@ -362,6 +362,12 @@ impl Engine {
             .eval_runs(Some(&run.collection))?
             .into_iter()
             .filter(|r| number(&r.id) < number(&run.id))
+            // the eval gate's runs of a candidate version measure a version that may not serve
+            .filter(|r| {
+                !r.config["trigger"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("reindex"))
+            })
             .filter(|r| {
                 [
                     "source",

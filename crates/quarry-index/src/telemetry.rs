@@ -139,6 +139,8 @@ pub struct Telemetry {
     embedding_drift: Family<VersionLabels, Gauge>,
     /// The golden sets with eval series, so the series of a removed set can be removed.
     eval_series: Mutex<BTreeSet<(String, String)>>,
+    /// The versions with canary series.
+    canary_series: Mutex<BTreeSet<(String, String)>>,
 }
 
 impl Default for Telemetry {
@@ -171,6 +173,7 @@ impl Telemetry {
             canary_min_cosine: Family::default(),
             embedding_drift: Family::default(),
             eval_series: Mutex::new(BTreeSet::new()),
+            canary_series: Mutex::new(BTreeSet::new()),
         };
         t.registry.register(
             "quarry_query_duration_seconds",
@@ -262,6 +265,10 @@ impl Telemetry {
 
     /// The latest canary check of version `version` of `collection`.
     pub fn observe_canary(&self, collection: &str, version: &str, min_cosine: f64, drifted: bool) {
+        self.canary_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((collection.to_owned(), version.to_owned()));
         let labels = VersionLabels {
             collection: collection.to_owned(),
             version: version.to_owned(),
@@ -272,6 +279,20 @@ impl Telemetry {
         self.embedding_drift
             .get_or_create(&labels)
             .set(i64::from(drifted));
+    }
+
+    /// Removes the canary series of every version not in `serving` (`(collection, version)`).
+    pub fn retain_canary(&self, serving: &BTreeSet<(String, String)>) {
+        let mut seen = self.canary_series.lock().unwrap_or_else(|p| p.into_inner());
+        for (collection, version) in seen.difference(serving).cloned().collect::<Vec<_>>() {
+            let labels = VersionLabels {
+                collection: collection.clone(),
+                version: version.clone(),
+            };
+            self.canary_min_cosine.remove(&labels);
+            self.embedding_drift.remove(&labels);
+            seen.remove(&(collection, version));
+        }
     }
 
     /// Everything, in the OpenMetrics text format.

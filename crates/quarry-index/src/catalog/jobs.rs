@@ -92,16 +92,37 @@ fn finish(row: (Job, String, Option<String>)) -> Result<Job> {
 }
 
 impl Catalog {
-    /// Queues a job and returns it (`j<N>`, N one more than the highest so far).
+    /// Queues a job and returns it (`j<N>`, N one more than the highest so far), unless a job of
+    /// one of the kinds `exclusive` is queued or running for the collection: then that job, in
+    /// `Err`. The check and the insert are one transaction, so two processes cannot both pass.
     pub fn insert_job(
         &mut self,
         kind: &str,
         collection: &str,
         params: &serde_json::Value,
-    ) -> Result<Job> {
+        exclusive: &[&str],
+    ) -> Result<std::result::Result<Job, Job>> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let blocking: Option<String> = tx
+            .query_row(
+                "SELECT id FROM jobs WHERE collection = ?1 AND state IN ('queued', 'running')
+                 AND kind IN (SELECT value FROM json_each(?2)) ORDER BY created_at LIMIT 1",
+                params![
+                    collection,
+                    serde_json::to_string(exclusive).map_err(|e| Error::Corrupt(e.to_string()))?
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = blocking {
+            drop(tx);
+            let j = self
+                .job(&id)?
+                .ok_or_else(|| Error::Corrupt(format!("job {id} vanished")))?;
+            return Ok(Err(j));
+        }
         let next: i64 = tx.query_row(
             "SELECT COALESCE(MAX(CAST(substr(id, 2) AS INTEGER)), 0) + 1 FROM jobs WHERE id GLOB 'j[0-9]*'",
             [],
@@ -115,8 +136,9 @@ impl Catalog {
             params![id, kind, collection, params.to_string(), t],
         )?;
         tx.commit()?;
-        self.job(&id)?
-            .ok_or_else(|| Error::Corrupt(format!("job {id} vanished")))
+        Ok(Ok(self.job(&id)?.ok_or_else(|| {
+            Error::Corrupt(format!("job {id} vanished"))
+        })?))
     }
 
     pub fn job(&self, id: &str) -> Result<Option<Job>> {

@@ -1,5 +1,5 @@
--- Schema version 4: background jobs (re-index) with their counters, result and cancellation, and
--- when an embedding version was retired.
+-- Schema version 4: background jobs (re-index, re-chunk) with their counters, result and
+-- cancellation; the order in which versions were made active; canary sets.
 ALTER TABLE jobs ADD COLUMN embedded INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN cache_hits INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN result TEXT;                         -- JSON, when the job ended

@@ -4,6 +4,7 @@
 
 use super::*;
 use proptest::prelude::*;
+use quarry_core::InputKind;
 use quarry_core::{
     ChunkSizer, DefaultAcl, DocFormat, GroupBy, Mode, Principal, QueryOptions, Role, embed_text,
 };

@@ -23,9 +23,7 @@ use crate::error::{Error, Result};
 use crate::searcher::Searcher;
 use crate::telemetry::Telemetry;
 use crate::vectors::{VectorIndex, VectorParams};
-use quarry_core::{
-    Chunk, ChunkOptions, ContentHash, Document, Embedder, Fusion, InputKind, Principal,
-};
+use quarry_core::{Chunk, ChunkOptions, ContentHash, Document, Embedder, Fusion, Principal};
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -116,7 +114,8 @@ pub(crate) struct Indexes {
     pub(crate) bm25: Arc<Bm25Index>,
     pub(crate) vectors: Option<Arc<VectorIndex>>,
     pub(crate) active: Option<ActiveEmbedder>,
-    pub(crate) publish: RwLock<()>,
+    /// Shared by every `Indexes` of the collection over the same BM25 index (a version switch).
+    pub(crate) publish: Arc<RwLock<()>>,
 }
 
 /// One change to a collection.
@@ -583,20 +582,57 @@ impl Engine {
 
     /// The indexes of a collection, opened on first use and cached; no recovery.
     fn open_indexes(&self, collection: &str) -> Result<Arc<Indexes>> {
+        Ok(self.open_indexes_fresh(collection)?.0)
+    }
+
+    /// [`Engine::open_indexes`], and whether they were opened just now: on first use, or because
+    /// another process switched the collection's active version since they were cached (the
+    /// BM25 index and its publish lock are kept; the vectors are those of the new version).
+    fn open_indexes_fresh(&self, collection: &str) -> Result<(Arc<Indexes>, bool)> {
+        let active_id = self
+            .catalog()
+            .collection(collection)?
+            .and_then(|c| c.active_version);
+        let current = |ix: &Indexes| {
+            ix.active.as_ref().map(|a| a.version.id.as_str()) == active_id.as_deref()
+        };
         if let Some(ix) = self
             .indexes
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(collection)
+            && current(ix)
         {
-            return Ok(ix.clone());
+            return Ok((ix.clone(), false));
         }
         let mut map = self.indexes.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(ix) = map.get(collection) {
-            return Ok(ix.clone());
+        // Read again under the map's lock: a switch in this process changes the catalog and the
+        // map while holding it, so what is read here and what is cached agree.
+        let active_id = self
+            .catalog()
+            .collection(collection)?
+            .and_then(|c| c.active_version);
+        let current = |ix: &Indexes| {
+            ix.active.as_ref().map(|a| a.version.id.as_str()) == active_id.as_deref()
+        };
+        if let Some(ix) = map.get(collection)
+            && current(ix)
+        {
+            return Ok((ix.clone(), false));
         }
-        let root = self.dir.join("collections").join(collection);
-        let bm25 = Arc::new(Bm25Index::open(&root.join("bm25"))?);
+        let (bm25, publish) = match map.get(collection) {
+            Some(old) => {
+                tracing::info!(
+                    collection,
+                    "the active embedding version changed in another process; switching to it"
+                );
+                (old.bm25.clone(), old.publish.clone())
+            }
+            None => {
+                let path = self.dir.join("collections").join(collection).join("bm25");
+                (Arc::new(Bm25Index::open(&path)?), Arc::new(RwLock::new(())))
+            }
+        };
         let active = self.active_embedder(collection)?;
         let vectors = match &active {
             Some(a) => Some(Arc::new(VectorIndex::open(
@@ -610,21 +646,17 @@ impl Engine {
             bm25,
             vectors,
             active,
-            publish: RwLock::new(()),
+            publish,
         });
         map.insert(collection.to_owned(), ix.clone());
-        Ok(ix)
+        Ok((ix, true))
     }
 
-    /// The indexes for readers: on first use they are recovered to the catalog's generation.
+    /// The indexes for readers: when opened (first use, or a version switched elsewhere) they
+    /// are recovered to the catalog's generation.
     fn indexes(&self, collection: &str) -> Result<Arc<Indexes>> {
-        let first_use = !self
-            .indexes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(collection);
-        let ix = self.open_indexes(collection)?;
-        if first_use {
+        let (ix, fresh) = self.open_indexes_fresh(collection)?;
+        if fresh {
             let catalog_gen = self.collection(collection)?.generation;
             let behind = ix.bm25.generation()? != catalog_gen
                 || ix
@@ -842,29 +874,8 @@ impl Engine {
             .collect();
         // Longest first: batches of similar lengths pad little.
         missing.sort_by_key(|(h, t)| (std::cmp::Reverse(t.len()), *h));
-        let dims = active.version.spec.dimensions;
         for batch in missing.chunks(self.options.embed_batch.max(1)) {
-            let inputs: Vec<&str> = batch.iter().map(|(_, t)| t.as_str()).collect();
-            let vectors = embedder
-                .embed(&inputs, InputKind::Document)
-                .map_err(|e| Error::Embed(e.to_string()))?;
-            if vectors.len() != batch.len() || vectors.iter().any(|v| v.len() != dims) {
-                return Err(Error::Embed(format!(
-                    "embedder `{}` returned {} vectors for {} inputs (or the wrong dimension; {dims} expected)",
-                    active.version.embedder,
-                    vectors.len(),
-                    batch.len()
-                )));
-            }
-            let rows: Vec<(ContentHash, Vec<f32>)> = batch
-                .iter()
-                .zip(vectors)
-                .map(|((h, _), mut v)| {
-                    quarry_core::embed::normalize(&mut v);
-                    (*h, v)
-                })
-                .collect();
-            self.catalog().put_vectors(&fp, &rows)?;
+            self.embed_texts_and_store(&active.version, &embedder, batch, None)?;
         }
         Ok((missing.len() as u64, have.len() as u64))
     }

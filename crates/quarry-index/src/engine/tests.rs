@@ -4,6 +4,7 @@
 use super::*;
 use crate::catalog::Catalog;
 use proptest::prelude::*;
+use quarry_core::InputKind;
 use quarry_core::{ChunkSizer, DocFormat, GroupBy, Mode, QueryOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -29,7 +29,7 @@ use crate::vectors::VectorIndex;
 use quarry_core::{ChunkOptions, ContentHash, Embedder, InputKind, Mode, Principal};
 use std::collections::HashSet;
 use std::fs::File;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// The job kind of a re-index (a new embedding version).
 pub const REINDEX: &str = "reindex";
@@ -130,18 +130,17 @@ impl Engine {
         collection: &str,
         params: serde_json::Value,
     ) -> Result<Job> {
-        let mut catalog = self.catalog();
-        if let Some(j) = catalog
-            .jobs(Some(collection), &["queued", "running"])?
-            .into_iter()
-            .find(|j| j.kind == REINDEX || j.kind == RECHUNK)
+        match self
+            .catalog()
+            .insert_job(kind, collection, &params, &[REINDEX, RECHUNK])?
         {
-            return Err(Error::Busy(format!(
-                "job {} ({}) is already rebuilding collection `{collection}`; wait for it or cancel it",
-                j.id, j.kind
-            )));
+            Ok(job) => Ok(job),
+            Err(j) => Err(Error::Busy(format!(
+                "job {} ({}, {}) is already rebuilding collection `{collection}`; wait for it, cancel it \
+                 (`quarry jobs cancel {}`), or resume it if it was interrupted (`quarry jobs resume`)",
+                j.id, j.kind, j.state, j.id
+            ))),
         }
-        catalog.insert_job(kind, collection, &params)
     }
 
     pub fn job(&self, id: &str) -> Result<Job> {
@@ -219,6 +218,9 @@ impl Engine {
             return self.job(id);
         }
         if job.cancel_requested {
+            if job.kind == REINDEX {
+                self.fail_building(&job.collection)?;
+            }
             self.catalog().end_job(id, "cancelled", None, None)?;
             return self.job(id);
         }
@@ -369,10 +371,13 @@ impl Engine {
             let ix = self.open_indexes(collection)?;
             self.recover(collection, &ix)?;
             let docs = self.chunk_all(collection, &chunker)?;
-            if let Some((version, embedder)) = &active {
-                let (_, late) = self.missing_texts(version, &docs)?;
+            // The version serving now (under the lock) gets the new chunks' vectors, whichever
+            // was active when the job started.
+            if let Some(serving) = &ix.active {
+                let embedder = serving.embedder.clone().map_err(Error::Embed)?;
+                let (_, late) = self.missing_texts(&serving.version, &docs)?;
                 for batch in late.chunks(self.options.embed_batch.max(1)) {
-                    self.embed_texts_and_store(version, embedder, batch, None)?;
+                    self.embed_texts_and_store(&serving.version, &embedder, batch, None)?;
                 }
             }
             let committed = {
@@ -420,12 +425,30 @@ impl Engine {
         let version = self
             .catalog()
             .building_version(collection, name, embedder.spec())?;
+        if version.state == "active" {
+            // The process died after the switch and before the job's end was recorded.
+            return Ok(serde_json::json!({
+                "version": version.id, "promoted": true,
+                "note": "the version was already active: the job had switched before it was interrupted",
+            }));
+        }
         let outcome = self.build_and_promote(job, &version, &embedder, progress);
         if matches!(outcome, Err(Stop::Cancelled | Stop::Failed(_))) {
-            self.catalog()
-                .set_version_state(collection, &version.id, "failed")?;
+            self.fail_building(collection)?;
         }
         outcome
+    }
+
+    /// Marks the collection's `building` versions `failed` (its one re-index job stopped); an
+    /// active or ready version is never touched.
+    fn fail_building(&self, collection: &str) -> Result<()> {
+        let catalog = self.catalog();
+        for v in catalog.versions(collection)? {
+            if v.state == "building" {
+                catalog.set_version_state(collection, &v.id, "failed")?;
+            }
+        }
+        Ok(())
     }
 
     fn build_and_promote(
@@ -542,7 +565,7 @@ impl Engine {
     /// version's fingerprint. Returns how many were embedded.
     /// With `job` (`(id, processed, total)` after this batch), the job's progress is stored in the
     /// same transaction as the vectors.
-    fn embed_texts_and_store(
+    pub(super) fn embed_texts_and_store(
         &self,
         version: &VersionRow,
         embedder: &Arc<dyn Embedder>,
@@ -641,7 +664,7 @@ impl Engine {
             bm25: current.bm25.clone(),
             vectors: Some(shadow.clone()),
             active: Some(candidate.clone()),
-            publish: RwLock::new(()),
+            publish: current.publish.clone(),
         };
         let new = Searcher::new(self.collection(collection)?, &shadow_ix, &self.options);
         let admin = Principal::local_admin();
@@ -661,7 +684,14 @@ impl Engine {
         let mut out = Vec::new();
         for set in sets {
             let (a, _) = self.evaluate_golden_on(&active, &set.name, &plan, &admin, &trigger)?;
-            let (b, _) = self.evaluate_golden_on(&new, &set.name, &new_plan, &admin, &trigger)?;
+            let (b, measured) =
+                self.evaluate_golden_on(&new, &set.name, &new_plan, &admin, &trigger)?;
+            // Answers the new version gave from BM25 alone (its provider failed) measure nothing
+            // of it: the gate does not pass on them.
+            let degraded: usize = measured.reports.values().map(|r| r.degraded).sum();
+            if degraded > 0 {
+                passed = false;
+            }
             let mut modes = serde_json::Map::new();
             for mode in ["vector", "hybrid"] {
                 let (Some(new_v), old_v) = (ndcg_of(&b, mode), ndcg_of(&a, mode)) else {
@@ -678,8 +708,12 @@ impl Engine {
                     serde_json::json!({"active": old_v, "new": new_v, "ok": ok}),
                 );
             }
+            if modes.is_empty() {
+                passed = false;
+            }
             out.push(serde_json::json!({
                 "golden": set.name, "active_run": a.id, "new_run": b.id, "ndcg@10": modes,
+                "degraded_answers": degraded,
                 "compare": format!("quarry eval compare {} {}", a.id, b.id),
             }));
         }
@@ -709,30 +743,41 @@ impl Engine {
         self.recover(collection, &old)?;
         let generation = self.collection(collection)?.generation;
         self.sync_vectors(collection, &index, &version.fingerprint, generation)?;
-        index.dump()?;
+        if index.needs_dump(0, true) {
+            index.dump()?;
+        }
         // The version served until now keeps an up-to-date dump, for an instant rollback.
         if let Some(v) = &old.vectors
             && v.needs_dump(0, true)
         {
             v.dump()?;
         }
-        self.catalog().activate_version(collection, &version.id)?;
-        if self.catalog().canaries(collection, &version.id)?.is_empty() {
-            self.capture_canaries(collection, version)?;
-        }
+        index.publish();
         let fresh = Arc::new(Indexes {
             bm25: old.bm25.clone(),
             vectors: Some(index),
             active: Some(candidate.clone()),
-            publish: RwLock::new(()),
+            publish: old.publish.clone(),
         });
-        self.publish(&fresh)?;
-        self.indexes
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(collection.to_owned(), fresh);
+        // Everything that can fail came before. The catalog switch and the readers' switch happen
+        // under the map's lock, so a reader never pairs the new catalog with the old indexes.
+        {
+            let mut map = self.indexes.write().unwrap_or_else(|p| p.into_inner());
+            self.catalog().activate_version(collection, &version.id)?;
+            map.insert(collection.to_owned(), fresh);
+        }
         tracing::info!(collection, version = %version.id, "embedding version activated");
-        self.apply_retention(collection)
+        // Housekeeping after the switch: a failure is logged, the switch stands.
+        let housekeeping = (|| -> Result<()> {
+            if self.catalog().canaries(collection, &version.id)?.is_empty() {
+                self.capture_canaries(collection, version)?;
+            }
+            self.apply_retention(collection)
+        })();
+        if let Err(e) = housekeeping {
+            tracing::warn!(collection, version = %version.id, error = %e, "after the switch: canary capture or retention failed");
+        }
+        Ok(())
     }
 
     /// Makes version `id` of `collection` the active one: a promotion of a `ready` version, or a
@@ -750,6 +795,17 @@ impl Engine {
             return Err(Error::Input(format!(
                 "version {id} is {}: only a ready, retired or active version can be activated",
                 version.state
+            )));
+        }
+        if let Some(j) = self
+            .catalog()
+            .jobs(Some(collection), &["queued", "running"])?
+            .into_iter()
+            .find(|j| j.kind == RECHUNK)
+        {
+            return Err(Error::Busy(format!(
+                "job {} is re-chunking collection `{collection}`; activate a version after it ends (or cancel it)",
+                j.id
             )));
         }
         let embedder = match self.resolve(&version.embedder)? {
@@ -813,6 +869,11 @@ impl Engine {
 
     /// Retires version `id` (not the active one); the caller holds the writer lock.
     fn retire_locked(&self, collection: &str, id: &str) -> Result<()> {
+        if self.collection(collection)?.active_version.as_deref() == Some(id) {
+            return Err(Error::Input(format!(
+                "version {id} is active; activate another version first"
+            )));
+        }
         let dir = self.version_dir(collection, id);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -913,7 +974,10 @@ impl Engine {
                 min_cosine = min_cosine.min(c);
             }
         }
-        let drifted = !canaries.is_empty() && min_cosine < self.options.canary_min_cosine;
+        if canaries.is_empty() {
+            return Ok(None);
+        }
+        let drifted = min_cosine < self.options.canary_min_cosine;
         self.telemetry()
             .observe_canary(collection, &version.id, min_cosine, drifted);
         if drifted {
@@ -939,13 +1003,20 @@ impl Engine {
     /// reported as an error string.
     pub fn check_canaries(&self) -> Result<Vec<(String, CanaryOutcome)>> {
         let collections = self.catalog().collections()?;
-        Ok(collections
+        let out: Vec<(String, CanaryOutcome)> = collections
             .into_iter()
             .map(|c| {
                 let r = self.check_canary(&c.name).map_err(|e| e.to_string());
                 (c.name, r)
             })
-            .collect())
+            .collect();
+        // Only the versions that serve keep canary series.
+        let serving: std::collections::BTreeSet<(String, String)> = out
+            .iter()
+            .filter_map(|(c, r)| Some((c.clone(), r.as_ref().ok()?.as_ref()?.version.clone())))
+            .collect();
+        self.telemetry().retain_canary(&serving);
+        Ok(out)
     }
 
     /// Collections whose active version's embedder is now configured with another fingerprint

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::catalog::GoldenQuery;
+use quarry_core::InputKind;
 use quarry_core::{ChunkSizer, DocFormat, EmbedError, EmbedderSpec, GroupBy, Mode, QueryOptions};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -368,9 +369,22 @@ fn an_interrupted_job_resumes_without_reembedding_and_a_cancel_stops_one() {
     assert_eq!((done.processed, done.total, done.embedded), (8, 8, 8));
     assert_eq!(b.texts(), 8);
     assert!(engine.next_job().unwrap().is_none());
+    // A job interrupted after its switch, before its end was recorded, just records its end.
+    engine.catalog().start_job(&job.id).unwrap();
+    assert_eq!(engine.run_pending_jobs().unwrap(), 1);
+    let again = engine.job(&job.id).unwrap();
+    assert_eq!(again.state, "succeeded");
+    assert!(
+        again.result.unwrap()["note"]
+            .as_str()
+            .unwrap()
+            .contains("already active")
+    );
+    assert_eq!(b.texts(), 8, "nothing embedded again");
+    let active = version_of(&engine, "b");
+    assert_eq!(top(&engine, TEXTS[1]), ("d1".into(), active.clone()));
 
     // Cancel: a running job stops at its next batch; the active version is untouched.
-    let active = version_of(&engine, "b");
     let (c, _) = (Model::new("letters-7", 7, false), ());
     let models = Models(vec![
         ("a", Model::new("letters", 26, false)),
