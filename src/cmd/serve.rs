@@ -141,6 +141,10 @@ fn detect_model_changes(engine: &quarry_index::Engine, policy: crate::config::On
             return;
         }
     };
+    tracing::info!(
+        "embedding versions checked against the configuration: {} changed",
+        changes.len()
+    );
     for c in changes {
         let what = format!(
             "collection {} is served by version {} (fingerprint {}), but embedder `{}` is now configured with fingerprint {}",

@@ -142,6 +142,25 @@ impl Drop for Served {
 }
 
 impl Served {
+    /// Waits up to `timeout` for a stderr line containing `needle`, and returns it (every line
+    /// read is kept for [`Served::stop`]).
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        if let Some(l) = self.early.iter().find(|l| l.contains(needle)) {
+            return Some(l.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.stderr.recv_timeout(left) else {
+                return None;
+            };
+            self.early.push(line.clone());
+            if line.contains(needle) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
     /// SIGTERM, wait, and everything the server wrote to stderr.
     pub fn stop(mut self) -> String {
         assert!(

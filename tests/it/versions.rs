@@ -392,7 +392,12 @@ fn a_changed_model_folder_is_detected_at_the_next_start() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let before = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &mini).stop();
+    let mut before = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &mini);
+    let checked = before
+        .wait_for_line("embedding versions checked", Duration::from_secs(60))
+        .expect("the start-up check ran");
+    assert!(checked.contains("0 changed"), "{checked}");
+    let before = before.stop();
     assert!(!before.contains("now configured"), "{before}");
 
     let weights = copy.path().join("model.safetensors");
@@ -400,8 +405,8 @@ fn a_changed_model_folder_is_detected_at_the_next_start() {
     let at = bytes.len() - 1001;
     bytes[at] ^= 0x01;
     std::fs::write(&weights, bytes).unwrap();
-    let server = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &mini);
-    std::thread::sleep(Duration::from_millis(500));
+    let mut server = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &mini);
+    server.wait_for_line("now configured with fingerprint", Duration::from_secs(60));
     let log = server.stop();
     let line = log
         .lines()

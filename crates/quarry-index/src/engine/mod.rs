@@ -193,6 +193,9 @@ pub struct Engine {
     telemetry: Arc<Telemetry>,
     /// Set at shutdown: running jobs stop at their next batch, resumable.
     interrupt_jobs: std::sync::atomic::AtomicBool,
+    /// Per collection, the vector index of the version that served before the last switch, kept
+    /// in memory so a rollback to it takes no reload.
+    standby: Mutex<HashMap<String, (String, Arc<VectorIndex>)>>,
 }
 
 impl Engine {
@@ -211,6 +214,7 @@ impl Engine {
             write_lock: Mutex::new(()),
             telemetry: Arc::new(Telemetry::new()),
             interrupt_jobs: std::sync::atomic::AtomicBool::new(false),
+            standby: Mutex::new(HashMap::new()),
         })
     }
 

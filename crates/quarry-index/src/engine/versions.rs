@@ -766,6 +766,16 @@ impl Engine {
             self.catalog().activate_version(collection, &version.id)?;
             map.insert(collection.to_owned(), fresh);
         }
+        let mut standby = self.standby.lock().unwrap_or_else(|p| p.into_inner());
+        match (&old.active, &old.vectors) {
+            (Some(a), Some(v)) if a.version.id != version.id => {
+                standby.insert(collection.to_owned(), (a.version.id.clone(), v.clone()));
+            }
+            _ => {
+                standby.remove(collection);
+            }
+        }
+        drop(standby);
         tracing::info!(collection, version = %version.id, "embedding version activated");
         // Housekeeping after the switch: a failure is logged, the switch stands.
         let housekeeping = (|| -> Result<()> {
@@ -821,11 +831,22 @@ impl Engine {
             }
         };
         if self.collection(collection)?.active_version.as_deref() != Some(id) {
-            let index = Arc::new(VectorIndex::open(
-                &self.version_dir(collection, &version.id),
-                version.spec.dimensions,
-                self.options.vector,
-            )?);
+            // The version that served before the last switch is still in memory: no reload.
+            let standby = self
+                .standby
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(collection)
+                .filter(|(v, _)| *v == version.id)
+                .map(|(_, ix)| ix.clone());
+            let index = match standby {
+                Some(ix) => ix,
+                None => Arc::new(VectorIndex::open(
+                    &self.version_dir(collection, &version.id),
+                    version.spec.dimensions,
+                    self.options.vector,
+                )?),
+            };
             let candidate = ActiveEmbedder {
                 version: version.clone(),
                 embedder: Ok(embedder),
@@ -869,6 +890,12 @@ impl Engine {
 
     /// Retires version `id` (not the active one); the caller holds the writer lock.
     fn retire_locked(&self, collection: &str, id: &str) -> Result<()> {
+        {
+            let mut standby = self.standby.lock().unwrap_or_else(|p| p.into_inner());
+            if standby.get(collection).is_some_and(|(v, _)| v == id) {
+                standby.remove(collection);
+            }
+        }
         if self.collection(collection)?.active_version.as_deref() == Some(id) {
             return Err(Error::Input(format!(
                 "version {id} is active; activate another version first"
