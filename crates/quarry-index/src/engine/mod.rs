@@ -310,8 +310,28 @@ impl Engine {
 
     /// A collection's embedding versions, oldest first, each with its stored vector count.
     pub fn versions(&self, collection: &str) -> Result<Vec<VersionInfo>> {
+        self.versions_where(collection, None)
+    }
+
+    /// One embedding version of a collection, with its stored vector count.
+    pub fn version_info(&self, collection: &str, id: &str) -> Result<VersionInfo> {
+        self.versions_where(collection, Some(id))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NotFound {
+                what: "embedding version",
+                id: id.to_owned(),
+            })
+    }
+
+    fn versions_where(&self, collection: &str, only: Option<&str>) -> Result<Vec<VersionInfo>> {
         let row = self.collection(collection)?;
-        let versions = self.catalog().versions(collection)?;
+        let versions: Vec<VersionRow> = self
+            .catalog()
+            .versions(collection)?
+            .into_iter()
+            .filter(|v| only.is_none_or(|id| v.id == id))
+            .collect();
         let jobs = self
             .catalog()
             .jobs(Some(collection), &["queued", "running"])?;

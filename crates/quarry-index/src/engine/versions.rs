@@ -733,9 +733,21 @@ impl Engine {
     ) -> Result<()> {
         let version = &candidate.version;
         let embedder = candidate.embedder.clone().map_err(Error::Embed)?;
-        let hashes = self.catalog().all_chunk_hashes(collection)?;
-        let have = self.catalog().have_vectors(&version.fingerprint, &hashes)?;
-        let late: Vec<ContentHash> = hashes.into_iter().filter(|h| !have.contains(h)).collect();
+        // Only chunks without a point in the index can lack a stored vector (a rollback's index
+        // already holds everything that was written while it served).
+        let without_point: Vec<ContentHash> = self
+            .catalog()
+            .all_chunk_hashes(collection)?
+            .into_iter()
+            .filter(|h| !index.contains(h))
+            .collect();
+        let have = self
+            .catalog()
+            .have_vectors(&version.fingerprint, &without_point)?;
+        let late: Vec<ContentHash> = without_point
+            .into_iter()
+            .filter(|h| !have.contains(h))
+            .collect();
         for batch in late.chunks(self.options.embed_batch.max(1)) {
             self.embed_and_store(collection, version, &embedder, batch, None)?;
         }
@@ -853,10 +865,7 @@ impl Engine {
             };
             self.with_write_lock(|| self.cut_over(collection, &candidate, index))?;
         }
-        self.versions(collection)?
-            .into_iter()
-            .find(|v| v.id == id)
-            .ok_or_else(|| Error::Corrupt(format!("version {id} vanished")))
+        self.version_info(collection, id)
     }
 
     /// Retires a version that is not active: its vector index folder is deleted; its stored
