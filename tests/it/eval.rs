@@ -58,6 +58,19 @@ fn dataset(dir: &Path) {
     );
 }
 
+/// The judgments of a qrels file (a header line, then query, document, grade).
+fn read_qrels(path: &Path) -> BTreeMap<String, HashMap<String, u32>> {
+    let mut qrels: BTreeMap<String, HashMap<String, u32>> = BTreeMap::new();
+    for line in std::fs::read_to_string(path).unwrap().lines().skip(1) {
+        let c: Vec<&str> = line.split('\t').collect();
+        qrels
+            .entry(c[0].into())
+            .or_default()
+            .insert(c[1].into(), c[2].parse().unwrap());
+    }
+    qrels
+}
+
 /// nDCG@10 per query of a TREC run file (linear gain, log2 discount), written independently of
 /// quarry's metrics.
 fn ndcg_from_trec(
@@ -152,15 +165,7 @@ fn runs_are_recorded_and_a_comparison_names_exactly_the_changed_queries() {
     assert_eq!(runs[1]["config"]["fusion"]["method"], "weighted");
     assert_eq!(runs[1]["collection"], a["collection"]);
 
-    let mut qrels: BTreeMap<String, HashMap<String, u32>> = BTreeMap::new();
-    let text = std::fs::read_to_string(ds.path().join("qrels/test.tsv")).unwrap();
-    for line in text.lines().skip(1) {
-        let c: Vec<&str> = line.split('\t').collect();
-        qrels
-            .entry(c[0].into())
-            .or_default()
-            .insert(c[1].into(), c[2].parse().unwrap());
-    }
+    let qrels = read_qrels(&ds.path().join("qrels/test.tsv"));
     let cmp = run_json(data.path(), &["eval", "compare", "r1", "r2", "--json"]);
     for mode in ["bm25", "hybrid"] {
         let na = ndcg_from_trec(&out_a.path().join(format!("{mode}.trec")), &qrels);
@@ -609,15 +614,7 @@ fn recorded_runs_export_as_trec_and_parquet() {
         "the run's configuration travels with the file"
     );
     let batches: Vec<_> = reader.build().unwrap().map(Result::unwrap).collect();
-    let mut qrels: BTreeMap<String, HashMap<String, u32>> = BTreeMap::new();
-    let text = std::fs::read_to_string(ds.path().join("qrels/test.tsv")).unwrap();
-    for line in text.lines().skip(1) {
-        let c: Vec<&str> = line.split('\t').collect();
-        qrels
-            .entry(c[0].into())
-            .or_default()
-            .insert(c[1].into(), c[2].parse().unwrap());
-    }
+    let qrels = read_qrels(&ds.path().join("qrels/test.tsv"));
     let mut rows = 0;
     for b in &batches {
         let col = |name: &str| b.column_by_name(name).unwrap_or_else(|| panic!("{name}"));

@@ -36,10 +36,16 @@ pub fn quarry() -> Command {
 
 /// Runs `quarry --data-dir DATA ARGS...` to completion.
 pub fn run(data: &Path, args: &[&str]) -> Output {
+    run_env(data, args, &[])
+}
+
+/// [`run`] with more environment variables (they override the helper's `QUARRY_EMBEDDER`).
+pub fn run_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     quarry()
         .arg("--data-dir")
         .arg(data)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("quarry runs")
 }

@@ -3,7 +3,7 @@
 //! and writes go on; rollback; kill -9 of the server mid-job; a changed model folder detected at
 //! the next start.
 
-use crate::{path_str, quarry, run, run_json, spawn_serve, tmp, write_tree};
+use crate::{path_str, run, run_env, run_json, spawn_serve, tmp, write_tree};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -103,13 +103,7 @@ fn reindex_to_a_provider_serves_every_query_from_one_version_and_rolls_back_with
     let files = tmp();
     config(data.path(), &provider.url, 4);
     let local = [("QUARRY_EMBEDDER", "local")];
-    let out = quarry()
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["ingest", &corpus(files.path(), 120)])
-        .envs(local)
-        .output()
-        .unwrap();
+    let out = run_env(data.path(), &["ingest", &corpus(files.path(), 120)], &local);
     assert!(
         out.status.success(),
         "{}",
@@ -380,13 +374,7 @@ fn a_changed_model_folder_is_detected_at_the_next_start() {
         )],
     );
     let mini = [("QUARRY_EMBEDDER", "mini")];
-    let out = quarry()
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["ingest", &corpus(files.path(), 8)])
-        .envs(mini)
-        .output()
-        .unwrap();
+    let out = run_env(data.path(), &["ingest", &corpus(files.path(), 8)], &mini);
     assert!(
         out.status.success(),
         "{}",
@@ -423,13 +411,7 @@ fn the_eval_gate_holds_back_the_hashing_embedder() {
     let data = tmp();
     let files = tmp();
     let local = [("QUARRY_EMBEDDER", "local")];
-    let out = quarry()
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["ingest", &corpus(files.path(), 120)])
-        .envs(local)
-        .output()
-        .unwrap();
+    let out = run_env(data.path(), &["ingest", &corpus(files.path(), 120)], &local);
     assert!(
         out.status.success(),
         "{}",
@@ -467,13 +449,7 @@ fn the_eval_gate_holds_back_the_hashing_embedder() {
     );
     assert!(out.status.success());
 
-    let out = quarry()
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["reindex", "--embedder", "hash"])
-        .envs(local)
-        .output()
-        .unwrap();
+    let out = run_env(data.path(), &["reindex", "--embedder", "hash"], &local);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -601,15 +577,7 @@ fn a_provider_that_changes_its_model_behind_the_same_name_trips_the_canary() {
         )],
     );
     let env = [("QUARRY_EMBEDDER", "letters")];
-    let quarry_env = |args: &[&str]| {
-        quarry()
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(args)
-            .envs(env)
-            .output()
-            .unwrap()
-    };
+    let quarry_env = |args: &[&str]| run_env(data.path(), args, &env);
     let out = quarry_env(&["ingest", &corpus(files.path(), 50)]);
     assert!(
         out.status.success(),

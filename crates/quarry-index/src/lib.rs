@@ -14,6 +14,9 @@ pub mod ingest;
 pub mod measure;
 pub mod searcher;
 pub mod telemetry;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod test_support;
 pub mod vectors;
 
 pub use catalog::DocumentRow;

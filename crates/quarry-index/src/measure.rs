@@ -527,23 +527,9 @@ mod tests {
     use super::*;
     use crate::catalog::GoldenQuery;
     use crate::engine::{Change, EngineOptions};
-    use quarry_core::{ChunkOptions, ContentHash, DocFormat, Document};
 
     fn put(engine: &Engine, id: &str, text: &str) {
-        let d = Document {
-            doc_id: id.into(),
-            title: String::new(),
-            text: text.into(),
-            source: "test".into(),
-            format: DocFormat::Text,
-            metadata: Default::default(),
-            acl: vec![],
-            content_hash: ContentHash::of(text.as_bytes()),
-        };
-        let chunks = quarry_core::Chunker::new(ChunkOptions::default(), None)
-            .unwrap()
-            .chunk(&d.title, &d.text, d.format);
-        engine.apply("c", vec![Change::Upsert(d, chunks)]).unwrap();
+        crate::test_support::put(engine, "c", id, text);
     }
 
     fn golden(query: &str, doc: &str) -> GoldenQuery {

@@ -6,7 +6,7 @@ use super::*;
 use proptest::prelude::*;
 use quarry_core::InputKind;
 use quarry_core::{
-    ChunkSizer, DefaultAcl, DocFormat, GroupBy, Mode, Principal, QueryOptions, Role, embed_text,
+    ChunkSizer, DefaultAcl, GroupBy, Mode, Principal, QueryOptions, Role, embed_text,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -164,14 +164,8 @@ fn default_acl(i: usize) -> DefaultAcl {
 
 fn document(id: &str, text: &str, acl: &[String]) -> Document {
     Document {
-        doc_id: id.into(),
-        title: String::new(),
-        text: text.into(),
-        source: "test".into(),
-        format: DocFormat::Text,
-        metadata: Default::default(),
         acl: quarry_core::acl::normalize_acl(acl).unwrap(),
-        content_hash: ContentHash::of(text.as_bytes()),
+        ..crate::test_support::doc(id, text)
     }
 }
 

@@ -198,6 +198,16 @@ pub struct Engine {
     standby: Mutex<HashMap<String, (String, Arc<VectorIndex>)>>,
 }
 
+/// Opens (creating) a file whose lock stands for something (the writer, a job); it stays empty.
+fn open_lock_file(path: &Path) -> Result<File> {
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))
+}
+
 impl Engine {
     /// Opens (creating if needed) the data directory.
     pub fn open(dir: impl Into<PathBuf>, options: EngineOptions) -> Result<Self> {
@@ -239,12 +249,7 @@ impl Engine {
     fn with_write_lock<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let _inproc = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.dir.join("writer.lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let file = open_lock_file(&path)?;
         file.lock().map_err(|e| Error::io(&path, e))?;
         let out = f();
         let _ = file.unlock();
@@ -606,41 +611,45 @@ impl Engine {
 
     /// The indexes of a collection, opened on first use and cached; no recovery.
     fn open_indexes(&self, collection: &str) -> Result<Arc<Indexes>> {
-        Ok(self.open_indexes_fresh(collection)?.0)
+        let active = self.active_version_id(collection)?;
+        Ok(self.open_indexes_fresh(collection, active.as_deref())?.0)
     }
 
-    /// [`Engine::open_indexes`], and whether they were opened just now: on first use, or because
-    /// another process switched the collection's active version since they were cached (the
-    /// BM25 index and its publish lock are kept; the vectors are those of the new version).
-    fn open_indexes_fresh(&self, collection: &str) -> Result<(Arc<Indexes>, bool)> {
-        let active_id = self
+    /// The id of the collection's active embedding version, as the catalog has it now.
+    fn active_version_id(&self, collection: &str) -> Result<Option<String>> {
+        Ok(self
             .catalog()
             .collection(collection)?
-            .and_then(|c| c.active_version);
-        let current = |ix: &Indexes| {
-            ix.active.as_ref().map(|a| a.version.id.as_str()) == active_id.as_deref()
+            .and_then(|c| c.active_version))
+    }
+
+    /// [`Engine::open_indexes`] for a caller that read the collection's active version
+    /// (`active`), and whether they were opened just now: on first use, or because another
+    /// process switched the active version since they were cached (the BM25 index and its
+    /// publish lock are kept; the vectors are those of the new version).
+    fn open_indexes_fresh(
+        &self,
+        collection: &str,
+        active: Option<&str>,
+    ) -> Result<(Arc<Indexes>, bool)> {
+        let serves = |ix: &Indexes, id: Option<&str>| {
+            ix.active.as_ref().map(|a| a.version.id.as_str()) == id
         };
         if let Some(ix) = self
             .indexes
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(collection)
-            && current(ix)
+            && serves(ix, active)
         {
             return Ok((ix.clone(), false));
         }
         let mut map = self.indexes.write().unwrap_or_else(|p| p.into_inner());
         // Read again under the map's lock: a switch in this process changes the catalog and the
         // map while holding it, so what is read here and what is cached agree.
-        let active_id = self
-            .catalog()
-            .collection(collection)?
-            .and_then(|c| c.active_version);
-        let current = |ix: &Indexes| {
-            ix.active.as_ref().map(|a| a.version.id.as_str()) == active_id.as_deref()
-        };
+        let active = self.active_version_id(collection)?;
         if let Some(ix) = map.get(collection)
-            && current(ix)
+            && serves(ix, active.as_deref())
         {
             return Ok((ix.clone(), false));
         }
@@ -676,10 +685,11 @@ impl Engine {
         Ok((ix, true))
     }
 
-    /// The indexes for readers: when opened (first use, or a version switched elsewhere) they
-    /// are recovered to the catalog's generation.
-    fn indexes(&self, collection: &str) -> Result<Arc<Indexes>> {
-        let (ix, fresh) = self.open_indexes_fresh(collection)?;
+    /// The indexes for readers of `row`: when opened (first use, or a version switched
+    /// elsewhere) they are recovered to the catalog's generation.
+    fn indexes(&self, row: &CollectionRow) -> Result<Arc<Indexes>> {
+        let collection = row.name.as_str();
+        let (ix, fresh) = self.open_indexes_fresh(collection, row.active_version.as_deref())?;
         if fresh {
             let catalog_gen = self.collection(collection)?.generation;
             let behind = ix.bm25.generation()? != catalog_gen
@@ -1045,7 +1055,7 @@ impl Engine {
     /// A snapshot of the collection for queries.
     pub fn searcher(&self, collection: &str) -> Result<Searcher> {
         let row = self.collection(collection)?;
-        let ix = self.indexes(collection)?;
+        let ix = self.indexes(&row)?;
         Ok(Searcher::new(row, &ix, &self.options))
     }
 }

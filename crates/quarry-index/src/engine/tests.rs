@@ -5,22 +5,11 @@ use super::*;
 use crate::catalog::Catalog;
 use proptest::prelude::*;
 use quarry_core::InputKind;
-use quarry_core::{ChunkSizer, DocFormat, GroupBy, Mode, QueryOptions};
+use quarry_core::{ChunkSizer, GroupBy, Mode, QueryOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-fn doc(id: &str, text: &str) -> Document {
-    Document {
-        doc_id: id.into(),
-        title: String::new(),
-        text: text.into(),
-        source: "test".into(),
-        format: DocFormat::Text,
-        metadata: Default::default(),
-        acl: vec![],
-        content_hash: ContentHash::of(text.as_bytes()),
-    }
-}
+use crate::test_support::doc;
 
 /// Paragraphs of 25–30 characters: with 8-token (32-character) chunks each is exactly one chunk.
 const PARAS: [&str; 6] = [

@@ -27,9 +27,12 @@ use crate::measure::Plan;
 use crate::searcher::Searcher;
 use crate::vectors::VectorIndex;
 use quarry_core::{ChunkOptions, ContentHash, Embedder, InputKind, Mode, Principal};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::sync::Arc;
+
+/// Gives the texts (as embedded) of a batch of chunks.
+type TextsOf<'a> = dyn Fn(&[ContentHash]) -> Result<Vec<(ContentHash, String)>> + 'a;
 
 /// The job kind of a re-index (a new embedding version).
 pub const REINDEX: &str = "reindex";
@@ -186,12 +189,7 @@ impl Engine {
         let dir = self.dir.join("jobs");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let path = dir.join(format!("{id}.lock"));
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let file = super::open_lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(file)),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
@@ -292,6 +290,45 @@ impl Engine {
     }
 
     /// The texts (as embedded) of `docs`' chunks that have no stored vector of `version`.
+    /// Embeds the chunks `missing` (of the job's `total`) a batch at a time, `texts_of` giving a
+    /// batch's texts as embedded; each batch's vectors and the job's progress are stored in one
+    /// transaction, and cancellation or shutdown is checked between batches. Chunks already
+    /// stored when the job first started count as its cache hits.
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        &self,
+        job: &Job,
+        version: &VersionRow,
+        embedder: &Arc<dyn Embedder>,
+        total: u64,
+        missing: &[ContentHash],
+        progress: &dyn Fn(&Job),
+        texts_of: &TextsOf<'_>,
+    ) -> std::result::Result<(), Stop> {
+        let mut processed = total - missing.len() as u64;
+        let hits = if job.started_at.is_none() {
+            processed
+        } else {
+            0
+        };
+        self.catalog()
+            .job_progress(&job.id, processed, total, 0, hits)?;
+        progress(&self.job(&job.id)?);
+        for batch in missing.chunks(self.options.embed_batch.max(1)) {
+            self.check_stop(&job.id)?;
+            processed += batch.len() as u64;
+            let texts = texts_of(batch)?;
+            self.embed_texts_and_store(
+                version,
+                embedder,
+                &texts,
+                Some((&job.id, processed, total)),
+            )?;
+            progress(&self.job(&job.id)?);
+        }
+        Ok(())
+    }
+
     fn missing_texts(
         &self,
         version: &VersionRow,
@@ -342,26 +379,18 @@ impl Engine {
         let docs = self.chunk_all(collection, &chunker)?;
         if let Some((version, embedder)) = &active {
             let (total, missing) = self.missing_texts(version, &docs)?;
-            let mut processed = (total - missing.len()) as u64;
-            let hits = if job.started_at.is_none() {
-                processed
-            } else {
-                0
-            };
-            self.catalog()
-                .job_progress(&job.id, processed, total as u64, 0, hits)?;
-            progress(&self.job(&job.id)?);
-            for batch in missing.chunks(self.options.embed_batch.max(1)) {
-                self.check_stop(&job.id)?;
-                processed += batch.len() as u64;
-                self.embed_texts_and_store(
-                    version,
-                    embedder,
-                    batch,
-                    Some((&job.id, processed, total as u64)),
-                )?;
-                progress(&self.job(&job.id)?);
-            }
+            let texts: HashMap<ContentHash, String> = missing.into_iter().collect();
+            let mut hashes: Vec<ContentHash> = texts.keys().copied().collect();
+            hashes.sort();
+            self.fill(
+                job,
+                version,
+                embedder,
+                total as u64,
+                &hashes,
+                progress,
+                &|batch| Ok(batch.iter().map(|h| (*h, texts[h].clone())).collect()),
+            )?;
         }
         self.check_stop(&job.id)?;
         // 2. one generation, under the writer lock: documents written during the job are split
@@ -460,7 +489,6 @@ impl Engine {
     ) -> std::result::Result<serde_json::Value, Stop> {
         let collection = job.collection.as_str();
         // 1. fill the embedding cache for the new fingerprint
-        let first_start = job.started_at.is_none();
         let hashes = self.catalog().all_chunk_hashes(collection)?;
         let have = self.catalog().have_vectors(&version.fingerprint, &hashes)?;
         let mut missing: Vec<ContentHash> = hashes
@@ -469,24 +497,15 @@ impl Engine {
             .copied()
             .collect();
         missing.sort();
-        let total = hashes.len() as u64;
-        let mut processed = have.len() as u64;
-        let hits = if first_start { have.len() as u64 } else { 0 };
-        self.catalog()
-            .job_progress(&job.id, processed, total, 0, hits)?;
-        progress(&self.job(&job.id)?);
-        for batch in missing.chunks(self.options.embed_batch.max(1)) {
-            self.check_stop(&job.id)?;
-            processed += batch.len() as u64;
-            self.embed_and_store(
-                collection,
-                version,
-                embedder,
-                batch,
-                Some((&job.id, processed, total)),
-            )?;
-            progress(&self.job(&job.id)?);
-        }
+        self.fill(
+            job,
+            version,
+            embedder,
+            hashes.len() as u64,
+            &missing,
+            progress,
+            &|batch| self.catalog().embed_texts(collection, batch),
+        )?;
         // 2. the shadow index, from stored vectors, in the version's own folder
         let dir = self.version_dir(collection, &version.id);
         if dir.exists() {
@@ -544,21 +563,6 @@ impl Engine {
     pub fn interrupt_jobs(&self) {
         self.interrupt_jobs
             .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Embeds the chunks `batch` of `collection` with `embedder` and stores their vectors under
-    /// the version's fingerprint; chunks that left the collection meanwhile are skipped. Returns
-    /// how many were embedded.
-    fn embed_and_store(
-        &self,
-        collection: &str,
-        version: &VersionRow,
-        embedder: &Arc<dyn Embedder>,
-        batch: &[ContentHash],
-        job: Option<(&str, u64, u64)>,
-    ) -> Result<u64> {
-        let texts = self.catalog().embed_texts(collection, batch)?;
-        self.embed_texts_and_store(version, embedder, &texts, job)
     }
 
     /// Embeds `(chunk hash, text as embedded)` with `embedder` and stores the vectors under the
@@ -659,7 +663,7 @@ impl Engine {
             }));
         }
         let active = self.searcher(collection)?;
-        let current = self.indexes(collection)?;
+        let current = self.indexes(&self.collection(collection)?)?;
         let shadow_ix = Indexes {
             bm25: current.bm25.clone(),
             vectors: Some(shadow.clone()),
@@ -749,7 +753,8 @@ impl Engine {
             .filter(|h| !have.contains(h))
             .collect();
         for batch in late.chunks(self.options.embed_batch.max(1)) {
-            self.embed_and_store(collection, version, &embedder, batch, None)?;
+            let texts = self.catalog().embed_texts(collection, batch)?;
+            self.embed_texts_and_store(version, &embedder, &texts, None)?;
         }
         let old = self.open_indexes(collection)?;
         self.recover(collection, &old)?;
@@ -802,17 +807,21 @@ impl Engine {
         Ok(())
     }
 
-    /// Makes version `id` of `collection` the active one: a promotion of a `ready` version, or a
-    /// rollback to an earlier one. Its vectors are stored, so nothing is embedded except chunks
-    /// written since it last served. Its embedder must still be configured with its fingerprint.
-    pub fn activate_version(&self, collection: &str, id: &str) -> Result<VersionInfo> {
-        let version = self
-            .catalog()
+    /// Version `id` of `collection`, or a not-found error.
+    fn version_row(&self, collection: &str, id: &str) -> Result<VersionRow> {
+        self.catalog()
             .version(collection, id)?
             .ok_or_else(|| Error::NotFound {
                 what: "embedding version",
                 id: id.to_owned(),
-            })?;
+            })
+    }
+
+    /// Makes version `id` of `collection` the active one: a promotion of a `ready` version, or a
+    /// rollback to an earlier one. Its vectors are stored, so nothing is embedded except chunks
+    /// written since it last served. Its embedder must still be configured with its fingerprint.
+    pub fn activate_version(&self, collection: &str, id: &str) -> Result<VersionInfo> {
+        let version = self.version_row(collection, id)?;
         if version.state == "building" || version.state == "failed" {
             return Err(Error::Input(format!(
                 "version {id} is {}: only a ready, retired or active version can be activated",
@@ -871,18 +880,7 @@ impl Engine {
     /// Retires a version that is not active: its vector index folder is deleted; its stored
     /// vectors stay in the embedding cache (so activating it again embeds nothing).
     pub fn retire_version(&self, collection: &str, id: &str) -> Result<()> {
-        let version = self
-            .catalog()
-            .version(collection, id)?
-            .ok_or_else(|| Error::NotFound {
-                what: "embedding version",
-                id: id.to_owned(),
-            })?;
-        if self.collection(collection)?.active_version.as_deref() == Some(id) {
-            return Err(Error::Input(format!(
-                "version {id} is active; activate another version first"
-            )));
-        }
+        let version = self.version_row(collection, id)?;
         if version.state == "building"
             && self
                 .catalog()

@@ -4,7 +4,7 @@
 use super::*;
 use crate::catalog::GoldenQuery;
 use quarry_core::InputKind;
-use quarry_core::{ChunkSizer, DocFormat, EmbedError, EmbedderSpec, GroupBy, Mode, QueryOptions};
+use quarry_core::{ChunkSizer, EmbedError, EmbedderSpec, GroupBy, Mode, QueryOptions};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A test embedder: `letters` (a letter histogram: a text is nearest to itself) or `noise` (a
@@ -116,21 +116,7 @@ fn engine(dir: &std::path::Path, models: &Models) -> Engine {
 }
 
 fn put(engine: &Engine, id: &str, text: &str) {
-    let d = Document {
-        doc_id: id.into(),
-        title: String::new(),
-        text: text.into(),
-        source: "test".into(),
-        format: DocFormat::Text,
-        metadata: Default::default(),
-        acl: vec![],
-        content_hash: ContentHash::of(text.as_bytes()),
-    };
-    let chunks = engine
-        .chunker("c")
-        .unwrap()
-        .chunk(&d.title, &d.text, d.format);
-    engine.apply("c", vec![Change::Upsert(d, chunks)]).unwrap();
+    crate::test_support::put(engine, "c", id, text);
 }
 
 /// The top document of a vector query, and the version that answered.
