@@ -168,6 +168,10 @@ impl EmbedderSource for ConfigEmbedders {
         if let Some(e) = loaded.get(name) {
             return Ok(e.clone());
         }
+        // A name the configuration does not know is the caller's mistake; a configured embedder
+        // that fails to load is not.
+        config_of(&self.config.embedders, name)
+            .map_err(|e| quarry_index::Error::Input(format!("{e:#}")))?;
         let e =
             load(&self.config, name).map_err(|e| quarry_index::Error::Embed(format!("{e:#}")))?;
         loaded.insert(name.to_owned(), e.clone());

@@ -641,3 +641,90 @@ fn a_provider_that_changes_its_model_behind_the_same_name_trips_the_canary() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn bad_reindex_and_version_requests_get_clear_errors_and_change_nothing() {
+    let data = tmp();
+    let files = tmp();
+    assert!(
+        run(data.path(), &["ingest", &corpus(files.path(), 5)])
+            .status
+            .success()
+    );
+    let server = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &[]);
+    let (c, base) = (Client::new(), server.url.clone());
+    let long = "a".repeat(100_000);
+    let chunk = json!({"max_tokens": 8, "overlap": 0, "sizer": "chars"});
+    for (body, status, code) in [
+        (json!({}), 400, "invalid_request"),
+        (
+            json!({"embedder": "hash", "chunk": chunk}),
+            400,
+            "invalid_request",
+        ),
+        (json!({"embedder": "nope"}), 400, "invalid_request"),
+        (json!({"embedder": long}), 400, "invalid_request"),
+        (json!({"embedder": "none"}), 400, "invalid_request"),
+        (json!({"embedder": "hash"}), 400, "invalid_request"),
+        (
+            json!({"chunk": {"max_tokens": 0, "overlap": 0, "sizer": "chars"}}),
+            400,
+            "invalid_request",
+        ),
+        (json!({"chunk": "big"}), 400, "invalid_json"),
+        (json!({"embedder": "hash", "extra": 1}), 400, "invalid_json"),
+    ] {
+        let (got, answer) = post(&c, &format!("{base}/v1/collections/default/reindex"), &body);
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {answer}"
+        );
+        assert!(
+            answer.to_string().len() < 600,
+            "the error does not echo huge input"
+        );
+    }
+    let (got, answer) = post(
+        &c,
+        &format!("{base}/v1/collections/nope/reindex"),
+        &json!({"embedder": "hash"}),
+    );
+    assert_eq!(
+        (got, answer["error"]["code"].as_str()),
+        (404, Some("collection_not_found"))
+    );
+    for path in ["/v1/jobs/j999", "/v1/jobs/..%2Fx"] {
+        let r = c.get(format!("{base}{path}")).send().unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    let (got, _) = post(&c, &format!("{base}/v1/jobs/j9/cancel"), &json!({}));
+    assert_eq!(got, 404);
+    let (got, answer) = post(
+        &c,
+        &format!("{base}/v1/collections/nope/versions/x/activate"),
+        &json!({}),
+    );
+    assert_eq!(
+        (got, answer["error"]["code"].as_str()),
+        (404, Some("collection_not_found"))
+    );
+    let (got, _) = post(
+        &c,
+        &format!("{base}/v1/collections/default/versions/x/activate"),
+        &json!({}),
+    );
+    assert_eq!(got, 404);
+    // nothing was queued, and the collection still answers from its version
+    assert_eq!(get(&c, &format!("{base}/v1/jobs"))["jobs"], json!([]));
+    let (got, answer) = vector_query(&c, &base, "glaciers");
+    assert_eq!(got, 200, "{answer}");
+    drop(server);
+    // The CLI: a usage error (exit 2) that says what to do.
+    let out = run(data.path(), &["reindex", "--embedder", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[embedders.nope]"));
+    let out = run(data.path(), &["eval", "export", "r1", "--out", "x.parquet"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("quarry eval history"));
+}

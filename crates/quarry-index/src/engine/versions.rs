@@ -89,6 +89,21 @@ impl Engine {
     /// change), or when a re-index of the collection is already queued or running.
     pub fn enqueue_reindex(&self, collection: &str, embedder: &str) -> Result<Job> {
         self.collection(collection)?;
+        let valid = (1..=64).contains(&embedder.len())
+            && embedder
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !valid {
+            let shown: String = embedder.chars().take(64).collect();
+            return Err(Error::Input(format!(
+                "embedder name {shown:?}{}: use 1 to 64 letters, digits, `_`, `-` or `.`, as in [embedders.NAME]",
+                if embedder.chars().count() > 64 {
+                    "…"
+                } else {
+                    ""
+                }
+            )));
+        }
         let e = self.resolve(embedder)?.ok_or_else(|| {
             Error::Input(format!(
                 "embedder `{embedder}` makes no vectors; name a [embedders.NAME] table, `local` or `hash`"
@@ -809,6 +824,7 @@ impl Engine {
 
     /// Version `id` of `collection`, or a not-found error.
     fn version_row(&self, collection: &str, id: &str) -> Result<VersionRow> {
+        self.collection(collection)?;
         self.catalog()
             .version(collection, id)?
             .ok_or_else(|| Error::NotFound {
