@@ -494,10 +494,26 @@ mod tests {
                 "eval.groups needs eval.user",
             ),
             ("QUARRY_EVAL__USER", "\"a b\"", "eval.user"),
-            ("QUARRY_REINDEX__ON_MODEL_CHANGE", "sometimes", "on_model_change"),
-            ("QUARRY_REINDEX__CANARY_INTERVAL", "often", "reindex.canary_interval"),
-            ("QUARRY_REINDEX__MAX_NDCG_DROP", "2", "reindex.max_ndcg_drop"),
-            ("QUARRY_REINDEX__CANARY_MIN_COSINE", "1.5", "reindex.canary_min_cosine"),
+            (
+                "QUARRY_REINDEX__ON_MODEL_CHANGE",
+                "sometimes",
+                "expected `auto` or `manual`",
+            ),
+            (
+                "QUARRY_REINDEX__CANARY_INTERVAL",
+                "often",
+                "reindex.canary_interval",
+            ),
+            (
+                "QUARRY_REINDEX__MAX_NDCG_DROP",
+                "2",
+                "reindex.max_ndcg_drop",
+            ),
+            (
+                "QUARRY_REINDEX__CANARY_MIN_COSINE",
+                "1.5",
+                "reindex.canary_min_cosine",
+            ),
         ] {
             let err = format!(
                 "{:#}",
