@@ -52,10 +52,10 @@ pub enum Command {
     Golden(cmd::golden::Args),
     /// Download and verify the local embedding model (done automatically on first use).
     Model(cmd::model::Args),
-    /// Re-embed a collection with another embedder: a new embedding version built in the
-    /// background, checked against the golden sets, then made active.
+    /// Re-embed a collection with another embedder (or re-chunk it): a new embedding version built
+    /// while the active one serves, checked against the golden sets, then made active.
     Reindex(cmd::versions::ReindexArgs),
-    /// Background jobs (re-index) and their progress; cancel one.
+    /// Background jobs (re-index, re-chunk) and their progress; resume or cancel them.
     Jobs(cmd::versions::JobsArgs),
     /// A collection's embedding versions; activate (promote, roll back) or retire one.
     Versions(cmd::versions::VersionsArgs),
