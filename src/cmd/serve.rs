@@ -116,13 +116,11 @@ fn detect_chunking_changes(engine: &quarry_index::Engine, config: &Config) {
     for c in collections {
         if c.chunk_options != config.chunk {
             tracing::info!(
-                "collection {} is chunked with max_tokens {}, overlap {}; chunk.* now says max_tokens {}, overlap {} \
-                 (used for new collections). `quarry reindex --collection {} --chunking` re-chunks it",
+                "collection {} is chunked with {}; chunk.* now says {} (used for new collections). \
+                 `quarry reindex --collection {} --chunking` re-chunks it",
                 c.name,
-                c.chunk_options.max_tokens,
-                c.chunk_options.overlap,
-                config.chunk.max_tokens,
-                config.chunk.overlap,
+                c.chunk_options,
+                config.chunk,
                 c.name
             );
         }

@@ -270,7 +270,7 @@ fn evaluate(
             .unwrap_or_default()
     );
     for (mode, r) in reports {
-        let _ = writeln!(
+        let _ = write!(
             o,
             "  {mode:<7} nDCG@10 {:.4}  Recall@100 {:.4}  MRR@10 {:.4}  latency p50 {:.2} ms  p99 {:.2} ms",
             r.metrics["ndcg@10"],
@@ -279,6 +279,14 @@ fn evaluate(
             r.latency_ms["p50"],
             r.latency_ms["p99"]
         );
+        if mode != "bm25" && !r.retrieval_ms.is_empty() {
+            let _ = write!(
+                o,
+                " (without embedding the query: p50 {:.2} ms  p99 {:.2} ms)",
+                r.retrieval_ms["p50"], r.retrieval_ms["p99"]
+            );
+        }
+        let _ = writeln!(o);
     }
     emit(&o);
     Ok(())

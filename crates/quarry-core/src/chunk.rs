@@ -54,15 +54,88 @@ pub struct ChunkOptions {
     /// Tokens shared by consecutive chunks.
     pub overlap: usize,
     pub sizer: ChunkSizer,
+    /// Characters of the surrounding document text, on each side, that BM25 indexes with a chunk
+    /// (its `context` field; see [`context_window`]). 0: the chunk alone.
+    pub context_chars: usize,
 }
+
+/// Default of [`ChunkOptions::max_tokens`]. Small chunks make precise vectors: on the SciFact
+/// *train* split all-MiniLM-L6-v2 reaches vector nDCG@10 0.690 with 128-token chunks against
+/// 0.672 with 256 (best chunk per document); BM25 recovers what small chunks lose through
+/// [`DEFAULT_CONTEXT_CHARS`].
+pub const DEFAULT_MAX_TOKENS: usize = 128;
+/// Default of [`ChunkOptions::context_chars`]: about 500 tokens on each side, so BM25 scores a
+/// chunk by its passage (a whole abstract, a section of a long document), not by its 128 tokens.
+pub const DEFAULT_CONTEXT_CHARS: usize = 2000;
 
 impl Default for ChunkOptions {
     fn default() -> Self {
         ChunkOptions {
-            max_tokens: 256,
+            max_tokens: DEFAULT_MAX_TOKENS,
             overlap: 32,
             sizer: ChunkSizer::Tokens,
+            context_chars: DEFAULT_CONTEXT_CHARS,
         }
+    }
+}
+
+/// The span of `text` that BM25 indexes for the chunk at `start..end`: the chunk and up to
+/// `chars` characters on each side, cut back to whitespace so no word is split (a side with no
+/// whitespace within reach is left out). A span that is not one of `text` (out of bounds, or
+/// not on character boundaries) has no context: the empty string.
+pub fn context_window(text: &str, start: usize, end: usize, chars: usize) -> &str {
+    if start > end || end > text.len() || !text.is_char_boundary(start) || !text.is_char_boundary(end)
+    {
+        return "";
+    }
+    let mut from = start;
+    if chars > 0 {
+        let before = &text[..start];
+        if let Some((reach, _)) = before.char_indices().rev().nth(chars - 1) {
+            let at_boundary = before[..reach].ends_with(char::is_whitespace);
+            if reach > 0 && !at_boundary {
+                // the window starts inside a word: begin after the next whitespace
+                from = before[reach..]
+                    .char_indices()
+                    .find(|(_, c)| c.is_whitespace())
+                    .map_or(start, |(i, c)| reach + i + c.len_utf8());
+            } else {
+                from = reach;
+            }
+        } else {
+            from = 0;
+        }
+    }
+    let mut to = end;
+    if chars > 0 {
+        let after = &text[end..];
+        match after.char_indices().nth(chars) {
+            None => to = text.len(),
+            Some((reach, _)) => {
+                let reach = end + reach;
+                to = if text[reach..].starts_with(char::is_whitespace) {
+                    reach
+                } else {
+                    // the window ends inside a word: stop at the last whitespace before it
+                    text[end..reach].rfind(char::is_whitespace).map_or(end, |i| end + i)
+                };
+            }
+        }
+    }
+    &text[from..to]
+}
+
+impl std::fmt::Display for ChunkOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sizer = match self.sizer {
+            ChunkSizer::Tokens => "tokens",
+            ChunkSizer::Chars => "chars",
+        };
+        write!(
+            f,
+            "max_tokens {}, overlap {}, sizer {sizer}, context_chars {}",
+            self.max_tokens, self.overlap, self.context_chars
+        )
     }
 }
 
@@ -72,6 +145,12 @@ impl ChunkOptions {
             return Err(Error::invalid(
                 "chunk.max_tokens",
                 format!("{}; use 1 to 1000000", self.max_tokens),
+            ));
+        }
+        if self.context_chars > 1_000_000 {
+            return Err(Error::invalid(
+                "chunk.context_chars",
+                format!("{}; use 0 to 1000000", self.context_chars),
             ));
         }
         if self.overlap >= self.max_tokens {
@@ -175,6 +254,7 @@ mod tests {
                 max_tokens: max,
                 overlap,
                 sizer: ChunkSizer::Chars,
+                context_chars: 0,
             },
             None,
         )
@@ -239,6 +319,7 @@ mod tests {
                 max_tokens: 5,
                 overlap: 0,
                 sizer: ChunkSizer::Tokens,
+                context_chars: 0,
             },
             Some(words),
         )
@@ -256,7 +337,45 @@ mod tests {
         assert_eq!(embed_text(" ", "x"), "x");
     }
 
+    #[test]
+    fn context_window_takes_whole_words_around_the_chunk() {
+        let text = "alpha beta gamma delta epsilon";
+        let (start, end) = (11, 16); // "gamma"
+        assert_eq!(context_window(text, start, end, 0), "gamma");
+        // 2 characters reach inside "beta" and "delta": neither is taken
+        assert_eq!(context_window(text, start, end, 2), "gamma");
+        // 5 back reach the start of "beta"; 5 ahead stop inside "delta"
+        assert_eq!(context_window(text, start, end, 5), "beta gamma");
+        assert_eq!(context_window(text, start, end, 6), "beta gamma delta");
+        assert_eq!(context_window(text, start, end, 7), "beta gamma delta");
+        assert_eq!(context_window(text, start, end, 1000), text);
+        // not a span of the text: no context, no panic
+        assert_eq!(context_window("é", 1, 2, 10), "");
+        assert_eq!(context_window(text, 20, 10, 10), "");
+        assert_eq!(context_window(text, 0, 99, 10), "");
+    }
+
     proptest! {
+        #[test]
+        fn context_windows_hold_the_chunk_and_whole_words(
+            text in "[a-zé \\n.]{0,400}", max in 2usize..40, chars in 0usize..200,
+        ) {
+            let chunks = chunker(max, 0).chunk("", &text, DocFormat::Text);
+            for ch in &chunks {
+                let w = context_window(&text, ch.start, ch.end, chars);
+                let from = w.as_ptr() as usize - text.as_ptr() as usize;
+                let to = from + w.len();
+                prop_assert!(from <= ch.start && ch.end <= to, "{w:?} misses {:?}", ch.text);
+                prop_assert!(w.chars().count() <= ch.text.chars().count() + 2 * chars);
+                // a cut is at the chunk, at the text's ends, or next to whitespace
+                prop_assert!(from == ch.start || from == 0 || text[..from].ends_with(char::is_whitespace));
+                prop_assert!(to == ch.end || to == text.len() || text[to..].starts_with(char::is_whitespace));
+                if chars >= text.chars().count() {
+                    prop_assert_eq!(w, text.as_str());
+                }
+            }
+        }
+
         #[test]
         fn offsets_point_at_the_chunk_text(text in "[a-zé \\n.]{0,600}", max in 2usize..40, overlap in 0usize..2) {
             let c = chunker(max, overlap.min(max - 1));

@@ -16,7 +16,9 @@ pub mod query;
 pub mod rng;
 
 pub use acl::{DefaultAcl, Principal, Role};
-pub use chunk::{Chunk, ChunkOptions, ChunkSizer, Chunker, TokenCounter, embed_text};
+pub use chunk::{
+    Chunk, ChunkOptions, ChunkSizer, Chunker, TokenCounter, context_window, embed_text,
+};
 pub use document::{DocFormat, Document};
 pub use embed::{EmbedError, Embedder, EmbedderSpec, Fingerprint, InputKind};
 pub use error::{Error, Result};

@@ -37,6 +37,8 @@ pub struct ModeReport {
     #[serde(flatten)]
     pub metrics: BTreeMap<String, f64>,
     pub latency_ms: BTreeMap<&'static str, f64>,
+    /// Latency without the query's embedding (`embed_ms` of the answer): the retrieval itself.
+    pub retrieval_ms: BTreeMap<&'static str, f64>,
     /// Queries answered from BM25 alone because the vector side failed.
     pub degraded: usize,
 }
@@ -192,6 +194,7 @@ where
     for mode in &plan.modes {
         let name = mode_name(*mode);
         let mut lat = Vec::with_capacity(cases.len());
+        let mut retrieval = Vec::with_capacity(cases.len());
         let mut degraded = 0usize;
         let mut per_query = BTreeMap::new();
         let mut metrics_of = Vec::with_capacity(cases.len());
@@ -201,7 +204,9 @@ where
                 .map_err(|e| E::from(Error::Input(format!("query {}: {e}", case.id))))?;
             let t = Instant::now();
             let answer = search(&q)?;
-            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            let took = t.elapsed().as_secs_f64() * 1e3;
+            lat.push(took);
+            retrieval.push((took - answer.embed_ms.unwrap_or(0.0)).max(0.0));
             degraded += usize::from(answer.degraded);
             let ranked: Vec<String> = answer.results.iter().map(|h| h.doc_id.clone()).collect();
             let m = query_metrics(&ranked, &case.judged);
@@ -219,16 +224,20 @@ where
             );
             metrics_of.push(m);
         }
-        lat.sort_by(f64::total_cmp);
+        let percentiles = |mut xs: Vec<f64>| {
+            xs.sort_by(f64::total_cmp);
+            BTreeMap::from([
+                ("p50", percentile(&xs, 50.0)),
+                ("p95", percentile(&xs, 95.0)),
+                ("p99", percentile(&xs, 99.0)),
+            ])
+        };
         out.reports.insert(
             name.to_owned(),
             ModeReport {
                 metrics: mean_metrics(&metrics_of),
-                latency_ms: BTreeMap::from([
-                    ("p50", percentile(&lat, 50.0)),
-                    ("p95", percentile(&lat, 95.0)),
-                    ("p99", percentile(&lat, 99.0)),
-                ]),
+                latency_ms: percentiles(lat),
+                retrieval_ms: percentiles(retrieval),
                 degraded,
             },
         );

@@ -67,6 +67,9 @@ pub struct SearchResponse {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     pub took_ms: f64,
+    /// The part of `took_ms` spent embedding the query (absent when it was not embedded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embed_ms: Option<f64>,
 }
 
 /// A fused candidate: a chunk with its fused score and what each retriever said.
@@ -221,8 +224,10 @@ impl Searcher {
             (Mode::Bm25, _) | (_, None) => None,
             (_, Some(_)) => Some(self.embed_query(&q.text)),
         };
+        let embed_ms = vector.is_some().then(|| started.elapsed().as_secs_f64() * 1e3);
         let mut response = self.search_with_vector(q, caller, vector)?;
         response.took_ms = started.elapsed().as_secs_f64() * 1e3;
+        response.embed_ms = embed_ms;
         Ok(response)
     }
 
@@ -284,6 +289,7 @@ impl Searcher {
             degraded,
             warnings,
             took_ms: started.elapsed().as_secs_f64() * 1e3,
+            embed_ms: None,
         })
     }
 
@@ -519,7 +525,13 @@ impl Searcher {
             if hits.len() >= q.top_k || !more || depth >= total {
                 return Ok(hits);
             }
-            depth = (depth * 4).min(total.max(1));
+            // as deep again as this pass needed per result, with a margin (at least twice as
+            // deep): neighbouring chunks of one document share their BM25 context and come in
+            // runs, so a document needs several candidates
+            let per_hit = depth.div_ceil(hits.len().max(1));
+            depth = (q.top_k * per_hit * 5 / 4)
+                .max(depth * 2)
+                .min(total.max(1));
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The BM25 index of a collection: one tantivy document per distinct chunk.
 //!
 //! A tantivy document holds the chunk hash (its key), the ids of the documents that contain the
-//! chunk, their titles (a boosted field), the chunk text, and the occurrences needed to render a hit.
+//! chunk, their titles (a boosted field), the chunk text, the chunk's context (the chunk with the
+//! text around it in its documents, indexed only: BM25 scores a small chunk by its passage), and
+//! the occurrences needed to render a hit.
 //! Text is analysed with English rules: simple tokenisation, ASCII folding, lower-casing, English
 //! stop words, Snowball English stemming. Every commit carries the catalog generation it reflects
 //! as its payload, which is how crash recovery knows what to replay.
@@ -47,6 +49,8 @@ pub struct Fields {
     pub doc_ids: Field,
     pub title: Field,
     pub text: Field,
+    /// The chunk with the text around it ([`ChunkRecord::context`]): indexed, not stored.
+    pub context: Field,
     pub occurrences: Field,
     pub chunk_key: Field,
     /// The ACL tokens of the documents holding the chunk ([`quarry_core::acl::index_tokens`]).
@@ -55,18 +59,21 @@ pub struct Fields {
 
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
+    let indexing = TextFieldIndexing::default()
+        .set_tokenizer(ANALYZER)
+        .set_index_option(IndexRecordOption::WithFreqs);
     let analysed = TextOptions::default()
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(ANALYZER)
-                .set_index_option(IndexRecordOption::WithFreqs),
-        )
+        .set_indexing_options(indexing.clone())
         .set_stored();
     let fields = Fields {
         chunk_hash: b.add_text_field("chunk_hash", STRING | STORED),
         doc_ids: b.add_text_field("doc_ids", STRING | STORED),
         title: b.add_text_field("title", analysed.clone()),
         text: b.add_text_field("text", analysed),
+        context: b.add_text_field(
+            "context",
+            TextOptions::default().set_indexing_options(indexing),
+        ),
         occurrences: b.add_bytes_field("occurrences", STORED),
         chunk_key: b.add_u64_field("chunk_key", FAST),
         acl: b.add_text_field("acl", STRING),
@@ -224,6 +231,9 @@ impl Bm25Index {
             doc.add_text(f.acl, t);
         }
         doc.add_text(f.text, &record.text);
+        for context in &record.context {
+            doc.add_text(f.context, context);
+        }
         let occurrences =
             serde_json::to_vec(&record.occurrences).map_err(|e| Error::Corrupt(e.to_string()))?;
         doc.add_bytes(f.occurrences, &occurrences);
@@ -259,6 +269,7 @@ impl Bm25Index {
             hash,
             text,
             occurrences,
+            context: Vec::new(),
         })
     }
 }

@@ -82,7 +82,14 @@ pub struct ChunkRecord {
     pub hash: ContentHash,
     pub text: String,
     pub occurrences: Vec<Occurrence>,
+    /// The surrounding text BM25 indexes with the chunk ([`quarry_core::context_window`]), one
+    /// per occurrence up to [`MAX_CONTEXTS`]. Not stored in the index: empty when read back.
+    pub context: Vec<String>,
 }
+
+/// Most occurrences of one chunk whose context BM25 indexes (a boilerplate chunk held by
+/// thousands of documents stays one small index entry).
+pub const MAX_CONTEXTS: usize = 8;
 
 /// Whether a name is acceptable for a collection: 1 to 64 of `[A-Za-z0-9_-]`.
 pub fn check_collection_name(name: &str) -> Result<()> {
@@ -428,11 +435,13 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The chunk and its occurrences, or `None` when no document holds it any more.
+    /// The chunk, its occurrences and the context of each (`context_chars` on each side, see
+    /// [`quarry_core::context_window`]), or `None` when no document holds it any more.
     pub fn chunk_record(
         &self,
         collection: &str,
         hash: &ContentHash,
+        context_chars: usize,
     ) -> Result<Option<ChunkRecord>> {
         let hex = hash.to_hex();
         let text: Option<String> = self
@@ -445,12 +454,18 @@ impl Catalog {
             .optional()?;
         let Some(text) = text else { return Ok(None) };
         let mut stmt = self.conn.prepare_cached(
-            "SELECT d.doc_id, d.title, d.source, c.start, c.end, d.acl FROM doc_chunks c
+            "SELECT d.doc_id, d.title, d.source, c.start, c.end, d.acl, d.text FROM doc_chunks c
              JOIN documents d ON d.collection = c.collection AND d.doc_id = c.doc_id
              WHERE c.collection = ?1 AND c.chunk_hash = ?2 ORDER BY d.doc_id, c.ord",
         )?;
+        let mut context = Vec::new();
         let occurrences = stmt
             .query_map([collection, &hex], |r| {
+                if context.len() < MAX_CONTEXTS {
+                    let doc: String = r.get(6)?;
+                    let (start, end) = (r.get::<_, i64>(3)? as usize, r.get::<_, i64>(4)? as usize);
+                    context.push(quarry_core::context_window(&doc, start, end, context_chars).to_owned());
+                }
                 let occ = Occurrence {
                     doc_id: r.get(0)?,
                     title: r.get(1)?,
@@ -474,6 +489,7 @@ impl Catalog {
             hash: *hash,
             text,
             occurrences,
+            context,
         }))
     }
 

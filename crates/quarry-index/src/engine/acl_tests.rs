@@ -80,6 +80,7 @@ fn engine_options(default_acl: DefaultAcl) -> EngineOptions {
             max_tokens: 12,
             overlap: 0,
             sizer: ChunkSizer::Chars,
+            context_chars: 0,
         },
         embedder: "bag".into(),
         embedders: Some(Arc::new(Source(Arc::new(WordBag(spec))))),

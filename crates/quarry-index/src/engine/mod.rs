@@ -772,11 +772,16 @@ impl Engine {
         touched: &[ContentHash],
         rebuild: bool,
     ) -> Result<()> {
+        let context_chars = self.chunk_options(collection)?.context_chars;
         let records = {
             let catalog = self.catalog();
             touched
                 .iter()
-                .filter_map(|h| catalog.chunk_record(collection, h).transpose())
+                .filter_map(|h| {
+                    catalog
+                        .chunk_record(collection, h, context_chars)
+                        .transpose()
+                })
                 .collect::<Result<Vec<_>>>()?
         };
         ix.commit(generation, touched, &records, rebuild)

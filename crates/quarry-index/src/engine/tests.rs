@@ -27,6 +27,7 @@ fn options() -> EngineOptions {
             max_tokens: 8,
             overlap: 0,
             sizer: ChunkSizer::Chars,
+            context_chars: 0,
         },
         ..EngineOptions::default()
     }
@@ -416,4 +417,63 @@ fn hybrid_fusion_uses_both_retrievers() {
 
 fn admin() -> quarry_core::Principal {
     quarry_core::Principal::local_admin()
+}
+
+/// The texts of the chunks a BM25 query for `word` finds.
+fn chunks_matching(engine: &Engine, word: &str) -> BTreeSet<String> {
+    let q = QueryOptions::new(word, 1000, Mode::Bm25, GroupBy::Chunk).unwrap();
+    let found = engine.searcher("c").unwrap().search(&q, &admin()).unwrap();
+    found.results.into_iter().map(|h| h.text).collect()
+}
+
+#[test]
+fn bm25_finds_a_chunk_by_its_context_and_follows_changes_of_its_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options();
+    opts.chunk.context_chars = 200;
+    let two = |a: &str, b: &str| format!("{a}\n\n{b}");
+    {
+        let engine = Engine::open(dir.path(), opts.clone()).unwrap();
+        upsert(&engine, "a", &two(PARAS[0], PARAS[1]));
+        upsert(&engine, "b", PARAS[3]);
+        // "kettles" is in the second chunk only; the first has it in its context
+        assert_eq!(
+            chunks_matching(&engine, "kettles"),
+            BTreeSet::from([PARAS[0].to_owned(), PARAS[1].to_owned()])
+        );
+        // its own text still ranks a chunk first among chunks of the same context
+        let q = QueryOptions::new("kettles", 10, Mode::Bm25, GroupBy::Chunk).unwrap();
+        let hits = engine.searcher("c").unwrap().search(&q, &admin()).unwrap();
+        assert_eq!(hits.results[0].text, PARAS[1]);
+        assert!(hits.results[0].score > hits.results[1].score);
+        // the second paragraph changes; the first chunk is the same chunk, with a new neighbour
+        upsert(&engine, "a", &two(PARAS[0], PARAS[2]));
+        assert!(chunks_matching(&engine, "kettles").is_empty());
+        assert_eq!(
+            chunks_matching(&engine, "crisp"),
+            BTreeSet::from([PARAS[0].to_owned(), PARAS[2].to_owned()])
+        );
+    }
+    // a rebuild from the catalog computes the same contexts
+    std::fs::remove_dir_all(dir.path().join("collections/c/bm25")).unwrap();
+    let engine = Engine::open(dir.path(), opts).unwrap();
+    assert_eq!(
+        chunks_matching(&engine, "crisp"),
+        BTreeSet::from([PARAS[0].to_owned(), PARAS[2].to_owned()])
+    );
+    assert_eq!(
+        chunks_matching(&engine, "thunder"),
+        BTreeSet::from([PARAS[3].to_owned()])
+    );
+}
+
+#[test]
+fn without_context_bm25_matches_the_chunk_text_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), options()).unwrap();
+    upsert(&engine, "a", &format!("{}\n\n{}", PARAS[0], PARAS[1]));
+    assert_eq!(
+        chunks_matching(&engine, "kettles"),
+        BTreeSet::from([PARAS[1].to_owned()])
+    );
 }

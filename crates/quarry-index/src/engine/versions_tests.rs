@@ -105,6 +105,7 @@ fn engine(dir: &std::path::Path, models: &Models) -> Engine {
                 max_tokens: 8,
                 overlap: 0,
                 sizer: ChunkSizer::Chars,
+                context_chars: 0,
             },
             embedder: "a".into(),
             embedders: Some(Arc::new(Models(models.0.clone()))),
@@ -442,6 +443,7 @@ fn a_rechunk_rebuilds_bm25_and_vectors_in_one_generation() {
         max_tokens: 64,
         overlap: 0,
         sizer: ChunkSizer::Chars,
+        context_chars: 0,
     };
     let job = engine.enqueue_rechunk("c", new).unwrap();
     let e = engine.enqueue_rechunk("c", new).unwrap_err();

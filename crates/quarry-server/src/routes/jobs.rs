@@ -18,7 +18,8 @@ use quarry_index::catalog::Job;
 pub struct ReindexRequest {
     /// A `[embedders.NAME]` of the server's configuration (or `local`, `hash`).
     pub embedder: Option<String>,
-    /// New chunk options: `{"max_tokens", "overlap", "sizer"}`.
+    /// New chunk options: `{"max_tokens", "overlap", "sizer", "context_chars"}` (missing ones take
+    /// their defaults).
     pub chunk: Option<quarry_core::ChunkOptions>,
 }
 
