@@ -293,6 +293,8 @@ impl Loaded {
                 max_tokens: 4096,
                 overlap: 0,
                 sizer: ChunkSizer::Chars,
+                // each document is one chunk: its context is the title and the chunk itself
+                context_chars: 0,
             },
             embedder: EMBEDDER.into(),
             embedders: Some(Arc::new(StubSource(stub))),

@@ -35,7 +35,9 @@ fn ingest(data: &std::path::Path, corpus: &str) -> std::process::Command {
     c.arg("--data-dir")
         .arg(data)
         .args(["ingest", corpus, "--json"])
-        .env("QUARRY_INGEST__BATCH_DOCS", "100");
+        .env("QUARRY_INGEST__BATCH_DOCS", "100")
+        // one chunk per record (at most ~400 characters)
+        .env("QUARRY_CHUNK__MAX_TOKENS", "256");
     c.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     c

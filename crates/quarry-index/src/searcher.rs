@@ -19,9 +19,9 @@ use crate::engine::{ActiveEmbedder, EngineOptions, Indexes};
 use crate::error::{Error, Result};
 use crate::vectors::VectorSnapshot;
 use quarry_core::{DefaultAcl, Fusion, GroupBy, InputKind, Mode, Principal, QueryOptions, fuse};
-use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tantivy::collector::TopDocs;
 use tantivy::query::Scorer;
@@ -103,7 +103,7 @@ struct Access<'a> {
     /// The caller's ACL tokens; `None` for a caller who sees everything (no filter at all).
     tokens: Option<Vec<String>>,
     /// Chunk keys the caller may see, computed on the first vector search that needs them.
-    permitted: OnceCell<Vec<u64>>,
+    permitted: OnceLock<Vec<u64>>,
 }
 
 impl Access<'_> {
@@ -166,7 +166,7 @@ impl Searcher {
             bm25,
             default_acl: &self.default_acl,
             tokens,
-            permitted: OnceCell::new(),
+            permitted: OnceLock::new(),
         }
     }
 
@@ -224,7 +224,9 @@ impl Searcher {
             (Mode::Bm25, _) | (_, None) => None,
             (_, Some(_)) => Some(self.embed_query(&q.text)),
         };
-        let embed_ms = vector.is_some().then(|| started.elapsed().as_secs_f64() * 1e3);
+        let embed_ms = vector
+            .is_some()
+            .then(|| started.elapsed().as_secs_f64() * 1e3);
         let mut response = self.search_with_vector(q, caller, vector)?;
         response.took_ms = started.elapsed().as_secs_f64() * 1e3;
         response.embed_ms = embed_ms;
@@ -325,9 +327,10 @@ impl Searcher {
         fusion: Fusion,
         access: &Access<'_>,
     ) -> Result<(Vec<Candidate>, bool)> {
-        let bm25: Vec<(u64, f32, DocAddress)> = if mode == Mode::Vector {
-            Vec::new()
-        } else {
+        let bm25_side = || -> Result<Vec<(u64, f32, DocAddress)>> {
+            if mode == Mode::Vector {
+                return Ok(Vec::new());
+            }
             let mut columns: HashMap<u32, tantivy::columnar::Column<u64>> = HashMap::new();
             let mut out = Vec::new();
             for (score, address) in self.bm25_addresses(depth, access)? {
@@ -344,34 +347,42 @@ impl Searcher {
                     out.push((key, score, address));
                 }
             }
-            out
+            Ok(out)
         };
-        let dense: Vec<(u64, f32, DocAddress)> = match (mode, vector, &self.vectors) {
-            (Mode::Bm25, _, _) | (_, None, _) | (_, _, None) => Vec::new(),
-            (_, Some(v), Some(ix)) => {
-                let found = match &access.tokens {
-                    None => ix.search(v, depth)?,
-                    Some(tokens) => {
-                        let permitted = match access.permitted.get() {
-                            Some(p) => p,
-                            None => {
-                                let filter = acl_filter(&self.index.fields(), tokens);
-                                let keys = matching_keys(&self.snapshot, filter.as_ref())?;
-                                access.permitted.get_or_init(|| keys)
-                            }
-                        };
-                        ix.search_permitted(v, depth, permitted)?.0
-                    }
-                };
-                found
-                    .into_iter()
-                    .filter_map(|(hash, sim)| {
-                        let key = chunk_key(&hash);
-                        self.keys.get(&key).map(|a| (key, sim, *a))
-                    })
-                    .collect()
-            }
+        let dense_side = || -> Result<Vec<(u64, f32, DocAddress)>> {
+            Ok(match (mode, vector, &self.vectors) {
+                (Mode::Bm25, _, _) | (_, None, _) | (_, _, None) => Vec::new(),
+                (_, Some(v), Some(ix)) => {
+                    let found = match &access.tokens {
+                        None => ix.search(v, depth)?,
+                        Some(tokens) => {
+                            let permitted = match access.permitted.get() {
+                                Some(p) => p,
+                                None => {
+                                    let filter = acl_filter(&self.index.fields(), tokens);
+                                    let keys = matching_keys(&self.snapshot, filter.as_ref())?;
+                                    access.permitted.get_or_init(|| keys)
+                                }
+                            };
+                            ix.search_permitted(v, depth, permitted)?.0
+                        }
+                    };
+                    found
+                        .into_iter()
+                        .filter_map(|(hash, sim)| {
+                            let key = chunk_key(&hash);
+                            self.keys.get(&key).map(|a| (key, sim, *a))
+                        })
+                        .collect()
+                }
+            })
         };
+        // the two retrievers run at once (hybrid); each alone runs on this thread
+        let (bm25, dense) = match mode {
+            Mode::Hybrid => rayon::join(bm25_side, dense_side),
+            _ => (bm25_side(), dense_side()),
+        };
+        let (bm25, dense) = (bm25?, dense?);
         let mut by_key: HashMap<u64, Candidate> = HashMap::with_capacity(bm25.len() + dense.len());
         for (rank, (key, score, address)) in bm25.iter().enumerate() {
             by_key.entry(*key).or_insert(Candidate {
@@ -529,9 +540,7 @@ impl Searcher {
             // deep): neighbouring chunks of one document share their BM25 context and come in
             // runs, so a document needs several candidates
             let per_hit = depth.div_ceil(hits.len().max(1));
-            depth = (q.top_k * per_hit * 5 / 4)
-                .max(depth * 2)
-                .min(total.max(1));
+            depth = (q.top_k * per_hit * 5 / 4).max(depth * 2).min(total.max(1));
         }
     }
 }

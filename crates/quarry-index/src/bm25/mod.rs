@@ -1,16 +1,16 @@
 //! The BM25 index of a collection: one tantivy document per distinct chunk.
 //!
 //! A tantivy document holds the chunk hash (its key), the ids of the documents that contain the
-//! chunk, their titles (a boosted field), the chunk text, the chunk's context (the chunk with the
-//! text around it in its documents, indexed only: BM25 scores a small chunk by its passage), and
-//! the occurrences needed to render a hit.
-//! Text is analysed with English rules: simple tokenisation, ASCII folding, lower-casing, English
-//! stop words, Snowball English stemming. Every commit carries the catalog generation it reflects
-//! as its payload, which is how crash recovery knows what to replay.
+//! chunk, the chunk text (stored, to render a hit), the occurrences needed to render a hit, and
+//! the one searched field, `context`: the titles of those documents and the chunk with the text
+//! around it in each ([`ChunkRecord::context`]), indexed only. BM25 thus scores a small chunk by
+//! its passage and its title. Text is analysed with English rules: simple tokenisation, ASCII
+//! folding, lower-casing, English stop words, Snowball English stemming. Every commit carries the
+//! catalog generation it reflects as its payload, which is how crash recovery knows what to replay.
 
 mod query;
 
-pub use query::{TITLE_BOOST, acl_filter, build_query, restrict};
+pub use query::{acl_filter, build_query, restrict};
 
 use crate::catalog::{ChunkRecord, Occurrence};
 use crate::error::{Error, Result};
@@ -47,9 +47,10 @@ const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 pub struct Fields {
     pub chunk_hash: Field,
     pub doc_ids: Field,
-    pub title: Field,
+    /// The chunk text, stored only.
     pub text: Field,
-    /// The chunk with the text around it ([`ChunkRecord::context`]): indexed, not stored.
+    /// The documents' titles and the chunk with the text around it ([`ChunkRecord::context`]):
+    /// indexed, not stored. The field queries search.
     pub context: Field,
     pub occurrences: Field,
     pub chunk_key: Field,
@@ -62,14 +63,10 @@ fn schema() -> (Schema, Fields) {
     let indexing = TextFieldIndexing::default()
         .set_tokenizer(ANALYZER)
         .set_index_option(IndexRecordOption::WithFreqs);
-    let analysed = TextOptions::default()
-        .set_indexing_options(indexing.clone())
-        .set_stored();
     let fields = Fields {
         chunk_hash: b.add_text_field("chunk_hash", STRING | STORED),
         doc_ids: b.add_text_field("doc_ids", STRING | STORED),
-        title: b.add_text_field("title", analysed.clone()),
-        text: b.add_text_field("text", analysed),
+        text: b.add_text_field("text", STORED),
         context: b.add_text_field(
             "context",
             TextOptions::default().set_indexing_options(indexing),
@@ -218,7 +215,7 @@ impl Bm25Index {
             }
         }
         for t in titles {
-            doc.add_text(f.title, t);
+            doc.add_text(f.context, t);
         }
         let mut tokens: Vec<String> = record
             .occurrences
@@ -231,6 +228,10 @@ impl Bm25Index {
             doc.add_text(f.acl, t);
         }
         doc.add_text(f.text, &record.text);
+        if record.context.is_empty() {
+            // a record without context (none was read for it): the chunk stands for itself
+            doc.add_text(f.context, &record.text);
+        }
         for context in &record.context {
             doc.add_text(f.context, context);
         }

@@ -464,7 +464,13 @@ impl Catalog {
                 if context.len() < MAX_CONTEXTS {
                     let doc: String = r.get(6)?;
                     let (start, end) = (r.get::<_, i64>(3)? as usize, r.get::<_, i64>(4)? as usize);
-                    context.push(quarry_core::context_window(&doc, start, end, context_chars).to_owned());
+                    let window = quarry_core::context_window(&doc, start, end, context_chars);
+                    // a span that is not one of the document (never written so) keeps its text
+                    context.push(if window.is_empty() {
+                        text.clone()
+                    } else {
+                        window.to_owned()
+                    });
                 }
                 let occ = Occurrence {
                     doc_id: r.get(0)?,

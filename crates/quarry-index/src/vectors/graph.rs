@@ -22,8 +22,6 @@ impl Distance<f32> for QuarryDot {
 const BASENAME: &str = "graph";
 /// hnsw_rs caps layers at 16.
 const MAX_LAYERS: usize = 16;
-/// Below this many new points, insert one by one (parallel insert has a fixed cost).
-const PARALLEL_FROM: usize = 64;
 
 pub(super) struct Graph {
     hnsw: Hnsw<'static, f32, QuarryDot>,
@@ -41,15 +39,13 @@ impl Graph {
         Graph { hnsw }
     }
 
-    /// Inserts `(point id, vector)` rows.
+    /// Inserts `(point id, vector)` rows, one at a time. Not `parallel_insert_slice`: in hnsw_rs
+    /// 0.3.5 two concurrent inserts that become each other's neighbours can deadlock
+    /// (`reverse_update_neighborhood_simple` holds a read lock on the new point's neighbours while
+    /// it takes write locks on theirs); a test loading 5,183 SciFact vectors hung that way.
     pub(super) fn insert(&self, rows: &[(usize, &[f32])]) {
-        if rows.len() < PARALLEL_FROM {
-            for (id, v) in rows {
-                self.hnsw.insert_slice((v, *id));
-            }
-        } else {
-            let data: Vec<(&[f32], usize)> = rows.iter().map(|(id, v)| (*v, *id)).collect();
-            self.hnsw.parallel_insert_slice(&data);
+        for (id, v) in rows {
+            self.hnsw.insert_slice((v, *id));
         }
     }
 
