@@ -454,24 +454,12 @@ impl Catalog {
             .optional()?;
         let Some(text) = text else { return Ok(None) };
         let mut stmt = self.conn.prepare_cached(
-            "SELECT d.doc_id, d.title, d.source, c.start, c.end, d.acl, d.text FROM doc_chunks c
+            "SELECT d.doc_id, d.title, d.source, c.start, c.end, d.acl FROM doc_chunks c
              JOIN documents d ON d.collection = c.collection AND d.doc_id = c.doc_id
              WHERE c.collection = ?1 AND c.chunk_hash = ?2 ORDER BY d.doc_id, c.ord",
         )?;
-        let mut context = Vec::new();
         let occurrences = stmt
             .query_map([collection, &hex], |r| {
-                if context.len() < MAX_CONTEXTS {
-                    let doc: String = r.get(6)?;
-                    let (start, end) = (r.get::<_, i64>(3)? as usize, r.get::<_, i64>(4)? as usize);
-                    let window = quarry_core::context_window(&doc, start, end, context_chars);
-                    // a span that is not one of the document (never written so) keeps its text
-                    context.push(if window.is_empty() {
-                        text.clone()
-                    } else {
-                        window.to_owned()
-                    });
-                }
                 let occ = Occurrence {
                     doc_id: r.get(0)?,
                     title: r.get(1)?,
@@ -491,12 +479,67 @@ impl Catalog {
         if occurrences.is_empty() {
             return Ok(None);
         }
+        // The context of an occurrence is text of its document. A chunk is one BM25 entry that
+        // any reader of one of its documents may match, so contexts are indexed only when every
+        // occurrence has the same ACL: otherwise a reader of one document could find the chunk
+        // by words around it in another.
+        let same_acl = occurrences.windows(2).all(|w| w[0].acl == w[1].acl);
+        let mut context = Vec::new();
+        if same_acl {
+            for occ in occurrences.iter().take(MAX_CONTEXTS) {
+                let window = self.context_of(collection, occ, context_chars)?;
+                // a span that is not one of the document (never written so) keeps its text
+                context.push(window.unwrap_or_else(|| text.clone()));
+            }
+        } else {
+            context.push(text.clone());
+        }
         Ok(Some(ChunkRecord {
             hash: *hash,
             text,
             occurrences,
             context,
         }))
+    }
+
+    /// The context of `occ` ([`quarry_core::context_window`]), reading only the bytes of the
+    /// document it can reach (4 bytes a character at most), not the whole text. `None` when the
+    /// span is not one of the document.
+    fn context_of(
+        &self,
+        collection: &str,
+        occ: &Occurrence,
+        context_chars: usize,
+    ) -> Result<Option<String>> {
+        let reach = context_chars.saturating_mul(4);
+        let from = occ.start.saturating_sub(reach);
+        let len = occ.end.saturating_add(reach).saturating_sub(from);
+        let bytes: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached(
+                "SELECT substr(CAST(text AS BLOB), ?3, ?4) FROM documents
+                 WHERE collection = ?1 AND doc_id = ?2",
+            )?
+            .query_row(
+                rusqlite::params![collection, occ.doc_id, from as i64 + 1, len as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(bytes) = bytes else { return Ok(None) };
+        // cut to whole characters: skip a partial one at the front, stop before one at the end
+        let skip = bytes.iter().take_while(|b| (**b & 0xC0) == 0x80).count();
+        let valid = match std::str::from_utf8(&bytes[skip..]) {
+            Ok(s) => s,
+            Err(e) => std::str::from_utf8(&bytes[skip..skip + e.valid_up_to()]).unwrap_or_default(),
+        };
+        let (Some(start), Some(end)) = (
+            occ.start.checked_sub(from + skip),
+            occ.end.checked_sub(from + skip),
+        ) else {
+            return Ok(None);
+        };
+        let window = quarry_core::context_window(valid, start, end, context_chars);
+        Ok((!window.is_empty() || start == end).then(|| window.to_owned()))
     }
 
     /// Every chunk hash of the collection (for a full rebuild of a derived index).

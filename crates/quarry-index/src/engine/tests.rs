@@ -472,3 +472,73 @@ fn without_context_bm25_matches_the_chunk_text_only() {
         BTreeSet::from([PARAS[1].to_owned()])
     );
 }
+
+#[test]
+fn a_chunk_shared_by_documents_of_other_readers_is_not_found_by_their_contexts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options();
+    opts.chunk.context_chars = 200;
+    let engine = Engine::open(dir.path(), opts).unwrap();
+    let chunker = quarry_core::Chunker::new(engine.options().chunk, None).unwrap();
+    let put = |id: &str, text: String, acl: &[&str]| {
+        let mut d = doc(id, &text);
+        d.acl = acl.iter().map(|a| a.to_string()).collect();
+        let chunks = chunker.chunk(&d.title, &d.text, d.format);
+        engine.apply("c", vec![Change::Upsert(d, chunks)]).unwrap();
+    };
+    // PARAS[0] is one chunk held by both documents; PARAS[1] is alice's alone, PARAS[2] bob's
+    put(
+        "a",
+        format!("{}\n\n{}", PARAS[0], PARAS[1]),
+        &["user:alice"],
+    );
+    put("b", format!("{}\n\n{}", PARAS[0], PARAS[2]), &["user:bob"]);
+    let bob = quarry_core::Principal::new("bob", vec![], quarry_core::Role::Reader);
+    let found = |who: &quarry_core::Principal, word: &str| -> BTreeSet<String> {
+        let q = QueryOptions::new(word, 100, Mode::Bm25, GroupBy::Chunk).unwrap();
+        let hits = engine.searcher("c").unwrap().search(&q, who).unwrap();
+        hits.results.into_iter().map(|h| h.text).collect()
+    };
+    // "kettles" is only in alice's document: bob finds nothing, not even the shared chunk
+    assert!(found(&bob, "kettles").is_empty());
+    // the shared chunk is indexed without context, so bob's own neighbour does not reach it either
+    assert_eq!(found(&bob, "crisp"), BTreeSet::from([PARAS[2].to_owned()]));
+    // bob's own chunk has the shared one in its context
+    assert_eq!(
+        found(&bob, "orchard"),
+        BTreeSet::from([PARAS[0].to_owned(), PARAS[2].to_owned()])
+    );
+    // a chunk of one reader keeps its context
+    assert_eq!(
+        found(&admin(), "kettles"),
+        BTreeSet::from([PARAS[1].to_owned()])
+    );
+}
+
+#[test]
+fn contexts_are_cut_on_character_boundaries_of_multibyte_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options();
+    opts.chunk.context_chars = 11;
+    let engine = Engine::open(dir.path(), opts).unwrap();
+    let (a, b) = ("ññññ ññññ ññññ ññññ ññññ", "ñañaña kettles");
+    let text = format!("{a}\n\n{b}\n\n{}", PARAS[0]);
+    // the catalog reads 4 bytes a character before the last chunk: that cut is inside a "ñ"
+    let last = text.find(PARAS[0]).unwrap();
+    assert!(!text.is_char_boundary(last - 4 * 11));
+    upsert(&engine, "a", &text);
+    let both = BTreeSet::from([b.to_owned(), PARAS[0].to_owned()]);
+    assert_eq!(chunks_matching(&engine, "kettles"), both);
+    assert_eq!(chunks_matching(&engine, "apple"), both);
+    // 11 characters after `b` end inside "orchard": it is left out of b's context
+    assert_eq!(
+        chunks_matching(&engine, "orchard"),
+        BTreeSet::from([PARAS[0].to_owned()])
+    );
+    assert_eq!(chunks_matching(&engine, "ñandú").len(), 0);
+    // the last chunk's context starts after the cut word "ñañaña"; the first chunk's reaches it
+    assert_eq!(
+        chunks_matching(&engine, "ñañaña"),
+        BTreeSet::from([a.to_owned(), b.to_owned()])
+    );
+}
