@@ -37,11 +37,22 @@
 //! vector instead of the graph. These extra passes only run with `cargo bench`, not when
 //! `cargo test --benches` runs each benchmark once as a smoke test.
 //!
+//! **The default chunking.** The corpus above is one chunk per document, as the reference vectors
+//! are. To measure a collection chunked as `quarry` chunks by default (about 7 chunks per
+//! document, 37,366 at 64 tokens), point `QUARRY_BENCH_DATA_DIR` at a data dir where
+//! `quarry eval --dataset ../shared/datasets/scifact` has ingested and embedded the corpus
+//! (collection `beir-scifact`). The same four settings then also run over that collection, as
+//! the group `chunked` (`chunked/hybrid_top10_document`, …), with the same reference query
+//! vectors, after nDCG@10 lines (hybrid at `top_k` 10 and 100, BM25 at 100, vector at 10 and
+//! 100). The data dir's documents are not changed, but a BM25 index of an older layout is rebuilt
+//! on open, as `quarry` itself does; no other `quarry` process may hold the data dir.
+//!
 //! Run it (release build):
 //!
 //! ```text
 //! cargo bench --bench hybrid                 # everything
 //! cargo bench --bench hybrid -- hybrid/      # only the hybrid settings
+//! QUARRY_BENCH_DATA_DIR=./quarry-data cargo bench --bench hybrid -- chunked/
 //! ```
 
 use arrow_array::cast::AsArray;
@@ -129,6 +140,48 @@ impl EmbedderSource for StubSource {
     fn get(&self, name: &str) -> quarry_index::Result<Option<Arc<dyn Embedder>>> {
         Ok((name == EMBEDDER).then(|| self.0.clone()))
     }
+}
+
+/// The stub embedder with the reference spec.
+fn stub_embedder() -> Arc<dyn Embedder> {
+    let spec = reference_spec();
+    Arc::new(StubEmbedder {
+        fingerprint: spec.fingerprint(),
+        spec,
+    })
+}
+
+/// Collection that `quarry eval --dataset …/scifact` ingests into.
+const CHUNKED_COLLECTION: &str = "beir-scifact";
+
+/// A searcher over the `beir-scifact` collection of the data dir named by
+/// `QUARRY_BENCH_DATA_DIR` (see the module doc), or `None` when the variable is unset. Queries
+/// come with their vectors, so the embedder is never called; none is configured.
+fn open_chunked() -> Option<(Engine, Searcher)> {
+    let dir = PathBuf::from(std::env::var_os("QUARRY_BENCH_DATA_DIR")?);
+    let engine = Engine::open(&dir, EngineOptions::default())
+        .unwrap_or_else(|e| panic!("QUARRY_BENCH_DATA_DIR: cannot open {}: {e}", dir.display()));
+    let searcher = engine.searcher(CHUNKED_COLLECTION).unwrap_or_else(|e| {
+        panic!(
+            "QUARRY_BENCH_DATA_DIR: no collection `{CHUNKED_COLLECTION}` in {} ({e}); run \
+             `quarry eval --data-dir {} --dataset ../shared/datasets/scifact` first",
+            dir.display(),
+            dir.display()
+        )
+    });
+    assert!(
+        searcher.embedding_version().is_some(),
+        "QUARRY_BENCH_DATA_DIR: collection `{CHUNKED_COLLECTION}` in {} has no vectors",
+        dir.display()
+    );
+    eprintln!(
+        "hybrid bench: chunked collection `{CHUNKED_COLLECTION}` of {}: {} chunks, embedding \
+         version {}",
+        dir.display(),
+        searcher.num_chunks(),
+        searcher.embedding_version().unwrap_or("none")
+    );
+    Some((engine, searcher))
 }
 
 /// A test query: its text, its vector (normalised) and its judgments.
@@ -284,10 +337,7 @@ impl Loaded {
             .tempdir()
             .expect("create a temporary directory");
         let spec = reference_spec();
-        let stub: Arc<dyn Embedder> = Arc::new(StubEmbedder {
-            fingerprint: spec.fingerprint(),
-            spec: spec.clone(),
-        });
+        let stub = stub_embedder();
         let options = EngineOptions {
             chunk: ChunkOptions {
                 max_tokens: 4096,
@@ -406,14 +456,14 @@ impl Loaded {
         }
     }
 
-    /// One query, timed part of the benchmark: the vector is cloned as a caller would hand over
-    /// a freshly embedded one.
+    /// One query on the searcher.
     fn search(&self, q: &QueryOptions, vector: &[f32]) -> SearchResponse {
         search(&self.searcher, q, vector)
     }
 }
 
-/// One query on `searcher` with its precomputed vector.
+/// One query on `searcher` with its precomputed vector, timed part of the benchmark: the vector
+/// is cloned as a caller would hand over a freshly embedded one.
 fn search(searcher: &Searcher, q: &QueryOptions, vector: &[f32]) -> SearchResponse {
     searcher
         .search_with_vector(q, &Principal::local_admin(), Some(Ok(vector.to_vec())))
@@ -513,8 +563,10 @@ fn report_latency(name: &str, searcher: &Searcher, data: &Dataset, queries: &[Qu
     );
     if let Some(cpu) = cpu {
         let cpu_mean_ms = cpu.as_secs_f64() * 1e3 / n as f64;
+        // a hybrid query's BM25 side runs on a rayon thread, which this does not count
         eprintln!(
-            "{name}: on-CPU mean {cpu_mean_ms:.3} ms per query (wall mean is {:.1}x that)",
+            "{name}: on-CPU mean {cpu_mean_ms:.3} ms per query on the calling thread (wall mean \
+             is {:.1}x that)",
             wall_mean_ms / cpu_mean_ms
         );
     }
@@ -545,24 +597,30 @@ fn report_quality(loaded: &Loaded, data: &Dataset) {
         ),
     ];
     for (name, top_k, mode, searcher) in settings {
-        let mut sum = 0.0;
-        for (q, t) in queries_of(data, top_k, mode).iter().zip(&data.queries) {
-            let response = search(searcher, q, &t.vector);
-            assert!(
-                !response.degraded && response.warnings.is_empty(),
-                "{name}: degraded answer for {:?}: {:?}",
-                q.text,
-                response.warnings
-            );
-            let ranked: Vec<String> = response.results.into_iter().map(|h| h.doc_id).collect();
-            sum += ndcg_at_k(&ranked, &t.judged, 10);
-        }
-        eprintln!(
-            "quality {name}: nDCG@10 {:.4} over {} test queries",
-            sum / data.queries.len() as f64,
-            data.queries.len()
-        );
+        report_ndcg(name, searcher, data, top_k, mode);
     }
+}
+
+/// Prints nDCG@10 of one setting on `searcher` against the test qrels, checking that no answer
+/// is degraded.
+fn report_ndcg(name: &str, searcher: &Searcher, data: &Dataset, top_k: usize, mode: Mode) {
+    let mut sum = 0.0;
+    for (q, t) in queries_of(data, top_k, mode).iter().zip(&data.queries) {
+        let response = search(searcher, q, &t.vector);
+        assert!(
+            !response.degraded && response.warnings.is_empty(),
+            "{name}: degraded answer for {:?}: {:?}",
+            q.text,
+            response.warnings
+        );
+        let ranked: Vec<String> = response.results.into_iter().map(|h| h.doc_id).collect();
+        sum += ndcg_at_k(&ranked, &t.judged, 10);
+    }
+    eprintln!(
+        "quality {name}: nDCG@10 {:.4} over {} test queries",
+        sum / data.queries.len() as f64,
+        data.queries.len()
+    );
 }
 
 /// The folder of the loaded collection's vector index, if it has an embedding version.
@@ -765,8 +823,41 @@ fn loaded<'a>(cell: &'a OnceCell<Loaded>, data: &Dataset) -> &'a Loaded {
     })
 }
 
-fn bench_settings(c: &mut Criterion, data: &Dataset, cell: &OnceCell<Loaded>) {
+/// The chunked collection, opened on first use; when measuring, its quality is printed right
+/// after.
+fn chunked<'a>(cell: &'a OnceCell<(Engine, Searcher)>, data: &Dataset) -> &'a Searcher {
+    &cell
+        .get_or_init(|| {
+            let opened = open_chunked().expect("QUARRY_BENCH_DATA_DIR is set");
+            if measuring() {
+                for (top_k, mode, name) in [
+                    (100, Mode::Hybrid, "chunked/hybrid_top100_document"),
+                    (10, Mode::Hybrid, "chunked/hybrid_top10_document"),
+                    (100, Mode::Bm25, "chunked/bm25_top100_document"),
+                    (100, Mode::Vector, "chunked/vector_top100_document"),
+                    (10, Mode::Vector, "chunked/vector_top10_document"),
+                ] {
+                    report_ndcg(name, &opened.1, data, top_k, mode);
+                }
+            }
+            opened
+        })
+        .1
+}
+
+/// One criterion benchmark per setting of [`SETTINGS`], in group `group` (`None`: the setting's
+/// own group), on the searcher `searcher` returns (set up on first use).
+fn bench_settings<'a>(
+    c: &mut Criterion,
+    data: &Dataset,
+    group: Option<&str>,
+    searcher: impl Fn() -> &'a Searcher,
+) {
     for (group_name, function, top_k, mode) in SETTINGS {
+        let (group_name, function) = match group {
+            Some(g) => (g.to_owned(), format!("{group_name}_{function}")),
+            None => (group_name.to_owned(), function.to_owned()),
+        };
         let name = format!("{group_name}/{function}");
         let queries = queries_of(data, top_k, mode);
         let mut group = c.benchmark_group(group_name);
@@ -776,15 +867,15 @@ fn bench_settings(c: &mut Criterion, data: &Dataset, cell: &OnceCell<Loaded>) {
             .measurement_time(Duration::from_secs(5));
         let mut reported = false;
         group.bench_function(function, |b| {
-            let loaded = loaded(cell, data);
+            let searcher = searcher();
             if !reported && measuring() {
-                report_latency(&name, &loaded.searcher, data, &queries);
+                report_latency(&name, searcher, data, &queries);
             }
             reported = true;
             let mut next = queries.iter().zip(&data.queries).cycle();
             b.iter(|| {
                 let (q, t) = next.next().expect("cycle over a non-empty list");
-                loaded.search(q, &t.vector)
+                search(searcher, q, &t.vector)
             });
         });
         group.finish();
@@ -796,7 +887,12 @@ fn main() {
     // loaded engine, set up only if a benchmark that needs it passes the filter.
     let mut c = Criterion::default().configure_from_args();
     if let Some(data) = Dataset::locate() {
-        bench_settings(&mut c, &data, &OnceCell::new());
+        let cell = OnceCell::new();
+        bench_settings(&mut c, &data, None, || &loaded(&cell, &data).searcher);
+        if std::env::var_os("QUARRY_BENCH_DATA_DIR").is_some() {
+            let cell = OnceCell::new();
+            bench_settings(&mut c, &data, Some("chunked"), || chunked(&cell, &data));
+        }
     }
     c.final_summary();
 }
