@@ -8,12 +8,22 @@
 //! 2. **Fusion** ([`quarry_core::fuse`]) into one ranking, keeping each retriever's score and rank.
 //! 3. **Hits.** Stored records are read in fused order until `top_k` chunks (or, for
 //!    `group_by=document`, `top_k` distinct documents) are found; when candidates run out first,
-//!    `depth` grows and the query runs again.
+//!    `depth` grows and the query runs again. With `group_by=document` a candidate whose
+//!    documents all have a hit already (by their [`doc_key`]s, a fast field) is passed over
+//!    without reading its record: neighbouring chunks of a document share their BM25 context
+//!    and come in runs.
+//!
+//! BM25 retrieves with the query's tantivy weight, made once per query (its terms looked up once)
+//! and used at every depth. With weighted fusion, vector-only candidates get their BM25 score term
+//! by term, each term's postings skipped to them.
 //!
 //! The query text is embedded with the collection's active embedder, on a separate thread with a
 //! deadline: if that fails or takes too long, the answer comes from BM25 with `degraded: true`.
 
-use crate::bm25::{Bm25Index, KeyMap, acl_filter, build_query, chunk_key, matching_keys, restrict};
+use crate::bm25::{
+    Bm25Index, CHUNK_KEY, DOC_KEYS, KeyMap, SegmentColumns, acl_filter, build_query, chunk_key,
+    doc_key, matching_keys, query_terms, restrict, term_query,
+};
 use crate::catalog::{ChunkRecord, CollectionRow};
 use crate::engine::{ActiveEmbedder, EngineOptions, Indexes};
 use crate::error::{Error, Result};
@@ -23,9 +33,44 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use tantivy::collector::TopDocs;
-use tantivy::query::Scorer;
+use tantivy::collector::{Collector, TopDocs};
+use tantivy::query::{EnableScoring, Query, Scorer, Weight};
 use tantivy::{DocAddress, DocSet};
+
+/// Chunks the vector retriever returns at least, for `group_by=document`, before fusion: deep
+/// enough that fusion sees what either retriever ranks high. On SciFact at `top_k=10`, 50 (with
+/// BM25 at 100) and 100 for both give the same hybrid nDCG@10 (0.7406 and 0.7396); 30 for both
+/// gives 0.7370 and more second passes.
+const MIN_DOCUMENT_DEPTH: usize = 50;
+
+/// BM25 returns at least this many times [`MIN_DOCUMENT_DEPTH`] for `group_by=document`:
+/// neighbouring chunks of a document share most of their BM25 context, so BM25's best chunks come
+/// in runs from one document (on SciFact its first 10 documents took 57 chunks on average, the
+/// vector index's 29). At 50 chunks BM25 alone needed second passes for many queries.
+const BM25_RUNS: usize = 2;
+
+/// How many chunks each retriever returns in one pass.
+#[derive(Debug, Clone, Copy)]
+struct Depth {
+    bm25: usize,
+    vector: usize,
+}
+
+impl Depth {
+    /// `depth` chunks from each retriever, BM25 at least [`BM25_RUNS`] × [`MIN_DOCUMENT_DEPTH`]
+    /// when grouped by document; neither more than the `total` chunks of the snapshot.
+    fn new(depth: usize, group_by: GroupBy, total: usize) -> Depth {
+        let bm25 = match group_by {
+            GroupBy::Chunk => depth,
+            GroupBy::Document => depth.max(BM25_RUNS * MIN_DOCUMENT_DEPTH),
+        };
+        let total = total.max(1);
+        Depth {
+            bm25: bm25.min(total),
+            vector: depth.min(total),
+        }
+    }
+}
 
 /// Per-retriever scores and ranks of a hit (ranks from 1).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -97,8 +142,14 @@ pub struct Searcher {
 /// the BM25 query (the caller's ACL clause included).
 struct Access<'a> {
     caller: &'a Principal,
+    /// The terms of the BM25 query.
+    terms: Vec<tantivy::Term>,
     /// The BM25 query; `None` when the text has no searchable term.
     bm25: Option<Box<dyn tantivy::query::Query>>,
+    /// The BM25 query's weight over the snapshot (its terms looked up and their statistics
+    /// read once), for the BM25 retrieval at every depth; `None` without a BM25 query or in
+    /// `mode=vector`.
+    weight: Option<Box<dyn Weight>>,
     default_acl: &'a DefaultAcl,
     /// The caller's ACL tokens; `None` for a caller who sees everything (no filter at all).
     tokens: Option<Vec<String>>,
@@ -139,6 +190,12 @@ impl Searcher {
         self.snapshot.num_docs()
     }
 
+    /// Segments of the BM25 snapshot.
+    #[cfg(test)]
+    pub(crate) fn num_segments(&self) -> usize {
+        self.snapshot.segment_readers().len()
+    }
+
     /// The fusion used when a query does not name one.
     pub fn default_fusion(&self) -> Fusion {
         self.default_fusion
@@ -154,31 +211,47 @@ impl Searcher {
         &self.default_acl
     }
 
-    fn access<'a>(&'a self, text: &str, caller: &'a Principal) -> Access<'a> {
+    fn access<'a>(&'a self, text: &str, caller: &'a Principal, mode: Mode) -> Result<Access<'a>> {
         let fields = self.index.fields();
         let tokens = (!caller.sees_all()).then(|| caller.tokens(&self.default_acl));
-        let bm25 = build_query(&fields, text).map(|query| match &tokens {
+        let terms = query_terms(&fields, text);
+        let bm25 = build_query(&terms).map(|query| match &tokens {
             Some(tokens) => restrict(query, acl_filter(&fields, tokens)),
             None => query,
         });
-        Access {
+        let weight = match (&bm25, mode) {
+            (Some(query), Mode::Bm25 | Mode::Hybrid) => {
+                Some(query.weight(EnableScoring::enabled_from_searcher(&self.snapshot))?)
+            }
+            _ => None,
+        };
+        Ok(Access {
             caller,
+            terms,
             bm25,
+            weight,
             default_acl: &self.default_acl,
             tokens,
             permitted: OnceLock::new(),
-        }
+        })
     }
 
     /// The best `limit` chunks for `text` by BM25 among those `access` may see (the ACL is a
     /// clause of the query itself), best first.
     fn bm25_addresses(&self, limit: usize, access: &Access<'_>) -> Result<Vec<(f32, DocAddress)>> {
-        let Some(query) = &access.bm25 else {
+        let Some(weight) = &access.weight else {
             return Ok(Vec::new());
         };
-        Ok(self
+        // what `tantivy::Searcher::search` does, with the weight made once per query
+        let collector = TopDocs::with_limit(limit.max(1)).order_by_score();
+        let fruits = self
             .snapshot
-            .search(query, &TopDocs::with_limit(limit.max(1)).order_by_score())?)
+            .segment_readers()
+            .iter()
+            .enumerate()
+            .map(|(ord, reader)| collector.collect_segment(weight.as_ref(), ord as u32, reader))
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        Ok(collector.merge_fruits(fruits)?)
     }
 
     /// Embeds a query with the active embedder, waiting at most the configured timeout.
@@ -278,7 +351,7 @@ impl Searcher {
                 }
             }
         }
-        let access = self.access(&q.text, caller);
+        let access = self.access(&q.text, caller, mode)?;
         let results = self.hits(q, mode, query_vector.as_deref(), &access)?;
         if results.is_empty() && mode == Mode::Bm25 && access.bm25.is_none() {
             warnings.push(
@@ -307,7 +380,11 @@ impl Searcher {
         depth: usize,
         caller: &Principal,
     ) -> Result<Vec<(u64, f32)>> {
-        let access = self.access(text, caller);
+        let access = self.access(text, caller, mode)?;
+        let depth = Depth {
+            bm25: depth,
+            vector: depth,
+        };
         let (candidates, _) = self.candidates(mode, vector, depth, self.default_fusion, &access)?;
         candidates
             .iter()
@@ -318,12 +395,13 @@ impl Searcher {
             .collect()
     }
 
-    /// Fused candidates, best first, from each retriever's best `depth` chunks.
+    /// Fused candidates, best first, from each retriever's best chunks (as many as `depth` says),
+    /// and whether a retriever may have more.
     fn candidates(
         &self,
         mode: Mode,
         vector: Option<&[f32]>,
-        depth: usize,
+        depth: Depth,
         fusion: Fusion,
         access: &Access<'_>,
     ) -> Result<(Vec<Candidate>, bool)> {
@@ -331,19 +409,10 @@ impl Searcher {
             if mode == Mode::Vector {
                 return Ok(Vec::new());
             }
-            let mut columns: HashMap<u32, tantivy::columnar::Column<u64>> = HashMap::new();
+            let mut keys = SegmentColumns::new(&self.snapshot, CHUNK_KEY);
             let mut out = Vec::new();
-            for (score, address) in self.bm25_addresses(depth, access)? {
-                let column = match columns.entry(address.segment_ord) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                        self.snapshot
-                            .segment_reader(address.segment_ord)
-                            .fast_fields()
-                            .u64("chunk_key")?,
-                    ),
-                };
-                if let Some(key) = column.first(address.doc_id) {
+            for (score, address) in self.bm25_addresses(depth.bm25, access)? {
+                if let Some(key) = keys.first(address)? {
                     out.push((key, score, address));
                 }
             }
@@ -354,7 +423,7 @@ impl Searcher {
                 (Mode::Bm25, _, _) | (_, None, _) | (_, _, None) => Vec::new(),
                 (_, Some(v), Some(ix)) => {
                     let found = match &access.tokens {
-                        None => ix.search(v, depth)?,
+                        None => ix.search(v, depth.vector)?,
                         Some(tokens) => {
                             let permitted = match access.permitted.get() {
                                 Some(p) => p,
@@ -364,7 +433,7 @@ impl Searcher {
                                     access.permitted.get_or_init(|| keys)
                                 }
                             };
-                            ix.search_permitted(v, depth, permitted)?.0
+                            ix.search_permitted(v, depth.vector, permitted)?.0
                         }
                     };
                     found
@@ -377,9 +446,17 @@ impl Searcher {
                 }
             })
         };
-        // the two retrievers run at once (hybrid); each alone runs on this thread
+        // the two retrievers run at once (hybrid): BM25 on the rayon pool, the vector search on
+        // this thread (a caller outside the pool would otherwise only wait); alone, each runs here
         let (bm25, dense) = match mode {
-            Mode::Hybrid => rayon::join(bm25_side, dense_side),
+            Mode::Hybrid => {
+                let mut bm25 = None;
+                let dense = rayon::in_place_scope(|scope| {
+                    scope.spawn(|_| bm25 = Some(bm25_side()));
+                    dense_side()
+                });
+                (bm25.expect("the scope ran the BM25 side"), dense)
+            }
             _ => (bm25_side(), dense_side()),
         };
         let (bm25, dense) = (bm25?, dense?);
@@ -415,8 +492,8 @@ impl Searcher {
                 fuse(fusion, &b, &d)
             }
         };
-        // A retriever that returned all `depth` it was asked for may have more.
-        let more = bm25.len() >= depth || dense.len() >= depth;
+        // A retriever that returned all it was asked for may have more.
+        let more = bm25.len() >= depth.bm25 || dense.len() >= depth.vector;
         let ranked = ranked
             .into_iter()
             .filter_map(|(key, score)| by_key.get(&key).map(|c| Candidate { score, ..*c }))
@@ -427,7 +504,7 @@ impl Searcher {
     /// For a weighted fusion, gives every candidate found by one retriever its true score from
     /// the other (appended to that retriever's list), instead of the 0 a missing score counts as:
     /// the cosine of a BM25-only chunk from its stored vector, the BM25 score of a vector-only
-    /// chunk from the query's scorer. RRF fuses ranks, which exist only for retrieved chunks, so
+    /// chunk as the sum of its terms' scores. RRF fuses ranks, which exist only for retrieved chunks, so
     /// it is left alone.
     fn complete_scores(
         &self,
@@ -458,28 +535,36 @@ impl Searcher {
         if missing.is_empty() {
             return Ok(());
         }
-        // the caller's query: its ACL clause scores 0 and vector candidates are all permitted
-        let Some(query) = &access.bm25 else {
-            return Ok(());
-        };
-        let weight = query.weight(tantivy::query::EnableScoring::enabled_from_searcher(
-            &self.snapshot,
-        ))?;
+        // The query's score is the sum of its terms' (its ACL clause scores 0, and vector
+        // candidates are all permitted). Each term's postings skip to the candidates; the
+        // query's own union scorer would score every posting in between.
+        let scoring = EnableScoring::enabled_from_searcher(&self.snapshot);
+        let weights = access
+            .terms
+            .iter()
+            .map(|t| term_query(t).weight(scoring))
+            .collect::<tantivy::Result<Vec<_>>>()?;
         missing.sort_by_key(|(_, a)| (a.segment_ord, a.doc_id));
-        let mut i = 0;
-        while i < missing.len() {
-            let segment = missing[i].1.segment_ord;
-            let mut scorer = weight.scorer(self.snapshot.segment_reader(segment), 1.0)?;
-            while i < missing.len() && missing[i].1.segment_ord == segment {
-                let (key, address) = missing[i];
-                if scorer.doc() < address.doc_id {
-                    scorer.seek(address.doc_id);
+        for segment in missing.chunk_by(|x, y| x.1.segment_ord == y.1.segment_ord) {
+            let reader = self.snapshot.segment_reader(segment[0].1.segment_ord);
+            let mut scores = vec![None::<f32>; segment.len()];
+            for weight in &weights {
+                let mut scorer = weight.scorer(reader, 1.0)?;
+                for ((_, address), score) in segment.iter().zip(&mut scores) {
+                    if scorer.doc() < address.doc_id {
+                        scorer.seek(address.doc_id);
+                    }
+                    if scorer.doc() == address.doc_id {
+                        *score = Some(score.unwrap_or(0.0) + scorer.score());
+                    }
                 }
-                if scorer.doc() == address.doc_id {
-                    b.push((key, scorer.score()));
-                }
-                i += 1;
             }
+            b.extend(
+                segment
+                    .iter()
+                    .zip(scores)
+                    .filter_map(|((key, _), score)| score.map(|s| (*key, s))),
+            );
         }
         Ok(())
     }
@@ -494,13 +579,35 @@ impl Searcher {
         let total = self.snapshot.num_docs() as usize;
         let mut depth = match q.group_by {
             GroupBy::Chunk => q.top_k.max(100),
-            GroupBy::Document => (q.top_k * 3).max(100),
+            GroupBy::Document => (q.top_k * 3).max(MIN_DOCUMENT_DEPTH),
         };
         loop {
-            let (candidates, more) = self.candidates(mode, vector, depth, q.fusion, access)?;
+            let (candidates, more) = self.candidates(
+                mode,
+                vector,
+                Depth::new(depth, q.group_by, total),
+                q.fusion,
+                access,
+            )?;
             let mut hits = Vec::new();
             let mut seen = HashSet::new();
+            // the `doc_key`s of the documents in `hits`, and the column of every chunk's keys
+            let mut seen_keys = HashSet::new();
+            let mut doc_keys = SegmentColumns::new(&self.snapshot, DOC_KEYS);
             'outer: for c in &candidates {
+                if q.group_by == GroupBy::Document {
+                    // Every document of this chunk has a hit already (a run of neighbouring
+                    // chunks, usually): it adds nothing, and its record need not be read.
+                    let mut keys = doc_keys.column(c.address)?.values_for_doc(c.address.doc_id);
+                    let mut any = false;
+                    if keys.all(|k| {
+                        any = true;
+                        seen_keys.contains(&k)
+                    }) && any
+                    {
+                        continue;
+                    }
+                }
                 let mut rec = self.index.record(&self.snapshot, c.address)?;
                 // A chunk shared by documents with different ACLs names only the readable ones.
                 rec.occurrences.retain(|o| access.may_read(&o.acl));
@@ -520,6 +627,7 @@ impl Searcher {
                     GroupBy::Document => {
                         for (i, occ) in rec.occurrences.iter().enumerate() {
                             if seen.insert(occ.doc_id.clone()) {
+                                seen_keys.insert(doc_key(&occ.doc_id));
                                 hits.extend(hit(&rec, i, c));
                                 if hits.len() == q.top_k {
                                     break 'outer;

@@ -18,9 +18,9 @@ use tantivy::schema::IndexRecordOption;
 /// Most distinct terms taken from one query; the rest are ignored (a 10 KB query stays fast).
 pub const MAX_QUERY_TERMS: usize = 256;
 
-/// The query for `text`, or `None` when the text has no searchable term (only stop words or
-/// punctuation).
-pub fn build_query(fields: &Fields, text: &str) -> Option<Box<dyn Query>> {
+/// The distinct terms of `text` on the `context` field, in order (none when the text has only
+/// stop words or punctuation), at most [`MAX_QUERY_TERMS`].
+pub fn query_terms(fields: &Fields, text: &str) -> Vec<Term> {
     static ANALYZER: std::sync::OnceLock<tantivy::tokenizer::TextAnalyzer> =
         std::sync::OnceLock::new();
     // Built once; a clone shares the stop-word set.
@@ -35,18 +35,26 @@ pub fn build_query(fields: &Fields, text: &str) -> Option<Box<dyn Query>> {
             }
         }
     }
+    terms
+        .iter()
+        .map(|t| Term::from_field_text(fields.context, t))
+        .collect()
+}
+
+/// The scoring query of one term: BM25 on its term frequencies.
+pub fn term_query(term: &Term) -> TermQuery {
+    TermQuery::new(term.clone(), IndexRecordOption::WithFreqs)
+}
+
+/// The query for `terms` ([`query_terms`]): a `SHOULD` clause per term, so a chunk scores the sum
+/// of its terms' BM25 scores. `None` without terms.
+pub fn build_query(terms: &[Term]) -> Option<Box<dyn Query>> {
     if terms.is_empty() {
         return None;
     }
     let clauses: Vec<(Occur, Box<dyn Query>)> = terms
         .iter()
-        .map(|t| {
-            let q = TermQuery::new(
-                Term::from_field_text(fields.context, t),
-                IndexRecordOption::WithFreqs,
-            );
-            (Occur::Should, Box::new(q) as Box<dyn Query>)
-        })
+        .map(|t| (Occur::Should, Box::new(term_query(t)) as Box<dyn Query>))
         .collect();
     Some(Box::new(BooleanQuery::new(clauses)))
 }

@@ -1,6 +1,7 @@
 //! ACL oracle tests: random corpora, ACLs, default ACLs, callers and queries. No hit may name a
 //! document outside the caller's permissions, in any mode or grouping; for BM25 and exact vector
-//! search the caller's top k equals a brute-force ranking of the permitted chunks.
+//! search the caller's top k equals a brute-force ranking of the permitted chunks, and BM25 by
+//! document equals the caller's chunk ranking grouped by hand.
 
 use super::*;
 use proptest::prelude::*;
@@ -117,11 +118,14 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn corpus() -> impl Strategy<Value = Corpus> {
-    // A small pool of texts, so several documents (with different ACLs) share chunks.
+    // A small pool of paragraphs, so several documents (with different ACLs) share chunks: all of
+    // them, or some, when one document's paragraphs are among another's.
     proptest::collection::vec(text(), 3..10).prop_flat_map(|pool| {
         let n = pool.len();
+        let paragraphs = proptest::collection::vec(proptest::sample::select(pool.clone()), 1..4)
+            .prop_map(|p| p.join("\n\n"));
         (
-            proptest::collection::vec((proptest::sample::select(pool.clone()), acl()), 4..24),
+            proptest::collection::vec((paragraphs, acl()), 4..24),
             proptest::collection::vec((0..24usize, acl()), 0..4),
             0..3usize,
         )
@@ -297,6 +301,30 @@ proptest! {
                     .map(|(k, s)| (k.to_string(), s))
                     .collect();
                 assert_top_k(&raw, &keyed(&oracle), top_k, "bm25 retriever");
+
+                // Grouped by document: the caller's chunk ranking with each chunk expanded to the
+                // readable documents holding it, each document at its first (best) chunk. This
+                // is what passing over chunks of documents already hit (by `doc_keys`) and the
+                // deeper passes must keep.
+                let chunks = searcher
+                    .search(&query(qtext, 1000, Mode::Bm25, GroupBy::Chunk), caller)
+                    .unwrap();
+                let mut oracle: Vec<(String, f32)> = Vec::new();
+                for h in &chunks.results {
+                    for d in std::iter::once(&h.doc_id).chain(&h.also_in) {
+                        if !oracle.iter().any(|(id, _)| id == d) {
+                            oracle.push((d.clone(), h.score));
+                        }
+                    }
+                }
+                let got: Vec<(String, f32)> = searcher
+                    .search(&query(qtext, top_k, Mode::Bm25, GroupBy::Document), caller)
+                    .unwrap()
+                    .results
+                    .iter()
+                    .map(|h| (h.doc_id.clone(), h.score))
+                    .collect();
+                assert_top_k(&got, &oracle, top_k, "bm25 by document");
 
                 // Exact vector search: brute force over the permitted chunks.
                 let mut oracle: Vec<(String, f32)> = model

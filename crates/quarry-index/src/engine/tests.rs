@@ -33,6 +33,13 @@ fn options() -> EngineOptions {
     }
 }
 
+/// [`options`] with BM25 contexts of `chars` characters on each side of a chunk.
+fn options_with_context(chars: usize) -> EngineOptions {
+    let mut opts = options();
+    opts.chunk.context_chars = chars;
+    opts
+}
+
 fn upsert(engine: &Engine, id: &str, text: &str) -> ApplyStats {
     let chunker = quarry_core::Chunker::new(engine.options().chunk, None).unwrap();
     let d = doc(id, text);
@@ -429,8 +436,7 @@ fn chunks_matching(engine: &Engine, word: &str) -> BTreeSet<String> {
 #[test]
 fn bm25_finds_a_chunk_by_its_context_and_follows_changes_of_its_neighbours() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options();
-    opts.chunk.context_chars = 200;
+    let opts = options_with_context(200);
     let two = |a: &str, b: &str| format!("{a}\n\n{b}");
     {
         let engine = Engine::open(dir.path(), opts.clone()).unwrap();
@@ -476,8 +482,7 @@ fn without_context_bm25_matches_the_chunk_text_only() {
 #[test]
 fn a_chunk_shared_by_documents_of_other_readers_is_not_found_by_their_contexts() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options();
-    opts.chunk.context_chars = 200;
+    let opts = options_with_context(200);
     let engine = Engine::open(dir.path(), opts).unwrap();
     let chunker = quarry_core::Chunker::new(engine.options().chunk, None).unwrap();
     let put = |id: &str, text: String, acl: &[&str]| {
@@ -518,8 +523,7 @@ fn a_chunk_shared_by_documents_of_other_readers_is_not_found_by_their_contexts()
 #[test]
 fn contexts_are_cut_on_character_boundaries_of_multibyte_text() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options();
-    opts.chunk.context_chars = 11;
+    let opts = options_with_context(11);
     let engine = Engine::open(dir.path(), opts).unwrap();
     let (a, b) = ("ññññ ññññ ññññ ññññ ññññ", "ñañaña kettles");
     let text = format!("{a}\n\n{b}\n\n{}", PARAS[0]);
@@ -540,5 +544,46 @@ fn contexts_are_cut_on_character_boundaries_of_multibyte_text() {
     assert_eq!(
         chunks_matching(&engine, "ñañaña"),
         BTreeSet::from([a.to_owned(), b.to_owned()])
+    );
+}
+
+#[test]
+fn small_commits_merge_into_one_bm25_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), options()).unwrap();
+    for (i, p) in PARAS.iter().enumerate() {
+        upsert(&engine, &format!("d{i}"), p);
+    }
+    let searcher = engine.searcher("c").unwrap();
+    assert_eq!(searcher.num_chunks(), PARAS.len() as u64);
+    // tantivy's default policy waits for eight segments of a size; each would cost every query
+    assert_eq!(searcher.num_segments(), 1, "six one-chunk commits");
+    assert_eq!(
+        docs_matching(&engine, "kettles"),
+        BTreeSet::from(["d1".to_owned()])
+    );
+}
+
+#[test]
+fn grouping_by_document_looks_deeper_past_a_document_of_many_matching_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), options()).unwrap();
+    // 150 distinct one-chunk paragraphs that outscore the other documents: BM25's first pass
+    // (100 chunks) holds one document, and the searcher must look deeper for the next two
+    let big: Vec<String> = (0..150)
+        .map(|i| format!("kettles kettles w{i:03}"))
+        .collect();
+    upsert(&engine, "big", &big.join("\n\n"));
+    upsert(&engine, "a", "kettles shine in the kitchen");
+    upsert(&engine, "b", "old copper kettles for sale");
+    assert_eq!(engine.searcher("c").unwrap().num_chunks(), 152);
+    let q = QueryOptions::new("kettles", 3, Mode::Bm25, GroupBy::Document).unwrap();
+    let r = engine.searcher("c").unwrap().search(&q, &admin()).unwrap();
+    let ids: Vec<&str> = r.results.iter().map(|h| h.doc_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(ids[0], "big");
+    assert_eq!(
+        ids[1..].iter().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["a", "b"])
     );
 }

@@ -53,7 +53,10 @@ impl Default for VectorParams {
         VectorParams {
             m: 16,
             ef_construction: 200,
-            ef_search: 128,
+            // 64 (was 128): on SciFact at the default chunking (37,366 vectors), vector nDCG@10
+            // at top_k=10 0.7012 against 0.7023 and hybrid 0.7397 against 0.7396, with the
+            // vector search about 1.6× faster (README, "Latency")
+            ef_search: 64,
             exact_threshold: 4096,
             rebuild_tombstone_ratio: 0.25,
             filter_exact_fraction: 0.05,
@@ -93,19 +96,39 @@ impl VectorParams {
     }
 }
 
-/// Dot product; the similarity of two L2-normalised vectors.
+/// Dot product; the similarity of two L2-normalised vectors (only `min(a.len(), b.len())`
+/// elements count). Runs on the widest SIMD the CPU has, found at run time by `pulp` (AVX2 with
+/// fused multiply-adds on this project's x86-64 machines), not the SSE2 baseline the build
+/// targets: the graph search spends much of its time here.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent accumulators let the compiler vectorise the loop.
-    let mut acc = [0f32; 8];
-    let (ca, ra) = a.as_chunks::<8>();
-    let (cb, rb) = b.as_chunks::<8>();
-    for (x, y) in ca.iter().zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+    static ARCH: std::sync::LazyLock<pulp::Arch> = std::sync::LazyLock::new(pulp::Arch::new);
+    let n = a.len().min(b.len());
+    ARCH.dispatch(Dot(&a[..n], &b[..n]))
+}
+
+/// [`dot`] of two slices of one length, for any SIMD width: two accumulators, then the rest.
+struct Dot<'a>(&'a [f32], &'a [f32]);
+
+impl pulp::WithSimd for Dot<'_> {
+    type Output = f32;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> f32 {
+        let (a, a_rest) = S::as_simd_f32s(self.0);
+        let (b, b_rest) = S::as_simd_f32s(self.1);
+        let (a2, a1) = pulp::as_arrays::<2, _>(a);
+        let (b2, b1) = pulp::as_arrays::<2, _>(b);
+        let (mut acc0, mut acc1) = (simd.splat_f32s(0.0), simd.splat_f32s(0.0));
+        for ([x0, x1], [y0, y1]) in a2.iter().zip(b2) {
+            acc0 = simd.mul_add_e_f32s(*x0, *y0, acc0);
+            acc1 = simd.mul_add_e_f32s(*x1, *y1, acc1);
         }
+        for (x, y) in a1.iter().zip(b1) {
+            acc0 = simd.mul_add_e_f32s(*x, *y, acc0);
+        }
+        let rest: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
+        simd.reduce_sum_f32s(simd.add_f32s(acc0, acc1)) + rest
     }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
 }
 
 /// The points of the index: append-only hashes and vectors, shared by all snapshots of one graph.

@@ -279,3 +279,27 @@ fn permitted_search_matches_exact_scan_of_the_permitted_points() {
     assert!(none.is_empty());
     assert_eq!(plan, FilterPlan::Empty);
 }
+
+proptest! {
+    /// `dot` (on the CPU's widest SIMD, and on pulp's scalar fallback) against an f64 sum, at
+    /// every length around the SIMD steps and at MiniLM's 384, and on slices of different lengths.
+    #[test]
+    fn dot_matches_an_f64_sum(
+        len in prop_oneof![0usize..40, Just(384usize)],
+        seed in any::<u64>(),
+    ) {
+        let mut rng = quarry_core::rng::SplitMix64::new(seed);
+        let mut draw = || (rng.next_u64() % 2001) as f32 / 1000.0 - 1.0;
+        let a: Vec<f32> = (0..len).map(|_| draw()).collect();
+        let b: Vec<f32> = (0..len).map(|_| draw()).collect();
+        let exact: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        let tolerance = 1e-5 * (len as f64).max(1.0);
+        prop_assert!((f64::from(dot(&a, &b)) - exact).abs() <= tolerance);
+        // the portable path, which CPUs without wider SIMD take
+        let scalar = pulp::WithSimd::with_simd(super::Dot(&a, &b), pulp::Scalar::new());
+        prop_assert!((f64::from(scalar) - exact).abs() <= tolerance);
+        // only the common length counts
+        let longer: Vec<f32> = b.iter().copied().chain([5.0, -7.0]).collect();
+        prop_assert!((f64::from(dot(&a, &longer)) - exact).abs() <= tolerance);
+    }
+}
