@@ -159,6 +159,13 @@ const CHUNKED_COLLECTION: &str = "beir-scifact";
 /// come with their vectors, so the embedder is never called; none is configured.
 fn open_chunked() -> Option<(Engine, Searcher)> {
     let dir = PathBuf::from(std::env::var_os("QUARRY_BENCH_DATA_DIR")?);
+    assert!(
+        dir.join("catalog.sqlite3").is_file(),
+        "QUARRY_BENCH_DATA_DIR: {} is not a quarry data dir (no catalog.sqlite3); run `quarry eval \
+         --data-dir {} --dataset ../shared/datasets/scifact` first",
+        dir.display(),
+        dir.display()
+    );
     let engine = Engine::open(&dir, EngineOptions::default())
         .unwrap_or_else(|e| panic!("QUARRY_BENCH_DATA_DIR: cannot open {}: {e}", dir.display()));
     let searcher = engine.searcher(CHUNKED_COLLECTION).unwrap_or_else(|e| {

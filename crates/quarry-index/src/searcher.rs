@@ -142,13 +142,11 @@ pub struct Searcher {
 /// the BM25 query (the caller's ACL clause included).
 struct Access<'a> {
     caller: &'a Principal,
-    /// The terms of the BM25 query.
+    /// The terms of the BM25 query; none when the text has no searchable term.
     terms: Vec<tantivy::Term>,
-    /// The BM25 query; `None` when the text has no searchable term.
-    bm25: Option<Box<dyn tantivy::query::Query>>,
     /// The BM25 query's weight over the snapshot (its terms looked up and their statistics
-    /// read once), for the BM25 retrieval at every depth; `None` without a BM25 query or in
-    /// `mode=vector`.
+    /// read once, the caller's ACL clause included), for the BM25 retrieval at every depth;
+    /// `None` without terms or in `mode=vector`.
     weight: Option<Box<dyn Weight>>,
     default_acl: &'a DefaultAcl,
     /// The caller's ACL tokens; `None` for a caller who sees everything (no filter at all).
@@ -215,12 +213,12 @@ impl Searcher {
         let fields = self.index.fields();
         let tokens = (!caller.sees_all()).then(|| caller.tokens(&self.default_acl));
         let terms = query_terms(&fields, text);
-        let bm25 = build_query(&terms).map(|query| match &tokens {
-            Some(tokens) => restrict(query, acl_filter(&fields, tokens)),
-            None => query,
-        });
-        let weight = match (&bm25, mode) {
-            (Some(query), Mode::Bm25 | Mode::Hybrid) => {
+        let weight = match build_query(&terms) {
+            Some(query) if mode != Mode::Vector => {
+                let query = match &tokens {
+                    Some(tokens) => restrict(query, acl_filter(&fields, tokens)),
+                    None => query,
+                };
                 Some(query.weight(EnableScoring::enabled_from_searcher(&self.snapshot))?)
             }
             _ => None,
@@ -228,7 +226,6 @@ impl Searcher {
         Ok(Access {
             caller,
             terms,
-            bm25,
             weight,
             default_acl: &self.default_acl,
             tokens,
@@ -353,7 +350,7 @@ impl Searcher {
         }
         let access = self.access(&q.text, caller, mode)?;
         let results = self.hits(q, mode, query_vector.as_deref(), &access)?;
-        if results.is_empty() && mode == Mode::Bm25 && access.bm25.is_none() {
+        if results.is_empty() && mode == Mode::Bm25 && access.terms.is_empty() {
             warnings.push(
                 "the query has no searchable words (only stop words or punctuation)".to_owned(),
             );
@@ -590,21 +587,18 @@ impl Searcher {
                 access,
             )?;
             let mut hits = Vec::new();
-            let mut seen = HashSet::new();
             // the `doc_key`s of the documents in `hits`, and the column of every chunk's keys
-            let mut seen_keys = HashSet::new();
+            let mut seen = HashSet::new();
             let mut doc_keys = SegmentColumns::new(&self.snapshot, DOC_KEYS);
             'outer: for c in &candidates {
                 if q.group_by == GroupBy::Document {
                     // Every document of this chunk has a hit already (a run of neighbouring
                     // chunks, usually): it adds nothing, and its record need not be read.
-                    let mut keys = doc_keys.column(c.address)?.values_for_doc(c.address.doc_id);
-                    let mut any = false;
-                    if keys.all(|k| {
-                        any = true;
-                        seen_keys.contains(&k)
-                    }) && any
-                    {
+                    let mut keys = doc_keys
+                        .column(c.address)?
+                        .values_for_doc(c.address.doc_id)
+                        .peekable();
+                    if keys.peek().is_some() && keys.all(|k| seen.contains(&k)) {
                         continue;
                     }
                 }
@@ -626,8 +620,7 @@ impl Searcher {
                     }
                     GroupBy::Document => {
                         for (i, occ) in rec.occurrences.iter().enumerate() {
-                            if seen.insert(occ.doc_id.clone()) {
-                                seen_keys.insert(doc_key(&occ.doc_id));
+                            if seen.insert(doc_key(&occ.doc_id)) {
                                 hits.extend(hit(&rec, i, c));
                                 if hits.len() == q.top_k {
                                     break 'outer;

@@ -35,9 +35,9 @@ pub fn chunk_key(hash: &ContentHash) -> u64 {
 }
 
 /// The 64-bit key of a document id: the first 8 bytes of its blake3 hash. A query grouped by
-/// document skips a candidate chunk whose documents all have a hit already by these keys, without
-/// reading the chunk's stored record; a collision (~4·10⁹ documents to become likely) could only
-/// make it skip a chunk of another document.
+/// document tells its documents apart by these keys, and skips a candidate chunk whose documents
+/// all have a hit already without reading the chunk's stored record; a collision (~4·10⁹
+/// documents to become likely) could only count two documents as one.
 pub fn doc_key(doc_id: &str) -> u64 {
     let b = blake3::hash(doc_id.as_bytes());
     let b = b.as_bytes();
