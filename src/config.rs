@@ -98,6 +98,9 @@ pub struct ServerConfig {
     pub addr: String,
     pub body_limit_bytes: usize,
     pub request_timeout_ms: u64,
+    /// After SIGTERM or Ctrl-C, how long in-flight requests may take before the server stops
+    /// without them (writes not yet committing are cancelled at once, committing nothing).
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +109,7 @@ impl Default for ServerConfig {
             addr: "127.0.0.1:7878".into(),
             body_limit_bytes: 8 * 1024 * 1024,
             request_timeout_ms: 30_000,
+            shutdown_grace_ms: 10_000,
         }
     }
 }

@@ -89,6 +89,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         max_file_bytes: args.max_file_bytes.unwrap_or(config.ingest.max_file_bytes),
         batch_docs: config.ingest.batch_docs,
         embed: !args.no_embed,
+        cancel: None,
     };
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(0);

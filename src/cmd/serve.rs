@@ -29,6 +29,8 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         eprintln!("warning: --insecure-no-auth has no effect: authentication is configured");
     }
     let engine = Arc::new(open_engine(data_dir, config)?);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let options = ServerOptions {
         body_limit_bytes: config.server.body_limit_bytes,
         request_timeout: Duration::from_millis(config.server.request_timeout_ms),
@@ -41,7 +43,11 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
             ..IngestOptions::default()
         },
         auth: auth.clone(),
+        // set by the refresh loop once every collection is open
+        ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        stopping: stop_rx,
     };
+    let ready = options.ready.clone();
     let schedule = match config.eval.interval()? {
         Some(every) => Some((
             every,
@@ -70,6 +76,11 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         tracing::info!(addr = %bound, data_dir = %data_dir.display(), "quarry listening on http://{bound}");
         detect_model_changes(&engine, config.reindex.on_model_change);
         detect_chunking_changes(&engine, config);
+        let refresh = tokio::spawn(quarry_server::refresh_loop(
+            engine.clone(),
+            ready,
+            Duration::from_millis(250),
+        ));
         let jobs = tokio::spawn(quarry_server::job_loop(
             engine.clone(),
             Duration::from_millis(250),
@@ -88,12 +99,18 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         } else {
             None
         };
-        serve(listener, router(engine.clone(), options), shutdown_signal()).await?;
+        let stop = async move {
+            shutdown_signal().await;
+            // writes not yet committing are cancelled at once
+            let _ = stop_tx.send(true);
+        };
+        serve(listener, router(engine.clone(), options), stop, grace).await?;
         // No new scheduled pass starts; one already running finishes before the flush below
         // takes the writer lock.
         for task in scheduled.into_iter().chain(canaries) {
             task.abort();
         }
+        refresh.abort();
         // A job in progress stops at its next batch, keeping what it stored; the next start
         // resumes it.
         engine.interrupt_jobs();
@@ -103,8 +120,11 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "could not write vector indexes at shutdown; the next start replays them from stored vectors");
         }
         tracing::info!("quarry stopped");
-        Ok(())
-    })
+        anyhow::Ok(())
+    })?;
+    // Blocking work still running (a request past the grace period) is not waited for.
+    runtime.shutdown_timeout(grace);
+    Ok(())
 }
 
 /// Logs every collection chunked otherwise than `chunk.*` says now (those settings are for new

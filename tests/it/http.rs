@@ -35,9 +35,14 @@ impl TestServer {
                 .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                serve(listener, router(engine, options), async {
-                    let _ = rx.await;
-                })
+                serve(
+                    listener,
+                    router(engine, options),
+                    async {
+                        let _ = rx.await;
+                    },
+                    std::time::Duration::from_secs(5),
+                )
                 .await
                 .unwrap();
             });

@@ -8,6 +8,7 @@ mod byo_vectors;
 mod cli;
 mod crash;
 mod eval;
+mod follow;
 mod http;
 mod hybrid;
 mod ingest_bad_input;

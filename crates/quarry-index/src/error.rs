@@ -15,7 +15,7 @@ pub enum Error {
     /// Another writer holds the data directory, or a resource is not ready.
     #[error("{0}")]
     Busy(String),
-    #[error("{path}: {source}")]
+    #[error("{path}: {}", io_message(source))]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -30,6 +30,19 @@ pub enum Error {
     /// Stored state that does not parse or contradicts itself.
     #[error("corrupt state: {0}")]
     Corrupt(String),
+    /// The write was cancelled (its request timed out, or the server is stopping) before its
+    /// commit: nothing of it was written.
+    #[error("{0}")]
+    Cancelled(String),
+}
+
+/// An IO error as the user should read it: a full disk says so, with what to do.
+fn io_message(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        format!("disk full ({e}); nothing was half-written: free some space and try again")
+    } else {
+        e.to_string()
+    }
 }
 
 /// Who is to blame for an error.
@@ -53,7 +66,7 @@ impl Error {
         match self {
             Error::Input(_) | Error::Core(_) => ErrorKind::Input,
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::Busy(_) | Error::Embed(_) => ErrorKind::Busy,
+            Error::Busy(_) | Error::Embed(_) | Error::Cancelled(_) => ErrorKind::Busy,
             Error::Io { .. } | Error::Catalog(_) | Error::Bm25(_) | Error::Corrupt(_) => {
                 ErrorKind::Internal
             }
@@ -73,6 +86,7 @@ impl Error {
             Error::NotFound { .. } => "not_found",
             Error::Busy(_) => "busy",
             Error::Embed(_) => "embedding_unavailable",
+            Error::Cancelled(_) => "cancelled",
             _ => "internal",
         }
     }

@@ -7,6 +7,7 @@
 //! snapshot of one generation.
 
 pub mod bm25;
+pub mod cancel;
 pub mod catalog;
 pub mod engine;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod telemetry;
 mod test_support;
 pub mod vectors;
 
+pub use cancel::Cancel;
 pub use catalog::DocumentRow;
 pub use engine::{
     ActiveEmbedder, ApplyStats, Change, CollectionStats, EmbedderSource, Engine, EngineOptions,

@@ -234,21 +234,18 @@ impl Searcher {
     }
 
     /// The best `limit` chunks for `text` by BM25 among those `access` may see (the ACL is a
-    /// clause of the query itself), best first.
-    fn bm25_addresses(&self, limit: usize, access: &Access<'_>) -> Result<Vec<(f32, DocAddress)>> {
+    /// clause of the query itself), best first, as `(score, chunk key, address)`. Equal scores
+    /// are ordered by chunk key, so the answer does not depend on where tantivy put the chunks
+    /// (two identical ingests, or a rebuild, rank alike); see [`top_by_score`].
+    fn bm25_addresses(
+        &self,
+        limit: usize,
+        access: &Access<'_>,
+    ) -> Result<Vec<(f32, u64, DocAddress)>> {
         let Some(weight) = &access.weight else {
             return Ok(Vec::new());
         };
-        // what `tantivy::Searcher::search` does, with the weight made once per query
-        let collector = TopDocs::with_limit(limit.max(1)).order_by_score();
-        let fruits = self
-            .snapshot
-            .segment_readers()
-            .iter()
-            .enumerate()
-            .map(|(ord, reader)| collector.collect_segment(weight.as_ref(), ord as u32, reader))
-            .collect::<tantivy::Result<Vec<_>>>()?;
-        Ok(collector.merge_fruits(fruits)?)
+        top_by_score(&self.snapshot, weight.as_ref(), limit.max(1))
     }
 
     /// Embeds a query with the active embedder, waiting at most the configured timeout.
@@ -406,14 +403,11 @@ impl Searcher {
             if mode == Mode::Vector {
                 return Ok(Vec::new());
             }
-            let mut keys = SegmentColumns::new(&self.snapshot, CHUNK_KEY);
-            let mut out = Vec::new();
-            for (score, address) in self.bm25_addresses(depth.bm25, access)? {
-                if let Some(key) = keys.first(address)? {
-                    out.push((key, score, address));
-                }
-            }
-            Ok(out)
+            Ok(self
+                .bm25_addresses(depth.bm25, access)?
+                .into_iter()
+                .map(|(score, key, address)| (key, score, address))
+                .collect())
         };
         let dense_side = || -> Result<Vec<(u64, f32, DocAddress)>> {
             Ok(match (mode, vector, &self.vectors) {
@@ -433,13 +427,17 @@ impl Searcher {
                             ix.search_permitted(v, depth.vector, permitted)?.0
                         }
                     };
-                    found
+                    let mut found: Vec<(u64, f32, DocAddress)> = found
                         .into_iter()
                         .filter_map(|(hash, sim)| {
                             let key = chunk_key(&hash);
                             self.keys.get(&key).map(|a| (key, sim, *a))
                         })
-                        .collect()
+                        .collect();
+                    // equal similarities by chunk key, not by point id (which depends on the
+                    // order chunks were inserted in)
+                    found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    found
                 }
             })
         };
@@ -664,4 +662,56 @@ fn hit(rec: &ChunkRecord, occurrence: usize, c: &Candidate) -> Option<Hit> {
         },
         also_in: Vec::new(),
     })
+}
+
+/// The best `limit` documents of `snapshot` for `weight`, as `(score, chunk key, address)`,
+/// by score and then by chunk key. The fast path is tantivy's top-k by score (with block-max
+/// WAND), asked for one more than needed: when that one ties with the last kept, documents of
+/// equal score straddle the cut and tantivy would have chosen among them by address, so the
+/// query runs again ranked by `(score, chunk key)` exactly (slower, without pruning).
+pub(crate) fn top_by_score(
+    snapshot: &tantivy::Searcher,
+    weight: &dyn tantivy::query::Weight,
+    limit: usize,
+) -> Result<Vec<(f32, u64, DocAddress)>> {
+    let collect = |collector: &dyn Fn(
+        u32,
+        &tantivy::SegmentReader,
+    ) -> tantivy::Result<Vec<(f32, u64, DocAddress)>>| {
+        let mut all = Vec::new();
+        for (ord, reader) in snapshot.segment_readers().iter().enumerate() {
+            all.extend(collector(ord as u32, reader)?);
+        }
+        all.sort_by(|a: &(f32, u64, DocAddress), b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        Ok::<_, Error>(all)
+    };
+    let fast = TopDocs::with_limit(limit + 1).order_by_score();
+    let mut top = collect(&|ord, reader| {
+        let keys = reader.fast_fields().u64(CHUNK_KEY)?;
+        let fruit = fast.collect_segment(weight, ord, reader)?;
+        Ok(fast
+            .merge_fruits(vec![fruit])?
+            .into_iter()
+            .filter_map(|(score, a)| keys.first(a.doc_id).map(|k| (score, k, a)))
+            .collect())
+    })?;
+    if top.len() > limit && top[limit].0 == top[limit - 1].0 {
+        let exact = TopDocs::with_limit(limit).tweak_score(|reader: &tantivy::SegmentReader| {
+            let keys = reader.fast_fields().u64(CHUNK_KEY).ok();
+            move |doc: tantivy::DocId, score: f32| {
+                let key = keys.as_ref().and_then(|k| k.first(doc)).unwrap_or(u64::MAX);
+                (score, std::cmp::Reverse(key))
+            }
+        });
+        top = collect(&|ord, reader| {
+            let fruit = exact.collect_segment(weight, ord, reader)?;
+            Ok(exact
+                .merge_fruits(vec![fruit])?
+                .into_iter()
+                .map(|((score, key), a)| (score, key.0, a))
+                .collect())
+        })?;
+    }
+    top.truncate(limit);
+    Ok(top)
 }

@@ -26,7 +26,9 @@ pub fn status_of(code: &str) -> StatusCode {
         | "model_not_found" => StatusCode::NOT_FOUND,
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "busy" | "not_ready" | "embedding_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "busy" | "not_ready" | "embedding_unavailable" | "cancelled" => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         "timeout" => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -15,20 +15,42 @@ pub mod schedule;
 pub use auth::Auth;
 pub use error::ApiError;
 pub use routes::{AppState, ServerOptions, router};
-pub use schedule::{canary_loop, eval_loop, job_loop};
+pub use schedule::{canary_loop, eval_loop, job_loop, refresh_loop};
 
 use std::future::Future;
 use tokio::net::TcpListener;
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight requests for at
+/// most `grace`, and returns without those still running after it.
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = signalled.send(true);
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let deadline = async move {
+        if on_signal.wait_for(|s| *s).await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        done = server => done,
+        _ = deadline => {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "requests still running after the shutdown grace period; stopping without them"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -60,6 +60,36 @@ pub async fn eval_loop(engine: Arc<Engine>, interval: Duration, policy: DriftPol
 
 /// Runs queued jobs (re-index) one at a time, oldest first, until the runtime stops; looks for
 /// new ones every `poll`. A job left running by a process that died is resumed.
+/// Opens every collection (recovering what a crash left behind), then marks the server ready;
+/// from then on follows what other processes commit to the data directory (a CLI ingest beside
+/// the server) every `poll`, so queries see it within about `poll` of its commit.
+pub async fn refresh_loop(
+    engine: Arc<Engine>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    poll: Duration,
+) {
+    loop {
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.open_all()).await {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) => tracing::error!("not ready: {e}; trying again in 5 s"),
+            Err(e) => tracing::error!("opening collections failed: {e}; trying again in 5 s"),
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    tracing::info!("every collection is open; ready");
+    loop {
+        tokio::time::sleep(poll).await;
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.refresh()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("following other processes' writes: {e}"),
+            Err(e) => tracing::error!("refresh task failed: {e}"),
+        }
+    }
+}
+
 pub async fn job_loop(engine: Arc<Engine>, poll: Duration) {
     loop {
         let e = engine.clone();

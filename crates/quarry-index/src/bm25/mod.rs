@@ -148,8 +148,16 @@ pub struct Bm25Index {
     index: Index,
     reader: IndexReader,
     fields: Fields,
-    /// The published snapshot and its key map, replaced together by [`Bm25Index::reload`].
-    published: RwLock<(tantivy::Searcher, Arc<KeyMap>)>,
+    /// The published snapshot, its key map and the generation it reflects, replaced together by
+    /// [`Bm25Index::reload`].
+    published: RwLock<Published>,
+}
+
+#[derive(Clone)]
+struct Published {
+    searcher: tantivy::Searcher,
+    keys: Arc<KeyMap>,
+    generation: u64,
 }
 
 /// How segments merge after a commit: tantivy's log policy, but merging as soon as two
@@ -171,12 +179,16 @@ fn merge_policy() -> tantivy::indexer::LogMergePolicy {
 const MAX_MERGED_CHUNKS: usize = 2_000_000;
 
 impl Bm25Index {
-    /// Opens the index in `dir`, creating an empty one if there is none.
+    /// Opens the index in `dir`, creating an empty one if there is none. Every file of the last
+    /// commit is checked against its checksum (tantivy writes one into each file's footer) and
+    /// must exist: a damaged index is an error ([`Error::Corrupt`]) that the engine answers with
+    /// [`Bm25Index::recreate`] and a rebuild from the catalog. An index of an older layout is
+    /// started again at once (generation 0: recovery rebuilds it).
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let (schema, fields) = schema();
+        let (schema, _) = schema();
         let existing = if dir.join("meta.json").exists() {
-            let index = Index::open_in_dir(dir)?;
+            let index = verified(dir)?;
             if index.schema() == schema {
                 Some(index)
             } else {
@@ -184,13 +196,26 @@ impl Bm25Index {
                 // the catalog.
                 tracing::warn!(dir = %dir.display(), "BM25 index has an older schema; rebuilding it");
                 drop(index);
-                std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-                None
+                return Self::recreate(dir);
             }
         } else {
             None
         };
+        Self::open_index(dir, existing)
+    }
+
+    /// Deletes whatever is in `dir` and opens an empty index there (generation 0). The caller
+    /// holds the writer lock and rebuilds it from the catalog.
+    pub fn recreate(dir: &Path) -> Result<Self> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        Self::open_index(dir, None)
+    }
+
+    fn open_index(dir: &Path, existing: Option<Index>) -> Result<Self> {
+        let (schema, fields) = schema();
         let index = match existing {
             Some(index) => index,
             None => Index::create_in_dir(dir, schema)?,
@@ -203,12 +228,18 @@ impl Bm25Index {
             .try_into()?;
         let searcher = reader.searcher();
         let keys = Arc::new(key_map(&searcher)?);
-        Ok(Bm25Index {
+        let ix = Bm25Index {
             index,
             reader,
             fields,
-            published: RwLock::new((searcher, keys)),
-        })
+            published: RwLock::new(Published {
+                searcher,
+                keys,
+                generation: 0,
+            }),
+        };
+        ix.reload()?;
+        Ok(ix)
     }
 
     pub fn fields(&self) -> Fields {
@@ -228,10 +259,16 @@ impl Bm25Index {
 
     /// The published snapshot and its key map.
     pub fn searcher(&self) -> (tantivy::Searcher, Arc<KeyMap>) {
+        let p = self.published.read().unwrap_or_else(|p| p.into_inner());
+        (p.searcher.clone(), p.keys.clone())
+    }
+
+    /// The generation of the published snapshot.
+    pub fn published_generation(&self) -> u64 {
         self.published
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .generation
     }
 
     /// Writes generation `generation`: every chunk of `touched` is removed, then `records` (the
@@ -265,13 +302,29 @@ impl Bm25Index {
         Ok(())
     }
 
-    /// Makes the last commit visible to new searchers (the engine calls it when it publishes).
-    pub fn reload(&self) -> Result<()> {
-        self.reader.reload()?;
-        let searcher = self.reader.searcher();
-        let keys = Arc::new(key_map(&searcher)?);
-        *self.published.write().unwrap_or_else(|p| p.into_inner()) = (searcher, keys);
-        Ok(())
+    /// Makes the last commit visible to new searchers (the engine calls it when it publishes) and
+    /// returns the generation it reflects. Another process may commit meanwhile: the generation
+    /// on disk is read before and after the reload, and the reload tried again until both agree,
+    /// so the generation recorded is the one the snapshot holds.
+    pub fn reload(&self) -> Result<u64> {
+        for _ in 0..8 {
+            let before = self.generation()?;
+            self.reader.reload()?;
+            if self.generation()? != before {
+                continue;
+            }
+            let searcher = self.reader.searcher();
+            let keys = Arc::new(key_map(&searcher)?);
+            *self.published.write().unwrap_or_else(|p| p.into_inner()) = Published {
+                searcher,
+                keys,
+                generation: before,
+            };
+            return Ok(before);
+        }
+        Err(Error::Busy(
+            "the BM25 index kept changing while it was reloaded; try again".into(),
+        ))
     }
 
     fn document(&self, record: &ChunkRecord) -> Result<TantivyDocument> {
@@ -346,6 +399,69 @@ impl Bm25Index {
             context: Vec::new(),
         })
     }
+}
+
+/// The index in `dir`, after checking that every file of its last commit exists and matches
+/// its checksum. Another process may commit (and delete old segments) while the files are read:
+/// a failure counts only if `meta.json` is the same before and after the check.
+fn verified(dir: &Path) -> Result<Index> {
+    let meta = || std::fs::read(dir.join("meta.json")).ok();
+    let mut last = String::new();
+    for _ in 0..5 {
+        let before = meta();
+        let problem = match Index::open_in_dir(dir) {
+            Err(e) => format!("cannot be opened: {e}"),
+            Ok(index) => match damaged_files(&index) {
+                Ok(damaged) if damaged.is_empty() => return Ok(index),
+                Ok(damaged) => format!("damaged files: {}", damaged.join(", ")),
+                Err(e) => format!("cannot be checked: {e}"),
+            },
+        };
+        if meta() == before {
+            return Err(Error::Corrupt(format!(
+                "BM25 index {} {problem}",
+                dir.display()
+            )));
+        }
+        last = problem;
+    }
+    Err(Error::Busy(format!(
+        "BM25 index {} kept changing while it was checked ({last}); try again",
+        dir.display()
+    )))
+}
+
+/// The files of the index's last commit that are missing or fail their checksum.
+fn damaged_files(index: &Index) -> Result<Vec<String>> {
+    let metas = index.load_metas()?;
+    let mut damaged: Vec<String> = index
+        .validate_checksum()?
+        .into_iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    use tantivy::directory::Directory;
+    use tantivy::index::SegmentComponent as C;
+    let dir = index.directory();
+    for segment in &metas.segments {
+        let mut components = vec![
+            C::Postings,
+            C::Terms,
+            C::Store,
+            C::FastFields,
+            C::FieldNorms,
+        ];
+        if segment.has_deletes() {
+            components.push(C::Delete);
+        }
+        for component in components {
+            let file = segment.relative_path(component);
+            if !dir.exists(&file).unwrap_or(false) {
+                damaged.push(format!("{} (missing)", file.display()));
+            }
+        }
+    }
+    damaged.sort();
+    Ok(damaged)
 }
 
 /// The key map of a snapshot: every live document's [`chunk_key`] and address.

@@ -213,7 +213,7 @@ mod tests {
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 4);
+        assert_eq!(version, crate::catalog::SCHEMA_VERSION);
         assert_eq!(catalog.collections().unwrap().len(), 1, "data kept");
         let config = serde_json::json!({"fusion": {"method": "rrf", "k": 60.0}});
         let metrics = serde_json::json!({"bm25": {"ndcg@10": 0.5}});

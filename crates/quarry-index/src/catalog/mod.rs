@@ -20,14 +20,18 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::Path;
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 /// `MIGRATIONS[i]` takes a catalog from schema version `i` to `i + 1`.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
+    include_str!("schema_v5.sql"),
 ];
+
+/// A hold on the change log not renewed for this long is ignored (its process is gone).
+pub const HOLD_TTL_SECS: i64 = 600;
 
 /// A collection as the catalog stores it.
 #[derive(Debug, Clone, PartialEq)]
@@ -208,10 +212,37 @@ pub struct Catalog {
 
 impl Catalog {
     /// Opens (creating if needed) the catalog at `path` and migrates it to the current schema.
+    /// A damaged catalog (not a database, or failing SQLite's `quick_check`) is an
+    /// [`Error::Corrupt`] that names the file and what to do; nothing is written to it.
     pub fn open(path: &Path) -> Result<Self> {
+        let damaged = |detail: String| {
+            Error::Corrupt(format!(
+                "catalog {} is damaged ({detail}). It is the one file quarry cannot rebuild: stop \
+                 every quarry process using this data directory and restore the directory from \
+                 a backup (or move it away and ingest the documents again)",
+                path.display()
+            ))
+        };
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if matches!(
+                        f.code,
+                        rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+                    ) =>
+                {
+                    damaged(e.to_string())
+                }
+                e => Error::Catalog(e),
+            })?;
+        let check: String = conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(|e| damaged(e.to_string()))?;
+        if check != "ok" {
+            return Err(damaged(check));
+        }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -555,7 +586,18 @@ impl Catalog {
     /// that far (then a derived index must be rebuilt in full).
     pub fn changed_since(&self, collection: &str, after: u64) -> Result<Option<Vec<ContentHash>>> {
         let current = self.collection(collection)?.map_or(0, |c| c.generation);
-        if after >= current {
+        self.changed_between(collection, after, current)
+    }
+
+    /// Chunks touched by the generations `after + 1 ..= upto`, or `None` if the log no longer
+    /// reaches back to `after + 1`.
+    pub fn changed_between(
+        &self,
+        collection: &str,
+        after: u64,
+        upto: u64,
+    ) -> Result<Option<Vec<ContentHash>>> {
+        if after >= upto {
             return Ok(Some(Vec::new()));
         }
         let oldest: Option<i64> = self.conn.query_row(
@@ -567,10 +609,13 @@ impl Catalog {
             Some(oldest) if oldest as u64 <= after + 1 => {}
             _ => return Ok(None),
         }
-        let mut stmt = self.conn.prepare(
-            "SELECT DISTINCT chunk_hash FROM changelog WHERE collection = ?1 AND generation > ?2",
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT chunk_hash FROM changelog
+             WHERE collection = ?1 AND generation > ?2 AND generation <= ?3",
         )?;
-        let rows = stmt.query_map(params![collection, after as i64], |r| r.get::<_, String>(0))?;
+        let rows = stmt.query_map(params![collection, after as i64, upto as i64], |r| {
+            r.get::<_, String>(0)
+        })?;
         Ok(Some(rows.map(|h| parse_hash(&h?)).collect::<Result<_>>()?))
     }
 
@@ -582,6 +627,45 @@ impl Catalog {
             params![collection, generation as i64],
         )?;
         Ok(())
+    }
+
+    /// Records that `holder` needs the change log of `collection` from `generation` on (see
+    /// `schema_v5.sql`), and returns the lowest generation any live holder needs.
+    pub fn hold(&self, collection: &str, holder: &str, generation: u64) -> Result<u64> {
+        let now = now();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO index_holds (collection, holder, generation, seen_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (collection, holder) DO UPDATE SET generation = ?3, seen_at = ?4",
+            )?
+            .execute(params![collection, holder, generation as i64, now])?;
+        self.conn
+            .prepare_cached("DELETE FROM index_holds WHERE seen_at < ?1")?
+            .execute([now - HOLD_TTL_SECS])?;
+        let oldest: i64 = self.conn.query_row(
+            "SELECT min(generation) FROM index_holds WHERE collection = ?1",
+            [collection],
+            |r| r.get(0),
+        )?;
+        Ok(oldest as u64)
+    }
+
+    /// Drops every hold of `holder` (its engine is closing).
+    pub fn release_holds(&self, holder: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM index_holds WHERE holder = ?1", [holder])?;
+        Ok(())
+    }
+
+    /// Runs `read` inside one read transaction, so everything it reads comes from one state of
+    /// the catalog even while another process commits.
+    pub fn read_consistent<T>(&self, read: impl FnOnce(&Catalog) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        let out = read(self);
+        let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        self.conn.execute_batch(end)?;
+        out
     }
 
     /// Chunks of the collection that have a stored vector of `fingerprint`.

@@ -13,7 +13,17 @@
 //! If the process dies after step 2, the next open replays the catalog's change log into each
 //! derived index from the generation it reflects ([`Engine::recover`]), so every acknowledged write
 //! is searchable and nothing half-written is. The log is pruned only up to the oldest generation a
-//! derived index still needs.
+//! derived index still needs, in this process or in any other that holds a vector graph in memory
+//! (`index_holds` in the catalog, renewed while the process lives).
+//!
+//! **Several processes.** A CLI ingest and a running server share the data directory. The writer
+//! lock serialises their writes; every write first catches up with what the others committed.
+//! A process that only reads (a server while the CLI ingests) follows the others with
+//! [`Engine::refresh`] (the server calls it every 250 ms): it never waits for the writer lock,
+//! reloads BM25 at the generation on disk, applies the change log to its vector graph up to that
+//! generation from the stored vectors, and publishes both. While another process is still
+//! committing a generation, the BM25 snapshot may be one generation ahead of the vectors until
+//! the next refresh.
 
 use crate::bm25::Bm25Index;
 use crate::catalog::{
@@ -196,6 +206,26 @@ pub struct Engine {
     /// Per collection, the vector index of the version that served before the last switch, kept
     /// in memory so a rollback to it takes no reload.
     standby: Mutex<HashMap<String, (String, Arc<VectorIndex>)>>,
+    /// This engine's name in the catalog's `index_holds` (pid and start time).
+    holder: String,
+    /// When [`Engine::refresh`] last renewed this engine's holds.
+    holds_renewed: Mutex<std::time::Instant>,
+}
+
+thread_local! {
+    /// Whether this thread holds the writer lock (of whichever engine: a thread writes to one).
+    static HOLDS_WRITE_LOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A hold older than this is renewed by [`Engine::refresh`] (well inside
+/// [`crate::catalog::HOLD_TTL_SECS`]).
+const HOLD_RENEW: Duration = Duration::from_secs(60);
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Best effort: a hold left behind only keeps some change log until it expires.
+        let _ = self.catalog().release_holds(&self.holder);
+    }
 }
 
 /// Opens (creating) a file whose lock stands for something (the writer, a job); it stays empty.
@@ -225,6 +255,14 @@ impl Engine {
             telemetry: Arc::new(Telemetry::new()),
             interrupt_jobs: std::sync::atomic::AtomicBool::new(false),
             standby: Mutex::new(HashMap::new()),
+            holder: format!(
+                "{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+            ),
+            holds_renewed: Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -245,15 +283,51 @@ impl Engine {
         self.catalog.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` while holding the data directory's writer lock.
+    /// Runs `f` while holding the data directory's writer lock. Re-entrant: a thread that holds
+    /// it already just runs `f`.
     fn with_write_lock<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if HOLDS_WRITE_LOCK.get() {
+            return f();
+        }
         let _inproc = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.dir.join("writer.lock");
         let file = open_lock_file(&path)?;
         file.lock().map_err(|e| Error::io(&path, e))?;
+        HOLDS_WRITE_LOCK.set(true);
         let out = f();
+        HOLDS_WRITE_LOCK.set(false);
         let _ = file.unlock();
         out
+    }
+
+    /// Opens a collection's BM25 index; a damaged one is deleted and started again under the
+    /// writer lock (so no other process is writing it), for recovery to rebuild from the catalog.
+    fn open_bm25(&self, collection: &str) -> Result<Bm25Index> {
+        let path = self.dir.join("collections").join(collection).join("bm25");
+        match Bm25Index::open(&path) {
+            Err(e) if e.kind() == crate::ErrorKind::Internal => {
+                self.with_write_lock(|| match Bm25Index::open(&path) {
+                    Err(e) if e.kind() == crate::ErrorKind::Internal => {
+                        tracing::warn!(collection, error = %e, "BM25 index damaged; rebuilding it from the catalog");
+                        Bm25Index::recreate(&path)
+                    }
+                    other => other,
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// The writer lock's file, locked, or `None` when another process holds it. The caller holds
+    /// the in-process writer mutex.
+    fn try_file_lock(&self) -> Result<Option<File>> {
+        let path = self.dir.join("writer.lock");
+        let file = open_lock_file(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
     }
 
     /// The stored row of a collection, or a not-found error.
@@ -644,6 +718,17 @@ impl Engine {
         {
             return Ok((ix.clone(), false));
         }
+        // Opened before the map's lock is taken: a damaged index is recreated under the writer
+        // lock, which is always taken before the map's.
+        let opened = match self
+            .indexes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(collection)
+        {
+            true => None,
+            false => Some(self.open_bm25(collection)?),
+        };
         let mut map = self.indexes.write().unwrap_or_else(|p| p.into_inner());
         // Read again under the map's lock: a switch in this process changes the catalog and the
         // map while holding it, so what is read here and what is cached agree.
@@ -662,8 +747,14 @@ impl Engine {
                 (old.bm25.clone(), old.publish.clone())
             }
             None => {
-                let path = self.dir.join("collections").join(collection).join("bm25");
-                (Arc::new(Bm25Index::open(&path)?), Arc::new(RwLock::new(())))
+                let bm25 = match opened {
+                    Some(b) => b,
+                    // (not open_bm25: the writer lock must not be taken under the map's)
+                    None => Bm25Index::open(
+                        &self.dir.join("collections").join(collection).join("bm25"),
+                    )?,
+                };
+                (Arc::new(bm25), Arc::new(RwLock::new(())))
             }
         };
         let active = self.active_embedder(collection)?;
@@ -698,15 +789,123 @@ impl Engine {
                     .as_ref()
                     .is_some_and(|v| v.generation() != catalog_gen);
             if behind {
-                self.with_write_lock(|| self.recover(collection, &ix))?;
+                // A read: vectors are not dumped here (the next write or the shutdown does).
+                return self.with_write_lock(|| self.recover(collection, ix, false));
             }
         }
         Ok(ix)
     }
 
+    /// Catches up with the generations other processes committed to every collection this
+    /// engine has open (a CLI ingest beside a server), and publishes them; a server calls it
+    /// every few hundred milliseconds. It never waits for the writer lock: a collection whose
+    /// writer is in the middle of a commit is caught up at a later call. Returns how many
+    /// collections moved to a newer generation.
+    pub fn refresh(&self) -> Result<usize> {
+        let open: Vec<String> = self
+            .indexes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let renew = {
+            let mut at = self.holds_renewed.lock().unwrap_or_else(|p| p.into_inner());
+            let due = at.elapsed() >= HOLD_RENEW;
+            if due {
+                *at = std::time::Instant::now();
+            }
+            due
+        };
+        let mut moved = 0;
+        for collection in open {
+            match self.refresh_collection(&collection, renew) {
+                Ok(true) => moved += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(collection, error = %e, "could not catch up with another process's writes")
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    fn refresh_collection(&self, collection: &str, renew: bool) -> Result<bool> {
+        let Some(row) = self.catalog().collection(collection)? else {
+            return Ok(false);
+        };
+        let (ix, _) = self.open_indexes_fresh(collection, row.active_version.as_deref())?;
+        let current = ix.bm25.published_generation() == row.generation
+            && ix
+                .vectors
+                .as_ref()
+                .is_none_or(|v| v.generation() == row.generation);
+        if current {
+            if renew && let Some(v) = &ix.vectors {
+                self.catalog()
+                    .hold(collection, &self.holder, v.generation())?;
+            }
+            return Ok(false);
+        }
+        let _inproc = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let on_disk = ix.bm25.generation()?;
+        if on_disk == row.generation
+            && let Some(ix) = self.follow(collection, ix.clone(), on_disk)?
+        {
+            if let Some(v) = &ix.vectors {
+                self.catalog()
+                    .hold(collection, &self.holder, v.generation())?;
+            }
+            return Ok(true);
+        }
+        // BM25 behind the catalog with nobody writing (a writer died mid-commit), or the change
+        // log no longer reaches this process's vectors: the full recovery, if the lock is free.
+        let Some(file) = self.try_file_lock()? else {
+            return Ok(false);
+        };
+        let out = self.recover(collection, ix, false);
+        let _ = file.unlock();
+        out.map(|_| true)
+    }
+
+    /// Without the writer lock: brings the vectors to `target` (a generation committed to the
+    /// catalog and to BM25 on disk) from the change log and the stored vectors, then reloads BM25
+    /// and publishes both. `None` when the log no longer reaches the vectors' generation.
+    fn follow(
+        &self,
+        collection: &str,
+        ix: Arc<Indexes>,
+        target: u64,
+    ) -> Result<Option<Arc<Indexes>>> {
+        if let Some(vectors) = &ix.vectors
+            && vectors.generation() != target
+        {
+            let from = vectors.generation();
+            if from > target {
+                return Ok(None);
+            }
+            let Some(touched) = self.catalog().changed_between(collection, from, target)? else {
+                return Ok(None);
+            };
+            tracing::debug!(
+                collection,
+                from,
+                target,
+                chunks = touched.len(),
+                "following another process's commits"
+            );
+            self.write_vectors(collection, &ix, target, &touched, false)?;
+        }
+        self.publish(&ix)?;
+        Ok(Some(ix))
+    }
+
     /// Brings every derived index to the catalog's generation by replaying the change log, or by a
     /// full rebuild when the log does not reach back far enough or an index is ahead of the catalog.
-    fn recover(&self, collection: &str, ix: &Indexes) -> Result<()> {
+    /// The caller holds the writer lock. Returns the indexes to use from now on: `ix`, or new
+    /// ones when the vector graph had to be reloaded from its dump or rebuilt. `dump`: whether
+    /// the vector graph may be written to disk now (a write), or not (a read).
+    fn recover(&self, collection: &str, ix: Arc<Indexes>, dump: bool) -> Result<Arc<Indexes>> {
         let catalog_gen = self.collection(collection)?.generation;
         let bm25_gen = ix.bm25.generation()?;
         if bm25_gen != catalog_gen {
@@ -721,40 +920,99 @@ impl Engine {
             );
             self.write_bm25(collection, &ix.bm25, catalog_gen, &touched, rebuild)?;
         }
-        if let Some(vectors) = &ix.vectors {
-            let vec_gen = vectors.generation();
-            if vec_gen != catalog_gen {
-                let (touched, rebuild) = self.replay_set(collection, vec_gen, catalog_gen)?;
-                tracing::info!(
-                    collection,
-                    vec_gen,
-                    catalog_gen,
-                    chunks = touched.len(),
-                    rebuild,
-                    "bringing vector index up to date from stored vectors"
-                );
-                if rebuild && vec_gen > 0 {
-                    return Err(Error::Corrupt(format!(
-                        "vector index of `{collection}` is at generation {vec_gen}, the catalog at \
-                         {catalog_gen} with no log between; delete {} and reopen to rebuild it",
-                        self.dir
-                            .join("collections")
-                            .join(collection)
-                            .join("vectors")
-                            .display()
-                    )));
-                }
-                self.write_vectors(collection, ix, catalog_gen, &touched)?;
+        let ix = match &ix.vectors {
+            Some(vectors) if vectors.generation() != catalog_gen => {
+                self.recover_vectors(collection, ix.clone(), catalog_gen, dump)?
             }
+            _ => ix,
+        };
+        self.publish(&ix)?;
+        self.prune(collection, &ix)?;
+        Ok(ix)
+    }
+
+    /// Brings the vector graph of `ix` to `catalog_gen`: from the change log when it reaches
+    /// back to the graph's generation; else from the dump on disk (another process wrote a newer
+    /// one and pruned the log before this graph's generation) and the log from there; else by a
+    /// rebuild from the stored vectors. The caller holds the writer lock.
+    fn recover_vectors(
+        &self,
+        collection: &str,
+        ix: Arc<Indexes>,
+        catalog_gen: u64,
+        dump: bool,
+    ) -> Result<Arc<Indexes>> {
+        let (Some(vectors), Some(active)) = (&ix.vectors, &ix.active) else {
+            return Ok(ix);
+        };
+        let vec_gen = vectors.generation();
+        // (Taken before the `if`: a guard in its condition would live through its body.)
+        let logged = if vec_gen < catalog_gen {
+            self.catalog()
+                .changed_between(collection, vec_gen, catalog_gen)?
+        } else {
+            None
+        };
+        if let Some(touched) = logged {
+            tracing::info!(
+                collection,
+                vec_gen,
+                catalog_gen,
+                chunks = touched.len(),
+                "bringing vector index up to date from stored vectors"
+            );
+            self.write_vectors(collection, &ix, catalog_gen, &touched, dump)?;
+            return Ok(ix);
         }
-        self.publish(ix)?;
-        self.prune(collection, ix)
+        let dir = self.version_dir(collection, &active.version.id);
+        let mut reopened =
+            VectorIndex::open(&dir, active.version.spec.dimensions, self.options.vector)?;
+        let mut from = reopened.generation();
+        let mut touched = (from <= catalog_gen)
+            .then(|| {
+                self.catalog()
+                    .changed_between(collection, from, catalog_gen)
+            })
+            .transpose()?
+            .flatten();
+        if touched.is_none() {
+            reopened =
+                VectorIndex::empty(&dir, active.version.spec.dimensions, self.options.vector)?;
+            from = 0;
+            touched = Some(self.catalog().all_chunk_hashes(collection)?);
+        }
+        let touched = touched.unwrap_or_default();
+        tracing::warn!(
+            collection,
+            vec_gen,
+            dump_gen = from,
+            catalog_gen,
+            chunks = touched.len(),
+            "the change log does not reach back to the vector index in memory; {}",
+            if from == 0 {
+                "rebuilding it from stored vectors"
+            } else {
+                "reloading its dump"
+            }
+        );
+        let fresh = Arc::new(Indexes {
+            bm25: ix.bm25.clone(),
+            vectors: Some(Arc::new(reopened)),
+            active: ix.active.clone(),
+            publish: ix.publish.clone(),
+        });
+        self.write_vectors(collection, &fresh, catalog_gen, &touched, dump)?;
+        let mut map = self.indexes.write().unwrap_or_else(|p| p.into_inner());
+        if map.get(collection).is_some_and(|cur| Arc::ptr_eq(cur, &ix)) {
+            map.insert(collection.to_owned(), fresh.clone());
+        }
+        Ok(fresh)
     }
 
     /// Chunks to replay from generation `from` to `to`, and whether that is a full rebuild.
     fn replay_set(&self, collection: &str, from: u64, to: u64) -> Result<(Vec<ContentHash>, bool)> {
         let replay = if from < to {
-            self.catalog().changed_since(collection, from)?
+            self.catalog().changed_between(collection, from, to)?
         } else {
             None
         };
@@ -788,29 +1046,32 @@ impl Engine {
     }
 
     /// Applies the touched chunks to the vector index: chunks that left the collection become
-    /// tombstones, chunks in it get their stored vector. Not published yet.
+    /// tombstones, chunks in it get their stored vector. Not published yet. `dump`: write the
+    /// graph to disk when enough changed since its last dump (only writers, under the writer
+    /// lock, may).
     fn write_vectors(
         &self,
         collection: &str,
         ix: &Indexes,
         generation: u64,
         touched: &[ContentHash],
+        dump: bool,
     ) -> Result<()> {
         let (Some(vectors), Some(active)) = (&ix.vectors, &ix.active) else {
             return Ok(());
         };
         let (existing, stored) = {
             let catalog = self.catalog();
-            let existing = catalog.existing_chunks(collection, touched)?;
-            let wanted: Vec<ContentHash> = existing
-                .iter()
-                .filter(|h| !vectors.contains(h))
-                .copied()
-                .collect();
-            (
-                existing,
-                catalog.vectors(&active.version.fingerprint, &wanted)?,
-            )
+            catalog.read_consistent(|catalog| {
+                let existing = catalog.existing_chunks(collection, touched)?;
+                let wanted: Vec<ContentHash> = existing
+                    .iter()
+                    .filter(|h| !vectors.contains(h))
+                    .copied()
+                    .collect();
+                let stored = catalog.vectors(&active.version.fingerprint, &wanted)?;
+                Ok((existing, stored))
+            })?
         };
         let removed: Vec<ContentHash> = touched
             .iter()
@@ -820,7 +1081,7 @@ impl Engine {
         let mut added: Vec<(ContentHash, Vec<f32>)> = stored.into_iter().collect();
         added.sort_by_key(|(h, _)| *h);
         vectors.apply(generation, &removed, &added)?;
-        if vectors.needs_dump(self.options.dump_every_points, false) {
+        if dump && vectors.needs_dump(self.options.dump_every_points, false) {
             vectors.dump()?;
         }
         Ok(())
@@ -841,6 +1102,11 @@ impl Engine {
         let mut keep_from = ix.bm25.generation()?;
         if let Some(v) = &ix.vectors {
             keep_from = keep_from.min(v.dumped_generation());
+            // What this graph and every other process's graph still need.
+            let held = self
+                .catalog()
+                .hold(collection, &self.holder, v.generation())?;
+            keep_from = keep_from.min(held);
         }
         if keep_from > 0 {
             self.catalog().prune_changelog(collection, keep_from)?;
@@ -858,13 +1124,16 @@ impl Engine {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         self.with_write_lock(|| {
-            for (name, ix) in &all {
+            for (name, ix) in all {
+                // Another process may have written since: catch up first, so this dump is never
+                // older than the one on disk.
+                let ix = self.recover(&name, ix, false)?;
                 if let Some(v) = &ix.vectors
                     && v.needs_dump(0, true)
                 {
                     v.dump()?;
                 }
-                self.prune(name, ix)?;
+                self.prune(&name, &ix)?;
             }
             Ok(())
         })
@@ -886,7 +1155,12 @@ impl Engine {
 
     /// Embeds the chunks of `changes` that have no stored vector of the collection's embedder and
     /// stores them. Returns `(embedded, cache_hits)`.
-    fn embed_missing(&self, ix: &Indexes, changes: &[Change]) -> Result<(u64, u64)> {
+    fn embed_missing(
+        &self,
+        ix: &Indexes,
+        changes: &[Change],
+        cancel: Option<&crate::Cancel>,
+    ) -> Result<(u64, u64)> {
         let Some(active) = &ix.active else {
             return Ok((0, 0));
         };
@@ -914,6 +1188,11 @@ impl Engine {
         // Longest first: batches of similar lengths pad little.
         missing.sort_by_key(|(h, t)| (std::cmp::Reverse(t.len()), *h));
         for batch in missing.chunks(self.options.embed_batch.max(1)) {
+            if cancel.is_some_and(crate::Cancel::is_cancelled) {
+                return Err(Error::Cancelled(
+                    "the write was cancelled while its chunks were embedded; nothing of it was committed".into(),
+                ));
+            }
             self.embed_texts_and_store(&active.version, &embedder, batch, None)?;
         }
         Ok((missing.len() as u64, have.len() as u64))
@@ -933,18 +1212,43 @@ impl Engine {
         changes: Vec<Change>,
         embed: bool,
     ) -> Result<ApplyStats> {
+        self.apply_cancellable(collection, changes, embed, None)
+    }
+
+    /// [`Engine::apply_with`] that `cancel` can stop up to its commit: checked between
+    /// embedding batches and decided, once, just before the catalog commit. A cancelled write
+    /// commits nothing ([`Error::Cancelled`]); vectors it stored stay as embedding cache.
+    pub fn apply_cancellable(
+        &self,
+        collection: &str,
+        changes: Vec<Change>,
+        embed: bool,
+        cancel: Option<&crate::Cancel>,
+    ) -> Result<ApplyStats> {
         check_collection_name(collection)?;
+        let cancelled = || {
+            Error::Cancelled(
+                "the write was cancelled before its commit (the request timed out or the server \
+                 is stopping); nothing of it was written"
+                    .into(),
+            )
+        };
         self.with_write_lock(|| {
+            if cancel.is_some_and(crate::Cancel::is_cancelled) {
+                return Err(cancelled());
+            }
             self.ensure_collection(collection)?;
-            let ix = self.open_indexes(collection)?;
-            self.recover(collection, &ix)?;
+            let ix = self.recover(collection, self.open_indexes(collection)?, true)?;
             let mut stats = ApplyStats::default();
             if embed {
-                (stats.embedded, stats.cache_hits) = self.embed_missing(&ix, &changes)?;
+                (stats.embedded, stats.cache_hits) = self.embed_missing(&ix, &changes, cancel)?;
                 if let Some(active) = &ix.active {
                     self.telemetry
                         .observe_cache_hits(&active.version.embedder, stats.cache_hits);
                 }
+            }
+            if cancel.is_some_and(|c| !c.begin_commit()) {
+                return Err(cancelled());
             }
             let committed = {
                 let mut catalog = self.catalog();
@@ -982,7 +1286,7 @@ impl Engine {
         touched: &[ContentHash],
     ) -> Result<()> {
         self.write_bm25(collection, &ix.bm25, generation, touched, false)?;
-        self.write_vectors(collection, ix, generation, touched)?;
+        self.write_vectors(collection, ix, generation, touched, true)?;
         self.publish(ix)?;
         self.prune(collection, ix)
     }
@@ -998,8 +1302,7 @@ impl Engine {
     ) -> Result<u64> {
         self.collection(collection)?;
         self.with_write_lock(|| {
-            let ix = self.open_indexes(collection)?;
-            self.recover(collection, &ix)?;
+            let ix = self.recover(collection, self.open_indexes(collection)?, true)?;
             let Some(active) = &ix.active else {
                 return Err(Error::Input(format!(
                     "collection `{collection}` has no embedder (embedder = \"none\"); vectors cannot be loaded into it"
@@ -1044,7 +1347,7 @@ impl Engine {
                 if let Some(v) = &ix.vectors {
                     v.apply(generation, &touched, &[])?;
                 }
-                self.write_vectors(collection, &ix, generation, &touched)?;
+                self.write_vectors(collection, &ix, generation, &touched, true)?;
                 self.publish(&ix)?;
                 self.prune(collection, &ix)?;
             }
@@ -1055,6 +1358,21 @@ impl Engine {
     /// Chunk hashes of a document, in order (empty when it does not exist).
     pub fn doc_chunk_hashes(&self, collection: &str, doc_id: &str) -> Result<Vec<ContentHash>> {
         self.catalog().doc_chunk_hashes(collection, doc_id)
+    }
+
+    /// Opens every collection's indexes, recovering what a crash left behind (a server calls it
+    /// before it says it is ready).
+    pub fn open_all(&self) -> Result<()> {
+        let names: Vec<String> = self
+            .catalog()
+            .collections()?
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        for name in names {
+            self.searcher(&name)?;
+        }
+        Ok(())
     }
 
     /// A snapshot of the collection for queries.
@@ -1076,3 +1394,6 @@ mod acl_tests;
 
 #[cfg(test)]
 mod versions_tests;
+
+#[cfg(test)]
+mod shared_dir_tests;

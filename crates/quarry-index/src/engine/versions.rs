@@ -412,8 +412,7 @@ impl Engine {
         //    anew too, and BM25 and vectors are published together
         let before = self.catalog().counts(collection)?.1;
         let generation = self.with_write_lock(|| {
-            let ix = self.open_indexes(collection)?;
-            self.recover(collection, &ix)?;
+            let ix = self.recover(collection, self.open_indexes(collection)?, true)?;
             let docs = self.chunk_all(collection, &chunker)?;
             // The version serving now (under the lock) gets the new chunks' vectors, whichever
             // was active when the job started.
@@ -771,8 +770,7 @@ impl Engine {
             let texts = self.catalog().embed_texts(collection, batch)?;
             self.embed_texts_and_store(version, &embedder, &texts, None)?;
         }
-        let old = self.open_indexes(collection)?;
-        self.recover(collection, &old)?;
+        let old = self.recover(collection, self.open_indexes(collection)?, true)?;
         let generation = self.collection(collection)?.generation;
         self.sync_vectors(collection, &index, &version.fingerprint, generation)?;
         if index.needs_dump(0, true) {

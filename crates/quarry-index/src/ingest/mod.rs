@@ -43,6 +43,9 @@ pub struct IngestOptions {
     pub batch_docs: usize,
     /// Embed new chunks (`--no-embed` turns it off, for vectors loaded later from Parquet).
     pub embed: bool,
+    /// Lets the caller cancel the ingest up to each batch's commit (an HTTP request that timed
+    /// out): see [`crate::Cancel`].
+    pub cancel: Option<crate::Cancel>,
 }
 
 impl Default for IngestOptions {
@@ -54,6 +57,7 @@ impl Default for IngestOptions {
             max_file_bytes: 32 * 1024 * 1024,
             batch_docs: 2000,
             embed: true,
+            cancel: None,
         }
     }
 }
@@ -409,10 +413,11 @@ impl<'a> Batcher<'a> {
 
     fn flush(&mut self) -> Result<()> {
         if !self.changes.is_empty() {
-            let stats = self.engine.apply_with(
+            let stats = self.engine.apply_cancellable(
                 &self.opts.collection,
                 std::mem::take(&mut self.changes),
                 self.opts.embed,
+                self.opts.cancel.as_ref(),
             )?;
             self.summary.add(&stats);
         }

@@ -71,10 +71,14 @@ impl Graph {
         let res = catch_unwind(AssertUnwindSafe(|| self.hnsw.file_dump(folder, BASENAME)));
         match res {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(Error::Corrupt(format!(
-                "writing vector graph to {}: {e}",
-                folder.display()
-            ))),
+            // an IO error (a full disk) is one, not corrupt state
+            Ok(Err(e)) => match e.downcast::<std::io::Error>() {
+                Ok(io) => Err(Error::io(folder, io)),
+                Err(e) => Err(Error::Corrupt(format!(
+                    "writing vector graph to {}: {e}",
+                    folder.display()
+                ))),
+            },
             Err(_) => Err(Error::Corrupt(format!(
                 "writing vector graph to {} panicked",
                 folder.display()

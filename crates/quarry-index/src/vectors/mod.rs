@@ -16,8 +16,12 @@
 //!   that size.
 //! - **Persistence.** [`VectorIndex::dump`] writes the graph, the point ids and the tombstones to a
 //!   new folder and then switches `manifest.json` to it (write, fsync, rename), with the generation
-//!   it reflects. On open the graph is reloaded and the catalog's change log since that generation
-//!   replayed; a missing or unreadable dump means a rebuild from the stored vectors.
+//!   it reflects and the blake3 hash of every file. On open every file is hashed and compared
+//!   before hnsw_rs reads a byte of it (hnsw_rs trusts the lengths in its files: a damaged one can
+//!   make it allocate petabytes or exit the process), then the graph is reloaded and the catalog's
+//!   change log since that generation replayed. A missing, damaged or unverifiable dump (one
+//!   written before dumps had hashes) means a rebuild from the stored vectors, with a warning.
+//!   A dump never replaces a newer one another process wrote.
 
 mod graph;
 
@@ -315,7 +319,8 @@ impl VectorSnapshot {
             .collect()
     }
 
-    /// Exact top `k` among the points `ids` (alive), best first.
+    /// Exact top `k` among the points `ids` (alive), best first; equal similarities by chunk
+    /// key (not by point id, which depends on the order chunks were inserted in).
     fn exact_among(
         &self,
         points: &Points,
@@ -327,14 +332,18 @@ impl VectorSnapshot {
         let mut heap = std::collections::BinaryHeap::with_capacity(k + 1);
         for id in ids {
             let sim = dot(query, &points.vectors[id * self.dims..(id + 1) * self.dims]);
-            heap.push(std::cmp::Reverse(Scored(sim, id)));
+            heap.push(std::cmp::Reverse(Scored(
+                sim,
+                chunk_key(&points.hashes[id]),
+                id,
+            )));
             if heap.len() > k {
                 heap.pop();
             }
         }
-        let mut out: Vec<(usize, f32)> = heap.into_iter().map(|r| (r.0.1, r.0.0)).collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        out
+        let mut out: Vec<Scored> = heap.into_iter().map(|r| r.0).collect();
+        out.sort_by(|a, b| b.cmp(a));
+        out.into_iter().map(|s| (s.2, s.0)).collect()
     }
 
     /// Exact top `k` by scanning every live vector.
@@ -352,8 +361,9 @@ impl VectorSnapshot {
     }
 }
 
+/// A point by similarity, then by smaller chunk key: `(similarity, chunk key, point id)`.
 #[derive(PartialEq)]
-struct Scored(f32, usize);
+struct Scored(f32, u64, usize);
 impl Eq for Scored {}
 impl PartialOrd for Scored {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
@@ -384,6 +394,33 @@ struct Manifest {
     dims: usize,
     points: usize,
     folder: String,
+    /// blake3 (hex) of every file of the dump's folder, by file name. Missing in dumps written
+    /// before quarry hashed them: such a dump is not loaded.
+    #[serde(default)]
+    files: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// The files of a dump, each hashed into the manifest.
+const DUMP_FILES: [&str; 4] = ["graph.hnsw.graph", "graph.hnsw.data", "ids.bin", "dead.bin"];
+
+fn hash_file(path: &Path) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    hasher.update_reader(file).map_err(|e| Error::io(path, e))?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Reads the manifest of `dir`, `None` when there is none.
+fn read_manifest(dir: &Path) -> Result<Option<Manifest>> {
+    let path = dir.join("manifest.json");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))
 }
 
 pub struct VectorIndex {
@@ -408,7 +445,29 @@ impl VectorIndex {
                 None
             }
         };
-        let state = loaded.unwrap_or_else(|| WriterState {
+        Ok(Self::with_state(
+            dir,
+            dims,
+            params,
+            loaded.unwrap_or_else(|| Self::empty_state(params)),
+        ))
+    }
+
+    /// An empty index in `dir` at generation 0, whatever dump is there (the caller rebuilds it
+    /// from the stored vectors; the next dump replaces the old one).
+    pub fn empty(dir: &Path, dims: usize, params: VectorParams) -> Result<Self> {
+        params.validate()?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(Self::with_state(
+            dir,
+            dims,
+            params,
+            Self::empty_state(params),
+        ))
+    }
+
+    fn empty_state(params: VectorParams) -> WriterState {
+        WriterState {
             build: Arc::new(Build {
                 graph: Graph::new(params, 1024),
                 points: RwLock::new(Points::default()),
@@ -418,24 +477,24 @@ impl VectorIndex {
             generation: 0,
             changed_since_dump: 0,
             dumped_generation: 0,
-        });
+        }
+    }
+
+    fn with_state(dir: &Path, dims: usize, params: VectorParams, state: WriterState) -> Self {
         let snapshot = Arc::new(Self::snapshot_of(&state, dims, params));
-        Ok(VectorIndex {
+        VectorIndex {
             dir: dir.to_owned(),
             dims,
             params,
             writer: Mutex::new(state),
             current: RwLock::new(snapshot),
-        })
+        }
     }
 
     fn load(dir: &Path, dims: usize, params: VectorParams) -> Result<Option<WriterState>> {
-        let manifest_path = dir.join("manifest.json");
-        let Ok(bytes) = std::fs::read(&manifest_path) else {
+        let Some(m) = read_manifest(dir)? else {
             return Ok(None);
         };
-        let m: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Corrupt(format!("{}: {e}", manifest_path.display())))?;
         if m.dims != dims {
             return Err(Error::Corrupt(format!(
                 "vector dump has {} dimensions, the embedder {dims}",
@@ -443,6 +502,31 @@ impl VectorIndex {
             )));
         }
         let folder = dir.join(&m.folder);
+        let Some(files) = &m.files else {
+            return Err(Error::Corrupt(format!(
+                "vector dump {} has no file hashes (written by an older quarry), so it cannot be verified",
+                folder.display()
+            )));
+        };
+        for name in DUMP_FILES {
+            let path = folder.join(name);
+            let graph_file = name.starts_with("graph.");
+            if graph_file && m.points == 0 {
+                continue;
+            }
+            let expected = files.get(name).ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "vector dump {} has no hash of {name}",
+                    folder.display()
+                ))
+            })?;
+            if &hash_file(&path)? != expected {
+                return Err(Error::Corrupt(format!(
+                    "{} is damaged (its blake3 hash differs from the manifest's)",
+                    path.display()
+                )));
+            }
+        }
         let hashes = read_ids(&folder.join("ids.bin"), m.points)?;
         let dead = read_dead(&folder.join("dead.bin"), m.points)?;
         let (graph, vectors) = if m.points == 0 {
@@ -625,40 +709,30 @@ impl VectorIndex {
         st.generation != st.dumped_generation && (force || st.changed_since_dump >= min_changes)
     }
 
-    /// Writes the graph, ids and tombstones to a new folder and switches the manifest to it.
+    /// Writes the graph, ids and tombstones to a new folder and switches the manifest to it,
+    /// unless the manifest names a newer dump (another process's; this index is behind it).
     pub fn dump(&self) -> Result<()> {
         let mut st = self.state();
+        if let Ok(Some(on_disk)) = read_manifest(&self.dir)
+            && on_disk.generation > st.generation
+        {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                on_disk = on_disk.generation,
+                in_memory = st.generation,
+                "not dumping the vector index: the dump on disk is newer"
+            );
+            return Ok(());
+        }
         let folder_name = format!("dump-{}", st.generation);
         let folder = self.dir.join(&folder_name);
-        if folder.exists() {
-            std::fs::remove_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+        if let Err(e) = self.write_dump(&st, &folder, &folder_name) {
+            // Nothing half-written stays behind (a full disk, say); the manifest still names the
+            // previous dump.
+            let _ = std::fs::remove_dir_all(&folder);
+            let _ = std::fs::remove_file(self.dir.join("manifest.json.tmp"));
+            return Err(e);
         }
-        std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
-        let points = st.build.points.read().unwrap_or_else(|p| p.into_inner());
-        let n = points.hashes.len();
-        if n > 0 {
-            st.build.graph.dump(&folder)?;
-        }
-        let ids: Vec<u8> = points
-            .hashes
-            .iter()
-            .flat_map(|h| h.as_bytes().iter().copied())
-            .collect();
-        write_synced(&folder.join("ids.bin"), &ids)?;
-        let dead: Vec<u8> = st.dead.iter().map(|d| u8::from(*d)).collect();
-        write_synced(&folder.join("dead.bin"), &dead)?;
-        drop(points);
-        let manifest = Manifest {
-            generation: st.generation,
-            dims: self.dims,
-            points: n,
-            folder: folder_name.clone(),
-        };
-        let json = serde_json::to_vec(&manifest).map_err(|e| Error::Corrupt(e.to_string()))?;
-        let tmp = self.dir.join("manifest.json.tmp");
-        write_synced(&tmp, &json)?;
-        let target = self.dir.join("manifest.json");
-        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
         st.dumped_generation = st.generation;
         st.changed_since_dump = 0;
         // Older dumps are no longer referenced.
@@ -669,6 +743,58 @@ impl VectorIndex {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Writes the dump of `st` into `folder` and switches the manifest to it.
+    fn write_dump(&self, st: &WriterState, folder: &Path, folder_name: &str) -> Result<()> {
+        if folder.exists() {
+            std::fs::remove_dir_all(folder).map_err(|e| Error::io(folder, e))?;
+        }
+        std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
+        let points = st.build.points.read().unwrap_or_else(|p| p.into_inner());
+        let n = points.hashes.len();
+        if n > 0 {
+            st.build.graph.dump(folder)?;
+        }
+        let ids: Vec<u8> = points
+            .hashes
+            .iter()
+            .flat_map(|h| h.as_bytes().iter().copied())
+            .collect();
+        write_synced(&folder.join("ids.bin"), &ids)?;
+        let dead: Vec<u8> = st.dead.iter().map(|d| u8::from(*d)).collect();
+        write_synced(&folder.join("dead.bin"), &dead)?;
+        drop(points);
+        let mut files = std::collections::BTreeMap::new();
+        for name in DUMP_FILES {
+            let path = folder.join(name);
+            if name.starts_with("graph.") && n == 0 {
+                continue;
+            }
+            // hnsw_rs does not fsync what it writes: do it before the manifest names the file.
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&path, e))?;
+            files.insert(name.to_owned(), hash_file(&path)?);
+        }
+        let manifest = Manifest {
+            generation: st.generation,
+            dims: self.dims,
+            points: n,
+            folder: folder_name.to_owned(),
+            files: Some(files),
+        };
+        let json = serde_json::to_vec(&manifest).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let tmp = self.dir.join("manifest.json.tmp");
+        write_synced(&tmp, &json)?;
+        let target = self.dir.join("manifest.json");
+        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+        // The rename is durable once the folder is synced; the manifest names the new dump
+        // already, so a failure here is only logged.
+        if let Err(e) = std::fs::File::open(&self.dir).and_then(|d| d.sync_all()) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "could not sync the vector index folder");
         }
         Ok(())
     }

@@ -104,6 +104,7 @@ pub async fn upsert(
     caller: Caller<role::Writer>,
     State(state): State<Shared>,
     Path(collection): Path<String>,
+    cancel: Option<axum::Extension<quarry_index::Cancel>>,
     JsonBody(req): JsonBody<UpsertRequest>,
 ) -> Result<Json<IngestSummary>, ApiError> {
     if req.documents.is_empty() {
@@ -114,6 +115,9 @@ pub async fn upsert(
     }
     let opts = IngestOptions {
         collection,
+        // One generation per request, so a request that times out commits all or nothing.
+        batch_docs: usize::MAX,
+        cancel: cancel.map(|c| c.0),
         ..state.options.ingest.clone()
     };
     let summary = blocking(move || {

@@ -36,7 +36,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use quarry_core::{GroupBy, Mode};
-use quarry_index::{Engine, IngestOptions};
+use quarry_index::{Cancel, Engine, IngestOptions};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -55,6 +55,10 @@ pub struct ServerOptions {
     pub ingest: IngestOptions,
     /// Who may call `/v1` (off by default: every caller is the local admin).
     pub auth: Auth,
+    /// What `/readyz` says: set once every collection is open ([`crate::refresh_loop`]).
+    pub ready: Arc<AtomicBool>,
+    /// Turns true when the server starts stopping: writes not yet committing are cancelled.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Default for ServerOptions {
@@ -67,6 +71,8 @@ impl Default for ServerOptions {
             default_group_by: GroupBy::Chunk,
             ingest: IngestOptions::default(),
             auth: Auth::off(),
+            ready: Arc::new(AtomicBool::new(true)),
+            stopping: tokio::sync::watch::channel(false).1,
         }
     }
 }
@@ -75,7 +81,6 @@ impl Default for ServerOptions {
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub options: ServerOptions,
-    pub ready: AtomicBool,
 }
 
 type Shared = Arc<AppState>;
@@ -93,15 +98,14 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
-/// The whole application. `ready` starts true: the engine is open when the router is built.
+/// The whole application; `/readyz` answers from `options.ready`.
 pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
-    let timeout = options.request_timeout;
+    let limits = Limits {
+        timeout: options.request_timeout,
+        stopping: options.stopping.clone(),
+    };
     let body_limit = options.body_limit_bytes;
-    let state: Shared = Arc::new(AppState {
-        engine,
-        options,
-        ready: AtomicBool::new(true),
-    });
+    let state: Shared = Arc::new(AppState { engine, options });
     let auth = state.options.auth.clone();
     let x_request_id = HeaderName::from_static("x-request-id");
     let v1 = Router::new()
@@ -148,7 +152,7 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         .nest("/v1", v1)
         .fallback(|| async { ApiError::new("route_not_found", "no such route; see the HTTP reference in the README") })
         .method_not_allowed_fallback(|| async { ApiError::new("method_not_allowed", "this route does not take that method") })
-        .layer(middleware::from_fn_with_state(timeout, timeout_layer))
+        .layer(middleware::from_fn_with_state(limits, timeout_layer))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(
             TraceLayer::new_for_http()
@@ -164,10 +168,14 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
 }
 
 async fn readyz(State(state): State<Shared>) -> Response {
-    if state.ready.load(Ordering::Relaxed) {
+    if state.options.ready.load(Ordering::Relaxed) {
         Json(serde_json::json!({"status": "ready"})).into_response()
     } else {
-        ApiError::new("not_ready", "indexes are still opening").into_response()
+        ApiError::new(
+            "not_ready",
+            "collections are still opening (or failed to open: the server log says why)",
+        )
+        .into_response()
     }
 }
 
@@ -184,14 +192,52 @@ async fn metrics(State(state): State<Shared>) -> Response {
         .into_response()
 }
 
-/// Answers 504 with a JSON error when a request runs past `server.request_timeout_ms`.
-async fn timeout_layer(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => ApiError::new(
-            "timeout",
-            format!("the request took longer than {} ms", limit.as_millis()),
-        )
-        .into_response(),
+/// What bounds a request: its time, and the server stopping.
+#[derive(Clone)]
+struct Limits {
+    timeout: Duration,
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Bounds every request by `server.request_timeout_ms` and by the server stopping. A write
+/// handler takes the request's [`Cancel`] (an extension): when the time runs out, or the server
+/// stops, before the write began its commit, the write is cancelled and commits nothing, and the
+/// answer is 504 `timeout` (503 `cancelled` when stopping); once it began committing, its own
+/// answer is awaited instead, so a request never answers "timed out" and commits afterwards.
+async fn timeout_layer(State(limits): State<Limits>, mut req: Request, next: Next) -> Response {
+    let cancel = Cancel::new();
+    req.extensions_mut().insert(cancel.clone());
+    let run = next.run(req);
+    tokio::pin!(run);
+    let mut stopping = limits.stopping.clone();
+    let stop = async move {
+        // an error means the sender is gone: the server is stopping too
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    tokio::select! {
+        resp = &mut run => return resp,
+        _ = tokio::time::sleep(limits.timeout) => {
+            if cancel.cancel() {
+                return ApiError::new(
+                    "timeout",
+                    format!(
+                        "the request took longer than {} ms; nothing of it was written",
+                        limits.timeout.as_millis()
+                    ),
+                )
+                .into_response();
+            }
+        }
+        _ = stop => {
+            if cancel.cancel() {
+                return ApiError::new(
+                    "cancelled",
+                    "the server is stopping; nothing of this request was written. Send it again",
+                )
+                .into_response();
+            }
+        }
     }
+    // The write is committing: its answer comes after the commit.
+    run.await
 }
