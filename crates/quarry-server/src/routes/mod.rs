@@ -211,8 +211,11 @@ async fn timeout_layer(State(limits): State<Limits>, mut req: Request, next: Nex
     tokio::pin!(run);
     let mut stopping = limits.stopping.clone();
     let stop = async move {
-        // an error means the sender is gone: the server is stopping too
-        let _ = stopping.wait_for(|s| *s).await;
+        // An error means nobody can signal a stop (no sender: an app without a shutdown
+        // signal, as in tests): never stopping.
+        if stopping.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     };
     tokio::select! {
         resp = &mut run => return resp,
