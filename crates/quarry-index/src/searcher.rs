@@ -664,6 +664,11 @@ fn hit(rec: &ChunkRecord, occurrence: usize, c: &Candidate) -> Option<Hit> {
     })
 }
 
+/// Hits as `(score, chunk key, address)`.
+type Ranked = Vec<(f32, u64, DocAddress)>;
+/// Collects one segment (by ordinal) into [`Ranked`] hits.
+type SegmentCollect<'a> = &'a dyn Fn(u32, &tantivy::SegmentReader) -> tantivy::Result<Ranked>;
+
 /// The best `limit` documents of `snapshot` for `weight`, as `(score, chunk key, address)`,
 /// by score and then by chunk key. The fast path is tantivy's top-k by score (with block-max
 /// WAND), asked for one more than needed: when that one ties with the last kept, documents of
@@ -673,11 +678,8 @@ pub(crate) fn top_by_score(
     snapshot: &tantivy::Searcher,
     weight: &dyn tantivy::query::Weight,
     limit: usize,
-) -> Result<Vec<(f32, u64, DocAddress)>> {
-    let collect = |collector: &dyn Fn(
-        u32,
-        &tantivy::SegmentReader,
-    ) -> tantivy::Result<Vec<(f32, u64, DocAddress)>>| {
+) -> Result<Ranked> {
+    let collect = |collector: SegmentCollect<'_>| {
         let mut all = Vec::new();
         for (ord, reader) in snapshot.segment_readers().iter().enumerate() {
             all.extend(collector(ord as u32, reader)?);
