@@ -75,8 +75,9 @@ fn corpus_head(scifact: &Path, dir: &Path, n: usize) -> String {
 }
 
 #[test]
+#[ignore = "needs ../shared/datasets/scifact: cargo test --test it -- --ignored"]
 fn minilm_vectors_load_into_a_local_collection_and_answer_vector_queries() {
-    let Some(sf) = scifact() else { return };
+    let sf = scifact();
     let data = tmp();
     let corpus = path_str(&sf.join("corpus.jsonl"));
     let parquet = path_str(&sf.join("minilm-corpus.parquet"));
@@ -139,8 +140,9 @@ fn minilm_vectors_load_into_a_local_collection_and_answer_vector_queries() {
 }
 
 #[test]
+#[ignore = "needs ../shared/datasets/scifact: cargo test --test it -- --ignored"]
 fn minilm_vectors_are_refused_by_a_collection_of_another_embedder() {
-    let Some(sf) = scifact() else { return };
+    let sf = scifact();
     let data = tmp();
     let dir = tmp();
     let head = corpus_head(&sf, dir.path(), 200);

@@ -1,6 +1,6 @@
 //! Parity of the local embedder with sentence-transformers' all-MiniLM-L6-v2.
 //!
-//! The fixture `shared/fixtures/minilm_parity.json` (beside the repository) holds texts with the
+//! The fixture `tests/fixtures/minilm_parity.json` (a copy of the reference set) holds texts with the
 //! vectors and token counts sentence-transformers computed. The model is downloaded into the
 //! model cache on first use (`QUARRY_MODEL_DIR` overrides where).
 
@@ -26,8 +26,7 @@ struct Item {
 }
 
 fn fixture() -> Fixture {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/minilm_parity.json");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm_parity.json");
     let bytes = std::fs::read(&path)
         .unwrap_or_else(|e| panic!("cannot read the fixture {}: {e}", path.display()));
     serde_json::from_slice(&bytes).expect("the fixture is valid JSON")
