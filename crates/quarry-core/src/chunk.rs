@@ -205,10 +205,104 @@ impl text_splitter::ChunkSizer for Sizer {
     }
 }
 
+/// Smallest [`Chunker`] window, in bytes: a text up to this long (and up to
+/// [`WINDOW_CHUNKS`] of the largest chunks) goes to the splitter whole.
+pub const MIN_WINDOW: usize = 32 * 1024;
+/// A window holds about this many of the largest chunks (at [`CHARS_PER_TOKEN`] bytes a token).
+pub const WINDOW_CHUNKS: usize = 64;
+/// A window in a stretch without paragraph, line or sentence ends holds about this many of the
+/// largest chunks.
+pub const WEAK_WINDOW_CHUNKS: usize = 8;
+
+/// Boundaries a window may end at, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Boundary {
+    Whitespace,
+    Sentence,
+    Line,
+    Paragraph,
+}
+
+/// The best place to end a window that starts at `from` and reaches at most `reach` bytes: the
+/// end of the strongest boundary in the second half of the reach (the last one of that
+/// strength), with its strength. A cut lies after the boundary's whitespace, so the next window
+/// starts with the next word; it is never at `from`, and a whitespace cut never at the text's
+/// end.
+fn best_cut(text: &str, from: usize, reach: usize) -> Option<(usize, Boundary)> {
+    let hi = text.floor_char_boundary(from + reach);
+    let lo = text.floor_char_boundary(from + reach / 2).max(from);
+    let region = &text[lo..hi];
+    let at = |i: usize| Some(lo + i);
+    let paragraph = region
+        .rfind("\n\n")
+        .map(|i| i + 2)
+        .max(region.rfind("\n\r\n").map(|i| i + 3));
+    if let Some(cut) = paragraph.and_then(at) {
+        return Some((cut, Boundary::Paragraph));
+    }
+    if let Some(cut) = region.rfind(['\n', '\r']).and_then(|i| at(i + 1)) {
+        return Some((cut, Boundary::Line));
+    }
+    let mut next: Option<(usize, char)> = None;
+    let mut space = None;
+    for (i, c) in region.char_indices().rev() {
+        if let Some((j, n)) = next
+            && n.is_whitespace()
+        {
+            if matches!(c, '.' | '!' | '?') {
+                return Some((lo + j + n.len_utf8(), Boundary::Sentence));
+            }
+            space = space.or(Some(lo + j + n.len_utf8()));
+        }
+        next = Some((i, c));
+    }
+    if let Some((j, n)) = next
+        && n.is_whitespace()
+    {
+        space = space.or(Some(lo + j + n.len_utf8()));
+    }
+    space
+        .filter(|&cut| cut > from && cut < text.len())
+        .map(|cut| (cut, Boundary::Whitespace))
+}
+
 /// Splits texts according to [`ChunkOptions`]. Cheap to share across threads.
+///
+/// # Windows
+///
+/// `text-splitter` is not linear in its input: for every chunk it looks at the first section of
+/// each semantic level from the chunk's start, and a section without a boundary of its level
+/// (a "sentence" with no sentence end, a "word" with no whitespace) runs to the end of the
+/// text; with line breaks it also re-sorts all the line breaks that follow. One megabyte on a
+/// single line of words took 20 s, two megabytes 90 s. So a text longer than the window
+/// (`max(MIN_WINDOW, WINDOW_CHUNKS × max_tokens × CHARS_PER_TOKEN)` bytes) is cut into windows
+/// and each window is split on its own, its chunks' offsets shifted to the document:
+///
+/// * a window ends at the best boundary in the second half of its reach: the last paragraph
+///   break, else the last line break, else the last sentence end (`.`, `!` or `?` and
+///   whitespace), else (a weak stretch) the window is cut short to
+///   `WEAK_WINDOW_CHUNKS × max_tokens × CHARS_PER_TOKEN` bytes, at the best boundary in the
+///   second half of that (whitespace at the least), else at a character boundary;
+/// * the rest of the text, once it fits in a window, is the last window if the second half of
+///   it has a sentence end or a stronger boundary, else it too is cut into weak windows;
+/// * no chunk crosses a window's end, and consecutive windows share no overlap; a chunk just
+///   before a cut may be shorter than the splitter would have made it.
+///
+/// So the work per window is bounded by a constant number of chunks times the window, and
+/// chunking is linear in the text whatever its shape. Only a text with no such boundary in the
+/// second half of its windows takes weak windows; a weak stretch in the first half of a window
+/// costs at most a window's worth of work per chunk, still bounded.
+///
+/// A text no longer than the window is handed to the splitter whole, exactly as before windows
+/// existed: its chunks (texts, offsets, hashes) are unchanged, so collections indexed earlier
+/// re-embed nothing for it.
 pub struct Chunker {
     text: TextSplitter<Sizer>,
     markdown: MarkdownSplitter<Sizer>,
+    /// Largest text split whole, in bytes.
+    window: usize,
+    /// Window length in a stretch without strong boundaries, in bytes.
+    weak_window: usize,
 }
 
 impl Chunker {
@@ -226,20 +320,80 @@ impl Chunker {
                 .map(|c| c.with_sizer(sizer.clone()))
                 .map_err(|e| Error::invalid("chunk.overlap", e.to_string()))
         };
+        let max_bytes = options.max_tokens.saturating_mul(CHARS_PER_TOKEN);
         Ok(Chunker {
             text: TextSplitter::new(config()?),
             markdown: MarkdownSplitter::new(config()?),
+            window: max_bytes.saturating_mul(WINDOW_CHUNKS).max(MIN_WINDOW),
+            weak_window: max_bytes.saturating_mul(WEAK_WINDOW_CHUNKS).max(64),
         })
+    }
+
+    /// The same chunker with windows of `window` bytes and weak windows of `weak` bytes (tests
+    /// reach many windows with short texts).
+    #[cfg(test)]
+    fn with_windows(mut self, window: usize, weak: usize) -> Self {
+        self.window = window;
+        self.weak_window = weak;
+        self
+    }
+
+    /// The splitter's spans of `text`, whole.
+    fn split<'t>(&self, text: &'t str, format: DocFormat) -> Vec<(usize, &'t str)> {
+        match format {
+            DocFormat::Markdown => self.markdown.chunk_indices(text).collect(),
+            _ => self.text.chunk_indices(text).collect(),
+        }
+    }
+
+    /// The splitter's spans of `text`, window by window (see [Windows](Chunker#windows)).
+    fn spans<'t>(&self, text: &'t str, format: DocFormat) -> Vec<(usize, &'t str)> {
+        if text.len() <= self.window {
+            return self.split(text, format);
+        }
+        let mut spans = Vec::new();
+        let mut from = 0;
+        while from < text.len() {
+            let to = self.window_end(text, from);
+            spans.extend(
+                self.split(&text[from..to], format)
+                    .into_iter()
+                    .map(|(i, s)| (from + i, s)),
+            );
+            from = to;
+        }
+        spans
+    }
+
+    /// Where the window starting at `from` ends: past `from`, on a character boundary.
+    fn window_end(&self, text: &str, from: usize) -> usize {
+        let rest = text.len() - from;
+        if let Some((cut, level)) = best_cut(text, from, self.window.min(rest))
+            && level >= Boundary::Sentence
+        {
+            // the rest of the text, when it fits, is one window
+            return if rest <= self.window { text.len() } else { cut };
+        }
+        if rest <= self.weak_window {
+            return text.len();
+        }
+        match best_cut(text, from, self.weak_window) {
+            Some((cut, _)) => cut,
+            None => {
+                let end = text.floor_char_boundary(from + self.weak_window);
+                if end > from {
+                    end
+                } else {
+                    text.ceil_char_boundary(from + 1)
+                }
+            }
+        }
     }
 
     /// The chunks of `text` (of a document titled `title`), in order; empty for a text with no
     /// visible characters.
     pub fn chunk(&self, title: &str, text: &str, format: DocFormat) -> Vec<Chunk> {
-        let spans: Vec<(usize, &str)> = match format {
-            DocFormat::Markdown => self.markdown.chunk_indices(text).collect(),
-            _ => self.text.chunk_indices(text).collect(),
-        };
-        spans
+        self.spans(text, format)
             .into_iter()
             .filter(|(_, s)| !s.trim().is_empty())
             .enumerate()
@@ -364,6 +518,131 @@ mod tests {
         assert_eq!(context_window("é", 1, 2, 10), "");
         assert_eq!(context_window(text, 20, 10, 10), "");
         assert_eq!(context_window(text, 0, 99, 10), "");
+    }
+
+    fn tokens_chunker(max: usize, overlap: usize) -> Chunker {
+        let words: TokenCounter = Arc::new(|s: &str| s.split_whitespace().count());
+        Chunker::new(
+            ChunkOptions {
+                max_tokens: max,
+                overlap,
+                sizer: ChunkSizer::Tokens,
+                context_chars: 0,
+            },
+            Some(words),
+        )
+        .unwrap()
+    }
+
+    /// Checks the chunk invariants: offsets point at the text, ords count from 0, sizes fit
+    /// (`size` of a chunk at most `max`), and every visible character lies in some chunk.
+    fn check_chunks(
+        text: &str,
+        chunks: &[Chunk],
+        max: usize,
+        size: impl Fn(&str) -> usize,
+    ) -> std::result::Result<(), TestCaseError> {
+        for (i, ch) in chunks.iter().enumerate() {
+            prop_assert_eq!(&text[ch.start..ch.end], ch.text.as_str());
+            prop_assert_eq!(ch.ord as usize, i);
+            prop_assert!(!ch.text.trim().is_empty());
+            prop_assert!(
+                size(&ch.text) <= max,
+                "{} > {max}: {:?}",
+                size(&ch.text),
+                ch.text
+            );
+        }
+        prop_assert!(chunks.windows(2).all(|w| w[0].start <= w[1].start));
+        let mut covered = vec![false; text.len()];
+        for ch in chunks {
+            covered[ch.start..ch.end].iter_mut().for_each(|c| *c = true);
+        }
+        for (i, ch) in text.char_indices().filter(|(_, ch)| !ch.is_whitespace()) {
+            prop_assert!(covered[i], "lost {ch:?} at {i}");
+        }
+        Ok(())
+    }
+
+    /// Texts of many shapes: prose with paragraphs, one line, words without sentence ends,
+    /// runs without whitespace, multibyte characters.
+    fn long_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "([a-zé]{1,8}[ .\\n]{1,2}){0,400}",
+            "([a-zé]{1,8}[ ]){0,600}",
+            "[a-zé日本語🦀]{0,3000}",
+            "([a-z]{0,300}[ \\n.!?]{0,3}){0,20}",
+            "[a-z \\r\\n.é]{0,3000}",
+        ]
+    }
+
+    #[test]
+    fn a_long_text_is_cut_into_windows_at_paragraphs() {
+        let para = format!("{}.\n\n", "word ".repeat(40).trim_end());
+        let text = para.repeat(2000); // 410 KB, far past the 32 KiB window
+        let c = chunker(64, 16);
+        let chunks = c.chunk("", &text, DocFormat::Text);
+        // every paragraph is exactly one chunk, as the splitter makes them within a window
+        assert_eq!(chunks.len(), 2000);
+        for (i, ch) in chunks.iter().enumerate() {
+            assert_eq!(ch.start, i * para.len());
+            assert_eq!(ch.text, para.trim_end());
+        }
+    }
+
+    #[test]
+    fn a_long_run_without_whitespace_is_chunked_by_characters() {
+        let text = "é".repeat(50_000) + &"x".repeat(50_001);
+        let c = chunker(16, 4);
+        let chunks = c.chunk("", &text, DocFormat::Text);
+        check_chunks(&text, &chunks, 64, |s| s.chars().count()).unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Below the window, windows change nothing: the chunks are the splitter's own.
+        #[test]
+        fn short_texts_chunk_as_the_splitter_does(
+            text in long_text(), max in 2usize..40, overlap in 0usize..8, md: bool,
+        ) {
+            let overlap = overlap.min(max - 1);
+            let c = chunker(max, overlap);
+            let format = if md { DocFormat::Markdown } else { DocFormat::Text };
+            prop_assert!(text.len() <= c.window);
+            let config = || {
+                ChunkConfig::new(max * CHARS_PER_TOKEN)
+                    .with_overlap(overlap * CHARS_PER_TOKEN)
+                    .unwrap()
+            };
+            let plain: Vec<(usize, &str)> = if md {
+                MarkdownSplitter::new(config()).chunk_indices(&text).collect()
+            } else {
+                TextSplitter::new(config()).chunk_indices(&text).collect()
+            };
+            let plain: Vec<(usize, &str)> =
+                plain.into_iter().filter(|(_, s)| !s.trim().is_empty()).collect();
+            let chunks = c.chunk("T", &text, format);
+            let got: Vec<(usize, &str)> = chunks.iter().map(|ch| (ch.start, ch.text.as_str())).collect();
+            prop_assert_eq!(got, plain);
+        }
+
+        /// Past the window (small windows here, so short texts cross many), every chunk fits,
+        /// points at its text, and together they cover every visible character.
+        #[test]
+        fn windowed_chunks_fit_and_cover_the_text(
+            text in long_text(), max in 2usize..40, overlap in 0usize..8,
+            window in 64usize..600, weak in 64usize..200, md: bool,
+        ) {
+            let overlap = overlap.min(max - 1);
+            let format = if md { DocFormat::Markdown } else { DocFormat::Text };
+            let c = chunker(max, overlap).with_windows(window, weak);
+            let chunks = c.chunk("", &text, format);
+            check_chunks(&text, &chunks, max * CHARS_PER_TOKEN, |s| s.chars().count())?;
+            let t = tokens_chunker(max, overlap).with_windows(window, weak);
+            let chunks = t.chunk("", &text, format);
+            check_chunks(&text, &chunks, max, |s| s.split_whitespace().count())?;
+        }
     }
 
     proptest! {
