@@ -4,7 +4,7 @@
 
 mod auth;
 
-pub use auth::AuthConfig;
+pub use auth::{AuthConfig, read_jwks};
 
 use anyhow::{Context, Result, bail};
 use quarry_core::{ChunkOptions, Fusion, GroupBy, Mode};

@@ -73,6 +73,15 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         // Checked on the bound address, whatever name `addr` used; nothing is accepted before.
         check_bind(&auth, bound, args.insecure_no_auth)?;
         eprintln!("authentication: {}", describe(&auth, config, bound, args.insecure_no_auth));
+        if auth.is_on() {
+            warn_documents_without_acl(&engine, config);
+        }
+        let jwks_reload = config
+            .auth
+            .jwt
+            .as_ref()
+            .and_then(|j| j.jwks_reload())
+            .map(|(path, every)| tokio::spawn(reload_jwks(auth.clone(), path, every)));
         tracing::info!(addr = %bound, data_dir = %data_dir.display(), "quarry listening on http://{bound}");
         detect_model_changes(&engine, config.reindex.on_model_change);
         detect_chunking_changes(&engine, config);
@@ -107,7 +116,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         serve(listener, router(engine.clone(), options), stop, grace).await?;
         // No new scheduled pass starts; one already running finishes before the flush below
         // takes the writer lock.
-        for task in scheduled.into_iter().chain(canaries) {
+        for task in scheduled.into_iter().chain(canaries).chain(jwks_reload) {
             task.abort();
         }
         refresh.abort();
@@ -125,6 +134,81 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     // Blocking work still running (a request past the grace period) is not waited for.
     runtime.shutdown_timeout(grace);
     Ok(())
+}
+
+/// With authentication on, documents without an ACL of their own follow `auth.default_acl`, which
+/// is admins only unless set: turning authentication on then hides them from every other caller.
+/// Says so once, with the counts and the fixes; with a `default_acl` that names someone, says who
+/// reads them.
+fn warn_documents_without_acl(engine: &quarry_index::Engine, config: &Config) {
+    let counts = match engine.documents_without_acl() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("cannot count documents without an ACL: {e}");
+            return;
+        }
+    };
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    if total == 0 {
+        return;
+    }
+    let per_collection = counts
+        .iter()
+        .map(|(c, n)| format!("{c}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let acl = config.auth.default_acl();
+    if acl.0.is_empty() {
+        eprintln!(
+            "warning: {total} documents have no ACL of their own ({per_collection}); with authentication on they follow auth.default_acl,              which is admins only, so no reader or writer can see them. Set auth.default_acl in quarry.toml (e.g. [\"group:staff\"] or [\"public\"]),              or re-ingest them with an ACL (a .quarry-acl.toml file, `quarry ingest --acl`, or a record's `acl`)"
+        );
+    } else {
+        eprintln!(
+            "note: {total} documents have no ACL of their own ({per_collection}); they follow auth.default_acl = [{}]",
+            acl.0.join(", ")
+        );
+    }
+}
+
+/// Re-reads `auth.jwt.jwks_file` every `every` and, when its bytes changed, replaces the JWKS's
+/// keys with it. A file that cannot be read or is not a usable key set leaves the keys in use,
+/// with one warning per distinct problem.
+async fn reload_jwks(auth: Auth, path: std::path::PathBuf, every: Duration) {
+    let mut last = std::fs::read(&path).ok();
+    let mut last_error: Option<String> = None;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let file = path.clone();
+        let read = tokio::task::spawn_blocking(move || crate::config::read_jwks(&file)).await;
+        let result = match read {
+            Ok(Ok(bytes)) if last.as_ref() == Some(&bytes) => continue,
+            Ok(Ok(bytes)) => {
+                let r = auth.reload_jwks(&bytes);
+                last = Some(bytes);
+                r.map_err(|e| format!("auth.jwt.jwks_file {}: {e}", path.display()))
+            }
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(e) => Err(format!("JWKS reload task: {e}")),
+        };
+        match result {
+            Ok(n) => {
+                last_error = None;
+                tracing::info!(
+                    "auth.jwt.jwks_file {} reloaded: {n} keys; authentication: {}",
+                    path.display(),
+                    auth.describe()
+                );
+            }
+            Err(e) if last_error.as_ref() != Some(&e) => {
+                tracing::warn!("{e}; the keys in use stay");
+                last_error = Some(e);
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Logs every collection chunked otherwise than `chunk.*` says now (those settings are for new
@@ -197,7 +281,13 @@ fn authenticator(config: &Config) -> anyhow::Result<Auth> {
         .auth
         .resolve(|var| std::env::var(var).ok())
         .map_err(|e| UsageError(format!("{e:#}")))?;
-    Auth::new(keys, jwt).map_err(|e| UsageError(format!("auth.jwt: {e}")).into())
+    Auth::new(keys, jwt).map_err(|e| {
+        let e = match config.auth.jwt.as_ref().and_then(|j| j.jwks_file.as_ref()) {
+            Some(path) => e.replacen("JWKS:", &format!("jwks_file {}:", path.display()), 1),
+            None => e,
+        };
+        UsageError(format!("auth.jwt: {e}")).into()
+    })
 }
 
 /// Without authentication, only loopback addresses, unless the operator insists.

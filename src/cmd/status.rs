@@ -69,13 +69,16 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         let vectors = c["vectors"]
             .as_u64()
             .map_or(String::new(), |n| format!(", {n} with vectors"));
+        // ...and only admins its generation.
+        let generation = c["generation"]
+            .as_u64()
+            .map_or(String::new(), |g| format!(", generation {g}"));
         let _ = writeln!(
             o,
-            "{}: {} documents, {} chunks{vectors}, generation {}, embedding version {}",
+            "{}: {} documents, {} chunks{vectors}{generation}, embedding version {}",
             c["name"].as_str().unwrap_or("?"),
             c["documents"],
             c["chunks"],
-            c["generation"],
             c["active_embedding_version"]
                 .as_str()
                 .unwrap_or("none (BM25 only)")

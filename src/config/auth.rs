@@ -1,7 +1,7 @@
 //! `[auth]`: API keys (`[[auth.api_keys]]`), JWT verification (`[auth.jwt]`) and the ACL of
 //! documents that carry none (`auth.default_acl`). Parsed and checked with the rest of the
 //! configuration; [`AuthConfig::resolve`] then reads the secrets (an environment variable, a PEM
-//! file) when the server starts, so commands that do not serve never need them.
+//! file, a JWKS file) when the server starts, so commands that do not serve never need them.
 
 use anyhow::{Context, Result, bail};
 use quarry_core::acl::check_principal;
@@ -37,14 +37,23 @@ fn reader() -> String {
     "reader".into()
 }
 
-/// `[auth.jwt]`: bearer JWTs signed with HS256 and/or RS256.
+/// `[auth.jwt]`: bearer JWTs signed with HS256 and/or RS256, or by the keys of a JWKS file.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     /// Name of the environment variable holding the HS256 secret (at least 32 bytes).
     pub hs256_secret_env: Option<String>,
+    /// Key id (`kid`) of the HS256 secret, when tokens name it.
+    pub hs256_kid: Option<String>,
     /// PEM file of the RSA public key that verifies RS256 tokens.
     pub rs256_public_key_file: Option<PathBuf>,
+    /// Key id (`kid`) of the RS256 key, when tokens name it.
+    pub rs256_kid: Option<String>,
+    /// A JSON Web Key Set file (RFC 7517): keys chosen by the token's `kid`.
+    pub jwks_file: Option<PathBuf>,
+    /// How often `serve` checks `jwks_file` for changes, in seconds; 0: read at start only
+    /// [default: 60].
+    pub jwks_reload_secs: Option<u64>,
     /// Required `iss` claim, when set.
     pub issuer: Option<String>,
     /// Required `aud` claim, when set.
@@ -95,10 +104,47 @@ impl AuthConfig {
             principal(&k.user, &k.groups, &k.role).with_context(|| at.clone())?;
         }
         if let Some(jwt) = &self.jwt {
-            if jwt.hs256_secret_env.is_none() && jwt.rs256_public_key_file.is_none() {
+            if jwt.hs256_secret_env.is_none()
+                && jwt.rs256_public_key_file.is_none()
+                && jwt.jwks_file.is_none()
+            {
                 bail!(
-                    "[auth.jwt] needs hs256_secret_env (the name of an environment variable holding the HS256 secret) or rs256_public_key_file (a PEM public key), or both"
+                    "[auth.jwt] needs hs256_secret_env (the name of an environment variable holding the HS256 secret), rs256_public_key_file (a PEM public key) or jwks_file (a JSON Web Key Set), or several of them"
                 );
+            }
+            for (kid_key, kid, key, has_key) in [
+                (
+                    "hs256_kid",
+                    &jwt.hs256_kid,
+                    "hs256_secret_env",
+                    jwt.hs256_secret_env.is_some(),
+                ),
+                (
+                    "rs256_kid",
+                    &jwt.rs256_kid,
+                    "rs256_public_key_file",
+                    jwt.rs256_public_key_file.is_some(),
+                ),
+            ] {
+                match kid.as_deref() {
+                    Some(k) if k.trim().is_empty() => bail!(
+                        "auth.jwt.{kid_key} is empty; remove it or set the key id tokens carry in their `kid` header"
+                    ),
+                    Some(_) if !has_key => {
+                        bail!(
+                            "auth.jwt.{kid_key} names the key of auth.jwt.{key}, which is not set"
+                        )
+                    }
+                    _ => {}
+                }
+            }
+            if jwt.hs256_kid.is_some() && jwt.hs256_kid == jwt.rs256_kid {
+                bail!(
+                    "auth.jwt.hs256_kid and auth.jwt.rs256_kid are the same; key ids must be unique"
+                );
+            }
+            if jwt.jwks_reload_secs.is_some() && jwt.jwks_file.is_none() {
+                bail!("auth.jwt.jwks_reload_secs is set without auth.jwt.jwks_file");
             }
             if jwt.hs256_secret_env.as_deref().is_some_and(|v| {
                 v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -161,17 +207,55 @@ impl AuthConfig {
             })?),
             None => None,
         };
+        let jwks_json = match &jwt.jwks_file {
+            Some(path) => Some(read_jwks(path)?),
+            None => None,
+        };
         Ok((
             keys,
             Some(JwtOptions {
                 hs256_secret,
+                hs256_kid: jwt.hs256_kid.clone(),
                 rs256_public_key_pem,
+                rs256_kid: jwt.rs256_kid.clone(),
+                jwks_json,
                 issuer: jwt.issuer.clone(),
                 audience: jwt.audience.clone(),
                 leeway_secs: jwt.leeway_secs,
             }),
         ))
     }
+}
+
+impl JwtConfig {
+    /// How often `serve` re-reads `jwks_file`: `None` without a file or with 0.
+    pub fn jwks_reload(&self) -> Option<(PathBuf, std::time::Duration)> {
+        let path = self.jwks_file.clone()?;
+        match self.jwks_reload_secs.unwrap_or(DEFAULT_JWKS_RELOAD_SECS) {
+            0 => None,
+            secs => Some((path, std::time::Duration::from_secs(secs))),
+        }
+    }
+}
+
+/// Seconds between two checks of `auth.jwt.jwks_file` for changes.
+pub const DEFAULT_JWKS_RELOAD_SECS: u64 = 60;
+
+/// The bytes of a JWKS file, at most [`MAX_JWKS_BYTES`](quarry_server::auth::jwks::MAX_JWKS_BYTES).
+pub fn read_jwks(path: &std::path::Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let max = quarry_server::auth::jwks::MAX_JWKS_BYTES;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max as u64 + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("auth.jwt.jwks_file: cannot read {}", path.display()))?;
+    if bytes.len() > max {
+        bail!(
+            "auth.jwt.jwks_file: {} is over {max} bytes; is it a key set?",
+            path.display()
+        );
+    }
+    Ok(bytes)
 }
 
 fn principal(user: &str, groups: &[String], role: &str) -> Result<Principal> {
@@ -246,6 +330,30 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.auth.default_acl(), DefaultAcl(vec!["group:eng".into()]));
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, r#"{"keys": []}"#).unwrap();
+        let c = load_toml(&format!("[auth.jwt]\njwks_file = \"{}\"\n", jwks.display())).unwrap();
+        let jwt = c.auth.jwt.as_ref().unwrap();
+        assert_eq!(
+            jwt.jwks_reload(),
+            Some((jwks.clone(), std::time::Duration::from_secs(60)))
+        );
+        let (_, options) = c.auth.resolve(|_| None).unwrap();
+        assert_eq!(options.unwrap().jwks_json.unwrap(), br#"{"keys": []}"#);
+        std::fs::write(
+            &jwks,
+            vec![b' '; quarry_server::auth::jwks::MAX_JWKS_BYTES + 1],
+        )
+        .unwrap();
+        let e = format!("{:#}", c.auth.resolve(|_| None).unwrap_err());
+        assert!(e.contains("over"), "{e}");
+        let c = load_toml(&format!(
+            "[auth.jwt]\njwks_file = \"{}\"\njwks_reload_secs = 0\n",
+            jwks.display()
+        ))
+        .unwrap();
+        assert_eq!(c.auth.jwt.unwrap().jwks_reload(), None);
         let c =
             load_toml("[auth.jwt]\nrs256_public_key_file = \"/nonexistent/key.pem\"\n").unwrap();
         let e = format!("{:#}", c.auth.resolve(|_| None).unwrap_err());
@@ -315,6 +423,26 @@ mod tests {
             (
                 "[auth]\ndefault_acl = [\"eng\"]\n".to_owned(),
                 "auth.default_acl",
+            ),
+            (
+                "[auth.jwt]\nhs256_secret_env = \"S\"\nrs256_kid = \"k\"\n".to_owned(),
+                "auth.jwt.rs256_kid names the key of auth.jwt.rs256_public_key_file",
+            ),
+            (
+                "[auth.jwt]\nhs256_secret_env = \"S\"\nhs256_kid = \" \"\n".to_owned(),
+                "auth.jwt.hs256_kid is empty",
+            ),
+            (
+                "[auth.jwt]\nhs256_secret_env = \"S\"\nhs256_kid = \"k\"\nrs256_public_key_file = \"p\"\nrs256_kid = \"k\"\n".to_owned(),
+                "must be unique",
+            ),
+            (
+                "[auth.jwt]\nhs256_secret_env = \"S\"\njwks_reload_secs = 5\n".to_owned(),
+                "without auth.jwt.jwks_file",
+            ),
+            (
+                "[auth.jwt]\njwks_url = \"https://idp/jwks\"\n".to_owned(),
+                "unknown field `jwks_url`",
             ),
         ] {
             let e = err(&text);

@@ -75,6 +75,7 @@ fn auth_server() -> TestServer {
         issuer: None,
         audience: None,
         leeway_secs: 0,
+        ..JwtOptions::default()
     };
     TestServer::start_with(
         ServerOptions {
@@ -567,6 +568,7 @@ fn jwt_issuer_and_audience_are_checked_when_configured() {
         issuer: Some("https://idp.example".into()),
         audience: Some("quarry".into()),
         leeway_secs: 30,
+        ..JwtOptions::default()
     };
     let s = TestServer::start_with(
         ServerOptions {
@@ -846,4 +848,353 @@ fn eval_runs_over_http_apply_the_named_readers_acls() {
 fn call_json(s: &TestServer, method: &Method, path: &str, body: Value) -> (u16, Value) {
     let a = call(s, method, path, Some(ADMIN_KEY), &body);
     (a.status, a.body)
+}
+
+/// A JWT whose `nbf` is in the future is refused, HS256 or RS256; one whose `nbf` is past, or
+/// within the leeway, is accepted.
+#[test]
+fn jwt_not_before_in_the_future_is_refused() {
+    let s = auth_server();
+    let exp = now() + 2 * 365 * 86400;
+    let hour = now() + 3600;
+    let year = now() + 365 * 86400;
+    for (what, token) in [
+        (
+            "HS256 nbf +1h",
+            hs256(json!({"sub": "a", "exp": exp, "nbf": hour})),
+        ),
+        (
+            "HS256 nbf +1y",
+            hs256(json!({"sub": "a", "exp": exp, "nbf": year})),
+        ),
+        (
+            "RS256 nbf +1h",
+            rs256(json!({"sub": "a", "exp": exp, "nbf": hour})),
+        ),
+        (
+            "RS256 nbf +1y",
+            rs256(json!({"sub": "a", "exp": exp, "nbf": year})),
+        ),
+    ] {
+        let (status, body) = get(&s, "/v1/collections", &token);
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["error"]["code"], "unauthorized");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not valid yet"),
+            "{what}: {body}"
+        );
+    }
+    for token in [
+        hs256(json!({"sub": "a", "exp": exp, "nbf": now() - 60})),
+        rs256(json!({"sub": "a", "exp": exp, "nbf": now() - 60})),
+    ] {
+        let (status, body) = get(&s, "/v1/collections", &token);
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // With 30 s of leeway, nbf 10 s ahead (a clock slightly behind the issuer's) is accepted.
+    let jwt = JwtOptions {
+        hs256_secret: Some(HS256_SECRET.to_vec()),
+        leeway_secs: 30,
+        ..JwtOptions::default()
+    };
+    let s = TestServer::start(ServerOptions {
+        auth: Auth::new(vec![], Some(jwt)).unwrap(),
+        ..ServerOptions::default()
+    });
+    let (status, body) = get(
+        &s,
+        "/v1/collections",
+        &hs256(json!({"sub": "a", "exp": exp, "nbf": now() + 10})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = get(
+        &s,
+        "/v1/collections",
+        &hs256(json!({"sub": "a", "exp": exp, "nbf": now() + 3600})),
+    );
+    assert_eq!(status, 401);
+}
+
+/// An HS256 token signed with the bytes of the server's RSA public key (the classic algorithm
+/// confusion) is refused, whether it names the RSA key's `kid`, a JWKS RSA key's, or none.
+#[test]
+fn an_rsa_public_key_is_never_an_hmac_secret() {
+    let public = std::fs::read(fixture("rs256-test-public.pem")).unwrap();
+    let public2 = std::fs::read(fixture("rs256-test2-public.pem")).unwrap();
+    let jwt = JwtOptions {
+        rs256_public_key_pem: Some(public.clone()),
+        rs256_kid: Some("rsa-1".into()),
+        jwks_json: Some(jwks(&[("rsa-2", "rs256-test2-private.pem")])),
+        ..JwtOptions::default()
+    };
+    let s = TestServer::start(ServerOptions {
+        auth: Auth::new(vec![], Some(jwt)).unwrap(),
+        ..ServerOptions::default()
+    });
+    let claims = json!({"sub": "mallory", "role": "admin", "exp": now() + 300});
+    for (kid, secret, want) in [
+        (Some("rsa-1"), &public, "algorithm does not match the key"),
+        (Some("rsa-2"), &public2, "algorithm does not match the key"),
+        (None, &public, "HS256 is not accepted"),
+    ] {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = kid.map(str::to_owned);
+        let forged =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret)).unwrap();
+        let (status, body) = get(&s, "/v1/collections", &forged);
+        assert_eq!(status, 401, "{kid:?}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(want),
+            "{kid:?}: {body}"
+        );
+    }
+    // The genuine tokens of both keys pass.
+    for (kid, key) in [
+        ("rsa-1", "rs256-test-private.pem"),
+        ("rsa-2", "rs256-test2-private.pem"),
+    ] {
+        let (status, body) = get(&s, "/v1/collections", &rs256_kid(&claims, kid, key));
+        assert_eq!(status, 200, "{kid}: {body}");
+    }
+}
+
+fn rs256_kid(claims: &Value, kid: &str, private_pem: &str) -> String {
+    let pem = std::fs::read(fixture(private_pem)).unwrap();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
+}
+
+/// A JWKS of the fixture RSA keys: `(kid, private key file)`; the public half of each goes in.
+fn jwks(keys: &[(&str, &str)]) -> Vec<u8> {
+    let keys: Vec<jsonwebtoken::jwk::Jwk> = keys
+        .iter()
+        .map(|(kid, file)| {
+            let pem = std::fs::read(fixture(file)).unwrap();
+            let key = EncodingKey::from_rsa_pem(&pem).unwrap();
+            let mut jwk =
+                jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+            jwk.common.key_id = Some((*kid).to_owned());
+            jwk
+        })
+        .collect();
+    let set = serde_json::to_vec_pretty(&json!({ "keys": keys })).unwrap();
+    let text = String::from_utf8(set.clone()).unwrap();
+    assert!(
+        !text.contains("\"d\""),
+        "no private parts in a JWKS: {text}"
+    );
+    set
+}
+
+/// Key rotation with `auth.jwt.jwks_file`: tokens choose their key by `kid`; a key added to the
+/// file is used after the next reload, one removed is refused as an unknown key id; a broken file
+/// leaves the keys in use.
+#[test]
+fn jwks_file_rotation_over_serve() {
+    let data = tmp();
+    let keys_dir = tmp();
+    let jwks_path = keys_dir.path().join("jwks.json");
+    std::fs::write(&jwks_path, jwks(&[("2024-01", "rs256-test-private.pem")])).unwrap();
+    let config = format!(
+        "[auth.jwt]\njwks_file = \"{}\"\njwks_reload_secs = 1\n",
+        path_str(&jwks_path)
+    );
+    write_tree(data.path(), &[("quarry.toml", config.as_bytes())]);
+    let mut served = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &[]);
+    assert!(
+        served
+            .early
+            .iter()
+            .any(|l| l.contains("authentication: JWT (RS256; key ids 2024-01)")),
+        "{:?}",
+        served.early
+    );
+    let url = served.url.clone();
+    let status_of = |token: &str| -> (u16, String) {
+        let r = Client::new()
+            .get(format!("{url}/v1/collections"))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().unwrap())
+    };
+    let claims = json!({"sub": "svc", "exp": now() + 300});
+    let old = rs256_kid(&claims, "2024-01", "rs256-test-private.pem");
+    let new = rs256_kid(&claims, "2024-07", "rs256-test2-private.pem");
+    let old_key_new_kid = rs256_kid(&claims, "2024-07", "rs256-test-private.pem");
+    assert_eq!(status_of(&old).0, 200);
+    let (status, body) = status_of(&new);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("unknown key id"), "{body}");
+    let (status, body) = status_of(&rs256(claims.clone()));
+    assert_eq!(status, 401, "a token without a kid: {body}");
+    assert!(body.contains("no key id"), "{body}");
+
+    // 1. Add the new key: both verify.
+    std::fs::write(
+        &jwks_path,
+        jwks(&[
+            ("2024-01", "rs256-test-private.pem"),
+            ("2024-07", "rs256-test2-private.pem"),
+        ]),
+    )
+    .unwrap();
+    let line = served
+        .wait_for_line(
+            "key ids 2024-01, 2024-07",
+            std::time::Duration::from_secs(20),
+        )
+        .expect("the JWKS is reloaded");
+    assert!(line.contains("reloaded: 2 keys"), "{line}");
+    assert_eq!(status_of(&old).0, 200);
+    assert_eq!(status_of(&new).0, 200);
+    let (status, body) = status_of(&old_key_new_kid);
+    assert_eq!(status, 401, "the kid's key must sign it: {body}");
+
+    // 2. A broken file: a warning, and the keys in use stay.
+    std::fs::write(&jwks_path, b"{\"keys\": [{\"kty\": \"RSA\"}]}").unwrap();
+    served
+        .wait_for_line("the keys in use stay", std::time::Duration::from_secs(20))
+        .expect("a warning about the broken JWKS");
+    assert_eq!(status_of(&old).0, 200);
+
+    // 3. Remove the old key: its tokens are refused.
+    std::fs::write(&jwks_path, jwks(&[("2024-07", "rs256-test2-private.pem")])).unwrap();
+    served
+        .wait_for_line("reloaded: 1 keys", std::time::Duration::from_secs(20))
+        .expect("the JWKS is reloaded again");
+    let (status, body) = status_of(&old);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("unknown key id"), "{body}");
+    assert_eq!(status_of(&new).0, 200);
+    served.stop();
+
+    // A JWKS that cannot be used stops the server at start, naming the file.
+    std::fs::write(
+        &jwks_path,
+        b"{\"keys\": [{\"kty\": \"oct\", \"k\": \"AAAA\"}]}",
+    )
+    .unwrap();
+    let out = quarry()
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("jwks.json") && stderr.contains("no `kid`"),
+        "{stderr}"
+    );
+}
+
+/// `quarry serve` with authentication on says, once, how many documents have no ACL of their
+/// own (admins only see them) and how to fix it; not when `auth.default_acl` names readers, nor
+/// without authentication.
+#[test]
+fn serve_warns_when_authentication_hides_documents_without_an_acl() {
+    let data = tmp();
+    let docs = tmp();
+    write_tree(
+        docs.path(),
+        &[
+            ("a.md", b"# A\nno acl here"),
+            ("b.md", b"# B\nnone here either"),
+            ("eng/.quarry-acl.toml", b"allow = [\"group:eng\"]\n"),
+            ("eng/c.md", b"# C\nthis one has an acl"),
+        ],
+    );
+    let out = crate::run(data.path(), &["ingest", &path_str(docs.path())]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let served = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &[]);
+    let log = served.stop();
+    assert!(!log.contains("no ACL of their own"), "auth off: {log}");
+
+    let key = format!(
+        "[[auth.api_keys]]\nkey_sha256 = \"{}\"\nuser = \"root\"\nrole = \"admin\"\n",
+        sha256_hex(ADMIN_KEY)
+    );
+    write_tree(data.path(), &[("quarry.toml", key.as_bytes())]);
+    let served = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &[]);
+    let warnings: Vec<&String> = served
+        .early
+        .iter()
+        .filter(|l| l.contains("no ACL of their own"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:?}", served.early);
+    let w = warnings[0];
+    for want in [
+        "warning: 2 documents have no ACL of their own (default: 2)",
+        "admins only",
+        "auth.default_acl",
+        "--acl",
+    ] {
+        assert!(w.contains(want), "{want}: {w}");
+    }
+    served.stop();
+
+    let with_default = format!("[auth]\ndefault_acl = [\"group:staff\"]\n{key}");
+    write_tree(data.path(), &[("quarry.toml", with_default.as_bytes())]);
+    let served = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &[]);
+    assert!(
+        served.early.iter().any(|l| l
+            .contains("note: 2 documents have no ACL of their own (default: 2); they follow auth.default_acl = [group:staff]")),
+        "{:?}",
+        served.early
+    );
+    assert!(
+        !served.early.iter().any(|l| l.starts_with("warning:")),
+        "{:?}",
+        served.early
+    );
+    served.stop();
+}
+
+/// A collection's generation moves with every write, also of documents a reader may not see: it
+/// is shown to admins only.
+#[test]
+fn generation_is_shown_to_admins_only() {
+    let s = auth_server();
+    upsert(
+        &s,
+        json!([{"id": "pub.md", "text": "public words", "acl": ["public"]}]),
+    );
+    let reader_jwt = hs256(json!({"sub": "erin", "groups": ["eng"], "exp": now() + 300}));
+    for (who, token) in [
+        ("reader key", READER_KEY),
+        ("writer key", WRITER_KEY),
+        ("reader JWT", reader_jwt.as_str()),
+    ] {
+        let (status, stats) = get(&s, "/v1/collections/default", token);
+        assert_eq!(status, 200, "{who}: {stats}");
+        assert!(stats.get("generation").is_none(), "{who}: {stats}");
+        assert_eq!(stats["documents"], 1, "{who}: {stats}");
+        let (_, list) = get(&s, "/v1/collections", token);
+        assert!(
+            list["collections"][0].get("generation").is_none(),
+            "{who}: {list}"
+        );
+    }
+    let (_, stats) = get(&s, "/v1/collections/default", ADMIN_KEY);
+    assert_eq!(stats["generation"], 1, "{stats}");
+    upsert(
+        &s,
+        json!([{"id": "secret.md", "text": "hidden", "acl": ["group:board"]}]),
+    );
+    let (_, stats) = get(&s, "/v1/collections/default", ADMIN_KEY);
+    assert_eq!(stats["generation"], 2, "{stats}");
+    let (_, list) = get(&s, "/v1/collections", ADMIN_KEY);
+    assert_eq!(list["collections"][0]["generation"], 2, "{list}");
 }

@@ -431,6 +431,22 @@ impl Catalog {
         Ok((docs, chunks as u64))
     }
 
+    /// Per collection (by name), how many documents have no ACL of their own and so follow the
+    /// default ACL; collections without such documents are left out. One pass over the
+    /// documents.
+    pub fn documents_without_acl(&self) -> Result<Vec<(String, u64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT collection, count(*) FROM documents WHERE json_array_length(acl) = 0
+             GROUP BY collection ORDER BY collection",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.map(|r| {
+            let (name, n) = r?;
+            Ok((name, n as u64))
+        })
+        .collect()
+    }
+
     /// `(doc_id, title, text, format)` of every document of the collection, for a re-chunk.
     pub fn chunkable_documents(
         &self,

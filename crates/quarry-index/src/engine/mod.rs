@@ -178,7 +178,10 @@ pub struct CollectionStats {
     pub name: String,
     pub documents: u64,
     pub chunks: u64,
-    pub generation: u64,
+    /// The collection's last committed generation; shown to admins only: it moves with every
+    /// write, including writes of documents a reader may not see.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
     pub active_embedding_version: Option<String>,
     /// The embedder name and fingerprint of the active version.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -351,7 +354,8 @@ impl Engine {
     }
 
     /// A collection's counts as `caller` sees them: documents and chunks it may read. The
-    /// vector count is shown to admins only (it would count documents others may not see).
+    /// vector count and the generation are shown to admins only (the one would count, the other
+    /// follow changes of, documents others may not see).
     pub fn stats(&self, name: &str, caller: &Principal) -> Result<CollectionStats> {
         let row = self.collection(name)?;
         let (documents, chunks) = if caller.sees_all() {
@@ -371,7 +375,7 @@ impl Engine {
             name: row.name,
             documents,
             chunks,
-            generation: row.generation,
+            generation: caller.sees_all().then_some(row.generation),
             active_embedding_version: row.active_version,
             embedder: version.as_ref().map(|v| v.embedder.clone()),
             fingerprint: version.as_ref().map(|v| v.fingerprint.to_hex()),
@@ -542,6 +546,13 @@ impl Engine {
             .map(|c| c.name)
             .collect();
         names.iter().map(|n| self.stats(n, caller)).collect()
+    }
+
+    /// Per collection, how many documents have no ACL of their own (they follow
+    /// [`EngineOptions::default_acl`]); collections without any are left out. For the warning
+    /// `quarry serve` prints when authentication hides them.
+    pub fn documents_without_acl(&self) -> Result<Vec<(String, u64)>> {
+        self.catalog().documents_without_acl()
     }
 
     /// A document with its text, if `caller` may read it. A document the caller may not read is

@@ -68,7 +68,36 @@ fn unchanged_documents_write_nothing() {
     assert_eq!((first.added, first.generation), (1, Some(1)));
     let again = upsert(&engine, "a", PARAS[0]);
     assert_eq!((again.unchanged, again.generation), (1, None));
-    assert_eq!(engine.stats("c", &admin()).unwrap().generation, 1);
+    assert_eq!(engine.stats("c", &admin()).unwrap().generation, Some(1));
+}
+
+#[test]
+fn generation_is_for_admins_and_documents_without_acl_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), options()).unwrap();
+    assert!(engine.documents_without_acl().unwrap().is_empty());
+    upsert(&engine, "a", PARAS[0]);
+    upsert(&engine, "b", PARAS[1]);
+    let chunker = quarry_core::Chunker::new(engine.options().chunk, None).unwrap();
+    let mut d = doc("pub", PARAS[2]);
+    d.acl = vec!["public".into()];
+    let chunks = chunker.chunk(&d.title, &d.text, d.format);
+    engine.apply("c", vec![Change::Upsert(d, chunks)]).unwrap();
+    let d = doc("z", PARAS[3]);
+    let chunks = chunker.chunk(&d.title, &d.text, d.format);
+    engine
+        .apply("other", vec![Change::Upsert(d, chunks)])
+        .unwrap();
+    assert_eq!(
+        engine.documents_without_acl().unwrap(),
+        [("c".to_owned(), 2), ("other".to_owned(), 1)]
+    );
+    let reader = Principal::new("r", vec![], quarry_core::Role::Reader);
+    let seen = engine.stats("c", &reader).unwrap();
+    assert_eq!((seen.documents, seen.generation), (3, None), "{seen:?}");
+    let json = serde_json::to_value(&seen).unwrap();
+    assert!(json.get("generation").is_none(), "{json}");
+    assert_eq!(engine.stats("c", &admin()).unwrap().generation, Some(3));
 }
 
 #[test]
@@ -102,7 +131,7 @@ fn crash_between_catalog_and_bm25_commit_is_replayed() {
     let ix = engine.open_indexes("c").unwrap();
     assert_eq!(
         ix.bm25.generation().unwrap(),
-        engine.stats("c", &admin()).unwrap().generation
+        engine.stats("c", &admin()).unwrap().generation.unwrap()
     );
 }
 

@@ -1,12 +1,23 @@
-//! JWT bearer tokens (RFC 7519), signed with HS256 (a shared secret) or RS256 (an RSA key pair;
-//! the server holds the public key). Required claims: `sub` (the user) and `exp`; optional
-//! `groups` (a list, default empty) and `role` (`reader`, `writer` or `admin`, default `reader`);
-//! `iss` and `aud` are required and checked when an issuer or an audience is configured.
+//! JWT bearer tokens (RFC 7519), signed with HS256 (a shared secret), RS256 (an RSA key pair; the
+//! server holds the public key), or by a key of a JSON Web Key Set ([`super::jwks`]). Required
+//! claims: `sub` (the user) and `exp`; optional `groups` (a list, default empty) and `role`
+//! (`reader`, `writer` or `admin`, default `reader`); `iss` and `aud` are required and checked when
+//! an issuer or an audience is configured. `exp` and `nbf` are checked with the configured leeway.
+//!
+//! Choosing the key ([`JwtVerifier::verify`]): a token whose header has a `kid` is verified by the
+//! configured key with that `kid` only (none: 401 `unknown key id`). A token without a `kid` is
+//! verified by the one key configured without a `kid` for its header's algorithm (the single-key
+//! settings, `hs256_secret_env` and `rs256_public_key_file`, when they have no `hs256_kid` /
+//! `rs256_kid`). When no configured key has a `kid` at all, a token's `kid` is not looked at, as
+//! before key ids existed. No token is ever tried against several keys. The algorithm is the
+//! key's: a header naming another is refused, so an RSA public key is never used as an HMAC secret.
 
+use super::jwks::{self, VerifyKey};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use quarry_core::acl::check_principal;
 use quarry_core::{Principal, Role};
+use std::sync::{Arc, RwLock};
 
 /// Shortest HS256 secret accepted: 256 bits, the size of the hash (RFC 7518 section 3.2).
 pub const MIN_HS256_SECRET_BYTES: usize = 32;
@@ -16,8 +27,15 @@ pub const MIN_HS256_SECRET_BYTES: usize = 32;
 pub struct JwtOptions {
     /// The shared HS256 secret.
     pub hs256_secret: Option<Vec<u8>>,
+    /// The key id of the HS256 secret, if tokens name it.
+    pub hs256_kid: Option<String>,
     /// The RS256 public key, PEM (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`).
     pub rs256_public_key_pem: Option<Vec<u8>>,
+    /// The key id of the RS256 key, if tokens name it.
+    pub rs256_kid: Option<String>,
+    /// A JSON Web Key Set (RFC 7517), as read from `jwks_file`; replaced by
+    /// [`JwtVerifier::reload_jwks`].
+    pub jwks_json: Option<Vec<u8>>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     /// Clock skew tolerated on `exp` and `nbf`.
@@ -32,7 +50,10 @@ impl std::fmt::Debug for JwtOptions {
                 "hs256_secret",
                 &self.hs256_secret.as_ref().map(|_| "<redacted>"),
             )
+            .field("hs256_kid", &self.hs256_kid)
             .field("rs256_public_key_pem", &self.rs256_public_key_pem.is_some())
+            .field("rs256_kid", &self.rs256_kid)
+            .field("jwks_json", &self.jwks_json.as_ref().map(|_| "<redacted>"))
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway_secs", &self.leeway_secs)
@@ -40,11 +61,14 @@ impl std::fmt::Debug for JwtOptions {
     }
 }
 
-/// Verifies tokens against the configured keys.
+/// Verifies tokens against the configured keys. Clones share the key set, so a reload of the
+/// JWKS is seen by every clone.
 #[derive(Clone)]
 pub struct JwtVerifier {
-    hs256: Option<DecodingKey>,
-    rs256: Option<DecodingKey>,
+    /// Keys of the single-key settings; fixed for the life of the server.
+    fixed: Vec<VerifyKey>,
+    /// Keys of the JWKS, if one is configured; replaced whole by a reload.
+    jwks: Option<Arc<RwLock<Arc<Vec<VerifyKey>>>>>,
     issuer: Option<String>,
     audience: Option<String>,
     leeway_secs: u64,
@@ -54,6 +78,7 @@ impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtVerifier")
             .field("algorithms", &self.algorithms())
+            .field("key_ids", &self.key_ids())
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway_secs", &self.leeway_secs)
@@ -70,68 +95,184 @@ struct Claims {
     role: Option<String>,
 }
 
+/// Algorithms in the order they are listed.
+const ORDER: [Algorithm; 9] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
 impl JwtVerifier {
     /// Checks the key material; the error says what is wrong with it.
     pub fn new(options: JwtOptions) -> Result<JwtVerifier, String> {
-        if options.hs256_secret.is_none() && options.rs256_public_key_pem.is_none() {
-            return Err("JWT verification needs an HS256 secret or an RS256 public key".into());
+        if options.hs256_secret.is_none()
+            && options.rs256_public_key_pem.is_none()
+            && options.jwks_json.is_none()
+        {
+            return Err(
+                "JWT verification needs an HS256 secret, an RS256 public key or a JWKS".into(),
+            );
         }
-        let hs256 = match options.hs256_secret {
+        for (name, kid) in [
+            ("hs256_kid", &options.hs256_kid),
+            ("rs256_kid", &options.rs256_kid),
+        ] {
+            if kid.as_deref().is_some_and(str::is_empty) {
+                return Err(format!("{name} is empty; remove it or name the key"));
+            }
+        }
+        let mut fixed = Vec::new();
+        match options.hs256_secret {
             Some(s) if s.len() < MIN_HS256_SECRET_BYTES => {
                 return Err(format!(
                     "the HS256 secret is {} bytes; use at least {MIN_HS256_SECRET_BYTES} random bytes (e.g. `openssl rand -hex 32`)",
                     s.len()
                 ));
             }
-            Some(s) => Some(DecodingKey::from_secret(&s)),
-            None => None,
-        };
-        let rs256 = match options.rs256_public_key_pem {
-            Some(pem) => Some(DecodingKey::from_rsa_pem(&pem).map_err(|e| {
+            Some(s) => fixed.push(VerifyKey {
+                kid: options.hs256_kid,
+                alg: Algorithm::HS256,
+                key: DecodingKey::from_secret(&s),
+            }),
+            None => {}
+        }
+        if let Some(pem) = options.rs256_public_key_pem {
+            let key = DecodingKey::from_rsa_pem(&pem).map_err(|e| {
                 format!("the RS256 public key is not an RSA public key in PEM form ({e}); export it with `openssl rsa -in private.pem -pubout`")
-            })?),
-            None => None,
-        };
-        Ok(JwtVerifier {
-            hs256,
-            rs256,
+            })?;
+            fixed.push(VerifyKey {
+                kid: options.rs256_kid,
+                alg: Algorithm::RS256,
+                key,
+            });
+        }
+        if let [a, b] = &fixed[..]
+            && a.kid.is_some()
+            && a.kid == b.kid
+        {
+            return Err("hs256_kid and rs256_kid are the same; key ids must be unique".into());
+        }
+        let mut verifier = JwtVerifier {
+            fixed,
+            jwks: None,
             issuer: options.issuer,
             audience: options.audience,
             leeway_secs: options.leeway_secs,
-        })
+        };
+        if let Some(json) = options.jwks_json {
+            verifier.jwks = Some(Arc::new(RwLock::new(Arc::new(Vec::new()))));
+            verifier.reload_jwks(&json)?;
+        }
+        Ok(verifier)
+    }
+
+    /// Replaces the keys of the JWKS with those of `json`, and says how many there are. On an
+    /// error the keys in use stay. Tokens verified after the return use the new keys.
+    pub fn reload_jwks(&self, json: &[u8]) -> Result<usize, String> {
+        let Some(slot) = &self.jwks else {
+            return Err("no JWKS is configured".into());
+        };
+        let keys = jwks::parse(json).map_err(|e| format!("JWKS: {e}"))?;
+        for k in &keys {
+            if self.fixed.iter().any(|f| f.kid.is_some() && f.kid == k.kid) {
+                return Err(format!(
+                    "JWKS: kid {:?} is also the hs256_kid or rs256_kid; key ids must be unique",
+                    k.kid.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+        let n = keys.len();
+        *slot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        Ok(n)
+    }
+
+    /// Whether a JWKS is configured (and can be reloaded).
+    pub fn has_jwks(&self) -> bool {
+        self.jwks.is_some()
+    }
+
+    /// Every key in use: the fixed ones, then the JWKS's.
+    fn keys(&self) -> Vec<VerifyKey> {
+        let mut all = self.fixed.clone();
+        if let Some(slot) = &self.jwks {
+            let set = slot.read().unwrap_or_else(|e| e.into_inner()).clone();
+            all.extend(set.iter().cloned());
+        }
+        all
     }
 
     /// The algorithms accepted, e.g. `["HS256", "RS256"]`.
-    pub fn algorithms(&self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        if self.hs256.is_some() {
-            out.push("HS256");
+    pub fn algorithms(&self) -> Vec<String> {
+        let keys = self.keys();
+        ORDER
+            .iter()
+            .filter(|a| keys.iter().any(|k| k.alg == **a))
+            .map(|a| format!("{a:?}"))
+            .collect()
+    }
+
+    /// The key ids configured, in configuration order.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.keys().into_iter().filter_map(|k| k.kid).collect()
+    }
+
+    /// For the start-up line: `HS256, RS256`, or `RS256; key ids a, b`.
+    pub fn describe(&self) -> String {
+        let algs = self.algorithms().join(", ");
+        let kids = self.key_ids();
+        if kids.is_empty() {
+            algs
+        } else {
+            format!("{algs}; key ids {}", kids.join(", "))
         }
-        if self.rs256.is_some() {
-            out.push("RS256");
+    }
+
+    /// The key `header` is verified with (see the module doc), or why there is none.
+    fn select(&self, header: &jsonwebtoken::Header) -> Result<VerifyKey, String> {
+        let keys = self.keys();
+        let any_kid = keys.iter().any(|k| k.kid.is_some());
+        let key = match &header.kid {
+            Some(kid) if any_kid => keys
+                .iter()
+                .find(|k| k.kid.as_deref() == Some(kid.as_str()))
+                .ok_or("invalid JWT: unknown key id (`kid`)")?,
+            _ => match keys.iter().find(|k| k.kid.is_none() && k.alg == header.alg) {
+                Some(k) => k,
+                None if keys.iter().any(|k| k.alg == header.alg) => {
+                    return Err(format!(
+                        "invalid JWT: the token has no key id (`kid`), and every {:?} key of this server has one",
+                        header.alg
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "invalid JWT: algorithm {:?} is not accepted here; use {}",
+                        header.alg,
+                        self.algorithms().join(" or ")
+                    ));
+                }
+            },
+        };
+        if key.alg != header.alg {
+            return Err(describe(&ErrorKind::InvalidAlgorithm));
         }
-        out
+        Ok(key.clone())
     }
 
     /// The caller a token names, or why the token is refused (a message for the client).
     pub fn verify(&self, token: &str) -> Result<Principal, String> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| describe(e.kind()))?;
-        // The key is chosen by the algorithm, and each key is used with its algorithm only, so
-        // an RSA public key can never be used as an HMAC secret.
-        let (alg, key) = match header.alg {
-            Algorithm::HS256 => (Algorithm::HS256, self.hs256.as_ref()),
-            Algorithm::RS256 => (Algorithm::RS256, self.rs256.as_ref()),
-            _ => (header.alg, None),
-        };
-        let Some(key) = key else {
-            return Err(format!(
-                "invalid JWT: algorithm {:?} is not accepted here; use {}",
-                header.alg,
-                self.algorithms().join(" or ")
-            ));
-        };
-        let mut validation = Validation::new(alg);
+        let key = self.select(&header)?;
+        // The algorithm is the key's: each key verifies with its own algorithm only.
+        let mut validation = Validation::new(key.alg);
         validation.leeway = self.leeway_secs;
+        validation.validate_nbf = true;
         let mut required = vec!["exp", "sub"];
         if let Some(iss) = &self.issuer {
             validation.set_issuer(&[iss]);
@@ -144,7 +285,7 @@ impl JwtVerifier {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
+        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
             .map_err(|e| describe(e.kind()))?;
         let claims = data.claims;
         check_principal(&format!("user:{}", claims.sub))
@@ -376,5 +517,186 @@ mod tests {
             SECRET,
         );
         assert!(v.verify(&wrong).unwrap_err().contains("audience"));
+    }
+
+    fn sign_with(header: jsonwebtoken::Header, claims: serde_json::Value, secret: &[u8]) -> String {
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    }
+
+    fn kid_header(alg: Algorithm, kid: &str) -> jsonwebtoken::Header {
+        let mut h = jsonwebtoken::Header::new(alg);
+        h.kid = Some(kid.to_owned());
+        h
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+            }
+        }
+        out
+    }
+
+    fn jwks(keys: &[(&str, &[u8])]) -> Vec<u8> {
+        let keys: Vec<_> = keys
+            .iter()
+            .map(|(kid, k)| serde_json::json!({"kty": "oct", "kid": kid, "k": b64(k)}))
+            .collect();
+        serde_json::to_vec(&serde_json::json!({ "keys": keys })).unwrap()
+    }
+
+    const OLD: &[u8] = b"old-secret-old-secret-old-secret";
+    const NEW: &[u8] = b"new-secret-new-secret-new-secret";
+
+    #[test]
+    fn nbf_in_the_future_is_refused_beyond_the_leeway() {
+        let v = JwtVerifier::new(JwtOptions {
+            hs256_secret: Some(SECRET.to_vec()),
+            leeway_secs: 30,
+            ..JwtOptions::default()
+        })
+        .unwrap();
+        let exp = now() + 10 * 365 * 86400;
+        for nbf in [now() + 3600, now() + 365 * 86400] {
+            let t = sign(
+                serde_json::json!({"sub": "a", "exp": exp, "nbf": nbf}),
+                SECRET,
+            );
+            assert!(v.verify(&t).unwrap_err().contains("not valid yet"), "{nbf}");
+        }
+        for nbf in [now() - 3600, now(), now() + 10] {
+            let t = sign(
+                serde_json::json!({"sub": "a", "exp": exp, "nbf": nbf}),
+                SECRET,
+            );
+            assert!(
+                v.verify(&t).is_ok(),
+                "nbf {nbf} is within the leeway or past"
+            );
+        }
+        let t = sign(
+            serde_json::json!({"sub": "a", "exp": exp, "nbf": "soon"}),
+            SECRET,
+        );
+        assert!(v.verify(&t).unwrap_err().contains("`nbf`"));
+    }
+
+    #[test]
+    fn a_kid_chooses_the_key_and_unknown_kids_are_refused() {
+        let v = JwtVerifier::new(JwtOptions {
+            hs256_secret: Some(SECRET.to_vec()),
+            jwks_json: Some(jwks(&[("old", OLD)])),
+            ..JwtOptions::default()
+        })
+        .unwrap();
+        assert_eq!(v.describe(), "HS256; key ids old");
+        let claims = serde_json::json!({"sub": "a", "exp": now() + 60});
+        let with = |kid: &str, secret: &[u8]| {
+            v.verify(&sign_with(
+                kid_header(Algorithm::HS256, kid),
+                claims.clone(),
+                secret,
+            ))
+        };
+        assert!(with("old", OLD).is_ok());
+        assert!(with("old", SECRET).unwrap_err().contains("signature"));
+        assert!(with("new", NEW).unwrap_err().contains("unknown key id"));
+        assert!(
+            with("new", SECRET).unwrap_err().contains("unknown key id"),
+            "no fallback to the key without a kid"
+        );
+        // Without a kid: the one key configured without one.
+        assert!(v.verify(&sign(claims.clone(), SECRET)).is_ok());
+        assert!(
+            v.verify(&sign(claims.clone(), OLD))
+                .unwrap_err()
+                .contains("signature")
+        );
+
+        // Rotation: add the new key, both verify; drop the old one, it is unknown.
+        assert_eq!(v.reload_jwks(&jwks(&[("old", OLD), ("new", NEW)])), Ok(2));
+        assert!(with("old", OLD).is_ok() && with("new", NEW).is_ok());
+        let clone = v.clone();
+        assert_eq!(v.reload_jwks(&jwks(&[("new", NEW)])), Ok(1));
+        assert!(with("old", OLD).unwrap_err().contains("unknown key id"));
+        assert!(
+            clone
+                .verify(&sign_with(
+                    kid_header(Algorithm::HS256, "old"),
+                    claims.clone(),
+                    OLD
+                ))
+                .is_err(),
+            "clones share the key set"
+        );
+        // A bad set leaves the keys in use.
+        assert!(v.reload_jwks(b"{}").is_err());
+        assert!(v.reload_jwks(&jwks(&[("new", b"short")])).is_err());
+        assert!(with("new", NEW).is_ok());
+    }
+
+    #[test]
+    fn the_algorithm_is_the_keys() {
+        // An RSA public key's bytes used as an HMAC secret: refused whether the token names the
+        // RSA key's kid or no kid.
+        // The workspace's test-only RSA key pair (tests/fixtures/auth).
+        let pem: &[u8] = include_bytes!("../../../../tests/fixtures/auth/rs256-test-public.pem");
+        let v = JwtVerifier::new(JwtOptions {
+            rs256_public_key_pem: Some(pem.to_vec()),
+            rs256_kid: Some("rsa".into()),
+            ..JwtOptions::default()
+        })
+        .unwrap();
+        let claims = serde_json::json!({"sub": "a", "exp": now() + 60});
+        let e = v
+            .verify(&sign_with(
+                kid_header(Algorithm::HS256, "rsa"),
+                claims.clone(),
+                pem,
+            ))
+            .unwrap_err();
+        assert!(e.contains("algorithm does not match the key"), "{e}");
+        let e = v.verify(&sign(claims.clone(), pem)).unwrap_err();
+        assert!(e.contains("HS256 is not accepted"), "{e}");
+        // Single-key settings without a kid ignore a token's kid, as before key ids existed.
+        let legacy = hs256();
+        let t = sign_with(
+            kid_header(Algorithm::HS256, "whatever"),
+            serde_json::json!({"sub": "a", "exp": now() + 60, "iss": "idp"}),
+            SECRET,
+        );
+        assert!(legacy.verify(&t).is_ok());
+        // ...but once keys have ids, a token without one needs a key without one.
+        let only_kids = JwtVerifier::new(JwtOptions {
+            jwks_json: Some(jwks(&[("old", OLD)])),
+            ..JwtOptions::default()
+        })
+        .unwrap();
+        let e = only_kids.verify(&sign(claims, OLD)).unwrap_err();
+        assert!(e.contains("no key id"), "{e}");
+    }
+
+    #[test]
+    fn key_ids_must_be_unique() {
+        let e = JwtVerifier::new(JwtOptions {
+            hs256_secret: Some(SECRET.to_vec()),
+            hs256_kid: Some("old".into()),
+            jwks_json: Some(jwks(&[("old", OLD)])),
+            ..JwtOptions::default()
+        })
+        .unwrap_err();
+        assert!(e.contains("unique"), "{e}");
     }
 }

@@ -1,5 +1,6 @@
 //! Authentication and authorization. [`Auth`] turns the `Authorization: Bearer <token>` header into
-//! a [`Principal`]: a token with the shape of a JWT is verified as one ([`jwt`]), any other token is
+//! a [`Principal`]: a token with the shape of a JWT is verified as one ([`jwt`], with keys chosen by
+//! `kid`, some from a JSON Web Key Set: [`jwks`]), any other token is
 //! an API key looked up by its sha256 ([`keys`]). Without keys or JWT settings, authentication is
 //! off and every caller is [`Principal::local_admin`] (the binary then only listens on loopback).
 //!
@@ -7,6 +8,7 @@
 //! by taking a [`Caller`]`<role::Reader>` (or `Writer`, `Admin`), which answers 403 to a caller with
 //! a lower role. The table of routes and roles is in the router's module doc.
 
+pub mod jwks;
 pub mod jwt;
 pub mod keys;
 
@@ -66,7 +68,17 @@ impl Auth {
         self.on.is_some()
     }
 
-    /// What is on, for the start-up line: `off`, `2 API keys, JWT (HS256, RS256)`.
+    /// Replaces the keys of the configured JWKS with those of `json` (see
+    /// [`JwtVerifier::reload_jwks`]); the number of keys, or why the keys in use stay.
+    pub fn reload_jwks(&self, json: &[u8]) -> Result<usize, String> {
+        match self.on.as_ref().and_then(|a| a.jwt.as_ref()) {
+            Some(jwt) => jwt.reload_jwks(json),
+            None => Err("no JWKS is configured".into()),
+        }
+    }
+
+    /// What is on, for the start-up line: `off`, `2 API keys, JWT (HS256, RS256)`,
+    /// `JWT (RS256; key ids 2024-01, 2024-07)`.
     pub fn describe(&self) -> String {
         let Some(a) = &self.on else {
             return "off".to_owned();
@@ -78,7 +90,7 @@ impl Auth {
             n => parts.push(format!("{n} API keys")),
         }
         if let Some(jwt) = &a.jwt {
-            parts.push(format!("JWT ({})", jwt.algorithms().join(", ")));
+            parts.push(format!("JWT ({})", jwt.describe()));
         }
         parts.join(", ")
     }
