@@ -140,7 +140,7 @@ fn a_reader_follows_another_engines_commits_and_then_writes() {
             .stats("c", &Principal::local_admin())
             .unwrap()
             .generation,
-        30
+        Some(30)
     );
     assert_eq!(reader.refresh().unwrap(), 1, "one collection moved");
     assert_eq!(reader.refresh().unwrap(), 0, "and nothing more to do");
