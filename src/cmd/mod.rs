@@ -53,6 +53,39 @@ pub fn open_engine(data_dir: &Path, config: &Config) -> anyhow::Result<Engine> {
         .with_context(|| format!("cannot open data dir {}", data_dir.display()))
 }
 
+/// Opens the engine for a command that only reads (`status`, `query`): read-only when the data
+/// directory cannot be written (permissions, a read-only mount), so it works on a mounted backup
+/// and never writes where it may not.
+pub fn open_engine_to_read(data_dir: &Path, config: &Config) -> anyhow::Result<Engine> {
+    if writable(data_dir) {
+        return open_engine(data_dir, config);
+    }
+    tracing::info!(data_dir = %data_dir.display(), "the data directory is not writable; reading it read-only");
+    let options = quarry_index::EngineOptions {
+        read_only: true,
+        ..engine_options(config)
+    };
+    Engine::open(data_dir, options)
+        .with_context(|| format!("cannot read data dir {}", data_dir.display()))
+}
+
+/// Whether quarry may write in `data_dir`: the directory, and its writer lock file when there
+/// is one, open for writing (opening the existing lock file writes nothing). A missing directory
+/// counts as writable: opening creates it.
+fn writable(data_dir: &Path) -> bool {
+    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+    let Ok(meta) = std::fs::metadata(data_dir) else {
+        return true;
+    };
+    if meta.permissions().readonly() {
+        return false;
+    }
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(data_dir.join("writer.lock"));
+    !matches!(lock, Err(e) if matches!(e.kind(), PermissionDenied | ReadOnlyFilesystem))
+}
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     emit(&format!("{}\n", serde_json::to_string_pretty(value)?));

@@ -1,7 +1,7 @@
 //! `quarry query TEXT`
 
 use super::remote::{Remote, ServerArgs};
-use super::{emit, open_engine, print_json};
+use super::{emit, open_engine_to_read, print_json};
 use crate::config::Config;
 use anyhow::Context;
 use quarry_core::{Fusion, GroupBy, Mode, Principal, QueryOptions};
@@ -87,7 +87,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     .with_fusion(args.fusion.resolve(config.query.fusion))?;
     let answer = match args.server.remote() {
         Some(server) => remote(&server, &args.collection, &q)?,
-        None => open_engine(data_dir, config)?
+        None => open_engine_to_read(data_dir, config)?
             .searcher(&args.collection)?
             .search(&q, &Principal::local_admin())?,
     };

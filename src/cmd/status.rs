@@ -2,7 +2,7 @@
 //! (`--server`, as the token's caller sees them).
 
 use super::remote::ServerArgs;
-use super::{emit, open_engine, print_json};
+use super::{emit, open_engine_to_read, print_json};
 use crate::config::Config;
 use quarry_core::Principal;
 use serde_json::Value;
@@ -29,7 +29,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
             (("server", Value::from(args.server.server.clone())), list)
         }
         None => {
-            let engine = open_engine(data_dir, config)?;
+            let engine = open_engine_to_read(data_dir, config)?;
             jobs = engine
                 .jobs(None)?
                 .iter()

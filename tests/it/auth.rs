@@ -1198,3 +1198,62 @@ fn generation_is_shown_to_admins_only() {
     let (_, list) = get(&s, "/v1/collections", ADMIN_KEY);
     assert_eq!(list["collections"][0]["generation"], 2, "{list}");
 }
+
+/// The embedding cache is shared by every collection and outlives deleted documents, so its
+/// counts (`embedded`, `cache_hits`) are shown to admins only; a task is seen by its sender and
+/// admins only.
+#[test]
+fn embedding_counts_and_tasks_are_not_shown_to_others() {
+    let s = auth_server();
+    let doc = json!({"documents": [{"id": "w.md", "text": "writer words", "acl": ["group:eng"]}]});
+    let (status, summary) = post(
+        &s,
+        "/v1/collections/default/documents",
+        WRITER_KEY,
+        doc.clone(),
+    );
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(summary["added"], 1, "{summary}");
+    assert!(summary.get("embedded").is_none(), "{summary}");
+    assert!(summary.get("cache_hits").is_none(), "{summary}");
+    let (_, summary) = post(
+        &s,
+        "/v1/collections/default/documents",
+        ADMIN_KEY,
+        doc.clone(),
+    );
+    assert_eq!(summary["unchanged"], 1, "{summary}");
+    assert!(
+        summary["embedded"].is_u64() && summary["cache_hits"].is_u64(),
+        "{summary}"
+    );
+
+    let (status, task) = post(
+        &s,
+        "/v1/collections/default/documents?wait=false",
+        WRITER_KEY,
+        json!({"documents": [{"id": "t.md", "text": "task words", "acl": ["group:eng"]}]}),
+    );
+    assert_eq!(status, 202, "{task}");
+    let path = format!("/v1/tasks/{}", task["task_id"].as_str().unwrap());
+    let other_writer = hs256(json!({"sub": "walt", "role": "writer", "exp": now() + 300}));
+    let (status, _) = get(&s, &path, &other_writer);
+    assert_eq!(status, 404, "another writer's task does not exist for them");
+    let (status, _) = get(&s, &path, READER_KEY);
+    assert_eq!(status, 403, "tasks need the writer role");
+    let (status, seen) = get(&s, &path, ADMIN_KEY);
+    assert_eq!(status, 200, "{seen}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let done = loop {
+        let (status, t) = get(&s, &path, WRITER_KEY);
+        assert_eq!(status, 200, "{t}");
+        if t["state"] != "running" {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "{t}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["summary"]["added"], 1, "{done}");
+    assert!(done["summary"].get("embedded").is_none(), "{done}");
+}

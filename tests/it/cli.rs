@@ -129,3 +129,133 @@ fn serve_answers_then_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Every file under `root` with its bytes and modification time.
+fn files_of(
+    root: &std::path::Path,
+) -> std::collections::BTreeMap<std::path::PathBuf, (Vec<u8>, std::time::SystemTime)> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(
+                    path.clone(),
+                    (std::fs::read(&path).unwrap(), meta.modified().unwrap()),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Sets every file and directory under `root` read-only (or writable again).
+fn set_read_only(root: &std::path::Path, read_only: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![root.to_path_buf()];
+    let mut dirs = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let mode = if read_only { 0o444 } else { 0o644 };
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+        }
+        dirs.push(dir);
+    }
+    for dir in dirs {
+        let mode = if read_only { 0o555 } else { 0o755 };
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+/// `status` and `query` work on a data directory nobody may write (a mounted backup), and write
+/// nothing there, even when the vector graph must be rebuilt in memory because its dump is gone.
+/// (Compared file by file: the tests may run as root, whom permissions do not stop.)
+#[test]
+fn status_and_query_read_a_read_only_data_dir_without_writing_to_it() {
+    let data = tmp();
+    let docs = tmp();
+    write_tree(
+        docs.path(),
+        &[
+            ("a.txt", b"harbors and lanterns at dusk"),
+            ("b.txt", b"marmalade quietude in the orchard"),
+        ],
+    );
+    let out = run(
+        data.path(),
+        &["ingest", "--collection", "c", &path_str(docs.path())],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vectors = data.path().join("collections/c/vectors");
+    let mut removed = 0;
+    for version in std::fs::read_dir(&vectors).unwrap() {
+        for f in std::fs::read_dir(version.unwrap().path()).unwrap() {
+            let path = f.unwrap().path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
+            removed += 1;
+        }
+    }
+    assert!(removed > 0, "the vector dump was there to remove");
+    let before = files_of(data.path());
+    set_read_only(data.path(), true);
+    let status = run(data.path(), &["status", "--json"]);
+    let query = |mode: &str| {
+        run(
+            data.path(),
+            &[
+                "query",
+                "--collection",
+                "c",
+                "--mode",
+                mode,
+                "--json",
+                "marmalade orchard",
+            ],
+        )
+    };
+    let (bm25, vector) = (query("bm25"), query("vector"));
+    set_read_only(data.path(), false);
+    for out in [&status, &bm25, &vector] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["collections"][0]["documents"], 2, "{status}");
+    for out in [&bm25, &vector] {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            crate::doc_ids(&v).first().map(String::as_str),
+            Some("b.txt"),
+            "{v}"
+        );
+    }
+    let after = files_of(data.path());
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "files were created or removed"
+    );
+    for (path, was) in &before {
+        assert!(after[path] == *was, "{} was written", path.display());
+    }
+}

@@ -402,3 +402,129 @@ fn cli_reingest_embeds_nothing_and_a_restart_answers_identically() {
     let text = status.to_string();
     assert!(text.contains("\"embedder\":\"hash\""), "{text}");
 }
+
+/// A write that outlives `request_timeout_ms` answers 504 and commits nothing, even after its
+/// embedder answers; the same write sent with `wait=false` answers 202 with a task id at once,
+/// runs past the timeout, and its task says how it went.
+#[test]
+fn a_timed_out_write_commits_nothing_and_wait_false_runs_it_as_a_task() {
+    let provider = fake_provider(16);
+    let mut o = OpenAiOptions::new(provider.url.clone(), "fake");
+    o.dimensions = Some(16);
+    o.max_retries = 0;
+    o.timeout = Duration::from_secs(10);
+    let embedder: Arc<dyn Embedder> = Arc::new(OpenAiEmbedder::new(o).unwrap());
+    let s = TestServer::start_with(
+        ServerOptions {
+            request_timeout: Duration::from_secs(1),
+            ..ServerOptions::default()
+        },
+        engine_options(embedder),
+    );
+    seed(&s);
+    provider.slow.store(true, Ordering::SeqCst);
+    let doc = json!({"documents": [{"id": "late", "text": "latecomerword arrives"}]});
+    let started = Instant::now();
+    let (status, body) = s.post("/v1/collections/default/documents", &doc);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (504, Some("timeout")),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // The provider answers 3 s after the call; wait past that: still nothing committed.
+    std::thread::sleep(Duration::from_secs(4));
+    let bm25 = json!({"query": "latecomerword", "mode": "bm25"});
+    let (_, found) = s.post("/v1/collections/default/query", &bm25);
+    assert!(
+        ids(&found).is_empty(),
+        "the timed-out write was committed: {found}"
+    );
+    let (_, stats) = s.get("/v1/collections/default");
+    assert_eq!(stats["documents"], DOCS.len(), "{stats}");
+
+    // (Another text: the vector of the first reached the embedding cache when the provider
+    // answered, though its document was not committed.)
+    let doc = json!({"documents": [{"id": "late", "text": "latecomerword arrives at last"}]});
+    let started = Instant::now();
+    let r = reqwest::blocking::Client::new()
+        .post(format!(
+            "{}/v1/collections/default/documents?wait=false",
+            s.url
+        ))
+        .json(&doc)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let task: Value = r.json().unwrap();
+    assert_eq!(task["state"], "running", "{task}");
+    assert_eq!(
+        location,
+        format!("/v1/tasks/{}", task["task_id"].as_str().unwrap())
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let (status, t) = s.get(&location);
+        assert_eq!(status, 200, "{t}");
+        if t["state"] != "running" {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "task still running: {t}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["summary"]["added"], 1, "{done}");
+    assert_eq!(
+        done["summary"]["embedded"], 1,
+        "an admin sees the embedding counts: {done}"
+    );
+    assert!(
+        done["finished_at"].as_u64() >= done["created_at"].as_u64(),
+        "{done}"
+    );
+    assert!(
+        started.elapsed() > Duration::from_secs(1),
+        "it ran past the request timeout"
+    );
+    let (_, found) = s.post("/v1/collections/default/query", &bm25);
+    assert_eq!(ids(&found), ["late"], "{found}");
+
+    let (status, missing) = s.get("/v1/tasks/no-such-task");
+    assert_eq!(
+        (status, missing["error"]["code"].as_str()),
+        (404, Some("task_not_found"))
+    );
+    let (status, bad) = s.post("/v1/collections/default/documents?wait=maybe", &doc);
+    assert_eq!(status, 400, "{bad}");
+    // A task that fails says why.
+    let r = reqwest::blocking::Client::new()
+        .post(format!(
+            "{}/v1/collections/default/documents?wait=false",
+            s.url
+        ))
+        .json(&json!({"documents": [{"text": "no id"}]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let task: Value = r.json().unwrap();
+    let path = format!("/v1/tasks/{}", task["task_id"].as_str().unwrap());
+    let failed = loop {
+        let (_, t) = s.get(&path);
+        if t["state"] != "running" {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "invalid_request", "{failed}");
+}

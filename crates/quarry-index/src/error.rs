@@ -34,6 +34,10 @@ pub enum Error {
     /// commit: nothing of it was written.
     #[error("{0}")]
     Cancelled(String),
+    /// The engine was opened read-only ([`crate::EngineOptions::read_only`]) and this needs a
+    /// write; the message says what to do.
+    #[error("{0}")]
+    ReadOnly(String),
 }
 
 /// An IO error as the user should read it: a full disk says so, with what to do.
@@ -66,7 +70,9 @@ impl Error {
         match self {
             Error::Input(_) | Error::Core(_) => ErrorKind::Input,
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::Busy(_) | Error::Embed(_) | Error::Cancelled(_) => ErrorKind::Busy,
+            Error::Busy(_) | Error::Embed(_) | Error::Cancelled(_) | Error::ReadOnly(_) => {
+                ErrorKind::Busy
+            }
             Error::Io { .. } | Error::Catalog(_) | Error::Bm25(_) | Error::Corrupt(_) => {
                 ErrorKind::Internal
             }
@@ -87,6 +93,7 @@ impl Error {
             Error::Busy(_) => "busy",
             Error::Embed(_) => "embedding_unavailable",
             Error::Cancelled(_) => "cancelled",
+            Error::ReadOnly(_) => "read_only",
             _ => "internal",
         }
     }

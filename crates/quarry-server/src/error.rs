@@ -22,6 +22,7 @@ pub fn status_of(code: &str) -> StatusCode {
         "not_found"
         | "collection_not_found"
         | "document_not_found"
+        | "task_not_found"
         | "route_not_found"
         | "model_not_found" => StatusCode::NOT_FOUND,
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,

@@ -267,6 +267,70 @@ impl Catalog {
         Ok(Catalog { conn })
     }
 
+    /// Opens the catalog at `path` without writing anything: for a read-only data directory or
+    /// file system. The schema must be the current one; a damaged catalog is the same error as in
+    /// [`Catalog::open`].
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        use rusqlite::OpenFlags;
+        if !path.exists() {
+            return Err(Error::Input(format!(
+                "no catalog at {}: is --data-dir the directory `quarry ingest` wrote?",
+                path.display()
+            )));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let try_open = |uri: String| -> std::result::Result<(Connection, String), rusqlite::Error> {
+            let conn = Connection::open_with_flags(uri, flags)?;
+            conn.busy_timeout(std::time::Duration::from_secs(30))?;
+            let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+            Ok((conn, check))
+        };
+        // A file: URI, its path percent-encoded where URIs give characters a meaning.
+        let mut encoded = String::new();
+        for ch in path.to_string_lossy().chars() {
+            match ch {
+                '%' | '?' | '#' => encoded.push_str(&format!("%{:02X}", ch as u32)),
+                c => encoded.push(c),
+            }
+        }
+        // No write-ahead log beside the catalog: no process has it open, and none can write
+        // here, so it is read as immutable (SQLite then creates no -shm/-wal files). With a log
+        // (a writer of another user has it open), SQLite's read-only WAL mode reads it.
+        let wal = path.with_extension("sqlite3-wal");
+        let first = if wal.exists() {
+            format!("file:{encoded}?mode=ro")
+        } else {
+            format!("file:{encoded}?mode=ro&immutable=1")
+        };
+        let (conn, check) = try_open(first)
+            .or_else(|_| try_open(format!("file:{encoded}?mode=ro&immutable=1")))
+            .map_err(|e| {
+                Error::Corrupt(format!(
+                    "catalog {} could not be read ({e}); if it is damaged, restore the data \
+                     directory from a backup",
+                    path.display()
+                ))
+            })?;
+        if check != "ok" {
+            return Err(Error::Corrupt(format!(
+                "catalog {} is damaged ({check}). Restore the data directory from a backup",
+                path.display()
+            )));
+        }
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version != SCHEMA_VERSION {
+            return Err(Error::ReadOnly(format!(
+                "catalog {} has schema version {version}, this quarry reads {SCHEMA_VERSION}; \
+                 it was opened read-only, so it cannot be upgraded here. Run a quarry command \
+                 with write access to it once",
+                path.display()
+            )));
+        }
+        Ok(Catalog { conn })
+    }
+
     /// The collection, created with `chunk_options` if it does not exist yet.
     pub fn ensure_collection(
         &self,

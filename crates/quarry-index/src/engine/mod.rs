@@ -76,6 +76,11 @@ pub struct EngineOptions {
     /// Versions kept with an index after a switch: the active one and the `keep_versions - 1`
     /// that served most recently (`reindex.keep_versions`; 0 keeps all).
     pub keep_versions: usize,
+    /// Open without writing anything to the data directory (a read-only directory or file
+    /// system: `quarry status` and `quarry query` on a mounted backup). Reads work, recovering
+    /// vectors in memory; what needs a write (ingest, a BM25 index behind the catalog or damaged,
+    /// a catalog of an older schema) is an [`Error::ReadOnly`] saying so.
+    pub read_only: bool,
 }
 
 impl Default for EngineOptions {
@@ -93,6 +98,7 @@ impl Default for EngineOptions {
             reindex_max_ndcg_drop: 0.01,
             canary_min_cosine: 0.99,
             keep_versions: 2,
+            read_only: false,
         }
     }
 }
@@ -227,7 +233,9 @@ const HOLD_RENEW: Duration = Duration::from_secs(60);
 impl Drop for Engine {
     fn drop(&mut self) {
         // Best effort: a hold left behind only keeps some change log until it expires.
-        let _ = self.catalog().release_holds(&self.holder);
+        if !self.options.read_only {
+            let _ = self.catalog().release_holds(&self.holder);
+        }
     }
 }
 
@@ -247,8 +255,12 @@ impl Engine {
         let dir = dir.into();
         options.chunk.validate()?;
         options.vector.validate()?;
-        std::fs::create_dir_all(dir.join("collections")).map_err(|e| Error::io(&dir, e))?;
-        let catalog = Catalog::open(&dir.join("catalog.sqlite3"))?;
+        let catalog = if options.read_only {
+            Catalog::open_read_only(&dir.join("catalog.sqlite3"))?
+        } else {
+            std::fs::create_dir_all(dir.join("collections")).map_err(|e| Error::io(&dir, e))?;
+            Catalog::open(&dir.join("catalog.sqlite3"))?
+        };
         Ok(Engine {
             dir,
             options,
@@ -286,13 +298,26 @@ impl Engine {
         self.catalog.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The error of a read-only engine asked to do what needs a write: `what` and how to fix it.
+    fn needs_write(&self, what: &str) -> Error {
+        Error::ReadOnly(format!(
+            "{what}; this needs a write, and {} was opened read-only. Run any quarry command \
+             with write access to it once (e.g. `quarry status` as its owner), then try again",
+            self.dir.display()
+        ))
+    }
+
     /// Runs `f` while holding the data directory's writer lock. Re-entrant: a thread that holds
     /// it already just runs `f`.
+    /// A read-only engine takes the in-process mutex only (nobody can write the directory).
     fn with_write_lock<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         if HOLDS_WRITE_LOCK.get() {
             return f();
         }
         let _inproc = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.options.read_only {
+            return f();
+        }
         let path = self.dir.join("writer.lock");
         let file = open_lock_file(&path)?;
         file.lock().map_err(|e| Error::io(&path, e))?;
@@ -310,6 +335,9 @@ impl Engine {
         match Bm25Index::open(&path) {
             Err(e) if e.kind() == crate::ErrorKind::Internal => {
                 self.with_write_lock(|| match Bm25Index::open(&path) {
+                    Err(e) if self.options.read_only => Err(self.needs_write(&format!(
+                        "the BM25 index of {collection} is damaged ({e})"
+                    ))),
                     Err(e) if e.kind() == crate::ErrorKind::Internal => {
                         tracing::warn!(collection, error = %e, "BM25 index damaged; rebuilding it from the catalog");
                         Bm25Index::recreate(&path)
@@ -324,6 +352,9 @@ impl Engine {
     /// The writer lock's file, locked, or `None` when another process holds it. The caller holds
     /// the in-process writer mutex.
     fn try_file_lock(&self) -> Result<Option<File>> {
+        if self.options.read_only {
+            return Ok(None);
+        }
         let path = self.dir.join("writer.lock");
         let file = open_lock_file(&path)?;
         match file.try_lock() {
@@ -852,7 +883,10 @@ impl Engine {
                 .as_ref()
                 .is_none_or(|v| v.generation() == row.generation);
         if current {
-            if renew && let Some(v) = &ix.vectors {
+            if renew
+                && !self.options.read_only
+                && let Some(v) = &ix.vectors
+            {
                 self.catalog()
                     .hold(collection, &self.holder, v.generation())?;
             }
@@ -863,7 +897,9 @@ impl Engine {
         if on_disk == row.generation
             && let Some(ix) = self.follow(collection, ix.clone(), on_disk)?
         {
-            if let Some(v) = &ix.vectors {
+            if !self.options.read_only
+                && let Some(v) = &ix.vectors
+            {
                 self.catalog()
                     .hold(collection, &self.holder, v.generation())?;
             }
@@ -919,6 +955,12 @@ impl Engine {
     fn recover(&self, collection: &str, ix: Arc<Indexes>, dump: bool) -> Result<Arc<Indexes>> {
         let catalog_gen = self.collection(collection)?.generation;
         let bm25_gen = ix.bm25.generation()?;
+        if bm25_gen != catalog_gen && self.options.read_only {
+            return Err(self.needs_write(&format!(
+                "the BM25 index of {collection} is at generation {bm25_gen}, the catalog at \
+                 {catalog_gen} (a writer stopped before its commit reached BM25)"
+            )));
+        }
         if bm25_gen != catalog_gen {
             let (touched, rebuild) = self.replay_set(collection, bm25_gen, catalog_gen)?;
             tracing::warn!(
@@ -1110,6 +1152,9 @@ impl Engine {
 
     /// Forgets the change log that no derived index needs any more.
     fn prune(&self, collection: &str, ix: &Indexes) -> Result<()> {
+        if self.options.read_only {
+            return Ok(());
+        }
         let mut keep_from = ix.bm25.generation()?;
         if let Some(v) = &ix.vectors {
             keep_from = keep_from.min(v.dumped_generation());

@@ -3,16 +3,18 @@
 //! `DELETE .../documents/{id}`. A document the caller may not read answers exactly like a missing
 //! one: 404 `document_not_found`.
 
-use super::{Shared, blocking};
+use super::{Shared, blocking, tasks};
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use quarry_core::{Principal, Role};
 use quarry_index::ingest::Record;
-use quarry_index::{DocumentRow, Engine, IngestOptions, IngestSummary, ingest_records};
+use quarry_index::{Cancel, DocumentRow, Engine, IngestOptions, IngestSummary, ingest_records};
 use serde::Deserialize;
 
 /// Documents per page when `limit` is not given.
@@ -100,13 +102,27 @@ fn shown(doc: DocumentRow, caller: &Principal) -> serde_json::Value {
     v
 }
 
+/// `?wait=false`: answer 202 with a task id at once instead of the summary after the commit.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertParams {
+    pub wait: Option<bool>,
+}
+
 pub async fn upsert(
     caller: Caller<role::Writer>,
     State(state): State<Shared>,
     Path(collection): Path<String>,
+    params: Result<Query<UpsertParams>, QueryRejection>,
     cancel: Option<axum::Extension<quarry_index::Cancel>>,
     JsonBody(req): JsonBody<UpsertRequest>,
-) -> Result<Json<IngestSummary>, ApiError> {
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| {
+        ApiError::new(
+            "invalid_request",
+            format!("{}; the only parameter is ?wait=true|false", e.body_text()),
+        )
+    })?;
     if req.documents.is_empty() {
         return Err(ApiError::new(
             "invalid_request",
@@ -117,20 +133,46 @@ pub async fn upsert(
         collection,
         // One generation per request, so a request that times out commits all or nothing.
         batch_docs: usize::MAX,
-        cancel: cancel.map(|c| c.0),
         ..state.options.ingest.clone()
     };
-    let summary = blocking(move || {
-        check_replaceable(
-            &state.engine,
-            &opts.collection,
-            &req.documents,
-            &caller.principal,
-        )?;
-        Ok(ingest_records(&state.engine, req.documents, &opts, "api")?)
-    })
-    .await?;
-    Ok(Json(summary))
+    let principal = caller.principal;
+    let collection = opts.collection.clone();
+    let engine = state.engine.clone();
+    let write = {
+        let principal = principal.clone();
+        move |cancel: Option<Cancel>| {
+            check_replaceable(&engine, &opts.collection, &req.documents, &principal)?;
+            let opts = IngestOptions { cancel, ..opts };
+            let summary = ingest_records(&engine, req.documents, &opts, "api")?;
+            Ok(summary_for(summary, &principal))
+        }
+    };
+    if params.wait == Some(false) {
+        let task = tasks::spawn(&state, &principal, &collection, move |c| write(Some(c)))?;
+        let location = format!("/v1/tasks/{}", task.task_id);
+        return Ok((
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, location)],
+            Json(task),
+        )
+            .into_response());
+    }
+    let summary = blocking(move || write(cancel.map(|c| c.0))).await?;
+    Ok(Json(summary).into_response())
+}
+
+/// An ingest summary as `caller` is shown it. `embedded` and `cache_hits` only to admins: the
+/// embedding cache is shared by every collection and keeps the vectors of deleted documents, so
+/// a cache hit would tell a writer that a text exists where it may not read.
+fn summary_for(summary: IngestSummary, caller: &Principal) -> serde_json::Value {
+    let mut v = serde_json::to_value(summary).unwrap_or_default();
+    if !caller.sees_all()
+        && let Some(o) = v.as_object_mut()
+    {
+        o.remove("embedded");
+        o.remove("cache_hits");
+    }
+    v
 }
 
 /// A writer adds documents and replaces those it may read. Replacing one it may not read is

@@ -11,6 +11,7 @@
 //! | `GET /v1/collections/{c}/documents`, `GET /v1/collections/{c}/documents/{id}` | reader |
 //! | `POST /v1/embeddings` | reader |
 //! | `POST /v1/collections/{c}/documents`, `DELETE /v1/collections/{c}/documents/{id}` | writer |
+//! | `GET /v1/tasks/{id}` (the caller's own tasks; an admin's: all) | writer |
 //! | `GET /v1/collections/{c}/versions` | admin |
 //! | `GET /v1/collections/{c}/golden`, `PUT`/`DELETE /v1/collections/{c}/golden/{name}` | admin |
 //! | `POST /v1/collections/{c}/eval`, `GET /v1/collections/{c}/eval/runs` | admin |
@@ -26,6 +27,7 @@ mod embeddings;
 mod eval;
 mod jobs;
 mod query;
+mod tasks;
 
 use crate::auth::{self, Auth};
 use crate::error::ApiError;
@@ -81,6 +83,8 @@ impl Default for ServerOptions {
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub options: ServerOptions,
+    /// Writes sent with `wait=false`.
+    tasks: tasks::Tasks,
 }
 
 type Shared = Arc<AppState>;
@@ -105,7 +109,11 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         stopping: options.stopping.clone(),
     };
     let body_limit = options.body_limit_bytes;
-    let state: Shared = Arc::new(AppState { engine, options });
+    let state: Shared = Arc::new(AppState {
+        engine,
+        options,
+        tasks: tasks::Tasks::default(),
+    });
     let auth = state.options.auth.clone();
     let x_request_id = HeaderName::from_static("x-request-id");
     let v1 = Router::new()
@@ -143,6 +151,7 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
             "/collections/{collection}/documents/{*doc_id}",
             get(documents::get).delete(documents::delete),
         )
+        .route("/tasks/{id}", get(tasks::get))
         .route("/embeddings", post(embeddings::embeddings))
         .route_layer(middleware::from_fn_with_state(auth, auth::authenticate));
     Router::new()
