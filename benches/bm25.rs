@@ -13,7 +13,10 @@
 //!   every document is found unchanged and nothing is written.
 //! * `query/bm25_top10_chunk` and `query/bm25_top100_document`: one [`Searcher::search`] per
 //!   iteration, cycling through the 300 SciFact test queries, with `top_k=10, group_by=chunk` and
-//!   `top_k=100, group_by=document`.
+//!   `top_k=100, group_by=document`, as an admin (no ACL filter, the index's own statistics).
+//! * `query/..._reader`: the same as a reader who may read every document: the ACL filter and
+//!   the BM25 statistics of the permitted chunks (a bitset of them, each term's postings counted
+//!   against it) are the difference.
 //!
 //! Criterion's own statistics are means over batches. To make the figures easy to quote, the
 //! benchmark also times things itself and prints them on stderr, once per benchmark the first time
@@ -33,7 +36,7 @@
 //! tantivy writing there, so they depend on that file system.
 
 use criterion::{Criterion, SamplingMode, Throughput};
-use quarry_core::{GroupBy, Mode, QueryOptions};
+use quarry_core::{GroupBy, Mode, Principal, QueryOptions};
 use quarry_index::{Engine, EngineOptions, IngestOptions, IngestSummary, NoProgress, Searcher};
 use std::cell::OnceCell;
 use std::hint::black_box;
@@ -199,22 +202,16 @@ fn report_reingest(data: &Dataset, ingested: &Ingested) {
     );
 }
 
-/// Times every query individually over several passes and prints p50/p95/p99.
-fn report_latency(name: &str, searcher: &Searcher, queries: &[QueryOptions]) {
+/// Times every query of `caller` individually over several passes and prints p50/p95/p99.
+fn report_latency(name: &str, searcher: &Searcher, queries: &[QueryOptions], caller: &Principal) {
     for q in queries {
-        black_box(
-            searcher
-                .search(q, &quarry_core::Principal::local_admin())
-                .expect("search"),
-        );
+        black_box(searcher.search(q, caller).expect("search"));
     }
     let mut times = Vec::with_capacity(queries.len() * QUERY_PASSES);
     for _ in 0..QUERY_PASSES {
         for q in queries {
             let started = Instant::now();
-            let response = searcher
-                .search(q, &quarry_core::Principal::local_admin())
-                .expect("search");
+            let response = searcher.search(q, caller).expect("search");
             times.push(started.elapsed());
             black_box(response);
         }
@@ -285,16 +282,27 @@ fn bench_ingest(c: &mut Criterion, data: &Dataset, ingested: &OnceCell<Ingested>
 }
 
 fn bench_query(c: &mut Criterion, data: &Dataset, ingested: &OnceCell<Ingested>) {
+    let admin = Principal::local_admin();
+    // A reader who may read every document (the default ACL is public): its ACL filter admits
+    // every chunk, the most work for the statistics of its permitted chunks.
+    let reader = Principal::new("erin", vec![], quarry_core::Role::Reader);
     let variants = [
-        ("bm25_top10_chunk", 10, GroupBy::Chunk),
-        ("bm25_top100_document", 100, GroupBy::Document),
+        ("bm25_top10_chunk", 10, GroupBy::Chunk, &admin),
+        ("bm25_top100_document", 100, GroupBy::Document, &admin),
+        ("bm25_top10_chunk_reader", 10, GroupBy::Chunk, &reader),
+        (
+            "bm25_top100_document_reader",
+            100,
+            GroupBy::Document,
+            &reader,
+        ),
     ];
     let mut group = c.benchmark_group("query");
     group
         .sample_size(50)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    for (name, top_k, group_by) in variants {
+    for (name, top_k, group_by, caller) in variants {
         let queries: Vec<QueryOptions> = data
             .queries
             .iter()
@@ -306,15 +314,13 @@ fn bench_query(c: &mut Criterion, data: &Dataset, ingested: &OnceCell<Ingested>)
         group.bench_function(name, |b| {
             let searcher = ingested.get_or_init(|| Ingested::new(data)).searcher();
             if !reported && measuring() {
-                report_latency(name, &searcher, &queries);
+                report_latency(name, &searcher, &queries, caller);
             }
             reported = true;
             let mut next = queries.iter().cycle();
             b.iter(|| {
                 let q = next.next().expect("cycle over a non-empty list");
-                searcher
-                    .search(q, &quarry_core::Principal::local_admin())
-                    .expect("search")
+                searcher.search(q, caller).expect("search")
             });
         });
     }

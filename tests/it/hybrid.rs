@@ -240,6 +240,9 @@ fn decode_base64(s: &str) -> Vec<u8> {
     out
 }
 
+/// Dimensions of the fake provider's vectors.
+const PROVIDER_DIMS: usize = 16;
+
 /// An OpenAI-compatible embeddings server on a real socket that answers with hashing vectors, and
 /// sleeps before answering while `slow` is set.
 struct FakeProvider {
@@ -247,13 +250,24 @@ struct FakeProvider {
     slow: Arc<AtomicBool>,
 }
 
-fn fake_provider(dims: usize) -> FakeProvider {
+impl FakeProvider {
+    /// An OpenAI-compatible embedder of this provider's vectors, without retries.
+    fn embedder(&self) -> Arc<dyn Embedder> {
+        let mut o = OpenAiOptions::new(self.url.clone(), "fake");
+        o.dimensions = Some(PROVIDER_DIMS);
+        o.max_retries = 0;
+        o.timeout = Duration::from_secs(10);
+        Arc::new(OpenAiEmbedder::new(o).unwrap())
+    }
+}
+
+fn fake_provider() -> FakeProvider {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let slow = Arc::new(AtomicBool::new(false));
     let flag = slow.clone();
     std::thread::spawn(move || {
-        let hash = HashEmbedder::new(dims).unwrap();
+        let hash = HashEmbedder::new(PROVIDER_DIMS).unwrap();
         let hash = Arc::new(hash);
         for stream in listener.incoming().flatten() {
             let slow = flag.load(Ordering::SeqCst);
@@ -311,12 +325,8 @@ fn fake_provider(dims: usize) -> FakeProvider {
 
 #[test]
 fn a_provider_that_times_out_degrades_queries_to_bm25() {
-    let provider = fake_provider(16);
-    let mut o = OpenAiOptions::new(provider.url.clone(), "fake");
-    o.dimensions = Some(16);
-    o.max_retries = 0;
-    o.timeout = Duration::from_secs(10);
-    let embedder: Arc<dyn Embedder> = Arc::new(OpenAiEmbedder::new(o).unwrap());
+    let provider = fake_provider();
+    let embedder = provider.embedder();
     let options = EngineOptions {
         query_embed_timeout: Duration::from_millis(300),
         ..engine_options(embedder)
@@ -408,12 +418,8 @@ fn cli_reingest_embeds_nothing_and_a_restart_answers_identically() {
 /// runs past the timeout, and its task says how it went.
 #[test]
 fn a_timed_out_write_commits_nothing_and_wait_false_runs_it_as_a_task() {
-    let provider = fake_provider(16);
-    let mut o = OpenAiOptions::new(provider.url.clone(), "fake");
-    o.dimensions = Some(16);
-    o.max_retries = 0;
-    o.timeout = Duration::from_secs(10);
-    let embedder: Arc<dyn Embedder> = Arc::new(OpenAiEmbedder::new(o).unwrap());
+    let provider = fake_provider();
+    let embedder = provider.embedder();
     let s = TestServer::start_with(
         ServerOptions {
             request_timeout: Duration::from_secs(1),

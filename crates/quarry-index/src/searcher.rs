@@ -21,8 +21,8 @@
 //! deadline: if that fails or takes too long, the answer comes from BM25 with `degraded: true`.
 
 use crate::bm25::{
-    Bm25Index, CHUNK_KEY, DOC_KEYS, KeyMap, SegmentColumns, acl_filter, build_query, chunk_key,
-    doc_key, matching_keys, query_terms, restrict, term_query,
+    Bm25Index, CHUNK_KEY, DOC_KEYS, KeyMap, PermittedStats, SegmentColumns, acl_filter,
+    build_query, chunk_key, doc_key, matching_keys, query_terms, restrict, term_query,
 };
 use crate::catalog::{ChunkRecord, CollectionRow};
 use crate::engine::{ActiveEmbedder, EngineOptions, Indexes};
@@ -151,6 +151,10 @@ struct Access<'a> {
     default_acl: &'a DefaultAcl,
     /// The caller's ACL tokens; `None` for a caller who sees everything (no filter at all).
     tokens: Option<Vec<String>>,
+    /// BM25 statistics of the chunks the caller may read; `None` for a caller who sees
+    /// everything (the snapshot's own), or without BM25 terms.
+    stats: Option<PermittedStats<'a>>,
+    snapshot: &'a tantivy::Searcher,
     /// Chunk keys the caller may see, computed on the first vector search that needs them.
     permitted: OnceLock<Vec<u64>>,
 }
@@ -158,6 +162,14 @@ struct Access<'a> {
 impl Access<'_> {
     fn may_read(&self, acl: &[String]) -> bool {
         self.caller.may_read(acl, self.default_acl)
+    }
+
+    /// How this caller's BM25 scores are computed: over the chunks it may read.
+    fn scoring(&self) -> EnableScoring<'_> {
+        match &self.stats {
+            Some(stats) => EnableScoring::enabled_from_statistics_provider(stats, self.snapshot),
+            None => EnableScoring::enabled_from_searcher(self.snapshot),
+        }
     }
 }
 
@@ -209,28 +221,41 @@ impl Searcher {
         &self.default_acl
     }
 
+    /// `caller`'s query of `text`: its terms and BM25 weight, scored by the statistics of the
+    /// chunks the caller may read ([`PermittedStats`]) when an ACL filters it.
     fn access<'a>(&'a self, text: &str, caller: &'a Principal, mode: Mode) -> Result<Access<'a>> {
         let fields = self.index.fields();
         let tokens = (!caller.sees_all()).then(|| caller.tokens(&self.default_acl));
         let terms = query_terms(&fields, text);
-        let weight = match build_query(&terms) {
-            Some(query) if mode != Mode::Vector => {
-                let query = match &tokens {
-                    Some(tokens) => restrict(query, acl_filter(&fields, tokens)),
-                    None => query,
-                };
-                Some(query.weight(EnableScoring::enabled_from_searcher(&self.snapshot))?)
-            }
+        let stats = match &tokens {
+            Some(t) if mode != Mode::Vector && !terms.is_empty() => Some(PermittedStats::new(
+                &self.snapshot,
+                fields,
+                t.clone(),
+                self.index.totals_cache(),
+            )),
             _ => None,
         };
-        Ok(Access {
+        let mut access = Access {
             caller,
             terms,
-            weight,
+            weight: None,
             default_acl: &self.default_acl,
             tokens,
+            stats,
+            snapshot: &self.snapshot,
             permitted: OnceLock::new(),
-        })
+        };
+        if let Some(query) = build_query(&access.terms)
+            && mode != Mode::Vector
+        {
+            let query = match &access.tokens {
+                Some(tokens) => restrict(query, acl_filter(&fields, tokens)),
+                None => query,
+            };
+            access.weight = Some(query.weight(access.scoring())?);
+        }
+        Ok(access)
     }
 
     /// The best `limit` chunks for `text` by BM25 among those `access` may see (the ACL is a
@@ -533,7 +558,7 @@ impl Searcher {
         // The query's score is the sum of its terms' (its ACL clause scores 0, and vector
         // candidates are all permitted). Each term's postings skip to the candidates; the
         // query's own union scorer would score every posting in between.
-        let scoring = EnableScoring::enabled_from_searcher(&self.snapshot);
+        let scoring = access.scoring();
         let weights = access
             .terms
             .iter()

@@ -9,8 +9,10 @@
 //! catalog generation it reflects as its payload, which is how crash recovery knows what to replay.
 
 mod query;
+mod stats;
 
 pub use query::{acl_filter, build_query, query_terms, restrict, term_query};
+pub use stats::{PermittedStats, TotalsCache};
 
 use crate::catalog::{ChunkRecord, Occurrence};
 use crate::error::{Error, Result};
@@ -151,6 +153,8 @@ pub struct Bm25Index {
     /// The published snapshot, its key map and the generation it reflects, replaced together by
     /// [`Bm25Index::reload`].
     published: RwLock<Published>,
+    /// Chunk and token totals of callers' permitted chunks ([`PermittedStats`]).
+    totals: TotalsCache,
 }
 
 #[derive(Clone)]
@@ -237,6 +241,7 @@ impl Bm25Index {
                 keys,
                 generation: 0,
             }),
+            totals: TotalsCache::default(),
         };
         ix.reload()?;
         Ok(ix)
@@ -258,6 +263,11 @@ impl Bm25Index {
     }
 
     /// The published snapshot and its key map.
+    /// The cache of [`PermittedStats`] totals.
+    pub fn totals_cache(&self) -> &TotalsCache {
+        &self.totals
+    }
+
     pub fn searcher(&self) -> (tantivy::Searcher, Arc<KeyMap>) {
         let p = self.published.read().unwrap_or_else(|p| p.into_inner());
         (p.searcher.clone(), p.keys.clone())

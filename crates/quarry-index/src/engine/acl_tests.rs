@@ -274,13 +274,24 @@ proptest! {
                 .unwrap();
             let qv = bag(qtext);
             for caller in &callers {
-                // BM25: top k of the permitted chunks, same scores.
-                let oracle: Vec<(String, f32)> = all
+                // BM25: the caller's whole ranking holds exactly the permitted chunks that
+                // match (scored by the statistics of what it may read, so not the admin's
+                // scores), and its top k is the head of that ranking.
+                let mine: Vec<(String, f32)> = searcher
+                    .search(&query(qtext, 1000, Mode::Bm25, GroupBy::Chunk), caller)
+                    .unwrap()
+                    .results
+                    .iter()
+                    .map(|h| (h.chunk_id.clone(), h.score))
+                    .collect();
+                let permitted: BTreeSet<&String> = all
                     .results
                     .iter()
                     .filter(|h| model.visible_chunk(caller, &h.chunk_id))
-                    .map(|h| (h.chunk_id.clone(), h.score))
+                    .map(|h| &h.chunk_id)
                     .collect();
+                prop_assert_eq!(mine.iter().map(|(id, _)| id).collect::<BTreeSet<_>>(), permitted);
+                let oracle = mine;
                 let got = searcher
                     .search(&query(qtext, top_k, Mode::Bm25, GroupBy::Chunk), caller)
                     .unwrap();
@@ -545,4 +556,93 @@ fn records_carry_their_own_acl_and_bad_principals_are_skipped() {
     assert_eq!((s.acl_updated, s.embedded), (1, 0), "{s:?}");
     assert!(visible_docs(&engine, &reader("ann", &[]), "alpha").is_empty());
     assert_eq!(visible_docs(&engine, &reader("zed", &[]), "alpha").len(), 1);
+}
+
+/// A reader's BM25 scores are those of an index holding only what it may read: they do not move
+/// when documents hidden from it are added (else adding a document with a term and watching the
+/// scores would tell whether others hold it), while an admin's do.
+#[test]
+fn a_readers_bm25_scores_are_those_of_an_index_of_what_it_may_read() {
+    let visible = [
+        "lantern harbor at dusk",
+        "the harbor master keeps a lantern lit",
+        "orchard marmalade recipe",
+        "lantern oil and wicks",
+    ];
+    let hidden = |i: usize| format!("lantern harbor secret number{i} lantern lantern");
+    let eng: Vec<String> = vec!["group:g0".into()];
+    let secret: Vec<String> = vec!["user:u9".into()];
+    let mine = Engine::open(
+        tempfile::tempdir().unwrap().keep(),
+        engine_options(DefaultAcl::admin_only()),
+    )
+    .unwrap();
+    let alone = Engine::open(
+        tempfile::tempdir().unwrap().keep(),
+        engine_options(DefaultAcl::admin_only()),
+    )
+    .unwrap();
+    let put = |engine: &Engine, id: &str, text: &str, acl: &[String]| {
+        let d = document(id, text, acl);
+        let chunks = engine
+            .chunker("c")
+            .unwrap()
+            .chunk(&d.title, &d.text, d.format);
+        engine.apply("c", vec![Change::Upsert(d, chunks)]).unwrap();
+    };
+    for (i, t) in visible.iter().enumerate() {
+        put(&mine, &format!("v{i}"), t, &eng);
+        put(&alone, &format!("v{i}"), t, &eng);
+    }
+    for i in 0..3 {
+        put(&mine, &format!("h{i}"), &hidden(i), &secret);
+    }
+    let erin = reader("erin", &["g0"]);
+    let admin = Principal::local_admin();
+    let scores = |engine: &Engine, caller: &Principal, q: &str| -> Vec<(String, f32)> {
+        engine
+            .searcher("c")
+            .unwrap()
+            .search(&query(q, 10, Mode::Bm25, GroupBy::Document), caller)
+            .unwrap()
+            .results
+            .into_iter()
+            .map(|h| (h.doc_id, h.score))
+            .collect()
+    };
+    let queries = [
+        "lantern",
+        "harbor lantern",
+        "marmalade",
+        "lantern wicks dusk",
+    ];
+    let before: Vec<_> = queries.iter().map(|q| scores(&mine, &erin, q)).collect();
+    let admin_before: Vec<_> = queries.iter().map(|q| scores(&mine, &admin, q)).collect();
+    for (q, got) in queries.iter().zip(&before) {
+        let want = scores(&alone, &admin, q);
+        assert_eq!(
+            got.iter().map(|h| &h.0).collect::<Vec<_>>(),
+            want.iter().map(|h| &h.0).collect::<Vec<_>>(),
+            "{q}"
+        );
+        for ((_, g), (_, w)) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                "{q}: {got:?} vs {want:?}"
+            );
+        }
+    }
+    for i in 3..40 {
+        put(&mine, &format!("h{i}"), &hidden(i), &secret);
+    }
+    let after: Vec<_> = queries.iter().map(|q| scores(&mine, &erin, q)).collect();
+    assert_eq!(
+        before, after,
+        "a reader's scores moved when hidden documents were added"
+    );
+    let admin_after: Vec<_> = queries.iter().map(|q| scores(&mine, &admin, q)).collect();
+    assert_ne!(
+        admin_before, admin_after,
+        "(the hidden documents do change the index)"
+    );
 }

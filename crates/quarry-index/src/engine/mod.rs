@@ -926,25 +926,41 @@ impl Engine {
     ) -> Result<Option<Arc<Indexes>>> {
         if let Some(vectors) = &ix.vectors
             && vectors.generation() != target
+            && !self.vectors_from_log(collection, &ix, vectors.generation(), target, false)?
         {
-            let from = vectors.generation();
-            if from > target {
-                return Ok(None);
-            }
-            let Some(touched) = self.catalog().changed_between(collection, from, target)? else {
-                return Ok(None);
-            };
-            tracing::debug!(
-                collection,
-                from,
-                target,
-                chunks = touched.len(),
-                "following another process's commits"
-            );
-            self.write_vectors(collection, &ix, target, &touched, false)?;
+            return Ok(None);
         }
         self.publish(&ix)?;
         Ok(Some(ix))
+    }
+
+    /// Brings the vectors of `ix` from generation `from` to `target` with the chunks the change
+    /// log says changed in between and their stored vectors (dumping the graph if `dump`).
+    /// `false`, with nothing done, when the log does not reach back to `from` (or `from` is
+    /// ahead of `target`).
+    fn vectors_from_log(
+        &self,
+        collection: &str,
+        ix: &Indexes,
+        from: u64,
+        target: u64,
+        dump: bool,
+    ) -> Result<bool> {
+        if from > target {
+            return Ok(false);
+        }
+        let Some(touched) = self.catalog().changed_between(collection, from, target)? else {
+            return Ok(false);
+        };
+        tracing::debug!(
+            collection,
+            from,
+            target,
+            chunks = touched.len(),
+            "vectors brought up to date from the change log"
+        );
+        self.write_vectors(collection, ix, target, &touched, dump)?;
+        Ok(true)
     }
 
     /// Brings every derived index to the catalog's generation by replaying the change log, or by a
@@ -999,22 +1015,9 @@ impl Engine {
             return Ok(ix);
         };
         let vec_gen = vectors.generation();
-        // (Taken before the `if`: a guard in its condition would live through its body.)
-        let logged = if vec_gen < catalog_gen {
-            self.catalog()
-                .changed_between(collection, vec_gen, catalog_gen)?
-        } else {
-            None
-        };
-        if let Some(touched) = logged {
-            tracing::info!(
-                collection,
-                vec_gen,
-                catalog_gen,
-                chunks = touched.len(),
-                "bringing vector index up to date from stored vectors"
-            );
-            self.write_vectors(collection, &ix, catalog_gen, &touched, dump)?;
+        if vec_gen < catalog_gen
+            && self.vectors_from_log(collection, &ix, vec_gen, catalog_gen, dump)?
+        {
             return Ok(ix);
         }
         let dir = self.version_dir(collection, &active.version.id);

@@ -1,0 +1,165 @@
+//! BM25 statistics of the chunks one caller may read.
+//!
+//! BM25 weighs a term by how many chunks hold it (its IDF) and a chunk by its length against the
+//! average. tantivy reads both over the whole index, so a reader's scores would move when chunks
+//! it may not read are added: a side channel (add a document with a term, watch its IDF change
+//! in another caller's scores) and a ranking that depends on what others stored. For a caller
+//! with an ACL filter, [`PermittedStats`] counts only the live chunks the filter admits: its
+//! scores are those of an index holding only the chunks it may read. (Token totals come from
+//! fieldnorms, which tantivy stores rounded; an index of those chunks alone sums the exact
+//! counts, so the average length can differ by a little.)
+//!
+//! Cost: per query, each term's postings intersected with the ACL filter once (about what the
+//! BM25 retrieval itself costs); the chunk and token totals, a pass over every permitted chunk,
+//! are computed once per snapshot and ACL and cached ([`TotalsCache`]).
+
+use super::{Fields, acl_filter};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use tantivy::index::SegmentId;
+use tantivy::query::{Bm25StatisticsProvider, EnableScoring};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{BitSet, DocSet, TERMINATED, Term};
+
+/// What identifies the totals of one caller over one snapshot: its segments (with their delete
+/// counts), the caller's ACL tokens and the field.
+type TotalsKey = (Vec<(SegmentId, u32)>, Vec<String>, Field);
+
+/// Permitted chunk and token totals by snapshot and ACL. Small: it is emptied when full.
+#[derive(Default)]
+pub struct TotalsCache(Mutex<HashMap<TotalsKey, (u64, u64)>>);
+
+/// Entries kept before the cache is emptied.
+const CACHE_ENTRIES: usize = 1024;
+
+/// The statistics provider of a caller with ACL tokens `tokens` over `searcher`.
+pub struct PermittedStats<'a> {
+    searcher: &'a tantivy::Searcher,
+    fields: Fields,
+    tokens: Vec<String>,
+    /// Per segment, the live chunks the caller may read; made on first use.
+    permitted: OnceLock<tantivy::Result<Vec<BitSet>>>,
+    cache: &'a TotalsCache,
+}
+
+impl<'a> PermittedStats<'a> {
+    pub fn new(
+        searcher: &'a tantivy::Searcher,
+        fields: Fields,
+        tokens: Vec<String>,
+        cache: &'a TotalsCache,
+    ) -> Self {
+        PermittedStats {
+            searcher,
+            fields,
+            tokens,
+            permitted: OnceLock::new(),
+            cache,
+        }
+    }
+
+    fn permitted(&self) -> tantivy::Result<&[BitSet]> {
+        let made = self.permitted.get_or_init(|| {
+            let filter = acl_filter(&self.fields, &self.tokens)
+                .weight(EnableScoring::disabled_from_searcher(self.searcher))?;
+            let mut sets = Vec::with_capacity(self.searcher.segment_readers().len());
+            for reader in self.searcher.segment_readers() {
+                let alive = reader.alive_bitset();
+                let mut set = BitSet::with_max_value(reader.max_doc());
+                let mut scorer = filter.scorer(reader, 1.0)?;
+                let mut doc = scorer.doc();
+                while doc != TERMINATED {
+                    if alive.is_none_or(|a| a.is_alive(doc)) {
+                        set.insert(doc);
+                    }
+                    doc = scorer.advance();
+                }
+                sets.push(set);
+            }
+            Ok(sets)
+        });
+        match made {
+            Ok(sets) => Ok(sets),
+            Err(e) => Err(tantivy::TantivyError::InternalError(format!(
+                "the caller's permitted chunks: {e}"
+            ))),
+        }
+    }
+
+    /// `(live permitted chunks, their tokens in `field`)`, from the cache or by a pass over them.
+    fn totals(&self, field: Field) -> tantivy::Result<(u64, u64)> {
+        let key: TotalsKey = (
+            self.searcher
+                .segment_readers()
+                .iter()
+                .map(|r| (r.segment_id(), r.num_deleted_docs()))
+                .collect(),
+            self.tokens.clone(),
+            field,
+        );
+        if let Some(t) = self
+            .cache
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(*t);
+        }
+        let (mut docs, mut tokens) = (0u64, 0u64);
+        for (reader, set) in self
+            .searcher
+            .segment_readers()
+            .iter()
+            .zip(self.permitted()?)
+        {
+            let norms = reader.get_fieldnorms_reader(field)?;
+            for doc in 0..reader.max_doc() {
+                if set.contains(doc) {
+                    docs += 1;
+                    tokens += u64::from(norms.fieldnorm(doc));
+                }
+            }
+        }
+        let mut cache = self.cache.0.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, (docs, tokens));
+        Ok((docs, tokens))
+    }
+}
+
+impl Bm25StatisticsProvider for PermittedStats<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        Ok(self.totals(field)?.1)
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.totals(self.fields.context)?.0)
+    }
+
+    /// The term's postings counted against the permitted chunks.
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        let mut n = 0u64;
+        for (reader, set) in self
+            .searcher
+            .segment_readers()
+            .iter()
+            .zip(self.permitted()?)
+        {
+            let Some(mut postings) = reader
+                .inverted_index(term.field())?
+                .read_postings(term, IndexRecordOption::Basic)?
+            else {
+                continue;
+            };
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                n += u64::from(set.contains(doc));
+                doc = postings.advance();
+            }
+        }
+        Ok(n)
+    }
+}
