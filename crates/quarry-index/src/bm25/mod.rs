@@ -302,6 +302,29 @@ impl Bm25Index {
         Ok(())
     }
 
+    /// After a commit that deleted chunks which must leave no trace (a forget): merges every
+    /// segment with deleted chunks into one without them (tantivy keeps a deleted document's
+    /// stored fields and terms in its segment until a merge rewrites it), whatever the merge
+    /// policy would do, then deletes every file no commit names any more. The commit's
+    /// generation (its payload) is kept. The caller holds the writer lock.
+    pub fn purge_deleted(&self) -> Result<()> {
+        let mut writer: IndexWriter<TantivyDocument> = self.index.writer(WRITER_MEMORY)?;
+        writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+        let with_deletes: Vec<tantivy::index::SegmentId> = self
+            .index
+            .searchable_segment_metas()?
+            .iter()
+            .filter(|m| m.has_deletes())
+            .map(|m| m.id())
+            .collect();
+        if !with_deletes.is_empty() {
+            writer.merge(&with_deletes).wait()?;
+        }
+        writer.garbage_collect_files().wait()?;
+        writer.wait_merging_threads()?;
+        Ok(())
+    }
+
     /// Makes the last commit visible to new searchers (the engine calls it when it publishes) and
     /// returns the generation it reflects. Another process may commit meanwhile: the generation
     /// on disk is read before and after the reload, and the reload tried again until both agree,
