@@ -146,6 +146,8 @@ pub fn analyzer() -> TextAnalyzer {
 
 pub struct Bm25Index {
     index: Index,
+    /// The index's folder.
+    dir: std::path::PathBuf,
     reader: IndexReader,
     fields: Fields,
     /// The published snapshot, its key map and the generation it reflects, replaced together by
@@ -230,6 +232,7 @@ impl Bm25Index {
         let keys = Arc::new(key_map(&searcher)?);
         let ix = Bm25Index {
             index,
+            dir: dir.to_owned(),
             reader,
             fields,
             published: RwLock::new(Published {
@@ -322,6 +325,30 @@ impl Bm25Index {
         }
         writer.garbage_collect_files().wait()?;
         writer.wait_merging_threads()?;
+        // tantivy collects only the files its own process created or saw in `.managed.json`;
+        // a segment another process wrote (a CLI ingest beside a server) can escape it. Every
+        // segment file the last commit does not name goes too (no other process writes: the
+        // caller holds the writer lock).
+        let living: std::collections::HashSet<String> = self
+            .index
+            .load_metas()?
+            .segments
+            .iter()
+            .map(|m| m.id().uuid_string())
+            .collect();
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((stem, _)) = name.split_once('.') else {
+                continue;
+            };
+            let segment_file = stem.len() == 32 && stem.bytes().all(|b| b.is_ascii_hexdigit());
+            if segment_file && !living.contains(stem) {
+                let path = entry.path();
+                tracing::debug!(file = %path.display(), "removing a BM25 file no commit names");
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
         Ok(())
     }
 
