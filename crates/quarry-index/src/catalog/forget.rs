@@ -89,14 +89,19 @@ fn erase_vectors(tx: &Transaction<'_>, hashes: &[ContentHash]) -> Result<u64> {
         .prepare("SELECT DISTINCT fingerprint FROM embeddings")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut held = tx.prepare_cached("SELECT 1 FROM chunks WHERE collection = ?1 AND chunk_hash = ?2")?;
+    let mut held =
+        tx.prepare_cached("SELECT 1 FROM chunks WHERE collection = ?1 AND chunk_hash = ?2")?;
     let mut delete =
         tx.prepare_cached("DELETE FROM embeddings WHERE fingerprint = ?1 AND chunk_hash = ?2")?;
     let mut n = 0;
     'hashes: for h in hashes {
         let hex = h.to_hex();
         for c in &collections {
-            if held.query_row(params![c, hex], |_| Ok(())).optional()?.is_some() {
+            if held
+                .query_row(params![c, hex], |_| Ok(()))
+                .optional()?
+                .is_some()
+            {
                 continue 'hashes;
             }
         }
@@ -207,7 +212,10 @@ impl Catalog {
                 "canaries",
                 "index_holds",
             ] {
-                tx.execute(&format!("DELETE FROM {table} WHERE collection = ?1"), [name])?;
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE collection = ?1"),
+                    [name],
+                )?;
             }
             let gone = tx.execute("DELETE FROM collections WHERE name = ?1", [name])?;
             if gone == 0 {
@@ -234,11 +242,11 @@ impl Catalog {
             self.conn.execute_batch("VACUUM")?;
         }
         for _ in 0..20 {
-            let (busy, _, _): (i64, i64, i64) = self.conn.query_row(
-                "PRAGMA wal_checkpoint(TRUNCATE)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
+            let (busy, _, _): (i64, i64, i64) =
+                self.conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?;
             if busy == 0 {
                 return Ok(true);
             }
@@ -295,10 +303,7 @@ fn drop_judgments(tx: &Transaction<'_>, collection: &str, doc_id: &str) -> Resul
     for (name, raw) in rows {
         let mut queries: Vec<GoldenQuery> = serde_json::from_str(&raw)
             .map_err(|e| Error::Corrupt(format!("golden set {collection}/{name}: {e}")))?;
-        if !queries
-            .iter()
-            .any(|q| q.relevant.contains_key(doc_id))
-        {
+        if !queries.iter().any(|q| q.relevant.contains_key(doc_id)) {
             continue;
         }
         for q in &mut queries {

@@ -136,7 +136,11 @@ impl Engine {
             }
         }
         let active = self.active_version_id(collection)?;
-        let root = self.dir.join("collections").join(collection).join("vectors");
+        let root = self
+            .dir
+            .join("collections")
+            .join(collection)
+            .join("vectors");
         let Ok(entries) = std::fs::read_dir(&root) else {
             return Ok(0);
         };

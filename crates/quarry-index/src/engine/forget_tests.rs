@@ -38,7 +38,10 @@ fn put(engine: &Engine, id: &str, text: &str, acl: &[&str]) {
         acl: acl.iter().map(|s| s.to_string()).collect(),
         content_hash: quarry_core::ContentHash::of(text.as_bytes()),
     };
-    let chunks = engine.chunker("c").unwrap().chunk(&d.title, &d.text, d.format);
+    let chunks = engine
+        .chunker("c")
+        .unwrap()
+        .chunk(&d.title, &d.text, d.format);
     engine.apply("c", vec![Change::Upsert(d, chunks)]).unwrap();
 }
 
@@ -176,7 +179,10 @@ fn forget_leaves_no_copy_in_any_file_across_versions_caches_canaries_and_evals()
     assert_eq!(report.erased.chunks, report.erased.chunks_erased);
     assert!(report.erased.chunks_erased >= 3, "{report:?}");
     // both fingerprints, every chunk
-    assert_eq!(report.erased.vectors_erased, 2 * report.erased.chunks_erased);
+    assert_eq!(
+        report.erased.vectors_erased,
+        2 * report.erased.chunks_erased
+    );
     assert_eq!(report.erased.canaries_erased, report.erased.chunks_erased);
     assert_eq!(report.erased.eval_runs_redacted, 1, "{report:?}");
     assert_eq!(report.erased.golden_sets_changed, 2);
@@ -193,7 +199,13 @@ fn forget_leaves_no_copy_in_any_file_across_versions_caches_canaries_and_evals()
     assert!(!ids(&engine, &secret_text, Mode::Hybrid).contains(&secret_id));
     assert_eq!(ids(&engine, "copper kettles", Mode::Bm25)[0], "d1");
     assert_eq!(ids(&engine, OTHERS[3], Mode::Vector)[0], "d3");
-    assert_eq!(engine.stats("c", &Principal::local_admin()).unwrap().documents, 5);
+    assert_eq!(
+        engine
+            .stats("c", &Principal::local_admin())
+            .unwrap()
+            .documents,
+        5
+    );
     let e = engine
         .forget("c", &secret_id, &Principal::local_admin())
         .unwrap_err();
@@ -232,11 +244,13 @@ fn a_chunk_another_document_holds_keeps_its_text_and_vector() {
     // one chunk each, the same text: one content-addressed chunk held by both
     put(&engine, "x", "shared words here", &[]);
     put(&engine, "y", "shared words here", &[]);
-    let report = engine
-        .forget("c", "x", &Principal::local_admin())
-        .unwrap();
+    let report = engine.forget("c", "x", &Principal::local_admin()).unwrap();
     assert_eq!(
-        (report.erased.chunks, report.erased.chunks_erased, report.erased.vectors_erased),
+        (
+            report.erased.chunks,
+            report.erased.chunks_erased,
+            report.erased.vectors_erased
+        ),
         (1, 0, 0)
     );
     assert_eq!(ids(&engine, "shared words", Mode::Bm25), ["y"]);
@@ -265,7 +279,10 @@ fn collections_are_created_with_settings_listed_with_sizes_and_deleted() {
     assert!(created);
     assert_eq!(stats.chunk_options, chunk);
     assert_eq!(stats.embedder.as_deref(), Some("b"));
-    assert_eq!((stats.documents, stats.text_bytes, stats.index_bytes), (0, Some(0), Some(0)));
+    assert_eq!(
+        (stats.documents, stats.text_bytes, stats.index_bytes),
+        (0, Some(0), Some(0))
+    );
     // the same settings again: nothing changes; other settings: a conflict
     let (_, created) = engine.create_collection("c", &settings).unwrap();
     assert!(!created);
@@ -330,9 +347,15 @@ fn collections_are_created_with_settings_listed_with_sizes_and_deleted() {
     assert_eq!(seen[0].index_bytes, None, "sizes are for admins");
 
     engine.delete_collection("c").unwrap();
-    assert_eq!(engine.collection("c").unwrap_err().code(), "collection_not_found");
+    assert_eq!(
+        engine.collection("c").unwrap_err().code(),
+        "collection_not_found"
+    );
     assert!(!dir.path().join("collections/c").exists());
-    assert_eq!(engine.delete_collection("c").unwrap_err().code(), "collection_not_found");
+    assert_eq!(
+        engine.delete_collection("c").unwrap_err().code(),
+        "collection_not_found"
+    );
     assert_eq!(
         engine.delete_collection("../x").unwrap_err().code(),
         "invalid_request"
