@@ -132,7 +132,7 @@ fn forget_by_cli_beside_a_server_and_by_route_leaves_no_file_with_the_marker() {
     let server = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &[]);
     let base = server.url.clone();
     let c = Client::new();
-    assert_eq!(query(&c, &base, "c", &m1, "bm25").1, [secret.clone()]);
+    assert_eq!(query(&c, &base, "c", &m1, "bm25").1, [secret.as_str()]);
     // The second document comes through the API; an eval run and a golden set name both.
     let (status, body) = send(
         &c,
@@ -215,6 +215,27 @@ fn forget_by_cli_beside_a_server_and_by_route_leaves_no_file_with_the_marker() {
     assert_eq!(
         files_containing(data.path(), b"zqxforget"),
         Vec::<PathBuf>::new()
+    );
+    // The server's shutdown dump of the active version holds no tombstone (a forgotten chunk's
+    // vector would be one); the other version's dump was dropped by the CLI forget.
+    let mut dumps = Vec::new();
+    for version in std::fs::read_dir(data.path().join("collections/c/vectors"))
+        .unwrap()
+        .flatten()
+    {
+        for dump in std::fs::read_dir(version.path()).unwrap().flatten() {
+            if dump.file_name().to_string_lossy().starts_with("dump-") {
+                dumps.push(dump.path());
+            }
+        }
+    }
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    let dead = std::fs::read(dumps[0].join("dead.bin")).unwrap();
+    assert_eq!(
+        dead,
+        vec![0u8; dead.len()],
+        "tombstones in {}",
+        dumps[0].display()
     );
     let status = run_json(data.path(), &["status", "--json"]);
     assert_eq!(status["collections"][0]["documents"], 2, "{status}");

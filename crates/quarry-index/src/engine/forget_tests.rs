@@ -77,6 +77,50 @@ pub(crate) fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     out
 }
 
+/// No row of `embeddings` and no vector dump under `dir` is of one of `hashes`, and no dump has
+/// a tombstone (the vector of a chunk that left, still in the graph's data file).
+fn assert_no_vectors_of(engine: &Engine, dir: &Path, hashes: &[ContentHash]) {
+    for h in hashes {
+        let n: i64 = engine
+            .catalog()
+            .conn_for_tests()
+            .query_row(
+                "SELECT count(*) FROM embeddings WHERE chunk_hash = ?1",
+                [h.to_hex()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 0, "a stored vector of {h}");
+    }
+    let mut dumps = 0;
+    for version in std::fs::read_dir(dir.join("collections/c/vectors"))
+        .unwrap()
+        .flatten()
+    {
+        for dump in std::fs::read_dir(version.path()).unwrap().flatten() {
+            if !dump.file_name().to_string_lossy().starts_with("dump-") {
+                continue;
+            }
+            dumps += 1;
+            let ids = std::fs::read(dump.path().join("ids.bin")).unwrap();
+            for h in hashes {
+                assert!(
+                    !ids.chunks_exact(32).any(|c| c == h.as_bytes()),
+                    "{} holds {h}",
+                    dump.path().display()
+                );
+            }
+            let dead = std::fs::read(dump.path().join("dead.bin")).unwrap();
+            assert!(
+                dead.iter().all(|d| *d == 0),
+                "{} has tombstones",
+                dump.path().display()
+            );
+        }
+    }
+    assert!(dumps >= 1);
+}
+
 const OTHERS: [&str; 5] = [
     "apple orchard in the hills with old stone walls",
     "bright copper kettles shine in the kitchen window",
@@ -173,9 +217,16 @@ fn forget_leaves_no_copy_in_any_file_across_versions_caches_canaries_and_evals()
         .unwrap_err();
     assert_eq!(e.code(), "collection_not_found");
 
+    let held = engine.doc_chunk_hashes("c", &secret_id).unwrap();
     let report = engine
         .forget("c", &secret_id, &Principal::local_admin())
         .unwrap();
+    let mut erased = report.erased.erased.clone();
+    erased.sort();
+    let mut expected = held.clone();
+    expected.sort();
+    expected.dedup();
+    assert_eq!(erased, expected);
     assert_eq!(report.erased.chunks, report.erased.chunks_erased);
     assert!(report.erased.chunks_erased >= 3, "{report:?}");
     // both fingerprints, every chunk
@@ -194,6 +245,8 @@ fn forget_leaves_no_copy_in_any_file_across_versions_caches_canaries_and_evals()
         files_containing(dir.path(), b"zqxforget"),
         Vec::<PathBuf>::new()
     );
+    // No stored vector and no vector dump holds them (a dump holds no tombstone at all).
+    assert_no_vectors_of(&engine, dir.path(), &held);
     // Gone from every answer; the others are still found.
     assert!(ids(&engine, &marker, Mode::Bm25).is_empty());
     assert!(!ids(&engine, &secret_text, Mode::Hybrid).contains(&secret_id));
@@ -232,6 +285,7 @@ fn forget_leaves_no_copy_in_any_file_across_versions_caches_canaries_and_evals()
         Vec::<PathBuf>::new()
     );
     let engine = self::engine(dir.path(), &models);
+    assert_no_vectors_of(&engine, dir.path(), &held);
     assert!(ids(&engine, &marker, Mode::Bm25).is_empty());
     assert_eq!(ids(&engine, "fresh bread", Mode::Bm25)[0], "d9");
 }
