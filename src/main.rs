@@ -59,6 +59,11 @@ pub enum Command {
     Jobs(cmd::versions::JobsArgs),
     /// A collection's embedding versions; activate (promote, roll back) or retire one.
     Versions(cmd::versions::VersionsArgs),
+    /// Create collections with their settings, list them with their sizes, delete them.
+    Collections(cmd::collections::Args),
+    /// Erase one document from the data directory: its text, chunks, vectors of every embedding
+    /// version, embedding cache entries, BM25 entries, canaries and eval records.
+    Forget(cmd::collections::ForgetArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +99,8 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(&cli.data_dir, &config, *args),
         Command::Golden(args) => cmd::golden::run(&cli.data_dir, &config, args),
         Command::Model(args) => cmd::model::run(&config, args),
+        Command::Collections(args) => cmd::collections::run(&cli.data_dir, &config, args),
+        Command::Forget(args) => cmd::collections::forget(&cli.data_dir, &config, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

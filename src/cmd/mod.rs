@@ -1,5 +1,6 @@
 //! One module per subcommand; each has its clap `Args` and a `run`.
 
+pub mod collections;
 pub mod golden;
 pub mod ingest;
 pub mod model;

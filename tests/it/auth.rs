@@ -259,6 +259,28 @@ fn every_v1_route_needs_a_valid_token_and_the_role() {
             Role::Writer,
             200,
         ),
+        (
+            Method::DELETE,
+            "/v1/collections/default/documents/victim.md?forget=true",
+            Value::Null,
+            Role::Admin,
+            200,
+        ),
+        // `default` exists with these (the default) settings: unchanged
+        (
+            Method::PUT,
+            "/v1/collections/default",
+            json!({}),
+            Role::Admin,
+            200,
+        ),
+        (
+            Method::DELETE,
+            "/v1/collections/doomed",
+            Value::Null,
+            Role::Admin,
+            200,
+        ),
     ];
 
     let expired = hs256(json!({"sub": "root", "role": "admin", "exp": now() - 120}));
@@ -333,6 +355,9 @@ fn every_v1_route_needs_a_valid_token_and_the_role() {
                     &json!({"queries": [{"query": "public words", "relevant": {"pub.md": 1}}]}),
                 );
                 assert_eq!(a.status, 200, "{}", a.body);
+            } else if *method == Method::DELETE && *path == "/v1/collections/doomed" {
+                let a = call(&s, &Method::PUT, path, Some(ADMIN_KEY), &json!({}));
+                assert!(matches!(a.status, 200 | 201), "{}", a.body);
             } else if *method == Method::DELETE {
                 upsert(
                     &s,

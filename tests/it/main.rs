@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod eval;
 mod follow;
+mod forget;
 mod http;
 mod hybrid;
 mod ingest_bad_input;

@@ -12,6 +12,9 @@ pub enum Error {
     Core(#[from] quarry_core::Error),
     #[error("{what} `{id}` not found")]
     NotFound { what: &'static str, id: String },
+    /// The thing exists already, in another form (a collection with other settings).
+    #[error("{0}")]
+    Conflict(String),
     /// Another writer holds the data directory, or a resource is not ready.
     #[error("{0}")]
     Busy(String),
@@ -68,7 +71,7 @@ impl Error {
 
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Input(_) | Error::Core(_) => ErrorKind::Input,
+            Error::Input(_) | Error::Core(_) | Error::Conflict(_) => ErrorKind::Input,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Busy(_) | Error::Embed(_) | Error::Cancelled(_) | Error::ReadOnly(_) => {
                 ErrorKind::Busy
@@ -91,6 +94,7 @@ impl Error {
             } => "document_not_found",
             Error::NotFound { .. } => "not_found",
             Error::Busy(_) => "busy",
+            Error::Conflict(_) => "conflict",
             Error::Embed(_) => "embedding_unavailable",
             Error::Cancelled(_) => "cancelled",
             Error::ReadOnly(_) => "read_only",

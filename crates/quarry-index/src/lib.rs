@@ -21,10 +21,10 @@ mod test_support;
 pub mod vectors;
 
 pub use cancel::Cancel;
-pub use catalog::DocumentRow;
+pub use catalog::{CollectionDeleted, DocumentRow, Forgotten};
 pub use engine::{
-    ActiveEmbedder, ApplyStats, Change, CollectionStats, EmbedderSource, Engine, EngineOptions,
-    VersionInfo,
+    ActiveEmbedder, ApplyStats, Change, CollectionSettings, CollectionStats, EmbedderSource,
+    Engine, EngineOptions, ForgetReport, VersionInfo,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use ingest::{

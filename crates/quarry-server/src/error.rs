@@ -26,6 +26,7 @@ pub fn status_of(code: &str) -> StatusCode {
         | "route_not_found"
         | "model_not_found" => StatusCode::NOT_FOUND,
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
+        "conflict" => StatusCode::CONFLICT,
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "busy" | "not_ready" | "embedding_unavailable" | "cancelled" => {
             StatusCode::SERVICE_UNAVAILABLE

@@ -148,6 +148,8 @@ pub fn analyzer() -> TextAnalyzer {
 
 pub struct Bm25Index {
     index: Index,
+    /// The index's folder.
+    dir: std::path::PathBuf,
     reader: IndexReader,
     fields: Fields,
     /// The published snapshot, its key map and the generation it reflects, replaced together by
@@ -234,6 +236,7 @@ impl Bm25Index {
         let keys = Arc::new(key_map(&searcher)?);
         let ix = Bm25Index {
             index,
+            dir: dir.to_owned(),
             reader,
             fields,
             published: RwLock::new(Published {
@@ -309,6 +312,53 @@ impl Bm25Index {
         prepared.set_payload(&generation.to_string());
         prepared.commit()?;
         writer.wait_merging_threads()?;
+        Ok(())
+    }
+
+    /// After a commit that deleted chunks which must leave no trace (a forget): merges every
+    /// segment with deleted chunks into one without them (tantivy keeps a deleted document's
+    /// stored fields and terms in its segment until a merge rewrites it), whatever the merge
+    /// policy would do, then deletes every file no commit names any more. The commit's
+    /// generation (its payload) is kept. The caller holds the writer lock.
+    pub fn purge_deleted(&self) -> Result<()> {
+        let mut writer: IndexWriter<TantivyDocument> = self.index.writer(WRITER_MEMORY)?;
+        writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+        let with_deletes: Vec<tantivy::index::SegmentId> = self
+            .index
+            .searchable_segment_metas()?
+            .iter()
+            .filter(|m| m.has_deletes())
+            .map(|m| m.id())
+            .collect();
+        if !with_deletes.is_empty() {
+            writer.merge(&with_deletes).wait()?;
+        }
+        writer.garbage_collect_files().wait()?;
+        writer.wait_merging_threads()?;
+        // tantivy collects only the files its own process created or saw in `.managed.json`;
+        // a segment another process wrote (a CLI ingest beside a server) can escape it. Every
+        // segment file the last commit does not name goes too (no other process writes: the
+        // caller holds the writer lock).
+        let living: std::collections::HashSet<String> = self
+            .index
+            .load_metas()?
+            .segments
+            .iter()
+            .map(|m| m.id().uuid_string())
+            .collect();
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((stem, _)) = name.split_once('.') else {
+                continue;
+            };
+            let segment_file = stem.len() == 32 && stem.bytes().all(|b| b.is_ascii_hexdigit());
+            if segment_file && !living.contains(stem) {
+                let path = entry.path();
+                tracing::debug!(file = %path.display(), "removing a BM25 file no commit names");
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
         Ok(())
     }
 

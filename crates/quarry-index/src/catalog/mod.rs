@@ -8,9 +8,11 @@
 mod write;
 
 mod eval;
+mod forget;
 mod jobs;
 
 pub use eval::{EvalRun, EvalRunSummary, GoldenQuery, GoldenSummary};
+pub use forget::{CollectionDeleted, Forgotten};
 pub use jobs::Job;
 pub use write::{UpsertOutcome, WriteTx};
 
@@ -20,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::Path;
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 /// `MIGRATIONS[i]` takes a catalog from schema version `i` to `i + 1`.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema.sql"),
@@ -28,6 +30,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
     include_str!("schema_v5.sql"),
+    include_str!("schema_v6.sql"),
 ];
 
 /// A hold on the change log not renewed for this long is ignored (its process is gone).
@@ -41,6 +44,10 @@ pub struct CollectionRow {
     pub chunk_options: ChunkOptions,
     pub active_version: Option<String>,
     pub created_at: i64,
+    /// The last generation that forgot a document (0: none); see `schema_v6.sql`.
+    pub forgotten_generation: u64,
+    /// Unique to this collection among every collection of this name there was.
+    pub incarnation: String,
 }
 
 /// Where a chunk occurs: enough to render a hit without touching the catalog at query time.
@@ -341,8 +348,20 @@ impl Catalog {
         let options =
             serde_json::to_string(chunk_options).map_err(|e| Error::Corrupt(e.to_string()))?;
         self.conn.execute(
-            "INSERT OR IGNORE INTO collections (name, created_at, generation, chunk_options) VALUES (?1, ?2, 0, ?3)",
-            params![name, now(), options],
+            "INSERT OR IGNORE INTO collections (name, created_at, generation, chunk_options, incarnation)
+             VALUES (?1, ?2, 0, ?3, ?4)",
+            params![
+                name,
+                now(),
+                options,
+                format!(
+                    "{}-{}",
+                    std::process::id(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos())
+                )
+            ],
         )?;
         self.collection(name)?
             .ok_or_else(|| Error::Corrupt(format!("collection {name} vanished")))
@@ -352,18 +371,31 @@ impl Catalog {
         let row = self
             .conn
             .query_row(
-                "SELECT name, generation, chunk_options, active_version, created_at FROM collections WHERE name = ?1",
+                "SELECT name, generation, chunk_options, active_version, created_at, forgotten_generation,
+                 incarnation FROM collections WHERE name = ?1",
                 [name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get(4)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, String>(6)?,
+                    ))
+                },
             )
             .optional()?;
         row.map(
-            |(name, generation, options, active_version, created_at): (
+            |(name, generation, options, active_version, created_at, forgotten, incarnation): (
                 String,
                 i64,
                 String,
                 _,
                 _,
+                i64,
+                String,
             )| {
                 let chunk_options = serde_json::from_str(&options)
                     .map_err(|e| Error::Corrupt(format!("chunk options of {name}: {e}")))?;
@@ -373,6 +405,8 @@ impl Catalog {
                     chunk_options,
                     active_version,
                     created_at,
+                    forgotten_generation: forgotten as u64,
+                    incarnation,
                 })
             },
         )
@@ -962,6 +996,12 @@ impl Catalog {
             },
         )?;
         Ok(out)
+    }
+
+    /// The connection, for tests that look at tables directly.
+    #[cfg(test)]
+    pub(crate) fn conn_for_tests(&self) -> &Connection {
+        &self.conn
     }
 
     /// Starts the write transaction of the collection's next generation.

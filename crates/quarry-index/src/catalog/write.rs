@@ -55,7 +55,7 @@ impl<'c> WriteTx<'c> {
         self.generation
     }
 
-    fn chunk_hashes_of(&self, doc_id: &str) -> Result<Vec<ContentHash>> {
+    pub(super) fn chunk_hashes_of(&self, doc_id: &str) -> Result<Vec<ContentHash>> {
         let mut stmt = self.tx.prepare_cached(
             "SELECT chunk_hash FROM doc_chunks WHERE collection = ?1 AND doc_id = ?2",
         )?;
@@ -212,6 +212,16 @@ impl<'c> WriteTx<'c> {
     /// bumps the collection's generation. Returns the touched chunks; a transaction that changed
     /// nothing commits nothing and returns `None`.
     pub fn commit(self) -> Result<Option<(u64, Vec<ContentHash>)>> {
+        self.commit_with(|_, _| Ok(()))
+    }
+
+    /// [`WriteTx::commit`] that runs `more` inside the same transaction, after the chunks no
+    /// document holds were dropped and before the commit (a forget erases what else held them).
+    /// `more` gets the transaction and the generation being committed.
+    pub(super) fn commit_with(
+        self,
+        more: impl FnOnce(&Transaction<'_>, u64) -> Result<()>,
+    ) -> Result<Option<(u64, Vec<ContentHash>)>> {
         if !self.dirty {
             self.tx.rollback()?;
             return Ok(None);
@@ -232,6 +242,7 @@ impl<'c> WriteTx<'c> {
             "UPDATE collections SET generation = ?2 WHERE name = ?1",
             params![self.collection, self.generation as i64],
         )?;
+        more(&self.tx, self.generation)?;
         self.tx.commit()?;
         Ok(Some((self.generation, self.touched.into_iter().collect())))
     }

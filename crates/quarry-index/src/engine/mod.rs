@@ -132,6 +132,9 @@ pub(crate) struct Indexes {
     pub(crate) active: Option<ActiveEmbedder>,
     /// Shared by every `Indexes` of the collection over the same BM25 index (a version switch).
     pub(crate) publish: Arc<RwLock<()>>,
+    /// The `incarnation` of the collection these indexes belong to: a collection deleted and
+    /// created again by another process has another, and its cached indexes are dropped.
+    pub(crate) incarnation: String,
 }
 
 /// One change to a collection.
@@ -200,6 +203,13 @@ pub struct CollectionStats {
     pub vectors: Option<u64>,
     pub versions_building: Vec<String>,
     pub chunk_options: ChunkOptions,
+    /// Bytes of document text the catalog stores for the collection (admins only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_bytes: Option<u64>,
+    /// Bytes of the collection's derived indexes on disk, `collections/<name>/` (BM25 and the
+    /// vector dumps of every version; admins only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_bytes: Option<u64>,
 }
 
 pub struct Engine {
@@ -395,6 +405,16 @@ impl Engine {
             let visible = |acl: &[String]| caller.may_read(acl, &self.options.default_acl);
             self.catalog().visible_counts(name, &visible)?
         };
+        // (before the literal below: a catalog guard in it lives to its end)
+        let (text_bytes, index_bytes) = if caller.sees_all() {
+            let text = self.catalog().text_bytes(name)?;
+            (
+                Some(text),
+                Some(forget::dir_bytes(&self.dir.join("collections").join(name))),
+            )
+        } else {
+            (None, None)
+        };
         let version = self.catalog().active_version(name)?;
         let vectors = match &version {
             Some(v) if caller.sees_all() => {
@@ -419,6 +439,8 @@ impl Engine {
                 .map(|v| v.id)
                 .collect(),
             chunk_options: row.chunk_options,
+            text_bytes,
+            index_bytes,
         })
     }
 
@@ -727,7 +749,9 @@ impl Engine {
 
     /// The indexes of a collection, opened on first use and cached; no recovery.
     fn open_indexes(&self, collection: &str) -> Result<Arc<Indexes>> {
-        let active = self.active_version_id(collection)?;
+        let row = self.catalog().collection(collection)?;
+        self.drop_stale(collection, row.as_ref());
+        let active = row.and_then(|r| r.active_version);
         Ok(self.open_indexes_fresh(collection, active.as_deref())?.0)
     }
 
@@ -808,11 +832,17 @@ impl Engine {
             )?)),
             None => None,
         };
+        let incarnation = self
+            .catalog()
+            .collection(collection)?
+            .map(|c| c.incarnation)
+            .unwrap_or_default();
         let ix = Arc::new(Indexes {
             bm25,
             vectors,
             active,
             publish,
+            incarnation,
         });
         map.insert(collection.to_owned(), ix.clone());
         Ok((ix, true))
@@ -822,6 +852,7 @@ impl Engine {
     /// elsewhere) they are recovered to the catalog's generation.
     fn indexes(&self, row: &CollectionRow) -> Result<Arc<Indexes>> {
         let collection = row.name.as_str();
+        self.drop_stale(collection, Some(row));
         let (ix, fresh) = self.open_indexes_fresh(collection, row.active_version.as_deref())?;
         if fresh {
             let catalog_gen = self.collection(collection)?.generation;
@@ -873,7 +904,9 @@ impl Engine {
     }
 
     fn refresh_collection(&self, collection: &str, renew: bool) -> Result<bool> {
-        let Some(row) = self.catalog().collection(collection)? else {
+        let row = self.catalog().collection(collection)?;
+        self.drop_stale(collection, row.as_ref());
+        let Some(row) = row else {
             return Ok(false);
         };
         let (ix, _) = self.open_indexes_fresh(collection, row.active_version.as_deref())?;
@@ -1056,6 +1089,7 @@ impl Engine {
             vectors: Some(Arc::new(reopened)),
             active: ix.active.clone(),
             publish: ix.publish.clone(),
+            incarnation: ix.incarnation.clone(),
         });
         self.write_vectors(collection, &fresh, catalog_gen, &touched, dump)?;
         let mut map = self.indexes.write().unwrap_or_else(|p| p.into_inner());
@@ -1136,7 +1170,9 @@ impl Engine {
             .collect();
         let mut added: Vec<(ContentHash, Vec<f32>)> = stored.into_iter().collect();
         added.sort_by_key(|(h, _)| *h);
+        let from = vectors.generation();
         vectors.apply(generation, &removed, &added)?;
+        self.compact_after_forget(collection, vectors, from)?;
         if dump && vectors.needs_dump(self.options.dump_every_points, false) {
             vectors.dump()?;
         }
@@ -1442,6 +1478,9 @@ impl Engine {
     }
 }
 
+mod forget;
+pub use forget::{CollectionSettings, ForgetReport};
+
 mod versions;
 pub use versions::{CANARY_SIZE, CanaryOutcome, CanaryReport, ModelChange, RECHUNK, REINDEX};
 
@@ -1456,3 +1495,6 @@ mod versions_tests;
 
 #[cfg(test)]
 mod shared_dir_tests;
+
+#[cfg(test)]
+mod forget_tests;

@@ -546,7 +546,13 @@ impl Engine {
             self.with_write_lock(|| self.cut_over(collection, &candidate, shadow.clone()))?;
             true
         } else {
-            shadow.dump()?;
+            // Brought to the catalog's generation under the writer lock first: a forget since
+            // the build must not reach the dump.
+            self.with_write_lock(|| {
+                let generation = self.collection(collection)?.generation;
+                self.sync_vectors(collection, &shadow, &version.fingerprint, generation)?;
+                shadow.dump()
+            })?;
             self.catalog()
                 .set_version_state(collection, &version.id, "ready")?;
             false
@@ -655,7 +661,9 @@ impl Engine {
             .into_iter()
             .collect();
         added.sort_by_key(|(h, _)| *h);
-        index.apply(generation, &removed, &added)
+        let from = index.generation();
+        index.apply(generation, &removed, &added)?;
+        self.compact_after_forget(collection, index, from)
     }
 
     /// Runs every golden set of the job's collection on the active version and on the candidate
@@ -683,6 +691,7 @@ impl Engine {
             vectors: Some(shadow.clone()),
             active: Some(candidate.clone()),
             publish: current.publish.clone(),
+            incarnation: current.incarnation.clone(),
         };
         let new = Searcher::new(self.collection(collection)?, &shadow_ix, &self.options);
         let admin = Principal::local_admin();
@@ -788,6 +797,7 @@ impl Engine {
             vectors: Some(index),
             active: Some(candidate.clone()),
             publish: old.publish.clone(),
+            incarnation: old.incarnation.clone(),
         });
         // Everything that can fail came before. The catalog switch and the readers' switch happen
         // under the map's lock, so a reader never pairs the new catalog with the old indexes.

@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A test embedder: `letters` (a letter histogram: a text is nearest to itself) or `noise` (a
 /// pseudo-random direction per text: no notion of meaning). Counts the texts it embeds.
-struct Model {
+pub(super) struct Model {
     spec: EmbedderSpec,
     noise: bool,
     texts: AtomicUsize,
 }
 
 impl Model {
-    fn new(model: &str, dims: usize, noise: bool) -> Arc<Model> {
+    pub(super) fn new(model: &str, dims: usize, noise: bool) -> Arc<Model> {
         Arc::new(Model {
             spec: EmbedderSpec {
                 provider: "hash".into(),
@@ -75,7 +75,7 @@ impl Embedder for Model {
     }
 }
 
-struct Models(Vec<(&'static str, Arc<Model>)>);
+pub(super) struct Models(pub(super) Vec<(&'static str, Arc<Model>)>);
 impl EmbedderSource for Models {
     fn get(&self, name: &str) -> Result<Option<Arc<dyn Embedder>>> {
         Ok(self

@@ -672,6 +672,25 @@ impl VectorIndex {
         self.state().generation = generation;
     }
 
+    /// Rebuilds the graph from the live points when it has tombstones, so no point of a chunk
+    /// that left (its vector, in memory and in the next dump) remains; whether it did. Readers
+    /// see it after [`VectorIndex::publish`]; snapshots taken before keep the old graph.
+    pub fn compact(&self) -> bool {
+        let mut st = self.state();
+        if !st.dead.iter().any(|d| *d) {
+            return false;
+        }
+        self.rebuild(&mut st);
+        true
+    }
+
+    /// Whether any point (live or a tombstone) of the graph in memory is one of `hashes`.
+    pub fn holds_any(&self, hashes: &std::collections::HashSet<ContentHash>) -> bool {
+        let st = self.state();
+        let points = st.build.points.read().unwrap_or_else(|p| p.into_inner());
+        points.hashes.iter().any(|h| hashes.contains(h))
+    }
+
     /// Replaces the graph with one built from the live points only.
     fn rebuild(&self, st: &mut WriterState) {
         let old = st.build.points.read().unwrap_or_else(|p| p.into_inner());
@@ -798,6 +817,38 @@ impl VectorIndex {
         }
         Ok(())
     }
+}
+
+/// Whether the dump `manifest.json` of `dir` names has a point (live or a tombstone) of one of
+/// `hashes`. A dump that cannot be read counts as holding them.
+pub fn dump_holds_any(dir: &Path, hashes: &std::collections::HashSet<ContentHash>) -> bool {
+    let m = match read_manifest(dir) {
+        Ok(Some(m)) => m,
+        Ok(None) => return false,
+        Err(_) => return true,
+    };
+    match read_ids(&dir.join(&m.folder).join("ids.bin"), m.points) {
+        Ok(ids) => ids.iter().any(|h| hashes.contains(h)),
+        Err(_) => true,
+    }
+}
+
+/// Deletes the dump of `dir` (its manifest and every `dump-*` folder): the index is rebuilt from
+/// the stored vectors when it is next opened.
+pub fn drop_dump(dir: &Path) -> Result<()> {
+    let manifest = dir.join("manifest.json");
+    if manifest.exists() {
+        std::fs::remove_file(&manifest).map_err(|e| Error::io(&manifest, e))?;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with("dump-") {
+            std::fs::remove_dir_all(e.path()).map_err(|err| Error::io(e.path(), err))?;
+        }
+    }
+    Ok(())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {

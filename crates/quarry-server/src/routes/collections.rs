@@ -1,13 +1,17 @@
-//! `GET /v1/collections` and `GET /v1/collections/{c}`: counts as the caller sees them;
-//! `GET /v1/collections/{c}/versions` (admin): the collection's embedding versions.
+//! `GET /v1/collections` and `GET /v1/collections/{c}`: counts as the caller sees them (sizes
+//! for admins); `PUT /v1/collections/{c}` (admin): create with settings; `DELETE
+//! /v1/collections/{c}` (admin): delete with everything it holds; `GET
+//! /v1/collections/{c}/versions` (admin): the collection's embedding versions.
 
 use super::{Shared, blocking};
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
+use crate::extract::JsonBody;
 use axum::Json;
 use axum::extract::{Path, State};
-use quarry_index::CollectionStats;
+use axum::http::StatusCode;
 use quarry_index::VersionInfo;
+use quarry_index::{CollectionDeleted, CollectionSettings, CollectionStats};
 
 pub async fn list(
     caller: Caller<role::Reader>,
@@ -35,4 +39,35 @@ pub async fn versions(
     let versions: Vec<VersionInfo> =
         blocking(move || Ok(state.engine.versions(&collection)?)).await?;
     Ok(Json(serde_json::json!({ "versions": versions })))
+}
+
+/// `PUT /v1/collections/{c}` with `{"chunk": {...}, "embedder": "NAME"}` (both optional: the
+/// configured defaults): 201 with the collection when created, 200 when it exists with these
+/// settings, 409 `conflict` when it exists with others.
+pub async fn create(
+    _caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+    Path(collection): Path<String>,
+    JsonBody(settings): JsonBody<CollectionSettings>,
+) -> Result<(StatusCode, Json<CollectionStats>), ApiError> {
+    let (stats, created) =
+        blocking(move || Ok(state.engine.create_collection(&collection, &settings)?)).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(stats)))
+}
+
+/// `DELETE /v1/collections/{c}`: the collection and everything of it; 404 when there is none,
+/// 503 `busy` while a job of it is queued or running.
+pub async fn delete(
+    _caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+    Path(collection): Path<String>,
+) -> Result<Json<CollectionDeleted>, ApiError> {
+    Ok(Json(
+        blocking(move || Ok(state.engine.delete_collection(&collection)?)).await?,
+    ))
 }

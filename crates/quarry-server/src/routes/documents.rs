@@ -1,7 +1,8 @@
 //! The documents of a collection: `GET .../documents` (a page of documents, without their texts),
 //! `GET .../documents/{id}` (one, with its text), `POST .../documents` (upsert a batch) and
-//! `DELETE .../documents/{id}`. A document the caller may not read answers exactly like a missing
-//! one: 404 `document_not_found`.
+//! `DELETE .../documents/{id}` (with `?forget=true`, admins only: erase it everywhere,
+//! `Engine::forget`). A document the caller may not read answers exactly like a missing one: 404
+//! `document_not_found`.
 
 use super::{Shared, blocking, tasks};
 use crate::auth::{Caller, role};
@@ -209,11 +210,42 @@ fn check_replaceable(
     Ok(())
 }
 
+/// `?forget=true`: erase the document everywhere instead of an ordinary delete.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    #[serde(default)]
+    pub forget: bool,
+}
+
 pub async fn delete(
     caller: Caller<role::Writer>,
     State(state): State<Shared>,
     Path((collection, doc_id)): Path<(String, String)>,
+    params: Result<Query<DeleteParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(params) = params.map_err(|e| {
+        ApiError::new(
+            "invalid_request",
+            format!("{}; use ?forget=true or nothing", e.body_text()),
+        )
+    })?;
+    if params.forget {
+        // Checked before the document is looked up: a writer learns nothing about it.
+        if caller.principal.role < Role::Admin {
+            return Err(ApiError::new(
+                "forbidden",
+                "forgetting a document (?forget=true) takes the admin role; a writer may delete it",
+            ));
+        }
+        return blocking(move || {
+            let report = state
+                .engine
+                .forget(&collection, &doc_id, &caller.principal)?;
+            Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+        })
+        .await;
+    }
     blocking(move || {
         let stats = state
             .engine

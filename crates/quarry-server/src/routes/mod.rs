@@ -17,6 +17,8 @@
 //! | `POST /v1/collections/{c}/eval`, `GET /v1/collections/{c}/eval/runs` | admin |
 //! | `POST /v1/collections/{c}/reindex`, `GET /v1/jobs`, `GET /v1/jobs/{id}`, `POST /v1/jobs/{id}/cancel` | admin |
 //! | `POST /v1/collections/{c}/versions/{id}/activate`, `.../retire` | admin |
+//! | `PUT /v1/collections/{c}`, `DELETE /v1/collections/{c}` | admin |
+//! | `DELETE /v1/collections/{c}/documents/{id}?forget=true` | admin |
 //!
 //! Admins also differ from writers in what they read (every document, whatever its ACL). `/healthz`, `/readyz` and `/metrics` are open. The tracing span of a request records its
 //! id, method and path only: never headers (the token) or the query string.
@@ -118,7 +120,12 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     let v1 = Router::new()
         .route("/collections", get(collections::list))
-        .route("/collections/{collection}", get(collections::stats))
+        .route(
+            "/collections/{collection}",
+            get(collections::stats)
+                .put(collections::create)
+                .delete(collections::delete),
+        )
         .route("/collections/{collection}/query", post(query::query))
         .route(
             "/collections/{collection}/versions",

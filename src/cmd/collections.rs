@@ -1,0 +1,197 @@
+//! `quarry collections create|list|delete` (a collection's lifecycle) and `quarry forget` (erase
+//! one document from the data directory, everywhere it left a copy). Both work on the data dir;
+//! a server running on it follows (its refresh loop picks up the new generation, or notices that
+//! a collection is gone).
+
+use super::{UsageError, emit, open_engine, print_json};
+use crate::config::Config;
+use quarry_core::{ChunkOptions, ChunkSizer, Principal};
+use quarry_index::CollectionSettings;
+use std::fmt::Write as _;
+use std::path::Path;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Create a collection with its settings (chunking, embedder); unchanged if it exists with
+    /// the same settings, an error if with others.
+    Create(CreateArgs),
+    /// Every collection with its counts and sizes.
+    List(ListArgs),
+    /// Delete a collection: its documents, chunks, vectors, versions, jobs, eval runs, golden
+    /// sets and index files.
+    Delete(DeleteArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Name: 1 to 64 letters, digits, `_` or `-`.
+    pub name: String,
+    /// Largest chunk, in tokens of the embedder (or characters / 4 with --sizer chars)
+    /// [default: chunk.max_tokens].
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Tokens shared by neighbouring chunks [default: chunk.overlap].
+    #[arg(long)]
+    pub overlap: Option<usize>,
+    /// How chunk sizes are counted: tokens or chars [default: chunk.sizer].
+    #[arg(long, value_parser = ["tokens", "chars"])]
+    pub sizer: Option<String>,
+    /// Characters of surrounding text BM25 indexes with each chunk [default: chunk.context_chars].
+    #[arg(long)]
+    pub context_chars: Option<usize>,
+    /// Embedder name (`[embedders.NAME]`, `local`, `hash`, or `none` for BM25 only)
+    /// [default: embedder].
+    #[arg(long)]
+    pub embedder: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeleteArgs {
+    pub name: String,
+    /// Confirm: the collection cannot be restored.
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `quarry forget COLLECTION DOC_ID`.
+#[derive(Debug, clap::Args)]
+pub struct ForgetArgs {
+    pub collection: String,
+    /// The document's id (for a file: its path relative to the folder ingested).
+    pub doc_id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Create(a) => create(data_dir, config, a),
+        Command::List(a) => list(data_dir, config, a),
+        Command::Delete(a) => delete(data_dir, config, a),
+    }
+}
+
+fn create(data_dir: &Path, config: &Config, a: CreateArgs) -> anyhow::Result<()> {
+    let base = config.chunk;
+    let sizer = match a.sizer.as_deref() {
+        Some("chars") => ChunkSizer::Chars,
+        Some(_) => ChunkSizer::Tokens,
+        None => base.sizer,
+    };
+    let chunk = ChunkOptions {
+        max_tokens: a.max_tokens.unwrap_or(base.max_tokens),
+        overlap: a.overlap.unwrap_or(base.overlap),
+        sizer,
+        context_chars: a.context_chars.unwrap_or(base.context_chars),
+    };
+    let settings = CollectionSettings {
+        chunk: Some(chunk),
+        embedder: a.embedder,
+    };
+    let engine = open_engine(data_dir, config)?;
+    let (stats, created) = engine.create_collection(&a.name, &settings)?;
+    if a.json {
+        return print_json(&serde_json::json!({"created": created, "collection": stats}));
+    }
+    emit(&format!(
+        "{} collection {}: chunks {}, embedder {}\n",
+        if created { "created" } else { "unchanged:" },
+        stats.name,
+        stats.chunk_options,
+        stats.embedder.as_deref().unwrap_or("none (BM25 only)")
+    ));
+    Ok(())
+}
+
+fn list(data_dir: &Path, config: &Config, a: ListArgs) -> anyhow::Result<()> {
+    let engine = open_engine(data_dir, config)?;
+    let list = engine.list(&Principal::local_admin())?;
+    if a.json {
+        return print_json(&serde_json::json!({ "collections": list }));
+    }
+    let mut o = String::new();
+    if list.is_empty() {
+        o.push_str(
+            "no collections; create one with `quarry collections create NAME` or `quarry ingest`\n",
+        );
+    }
+    for c in &list {
+        let _ = writeln!(
+            o,
+            "{}: {} documents, {} chunks, {} bytes of text, {} bytes of indexes, embedder {}, chunks {}",
+            c.name,
+            c.documents,
+            c.chunks,
+            c.text_bytes.unwrap_or(0),
+            c.index_bytes.unwrap_or(0),
+            c.embedder.as_deref().unwrap_or("none"),
+            c.chunk_options
+        );
+    }
+    emit(&o);
+    Ok(())
+}
+
+fn delete(data_dir: &Path, config: &Config, a: DeleteArgs) -> anyhow::Result<()> {
+    if !a.yes {
+        return Err(UsageError(format!(
+            "deleting collection `{}` removes its documents, vectors, versions, eval runs and golden sets for good; add --yes to confirm",
+            a.name
+        ))
+        .into());
+    }
+    let engine = open_engine(data_dir, config)?;
+    let deleted = engine.delete_collection(&a.name)?;
+    if a.json {
+        return print_json(&deleted);
+    }
+    emit(&format!(
+        "deleted collection {}: {} documents, {} chunks, {} stored vectors\n",
+        deleted.name, deleted.documents, deleted.chunks, deleted.vectors_erased
+    ));
+    Ok(())
+}
+
+/// `quarry forget COLLECTION DOC_ID`, as the local admin.
+pub fn forget(data_dir: &Path, config: &Config, a: ForgetArgs) -> anyhow::Result<()> {
+    let engine = open_engine(data_dir, config)?;
+    let report = engine.forget(&a.collection, &a.doc_id, &Principal::local_admin())?;
+    if a.json {
+        return print_json(&report);
+    }
+    let e = &report.erased;
+    let mut o = format!(
+        "forgot {} of {} (generation {}): {} chunks erased ({} kept: other documents hold them), {} stored vectors, {} canaries, {} eval runs redacted, {} golden sets changed, {} vector dumps of other versions dropped\n",
+        report.doc_id,
+        report.collection,
+        e.generation,
+        e.chunks_erased,
+        e.chunks - e.chunks_erased,
+        e.vectors_erased,
+        e.canaries_erased,
+        e.eval_runs_redacted,
+        e.golden_sets_changed,
+        report.version_dumps_dropped
+    );
+    if !report.catalog_scrubbed {
+        o.push_str("warning: another process kept the catalog's write-ahead log busy; old page images stay in it until its next checkpoint\n");
+    }
+    emit(&o);
+    Ok(())
+}
