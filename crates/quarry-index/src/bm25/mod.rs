@@ -312,7 +312,7 @@ impl Bm25Index {
         prepared.set_payload(&generation.to_string());
         prepared.commit()?;
         writer.wait_merging_threads()?;
-        Ok(())
+        self.remove_unnamed_segment_files()
     }
 
     /// After a commit that deleted chunks which must leave no trace (a forget): merges every
@@ -335,10 +335,15 @@ impl Bm25Index {
         }
         writer.garbage_collect_files().wait()?;
         writer.wait_merging_threads()?;
-        // tantivy collects only the files its own process created or saw in `.managed.json`;
-        // a segment another process wrote (a CLI ingest beside a server) can escape it. Every
-        // segment file the last commit does not name goes too (no other process writes: the
-        // caller holds the writer lock).
+        self.remove_unnamed_segment_files()
+    }
+
+    /// Deletes every segment file the last commit does not name. tantivy collects only the files
+    /// its own process created or saw in `.managed.json` when it opened the index, so a segment
+    /// another process wrote (a CLI ingest beside a server) and a later merge replaced would stay
+    /// on disk for good. The caller holds the writer lock (no other process writes); searchers
+    /// of older commits keep their files mapped (on Unix a removed file lives on while mapped).
+    fn remove_unnamed_segment_files(&self) -> Result<()> {
         let living: std::collections::HashSet<String> = self
             .index
             .load_metas()?

@@ -468,3 +468,63 @@ fn equal_scores_rank_alike_after_another_ingest_and_a_rebuild() {
     let rebuilt = Engine::open(a.path(), options()).unwrap();
     assert_eq!(ranking(&rebuilt), expected, "after a BM25 rebuild");
 }
+
+/// Segment files in a BM25 folder that its last commit (`meta.json`) does not name.
+fn unnamed_segment_files(bm25: &std::path::Path) -> Vec<String> {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bm25.join("meta.json")).unwrap()).unwrap();
+    let living: Vec<String> = meta["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["segment_id"].as_str().unwrap().replace('-', ""))
+        .collect();
+    let mut out: Vec<String> = std::fs::read_dir(bm25)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            name.split_once('.').is_some_and(|(stem, _)| {
+                stem.len() == 32
+                    && stem.bytes().all(|b| b.is_ascii_hexdigit())
+                    && !living.contains(&stem.to_string())
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Two processes taking turns to write (a CLI beside a server): each one's tantivy knows only
+/// the files it created or saw when it opened the index, so segments the other wrote and a merge
+/// then replaced would stay on disk for good. Every commit removes what no commit names.
+#[test]
+fn writers_taking_turns_leave_no_segment_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Engine::open(dir.path(), options()).unwrap();
+    let b = Engine::open(dir.path(), options()).unwrap();
+    for i in 0..24 {
+        let (engine, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        put(engine, &format!("d{i}"), &text(i));
+        other.refresh().unwrap();
+    }
+    let bm25 = dir.path().join("collections/c/bm25");
+    assert_eq!(unnamed_segment_files(&bm25), Vec::<String>::new());
+    let segments = std::fs::read_dir(&bm25)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".store")
+        })
+        .count();
+    assert!(
+        segments <= 8,
+        "{segments} segments after 24 commits: merges ran"
+    );
+    for i in 0..24 {
+        assert_eq!(matching(&a, &format!("w{i}x")), [format!("d{i}")]);
+        assert_eq!(matching(&b, &format!("w{i}x")), [format!("d{i}")]);
+    }
+}
