@@ -213,7 +213,13 @@ pub struct Engine {
     holder: String,
     /// When [`Engine::refresh`] last renewed this engine's holds.
     holds_renewed: Mutex<std::time::Instant>,
+    /// `open.lock`, locked shared while this engine lives: a restore refuses a data directory
+    /// whose lock it cannot take exclusively.
+    _open_lock: File,
 }
+
+/// The file every engine holds a shared lock on while it has the data directory open.
+pub(crate) const OPEN_LOCK: &str = "open.lock";
 
 thread_local! {
     /// Whether this thread holds the writer lock (of whichever engine: a thread writes to one).
@@ -248,6 +254,10 @@ impl Engine {
         options.chunk.validate()?;
         options.vector.validate()?;
         std::fs::create_dir_all(dir.join("collections")).map_err(|e| Error::io(&dir, e))?;
+        let open_lock = open_lock_file(&dir.join(OPEN_LOCK))?;
+        open_lock
+            .lock_shared()
+            .map_err(|e| Error::io(dir.join(OPEN_LOCK), e))?;
         let catalog = Catalog::open(&dir.join("catalog.sqlite3"))?;
         Ok(Engine {
             dir,
@@ -266,6 +276,7 @@ impl Engine {
                     .map_or(0, |d| d.as_nanos())
             ),
             holds_renewed: Mutex::new(std::time::Instant::now()),
+            _open_lock: open_lock,
         })
     }
 
@@ -1117,6 +1128,10 @@ impl Engine {
             let held = self
                 .catalog()
                 .hold(collection, &self.holder, v.generation())?;
+            keep_from = keep_from.min(held);
+        } else if let Some(held) = self.catalog().oldest_hold(collection)? {
+            // Without vectors nobody holds for a graph, but a snapshot copying this collection's
+            // BM25 index does (`engine::snapshot`).
             keep_from = keep_from.min(held);
         }
         if keep_from > 0 {
