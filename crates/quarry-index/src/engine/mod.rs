@@ -1409,6 +1409,7 @@ impl Engine {
     }
 }
 
+pub mod snapshot;
 mod versions;
 pub use versions::{CANARY_SIZE, CanaryOutcome, CanaryReport, ModelChange, RECHUNK, REINDEX};
 
