@@ -16,6 +16,7 @@
 //! | `POST /v1/collections/{c}/eval`, `GET /v1/collections/{c}/eval/runs` | admin |
 //! | `POST /v1/collections/{c}/reindex`, `GET /v1/jobs`, `GET /v1/jobs/{id}`, `POST /v1/jobs/{id}/cancel` | admin |
 //! | `POST /v1/collections/{c}/versions/{id}/activate`, `.../retire` | admin |
+//! | `POST /v1/snapshots` | admin |
 //!
 //! Admins also differ from writers in what they read (every document, whatever its ACL). `/healthz`, `/readyz` and `/metrics` are open. The tracing span of a request records its
 //! id, method and path only: never headers (the token) or the query string.
@@ -26,6 +27,7 @@ mod embeddings;
 mod eval;
 mod jobs;
 mod query;
+mod snapshots;
 
 use crate::auth::{self, Auth};
 use crate::error::ApiError;
@@ -59,6 +61,9 @@ pub struct ServerOptions {
     pub ready: Arc<AtomicBool>,
     /// Turns true when the server starts stopping: writes not yet committing are cancelled.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Where `POST /v1/snapshots` writes (`server.snapshot_dir`); `None`: `<data-dir>-snapshots`
+    /// beside the data directory.
+    pub snapshot_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -73,6 +78,7 @@ impl Default for ServerOptions {
             auth: Auth::off(),
             ready: Arc::new(AtomicBool::new(true)),
             stopping: tokio::sync::watch::channel(false).1,
+            snapshot_dir: None,
         }
     }
 }
@@ -144,6 +150,7 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
             get(documents::get).delete(documents::delete),
         )
         .route("/embeddings", post(embeddings::embeddings))
+        .route("/snapshots", post(snapshots::create))
         .route_layer(middleware::from_fn_with_state(auth, auth::authenticate));
     Router::new()
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
