@@ -59,6 +59,8 @@ pub enum Command {
     Jobs(cmd::versions::JobsArgs),
     /// A collection's embedding versions; activate (promote, roll back) or retire one.
     Versions(cmd::versions::VersionsArgs),
+    /// Backups: a consistent copy of the data dir taken while it is in use, checked and restored.
+    Snapshot(cmd::snapshot::Args),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(&cli.data_dir, &config, *args),
         Command::Golden(args) => cmd::golden::run(&cli.data_dir, &config, args),
         Command::Model(args) => cmd::model::run(&config, args),
+        Command::Snapshot(args) => cmd::snapshot::run(&cli.data_dir, &config, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
