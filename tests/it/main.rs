@@ -12,6 +12,7 @@ mod follow;
 mod http;
 mod hybrid;
 mod ingest_bad_input;
+mod snapshot;
 mod versions;
 
 use std::io::{BufRead, BufReader};
