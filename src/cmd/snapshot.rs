@@ -32,6 +32,7 @@ pub enum Action {
     /// empty, or --force given; either way no quarry process may be using it.
     Restore {
         /// A folder written by `quarry snapshot create` or `POST /v1/snapshots`.
+        #[arg(value_name = "SNAPSHOT_DIR")]
         snapshot: PathBuf,
         /// Replace the content of a non-empty data dir (removed once the restored one is in
         /// place).
@@ -43,6 +44,8 @@ pub enum Action {
     },
     /// Check every file of a snapshot against its manifest, without restoring it.
     Verify {
+        /// A folder written by `quarry snapshot create` or `POST /v1/snapshots`.
+        #[arg(value_name = "SNAPSHOT_DIR")]
         snapshot: PathBuf,
         /// Print the manifest as JSON.
         #[arg(long)]

@@ -108,7 +108,7 @@ fn check_restored(client: &Client, restored: &Path, lo: usize, hi: usize, label:
     let c = documents(client, &url, "c");
     let n = c.len();
     assert!(
-        n % BATCH == 0 && lo <= n && n <= hi,
+        n.is_multiple_of(BATCH) && lo <= n && n <= hi,
         "{label}: {n} documents, acknowledged before {lo}, sent before the answer {hi}"
     );
     let expected: BTreeSet<String> = (0..n).map(|i| format!("h{i}")).collect();
@@ -116,7 +116,7 @@ fn check_restored(client: &Client, restored: &Path, lo: usize, hi: usize, label:
     // Collection d (the CLI ingest, 10 files a generation, in file name order): a prefix too.
     let d = documents(client, &url, "d");
     let m = d.len();
-    assert!(m % 10 == 0 && m > 0, "{label}: {m} files");
+    assert!(m.is_multiple_of(10) && m > 0, "{label}: {m} files");
     let expected: BTreeSet<String> = (0..m).map(|i| format!("n{i:03}.txt")).collect();
     assert_eq!(d, expected, "{label}: not a prefix of the CLI ingest");
 
