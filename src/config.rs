@@ -101,6 +101,10 @@ pub struct ServerConfig {
     /// After SIGTERM or Ctrl-C, how long in-flight requests may take before the server stops
     /// without them (writes not yet committing are cancelled at once, committing nothing).
     pub shutdown_grace_ms: u64,
+    /// Where `POST /v1/snapshots` writes snapshots; default `<data-dir>-snapshots` beside the
+    /// data directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -110,6 +114,7 @@ impl Default for ServerConfig {
             body_limit_bytes: 8 * 1024 * 1024,
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
+            snapshot_dir: None,
         }
     }
 }

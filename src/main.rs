@@ -64,6 +64,8 @@ pub enum Command {
     /// Erase one document from the data directory: its text, chunks, vectors of every embedding
     /// version, embedding cache entries, BM25 entries, canaries and eval records.
     Forget(cmd::collections::ForgetArgs),
+    /// Backups: a consistent copy of the data dir taken while it is in use, checked and restored.
+    Snapshot(cmd::snapshot::Args),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
         Command::Model(args) => cmd::model::run(&config, args),
         Command::Collections(args) => cmd::collections::run(&cli.data_dir, &config, args),
         Command::Forget(args) => cmd::collections::forget(&cli.data_dir, &config, args),
+        Command::Snapshot(args) => cmd::snapshot::run(&cli.data_dir, &config, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ pub mod model;
 pub mod query;
 pub mod remote;
 pub mod serve;
+pub mod snapshot;
 pub mod status;
 pub mod versions;
 

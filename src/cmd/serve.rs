@@ -46,6 +46,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         // set by the refresh loop once every collection is open
         ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         stopping: stop_rx,
+        snapshot_dir: config.server.snapshot_dir.clone(),
     };
     let ready = options.ready.clone();
     let schedule = match config.eval.interval()? {

@@ -281,6 +281,14 @@ fn every_v1_route_needs_a_valid_token_and_the_role() {
             Role::Admin,
             200,
         ),
+        // An admin passes the role check and gets the invalid name refused: nothing is written.
+        (
+            Method::POST,
+            "/v1/snapshots",
+            json!({"name": "not/a/name"}),
+            Role::Admin,
+            400,
+        ),
     ];
 
     let expired = hs256(json!({"sub": "root", "role": "admin", "exp": now() - 120}));

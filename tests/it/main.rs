@@ -13,6 +13,7 @@ mod forget;
 mod http;
 mod hybrid;
 mod ingest_bad_input;
+mod snapshot;
 mod versions;
 
 use std::io::{BufRead, BufReader};

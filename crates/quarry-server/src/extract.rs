@@ -38,3 +38,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .map_err(|e| ApiError::new("invalid_json", format!("invalid JSON body: {e}")))
     }
 }
+
+/// [`JsonBody`] for a body that may be left out: an empty body is `T::default()`.
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    "payload_too_large",
+                    "request body is over the server's limit (server.body_limit_bytes)",
+                )
+            } else {
+                ApiError::new(
+                    "invalid_request",
+                    format!("could not read the request body: {rej}"),
+                )
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalJsonBody)
+            .map_err(|e| ApiError::new("invalid_json", format!("invalid JSON body: {e}")))
+    }
+}

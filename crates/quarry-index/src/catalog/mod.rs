@@ -765,6 +765,16 @@ impl Catalog {
         Ok(oldest as u64)
     }
 
+    /// The lowest generation a live holder of `collection` needs, if any holds it.
+    pub fn oldest_hold(&self, collection: &str) -> Result<Option<u64>> {
+        let oldest: Option<i64> = self.conn.query_row(
+            "SELECT min(generation) FROM index_holds WHERE collection = ?1 AND seen_at >= ?2",
+            params![collection, now() - HOLD_TTL_SECS],
+            |r| r.get(0),
+        )?;
+        Ok(oldest.map(|g| g as u64))
+    }
+
     /// Drops every hold of `holder` (its engine is closing).
     pub fn release_holds(&self, holder: &str) -> Result<()> {
         self.conn

@@ -229,7 +229,13 @@ pub struct Engine {
     holder: String,
     /// When [`Engine::refresh`] last renewed this engine's holds.
     holds_renewed: Mutex<std::time::Instant>,
+    /// `open.lock`, locked shared while this engine lives: a restore refuses a data directory
+    /// whose lock it cannot take exclusively.
+    _open_lock: Option<File>,
 }
+
+/// The file every engine holds a shared lock on while it has the data directory open.
+pub(crate) const OPEN_LOCK: &str = "open.lock";
 
 thread_local! {
     /// Whether this thread holds the writer lock (of whichever engine: a thread writes to one).
@@ -265,10 +271,24 @@ impl Engine {
         let dir = dir.into();
         options.chunk.validate()?;
         options.vector.validate()?;
+        // A read-only engine takes the open lock only when the file exists (it creates
+        // nothing); a shared lock needs no write access.
+        let mut held_open_lock = None;
         let catalog = if options.read_only {
+            if let Ok(open_lock) = File::open(dir.join(OPEN_LOCK)) {
+                open_lock
+                    .lock_shared()
+                    .map_err(|e| Error::io(dir.join(OPEN_LOCK), e))?;
+                held_open_lock = Some(open_lock);
+            }
             Catalog::open_read_only(&dir.join("catalog.sqlite3"))?
         } else {
             std::fs::create_dir_all(dir.join("collections")).map_err(|e| Error::io(&dir, e))?;
+            let open_lock = open_lock_file(&dir.join(OPEN_LOCK))?;
+            open_lock
+                .lock_shared()
+                .map_err(|e| Error::io(dir.join(OPEN_LOCK), e))?;
+            held_open_lock = Some(open_lock);
             Catalog::open(&dir.join("catalog.sqlite3"))?
         };
         Ok(Engine {
@@ -288,6 +308,7 @@ impl Engine {
                     .map_or(0, |d| d.as_nanos())
             ),
             holds_renewed: Mutex::new(std::time::Instant::now()),
+            _open_lock: held_open_lock,
         })
     }
 
@@ -1202,6 +1223,10 @@ impl Engine {
                 .catalog()
                 .hold(collection, &self.holder, v.generation())?;
             keep_from = keep_from.min(held);
+        } else if let Some(held) = self.catalog().oldest_hold(collection)? {
+            // Without vectors nobody holds for a graph, but a snapshot copying this collection's
+            // BM25 index does (`engine::snapshot`).
+            keep_from = keep_from.min(held);
         }
         if keep_from > 0 {
             self.catalog().prune_changelog(collection, keep_from)?;
@@ -1481,6 +1506,7 @@ impl Engine {
 mod forget;
 pub use forget::{CollectionSettings, ForgetReport};
 
+pub mod snapshot;
 mod versions;
 pub use versions::{CANARY_SIZE, CanaryOutcome, CanaryReport, ModelChange, RECHUNK, REINDEX};
 

@@ -423,6 +423,12 @@ fn read_manifest(dir: &Path) -> Result<Option<Manifest>> {
         .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))
 }
 
+/// The generation of the dump the manifest in `dir` names: `None` without a manifest, or with
+/// one that does not parse (either way the index starts from generation 0 when opened).
+pub fn dump_generation(dir: &Path) -> Option<u64> {
+    read_manifest(dir).ok().flatten().map(|m| m.generation)
+}
+
 pub struct VectorIndex {
     dir: PathBuf,
     dims: usize,

@@ -19,6 +19,7 @@
 //! | `POST /v1/collections/{c}/versions/{id}/activate`, `.../retire` | admin |
 //! | `PUT /v1/collections/{c}`, `DELETE /v1/collections/{c}` | admin |
 //! | `DELETE /v1/collections/{c}/documents/{id}?forget=true` | admin |
+//! | `POST /v1/snapshots` | admin |
 //!
 //! Admins also differ from writers in what they read (every document, whatever its ACL). `/healthz`, `/readyz` and `/metrics` are open. The tracing span of a request records its
 //! id, method and path only: never headers (the token) or the query string.
@@ -29,6 +30,7 @@ mod embeddings;
 mod eval;
 mod jobs;
 mod query;
+mod snapshots;
 mod tasks;
 
 use crate::auth::{self, Auth};
@@ -63,6 +65,9 @@ pub struct ServerOptions {
     pub ready: Arc<AtomicBool>,
     /// Turns true when the server starts stopping: writes not yet committing are cancelled.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Where `POST /v1/snapshots` writes (`server.snapshot_dir`); `None`: `<data-dir>-snapshots`
+    /// beside the data directory.
+    pub snapshot_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -77,6 +82,7 @@ impl Default for ServerOptions {
             auth: Auth::off(),
             ready: Arc::new(AtomicBool::new(true)),
             stopping: tokio::sync::watch::channel(false).1,
+            snapshot_dir: None,
         }
     }
 }
@@ -160,6 +166,7 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         )
         .route("/tasks/{id}", get(tasks::get))
         .route("/embeddings", post(embeddings::embeddings))
+        .route("/snapshots", post(snapshots::create))
         .route_layer(middleware::from_fn_with_state(auth, auth::authenticate));
     Router::new()
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
