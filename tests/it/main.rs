@@ -7,6 +7,7 @@ mod auth;
 mod byo_vectors;
 mod cli;
 mod crash;
+mod disk_full;
 mod eval;
 mod follow;
 mod http;
