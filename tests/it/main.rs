@@ -13,6 +13,7 @@ mod follow;
 mod http;
 mod hybrid;
 mod ingest_bad_input;
+mod load;
 mod versions;
 
 use std::io::{BufRead, BufReader};
