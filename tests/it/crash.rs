@@ -235,7 +235,7 @@ fn sigkill_server_during_writes(kills: usize) {
                 .unwrap()
                 .json()
                 .unwrap();
-            assert_eq!(doc_ids(&hits), [id.clone()], "round {round}");
+            assert_eq!(doc_ids(&hits), std::slice::from_ref(id), "round {round}");
         }
         if round == kills {
             eprintln!(

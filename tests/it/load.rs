@@ -131,10 +131,11 @@ fn join(
 #[test]
 #[ignore = "the load test: minutes, release mode; see DEVELOPERS.md"]
 fn load_32_clients_while_a_cli_ingest_runs() {
-    assert!(
-        !cfg!(debug_assertions),
-        "measure in release mode: cargo test --release --test it load -- --ignored --nocapture"
-    );
+    if cfg!(debug_assertions) {
+        panic!(
+            "measure in release mode: cargo test --release --test it load -- --ignored --nocapture"
+        );
+    }
     let idle_secs = env_or("QUARRY_LOAD_IDLE_SECS", 30);
     let load_secs = env_or("QUARRY_LOAD_SECS", 60);
     let new_docs = env_or("QUARRY_LOAD_NEW_DOCS", 2000) as usize;
