@@ -8,6 +8,8 @@
 //! skipped as `malformed_jsonl`.
 
 mod extract;
+#[cfg(test)]
+mod fuzz_tests;
 mod walk;
 
 pub use extract::{Extracted, FileKind, Record, extract, format_of};

@@ -26,6 +26,8 @@ mod embeddings;
 mod eval;
 mod jobs;
 mod query;
+#[cfg(test)]
+mod query_fuzz_tests;
 
 use crate::auth::{self, Auth};
 use crate::error::ApiError;
