@@ -8,7 +8,10 @@ fn main() {
         };
         if let Ok(acl) = quarry_index::ingest::parse_acl_file(text) {
             assert!(!acl.is_empty());
-            assert_eq!(quarry_core::acl::normalize_acl(&acl).ok().as_ref(), Some(&acl));
+            assert_eq!(
+                quarry_core::acl::normalize_acl(&acl).ok().as_ref(),
+                Some(&acl)
+            );
         }
     });
 }

@@ -6,6 +6,9 @@ fn main() {
     afl::fuzz!(|data: &[u8]| {
         let lines = data.split_inclusive(|&b| b == b'\n').count();
         let (upserts, skipped) = quarry_index::ingest::read_jsonl_bytes(data, &chunker, 4096);
-        assert!(upserts + skipped <= lines, "{upserts} + {skipped} of {lines} lines");
+        assert!(
+            upserts + skipped <= lines,
+            "{upserts} + {skipped} of {lines} lines"
+        );
     });
 }

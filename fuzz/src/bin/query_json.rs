@@ -35,7 +35,9 @@ fn main() {
             .header("content-type", "application/json")
             .body(Body::from(data.to_vec()))
             .expect("request");
-        let resp = rt.block_on(router.clone().oneshot(req)).expect("infallible");
+        let resp = rt
+            .block_on(router.clone().oneshot(req))
+            .expect("infallible");
         let status = resp.status();
         let body = rt
             .block_on(axum::body::to_bytes(resp.into_body(), usize::MAX))
@@ -50,7 +52,10 @@ fn main() {
         if status.is_success() {
             assert!(json["results"].is_array(), "{json}");
         } else {
-            assert!(json["error"].is_object() || json["error"].is_string(), "{json}");
+            assert!(
+                json["error"].is_object() || json["error"].is_string(),
+                "{json}"
+            );
         }
     });
     drop(dir);
