@@ -30,7 +30,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // (a panic is the end of the run: nothing shared is used after it)
+    let (router, rt) = (
+        std::panic::AssertUnwindSafe(router),
+        std::panic::AssertUnwindSafe(rt),
+    );
     afl::fuzz!(|data: &[u8]| {
+        let (router, rt): (&axum::Router, &tokio::runtime::Runtime) = (&router, &rt);
         let req = Request::post("/v1/collections/c/query")
             .header("content-type", "application/json")
             .body(Body::from(data.to_vec()))
