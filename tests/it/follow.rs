@@ -8,7 +8,12 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-fn query(client: &Client, url: &str, q: &str, mode: &str) -> Result<Vec<String>, String> {
+pub(crate) fn query(
+    client: &Client,
+    url: &str,
+    q: &str,
+    mode: &str,
+) -> Result<Vec<String>, String> {
     let resp = client
         .post(format!("{url}/v1/collections/c/query"))
         .json(&json!({"query": q, "mode": mode, "top_k": 3, "group_by": "document"}))
@@ -23,7 +28,7 @@ fn query(client: &Client, url: &str, q: &str, mode: &str) -> Result<Vec<String>,
 }
 
 /// The text of new document `i`: a word no other document has, and common words.
-fn text(i: usize) -> String {
+pub(crate) fn text(i: usize) -> String {
     format!(
         "zq{i}x lantern meadow {}",
         ["copper", "willow", "granite"][i % 3]

@@ -7,12 +7,14 @@ mod auth;
 mod byo_vectors;
 mod cli;
 mod crash;
+mod disk_full;
 mod eval;
 mod follow;
 mod forget;
 mod http;
 mod hybrid;
 mod ingest_bad_input;
+mod load;
 mod snapshot;
 mod versions;
 

@@ -23,9 +23,9 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("catalog: {0}")]
+    #[error("catalog: {}", catalog_message(.0))]
     Catalog(#[from] rusqlite::Error),
-    #[error("bm25 index: {0}")]
+    #[error("bm25 index: {}", bm25_message(.0))]
     Bm25(#[from] tantivy::TantivyError),
     /// The embedding model or provider failed (after its retries); the message says why.
     #[error("{0}")]
@@ -43,12 +43,45 @@ pub enum Error {
     ReadOnly(String),
 }
 
+/// What a full disk says, whichever layer ran into it: what happened and what to do.
+fn disk_full(e: &dyn std::fmt::Display) -> String {
+    format!("disk full ({e}); nothing was half-written: free some space and try again")
+}
+
 /// An IO error as the user should read it: a full disk says so, with what to do.
 fn io_message(e: &std::io::Error) -> String {
     if e.kind() == std::io::ErrorKind::StorageFull {
-        format!("disk full ({e}); nothing was half-written: free some space and try again")
+        disk_full(e)
     } else {
         e.to_string()
+    }
+}
+
+/// A catalog error; SQLite's `SQLITE_FULL` is a full disk (its write transaction rolled back).
+fn catalog_message(e: &rusqlite::Error) -> String {
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        disk_full(e)
+    } else {
+        e.to_string()
+    }
+}
+
+/// A tantivy error; one caused by a full disk says so (the commit did not happen).
+fn bm25_message(e: &tantivy::TantivyError) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::StorageFull
+        {
+            return disk_full(e);
+        }
+        source = s.source();
+    }
+    match e {
+        tantivy::TantivyError::IoError(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+            disk_full(e)
+        }
+        _ => e.to_string(),
     }
 }
 
@@ -104,3 +137,32 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk reads the same, and says what to do, from each layer that can hit it.
+    #[test]
+    fn a_full_disk_says_so_from_sqlite_tantivy_and_plain_io() {
+        let full = || std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let sqlite = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(13), None);
+        let errors = [
+            Error::io("/data/x", full()),
+            Error::Catalog(sqlite),
+            Error::Bm25(tantivy::TantivyError::IoError(std::sync::Arc::new(full()))),
+        ];
+        for e in errors {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("disk full") && msg.contains("free some space"),
+                "{msg}"
+            );
+        }
+        let other = Error::Catalog(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(5),
+            None,
+        ));
+        assert!(!other.to_string().contains("disk full"), "{other}");
+    }
+}

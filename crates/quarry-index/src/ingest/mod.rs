@@ -8,10 +8,12 @@
 //! skipped as `malformed_jsonl`.
 
 mod extract;
+#[cfg(test)]
+mod fuzz_tests;
 mod walk;
 
 pub use extract::{Extracted, FileKind, Record, extract, format_of};
-pub use walk::{Walk, WalkedFile, walk};
+pub use walk::{Walk, WalkedFile, parse_acl_file, walk};
 
 use crate::catalog::DocState;
 use crate::engine::{ApplyStats, Change, Engine};
@@ -322,6 +324,34 @@ fn read_line(
             Some(id),
         ),
     })
+}
+
+/// Every line of `bytes` through the JSONL reader of an ingest (the same splitting, size, JSON,
+/// ACL and empty-record checks, hashing and chunking with `chunker`) into a collection that holds
+/// nothing yet: how many lines became upserts and how many were skipped. For the fuzz targets
+/// (`fuzz/`), which must find errors counted and never a panic.
+#[doc(hidden)]
+pub fn read_jsonl_bytes(bytes: &[u8], chunker: &Chunker, max_line_bytes: u64) -> (usize, usize) {
+    let opts = IngestOptions {
+        max_file_bytes: max_line_bytes,
+        ..IngestOptions::default()
+    };
+    let known = HashMap::new();
+    let ctx = Ctx {
+        opts: &opts,
+        chunker,
+        known: &known,
+        default_acl: Vec::new(),
+    };
+    let (mut upserts, mut skipped) = (0, 0);
+    for (n, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        match read_line(&ctx, "fuzz.jsonl", None, n as u64 + 1, line) {
+            Some(Outcome::Upsert(..)) => upserts += 1,
+            Some(Outcome::Skipped(..)) => skipped += 1,
+            Some(Outcome::Unchanged(_)) | None => {}
+        }
+    }
+    (upserts, skipped)
 }
 
 /// The content hash of a record: blake3 of its line, without its `acl` (an ACL is compared on its

@@ -63,21 +63,26 @@ impl AclResolver {
 }
 
 fn read_acl_file(path: &Path) -> std::result::Result<Vec<String>, String> {
-    let bad = |why: String| format!("{}: {why}", path.display());
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let file: AclFile = toml::from_str(&text).map_err(|e| {
-        bad(format!(
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_acl_file(&text).map_err(|why| format!("{}: {why}", path.display()))
+}
+
+/// The principals of the text of a `.quarry-acl.toml`, checked and normalised, or why it is
+/// invalid.
+pub fn parse_acl_file(text: &str) -> std::result::Result<Vec<String>, String> {
+    let file: AclFile = toml::from_str(text).map_err(|e| {
+        format!(
             "{}; the file holds one line like allow = [\"group:eng\", \"user:alice\", \"public\"]",
             e.message()
-        ))
+        )
     })?;
     if file.allow.is_empty() {
-        return Err(bad(
+        return Err(
             "`allow` is empty; name at least one principal (documents without an ACL get the default ACL)"
                 .into(),
-        ));
+        );
     }
-    quarry_core::acl::normalize_acl(&file.allow).map_err(|e| bad(e.to_string()))
+    quarry_core::acl::normalize_acl(&file.allow).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Default)]

@@ -30,6 +30,8 @@ mod embeddings;
 mod eval;
 mod jobs;
 mod query;
+#[cfg(test)]
+mod query_fuzz_tests;
 mod snapshots;
 mod tasks;
 
