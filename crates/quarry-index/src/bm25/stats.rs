@@ -10,12 +10,13 @@
 //! counts, so the average length can differ by a little.)
 //!
 //! Cost: per query, each term's postings intersected with the ACL filter once (about what the
-//! BM25 retrieval itself costs); the chunk and token totals, a pass over every permitted chunk,
-//! are computed once per snapshot and ACL and cached ([`TotalsCache`]).
+//! BM25 retrieval itself costs); the bitsets of the permitted chunks and their chunk and token
+//! totals, passes over every permitted chunk, are made once per snapshot and ACL and cached
+//! ([`TotalsCache`]).
 
 use super::{Fields, acl_filter};
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use tantivy::index::SegmentId;
 use tantivy::query::{Bm25StatisticsProvider, EnableScoring};
 use tantivy::schema::{Field, IndexRecordOption};
@@ -25,20 +26,30 @@ use tantivy::{BitSet, DocSet, TERMINATED, Term};
 /// counts), the caller's ACL tokens and the field.
 type TotalsKey = (Vec<(SegmentId, u32)>, Vec<String>, Field);
 
-/// Permitted chunk and token totals by snapshot and ACL. Small: it is emptied when full.
-#[derive(Default)]
-pub struct TotalsCache(Mutex<HashMap<TotalsKey, (u64, u64)>>);
+/// What identifies a caller's permitted chunks in one snapshot: its segments (with their delete
+/// counts) and the caller's ACL tokens.
+type PermittedKey = (Vec<(SegmentId, u32)>, Vec<String>);
 
-/// Entries kept before the cache is emptied.
+/// Per snapshot and ACL: the permitted chunks' bitsets and their chunk and token totals. Small:
+/// each map is emptied when full.
+#[derive(Default)]
+pub struct TotalsCache {
+    totals: Mutex<HashMap<TotalsKey, (u64, u64)>>,
+    permitted: Mutex<HashMap<PermittedKey, Arc<Vec<BitSet>>>>,
+}
+
+/// Totals kept before that map is emptied.
 const CACHE_ENTRIES: usize = 1024;
+/// Bitsets kept (one bit per chunk each) before that map is emptied.
+const BITSET_ENTRIES: usize = 64;
 
 /// The statistics provider of a caller with ACL tokens `tokens` over `searcher`.
 pub struct PermittedStats<'a> {
     searcher: &'a tantivy::Searcher,
     fields: Fields,
     tokens: Vec<String>,
-    /// Per segment, the live chunks the caller may read; made on first use.
-    permitted: OnceLock<tantivy::Result<Vec<BitSet>>>,
+    /// Per segment, the live chunks the caller may read; from the cache or made on first use.
+    permitted: OnceLock<tantivy::Result<Arc<Vec<BitSet>>>>,
     cache: &'a TotalsCache,
 }
 
@@ -58,8 +69,40 @@ impl<'a> PermittedStats<'a> {
         }
     }
 
+    fn segments_key(&self) -> Vec<(SegmentId, u32)> {
+        self.searcher
+            .segment_readers()
+            .iter()
+            .map(|r| (r.segment_id(), r.num_deleted_docs()))
+            .collect()
+    }
+
     fn permitted(&self) -> tantivy::Result<&[BitSet]> {
         let made = self.permitted.get_or_init(|| {
+            let key: PermittedKey = (self.segments_key(), self.tokens.clone());
+            let cache = &self.cache.permitted;
+            if let Some(sets) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+                return Ok(sets.clone());
+            }
+            let sets = Arc::new(self.make_permitted()?);
+            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= BITSET_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(key, sets.clone());
+            Ok(sets)
+        });
+        match made {
+            Ok(sets) => Ok(sets),
+            Err(e) => Err(tantivy::TantivyError::InternalError(format!(
+                "the caller's permitted chunks: {e}"
+            ))),
+        }
+    }
+
+    /// The live permitted chunks of every segment: the ACL filter's matches, less deletions.
+    fn make_permitted(&self) -> tantivy::Result<Vec<BitSet>> {
+        {
             let filter = acl_filter(&self.fields, &self.tokens)
                 .weight(EnableScoring::disabled_from_searcher(self.searcher))?;
             let mut sets = Vec::with_capacity(self.searcher.segment_readers().len());
@@ -77,29 +120,15 @@ impl<'a> PermittedStats<'a> {
                 sets.push(set);
             }
             Ok(sets)
-        });
-        match made {
-            Ok(sets) => Ok(sets),
-            Err(e) => Err(tantivy::TantivyError::InternalError(format!(
-                "the caller's permitted chunks: {e}"
-            ))),
         }
     }
 
     /// `(live permitted chunks, their tokens in `field`)`, from the cache or by a pass over them.
     fn totals(&self, field: Field) -> tantivy::Result<(u64, u64)> {
-        let key: TotalsKey = (
-            self.searcher
-                .segment_readers()
-                .iter()
-                .map(|r| (r.segment_id(), r.num_deleted_docs()))
-                .collect(),
-            self.tokens.clone(),
-            field,
-        );
+        let key: TotalsKey = (self.segments_key(), self.tokens.clone(), field);
         if let Some(t) = self
             .cache
-            .0
+            .totals
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
@@ -121,7 +150,7 @@ impl<'a> PermittedStats<'a> {
                 }
             }
         }
-        let mut cache = self.cache.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.cache.totals.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();
         }
