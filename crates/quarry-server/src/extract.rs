@@ -7,6 +7,29 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
+/// The request's body: 413 `payload_too_large` over the body limit, 400 when it cannot be read.
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                "payload_too_large",
+                "request body is over the server's limit (server.body_limit_bytes)",
+            )
+        } else {
+            ApiError::new(
+                "invalid_request",
+                format!("could not read the request body: {rej}"),
+            )
+        }
+    })
+}
+
+/// `bytes` as JSON of `T`; 400 `invalid_json` naming what is wrong.
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new("invalid_json", format!("invalid JSON body: {e}")))
+}
+
 /// A JSON body parsed with serde, whatever the content type says.
 pub struct JsonBody<T>(pub T);
 
@@ -14,28 +37,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
-            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    "payload_too_large",
-                    "request body is over the server's limit (server.body_limit_bytes)",
-                )
-            } else {
-                ApiError::new(
-                    "invalid_request",
-                    format!("could not read the request body: {rej}"),
-                )
-            }
-        })?;
+        let bytes = body_bytes(req, state).await?;
         if bytes.is_empty() {
             return Err(ApiError::new(
                 "invalid_json",
                 "the request body is empty; send a JSON object",
             ));
         }
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::new("invalid_json", format!("invalid JSON body: {e}")))
+        parse(&bytes).map(JsonBody)
     }
 }
 
@@ -46,24 +55,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
-            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    "payload_too_large",
-                    "request body is over the server's limit (server.body_limit_bytes)",
-                )
-            } else {
-                ApiError::new(
-                    "invalid_request",
-                    format!("could not read the request body: {rej}"),
-                )
-            }
-        })?;
+        let bytes = body_bytes(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
-        serde_json::from_slice(&bytes)
-            .map(OptionalJsonBody)
-            .map_err(|e| ApiError::new("invalid_json", format!("invalid JSON body: {e}")))
+        parse(&bytes).map(OptionalJsonBody)
     }
 }

@@ -504,23 +504,8 @@ pub fn default_dir(data_dir: &Path) -> PathBuf {
 /// `20261204-125501-042`, so names sort by time.
 pub fn timestamp_name(unix_millis: u64) -> String {
     let (secs, millis) = (unix_millis / 1000, unix_millis % 1000);
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}-{millis:03}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    let (year, month, day, hour, minute, second) = quarry_core::time::utc(secs);
+    format!("{year:04}{month:02}{day:02}-{hour:02}{minute:02}{second:02}-{millis:03}")
 }
 
 /// Checks a snapshot name given over HTTP: 1 to 64 of `[A-Za-z0-9_-]`, so it names one folder
