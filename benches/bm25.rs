@@ -1,7 +1,8 @@
 //! Ingest throughput and BM25 query latency on SciFact, measured in process.
 //!
-//! The dataset is read from `../shared/datasets/scifact` next to the workspace (`corpus.jsonl`,
-//! `queries.jsonl`, `qrels/test.tsv`). When it is missing the benchmark says so and measures nothing.
+//! The dataset is BEIR SciFact in `$QUARRY_DATASETS/scifact` (`corpus.jsonl`, `queries.jsonl`,
+//! `qrels/test.tsv`; DEVELOPERS.md, "Datasets", says where to get it). When the variable is unset or
+//! the folder is missing the benchmark says so and measures nothing.
 //!
 //! What is measured:
 //!
@@ -62,7 +63,14 @@ struct Dataset {
 impl Dataset {
     /// The dataset, or `None` (after saying why) when its folder is missing.
     fn locate() -> Option<Dataset> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/scifact");
+        let Some(root) = std::env::var_os("QUARRY_DATASETS") else {
+            eprintln!(
+                "bm25 bench: QUARRY_DATASETS is not set; nothing to measure. Set it to the folder \
+                 that holds BEIR SciFact as scifact/ (see DEVELOPERS.md, \"Datasets\")."
+            );
+            return None;
+        };
+        let dir = PathBuf::from(root).join("scifact");
         if !dir.is_dir() {
             eprintln!(
                 "bm25 bench: dataset folder {} is missing; nothing to measure. Put the BEIR SciFact \

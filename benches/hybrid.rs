@@ -1,11 +1,11 @@
 //! Hybrid (BM25 + vector, fused) retrieval latency on SciFact, measured in process, excluding the
 //! embedding of the query.
 //!
-//! The dataset is read from `../shared/datasets/scifact` next to the workspace: `corpus.jsonl`,
+//! The dataset is BEIR SciFact in `$QUARRY_DATASETS/scifact` (DEVELOPERS.md, "Datasets"): `corpus.jsonl`,
 //! `queries.jsonl`, `qrels/test.tsv`, and the precomputed all-MiniLM-L6-v2 vectors
 //! `minilm-corpus.parquet` and `minilm-queries.parquet` (columns `id: string` and
-//! `vector: fixed_size_list<float32>[384]`). When a file is missing the benchmark says so and
-//! measures nothing. No model files are needed.
+//! `vector: fixed_size_list<float32>[384]`). When the variable is unset or a file is missing the
+//! benchmark says so and measures nothing. No model files are needed.
 //!
 //! Setup (once per process, not timed by criterion; its steps are timed and printed):
 //!
@@ -40,7 +40,7 @@
 //! **The default chunking.** The corpus above is one chunk per document, as the reference vectors
 //! are. To measure a collection chunked as `quarry` chunks by default (about 7 chunks per
 //! document, 37,366 at 64 tokens), point `QUARRY_BENCH_DATA_DIR` at a data dir where
-//! `quarry eval --dataset ../shared/datasets/scifact` has ingested and embedded the corpus
+//! `quarry eval --dataset $QUARRY_DATASETS/scifact` has ingested and embedded the corpus
 //! (collection `beir-scifact`). The same four settings then also run over that collection, as
 //! the group `chunked` (`chunked/hybrid_top10_document`, …), with the same reference query
 //! vectors, after nDCG@10 lines (hybrid at `top_k` 10 and 100, BM25 at 100, vector at 10 and
@@ -162,7 +162,7 @@ fn open_chunked() -> Option<(Engine, Searcher)> {
     assert!(
         dir.join("catalog.sqlite3").is_file(),
         "QUARRY_BENCH_DATA_DIR: {} is not a quarry data dir (no catalog.sqlite3); run `quarry eval \
-         --data-dir {} --dataset ../shared/datasets/scifact` first",
+         --data-dir {} --dataset $QUARRY_DATASETS/scifact` first",
         dir.display(),
         dir.display()
     );
@@ -171,7 +171,7 @@ fn open_chunked() -> Option<(Engine, Searcher)> {
     let searcher = engine.searcher(CHUNKED_COLLECTION).unwrap_or_else(|e| {
         panic!(
             "QUARRY_BENCH_DATA_DIR: no collection `{CHUNKED_COLLECTION}` in {} ({e}); run \
-             `quarry eval --data-dir {} --dataset ../shared/datasets/scifact` first",
+             `quarry eval --data-dir {} --dataset $QUARRY_DATASETS/scifact` first",
             dir.display(),
             dir.display()
         )
@@ -208,7 +208,15 @@ struct Dataset {
 impl Dataset {
     /// The dataset, or `None` (after saying why) when a file is missing.
     fn locate() -> Option<Dataset> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/scifact");
+        let Some(root) = std::env::var_os("QUARRY_DATASETS") else {
+            eprintln!(
+                "hybrid bench: QUARRY_DATASETS is not set; nothing to measure. Set it to the folder \
+                 that holds BEIR SciFact as scifact/, with the all-MiniLM-L6-v2 vectors (see \
+                 DEVELOPERS.md, \"Datasets\")."
+            );
+            return None;
+        };
+        let dir = PathBuf::from(root).join("scifact");
         let files = [
             "corpus.jsonl",
             "queries.jsonl",

@@ -75,9 +75,13 @@ fn corpus_head(scifact: &Path, dir: &Path, n: usize) -> String {
 }
 
 #[test]
-#[ignore = "needs ../shared/datasets/scifact: cargo test --test it -- --ignored"]
 fn minilm_vectors_load_into_a_local_collection_and_answer_vector_queries() {
-    let sf = scifact();
+    let Some(sf) = scifact(
+        "minilm_vectors_load_into_a_local_collection_and_answer_vector_queries",
+        &["corpus.jsonl", "minilm-corpus.parquet"],
+    ) else {
+        return;
+    };
     let data = tmp();
     let corpus = path_str(&sf.join("corpus.jsonl"));
     let parquet = path_str(&sf.join("minilm-corpus.parquet"));
@@ -140,9 +144,13 @@ fn minilm_vectors_load_into_a_local_collection_and_answer_vector_queries() {
 }
 
 #[test]
-#[ignore = "needs ../shared/datasets/scifact: cargo test --test it -- --ignored"]
 fn minilm_vectors_are_refused_by_a_collection_of_another_embedder() {
-    let sf = scifact();
+    let Some(sf) = scifact(
+        "minilm_vectors_are_refused_by_a_collection_of_another_embedder",
+        &["corpus.jsonl", "minilm-corpus.parquet"],
+    ) else {
+        return;
+    };
     let data = tmp();
     let dir = tmp();
     let head = corpus_head(&sf, dir.path(), 200);

@@ -196,14 +196,28 @@ impl Served {
     }
 }
 
-/// BEIR SciFact beside the repository (`../shared/datasets/scifact`). The tests that need it are
-/// `#[ignore]`d (a clone has no `../shared`) and fail, not pass, when run without it.
-pub fn scifact() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/scifact");
-    assert!(
-        p.exists(),
-        "{} is missing: these tests need BEIR SciFact with its MiniLM vectors there",
-        p.display()
-    );
-    p
+/// The environment variable naming the folder that holds the BEIR datasets (`scifact/`, `cisi/`);
+/// see DEVELOPERS.md, "Datasets".
+pub const DATASETS_VAR: &str = "QUARRY_DATASETS";
+
+/// BEIR SciFact, `$QUARRY_DATASETS/scifact`, with the `files` the calling test reads; or `None`
+/// after printing on stderr that `test` is skipped and why, so a clone without the dataset passes
+/// and says so.
+pub fn scifact(test: &str, files: &[&str]) -> Option<PathBuf> {
+    let Some(root) = std::env::var_os(DATASETS_VAR) else {
+        eprintln!(
+            "skipped {test}: it needs BEIR SciFact; set {DATASETS_VAR} to the folder that holds              scifact/ (see DEVELOPERS.md, \"Datasets\")"
+        );
+        return None;
+    };
+    let dir = PathBuf::from(root).join("scifact");
+    if let Some(missing) = files.iter().map(|f| dir.join(f)).find(|p| !p.is_file()) {
+        eprintln!(
+            "skipped {test}: {} is missing ({DATASETS_VAR} names the folder that holds scifact/, \
+             see DEVELOPERS.md, \"Datasets\")",
+            missing.display()
+        );
+        return None;
+    }
+    Some(dir)
 }

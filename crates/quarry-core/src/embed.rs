@@ -4,10 +4,11 @@
 //! hashing embedder for tests). The engine only sees this trait: it embeds chunk texts with
 //! [`Embedder::embed`] and counts tokens with [`Embedder::count_tokens`] to size chunks.
 //!
-//! A vector is only ever compared with vectors of the same [`Fingerprint`] (DESIGN invariant 2). The
-//! fingerprint is `blake3` of the canonical JSON of the [`EmbedderSpec`]: everything that changes
-//! what a text's vector is (provider, model, weights revision, dimensions, pooling, normalisation,
-//! truncation, prefixes), and nothing that does not (batch size, URLs, keys, timeouts).
+//! A vector is only ever compared with vectors of the same [`Fingerprint`] (docs/design.md,
+//! invariant 2). The fingerprint is `blake3` of the canonical JSON of the [`EmbedderSpec`]:
+//! everything that changes what a text's vector is (provider, model, weights revision, dimensions,
+//! pooling, normalisation, truncation, prefixes), and nothing that does not (batch size, URLs,
+//! keys, timeouts).
 
 use std::fmt;
 

@@ -1,9 +1,10 @@
 //! Throughput and query latency of the local embedder (all-MiniLM-L6-v2 on the CPU).
 //!
-//! The documents are the first [`DOCS`] records of SciFact (`../shared/datasets/scifact/corpus.jsonl`
-//! next to the workspace), each embedded as `title + " " + text`, truncated at 256 tokens like any
-//! document. The model is taken from the model cache (downloaded there on first use). When the
-//! dataset is missing the benchmark says so and measures nothing.
+//! The documents are the first [`DOCS`] records of SciFact (`$QUARRY_DATASETS/scifact/corpus.jsonl`;
+//! the workspace's DEVELOPERS.md, "Datasets", says where to get it), each embedded as
+//! `title + " " + text`, truncated at 256 tokens like any document. The model is taken from the
+//! model cache (downloaded there on first use). When the variable is unset or the dataset is
+//! missing the benchmark says so and measures nothing.
 //!
 //! What is printed (stderr), besides criterion's `embed/query`:
 //!
@@ -56,8 +57,16 @@ fn flops(n: usize) -> f64 {
     LAYERS * (n * (8.0 * HIDDEN * HIDDEN + 4.0 * HIDDEN * INTERMEDIATE) + 4.0 * n * n * HIDDEN)
 }
 
-fn dataset_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/scifact")
+/// `$QUARRY_DATASETS/scifact`, or `None` (after saying why) when the variable is unset.
+fn dataset_dir() -> Option<PathBuf> {
+    let Some(root) = std::env::var_os("QUARRY_DATASETS") else {
+        eprintln!(
+            "embed bench: QUARRY_DATASETS is not set; nothing to measure. Set it to the folder \
+             that holds BEIR SciFact as scifact/ (see DEVELOPERS.md, \"Datasets\")."
+        );
+        return None;
+    };
+    Some(PathBuf::from(root).join("scifact"))
 }
 
 fn read_jsonl(
@@ -121,7 +130,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let dir = dataset_dir();
+    let Some(dir) = dataset_dir() else {
+        return;
+    };
     let corpus = dir.join("corpus.jsonl");
     if !corpus.is_file() {
         eprintln!("{} is missing: nothing to measure", corpus.display());

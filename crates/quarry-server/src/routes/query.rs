@@ -11,7 +11,7 @@ use quarry_index::measure::mode_name;
 use quarry_index::{QueryOutcome, SearchResponse};
 use std::time::Instant;
 
-/// The request body (API.md). `filter` and `explain` are accepted for forward compatibility.
+/// The request body (docs/http-api.md, "Query"). `filter` and `explain` are accepted for forward compatibility.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
