@@ -206,7 +206,8 @@ pub const DATASETS_VAR: &str = "QUARRY_DATASETS";
 pub fn scifact(test: &str, files: &[&str]) -> Option<PathBuf> {
     let Some(root) = std::env::var_os(DATASETS_VAR) else {
         eprintln!(
-            "skipped {test}: it needs BEIR SciFact; set {DATASETS_VAR} to the folder that holds              scifact/ (see DEVELOPERS.md, \"Datasets\")"
+            "skipped {test}: it needs BEIR SciFact; set {DATASETS_VAR} to the folder that holds \
+             scifact/ (see DEVELOPERS.md, \"Datasets\")"
         );
         return None;
     };
