@@ -13,6 +13,7 @@ mod follow;
 mod forget;
 mod http;
 mod hybrid;
+mod hygiene;
 mod ingest_bad_input;
 mod load;
 mod snapshot;
