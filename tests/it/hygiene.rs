@@ -141,6 +141,48 @@ fn no_file_refers_to_files_beside_the_repository() {
     );
 }
 
+/// Lines of `text` that cite the design or API document by the names they had outside the
+/// repository (an invariant of the upper-case design file, the upper-case API file);
+/// `docs/design.md` and `docs/http-api.md` are their homes.
+fn outside_citations(text: &str) -> Vec<(usize, String)> {
+    // Spelled in parts so that this file does not cite them.
+    let design = concat!("DESIGN", " invariant");
+    let api = concat!("API", ".md");
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            line.contains(design)
+                || line.match_indices(api).any(|(i, _)| {
+                    // `http-api.md` is ours; the upper-case name alone is not.
+                    !line[..i]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_')
+                })
+        })
+        .map(|(i, line)| (i + 1, line.trim().to_owned()))
+        .collect()
+}
+
+#[test]
+#[ignore = "enabled when issue 15's moves are merged"]
+fn no_file_cites_documents_outside_the_repository() {
+    let mut hits = Vec::new();
+    for rel in tracked_files() {
+        let Ok(bytes) = std::fs::read(root().join(&rel)) else {
+            continue;
+        };
+        for (n, line) in outside_citations(&String::from_utf8_lossy(&bytes)) {
+            hits.push(format!("{rel}:{n}: {line}"));
+        }
+    }
+    assert!(
+        hits.is_empty(),
+        "cite docs/design.md (numbered invariants) or docs/http-api.md instead:\n  {}",
+        hits.join("\n  ")
+    );
+}
+
 #[test]
 #[ignore = "enabled when issue 15's moves are merged"]
 fn no_two_modules_import_each_other() {
@@ -882,6 +924,23 @@ mod parser_tests {
             g["b.rs"].contains("a.rs") && g["b.rs"].contains("lib.rs"),
             "{g:?}"
         );
+    }
+
+    #[test]
+    fn citations_of_outside_documents_are_found() {
+        let text = concat!(
+            "// see DESIGN",
+            " invariant 2\n",
+            "/// The request body (API",
+            ".md).\n",
+            "/// The request body (docs/http-api.md).\n",
+            "// docs/design.md, invariant 2\n",
+        );
+        let lines: Vec<usize> = outside_citations(text)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(lines, vec![1, 2]);
     }
 
     #[test]
