@@ -25,8 +25,9 @@ use crate::bm25::{
     build_query, chunk_key, doc_key, matching_keys, query_terms, restrict, term_query,
 };
 use crate::catalog::{ChunkRecord, CollectionRow};
-use crate::engine::{ActiveEmbedder, EngineOptions, Indexes};
+use crate::collection::{ActiveEmbedder, Indexes};
 use crate::error::{Error, Result};
+use crate::options::EngineOptions;
 use crate::vectors::VectorSnapshot;
 use quarry_core::{DefaultAcl, Fusion, GroupBy, InputKind, Mode, Principal, QueryOptions, fuse};
 use std::collections::{HashMap, HashSet};

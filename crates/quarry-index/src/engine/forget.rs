@@ -19,11 +19,15 @@
 //! [`Catalog::scrub`]: crate::catalog::Catalog::scrub
 //! [`Bm25Index::purge_deleted`]: crate::bm25::Bm25Index::purge_deleted
 
-use super::{CollectionStats, Engine, VersionRow};
-use crate::catalog::{CollectionDeleted, CollectionRow, Forgotten, check_collection_name};
+use super::state::Engine;
+use super::stats::CollectionStats;
+use crate::catalog::{
+    CollectionDeleted, CollectionRow, Forgotten, VersionRow, check_collection_name,
+};
+use crate::collection::CollectionSettings;
 use crate::error::{Error, Result};
 use crate::vectors::VectorIndex;
-use quarry_core::{ChunkOptions, ContentHash, Principal};
+use quarry_core::{ContentHash, Principal};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -40,17 +44,6 @@ pub struct ForgetReport {
     /// Whether SQLite's write-ahead log could be emptied (`false`: another process kept an old
     /// snapshot open; the log is emptied at a later checkpoint).
     pub catalog_scrubbed: bool,
-}
-
-/// Settings of a new collection (`PUT /v1/collections/{c}`, `quarry collections create`): what
-/// is not given is the configured default.
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CollectionSettings {
-    /// How its documents are chunked ([`ChunkOptions`]; missing keys take their defaults).
-    pub chunk: Option<ChunkOptions>,
-    /// The embedder of its first embedding version (`none`: BM25 only).
-    pub embedder: Option<String>,
 }
 
 /// Bytes of the files under `dir` (0 when it does not exist).
@@ -98,7 +91,7 @@ impl Engine {
             {
                 v.dump()?;
             }
-            self.publish(&ix)?;
+            ix.publish()?;
             self.prune(collection, &ix)?;
             let gone: HashSet<ContentHash> = erased.erased.iter().copied().collect();
             let version_dumps_dropped = self.drop_other_dumps(collection, &gone)?;

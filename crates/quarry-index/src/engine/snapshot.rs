@@ -29,7 +29,7 @@
 //! the end, so a failed snapshot leaves no snapshot, and a failed restore leaves the data
 //! directory as it was.
 
-use super::Engine;
+use super::state::{Engine, OPEN_LOCK};
 use crate::Cancel;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
@@ -641,7 +641,7 @@ fn target(data_dir: &Path) -> Result<Target> {
 /// locks, held exclusively, to keep quarry processes out until the restore is done.
 fn lock_unused(data_dir: &Path) -> Result<Vec<File>> {
     let mut held = Vec::new();
-    for name in [super::OPEN_LOCK, "writer.lock"] {
+    for name in [OPEN_LOCK, "writer.lock"] {
         let path = data_dir.join(name);
         if !path.is_file() {
             continue;

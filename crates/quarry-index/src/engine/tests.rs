@@ -3,8 +3,11 @@
 
 use super::*;
 use crate::catalog::Catalog;
+use crate::collection::EmbedderSource;
+use crate::error::Result;
 use proptest::prelude::*;
 use quarry_core::InputKind;
+use quarry_core::{ChunkOptions, Embedder, Principal};
 use quarry_core::{ChunkSizer, GroupBy, Mode, QueryOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
