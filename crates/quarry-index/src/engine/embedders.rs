@@ -26,10 +26,16 @@ impl Engine {
         self.resolve(&self.options.embedder)
     }
 
-    /// The active embedder of a collection, resolved and checked against the version's
-    /// fingerprint.
-    pub(super) fn active_embedder(&self, collection: &str) -> Result<Option<ActiveEmbedder>> {
-        let Some(version) = self.catalog().active_version(collection)? else {
+    /// The active embedder of a collection whose active version is `active_id`, resolved and
+    /// checked against the version's fingerprint.
+    pub(super) fn active_embedder(
+        &self,
+        collection: &str,
+        active_id: &str,
+    ) -> Result<Option<ActiveEmbedder>> {
+        // (its own statement: the catalog guard is released before `resolve`)
+        let version = self.catalog().version(collection, active_id)?;
+        let Some(version) = version else {
             return Ok(None);
         };
         let embedder = match self.resolve(&version.embedder) {
@@ -68,7 +74,7 @@ impl Engine {
     ) -> Result<quarry_core::Chunker> {
         // One catalog lock at a time: a guard in a `match` scrutinee lives through the arms.
         let version = self.catalog().active_version(collection)?;
-        let exists = self.catalog().collection(collection)?.is_some();
+        let exists = self.collection_row(collection)?.is_some();
         let embedder = match version {
             Some(v) => self.resolve(&v.embedder).ok().flatten(),
             None if !exists => self.default_embedder()?,

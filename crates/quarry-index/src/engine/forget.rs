@@ -76,16 +76,18 @@ impl Engine {
             id: doc_id.to_owned(),
         };
         self.with_write_lock(|| {
-            let ix = self.recover(collection, self.open_indexes(collection)?, true)?;
+            let ix = self.write_context(collection, false)?.ix;
             let erased = self
                 .catalog()
                 .forget_document(collection, doc_id)?
                 .ok_or_else(not_found)?;
             let generation = erased.generation;
-            self.write_bm25(collection, &ix.bm25, generation, &erased.touched, false)?;
+            // Read again: the erase moved its `forgotten_generation`.
+            let row = self.collection(collection)?;
+            self.write_bm25(&row, &ix.bm25, generation, &erased.touched, false)?;
             ix.bm25.purge_deleted()?;
             // Tombstones, then (forgotten_generation) the graph rebuilt without them.
-            self.write_vectors(collection, &ix, generation, &erased.touched, true)?;
+            self.write_vectors(&row, &ix, generation, &erased.touched, true)?;
             if let Some(v) = &ix.vectors
                 && v.needs_dump(0, true)
             {
@@ -161,18 +163,23 @@ impl Engine {
         vectors: &VectorIndex,
         from: u64,
     ) -> Result<()> {
-        let forgotten = self
-            .catalog()
-            .collection(collection)?
-            .map_or(0, |c| c.forgotten_generation);
+        if let Some(row) = self.collection_row(collection)? {
+            Self::compact_forgotten(&row, vectors, from);
+        }
+        Ok(())
+    }
+
+    /// [`Engine::compact_after_forget`] with the collection's row (its `forgotten_generation`)
+    /// read by the caller.
+    pub(super) fn compact_forgotten(row: &CollectionRow, vectors: &VectorIndex, from: u64) {
+        let forgotten = row.forgotten_generation;
         if forgotten > from && vectors.compact() {
             tracing::info!(
-                collection,
+                collection = row.name.as_str(),
                 forgotten,
                 "vector graph rebuilt without tombstones after a forget"
             );
         }
-        Ok(())
     }
 
     /// Drops the cached indexes of `collection` when the catalog no longer has it (`row` is
@@ -226,7 +233,7 @@ impl Engine {
         }
         let created = self.with_write_lock(|| {
             // (not in the `if let`: its guard would live through the body)
-            let existing = self.catalog().collection(name)?;
+            let existing = self.collection_row(name)?;
             if let Some(row) = existing {
                 let version: Option<VersionRow> = self.catalog().active_version(name)?;
                 let has = version.as_ref().map_or("none", |v| v.embedder.as_str());

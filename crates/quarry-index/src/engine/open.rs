@@ -65,6 +65,8 @@ impl Engine {
             ),
             holds_renewed: Mutex::new(std::time::Instant::now()),
             _open_lock: held_open_lock,
+            #[cfg(test)]
+            collection_row_reads: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -100,17 +102,24 @@ impl Engine {
 
     /// The indexes of a collection, opened on first use and cached; no recovery.
     pub(crate) fn open_indexes(&self, collection: &str) -> Result<Arc<Indexes>> {
-        let row = self.catalog().collection(collection)?;
+        let row = self.collection_row(collection)?;
         self.drop_stale(collection, row.as_ref());
         let active = row.and_then(|r| r.active_version);
         Ok(self.open_indexes_fresh(collection, active.as_deref())?.0)
     }
 
+    /// [`Engine::open_indexes`] of the collection whose row the caller read (`row`).
+    pub(crate) fn open_indexes_of(&self, row: &CollectionRow) -> Result<Arc<Indexes>> {
+        self.drop_stale(&row.name, Some(row));
+        Ok(self
+            .open_indexes_fresh(&row.name, row.active_version.as_deref())?
+            .0)
+    }
+
     /// The id of the collection's active embedding version, as the catalog has it now.
     pub(crate) fn active_version_id(&self, collection: &str) -> Result<Option<String>> {
         Ok(self
-            .catalog()
-            .collection(collection)?
+            .collection_row(collection)?
             .and_then(|c| c.active_version))
     }
 
@@ -149,7 +158,8 @@ impl Engine {
         let mut map = self.indexes.write().unwrap_or_else(|p| p.into_inner());
         // Read again under the map's lock: a switch in this process changes the catalog and the
         // map while holding it, so what is read here and what is cached agree.
-        let active = self.active_version_id(collection)?;
+        let row = self.collection_row(collection)?;
+        let active = row.as_ref().and_then(|r| r.active_version.clone());
         if let Some(ix) = map.get(collection)
             && serves(ix, active.as_deref())
         {
@@ -174,7 +184,10 @@ impl Engine {
                 (Arc::new(bm25), Arc::new(RwLock::new(())))
             }
         };
-        let active = self.active_embedder(collection)?;
+        let active = match &active {
+            Some(id) => self.active_embedder(collection, id)?,
+            None => None,
+        };
         let vectors = match &active {
             Some(a) => Some(Arc::new(VectorIndex::open(
                 &self.version_dir(collection, &a.version.id),
@@ -183,11 +196,7 @@ impl Engine {
             )?)),
             None => None,
         };
-        let incarnation = self
-            .catalog()
-            .collection(collection)?
-            .map(|c| c.incarnation)
-            .unwrap_or_default();
+        let incarnation = row.map(|c| c.incarnation).unwrap_or_default();
         let ix = Arc::new(Indexes {
             bm25,
             vectors,
@@ -255,7 +264,7 @@ impl Engine {
     }
 
     fn refresh_collection(&self, collection: &str, renew: bool) -> Result<bool> {
-        let row = self.catalog().collection(collection)?;
+        let row = self.collection_row(collection)?;
         self.drop_stale(collection, row.as_ref());
         let Some(row) = row else {
             return Ok(false);
@@ -279,7 +288,7 @@ impl Engine {
         let _inproc = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let on_disk = ix.bm25.generation()?;
         if on_disk == row.generation
-            && let Some(ix) = self.follow(collection, ix.clone(), on_disk)?
+            && let Some(ix) = self.follow(&row, ix.clone(), on_disk)?
         {
             if !self.options.read_only
                 && let Some(v) = &ix.vectors

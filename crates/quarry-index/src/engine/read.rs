@@ -14,20 +14,17 @@ impl Engine {
     /// The stored row of a collection, or a not-found error.
     pub fn collection(&self, name: &str) -> Result<CollectionRow> {
         check_collection_name(name)?;
-        self.catalog()
-            .collection(name)?
-            .ok_or_else(|| Error::NotFound {
-                what: "collection",
-                id: name.to_owned(),
-            })
+        self.collection_row(name)?.ok_or_else(|| Error::NotFound {
+            what: "collection",
+            id: name.to_owned(),
+        })
     }
 
     /// The collection's chunk options, or the engine's defaults for a collection not created yet.
     pub fn chunk_options(&self, collection: &str) -> Result<ChunkOptions> {
         check_collection_name(collection)?;
         Ok(self
-            .catalog()
-            .collection(collection)?
+            .collection_row(collection)?
             .map_or(self.options.chunk, |c| c.chunk_options))
     }
 

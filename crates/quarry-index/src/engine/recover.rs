@@ -4,6 +4,7 @@
 
 use super::state::Engine;
 use crate::bm25::Bm25Index;
+use crate::catalog::CollectionRow;
 use crate::collection::Indexes;
 use crate::error::Result;
 use crate::vectors::VectorIndex;
@@ -16,13 +17,13 @@ impl Engine {
     /// and publishes both. `None` when the log no longer reaches the vectors' generation.
     pub(super) fn follow(
         &self,
-        collection: &str,
+        row: &CollectionRow,
         ix: Arc<Indexes>,
         target: u64,
     ) -> Result<Option<Arc<Indexes>>> {
         if let Some(vectors) = &ix.vectors
             && vectors.generation() != target
-            && !self.vectors_from_log(collection, &ix, vectors.generation(), target, false)?
+            && !self.vectors_from_log(row, &ix, vectors.generation(), target, false)?
         {
             return Ok(None);
         }
@@ -36,12 +37,13 @@ impl Engine {
     /// ahead of `target`).
     fn vectors_from_log(
         &self,
-        collection: &str,
+        row: &CollectionRow,
         ix: &Indexes,
         from: u64,
         target: u64,
         dump: bool,
     ) -> Result<bool> {
+        let collection = row.name.as_str();
         if from > target {
             return Ok(false);
         }
@@ -55,7 +57,7 @@ impl Engine {
             chunks = touched.len(),
             "vectors brought up to date from the change log"
         );
-        self.write_vectors(collection, ix, target, &touched, dump)?;
+        self.write_vectors(row, ix, target, &touched, dump)?;
         Ok(true)
     }
 
@@ -70,7 +72,20 @@ impl Engine {
         ix: Arc<Indexes>,
         dump: bool,
     ) -> Result<Arc<Indexes>> {
-        let catalog_gen = self.collection(collection)?.generation;
+        let row = self.collection(collection)?;
+        self.recover_at(&row, ix, dump)
+    }
+
+    /// [`Engine::recover`] to the generation of `row`, the collection's row the caller read under
+    /// the writer lock.
+    pub(super) fn recover_at(
+        &self,
+        row: &CollectionRow,
+        ix: Arc<Indexes>,
+        dump: bool,
+    ) -> Result<Arc<Indexes>> {
+        let collection = row.name.as_str();
+        let catalog_gen = row.generation;
         let bm25_gen = ix.bm25.generation()?;
         if bm25_gen != catalog_gen && self.options.read_only {
             return Err(self.needs_write(&format!(
@@ -88,11 +103,11 @@ impl Engine {
                 rebuild,
                 "recovering BM25 index"
             );
-            self.write_bm25(collection, &ix.bm25, catalog_gen, &touched, rebuild)?;
+            self.write_bm25(row, &ix.bm25, catalog_gen, &touched, rebuild)?;
         }
         let ix = match &ix.vectors {
             Some(vectors) if vectors.generation() != catalog_gen => {
-                self.recover_vectors(collection, ix.clone(), catalog_gen, dump)?
+                self.recover_vectors(row, ix.clone(), catalog_gen, dump)?
             }
             _ => ix,
         };
@@ -107,18 +122,17 @@ impl Engine {
     /// rebuild from the stored vectors. The caller holds the writer lock.
     fn recover_vectors(
         &self,
-        collection: &str,
+        row: &CollectionRow,
         ix: Arc<Indexes>,
         catalog_gen: u64,
         dump: bool,
     ) -> Result<Arc<Indexes>> {
+        let collection = row.name.as_str();
         let (Some(vectors), Some(active)) = (&ix.vectors, &ix.active) else {
             return Ok(ix);
         };
         let vec_gen = vectors.generation();
-        if vec_gen < catalog_gen
-            && self.vectors_from_log(collection, &ix, vec_gen, catalog_gen, dump)?
-        {
+        if vec_gen < catalog_gen && self.vectors_from_log(row, &ix, vec_gen, catalog_gen, dump)? {
             return Ok(ix);
         }
         let dir = self.version_dir(collection, &active.version.id);
@@ -159,7 +173,7 @@ impl Engine {
             publish: ix.publish.clone(),
             incarnation: ix.incarnation.clone(),
         });
-        self.write_vectors(collection, &fresh, catalog_gen, &touched, dump)?;
+        self.write_vectors(row, &fresh, catalog_gen, &touched, dump)?;
         let mut map = self.indexes.write().unwrap_or_else(|p| p.into_inner());
         if map.get(collection).is_some_and(|cur| Arc::ptr_eq(cur, &ix)) {
             map.insert(collection.to_owned(), fresh.clone());
@@ -180,15 +194,19 @@ impl Engine {
         })
     }
 
+    /// Writes the touched chunks of `row`'s collection to its BM25 index and commits
+    /// `generation` (`rebuild`: the index is emptied first). Each chunk's BM25 context follows
+    /// the collection's chunk options.
     pub(crate) fn write_bm25(
         &self,
-        collection: &str,
+        row: &CollectionRow,
         ix: &Bm25Index,
         generation: u64,
         touched: &[ContentHash],
         rebuild: bool,
     ) -> Result<()> {
-        let context_chars = self.chunk_options(collection)?.context_chars;
+        let collection = row.name.as_str();
+        let context_chars = row.chunk_options.context_chars;
         let records = {
             let catalog = self.catalog();
             touched
@@ -209,12 +227,13 @@ impl Engine {
     /// lock, may).
     pub(crate) fn write_vectors(
         &self,
-        collection: &str,
+        row: &CollectionRow,
         ix: &Indexes,
         generation: u64,
         touched: &[ContentHash],
         dump: bool,
     ) -> Result<()> {
+        let collection = row.name.as_str();
         let (Some(vectors), Some(active)) = (&ix.vectors, &ix.active) else {
             return Ok(());
         };
@@ -240,7 +259,7 @@ impl Engine {
         added.sort_by_key(|(h, _)| *h);
         let from = vectors.generation();
         vectors.apply(generation, &removed, &added)?;
-        self.compact_after_forget(collection, vectors, from)?;
+        Self::compact_forgotten(row, vectors, from);
         if dump && vectors.needs_dump(self.options.dump_every_points, false) {
             vectors.dump()?;
         }

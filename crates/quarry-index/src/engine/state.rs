@@ -1,7 +1,7 @@
 //! The [`Engine`] struct, with what every part of the engine shares: the catalog guard, the writer lock (a file lock, re-entrant per thread) and the
 //! read-only check. The other files of `engine/` each add an `impl Engine` for one concept.
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CollectionRow};
 use crate::collection::Indexes;
 use crate::error::{Error, Result};
 use crate::options::EngineOptions;
@@ -34,6 +34,10 @@ pub struct Engine {
     /// `open.lock`, locked shared while this engine lives: a restore refuses a data directory
     /// whose lock it cannot take exclusively.
     pub(crate) _open_lock: Option<File>,
+    /// How many times the engine read a collection's catalog row ([`Engine::collection_row`]),
+    /// for tests of how often the write path does.
+    #[cfg(test)]
+    pub(crate) collection_row_reads: std::sync::atomic::AtomicUsize,
 }
 
 /// The file every engine holds a shared lock on while it has the data directory open.
@@ -79,6 +83,15 @@ impl Engine {
 
     pub(crate) fn catalog(&self) -> MutexGuard<'_, Catalog> {
         self.catalog.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The catalog row of collection `name` (`None`: there is none). The engine reads the row
+    /// through here (takes and releases the catalog guard: not to be called while holding it).
+    pub(crate) fn collection_row(&self, name: &str) -> Result<Option<CollectionRow>> {
+        #[cfg(test)]
+        self.collection_row_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.catalog().collection(name)
     }
 
     /// The error of a read-only engine asked to do what needs a write: `what` and how to fix it.

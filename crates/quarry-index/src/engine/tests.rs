@@ -352,6 +352,30 @@ fn vectors_are_embedded_once_and_survive_a_restart_without_reembedding() {
     );
 }
 
+/// A write batch loads its collection's row once ([`Engine::write_context`]) and passes it down,
+/// instead of reading it again for recovery, the BM25 contexts and the forget check.
+#[test]
+fn a_write_batch_reads_its_collection_row_once() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let e = Counting::new();
+    let engine = Engine::open(dir.path(), vector_options(&e)).unwrap();
+    // creates the collection and opens its indexes
+    upsert(&engine, "a", PARAS[0]);
+    for (i, p) in PARAS[1..].iter().enumerate() {
+        engine.collection_row_reads.store(0, Ordering::Relaxed);
+        let stats = upsert(&engine, &format!("d{i}"), p);
+        assert_eq!((stats.embedded, stats.chunks_touched), (1, 1));
+        assert_eq!(engine.collection_row_reads.load(Ordering::Relaxed), 1);
+    }
+    // a delete is a batch too
+    engine.collection_row_reads.store(0, Ordering::Relaxed);
+    let stats = engine.apply("c", vec![Change::Delete("a".into())]).unwrap();
+    assert_eq!(stats.deleted, 1);
+    assert_eq!(engine.collection_row_reads.load(Ordering::Relaxed), 1);
+    assert_eq!(docs_matching(&engine, "apple"), BTreeSet::new());
+}
+
 #[test]
 fn deleted_documents_leave_the_vector_index_and_crashes_are_replayed_from_stored_vectors() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 //! vectors computed elsewhere, and [`Engine::flush`] dumps what changed.
 
 use super::state::Engine;
-use crate::catalog::{UpsertOutcome, check_collection_name};
+use crate::catalog::{CollectionRow, UpsertOutcome, check_collection_name};
 use crate::collection::Indexes;
 use crate::error::{Error, Result};
 use quarry_core::{Chunk, ContentHash, Document, Principal};
@@ -36,7 +36,38 @@ pub struct ApplyStats {
     pub cache_hits: u64,
 }
 
+/// What a write needs of its collection, loaded once per batch under the writer lock and passed
+/// down: the catalog row (chunk options, active version id, incarnation, forgotten generation and
+/// the generation before the batch) and the indexes caught up to it (with the active embedder
+/// and its version). Under the writer lock no other writer changes the row until the batch ends.
+pub(crate) struct WriteContext {
+    pub(crate) row: CollectionRow,
+    pub(crate) ix: Arc<Indexes>,
+}
+
 impl Engine {
+    /// The [`WriteContext`] of `collection`, its indexes recovered to the catalog's generation;
+    /// `create`: a collection that does not exist is created (with the engine's default chunking
+    /// and embedder), else it is not found. The caller holds the writer lock.
+    pub(crate) fn write_context(&self, collection: &str, create: bool) -> Result<WriteContext> {
+        let row = match self.collection_row(collection)? {
+            Some(row) => row,
+            None if create => {
+                self.create_default(collection)?;
+                self.collection(collection)?
+            }
+            None => {
+                return Err(Error::NotFound {
+                    what: "collection",
+                    id: collection.to_owned(),
+                });
+            }
+        };
+        let ix = self.open_indexes_of(&row)?;
+        let ix = self.recover_at(&row, ix, true)?;
+        Ok(WriteContext { row, ix })
+    }
+
     /// Writes every vector index that changed since its last dump (end of an ingest, shutdown).
     pub fn flush(&self) -> Result<()> {
         let all: Vec<(String, Arc<Indexes>)> = self
@@ -62,11 +93,8 @@ impl Engine {
         })
     }
 
-    /// Creates the collection if needed, with an active version of the default embedder.
-    fn ensure_collection(&self, collection: &str) -> Result<()> {
-        if self.catalog().collection(collection)?.is_some() {
-            return Ok(());
-        }
+    /// Creates the collection, with an active version of the default embedder.
+    fn create_default(&self, collection: &str) -> Result<()> {
         let embedder = self.default_embedder()?;
         let catalog = self.catalog();
         catalog.ensure_collection(collection, &self.options.chunk)?;
@@ -160,8 +188,7 @@ impl Engine {
             if cancel.is_some_and(crate::Cancel::is_cancelled) {
                 return Err(cancelled());
             }
-            self.ensure_collection(collection)?;
-            let ix = self.recover(collection, self.open_indexes(collection)?, true)?;
+            let WriteContext { row, ix } = self.write_context(collection, true)?;
             let mut stats = ApplyStats::default();
             if embed {
                 (stats.embedded, stats.cache_hits) = self.embed_missing(&ix, &changes, cancel)?;
@@ -190,7 +217,7 @@ impl Engine {
                 tx.commit()?
             };
             if let Some((generation, touched)) = committed {
-                self.write_generation(collection, &ix, generation, &touched)?;
+                self.write_generation_at(&row, &ix, generation, &touched)?;
                 stats.generation = Some(generation);
                 stats.chunks_touched = touched.len() as u64;
             }
@@ -208,10 +235,22 @@ impl Engine {
         generation: u64,
         touched: &[ContentHash],
     ) -> Result<()> {
-        self.write_bm25(collection, &ix.bm25, generation, touched, false)?;
-        self.write_vectors(collection, ix, generation, touched, true)?;
+        let row = self.collection(collection)?;
+        self.write_generation_at(&row, ix, generation, touched)
+    }
+
+    /// [`Engine::write_generation`] for a batch that loaded its collection's `row`.
+    fn write_generation_at(
+        &self,
+        row: &CollectionRow,
+        ix: &Indexes,
+        generation: u64,
+        touched: &[ContentHash],
+    ) -> Result<()> {
+        self.write_bm25(row, &ix.bm25, generation, touched, false)?;
+        self.write_vectors(row, ix, generation, touched, true)?;
         ix.publish()?;
-        self.prune(collection, ix)
+        self.prune(&row.name, ix)
     }
 
     /// Stores vectors computed elsewhere for chunks of `collection`, after checking that `spec`
@@ -223,9 +262,9 @@ impl Engine {
         spec: &quarry_core::EmbedderSpec,
         vectors: Vec<(ContentHash, Vec<f32>)>,
     ) -> Result<u64> {
-        self.collection(collection)?;
+        check_collection_name(collection)?;
         self.with_write_lock(|| {
-            let ix = self.recover(collection, self.open_indexes(collection)?, true)?;
+            let WriteContext { row, ix } = self.write_context(collection, false)?;
             let Some(active) = &ix.active else {
                 return Err(Error::Input(format!(
                     "collection `{collection}` has no embedder (embedder = \"none\"); vectors cannot be loaded into it"
@@ -265,12 +304,12 @@ impl Engine {
                 tx.commit()?
             };
             if let Some((generation, touched)) = committed {
-                self.write_bm25(collection, &ix.bm25, generation, &[], false)?;
+                self.write_bm25(&row, &ix.bm25, generation, &[], false)?;
                 // A chunk whose vector was replaced must get a new point.
                 if let Some(v) = &ix.vectors {
                     v.apply(generation, &touched, &[])?;
                 }
-                self.write_vectors(collection, &ix, generation, &touched, true)?;
+                self.write_vectors(&row, &ix, generation, &touched, true)?;
                 ix.publish()?;
                 self.prune(collection, &ix)?;
             }
