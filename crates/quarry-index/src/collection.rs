@@ -1,4 +1,4 @@
-//! A collection's derived indexes as this process holds them: [`Indexes`] (its BM25 index, the
+//! A collection's derived indexes as this process holds them: `Indexes` (its BM25 index, the
 //! vector index of its active version and the lock that publishes both together) and the
 //! [`ActiveEmbedder`] queries are embedded with; the settings a new collection is created with
 //! ([`CollectionSettings`]) and the [`EmbedderSource`] that resolves embedder names. The engine

@@ -41,7 +41,7 @@ pub struct EngineOptions {
     /// Open without writing anything to the data directory (a read-only directory or file
     /// system: `quarry status` and `quarry query` on a mounted backup). Reads work, recovering
     /// vectors in memory; what needs a write (ingest, a BM25 index behind the catalog or damaged,
-    /// a catalog of an older schema) is an [`Error::ReadOnly`] saying so.
+    /// a catalog of an older schema) is an [`Error::ReadOnly`](crate::Error::ReadOnly) saying so.
     pub read_only: bool,
 }
 
