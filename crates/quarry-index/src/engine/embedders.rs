@@ -67,7 +67,7 @@ impl Engine {
 
     /// The chunker of `collection` with other `options` (a re-chunk), sized like
     /// [`Engine::chunker`].
-    pub fn chunker_with(
+    pub(crate) fn chunker_with(
         &self,
         collection: &str,
         options: ChunkOptions,

@@ -157,7 +157,7 @@ impl Engine {
     /// After `vectors` moved from generation `from`: when a forget committed since, rebuilds its
     /// graph without tombstones, so the forgotten vectors leave this process's memory and can
     /// never reach a dump it writes later.
-    pub(super) fn compact_after_forget(
+    pub(crate) fn compact_after_forget(
         &self,
         collection: &str,
         vectors: &VectorIndex,

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 
 impl Engine {
     /// Stores an evaluation run (see `catalog::EvalRun`) and returns its id.
-    pub fn record_eval_run(
+    pub(crate) fn record_eval_run(
         &self,
         collection: &str,
         config: &serde_json::Value,
@@ -56,7 +56,11 @@ impl Engine {
     }
 
     /// The queries of a golden set.
-    pub fn golden(&self, collection: &str, name: &str) -> Result<Vec<crate::catalog::GoldenQuery>> {
+    pub(crate) fn golden(
+        &self,
+        collection: &str,
+        name: &str,
+    ) -> Result<Vec<crate::catalog::GoldenQuery>> {
         self.catalog()
             .golden(collection, name)?
             .ok_or_else(|| Error::NotFound {
@@ -86,7 +90,7 @@ impl Engine {
     }
 
     /// A recorded eval run's summary (without its per-query results).
-    pub fn eval_run_summary(&self, id: &str) -> Result<crate::catalog::EvalRunSummary> {
+    pub(crate) fn eval_run_summary(&self, id: &str) -> Result<crate::catalog::EvalRunSummary> {
         self.catalog()
             .eval_run_summary(id)?
             .ok_or_else(|| Error::NotFound {

@@ -8,10 +8,10 @@
 //! 3. the BM25 index, with the generation as commit payload;
 //! 4. the vector index, in memory, dumped to disk now and then with the generation it reflects;
 //! 5. both are published to readers together, under the collection's publish lock, so a
-//!    [`Searcher`] always sees BM25 and vectors of the same generation.
+//!    [`Searcher`](crate::Searcher) always sees BM25 and vectors of the same generation.
 //!
 //! If the process dies after step 2, the next open replays the catalog's change log into each
-//! derived index from the generation it reflects ([`Engine::recover`]), so every acknowledged write
+//! derived index from the generation it reflects (`Engine::recover`), so every acknowledged write
 //! is searchable and nothing half-written is. The log is pruned only up to the oldest generation a
 //! derived index still needs, in this process or in any other that holds a vector graph in memory
 //! (`index_holds` in the catalog, renewed while the process lives).
@@ -32,7 +32,7 @@ mod open;
 mod read;
 mod recover;
 pub mod snapshot;
-mod state;
+pub(crate) mod state;
 mod stats;
 mod versions;
 mod write;

@@ -1,5 +1,5 @@
 //! Reads: collection rows and counts ([`CollectionStats`]), embedding versions
-//! ([`VersionInfo`]), documents as a caller may see them, and [`Searcher`]s.
+//! ([`VersionInfo`]), documents as a caller may see them, and [`Searcher`](crate::Searcher)s.
 
 use super::state::Engine;
 use super::stats::{CollectionStats, VersionInfo};
@@ -21,7 +21,7 @@ impl Engine {
     }
 
     /// The collection's chunk options, or the engine's defaults for a collection not created yet.
-    pub fn chunk_options(&self, collection: &str) -> Result<ChunkOptions> {
+    pub(crate) fn chunk_options(&self, collection: &str) -> Result<ChunkOptions> {
         check_collection_name(collection)?;
         Ok(self
             .collection_row(collection)?
@@ -86,7 +86,7 @@ impl Engine {
     }
 
     /// One embedding version of a collection, with its stored vector count.
-    pub fn version_info(&self, collection: &str, id: &str) -> Result<VersionInfo> {
+    pub(crate) fn version_info(&self, collection: &str, id: &str) -> Result<VersionInfo> {
         self.versions_where(collection, Some(id))?
             .into_iter()
             .next()
@@ -148,7 +148,7 @@ impl Engine {
     }
 
     /// Per collection, how many documents have no ACL of their own (they follow
-    /// [`EngineOptions::default_acl`]); collections without any are left out. For the warning
+    /// [`EngineOptions::default_acl`](crate::EngineOptions::default_acl)); collections without any are left out. For the warning
     /// `quarry serve` prints when authentication hides them.
     pub fn documents_without_acl(&self) -> Result<Vec<(String, u64)>> {
         self.catalog().documents_without_acl()
@@ -194,7 +194,7 @@ impl Engine {
     }
 
     /// `(doc_id, source)` of every document of a collection.
-    pub fn doc_sources(&self, collection: &str) -> Result<Vec<(String, String)>> {
+    pub(crate) fn doc_sources(&self, collection: &str) -> Result<Vec<(String, String)>> {
         self.catalog().doc_sources(collection)
     }
 

@@ -169,7 +169,7 @@ impl Engine {
     /// [`Engine::apply_with`] that `cancel` can stop up to its commit: checked between
     /// embedding batches and decided, once, just before the catalog commit. A cancelled write
     /// commits nothing ([`Error::Cancelled`]); vectors it stored stay as embedding cache.
-    pub fn apply_cancellable(
+    pub(crate) fn apply_cancellable(
         &self,
         collection: &str,
         changes: Vec<Change>,
