@@ -9,10 +9,12 @@
 pub mod bm25;
 pub mod cancel;
 pub mod catalog;
+pub mod collection;
 pub mod engine;
 pub mod error;
 pub mod ingest;
 pub mod measure;
+pub mod options;
 pub mod searcher;
 pub mod telemetry;
 #[cfg(test)]
@@ -22,13 +24,12 @@ pub mod vectors;
 
 pub use cancel::Cancel;
 pub use catalog::{CollectionDeleted, DocumentRow, Forgotten};
-pub use engine::{
-    ActiveEmbedder, ApplyStats, Change, CollectionSettings, CollectionStats, EmbedderSource,
-    Engine, EngineOptions, ForgetReport, VersionInfo,
-};
+pub use collection::{ActiveEmbedder, CollectionSettings, EmbedderSource};
+pub use engine::{ApplyStats, Change, CollectionStats, Engine, ForgetReport, VersionInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use ingest::{
     IngestOptions, IngestSummary, NoProgress, Problem, Progress, ingest, ingest_records,
 };
+pub use options::EngineOptions;
 pub use searcher::{Hit, Scores, SearchResponse, Searcher};
 pub use telemetry::{QueryOutcome, Telemetry};

@@ -13,29 +13,27 @@
 //!    without reading its record: neighbouring chunks of a document share their BM25 context
 //!    and come in runs.
 //!
-//! BM25 retrieves with the query's tantivy weight, made once per query (its terms looked up once)
-//! and used at every depth. With weighted fusion, vector-only candidates get their BM25 score term
-//! by term, each term's postings skipped to them.
+//! This module is the hybrid read over the two retrievers: fusion, the caller's ACL, grouping.
+//! The tantivy side is `bm25::search`: the query's weight, made once per query (its terms
+//! looked up once) and used at every depth, and, with weighted fusion, the BM25 score of
+//! vector-only candidates term by term, each term's postings skipped to them.
 //!
 //! The query text is embedded with the collection's active embedder, on a separate thread with a
 //! deadline: if that fails or takes too long, the answer comes from BM25 with `degraded: true`.
 
-use crate::bm25::{
-    Bm25Index, CHUNK_KEY, DOC_KEYS, KeyMap, PermittedStats, SegmentColumns, acl_filter,
-    build_query, chunk_key, doc_key, matching_keys, query_terms, restrict, term_query,
-};
+use crate::bm25::search::Bm25Query;
+use crate::bm25::{Bm25Index, DOC_KEYS, KeyMap, SegmentColumns, chunk_key, doc_key};
 use crate::catalog::{ChunkRecord, CollectionRow};
-use crate::engine::{ActiveEmbedder, EngineOptions, Indexes};
+use crate::collection::{ActiveEmbedder, Indexes};
 use crate::error::{Error, Result};
+use crate::options::EngineOptions;
 use crate::vectors::VectorSnapshot;
 use quarry_core::{DefaultAcl, Fusion, GroupBy, InputKind, Mode, Principal, QueryOptions, fuse};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use tantivy::collector::{Collector, TopDocs};
-use tantivy::query::{EnableScoring, Query, Scorer, Weight};
-use tantivy::{DocAddress, DocSet};
+use tantivy::DocAddress;
 
 /// Chunks the vector retriever returns at least, for `group_by=document`, before fusion: deep
 /// enough that fusion sees what either retriever ranks high. On SciFact at `top_k=10`, 50 (with
@@ -142,19 +140,8 @@ pub struct Searcher {
 /// the BM25 query (the caller's ACL clause included).
 struct Access<'a> {
     caller: &'a Principal,
-    /// The terms of the BM25 query; none when the text has no searchable term.
-    terms: Vec<tantivy::Term>,
-    /// The BM25 query's weight over the snapshot (its terms looked up and their statistics
-    /// read once, the caller's ACL clause included), for the BM25 retrieval at every depth;
-    /// `None` without terms or in `mode=vector`.
-    weight: Option<Box<dyn Weight>>,
     default_acl: &'a DefaultAcl,
-    /// The caller's ACL tokens; `None` for a caller who sees everything (no filter at all).
-    tokens: Option<Vec<String>>,
-    /// BM25 statistics of the chunks the caller may read; `None` for a caller who sees
-    /// everything (the snapshot's own), or without BM25 terms.
-    stats: Option<PermittedStats<'a>>,
-    snapshot: &'a tantivy::Searcher,
+    bm25: Bm25Query<'a>,
     /// Chunk keys the caller may see, computed on the first vector search that needs them.
     permitted: OnceLock<Vec<u64>>,
 }
@@ -162,14 +149,6 @@ struct Access<'a> {
 impl Access<'_> {
     fn may_read(&self, acl: &[String]) -> bool {
         self.caller.may_read(acl, self.default_acl)
-    }
-
-    /// How this caller's BM25 scores are computed: over the chunks it may read.
-    fn scoring(&self) -> EnableScoring<'_> {
-        match &self.stats {
-            Some(stats) => EnableScoring::enabled_from_statistics_provider(stats, self.snapshot),
-            None => EnableScoring::enabled_from_searcher(self.snapshot),
-        }
     }
 }
 
@@ -222,55 +201,21 @@ impl Searcher {
     }
 
     /// `caller`'s query of `text`: its terms and BM25 weight, scored by the statistics of the
-    /// chunks the caller may read ([`PermittedStats`]) when an ACL filters it.
+    /// chunks the caller may read when an ACL filters it ([`Bm25Query`]).
     fn access<'a>(&'a self, text: &str, caller: &'a Principal, mode: Mode) -> Result<Access<'a>> {
-        let fields = self.index.fields();
         let tokens = (!caller.sees_all()).then(|| caller.tokens(&self.default_acl));
-        let terms = query_terms(&fields, text);
-        let stats = match &tokens {
-            Some(t) if mode != Mode::Vector && !terms.is_empty() => Some(PermittedStats::new(
-                &self.snapshot,
-                fields,
-                t.clone(),
-                self.index.totals_cache(),
-            )),
-            _ => None,
-        };
-        let mut access = Access {
+        Ok(Access {
             caller,
-            terms,
-            weight: None,
             default_acl: &self.default_acl,
-            tokens,
-            stats,
-            snapshot: &self.snapshot,
+            bm25: Bm25Query::new(
+                &self.index,
+                &self.snapshot,
+                text,
+                tokens,
+                mode != Mode::Vector,
+            )?,
             permitted: OnceLock::new(),
-        };
-        if let Some(query) = build_query(&access.terms)
-            && mode != Mode::Vector
-        {
-            let query = match &access.tokens {
-                Some(tokens) => restrict(query, acl_filter(&fields, tokens)),
-                None => query,
-            };
-            access.weight = Some(query.weight(access.scoring())?);
-        }
-        Ok(access)
-    }
-
-    /// The best `limit` chunks for `text` by BM25 among those `access` may see (the ACL is a
-    /// clause of the query itself), best first, as `(score, chunk key, address)`. Equal scores
-    /// are ordered by chunk key, so the answer does not depend on where tantivy put the chunks
-    /// (two identical ingests, or a rebuild, rank alike); see [`top_by_score`].
-    fn bm25_addresses(
-        &self,
-        limit: usize,
-        access: &Access<'_>,
-    ) -> Result<Vec<(f32, u64, DocAddress)>> {
-        let Some(weight) = &access.weight else {
-            return Ok(Vec::new());
-        };
-        top_by_score(&self.snapshot, weight.as_ref(), limit.max(1))
+        })
     }
 
     /// Embeds a query with the active embedder, waiting at most the configured timeout.
@@ -372,7 +317,7 @@ impl Searcher {
         }
         let access = self.access(&q.text, caller, mode)?;
         let results = self.hits(q, mode, query_vector.as_deref(), &access)?;
-        if results.is_empty() && mode == Mode::Bm25 && access.terms.is_empty() {
+        if results.is_empty() && mode == Mode::Bm25 && access.bm25.has_no_terms() {
             warnings.push(
                 "the query has no searchable words (only stop words or punctuation)".to_owned(),
             );
@@ -428,8 +373,9 @@ impl Searcher {
             if mode == Mode::Vector {
                 return Ok(Vec::new());
             }
-            Ok(self
-                .bm25_addresses(depth.bm25, access)?
+            Ok(access
+                .bm25
+                .top(depth.bm25)?
                 .into_iter()
                 .map(|(score, key, address)| (key, score, address))
                 .collect())
@@ -438,14 +384,13 @@ impl Searcher {
             Ok(match (mode, vector, &self.vectors) {
                 (Mode::Bm25, _, _) | (_, None, _) | (_, _, None) => Vec::new(),
                 (_, Some(v), Some(ix)) => {
-                    let found = match &access.tokens {
+                    let found = match access.bm25.tokens() {
                         None => ix.search(v, depth.vector)?,
                         Some(tokens) => {
                             let permitted = match access.permitted.get() {
                                 Some(p) => p,
                                 None => {
-                                    let filter = acl_filter(&self.index.fields(), tokens);
-                                    let keys = matching_keys(&self.snapshot, filter.as_ref())?;
+                                    let keys = access.bm25.permitted_keys(tokens)?;
                                     access.permitted.get_or_init(|| keys)
                                 }
                             };
@@ -552,40 +497,7 @@ impl Searcher {
             .filter(|c| !in_bm25.contains(&c.0))
             .map(|c| (c.0, c.2))
             .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        // The query's score is the sum of its terms' (its ACL clause scores 0, and vector
-        // candidates are all permitted). Each term's postings skip to the candidates; the
-        // query's own union scorer would score every posting in between.
-        let scoring = access.scoring();
-        let weights = access
-            .terms
-            .iter()
-            .map(|t| term_query(t).weight(scoring))
-            .collect::<tantivy::Result<Vec<_>>>()?;
-        missing.sort_by_key(|(_, a)| (a.segment_ord, a.doc_id));
-        for segment in missing.chunk_by(|x, y| x.1.segment_ord == y.1.segment_ord) {
-            let reader = self.snapshot.segment_reader(segment[0].1.segment_ord);
-            let mut scores = vec![None::<f32>; segment.len()];
-            for weight in &weights {
-                let mut scorer = weight.scorer(reader, 1.0)?;
-                for ((_, address), score) in segment.iter().zip(&mut scores) {
-                    if scorer.doc() < address.doc_id {
-                        scorer.seek(address.doc_id);
-                    }
-                    if scorer.doc() == address.doc_id {
-                        *score = Some(score.unwrap_or(0.0) + scorer.score());
-                    }
-                }
-            }
-            b.extend(
-                segment
-                    .iter()
-                    .zip(scores)
-                    .filter_map(|((key, _), score)| score.map(|s| (*key, s))),
-            );
-        }
+        b.extend(access.bm25.score_chunks(&mut missing)?);
         Ok(())
     }
 
@@ -687,58 +599,4 @@ fn hit(rec: &ChunkRecord, occurrence: usize, c: &Candidate) -> Option<Hit> {
         },
         also_in: Vec::new(),
     })
-}
-
-/// Hits as `(score, chunk key, address)`.
-type Ranked = Vec<(f32, u64, DocAddress)>;
-/// Collects one segment (by ordinal) into [`Ranked`] hits.
-type SegmentCollect<'a> = &'a dyn Fn(u32, &tantivy::SegmentReader) -> tantivy::Result<Ranked>;
-
-/// The best `limit` documents of `snapshot` for `weight`, as `(score, chunk key, address)`,
-/// by score and then by chunk key. The fast path is tantivy's top-k by score (with block-max
-/// WAND), asked for one more than needed: when that one ties with the last kept, documents of
-/// equal score straddle the cut and tantivy would have chosen among them by address, so the
-/// query runs again ranked by `(score, chunk key)` exactly (slower, without pruning).
-pub(crate) fn top_by_score(
-    snapshot: &tantivy::Searcher,
-    weight: &dyn tantivy::query::Weight,
-    limit: usize,
-) -> Result<Ranked> {
-    let collect = |collector: SegmentCollect<'_>| {
-        let mut all = Vec::new();
-        for (ord, reader) in snapshot.segment_readers().iter().enumerate() {
-            all.extend(collector(ord as u32, reader)?);
-        }
-        all.sort_by(|a: &(f32, u64, DocAddress), b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        Ok::<_, Error>(all)
-    };
-    let fast = TopDocs::with_limit(limit + 1).order_by_score();
-    let mut top = collect(&|ord, reader| {
-        let keys = reader.fast_fields().u64(CHUNK_KEY)?;
-        let fruit = fast.collect_segment(weight, ord, reader)?;
-        Ok(fast
-            .merge_fruits(vec![fruit])?
-            .into_iter()
-            .filter_map(|(score, a)| keys.first(a.doc_id).map(|k| (score, k, a)))
-            .collect())
-    })?;
-    if top.len() > limit && top[limit].0 == top[limit - 1].0 {
-        let exact = TopDocs::with_limit(limit).tweak_score(|reader: &tantivy::SegmentReader| {
-            let keys = reader.fast_fields().u64(CHUNK_KEY).ok();
-            move |doc: tantivy::DocId, score: f32| {
-                let key = keys.as_ref().and_then(|k| k.first(doc)).unwrap_or(u64::MAX);
-                (score, std::cmp::Reverse(key))
-            }
-        });
-        top = collect(&|ord, reader| {
-            let fruit = exact.collect_segment(weight, ord, reader)?;
-            Ok(exact
-                .merge_fruits(vec![fruit])?
-                .into_iter()
-                .map(|((score, key), a)| (score, key.0, a))
-                .collect())
-        })?;
-    }
-    top.truncate(limit);
-    Ok(top)
 }

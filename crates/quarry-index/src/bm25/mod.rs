@@ -9,6 +9,7 @@
 //! catalog generation it reflects as its payload, which is how crash recovery knows what to replay.
 
 mod query;
+pub(crate) mod search;
 mod stats;
 
 pub use query::{acl_filter, build_query, query_terms, restrict, term_query};

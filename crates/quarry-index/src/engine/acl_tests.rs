@@ -4,8 +4,11 @@
 //! document equals the caller's chunk ranking grouped by hand.
 
 use super::*;
+use crate::collection::EmbedderSource;
+use crate::error::{Error, Result};
 use proptest::prelude::*;
 use quarry_core::InputKind;
+use quarry_core::{ChunkOptions, ContentHash, Document, Embedder};
 use quarry_core::{
     ChunkSizer, DefaultAcl, GroupBy, Mode, Principal, QueryOptions, Role, embed_text,
 };

@@ -19,11 +19,15 @@
 //! [`Catalog::scrub`]: crate::catalog::Catalog::scrub
 //! [`Bm25Index::purge_deleted`]: crate::bm25::Bm25Index::purge_deleted
 
-use super::{CollectionStats, Engine, VersionRow};
-use crate::catalog::{CollectionDeleted, CollectionRow, Forgotten, check_collection_name};
+use super::state::Engine;
+use super::stats::CollectionStats;
+use crate::catalog::{
+    CollectionDeleted, CollectionRow, Forgotten, VersionRow, check_collection_name,
+};
+use crate::collection::CollectionSettings;
 use crate::error::{Error, Result};
 use crate::vectors::VectorIndex;
-use quarry_core::{ChunkOptions, ContentHash, Principal};
+use quarry_core::{ContentHash, Principal};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -40,17 +44,6 @@ pub struct ForgetReport {
     /// Whether SQLite's write-ahead log could be emptied (`false`: another process kept an old
     /// snapshot open; the log is emptied at a later checkpoint).
     pub catalog_scrubbed: bool,
-}
-
-/// Settings of a new collection (`PUT /v1/collections/{c}`, `quarry collections create`): what
-/// is not given is the configured default.
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CollectionSettings {
-    /// How its documents are chunked ([`ChunkOptions`]; missing keys take their defaults).
-    pub chunk: Option<ChunkOptions>,
-    /// The embedder of its first embedding version (`none`: BM25 only).
-    pub embedder: Option<String>,
 }
 
 /// Bytes of the files under `dir` (0 when it does not exist).
@@ -83,22 +76,24 @@ impl Engine {
             id: doc_id.to_owned(),
         };
         self.with_write_lock(|| {
-            let ix = self.recover(collection, self.open_indexes(collection)?, true)?;
+            let ix = self.write_context(collection, false)?.ix;
             let erased = self
                 .catalog()
                 .forget_document(collection, doc_id)?
                 .ok_or_else(not_found)?;
             let generation = erased.generation;
-            self.write_bm25(collection, &ix.bm25, generation, &erased.touched, false)?;
+            // Read again: the erase moved its `forgotten_generation`.
+            let row = self.collection(collection)?;
+            self.write_bm25(&row, &ix.bm25, generation, &erased.touched, false)?;
             ix.bm25.purge_deleted()?;
             // Tombstones, then (forgotten_generation) the graph rebuilt without them.
-            self.write_vectors(collection, &ix, generation, &erased.touched, true)?;
+            self.write_vectors(&row, &ix, generation, &erased.touched, true)?;
             if let Some(v) = &ix.vectors
                 && v.needs_dump(0, true)
             {
                 v.dump()?;
             }
-            self.publish(&ix)?;
+            ix.publish()?;
             self.prune(collection, &ix)?;
             let gone: HashSet<ContentHash> = erased.erased.iter().copied().collect();
             let version_dumps_dropped = self.drop_other_dumps(collection, &gone)?;
@@ -162,24 +157,29 @@ impl Engine {
     /// After `vectors` moved from generation `from`: when a forget committed since, rebuilds its
     /// graph without tombstones, so the forgotten vectors leave this process's memory and can
     /// never reach a dump it writes later.
-    pub(super) fn compact_after_forget(
+    pub(crate) fn compact_after_forget(
         &self,
         collection: &str,
         vectors: &VectorIndex,
         from: u64,
     ) -> Result<()> {
-        let forgotten = self
-            .catalog()
-            .collection(collection)?
-            .map_or(0, |c| c.forgotten_generation);
+        if let Some(row) = self.collection_row(collection)? {
+            Self::compact_forgotten(&row, vectors, from);
+        }
+        Ok(())
+    }
+
+    /// [`Engine::compact_after_forget`] with the collection's row (its `forgotten_generation`)
+    /// read by the caller.
+    pub(super) fn compact_forgotten(row: &CollectionRow, vectors: &VectorIndex, from: u64) {
+        let forgotten = row.forgotten_generation;
         if forgotten > from && vectors.compact() {
             tracing::info!(
-                collection,
+                collection = row.name.as_str(),
                 forgotten,
                 "vector graph rebuilt without tombstones after a forget"
             );
         }
-        Ok(())
     }
 
     /// Drops the cached indexes of `collection` when the catalog no longer has it (`row` is
@@ -233,7 +233,7 @@ impl Engine {
         }
         let created = self.with_write_lock(|| {
             // (not in the `if let`: its guard would live through the body)
-            let existing = self.catalog().collection(name)?;
+            let existing = self.collection_row(name)?;
             if let Some(row) = existing {
                 let version: Option<VersionRow> = self.catalog().active_version(name)?;
                 let has = version.as_ref().map_or("none", |v| v.embedder.as_str());

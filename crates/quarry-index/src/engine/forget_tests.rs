@@ -5,8 +5,12 @@
 use super::versions_tests::{Model, Models};
 use super::*;
 use crate::catalog::GoldenQuery;
+use crate::collection::CollectionSettings;
 use crate::measure::Plan;
+use quarry_core::{ChunkOptions, ContentHash, Document, Principal};
 use quarry_core::{ChunkSizer, DocFormat, GroupBy, Mode, QueryOptions, Role};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 fn engine(dir: &Path, models: &Models) -> Engine {
     Engine::open(

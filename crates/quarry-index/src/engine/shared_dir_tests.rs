@@ -5,8 +5,12 @@
 //! silently different answer; a damaged catalog is a clear error.
 
 use super::*;
+use crate::collection::EmbedderSource;
+use crate::error::Result;
+use quarry_core::{ChunkOptions, Embedder, Principal};
 use quarry_core::{ChunkSizer, GroupBy, InputKind, Mode, QueryOptions};
 use std::path::Path;
+use std::sync::Arc;
 
 /// A letter-histogram embedder (26 dimensions): deterministic, no model.
 struct Letters(quarry_core::EmbedderSpec);

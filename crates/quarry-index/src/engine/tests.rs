@@ -3,8 +3,11 @@
 
 use super::*;
 use crate::catalog::Catalog;
+use crate::collection::EmbedderSource;
+use crate::error::Result;
 use proptest::prelude::*;
 use quarry_core::InputKind;
+use quarry_core::{ChunkOptions, Embedder, Principal};
 use quarry_core::{ChunkSizer, GroupBy, Mode, QueryOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -347,6 +350,30 @@ fn vectors_are_embedded_once_and_survive_a_restart_without_reembedding() {
         engine.stats("c", &admin()).unwrap().vectors,
         Some(PARAS.len() as u64)
     );
+}
+
+/// A write batch loads its collection's row once ([`Engine::write_context`]) and passes it down,
+/// instead of reading it again for recovery, the BM25 contexts and the forget check.
+#[test]
+fn a_write_batch_reads_its_collection_row_once() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let e = Counting::new();
+    let engine = Engine::open(dir.path(), vector_options(&e)).unwrap();
+    // creates the collection and opens its indexes
+    upsert(&engine, "a", PARAS[0]);
+    for (i, p) in PARAS[1..].iter().enumerate() {
+        engine.collection_row_reads.store(0, Ordering::Relaxed);
+        let stats = upsert(&engine, &format!("d{i}"), p);
+        assert_eq!((stats.embedded, stats.chunks_touched), (1, 1));
+        assert_eq!(engine.collection_row_reads.load(Ordering::Relaxed), 1);
+    }
+    // a delete is a batch too
+    engine.collection_row_reads.store(0, Ordering::Relaxed);
+    let stats = engine.apply("c", vec![Change::Delete("a".into())]).unwrap();
+    assert_eq!(stats.deleted, 1);
+    assert_eq!(engine.collection_row_reads.load(Ordering::Relaxed), 1);
+    assert_eq!(docs_matching(&engine, "apple"), BTreeSet::new());
 }
 
 #[test]

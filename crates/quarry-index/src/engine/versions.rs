@@ -20,8 +20,10 @@
 //! [`Engine::activate_version`] promotes or rolls back to a version whose vectors are stored
 //! (nothing is embedded unless chunks were added since it was last active).
 
-use super::{ActiveEmbedder, Engine, Indexes, VersionInfo};
+use super::state::Engine;
+use super::stats::VersionInfo;
 use crate::catalog::{Job, VersionRow};
+use crate::collection::{ActiveEmbedder, Indexes};
 use crate::error::{Error, Result};
 use crate::measure::Plan;
 use crate::searcher::Searcher;
@@ -204,7 +206,7 @@ impl Engine {
         let dir = self.dir.join("jobs");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let path = dir.join(format!("{id}.lock"));
-        let file = super::open_lock_file(&path)?;
+        let file = super::state::open_lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(file)),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),

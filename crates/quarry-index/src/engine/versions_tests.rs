@@ -3,8 +3,13 @@
 
 use super::*;
 use crate::catalog::GoldenQuery;
+use crate::collection::EmbedderSource;
+use crate::error::Result;
+use crate::searcher::Searcher;
 use quarry_core::InputKind;
+use quarry_core::{ChunkOptions, Embedder, Principal};
 use quarry_core::{ChunkSizer, EmbedError, EmbedderSpec, GroupBy, Mode, QueryOptions};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A test embedder: `letters` (a letter histogram: a text is nearest to itself) or `noise` (a

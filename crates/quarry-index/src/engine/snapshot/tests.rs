@@ -4,10 +4,14 @@
 //! refused, and leave nothing behind.
 
 use super::*;
-use crate::engine::{EmbedderSource, EngineOptions};
+use crate::collection::EmbedderSource;
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::options::EngineOptions;
 use quarry_core::{
     ChunkOptions, ChunkSizer, Embedder, GroupBy, InputKind, Mode, Principal, QueryOptions,
 };
+use std::path::Path;
 use std::sync::Arc;
 
 /// A letter-histogram embedder (26 dimensions): deterministic, no model.

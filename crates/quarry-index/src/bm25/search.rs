@@ -1,0 +1,202 @@
+//! BM25 retrieval over a snapshot of a collection's index: a caller's query prepared once
+//! ([`Bm25Query`]: its terms, and its tantivy weight with the caller's ACL clause, scored by the
+//! statistics of the chunks the caller may read), its best chunks with equal scores ordered by
+//! chunk key ([`top_by_score`]), the keys of the chunks the caller may read, and the BM25 score
+//! of given chunks term by term (for a weighted fusion's vector-only candidates).
+
+use super::{
+    Bm25Index, CHUNK_KEY, PermittedStats, acl_filter, build_query, matching_keys, query_terms,
+    restrict, term_query,
+};
+use crate::error::{Error, Result};
+use tantivy::collector::{Collector, TopDocs};
+use tantivy::query::{EnableScoring, Query, Scorer, Weight};
+use tantivy::{DocAddress, DocSet};
+
+/// One caller's BM25 query over one snapshot, prepared once and used at every depth.
+pub(crate) struct Bm25Query<'a> {
+    index: &'a Bm25Index,
+    snapshot: &'a tantivy::Searcher,
+    /// The terms of the query; none when the text has no searchable term.
+    terms: Vec<tantivy::Term>,
+    /// The query's weight over the snapshot (its terms looked up and their statistics read once,
+    /// the caller's ACL clause included); `None` without terms or when not scored.
+    weight: Option<Box<dyn Weight>>,
+    /// The caller's ACL tokens; `None` for a caller who sees everything (no filter at all).
+    tokens: Option<Vec<String>>,
+    /// BM25 statistics of the chunks the caller may read; `None` for a caller who sees
+    /// everything (the snapshot's own), or without terms or scoring.
+    stats: Option<PermittedStats<'a>>,
+}
+
+impl<'a> Bm25Query<'a> {
+    /// `text` over `snapshot` of `index`, for a caller with ACL `tokens` (`None`: sees
+    /// everything). `scored`: false when BM25 does not retrieve (`mode=vector`): no weight and
+    /// no statistics are made, only the ACL filter is kept.
+    pub(crate) fn new(
+        index: &'a Bm25Index,
+        snapshot: &'a tantivy::Searcher,
+        text: &str,
+        tokens: Option<Vec<String>>,
+        scored: bool,
+    ) -> Result<Self> {
+        let fields = index.fields();
+        let terms = query_terms(&fields, text);
+        let stats = match &tokens {
+            Some(t) if scored && !terms.is_empty() => Some(PermittedStats::new(
+                snapshot,
+                fields,
+                t.clone(),
+                index.totals_cache(),
+            )),
+            _ => None,
+        };
+        let mut query = Bm25Query {
+            index,
+            snapshot,
+            terms,
+            weight: None,
+            tokens,
+            stats,
+        };
+        if let Some(q) = build_query(&query.terms)
+            && scored
+        {
+            let q = match &query.tokens {
+                Some(tokens) => restrict(q, acl_filter(&fields, tokens)),
+                None => q,
+            };
+            query.weight = Some(q.weight(query.scoring())?);
+        }
+        Ok(query)
+    }
+
+    /// Whether the text had no searchable term (only stop words or punctuation).
+    pub(crate) fn has_no_terms(&self) -> bool {
+        self.terms.is_empty()
+    }
+
+    /// The caller's ACL tokens; `None` for a caller who sees everything.
+    pub(crate) fn tokens(&self) -> Option<&[String]> {
+        self.tokens.as_deref()
+    }
+
+    /// How this caller's BM25 scores are computed: over the chunks it may read.
+    fn scoring(&self) -> EnableScoring<'_> {
+        match &self.stats {
+            Some(stats) => EnableScoring::enabled_from_statistics_provider(stats, self.snapshot),
+            None => EnableScoring::enabled_from_searcher(self.snapshot),
+        }
+    }
+
+    /// The best `limit` chunks by BM25 among those the caller may see (the ACL is a clause of
+    /// the query itself), best first, as `(score, chunk key, address)`. Equal scores are ordered
+    /// by chunk key, so the answer does not depend on where tantivy put the chunks (two
+    /// identical ingests, or a rebuild, rank alike); see [`top_by_score`].
+    pub(crate) fn top(&self, limit: usize) -> Result<Vec<(f32, u64, DocAddress)>> {
+        let Some(weight) = &self.weight else {
+            return Ok(Vec::new());
+        };
+        top_by_score(self.snapshot, weight.as_ref(), limit.max(1))
+    }
+
+    /// The keys of the chunks of the snapshot that ACL `tokens` may read.
+    pub(crate) fn permitted_keys(&self, tokens: &[String]) -> Result<Vec<u64>> {
+        let filter = acl_filter(&self.index.fields(), tokens);
+        matching_keys(self.snapshot, filter.as_ref())
+    }
+
+    /// The BM25 score of each of `chunks` `(chunk key, address)` that holds a term of the query,
+    /// as the sum of its terms' scores (the ACL clause scores 0, and the chunks are the caller's
+    /// own). Each term's postings skip to the chunks; the query's own union scorer would score
+    /// every posting in between. Sorts `chunks` by address.
+    pub(crate) fn score_chunks(&self, chunks: &mut [(u64, DocAddress)]) -> Result<Vec<(u64, f32)>> {
+        let mut out = Vec::new();
+        if chunks.is_empty() {
+            return Ok(out);
+        }
+        let scoring = self.scoring();
+        let weights = self
+            .terms
+            .iter()
+            .map(|t| term_query(t).weight(scoring))
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        chunks.sort_by_key(|(_, a)| (a.segment_ord, a.doc_id));
+        for segment in chunks.chunk_by(|x, y| x.1.segment_ord == y.1.segment_ord) {
+            let reader = self.snapshot.segment_reader(segment[0].1.segment_ord);
+            let mut scores = vec![None::<f32>; segment.len()];
+            for weight in &weights {
+                let mut scorer = weight.scorer(reader, 1.0)?;
+                for ((_, address), score) in segment.iter().zip(&mut scores) {
+                    if scorer.doc() < address.doc_id {
+                        scorer.seek(address.doc_id);
+                    }
+                    if scorer.doc() == address.doc_id {
+                        *score = Some(score.unwrap_or(0.0) + scorer.score());
+                    }
+                }
+            }
+            out.extend(
+                segment
+                    .iter()
+                    .zip(scores)
+                    .filter_map(|((key, _), score)| score.map(|s| (*key, s))),
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Hits as `(score, chunk key, address)`.
+type Ranked = Vec<(f32, u64, DocAddress)>;
+/// Collects one segment (by ordinal) into [`Ranked`] hits.
+type SegmentCollect<'a> = &'a dyn Fn(u32, &tantivy::SegmentReader) -> tantivy::Result<Ranked>;
+
+/// The best `limit` documents of `snapshot` for `weight`, as `(score, chunk key, address)`,
+/// by score and then by chunk key. The fast path is tantivy's top-k by score (with block-max
+/// WAND), asked for one more than needed: when that one ties with the last kept, documents of
+/// equal score straddle the cut and tantivy would have chosen among them by address, so the
+/// query runs again ranked by `(score, chunk key)` exactly (slower, without pruning).
+pub(crate) fn top_by_score(
+    snapshot: &tantivy::Searcher,
+    weight: &dyn tantivy::query::Weight,
+    limit: usize,
+) -> Result<Ranked> {
+    let collect = |collector: SegmentCollect<'_>| {
+        let mut all = Vec::new();
+        for (ord, reader) in snapshot.segment_readers().iter().enumerate() {
+            all.extend(collector(ord as u32, reader)?);
+        }
+        all.sort_by(|a: &(f32, u64, DocAddress), b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        Ok::<_, Error>(all)
+    };
+    let fast = TopDocs::with_limit(limit + 1).order_by_score();
+    let mut top = collect(&|ord, reader| {
+        let keys = reader.fast_fields().u64(CHUNK_KEY)?;
+        let fruit = fast.collect_segment(weight, ord, reader)?;
+        Ok(fast
+            .merge_fruits(vec![fruit])?
+            .into_iter()
+            .filter_map(|(score, a)| keys.first(a.doc_id).map(|k| (score, k, a)))
+            .collect())
+    })?;
+    if top.len() > limit && top[limit].0 == top[limit - 1].0 {
+        let exact = TopDocs::with_limit(limit).tweak_score(|reader: &tantivy::SegmentReader| {
+            let keys = reader.fast_fields().u64(CHUNK_KEY).ok();
+            move |doc: tantivy::DocId, score: f32| {
+                let key = keys.as_ref().and_then(|k| k.first(doc)).unwrap_or(u64::MAX);
+                (score, std::cmp::Reverse(key))
+            }
+        });
+        top = collect(&|ord, reader| {
+            let fruit = exact.collect_segment(weight, ord, reader)?;
+            Ok(exact
+                .merge_fruits(vec![fruit])?
+                .into_iter()
+                .map(|((score, key), a)| (score, key.0, a))
+                .collect())
+        })?;
+    }
+    top.truncate(limit);
+    Ok(top)
+}

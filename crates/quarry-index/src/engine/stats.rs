@@ -1,0 +1,53 @@
+//! What the engine reports about collections: their counts ([`CollectionStats`]) and their
+//! embedding versions ([`VersionInfo`]).
+
+use quarry_core::ChunkOptions;
+
+/// An embedding version as `GET /v1/collections/{c}/versions` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VersionInfo {
+    pub id: String,
+    pub embedder: String,
+    pub fingerprint: String,
+    pub spec: quarry_core::EmbedderSpec,
+    pub state: String,
+    pub active: bool,
+    /// Chunks of the collection with a stored vector of this version's fingerprint.
+    pub vectors: u64,
+    pub created_at: i64,
+    pub activated_at: Option<i64>,
+    /// For a `building` version: the job building it, `{"id", "processed", "total"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<serde_json::Value>,
+}
+
+/// Counts of a collection, as `status` and `GET /v1/collections` show them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CollectionStats {
+    pub name: String,
+    pub documents: u64,
+    pub chunks: u64,
+    /// The collection's last committed generation; shown to admins only: it moves with every
+    /// write, including writes of documents a reader may not see.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    pub active_embedding_version: Option<String>,
+    /// The embedder name and fingerprint of the active version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedder: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Chunks of the collection with a stored vector of the active version (the rest are
+    /// searchable by BM25 only, e.g. after `--no-embed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<u64>,
+    pub versions_building: Vec<String>,
+    pub chunk_options: ChunkOptions,
+    /// Bytes of document text the catalog stores for the collection (admins only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_bytes: Option<u64>,
+    /// Bytes of the collection's derived indexes on disk, `collections/<name>/` (BM25 and the
+    /// vector dumps of every version; admins only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_bytes: Option<u64>,
+}

@@ -1,0 +1,330 @@
+//! The write path: [`Engine::apply`] commits a batch of [`Change`]s as one generation (embedding
+//! what has no stored vector, then the catalog, BM25 and vectors), [`Engine::put_vectors`] loads
+//! vectors computed elsewhere, and [`Engine::flush`] dumps what changed.
+
+use super::state::Engine;
+use crate::catalog::{CollectionRow, UpsertOutcome, check_collection_name};
+use crate::collection::Indexes;
+use crate::error::{Error, Result};
+use quarry_core::{Chunk, ContentHash, Document, Principal};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One change to a collection.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Upsert(Document, Vec<Chunk>),
+    Delete(String),
+}
+
+/// What one [`Engine::apply`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// The generation committed, or `None` when nothing changed.
+    pub generation: Option<u64>,
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Documents whose content was unchanged but whose ACL changed (nothing re-embedded).
+    pub acl_updated: u64,
+    pub deleted: u64,
+    /// Chunks written to (or removed from) the BM25 index.
+    pub chunks_touched: u64,
+    /// Chunks sent to the embedding model.
+    pub embedded: u64,
+    /// Chunks of changed documents whose vectors were already stored.
+    pub cache_hits: u64,
+}
+
+/// What a write needs of its collection, loaded once per batch under the writer lock and passed
+/// down: the catalog row (chunk options, active version id, incarnation, forgotten generation and
+/// the generation before the batch) and the indexes caught up to it (with the active embedder
+/// and its version). Under the writer lock no other writer changes the row until the batch ends.
+pub(crate) struct WriteContext {
+    pub(crate) row: CollectionRow,
+    pub(crate) ix: Arc<Indexes>,
+}
+
+impl Engine {
+    /// The [`WriteContext`] of `collection`, its indexes recovered to the catalog's generation;
+    /// `create`: a collection that does not exist is created (with the engine's default chunking
+    /// and embedder), else it is not found. The caller holds the writer lock.
+    pub(crate) fn write_context(&self, collection: &str, create: bool) -> Result<WriteContext> {
+        let row = match self.collection_row(collection)? {
+            Some(row) => row,
+            None if create => {
+                self.create_default(collection)?;
+                self.collection(collection)?
+            }
+            None => {
+                return Err(Error::NotFound {
+                    what: "collection",
+                    id: collection.to_owned(),
+                });
+            }
+        };
+        let ix = self.open_indexes_of(&row)?;
+        let ix = self.recover_at(&row, ix, true)?;
+        Ok(WriteContext { row, ix })
+    }
+
+    /// Writes every vector index that changed since its last dump (end of an ingest, shutdown).
+    pub fn flush(&self) -> Result<()> {
+        let all: Vec<(String, Arc<Indexes>)> = self
+            .indexes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.with_write_lock(|| {
+            for (name, ix) in all {
+                // Another process may have written since: catch up first, so this dump is never
+                // older than the one on disk.
+                let ix = self.recover(&name, ix, false)?;
+                if let Some(v) = &ix.vectors
+                    && v.needs_dump(0, true)
+                {
+                    v.dump()?;
+                }
+                self.prune(&name, &ix)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Creates the collection, with an active version of the default embedder.
+    fn create_default(&self, collection: &str) -> Result<()> {
+        let embedder = self.default_embedder()?;
+        let catalog = self.catalog();
+        catalog.ensure_collection(collection, &self.options.chunk)?;
+        if let Some(e) = embedder {
+            catalog.create_active_version(collection, &self.options.embedder, e.spec())?;
+        }
+        Ok(())
+    }
+
+    /// Embeds the chunks of `changes` that have no stored vector of the collection's embedder and
+    /// stores them. Returns `(embedded, cache_hits)`.
+    fn embed_missing(
+        &self,
+        ix: &Indexes,
+        changes: &[Change],
+        cancel: Option<&crate::Cancel>,
+    ) -> Result<(u64, u64)> {
+        let Some(active) = &ix.active else {
+            return Ok((0, 0));
+        };
+        let mut texts: HashMap<ContentHash, String> = HashMap::new();
+        for change in changes {
+            if let Change::Upsert(doc, chunks) = change {
+                for c in chunks {
+                    texts
+                        .entry(c.hash)
+                        .or_insert_with(|| quarry_core::embed_text(&doc.title, &c.text));
+                }
+            }
+        }
+        if texts.is_empty() {
+            return Ok((0, 0));
+        }
+        let embedder = active.embedder.clone().map_err(Error::Embed)?;
+        let fp = active.version.fingerprint;
+        let hashes: Vec<ContentHash> = texts.keys().copied().collect();
+        let have = self.catalog().have_vectors(&fp, &hashes)?;
+        let mut missing: Vec<(ContentHash, String)> = texts
+            .into_iter()
+            .filter(|(h, _)| !have.contains(h))
+            .collect();
+        // Longest first: batches of similar lengths pad little.
+        missing.sort_by_key(|(h, t)| (std::cmp::Reverse(t.len()), *h));
+        for batch in missing.chunks(self.options.embed_batch.max(1)) {
+            if cancel.is_some_and(crate::Cancel::is_cancelled) {
+                return Err(Error::Cancelled(
+                    "the write was cancelled while its chunks were embedded; nothing of it was committed".into(),
+                ));
+            }
+            self.embed_texts_and_store(&active.version, &embedder, batch, None)?;
+        }
+        Ok((missing.len() as u64, have.len() as u64))
+    }
+
+    /// Applies `changes` to `collection` (created on first write) as one generation.
+    pub fn apply(&self, collection: &str, changes: Vec<Change>) -> Result<ApplyStats> {
+        self.apply_with(collection, changes, true)
+    }
+
+    /// [`Engine::apply`], optionally without embedding: chunks without a stored vector are then
+    /// searchable by BM25 only, until vectors are loaded for them ([`Engine::put_vectors`]) or a
+    /// later ingest of the same content embeds them.
+    pub fn apply_with(
+        &self,
+        collection: &str,
+        changes: Vec<Change>,
+        embed: bool,
+    ) -> Result<ApplyStats> {
+        self.apply_cancellable(collection, changes, embed, None)
+    }
+
+    /// [`Engine::apply_with`] that `cancel` can stop up to its commit: checked between
+    /// embedding batches and decided, once, just before the catalog commit. A cancelled write
+    /// commits nothing ([`Error::Cancelled`]); vectors it stored stay as embedding cache.
+    pub(crate) fn apply_cancellable(
+        &self,
+        collection: &str,
+        changes: Vec<Change>,
+        embed: bool,
+        cancel: Option<&crate::Cancel>,
+    ) -> Result<ApplyStats> {
+        check_collection_name(collection)?;
+        let cancelled = || {
+            Error::Cancelled(
+                "the write was cancelled before its commit (the request timed out or the server \
+                 is stopping); nothing of it was written"
+                    .into(),
+            )
+        };
+        self.with_write_lock(|| {
+            if cancel.is_some_and(crate::Cancel::is_cancelled) {
+                return Err(cancelled());
+            }
+            let WriteContext { row, ix } = self.write_context(collection, true)?;
+            let mut stats = ApplyStats::default();
+            if embed {
+                (stats.embedded, stats.cache_hits) = self.embed_missing(&ix, &changes, cancel)?;
+                if let Some(active) = &ix.active {
+                    self.telemetry
+                        .observe_cache_hits(&active.version.embedder, stats.cache_hits);
+                }
+            }
+            if cancel.is_some_and(|c| !c.begin_commit()) {
+                return Err(cancelled());
+            }
+            let committed = {
+                let mut catalog = self.catalog();
+                let mut tx = catalog.begin(collection)?;
+                for change in &changes {
+                    match change {
+                        Change::Upsert(doc, chunks) => match tx.upsert(doc, chunks)? {
+                            UpsertOutcome::Added => stats.added += 1,
+                            UpsertOutcome::Updated => stats.updated += 1,
+                            UpsertOutcome::AclUpdated => stats.acl_updated += 1,
+                            UpsertOutcome::Unchanged => stats.unchanged += 1,
+                        },
+                        Change::Delete(id) => stats.deleted += u64::from(tx.delete(id)?),
+                    }
+                }
+                tx.commit()?
+            };
+            if let Some((generation, touched)) = committed {
+                self.write_generation_at(&row, &ix, generation, &touched)?;
+                stats.generation = Some(generation);
+                stats.chunks_touched = touched.len() as u64;
+            }
+            self.telemetry.observe_apply(collection, &stats);
+            Ok(stats)
+        })
+    }
+
+    /// After the catalog committed `generation`: writes the touched chunks to BM25 and the
+    /// vectors, and publishes both together.
+    pub(crate) fn write_generation(
+        &self,
+        collection: &str,
+        ix: &Indexes,
+        generation: u64,
+        touched: &[ContentHash],
+    ) -> Result<()> {
+        let row = self.collection(collection)?;
+        self.write_generation_at(&row, ix, generation, touched)
+    }
+
+    /// [`Engine::write_generation`] for a batch that loaded its collection's `row`.
+    fn write_generation_at(
+        &self,
+        row: &CollectionRow,
+        ix: &Indexes,
+        generation: u64,
+        touched: &[ContentHash],
+    ) -> Result<()> {
+        self.write_bm25(row, &ix.bm25, generation, touched, false)?;
+        self.write_vectors(row, ix, generation, touched, true)?;
+        ix.publish()?;
+        self.prune(&row.name, ix)
+    }
+
+    /// Stores vectors computed elsewhere for chunks of `collection`, after checking that `spec`
+    /// is the spec of the collection's active embedder (DESIGN invariant 2). Commits one
+    /// generation that touches those chunks. Returns how many chunks got a vector.
+    pub fn put_vectors(
+        &self,
+        collection: &str,
+        spec: &quarry_core::EmbedderSpec,
+        vectors: Vec<(ContentHash, Vec<f32>)>,
+    ) -> Result<u64> {
+        check_collection_name(collection)?;
+        self.with_write_lock(|| {
+            let WriteContext { row, ix } = self.write_context(collection, false)?;
+            let Some(active) = &ix.active else {
+                return Err(Error::Input(format!(
+                    "collection `{collection}` has no embedder (embedder = \"none\"); vectors cannot be loaded into it"
+                )));
+            };
+            if spec.fingerprint() != active.version.fingerprint {
+                return Err(Error::Input(format!(
+                    "these vectors come from {} (fingerprint {}), but collection `{collection}` uses \
+                     embedder `{}`: {} (fingerprint {}). Vectors of different models are never mixed; \
+                     load them into a collection whose embedder has exactly this spec",
+                    spec.canonical(),
+                    spec.fingerprint().short(),
+                    active.version.embedder,
+                    active.version.spec.canonical(),
+                    active.version.fingerprint.short()
+                )));
+            }
+            let dims = active.version.spec.dimensions;
+            if let Some((h, v)) = vectors.iter().find(|(_, v)| v.len() != dims) {
+                return Err(Error::Input(format!(
+                    "vector for chunk {h} has {} dimensions; the spec says {dims}",
+                    v.len()
+                )));
+            }
+            let rows: Vec<(ContentHash, Vec<f32>)> = vectors
+                .into_iter()
+                .map(|(h, mut v)| {
+                    quarry_core::embed::normalize(&mut v);
+                    (h, v)
+                })
+                .collect();
+            self.catalog().put_vectors(&active.version.fingerprint, &rows)?;
+            let committed = {
+                let mut catalog = self.catalog();
+                let mut tx = catalog.begin(collection)?;
+                tx.touch(rows.iter().map(|(h, _)| *h));
+                tx.commit()?
+            };
+            if let Some((generation, touched)) = committed {
+                self.write_bm25(&row, &ix.bm25, generation, &[], false)?;
+                // A chunk whose vector was replaced must get a new point.
+                if let Some(v) = &ix.vectors {
+                    v.apply(generation, &touched, &[])?;
+                }
+                self.write_vectors(&row, &ix, generation, &touched, true)?;
+                ix.publish()?;
+                self.prune(collection, &ix)?;
+            }
+            Ok(rows.len() as u64)
+        })
+    }
+
+    /// Deletes a document `caller` may read; a document it may not read is `NotFound`.
+    pub fn delete_document(
+        &self,
+        collection: &str,
+        doc_id: &str,
+        caller: &Principal,
+    ) -> Result<ApplyStats> {
+        self.document(collection, doc_id, caller)?;
+        self.apply(collection, vec![Change::Delete(doc_id.to_owned())])
+    }
+}
