@@ -36,6 +36,7 @@
 //! tantivy writing there, so they depend on that file system.
 
 use criterion::{Criterion, SamplingMode, Throughput};
+use quarry_core::stats::percentile;
 use quarry_core::{GroupBy, Mode, Principal, QueryOptions};
 use quarry_index::{Engine, EngineOptions, IngestOptions, IngestSummary, NoProgress, Searcher};
 use std::cell::OnceCell;
@@ -153,10 +154,10 @@ fn median(mut xs: Vec<Duration>) -> Duration {
     xs[xs.len() / 2]
 }
 
-/// Nearest-rank percentile of sorted durations, in microseconds.
+/// Nearest-rank percentile ([`percentile`]) of sorted durations, in microseconds.
 fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1e6
+    let us: Vec<f64> = sorted.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+    percentile(&us, p)
 }
 
 /// Times fresh ingests itself and prints docs/s and MB/s of the median run.

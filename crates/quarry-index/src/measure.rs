@@ -8,6 +8,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::searcher::{SearchResponse, Searcher};
 use quarry_core::metrics::{Judgments, mean_metrics, query_metrics};
+use quarry_core::stats::percentile;
 use quarry_core::{Fusion, GroupBy, Mode, Principal, QueryOptions};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -171,14 +172,6 @@ pub fn mode_name(mode: Mode) -> &'static str {
         Mode::Vector => "vector",
         Mode::Hybrid => "hybrid",
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Runs every case per mode of `plan` through `search` and measures the answers.
