@@ -92,7 +92,7 @@ impl Dataset {
 
 /// The texts of the judged queries of `qrels/test.tsv`, in id order.
 fn test_queries(dir: &Path) -> Vec<String> {
-    quarry_index::measure::read_beir_cases(dir, "test")
+    quarry_index::eval::read_beir_cases(dir, "test")
         .expect("read SciFact's test queries and judgments")
         .into_iter()
         .map(|c| c.text)

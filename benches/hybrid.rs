@@ -266,7 +266,7 @@ impl Dataset {
 
 /// `(id, text, judgments)` of the judged queries of `qrels/test.tsv`, in id order.
 fn test_queries(dir: &Path) -> Vec<(String, String, Judgments)> {
-    quarry_index::measure::read_beir_cases(dir, "test")
+    quarry_index::eval::read_beir_cases(dir, "test")
         .expect("read SciFact's test queries and judgments")
         .into_iter()
         .map(|c| (c.id, c.text, c.judged))

@@ -17,7 +17,7 @@ use arrow_array::builder::{Float64Builder, ListBuilder, StringBuilder};
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use quarry_index::catalog::EvalRun;
-use quarry_index::measure::trec_lines;
+use quarry_index::eval::trec_lines;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use crate::cmd::remote::Remote;
 use crate::cmd::{emit, open_engine, print_json};
 use crate::config::Config;
 use quarry_core::{Mode, Principal};
-use quarry_index::measure::{Case, Plan, measure, read_beir_cases, trec_lines};
+use quarry_index::eval::{Case, Plan, measure, read_beir_cases, trec_lines};
 use quarry_index::{IngestOptions, NoProgress};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -11,8 +11,8 @@ pub mod cancel;
 pub mod catalog;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod ingest;
-pub mod measure;
 pub mod searcher;
 pub mod telemetry;
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! logged as a warning naming both runs, and raises `quarry_eval_drift_alert{collection}`.
 
 use quarry_index::Engine;
-use quarry_index::measure::DriftPolicy;
+use quarry_index::eval::DriftPolicy;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 use super::versions_tests::{Model, Models};
 use super::*;
 use crate::catalog::GoldenQuery;
-use crate::measure::Plan;
+use crate::eval::Plan;
 use quarry_core::{ChunkSizer, DocFormat, GroupBy, Mode, QueryOptions, Role};
 
 fn engine(dir: &Path, models: &Models) -> Engine {

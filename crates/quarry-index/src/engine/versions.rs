@@ -23,7 +23,7 @@
 use super::{ActiveEmbedder, Engine, Indexes, VersionInfo};
 use crate::catalog::{Job, VersionRow};
 use crate::error::{Error, Result};
-use crate::measure::Plan;
+use crate::eval::Plan;
 use crate::searcher::Searcher;
 use crate::vectors::VectorIndex;
 use quarry_core::{ChunkOptions, ContentHash, Embedder, InputKind, Mode, Principal};
