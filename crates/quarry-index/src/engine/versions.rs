@@ -1106,5 +1106,5 @@ impl Engine {
 }
 
 fn ndcg_of(run: &crate::catalog::EvalRunSummary, mode: &str) -> Option<f64> {
-    run.metrics[mode]["ndcg@10"].as_f64()
+    run.ndcg10(mode)
 }

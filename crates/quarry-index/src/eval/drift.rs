@@ -2,7 +2,7 @@
 //! of a run against the best recent comparable runs ([`Engine::drift`]) under a
 //! [`DriftPolicy`].
 
-use crate::catalog::EvalRunSummary;
+use super::run::EvalRunSummary;
 use crate::engine::Engine;
 use crate::error::Result;
 use quarry_core::Principal;
@@ -42,16 +42,14 @@ impl Engine {
         before.sort_by_key(|r| number(&r.id));
         let recent = before.len().saturating_sub(policy.window);
         let before = before.split_off(recent);
-        let ndcg = |r: &EvalRunSummary, mode: &str| r.metrics[mode]["ndcg@10"].as_f64();
         let mut out = Vec::new();
-        let Some(modes) = run.metrics.as_object() else {
-            return Ok(out);
-        };
-        for mode in modes.keys() {
-            let Some(now) = ndcg(run, mode) else { continue };
+        for mode in run.metrics.keys() {
+            let Some(now) = run.ndcg10(mode) else {
+                continue;
+            };
             let best = before
                 .iter()
-                .filter_map(|r| Some((r, ndcg(r, mode)?)))
+                .filter_map(|r| Some((r, r.ndcg10(mode)?)))
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             if let Some((best_run, best)) = best
                 && best - now > policy.alert_drop
@@ -99,10 +97,7 @@ impl Engine {
                     let gauges: Vec<(&str, f64, f64)> = measured
                         .reports
                         .iter()
-                        .map(|(mode, r)| {
-                            let m = |k: &str| r.metrics.get(k).copied().unwrap_or(0.0);
-                            (mode.as_str(), m("ndcg@10"), m("recall@100"))
-                        })
+                        .map(|(mode, r)| (mode.as_str(), r.ndcg10(), r.metrics.recall_100))
                         .collect();
                     telemetry.observe_eval(&set.collection, &set.name, run.created_at, &gauges);
                     *alerts.entry(set.collection.clone()).or_default() |= !drift.is_empty();
@@ -230,7 +225,7 @@ mod tests {
 
         let (r1, drift) = ok(engine.scheduled_eval(&policy).unwrap());
         assert!(drift.is_empty());
-        assert_eq!(r1.metrics["bm25"]["ndcg@10"].as_f64(), Some(1.0));
+        assert_eq!(r1.ndcg10("bm25"), Some(1.0));
         assert_eq!(r1.config["trigger"], "schedule");
         let (r2, drift) = ok(engine.scheduled_eval(&policy).unwrap());
         assert!(drift.is_empty());
@@ -302,7 +297,7 @@ mod tests {
             .put_golden("c", "g", &[golden("orchard", "a")])
             .unwrap();
         let (r, drift) = ok(engine.scheduled_eval(&policy).unwrap());
-        assert_eq!(r.metrics["bm25"]["ndcg@10"].as_f64(), Some(0.0));
+        assert_eq!(r.ndcg10("bm25"), Some(0.0));
         assert!(drift.is_empty(), "{drift:?}");
 
         // A deleted set's series go at the next pass, with its collection's alert.

@@ -3,8 +3,7 @@
 //! [`Engine`], the run recorded in the catalog with what it measured. The CLI (`quarry eval`) and
 //! the HTTP API (`POST /v1/collections/{c}/eval`) both go through here.
 
-use super::run::{Measured, ModeReport};
-use crate::catalog::EvalRunSummary;
+use super::run::{EvalRunSummary, Latency, Measured, ModeMetrics, QueryResult};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::searcher::{SearchResponse, Searcher};
@@ -77,34 +76,39 @@ where
             degraded += usize::from(answer.degraded);
             let ranked: Vec<String> = answer.results.iter().map(|h| h.doc_id.clone()).collect();
             let m = query_metrics(&ranked, &case.judged);
-            let mut relevant: Vec<&String> = case
+            let mut relevant: Vec<String> = case
                 .judged
                 .iter()
                 .filter(|(_, g)| **g > 0)
-                .map(|(d, _)| d)
+                .map(|(d, _)| d.clone())
                 .collect();
             relevant.sort();
-            let scores: Vec<f32> = answer.results.iter().map(|h| h.score).collect();
+            let scores = answer.results.iter().map(|h| Some(h.score)).collect();
             per_query.insert(
                 case.id.clone(),
-                serde_json::json!({"ranked": ranked, "scores": scores, "relevant": relevant, "metrics": m}),
+                QueryResult {
+                    metrics: m,
+                    ranked,
+                    relevant,
+                    scores: Some(scores),
+                },
             );
             metrics_of.push(m);
         }
         let percentiles = |mut xs: Vec<f64>| {
             xs.sort_by(f64::total_cmp);
-            BTreeMap::from([
-                ("p50", percentile(&xs, 50.0)),
-                ("p95", percentile(&xs, 95.0)),
-                ("p99", percentile(&xs, 99.0)),
-            ])
+            Latency {
+                p50: percentile(&xs, 50.0),
+                p95: percentile(&xs, 95.0),
+                p99: percentile(&xs, 99.0),
+            }
         };
         out.reports.insert(
             name.to_owned(),
-            ModeReport {
+            ModeMetrics {
                 metrics: mean_metrics(&metrics_of),
                 latency_ms: percentiles(lat),
-                retrieval_ms: percentiles(retrieval),
+                retrieval_ms: Some(percentiles(retrieval)),
                 degraded,
             },
         );
