@@ -37,6 +37,7 @@
 //! tantivy writing there, so they depend on that file system.
 
 use criterion::{Criterion, SamplingMode, Throughput};
+use quarry_core::stats::percentile;
 use quarry_core::{GroupBy, Mode, Principal, QueryOptions};
 use quarry_index::{Engine, EngineOptions, IngestOptions, IngestSummary, NoProgress, Searcher};
 use std::cell::OnceCell;
@@ -99,7 +100,7 @@ impl Dataset {
 
 /// The texts of the judged queries of `qrels/test.tsv`, in id order.
 fn test_queries(dir: &Path) -> Vec<String> {
-    quarry_index::measure::read_beir_cases(dir, "test")
+    quarry_index::eval::read_beir_cases(dir, "test")
         .expect("read SciFact's test queries and judgments")
         .into_iter()
         .map(|c| c.text)
@@ -161,10 +162,10 @@ fn median(mut xs: Vec<Duration>) -> Duration {
     xs[xs.len() / 2]
 }
 
-/// Nearest-rank percentile of sorted durations, in microseconds.
+/// Nearest-rank percentile ([`percentile`]) of sorted durations, in microseconds.
 fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1e6
+    let us: Vec<f64> = sorted.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+    percentile(&us, p)
 }
 
 /// Times fresh ingests itself and prints docs/s and MB/s of the median run.

@@ -62,6 +62,7 @@ use arrow_schema::DataType;
 use criterion::Criterion;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use quarry_core::metrics::{Judgments, ndcg_at_k};
+use quarry_core::stats::percentile;
 use quarry_core::{
     ChunkOptions, ChunkSizer, ContentHash, EmbedError, Embedder, EmbedderSpec, Fingerprint,
     GroupBy, InputKind, Mode, Principal, QueryOptions,
@@ -273,7 +274,7 @@ impl Dataset {
 
 /// `(id, text, judgments)` of the judged queries of `qrels/test.tsv`, in id order.
 fn test_queries(dir: &Path) -> Vec<(String, String, Judgments)> {
-    quarry_index::measure::read_beir_cases(dir, "test")
+    quarry_index::eval::read_beir_cases(dir, "test")
         .expect("read SciFact's test queries and judgments")
         .into_iter()
         .map(|c| (c.id, c.text, c.judged))
@@ -492,10 +493,10 @@ fn measuring() -> bool {
     args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test" || a == "--list")
 }
 
-/// Nearest-rank percentile of sorted durations, in milliseconds.
+/// Nearest-rank percentile ([`percentile`]) of sorted durations, in milliseconds.
 fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1e3
+    let ms: Vec<f64> = sorted.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    percentile(&ms, p)
 }
 
 /// The queries of one setting.

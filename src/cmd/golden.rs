@@ -113,8 +113,8 @@ fn read_jsonl(path: &Path) -> anyhow::Result<Vec<GoldenQuery>> {
 
 /// Reads a BEIR queries/qrels pair: the queries that have judgments.
 fn read_beir(queries: &Path, qrels: &Path) -> anyhow::Result<Vec<GoldenQuery>> {
-    let texts = quarry_index::measure::read_beir_queries(queries)?;
-    quarry_index::measure::read_beir_qrels(qrels)?
+    let texts = quarry_index::eval::read_beir_queries(queries)?;
+    quarry_index::eval::read_beir_qrels(qrels)?
         .into_iter()
         .map(|(id, relevant)| {
             let query = texts.get(&id).cloned().with_context(|| {

@@ -5,7 +5,7 @@ use super::{UsageError, open_engine};
 use crate::config::Config;
 use anyhow::Context;
 use quarry_index::IngestOptions;
-use quarry_index::measure::DriftPolicy;
+use quarry_index::eval::DriftPolicy;
 use quarry_server::{Auth, ServerOptions, router, serve, shutdown_signal};
 use std::net::SocketAddr;
 use std::path::Path;

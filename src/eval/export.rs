@@ -12,13 +12,12 @@
 //! The file is written beside its destination and renamed into place, so a failed export leaves
 //! no half-written file.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use arrow_array::builder::{Float64Builder, ListBuilder, StringBuilder};
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use quarry_index::catalog::EvalRun;
-use quarry_index::measure::trec_lines;
-use std::collections::BTreeSet;
+use quarry_core::metrics::Metrics;
+use quarry_index::eval::{EvalRun, QueryResult, trec_lines};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -71,17 +70,16 @@ pub fn export(run: &EvalRun, args: &ExportArgs) -> anyhow::Result<Exported> {
             }
         },
     };
-    let all = run
-        .queries
-        .as_object()
-        .context("the stored run has no per-query results")?;
+    let all = &run.queries;
     let modes: Vec<&String> = match &args.mode {
-        Some(m) if all.contains_key(m) => vec![all.get_key_value(m).map(|(k, _)| k).unwrap_or(m)],
-        Some(m) => bail!(
-            "run {} did not measure mode {m}; it measured {}",
-            run.summary.id,
-            all.keys().cloned().collect::<Vec<_>>().join(", ")
-        ),
+        Some(m) => match all.get_key_value(m) {
+            Some((k, _)) => vec![k],
+            None => bail!(
+                "run {} did not measure mode {m}; it measured {}",
+                run.summary.id,
+                all.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        },
         None => all.keys().collect(),
     };
     let (bytes, rows) = match format {
@@ -94,9 +92,7 @@ pub fn export(run: &EvalRun, args: &ExportArgs) -> anyhow::Result<Exported> {
                 ))
                 .into());
             };
-            let queries = all[mode.as_str()]
-                .as_object()
-                .context("the stored run's queries are not an object")?;
+            let queries = &all[mode.as_str()];
             let mut lines = trec_lines(queries, &format!("quarry-{}-{mode}", run.summary.id));
             lines.push(String::new());
             let n = lines.len() - 1;
@@ -120,40 +116,37 @@ pub fn export(run: &EvalRun, args: &ExportArgs) -> anyhow::Result<Exported> {
 /// The Parquet file of `modes` of `run`, and its row count.
 fn parquet_bytes(run: &EvalRun, modes: &[&String]) -> anyhow::Result<(Vec<u8>, usize)> {
     let s = &run.summary;
-    let mut rows: Vec<(&str, &str, &serde_json::Value)> = Vec::new();
+    let mut rows: Vec<(&str, &str, &QueryResult)> = Vec::new();
     for mode in modes {
-        let queries = run.queries[mode.as_str()]
-            .as_object()
-            .context("the stored run's queries are not an object")?;
+        let queries = &run.queries[mode.as_str()];
         rows.extend(queries.iter().map(|(q, v)| (mode.as_str(), q.as_str(), v)));
     }
-    let metric_names: BTreeSet<&str> = rows
-        .iter()
-        .filter_map(|(_, _, v)| v["metrics"].as_object())
-        .flat_map(|m| m.keys().map(String::as_str))
-        .collect();
+    // one column per metric, as every recorded query has every metric
+    let metric_names: &[&str] = if rows.is_empty() {
+        &[]
+    } else {
+        &Metrics::NAMES
+    };
     let strings = |values: Vec<&str>| Arc::new(StringArray::from(values)) as ArrayRef;
     let mut ranked = ListBuilder::new(StringBuilder::new());
     let mut scores = ListBuilder::new(Float64Builder::new());
     let mut relevant = ListBuilder::new(StringBuilder::new());
     for (_, _, v) in &rows {
-        for d in v["ranked"].as_array().into_iter().flatten() {
-            ranked.values().append_value(d.as_str().unwrap_or_default());
+        for d in &v.ranked {
+            ranked.values().append_value(d);
         }
         ranked.append(true);
-        match v["scores"].as_array() {
+        match &v.scores {
             Some(list) => {
                 for x in list {
-                    scores.values().append_option(x.as_f64());
+                    scores.values().append_option(x.map(f64::from));
                 }
                 scores.append(true);
             }
             None => scores.append(false),
         }
-        for d in v["relevant"].as_array().into_iter().flatten() {
-            relevant
-                .values()
-                .append_value(d.as_str().unwrap_or_default());
+        for d in &v.relevant {
+            relevant.values().append_value(d);
         }
         relevant.append(true);
     }
@@ -178,12 +171,9 @@ fn parquet_bytes(run: &EvalRun, modes: &[&String]) -> anyhow::Result<(Vec<u8>, u
         Arc::new(scores.finish()),
         Arc::new(relevant.finish()),
     ];
-    for name in &metric_names {
+    for name in metric_names {
         fields.push(Field::new(*name, DataType::Float64, true));
-        let values: Float64Array = rows
-            .iter()
-            .map(|(_, _, v)| v["metrics"][*name].as_f64())
-            .collect();
+        let values: Float64Array = rows.iter().map(|(_, _, v)| v.metrics.get(name)).collect();
         columns.push(Arc::new(values));
     }
     let metadata =

@@ -7,6 +7,7 @@
 //! `quarry eval history` lists the runs and `quarry eval compare A B` compares two ([`runs`]).
 
 mod export;
+mod format;
 mod report;
 mod runs;
 
@@ -15,7 +16,7 @@ use crate::cmd::remote::Remote;
 use crate::cmd::{emit, open_engine, print_json};
 use crate::config::Config;
 use quarry_core::{Mode, Principal};
-use quarry_index::measure::{Case, Plan, measure, read_beir_cases, trec_lines};
+use quarry_index::eval::{Case, Plan, measure, read_beir_cases, trec_lines};
 use quarry_index::{IngestOptions, NoProgress};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -273,17 +274,19 @@ fn evaluate(
         let _ = write!(
             o,
             "  {mode:<7} nDCG@10 {:.4}  Recall@100 {:.4}  MRR@10 {:.4}  latency p50 {:.2} ms  p99 {:.2} ms",
-            r.metrics["ndcg@10"],
-            r.metrics["recall@100"],
-            r.metrics["mrr@10"],
-            r.latency_ms["p50"],
-            r.latency_ms["p99"]
+            r.metrics.ndcg_10,
+            r.metrics.recall_100,
+            r.metrics.mrr_10,
+            r.latency_ms.p50,
+            r.latency_ms.p99
         );
-        if mode != "bm25" && !r.retrieval_ms.is_empty() {
+        if mode != "bm25"
+            && let Some(retrieval) = &r.retrieval_ms
+        {
             let _ = write!(
                 o,
                 " (without embedding the query: p50 {:.2} ms  p99 {:.2} ms)",
-                r.retrieval_ms["p50"], r.retrieval_ms["p99"]
+                retrieval.p50, retrieval.p99
             );
         }
         let _ = writeln!(o);

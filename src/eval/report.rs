@@ -2,8 +2,8 @@
 //! script, no external asset) with metric trends over the recorded runs, the per-query nDCG@10
 //! deltas of the latest comparison (the last two runs of a collection), and tables.
 
-use super::runs::{Comparison, compare, fusion_text, time};
-use quarry_index::catalog::{EvalRun, EvalRunSummary};
+use super::format::{fusion_text, time};
+use quarry_index::eval::{Comparison, EvalRun, EvalRunSummary, compare};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -31,14 +31,13 @@ pub fn esc(s: &str) -> String {
 }
 
 fn metric(run: &EvalRunSummary, mode: &str, name: &str) -> Option<f64> {
-    run.metrics[mode][name].as_f64()
+    run.metric(mode, name)
 }
 
 fn modes_of(runs: &[EvalRunSummary]) -> Vec<String> {
     let set: BTreeSet<String> = runs
         .iter()
-        .filter_map(|r| r.metrics.as_object())
-        .flat_map(|m| m.keys().cloned())
+        .flat_map(|r| r.metrics.keys().cloned())
         .collect();
     set.into_iter().collect()
 }
@@ -314,19 +313,31 @@ mod tests {
     use serde_json::json;
 
     fn run(id: &str, ndcg: [f64; 2], ranked: [&str; 2]) -> EvalRun {
-        EvalRun {
-            summary: EvalRunSummary {
-                id: id.into(),
-                collection: "c<1>".into(),
-                created_at: 1_795_701_845,
-                config: json!({"fusion": {"method": "rrf", "k": 60.0}, "dataset": "d", "split": "test"}),
-                metrics: json!({"hybrid": {"ndcg@10": (ndcg[0] + ndcg[1]) / 2.0, "recall@100": 1.0, "mrr@10": 0.5}}),
-            },
-            queries: json!({"hybrid": {
-                "q<script>": {"ranked": [ranked[0]], "relevant": ["x"], "metrics": {"ndcg@10": ndcg[0]}},
-                "q2": {"ranked": [ranked[1]], "relevant": ["x"], "metrics": {"ndcg@10": ndcg[1]}},
-            }}),
-        }
+        // built from JSON as stored, so the fixture reads as a run does
+        let metrics = |ndcg: f64, extra: serde_json::Value| {
+            let mut m = json!({"ndcg@10": ndcg});
+            if let (Some(m), Some(extra)) = (m.as_object_mut(), extra.as_object()) {
+                m.extend(extra.clone());
+            }
+            m
+        };
+        let mode = metrics(
+            (ndcg[0] + ndcg[1]) / 2.0,
+            json!({"recall@100": 1.0, "mrr@10": 0.5, "degraded": 0,
+                   "latency_ms": {"p50": 1.0, "p95": 1.0, "p99": 1.0}}),
+        );
+        serde_json::from_value(json!({
+            "id": id,
+            "collection": "c<1>",
+            "created_at": 1_795_701_845,
+            "config": {"fusion": {"method": "rrf", "k": 60.0}, "dataset": "d", "split": "test"},
+            "metrics": {"hybrid": mode},
+            "queries": {"hybrid": {
+                "q<script>": {"ranked": [ranked[0]], "relevant": ["x"], "metrics": metrics(ndcg[0], json!({}))},
+                "q2": {"ranked": [ranked[1]], "relevant": ["x"], "metrics": metrics(ndcg[1], json!({}))},
+            }},
+        }))
+        .unwrap()
     }
 
     #[test]

@@ -1,23 +1,18 @@
 //! `quarry eval history` and `quarry eval compare A B`: the stored evaluation runs of the data dir.
 //!
-//! A comparison takes the queries both runs measured, per mode both ran: the difference of every
-//! mean metric, a paired randomization test of nDCG@10 (two-sided, 10,000 sign flips, fixed seed)
-//! and the queries whose nDCG@10 changed, worse first, each with both rankings side by side.
+//! The comparison itself is `quarry_index::eval::compare` (the HTTP API serves the same); here it
+//! is rendered: the difference of every headline mean metric, the paired randomization test of
+//! nDCG@10 and the queries whose nDCG@10 changed, worse first, each with both rankings side by
+//! side.
 
+use super::format::{fusion_text, time};
 use crate::cmd::{emit, open_engine, print_json};
 use crate::config::Config;
 use anyhow::Context;
-use quarry_core::metrics::randomization_p_value;
-use quarry_index::catalog::{EvalRun, EvalRunSummary};
-use serde_json::Value;
-use std::collections::BTreeMap;
+use quarry_index::eval::compare::TRIALS;
+use quarry_index::eval::{Comparison, EvalRunSummary, compare};
 use std::fmt::Write as _;
 use std::path::Path;
-
-/// Sign flips of the randomization test.
-const TRIALS: usize = 10_000;
-/// Metrics shown in the history and the comparison (every metric is stored).
-const HEADLINE: [&str; 5] = ["ndcg@10", "recall@100", "mrr@10", "map@100", "p@10"];
 /// Ranks shown side by side for a changed query.
 const SHOWN: usize = 5;
 
@@ -158,33 +153,6 @@ pub fn run(data_dir: &Path, config: &Config, command: Command) -> anyhow::Result
     }
 }
 
-pub(super) fn time(secs: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
-    humantime_utc(t)
-}
-
-/// `YYYY-MM-DD HH:MM:SS` in UTC.
-fn humantime_utc(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (year, month, day, hour, minute, second) = quarry_core::time::utc(secs);
-    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}")
-}
-
-pub(super) fn fusion_text(fusion: &Value) -> String {
-    // parameters are f32 in quarry and f64 in JSON: show them rounded (0.6, not 0.6000000238)
-    let num = |v: &Value| {
-        v.as_f64()
-            .map_or("-".into(), |x| format!("{}", (x * 1e4).round() / 1e4))
-    };
-    match fusion["method"].as_str() {
-        Some("rrf") => format!("rrf k={}", num(&fusion["k"])),
-        Some("weighted") => format!("weighted alpha={}", num(&fusion["alpha"])),
-        _ => "-".into(),
-    }
-}
-
 fn history_table(runs: &[EvalRunSummary]) -> String {
     let mut o = String::new();
     if runs.is_empty() {
@@ -206,13 +174,9 @@ fn history_table(runs: &[EvalRunSummary]) -> String {
             .unwrap_or_else(|| "-".into());
         let modes: Vec<String> = r
             .metrics
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(mode, v)| format!("{mode} {:.4}", v["ndcg@10"].as_f64().unwrap_or(0.0)))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .iter()
+            .map(|(mode, m)| format!("{mode} {:.4}", m.ndcg10()))
+            .collect();
         let _ = writeln!(
             o,
             "{:<6} {:<19} {:<16} {:<22} {:<20} {:<22} {}",
@@ -226,124 +190,6 @@ fn history_table(runs: &[EvalRunSummary]) -> String {
         );
     }
     o
-}
-
-/// One query whose nDCG@10 changed between the runs.
-#[derive(Debug, serde::Serialize)]
-pub struct ChangedQuery {
-    pub query: String,
-    pub a: f64,
-    pub b: f64,
-    pub delta: f64,
-    pub ranked_a: Vec<String>,
-    pub ranked_b: Vec<String>,
-    pub relevant: Vec<String>,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct ModeComparison {
-    /// Queries both runs measured.
-    pub queries: usize,
-    /// Mean of each headline metric in A and B, and B − A.
-    pub metrics: BTreeMap<String, [f64; 3]>,
-    /// Two-sided paired randomization test of the per-query nDCG@10.
-    pub p_value: f64,
-    pub worse: Vec<ChangedQuery>,
-    pub better: Vec<ChangedQuery>,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct Comparison {
-    pub a: EvalRunSummary,
-    pub b: EvalRunSummary,
-    pub modes: BTreeMap<String, ModeComparison>,
-}
-
-fn ids(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Compares run `b` with the baseline `a`, per mode both measured (or `only`).
-pub fn compare(a: &EvalRun, b: &EvalRun, only: Option<&str>) -> anyhow::Result<Comparison> {
-    let modes_a = a.queries.as_object().cloned().unwrap_or_default();
-    let modes_b = b.queries.as_object().cloned().unwrap_or_default();
-    let mut modes = BTreeMap::new();
-    for (mode, qa) in &modes_a {
-        if only.is_some_and(|m| m != mode) {
-            continue;
-        }
-        let Some(qb) = modes_b.get(mode) else {
-            continue;
-        };
-        let (Some(qa), Some(qb)) = (qa.as_object(), qb.as_object()) else {
-            continue;
-        };
-        // the queries both runs measured, in id order
-        let common: Vec<&String> = qa.keys().filter(|q| qb.contains_key(*q)).collect();
-        let metric = |q: &Value, name: &str| q["metrics"][name].as_f64().unwrap_or(0.0);
-        let mut metrics = BTreeMap::new();
-        for name in HEADLINE {
-            let n = common.len().max(1) as f64;
-            let ma = common.iter().map(|q| metric(&qa[*q], name)).sum::<f64>() / n;
-            let mb = common.iter().map(|q| metric(&qb[*q], name)).sum::<f64>() / n;
-            metrics.insert(name.to_owned(), [ma, mb, mb - ma]);
-        }
-        let na: Vec<f64> = common.iter().map(|q| metric(&qa[*q], "ndcg@10")).collect();
-        let nb: Vec<f64> = common.iter().map(|q| metric(&qb[*q], "ndcg@10")).collect();
-        let p_value = randomization_p_value(&na, &nb, TRIALS, 0);
-        let (mut worse, mut better) = (Vec::new(), Vec::new());
-        for (i, q) in common.iter().enumerate() {
-            let delta = nb[i] - na[i];
-            if delta.abs() <= 1e-12 {
-                continue;
-            }
-            let changed = ChangedQuery {
-                query: (*q).clone(),
-                a: na[i],
-                b: nb[i],
-                delta,
-                ranked_a: ids(&qa[*q]["ranked"]),
-                ranked_b: ids(&qb[*q]["ranked"]),
-                relevant: ids(&qa[*q]["relevant"]),
-            };
-            if delta < 0.0 {
-                worse.push(changed);
-            } else {
-                better.push(changed);
-            }
-        }
-        worse.sort_by(|x, y| x.delta.total_cmp(&y.delta));
-        better.sort_by(|x, y| y.delta.total_cmp(&x.delta));
-        modes.insert(
-            mode.clone(),
-            ModeComparison {
-                queries: common.len(),
-                metrics,
-                p_value,
-                worse,
-                better,
-            },
-        );
-    }
-    if modes.is_empty() {
-        anyhow::bail!(
-            "runs {} and {} have no mode in common{}",
-            a.summary.id,
-            b.summary.id,
-            only.map(|m| format!(" named {m}")).unwrap_or_default()
-        );
-    }
-    Ok(Comparison {
-        a: a.summary.clone(),
-        b: b.summary.clone(),
-        modes,
-    })
 }
 
 fn comparison_text(c: &Comparison, limit: usize) -> String {
@@ -409,24 +255,4 @@ fn comparison_text(c: &Comparison, limit: usize) -> String {
         }
     }
     o
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fusion_parameters_are_shown_rounded() {
-        let w = serde_json::json!({"method": "weighted", "alpha": 0.6000000238418579});
-        assert_eq!(fusion_text(&w), "weighted alpha=0.6");
-        let r = serde_json::json!({"method": "rrf", "k": 60.0});
-        assert_eq!(fusion_text(&r), "rrf k=60");
-    }
-
-    #[test]
-    fn utc_times_are_civil_dates() {
-        assert_eq!(time(0), "1970-01-01 00:00:00");
-        assert_eq!(time(951_782_400), "2000-02-29 00:00:00");
-        assert_eq!(time(1_795_701_845), "2026-11-26 14:04:05");
-    }
 }

@@ -356,6 +356,64 @@ fn golden_sets_evaluate_a_live_collection_as_a_principal() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("golden set"));
 }
 
+/// `GET /v1/collections/{c}/eval/compare` answers what `quarry eval compare --json` prints, for
+/// the runs of that collection only.
+#[test]
+fn the_http_api_compares_two_runs_as_the_cli_does() {
+    let ds = tmp();
+    dataset(ds.path());
+    let data = tmp();
+    let dsp = path_str(ds.path());
+    for fusion in [
+        &["--fusion", "rrf"][..],
+        &["--fusion", "weighted", "--alpha", "1"],
+    ] {
+        let mut args = vec![
+            "eval",
+            "--dataset",
+            &dsp,
+            "--modes",
+            "bm25,hybrid",
+            "--json",
+        ];
+        args.extend_from_slice(fusion);
+        run_json(data.path(), &args);
+    }
+    let cli = run_json(data.path(), &["eval", "compare", "r1", "r2", "--json"]);
+    let cli_hybrid = run_json(
+        data.path(),
+        &["eval", "compare", "r1", "r2", "--mode", "hybrid", "--json"],
+    );
+    let collection = cli["a"]["collection"].as_str().unwrap().to_owned();
+
+    let served = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &[]);
+    let client = reqwest::blocking::Client::new();
+    let get = |path: &str| {
+        let resp = client.get(format!("{}{path}", served.url)).send().unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<serde_json::Value>().unwrap())
+    };
+    let base = format!("/v1/collections/{collection}/eval/compare");
+    let (status, body) = get(&format!("{base}?base=r1&run=r2"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, cli);
+    assert!(body["modes"]["hybrid"]["p_value"].is_number(), "{body}");
+    let (status, body) = get(&format!("{base}?base=r1&run=r2&mode=hybrid"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, cli_hybrid);
+    // an unknown run, or a run of another collection, is not found
+    let (status, body) = get(&format!("{base}?base=r1&run=r9"));
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = get("/v1/collections/default/eval/compare?base=r1&run=r2");
+    assert_eq!(status, 404, "{body}");
+    // a mode neither run measured, or a missing run, is a bad request
+    let (status, body) = get(&format!("{base}?base=r1&run=r2&mode=vector"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("no mode in common"), "{body}");
+    let (status, body) = get(&format!("{base}?base=r1"));
+    assert_eq!(status, 400, "{body}");
+}
+
 /// The value of one series (`name{labels}`) in an OpenMetrics text.
 fn series(text: &str, name: &str) -> Option<f64> {
     text.lines()

@@ -60,10 +60,15 @@ struct Phase {
 }
 
 impl Phase {
+    /// The nearest-rank percentile of the latencies, in milliseconds.
     fn percentile(&self, p: usize) -> f64 {
-        let mut v = self.latencies.clone();
-        v.sort();
-        v[(v.len() * p / 100).min(v.len() - 1)].as_secs_f64() * 1000.0
+        let mut ms: Vec<f64> = self
+            .latencies
+            .iter()
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        quarry_core::stats::percentile(&ms, p as f64)
     }
 
     fn line(&self) -> String {

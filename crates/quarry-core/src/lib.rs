@@ -14,6 +14,7 @@ pub mod hash;
 pub mod metrics;
 pub mod query;
 pub mod rng;
+pub mod stats;
 pub mod time;
 
 pub use acl::{DefaultAcl, Principal, Role};

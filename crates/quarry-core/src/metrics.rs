@@ -5,7 +5,7 @@
 //! all judged documents (Järvelin & Kekäläinen 2002; trec_eval `ndcg_cut`). A query with no relevant
 //! document scores 0 on every metric, as in trec_eval.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Graded relevance judgments of one query.
 pub type Judgments = HashMap<String, u32>;
@@ -95,39 +95,110 @@ pub fn average_precision_at_k(ranked: &[String], judged: &Judgments, k: usize) -
 /// The cut-offs every metric is reported at.
 pub const CUTOFFS: [usize; 4] = [1, 5, 10, 100];
 
-/// Every metric of one query at every cut-off, by name (`ndcg@10`, `recall@100`, `mrr@10`,
-/// `map@100`, `p@5`, …).
-pub fn query_metrics(ranked: &[String], judged: &Judgments) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    for k in CUTOFFS {
-        out.insert(format!("ndcg@{k}"), ndcg_at_k(ranked, judged, k));
-        out.insert(format!("recall@{k}"), recall_at_k(ranked, judged, k));
-        out.insert(format!("mrr@{k}"), mrr_at_k(ranked, judged, k));
-        out.insert(
-            format!("map@{k}"),
-            average_precision_at_k(ranked, judged, k),
-        );
-        out.insert(format!("p@{k}"), precision_at_k(ranked, judged, k));
+/// Declares [`Metrics`]: one named field per metric and cut-off, serialised under the metric's
+/// name (`ndcg@10`), in the order of the names (as a map of them was), with the function that
+/// computes it.
+macro_rules! metrics {
+    ($($field:ident $name:literal $fun:ident $k:literal,)*) => {
+        /// Every metric of one query (or their means over queries) at every cut-off of
+        /// [`CUTOFFS`]: nDCG, Recall, MRR, MAP and P. Serialised as an object keyed by name
+        /// (`"ndcg@10"`, `"recall@100"`, `"mrr@10"`, `"map@100"`, `"p@5"`, …). A metric missing
+        /// from what is read is 0, as the mean over no query is.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(default)]
+        pub struct Metrics {
+            $(#[serde(rename = $name)] pub $field: f64,)*
+        }
+
+        impl Metrics {
+            /// Every metric's name, in serialisation order.
+            pub const NAMES: [&'static str; 20] = [$($name),*];
+
+            /// Every metric of `ranked` against `judged`.
+            pub fn of(ranked: &[String], judged: &Judgments) -> Metrics {
+                Metrics { $($field: $fun(ranked, judged, $k),)* }
+            }
+
+            /// The metric named `name` (`"ndcg@10"`), if there is one.
+            pub fn get(&self, name: &str) -> Option<f64> {
+                self.field(name).copied()
+            }
+
+            fn field(&self, name: &str) -> Option<&f64> {
+                match name {
+                    $($name => Some(&self.$field),)*
+                    _ => None,
+                }
+            }
+
+            /// Every metric with its name, in serialisation order.
+            pub fn iter(&self) -> impl Iterator<Item = (&'static str, f64)> {
+                [$(($name, self.$field)),*].into_iter()
+            }
+
+            /// Every metric's value, in serialisation order.
+            pub fn values(&self) -> impl Iterator<Item = &f64> {
+                [$(&self.$field),*].into_iter()
+            }
+
+            /// `f` of each metric of `self` and `other`.
+            fn zip(self, other: &Metrics, f: impl Fn(f64, f64) -> f64) -> Metrics {
+                Metrics { $($field: f(self.$field, other.$field),)* }
+            }
+        }
+    };
+}
+
+metrics! {
+    map_1 "map@1" average_precision_at_k 1,
+    map_10 "map@10" average_precision_at_k 10,
+    map_100 "map@100" average_precision_at_k 100,
+    map_5 "map@5" average_precision_at_k 5,
+    mrr_1 "mrr@1" mrr_at_k 1,
+    mrr_10 "mrr@10" mrr_at_k 10,
+    mrr_100 "mrr@100" mrr_at_k 100,
+    mrr_5 "mrr@5" mrr_at_k 5,
+    ndcg_1 "ndcg@1" ndcg_at_k 1,
+    ndcg_10 "ndcg@10" ndcg_at_k 10,
+    ndcg_100 "ndcg@100" ndcg_at_k 100,
+    ndcg_5 "ndcg@5" ndcg_at_k 5,
+    p_1 "p@1" precision_at_k 1,
+    p_10 "p@10" precision_at_k 10,
+    p_100 "p@100" precision_at_k 100,
+    p_5 "p@5" precision_at_k 5,
+    recall_1 "recall@1" recall_at_k 1,
+    recall_10 "recall@10" recall_at_k 10,
+    recall_100 "recall@100" recall_at_k 100,
+    recall_5 "recall@5" recall_at_k 5,
+}
+
+/// By name, as a map of the metrics was indexed: `m["ndcg@10"]`. Panics on an unknown name.
+impl<Q: AsRef<str> + ?Sized> std::ops::Index<&Q> for Metrics {
+    type Output = f64;
+
+    fn index(&self, name: &Q) -> &f64 {
+        let name = name.as_ref();
+        self.field(name)
+            .unwrap_or_else(|| panic!("no metric named {name:?}"))
     }
-    out
+}
+
+/// Every metric of one query at every cut-off (`ndcg@10`, `recall@100`, `mrr@10`, `map@100`,
+/// `p@5`, …).
+pub fn query_metrics(ranked: &[String], judged: &Judgments) -> Metrics {
+    Metrics::of(ranked, judged)
 }
 
 /// The mean of each metric over queries (0 for no query).
-pub fn mean_metrics<'a>(
-    per_query: impl IntoIterator<Item = &'a BTreeMap<String, f64>>,
-) -> BTreeMap<String, f64> {
-    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+pub fn mean_metrics<'a>(per_query: impl IntoIterator<Item = &'a Metrics>) -> Metrics {
     let mut n = 0usize;
+    let mut sums = Metrics::default();
     for m in per_query {
         n += 1;
-        for (k, v) in m {
-            *sums.entry(k.clone()).or_default() += v;
-        }
+        sums = sums.zip(m, |a, b| a + b);
     }
-    for v in sums.values_mut() {
-        *v /= n.max(1) as f64;
-    }
-    sums
+    let n = n.max(1) as f64;
+    sums.zip(&Metrics::default(), |a, _| a / n)
 }
 
 /// Orders a scored run as trec_eval does: score descending, ties by document id descending.
@@ -167,6 +238,7 @@ pub fn randomization_p_value(a: &[f64], b: &[f64], trials: usize, seed: u64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn run(ids: &[&str]) -> Vec<String> {
         ids.iter().map(|s| s.to_string()).collect()
@@ -276,6 +348,24 @@ mod tests {
         let mean = mean_metrics([&m, &m2, &m3]);
         assert!((mean["ndcg@10"] - (dcg / idcg10 + 1.0) / 3.0).abs() < 1e-9);
         assert!((mean["p@5"] - (0.4 + 0.2) / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn metrics_serialise_by_name_as_a_map_of_them_did() {
+        let m = query_metrics(&run(&["x", "b", "a"]), &qrels(&[("a", 2), ("b", 1)]));
+        let as_map: BTreeMap<&str, f64> = m.iter().collect();
+        assert_eq!(as_map.len(), 20);
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            serde_json::to_string(&as_map).unwrap()
+        );
+        assert_eq!(
+            serde_json::from_str::<Metrics>(&serde_json::to_string(&m).unwrap()).unwrap(),
+            m
+        );
+        assert_eq!(m.get("ndcg@10"), Some(m.ndcg_10));
+        assert_eq!(m["recall@100"], m.recall_100);
+        assert_eq!(m.get("ndcg@11"), None);
     }
 
     #[test]

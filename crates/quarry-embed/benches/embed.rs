@@ -125,8 +125,10 @@ fn flops_per_cycle() -> (f64, &'static str) {
     (8.0, "no AVX2/FMA: assumed 8")
 }
 
+/// Nearest-rank percentile ([`quarry_core::stats::percentile`]) of sorted durations.
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+    let secs: Vec<f64> = sorted.iter().map(Duration::as_secs_f64).collect();
+    Duration::from_secs_f64(quarry_core::stats::percentile(&secs, p))
 }
 
 fn main() {
@@ -237,8 +239,8 @@ fn main() {
             "== query latency over {} SciFact queries (mean {:.1} tokens): median {:.2?}, p90 {:.2?}",
             times.len(),
             qtokens as f64 / queries.len().max(1) as f64,
-            percentile(&times, 0.5),
-            percentile(&times, 0.9)
+            percentile(&times, 50.0),
+            percentile(&times, 90.0)
         );
     }
 

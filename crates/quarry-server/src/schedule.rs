@@ -7,7 +7,7 @@
 //! logged as a warning naming both runs, and raises `quarry_eval_drift_alert{collection}`.
 
 use quarry_index::Engine;
-use quarry_index::measure::DriftPolicy;
+use quarry_index::eval::DriftPolicy;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,12 +26,8 @@ pub async fn eval_loop(engine: Arc<Engine>, interval: Duration, policy: DriftPol
                         Ok((run, drift)) => {
                             let ndcg: Vec<String> = run
                                 .metrics
-                                .as_object()
-                                .into_iter()
-                                .flatten()
-                                .map(|(mode, m)| {
-                                    format!("{mode} {:.4}", m["ndcg@10"].as_f64().unwrap_or(0.0))
-                                })
+                                .iter()
+                                .map(|(mode, m)| format!("{mode} {:.4}", m.ndcg10()))
                                 .collect();
                             tracing::info!(
                                 collection = %r.collection, golden = %r.golden, run = %run.id,

@@ -1,30 +1,12 @@
 //! Stored evaluation runs (`eval_runs`): a summary row per run (its configuration and mean metrics
-//! per mode) and, apart, its per-query results, so the history reads only summaries.
+//! per mode) and, apart, its per-query results, so the history reads only summaries; and golden
+//! sets (`golden_sets`). The run types are `crate::eval::run`'s (re-exported here), stored as
+//! their JSON.
 
 use super::{Catalog, now};
 use crate::error::{Error, Result};
+pub use crate::eval::run::{EvalRun, EvalRunSummary};
 use rusqlite::{OptionalExtension, params};
-
-/// A stored run without its per-query results.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EvalRunSummary {
-    pub id: String,
-    pub collection: String,
-    pub created_at: i64,
-    /// What was measured and how: dataset, split, embedding version, chunking, fusion, top_k.
-    pub config: serde_json::Value,
-    /// Per mode: mean metrics and latency.
-    pub metrics: serde_json::Value,
-}
-
-/// A stored run with its per-query results: per mode, per query id, the ranked document ids and
-/// the query's metrics.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EvalRun {
-    #[serde(flatten)]
-    pub summary: EvalRunSummary,
-    pub queries: serde_json::Value,
-}
 
 /// One judged query of a golden set.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -55,7 +37,7 @@ fn summary(r: &rusqlite::Row<'_>) -> Result<EvalRunSummary> {
     })
 }
 
-fn json(s: &str, what: &str) -> Result<serde_json::Value> {
+fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("eval run {what}: {e}")))
 }
 
@@ -216,9 +198,18 @@ mod tests {
         assert_eq!(version, crate::catalog::SCHEMA_VERSION);
         assert_eq!(catalog.collections().unwrap().len(), 1, "data kept");
         let config = serde_json::json!({"fusion": {"method": "rrf", "k": 60.0}});
-        let metrics = serde_json::json!({"bm25": {"ndcg@10": 0.5}});
+        // a run as measuring records it: every metric, latencies; per query without scores
+        let m = quarry_core::metrics::Metrics {
+            ndcg_10: 0.5,
+            ..Default::default()
+        };
+        let mode = crate::eval::ModeMetrics {
+            metrics: m,
+            ..Default::default()
+        };
+        let metrics = serde_json::json!({ "bm25": mode });
         let queries =
-            serde_json::json!({"bm25": {"q1": {"ranked": ["a"], "metrics": {"ndcg@10": 0.5}}}});
+            serde_json::json!({"bm25": {"q1": {"ranked": ["a"], "relevant": [], "metrics": m}}});
         let r1 = catalog
             .insert_eval_run("c", &config, &metrics, &queries)
             .unwrap();
@@ -233,8 +224,8 @@ mod tests {
         );
         assert_eq!(catalog.eval_runs(Some("d")).unwrap().len(), 1);
         let run = catalog.eval_run("r1").unwrap().unwrap();
-        assert_eq!(run.queries, queries);
-        assert_eq!(run.summary.metrics, metrics);
+        assert_eq!(serde_json::to_value(&run.queries).unwrap(), queries);
+        assert_eq!(serde_json::to_value(&run.summary.metrics).unwrap(), metrics);
         assert!(catalog.eval_run("r3").unwrap().is_none());
         let golden = vec![GoldenQuery {
             id: "1".into(),

@@ -6,7 +6,7 @@ use super::versions_tests::{Model, Models};
 use super::*;
 use crate::catalog::GoldenQuery;
 use crate::collection::CollectionSettings;
-use crate::measure::Plan;
+use crate::eval::Plan;
 use quarry_core::{ChunkOptions, ContentHash, Document, Principal};
 use quarry_core::{ChunkSizer, DocFormat, GroupBy, Mode, QueryOptions, Role};
 use std::path::{Path, PathBuf};
@@ -195,7 +195,7 @@ fn forget_leaves_no_copy_in_any_file_across_versions_caches_canaries_and_evals()
     let (run, _) = engine
         .evaluate_golden("c", "g", &plan, &Principal::local_admin(), "test")
         .unwrap();
-    let recorded = engine.eval_run(&run.id).unwrap().queries.to_string();
+    let recorded = serde_json::to_string(&engine.eval_run(&run.id).unwrap().queries).unwrap();
     assert!(recorded.contains(&secret_id), "{recorded}");
 
     engine.flush().unwrap();
@@ -268,7 +268,7 @@ fn forget_leaves_no_copy_in_any_file_across_versions_caches_canaries_and_evals()
         .unwrap_err();
     assert_eq!(e.code(), "document_not_found");
     // The eval run keeps its ranks, the id replaced; the golden sets lost the judgment.
-    let recorded = engine.eval_run(&run.id).unwrap().queries.to_string();
+    let recorded = serde_json::to_string(&engine.eval_run(&run.id).unwrap().queries).unwrap();
     assert!(!recorded.contains(&secret_id) && recorded.contains("(forgotten)"));
     assert_eq!(
         engine.golden("c", "g").unwrap()[0].relevant,

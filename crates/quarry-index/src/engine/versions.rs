@@ -25,7 +25,7 @@ use super::stats::VersionInfo;
 use crate::catalog::{Job, VersionRow};
 use crate::collection::{ActiveEmbedder, Indexes};
 use crate::error::{Error, Result};
-use crate::measure::Plan;
+use crate::eval::Plan;
 use crate::searcher::Searcher;
 use crate::vectors::VectorIndex;
 use quarry_core::{ChunkOptions, ContentHash, Embedder, InputKind, Mode, Principal};
@@ -1108,5 +1108,5 @@ impl Engine {
 }
 
 fn ndcg_of(run: &crate::catalog::EvalRunSummary, mode: &str) -> Option<f64> {
-    run.metrics[mode]["ndcg@10"].as_f64()
+    run.ndcg10(mode)
 }

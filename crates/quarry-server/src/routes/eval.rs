@@ -1,14 +1,17 @@
 //! Golden sets and evaluation runs of live collections (admin):
 //! `GET /v1/collections/{c}/golden`, `PUT|DELETE /v1/collections/{c}/golden/{name}`,
 //! `POST /v1/collections/{c}/eval` (runs a golden set, as a named reader or as the caller, and
-//! records the run) and `GET /v1/collections/{c}/eval/runs`.
+//! records the run), `GET /v1/collections/{c}/eval/runs` and
+//! `GET /v1/collections/{c}/eval/compare?base=A&run=B[&mode=M]` (two recorded runs of the
+//! collection compared, as `quarry eval compare A B --json` prints it).
 
 use super::{Shared, blocking};
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use quarry_core::{Fusion, Mode, Principal, Role};
 use quarry_index::catalog::GoldenQuery;
 use std::collections::BTreeMap;
@@ -165,4 +168,53 @@ pub async fn runs(
     })
     .await?;
     Ok(Json(serde_json::json!({ "runs": runs })))
+}
+
+/// `?base=A&run=B[&mode=M]` of a comparison.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareParams {
+    /// The baseline run.
+    pub base: String,
+    /// The run compared with it.
+    pub run: String,
+    /// Only this mode [default: every mode both runs measured].
+    pub mode: Option<String>,
+}
+
+/// Run `run` compared with the baseline `base`, both runs of the collection (another
+/// collection's run is not found here).
+pub async fn compare(
+    _caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+    Path(collection): Path<String>,
+    params: Result<Query<CompareParams>, QueryRejection>,
+) -> Result<Json<quarry_index::eval::Comparison>, ApiError> {
+    let Query(params) = params.map_err(|e| {
+        ApiError::new(
+            "invalid_request",
+            format!("{}; use ?base=RUN&run=RUN[&mode=MODE]", e.body_text()),
+        )
+    })?;
+    let comparison = blocking(move || {
+        state.engine.collection(&collection)?;
+        let run = |id: &str| {
+            let run = state.engine.eval_run(id)?;
+            if run.summary.collection != collection {
+                return Err(quarry_index::Error::NotFound {
+                    what: "eval run",
+                    id: format!("{collection}/{id}"),
+                });
+            }
+            Ok(run)
+        };
+        let (base, run) = (run(&params.base)?, run(&params.run)?);
+        Ok(quarry_index::eval::compare(
+            &base,
+            &run,
+            params.mode.as_deref(),
+        )?)
+    })
+    .await?;
+    Ok(Json(comparison))
 }

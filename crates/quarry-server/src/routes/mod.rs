@@ -14,7 +14,7 @@
 //! | `GET /v1/tasks/{id}` (the caller's own tasks; an admin's: all) | writer |
 //! | `GET /v1/collections/{c}/versions` | admin |
 //! | `GET /v1/collections/{c}/golden`, `PUT`/`DELETE /v1/collections/{c}/golden/{name}` | admin |
-//! | `POST /v1/collections/{c}/eval`, `GET /v1/collections/{c}/eval/runs` | admin |
+//! | `POST /v1/collections/{c}/eval`, `GET /v1/collections/{c}/eval/runs`, `GET /v1/collections/{c}/eval/compare` | admin |
 //! | `POST /v1/collections/{c}/reindex`, `GET /v1/jobs`, `GET /v1/jobs/{id}`, `POST /v1/jobs/{id}/cancel` | admin |
 //! | `POST /v1/collections/{c}/versions/{id}/activate`, `.../retire` | admin |
 //! | `PUT /v1/collections/{c}`, `DELETE /v1/collections/{c}` | admin |
@@ -158,6 +158,7 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         )
         .route("/collections/{collection}/eval", post(eval::run))
         .route("/collections/{collection}/eval/runs", get(eval::runs))
+        .route("/collections/{collection}/eval/compare", get(eval::compare))
         .route(
             "/collections/{collection}/documents",
             get(documents::list).post(documents::upsert),

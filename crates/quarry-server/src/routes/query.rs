@@ -7,7 +7,7 @@ use crate::extract::JsonBody;
 use axum::Json;
 use axum::extract::{Path, State};
 use quarry_core::{Fusion, GroupBy, Mode, QueryOptions};
-use quarry_index::measure::mode_name;
+use quarry_index::eval::mode_name;
 use quarry_index::{QueryOutcome, SearchResponse};
 use std::time::Instant;
 
