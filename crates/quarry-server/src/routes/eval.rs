@@ -3,7 +3,8 @@
 //! `POST /v1/collections/{c}/eval` (runs a golden set, as a named reader or as the caller, and
 //! records the run) and `GET /v1/collections/{c}/eval/runs`.
 
-use super::{Shared, blocking};
+use super::common::blocking;
+use super::state::Shared;
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
