@@ -29,6 +29,8 @@ mod common;
 mod documents;
 mod embeddings;
 mod eval;
+#[cfg(test)]
+mod fallback_tests;
 mod jobs;
 mod limits;
 mod probes;
@@ -119,7 +121,7 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))
         .nest("/v1", v1)
-        .fallback(|| async { ApiError::new("route_not_found", "no such route; see the HTTP reference in the README") })
+        .fallback(|| async { ApiError::new("route_not_found", "no such route; see the HTTP reference in docs/http-api.md") })
         .method_not_allowed_fallback(|| async { ApiError::new("method_not_allowed", "this route does not take that method") })
         .layer(middleware::from_fn_with_state(limits, limits::timeout_layer))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
