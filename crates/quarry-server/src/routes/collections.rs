@@ -3,7 +3,8 @@
 //! /v1/collections/{c}` (admin): delete with everything it holds; `GET
 //! /v1/collections/{c}/versions` (admin): the collection's embedding versions.
 
-use super::{Shared, blocking};
+use super::common::blocking;
+use super::state::Shared;
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;

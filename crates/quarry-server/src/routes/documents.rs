@@ -4,7 +4,9 @@
 //! `Engine::forget`). A document the caller may not read answers exactly like a missing one: 404
 //! `document_not_found`.
 
-use super::{Shared, blocking, tasks};
+use super::common::blocking;
+use super::state::Shared;
+use super::tasks;
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;

@@ -2,7 +2,8 @@
 //! local model unless configured otherwise), so any OpenAI client, or another quarry, can use this
 //! one as its embedding provider.
 
-use super::{Shared, blocking};
+use super::common::blocking;
+use super::state::Shared;
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;

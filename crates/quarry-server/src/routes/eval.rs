@@ -5,7 +5,8 @@
 //! `GET /v1/collections/{c}/eval/compare?base=A&run=B[&mode=M]` (two recorded runs of the
 //! collection compared, as `quarry eval compare A B --json` prints it).
 
-use super::{Shared, blocking};
+use super::common::blocking;
+use super::state::Shared;
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;

@@ -3,7 +3,8 @@
 //! `POST /v1/collections/{c}/versions/{id}/activate` and `.../retire`. The server's job worker
 //! ([`crate::schedule::job_loop`]) runs queued jobs.
 
-use super::{Shared, blocking};
+use super::common::blocking;
+use super::state::Shared;
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;

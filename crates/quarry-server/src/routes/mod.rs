@@ -1,4 +1,4 @@
-//! The router: routes, shared state, and the layers every request passes (request id, tracing,
+//! The router: routes, and the layers every request passes (request id, tracing,
 //! body limit, timeout, JSON fallbacks, and authentication for `/v1`).
 //!
 //! Every `/v1` route authenticates its caller ([`crate::auth::authenticate`]) and needs a role,
@@ -25,92 +25,38 @@
 //! id, method and path only: never headers (the token) or the query string.
 
 mod collections;
+mod common;
 mod documents;
 mod embeddings;
 mod eval;
+#[cfg(test)]
+mod fallback_tests;
 mod jobs;
+mod limits;
+mod probes;
 mod query;
 #[cfg(test)]
 mod query_fuzz_tests;
 mod snapshots;
+mod state;
+mod task_table;
 mod tasks;
 
-use crate::auth::{self, Auth};
+pub use state::{AppState, ServerOptions};
+
+use crate::auth;
 use crate::error::ApiError;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::HeaderName;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use quarry_core::{GroupBy, Mode};
-use quarry_index::{Cancel, Engine, IngestOptions};
+use limits::Limits;
+use quarry_index::Engine;
+use state::Shared;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
-
-/// Server settings (`[server]` and `[query]` in `quarry.toml`).
-#[derive(Debug, Clone)]
-pub struct ServerOptions {
-    pub body_limit_bytes: usize,
-    pub request_timeout: Duration,
-    pub default_top_k: usize,
-    pub default_mode: Mode,
-    pub default_group_by: GroupBy,
-    /// Ingest settings for the documents API (its `collection` is taken from the route).
-    pub ingest: IngestOptions,
-    /// Who may call `/v1` (off by default: every caller is the local admin).
-    pub auth: Auth,
-    /// What `/readyz` says: set once every collection is open ([`crate::refresh_loop`]).
-    pub ready: Arc<AtomicBool>,
-    /// Turns true when the server starts stopping: writes not yet committing are cancelled.
-    pub stopping: tokio::sync::watch::Receiver<bool>,
-    /// Where `POST /v1/snapshots` writes (`server.snapshot_dir`); `None`: `<data-dir>-snapshots`
-    /// beside the data directory.
-    pub snapshot_dir: Option<std::path::PathBuf>,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions {
-            body_limit_bytes: 8 * 1024 * 1024,
-            request_timeout: Duration::from_secs(30),
-            default_top_k: 10,
-            default_mode: Mode::Hybrid,
-            default_group_by: GroupBy::Chunk,
-            ingest: IngestOptions::default(),
-            auth: Auth::off(),
-            ready: Arc::new(AtomicBool::new(true)),
-            stopping: tokio::sync::watch::channel(false).1,
-            snapshot_dir: None,
-        }
-    }
-}
-
-/// State shared by all handlers.
-pub struct AppState {
-    pub engine: Arc<Engine>,
-    pub options: ServerOptions,
-    /// Writes sent with `wait=false`.
-    tasks: tasks::Tasks,
-}
-
-type Shared = Arc<AppState>;
-
-/// Runs blocking engine work on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        tracing::error!(error = %e, "engine task failed");
-        ApiError::new(
-            "internal",
-            "internal error; the server log has the details under this request id",
-        )
-    })?
-}
 
 /// The whole application; `/readyz` answers from `options.ready`.
 pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
@@ -122,7 +68,7 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
     let state: Shared = Arc::new(AppState {
         engine,
         options,
-        tasks: tasks::Tasks::default(),
+        tasks: task_table::Tasks::default(),
     });
     let auth = state.options.auth.clone();
     let x_request_id = HeaderName::from_static("x-request-id");
@@ -173,12 +119,12 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         .route_layer(middleware::from_fn_with_state(auth, auth::authenticate));
     Router::new()
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(probes::readyz))
+        .route("/metrics", get(probes::metrics))
         .nest("/v1", v1)
-        .fallback(|| async { ApiError::new("route_not_found", "no such route; see the HTTP reference in the README") })
+        .fallback(|| async { ApiError::new("route_not_found", "no such route; see the HTTP reference in docs/http-api.md") })
         .method_not_allowed_fallback(|| async { ApiError::new("method_not_allowed", "this route does not take that method") })
-        .layer(middleware::from_fn_with_state(limits, timeout_layer))
+        .layer(middleware::from_fn_with_state(limits, limits::timeout_layer))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(
             TraceLayer::new_for_http()
@@ -191,82 +137,4 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
         .with_state(state)
-}
-
-async fn readyz(State(state): State<Shared>) -> Response {
-    if state.options.ready.load(Ordering::Relaxed) {
-        Json(serde_json::json!({"status": "ready"})).into_response()
-    } else {
-        ApiError::new(
-            "not_ready",
-            "collections are still opening (or failed to open: the server log says why)",
-        )
-        .into_response()
-    }
-}
-
-/// `GET /metrics`: the engine's telemetry in the OpenMetrics text format (Prometheus scrapes it).
-/// Open like `/healthz`: it names collections and golden sets, never documents or queries.
-async fn metrics(State(state): State<Shared>) -> Response {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.engine.telemetry().encode(),
-    )
-        .into_response()
-}
-
-/// What bounds a request: its time, and the server stopping.
-#[derive(Clone)]
-struct Limits {
-    timeout: Duration,
-    stopping: tokio::sync::watch::Receiver<bool>,
-}
-
-/// Bounds every request by `server.request_timeout_ms` and by the server stopping. A write
-/// handler takes the request's [`Cancel`] (an extension): when the time runs out, or the server
-/// stops, before the write began its commit, the write is cancelled and commits nothing, and the
-/// answer is 504 `timeout` (503 `cancelled` when stopping); once it began committing, its own
-/// answer is awaited instead, so a request never answers "timed out" and commits afterwards.
-async fn timeout_layer(State(limits): State<Limits>, mut req: Request, next: Next) -> Response {
-    let cancel = Cancel::new();
-    req.extensions_mut().insert(cancel.clone());
-    let run = next.run(req);
-    tokio::pin!(run);
-    let mut stopping = limits.stopping.clone();
-    let stop = async move {
-        // An error means nobody can signal a stop (no sender: an app without a shutdown
-        // signal, as in tests): never stopping.
-        if stopping.wait_for(|s| *s).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        resp = &mut run => return resp,
-        _ = tokio::time::sleep(limits.timeout) => {
-            if cancel.cancel() {
-                return ApiError::new(
-                    "timeout",
-                    format!(
-                        "the request took longer than {} ms; nothing of it was written",
-                        limits.timeout.as_millis()
-                    ),
-                )
-                .into_response();
-            }
-        }
-        _ = stop => {
-            if cancel.cancel() {
-                return ApiError::new(
-                    "cancelled",
-                    "the server is stopping; nothing of this request was written. Send it again",
-                )
-                .into_response();
-            }
-        }
-    }
-    // The write is committing: its answer comes after the commit.
-    run.await
 }

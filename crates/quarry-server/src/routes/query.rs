@@ -1,6 +1,7 @@
 //! `POST /v1/collections/{c}/query`: hits of the documents the caller may read.
 
-use super::{Shared, blocking};
+use super::common::blocking;
+use super::state::Shared;
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;

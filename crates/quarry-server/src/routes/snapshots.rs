@@ -3,7 +3,8 @@
 //! writes, into the server's snapshot folder (`server.snapshot_dir`; by default
 //! `<data-dir>-snapshots` beside the data directory). A caller names the snapshot, never a path.
 
-use super::{Shared, blocking};
+use super::common::blocking;
+use super::state::Shared;
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::OptionalJsonBody;

@@ -1,0 +1,59 @@
+//! The state every handler shares: the engine, the server settings ([`ServerOptions`]) and the
+//! writes running as tasks, as one [`AppState`] behind an `Arc` ([`Shared`]).
+
+use super::task_table::Tasks;
+use crate::auth::Auth;
+use quarry_core::{GroupBy, Mode};
+use quarry_index::{Engine, IngestOptions};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// Server settings (`[server]` and `[query]` in `quarry.toml`).
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub body_limit_bytes: usize,
+    pub request_timeout: Duration,
+    pub default_top_k: usize,
+    pub default_mode: Mode,
+    pub default_group_by: GroupBy,
+    /// Ingest settings for the documents API (its `collection` is taken from the route).
+    pub ingest: IngestOptions,
+    /// Who may call `/v1` (off by default: every caller is the local admin).
+    pub auth: Auth,
+    /// What `/readyz` says: set once every collection is open ([`crate::refresh_loop`]).
+    pub ready: Arc<AtomicBool>,
+    /// Turns true when the server starts stopping: writes not yet committing are cancelled.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Where `POST /v1/snapshots` writes (`server.snapshot_dir`); `None`: `<data-dir>-snapshots`
+    /// beside the data directory.
+    pub snapshot_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            body_limit_bytes: 8 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            default_top_k: 10,
+            default_mode: Mode::Hybrid,
+            default_group_by: GroupBy::Chunk,
+            ingest: IngestOptions::default(),
+            auth: Auth::off(),
+            ready: Arc::new(AtomicBool::new(true)),
+            stopping: tokio::sync::watch::channel(false).1,
+            snapshot_dir: None,
+        }
+    }
+}
+
+/// State shared by all handlers.
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub options: ServerOptions,
+    /// Writes sent with `wait=false`.
+    pub(crate) tasks: Tasks,
+}
+
+/// The state as handlers take it (`State<Shared>`).
+pub(crate) type Shared = Arc<AppState>;
