@@ -147,7 +147,7 @@ fn ids(list: &Value, key: &str, field: &str) -> Vec<String> {
     out
 }
 
-/// Every route under /v1 with every kind of caller: the table is the contract (README,
+/// Every route under /v1 with every kind of caller: the table is the contract (docs/access-control.md,
 /// "Authentication and access control").
 #[test]
 fn every_v1_route_needs_a_valid_token_and_the_role() {

@@ -9,10 +9,13 @@
 //! catalog generation it reflects as its payload, which is how crash recovery knows what to replay.
 
 mod query;
+mod schema;
 pub(crate) mod search;
 mod stats;
 
 pub use query::{acl_filter, build_query, query_terms, restrict, term_query};
+use schema::schema;
+pub use schema::{ANALYZER, CHUNK_KEY, DOC_KEYS, Fields, analyzer, chunk_key, doc_key};
 pub use stats::{PermittedStats, TotalsCache};
 
 use crate::catalog::{ChunkRecord, Occurrence};
@@ -21,36 +24,8 @@ use quarry_core::ContentHash;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use tantivy::schema::{
-    FAST, Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
-};
-use tantivy::tokenizer::{
-    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
-    StopWordFilter, TextAnalyzer,
-};
+use tantivy::schema::Value;
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
-
-/// The 64-bit key of a chunk: the first 8 bytes of its hash. Fusion joins BM25 and vector hits on
-/// it without reading stored documents (a collision needs ~4·10⁹ chunks to become likely).
-pub fn chunk_key(hash: &ContentHash) -> u64 {
-    let b = hash.as_bytes();
-    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-}
-
-/// The 64-bit key of a document id: the first 8 bytes of its blake3 hash. A query grouped by
-/// document tells its documents apart by these keys, and skips a candidate chunk whose documents
-/// all have a hit already without reading the chunk's stored record; a collision (~4·10⁹
-/// documents to become likely) could only count two documents as one.
-pub fn doc_key(doc_id: &str) -> u64 {
-    let b = blake3::hash(doc_id.as_bytes());
-    let b = b.as_bytes();
-    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-}
-
-/// Name of the fast field holding [`chunk_key`].
-pub const CHUNK_KEY: &str = "chunk_key";
-/// Name of the fast field holding the [`doc_key`]s of a chunk's documents.
-pub const DOC_KEYS: &str = "doc_keys";
 
 /// One u64 fast field of every segment of a snapshot, each segment's column opened on first use.
 pub struct SegmentColumns<'a> {
@@ -90,62 +65,8 @@ impl<'a> SegmentColumns<'a> {
 /// Where each live chunk of one snapshot is, by [`chunk_key`].
 pub type KeyMap = HashMap<u64, DocAddress>;
 
-/// Name under which the English analyzer is registered in every index.
-pub const ANALYZER: &str = "quarry_en";
 /// Memory budget of one index writer.
 const WRITER_MEMORY: usize = 64 * 1024 * 1024;
-
-/// The fields of the BM25 schema.
-#[derive(Debug, Clone, Copy)]
-pub struct Fields {
-    pub chunk_hash: Field,
-    pub doc_ids: Field,
-    /// The chunk text, stored only.
-    pub text: Field,
-    /// The documents' titles and the chunk with the text around it ([`ChunkRecord::context`]):
-    /// indexed, not stored. The field queries search.
-    pub context: Field,
-    pub occurrences: Field,
-    pub chunk_key: Field,
-    /// The [`doc_key`] of each document holding the chunk.
-    pub doc_keys: Field,
-    /// The ACL tokens of the documents holding the chunk ([`quarry_core::acl::index_tokens`]).
-    pub acl: Field,
-}
-
-fn schema() -> (Schema, Fields) {
-    let mut b = Schema::builder();
-    let indexing = TextFieldIndexing::default()
-        .set_tokenizer(ANALYZER)
-        .set_index_option(IndexRecordOption::WithFreqs);
-    let fields = Fields {
-        chunk_hash: b.add_text_field("chunk_hash", STRING | STORED),
-        doc_ids: b.add_text_field("doc_ids", STRING | STORED),
-        text: b.add_text_field("text", STORED),
-        context: b.add_text_field(
-            "context",
-            TextOptions::default().set_indexing_options(indexing),
-        ),
-        occurrences: b.add_bytes_field("occurrences", STORED),
-        chunk_key: b.add_u64_field(CHUNK_KEY, FAST),
-        doc_keys: b.add_u64_field(DOC_KEYS, FAST),
-        acl: b.add_text_field("acl", STRING),
-    };
-    (b.build(), fields)
-}
-
-/// The analyzer used for both indexing and queries.
-pub fn analyzer() -> TextAnalyzer {
-    let stop = StopWordFilter::new(Language::English)
-        .unwrap_or_else(|| StopWordFilter::remove(Vec::new()));
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
-        .filter(AsciiFoldingFilter)
-        .filter(LowerCaser)
-        .filter(stop)
-        .filter(Stemmer::new(Language::English))
-        .build()
-}
 
 pub struct Bm25Index {
     index: Index,
@@ -172,7 +93,7 @@ struct Published {
 /// quarter of its chunks deleted; segments over [`MAX_MERGED_CHUNKS`] are left alone. A query
 /// walks every segment (term lookups, block-max WAND, its own top k), so few segments keep
 /// queries fast: an ingest of the SciFact corpus ends in two segments instead of six, and BM25
-/// latency drops (figures in the README). The price is merging during commits, each chunk
+/// latency drops (figures in BENCHMARKS.md). The price is merging during commits, each chunk
 /// rewritten about log₁.₇(chunks / 10,000) times.
 fn merge_policy() -> tantivy::indexer::LogMergePolicy {
     let mut policy = tantivy::indexer::LogMergePolicy::default();

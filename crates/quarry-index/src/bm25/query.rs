@@ -10,7 +10,7 @@
 //! p50 1.88 ms against 2.19 and 3.12 ms, `top_k` 10): block-max WAND re-sorts its term scorers at
 //! every step, so their number counts.
 
-use super::{Fields, analyzer};
+use super::schema::{Fields, analyzer};
 use tantivy::Term;
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery, TermSetQuery};
 use tantivy::schema::IndexRecordOption;

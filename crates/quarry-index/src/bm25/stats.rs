@@ -14,7 +14,8 @@
 //! totals, passes over every permitted chunk, are made once per snapshot and ACL and cached
 //! ([`TotalsCache`]).
 
-use super::{Fields, acl_filter};
+use super::query::acl_filter;
+use super::schema::Fields;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use tantivy::index::SegmentId;

@@ -382,7 +382,7 @@ fn a_damaged_catalog_is_a_clear_error_naming_the_file() {
                     "at {at}: damage SQLite sees was not refused at open"
                 );
                 // Bytes inside a row: SQLite keeps no page checksums, so neither its check nor
-                // quarry's sees this (see the README on backups); reading must not panic.
+                // quarry's sees this (see docs/operations.md on backups); reading must not panic.
                 let _ = engine.searcher("c").map(|s| answers_or_errors(&s));
                 invisible += 1;
             }

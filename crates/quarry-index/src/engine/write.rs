@@ -254,7 +254,7 @@ impl Engine {
     }
 
     /// Stores vectors computed elsewhere for chunks of `collection`, after checking that `spec`
-    /// is the spec of the collection's active embedder (DESIGN invariant 2). Commits one
+    /// is the spec of the collection's active embedder (docs/design.md, invariant 2). Commits one
     /// generation that touches those chunks. Returns how many chunks got a vector.
     pub fn put_vectors(
         &self,
