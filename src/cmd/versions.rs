@@ -10,7 +10,7 @@ use super::{UsageError, emit, open_engine, print_json};
 use crate::config::Config;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use quarry_index::catalog::Job;
+use quarry_index::catalog::{Job, JobResult, JobState};
 use quarry_index::{ErrorKind, VersionInfo};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -148,7 +148,7 @@ fn follow(get: &dyn Fn() -> anyhow::Result<Job>, quiet: bool) -> anyhow::Result<
     loop {
         let job = get()?;
         show(&bar, &job);
-        if !matches!(job.state.as_str(), "queued" | "running") {
+        if !job.state.is_pending() {
             bar.finish_and_clear();
             return Ok(job);
         }
@@ -185,8 +185,8 @@ fn report(job: &Job, json: bool) -> anyhow::Result<()> {
     } else {
         emit(&job_text(job));
     }
-    match job.state.as_str() {
-        "succeeded" | "cancelled" => Ok(()),
+    match job.state {
+        JobState::Succeeded | JobState::Cancelled => Ok(()),
         _ => Err(anyhow::anyhow!(
             "job {} {}: {}",
             job.id,
@@ -210,23 +210,21 @@ fn job_text(job: &Job) -> String {
         job.embedded,
         job.cache_hits
     );
-    let Some(r) = &job.result else {
-        return o;
+    let r = match &job.result {
+        None => return o,
+        Some(JobResult::Rechunk(r)) => {
+            let generation = r.generation.map_or("null".to_owned(), |g| g.to_string());
+            let _ = writeln!(
+                o,
+                "re-chunked with max_tokens {}, overlap {}: {} chunks before, {} after (generation {generation})",
+                r.chunk.max_tokens, r.chunk.overlap, r.chunks_before, r.chunks_after,
+            );
+            return o;
+        }
+        Some(JobResult::Reindex(r)) => r,
     };
-    if job.kind == quarry_index::engine::RECHUNK {
-        let _ = writeln!(
-            o,
-            "re-chunked with max_tokens {}, overlap {}: {} chunks before, {} after (generation {})",
-            r["chunk"]["max_tokens"],
-            r["chunk"]["overlap"],
-            r["chunks_before"],
-            r["chunks_after"],
-            r["generation"]
-        );
-        return o;
-    }
-    let version = r["version"].as_str().unwrap_or("?");
-    if r["promoted"] == true {
+    let version = &r.version;
+    if r.promoted {
         let _ = writeln!(o, "version {version} is now active");
     } else {
         let _ = writeln!(
@@ -235,30 +233,31 @@ fn job_text(job: &Job) -> String {
              `quarry versions activate {version}` promotes it anyway"
         );
     }
-    let gate = &r["gate"];
-    if gate["ran"] == false {
+    let Some(gate) = &r.gate else {
+        return o;
+    };
+    if !gate.ran {
         let _ = writeln!(o, "eval gate: none ran (the collection has no golden set)");
     }
-    for set in gate["sets"].as_array().into_iter().flatten() {
-        let modes: Vec<String> = set["ndcg@10"]
-            .as_object()
-            .into_iter()
-            .flatten()
+    for set in gate.sets.iter().flatten() {
+        let modes: Vec<String> = set
+            .ndcg_at_10
+            .iter()
             .map(|(mode, m)| {
                 format!(
                     "{mode} {:.4} -> {:.4}{}",
-                    m["active"].as_f64().unwrap_or(0.0),
-                    m["new"].as_f64().unwrap_or(0.0),
-                    if m["ok"] == true { "" } else { " (too low)" }
+                    m.active,
+                    m.new,
+                    if m.ok { "" } else { " (too low)" }
                 )
             })
             .collect();
         let _ = writeln!(
             o,
             "eval gate, golden set {}: nDCG@10 {}; details: {}",
-            set["golden"].as_str().unwrap_or("?"),
+            set.golden,
             modes.join(", "),
-            set["compare"].as_str().unwrap_or("")
+            set.compare
         );
     }
     o

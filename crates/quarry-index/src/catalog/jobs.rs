@@ -2,6 +2,8 @@
 //! of a re-index: its parameters, progress counters (written after every batch, so a restarted
 //! job reports what was done before it), a cancellation request, and its result.
 
+use super::job_data::{JobParams, JobResult};
+use super::states::{JobKind, JobState, VersionState};
 use super::{Catalog, now};
 use crate::error::{Error, Result};
 use rusqlite::{OptionalExtension, params};
@@ -10,11 +12,10 @@ use rusqlite::{OptionalExtension, params};
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Job {
     pub id: String,
-    pub kind: String,
+    pub kind: JobKind,
     pub collection: String,
-    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
-    pub state: String,
-    pub params: serde_json::Value,
+    pub state: JobState,
+    pub params: JobParams,
     /// Chunks done and to do.
     pub processed: u64,
     pub total: u64,
@@ -23,7 +24,7 @@ pub struct Job {
     pub cache_hits: u64,
     pub error: Option<String>,
     /// What the job ended with (the version, whether it was promoted, the eval gate).
-    pub result: Option<serde_json::Value>,
+    pub result: Option<JobResult>,
     pub cancel_requested: bool,
     pub created_at: i64,
     pub started_at: Option<i64>,
@@ -40,7 +41,8 @@ impl Job {
     /// Seconds left at that rate, while the job runs.
     pub fn eta_s(&self) -> Option<f64> {
         let rate = self.rate_per_s()?;
-        (self.state == "running").then(|| self.total.saturating_sub(self.processed) as f64 / rate)
+        (self.state == JobState::Running)
+            .then(|| self.total.saturating_sub(self.processed) as f64 / rate)
     }
 
     /// The job as the API and `--json` show it: its fields plus `rate_per_s` and `eta_s`.
@@ -57,38 +59,81 @@ impl Job {
 const COLUMNS: &str = "id, kind, collection, state, params, processed, total, embedded, cache_hits, \
                        error, result, cancel_requested, created_at, started_at, updated_at";
 
-fn job(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Job, String, Option<String>)> {
-    Ok((
-        Job {
-            id: r.get(0)?,
-            kind: r.get(1)?,
-            collection: r.get(2)?,
-            state: r.get(3)?,
-            params: serde_json::Value::Null,
-            processed: r.get::<_, i64>(5)? as u64,
-            total: r.get::<_, i64>(6)? as u64,
-            embedded: r.get::<_, i64>(7)? as u64,
-            cache_hits: r.get::<_, i64>(8)? as u64,
-            error: r.get(9)?,
-            result: None,
-            cancel_requested: r.get::<_, i64>(11)? != 0,
-            created_at: r.get(12)?,
-            started_at: r.get(13)?,
-            updated_at: r.get(14)?,
-        },
-        r.get(4)?,
-        r.get(10)?,
-    ))
+/// A job row as read: the job, with its kind, state, params and result as stored (parsed by
+/// [`finish`], outside SQLite's row callback, so a bad value is a clear [`Error`]).
+struct Stored {
+    id: String,
+    kind: String,
+    collection: String,
+    state: String,
+    params: String,
+    processed: u64,
+    total: u64,
+    embedded: u64,
+    cache_hits: u64,
+    error: Option<String>,
+    result: Option<String>,
+    cancel_requested: bool,
+    created_at: i64,
+    started_at: Option<i64>,
+    updated_at: i64,
 }
 
-fn finish(row: (Job, String, Option<String>)) -> Result<Job> {
-    let (mut j, params, result) = row;
-    let parse = |s: &str, what: &str| {
-        serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("job {} {what}: {e}", j.id)))
-    };
-    j.params = parse(&params, "params")?;
-    j.result = result.as_deref().map(|r| parse(r, "result")).transpose()?;
-    Ok(j)
+fn job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
+    Ok(Stored {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        collection: r.get(2)?,
+        state: r.get(3)?,
+        params: r.get(4)?,
+        processed: r.get::<_, i64>(5)? as u64,
+        total: r.get::<_, i64>(6)? as u64,
+        embedded: r.get::<_, i64>(7)? as u64,
+        cache_hits: r.get::<_, i64>(8)? as u64,
+        error: r.get(9)?,
+        result: r.get(10)?,
+        cancel_requested: r.get::<_, i64>(11)? != 0,
+        created_at: r.get(12)?,
+        started_at: r.get(13)?,
+        updated_at: r.get(14)?,
+    })
+}
+
+fn finish(s: Stored) -> Result<Job> {
+    let id = &s.id;
+    let corrupt =
+        |what: &str, e: serde_json::Error| Error::Corrupt(format!("job {id} {what}: {e}"));
+    let params = serde_json::from_str(&s.params).map_err(|e| corrupt("params", e))?;
+    let result = s
+        .result
+        .as_deref()
+        .map(|r| serde_json::from_str(r).map_err(|e| corrupt("result", e)))
+        .transpose()?;
+    Ok(Job {
+        kind: s.kind.parse()?,
+        state: s.state.parse()?,
+        params,
+        result,
+        id: s.id,
+        collection: s.collection,
+        processed: s.processed,
+        total: s.total,
+        embedded: s.embedded,
+        cache_hits: s.cache_hits,
+        error: s.error,
+        cancel_requested: s.cancel_requested,
+        created_at: s.created_at,
+        started_at: s.started_at,
+        updated_at: s.updated_at,
+    })
+}
+
+/// A struct as the catalog stores it: through a `serde_json::Value`, so its keys are sorted as
+/// in the blobs written before the structs existed.
+fn to_stored_json(v: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_value(v)
+        .map(|v| v.to_string())
+        .map_err(|e| Error::Corrupt(e.to_string()))
 }
 
 impl Catalog {
@@ -97,10 +142,10 @@ impl Catalog {
     /// `Err`. The check and the insert are one transaction, so two processes cannot both pass.
     pub fn insert_job(
         &mut self,
-        kind: &str,
+        kind: JobKind,
         collection: &str,
-        params: &serde_json::Value,
-        exclusive: &[&str],
+        params: &JobParams,
+        exclusive: &[JobKind],
     ) -> Result<std::result::Result<Job, Job>> {
         let tx = self
             .conn
@@ -133,7 +178,7 @@ impl Catalog {
         tx.execute(
             "INSERT INTO jobs (id, kind, collection, state, params, created_at, updated_at)
              VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?5)",
-            params![id, kind, collection, params.to_string(), t],
+            params![id, kind, collection, to_stored_json(params)?, t],
         )?;
         tx.commit()?;
         Ok(Ok(self.job(&id)?.ok_or_else(|| {
@@ -152,7 +197,7 @@ impl Catalog {
     }
 
     /// Jobs, oldest first; of one collection, or in some states, when given.
-    pub fn jobs(&self, collection: Option<&str>, states: &[&str]) -> Result<Vec<Job>> {
+    pub fn jobs(&self, collection: Option<&str>, states: &[JobState]) -> Result<Vec<Job>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM jobs WHERE ?1 IS NULL OR collection = ?1
              ORDER BY created_at, CAST(substr(id, 2) AS INTEGER)"
@@ -161,7 +206,7 @@ impl Catalog {
         let mut out = Vec::new();
         for r in rows {
             let j = finish(r?)?;
-            if states.is_empty() || states.contains(&j.state.as_str()) {
+            if states.is_empty() || states.contains(&j.state) {
                 out.push(j);
             }
         }
@@ -226,13 +271,14 @@ impl Catalog {
     pub fn end_job(
         &self,
         id: &str,
-        state: &str,
+        state: JobState,
         error: Option<&str>,
-        result: Option<&serde_json::Value>,
+        result: Option<&JobResult>,
     ) -> Result<()> {
+        let result = result.map(to_stored_json).transpose()?;
         self.conn.execute(
             "UPDATE jobs SET state = ?2, error = ?3, result = ?4, updated_at = ?5 WHERE id = ?1",
-            params![id, state, error, result.map(|r| r.to_string()), now()],
+            params![id, state, error, result, now()],
         )?;
         Ok(())
     }
@@ -268,7 +314,7 @@ impl Catalog {
             .ok_or_else(|| Error::Corrupt(format!("version {id} vanished")))
     }
 
-    pub fn set_version_state(&self, collection: &str, id: &str, state: &str) -> Result<()> {
+    pub fn set_version_state(&self, collection: &str, id: &str, state: VersionState) -> Result<()> {
         self.conn.execute(
             "UPDATE embedding_versions SET state = ?3 WHERE collection = ?1 AND id = ?2",
             params![collection, id, state],

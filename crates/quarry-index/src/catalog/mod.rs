@@ -9,11 +9,17 @@ mod write;
 
 mod eval;
 mod forget;
+mod job_data;
 mod jobs;
+mod states;
 
 pub use eval::{EvalRun, EvalRunSummary, GoldenQuery, GoldenSummary};
 pub use forget::{CollectionDeleted, Forgotten};
+pub use job_data::{
+    GateMode, GateReport, GateSet, JobParams, JobResult, RechunkResult, ReindexResult,
+};
 pub use jobs::Job;
+pub use states::{JobKind, JobState, VersionState};
 pub use write::{UpsertOutcome, WriteTx};
 
 use crate::error::{Error, Result};
@@ -166,7 +172,7 @@ pub struct VersionRow {
     pub embedder: String,
     pub fingerprint: Fingerprint,
     pub spec: EmbedderSpec,
-    pub state: String,
+    pub state: VersionState,
     pub created_at: i64,
     pub activated_at: Option<i64>,
     /// Higher for a version made active more recently (0: never active since schema 4).
@@ -953,7 +959,7 @@ impl Catalog {
                 id,
                 collection: collection.to_owned(),
                 embedder,
-                state,
+                state: state.parse()?,
                 created_at,
                 activated_at,
                 activation_seq,

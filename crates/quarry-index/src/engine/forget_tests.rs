@@ -161,8 +161,11 @@ fn forget_leaves_no_copy_in_any_file_across_versions_caches_canaries_and_evals()
     // and version a's dump kept for a rollback.
     let job = engine.enqueue_reindex("c", "b").unwrap();
     let done = engine.run_job(&job.id, &|_| {}).unwrap();
-    assert_eq!(done.state, "succeeded", "{:?}", done.error);
-    let vb = done.result.unwrap()["version"].as_str().unwrap().to_owned();
+    assert_eq!(done.state.as_str(), "succeeded", "{:?}", done.error);
+    let vb = serde_json::to_value(done.result).unwrap()["version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let va = engine
         .versions("c")
         .unwrap()

@@ -27,7 +27,8 @@
 
 use crate::bm25::Bm25Index;
 use crate::catalog::{
-    Catalog, CollectionRow, DocState, DocumentRow, UpsertOutcome, VersionRow, check_collection_name,
+    Catalog, CollectionRow, DocState, DocumentRow, JobKind, JobState, UpsertOutcome, VersionRow,
+    VersionState, check_collection_name,
 };
 use crate::error::{Error, Result};
 use crate::searcher::Searcher;
@@ -170,7 +171,7 @@ pub struct VersionInfo {
     pub embedder: String,
     pub fingerprint: String,
     pub spec: quarry_core::EmbedderSpec,
-    pub state: String,
+    pub state: VersionState,
     pub active: bool,
     /// Chunks of the collection with a stored vector of this version's fingerprint.
     pub vectors: u64,
@@ -456,7 +457,7 @@ impl Engine {
                 .catalog()
                 .versions(name)?
                 .into_iter()
-                .filter(|v| v.state == "building")
+                .filter(|v| v.state == VersionState::Building)
                 .map(|v| v.id)
                 .collect(),
             chunk_options: row.chunk_options,
@@ -489,18 +490,16 @@ impl Engine {
             .into_iter()
             .filter(|v| only.is_none_or(|id| v.id == id))
             .collect();
-        let jobs = self
-            .catalog()
-            .jobs(Some(collection), &["queued", "running"])?;
+        let jobs = self.catalog().jobs(Some(collection), &JobState::PENDING)?;
         versions
             .into_iter()
             .map(|v| {
                 let vectors = self.catalog().count_vectors(collection, &v.fingerprint)?;
-                let job = (v.state == "building")
+                let job = (v.state == VersionState::Building)
                     .then(|| {
                         jobs.iter().find(|j| {
-                            j.kind == versions::REINDEX
-                                && j.params["embedder"].as_str() == Some(v.embedder.as_str())
+                            j.kind == JobKind::Reindex
+                                && j.params.embedder() == Some(v.embedder.as_str())
                         })
                     })
                     .flatten()
@@ -1508,7 +1507,7 @@ pub use forget::{CollectionSettings, ForgetReport};
 
 pub mod snapshot;
 mod versions;
-pub use versions::{CANARY_SIZE, CanaryOutcome, CanaryReport, ModelChange, RECHUNK, REINDEX};
+pub use versions::{CANARY_SIZE, CanaryOutcome, CanaryReport, ModelChange};
 
 #[cfg(test)]
 mod tests;

@@ -21,7 +21,10 @@
 //! (nothing is embedded unless chunks were added since it was last active).
 
 use super::{ActiveEmbedder, Engine, Indexes, VersionInfo};
-use crate::catalog::{Job, VersionRow};
+use crate::catalog::{
+    GateMode, GateReport, GateSet, Job, JobKind, JobParams, JobResult, JobState, RechunkResult,
+    ReindexResult, VersionRow, VersionState,
+};
 use crate::error::{Error, Result};
 use crate::measure::Plan;
 use crate::searcher::Searcher;
@@ -33,11 +36,6 @@ use std::sync::Arc;
 
 /// Gives the texts (as embedded) of a batch of chunks.
 type TextsOf<'a> = dyn Fn(&[ContentHash]) -> Result<Vec<(ContentHash, String)>> + 'a;
-
-/// The job kind of a re-index (a new embedding version).
-pub const REINDEX: &str = "reindex";
-/// The job kind of a re-chunk (new chunk options: BM25 and vectors rebuilt together).
-pub const RECHUNK: &str = "rechunk";
 
 /// Why a job stopped early.
 enum Stop {
@@ -118,9 +116,11 @@ impl Engine {
             )));
         }
         self.insert_exclusive_job(
-            REINDEX,
+            JobKind::Reindex,
             collection,
-            serde_json::json!({ "embedder": embedder }),
+            JobParams::Reindex {
+                embedder: embedder.to_owned(),
+            },
         )
     }
 
@@ -137,21 +137,26 @@ impl Engine {
                 options.max_tokens, options.overlap
             )));
         }
-        let params = serde_json::json!({ "chunk": options, "from": current });
-        self.insert_exclusive_job(RECHUNK, collection, params)
+        let params = JobParams::Rechunk {
+            chunk: options,
+            from: current,
+        };
+        self.insert_exclusive_job(JobKind::Rechunk, collection, params)
     }
 
     /// Queues a job unless another re-index or re-chunk of the collection is queued or running.
     fn insert_exclusive_job(
         &self,
-        kind: &str,
+        kind: JobKind,
         collection: &str,
-        params: serde_json::Value,
+        params: JobParams,
     ) -> Result<Job> {
-        match self
-            .catalog()
-            .insert_job(kind, collection, &params, &[REINDEX, RECHUNK])?
-        {
+        match self.catalog().insert_job(
+            kind,
+            collection,
+            &params,
+            &[JobKind::Reindex, JobKind::Rechunk],
+        )? {
             Ok(job) => Ok(job),
             Err(j) => Err(Error::Busy(format!(
                 "job {} ({}, {}) is already rebuilding collection `{collection}`; wait for it, cancel it \
@@ -186,9 +191,9 @@ impl Engine {
     /// The oldest job waiting to run: queued, or left `running` by a process that died (no
     /// process holds its lock).
     pub fn next_job(&self) -> Result<Option<Job>> {
-        let waiting = self.catalog().jobs(None, &["queued", "running"])?;
+        let waiting = self.catalog().jobs(None, &JobState::PENDING)?;
         for job in waiting {
-            if job.state == "queued" {
+            if job.state == JobState::Queued {
                 return Ok(Some(job));
             }
             if let Some(lock) = self.try_lock_job(&job.id)? {
@@ -222,32 +227,28 @@ impl Engine {
             )));
         };
         let job = self.job(id)?;
-        if !matches!(job.state.as_str(), "queued" | "running") {
+        if !job.state.is_pending() {
             return Ok(job);
         }
-        if job.kind != REINDEX && job.kind != RECHUNK {
-            let msg = format!("job kind `{}` is unknown to this quarry", job.kind);
-            self.catalog().end_job(id, "failed", Some(&msg), None)?;
-            return self.job(id);
-        }
         if job.cancel_requested {
-            if job.kind == REINDEX {
+            if job.kind == JobKind::Reindex {
                 self.fail_building(&job.collection)?;
             }
-            self.catalog().end_job(id, "cancelled", None, None)?;
+            self.catalog()
+                .end_job(id, JobState::Cancelled, None, None)?;
             return self.job(id);
         }
         self.catalog().start_job(id)?;
         tracing::info!(job = id, kind = %job.kind, collection = %job.collection, "job started");
-        let outcome = if job.kind == RECHUNK {
-            self.rechunk(&job, progress)
-        } else {
-            self.reindex(&job, progress)
+        let outcome = match job.kind {
+            JobKind::Rechunk => self.rechunk(&job, progress).map(JobResult::Rechunk),
+            JobKind::Reindex => self.reindex(&job, progress).map(JobResult::Reindex),
         };
         match outcome {
             Ok(result) => {
                 self.catalog()
-                    .end_job(id, "succeeded", None, Some(&result))?;
+                    .end_job(id, JobState::Succeeded, None, Some(&result))?;
+                let result = serde_json::to_value(&result).unwrap_or_default();
                 tracing::info!(job = id, %result, "re-index finished");
             }
             Err(Stop::Interrupted) => {
@@ -257,12 +258,13 @@ impl Engine {
                 );
             }
             Err(Stop::Cancelled) => {
-                self.catalog().end_job(id, "cancelled", None, None)?;
+                self.catalog()
+                    .end_job(id, JobState::Cancelled, None, None)?;
                 tracing::info!(job = id, "re-index cancelled");
             }
             Err(Stop::Failed(e)) => {
                 self.catalog()
-                    .end_job(id, "failed", Some(&e.to_string()), None)?;
+                    .end_job(id, JobState::Failed, Some(&e.to_string()), None)?;
                 tracing::warn!(job = id, error = %e, "re-index failed");
             }
         }
@@ -373,10 +375,14 @@ impl Engine {
         &self,
         job: &Job,
         progress: &dyn Fn(&Job),
-    ) -> std::result::Result<serde_json::Value, Stop> {
+    ) -> std::result::Result<RechunkResult, Stop> {
         let collection = job.collection.as_str();
-        let options: ChunkOptions = serde_json::from_value(job.params["chunk"].clone())
-            .map_err(|e| Error::Corrupt(format!("job {}: chunk options: {e}", job.id)))?;
+        let JobParams::Rechunk { chunk: options, .. } = job.params else {
+            return Err(Stop::Failed(Error::Corrupt(format!(
+                "job {}: no chunk options in its params",
+                job.id
+            ))));
+        };
         let chunker = self.chunker_with(collection, options)?;
         let active = match self.catalog().active_version(collection)? {
             Some(v) => match self.resolve(&v.embedder)? {
@@ -446,21 +452,25 @@ impl Engine {
             chunks_after = after,
             "re-chunked"
         );
-        Ok(serde_json::json!({
-            "chunk": options, "generation": generation,
-            "chunks_before": before, "chunks_after": after,
-            "embedded": job_now.embedded, "cache_hits": job_now.cache_hits,
-        }))
+        Ok(RechunkResult {
+            chunk: options,
+            generation,
+            chunks_before: before,
+            chunks_after: after,
+            embedded: job_now.embedded,
+            cache_hits: job_now.cache_hits,
+        })
     }
 
     fn reindex(
         &self,
         job: &Job,
         progress: &dyn Fn(&Job),
-    ) -> std::result::Result<serde_json::Value, Stop> {
+    ) -> std::result::Result<ReindexResult, Stop> {
         let collection = job.collection.as_str();
-        let name = job.params["embedder"]
-            .as_str()
+        let name = job
+            .params
+            .embedder()
             .ok_or_else(|| Error::Corrupt(format!("job {}: no embedder in its params", job.id)))?;
         let embedder = self
             .resolve(name)?
@@ -468,12 +478,19 @@ impl Engine {
         let version = self
             .catalog()
             .building_version(collection, name, embedder.spec())?;
-        if version.state == "active" {
+        if version.state == VersionState::Active {
             // The process died after the switch and before the job's end was recorded.
-            return Ok(serde_json::json!({
-                "version": version.id, "promoted": true,
-                "note": "the version was already active: the job had switched before it was interrupted",
-            }));
+            return Ok(ReindexResult {
+                version: version.id,
+                promoted: true,
+                gate: None,
+                embedded: None,
+                cache_hits: None,
+                note: Some(
+                    "the version was already active: the job had switched before it was interrupted"
+                        .to_owned(),
+                ),
+            });
         }
         let outcome = self.build_and_promote(job, &version, &embedder, progress);
         if matches!(outcome, Err(Stop::Cancelled | Stop::Failed(_))) {
@@ -487,8 +504,8 @@ impl Engine {
     fn fail_building(&self, collection: &str) -> Result<()> {
         let catalog = self.catalog();
         for v in catalog.versions(collection)? {
-            if v.state == "building" {
-                catalog.set_version_state(collection, &v.id, "failed")?;
+            if v.state == VersionState::Building {
+                catalog.set_version_state(collection, &v.id, VersionState::Failed)?;
             }
         }
         Ok(())
@@ -500,7 +517,7 @@ impl Engine {
         version: &VersionRow,
         embedder: &Arc<dyn Embedder>,
         progress: &dyn Fn(&Job),
-    ) -> std::result::Result<serde_json::Value, Stop> {
+    ) -> std::result::Result<ReindexResult, Stop> {
         let collection = job.collection.as_str();
         // 1. fill the embedding cache for the new fingerprint
         let hashes = self.catalog().all_chunk_hashes(collection)?;
@@ -540,7 +557,7 @@ impl Engine {
             embedder: Ok(embedder.clone()),
         };
         let gate = self.eval_gate(job, &shadow, &candidate)?;
-        let passed = gate["passed"].as_bool() != Some(false);
+        let passed = gate.lets_through();
         // 4. cutover, or the version waits for a person
         let promoted = if passed {
             self.with_write_lock(|| self.cut_over(collection, &candidate, shadow.clone()))?;
@@ -554,14 +571,18 @@ impl Engine {
                 shadow.dump()
             })?;
             self.catalog()
-                .set_version_state(collection, &version.id, "ready")?;
+                .set_version_state(collection, &version.id, VersionState::Ready)?;
             false
         };
         let job_now = self.job(&job.id)?;
-        Ok(serde_json::json!({
-            "version": version.id, "promoted": promoted, "gate": gate,
-            "embedded": job_now.embedded, "cache_hits": job_now.cache_hits,
-        }))
+        Ok(ReindexResult {
+            version: version.id.clone(),
+            promoted,
+            gate: Some(gate),
+            embedded: Some(job_now.embedded),
+            cache_hits: Some(job_now.cache_hits),
+            note: None,
+        })
     }
 
     /// Whether the job must stop here: cancelled, or the process is shutting down.
@@ -674,15 +695,18 @@ impl Engine {
         job: &Job,
         shadow: &Arc<VectorIndex>,
         candidate: &ActiveEmbedder,
-    ) -> Result<serde_json::Value> {
+    ) -> Result<GateReport> {
         let collection = job.collection.as_str();
         let sets = self.golden_sets(Some(collection))?;
         let max_drop = self.options.reindex_max_ndcg_drop;
         if sets.is_empty() {
-            return Ok(serde_json::json!({
-                "ran": false, "passed": serde_json::Value::Null,
-                "note": "the collection has no golden set, so no eval gate ran",
-            }));
+            return Ok(GateReport {
+                ran: false,
+                passed: None,
+                max_ndcg_drop: None,
+                sets: None,
+                note: Some("the collection has no golden set, so no eval gate ran".to_owned()),
+            });
         }
         let active = self.searcher(collection)?;
         let current = self.indexes(&self.collection(collection)?)?;
@@ -719,7 +743,7 @@ impl Engine {
             if degraded > 0 {
                 passed = false;
             }
-            let mut modes = serde_json::Map::new();
+            let mut modes = std::collections::BTreeMap::new();
             for mode in ["vector", "hybrid"] {
                 let (Some(new_v), old_v) = (ndcg_of(&b, mode), ndcg_of(&a, mode)) else {
                     continue;
@@ -732,21 +756,32 @@ impl Engine {
                 passed &= ok;
                 modes.insert(
                     mode.to_owned(),
-                    serde_json::json!({"active": old_v, "new": new_v, "ok": ok}),
+                    GateMode {
+                        active: old_v,
+                        new: new_v,
+                        ok,
+                    },
                 );
             }
             if modes.is_empty() {
                 passed = false;
             }
-            out.push(serde_json::json!({
-                "golden": set.name, "active_run": a.id, "new_run": b.id, "ndcg@10": modes,
-                "degraded_answers": degraded,
-                "compare": format!("quarry eval compare {} {}", a.id, b.id),
-            }));
+            out.push(GateSet {
+                compare: format!("quarry eval compare {} {}", a.id, b.id),
+                golden: set.name,
+                active_run: a.id,
+                new_run: b.id,
+                ndcg_at_10: modes,
+                degraded_answers: degraded as u64,
+            });
         }
-        Ok(serde_json::json!({
-            "ran": true, "passed": passed, "max_ndcg_drop": max_drop, "sets": out,
-        }))
+        Ok(GateReport {
+            ran: true,
+            passed: Some(passed),
+            max_ndcg_drop: Some(max_drop),
+            sets: Some(out),
+            note: None,
+        })
     }
 
     /// Under the writer lock: embeds the chunks written since the shadow index was built, brings
@@ -846,7 +881,7 @@ impl Engine {
     /// written since it last served. Its embedder must still be configured with its fingerprint.
     pub fn activate_version(&self, collection: &str, id: &str) -> Result<VersionInfo> {
         let version = self.version_row(collection, id)?;
-        if version.state == "building" || version.state == "failed" {
+        if matches!(version.state, VersionState::Building | VersionState::Failed) {
             return Err(Error::Input(format!(
                 "version {id} is {}: only a ready, retired or active version can be activated",
                 version.state
@@ -854,9 +889,9 @@ impl Engine {
         }
         if let Some(j) = self
             .catalog()
-            .jobs(Some(collection), &["queued", "running"])?
+            .jobs(Some(collection), &JobState::PENDING)?
             .into_iter()
-            .find(|j| j.kind == RECHUNK)
+            .find(|j| j.kind == JobKind::Rechunk)
         {
             return Err(Error::Busy(format!(
                 "job {} is re-chunking collection `{collection}`; activate a version after it ends (or cancel it)",
@@ -905,12 +940,12 @@ impl Engine {
     /// vectors stay in the embedding cache (so activating it again embeds nothing).
     pub fn retire_version(&self, collection: &str, id: &str) -> Result<()> {
         let version = self.version_row(collection, id)?;
-        if version.state == "building"
+        if version.state == VersionState::Building
             && self
                 .catalog()
-                .jobs(Some(collection), &["queued", "running"])?
+                .jobs(Some(collection), &JobState::PENDING)?
                 .iter()
-                .any(|j| j.kind == REINDEX)
+                .any(|j| j.kind == JobKind::Reindex)
         {
             return Err(Error::Busy(format!(
                 "version {id} is being built; cancel its job first"
@@ -936,7 +971,8 @@ impl Engine {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        self.catalog().set_version_state(collection, id, "retired")
+        self.catalog()
+            .set_version_state(collection, id, VersionState::Retired)
     }
 
     /// Retires the versions that served before, beyond the `keep_versions - 1` most recently
@@ -951,7 +987,7 @@ impl Engine {
             .catalog()
             .versions(collection)?
             .into_iter()
-            .filter(|v| v.state == "ready" && v.activated_at.is_some())
+            .filter(|v| v.state == VersionState::Ready && v.activated_at.is_some())
             .collect();
         served.sort_by_key(|v| std::cmp::Reverse(v.activation_seq));
         for v in served.iter().skip(keep.saturating_sub(1)) {

@@ -162,7 +162,7 @@ fn reindex_cuts_over_atomically_keeps_writes_and_rolls_back_without_embedding() 
     assert_eq!(top(&engine, TEXTS[1]), ("d1".into(), va.clone()));
 
     let job = engine.enqueue_reindex("c", "b").unwrap();
-    assert_eq!(job.state, "queued");
+    assert_eq!(job.state.as_str(), "queued");
     let again = engine.enqueue_reindex("c", "b").unwrap_err();
     assert_eq!(again.kind(), crate::ErrorKind::Busy, "{again}");
     let same = engine.enqueue_reindex("c", "a").unwrap_err();
@@ -173,7 +173,7 @@ fn reindex_cuts_over_atomically_keeps_writes_and_rolls_back_without_embedding() 
     let done = engine
         .run_job(&job.id, &|j| {
             let n = batches.fetch_add(1, Ordering::SeqCst);
-            assert_eq!(j.state, "running");
+            assert_eq!(j.state.as_str(), "running");
             let (doc, version) = top(&engine, TEXTS[2]);
             assert_eq!((doc.as_str(), version.as_str()), ("d2", va.as_str()));
             if n == 1 {
@@ -183,8 +183,8 @@ fn reindex_cuts_over_atomically_keeps_writes_and_rolls_back_without_embedding() 
         })
         .unwrap();
     assert!(batches.load(Ordering::SeqCst) >= 3, "several batches");
-    assert_eq!(done.state, "succeeded", "{:?}", done.error);
-    let result = done.result.unwrap();
+    assert_eq!(done.state.as_str(), "succeeded", "{:?}", done.error);
+    let result = serde_json::to_value(done.result.unwrap()).unwrap();
     assert_eq!(result["promoted"], true);
     assert_eq!(result["gate"]["ran"], false);
     let vb = result["version"].as_str().unwrap().to_owned();
@@ -200,7 +200,7 @@ fn reindex_cuts_over_atomically_keeps_writes_and_rolls_back_without_embedding() 
         .versions("c")
         .unwrap()
         .into_iter()
-        .map(|v| (v.id, v.state))
+        .map(|v| (v.id, v.state.to_string()))
         .collect();
     assert_eq!(
         states,
@@ -231,12 +231,15 @@ fn reindex_cuts_over_atomically_keeps_writes_and_rolls_back_without_embedding() 
     // Retention (keep 2 by default): after a third version, the one that served least recently
     // is retired, its index folder gone.
     let job = engine.enqueue_reindex("c", "c").unwrap();
-    assert_eq!(engine.run_job(&job.id, &|_| {}).unwrap().state, "succeeded");
+    assert_eq!(
+        engine.run_job(&job.id, &|_| {}).unwrap().state.as_str(),
+        "succeeded"
+    );
     let states: Vec<(String, String)> = engine
         .versions("c")
         .unwrap()
         .into_iter()
-        .map(|v| (v.embedder, v.state))
+        .map(|v| (v.embedder, v.state.to_string()))
         .collect();
     assert_eq!(
         states,
@@ -276,8 +279,8 @@ fn the_eval_gate_holds_back_a_worse_model() {
     let va = version_of(&engine, "a");
     let job = engine.enqueue_reindex("c", "bad").unwrap();
     let done = engine.run_job(&job.id, &|_| {}).unwrap();
-    assert_eq!(done.state, "succeeded", "{:?}", done.error);
-    let result = done.result.unwrap();
+    assert_eq!(done.state.as_str(), "succeeded", "{:?}", done.error);
+    let result = serde_json::to_value(done.result.unwrap()).unwrap();
     assert_eq!(result["promoted"], false, "{result}");
     assert_eq!(result["gate"]["passed"], false, "{result}");
     let set = &result["gate"]["sets"][0];
@@ -305,7 +308,7 @@ fn the_eval_gate_holds_back_a_worse_model() {
         .versions("c")
         .unwrap()
         .into_iter()
-        .map(|v| (v.id, v.state))
+        .map(|v| (v.id, v.state.to_string()))
         .collect();
     assert_eq!(
         states,
@@ -352,7 +355,7 @@ fn an_interrupted_job_resumes_without_reembedding_and_a_cancel_stops_one() {
     assert_eq!(engine.next_job().unwrap().unwrap().id, job.id);
     assert_eq!(engine.run_pending_jobs().unwrap(), 1);
     let done = engine.job(&job.id).unwrap();
-    assert_eq!(done.state, "succeeded", "{:?}", done.error);
+    assert_eq!(done.state.as_str(), "succeeded", "{:?}", done.error);
     assert_eq!((done.processed, done.total, done.embedded), (8, 8, 8));
     assert_eq!(b.texts(), 8);
     assert!(engine.next_job().unwrap().is_none());
@@ -360,9 +363,9 @@ fn an_interrupted_job_resumes_without_reembedding_and_a_cancel_stops_one() {
     engine.catalog().start_job(&job.id).unwrap();
     assert_eq!(engine.run_pending_jobs().unwrap(), 1);
     let again = engine.job(&job.id).unwrap();
-    assert_eq!(again.state, "succeeded");
+    assert_eq!(again.state.as_str(), "succeeded");
     assert!(
-        again.result.unwrap()["note"]
+        serde_json::to_value(again.result.unwrap()).unwrap()["note"]
             .as_str()
             .unwrap()
             .contains("already active")
@@ -388,7 +391,7 @@ fn an_interrupted_job_resumes_without_reembedding_and_a_cancel_stops_one() {
             }
         })
         .unwrap();
-    assert_eq!(done.state, "cancelled");
+    assert_eq!(done.state.as_str(), "cancelled");
     assert!(c.texts() < 8, "stopped early: {}", c.texts());
     assert_eq!(top(&engine, TEXTS[5]).1, active);
     let failed = engine
@@ -397,12 +400,15 @@ fn an_interrupted_job_resumes_without_reembedding_and_a_cancel_stops_one() {
         .into_iter()
         .find(|v| v.embedder == "c")
         .unwrap();
-    assert_eq!(failed.state, "failed");
+    assert_eq!(failed.state.as_str(), "failed");
     let e = engine.activate_version("c", &failed.id).unwrap_err();
     assert_eq!(e.kind(), crate::ErrorKind::Input, "{e}");
     // A queued job that is cancelled never runs.
     let job = engine.enqueue_reindex("c", "c").unwrap();
-    assert_eq!(engine.cancel_job(&job.id).unwrap().state, "cancelled");
+    assert_eq!(
+        engine.cancel_job(&job.id).unwrap().state.as_str(),
+        "cancelled"
+    );
     assert_eq!(engine.run_pending_jobs().unwrap(), 0);
 }
 
@@ -464,8 +470,8 @@ fn a_rechunk_rebuilds_bm25_and_vectors_in_one_generation() {
             }
         })
         .unwrap();
-    assert_eq!(done.state, "succeeded", "{:?}", done.error);
-    let result = done.result.unwrap();
+    assert_eq!(done.state.as_str(), "succeeded", "{:?}", done.error);
+    let result = serde_json::to_value(done.result.unwrap()).unwrap();
     assert_eq!(
         (
             result["chunks_before"].as_u64(),
