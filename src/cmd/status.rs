@@ -33,8 +33,8 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
             jobs = engine
                 .jobs(None)?
                 .iter()
-                .filter(|j| matches!(j.state.as_str(), "queued" | "running"))
-                .map(quarry_index::catalog::Job::view)
+                .filter(|j| j.state.is_pending())
+                .map(quarry_server::views::job)
                 .collect();
             let list = engine.list(&Principal::local_admin())?;
             let list = list

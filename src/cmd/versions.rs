@@ -12,6 +12,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use quarry_index::catalog::{Job, JobResult, JobState};
 use quarry_index::{ErrorKind, VersionInfo};
+use quarry_server::views;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -181,7 +182,7 @@ fn show(bar: &ProgressBar, job: &Job) {
 /// failed (exit 1).
 fn report(job: &Job, json: bool) -> anyhow::Result<()> {
     if json {
-        print_json(&job.view())?;
+        print_json(&views::job(job))?;
     } else {
         emit(&job_text(job));
     }
@@ -279,8 +280,7 @@ pub fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::Result<
                 }
             }
             if json {
-                let list: Vec<serde_json::Value> = done.iter().map(Job::view).collect();
-                return print_json(&serde_json::json!({ "jobs": list }));
+                return print_json(&views::jobs(&done));
             }
             if done.is_empty() {
                 emit("no job waiting to run\n");
@@ -293,7 +293,7 @@ pub fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::Result<
         Some(JobsCommand::Cancel { id, json }) => {
             let job = engine.cancel_job(&id)?;
             if json {
-                return print_json(&job.view());
+                return print_json(&views::job(&job));
             }
             emit(&job_text(&job));
             Ok(())
@@ -301,8 +301,7 @@ pub fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::Result<
         None => {
             let jobs = engine.jobs(None)?;
             if args.json {
-                let list: Vec<serde_json::Value> = jobs.iter().map(Job::view).collect();
-                return print_json(&serde_json::json!({ "jobs": list }));
+                return print_json(&views::jobs(&jobs));
             }
             if jobs.is_empty() {
                 emit("no jobs\n");

@@ -44,16 +44,6 @@ impl Job {
         (self.state == JobState::Running)
             .then(|| self.total.saturating_sub(self.processed) as f64 / rate)
     }
-
-    /// The job as the API and `--json` show it: its fields plus `rate_per_s` and `eta_s`.
-    pub fn view(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        if let Some(o) = v.as_object_mut() {
-            o.insert("rate_per_s".into(), serde_json::json!(self.rate_per_s()));
-            o.insert("eta_s".into(), serde_json::json!(self.eta_s()));
-        }
-        v
-    }
 }
 
 const COLUMNS: &str = "id, kind, collection, state, params, processed, total, embedded, cache_hits, \

@@ -7,10 +7,10 @@ use super::{Shared, blocking};
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
+use crate::views;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use quarry_index::catalog::Job;
 
 /// Exactly one of `embedder` (a re-index) and `chunk` (a re-chunk).
 #[derive(Debug, serde::Deserialize)]
@@ -40,7 +40,7 @@ pub async fn reindex(
     .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "job_id": job.id, "job": job.view() })),
+        Json(serde_json::json!({ "job_id": job.id, "job": views::job(&job) })),
     ))
 }
 
@@ -49,8 +49,7 @@ pub async fn list(
     State(state): State<Shared>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let jobs = blocking(move || Ok(state.engine.jobs(None)?)).await?;
-    let jobs: Vec<serde_json::Value> = jobs.iter().map(Job::view).collect();
-    Ok(Json(serde_json::json!({ "jobs": jobs })))
+    Ok(Json(views::jobs(&jobs)))
 }
 
 pub async fn get(
@@ -59,7 +58,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let job = blocking(move || Ok(state.engine.job(&id)?)).await?;
-    Ok(Json(job.view()))
+    Ok(Json(views::job(&job)))
 }
 
 pub async fn cancel(
@@ -68,7 +67,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let job = blocking(move || Ok(state.engine.cancel_job(&id)?)).await?;
-    Ok(Json(job.view()))
+    Ok(Json(views::job(&job)))
 }
 
 pub async fn activate(
@@ -77,7 +76,7 @@ pub async fn activate(
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let v = blocking(move || Ok(state.engine.activate_version(&collection, &id)?)).await?;
-    Ok(Json(serde_json::json!({ "version": v })))
+    Ok(Json(views::version(&v)))
 }
 
 pub async fn retire(
