@@ -30,8 +30,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         }
         None => {
             let engine = open_engine_to_read(data_dir, config)?;
-            jobs = engine
-                .jobs(None)?
+            jobs = quarry_index::jobs::list(&engine, None)?
                 .iter()
                 .filter(|j| j.state.is_pending())
                 .map(quarry_server::views::job)

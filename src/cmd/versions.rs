@@ -11,6 +11,7 @@ use crate::config::Config;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use quarry_index::catalog::{Job, JobResult, JobState};
+use quarry_index::jobs;
 use quarry_index::{ErrorKind, VersionInfo};
 use quarry_server::views;
 use std::fmt::Write as _;
@@ -115,16 +116,18 @@ pub fn reindex(data_dir: &Path, config: &Config, args: ReindexArgs) -> anyhow::R
     }
     let engine = open_engine(data_dir, config)?;
     let queued = match &args.embedder {
-        Some(e) => engine.enqueue_reindex(&args.collection, e),
-        None => engine.enqueue_rechunk(&args.collection, config.chunk),
+        Some(e) => jobs::enqueue_reindex(&engine, &args.collection, e),
+        None => jobs::enqueue_rechunk(&engine, &args.collection, config.chunk),
     };
     let job = queued.map_err(|e| usage_if_input(e.into()))?;
     let bar = bar(args.json);
-    let ran = engine.run_job(&job.id, &|j| show(&bar, j));
+    let ran = jobs::run(&engine, &job.id, &|j| show(&bar, j));
     let job = match ran {
         Ok(job) => job,
         // a server on this data dir took the job first: follow it
-        Err(e) if e.kind() == ErrorKind::Busy => follow(&|| Ok(engine.job(&job.id)?), args.json)?,
+        Err(e) if e.kind() == ErrorKind::Busy => {
+            follow(&|| Ok(jobs::job(&engine, &job.id)?), args.json)?
+        }
         Err(e) => return Err(e.into()),
     };
     bar.finish_and_clear();
@@ -269,9 +272,9 @@ pub fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::Result<
     match args.command {
         Some(JobsCommand::Resume { json }) => {
             let mut done = Vec::new();
-            while let Some(job) = engine.next_job()? {
+            while let Some(job) = jobs::next(&engine)? {
                 let bar = bar(json);
-                let ran = engine.run_job(&job.id, &|j| show(&bar, j));
+                let ran = jobs::run(&engine, &job.id, &|j| show(&bar, j));
                 bar.finish_and_clear();
                 match ran {
                     Ok(j) => done.push(j),
@@ -291,7 +294,7 @@ pub fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::Result<
             Ok(())
         }
         Some(JobsCommand::Cancel { id, json }) => {
-            let job = engine.cancel_job(&id)?;
+            let job = jobs::cancel(&engine, &id)?;
             if json {
                 return print_json(&views::job(&job));
             }
@@ -299,14 +302,14 @@ pub fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::Result<
             Ok(())
         }
         None => {
-            let jobs = engine.jobs(None)?;
+            let list = jobs::list(&engine, None)?;
             if args.json {
-                return print_json(&views::jobs(&jobs));
+                return print_json(&views::jobs(&list));
             }
-            if jobs.is_empty() {
+            if list.is_empty() {
                 emit("no jobs\n");
             }
-            for j in &jobs {
+            for j in &list {
                 emit(&job_text(j));
             }
             Ok(())
@@ -339,9 +342,7 @@ pub fn versions(data_dir: &Path, config: &Config, args: VersionsArgs) -> anyhow:
             Ok(())
         }
         Some(VersionsCommand::Check) => {
-            let Some(r) = engine
-                .check_canary(c)
-                .map_err(|e| usage_if_input(e.into()))?
+            let Some(r) = jobs::check_canary(&engine, c).map_err(|e| usage_if_input(e.into()))?
             else {
                 anyhow::bail!(
                     "collection {c} has no vectors to check (no embedding version, or no chunk with a stored vector)"

@@ -257,7 +257,7 @@ impl Drop for Engine {
 }
 
 /// Opens (creating) a file whose lock stands for something (the writer, a job); it stays empty.
-fn open_lock_file(path: &Path) -> Result<File> {
+pub(crate) fn open_lock_file(path: &Path) -> Result<File> {
     File::options()
         .create(true)
         .truncate(false)
@@ -326,7 +326,7 @@ impl Engine {
         &self.options
     }
 
-    fn catalog(&self) -> MutexGuard<'_, Catalog> {
+    pub(crate) fn catalog(&self) -> MutexGuard<'_, Catalog> {
         self.catalog.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -685,7 +685,7 @@ impl Engine {
 
     /// The embedder called `name`, or `None` for `none` or an engine without embedders. Its
     /// calls are recorded in the engine's telemetry.
-    fn resolve(&self, name: &str) -> Result<Option<Arc<dyn Embedder>>> {
+    pub(crate) fn resolve(&self, name: &str) -> Result<Option<Arc<dyn Embedder>>> {
         match &self.options.embedders {
             Some(src) if name != "none" => {
                 Ok(src.get(name)?.map(|e| self.telemetry.meter(name, e)))
@@ -1507,16 +1507,13 @@ pub use forget::{CollectionSettings, ForgetReport};
 
 pub mod snapshot;
 mod versions;
-pub use versions::{CANARY_SIZE, CanaryOutcome, CanaryReport, ModelChange};
+pub use versions::CANARY_SIZE;
 
 #[cfg(test)]
 mod tests;
 
 #[cfg(test)]
 mod acl_tests;
-
-#[cfg(test)]
-mod versions_tests;
 
 #[cfg(test)]
 mod shared_dir_tests;

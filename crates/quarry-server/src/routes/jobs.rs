@@ -11,6 +11,7 @@ use crate::views;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use quarry_index::jobs;
 
 /// Exactly one of `embedder` (a re-index) and `chunk` (a re-chunk).
 #[derive(Debug, serde::Deserialize)]
@@ -30,8 +31,8 @@ pub async fn reindex(
     JsonBody(req): JsonBody<ReindexRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let job = blocking(move || match (req.embedder, req.chunk) {
-        (Some(e), None) => Ok(state.engine.enqueue_reindex(&collection, &e)?),
-        (None, Some(c)) => Ok(state.engine.enqueue_rechunk(&collection, c)?),
+        (Some(e), None) => Ok(jobs::enqueue_reindex(&state.engine, &collection, &e)?),
+        (None, Some(c)) => Ok(jobs::enqueue_rechunk(&state.engine, &collection, c)?),
         _ => Err(ApiError::new(
             "invalid_request",
             "send either `embedder` (re-embed with it) or `chunk` (re-chunk with these options)",
@@ -48,7 +49,7 @@ pub async fn list(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let jobs = blocking(move || Ok(state.engine.jobs(None)?)).await?;
+    let jobs = blocking(move || Ok(jobs::list(&state.engine, None)?)).await?;
     Ok(Json(views::jobs(&jobs)))
 }
 
@@ -57,7 +58,7 @@ pub async fn get(
     State(state): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let job = blocking(move || Ok(state.engine.job(&id)?)).await?;
+    let job = blocking(move || Ok(jobs::job(&state.engine, &id)?)).await?;
     Ok(Json(views::job(&job)))
 }
 
@@ -66,7 +67,7 @@ pub async fn cancel(
     State(state): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let job = blocking(move || Ok(state.engine.cancel_job(&id)?)).await?;
+    let job = blocking(move || Ok(jobs::cancel(&state.engine, &id)?)).await?;
     Ok(Json(views::job(&job)))
 }
 
