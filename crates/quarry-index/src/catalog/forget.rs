@@ -3,7 +3,9 @@
 //! zeros in their pages instead of lingering as free space; [`Catalog::scrub`] then rewrites the
 //! database (`VACUUM`) and empties the write-ahead log, so no earlier page image holds them either.
 
-use super::{Catalog, GoldenQuery, WriteTx, parse_hash};
+use super::eval::GoldenQuery;
+use super::schema::{Catalog, parse_hash};
+use super::write::WriteTx;
 use crate::error::{Error, Result};
 use quarry_core::ContentHash;
 use rusqlite::{OptionalExtension, Transaction, params};

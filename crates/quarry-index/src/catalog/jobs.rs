@@ -1,10 +1,9 @@
-//! Background jobs (`jobs`) and the state of embedding versions. A job row is the durable record
-//! of a re-index: its parameters, progress counters (written after every batch, so a restarted
+//! Background jobs (`jobs`). A job row is the durable record of a re-index or a re-chunk: its parameters, progress counters (written after every batch, so a restarted
 //! job reports what was done before it), a cancellation request, and its result.
 
 use super::job_data::{JobParams, JobResult};
-use super::states::{JobKind, JobState, VersionState};
-use super::{Catalog, now};
+use super::schema::{Catalog, now};
+use super::states::{JobKind, JobState};
 use crate::error::{Error, Result};
 use rusqlite::{OptionalExtension, params};
 
@@ -248,7 +247,7 @@ impl Catalog {
         total: u64,
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
-        super::insert_vectors(&tx, fingerprint, vectors)?;
+        super::vectors::insert_vectors(&tx, fingerprint, vectors)?;
         tx.execute(
             "UPDATE jobs SET processed = ?2, total = ?3, embedded = embedded + ?4, updated_at = ?5 WHERE id = ?1",
             params![job, processed as i64, total as i64, vectors.len() as i64, now()],
@@ -283,100 +282,5 @@ impl Catalog {
             params![id, now()],
         )?;
         self.job(id)
-    }
-
-    /// Creates (or brings back to `building`) the version of `embedder` with `spec`.
-    pub fn building_version(
-        &self,
-        collection: &str,
-        embedder: &str,
-        spec: &quarry_core::EmbedderSpec,
-    ) -> Result<super::VersionRow> {
-        let fp = spec.fingerprint();
-        let id = super::version_id(embedder, &fp);
-        self.conn.execute(
-            "INSERT INTO embedding_versions (collection, id, embedder, fingerprint, spec, state, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'building', ?6)
-             ON CONFLICT (collection, id) DO UPDATE SET state = 'building' WHERE state != 'active'",
-            params![collection, id, embedder, fp.to_hex(), spec.canonical(), now()],
-        )?;
-        self.version(collection, &id)?
-            .ok_or_else(|| Error::Corrupt(format!("version {id} vanished")))
-    }
-
-    pub fn set_version_state(&self, collection: &str, id: &str, state: VersionState) -> Result<()> {
-        self.conn.execute(
-            "UPDATE embedding_versions SET state = ?3 WHERE collection = ?1 AND id = ?2",
-            params![collection, id, state],
-        )?;
-        Ok(())
-    }
-
-    /// Makes version `id` the collection's active one, in one transaction; the version active
-    /// before becomes `ready` (kept for rollback).
-    pub fn activate_version(&mut self, collection: &str, id: &str) -> Result<()> {
-        let t = now();
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE embedding_versions SET state = 'ready' WHERE collection = ?1 AND state = 'active' AND id != ?2",
-            params![collection, id],
-        )?;
-        tx.execute(
-            "UPDATE embedding_versions SET state = 'active', activated_at = ?3,
-               activation_seq = (SELECT MAX(activation_seq) FROM embedding_versions WHERE collection = ?1) + 1
-             WHERE collection = ?1 AND id = ?2",
-            params![collection, id, t],
-        )?;
-        tx.execute(
-            "UPDATE collections SET active_version = ?2 WHERE name = ?1",
-            params![collection, id],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Stores the canary set of version `version`: `(chunk hash, text as embedded, vector)`.
-    pub fn put_canaries(
-        &mut self,
-        collection: &str,
-        version: &str,
-        rows: &[(quarry_core::ContentHash, String, Vec<f32>)],
-    ) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "DELETE FROM canaries WHERE collection = ?1 AND version = ?2",
-            params![collection, version],
-        )?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO canaries (collection, version, chunk_hash, text, vector) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for (h, text, v) in rows {
-                stmt.execute(params![
-                    collection,
-                    version,
-                    h.to_hex(),
-                    text,
-                    super::encode_vector(v)
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// The canary set of a version: `(text as embedded, vector stored at capture)`.
-    pub fn canaries(&self, collection: &str, version: &str) -> Result<Vec<(String, Vec<f32>)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT text, vector FROM canaries WHERE collection = ?1 AND version = ?2 ORDER BY chunk_hash",
-        )?;
-        let rows = stmt.query_map(params![collection, version], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
-        rows.map(|r| {
-            let (text, blob) = r?;
-            Ok((text, super::decode_vector(&blob)?))
-        })
-        .collect()
     }
 }
