@@ -42,7 +42,7 @@ pub fn check_collection_name(name: &str) -> Result<()> {
 
 impl Catalog {
     /// The collection, created with `chunk_options` if it does not exist yet.
-    pub fn ensure_collection(
+    pub(crate) fn ensure_collection(
         &self,
         name: &str,
         chunk_options: &ChunkOptions,
@@ -70,7 +70,7 @@ impl Catalog {
             .ok_or_else(|| Error::Corrupt(format!("collection {name} vanished")))
     }
 
-    pub fn collection(&self, name: &str) -> Result<Option<CollectionRow>> {
+    pub(crate) fn collection(&self, name: &str) -> Result<Option<CollectionRow>> {
         let row = self
             .conn
             .query_row(
@@ -116,7 +116,7 @@ impl Catalog {
         .transpose()
     }
 
-    pub fn collections(&self) -> Result<Vec<CollectionRow>> {
+    pub(crate) fn collections(&self) -> Result<Vec<CollectionRow>> {
         let names: Vec<String> = self
             .conn
             .prepare("SELECT name FROM collections ORDER BY name")?
@@ -129,7 +129,7 @@ impl Catalog {
     }
 
     /// `(documents, distinct chunks)` of a collection.
-    pub fn counts(&self, collection: &str) -> Result<(u64, u64)> {
+    pub(crate) fn counts(&self, collection: &str) -> Result<(u64, u64)> {
         let docs: i64 = self.conn.query_row(
             "SELECT count(*) FROM documents WHERE collection = ?1",
             [collection],
@@ -145,14 +145,19 @@ impl Catalog {
 
     /// Chunks touched by generations after `after`, or `None` if the log no longer reaches back
     /// that far (then a derived index must be rebuilt in full).
-    pub fn changed_since(&self, collection: &str, after: u64) -> Result<Option<Vec<ContentHash>>> {
+    #[cfg(test)] // only tests ask this of the log; readers use `changed_between`
+    pub(crate) fn changed_since(
+        &self,
+        collection: &str,
+        after: u64,
+    ) -> Result<Option<Vec<ContentHash>>> {
         let current = self.collection(collection)?.map_or(0, |c| c.generation);
         self.changed_between(collection, after, current)
     }
 
     /// Chunks touched by the generations `after + 1 ..= upto`, or `None` if the log no longer
     /// reaches back to `after + 1`.
-    pub fn changed_between(
+    pub(crate) fn changed_between(
         &self,
         collection: &str,
         after: u64,
@@ -182,7 +187,7 @@ impl Catalog {
 
     /// Forgets the change log before `generation`, once every derived index has committed it. The
     /// log of `generation` itself is kept so the log always reaches the last generation.
-    pub fn prune_changelog(&self, collection: &str, generation: u64) -> Result<()> {
+    pub(crate) fn prune_changelog(&self, collection: &str, generation: u64) -> Result<()> {
         self.conn.execute(
             "DELETE FROM changelog WHERE collection = ?1 AND generation < ?2",
             params![collection, generation as i64],
@@ -192,7 +197,7 @@ impl Catalog {
 
     /// Records that `holder` needs the change log of `collection` from `generation` on (see
     /// `schema_v5.sql`), and returns the lowest generation any live holder needs.
-    pub fn hold(&self, collection: &str, holder: &str, generation: u64) -> Result<u64> {
+    pub(crate) fn hold(&self, collection: &str, holder: &str, generation: u64) -> Result<u64> {
         let now = now();
         self.conn
             .prepare_cached(
@@ -213,7 +218,7 @@ impl Catalog {
     }
 
     /// The lowest generation a live holder of `collection` needs, if any holds it.
-    pub fn oldest_hold(&self, collection: &str) -> Result<Option<u64>> {
+    pub(crate) fn oldest_hold(&self, collection: &str) -> Result<Option<u64>> {
         let oldest: Option<i64> = self.conn.query_row(
             "SELECT min(generation) FROM index_holds WHERE collection = ?1 AND seen_at >= ?2",
             params![collection, now() - HOLD_TTL_SECS],
@@ -223,7 +228,7 @@ impl Catalog {
     }
 
     /// Drops every hold of `holder` (its engine is closing).
-    pub fn release_holds(&self, holder: &str) -> Result<()> {
+    pub(crate) fn release_holds(&self, holder: &str) -> Result<()> {
         self.conn
             .execute("DELETE FROM index_holds WHERE holder = ?1", [holder])?;
         Ok(())

@@ -86,7 +86,7 @@ fn document_row(r: &rusqlite::Row<'_>) -> Result<DocumentRow> {
 
 impl Catalog {
     /// Content hash and ACL of every document of the collection, by doc id.
-    pub fn doc_states(&self, collection: &str) -> Result<HashMap<String, DocState>> {
+    pub(crate) fn doc_states(&self, collection: &str) -> Result<HashMap<String, DocState>> {
         let mut stmt = self
             .conn
             .prepare("SELECT doc_id, content_hash, acl FROM documents WHERE collection = ?1")?;
@@ -112,7 +112,7 @@ impl Catalog {
 
     /// Documents of the collection in doc id order, after `after`, at most `limit`; with their
     /// text when `with_text`. `visible` decides, from a document's ACL, whether it is listed.
-    pub fn documents(
+    pub(crate) fn documents(
         &self,
         collection: &str,
         after: Option<&str>,
@@ -136,7 +136,7 @@ impl Catalog {
     }
 
     /// One document, with its text.
-    pub fn document(&self, collection: &str, doc_id: &str) -> Result<Option<DocumentRow>> {
+    pub(crate) fn document(&self, collection: &str, doc_id: &str) -> Result<Option<DocumentRow>> {
         let sql = format!("{DOCUMENT_SELECT} AND d.doc_id = ?3");
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(params![collection, true, doc_id])?;
@@ -144,7 +144,7 @@ impl Catalog {
     }
 
     /// Documents and distinct chunks of the collection that `visible` admits (by document ACL).
-    pub fn visible_counts(
+    pub(crate) fn visible_counts(
         &self,
         collection: &str,
         visible: &dyn Fn(&[String]) -> bool,
@@ -177,7 +177,7 @@ impl Catalog {
     /// Per collection (by name), how many documents have no ACL of their own and so follow the
     /// default ACL; collections without such documents are left out. One pass over the
     /// documents.
-    pub fn documents_without_acl(&self) -> Result<Vec<(String, u64)>> {
+    pub(crate) fn documents_without_acl(&self) -> Result<Vec<(String, u64)>> {
         let mut stmt = self.conn.prepare(
             "SELECT collection, count(*) FROM documents WHERE json_array_length(acl) = 0
              GROUP BY collection ORDER BY collection",
@@ -191,7 +191,7 @@ impl Catalog {
     }
 
     /// `(doc_id, title, text, format)` of every document of the collection, for a re-chunk.
-    pub fn chunkable_documents(
+    pub(crate) fn chunkable_documents(
         &self,
         collection: &str,
     ) -> Result<Vec<(String, String, String, quarry_core::DocFormat)>> {
@@ -217,7 +217,7 @@ impl Catalog {
     }
 
     /// Doc ids and sources of every document of the collection (for `--sync`).
-    pub fn doc_sources(&self, collection: &str) -> Result<Vec<(String, String)>> {
+    pub(crate) fn doc_sources(&self, collection: &str) -> Result<Vec<(String, String)>> {
         let mut stmt = self
             .conn
             .prepare("SELECT doc_id, source FROM documents WHERE collection = ?1")?;
@@ -227,7 +227,7 @@ impl Catalog {
 
     /// The chunk, its occurrences and the context of each (`context_chars` on each side, see
     /// [`quarry_core::context_window`]), or `None` when no document holds it any more.
-    pub fn chunk_record(
+    pub(crate) fn chunk_record(
         &self,
         collection: &str,
         hash: &ContentHash,
@@ -333,7 +333,7 @@ impl Catalog {
     }
 
     /// Every chunk hash of the collection (for a full rebuild of a derived index).
-    pub fn all_chunk_hashes(&self, collection: &str) -> Result<Vec<ContentHash>> {
+    pub(crate) fn all_chunk_hashes(&self, collection: &str) -> Result<Vec<ContentHash>> {
         let mut stmt = self
             .conn
             .prepare("SELECT chunk_hash FROM chunks WHERE collection = ?1")?;
@@ -342,7 +342,7 @@ impl Catalog {
     }
 
     /// Those of `hashes` that are chunks of the collection now.
-    pub fn existing_chunks(
+    pub(crate) fn existing_chunks(
         &self,
         collection: &str,
         hashes: &[ContentHash],
@@ -361,7 +361,11 @@ impl Catalog {
     }
 
     /// Chunk hashes of a document of the collection, in order.
-    pub fn doc_chunk_hashes(&self, collection: &str, doc_id: &str) -> Result<Vec<ContentHash>> {
+    pub(crate) fn doc_chunk_hashes(
+        &self,
+        collection: &str,
+        doc_id: &str,
+    ) -> Result<Vec<ContentHash>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT chunk_hash FROM doc_chunks WHERE collection = ?1 AND doc_id = ?2 ORDER BY ord",
         )?;
@@ -370,7 +374,7 @@ impl Catalog {
     }
 
     /// `(chunk_hash, text as embedded)` of those of `hashes` that are chunks of the collection.
-    pub fn embed_texts(
+    pub(crate) fn embed_texts(
         &self,
         collection: &str,
         hashes: &[ContentHash],

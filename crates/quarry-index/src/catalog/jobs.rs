@@ -129,7 +129,7 @@ impl Catalog {
     /// Queues a job and returns it (`j<N>`, N one more than the highest so far), unless a job of
     /// one of the kinds `exclusive` is queued or running for the collection: then that job, in
     /// `Err`. The check and the insert are one transaction, so two processes cannot both pass.
-    pub fn insert_job(
+    pub(crate) fn insert_job(
         &mut self,
         kind: JobKind,
         collection: &str,
@@ -175,7 +175,7 @@ impl Catalog {
         })?))
     }
 
-    pub fn job(&self, id: &str) -> Result<Option<Job>> {
+    pub(crate) fn job(&self, id: &str) -> Result<Option<Job>> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"))?;
@@ -186,7 +186,7 @@ impl Catalog {
     }
 
     /// Jobs, oldest first; of one collection, or in some states, when given.
-    pub fn jobs(&self, collection: Option<&str>, states: &[JobState]) -> Result<Vec<Job>> {
+    pub(crate) fn jobs(&self, collection: Option<&str>, states: &[JobState]) -> Result<Vec<Job>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM jobs WHERE ?1 IS NULL OR collection = ?1
              ORDER BY created_at, CAST(substr(id, 2) AS INTEGER)"
@@ -203,7 +203,7 @@ impl Catalog {
     }
 
     /// Marks a job running (keeping its counters when it resumes).
-    pub fn start_job(&self, id: &str) -> Result<()> {
+    pub(crate) fn start_job(&self, id: &str) -> Result<()> {
         let t = now();
         self.conn.execute(
             "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, ?2), updated_at = ?2 WHERE id = ?1",
@@ -213,7 +213,7 @@ impl Catalog {
     }
 
     /// Progress after a batch: `processed` of `total`, plus `embedded` and `cache_hits` more.
-    pub fn job_progress(
+    pub(crate) fn job_progress(
         &self,
         id: &str,
         processed: u64,
@@ -238,7 +238,7 @@ impl Catalog {
 
     /// Stores a batch of a job's vectors and its progress in one transaction, so the job's
     /// `embedded` counts exactly the vectors it stored, whenever the process dies.
-    pub fn put_job_vectors(
+    pub(crate) fn put_job_vectors(
         &mut self,
         fingerprint: &quarry_core::Fingerprint,
         vectors: &[(quarry_core::ContentHash, Vec<f32>)],
@@ -257,7 +257,7 @@ impl Catalog {
     }
 
     /// Ends a job: `succeeded`, `failed` or `cancelled`, with an error or a result.
-    pub fn end_job(
+    pub(crate) fn end_job(
         &self,
         id: &str,
         state: JobState,
@@ -274,7 +274,7 @@ impl Catalog {
 
     /// Asks a job to stop: a queued job is cancelled at once, a running one at its next batch.
     /// Returns the job as it is now; `None` when there is no such job.
-    pub fn cancel_job(&self, id: &str) -> Result<Option<Job>> {
+    pub(crate) fn cancel_job(&self, id: &str) -> Result<Option<Job>> {
         self.conn.execute(
             "UPDATE jobs SET state = CASE state WHEN 'queued' THEN 'cancelled' ELSE state END,
              cancel_requested = CASE WHEN state IN ('queued', 'running') THEN 1 ELSE cancel_requested END,

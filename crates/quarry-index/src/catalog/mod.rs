@@ -25,7 +25,7 @@ pub use job_data::{
     GateMode, GateReport, GateSet, JobParams, JobResult, RechunkResult, ReindexResult,
 };
 pub use jobs::Job;
-pub use schema::Catalog;
+pub(crate) use schema::Catalog;
 #[cfg(test)]
 pub(crate) use schema::SCHEMA_VERSION;
 pub(crate) use schema::now;

@@ -38,7 +38,7 @@ pub(crate) fn parse_hash(s: &str) -> Result<ContentHash> {
 /// Chunks read per SQL statement when looking up many.
 const LOOKUP_BATCH: usize = 500;
 
-pub struct Catalog {
+pub(crate) struct Catalog {
     pub(super) conn: Connection,
 }
 
@@ -46,7 +46,7 @@ impl Catalog {
     /// Opens (creating if needed) the catalog at `path` and migrates it to the current schema.
     /// A damaged catalog (not a database, or failing SQLite's `quick_check`) is an
     /// [`Error::Corrupt`] that names the file and what to do; nothing is written to it.
-    pub fn open(path: &Path) -> Result<Self> {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
         let damaged = |detail: String| {
             Error::Corrupt(format!(
                 "catalog {} is damaged ({detail}). It is the one file quarry cannot rebuild: stop \
@@ -102,7 +102,7 @@ impl Catalog {
     /// Opens the catalog at `path` without writing anything: for a read-only data directory or
     /// file system. The schema must be the current one; a damaged catalog is the same error as in
     /// [`Catalog::open`].
-    pub fn open_read_only(path: &Path) -> Result<Self> {
+    pub(crate) fn open_read_only(path: &Path) -> Result<Self> {
         use rusqlite::OpenFlags;
         if !path.exists() {
             return Err(Error::Input(format!(
@@ -165,7 +165,7 @@ impl Catalog {
 
     /// Runs `read` inside one read transaction, so everything it reads comes from one state of
     /// the catalog even while another process commits.
-    pub fn read_consistent<T>(&self, read: impl FnOnce(&Catalog) -> Result<T>) -> Result<T> {
+    pub(crate) fn read_consistent<T>(&self, read: impl FnOnce(&Catalog) -> Result<T>) -> Result<T> {
         self.conn.execute_batch("BEGIN DEFERRED")?;
         let out = read(self);
         let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };

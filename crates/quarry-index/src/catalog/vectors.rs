@@ -41,7 +41,7 @@ pub(super) fn decode_vector(b: &[u8]) -> Result<Vec<f32>> {
 
 impl Catalog {
     /// Chunks of the collection that have a stored vector of `fingerprint`.
-    pub fn count_vectors(&self, collection: &str, fingerprint: &Fingerprint) -> Result<u64> {
+    pub(crate) fn count_vectors(&self, collection: &str, fingerprint: &Fingerprint) -> Result<u64> {
         let n: i64 = self.conn.query_row(
             "SELECT count(*) FROM chunks c JOIN embeddings e
              ON e.fingerprint = ?2 AND e.chunk_hash = c.chunk_hash WHERE c.collection = ?1",
@@ -52,7 +52,7 @@ impl Catalog {
     }
 
     /// Stored vectors of `fingerprint` for those of `hashes` that have one.
-    pub fn vectors(
+    pub(crate) fn vectors(
         &self,
         fingerprint: &Fingerprint,
         hashes: &[ContentHash],
@@ -73,7 +73,7 @@ impl Catalog {
     }
 
     /// Which of `hashes` have a stored vector of `fingerprint`.
-    pub fn have_vectors(
+    pub(crate) fn have_vectors(
         &self,
         fingerprint: &Fingerprint,
         hashes: &[ContentHash],
@@ -93,7 +93,7 @@ impl Catalog {
 
     /// Stores vectors of `fingerprint` (replacing any stored for the same chunk), in one
     /// transaction.
-    pub fn put_vectors(
+    pub(crate) fn put_vectors(
         &mut self,
         fingerprint: &Fingerprint,
         vectors: &[(ContentHash, Vec<f32>)],

@@ -31,14 +31,14 @@ pub fn version_id(embedder: &str, fingerprint: &Fingerprint) -> String {
 
 impl Catalog {
     /// The active embedding version of a collection, if it has one.
-    pub fn active_version(&self, collection: &str) -> Result<Option<VersionRow>> {
+    pub(crate) fn active_version(&self, collection: &str) -> Result<Option<VersionRow>> {
         let Some(id) = self.collection(collection)?.and_then(|c| c.active_version) else {
             return Ok(None);
         };
         self.version(collection, &id)
     }
 
-    pub fn version(&self, collection: &str, id: &str) -> Result<Option<VersionRow>> {
+    pub(crate) fn version(&self, collection: &str, id: &str) -> Result<Option<VersionRow>> {
         Ok(self
             .versions_where(collection, Some(id))?
             .into_iter()
@@ -46,7 +46,7 @@ impl Catalog {
     }
 
     /// Every embedding version of a collection, oldest first.
-    pub fn versions(&self, collection: &str) -> Result<Vec<VersionRow>> {
+    pub(crate) fn versions(&self, collection: &str) -> Result<Vec<VersionRow>> {
         self.versions_where(collection, None)
     }
 
@@ -87,7 +87,7 @@ impl Catalog {
     }
 
     /// Creates the version of `embedder` (with `spec`) for the collection and makes it active.
-    pub fn create_active_version(
+    pub(crate) fn create_active_version(
         &self,
         collection: &str,
         embedder: &str,
@@ -109,7 +109,7 @@ impl Catalog {
     }
 
     /// Creates (or brings back to `building`) the version of `embedder` with `spec`.
-    pub fn building_version(
+    pub(crate) fn building_version(
         &self,
         collection: &str,
         embedder: &str,
@@ -127,7 +127,12 @@ impl Catalog {
             .ok_or_else(|| Error::Corrupt(format!("version {id} vanished")))
     }
 
-    pub fn set_version_state(&self, collection: &str, id: &str, state: VersionState) -> Result<()> {
+    pub(crate) fn set_version_state(
+        &self,
+        collection: &str,
+        id: &str,
+        state: VersionState,
+    ) -> Result<()> {
         self.conn.execute(
             "UPDATE embedding_versions SET state = ?3 WHERE collection = ?1 AND id = ?2",
             params![collection, id, state],
@@ -137,7 +142,7 @@ impl Catalog {
 
     /// Makes version `id` the collection's active one, in one transaction; the version active
     /// before becomes `ready` (kept for rollback).
-    pub fn activate_version(&mut self, collection: &str, id: &str) -> Result<()> {
+    pub(crate) fn activate_version(&mut self, collection: &str, id: &str) -> Result<()> {
         let t = now();
         let tx = self.conn.transaction()?;
         tx.execute(
@@ -159,7 +164,7 @@ impl Catalog {
     }
 
     /// Stores the canary set of version `version`: `(chunk hash, text as embedded, vector)`.
-    pub fn put_canaries(
+    pub(crate) fn put_canaries(
         &mut self,
         collection: &str,
         version: &str,
@@ -189,7 +194,11 @@ impl Catalog {
     }
 
     /// The canary set of a version: `(text as embedded, vector stored at capture)`.
-    pub fn canaries(&self, collection: &str, version: &str) -> Result<Vec<(String, Vec<f32>)>> {
+    pub(crate) fn canaries(
+        &self,
+        collection: &str,
+        version: &str,
+    ) -> Result<Vec<(String, Vec<f32>)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT text, vector FROM canaries WHERE collection = ?1 AND version = ?2 ORDER BY chunk_hash",
         )?;

@@ -250,7 +250,7 @@ impl<'c> WriteTx<'c> {
 
 impl Catalog {
     /// Starts the write transaction of the collection's next generation.
-    pub fn begin(&mut self, collection: &str) -> Result<WriteTx<'_>> {
+    pub(crate) fn begin(&mut self, collection: &str) -> Result<WriteTx<'_>> {
         WriteTx::begin(&mut self.conn, collection)
     }
 }

@@ -5,9 +5,9 @@
 //! is the durable record (`catalog::Job`); the engine provides the version lifecycle the jobs
 //! drive (build a shadow index, cut over, retire).
 
-pub mod canary;
+mod canary;
 mod progress;
-pub mod queue;
+mod queue;
 mod rechunk;
 mod reindex;
 
