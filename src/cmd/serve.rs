@@ -237,7 +237,7 @@ fn detect_chunking_changes(engine: &quarry_index::Engine, config: &Config) {
 /// to run (`"manual"`). Vectors are never mixed: until a re-index is promoted, vector queries of
 /// such a collection answer from BM25 (`degraded`).
 fn detect_model_changes(engine: &quarry_index::Engine, policy: crate::config::OnModelChange) {
-    let changes = match engine.model_changes() {
+    let changes = match quarry_index::jobs::model_changes(engine) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!("cannot check for embedding-model changes: {e}");
@@ -259,7 +259,7 @@ fn detect_model_changes(engine: &quarry_index::Engine, policy: crate::config::On
         );
         match policy {
             crate::config::OnModelChange::Auto => {
-                match engine.enqueue_reindex(&c.collection, &c.embedder) {
+                match quarry_index::jobs::enqueue_reindex(engine, &c.collection, &c.embedder) {
                     Ok(job) => tracing::warn!(
                         "{what}; re-index job {} queued (reindex.on_model_change = \"auto\")",
                         job.id

@@ -30,11 +30,10 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         }
         None => {
             let engine = open_engine_to_read(data_dir, config)?;
-            jobs = engine
-                .jobs(None)?
+            jobs = quarry_index::jobs::list(&engine, None)?
                 .iter()
-                .filter(|j| matches!(j.state.as_str(), "queued" | "running"))
-                .map(quarry_index::catalog::Job::view)
+                .filter(|j| j.state.is_pending())
+                .map(quarry_server::views::job)
                 .collect();
             let list = engine.list(&Principal::local_admin())?;
             let list = list

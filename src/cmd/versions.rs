@@ -10,8 +10,10 @@ use super::{UsageError, emit, open_engine, print_json};
 use crate::config::Config;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use quarry_index::catalog::Job;
+use quarry_index::catalog::{Job, JobResult, JobState};
+use quarry_index::jobs;
 use quarry_index::{ErrorKind, VersionInfo};
+use quarry_server::views;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -114,16 +116,18 @@ pub fn reindex(data_dir: &Path, config: &Config, args: ReindexArgs) -> anyhow::R
     }
     let engine = open_engine(data_dir, config)?;
     let queued = match &args.embedder {
-        Some(e) => engine.enqueue_reindex(&args.collection, e),
-        None => engine.enqueue_rechunk(&args.collection, config.chunk),
+        Some(e) => jobs::enqueue_reindex(&engine, &args.collection, e),
+        None => jobs::enqueue_rechunk(&engine, &args.collection, config.chunk),
     };
     let job = queued.map_err(|e| usage_if_input(e.into()))?;
     let bar = bar(args.json);
-    let ran = engine.run_job(&job.id, &|j| show(&bar, j));
+    let ran = jobs::run(&engine, &job.id, &|j| show(&bar, j));
     let job = match ran {
         Ok(job) => job,
         // a server on this data dir took the job first: follow it
-        Err(e) if e.kind() == ErrorKind::Busy => follow(&|| Ok(engine.job(&job.id)?), args.json)?,
+        Err(e) if e.kind() == ErrorKind::Busy => {
+            follow(&|| Ok(jobs::job(&engine, &job.id)?), args.json)?
+        }
         Err(e) => return Err(e.into()),
     };
     bar.finish_and_clear();
@@ -148,7 +152,7 @@ fn follow(get: &dyn Fn() -> anyhow::Result<Job>, quiet: bool) -> anyhow::Result<
     loop {
         let job = get()?;
         show(&bar, &job);
-        if !matches!(job.state.as_str(), "queued" | "running") {
+        if !job.state.is_pending() {
             bar.finish_and_clear();
             return Ok(job);
         }
@@ -181,12 +185,12 @@ fn show(bar: &ProgressBar, job: &Job) {
 /// failed (exit 1).
 fn report(job: &Job, json: bool) -> anyhow::Result<()> {
     if json {
-        print_json(&job.view())?;
+        print_json(&views::job(job))?;
     } else {
         emit(&job_text(job));
     }
-    match job.state.as_str() {
-        "succeeded" | "cancelled" => Ok(()),
+    match job.state {
+        JobState::Succeeded | JobState::Cancelled => Ok(()),
         _ => Err(anyhow::anyhow!(
             "job {} {}: {}",
             job.id,
@@ -210,23 +214,21 @@ fn job_text(job: &Job) -> String {
         job.embedded,
         job.cache_hits
     );
-    let Some(r) = &job.result else {
-        return o;
+    let r = match &job.result {
+        None => return o,
+        Some(JobResult::Rechunk(r)) => {
+            let generation = r.generation.map_or("null".to_owned(), |g| g.to_string());
+            let _ = writeln!(
+                o,
+                "re-chunked with max_tokens {}, overlap {}: {} chunks before, {} after (generation {generation})",
+                r.chunk.max_tokens, r.chunk.overlap, r.chunks_before, r.chunks_after,
+            );
+            return o;
+        }
+        Some(JobResult::Reindex(r)) => r,
     };
-    if job.kind == quarry_index::engine::RECHUNK {
-        let _ = writeln!(
-            o,
-            "re-chunked with max_tokens {}, overlap {}: {} chunks before, {} after (generation {})",
-            r["chunk"]["max_tokens"],
-            r["chunk"]["overlap"],
-            r["chunks_before"],
-            r["chunks_after"],
-            r["generation"]
-        );
-        return o;
-    }
-    let version = r["version"].as_str().unwrap_or("?");
-    if r["promoted"] == true {
+    let version = &r.version;
+    if r.promoted {
         let _ = writeln!(o, "version {version} is now active");
     } else {
         let _ = writeln!(
@@ -235,30 +237,31 @@ fn job_text(job: &Job) -> String {
              `quarry versions activate {version}` promotes it anyway"
         );
     }
-    let gate = &r["gate"];
-    if gate["ran"] == false {
+    let Some(gate) = &r.gate else {
+        return o;
+    };
+    if !gate.ran {
         let _ = writeln!(o, "eval gate: none ran (the collection has no golden set)");
     }
-    for set in gate["sets"].as_array().into_iter().flatten() {
-        let modes: Vec<String> = set["ndcg@10"]
-            .as_object()
-            .into_iter()
-            .flatten()
+    for set in gate.sets.iter().flatten() {
+        let modes: Vec<String> = set
+            .ndcg_at_10
+            .iter()
             .map(|(mode, m)| {
                 format!(
                     "{mode} {:.4} -> {:.4}{}",
-                    m["active"].as_f64().unwrap_or(0.0),
-                    m["new"].as_f64().unwrap_or(0.0),
-                    if m["ok"] == true { "" } else { " (too low)" }
+                    m.active,
+                    m.new,
+                    if m.ok { "" } else { " (too low)" }
                 )
             })
             .collect();
         let _ = writeln!(
             o,
             "eval gate, golden set {}: nDCG@10 {}; details: {}",
-            set["golden"].as_str().unwrap_or("?"),
+            set.golden,
             modes.join(", "),
-            set["compare"].as_str().unwrap_or("")
+            set.compare
         );
     }
     o
@@ -269,9 +272,9 @@ pub fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::Result<
     match args.command {
         Some(JobsCommand::Resume { json }) => {
             let mut done = Vec::new();
-            while let Some(job) = engine.next_job()? {
+            while let Some(job) = jobs::next(&engine)? {
                 let bar = bar(json);
-                let ran = engine.run_job(&job.id, &|j| show(&bar, j));
+                let ran = jobs::run(&engine, &job.id, &|j| show(&bar, j));
                 bar.finish_and_clear();
                 match ran {
                     Ok(j) => done.push(j),
@@ -280,8 +283,7 @@ pub fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::Result<
                 }
             }
             if json {
-                let list: Vec<serde_json::Value> = done.iter().map(Job::view).collect();
-                return print_json(&serde_json::json!({ "jobs": list }));
+                return print_json(&views::jobs(&done));
             }
             if done.is_empty() {
                 emit("no job waiting to run\n");
@@ -292,23 +294,22 @@ pub fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::Result<
             Ok(())
         }
         Some(JobsCommand::Cancel { id, json }) => {
-            let job = engine.cancel_job(&id)?;
+            let job = jobs::cancel(&engine, &id)?;
             if json {
-                return print_json(&job.view());
+                return print_json(&views::job(&job));
             }
             emit(&job_text(&job));
             Ok(())
         }
         None => {
-            let jobs = engine.jobs(None)?;
+            let list = jobs::list(&engine, None)?;
             if args.json {
-                let list: Vec<serde_json::Value> = jobs.iter().map(Job::view).collect();
-                return print_json(&serde_json::json!({ "jobs": list }));
+                return print_json(&views::jobs(&list));
             }
-            if jobs.is_empty() {
+            if list.is_empty() {
                 emit("no jobs\n");
             }
-            for j in &jobs {
+            for j in &list {
                 emit(&job_text(j));
             }
             Ok(())
@@ -341,9 +342,7 @@ pub fn versions(data_dir: &Path, config: &Config, args: VersionsArgs) -> anyhow:
             Ok(())
         }
         Some(VersionsCommand::Check) => {
-            let Some(r) = engine
-                .check_canary(c)
-                .map_err(|e| usage_if_input(e.into()))?
+            let Some(r) = jobs::check_canary(&engine, c).map_err(|e| usage_if_input(e.into()))?
             else {
                 anyhow::bail!(
                     "collection {c} has no vectors to check (no embedding version, or no chunk with a stored vector)"

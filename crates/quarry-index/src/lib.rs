@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod ingest;
+pub mod jobs;
 pub mod options;
 pub mod searcher;
 pub mod telemetry;

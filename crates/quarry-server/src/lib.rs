@@ -11,6 +11,7 @@ pub mod error;
 mod extract;
 mod routes;
 pub mod schedule;
+pub mod views;
 
 pub use auth::Auth;
 pub use error::ApiError;

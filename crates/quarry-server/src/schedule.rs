@@ -89,7 +89,7 @@ pub async fn refresh_loop(
 pub async fn job_loop(engine: Arc<Engine>, poll: Duration) {
     loop {
         let e = engine.clone();
-        match tokio::task::spawn_blocking(move || e.run_pending_jobs()).await {
+        match tokio::task::spawn_blocking(move || quarry_index::jobs::run_pending(&e)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!("job worker: {e}"),
             Err(e) => tracing::error!("job worker task failed: {e}"),
@@ -107,7 +107,7 @@ pub async fn canary_loop(engine: Arc<Engine>, interval: Duration) {
     loop {
         ticker.tick().await;
         let e = engine.clone();
-        match tokio::task::spawn_blocking(move || e.check_canaries()).await {
+        match tokio::task::spawn_blocking(move || quarry_index::jobs::check_canaries(&e)).await {
             Ok(Ok(reports)) => {
                 for (collection, r) in reports {
                     match r {

@@ -3,7 +3,9 @@
 //! zeros in their pages instead of lingering as free space; [`Catalog::scrub`] then rewrites the
 //! database (`VACUUM`) and empties the write-ahead log, so no earlier page image holds them either.
 
-use super::{Catalog, GoldenQuery, WriteTx, parse_hash};
+use super::eval::GoldenQuery;
+use super::schema::{Catalog, parse_hash};
+use super::write::WriteTx;
 use crate::error::{Error, Result};
 use quarry_core::ContentHash;
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -133,7 +135,11 @@ impl Catalog {
     /// chunk), their canary rows, its id in the collection's eval runs and golden sets. Sets the
     /// collection's `forgotten_generation`. `None` when there is no such document. Call
     /// [`Catalog::scrub`] afterwards.
-    pub fn forget_document(&mut self, collection: &str, doc_id: &str) -> Result<Option<Forgotten>> {
+    pub(crate) fn forget_document(
+        &mut self,
+        collection: &str,
+        doc_id: &str,
+    ) -> Result<Option<Forgotten>> {
         self.securely(|catalog| {
             let mut out = Forgotten::default();
             let mut tx = WriteTx::begin(&mut catalog.conn, collection)?;
@@ -186,7 +192,7 @@ impl Catalog {
     /// versions, jobs, eval runs, golden sets, canaries, holds, and the stored vectors of its
     /// chunks that no other collection holds. `None` when there is no such collection. The caller
     /// removes its folder.
-    pub fn delete_collection(&mut self, name: &str) -> Result<Option<CollectionDeleted>> {
+    pub(crate) fn delete_collection(&mut self, name: &str) -> Result<Option<CollectionDeleted>> {
         if self.collection(name)?.is_none() {
             return Ok(None);
         }
@@ -237,7 +243,7 @@ impl Catalog {
     /// rows deleted before, even without `secure_delete`); then truncates the write-ahead log,
     /// which held earlier images of the changed pages. Returns whether the log could be emptied
     /// (another process reading an old snapshot for the whole busy timeout keeps it).
-    pub fn scrub(&self, vacuum: bool) -> Result<bool> {
+    pub(crate) fn scrub(&self, vacuum: bool) -> Result<bool> {
         if vacuum {
             self.conn.execute_batch("VACUUM")?;
         }
@@ -256,7 +262,7 @@ impl Catalog {
     }
 
     /// Bytes of document text stored for the collection.
-    pub fn text_bytes(&self, collection: &str) -> Result<u64> {
+    pub(crate) fn text_bytes(&self, collection: &str) -> Result<u64> {
         let n: i64 = self.conn.query_row(
             "SELECT COALESCE(sum(length(CAST(text AS BLOB))), 0) FROM documents WHERE collection = ?1",
             [collection],

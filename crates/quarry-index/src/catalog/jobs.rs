@@ -1,8 +1,9 @@
-//! Background jobs (`jobs`) and the state of embedding versions. A job row is the durable record
-//! of a re-index: its parameters, progress counters (written after every batch, so a restarted
+//! Background jobs (`jobs`). A job row is the durable record of a re-index or a re-chunk: its parameters, progress counters (written after every batch, so a restarted
 //! job reports what was done before it), a cancellation request, and its result.
 
-use super::{Catalog, now};
+use super::job_data::{JobParams, JobResult};
+use super::schema::{Catalog, now};
+use super::states::{JobKind, JobState};
 use crate::error::{Error, Result};
 use rusqlite::{OptionalExtension, params};
 
@@ -10,11 +11,10 @@ use rusqlite::{OptionalExtension, params};
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Job {
     pub id: String,
-    pub kind: String,
+    pub kind: JobKind,
     pub collection: String,
-    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
-    pub state: String,
-    pub params: serde_json::Value,
+    pub state: JobState,
+    pub params: JobParams,
     /// Chunks done and to do.
     pub processed: u64,
     pub total: u64,
@@ -23,7 +23,7 @@ pub struct Job {
     pub cache_hits: u64,
     pub error: Option<String>,
     /// What the job ended with (the version, whether it was promoted, the eval gate).
-    pub result: Option<serde_json::Value>,
+    pub result: Option<JobResult>,
     pub cancel_requested: bool,
     pub created_at: i64,
     pub started_at: Option<i64>,
@@ -40,67 +40,101 @@ impl Job {
     /// Seconds left at that rate, while the job runs.
     pub fn eta_s(&self) -> Option<f64> {
         let rate = self.rate_per_s()?;
-        (self.state == "running").then(|| self.total.saturating_sub(self.processed) as f64 / rate)
-    }
-
-    /// The job as the API and `--json` show it: its fields plus `rate_per_s` and `eta_s`.
-    pub fn view(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        if let Some(o) = v.as_object_mut() {
-            o.insert("rate_per_s".into(), serde_json::json!(self.rate_per_s()));
-            o.insert("eta_s".into(), serde_json::json!(self.eta_s()));
-        }
-        v
+        (self.state == JobState::Running)
+            .then(|| self.total.saturating_sub(self.processed) as f64 / rate)
     }
 }
 
 const COLUMNS: &str = "id, kind, collection, state, params, processed, total, embedded, cache_hits, \
                        error, result, cancel_requested, created_at, started_at, updated_at";
 
-fn job(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Job, String, Option<String>)> {
-    Ok((
-        Job {
-            id: r.get(0)?,
-            kind: r.get(1)?,
-            collection: r.get(2)?,
-            state: r.get(3)?,
-            params: serde_json::Value::Null,
-            processed: r.get::<_, i64>(5)? as u64,
-            total: r.get::<_, i64>(6)? as u64,
-            embedded: r.get::<_, i64>(7)? as u64,
-            cache_hits: r.get::<_, i64>(8)? as u64,
-            error: r.get(9)?,
-            result: None,
-            cancel_requested: r.get::<_, i64>(11)? != 0,
-            created_at: r.get(12)?,
-            started_at: r.get(13)?,
-            updated_at: r.get(14)?,
-        },
-        r.get(4)?,
-        r.get(10)?,
-    ))
+/// A job row as read: the job, with its kind, state, params and result as stored (parsed by
+/// [`finish`], outside SQLite's row callback, so a bad value is a clear [`Error`]).
+struct Stored {
+    id: String,
+    kind: String,
+    collection: String,
+    state: String,
+    params: String,
+    processed: u64,
+    total: u64,
+    embedded: u64,
+    cache_hits: u64,
+    error: Option<String>,
+    result: Option<String>,
+    cancel_requested: bool,
+    created_at: i64,
+    started_at: Option<i64>,
+    updated_at: i64,
 }
 
-fn finish(row: (Job, String, Option<String>)) -> Result<Job> {
-    let (mut j, params, result) = row;
-    let parse = |s: &str, what: &str| {
-        serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("job {} {what}: {e}", j.id)))
-    };
-    j.params = parse(&params, "params")?;
-    j.result = result.as_deref().map(|r| parse(r, "result")).transpose()?;
-    Ok(j)
+fn job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
+    Ok(Stored {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        collection: r.get(2)?,
+        state: r.get(3)?,
+        params: r.get(4)?,
+        processed: r.get::<_, i64>(5)? as u64,
+        total: r.get::<_, i64>(6)? as u64,
+        embedded: r.get::<_, i64>(7)? as u64,
+        cache_hits: r.get::<_, i64>(8)? as u64,
+        error: r.get(9)?,
+        result: r.get(10)?,
+        cancel_requested: r.get::<_, i64>(11)? != 0,
+        created_at: r.get(12)?,
+        started_at: r.get(13)?,
+        updated_at: r.get(14)?,
+    })
+}
+
+fn finish(s: Stored) -> Result<Job> {
+    let id = &s.id;
+    let corrupt =
+        |what: &str, e: serde_json::Error| Error::Corrupt(format!("job {id} {what}: {e}"));
+    let params = serde_json::from_str(&s.params).map_err(|e| corrupt("params", e))?;
+    let result = s
+        .result
+        .as_deref()
+        .map(|r| serde_json::from_str(r).map_err(|e| corrupt("result", e)))
+        .transpose()?;
+    Ok(Job {
+        kind: s.kind.parse()?,
+        state: s.state.parse()?,
+        params,
+        result,
+        id: s.id,
+        collection: s.collection,
+        processed: s.processed,
+        total: s.total,
+        embedded: s.embedded,
+        cache_hits: s.cache_hits,
+        error: s.error,
+        cancel_requested: s.cancel_requested,
+        created_at: s.created_at,
+        started_at: s.started_at,
+        updated_at: s.updated_at,
+    })
+}
+
+/// A struct as the catalog stores it: through a `serde_json::Value`, so its keys are sorted as
+/// in the blobs written before the structs existed.
+fn to_stored_json(v: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_value(v)
+        .map(|v| v.to_string())
+        .map_err(|e| Error::Corrupt(e.to_string()))
 }
 
 impl Catalog {
     /// Queues a job and returns it (`j<N>`, N one more than the highest so far), unless a job of
     /// one of the kinds `exclusive` is queued or running for the collection: then that job, in
     /// `Err`. The check and the insert are one transaction, so two processes cannot both pass.
-    pub fn insert_job(
+    pub(crate) fn insert_job(
         &mut self,
-        kind: &str,
+        kind: JobKind,
         collection: &str,
-        params: &serde_json::Value,
-        exclusive: &[&str],
+        params: &JobParams,
+        exclusive: &[JobKind],
     ) -> Result<std::result::Result<Job, Job>> {
         let tx = self
             .conn
@@ -133,7 +167,7 @@ impl Catalog {
         tx.execute(
             "INSERT INTO jobs (id, kind, collection, state, params, created_at, updated_at)
              VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?5)",
-            params![id, kind, collection, params.to_string(), t],
+            params![id, kind, collection, to_stored_json(params)?, t],
         )?;
         tx.commit()?;
         Ok(Ok(self.job(&id)?.ok_or_else(|| {
@@ -141,7 +175,7 @@ impl Catalog {
         })?))
     }
 
-    pub fn job(&self, id: &str) -> Result<Option<Job>> {
+    pub(crate) fn job(&self, id: &str) -> Result<Option<Job>> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"))?;
@@ -152,7 +186,7 @@ impl Catalog {
     }
 
     /// Jobs, oldest first; of one collection, or in some states, when given.
-    pub fn jobs(&self, collection: Option<&str>, states: &[&str]) -> Result<Vec<Job>> {
+    pub(crate) fn jobs(&self, collection: Option<&str>, states: &[JobState]) -> Result<Vec<Job>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM jobs WHERE ?1 IS NULL OR collection = ?1
              ORDER BY created_at, CAST(substr(id, 2) AS INTEGER)"
@@ -161,7 +195,7 @@ impl Catalog {
         let mut out = Vec::new();
         for r in rows {
             let j = finish(r?)?;
-            if states.is_empty() || states.contains(&j.state.as_str()) {
+            if states.is_empty() || states.contains(&j.state) {
                 out.push(j);
             }
         }
@@ -169,7 +203,7 @@ impl Catalog {
     }
 
     /// Marks a job running (keeping its counters when it resumes).
-    pub fn start_job(&self, id: &str) -> Result<()> {
+    pub(crate) fn start_job(&self, id: &str) -> Result<()> {
         let t = now();
         self.conn.execute(
             "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, ?2), updated_at = ?2 WHERE id = ?1",
@@ -179,7 +213,7 @@ impl Catalog {
     }
 
     /// Progress after a batch: `processed` of `total`, plus `embedded` and `cache_hits` more.
-    pub fn job_progress(
+    pub(crate) fn job_progress(
         &self,
         id: &str,
         processed: u64,
@@ -204,7 +238,7 @@ impl Catalog {
 
     /// Stores a batch of a job's vectors and its progress in one transaction, so the job's
     /// `embedded` counts exactly the vectors it stored, whenever the process dies.
-    pub fn put_job_vectors(
+    pub(crate) fn put_job_vectors(
         &mut self,
         fingerprint: &quarry_core::Fingerprint,
         vectors: &[(quarry_core::ContentHash, Vec<f32>)],
@@ -213,7 +247,7 @@ impl Catalog {
         total: u64,
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
-        super::insert_vectors(&tx, fingerprint, vectors)?;
+        super::vectors::insert_vectors(&tx, fingerprint, vectors)?;
         tx.execute(
             "UPDATE jobs SET processed = ?2, total = ?3, embedded = embedded + ?4, updated_at = ?5 WHERE id = ?1",
             params![job, processed as i64, total as i64, vectors.len() as i64, now()],
@@ -223,23 +257,24 @@ impl Catalog {
     }
 
     /// Ends a job: `succeeded`, `failed` or `cancelled`, with an error or a result.
-    pub fn end_job(
+    pub(crate) fn end_job(
         &self,
         id: &str,
-        state: &str,
+        state: JobState,
         error: Option<&str>,
-        result: Option<&serde_json::Value>,
+        result: Option<&JobResult>,
     ) -> Result<()> {
+        let result = result.map(to_stored_json).transpose()?;
         self.conn.execute(
             "UPDATE jobs SET state = ?2, error = ?3, result = ?4, updated_at = ?5 WHERE id = ?1",
-            params![id, state, error, result.map(|r| r.to_string()), now()],
+            params![id, state, error, result, now()],
         )?;
         Ok(())
     }
 
     /// Asks a job to stop: a queued job is cancelled at once, a running one at its next batch.
     /// Returns the job as it is now; `None` when there is no such job.
-    pub fn cancel_job(&self, id: &str) -> Result<Option<Job>> {
+    pub(crate) fn cancel_job(&self, id: &str) -> Result<Option<Job>> {
         self.conn.execute(
             "UPDATE jobs SET state = CASE state WHEN 'queued' THEN 'cancelled' ELSE state END,
              cancel_requested = CASE WHEN state IN ('queued', 'running') THEN 1 ELSE cancel_requested END,
@@ -247,100 +282,5 @@ impl Catalog {
             params![id, now()],
         )?;
         self.job(id)
-    }
-
-    /// Creates (or brings back to `building`) the version of `embedder` with `spec`.
-    pub fn building_version(
-        &self,
-        collection: &str,
-        embedder: &str,
-        spec: &quarry_core::EmbedderSpec,
-    ) -> Result<super::VersionRow> {
-        let fp = spec.fingerprint();
-        let id = super::version_id(embedder, &fp);
-        self.conn.execute(
-            "INSERT INTO embedding_versions (collection, id, embedder, fingerprint, spec, state, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'building', ?6)
-             ON CONFLICT (collection, id) DO UPDATE SET state = 'building' WHERE state != 'active'",
-            params![collection, id, embedder, fp.to_hex(), spec.canonical(), now()],
-        )?;
-        self.version(collection, &id)?
-            .ok_or_else(|| Error::Corrupt(format!("version {id} vanished")))
-    }
-
-    pub fn set_version_state(&self, collection: &str, id: &str, state: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE embedding_versions SET state = ?3 WHERE collection = ?1 AND id = ?2",
-            params![collection, id, state],
-        )?;
-        Ok(())
-    }
-
-    /// Makes version `id` the collection's active one, in one transaction; the version active
-    /// before becomes `ready` (kept for rollback).
-    pub fn activate_version(&mut self, collection: &str, id: &str) -> Result<()> {
-        let t = now();
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE embedding_versions SET state = 'ready' WHERE collection = ?1 AND state = 'active' AND id != ?2",
-            params![collection, id],
-        )?;
-        tx.execute(
-            "UPDATE embedding_versions SET state = 'active', activated_at = ?3,
-               activation_seq = (SELECT MAX(activation_seq) FROM embedding_versions WHERE collection = ?1) + 1
-             WHERE collection = ?1 AND id = ?2",
-            params![collection, id, t],
-        )?;
-        tx.execute(
-            "UPDATE collections SET active_version = ?2 WHERE name = ?1",
-            params![collection, id],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Stores the canary set of version `version`: `(chunk hash, text as embedded, vector)`.
-    pub fn put_canaries(
-        &mut self,
-        collection: &str,
-        version: &str,
-        rows: &[(quarry_core::ContentHash, String, Vec<f32>)],
-    ) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "DELETE FROM canaries WHERE collection = ?1 AND version = ?2",
-            params![collection, version],
-        )?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO canaries (collection, version, chunk_hash, text, vector) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for (h, text, v) in rows {
-                stmt.execute(params![
-                    collection,
-                    version,
-                    h.to_hex(),
-                    text,
-                    super::encode_vector(v)
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// The canary set of a version: `(text as embedded, vector stored at capture)`.
-    pub fn canaries(&self, collection: &str, version: &str) -> Result<Vec<(String, Vec<f32>)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT text, vector FROM canaries WHERE collection = ?1 AND version = ?2 ORDER BY chunk_hash",
-        )?;
-        let rows = stmt.query_map(params![collection, version], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
-        rows.map(|r| {
-            let (text, blob) = r?;
-            Ok((text, super::decode_vector(&blob)?))
-        })
-        .collect()
     }
 }

@@ -1,7 +1,7 @@
 //! One write transaction of the catalog: upserts and deletes of documents, committed as the
 //! collection's next generation together with the log of every chunk it touched.
 
-use super::{now, parse_hash};
+use super::schema::{Catalog, now, parse_hash};
 use crate::error::{Error, Result};
 use quarry_core::{Chunk, ContentHash, Document};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -245,5 +245,12 @@ impl<'c> WriteTx<'c> {
         more(&self.tx, self.generation)?;
         self.tx.commit()?;
         Ok(Some((self.generation, self.touched.into_iter().collect())))
+    }
+}
+
+impl Catalog {
+    /// Starts the write transaction of the collection's next generation.
+    pub(crate) fn begin(&mut self, collection: &str) -> Result<WriteTx<'_>> {
+        WriteTx::begin(&mut self.conn, collection)
     }
 }

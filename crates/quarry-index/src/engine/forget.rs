@@ -268,7 +268,7 @@ impl Engine {
     pub fn delete_collection(&self, name: &str) -> Result<CollectionDeleted> {
         self.collection(name)?;
         self.with_write_lock(|| {
-            let pending = self.catalog().jobs(Some(name), &["queued", "running"])?;
+            let pending = self.catalog().jobs(Some(name), &crate::catalog::JobState::PENDING)?;
             if let Some(job) = pending.into_iter().next() {
                 return Err(Error::Busy(format!(
                     "job {} ({}) of collection `{name}` is {}; cancel it (quarry jobs cancel {}) before deleting the collection",

@@ -2,11 +2,11 @@
 //! is found in no file of the data directory afterwards, across two embedding versions, the
 //! embedding cache, canaries, eval runs and golden sets; the collection lifecycle.
 
-use super::versions_tests::{Model, Models};
 use super::*;
 use crate::catalog::GoldenQuery;
 use crate::collection::CollectionSettings;
 use crate::eval::Plan;
+use crate::jobs::tests::{Model, Models};
 use quarry_core::{ChunkOptions, ContentHash, Document, Principal};
 use quarry_core::{ChunkSizer, DocFormat, GroupBy, Mode, QueryOptions, Role};
 use std::path::{Path, PathBuf};
@@ -163,10 +163,13 @@ fn forget_leaves_no_copy_in_any_file_across_versions_caches_canaries_and_evals()
 
     // A second embedding version (b): its vectors, its canaries (every chunk: fewer than 32),
     // and version a's dump kept for a rollback.
-    let job = engine.enqueue_reindex("c", "b").unwrap();
-    let done = engine.run_job(&job.id, &|_| {}).unwrap();
-    assert_eq!(done.state, "succeeded", "{:?}", done.error);
-    let vb = done.result.unwrap()["version"].as_str().unwrap().to_owned();
+    let job = crate::jobs::enqueue_reindex(&engine, "c", "b").unwrap();
+    let done = crate::jobs::run(&engine, &job.id, &|_| {}).unwrap();
+    assert_eq!(done.state.as_str(), "succeeded", "{:?}", done.error);
+    let vb = serde_json::to_value(done.result).unwrap()["version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let va = engine
         .versions("c")
         .unwrap()

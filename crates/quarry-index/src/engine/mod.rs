@@ -42,7 +42,7 @@ pub use crate::options::EngineOptions;
 pub use forget::ForgetReport;
 pub use state::Engine;
 pub use stats::{CollectionStats, VersionInfo};
-pub use versions::{CANARY_SIZE, CanaryOutcome, CanaryReport, ModelChange, RECHUNK, REINDEX};
+pub use versions::CANARY_SIZE;
 pub use write::{ApplyStats, Change};
 
 #[cfg(test)]
@@ -50,9 +50,6 @@ mod tests;
 
 #[cfg(test)]
 mod acl_tests;
-
-#[cfg(test)]
-mod versions_tests;
 
 #[cfg(test)]
 mod shared_dir_tests;

@@ -3,8 +3,10 @@
 
 use super::state::Engine;
 use super::stats::{CollectionStats, VersionInfo};
-use super::versions;
-use crate::catalog::{CollectionRow, DocState, DocumentRow, VersionRow, check_collection_name};
+use crate::catalog::{
+    CollectionRow, DocState, DocumentRow, JobKind, JobState, VersionRow, VersionState,
+    check_collection_name,
+};
 use crate::error::{Error, Result};
 use crate::searcher::Searcher;
 use quarry_core::{ChunkOptions, ContentHash, Principal};
@@ -71,7 +73,7 @@ impl Engine {
                 .catalog()
                 .versions(name)?
                 .into_iter()
-                .filter(|v| v.state == "building")
+                .filter(|v| v.state == VersionState::Building)
                 .map(|v| v.id)
                 .collect(),
             chunk_options: row.chunk_options,
@@ -104,18 +106,16 @@ impl Engine {
             .into_iter()
             .filter(|v| only.is_none_or(|id| v.id == id))
             .collect();
-        let jobs = self
-            .catalog()
-            .jobs(Some(collection), &["queued", "running"])?;
+        let jobs = self.catalog().jobs(Some(collection), &JobState::PENDING)?;
         versions
             .into_iter()
             .map(|v| {
                 let vectors = self.catalog().count_vectors(collection, &v.fingerprint)?;
-                let job = (v.state == "building")
+                let job = (v.state == VersionState::Building)
                     .then(|| {
                         jobs.iter().find(|j| {
-                            j.kind == versions::REINDEX
-                                && j.params["embedder"].as_str() == Some(v.embedder.as_str())
+                            j.kind == JobKind::Reindex
+                                && j.params.embedder() == Some(v.embedder.as_str())
                         })
                     })
                     .flatten()

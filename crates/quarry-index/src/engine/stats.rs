@@ -1,6 +1,7 @@
 //! What the engine reports about collections: their counts ([`CollectionStats`]) and their
 //! embedding versions ([`VersionInfo`]).
 
+use crate::catalog::VersionState;
 use quarry_core::ChunkOptions;
 
 /// An embedding version as `GET /v1/collections/{c}/versions` shows it.
@@ -10,7 +11,7 @@ pub struct VersionInfo {
     pub embedder: String,
     pub fingerprint: String,
     pub spec: quarry_core::EmbedderSpec,
-    pub state: String,
+    pub state: VersionState,
     pub active: bool,
     /// Chunks of the collection with a stored vector of this version's fingerprint.
     pub vectors: u64,

@@ -1,585 +1,30 @@
-//! Embedding versions and re-index jobs.
-//!
-//! A re-index builds a new embedding version of a collection in the shadow of the active one,
-//! which keeps serving:
-//! 1. **Fill**: every chunk of the collection without a stored vector of the new fingerprint is
-//!    embedded, a batch at a time; each batch's vectors are stored (the embedding cache) and the
-//!    job's progress written before the next batch. The stored vectors are the checkpoint: a job
-//!    that resumes after a crash embeds only what is still missing.
-//! 2. **Shadow index**: the version's HNSW graph is built from stored vectors in its own folder.
-//! 3. **Eval gate**: with golden sets, each runs on the active and on the shadow version (`vector`
-//!    and `hybrid`, recorded as eval runs); the new version is promoted only if its nDCG@10 is at
-//!    least the active's minus `reindex_max_ndcg_drop` in both modes of every set. Otherwise it is
-//!    left `ready`, with both runs named in the job's result.
-//! 4. **Cutover**, under the writer lock so no write commits meanwhile: chunks written during
-//!    the job are embedded (only those), the shadow index is brought to the catalog's generation,
-//!    the catalog switches the active version, and the collection's published indexes are
-//!    replaced in one step. A searcher taken before keeps the old version to its end, one taken
-//!    after sees the new one: no query mixes them.
-//!
-//! [`Engine::activate_version`] promotes or rolls back to a version whose vectors are stored
-//! (nothing is embedded unless chunks were added since it was last active).
+//! The lifecycle of a collection's embedding versions, as the engine keeps it: a version's
+//! shadow index built from stored vectors, the **cutover** that makes a version active (under the
+//! writer lock: chunks written meanwhile are embedded, the index is brought to the catalog's
+//! generation, the catalog switches, and the collection's published indexes are replaced in one
+//! step, so no query mixes two versions), promotion and rollback ([`Engine::activate_version`]),
+//! retirement and retention, and the canary set captured at a switch. Also the generation that
+//! switches a collection to new chunk options. The jobs that drive these (re-index, re-chunk)
+//! are in `crate::jobs`; the eval gate that decides a promotion is in `crate::eval::gate`.
 
 use super::state::Engine;
 use super::stats::VersionInfo;
-use crate::catalog::{Job, VersionRow};
+use crate::catalog::{JobKind, JobState, VersionRow, VersionState};
 use crate::collection::{ActiveEmbedder, Indexes};
 use crate::error::{Error, Result};
-use crate::eval::Plan;
 use crate::searcher::Searcher;
 use crate::vectors::VectorIndex;
-use quarry_core::{ChunkOptions, ContentHash, Embedder, InputKind, Mode, Principal};
-use std::collections::{HashMap, HashSet};
-use std::fs::File;
+use quarry_core::{ChunkOptions, ContentHash, Embedder, InputKind};
+use std::collections::HashSet;
 use std::sync::Arc;
-
-/// Gives the texts (as embedded) of a batch of chunks.
-type TextsOf<'a> = dyn Fn(&[ContentHash]) -> Result<Vec<(ContentHash, String)>> + 'a;
-
-/// The job kind of a re-index (a new embedding version).
-pub const REINDEX: &str = "reindex";
-/// The job kind of a re-chunk (new chunk options: BM25 and vectors rebuilt together).
-pub const RECHUNK: &str = "rechunk";
-
-/// Why a job stopped early.
-enum Stop {
-    Cancelled,
-    /// The process is shutting down: the job stays `running` and resumes at the next start.
-    Interrupted,
-    Failed(Error),
-}
-
-impl From<Error> for Stop {
-    fn from(e: Error) -> Self {
-        Stop::Failed(e)
-    }
-}
 
 /// Chunks in a version's canary set.
 pub const CANARY_SIZE: usize = 32;
 
-/// What re-embedding a version's canary set found.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct CanaryReport {
-    pub collection: String,
-    pub version: String,
-    pub embedder: String,
-    /// Canary chunks re-embedded.
-    pub checked: usize,
-    /// The lowest cosine between a canary's stored vector and its vector now.
-    pub min_cosine: f64,
-    /// `min_cosine` is below `canary_min_cosine`: the model behind the embedder changed.
-    pub drifted: bool,
-}
-
-/// A collection's canary check: its report (`None` without vectors), or why it could not run.
-pub type CanaryOutcome = std::result::Result<Option<CanaryReport>, String>;
-
-/// A collection whose configured embedder no longer has its active version's fingerprint.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ModelChange {
-    pub collection: String,
-    pub embedder: String,
-    pub active_version: String,
-    pub active_fingerprint: String,
-    pub configured_fingerprint: String,
-}
+/// A document split into chunks: `(doc_id, title, chunks)`.
+type Chunked = (String, String, Vec<quarry_core::Chunk>);
 
 impl Engine {
-    /// Queues a re-index of `collection` to the embedder named `embedder`. Refused when that
-    /// embedder is not configured, when its fingerprint is the active version's (nothing would
-    /// change), or when a re-index of the collection is already queued or running.
-    pub fn enqueue_reindex(&self, collection: &str, embedder: &str) -> Result<Job> {
-        self.collection(collection)?;
-        let valid = (1..=64).contains(&embedder.len())
-            && embedder
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-        if !valid {
-            let shown: String = embedder.chars().take(64).collect();
-            return Err(Error::Input(format!(
-                "embedder name {shown:?}{}: use 1 to 64 letters, digits, `_`, `-` or `.`, as in [embedders.NAME]",
-                if embedder.chars().count() > 64 {
-                    "…"
-                } else {
-                    ""
-                }
-            )));
-        }
-        let e = self.resolve(embedder)?.ok_or_else(|| {
-            Error::Input(format!(
-                "embedder `{embedder}` makes no vectors; name a [embedders.NAME] table, `local` or `hash`"
-            ))
-        })?;
-        if let Some(active) = self.catalog().active_version(collection)?
-            && active.fingerprint == e.fingerprint()
-        {
-            return Err(Error::Input(format!(
-                "collection `{collection}` is already served by version {} of that embedder; nothing to re-index",
-                active.id
-            )));
-        }
-        self.insert_exclusive_job(
-            REINDEX,
-            collection,
-            serde_json::json!({ "embedder": embedder }),
-        )
-    }
-
-    /// Queues a re-chunk of `collection` with `options`: every document split anew, the new
-    /// chunks embedded with the active version's embedder (cache first), then BM25 and vectors
-    /// swapped to them in one generation. Refused when the collection already uses `options`, or
-    /// while another re-index or re-chunk of it is queued or running.
-    pub fn enqueue_rechunk(&self, collection: &str, options: ChunkOptions) -> Result<Job> {
-        options.validate()?;
-        let current = self.collection(collection)?.chunk_options;
-        if current == options {
-            return Err(Error::Input(format!(
-                "collection `{collection}` is already chunked with these options (max_tokens {}, overlap {}); nothing to re-chunk",
-                options.max_tokens, options.overlap
-            )));
-        }
-        let params = serde_json::json!({ "chunk": options, "from": current });
-        self.insert_exclusive_job(RECHUNK, collection, params)
-    }
-
-    /// Queues a job unless another re-index or re-chunk of the collection is queued or running.
-    fn insert_exclusive_job(
-        &self,
-        kind: &str,
-        collection: &str,
-        params: serde_json::Value,
-    ) -> Result<Job> {
-        match self
-            .catalog()
-            .insert_job(kind, collection, &params, &[REINDEX, RECHUNK])?
-        {
-            Ok(job) => Ok(job),
-            Err(j) => Err(Error::Busy(format!(
-                "job {} ({}, {}) is already rebuilding collection `{collection}`; wait for it, cancel it \
-                 (`quarry jobs cancel {}`), or resume it if it was interrupted (`quarry jobs resume`)",
-                j.id, j.kind, j.state, j.id
-            ))),
-        }
-    }
-
-    pub fn job(&self, id: &str) -> Result<Job> {
-        self.catalog().job(id)?.ok_or_else(|| Error::NotFound {
-            what: "job",
-            id: id.to_owned(),
-        })
-    }
-
-    /// Jobs, oldest first; of one collection when given.
-    pub fn jobs(&self, collection: Option<&str>) -> Result<Vec<Job>> {
-        self.catalog().jobs(collection, &[])
-    }
-
-    /// Cancels a queued job at once and a running one at its next batch.
-    pub fn cancel_job(&self, id: &str) -> Result<Job> {
-        self.catalog()
-            .cancel_job(id)?
-            .ok_or_else(|| Error::NotFound {
-                what: "job",
-                id: id.to_owned(),
-            })
-    }
-
-    /// The oldest job waiting to run: queued, or left `running` by a process that died (no
-    /// process holds its lock).
-    pub fn next_job(&self) -> Result<Option<Job>> {
-        let waiting = self.catalog().jobs(None, &["queued", "running"])?;
-        for job in waiting {
-            if job.state == "queued" {
-                return Ok(Some(job));
-            }
-            if let Some(lock) = self.try_lock_job(&job.id)? {
-                drop(lock);
-                return Ok(Some(job));
-            }
-        }
-        Ok(None)
-    }
-
-    /// The job's lock file, locked, or `None` when another process (or thread) runs the job.
-    fn try_lock_job(&self, id: &str) -> Result<Option<File>> {
-        let dir = self.dir.join("jobs");
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let path = dir.join(format!("{id}.lock"));
-        let file = super::state::open_lock_file(&path)?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(file)),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
-        }
-    }
-
-    /// Runs job `id` in this thread until it ends, calling `progress` after every batch. A job
-    /// interrupted before (its process died) resumes where its stored vectors end. Returns the
-    /// job as it ended; a job another process is running is `Busy`.
-    pub fn run_job(&self, id: &str, progress: &dyn Fn(&Job)) -> Result<Job> {
-        let Some(_lock) = self.try_lock_job(id)? else {
-            return Err(Error::Busy(format!(
-                "job {id} is running in another process"
-            )));
-        };
-        let job = self.job(id)?;
-        if !matches!(job.state.as_str(), "queued" | "running") {
-            return Ok(job);
-        }
-        if job.kind != REINDEX && job.kind != RECHUNK {
-            let msg = format!("job kind `{}` is unknown to this quarry", job.kind);
-            self.catalog().end_job(id, "failed", Some(&msg), None)?;
-            return self.job(id);
-        }
-        if job.cancel_requested {
-            if job.kind == REINDEX {
-                self.fail_building(&job.collection)?;
-            }
-            self.catalog().end_job(id, "cancelled", None, None)?;
-            return self.job(id);
-        }
-        self.catalog().start_job(id)?;
-        tracing::info!(job = id, kind = %job.kind, collection = %job.collection, "job started");
-        let outcome = if job.kind == RECHUNK {
-            self.rechunk(&job, progress)
-        } else {
-            self.reindex(&job, progress)
-        };
-        match outcome {
-            Ok(result) => {
-                self.catalog()
-                    .end_job(id, "succeeded", None, Some(&result))?;
-                tracing::info!(job = id, %result, "re-index finished");
-            }
-            Err(Stop::Interrupted) => {
-                tracing::info!(
-                    job = id,
-                    "re-index interrupted by shutdown; it resumes at the next start"
-                );
-            }
-            Err(Stop::Cancelled) => {
-                self.catalog().end_job(id, "cancelled", None, None)?;
-                tracing::info!(job = id, "re-index cancelled");
-            }
-            Err(Stop::Failed(e)) => {
-                self.catalog()
-                    .end_job(id, "failed", Some(&e.to_string()), None)?;
-                tracing::warn!(job = id, error = %e, "re-index failed");
-            }
-        }
-        self.job(id)
-    }
-
-    /// Runs every job waiting to run, oldest first, until none is left; returns how many ran.
-    pub fn run_pending_jobs(&self) -> Result<usize> {
-        let mut n = 0;
-        while !self
-            .interrupt_jobs
-            .load(std::sync::atomic::Ordering::SeqCst)
-            && let Some(job) = self.next_job()?
-        {
-            match self.run_job(&job.id, &|_| {}) {
-                Ok(_) => n += 1,
-                // another process took it between the check and the lock
-                Err(e) if e.kind() == crate::ErrorKind::Busy => break,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(n)
-    }
-
-    /// Every document of `collection` split with `chunker`: `(doc_id, title, chunks)`.
-    fn chunk_all(
-        &self,
-        collection: &str,
-        chunker: &quarry_core::Chunker,
-    ) -> Result<Vec<(String, String, Vec<quarry_core::Chunk>)>> {
-        Ok(self
-            .catalog()
-            .chunkable_documents(collection)?
-            .into_iter()
-            .map(|(id, title, text, format)| {
-                let chunks = chunker.chunk(&title, &text, format);
-                (id, title, chunks)
-            })
-            .collect())
-    }
-
-    /// The texts (as embedded) of `docs`' chunks that have no stored vector of `version`.
-    /// Embeds the chunks `missing` (of the job's `total`) a batch at a time, `texts_of` giving a
-    /// batch's texts as embedded; each batch's vectors and the job's progress are stored in one
-    /// transaction, and cancellation or shutdown is checked between batches. Chunks already
-    /// stored when the job first started count as its cache hits.
-    #[allow(clippy::too_many_arguments)]
-    fn fill(
-        &self,
-        job: &Job,
-        version: &VersionRow,
-        embedder: &Arc<dyn Embedder>,
-        total: u64,
-        missing: &[ContentHash],
-        progress: &dyn Fn(&Job),
-        texts_of: &TextsOf<'_>,
-    ) -> std::result::Result<(), Stop> {
-        let mut processed = total - missing.len() as u64;
-        let hits = if job.started_at.is_none() {
-            processed
-        } else {
-            0
-        };
-        self.catalog()
-            .job_progress(&job.id, processed, total, 0, hits)?;
-        progress(&self.job(&job.id)?);
-        for batch in missing.chunks(self.options.embed_batch.max(1)) {
-            self.check_stop(&job.id)?;
-            processed += batch.len() as u64;
-            let texts = texts_of(batch)?;
-            self.embed_texts_and_store(
-                version,
-                embedder,
-                &texts,
-                Some((&job.id, processed, total)),
-            )?;
-            progress(&self.job(&job.id)?);
-        }
-        Ok(())
-    }
-
-    fn missing_texts(
-        &self,
-        version: &VersionRow,
-        docs: &[(String, String, Vec<quarry_core::Chunk>)],
-    ) -> Result<(usize, Vec<(ContentHash, String)>)> {
-        let mut texts: std::collections::BTreeMap<ContentHash, String> = Default::default();
-        for (_, title, chunks) in docs {
-            for c in chunks {
-                texts
-                    .entry(c.hash)
-                    .or_insert_with(|| quarry_core::embed_text(title, &c.text));
-            }
-        }
-        let hashes: Vec<ContentHash> = texts.keys().copied().collect();
-        let have = self.catalog().have_vectors(&version.fingerprint, &hashes)?;
-        let total = texts.len();
-        Ok((
-            total,
-            texts
-                .into_iter()
-                .filter(|(h, _)| !have.contains(h))
-                .collect(),
-        ))
-    }
-
-    fn rechunk(
-        &self,
-        job: &Job,
-        progress: &dyn Fn(&Job),
-    ) -> std::result::Result<serde_json::Value, Stop> {
-        let collection = job.collection.as_str();
-        let options: ChunkOptions = serde_json::from_value(job.params["chunk"].clone())
-            .map_err(|e| Error::Corrupt(format!("job {}: chunk options: {e}", job.id)))?;
-        let chunker = self.chunker_with(collection, options)?;
-        let active = match self.catalog().active_version(collection)? {
-            Some(v) => match self.resolve(&v.embedder)? {
-                Some(e) if e.fingerprint() == v.fingerprint => Some((v, e)),
-                _ => {
-                    return Err(Stop::Failed(Error::Input(format!(
-                        "embedder `{}` no longer has the fingerprint of version {}; re-index to it before re-chunking",
-                        v.embedder, v.id
-                    ))));
-                }
-            },
-            None => None,
-        };
-        // 1. embed the new chunks, in the shadow of the old ones (cache first; resumable)
-        let docs = self.chunk_all(collection, &chunker)?;
-        if let Some((version, embedder)) = &active {
-            let (total, missing) = self.missing_texts(version, &docs)?;
-            let texts: HashMap<ContentHash, String> = missing.into_iter().collect();
-            let mut hashes: Vec<ContentHash> = texts.keys().copied().collect();
-            hashes.sort();
-            self.fill(
-                job,
-                version,
-                embedder,
-                total as u64,
-                &hashes,
-                progress,
-                &|batch| Ok(batch.iter().map(|h| (*h, texts[h].clone())).collect()),
-            )?;
-        }
-        self.check_stop(&job.id)?;
-        // 2. one generation, under the writer lock: documents written during the job are split
-        //    anew too, and BM25 and vectors are published together
-        let before = self.catalog().counts(collection)?.1;
-        let generation = self.with_write_lock(|| {
-            let ix = self.recover(collection, self.open_indexes(collection)?, true)?;
-            let docs = self.chunk_all(collection, &chunker)?;
-            // The version serving now (under the lock) gets the new chunks' vectors, whichever
-            // was active when the job started.
-            if let Some(serving) = &ix.active {
-                let embedder = serving.embedder.clone().map_err(Error::Embed)?;
-                let (_, late) = self.missing_texts(&serving.version, &docs)?;
-                for batch in late.chunks(self.options.embed_batch.max(1)) {
-                    self.embed_texts_and_store(&serving.version, &embedder, batch, None)?;
-                }
-            }
-            let committed = {
-                let mut catalog = self.catalog();
-                let mut tx = catalog.begin(collection)?;
-                for (id, title, chunks) in &docs {
-                    tx.rechunk(id, title, chunks)?;
-                }
-                tx.set_chunk_options(&options)?;
-                tx.commit()?
-            };
-            let Some((generation, touched)) = committed else {
-                return Ok(None);
-            };
-            self.write_generation(collection, &ix, generation, &touched)?;
-            Ok(Some(generation))
-        })?;
-        let after = self.catalog().counts(collection)?.1;
-        let job_now = self.job(&job.id)?;
-        tracing::info!(
-            collection,
-            chunks_before = before,
-            chunks_after = after,
-            "re-chunked"
-        );
-        Ok(serde_json::json!({
-            "chunk": options, "generation": generation,
-            "chunks_before": before, "chunks_after": after,
-            "embedded": job_now.embedded, "cache_hits": job_now.cache_hits,
-        }))
-    }
-
-    fn reindex(
-        &self,
-        job: &Job,
-        progress: &dyn Fn(&Job),
-    ) -> std::result::Result<serde_json::Value, Stop> {
-        let collection = job.collection.as_str();
-        let name = job.params["embedder"]
-            .as_str()
-            .ok_or_else(|| Error::Corrupt(format!("job {}: no embedder in its params", job.id)))?;
-        let embedder = self
-            .resolve(name)?
-            .ok_or_else(|| Error::Input(format!("embedder `{name}` makes no vectors")))?;
-        let version = self
-            .catalog()
-            .building_version(collection, name, embedder.spec())?;
-        if version.state == "active" {
-            // The process died after the switch and before the job's end was recorded.
-            return Ok(serde_json::json!({
-                "version": version.id, "promoted": true,
-                "note": "the version was already active: the job had switched before it was interrupted",
-            }));
-        }
-        let outcome = self.build_and_promote(job, &version, &embedder, progress);
-        if matches!(outcome, Err(Stop::Cancelled | Stop::Failed(_))) {
-            self.fail_building(collection)?;
-        }
-        outcome
-    }
-
-    /// Marks the collection's `building` versions `failed` (its one re-index job stopped); an
-    /// active or ready version is never touched.
-    fn fail_building(&self, collection: &str) -> Result<()> {
-        let catalog = self.catalog();
-        for v in catalog.versions(collection)? {
-            if v.state == "building" {
-                catalog.set_version_state(collection, &v.id, "failed")?;
-            }
-        }
-        Ok(())
-    }
-
-    fn build_and_promote(
-        &self,
-        job: &Job,
-        version: &VersionRow,
-        embedder: &Arc<dyn Embedder>,
-        progress: &dyn Fn(&Job),
-    ) -> std::result::Result<serde_json::Value, Stop> {
-        let collection = job.collection.as_str();
-        // 1. fill the embedding cache for the new fingerprint
-        let hashes = self.catalog().all_chunk_hashes(collection)?;
-        let have = self.catalog().have_vectors(&version.fingerprint, &hashes)?;
-        let mut missing: Vec<ContentHash> = hashes
-            .iter()
-            .filter(|h| !have.contains(h))
-            .copied()
-            .collect();
-        missing.sort();
-        self.fill(
-            job,
-            version,
-            embedder,
-            hashes.len() as u64,
-            &missing,
-            progress,
-            &|batch| self.catalog().embed_texts(collection, batch),
-        )?;
-        // 2. the shadow index, from stored vectors, in the version's own folder
-        let dir = self.version_dir(collection, &version.id);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        }
-        let shadow = Arc::new(VectorIndex::open(
-            &dir,
-            version.spec.dimensions,
-            self.options.vector,
-        )?);
-        let generation = self.collection(collection)?.generation;
-        self.sync_vectors(collection, &shadow, &version.fingerprint, generation)?;
-        shadow.publish();
-        self.check_stop(&job.id)?;
-        // 3. the eval gate
-        let candidate = ActiveEmbedder {
-            version: version.clone(),
-            embedder: Ok(embedder.clone()),
-        };
-        let gate = self.eval_gate(job, &shadow, &candidate)?;
-        let passed = gate["passed"].as_bool() != Some(false);
-        // 4. cutover, or the version waits for a person
-        let promoted = if passed {
-            self.with_write_lock(|| self.cut_over(collection, &candidate, shadow.clone()))?;
-            true
-        } else {
-            // Brought to the catalog's generation under the writer lock first: a forget since
-            // the build must not reach the dump.
-            self.with_write_lock(|| {
-                let generation = self.collection(collection)?.generation;
-                self.sync_vectors(collection, &shadow, &version.fingerprint, generation)?;
-                shadow.dump()
-            })?;
-            self.catalog()
-                .set_version_state(collection, &version.id, "ready")?;
-            false
-        };
-        let job_now = self.job(&job.id)?;
-        Ok(serde_json::json!({
-            "version": version.id, "promoted": promoted, "gate": gate,
-            "embedded": job_now.embedded, "cache_hits": job_now.cache_hits,
-        }))
-    }
-
-    /// Whether the job must stop here: cancelled, or the process is shutting down.
-    fn check_stop(&self, id: &str) -> std::result::Result<(), Stop> {
-        if self
-            .interrupt_jobs
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
-            return Err(Stop::Interrupted);
-        }
-        if self.job(id)?.cancel_requested {
-            return Err(Stop::Cancelled);
-        }
-        Ok(())
-    }
-
     /// Stops running jobs at their next batch, leaving them to resume at the next start (for a
     /// shutdown); no job starts after this.
     pub fn interrupt_jobs(&self) {
@@ -587,11 +32,29 @@ impl Engine {
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Whether [`Engine::interrupt_jobs`] was called.
+    pub(crate) fn jobs_interrupted(&self) -> bool {
+        self.interrupt_jobs
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Marks the collection's `building` versions `failed` (its one re-index job stopped); an
+    /// active or ready version is never touched.
+    pub(crate) fn fail_building(&self, collection: &str) -> Result<()> {
+        let catalog = self.catalog();
+        for v in catalog.versions(collection)? {
+            if v.state == VersionState::Building {
+                catalog.set_version_state(collection, &v.id, VersionState::Failed)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Embeds `(chunk hash, text as embedded)` with `embedder` and stores the vectors under the
     /// version's fingerprint. Returns how many were embedded.
     /// With `job` (`(id, processed, total)` after this batch), the job's progress is stored in the
     /// same transaction as the vectors.
-    pub(super) fn embed_texts_and_store(
+    pub(crate) fn embed_texts_and_store(
         &self,
         version: &VersionRow,
         embedder: &Arc<dyn Embedder>,
@@ -668,25 +131,119 @@ impl Engine {
         self.compact_after_forget(collection, index, from)
     }
 
-    /// Runs every golden set of the job's collection on the active version and on the candidate
-    /// (`vector` and `hybrid`, as an admin); `passed` unless some mode of some set lost more than
-    /// `reindex_max_ndcg_drop` nDCG@10.
-    fn eval_gate(
+    /// Every document of `collection` split with `chunker`: `(doc_id, title, chunks)`.
+    pub(crate) fn chunk_all(
         &self,
-        job: &Job,
+        collection: &str,
+        chunker: &quarry_core::Chunker,
+    ) -> Result<Vec<Chunked>> {
+        Ok(self
+            .catalog()
+            .chunkable_documents(collection)?
+            .into_iter()
+            .map(|(id, title, text, format)| {
+                let chunks = chunker.chunk(&title, &text, format);
+                (id, title, chunks)
+            })
+            .collect())
+    }
+
+    /// Of `docs`' chunks: how many there are, and the texts (as embedded) of those without a
+    /// stored vector of `version`.
+    pub(crate) fn missing_texts(
+        &self,
+        version: &VersionRow,
+        docs: &[Chunked],
+    ) -> Result<(usize, Vec<(ContentHash, String)>)> {
+        let mut texts: std::collections::BTreeMap<ContentHash, String> = Default::default();
+        for (_, title, chunks) in docs {
+            for c in chunks {
+                texts
+                    .entry(c.hash)
+                    .or_insert_with(|| quarry_core::embed_text(title, &c.text));
+            }
+        }
+        let hashes: Vec<ContentHash> = texts.keys().copied().collect();
+        let have = self.catalog().have_vectors(&version.fingerprint, &hashes)?;
+        let total = texts.len();
+        Ok((
+            total,
+            texts
+                .into_iter()
+                .filter(|(h, _)| !have.contains(h))
+                .collect(),
+        ))
+    }
+
+    /// Switches `collection` to chunk options `options` in one generation, under the writer lock:
+    /// every document (including those written since a re-chunk job started) is split with
+    /// `chunker`, the version serving now gets the vectors of chunks it lacks, and BM25 and
+    /// vectors are published together. Returns the generation (`None`: nothing changed).
+    pub(crate) fn rechunk_commit(
+        &self,
+        collection: &str,
+        chunker: &quarry_core::Chunker,
+        options: &ChunkOptions,
+    ) -> Result<Option<u64>> {
+        self.with_write_lock(|| {
+            let ix = self.recover(collection, self.open_indexes(collection)?, true)?;
+            let docs = self.chunk_all(collection, chunker)?;
+            // The version serving now (under the lock) gets the new chunks' vectors, whichever
+            // was active when the job started.
+            if let Some(serving) = &ix.active {
+                let embedder = serving.embedder.clone().map_err(Error::Embed)?;
+                let (_, late) = self.missing_texts(&serving.version, &docs)?;
+                for batch in late.chunks(self.options.embed_batch.max(1)) {
+                    self.embed_texts_and_store(&serving.version, &embedder, batch, None)?;
+                }
+            }
+            let committed = {
+                let mut catalog = self.catalog();
+                let mut tx = catalog.begin(collection)?;
+                for (id, title, chunks) in &docs {
+                    tx.rechunk(id, title, chunks)?;
+                }
+                tx.set_chunk_options(options)?;
+                tx.commit()?
+            };
+            let Some((generation, touched)) = committed else {
+                return Ok(None);
+            };
+            self.write_generation(collection, &ix, generation, &touched)?;
+            Ok(Some(generation))
+        })
+    }
+
+    /// Builds the shadow index of `version` from its stored vectors, in the version's own
+    /// folder (emptied first), at the catalog's generation, and publishes it for searchers.
+    pub(crate) fn build_shadow(
+        &self,
+        collection: &str,
+        version: &VersionRow,
+    ) -> Result<Arc<VectorIndex>> {
+        let dir = self.version_dir(collection, &version.id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        let shadow = Arc::new(VectorIndex::open(
+            &dir,
+            version.spec.dimensions,
+            self.options.vector,
+        )?);
+        let generation = self.collection(collection)?.generation;
+        self.sync_vectors(collection, &shadow, &version.fingerprint, generation)?;
+        shadow.publish();
+        Ok(shadow)
+    }
+
+    /// A searcher of `collection` that answers vector queries from `shadow` with `candidate`'s
+    /// embedder (BM25 as the collection's), for the eval gate; nothing is published.
+    pub(crate) fn shadow_searcher(
+        &self,
+        collection: &str,
         shadow: &Arc<VectorIndex>,
         candidate: &ActiveEmbedder,
-    ) -> Result<serde_json::Value> {
-        let collection = job.collection.as_str();
-        let sets = self.golden_sets(Some(collection))?;
-        let max_drop = self.options.reindex_max_ndcg_drop;
-        if sets.is_empty() {
-            return Ok(serde_json::json!({
-                "ran": false, "passed": serde_json::Value::Null,
-                "note": "the collection has no golden set, so no eval gate ran",
-            }));
-        }
-        let active = self.searcher(collection)?;
+    ) -> Result<Searcher> {
         let current = self.indexes(&self.collection(collection)?)?;
         let shadow_ix = Indexes {
             bm25: current.bm25.clone(),
@@ -695,60 +252,41 @@ impl Engine {
             publish: current.publish.clone(),
             incarnation: current.incarnation.clone(),
         };
-        let new = Searcher::new(self.collection(collection)?, &shadow_ix, &self.options);
-        let admin = Principal::local_admin();
-        let plan = Plan {
-            modes: if active.embedding_version().is_some() {
-                vec![Mode::Vector, Mode::Hybrid]
-            } else {
-                vec![Mode::Hybrid]
-            },
-            fusion: active.default_fusion(),
-            top_k: 100,
-        };
-        let mut new_plan = plan.clone();
-        new_plan.modes = vec![Mode::Vector, Mode::Hybrid];
-        let trigger = format!("reindex {}", job.id);
-        let mut passed = true;
-        let mut out = Vec::new();
-        for set in sets {
-            let (a, _) = self.evaluate_golden_on(&active, &set.name, &plan, &admin, &trigger)?;
-            let (b, measured) =
-                self.evaluate_golden_on(&new, &set.name, &new_plan, &admin, &trigger)?;
-            // Answers the new version gave from BM25 alone (its provider failed) measure nothing
-            // of it: the gate does not pass on them.
-            let degraded: usize = measured.reports.values().map(|r| r.degraded).sum();
-            if degraded > 0 {
-                passed = false;
-            }
-            let mut modes = serde_json::Map::new();
-            for mode in ["vector", "hybrid"] {
-                let (Some(new_v), old_v) = (ndcg_of(&b, mode), ndcg_of(&a, mode)) else {
-                    continue;
-                };
-                // A collection without vectors before (BM25 only) compares with its hybrid answer.
-                let Some(old_v) = old_v.or_else(|| ndcg_of(&a, "hybrid")) else {
-                    continue;
-                };
-                let ok = new_v >= old_v - max_drop;
-                passed &= ok;
-                modes.insert(
-                    mode.to_owned(),
-                    serde_json::json!({"active": old_v, "new": new_v, "ok": ok}),
-                );
-            }
-            if modes.is_empty() {
-                passed = false;
-            }
-            out.push(serde_json::json!({
-                "golden": set.name, "active_run": a.id, "new_run": b.id, "ndcg@10": modes,
-                "degraded_answers": degraded,
-                "compare": format!("quarry eval compare {} {}", a.id, b.id),
-            }));
-        }
-        Ok(serde_json::json!({
-            "ran": true, "passed": passed, "max_ndcg_drop": max_drop, "sets": out,
-        }))
+        Ok(Searcher::new(
+            self.collection(collection)?,
+            &shadow_ix,
+            &self.options,
+        ))
+    }
+
+    /// Makes `candidate` (its index `shadow`) the active version of `collection`: the cutover,
+    /// under the writer lock.
+    pub(crate) fn promote(
+        &self,
+        collection: &str,
+        candidate: &ActiveEmbedder,
+        shadow: Arc<VectorIndex>,
+    ) -> Result<()> {
+        self.with_write_lock(|| self.cut_over(collection, candidate, shadow))
+    }
+
+    /// Leaves `version` `ready` for a person to decide (the eval gate held it back), its index
+    /// dumped at the catalog's generation.
+    pub(crate) fn hold_back(
+        &self,
+        collection: &str,
+        version: &VersionRow,
+        shadow: &VectorIndex,
+    ) -> Result<()> {
+        // Brought to the catalog's generation under the writer lock first: a forget since
+        // the build must not reach the dump.
+        self.with_write_lock(|| {
+            let generation = self.collection(collection)?.generation;
+            self.sync_vectors(collection, shadow, &version.fingerprint, generation)?;
+            shadow.dump()
+        })?;
+        self.catalog()
+            .set_version_state(collection, &version.id, VersionState::Ready)
     }
 
     /// Under the writer lock: embeds the chunks written since the shadow index was built, brings
@@ -848,7 +386,7 @@ impl Engine {
     /// written since it last served. Its embedder must still be configured with its fingerprint.
     pub fn activate_version(&self, collection: &str, id: &str) -> Result<VersionInfo> {
         let version = self.version_row(collection, id)?;
-        if version.state == "building" || version.state == "failed" {
+        if matches!(version.state, VersionState::Building | VersionState::Failed) {
             return Err(Error::Input(format!(
                 "version {id} is {}: only a ready, retired or active version can be activated",
                 version.state
@@ -856,9 +394,9 @@ impl Engine {
         }
         if let Some(j) = self
             .catalog()
-            .jobs(Some(collection), &["queued", "running"])?
+            .jobs(Some(collection), &JobState::PENDING)?
             .into_iter()
-            .find(|j| j.kind == RECHUNK)
+            .find(|j| j.kind == JobKind::Rechunk)
         {
             return Err(Error::Busy(format!(
                 "job {} is re-chunking collection `{collection}`; activate a version after it ends (or cancel it)",
@@ -907,12 +445,12 @@ impl Engine {
     /// vectors stay in the embedding cache (so activating it again embeds nothing).
     pub fn retire_version(&self, collection: &str, id: &str) -> Result<()> {
         let version = self.version_row(collection, id)?;
-        if version.state == "building"
+        if version.state == VersionState::Building
             && self
                 .catalog()
-                .jobs(Some(collection), &["queued", "running"])?
+                .jobs(Some(collection), &JobState::PENDING)?
                 .iter()
-                .any(|j| j.kind == REINDEX)
+                .any(|j| j.kind == JobKind::Reindex)
         {
             return Err(Error::Busy(format!(
                 "version {id} is being built; cancel its job first"
@@ -938,7 +476,8 @@ impl Engine {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        self.catalog().set_version_state(collection, id, "retired")
+        self.catalog()
+            .set_version_state(collection, id, VersionState::Retired)
     }
 
     /// Retires the versions that served before, beyond the `keep_versions - 1` most recently
@@ -953,7 +492,7 @@ impl Engine {
             .catalog()
             .versions(collection)?
             .into_iter()
-            .filter(|v| v.state == "ready" && v.activated_at.is_some())
+            .filter(|v| v.state == VersionState::Ready && v.activated_at.is_some())
             .collect();
         served.sort_by_key(|v| std::cmp::Reverse(v.activation_seq));
         for v in served.iter().skip(keep.saturating_sub(1)) {
@@ -965,7 +504,7 @@ impl Engine {
 
     /// Stores the canary set of `version`: the [`CANARY_SIZE`] chunks of the collection with the
     /// smallest hashes (a fixed, content-spread sample) and their stored vectors of the version.
-    fn capture_canaries(&self, collection: &str, version: &VersionRow) -> Result<usize> {
+    pub(crate) fn capture_canaries(&self, collection: &str, version: &VersionRow) -> Result<usize> {
         let mut hashes = self.catalog().all_chunk_hashes(collection)?;
         hashes.sort();
         let stored = self.catalog().vectors(
@@ -987,126 +526,4 @@ impl Engine {
             .put_canaries(collection, &version.id, &rows)?;
         Ok(rows.len())
     }
-
-    /// Re-embeds the canary set of the collection's active version (capturing one first if the
-    /// version has none) and compares with the stored vectors. Sets the
-    /// `quarry_embedding_canary_min_cosine` and `quarry_embedding_drift` gauges; a drift is also
-    /// logged as a warning. `None` for a collection without vectors.
-    pub fn check_canary(&self, collection: &str) -> Result<Option<CanaryReport>> {
-        let Some(version) = self.catalog().active_version(collection)? else {
-            return Ok(None);
-        };
-        let embedder = match self.resolve(&version.embedder)? {
-            Some(e) if e.fingerprint() == version.fingerprint => e,
-            _ => {
-                return Err(Error::Input(format!(
-                    "embedder `{}` is configured differently from version {}; a re-index to the new settings is due, not a canary check",
-                    version.embedder, version.id
-                )));
-            }
-        };
-        let mut canaries = self.catalog().canaries(collection, &version.id)?;
-        if canaries.is_empty() {
-            self.capture_canaries(collection, &version)?;
-            canaries = self.catalog().canaries(collection, &version.id)?;
-        }
-        let mut min_cosine = 1.0f64;
-        for batch in canaries.chunks(self.options.embed_batch.max(1)) {
-            let inputs: Vec<&str> = batch.iter().map(|(t, _)| t.as_str()).collect();
-            let now = embedder
-                .embed(&inputs, InputKind::Document)
-                .map_err(|e| Error::Embed(e.to_string()))?;
-            if now.len() != batch.len() {
-                return Err(Error::Embed(format!(
-                    "embedder `{}` returned {} vectors for {} canary texts",
-                    version.embedder,
-                    now.len(),
-                    batch.len()
-                )));
-            }
-            for ((_, stored), mut v) in batch.iter().zip(now) {
-                quarry_core::embed::normalize(&mut v);
-                let c = if v.len() == stored.len() {
-                    f64::from(quarry_core::embed::cosine(stored, &v))
-                } else {
-                    0.0
-                };
-                min_cosine = min_cosine.min(c);
-            }
-        }
-        if canaries.is_empty() {
-            return Ok(None);
-        }
-        let drifted = min_cosine < self.options.canary_min_cosine;
-        self.telemetry()
-            .observe_canary(collection, &version.id, min_cosine, drifted);
-        if drifted {
-            tracing::warn!(
-                collection, version = %version.id, min_cosine,
-                "embedding drift: embedder `{}` now embeds the canary chunks of version {} differently \
-                 (lowest cosine {min_cosine:.4} < {}): the provider changed its model behind the same name. \
-                 Vectors of the two no longer compare; re-index to a new embedder name, or pin the provider's model version",
-                version.embedder, version.id, self.options.canary_min_cosine
-            );
-        }
-        Ok(Some(CanaryReport {
-            collection: collection.to_owned(),
-            version: version.id,
-            embedder: version.embedder,
-            checked: canaries.len(),
-            min_cosine,
-            drifted,
-        }))
-    }
-
-    /// [`Engine::check_canary`] of every collection; a collection that cannot be checked is
-    /// reported as an error string.
-    pub fn check_canaries(&self) -> Result<Vec<(String, CanaryOutcome)>> {
-        let collections = self.catalog().collections()?;
-        let out: Vec<(String, CanaryOutcome)> = collections
-            .into_iter()
-            .map(|c| {
-                let r = self.check_canary(&c.name).map_err(|e| e.to_string());
-                (c.name, r)
-            })
-            .collect();
-        // Only the versions that serve keep canary series.
-        let serving: std::collections::BTreeSet<(String, String)> = out
-            .iter()
-            .filter_map(|(c, r)| Some((c.clone(), r.as_ref().ok()?.as_ref()?.version.clone())))
-            .collect();
-        self.telemetry().retain_canary(&serving);
-        Ok(out)
-    }
-
-    /// Collections whose active version's embedder is now configured with another fingerprint
-    /// (a different model, weights file, pooling or prefixes under the same name). Their vector
-    /// queries answer from BM25 until a re-index to the new settings is promoted.
-    pub fn model_changes(&self) -> Result<Vec<ModelChange>> {
-        let mut out = Vec::new();
-        // One catalog lock at a time: the list is read before the loop locks again.
-        let collections = self.catalog().collections()?;
-        for row in collections {
-            let Some(active) = self.catalog().active_version(&row.name)? else {
-                continue;
-            };
-            let Ok(Some(e)) = self.resolve(&active.embedder) else {
-                continue;
-            };
-            if e.fingerprint() != active.fingerprint {
-                out.push(ModelChange {
-                    collection: row.name,
-                    embedder: active.embedder.clone(),
-                    active_version: active.id.clone(),
-                    active_fingerprint: active.fingerprint.to_hex(),
-                    configured_fingerprint: e.fingerprint().to_hex(),
-                });
-            }
-        }
-        Ok(out)
-    }
-}
-
-fn ndcg_of(run: &crate::catalog::EvalRunSummary, mode: &str) -> Option<f64> {
-    run.ndcg10(mode)
 }

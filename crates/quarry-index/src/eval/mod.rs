@@ -8,13 +8,16 @@
 //! - [`compare`]: two runs compared, with a paired randomization test of nDCG@10.
 //! - [`drift`]: scheduled evaluation of the golden sets and the drift alarm.
 //!
-//! `eval` uses the engine (its `impl Engine` blocks add the measuring methods); the engine is not
-//! to use `eval` (the re-index eval gate, which still does in `engine/versions.rs`, moves here as
-//! `gate`).
+//! - [`gate`]: the eval gate a re-index passes before its new embedding version serves.
+//!
+//! `eval` uses the engine (its `impl Engine` blocks add the measuring methods); the engine does
+//! not use `eval`: the re-index job (`crate::jobs`) runs the gate and hands its verdict to the
+//! engine's cutover.
 
 pub mod beir;
 pub mod compare;
 pub mod drift;
+pub mod gate;
 pub mod measure;
 pub mod run;
 

@@ -8,10 +8,11 @@ use super::state::Shared;
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
+use crate::views;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use quarry_index::catalog::Job;
+use quarry_index::jobs;
 
 /// Exactly one of `embedder` (a re-index) and `chunk` (a re-chunk).
 #[derive(Debug, serde::Deserialize)]
@@ -31,8 +32,8 @@ pub async fn reindex(
     JsonBody(req): JsonBody<ReindexRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let job = blocking(move || match (req.embedder, req.chunk) {
-        (Some(e), None) => Ok(state.engine.enqueue_reindex(&collection, &e)?),
-        (None, Some(c)) => Ok(state.engine.enqueue_rechunk(&collection, c)?),
+        (Some(e), None) => Ok(jobs::enqueue_reindex(&state.engine, &collection, &e)?),
+        (None, Some(c)) => Ok(jobs::enqueue_rechunk(&state.engine, &collection, c)?),
         _ => Err(ApiError::new(
             "invalid_request",
             "send either `embedder` (re-embed with it) or `chunk` (re-chunk with these options)",
@@ -41,7 +42,7 @@ pub async fn reindex(
     .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "job_id": job.id, "job": job.view() })),
+        Json(serde_json::json!({ "job_id": job.id, "job": views::job(&job) })),
     ))
 }
 
@@ -49,9 +50,8 @@ pub async fn list(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let jobs = blocking(move || Ok(state.engine.jobs(None)?)).await?;
-    let jobs: Vec<serde_json::Value> = jobs.iter().map(Job::view).collect();
-    Ok(Json(serde_json::json!({ "jobs": jobs })))
+    let jobs = blocking(move || Ok(jobs::list(&state.engine, None)?)).await?;
+    Ok(Json(views::jobs(&jobs)))
 }
 
 pub async fn get(
@@ -59,8 +59,8 @@ pub async fn get(
     State(state): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let job = blocking(move || Ok(state.engine.job(&id)?)).await?;
-    Ok(Json(job.view()))
+    let job = blocking(move || Ok(jobs::job(&state.engine, &id)?)).await?;
+    Ok(Json(views::job(&job)))
 }
 
 pub async fn cancel(
@@ -68,8 +68,8 @@ pub async fn cancel(
     State(state): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let job = blocking(move || Ok(state.engine.cancel_job(&id)?)).await?;
-    Ok(Json(job.view()))
+    let job = blocking(move || Ok(jobs::cancel(&state.engine, &id)?)).await?;
+    Ok(Json(views::job(&job)))
 }
 
 pub async fn activate(
@@ -78,7 +78,7 @@ pub async fn activate(
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let v = blocking(move || Ok(state.engine.activate_version(&collection, &id)?)).await?;
-    Ok(Json(serde_json::json!({ "version": v })))
+    Ok(Json(views::version(&v)))
 }
 
 pub async fn retire(

@@ -1,10 +1,11 @@
 //! Re-index jobs: shadow build with writes during the job, atomic cutover (no query mixes
 //! versions), rollback without embedding, the eval gate, resume after an interruption, cancel.
 
-use super::*;
 use crate::catalog::GoldenQuery;
 use crate::collection::EmbedderSource;
+use crate::engine::{Engine, EngineOptions};
 use crate::error::Result;
+use crate::jobs;
 use crate::searcher::Searcher;
 use quarry_core::InputKind;
 use quarry_core::{ChunkOptions, Embedder, Principal};
@@ -14,14 +15,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A test embedder: `letters` (a letter histogram: a text is nearest to itself) or `noise` (a
 /// pseudo-random direction per text: no notion of meaning). Counts the texts it embeds.
-pub(super) struct Model {
+pub(crate) struct Model {
     spec: EmbedderSpec,
     noise: bool,
     texts: AtomicUsize,
 }
 
 impl Model {
-    pub(super) fn new(model: &str, dims: usize, noise: bool) -> Arc<Model> {
+    pub(crate) fn new(model: &str, dims: usize, noise: bool) -> Arc<Model> {
         Arc::new(Model {
             spec: EmbedderSpec {
                 provider: "hash".into(),
@@ -80,7 +81,7 @@ impl Embedder for Model {
     }
 }
 
-pub(super) struct Models(pub(super) Vec<(&'static str, Arc<Model>)>);
+pub(crate) struct Models(pub(crate) Vec<(&'static str, Arc<Model>)>);
 impl EmbedderSource for Models {
     fn get(&self, name: &str) -> Result<Option<Arc<dyn Embedder>>> {
         Ok(self
@@ -166,30 +167,29 @@ fn reindex_cuts_over_atomically_keeps_writes_and_rolls_back_without_embedding() 
     let va = version_of(&engine, "a");
     assert_eq!(top(&engine, TEXTS[1]), ("d1".into(), va.clone()));
 
-    let job = engine.enqueue_reindex("c", "b").unwrap();
-    assert_eq!(job.state, "queued");
-    let again = engine.enqueue_reindex("c", "b").unwrap_err();
+    let job = jobs::enqueue_reindex(&engine, "c", "b").unwrap();
+    assert_eq!(job.state.as_str(), "queued");
+    let again = jobs::enqueue_reindex(&engine, "c", "b").unwrap_err();
     assert_eq!(again.kind(), crate::ErrorKind::Busy, "{again}");
-    let same = engine.enqueue_reindex("c", "a").unwrap_err();
+    let same = jobs::enqueue_reindex(&engine, "c", "a").unwrap_err();
     assert_eq!(same.kind(), crate::ErrorKind::Input, "{same}");
 
     // During the job: queries are answered by version a alone, and writes keep landing.
     let batches = AtomicUsize::new(0);
-    let done = engine
-        .run_job(&job.id, &|j| {
-            let n = batches.fetch_add(1, Ordering::SeqCst);
-            assert_eq!(j.state, "running");
-            let (doc, version) = top(&engine, TEXTS[2]);
-            assert_eq!((doc.as_str(), version.as_str()), ("d2", va.as_str()));
-            if n == 1 {
-                put(&engine, "d6", TEXTS[6]);
-                put(&engine, "d7", TEXTS[7]);
-            }
-        })
-        .unwrap();
+    let done = jobs::run(&engine, &job.id, &|j| {
+        let n = batches.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(j.state.as_str(), "running");
+        let (doc, version) = top(&engine, TEXTS[2]);
+        assert_eq!((doc.as_str(), version.as_str()), ("d2", va.as_str()));
+        if n == 1 {
+            put(&engine, "d6", TEXTS[6]);
+            put(&engine, "d7", TEXTS[7]);
+        }
+    })
+    .unwrap();
     assert!(batches.load(Ordering::SeqCst) >= 3, "several batches");
-    assert_eq!(done.state, "succeeded", "{:?}", done.error);
-    let result = done.result.unwrap();
+    assert_eq!(done.state.as_str(), "succeeded", "{:?}", done.error);
+    let result = serde_json::to_value(done.result.unwrap()).unwrap();
     assert_eq!(result["promoted"], true);
     assert_eq!(result["gate"]["ran"], false);
     let vb = result["version"].as_str().unwrap().to_owned();
@@ -205,7 +205,7 @@ fn reindex_cuts_over_atomically_keeps_writes_and_rolls_back_without_embedding() 
         .versions("c")
         .unwrap()
         .into_iter()
-        .map(|v| (v.id, v.state))
+        .map(|v| (v.id, v.state.to_string()))
         .collect();
     assert_eq!(
         states,
@@ -235,13 +235,16 @@ fn reindex_cuts_over_atomically_keeps_writes_and_rolls_back_without_embedding() 
 
     // Retention (keep 2 by default): after a third version, the one that served least recently
     // is retired, its index folder gone.
-    let job = engine.enqueue_reindex("c", "c").unwrap();
-    assert_eq!(engine.run_job(&job.id, &|_| {}).unwrap().state, "succeeded");
+    let job = jobs::enqueue_reindex(&engine, "c", "c").unwrap();
+    assert_eq!(
+        jobs::run(&engine, &job.id, &|_| {}).unwrap().state.as_str(),
+        "succeeded"
+    );
     let states: Vec<(String, String)> = engine
         .versions("c")
         .unwrap()
         .into_iter()
-        .map(|v| (v.embedder, v.state))
+        .map(|v| (v.embedder, v.state.to_string()))
         .collect();
     assert_eq!(
         states,
@@ -279,10 +282,10 @@ fn the_eval_gate_holds_back_a_worse_model() {
         .collect();
     engine.put_golden("c", "g", &golden).unwrap();
     let va = version_of(&engine, "a");
-    let job = engine.enqueue_reindex("c", "bad").unwrap();
-    let done = engine.run_job(&job.id, &|_| {}).unwrap();
-    assert_eq!(done.state, "succeeded", "{:?}", done.error);
-    let result = done.result.unwrap();
+    let job = jobs::enqueue_reindex(&engine, "c", "bad").unwrap();
+    let done = jobs::run(&engine, &job.id, &|_| {}).unwrap();
+    assert_eq!(done.state.as_str(), "succeeded", "{:?}", done.error);
+    let result = serde_json::to_value(done.result.unwrap()).unwrap();
     assert_eq!(result["promoted"], false, "{result}");
     assert_eq!(result["gate"]["passed"], false, "{result}");
     let set = &result["gate"]["sets"][0];
@@ -310,7 +313,7 @@ fn the_eval_gate_holds_back_a_worse_model() {
         .versions("c")
         .unwrap()
         .into_iter()
-        .map(|v| (v.id, v.state))
+        .map(|v| (v.id, v.state.to_string()))
         .collect();
     assert_eq!(
         states,
@@ -338,36 +341,36 @@ fn an_interrupted_job_resumes_without_reembedding_and_a_cancel_stops_one() {
     for (i, t) in TEXTS.iter().enumerate() {
         put(&engine, &format!("d{i}"), t);
     }
-    let job = engine.enqueue_reindex("c", "b").unwrap();
+    let job = jobs::enqueue_reindex(&engine, "c", "b").unwrap();
     // The worker dies after its second batch (a panic unwinds out of the job, as far as the
     // catalog can tell like a killed process: the job stays `running`, its lock is released).
     let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let batches = AtomicUsize::new(0);
-        engine.run_job(&job.id, &|_| {
+        jobs::run(&engine, &job.id, &|_| {
             if batches.fetch_add(1, Ordering::SeqCst) == 2 {
                 panic!("worker killed");
             }
         })
     }));
     assert!(died.is_err());
-    let stuck = engine.job(&job.id).unwrap();
+    let stuck = jobs::job(&engine, &job.id).unwrap();
     assert_eq!((stuck.state.as_str(), stuck.processed), ("running", 4));
     assert_eq!(b.texts(), 4);
     // Whoever looks for work finds it, and it finishes embedding only what was missing.
-    assert_eq!(engine.next_job().unwrap().unwrap().id, job.id);
-    assert_eq!(engine.run_pending_jobs().unwrap(), 1);
-    let done = engine.job(&job.id).unwrap();
-    assert_eq!(done.state, "succeeded", "{:?}", done.error);
+    assert_eq!(jobs::next(&engine).unwrap().unwrap().id, job.id);
+    assert_eq!(jobs::run_pending(&engine).unwrap(), 1);
+    let done = jobs::job(&engine, &job.id).unwrap();
+    assert_eq!(done.state.as_str(), "succeeded", "{:?}", done.error);
     assert_eq!((done.processed, done.total, done.embedded), (8, 8, 8));
     assert_eq!(b.texts(), 8);
-    assert!(engine.next_job().unwrap().is_none());
+    assert!(jobs::next(&engine).unwrap().is_none());
     // A job interrupted after its switch, before its end was recorded, just records its end.
     engine.catalog().start_job(&job.id).unwrap();
-    assert_eq!(engine.run_pending_jobs().unwrap(), 1);
-    let again = engine.job(&job.id).unwrap();
-    assert_eq!(again.state, "succeeded");
+    assert_eq!(jobs::run_pending(&engine).unwrap(), 1);
+    let again = jobs::job(&engine, &job.id).unwrap();
+    assert_eq!(again.state.as_str(), "succeeded");
     assert!(
-        again.result.unwrap()["note"]
+        serde_json::to_value(again.result.unwrap()).unwrap()["note"]
             .as_str()
             .unwrap()
             .contains("already active")
@@ -385,15 +388,14 @@ fn an_interrupted_job_resumes_without_reembedding_and_a_cancel_stops_one() {
     ]);
     drop(engine);
     let engine = self::engine(dir.path(), &models);
-    let job = engine.enqueue_reindex("c", "c").unwrap();
-    let done = engine
-        .run_job(&job.id, &|j| {
-            if j.processed >= 2 {
-                engine.cancel_job(&j.id).unwrap();
-            }
-        })
-        .unwrap();
-    assert_eq!(done.state, "cancelled");
+    let job = jobs::enqueue_reindex(&engine, "c", "c").unwrap();
+    let done = jobs::run(&engine, &job.id, &|j| {
+        if j.processed >= 2 {
+            jobs::cancel(&engine, &j.id).unwrap();
+        }
+    })
+    .unwrap();
+    assert_eq!(done.state.as_str(), "cancelled");
     assert!(c.texts() < 8, "stopped early: {}", c.texts());
     assert_eq!(top(&engine, TEXTS[5]).1, active);
     let failed = engine
@@ -402,13 +404,16 @@ fn an_interrupted_job_resumes_without_reembedding_and_a_cancel_stops_one() {
         .into_iter()
         .find(|v| v.embedder == "c")
         .unwrap();
-    assert_eq!(failed.state, "failed");
+    assert_eq!(failed.state.as_str(), "failed");
     let e = engine.activate_version("c", &failed.id).unwrap_err();
     assert_eq!(e.kind(), crate::ErrorKind::Input, "{e}");
     // A queued job that is cancelled never runs.
-    let job = engine.enqueue_reindex("c", "c").unwrap();
-    assert_eq!(engine.cancel_job(&job.id).unwrap().state, "cancelled");
-    assert_eq!(engine.run_pending_jobs().unwrap(), 0);
+    let job = jobs::enqueue_reindex(&engine, "c", "c").unwrap();
+    assert_eq!(
+        jobs::cancel(&engine, &job.id).unwrap().state.as_str(),
+        "cancelled"
+    );
+    assert_eq!(jobs::run_pending(&engine).unwrap(), 0);
 }
 
 /// Chunk texts of the hits of `text` in `mode` from `searcher`.
@@ -450,27 +455,26 @@ fn a_rechunk_rebuilds_bm25_and_vectors_in_one_generation() {
         sizer: ChunkSizer::Chars,
         context_chars: 0,
     };
-    let job = engine.enqueue_rechunk("c", new).unwrap();
-    let e = engine.enqueue_rechunk("c", new).unwrap_err();
+    let job = jobs::enqueue_rechunk(&engine, "c", new).unwrap();
+    let e = jobs::enqueue_rechunk(&engine, "c", new).unwrap_err();
     assert_eq!(e.kind(), crate::ErrorKind::Busy, "{e}");
     let wrote = AtomicUsize::new(0);
-    let done = engine
-        .run_job(&job.id, &|_| {
-            // During the job the old chunking serves, in both retrievers.
-            let s = engine.searcher("c").unwrap();
-            assert!(short(&hit_texts(&s, "orchard", Mode::Bm25)));
-            assert!(short(&hit_texts(&s, TEXTS[0], Mode::Vector)));
-            if wrote.fetch_add(1, Ordering::SeqCst) == 0 {
-                put(
-                    &engine,
-                    "late",
-                    "quiet meadows bloom\n\nwarm summer evenings",
-                );
-            }
-        })
-        .unwrap();
-    assert_eq!(done.state, "succeeded", "{:?}", done.error);
-    let result = done.result.unwrap();
+    let done = jobs::run(&engine, &job.id, &|_| {
+        // During the job the old chunking serves, in both retrievers.
+        let s = engine.searcher("c").unwrap();
+        assert!(short(&hit_texts(&s, "orchard", Mode::Bm25)));
+        assert!(short(&hit_texts(&s, TEXTS[0], Mode::Vector)));
+        if wrote.fetch_add(1, Ordering::SeqCst) == 0 {
+            put(
+                &engine,
+                "late",
+                "quiet meadows bloom\n\nwarm summer evenings",
+            );
+        }
+    })
+    .unwrap();
+    assert_eq!(done.state.as_str(), "succeeded", "{:?}", done.error);
+    let result = serde_json::to_value(done.result.unwrap()).unwrap();
     assert_eq!(
         (
             result["chunks_before"].as_u64(),

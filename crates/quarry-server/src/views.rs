@@ -1,0 +1,49 @@
+//! The wire JSON of jobs and embedding versions: what the HTTP API answers and what the CLI's
+//! `--json` prints (the binary calls these same functions), so the two cannot drift apart. The
+//! engine's types carry no wire format of their own beyond their serde fields.
+
+use quarry_index::VersionInfo;
+use quarry_index::catalog::Job;
+use serde_json::{Value, json};
+
+/// A job: its stored fields (params, progress, result with the eval gate's report) plus
+/// `rate_per_s` and `eta_s`.
+pub fn job(job: &Job) -> Value {
+    let mut v = serde_json::to_value(job).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("rate_per_s".into(), json!(job.rate_per_s()));
+        o.insert("eta_s".into(), json!(job.eta_s()));
+    }
+    v
+}
+
+/// A list of jobs: `{"jobs": [...]}`.
+pub fn jobs<'a>(list: impl IntoIterator<Item = &'a Job>) -> Value {
+    let list: Vec<Value> = list.into_iter().map(job).collect();
+    json!({ "jobs": list })
+}
+
+/// An embedding version: `{"version": {...}}`.
+pub fn version(v: &VersionInfo) -> Value {
+    json!({ "version": v })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_shows_its_fields_and_its_rate() {
+        let stored = r#"{"id":"j1","kind":"reindex","collection":"c","state":"running",
+            "params":{"embedder":"b"},"processed":10,"total":40,"embedded":10,"cache_hits":0,
+            "error":null,"result":null,"cancel_requested":false,"created_at":100,
+            "started_at":100,"updated_at":105}"#;
+        let j: Job = serde_json::from_str(stored).unwrap();
+        let mut want: Value = serde_json::from_str(stored).unwrap();
+        want["rate_per_s"] = json!(2.0);
+        want["eta_s"] = json!(15.0);
+        assert_eq!(job(&j), want);
+        assert_eq!(jobs([&j]), json!({ "jobs": [want] }));
+    }
+}
