@@ -372,7 +372,7 @@ pub fn versions(data_dir: &Path, config: &Config, args: VersionsArgs) -> anyhow:
         None => {
             let list = engine.versions(c)?;
             if args.json {
-                return print_json(&serde_json::json!({ "versions": list }));
+                return print_json(&views::versions(&list));
             }
             emit(&versions_table(&list));
             Ok(())

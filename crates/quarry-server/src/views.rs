@@ -23,6 +23,11 @@ pub fn jobs<'a>(list: impl IntoIterator<Item = &'a Job>) -> Value {
     json!({ "jobs": list })
 }
 
+/// A collection's embedding versions: `{"versions": [...]}`.
+pub fn versions(list: &[VersionInfo]) -> Value {
+    json!({ "versions": list })
+}
+
 /// An embedding version: `{"version": {...}}`.
 pub fn version(v: &VersionInfo) -> Value {
     json!({ "version": v })

@@ -41,7 +41,7 @@ pub use crate::collection::{ActiveEmbedder, CollectionSettings, EmbedderSource};
 pub use crate::options::EngineOptions;
 pub use forget::ForgetReport;
 pub use state::Engine;
-pub use stats::{CollectionStats, VersionInfo};
+pub use stats::{CollectionStats, VersionInfo, VersionJob};
 pub use versions::CANARY_SIZE;
 pub use write::{ApplyStats, Change};
 

@@ -2,7 +2,7 @@
 //! ([`VersionInfo`]), documents as a caller may see them, and [`Searcher`](crate::Searcher)s.
 
 use super::state::Engine;
-use super::stats::{CollectionStats, VersionInfo};
+use super::stats::{CollectionStats, VersionInfo, VersionJob};
 use crate::catalog::{
     CollectionRow, DocState, DocumentRow, JobKind, JobState, VersionRow, VersionState,
     check_collection_name,
@@ -119,7 +119,11 @@ impl Engine {
                         })
                     })
                     .flatten()
-                    .map(|j| serde_json::json!({"id": j.id, "processed": j.processed, "total": j.total}));
+                    .map(|j| VersionJob {
+                        id: j.id.clone(),
+                        processed: j.processed,
+                        total: j.total,
+                    });
                 Ok(VersionInfo {
                     activated_at: v.activated_at,
                     job,

@@ -17,9 +17,17 @@ pub struct VersionInfo {
     pub vectors: u64,
     pub created_at: i64,
     pub activated_at: Option<i64>,
-    /// For a `building` version: the job building it, `{"id", "processed", "total"}`.
+    /// For a `building` version: the job building it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub job: Option<serde_json::Value>,
+    pub job: Option<VersionJob>,
+}
+
+/// The job building a version, and how far it got.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VersionJob {
+    pub id: String,
+    pub processed: u64,
+    pub total: u64,
 }
 
 /// Counts of a collection, as `status` and `GET /v1/collections` show them.

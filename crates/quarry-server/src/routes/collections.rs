@@ -39,7 +39,7 @@ pub async fn versions(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let versions: Vec<VersionInfo> =
         blocking(move || Ok(state.engine.versions(&collection)?)).await?;
-    Ok(Json(serde_json::json!({ "versions": versions })))
+    Ok(Json(crate::views::versions(&versions)))
 }
 
 /// `PUT /v1/collections/{c}` with `{"chunk": {...}, "embedder": "NAME"}` (both optional: the
