@@ -180,17 +180,8 @@ impl EvalConfig {
             }
             return Ok(quarry_core::Principal::local_admin());
         };
-        for (what, id) in
-            std::iter::once(("user", user)).chain(self.groups.iter().map(|g| ("group", g)))
-        {
-            quarry_core::acl::check_principal(&format!("{what}:{id}"))
-                .map_err(|e| anyhow::anyhow!("eval.{what} {id:?}: {e}"))?;
-        }
-        Ok(quarry_core::Principal::new(
-            user.clone(),
-            self.groups.clone(),
-            quarry_core::Role::Reader,
-        ))
+        quarry_core::Principal::checked(user, self.groups.clone(), quarry_core::Role::Reader)
+            .map_err(|b| anyhow::anyhow!("eval.{} {:?}: {}", b.field, b.id, b.acl_error()))
     }
 
     fn validate(&self) -> Result<()> {

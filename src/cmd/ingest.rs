@@ -60,15 +60,9 @@ impl Progress for Bar {
 }
 
 fn parse_principal(s: &str) -> Result<String, String> {
-    let ok = s == "public"
-        || s.strip_prefix("user:")
-            .or_else(|| s.strip_prefix("group:"))
-            .is_some_and(|id| !id.is_empty());
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err("a principal is user:ID, group:ID or public".into())
-    }
+    quarry_core::acl::check_principal(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {

@@ -259,16 +259,11 @@ pub fn read_jwks(path: &std::path::Path) -> Result<Vec<u8>> {
 }
 
 fn principal(user: &str, groups: &[String], role: &str) -> Result<Principal> {
-    check_principal(&format!("user:{user}"))
-        .map_err(|_| anyhow::anyhow!("user {user:?} must be 1 to 256 characters without spaces"))?;
-    for g in groups {
-        check_principal(&format!("group:{g}")).map_err(|_| {
-            anyhow::anyhow!("group {g:?} must be 1 to 256 characters without spaces")
-        })?;
-    }
+    // The ids are checked before the role, so a bad id is reported first.
+    let principal = Principal::checked(user, groups.to_vec(), Role::Reader)?;
     let role = Role::parse(role)
         .map_err(|_| anyhow::anyhow!("role {role:?}: use reader, writer or admin"))?;
-    Ok(Principal::new(user, groups.to_vec(), role))
+    Ok(Principal { role, ..principal })
 }
 
 #[cfg(test)]
