@@ -28,7 +28,8 @@ pub use engine::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use ingest::{
-    IngestOptions, IngestSummary, NoProgress, Problem, Progress, ingest, ingest_records,
+    IngestOptions, IngestSummary, Ingested, NoProgress, Problem, Progress, VectorsSummary, ingest,
+    ingest_inputs, ingest_records,
 };
 pub use searcher::{Hit, Scores, SearchResponse, Searcher};
 pub use telemetry::{QueryOutcome, Telemetry};
