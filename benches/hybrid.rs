@@ -55,12 +55,7 @@
 //! QUARRY_BENCH_DATA_DIR=./quarry-data cargo bench --bench hybrid -- chunked/
 //! ```
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::Float32Type;
-use arrow_array::{Array, RecordBatch};
-use arrow_schema::DataType;
 use criterion::Criterion;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use quarry_core::metrics::{Judgments, ndcg_at_k};
 use quarry_core::stats::percentile;
 use quarry_core::{
@@ -281,53 +276,16 @@ fn test_queries(dir: &Path) -> Vec<(String, String, Judgments)> {
         .collect()
 }
 
-/// `(id, vector)` rows of a Parquet file with an `id` string column and a `vector`
-/// `fixed_size_list<float32>` column.
+/// `(id, vector)` rows of a vector file, read with quarry's one Parquet reader.
 fn read_vectors(path: &Path) -> Vec<(String, Vec<f32>)> {
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
+    let rows = quarry_index::ingest::parquet::read_all(path)
         .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let mut rows = Vec::new();
-    for batch in reader {
-        let batch: RecordBatch = batch.unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        let ids = batch.column_by_name("id").expect("an `id` column");
-        let vectors = batch
-            .column_by_name("vector")
-            .expect("a `vector` column")
-            .as_fixed_size_list_opt()
-            .expect("`vector` is a fixed_size_list");
-        assert_eq!(
-            vectors.value_length() as usize,
-            DIMS,
-            "{}: vectors of {} dimensions, {DIMS} expected",
+    if let Some((id, v)) = rows.iter().find(|(_, v)| v.len() != DIMS) {
+        panic!(
+            "{}: vector {id} has {} dimensions, {DIMS} expected",
             path.display(),
-            vectors.value_length()
+            v.len()
         );
-        let id_of = |i: usize| -> String {
-            match ids.data_type() {
-                DataType::Utf8 => ids.as_string::<i32>().value(i).to_owned(),
-                DataType::LargeUtf8 => ids.as_string::<i64>().value(i).to_owned(),
-                DataType::Utf8View => ids.as_string_view().value(i).to_owned(),
-                other => panic!("{}: `id` is {other}, a string expected", path.display()),
-            }
-        };
-        for i in 0..batch.num_rows() {
-            assert!(
-                ids.is_valid(i) && vectors.is_valid(i),
-                "{}: null in row {i}",
-                path.display()
-            );
-            let v = vectors.value(i);
-            let v = v.as_primitive::<Float32Type>();
-            assert_eq!(
-                v.null_count(),
-                0,
-                "{}: null value in row {i}",
-                path.display()
-            );
-            rows.push((id_of(i), v.values().to_vec()));
-        }
     }
     rows
 }

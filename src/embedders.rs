@@ -6,82 +6,19 @@
 //! - `hash`: the deterministic hashing embedder, 384 dimensions, **for tests only**;
 //! - `none`: no vectors; collections answer from BM25 alone.
 
-use crate::config::{Config, EmbedderConfig};
+use crate::config::{Config, embedder_config as config_of};
 use anyhow::bail;
 use quarry_core::Embedder;
 use quarry_embed::{
-    DEFAULT_MODEL, HashEmbedder, LocalEmbedder, OpenAiEmbedder, OpenAiOptions, ensure_model,
-    model_cache_dir,
+    HashEmbedder, LocalEmbedder, OpenAiEmbedder, OpenAiOptions, ensure_model, model_cache_dir,
 };
 use quarry_index::EmbedderSource;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Dimensions of the built-in `hash` embedder.
 const HASH_DIMENSIONS: usize = 384;
-
-/// The configuration of embedder `name`: its table, or a built-in; `None` for `none`.
-fn config_of(
-    embedders: &BTreeMap<String, EmbedderConfig>,
-    name: &str,
-) -> anyhow::Result<Option<EmbedderConfig>> {
-    if let Some(c) = embedders.get(name) {
-        return Ok(Some(c.clone()));
-    }
-    Ok(match name {
-        "none" => None,
-        "local" => Some(EmbedderConfig {
-            provider: "local".into(),
-            model: Some(DEFAULT_MODEL.into()),
-            ..EmbedderConfig::default()
-        }),
-        "hash" => Some(EmbedderConfig {
-            provider: "hash".into(),
-            ..EmbedderConfig::default()
-        }),
-        other => {
-            let mut names: Vec<&str> = embedders.keys().map(String::as_str).collect();
-            names.extend(["local", "hash", "none"]);
-            bail!(
-                "embedder `{other}` is not configured: add an [embedders.{other}] table, or use one of: {}",
-                names.join(", ")
-            )
-        }
-    })
-}
-
-/// Checks the configured embedders without loading them: providers and required keys.
-pub fn check(config: &Config) -> anyhow::Result<()> {
-    config_of(&config.embedders, &config.embedder)
-        .map_err(|e| anyhow::anyhow!("invalid configuration: embedder: {e}"))?;
-    for (name, c) in &config.embedders {
-        let err = |why: &str| anyhow::anyhow!("invalid configuration: embedders.{name}: {why}");
-        match c.provider.as_str() {
-            "local" => {
-                if c.model.is_none() && c.model_dir.is_none() {
-                    return Err(err(
-                        "a local embedder needs `model` (e.g. \"all-MiniLM-L6-v2\") or `model_dir`",
-                    ));
-                }
-            }
-            "openai" => {
-                if c.base_url.is_none() || c.model.is_none() {
-                    return Err(err(
-                        "an openai embedder needs `base_url` (e.g. \"https://api.openai.com/v1\") and `model`",
-                    ));
-                }
-            }
-            "hash" => {}
-            other => {
-                return Err(err(&format!(
-                    "provider `{other}` is unknown; use local, openai or hash"
-                )));
-            }
-        }
-    }
-    Ok(())
-}
 
 /// Loads embedder `name` as configured.
 pub fn load(config: &Config, name: &str) -> anyhow::Result<Option<Arc<dyn Embedder>>> {

@@ -1,7 +1,6 @@
 //! The `quarry` binary: command-line parsing, configuration, and wiring of the engine, the HTTP
 //! server and the eval runner. The only crate that uses `anyhow`.
 
-mod byo_vectors;
 mod cmd;
 mod config;
 mod embedders;

@@ -1,10 +1,12 @@
 //! `quarry ingest PATH...`
 
 use super::{emit, open_engine, print_json};
-use crate::byo_vectors::{self, VectorsSummary};
 use crate::config::Config;
+use anyhow::{Context, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use quarry_index::{IngestOptions, IngestSummary, Progress};
+use quarry_core::EmbedderSpec;
+use quarry_index::ingest::{MAX_PROBLEMS, is_vector_file};
+use quarry_index::{IngestOptions, IngestSummary, Progress, VectorsSummary};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -42,10 +44,29 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Whether `path` is a vector file for the loader rather than a document.
-fn is_parquet(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+/// Parses `--vectors-spec`: a JSON embedder spec (starting with `{`), or the name of a configured
+/// embedder, loaded to read its spec.
+fn spec_from_arg(config: &Config, arg: &str) -> anyhow::Result<EmbedderSpec> {
+    let arg = arg.trim();
+    if arg.starts_with('{') {
+        return serde_json::from_str::<EmbedderSpec>(arg).map_err(|e| {
+            anyhow!(
+                "--vectors-spec is not a valid embedder spec: {e}. Expected JSON like \
+                 {{\"provider\":\"local\",\"model\":\"all-MiniLM-L6-v2\",\"revision\":\"<sha256 of model.safetensors>\",\
+                 \"dimensions\":384,\"pooling\":\"mean\",\"normalized\":true,\"max_tokens\":256}}, \
+                 or the name of a configured embedder (e.g. local)"
+            )
+        });
+    }
+    match crate::embedders::load(config, arg)
+        .with_context(|| format!("--vectors-spec {arg}: cannot load that embedder's spec"))?
+    {
+        Some(e) => Ok(e.spec().clone()),
+        None => bail!(
+            "--vectors-spec {arg}: embedder `{arg}` produces no vectors; name the embedder that \
+             computed them, or give its spec as JSON"
+        ),
+    }
 }
 
 struct Bar(ProgressBar);
@@ -60,25 +81,17 @@ impl Progress for Bar {
 }
 
 fn parse_principal(s: &str) -> Result<String, String> {
-    let ok = s == "public"
-        || s.strip_prefix("user:")
-            .or_else(|| s.strip_prefix("group:"))
-            .is_some_and(|id| !id.is_empty());
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err("a principal is user:ID, group:ID or public".into())
-    }
+    quarry_core::acl::check_principal(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
-    let (parquet, paths): (Vec<PathBuf>, Vec<PathBuf>) =
-        args.paths.iter().cloned().partition(|p| is_parquet(p));
-    if args.vectors_spec.is_some() && parquet.is_empty() {
+    if args.vectors_spec.is_some() && !args.paths.iter().any(|p| is_vector_file(p)) {
         anyhow::bail!("--vectors-spec describes the vectors of .parquet files, and none was given");
     }
     let spec = match &args.vectors_spec {
-        Some(arg) => Some(byo_vectors::spec_from_arg(config, arg)?),
+        Some(arg) => Some(spec_from_arg(config, arg)?),
         None => None,
     };
     let engine = open_engine(data_dir, config)?;
@@ -105,29 +118,21 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         ProgressBar::hidden()
     };
     let progress = Bar(bar);
-    let summary = if paths.is_empty() {
-        IngestSummary {
-            collection: opts.collection.clone(),
-            ..IngestSummary::default()
-        }
-    } else {
-        quarry_index::ingest(&engine, &paths, &opts, &progress)?
-    };
+    let ingested =
+        quarry_index::ingest_inputs(&engine, &args.paths, &opts, spec.as_ref(), &progress)?;
     progress.0.finish_and_clear();
-    let mut vectors = VectorsSummary::default();
-    let mut failed = None;
-    for p in &parquet {
-        if let Err(e) = byo_vectors::load(&engine, &opts.collection, p, spec.as_ref(), &mut vectors)
-        {
-            failed = Some(e);
-            break;
-        }
-    }
-    let shown = failed
-        .is_none()
-        .then_some(&vectors)
-        .filter(|_| !parquet.is_empty());
-    if failed.is_some() && paths.is_empty() {
+    let read_documents = ingested.documents.is_some();
+    let summary = ingested.documents.unwrap_or_else(|| IngestSummary {
+        collection: opts.collection.clone(),
+        ..IngestSummary::default()
+    });
+    let (shown, failed) = match ingested.vectors {
+        Some(Ok(v)) => (Some(v), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
+    let shown = shown.as_ref();
+    if failed.is_some() && !read_documents {
         // Nothing to report but the error.
     } else if args.json {
         let mut value = serde_json::to_value(&summary)?;
@@ -136,7 +141,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         }
         print_json(&value)?;
     } else {
-        if !paths.is_empty() {
+        if read_documents {
             print_summary(&summary);
         }
         if let Some(v) = shown {
@@ -144,7 +149,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
         }
     }
     match failed {
-        Some(e) => Err(e),
+        Some(e) => Err(e.into()),
         None => Ok(()),
     }
 }
@@ -179,7 +184,7 @@ fn print_vectors(collection: &str, v: &VectorsSummary) {
         let _ = writeln!(
             o,
             "  … and {more} more (use --json for the first {})",
-            byo_vectors::MAX_PROBLEMS
+            MAX_PROBLEMS
         );
     }
     emit(&o);

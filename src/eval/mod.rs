@@ -183,19 +183,10 @@ fn evaluate(
 ) -> anyhow::Result<()> {
     let collection = collection.to_owned();
     let caller = match &args.user {
-        Some(user) => {
-            for (what, id) in
-                std::iter::once(("user", user)).chain(args.groups.iter().map(|g| ("group", g)))
-            {
-                quarry_core::acl::check_principal(&format!("{what}:{id}"))
-                    .map_err(|e| crate::cmd::UsageError(format!("--{what} {id:?}: {e}")))?;
-            }
-            quarry_core::Principal::new(
-                user.clone(),
-                args.groups.clone(),
-                quarry_core::Role::Reader,
-            )
-        }
+        Some(user) => Principal::checked(user, args.groups.clone(), quarry_core::Role::Reader)
+            .map_err(|b| {
+                crate::cmd::UsageError(format!("--{} {:?}: {}", b.field, b.id, b.acl_error()))
+            })?,
         None => Principal::local_admin(),
     };
     let fusion = args.fusion.resolve(config.query.fusion);

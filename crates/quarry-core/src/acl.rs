@@ -70,6 +70,31 @@ impl Principal {
         }
     }
 
+    /// A caller built from ids given by someone else (a key file, a token, a flag, a request),
+    /// after checking them: the user and each group must be an id an ACL can name (1 to 256
+    /// bytes, no whitespace or control character). The one place where outside ids become a
+    /// caller; [`Principal::new`] is for ids the program wrote itself.
+    pub fn checked(
+        user: impl Into<String>,
+        groups: Vec<String>,
+        role: Role,
+    ) -> std::result::Result<Principal, InvalidId> {
+        let user = user.into();
+        if !valid_id(&user) {
+            return Err(InvalidId {
+                field: "user",
+                id: user,
+            });
+        }
+        if let Some(g) = groups.iter().find(|g| !valid_id(g)) {
+            return Err(InvalidId {
+                field: "group",
+                id: g.clone(),
+            });
+        }
+        Ok(Principal::new(user, groups, role))
+    }
+
     /// The operator of this machine: in-process commands and a server without authentication.
     pub fn local_admin() -> Principal {
         Principal::new("local", Vec::new(), Role::Admin)
@@ -115,6 +140,23 @@ impl Principal {
         out.sort();
         out.dedup();
         out
+    }
+}
+
+/// Why ids cannot make a caller ([`Principal::checked`]): which one (`field` is `"user"` or
+/// `"group"`) and its value. Displays as "user \"a b\" must be 1 to 256 characters without spaces".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {id:?} must be 1 to 256 characters without spaces")]
+pub struct InvalidId {
+    pub field: &'static str,
+    pub id: String,
+}
+
+impl InvalidId {
+    /// The error [`check_principal`] gives for the ACL entry this id would make (`user:ID` or
+    /// `group:ID`).
+    pub fn acl_error(&self) -> Error {
+        invalid_principal(&format!("{}:{}", self.field, self.id))
     }
 }
 
@@ -172,13 +214,17 @@ fn valid_id(id: &str) -> bool {
 pub fn check_principal(p: &str) -> Result<()> {
     match principal_kind(p) {
         Some(_) => Ok(()),
-        None => Err(Error::invalid(
-            "principal",
-            format!(
-                "{p:?}; a principal is user:ID, group:ID or public (an ID is 1 to 256 characters without spaces)"
-            ),
-        )),
+        None => Err(invalid_principal(p)),
     }
+}
+
+fn invalid_principal(p: &str) -> Error {
+    Error::invalid(
+        "principal",
+        format!(
+            "{p:?}; a principal is user:ID, group:ID or public (an ID is 1 to 256 characters without spaces)"
+        ),
+    )
 }
 
 /// Checks an ACL and returns it sorted without duplicates, so equal ACLs compare equal.
@@ -281,5 +327,50 @@ mod tests {
         assert_eq!(Role::parse("writer").unwrap(), Role::Writer);
         assert!(Role::parse("root").is_err());
         assert!(Role::Admin > Role::Writer && Role::Writer > Role::Reader);
+    }
+
+    #[test]
+    fn checked_principals_name_their_bad_id() {
+        let ok = Principal::checked("alice", vec!["eng".into()], Role::Writer).unwrap();
+        assert_eq!(
+            ok,
+            Principal::new("alice", vec!["eng".into()], Role::Writer)
+        );
+        let bad = Principal::checked("a b", vec![], Role::Reader).unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "user \"a b\" must be 1 to 256 characters without spaces"
+        );
+        assert_eq!(bad.acl_error(), check_principal("user:a b").unwrap_err());
+        let bad = Principal::checked("alice", vec!["eng".into(), String::new()], Role::Reader);
+        assert_eq!(bad.unwrap_err().field, "group");
+        assert!(Principal::checked("x".repeat(257), vec![], Role::Reader).is_err());
+        assert!(Principal::checked("x".repeat(256), vec![], Role::Reader).is_ok());
+    }
+
+    proptest::proptest! {
+        /// A caller is built exactly when every id it carries could be named in an ACL, and its
+        /// tokens are then valid ACL entries.
+        #[test]
+        fn checked_agrees_with_acl_entries(
+            user in "\\PC{0,4}|[a-z ]{0,3}|\\s",
+            groups in proptest::collection::vec("\\PC{0,3}|[a-z\t]{0,2}", 0..3),
+        ) {
+            let entries_ok = check_principal(&format!("user:{user}")).is_ok()
+                && groups.iter().all(|g| check_principal(&format!("group:{g}")).is_ok());
+            match Principal::checked(user.clone(), groups.clone(), Role::Reader) {
+                Ok(p) => {
+                    proptest::prop_assert!(entries_ok);
+                    for t in p.tokens(&DefaultAcl::admin_only()) {
+                        proptest::prop_assert!(check_principal(&t).is_ok(), "{t:?}");
+                    }
+                }
+                Err(bad) => {
+                    proptest::prop_assert!(!entries_ok);
+                    let entry = format!("{}:{}", bad.field, bad.id);
+                    proptest::prop_assert!(check_principal(&entry).is_err(), "{entry:?}");
+                }
+            }
+        }
     }
 }

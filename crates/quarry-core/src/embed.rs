@@ -158,6 +158,68 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// Why an embedder cannot serve the vectors of a fingerprint ([`matching`]).
+pub enum Mismatch {
+    /// No embedder of that name is configured, or it produces no vectors.
+    Missing,
+    /// It is configured with another fingerprint (another model, weights, pooling or prefixes).
+    Changed(std::sync::Arc<dyn Embedder>),
+}
+
+/// The embedder `resolved` (as looked up by name) when it computes the vectors of `expected`:
+/// vectors are only ever compared with vectors of the same fingerprint. The one check of a
+/// resolved embedder against a stored version; callers say in their own words what to do.
+pub fn matching(
+    resolved: Option<std::sync::Arc<dyn Embedder>>,
+    expected: &Fingerprint,
+) -> Result<std::sync::Arc<dyn Embedder>, Mismatch> {
+    match resolved {
+        Some(e) if e.fingerprint() == *expected => Ok(e),
+        Some(e) => Err(Mismatch::Changed(e)),
+        None => Err(Mismatch::Missing),
+    }
+}
+
+/// Why [`embed_checked`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbedCheckError {
+    /// The embedder failed.
+    Embed(EmbedError),
+    /// It answered `got` vectors for `expected` texts.
+    Count { got: usize, expected: usize },
+    /// A vector has `got` values instead of `expected`.
+    Dimensions { got: usize, expected: usize },
+}
+
+/// Embeds `texts` and checks the answer: one vector per text, each of `dimensions` values when
+/// given; every vector is then L2-normalised ([`normalize`]), as the indexes compare them.
+pub fn embed_checked(
+    embedder: &dyn Embedder,
+    texts: &[&str],
+    kind: InputKind,
+    dimensions: Option<usize>,
+) -> Result<Vec<Vec<f32>>, EmbedCheckError> {
+    let mut vectors = embedder
+        .embed(texts, kind)
+        .map_err(EmbedCheckError::Embed)?;
+    if vectors.len() != texts.len() {
+        return Err(EmbedCheckError::Count {
+            got: vectors.len(),
+            expected: texts.len(),
+        });
+    }
+    if let Some(d) = dimensions
+        && let Some(v) = vectors.iter().find(|v| v.len() != d)
+    {
+        return Err(EmbedCheckError::Dimensions {
+            got: v.len(),
+            expected: d,
+        });
+    }
+    vectors.iter_mut().for_each(|v| normalize(v));
+    Ok(vectors)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +268,59 @@ mod tests {
         let mut z = vec![0.0, 0.0];
         normalize(&mut z);
         assert_eq!(z, vec![0.0, 0.0]);
+    }
+
+    /// Answers a fixed list of vectors, whatever it is asked.
+    struct Fixed(EmbedderSpec, Vec<Vec<f32>>);
+
+    impl Embedder for Fixed {
+        fn spec(&self) -> &EmbedderSpec {
+            &self.0
+        }
+        fn fingerprint(&self) -> Fingerprint {
+            self.0.fingerprint()
+        }
+        fn embed(&self, _: &[&str], _: InputKind) -> Result<Vec<Vec<f32>>, EmbedError> {
+            Ok(self.1.clone())
+        }
+    }
+
+    #[test]
+    fn embed_checked_counts_sizes_and_normalises() {
+        let e = Fixed(spec(), vec![vec![3.0, 4.0, 0.0]]);
+        let out = embed_checked(&e, &["a"], InputKind::Query, Some(3)).unwrap();
+        assert_eq!(out, vec![vec![0.6, 0.8, 0.0]]);
+        assert_eq!(
+            embed_checked(&e, &["a", "b"], InputKind::Query, None),
+            Err(EmbedCheckError::Count {
+                got: 1,
+                expected: 2
+            })
+        );
+        assert_eq!(
+            embed_checked(&e, &["a"], InputKind::Query, Some(4)),
+            Err(EmbedCheckError::Dimensions {
+                got: 3,
+                expected: 4
+            })
+        );
+    }
+
+    #[test]
+    fn matching_embedders_have_the_expected_fingerprint() {
+        let e: std::sync::Arc<dyn Embedder> = std::sync::Arc::new(Fixed(spec(), vec![]));
+        assert!(matching(Some(e.clone()), &spec().fingerprint()).is_ok());
+        let other = EmbedderSpec {
+            dimensions: 4,
+            ..spec()
+        };
+        assert!(matches!(
+            matching(Some(e), &other.fingerprint()),
+            Err(Mismatch::Changed(_))
+        ));
+        assert!(matches!(
+            matching(None, &other.fingerprint()),
+            Err(Mismatch::Missing)
+        ));
     }
 }

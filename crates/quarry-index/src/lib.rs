@@ -29,7 +29,8 @@ pub use collection::{ActiveEmbedder, CollectionSettings, EmbedderSource};
 pub use engine::{ApplyStats, Change, CollectionStats, Engine, ForgetReport, VersionInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use ingest::{
-    IngestOptions, IngestSummary, NoProgress, Problem, Progress, ingest, ingest_records,
+    IngestOptions, IngestSummary, Ingested, NoProgress, Problem, Progress, VectorsSummary, ingest,
+    ingest_inputs, ingest_records,
 };
 pub use options::EngineOptions;
 pub use searcher::{Hit, Scores, SearchResponse, Searcher};

@@ -4,7 +4,9 @@
 //! bytes. Each fails only on a panic or a broken invariant; errors are fine. 256 cases each in CI;
 //! `PROPTEST_CASES=20000 cargo test --release -p quarry-index ingest::fuzz_tests` for a long run.
 
-use super::{extract, parse_acl_file, read_jsonl_bytes};
+use super::documents::read_jsonl_bytes;
+use super::extract::extract;
+use super::walk::parse_acl_file;
 use proptest::prelude::*;
 use quarry_core::{ChunkOptions, ChunkSizer, Chunker, DocFormat};
 

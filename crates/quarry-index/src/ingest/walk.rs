@@ -2,7 +2,7 @@
 //! (inside or outside a git repository), hidden files are skipped, and symbolic links are never
 //! followed out of the root they were found under.
 
-use super::Problem;
+use super::summary::Problem;
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 

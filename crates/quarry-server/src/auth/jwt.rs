@@ -15,7 +15,6 @@
 use super::jwks::{self, VerifyKey};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use quarry_core::acl::check_principal;
 use quarry_core::{Principal, Role};
 use std::sync::{Arc, RwLock};
 
@@ -288,20 +287,23 @@ impl JwtVerifier {
         let data = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
             .map_err(|e| describe(e.kind()))?;
         let claims = data.claims;
-        check_principal(&format!("user:{}", claims.sub))
-            .map_err(|_| "invalid JWT: `sub` must be 1 to 256 characters without spaces")?;
-        for g in &claims.groups {
-            check_principal(&format!("group:{g}")).map_err(|_| {
-                format!("invalid JWT: group {g:?} must be 1 to 256 characters without spaces")
+        // The ids are checked before the role, so a bad id is reported first.
+        let principal =
+            Principal::checked(claims.sub, claims.groups, Role::Reader).map_err(|b| {
+                match b.field {
+                    "user" => {
+                        "invalid JWT: `sub` must be 1 to 256 characters without spaces".to_owned()
+                    }
+                    _ => format!("invalid JWT: {b}"),
+                }
             })?;
-        }
         let role = match claims.role.as_deref() {
             None => Role::Reader,
             Some(r) => Role::parse(r).map_err(|_| {
                 format!("invalid JWT: `role` {r:?} is not one of reader, writer, admin")
             })?,
         };
-        Ok(Principal::new(claims.sub, claims.groups, role))
+        Ok(Principal { role, ..principal })
     }
 }
 

@@ -113,18 +113,10 @@ pub async fn run(
     JsonBody(req): JsonBody<EvalRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let principal = match req.run_as {
-        Some(r) => {
-            let p = Principal::new(r.user, r.groups, Role::Reader);
-            for id in std::iter::once(&p.user).chain(&p.groups) {
-                if quarry_core::acl::check_principal(&format!("user:{id}")).is_err() {
-                    return Err(ApiError::new(
-                        "invalid_request",
-                        format!("`as`: {id:?} is not a valid user or group id"),
-                    ));
-                }
-            }
-            p
-        }
+        Some(r) => Principal::checked(r.user, r.groups, Role::Reader).map_err(|b| {
+            let why = format!("`as`: {:?} is not a valid user or group id", b.id);
+            ApiError::new("invalid_request", why)
+        })?,
         None => caller.principal.clone(),
     };
     let top_k = req.top_k.unwrap_or(100);

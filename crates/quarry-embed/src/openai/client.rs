@@ -1,41 +1,12 @@
-//! An embedder for any OpenAI-compatible `POST {base_url}/embeddings` endpoint.
-//!
-//! Texts are sent in batches of [`OpenAiOptions::batch_size`], at most
-//! [`OpenAiOptions::max_concurrency`] batches in flight at once (scoped OS threads over one blocking
-//! `reqwest` client: no async runtime is needed, and none may be entered, so call it from sync code
-//! or from inside `tokio::task::spawn_blocking`).
-//!
-//! Failures, per batch:
-//! - **Retried** with exponential backoff and full jitter (a delay drawn uniformly from
-//!   `0..=min(backoff_max, backoff_base * 2^retry)`), at most `max_retries` times: connection
-//!   errors and resets, timeouts (each request is bounded by [`OpenAiOptions::timeout`]), HTTP 408,
-//!   429 and 5xx. A `Retry-After` header in seconds on such a response replaces the jittered delay
-//!   (capped by `backoff_max`); the HTTP-date form is ignored.
-//! - **Not retried**: every other 4xx fails at once with the provider's own error message. 401 and
-//!   403 (the API key) and 404 (`base_url` or model) are [`EmbedError::Model`], the others
-//!   [`EmbedError::Provider`]. A redirect is not followed (a POST would turn into a GET): it is an
-//!   [`EmbedError::Model`] naming the new location.
-//! - **Unusable answers** (a 2xx whose body is not the expected JSON, has the wrong number of
-//!   vectors, a missing, duplicate or out-of-range `index`, a vector of the wrong dimension, or a
-//!   non-finite value) are retried **once** (it may be a proxy glitch; a second bad answer is not),
-//!   within the same `max_retries` budget, then fail with [`EmbedError::Provider`].
-//!
-//! When one batch fails for good, batches not yet started are abandoned, and `embed` returns that
-//! error.
-//!
-//! Vectors are ordered by each item's `index` (providers may answer out of order) and
-//! L2-normalised, so the spec says `normalized: true` and cosine and dot product agree.
-//!
-//! **Dimensions.** With [`OpenAiOptions::dimensions`] set, it is sent as the request's `dimensions`
-//! (models that support shortening honour it) and every vector must have it. Without it,
-//! [`OpenAiEmbedder::new`] probes the provider once with a short text and takes the dimension of the
-//! answer (then `new` blocks on the network, with the same retries as `embed`), and `dimensions` is
-//! never sent.
-//!
-//! The spec is `provider = "openai"`, `model` and `revision` = the model string, `pooling = "none"`,
-//! `max_tokens = 0` (provider-defined), no prefixes. Nothing else (URL, key, batching, timeouts)
-//! enters the fingerprint. The API key never appears in errors, logs or `Debug` output.
+//! The embedder itself: batching, bounded concurrency, attempts, retries with backoff and jitter,
+//! and the probe of the dimension.
 
+use super::options::{MAX_DIMENSIONS, OpenAiOptions};
+use super::wire::{EmbeddingRequest, chain, parse_response, provider_message, retry_after};
+use quarry_core::{EmbedError, Embedder, EmbedderSpec, Fingerprint, InputKind};
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use reqwest::header::{CONTENT_TYPE, LOCATION};
 use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
@@ -43,138 +14,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use quarry_core::embed::normalize;
-use quarry_core::{EmbedError, Embedder, EmbedderSpec, Fingerprint, InputKind};
-use reqwest::StatusCode;
-use reqwest::blocking::Client;
-use reqwest::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
-
-pub const DEFAULT_BATCH_SIZE: usize = 64;
-pub const DEFAULT_MAX_CONCURRENCY: usize = 4;
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-pub const DEFAULT_MAX_RETRIES: u32 = 5;
-pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(250);
-pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(20);
-
-/// Largest accepted `dimensions`.
-pub const MAX_DIMENSIONS: usize = 65_536;
 /// Retries granted to unusable 2xx answers (within `max_retries`).
 const MAX_INVALID_RETRIES: u32 = 1;
 /// Largest response body read; a larger one is an unusable answer.
 const MAX_BODY_BYTES: u64 = 256 << 20;
 /// Most of an error body read.
 const MAX_ERROR_BODY_BYTES: u64 = 64 << 10;
-/// Longest provider error message quoted in an error.
-const MAX_MESSAGE_CHARS: usize = 400;
 /// The text sent to learn the dimension when none is configured.
 const PROBE_TEXT: &str = "dimension probe";
-
-/// How to reach the provider and how hard to try. Only `model` and `dimensions` change the vectors
-/// (and so the fingerprint).
-#[derive(Clone)]
-pub struct OpenAiOptions {
-    /// E.g. `http://127.0.0.1:7879/v1` or `https://api.openai.com/v1`; a trailing `/` is fine.
-    pub base_url: String,
-    /// The provider's model string, e.g. `text-embedding-3-small`.
-    pub model: String,
-    /// Sent as `Authorization: Bearer <key>` when set.
-    pub api_key: Option<String>,
-    /// Requested and required vector dimension; `None` probes the provider in `new`.
-    pub dimensions: Option<usize>,
-    /// Texts per request (default 64).
-    pub batch_size: usize,
-    /// Requests in flight at once per `embed` call (default 4).
-    pub max_concurrency: usize,
-    /// Bound on one request, connect to last byte (default 30 s).
-    pub timeout: Duration,
-    /// Retries of one batch after its first attempt (default 5).
-    pub max_retries: u32,
-    /// First backoff ceiling (default 250 ms); doubles with each retry.
-    pub backoff_base: Duration,
-    /// Largest backoff, and cap on a `Retry-After` wait (default 20 s).
-    pub backoff_max: Duration,
-}
-
-impl OpenAiOptions {
-    /// Options with every default: no key, dimensions probed.
-    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
-        OpenAiOptions {
-            base_url: base_url.into(),
-            model: model.into(),
-            api_key: None,
-            dimensions: None,
-            batch_size: DEFAULT_BATCH_SIZE,
-            max_concurrency: DEFAULT_MAX_CONCURRENCY,
-            timeout: DEFAULT_TIMEOUT,
-            max_retries: DEFAULT_MAX_RETRIES,
-            backoff_base: DEFAULT_BACKOFF_BASE,
-            backoff_max: DEFAULT_BACKOFF_MAX,
-        }
-    }
-
-    fn validate(&self) -> Result<(), EmbedError> {
-        let bad = |msg: String| Err(EmbedError::Model(msg));
-        if self.model.trim().is_empty() {
-            return bad("openai embedder: model is empty; set the provider's model string".into());
-        }
-        match reqwest::Url::parse(&self.base_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
-            Ok(_) => {
-                return bad(format!(
-                    "openai embedder base_url {:?}: use an http:// or https:// URL such as http://127.0.0.1:7879/v1",
-                    self.base_url
-                ));
-            }
-            Err(e) => {
-                return bad(format!(
-                    "openai embedder base_url {:?} is not a URL ({e}); use e.g. http://127.0.0.1:7879/v1",
-                    self.base_url
-                ));
-            }
-        }
-        if let Some(d) = self.dimensions
-            && (d == 0 || d > MAX_DIMENSIONS)
-        {
-            return bad(format!(
-                "openai embedder dimensions {d}: use 1 to {MAX_DIMENSIONS}, or leave unset to ask the provider"
-            ));
-        }
-        if self.batch_size == 0 {
-            return bad("openai embedder batch_size 0: use at least 1".into());
-        }
-        if self.max_concurrency == 0 {
-            return bad("openai embedder max_concurrency 0: use at least 1".into());
-        }
-        if self.timeout.is_zero() {
-            return bad("openai embedder timeout 0: use a positive duration".into());
-        }
-        if self
-            .api_key
-            .as_deref()
-            .is_some_and(|k| k.is_empty() || k.chars().any(|c| c.is_control()))
-        {
-            return bad("openai embedder api_key is empty or contains control characters".into());
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for OpenAiOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OpenAiOptions")
-            .field("base_url", &self.base_url)
-            .field("model", &self.model)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("dimensions", &self.dimensions)
-            .field("batch_size", &self.batch_size)
-            .field("max_concurrency", &self.max_concurrency)
-            .field("timeout", &self.timeout)
-            .field("max_retries", &self.max_retries)
-            .field("backoff_base", &self.backoff_base)
-            .field("backoff_max", &self.backoff_max)
-            .finish()
-    }
-}
 
 /// The OpenAI-compatible HTTP embedder. Cheap to share across threads.
 pub struct OpenAiEmbedder {
@@ -208,25 +55,6 @@ enum Failure {
     },
     /// A 2xx answer that cannot be used.
     Invalid(String),
-}
-
-#[derive(serde::Serialize)]
-struct EmbeddingRequest<'a> {
-    model: &'a str,
-    input: &'a [Cow<'a, str>],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dimensions: Option<usize>,
-}
-
-#[derive(serde::Deserialize)]
-struct EmbeddingResponse {
-    data: Vec<EmbeddingItem>,
-}
-
-#[derive(serde::Deserialize)]
-struct EmbeddingItem {
-    index: usize,
-    embedding: Vec<f32>,
 }
 
 impl OpenAiEmbedder {
@@ -584,118 +412,6 @@ impl Embedder for OpenAiEmbedder {
         }
         Ok(out)
     }
-}
-
-/// Checks a 2xx body and returns its vectors in input order, L2-normalised.
-fn parse_response(body: &[u8], n: usize, dims: Option<usize>) -> Result<Vec<Vec<f32>>, String> {
-    let resp: EmbeddingResponse = serde_json::from_slice(body).map_err(|e| {
-        format!(
-            "the response is not embeddings JSON ({e}); it starts with {:?}",
-            snippet(&String::from_utf8_lossy(body), 120)
-        )
-    })?;
-    if resp.data.len() != n {
-        return Err(format!(
-            "the response has {} vectors for {n} inputs",
-            resp.data.len()
-        ));
-    }
-    let mut expected = dims;
-    let mut slots: Vec<Option<Vec<f32>>> = vec![None; n];
-    for item in resp.data {
-        let index = item.index;
-        let Some(slot) = slots.get_mut(index) else {
-            return Err(format!(
-                "the response has index {index}, out of range for {n} inputs"
-            ));
-        };
-        if slot.is_some() {
-            return Err(format!("the response has index {index} twice"));
-        }
-        let len = item.embedding.len();
-        let want = *expected.get_or_insert(len);
-        if len == 0 || len != want {
-            return Err(format!(
-                "the vector at index {index} has {len} dimensions, expected {want}"
-            ));
-        }
-        if item.embedding.iter().any(|x| !x.is_finite()) {
-            return Err(format!(
-                "the vector at index {index} has a non-finite value"
-            ));
-        }
-        let mut v = item.embedding;
-        normalize(&mut v);
-        *slot = Some(v);
-    }
-    // n items, all in range, none twice: every slot is filled.
-    slots
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| v.ok_or_else(|| format!("the response lacks index {i}")))
-        .collect()
-}
-
-/// `Retry-After` in seconds, if present and in that form.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs))
-}
-
-/// `": <message>"` from an error body: OpenAI's `{"error": {"message": ..}}`, the common variants,
-/// or the start of the raw text; empty when there is nothing to say.
-fn provider_message(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let from_json = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| {
-            let pick = |v: &serde_json::Value| match v {
-                serde_json::Value::String(s) => Some(s.clone()),
-                serde_json::Value::Null => None,
-                other => Some(other.to_string()),
-            };
-            v.pointer("/error/message")
-                .and_then(pick)
-                .or_else(|| v.get("error").filter(|e| e.is_string()).and_then(pick))
-                .or_else(|| v.get("message").and_then(pick))
-                .or_else(|| v.get("detail").and_then(pick))
-        });
-    let msg = from_json.unwrap_or_else(|| text.trim().to_owned());
-    let msg = snippet(msg.trim(), MAX_MESSAGE_CHARS);
-    if msg.is_empty() {
-        String::new()
-    } else {
-        format!(": {msg}")
-    }
-}
-
-/// At most `max` characters of `s`, with `…` when cut.
-fn snippet(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s.to_owned(),
-    }
-}
-
-/// An error and its sources, joined by `: ` (reqwest hides the cause, e.g. "connection reset").
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        source = s.source();
-    }
-    msg
 }
 
 /// Sleeps `d` in short slices; false (early) once `abort` is set.

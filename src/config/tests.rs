@@ -1,0 +1,333 @@
+//! Tests of configuration loading: sources and their precedence, defaults, and the checks.
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn file_then_env_precedence_and_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("q.toml");
+    std::fs::write(
+        &file,
+        "[chunk]\nmax_tokens = 100\noverlap = 10\n[server]\naddr = \"0.0.0.0:1\"\n",
+    )
+    .unwrap();
+    let c = load(
+        Some(&file),
+        dir.path(),
+        env(&[("QUARRY_CHUNK__MAX_TOKENS", "64"), ("HOME", "/x")]),
+    )
+    .unwrap();
+    assert_eq!(c.chunk.max_tokens, 64);
+    assert_eq!(c.chunk.overlap, 10);
+    assert_eq!(c.server.addr, "0.0.0.0:1");
+    assert_eq!(c.query, QueryConfig::default());
+
+    std::fs::write(&file, "[chunk]\nmax_tokenz = 1\n").unwrap();
+    let err = load(Some(&file), dir.path(), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_tokenz"), "{err}");
+    let err = load(None, dir.path(), env(&[("QUARRY_SERVER__PORT", "1")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("port"), "{err}");
+    let err = load(None, dir.path(), env(&[("QUARRY_CHUNK__OVERLAP", "999")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("chunk.overlap"), "{err}");
+}
+
+#[test]
+fn eval_settings_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = load(None, dir.path(), env(&[("QUARRY_EVAL__INTERVAL", "90s")])).unwrap();
+    assert_eq!(
+        c.eval.interval().unwrap(),
+        Some(std::time::Duration::from_secs(90))
+    );
+    assert_eq!(
+        c.eval.principal().unwrap(),
+        quarry_core::Principal::local_admin()
+    );
+    for (key, value, says) in [
+        ("QUARRY_EVAL__INTERVAL", "soon", "eval.interval"),
+        ("QUARRY_EVAL__INTERVAL", "10ms", "at least 1s"),
+        ("QUARRY_EVAL__ALERT_DROP", "1.5", "eval.alert_drop"),
+        ("QUARRY_EVAL__WINDOW", "0", "eval.window"),
+        ("QUARRY_EVAL__TOP_K", "0", "eval.top_k"),
+        (
+            "QUARRY_EVAL__GROUPS",
+            "[\"eng\"]",
+            "eval.groups needs eval.user",
+        ),
+        ("QUARRY_EVAL__USER", "\"a b\"", "eval.user"),
+        (
+            "QUARRY_REINDEX__ON_MODEL_CHANGE",
+            "sometimes",
+            "expected `auto` or `manual`",
+        ),
+        (
+            "QUARRY_REINDEX__CANARY_INTERVAL",
+            "often",
+            "reindex.canary_interval",
+        ),
+        (
+            "QUARRY_REINDEX__MAX_NDCG_DROP",
+            "2",
+            "reindex.max_ndcg_drop",
+        ),
+        (
+            "QUARRY_REINDEX__CANARY_MIN_COSINE",
+            "1.5",
+            "reindex.canary_min_cosine",
+        ),
+    ] {
+        let err = format!(
+            "{:#}",
+            load(None, dir.path(), env(&[(key, value)])).unwrap_err()
+        );
+        assert!(err.contains(says), "{key}={value}: {err}");
+    }
+    let c = load(
+        None,
+        dir.path(),
+        env(&[
+            ("QUARRY_EVAL__USER", "alice"),
+            ("QUARRY_EVAL__GROUPS", "[\"eng\"]"),
+        ]),
+    )
+    .unwrap();
+    let p = c.eval.principal().unwrap();
+    assert_eq!(
+        (p.user.as_str(), p.groups.clone()),
+        ("alice", vec!["eng".to_owned()])
+    );
+}
+
+#[test]
+fn defaults_without_file() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(load(None, dir.path(), env(&[])).unwrap(), Config::default());
+}
+
+/// The property-based fuzz harness of the configuration loader (`quarry.toml` and the
+/// `QUARRY_*` variables): files made of the real sections and keys with values of every TOML
+/// type (out of range, negative, huge, non-finite, empty), and arbitrary text, give a
+/// configuration or an error, never a panic. The loader lives in the binary, so the AFL++
+/// targets in `fuzz/` cannot link it. 256 cases by default;
+/// `PROPTEST_CASES=100000 cargo test --release --bin quarry config::tests::fuzz::` for a long run.
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KEYS: &[(&str, &[&str])] = &[
+        ("", &["embedder"]),
+        (
+            "chunk",
+            &["max_tokens", "overlap", "sizer", "context_chars"],
+        ),
+        (
+            "vector",
+            &[
+                "m",
+                "ef_construction",
+                "ef_search",
+                "exact_threshold",
+                "rebuild_tombstone_ratio",
+                "filter_exact_fraction",
+            ],
+        ),
+        ("ingest", &["max_file_bytes", "batch_docs", "embed_batch"]),
+        (
+            "server",
+            &[
+                "addr",
+                "body_limit_bytes",
+                "request_timeout_ms",
+                "shutdown_grace_ms",
+            ],
+        ),
+        ("query", &["top_k", "mode", "group_by", "embed_timeout_ms"]),
+        ("query.fusion", &["method", "k", "alpha"]),
+        (
+            "embedders.e",
+            &[
+                "provider",
+                "model",
+                "model_dir",
+                "base_url",
+                "api_key_env",
+                "dimensions",
+                "batch_size",
+                "max_concurrency",
+                "timeout_ms",
+                "max_retries",
+            ],
+        ),
+        ("auth", &["default_acl"]),
+        (
+            "[auth.api_keys]",
+            &[
+                "key_sha256",
+                "key_env",
+                "user",
+                "groups",
+                "role",
+                "id",
+                "not_after",
+            ],
+        ),
+        (
+            "auth.jwt",
+            &[
+                "hs256_secret_env",
+                "rs256_public_key_file",
+                "jwks_file",
+                "jwks_reload_secs",
+                "issuer",
+                "audience",
+                "leeway_secs",
+                "groups_claim",
+                "role_claim",
+            ],
+        ),
+        (
+            "eval",
+            &[
+                "interval",
+                "alert_drop",
+                "window",
+                "top_k",
+                "user",
+                "groups",
+            ],
+        ),
+        (
+            "reindex",
+            &[
+                "on_model_change",
+                "max_ndcg_drop",
+                "canary_min_cosine",
+                "keep_versions",
+                "canary_interval",
+            ],
+        ),
+    ];
+
+    fn value() -> impl Strategy<Value = String> {
+        let word = prop_oneof![
+            Just(String::new()),
+            "[a-z:_ ./-]{0,12}",
+            Just("local".to_owned()),
+            Just("hash".to_owned()),
+            Just("rrf".to_owned()),
+            Just("weighted".to_owned()),
+            Just("group:eng".to_owned()),
+            Just("1s".to_owned()),
+            Just("0ms".to_owned()),
+            Just("18446744073709551616s".to_owned()),
+            any::<String>(),
+        ];
+        let scalar = prop_oneof![
+            any::<i64>().prop_map(|i| i.to_string()),
+            (0i64..5000).prop_map(|i| i.to_string()),
+            any::<f64>().prop_map(|f| format!("{f:?}")),
+            prop_oneof![
+                Just("nan"),
+                Just("inf"),
+                Just("-inf"),
+                Just("-0.0"),
+                Just("1e308")
+            ]
+            .prop_map(str::to_owned),
+            any::<bool>().prop_map(|b| b.to_string()),
+            word.clone()
+                .prop_map(|w| toml::Value::String(w).to_string()),
+        ];
+        prop_oneof![
+            4 => scalar.clone(),
+            1 => prop::collection::vec(scalar, 0..3).prop_map(|v| format!("[{}]", v.join(", "))),
+            1 => word.prop_map(|w| format!("{{ method = \"rrf\", k = {} }}", w.len())),
+        ]
+    }
+
+    fn config_text() -> impl Strategy<Value = String> {
+        let entry = (0..KEYS.len(), any::<prop::sample::Index>(), value());
+        prop_oneof![
+            4 => prop::collection::vec(entry, 0..12).prop_map(|entries| {
+                let mut text = String::new();
+                for (section, key, value) in entries {
+                    let (name, keys) = KEYS[section];
+                    let key = key.get(keys);
+                    // `[[auth.api_keys]]` is written `[` + "[auth.api_keys]" + `]`
+                    if !name.is_empty() {
+                        text.push_str(&format!("[{name}]\n"));
+                    }
+                    text.push_str(&format!("{key} = {value}\n"));
+                }
+                text
+            }),
+            1 => any::<String>(),
+        ]
+    }
+
+    fn env_vars() -> impl Strategy<Value = Vec<(String, String)>> {
+        let entry = (0..KEYS.len(), any::<prop::sample::Index>(), value());
+        prop::collection::vec(entry, 0..3).prop_map(|entries| {
+            entries
+                .into_iter()
+                .filter(|(section, _, _)| !KEYS[*section].0.starts_with('['))
+                .map(|(section, key, value)| {
+                    let (name, keys) = KEYS[section];
+                    let mut var = String::from("QUARRY_");
+                    for part in name.split('.').filter(|p| !p.is_empty()) {
+                        var.push_str(&part.to_ascii_uppercase());
+                        var.push_str("__");
+                    }
+                    var.push_str(&key.get(keys).to_ascii_uppercase());
+                    (var, value)
+                })
+                .collect()
+        })
+    }
+
+    /// The generator reaches past the parser: some of what it makes is a valid configuration,
+    /// so the checks after parsing are driven too.
+    #[test]
+    fn fuzz_inputs_include_valid_configurations() {
+        use proptest::strategy::ValueTree;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("quarry.toml");
+        let (mut valid, n) = (0, 2000);
+        for _ in 0..n {
+            let text = config_text().new_tree(&mut runner).unwrap().current();
+            std::fs::write(&file, &text).unwrap();
+            valid += usize::from(load(Some(&file), dir.path(), Vec::new()).is_ok());
+        }
+        eprintln!("{valid} of {n} generated files are valid configurations");
+        assert!(valid * 50 >= n, "{valid} of {n}");
+        assert!(valid * 2 <= n, "{valid} of {n}");
+    }
+
+    proptest! {
+        #[test]
+        fn fuzz_config_files_and_variables_never_panic(text in config_text(), vars in env_vars()) {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("quarry.toml");
+            std::fs::write(&file, &text).unwrap();
+            // A configuration or an error; a panic fails the case.
+            if let Ok(c) = load(Some(&file), dir.path(), vars) {
+                prop_assert!((1..=quarry_core::MAX_TOP_K).contains(&c.query.top_k));
+                prop_assert!(c.ingest.batch_docs >= 1);
+            }
+        }
+    }
+}
