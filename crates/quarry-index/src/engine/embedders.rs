@@ -3,8 +3,10 @@
 //! sized by an embedder's tokenizer.
 
 use super::state::Engine;
+use crate::catalog::VersionRow;
 use crate::collection::ActiveEmbedder;
 use crate::error::Result;
+use quarry_core::embed::{Mismatch, matching};
 use quarry_core::{ChunkOptions, Embedder};
 use std::sync::Arc;
 
@@ -18,6 +20,19 @@ impl Engine {
             }
             _ => Ok(None),
         }
+    }
+
+    /// The configured embedder of `version`'s name, if it still computes that version's vectors
+    /// (the same fingerprint): the one place a stored version meets its embedder
+    /// ([`quarry_core::embed::matching`]). Callers word the [`Mismatch`] for their case.
+    pub(crate) fn embedder_of(
+        &self,
+        version: &VersionRow,
+    ) -> Result<std::result::Result<Arc<dyn Embedder>, Mismatch>> {
+        Ok(matching(
+            self.resolve(&version.embedder)?,
+            &version.fingerprint,
+        ))
     }
 
     /// The embedder of the engine's default, for chunk sizing of new collections (`None` when
@@ -38,9 +53,9 @@ impl Engine {
         let Some(version) = version else {
             return Ok(None);
         };
-        let embedder = match self.resolve(&version.embedder) {
-            Ok(Some(e)) if e.fingerprint() == version.fingerprint => Ok(e),
-            Ok(Some(e)) => Err(format!(
+        let embedder = match self.embedder_of(&version) {
+            Ok(Ok(e)) => Ok(e),
+            Ok(Err(Mismatch::Changed(e))) => Err(format!(
                 "embedder `{}` is now configured as {} (fingerprint {}), but collection `{collection}` \
                  holds vectors of fingerprint {}; restore the embedder's previous settings, or give \
                  the new settings another name",
@@ -49,7 +64,7 @@ impl Engine {
                 e.fingerprint().short(),
                 version.fingerprint.short()
             )),
-            Ok(None) => Err(format!(
+            Ok(Err(Mismatch::Missing)) => Err(format!(
                 "embedder `{}` of collection `{collection}` is not configured; add [embedders.{}] \
                  with the settings it was created with",
                 version.embedder, version.embedder

@@ -14,6 +14,7 @@ use crate::collection::{ActiveEmbedder, Indexes};
 use crate::error::{Error, Result};
 use crate::searcher::Searcher;
 use crate::vectors::VectorIndex;
+use quarry_core::embed::{EmbedCheckError, embed_checked};
 use quarry_core::{ChunkOptions, ContentHash, Embedder, InputKind};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -65,25 +66,24 @@ impl Engine {
             return Ok(0);
         }
         let inputs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
-        let vectors = embedder
-            .embed(&inputs, InputKind::Document)
-            .map_err(|e| Error::Embed(e.to_string()))?;
         let dims = version.spec.dimensions;
-        if vectors.len() != inputs.len() || vectors.iter().any(|v| v.len() != dims) {
-            return Err(Error::Embed(format!(
-                "embedder `{}` returned {} vectors for {} inputs (or the wrong dimension; {dims} expected)",
+        let wrong = |got: usize| {
+            Error::Embed(format!(
+                "embedder `{}` returned {got} vectors for {} inputs (or the wrong dimension; {dims} expected)",
                 version.embedder,
-                vectors.len(),
                 inputs.len()
-            )));
-        }
+            ))
+        };
+        let vectors = embed_checked(&**embedder, &inputs, InputKind::Document, Some(dims))
+            .map_err(|e| match e {
+                EmbedCheckError::Embed(e) => Error::Embed(e.to_string()),
+                EmbedCheckError::Count { got, .. } => wrong(got),
+                EmbedCheckError::Dimensions { .. } => wrong(inputs.len()),
+            })?;
         let rows: Vec<(ContentHash, Vec<f32>)> = texts
             .iter()
             .zip(vectors)
-            .map(|((h, _), mut v)| {
-                quarry_core::embed::normalize(&mut v);
-                (*h, v)
-            })
+            .map(|((h, _), v)| (*h, v))
             .collect();
         match job {
             Some((id, processed, total)) => {
@@ -403,9 +403,9 @@ impl Engine {
                 j.id
             )));
         }
-        let embedder = match self.resolve(&version.embedder)? {
-            Some(e) if e.fingerprint() == version.fingerprint => e,
-            _ => {
+        let embedder = match self.embedder_of(&version)? {
+            Ok(e) => e,
+            Err(_) => {
                 return Err(Error::Input(format!(
                     "version {id} was made by embedder `{}` with fingerprint {}, which is not configured \
                      any more; restore its [embedders.{}] settings to activate it",

@@ -5,6 +5,7 @@
 use crate::Engine;
 use crate::error::{Error, Result};
 use quarry_core::InputKind;
+use quarry_core::embed::{EmbedCheckError, Mismatch, embed_checked};
 
 /// What re-embedding a version's canary set found.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -41,9 +42,9 @@ pub fn check_canary(engine: &Engine, collection: &str) -> Result<Option<CanaryRe
     let Some(version) = engine.catalog().active_version(collection)? else {
         return Ok(None);
     };
-    let embedder = match engine.resolve(&version.embedder)? {
-        Some(e) if e.fingerprint() == version.fingerprint => e,
-        _ => {
+    let embedder = match engine.embedder_of(&version)? {
+        Ok(e) => e,
+        Err(_) => {
             return Err(Error::Input(format!(
                 "embedder `{}` is configured differently from version {}; a re-index to the new settings is due, not a canary check",
                 version.embedder, version.id
@@ -58,19 +59,17 @@ pub fn check_canary(engine: &Engine, collection: &str) -> Result<Option<CanaryRe
     let mut min_cosine = 1.0f64;
     for batch in canaries.chunks(engine.options().embed_batch.max(1)) {
         let inputs: Vec<&str> = batch.iter().map(|(t, _)| t.as_str()).collect();
-        let now = embedder
-            .embed(&inputs, InputKind::Document)
-            .map_err(|e| Error::Embed(e.to_string()))?;
-        if now.len() != batch.len() {
-            return Err(Error::Embed(format!(
-                "embedder `{}` returned {} vectors for {} canary texts",
-                version.embedder,
-                now.len(),
-                batch.len()
-            )));
-        }
-        for ((_, stored), mut v) in batch.iter().zip(now) {
-            quarry_core::embed::normalize(&mut v);
+        // No dimension check: a vector of another length is a changed model (cosine 0).
+        let now =
+            embed_checked(&*embedder, &inputs, InputKind::Document, None).map_err(|e| match e {
+                EmbedCheckError::Count { got, expected } => Error::Embed(format!(
+                    "embedder `{}` returned {got} vectors for {expected} canary texts",
+                    version.embedder
+                )),
+                EmbedCheckError::Embed(e) => Error::Embed(e.to_string()),
+                e @ EmbedCheckError::Dimensions { .. } => Error::Embed(format!("{e:?}")),
+            })?;
+        for ((_, stored), v) in batch.iter().zip(now) {
             let c = if v.len() == stored.len() {
                 f64::from(quarry_core::embed::cosine(stored, &v))
             } else {
@@ -136,10 +135,10 @@ pub fn model_changes(engine: &Engine) -> Result<Vec<ModelChange>> {
         let Some(active) = engine.catalog().active_version(&row.name)? else {
             continue;
         };
-        let Ok(Some(e)) = engine.resolve(&active.embedder) else {
+        let Ok(Err(Mismatch::Changed(e))) = engine.embedder_of(&active) else {
             continue;
         };
-        if e.fingerprint() != active.fingerprint {
+        {
             out.push(ModelChange {
                 collection: row.name,
                 embedder: active.embedder.clone(),

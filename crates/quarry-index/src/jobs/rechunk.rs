@@ -24,9 +24,9 @@ pub(super) fn run(
     };
     let chunker = engine.chunker_with(collection, options)?;
     let active = match engine.catalog().active_version(collection)? {
-        Some(v) => match engine.resolve(&v.embedder)? {
-            Some(e) if e.fingerprint() == v.fingerprint => Some((v, e)),
-            _ => {
+        Some(v) => match engine.embedder_of(&v)? {
+            Ok(e) => Some((v, e)),
+            Err(_) => {
                 return Err(Stop::Failed(Error::Input(format!(
                     "embedder `{}` no longer has the fingerprint of version {}; re-index to it before re-chunking",
                     v.embedder, v.id

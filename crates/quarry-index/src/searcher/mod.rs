@@ -32,6 +32,7 @@ use crate::collection::{ActiveEmbedder, Indexes};
 use crate::error::{Error, Result};
 use crate::options::EngineOptions;
 use crate::vectors::VectorSnapshot;
+use quarry_core::embed::{EmbedCheckError, embed_checked};
 use quarry_core::{DefaultAcl, Fusion, GroupBy, InputKind, Mode, Principal, QueryOptions, fuse};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -191,20 +192,16 @@ impl Searcher {
         std::thread::Builder::new()
             .name("quarry-embed-query".into())
             .spawn(move || {
-                let _ = tx.send(embedder.embed(&[&text], InputKind::Query));
+                let _ = tx.send(embed_checked(&*embedder, &[&text], InputKind::Query, None));
             })
             .map_err(|e| format!("cannot start the query embedding: {e}"))?;
         match rx.recv_timeout(self.embed_timeout) {
-            Ok(Ok(mut v)) if v.len() == 1 => {
-                let mut v = v.swap_remove(0);
-                quarry_core::embed::normalize(&mut v);
-                Ok(v)
+            Ok(Ok(mut v)) => Ok(v.swap_remove(0)),
+            Ok(Err(EmbedCheckError::Count { got, .. })) => {
+                Err(format!("the embedder returned {got} vectors for 1 query"))
             }
-            Ok(Ok(v)) => Err(format!(
-                "the embedder returned {} vectors for 1 query",
-                v.len()
-            )),
-            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Err(EmbedCheckError::Embed(e))) => Err(e.to_string()),
+            Ok(Err(e @ EmbedCheckError::Dimensions { .. })) => Err(format!("{e:?}")),
             Err(_) => Err(format!(
                 "the query embedding took longer than query.embed_timeout_ms ({} ms)",
                 self.embed_timeout.as_millis()
