@@ -133,7 +133,7 @@ impl Engine {
     }
 
     /// [`Engine::evaluate`] on a given snapshot of a collection (a shadow version's, say).
-    pub fn evaluate_on(
+    pub(crate) fn evaluate_on(
         &self,
         searcher: &Searcher,
         cases: &[Case],
@@ -186,7 +186,7 @@ impl Engine {
     }
 
     /// [`Engine::evaluate_golden`] on a given snapshot of a collection.
-    pub fn evaluate_golden_on(
+    pub(crate) fn evaluate_golden_on(
         &self,
         searcher: &Searcher,
         golden: &str,
