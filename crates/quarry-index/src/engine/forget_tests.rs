@@ -6,7 +6,7 @@ use super::*;
 use crate::catalog::GoldenQuery;
 use crate::collection::CollectionSettings;
 use crate::eval::Plan;
-use crate::jobs::tests::{Model, Models};
+use crate::test_support::{Model, Models};
 use quarry_core::{ChunkOptions, ContentHash, Document, Principal};
 use quarry_core::{ChunkSizer, DocFormat, GroupBy, Mode, QueryOptions, Role};
 use std::path::{Path, PathBuf};

@@ -19,4 +19,4 @@ pub use queue::{cancel, enqueue_rechunk, enqueue_reindex, list, next, run, run_p
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-pub(crate) mod tests;
+mod tests;

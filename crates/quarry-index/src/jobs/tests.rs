@@ -2,95 +2,14 @@
 //! versions), rollback without embedding, the eval gate, resume after an interruption, cancel.
 
 use crate::catalog::GoldenQuery;
-use crate::collection::EmbedderSource;
 use crate::engine::{Engine, EngineOptions};
-use crate::error::Result;
 use crate::jobs;
 use crate::searcher::Searcher;
-use quarry_core::InputKind;
-use quarry_core::{ChunkOptions, Embedder, Principal};
-use quarry_core::{ChunkSizer, EmbedError, EmbedderSpec, GroupBy, Mode, QueryOptions};
+use crate::test_support::{Model, Models};
+use quarry_core::{ChunkOptions, Principal};
+use quarry_core::{ChunkSizer, GroupBy, Mode, QueryOptions};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// A test embedder: `letters` (a letter histogram: a text is nearest to itself) or `noise` (a
-/// pseudo-random direction per text: no notion of meaning). Counts the texts it embeds.
-pub(crate) struct Model {
-    spec: EmbedderSpec,
-    noise: bool,
-    texts: AtomicUsize,
-}
-
-impl Model {
-    pub(crate) fn new(model: &str, dims: usize, noise: bool) -> Arc<Model> {
-        Arc::new(Model {
-            spec: EmbedderSpec {
-                provider: "hash".into(),
-                model: model.into(),
-                revision: "1".into(),
-                dimensions: dims,
-                pooling: "none".into(),
-                normalized: true,
-                max_tokens: 0,
-                query_prefix: String::new(),
-                document_prefix: String::new(),
-            },
-            noise,
-            texts: AtomicUsize::new(0),
-        })
-    }
-
-    fn texts(&self) -> usize {
-        self.texts.load(Ordering::SeqCst)
-    }
-}
-
-impl Embedder for Model {
-    fn spec(&self) -> &EmbedderSpec {
-        &self.spec
-    }
-    fn fingerprint(&self) -> quarry_core::Fingerprint {
-        self.spec.fingerprint()
-    }
-    fn embed(
-        &self,
-        texts: &[&str],
-        _: InputKind,
-    ) -> std::result::Result<Vec<Vec<f32>>, EmbedError> {
-        self.texts.fetch_add(texts.len(), Ordering::SeqCst);
-        let dims = self.spec.dimensions;
-        Ok(texts
-            .iter()
-            .map(|t| {
-                let mut v = vec![0f32; dims];
-                if self.noise {
-                    let mut state = blake3::hash(t.as_bytes()).as_bytes()[0] as u64 + 1;
-                    for x in v.iter_mut() {
-                        state = quarry_core::rng::mix(state.wrapping_add(quarry_core::rng::GAMMA));
-                        *x = (state % 1000) as f32 / 500.0 - 1.0;
-                    }
-                } else {
-                    for c in t.bytes().filter(u8::is_ascii_lowercase) {
-                        v[(c - b'a') as usize % dims] += 1.0;
-                    }
-                }
-                quarry_core::embed::normalize(&mut v);
-                v
-            })
-            .collect())
-    }
-}
-
-pub(crate) struct Models(pub(crate) Vec<(&'static str, Arc<Model>)>);
-impl EmbedderSource for Models {
-    fn get(&self, name: &str) -> Result<Option<Arc<dyn Embedder>>> {
-        Ok(self
-            .0
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, m)| m.clone() as Arc<dyn Embedder>))
-    }
-}
 
 const TEXTS: [&str; 8] = [
     "apple orchard in the hills",
