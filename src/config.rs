@@ -264,14 +264,26 @@ impl Default for ReindexConfig {
     }
 }
 
-/// Environment variables that are options of the binary itself, not config keys.
+/// Environment variables that are not config keys: options of the binary itself, and the
+/// folder of the BEIR datasets that the ignored SciFact tests and the benches read.
 const RESERVED_ENV: &[&str] = &[
     "QUARRY_DATA_DIR",
     "QUARRY_CONFIG",
     "QUARRY_LOG",
     "QUARRY_TOKEN",
     "QUARRY_MODEL_DIR",
+    "QUARRY_DATASETS",
 ];
+
+/// Prefixes of environment variables that are not config keys: the benches' settings
+/// (`QUARRY_BENCH_DATA_DIR`, `QUARRY_BENCH_DOCS`, ...) and the load test's (`QUARRY_LOAD_SECS`, ...).
+/// No configuration section is named `bench_*` or `load_*`, so no key is hidden by them.
+const RESERVED_ENV_PREFIXES: &[&str] = &["QUARRY_BENCH_", "QUARRY_LOAD_"];
+
+/// Whether `name` is a `QUARRY_*` variable that is not a configuration key.
+fn is_reserved_env(name: &str) -> bool {
+    RESERVED_ENV.contains(&name) || RESERVED_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+}
 
 /// Loads the configuration: `file` if given (it must exist), else `<data_dir>/quarry.toml` if
 /// present; then the `QUARRY_SECTION__KEY` variables of `env`.
@@ -302,7 +314,7 @@ pub fn load(
         let Some(rest) = name.strip_prefix("QUARRY_") else {
             continue;
         };
-        if RESERVED_ENV.contains(&name.as_str()) || secret_env.as_deref() == Some(name.as_str()) {
+        if is_reserved_env(&name) || secret_env.as_deref() == Some(name.as_str()) {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();

@@ -9,6 +9,34 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The variables of the datasets folder, the benches and the load test are not config keys, so
+/// exporting them leaves every `quarry` command working; a look-alike key is still rejected.
+#[test]
+fn dataset_bench_and_load_test_variables_are_not_config_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = load(
+        None,
+        dir.path(),
+        env(&[
+            ("QUARRY_DATASETS", "/data/beir"),
+            ("QUARRY_BENCH_DATA_DIR", "/data/bench"),
+            ("QUARRY_BENCH_DOCS", "1000"),
+            ("QUARRY_LOAD_SECS", "30"),
+            ("QUARRY_LOAD_IDLE_SECS", "5"),
+            ("QUARRY_LOAD_NEW_DOCS", "100"),
+            ("QUARRY_LOAD_EMBEDDER", "hash"),
+            ("QUARRY_CHUNK__MAX_TOKENS", "64"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.chunk.max_tokens, 64);
+    assert_eq!(c.query, QueryConfig::default());
+    let err = load(None, dir.path(), env(&[("QUARRY_DATASET", "/data/beir")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dataset"), "{err}");
+}
+
 #[test]
 fn file_then_env_precedence_and_unknown_keys() {
     let dir = tempfile::tempdir().unwrap();

@@ -74,6 +74,30 @@ fn unknown_config_keys_are_named_and_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("adrr"));
 }
 
+/// The datasets folder, the benches' and the load test's variables are not configuration:
+/// exporting them in the shell leaves `quarry status` working.
+#[test]
+fn dataset_bench_and_load_variables_do_not_break_commands() {
+    let data = tmp();
+    let out = quarry()
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("QUARRY_DATASETS", data.path())
+        .env("QUARRY_BENCH_DATA_DIR", data.path())
+        .env("QUARRY_LOAD_SECS", "30")
+        .env("QUARRY_LOAD_IDLE_SECS", "5")
+        .env("QUARRY_LOAD_NEW_DOCS", "100")
+        .env("QUARRY_LOAD_EMBEDDER", "hash")
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn serve_answers_then_stops_on_sigterm() {
     let data = tmp();
