@@ -1,7 +1,8 @@
 //! The HNSW graph, a thin wrapper over `hnsw_rs` that never panics into the caller and keeps its
 //! own distance (`1 − dot`, clamped at 0, so rounding on normalised vectors cannot trip an assert).
 
-use super::{VectorParams, dot};
+use super::params::VectorParams;
+use super::simd::dot;
 use crate::error::{Error, Result};
 use hnsw_rs::api::AnnT;
 use hnsw_rs::hnswio::HnswIo;

@@ -1,5 +1,13 @@
-use super::*;
+//! Tests of the vector index: HNSW recall against an exact scan, snapshots, dumps and their
+//! damage, tombstone rebuilds, ACL-filtered search, and the SIMD dot product.
+
+use super::index::VectorIndex;
+use super::params::VectorParams;
+use super::simd::{Dot, dot};
+use super::snapshot::FilterPlan;
+use crate::bm25::chunk_key;
 use proptest::prelude::*;
+use quarry_core::ContentHash;
 
 fn unit(seed: u64, dims: usize) -> Vec<f32> {
     // xorshift: deterministic pseudo-random vectors
@@ -296,7 +304,7 @@ proptest! {
         let tolerance = 1e-5 * (len as f64).max(1.0);
         prop_assert!((f64::from(dot(&a, &b)) - exact).abs() <= tolerance);
         // the portable path, which CPUs without wider SIMD take
-        let scalar = pulp::WithSimd::with_simd(super::Dot(&a, &b), pulp::Scalar::new());
+        let scalar = pulp::WithSimd::with_simd(Dot(&a, &b), pulp::Scalar::new());
         prop_assert!((f64::from(scalar) - exact).abs() <= tolerance);
         // only the common length counts
         let longer: Vec<f32> = b.iter().copied().chain([5.0, -7.0]).collect();

@@ -1,0 +1,247 @@
+//! The on-disk dump of a vector index: a `dump-<generation>` folder (graph, point ids, tombstones)
+//! named by `manifest.json` with the blake3 hash of every file, written durably and verified
+//! before hnsw_rs reads it back.
+
+use super::graph::Graph;
+use super::params::VectorParams;
+use super::snapshot::Build;
+use crate::error::{Error, Result};
+use quarry_core::ContentHash;
+use std::path::Path;
+
+/// The manifest of the current dump.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Manifest {
+    generation: u64,
+    dims: usize,
+    points: usize,
+    folder: String,
+    /// blake3 (hex) of every file of the dump's folder, by file name. Missing in dumps written
+    /// before quarry hashed them: such a dump is not loaded.
+    #[serde(default)]
+    files: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// The files of a dump, each hashed into the manifest.
+const DUMP_FILES: [&str; 4] = ["graph.hnsw.graph", "graph.hnsw.data", "ids.bin", "dead.bin"];
+
+fn hash_file(path: &Path) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    hasher.update_reader(file).map_err(|e| Error::io(path, e))?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Reads the manifest of `dir`, `None` when there is none.
+fn read_manifest(dir: &Path) -> Result<Option<Manifest>> {
+    let path = dir.join("manifest.json");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))
+}
+
+/// The generation of the dump the manifest in `dir` names: `None` without a manifest, or with
+/// one that does not parse (either way the index starts from generation 0 when opened).
+pub fn dump_generation(dir: &Path) -> Option<u64> {
+    read_manifest(dir).ok().flatten().map(|m| m.generation)
+}
+
+/// Whether the dump `manifest.json` of `dir` names has a point (live or a tombstone) of one of
+/// `hashes`. A dump that cannot be read counts as holding them.
+pub fn dump_holds_any(dir: &Path, hashes: &std::collections::HashSet<ContentHash>) -> bool {
+    let m = match read_manifest(dir) {
+        Ok(Some(m)) => m,
+        Ok(None) => return false,
+        Err(_) => return true,
+    };
+    match read_ids(&dir.join(&m.folder).join("ids.bin"), m.points) {
+        Ok(ids) => ids.iter().any(|h| hashes.contains(h)),
+        Err(_) => true,
+    }
+}
+
+/// Deletes the dump of `dir` (its manifest and every `dump-*` folder): the index is rebuilt from
+/// the stored vectors when it is next opened.
+pub fn drop_dump(dir: &Path) -> Result<()> {
+    let manifest = dir.join("manifest.json");
+    if manifest.exists() {
+        std::fs::remove_file(&manifest).map_err(|e| Error::io(&manifest, e))?;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with("dump-") {
+            std::fs::remove_dir_all(e.path()).map_err(|err| Error::io(e.path(), err))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    f.sync_all().map_err(|e| Error::io(path, e))
+}
+
+fn read_ids(path: &Path, n: usize) -> Result<Vec<ContentHash>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.len() != n * 32 {
+        return Err(Error::Corrupt(format!(
+            "{} holds {} bytes, expected {}",
+            path.display(),
+            bytes.len(),
+            n * 32
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut a = [0u8; 32];
+            a.copy_from_slice(c);
+            ContentHash::from_bytes(a)
+        })
+        .collect())
+}
+
+fn read_dead(path: &Path, n: usize) -> Result<Vec<bool>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.len() != n {
+        return Err(Error::Corrupt(format!(
+            "{} holds {} bytes, expected {n}",
+            path.display(),
+            bytes.len()
+        )));
+    }
+    Ok(bytes.into_iter().map(|b| b != 0).collect())
+}
+
+/// A dump read back and verified: the points it holds, with their tombstones and graph.
+pub(super) struct Loaded {
+    pub(super) generation: u64,
+    pub(super) hashes: Vec<ContentHash>,
+    pub(super) dead: Vec<bool>,
+    pub(super) graph: Graph,
+    pub(super) vectors: Vec<f32>,
+}
+
+/// Reads back the dump the manifest of `dir` names, `None` without a manifest; an error when any
+/// file differs from its hash in the manifest (checked before hnsw_rs reads it).
+pub(super) fn read(dir: &Path, dims: usize, params: VectorParams) -> Result<Option<Loaded>> {
+    let Some(m) = read_manifest(dir)? else {
+        return Ok(None);
+    };
+    if m.dims != dims {
+        return Err(Error::Corrupt(format!(
+            "vector dump has {} dimensions, the embedder {dims}",
+            m.dims
+        )));
+    }
+    let folder = dir.join(&m.folder);
+    let Some(files) = &m.files else {
+        return Err(Error::Corrupt(format!(
+            "vector dump {} has no file hashes (written by an older quarry), so it cannot be verified",
+            folder.display()
+        )));
+    };
+    for name in DUMP_FILES {
+        let path = folder.join(name);
+        let graph_file = name.starts_with("graph.");
+        if graph_file && m.points == 0 {
+            continue;
+        }
+        let expected = files.get(name).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "vector dump {} has no hash of {name}",
+                folder.display()
+            ))
+        })?;
+        if &hash_file(&path)? != expected {
+            return Err(Error::Corrupt(format!(
+                "{} is damaged (its blake3 hash differs from the manifest's)",
+                path.display()
+            )));
+        }
+    }
+    let hashes = read_ids(&folder.join("ids.bin"), m.points)?;
+    let dead = read_dead(&folder.join("dead.bin"), m.points)?;
+    let (graph, vectors) = if m.points == 0 {
+        (Graph::new(params, 1024), Vec::new())
+    } else {
+        Graph::load(&folder, params, dims, m.points)?
+    };
+    Ok(Some(Loaded {
+        generation: m.generation,
+        hashes,
+        dead,
+        graph,
+        vectors,
+    }))
+}
+
+/// Writes the dump of `build` (with tombstones `dead`, at `generation`) into `folder`, a folder
+/// of `dir` named `folder_name`, and switches the manifest of `dir` to it.
+pub(super) fn write(
+    dir: &Path,
+    dims: usize,
+    generation: u64,
+    build: &Build,
+    dead: &[bool],
+    folder: &Path,
+    folder_name: &str,
+) -> Result<()> {
+    if folder.exists() {
+        std::fs::remove_dir_all(folder).map_err(|e| Error::io(folder, e))?;
+    }
+    std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
+    let points = build.points.read().unwrap_or_else(|p| p.into_inner());
+    let n = points.hashes.len();
+    if n > 0 {
+        build.graph.dump(folder)?;
+    }
+    let ids: Vec<u8> = points
+        .hashes
+        .iter()
+        .flat_map(|h| h.as_bytes().iter().copied())
+        .collect();
+    write_synced(&folder.join("ids.bin"), &ids)?;
+    let dead: Vec<u8> = dead.iter().map(|d| u8::from(*d)).collect();
+    write_synced(&folder.join("dead.bin"), &dead)?;
+    drop(points);
+    let mut files = std::collections::BTreeMap::new();
+    for name in DUMP_FILES {
+        let path = folder.join(name);
+        if name.starts_with("graph.") && n == 0 {
+            continue;
+        }
+        // hnsw_rs does not fsync what it writes: do it before the manifest names the file.
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(&path, e))?;
+        files.insert(name.to_owned(), hash_file(&path)?);
+    }
+    let manifest = Manifest {
+        generation,
+        dims,
+        points: n,
+        folder: folder_name.to_owned(),
+        files: Some(files),
+    };
+    let json = serde_json::to_vec(&manifest).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let tmp = dir.join("manifest.json.tmp");
+    write_synced(&tmp, &json)?;
+    let target = dir.join("manifest.json");
+    std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+    // The rename is durable once the folder is synced; the manifest names the new dump
+    // already, so a failure here is only logged.
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not sync the vector index folder");
+    }
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! [`VectorIndex`], the writer side of the vector index of one collection and fingerprint: it
+//! applies generations, rebuilds the graph past the tombstone ratio, publishes snapshots and
+//! dumps itself.
+
+use super::dump;
+use super::graph::Graph;
+use super::params::VectorParams;
+use super::snapshot::{Build, Points, VectorSnapshot};
+use crate::bm25::chunk_key;
+use crate::error::{Error, Result};
+use quarry_core::ContentHash;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// What the writer side knows: where each live chunk is, and what changed since the last dump.
+struct WriterState {
+    build: Arc<Build>,
+    by_hash: HashMap<ContentHash, usize>,
+    dead: Vec<bool>,
+    generation: u64,
+    /// Points added or tombstoned since the last dump.
+    changed_since_dump: usize,
+    dumped_generation: u64,
+}
+
+pub struct VectorIndex {
+    dir: PathBuf,
+    dims: usize,
+    params: VectorParams,
+    writer: Mutex<WriterState>,
+    current: RwLock<Arc<VectorSnapshot>>,
+}
+
+impl VectorIndex {
+    /// Opens the index in `dir`: reloads the last dump if there is a usable one (returning the
+    /// generation it reflects), else starts empty at generation 0. The caller replays the change log
+    /// since the returned generation.
+    pub fn open(dir: &Path, dims: usize, params: VectorParams) -> Result<Self> {
+        params.validate()?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let loaded = match Self::load(dir, dims, params) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "vector index dump unusable; rebuilding from stored vectors");
+                None
+            }
+        };
+        Ok(Self::with_state(
+            dir,
+            dims,
+            params,
+            loaded.unwrap_or_else(|| Self::empty_state(params)),
+        ))
+    }
+
+    /// An empty index in `dir` at generation 0, whatever dump is there (the caller rebuilds it
+    /// from the stored vectors; the next dump replaces the old one).
+    pub fn empty(dir: &Path, dims: usize, params: VectorParams) -> Result<Self> {
+        params.validate()?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(Self::with_state(
+            dir,
+            dims,
+            params,
+            Self::empty_state(params),
+        ))
+    }
+
+    fn empty_state(params: VectorParams) -> WriterState {
+        WriterState {
+            build: Arc::new(Build {
+                graph: Graph::new(params, 1024),
+                points: RwLock::new(Points::default()),
+            }),
+            by_hash: HashMap::new(),
+            dead: Vec::new(),
+            generation: 0,
+            changed_since_dump: 0,
+            dumped_generation: 0,
+        }
+    }
+
+    fn with_state(dir: &Path, dims: usize, params: VectorParams, state: WriterState) -> Self {
+        let snapshot = Arc::new(Self::snapshot_of(&state, dims, params));
+        VectorIndex {
+            dir: dir.to_owned(),
+            dims,
+            params,
+            writer: Mutex::new(state),
+            current: RwLock::new(snapshot),
+        }
+    }
+
+    fn load(dir: &Path, dims: usize, params: VectorParams) -> Result<Option<WriterState>> {
+        let Some(dump::Loaded {
+            generation,
+            hashes,
+            dead,
+            graph,
+            vectors,
+        }) = dump::read(dir, dims, params)?
+        else {
+            return Ok(None);
+        };
+        let by_hash = hashes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !dead[*i])
+            .map(|(i, h)| (*h, i))
+            .collect();
+        Ok(Some(WriterState {
+            build: Arc::new(Build {
+                graph,
+                points: RwLock::new(Points {
+                    by_key: hashes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, h)| (chunk_key(h), i))
+                        .collect(),
+                    hashes,
+                    vectors,
+                }),
+            }),
+            by_hash,
+            dead,
+            generation,
+            changed_since_dump: 0,
+            dumped_generation: generation,
+        }))
+    }
+
+    fn snapshot_of(state: &WriterState, dims: usize, params: VectorParams) -> VectorSnapshot {
+        VectorSnapshot::new(
+            state.build.clone(),
+            dims,
+            state.dead.clone(),
+            state.by_hash.len(),
+            params,
+        )
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, WriterState> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// The generation the index reflects.
+    pub fn generation(&self) -> u64 {
+        self.state().generation
+    }
+
+    /// The generation of the last dump (the change log must be kept from there on).
+    pub fn dumped_generation(&self) -> u64 {
+        self.state().dumped_generation
+    }
+
+    /// The latest published snapshot.
+    pub fn snapshot(&self) -> Arc<VectorSnapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The chunks with a live point.
+    pub fn keys(&self) -> Vec<ContentHash> {
+        self.state().by_hash.keys().copied().collect()
+    }
+
+    /// Whether the chunk has a live point.
+    pub fn contains(&self, hash: &ContentHash) -> bool {
+        self.state().by_hash.contains_key(hash)
+    }
+
+    /// Applies generation `generation`: `removed` chunks become tombstones, `added` chunks (with
+    /// their vectors) get points unless they have one; rebuilds the graph when tombstones pass the
+    /// threshold. Readers see it after [`VectorIndex::publish`].
+    pub fn apply(
+        &self,
+        generation: u64,
+        removed: &[ContentHash],
+        added: &[(ContentHash, Vec<f32>)],
+    ) -> Result<()> {
+        let mut st = self.state();
+        for hash in removed {
+            if let Some(id) = st.by_hash.remove(hash) {
+                st.dead[id] = true;
+                st.changed_since_dump += 1;
+            }
+        }
+        let mut fresh: Vec<(usize, ContentHash, &[f32])> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        {
+            let mut points = st.build.points.write().unwrap_or_else(|p| p.into_inner());
+            for (hash, v) in added {
+                if v.len() != self.dims {
+                    return Err(Error::Corrupt(format!(
+                        "vector of chunk {hash} has {} dimensions; the index holds {}",
+                        v.len(),
+                        self.dims
+                    )));
+                }
+                if st.by_hash.contains_key(hash) || !seen.insert(*hash) {
+                    continue;
+                }
+                let id = points.push(*hash, v);
+                fresh.push((id, *hash, v));
+            }
+        }
+        for (id, hash, _) in &fresh {
+            st.dead.push(false);
+            st.by_hash.insert(*hash, *id);
+        }
+        let rows: Vec<(usize, &[f32])> = fresh.iter().map(|(id, _, v)| (*id, *v)).collect();
+        st.build.graph.insert(&rows);
+        st.changed_since_dump += fresh.len();
+        st.generation = generation;
+        let dead = st.dead.iter().filter(|d| **d).count();
+        if dead > 0 && dead as f32 >= self.params.rebuild_tombstone_ratio * st.dead.len() as f32 {
+            self.rebuild(&mut st);
+        }
+        Ok(())
+    }
+
+    /// Makes everything applied so far visible to new snapshots.
+    pub fn publish(&self) {
+        let st = self.state();
+        let snapshot = Arc::new(Self::snapshot_of(&st, self.dims, self.params));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    }
+
+    /// Marks the index as reflecting `generation` without changes.
+    pub fn set_generation(&self, generation: u64) {
+        self.state().generation = generation;
+    }
+
+    /// Rebuilds the graph from the live points when it has tombstones, so no point of a chunk
+    /// that left (its vector, in memory and in the next dump) remains; whether it did. Readers
+    /// see it after [`VectorIndex::publish`]; snapshots taken before keep the old graph.
+    pub fn compact(&self) -> bool {
+        let mut st = self.state();
+        if !st.dead.iter().any(|d| *d) {
+            return false;
+        }
+        self.rebuild(&mut st);
+        true
+    }
+
+    /// Whether any point (live or a tombstone) of the graph in memory is one of `hashes`.
+    pub fn holds_any(&self, hashes: &std::collections::HashSet<ContentHash>) -> bool {
+        let st = self.state();
+        let points = st.build.points.read().unwrap_or_else(|p| p.into_inner());
+        points.hashes.iter().any(|h| hashes.contains(h))
+    }
+
+    /// Replaces the graph with one built from the live points only.
+    fn rebuild(&self, st: &mut WriterState) {
+        let old = st.build.points.read().unwrap_or_else(|p| p.into_inner());
+        let mut points = Points::default();
+        let mut by_hash = HashMap::with_capacity(st.by_hash.len());
+        for (id, hash) in old.hashes.iter().enumerate() {
+            if st.dead[id] {
+                continue;
+            }
+            let new_id = points.push(*hash, &old.vectors[id * self.dims..(id + 1) * self.dims]);
+            by_hash.insert(*hash, new_id);
+        }
+        drop(old);
+        let graph = Graph::new(self.params, points.hashes.len().max(1024));
+        let rows: Vec<(usize, &[f32])> =
+            points.vectors.chunks_exact(self.dims).enumerate().collect();
+        graph.insert(&rows);
+        tracing::info!(
+            points = points.hashes.len(),
+            "vector graph rebuilt without tombstones"
+        );
+        st.dead = vec![false; points.hashes.len()];
+        st.by_hash = by_hash;
+        st.changed_since_dump += 1;
+        st.build = Arc::new(Build {
+            graph,
+            points: RwLock::new(points),
+        });
+    }
+
+    /// Whether enough changed since the last dump to write a new one: `min_changes` points, or any
+    /// change when `force`.
+    pub fn needs_dump(&self, min_changes: usize, force: bool) -> bool {
+        let st = self.state();
+        st.generation != st.dumped_generation && (force || st.changed_since_dump >= min_changes)
+    }
+
+    /// Writes the graph, ids and tombstones to a new folder and switches the manifest to it,
+    /// unless the manifest names a newer dump (another process's; this index is behind it).
+    pub fn dump(&self) -> Result<()> {
+        let mut st = self.state();
+        if let Some(on_disk) = dump::dump_generation(&self.dir)
+            && on_disk > st.generation
+        {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                on_disk,
+                in_memory = st.generation,
+                "not dumping the vector index: the dump on disk is newer"
+            );
+            return Ok(());
+        }
+        let folder_name = format!("dump-{}", st.generation);
+        let folder = self.dir.join(&folder_name);
+        if let Err(e) = dump::write(
+            &self.dir,
+            self.dims,
+            st.generation,
+            &st.build,
+            &st.dead,
+            &folder,
+            &folder_name,
+        ) {
+            // Nothing half-written stays behind (a full disk, say); the manifest still names the
+            // previous dump.
+            let _ = std::fs::remove_dir_all(&folder);
+            let _ = std::fs::remove_file(self.dir.join("manifest.json.tmp"));
+            return Err(e);
+        }
+        st.dumped_generation = st.generation;
+        st.changed_since_dump = 0;
+        // Older dumps are no longer referenced.
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("dump-") && name != folder_name {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+}
