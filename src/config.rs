@@ -5,8 +5,8 @@
 mod auth;
 mod embedder;
 
-pub use auth::{AuthConfig, read_jwks};
-pub use embedder::EmbedderConfig;
+pub(crate) use auth::{AuthConfig, read_jwks};
+pub(crate) use embedder::EmbedderConfig;
 pub(crate) use embedder::resolve as embedder_config;
 
 use anyhow::{Context, Result, bail};
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub(crate) struct Config {
     /// Name of the embedder new collections use: a `[embedders.NAME]` table, or one of the
     /// built-ins `local` (all-MiniLM-L6-v2), `hash` (tests only) and `none` (BM25 only).
     pub embedder: String,
@@ -51,7 +51,7 @@ impl Default for Config {
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct IngestConfig {
+pub(crate) struct IngestConfig {
     /// Files (and JSONL lines) larger than this are skipped as `too_large`.
     pub max_file_bytes: u64,
     /// Documents per commit.
@@ -72,7 +72,7 @@ impl Default for IngestConfig {
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
+pub(crate) struct ServerConfig {
     pub addr: String,
     pub body_limit_bytes: usize,
     pub request_timeout_ms: u64,
@@ -99,7 +99,7 @@ impl Default for ServerConfig {
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct QueryConfig {
+pub(crate) struct QueryConfig {
     pub top_k: usize,
     pub mode: Mode,
     pub group_by: GroupBy,
@@ -125,7 +125,7 @@ impl Default for QueryConfig {
 /// `[eval]`: scheduled evaluation of golden sets by the server, and its drift alarm.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct EvalConfig {
+pub(crate) struct EvalConfig {
     /// How often `quarry serve` runs every golden set of every collection, e.g. "30m", "6h",
     /// "90s" (at start-up, then once per interval). Unset: only on demand.
     pub interval: Option<String>,
@@ -157,7 +157,7 @@ impl Default for EvalConfig {
 
 impl EvalConfig {
     /// The parsed `interval` (`None`: no scheduled evaluation).
-    pub fn interval(&self) -> Result<Option<std::time::Duration>> {
+    pub(crate) fn interval(&self) -> Result<Option<std::time::Duration>> {
         let Some(raw) = &self.interval else {
             return Ok(None);
         };
@@ -173,7 +173,7 @@ impl EvalConfig {
     }
 
     /// Who scheduled runs are evaluated as: `user` and `groups` as a reader, else the local admin.
-    pub fn principal(&self) -> Result<quarry_core::Principal> {
+    pub(crate) fn principal(&self) -> Result<quarry_core::Principal> {
         let Some(user) = &self.user else {
             if !self.groups.is_empty() {
                 bail!("eval.groups needs eval.user");
@@ -209,7 +209,7 @@ impl EvalConfig {
 /// `[reindex]`: embedding-model changes and re-index jobs.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ReindexConfig {
+pub(crate) struct ReindexConfig {
     /// What `quarry serve` does when a collection's embedder is now configured with another
     /// fingerprint than its active version: `auto` queues a re-index, `manual` logs the command.
     pub on_model_change: OnModelChange,
@@ -228,14 +228,14 @@ pub struct ReindexConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum OnModelChange {
+pub(crate) enum OnModelChange {
     Auto,
     Manual,
 }
 
 impl ReindexConfig {
     /// The parsed `canary_interval` (`None`: off).
-    pub fn canary_interval(&self) -> Result<Option<std::time::Duration>> {
+    pub(crate) fn canary_interval(&self) -> Result<Option<std::time::Duration>> {
         let raw = self.canary_interval.trim();
         if raw == "off" {
             return Ok(None);
@@ -287,7 +287,7 @@ fn is_reserved_env(name: &str) -> bool {
 
 /// Loads the configuration: `file` if given (it must exist), else `<data_dir>/quarry.toml` if
 /// present; then the `QUARRY_SECTION__KEY` variables of `env`.
-pub fn load(
+pub(crate) fn load(
     file: Option<&Path>,
     data_dir: &Path,
     env: impl IntoIterator<Item = (String, String)>,

@@ -21,7 +21,7 @@ use std::time::Duration;
 const HASH_DIMENSIONS: usize = 384;
 
 /// Loads embedder `name` as configured.
-pub fn load(config: &Config, name: &str) -> anyhow::Result<Option<Arc<dyn Embedder>>> {
+pub(crate) fn load(config: &Config, name: &str) -> anyhow::Result<Option<Arc<dyn Embedder>>> {
     let Some(c) = config_of(&config.embedders, name)? else {
         return Ok(None);
     };
@@ -85,13 +85,13 @@ pub fn load(config: &Config, name: &str) -> anyhow::Result<Option<Arc<dyn Embedd
 }
 
 /// The engine's view of the configured embedders: loaded on first use, then cached.
-pub struct ConfigEmbedders {
+pub(crate) struct ConfigEmbedders {
     config: Config,
     loaded: Mutex<HashMap<String, Option<Arc<dyn Embedder>>>>,
 }
 
 impl ConfigEmbedders {
-    pub fn new(config: &Config) -> Self {
+    pub(crate) fn new(config: &Config) -> Self {
         ConfigEmbedders {
             config: config.clone(),
             loaded: Mutex::new(HashMap::new()),

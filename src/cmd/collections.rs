@@ -79,7 +79,7 @@ pub struct ForgetArgs {
     pub json: bool,
 }
 
-pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Create(a) => create(data_dir, config, a),
         Command::List(a) => list(data_dir, config, a),
@@ -169,7 +169,7 @@ fn delete(data_dir: &Path, config: &Config, a: DeleteArgs) -> anyhow::Result<()>
 }
 
 /// `quarry forget COLLECTION DOC_ID`, as the local admin.
-pub fn forget(data_dir: &Path, config: &Config, a: ForgetArgs) -> anyhow::Result<()> {
+pub(crate) fn forget(data_dir: &Path, config: &Config, a: ForgetArgs) -> anyhow::Result<()> {
     let engine = open_engine(data_dir, config)?;
     let report = engine.forget(&a.collection, &a.doc_id, &Principal::local_admin())?;
     if a.json {

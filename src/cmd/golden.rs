@@ -133,7 +133,7 @@ fn read_beir(queries: &Path, qrels: &Path) -> anyhow::Result<Vec<GoldenQuery>> {
         .collect()
 }
 
-pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     let engine = open_engine(data_dir, config)?;
     match args.command {
         Command::Add(a) => {

@@ -86,7 +86,7 @@ fn parse_principal(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     if args.vectors_spec.is_some() && !args.paths.iter().any(|p| is_vector_file(p)) {
         anyhow::bail!("--vectors-spec describes the vectors of .parquet files, and none was given");
     }

@@ -1,15 +1,15 @@
 //! One module per subcommand; each has its clap `Args` and a `run`.
 
-pub mod collections;
-pub mod golden;
-pub mod ingest;
-pub mod model;
-pub mod query;
-pub mod remote;
-pub mod serve;
-pub mod snapshot;
-pub mod status;
-pub mod versions;
+pub(crate) mod collections;
+pub(crate) mod golden;
+pub(crate) mod ingest;
+pub(crate) mod model;
+pub(crate) mod query;
+pub(crate) mod remote;
+pub(crate) mod serve;
+pub(crate) mod snapshot;
+pub(crate) mod status;
+pub(crate) mod versions;
 
 use crate::config::Config;
 use anyhow::Context;
@@ -21,7 +21,7 @@ use std::time::Duration;
 /// A mistake in how quarry was started (flags, configuration, environment) found after parsing:
 /// `main` exits with 2 for it, as for a bad flag.
 #[derive(Debug)]
-pub struct UsageError(pub String);
+pub(crate) struct UsageError(pub String);
 
 impl std::fmt::Display for UsageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,7 +32,7 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 /// The engine options a configuration gives.
-pub fn engine_options(config: &Config) -> EngineOptions {
+pub(crate) fn engine_options(config: &Config) -> EngineOptions {
     EngineOptions {
         chunk: config.chunk,
         embedder: config.embedder.clone(),
@@ -50,7 +50,7 @@ pub fn engine_options(config: &Config) -> EngineOptions {
 }
 
 /// Opens the engine on the data directory with the configured options.
-pub fn open_engine(data_dir: &Path, config: &Config) -> anyhow::Result<Engine> {
+pub(crate) fn open_engine(data_dir: &Path, config: &Config) -> anyhow::Result<Engine> {
     Engine::open(data_dir, engine_options(config))
         .with_context(|| format!("cannot open data dir {}", data_dir.display()))
 }
@@ -58,7 +58,7 @@ pub fn open_engine(data_dir: &Path, config: &Config) -> anyhow::Result<Engine> {
 /// Opens the engine for a command that only reads (`status`, `query`): read-only when the data
 /// directory cannot be written (permissions, a read-only mount), so it works on a mounted backup
 /// and never writes where it may not.
-pub fn open_engine_to_read(data_dir: &Path, config: &Config) -> anyhow::Result<Engine> {
+pub(crate) fn open_engine_to_read(data_dir: &Path, config: &Config) -> anyhow::Result<Engine> {
     if writable(data_dir) {
         return open_engine(data_dir, config);
     }
@@ -89,20 +89,20 @@ fn writable(data_dir: &Path) -> bool {
 }
 
 /// Prints `value` as pretty JSON on stdout.
-pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     emit(&format!("{}\n", serde_json::to_string_pretty(value)?));
     Ok(())
 }
 
 /// Writes `text` to stdout. A closed pipe (`quarry ... | head`) is not an error worth a panic.
-pub fn emit(text: &str) {
+pub(crate) fn emit(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -25,7 +25,7 @@ pub enum Action {
     },
 }
 
-pub fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
     match args.action {
         Action::Pull { name, json } => {
             let cache = model_cache_dir();

@@ -77,7 +77,7 @@ fn parse_group_by(s: &str) -> Result<GroupBy, String> {
     }
 }
 
-pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     let q = QueryOptions::new(
         args.text,
         args.top_k.map_or(config.query.top_k, |k| k as usize),
@@ -122,7 +122,7 @@ pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
 }
 
 /// Sends the query to a server and returns its answer.
-pub fn remote(
+pub(crate) fn remote(
     server: &Remote,
     collection: &str,
     q: &QueryOptions,

@@ -23,7 +23,7 @@ pub struct Args {
     pub insecure_no_auth: bool,
 }
 
-pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     let auth = authenticator(config)?;
     if auth.is_on() && args.insecure_no_auth {
         eprintln!("warning: --insecure-no-auth has no effect: authentication is configured");

@@ -79,7 +79,7 @@ fn size(bytes: u64) -> String {
     }
 }
 
-pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     match args.action {
         Action::Create { dir, json } => {
             if !data_dir.join("catalog.sqlite3").is_file() {

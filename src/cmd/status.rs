@@ -17,7 +17,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     // Queued and running jobs (of the data dir; a server's are at GET /v1/jobs).
     let mut jobs: Vec<Value> = Vec::new();
     let (place, list) = match args.server.remote() {

@@ -88,7 +88,7 @@ pub enum VersionsCommand {
     Check,
 }
 
-pub fn reindex(data_dir: &Path, config: &Config, args: ReindexArgs) -> anyhow::Result<()> {
+pub(crate) fn reindex(data_dir: &Path, config: &Config, args: ReindexArgs) -> anyhow::Result<()> {
     let body = match &args.embedder {
         Some(e) => serde_json::json!({ "embedder": e }),
         None => serde_json::json!({ "chunk": config.chunk }),
@@ -267,7 +267,7 @@ fn job_text(job: &Job) -> String {
     o
 }
 
-pub fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::Result<()> {
+pub(crate) fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::Result<()> {
     let engine = open_engine(data_dir, config)?;
     match args.command {
         Some(JobsCommand::Resume { json }) => {
@@ -317,7 +317,7 @@ pub fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::Result<
     }
 }
 
-pub fn versions(data_dir: &Path, config: &Config, args: VersionsArgs) -> anyhow::Result<()> {
+pub(crate) fn versions(data_dir: &Path, config: &Config, args: VersionsArgs) -> anyhow::Result<()> {
     let engine = open_engine(data_dir, config)?;
     let c = &args.collection;
     match args.command {

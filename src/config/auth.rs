@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
+pub(crate) struct AuthConfig {
     pub api_keys: Vec<ApiKeyConfig>,
     pub jwt: Option<JwtConfig>,
     /// ACL of documents without one [default: `["public"]` without authentication, `[]` (admins
@@ -22,7 +22,7 @@ pub struct AuthConfig {
 /// `[[auth.api_keys]]`: one key, stored as its sha256.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct ApiKeyConfig {
+pub(crate) struct ApiKeyConfig {
     /// sha256 of the key, 64 hex characters (`printf %s "$KEY" | sha256sum`).
     pub key_sha256: String,
     pub user: String,
@@ -40,7 +40,7 @@ fn reader() -> String {
 /// `[auth.jwt]`: bearer JWTs signed with HS256 and/or RS256, or by the keys of a JWKS file.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct JwtConfig {
+pub(crate) struct JwtConfig {
     /// Name of the environment variable holding the HS256 secret (at least 32 bytes).
     pub hs256_secret_env: Option<String>,
     /// Key id (`kid`) of the HS256 secret, when tokens name it.
@@ -68,17 +68,17 @@ fn default_leeway() -> u64 {
 }
 
 /// Most leeway accepted: more would keep expired tokens alive for long.
-pub const MAX_LEEWAY_SECS: u64 = 300;
+pub(super) const MAX_LEEWAY_SECS: u64 = 300;
 
 impl AuthConfig {
     /// Whether callers must authenticate: at least one API key or a `[auth.jwt]` section.
-    pub fn is_configured(&self) -> bool {
+    pub(crate) fn is_configured(&self) -> bool {
         !self.api_keys.is_empty() || self.jwt.is_some()
     }
 
     /// The ACL of documents without one: as configured, else public without authentication and
     /// admins only with it (secure by default).
-    pub fn default_acl(&self) -> DefaultAcl {
+    pub(crate) fn default_acl(&self) -> DefaultAcl {
         match &self.default_acl {
             Some(acl) => DefaultAcl(acl.clone()),
             None if self.is_configured() => DefaultAcl::admin_only(),
@@ -87,7 +87,7 @@ impl AuthConfig {
     }
 
     /// Checks every key; each message names the key and says how to fix it.
-    pub fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let mut seen = std::collections::HashMap::new();
         for (i, k) in self.api_keys.iter().enumerate() {
             let at = format!("auth.api_keys[{i}]");
@@ -173,7 +173,7 @@ impl AuthConfig {
 
     /// The API keys, and the JWT settings with their secrets read: the HS256 secret from its
     /// environment variable (looked up with `env`), the RS256 key from its file.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<(Vec<ApiKey>, Option<JwtOptions>)> {
@@ -229,7 +229,7 @@ impl AuthConfig {
 
 impl JwtConfig {
     /// How often `serve` re-reads `jwks_file`: `None` without a file or with 0.
-    pub fn jwks_reload(&self) -> Option<(PathBuf, std::time::Duration)> {
+    pub(crate) fn jwks_reload(&self) -> Option<(PathBuf, std::time::Duration)> {
         let path = self.jwks_file.clone()?;
         match self.jwks_reload_secs.unwrap_or(DEFAULT_JWKS_RELOAD_SECS) {
             0 => None,
@@ -239,10 +239,10 @@ impl JwtConfig {
 }
 
 /// Seconds between two checks of `auth.jwt.jwks_file` for changes.
-pub const DEFAULT_JWKS_RELOAD_SECS: u64 = 60;
+pub(super) const DEFAULT_JWKS_RELOAD_SECS: u64 = 60;
 
 /// The bytes of a JWKS file, at most [`MAX_JWKS_BYTES`](quarry_server::auth::jwks::MAX_JWKS_BYTES).
-pub fn read_jwks(path: &std::path::Path) -> Result<Vec<u8>> {
+pub(crate) fn read_jwks(path: &std::path::Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let max = quarry_server::auth::jwks::MAX_JWKS_BYTES;
     let mut bytes = Vec::new();

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 /// `[embedders.NAME]`: one embedder. `provider` is `local`, `openai` or `hash`.
 #[derive(Debug, Clone, PartialEq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct EmbedderConfig {
+pub(crate) struct EmbedderConfig {
     pub provider: String,
     /// local: a model quarry can fetch (`all-MiniLM-L6-v2`); openai: the provider's model string.
     pub model: Option<String>,

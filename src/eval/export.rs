@@ -46,7 +46,7 @@ pub struct ExportArgs {
 
 /// What an export wrote.
 #[derive(Debug, serde::Serialize)]
-pub struct Exported {
+pub(super) struct Exported {
     pub run: String,
     pub out: PathBuf,
     pub format: &'static str,
@@ -55,7 +55,7 @@ pub struct Exported {
 }
 
 /// Writes `run` as `args` says.
-pub fn export(run: &EvalRun, args: &ExportArgs) -> anyhow::Result<Exported> {
+pub(super) fn export(run: &EvalRun, args: &ExportArgs) -> anyhow::Result<Exported> {
     let format = match args.format {
         Some(f) => f,
         None => match args.out.extension().and_then(|e| e.to_str()) {

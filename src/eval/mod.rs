@@ -95,7 +95,7 @@ fn default_collection(folder: &str) -> String {
     format!("beir-{name}")
 }
 
-pub fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     match args.command {
         Some(command) => runs::run(data_dir, config, command),
         None => run_dataset(data_dir, config, args.run),

@@ -15,7 +15,7 @@ const COLOURS: [&str; 6] = [
 ];
 
 /// Escapes text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -183,7 +183,7 @@ fn delta_svg(c: &Comparison, mode: &str) -> String {
 
 /// The report of `runs` (oldest first); `latest` is the pair compared (the last two runs of the
 /// newest run's collection), if there are two.
-pub fn render(
+pub(super) fn render(
     runs: &[EvalRunSummary],
     latest: Option<(&EvalRun, &EvalRun)>,
     mode: Option<&str>,

@@ -69,7 +69,7 @@ pub struct CompareArgs {
     pub json: bool,
 }
 
-pub fn run(data_dir: &Path, config: &Config, command: Command) -> anyhow::Result<()> {
+pub(super) fn run(data_dir: &Path, config: &Config, command: Command) -> anyhow::Result<()> {
     let engine = open_engine(data_dir, config)?;
     match command {
         Command::History(args) => {

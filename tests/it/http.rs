@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// A server on a free loopback port, stopped when dropped.
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -15,12 +15,12 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub fn start(options: ServerOptions) -> Self {
+    pub(crate) fn start(options: ServerOptions) -> Self {
         Self::start_with(options, EngineOptions::default())
     }
 
     /// A server over an engine with `engine_options` (embedders, timeouts).
-    pub fn start_with(options: ServerOptions, engine_options: EngineOptions) -> Self {
+    pub(crate) fn start_with(options: ServerOptions, engine_options: EngineOptions) -> Self {
         let data = crate::tmp();
         let engine = Arc::new(Engine::open(data.path(), engine_options).unwrap());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -55,7 +55,7 @@ impl TestServer {
         }
     }
 
-    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let r = Client::new()
             .post(format!("{}{path}", self.url))
             .json(body)
@@ -64,7 +64,7 @@ impl TestServer {
         (r.status().as_u16(), r.json().unwrap_or(Value::Null))
     }
 
-    pub fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) fn get(&self, path: &str) -> (u16, Value) {
         let r = Client::new()
             .get(format!("{}{path}", self.url))
             .send()

@@ -16,7 +16,7 @@ use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery, Ter
 use tantivy::schema::IndexRecordOption;
 
 /// Most distinct terms taken from one query; the rest are ignored (a 10 KB query stays fast).
-pub const MAX_QUERY_TERMS: usize = 256;
+pub(super) const MAX_QUERY_TERMS: usize = 256;
 
 /// The distinct terms of `text` on the `context` field, in order (none when the text has only
 /// stop words or punctuation), at most [`MAX_QUERY_TERMS`].

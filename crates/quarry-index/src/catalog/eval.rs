@@ -43,7 +43,7 @@ fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
 
 impl Catalog {
     /// Stores a run and returns its id, `r<N>` with N one more than the highest so far.
-    pub fn insert_eval_run(
+    pub(crate) fn insert_eval_run(
         &mut self,
         collection: &str,
         config: &serde_json::Value,
@@ -75,7 +75,7 @@ impl Catalog {
     }
 
     /// Run summaries, oldest first; of one collection when given.
-    pub fn eval_runs(&self, collection: Option<&str>) -> Result<Vec<EvalRunSummary>> {
+    pub(crate) fn eval_runs(&self, collection: Option<&str>) -> Result<Vec<EvalRunSummary>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, collection, created_at, config, metrics FROM eval_runs
              WHERE ?1 IS NULL OR collection = ?1 ORDER BY created_at, CAST(substr(id, 2) AS INTEGER)",
@@ -89,7 +89,7 @@ impl Catalog {
     }
 
     /// One run's summary.
-    pub fn eval_run_summary(&self, id: &str) -> Result<Option<EvalRunSummary>> {
+    pub(crate) fn eval_run_summary(&self, id: &str) -> Result<Option<EvalRunSummary>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, collection, created_at, config, metrics FROM eval_runs WHERE id = ?1",
         )?;
@@ -98,7 +98,7 @@ impl Catalog {
     }
 
     /// One run with its per-query results.
-    pub fn eval_run(&self, id: &str) -> Result<Option<EvalRun>> {
+    pub(crate) fn eval_run(&self, id: &str) -> Result<Option<EvalRun>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, collection, created_at, config, metrics, queries FROM eval_runs WHERE id = ?1",
         )?;
@@ -113,7 +113,12 @@ impl Catalog {
     }
 
     /// Stores (or replaces) the golden set `name` of `collection`.
-    pub fn put_golden(&self, collection: &str, name: &str, queries: &[GoldenQuery]) -> Result<()> {
+    pub(crate) fn put_golden(
+        &self,
+        collection: &str,
+        name: &str,
+        queries: &[GoldenQuery],
+    ) -> Result<()> {
         let queries = serde_json::to_string(queries).map_err(|e| Error::Corrupt(e.to_string()))?;
         self.conn.execute(
             "INSERT INTO golden_sets (collection, name, created_at, queries) VALUES (?1, ?2, ?3, ?4)
@@ -124,7 +129,7 @@ impl Catalog {
     }
 
     /// The golden sets, of one collection when given.
-    pub fn golden_sets(&self, collection: Option<&str>) -> Result<Vec<GoldenSummary>> {
+    pub(crate) fn golden_sets(&self, collection: Option<&str>) -> Result<Vec<GoldenSummary>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT collection, name, created_at, json_array_length(queries) FROM golden_sets
              WHERE ?1 IS NULL OR collection = ?1 ORDER BY collection, name",
@@ -141,7 +146,7 @@ impl Catalog {
     }
 
     /// The queries of a golden set, if it exists.
-    pub fn golden(&self, collection: &str, name: &str) -> Result<Option<Vec<GoldenQuery>>> {
+    pub(crate) fn golden(&self, collection: &str, name: &str) -> Result<Option<Vec<GoldenQuery>>> {
         let raw: Option<String> = self
             .conn
             .query_row(
@@ -158,7 +163,7 @@ impl Catalog {
     }
 
     /// Removes a golden set; `false` if there was none.
-    pub fn delete_golden(&self, collection: &str, name: &str) -> Result<bool> {
+    pub(crate) fn delete_golden(&self, collection: &str, name: &str) -> Result<bool> {
         Ok(self.conn.execute(
             "DELETE FROM golden_sets WHERE collection = ?1 AND name = ?2",
             [collection, name],

@@ -48,7 +48,7 @@ pub struct CollectionDeleted {
 }
 
 /// Stands in for a forgotten document's id in recorded eval runs (so ranks keep their places).
-pub const FORGOTTEN_ID: &str = "(forgotten)";
+pub(super) const FORGOTTEN_ID: &str = "(forgotten)";
 
 /// Replaces every string equal to `id` (values and object keys) with [`FORGOTTEN_ID`]; whether
 /// anything changed.

@@ -19,7 +19,7 @@ pub struct WalkedFile {
 }
 
 /// The name of a folder's ACL file.
-pub const ACL_FILE: &str = ".quarry-acl.toml";
+pub(super) const ACL_FILE: &str = ".quarry-acl.toml";
 
 /// A `.quarry-acl.toml`: `allow = ["group:eng", "user:alice", "public"]`.
 #[derive(Debug, serde::Deserialize)]

@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// Cosine distance of L2-normalised vectors: `max(0, 1 − dot)`.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct QuarryDot;
+pub(super) struct QuarryDot;
 
 impl Distance<f32> for QuarryDot {
     fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use quarry_index::VersionInfo;
 use quarry_index::{CollectionDeleted, CollectionSettings, CollectionStats};
 
-pub async fn list(
+pub(super) async fn list(
     caller: Caller<role::Reader>,
     State(state): State<Shared>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -22,7 +22,7 @@ pub async fn list(
     Ok(Json(serde_json::json!({ "collections": list })))
 }
 
-pub async fn stats(
+pub(super) async fn stats(
     caller: Caller<role::Reader>,
     State(state): State<Shared>,
     Path(collection): Path<String>,
@@ -32,7 +32,7 @@ pub async fn stats(
     ))
 }
 
-pub async fn versions(
+pub(super) async fn versions(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path(collection): Path<String>,
@@ -45,7 +45,7 @@ pub async fn versions(
 /// `PUT /v1/collections/{c}` with `{"chunk": {...}, "embedder": "NAME"}` (both optional: the
 /// configured defaults): 201 with the collection when created, 200 when it exists with these
 /// settings, 409 `conflict` when it exists with others.
-pub async fn create(
+pub(super) async fn create(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path(collection): Path<String>,
@@ -63,7 +63,7 @@ pub async fn create(
 
 /// `DELETE /v1/collections/{c}`: the collection and everything of it; 404 when there is none,
 /// 503 `busy` while a job of it is queued or running.
-pub async fn delete(
+pub(super) async fn delete(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path(collection): Path<String>,

@@ -21,25 +21,25 @@ use quarry_index::{Cancel, DocumentRow, Engine, IngestOptions, IngestSummary, in
 use serde::Deserialize;
 
 /// Documents per page when `limit` is not given.
-pub const DEFAULT_LIMIT: usize = 100;
+pub(super) const DEFAULT_LIMIT: usize = 100;
 /// Most documents per page.
-pub const MAX_LIMIT: usize = 1000;
+pub(super) const MAX_LIMIT: usize = 1000;
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UpsertRequest {
+pub(super) struct UpsertRequest {
     pub documents: Vec<serde_json::Value>,
 }
 
 /// `?after=ID&limit=N`: the page after document `ID` (in doc id order).
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListParams {
+pub(super) struct ListParams {
     pub after: Option<String>,
     pub limit: Option<usize>,
 }
 
-pub async fn list(
+pub(super) async fn list(
     caller: Caller<role::Reader>,
     State(state): State<Shared>,
     Path(collection): Path<String>,
@@ -79,7 +79,7 @@ pub async fn list(
     ))
 }
 
-pub async fn get(
+pub(super) async fn get(
     caller: Caller<role::Reader>,
     State(state): State<Shared>,
     Path((collection, doc_id)): Path<(String, String)>,
@@ -108,11 +108,11 @@ fn shown(doc: DocumentRow, caller: &Principal) -> serde_json::Value {
 /// `?wait=false`: answer 202 with a task id at once instead of the summary after the commit.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UpsertParams {
+pub(super) struct UpsertParams {
     pub wait: Option<bool>,
 }
 
-pub async fn upsert(
+pub(super) async fn upsert(
     caller: Caller<role::Writer>,
     State(state): State<Shared>,
     Path(collection): Path<String>,
@@ -215,12 +215,12 @@ fn check_replaceable(
 /// `?forget=true`: erase the document everywhere instead of an ordinary delete.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DeleteParams {
+pub(super) struct DeleteParams {
     #[serde(default)]
     pub forget: bool,
 }
 
-pub async fn delete(
+pub(super) async fn delete(
     caller: Caller<role::Writer>,
     State(state): State<Shared>,
     Path((collection, doc_id)): Path<(String, String)>,

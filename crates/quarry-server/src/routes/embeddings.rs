@@ -12,17 +12,17 @@ use axum::extract::State;
 use quarry_core::InputKind;
 
 /// Most inputs in one request (OpenAI's limit).
-pub const MAX_INPUTS: usize = 2048;
+pub(super) const MAX_INPUTS: usize = 2048;
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(untagged)]
-pub enum Input {
+pub(super) enum Input {
     One(String),
     Many(Vec<String>),
 }
 
 #[derive(Debug, serde::Deserialize)]
-pub struct EmbeddingsRequest {
+pub(super) struct EmbeddingsRequest {
     pub input: serde_json::Value,
     pub model: String,
     #[serde(default)]
@@ -34,7 +34,7 @@ pub struct EmbeddingsRequest {
     pub _user: Option<String>,
 }
 
-pub async fn embeddings(
+pub(super) async fn embeddings(
     _caller: Caller<role::Reader>,
     State(state): State<Shared>,
     JsonBody(req): JsonBody<EmbeddingsRequest>,
@@ -132,7 +132,7 @@ pub async fn embeddings(
 }
 
 /// Standard base64 with padding (RFC 4648), as OpenAI's `encoding_format: "base64"`.
-pub fn encode_base64(bytes: &[u8]) -> String {
+pub(super) fn encode_base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GoldenLine {
+pub(super) struct GoldenLine {
     pub id: Option<String>,
     pub query: String,
     pub relevant: BTreeMap<String, u32>,
@@ -27,11 +27,11 @@ pub struct GoldenLine {
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PutGolden {
+pub(super) struct PutGolden {
     pub queries: Vec<GoldenLine>,
 }
 
-pub async fn list_golden(
+pub(super) async fn list_golden(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path(collection): Path<String>,
@@ -44,7 +44,7 @@ pub async fn list_golden(
     Ok(Json(serde_json::json!({ "golden_sets": sets })))
 }
 
-pub async fn put_golden(
+pub(super) async fn put_golden(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path((collection, name)): Path<(String, String)>,
@@ -77,7 +77,7 @@ pub async fn put_golden(
     Ok(Json(serde_json::json!({ "queries": n })))
 }
 
-pub async fn delete_golden(
+pub(super) async fn delete_golden(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path((collection, name)): Path<(String, String)>,
@@ -89,7 +89,7 @@ pub async fn delete_golden(
 /// The reader a run is evaluated as (`as`): its ACLs apply to the run.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RunAs {
+pub(super) struct RunAs {
     pub user: String,
     #[serde(default)]
     pub groups: Vec<String>,
@@ -97,7 +97,7 @@ pub struct RunAs {
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EvalRequest {
+pub(super) struct EvalRequest {
     pub golden: String,
     pub modes: Option<Vec<Mode>>,
     pub fusion: Option<Fusion>,
@@ -106,7 +106,7 @@ pub struct EvalRequest {
     pub run_as: Option<RunAs>,
 }
 
-pub async fn run(
+pub(super) async fn run(
     caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path(collection): Path<String>,
@@ -150,7 +150,7 @@ pub async fn run(
     Ok(Json(answer))
 }
 
-pub async fn runs(
+pub(super) async fn runs(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path(collection): Path<String>,
@@ -166,7 +166,7 @@ pub async fn runs(
 /// `?base=A&run=B[&mode=M]` of a comparison.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CompareParams {
+pub(super) struct CompareParams {
     /// The baseline run.
     pub base: String,
     /// The run compared with it.
@@ -177,7 +177,7 @@ pub struct CompareParams {
 
 /// Run `run` compared with the baseline `base`, both runs of the collection (another
 /// collection's run is not found here).
-pub async fn compare(
+pub(super) async fn compare(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path(collection): Path<String>,

@@ -17,7 +17,7 @@ use quarry_index::jobs;
 /// Exactly one of `embedder` (a re-index) and `chunk` (a re-chunk).
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReindexRequest {
+pub(super) struct ReindexRequest {
     /// A `[embedders.NAME]` of the server's configuration (or `local`, `hash`).
     pub embedder: Option<String>,
     /// New chunk options: `{"max_tokens", "overlap", "sizer", "context_chars"}` (missing ones take
@@ -25,7 +25,7 @@ pub struct ReindexRequest {
     pub chunk: Option<quarry_core::ChunkOptions>,
 }
 
-pub async fn reindex(
+pub(super) async fn reindex(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path(collection): Path<String>,
@@ -46,7 +46,7 @@ pub async fn reindex(
     ))
 }
 
-pub async fn list(
+pub(super) async fn list(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -54,7 +54,7 @@ pub async fn list(
     Ok(Json(views::jobs(&jobs)))
 }
 
-pub async fn get(
+pub(super) async fn get(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path(id): Path<String>,
@@ -63,7 +63,7 @@ pub async fn get(
     Ok(Json(views::job(&job)))
 }
 
-pub async fn cancel(
+pub(super) async fn cancel(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path(id): Path<String>,
@@ -72,7 +72,7 @@ pub async fn cancel(
     Ok(Json(views::job(&job)))
 }
 
-pub async fn activate(
+pub(super) async fn activate(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path((collection, id)): Path<(String, String)>,
@@ -81,7 +81,7 @@ pub async fn activate(
     Ok(Json(views::version(&v)))
 }
 
-pub async fn retire(
+pub(super) async fn retire(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path((collection, id)): Path<(String, String)>,

@@ -15,7 +15,7 @@ use std::time::Instant;
 /// The request body (docs/http-api.md, "Query"). `filter` and `explain` are accepted for forward compatibility.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct QueryRequest {
+pub(super) struct QueryRequest {
     pub query: String,
     pub top_k: Option<usize>,
     pub mode: Option<Mode>,
@@ -25,7 +25,7 @@ pub struct QueryRequest {
     pub explain: Option<bool>,
 }
 
-pub async fn query(
+pub(super) async fn query(
     caller: Caller<role::Reader>,
     State(state): State<Shared>,
     Path(collection): Path<String>,

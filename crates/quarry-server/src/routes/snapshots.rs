@@ -15,13 +15,13 @@ use quarry_index::engine::snapshot;
 
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SnapshotRequest {
+pub(super) struct SnapshotRequest {
     /// The snapshot's folder name: 1 to 64 of `[A-Za-z0-9_-]`; default: the UTC time,
     /// `YYYYMMDD-HHMMSS-mmm`.
     pub name: Option<String>,
 }
 
-pub async fn create(
+pub(super) async fn create(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     cancel: Option<axum::Extension<quarry_index::Cancel>>,

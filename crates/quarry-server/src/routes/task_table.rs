@@ -10,13 +10,13 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Tasks waiting or running at once; one more is refused with 503 `busy`.
-pub const MAX_PENDING: usize = 64;
+pub(super) const MAX_PENDING: usize = 64;
 /// Finished tasks kept for polling (the oldest are forgotten first).
-pub const KEPT: usize = 10_000;
+pub(super) const KEPT: usize = 10_000;
 
 /// A task as a client sees it.
 #[derive(Debug, Clone, Serialize)]
-pub struct TaskView {
+pub(super) struct TaskView {
     pub task_id: String,
     pub kind: &'static str,
     pub collection: String,
@@ -40,7 +40,7 @@ struct Task {
 
 /// The server's tasks.
 #[derive(Default)]
-pub struct Tasks {
+pub(crate) struct Tasks {
     inner: Mutex<Inner>,
 }
 

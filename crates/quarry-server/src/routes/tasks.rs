@@ -54,7 +54,7 @@ pub(super) fn spawn(
 }
 
 /// `GET /v1/tasks/{id}`.
-pub async fn get(
+pub(super) async fn get(
     caller: Caller<role::Writer>,
     State(state): State<Shared>,
     Path(id): Path<String>,
