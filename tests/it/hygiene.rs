@@ -100,7 +100,6 @@ fn files_without_module_doc(files: &[(String, String)]) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "enabled when issue 15's moves are merged"]
 fn every_rust_file_opens_with_a_module_doc() {
     let files: Vec<(String, String)> = rust_files()
         .into_iter()
@@ -165,7 +164,6 @@ fn outside_citations(text: &str) -> Vec<(usize, String)> {
 }
 
 #[test]
-#[ignore = "enabled when issue 15's moves are merged"]
 fn no_file_cites_documents_outside_the_repository() {
     let mut hits = Vec::new();
     for rel in tracked_files() {
@@ -184,7 +182,6 @@ fn no_file_cites_documents_outside_the_repository() {
 }
 
 #[test]
-#[ignore = "enabled when issue 15's moves are merged"]
 fn no_two_modules_import_each_other() {
     let mut report = Vec::new();
     for (crate_root, files) in crates() {
@@ -202,7 +199,6 @@ fn no_two_modules_import_each_other() {
 }
 
 #[test]
-#[ignore = "enabled when issue 15's moves are merged"]
 fn no_source_file_is_over_600_lines() {
     let mut long = Vec::new();
     for rel in rust_files() {
