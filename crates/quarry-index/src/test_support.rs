@@ -112,3 +112,52 @@ impl EmbedderSource for Models {
             .map(|(_, m)| m.clone() as Arc<dyn Embedder>))
     }
 }
+
+/// A letter-histogram embedder (26 dimensions): deterministic, no model.
+struct LettersModel(quarry_core::EmbedderSpec);
+
+impl Embedder for LettersModel {
+    fn spec(&self) -> &quarry_core::EmbedderSpec {
+        &self.0
+    }
+    fn fingerprint(&self) -> quarry_core::Fingerprint {
+        self.0.fingerprint()
+    }
+    fn embed(
+        &self,
+        texts: &[&str],
+        _kind: InputKind,
+    ) -> std::result::Result<Vec<Vec<f32>>, quarry_core::EmbedError> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0.01f32; 26];
+                for c in t.bytes().filter(u8::is_ascii_lowercase) {
+                    v[(c - b'a') as usize] += 1.0;
+                }
+                quarry_core::embed::normalize(&mut v);
+                v
+            })
+            .collect())
+    }
+}
+
+/// Resolves `letters` to [`LettersModel`], any other name to nothing.
+pub(crate) struct Letters;
+impl EmbedderSource for Letters {
+    fn get(&self, name: &str) -> Result<Option<Arc<dyn Embedder>>> {
+        Ok((name == "letters").then(|| {
+            Arc::new(LettersModel(quarry_core::EmbedderSpec {
+                provider: "hash".into(),
+                model: "letters".into(),
+                revision: "1".into(),
+                dimensions: 26,
+                pooling: "none".into(),
+                normalized: true,
+                max_tokens: 0,
+                query_prefix: String::new(),
+                document_prefix: String::new(),
+            })) as Arc<dyn Embedder>
+        }))
+    }
+}

@@ -4,63 +4,12 @@
 //! refused, and leave nothing behind.
 
 use super::*;
-use crate::collection::EmbedderSource;
 use crate::engine::Engine;
-use crate::error::Result;
 use crate::options::EngineOptions;
-use quarry_core::{
-    ChunkOptions, ChunkSizer, Embedder, GroupBy, InputKind, Mode, Principal, QueryOptions,
-};
+use crate::test_support::Letters;
+use quarry_core::{ChunkOptions, ChunkSizer, GroupBy, Mode, Principal, QueryOptions};
 use std::path::Path;
 use std::sync::Arc;
-
-/// A letter-histogram embedder (26 dimensions): deterministic, no model.
-struct Letters(quarry_core::EmbedderSpec);
-
-impl Embedder for Letters {
-    fn spec(&self) -> &quarry_core::EmbedderSpec {
-        &self.0
-    }
-    fn fingerprint(&self) -> quarry_core::Fingerprint {
-        self.0.fingerprint()
-    }
-    fn embed(
-        &self,
-        texts: &[&str],
-        _kind: InputKind,
-    ) -> std::result::Result<Vec<Vec<f32>>, quarry_core::EmbedError> {
-        Ok(texts
-            .iter()
-            .map(|t| {
-                let mut v = vec![0.01f32; 26];
-                for c in t.bytes().filter(u8::is_ascii_lowercase) {
-                    v[(c - b'a') as usize] += 1.0;
-                }
-                quarry_core::embed::normalize(&mut v);
-                v
-            })
-            .collect())
-    }
-}
-
-struct Source;
-impl EmbedderSource for Source {
-    fn get(&self, name: &str) -> Result<Option<Arc<dyn Embedder>>> {
-        Ok((name == "letters").then(|| {
-            Arc::new(Letters(quarry_core::EmbedderSpec {
-                provider: "hash".into(),
-                model: "letters".into(),
-                revision: "1".into(),
-                dimensions: 26,
-                pooling: "none".into(),
-                normalized: true,
-                max_tokens: 0,
-                query_prefix: String::new(),
-                document_prefix: String::new(),
-            })) as Arc<dyn Embedder>
-        }))
-    }
-}
 
 /// Vectors on; a vector graph is dumped only by `flush`.
 fn options() -> EngineOptions {
@@ -72,7 +21,7 @@ fn options() -> EngineOptions {
             context_chars: 0,
         },
         embedder: "letters".into(),
-        embedders: Some(Arc::new(Source)),
+        embedders: Some(Arc::new(Letters)),
         dump_every_points: 1_000_000,
         ..EngineOptions::default()
     }
