@@ -4,15 +4,17 @@ use super::remote::{Remote, ServerArgs};
 use super::{emit, open_engine_to_read, print_json};
 use crate::config::Config;
 use anyhow::Context;
-use quarry_core::{Fusion, GroupBy, Mode, Principal, QueryOptions};
+use quarry_core::query::{QueryDefaults, QueryRequest};
+use quarry_core::{Fusion, GroupBy, Mode, Principal};
 use quarry_index::SearchResponse;
 use std::fmt::Write as _;
 use std::path::Path;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// What to search for (plain text; no query syntax).
-    pub text: String,
+    /// What to search for (plain text; no query syntax). May be left out with --mode vector
+    /// and --vector.
+    pub text: Option<String>,
     /// Collection to use (1 to 64 letters, digits, `_` or `-`).
     #[arg(long, default_value = "default")]
     pub collection: String,
@@ -27,6 +29,31 @@ pub struct Args {
     pub group_by: Option<GroupBy>,
     #[command(flatten)]
     pub fusion: FusionArgs,
+    /// Only documents passing this metadata filter, as JSON (docs/query.md), e.g.
+    /// '{"field": "year", "gte": 2020}'.
+    #[arg(long, value_name = "JSON", value_parser = crate::eval::parse_filter)]
+    pub filter: Option<serde_json::Value>,
+    /// Results to skip first (paging), at most 10000 [default: 0].
+    #[arg(long)]
+    pub offset: Option<usize>,
+    /// Leave out results with a lower fused score.
+    #[arg(long)]
+    pub min_score: Option<f32>,
+    /// Metadata key hits carry (repeat it; default: all keys).
+    #[arg(long = "include", value_name = "KEY")]
+    pub include: Vec<String>,
+    /// Count the values of this field over the matching documents (repeat it).
+    #[arg(long = "facet", value_name = "FIELD")]
+    pub facets: Vec<String>,
+    /// Show each retriever's part of every score and where the time went.
+    #[arg(long)]
+    pub explain: bool,
+    /// The query's own vector, as a JSON array of numbers (skips embedding the text).
+    #[arg(long, value_name = "JSON", value_parser = parse_vector)]
+    pub vector: Option<Vec<f32>>,
+    /// The embedding version --vector was made for (checked against the collection's).
+    #[arg(long, requires = "vector")]
+    pub embedding_version: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
     #[arg(long)]
@@ -77,16 +104,34 @@ fn parse_group_by(s: &str) -> Result<GroupBy, String> {
     }
 }
 
+fn parse_vector(s: &str) -> Result<Vec<f32>, String> {
+    serde_json::from_str(s).map_err(|e| format!("expected a JSON array of numbers: {e}"))
+}
+
 pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
-    let q = QueryOptions::new(
-        args.text,
-        args.top_k.map_or(config.query.top_k, |k| k as usize),
-        args.mode.unwrap_or(config.query.mode),
-        args.group_by.unwrap_or(config.query.group_by),
-    )?
-    .with_fusion(args.fusion.resolve(config.query.fusion))?;
+    let request = QueryRequest {
+        query: args.text.clone(),
+        top_k: Some(args.top_k.map_or(config.query.top_k, |k| k as usize)),
+        mode: Some(args.mode.unwrap_or(config.query.mode)),
+        group_by: Some(args.group_by.unwrap_or(config.query.group_by)),
+        fusion: Some(args.fusion.resolve(config.query.fusion)),
+        filter: args.filter.clone(),
+        offset: args.offset,
+        min_score: args.min_score,
+        include: (!args.include.is_empty()).then(|| args.include.clone()),
+        facets: (!args.facets.is_empty()).then(|| args.facets.clone()),
+        explain: args.explain.then_some(true),
+        vector: args.vector.clone(),
+        embedding_version: args.embedding_version.clone(),
+    };
+    // checked here as the server checks it: a bad option is exit 2 before anything is opened
+    let q = request.clone().options(QueryDefaults {
+        top_k: config.query.top_k,
+        mode: config.query.mode,
+        group_by: config.query.group_by,
+    })?;
     let answer = match args.server.remote() {
-        Some(server) => remote(&server, &args.collection, &q)?,
+        Some(server) => remote(&server, &args.collection, &request)?,
         None => open_engine_to_read(data_dir, config)?
             .searcher(&args.collection)?
             .search(&q, &Principal::local_admin())?,
@@ -110,12 +155,44 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         let _ = writeln!(
             o,
             "{:>2}. {:.3}  {}  — {}",
-            i + 1,
+            i + 1 + q.offset,
             h.score,
             h.doc_id,
             h.title
         );
+        if !h.metadata.is_empty() && !args.include.is_empty()
+            || args.explain && !h.metadata.is_empty()
+        {
+            let _ = writeln!(o, "    {}", serde_json::Value::Object(h.metadata.clone()));
+        }
+        if let Some(e) = &h.explain {
+            let part = |name: &str, p: &Option<quarry_index::RetrieverPart>| {
+                p.as_ref().map(|p| {
+                    let rank = p.rank.map_or("-".to_owned(), |r| format!("#{r}"));
+                    format!("{name} {rank} {:.3} ({:.0}%)", p.score, p.share * 100.0)
+                })
+            };
+            let parts: Vec<String> = [part("bm25", &e.bm25), part("vector", &e.vector)]
+                .into_iter()
+                .flatten()
+                .collect();
+            let _ = writeln!(o, "    {}", parts.join(" · "));
+        }
         let _ = writeln!(o, "    {snippet}");
+    }
+    for (field, counts) in answer.facets.iter().flatten() {
+        let values: Vec<String> = counts
+            .iter()
+            .map(|c| format!("{} ({})", c.value, c.count))
+            .collect();
+        let _ = writeln!(o, "facet {field}: {}", values.join(", "));
+    }
+    if let Some(t) = &answer.timings {
+        let _ = writeln!(
+            o,
+            "took {:.2} ms: embed {:.2}, bm25 {:.2}, vector {:.2}, fusion {:.2}, hits {:.2}",
+            answer.took_ms, t.embed_ms, t.bm25_ms, t.vector_ms, t.fusion_ms, t.post_ms
+        );
     }
     emit(&o);
     Ok(())
@@ -125,9 +202,9 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
 pub(crate) fn remote(
     server: &Remote,
     collection: &str,
-    q: &QueryOptions,
+    request: &QueryRequest,
 ) -> anyhow::Result<SearchResponse> {
-    let body = serde_json::json!({"query": q.text, "top_k": q.top_k, "mode": q.mode, "group_by": q.group_by, "fusion": q.fusion});
+    let body = serde_json::to_value(request).context("encoding the query")?;
     let value = server.post(&format!("/v1/collections/{collection}/query"), &body)?;
     serde_json::from_value(value).context("unexpected query response from the server")
 }

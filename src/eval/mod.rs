@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// Documents retrieved per query, 1 to 1000.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub top_k: u64,
+    /// A metadata filter every query carries, as JSON (docs/query.md), e.g.
+    /// '{"field": "year", "gte": 2020}'.
+    #[arg(long, value_name = "JSON", value_parser = parse_filter)]
+    pub filter: Option<serde_json::Value>,
     /// Also write one TREC run file per mode, DIR/<mode>.trec.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -194,6 +198,7 @@ fn evaluate(
         modes: args.modes.clone(),
         fusion,
         top_k: args.top_k as usize,
+        filter: args.filter.clone(),
     };
     let (run_id, measured) = match (&engine, &args.server) {
         (Some(engine), _) => match &args.golden {
@@ -210,7 +215,9 @@ fn evaluate(
         },
         (None, Some(url)) => {
             let server = Remote::new(url, args.token.clone());
-            let m = measure(cases, &plan, &mut |q| remote(&server, &collection, q))?;
+            let m = measure(cases, &plan, &mut |q| {
+                remote(&server, &collection, &q.into())
+            })?;
             (None, m)
         }
         (None, None) => unreachable!("either an engine or a server"),
@@ -284,6 +291,14 @@ fn evaluate(
     }
     emit(&o);
     Ok(())
+}
+
+/// `--filter`: JSON that parses as a filter (its fields are checked against the collection when
+/// the queries run).
+pub(crate) fn parse_filter(s: &str) -> Result<serde_json::Value, String> {
+    let v: serde_json::Value = serde_json::from_str(s).map_err(|e| format!("not JSON: {e}"))?;
+    quarry_core::Filter::parse(&v).map_err(|e| e.to_string())?;
+    Ok(v)
 }
 
 #[cfg(test)]

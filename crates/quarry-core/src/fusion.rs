@@ -79,27 +79,72 @@ pub fn fuse<K: Clone + Eq + Hash + Ord>(
     vector: &[(K, f32)],
 ) -> Vec<(K, f32)> {
     let mut fused: HashMap<&K, f32> = HashMap::with_capacity(bm25.len() + vector.len());
+    contributions(fusion, bm25, vector, |key, _, part| {
+        *fused.entry(key).or_default() += part.weight * part.normalized;
+    });
+    let mut out: Vec<(K, f32)> = fused.into_iter().map(|(k, s)| (k.clone(), s)).collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
+}
+
+/// What one list gave one key of a fusion: its normalised score (`1 / (k + rank)` for RRF, the
+/// score over the list's maximum for a weighted fusion) and the weight it counts with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Part {
+    /// The list's own score of the key.
+    pub score: f32,
+    pub normalized: f32,
+    pub weight: f32,
+}
+
+/// Each list's [`Part`] of the fused score of each key it holds, as [`fuse`] adds them up:
+/// `each(key, list, part)` with list 0 for BM25 and 1 for vectors.
+pub fn contributions<'k, K>(
+    fusion: Fusion,
+    bm25: &'k [(K, f32)],
+    vector: &'k [(K, f32)],
+    mut each: impl FnMut(&'k K, usize, Part),
+) {
     match fusion {
         Fusion::Rrf { k } => {
-            for list in [bm25, vector] {
-                for (rank, (key, _)) in list.iter().enumerate() {
-                    *fused.entry(key).or_default() += 1.0 / (k + rank as f32 + 1.0);
+            for (i, list) in [bm25, vector].into_iter().enumerate() {
+                for (rank, (key, score)) in list.iter().enumerate() {
+                    let normalized = 1.0 / (k + rank as f32 + 1.0);
+                    let (score, weight) = (*score, 1.0);
+                    each(
+                        key,
+                        i,
+                        Part {
+                            score,
+                            normalized,
+                            weight,
+                        },
+                    );
                 }
             }
         }
         Fusion::Weighted { alpha } => {
-            for (list, weight) in [(bm25, 1.0 - alpha), (vector, alpha)] {
+            for (i, (list, weight)) in [(bm25, 1.0 - alpha), (vector, alpha)]
+                .into_iter()
+                .enumerate()
+            {
                 let max = list.iter().map(|(_, s)| *s).fold(f32::MIN, f32::max);
                 for (key, score) in list {
-                    let norm = if max > 0.0 { score / max } else { 0.0 };
-                    *fused.entry(key).or_default() += weight * norm;
+                    let normalized = if max > 0.0 { score / max } else { 0.0 };
+                    let score = *score;
+                    each(
+                        key,
+                        i,
+                        Part {
+                            score,
+                            normalized,
+                            weight,
+                        },
+                    );
                 }
             }
         }
     }
-    let mut out: Vec<(K, f32)> = fused.into_iter().map(|(k, s)| (k.clone(), s)).collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    out
 }
 
 #[cfg(test)]

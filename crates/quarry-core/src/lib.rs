@@ -9,6 +9,7 @@ pub mod chunk;
 pub mod document;
 pub mod embed;
 pub mod error;
+pub mod filter;
 pub mod fusion;
 pub mod hash;
 pub mod metrics;
@@ -24,6 +25,7 @@ pub use chunk::{
 pub use document::{DocFormat, Document};
 pub use embed::{EmbedError, Embedder, EmbedderSpec, Fingerprint, InputKind};
 pub use error::{Error, Result};
+pub use filter::{FieldSchema, FieldType, FieldValues, Filter, Scalar};
 pub use fusion::{Fusion, fuse};
 pub use hash::ContentHash;
-pub use query::{GroupBy, MAX_TOP_K, Mode, QueryOptions};
+pub use query::{GroupBy, MAX_TOP_K, Mode, QueryOptions, QueryVector};

@@ -1,10 +1,17 @@
 //! Query options shared by the engine, the HTTP API and the CLI, with their validation.
 
 use crate::error::{Error, Result};
+use crate::filter::{Filter, Json};
 use crate::fusion::Fusion;
 
 /// Largest `top_k` a caller may ask for.
 pub const MAX_TOP_K: usize = 1000;
+/// Largest `offset` (results skipped for paging).
+pub const MAX_OFFSET: usize = 10_000;
+/// Most fields one query may ask facets of.
+pub const MAX_FACETS: usize = 20;
+/// Longest query vector accepted.
+pub const MAX_VECTOR_DIMS: usize = 8192;
 /// Longest query text accepted, in bytes; longer text is an input error rather than a slow query.
 pub const MAX_QUERY_BYTES: usize = 64 * 1024;
 
@@ -51,6 +58,27 @@ pub struct QueryOptions {
     pub group_by: GroupBy,
     /// How hybrid results are fused.
     pub fusion: Fusion,
+    /// Which documents may answer (`{}`: all); typed against the collection when it runs.
+    pub filter: Filter<Json>,
+    /// Results skipped before the `top_k` returned (paging; the order is stable for a snapshot).
+    pub offset: usize,
+    /// Results with a lower fused score are left out.
+    pub min_score: Option<f32>,
+    /// Metadata keys a hit carries (`None`: all of them).
+    pub include: Option<Vec<String>>,
+    /// Fields to count values of over the matching documents.
+    pub facets: Vec<String>,
+    /// Whether hits carry each retriever's part of their score, and the answer its timings.
+    pub explain: bool,
+    /// The query's own vector, and the embedding version it was made for (checked when given).
+    pub vector: Option<QueryVector>,
+}
+
+/// A vector the caller computed for the query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryVector {
+    pub values: Vec<f32>,
+    pub embedding_version: Option<String>,
 }
 
 impl QueryOptions {
@@ -83,13 +111,92 @@ impl QueryOptions {
                 format!("{top_k}; it must be between 1 and {MAX_TOP_K}"),
             ));
         }
-        Ok(QueryOptions {
+        Ok(QueryOptions::unchecked(text, top_k, mode, group_by))
+    }
+
+    fn unchecked(text: String, top_k: usize, mode: Mode, group_by: GroupBy) -> Self {
+        QueryOptions {
             text,
             top_k,
             mode,
             group_by,
             fusion: Fusion::default(),
-        })
+            filter: Filter::All,
+            offset: 0,
+            min_score: None,
+            include: None,
+            facets: Vec::new(),
+            explain: false,
+            vector: None,
+        }
+    }
+
+    /// A `mode=vector` query by its vector alone, without text.
+    pub fn by_vector(vector: QueryVector, top_k: usize, group_by: GroupBy) -> Result<Self> {
+        QueryOptions::new("-", top_k, Mode::Vector, group_by)?;
+        let mut q = QueryOptions::unchecked(String::new(), top_k, Mode::Vector, group_by);
+        q.vector = Some(check_vector(vector)?);
+        Ok(q)
+    }
+
+    /// Gives the query its own vector (`mode` vector or hybrid): 1 to [`MAX_VECTOR_DIMS`] finite
+    /// values. The searcher checks its length and version against the collection.
+    pub fn with_vector(mut self, vector: QueryVector) -> Result<Self> {
+        if self.mode == Mode::Bm25 {
+            return Err(Error::invalid(
+                "vector",
+                "mode=bm25 does not use a vector; use mode=vector or hybrid, or leave `vector` out",
+            ));
+        }
+        self.vector = Some(check_vector(vector)?);
+        Ok(self)
+    }
+
+    /// Sets the filter (parsed, typed later against the collection).
+    pub fn with_filter(mut self, filter: &serde_json::Value) -> Result<Self> {
+        self.filter = Filter::parse(filter)?;
+        Ok(self)
+    }
+
+    /// Sets paging and the score threshold.
+    pub fn with_page(mut self, offset: usize, min_score: Option<f32>) -> Result<Self> {
+        if offset > MAX_OFFSET {
+            return Err(Error::invalid(
+                "offset",
+                format!("{offset}; it must be at most {MAX_OFFSET}"),
+            ));
+        }
+        if let Some(m) = min_score
+            && !m.is_finite()
+        {
+            return Err(Error::invalid("min_score", "must be a finite number"));
+        }
+        self.offset = offset;
+        self.min_score = min_score;
+        Ok(self)
+    }
+
+    /// Sets the metadata keys hits carry and the fields to count.
+    pub fn with_fields(
+        mut self,
+        include: Option<Vec<String>>,
+        facets: Vec<String>,
+    ) -> Result<Self> {
+        if facets.len() > MAX_FACETS {
+            return Err(Error::invalid(
+                "facets",
+                format!("{} fields; at most {MAX_FACETS}", facets.len()),
+            ));
+        }
+        if let Some(f) = facets.iter().find(|f| f.is_empty()) {
+            return Err(Error::invalid(
+                "facets",
+                format!("`{f}`: field names are not empty"),
+            ));
+        }
+        self.include = include;
+        self.facets = facets;
+        Ok(self)
     }
 
     /// Sets the fusion, checking its parameters.
@@ -98,6 +205,126 @@ impl QueryOptions {
         self.fusion = fusion;
         Ok(self)
     }
+}
+
+/// What a query request leaves to the server's or the CLI's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryDefaults {
+    pub top_k: usize,
+    pub mode: Mode,
+    pub group_by: GroupBy,
+}
+
+/// A query as the HTTP API takes it (docs/http-api.md, "Query") and the CLI sends it: every
+/// option, each validated by [`QueryRequest::options`].
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// Required, except for `mode: vector` with a `vector`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<GroupBy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fusion: Option<Fusion>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_score: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facets: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_version: Option<String>,
+}
+
+impl From<&QueryOptions> for QueryRequest {
+    /// The request that asks for `q` exactly.
+    fn from(q: &QueryOptions) -> Self {
+        QueryRequest {
+            query: Some(q.text.clone()),
+            top_k: Some(q.top_k),
+            mode: Some(q.mode),
+            group_by: Some(q.group_by),
+            fusion: Some(q.fusion),
+            filter: (!q.filter.is_all()).then(|| q.filter.to_json()),
+            offset: (q.offset > 0).then_some(q.offset),
+            min_score: q.min_score,
+            include: q.include.clone(),
+            facets: (!q.facets.is_empty()).then(|| q.facets.clone()),
+            explain: q.explain.then_some(true),
+            vector: q.vector.as_ref().map(|v| v.values.clone()),
+            embedding_version: q.vector.as_ref().and_then(|v| v.embedding_version.clone()),
+        }
+    }
+}
+
+impl QueryRequest {
+    /// The validated query, with `d` where the request is silent. Without `fusion` the query
+    /// has [`Fusion::default`]; [`QueryRequest::fusion`] tells whether the caller chose one.
+    pub fn options(self, d: QueryDefaults) -> Result<QueryOptions> {
+        let mode = self.mode.unwrap_or(d.mode);
+        let (top_k, group_by) = (
+            self.top_k.unwrap_or(d.top_k),
+            self.group_by.unwrap_or(d.group_by),
+        );
+        if self.embedding_version.is_some() && self.vector.is_none() {
+            return Err(Error::invalid(
+                "embedding_version",
+                "names the version of a `vector`; send the vector too, or leave it out",
+            ));
+        }
+        let vector = self.vector.map(|values| QueryVector {
+            values,
+            embedding_version: self.embedding_version,
+        });
+        let text = self.query.unwrap_or_default();
+        let mut q = match vector {
+            Some(v) if mode == Mode::Vector && text.trim().is_empty() => {
+                QueryOptions::by_vector(v, top_k, group_by)?
+            }
+            Some(v) => QueryOptions::new(text, top_k, mode, group_by)?.with_vector(v)?,
+            None => QueryOptions::new(text, top_k, mode, group_by)?,
+        };
+        if let Some(f) = &self.filter {
+            q = q.with_filter(f)?;
+        }
+        if let Some(f) = self.fusion {
+            q = q.with_fusion(f)?;
+        }
+        q = q
+            .with_page(self.offset.unwrap_or(0), self.min_score)?
+            .with_fields(self.include, self.facets.unwrap_or_default())?;
+        q.explain = self.explain == Some(true);
+        Ok(q)
+    }
+}
+
+fn check_vector(v: QueryVector) -> Result<QueryVector> {
+    if v.values.is_empty() || v.values.len() > MAX_VECTOR_DIMS {
+        return Err(Error::invalid(
+            "vector",
+            format!("{} values; send 1 to {MAX_VECTOR_DIMS}", v.values.len()),
+        ));
+    }
+    if let Some(i) = v.values.iter().position(|x| !x.is_finite()) {
+        return Err(Error::invalid(
+            "vector",
+            format!("value {i} is not a finite number (NaN or infinite)"),
+        ));
+    }
+    Ok(v)
 }
 
 #[cfg(test)]

@@ -33,5 +33,7 @@ pub use ingest::{
     ingest_inputs, ingest_records,
 };
 pub use options::EngineOptions;
-pub use searcher::{Hit, Scores, SearchResponse, Searcher};
+pub use searcher::{
+    Explain, FacetCount, Hit, RetrieverPart, Scores, SearchResponse, Searcher, Timings,
+};
 pub use telemetry::{QueryOutcome, Telemetry};

@@ -8,11 +8,13 @@
 //! folding, lower-casing, English stop words, Snowball English stemming. Every commit carries the
 //! catalog generation it reflects as its payload, which is how crash recovery knows what to replay.
 
+mod meta;
 mod query;
 mod schema;
 pub(crate) mod search;
 mod stats;
 
+pub use meta::{SHARED, decode, field_schema, filter_query, occurrence_values, term_bytes};
 pub use query::{acl_filter, build_query, query_terms, restrict, term_query};
 use schema::schema;
 pub use schema::{ANALYZER, CHUNK_KEY, DOC_KEYS, Fields, analyzer, chunk_key, doc_key};
@@ -340,6 +342,7 @@ impl Bm25Index {
         for t in tokens {
             doc.add_text(f.acl, t);
         }
+        meta::add_terms(&mut doc, f, &record.occurrences);
         doc.add_text(f.text, &record.text);
         if record.context.is_empty() {
             // a record without context (none was read for it): the chunk stands for itself

@@ -3,7 +3,7 @@
 
 use quarry_core::ContentHash;
 use tantivy::schema::{
-    FAST, Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{
     AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
@@ -51,6 +51,11 @@ pub struct Fields {
     pub doc_keys: Field,
     /// The ACL tokens of the documents holding the chunk ([`quarry_core::acl::index_tokens`]).
     pub acl: Field,
+    /// The metadata values of the documents holding the chunk, one bytes term each
+    /// (`super::meta`); fast, for facets.
+    pub meta: Field,
+    /// `field NUL type` of every metadata field the chunk has, and the shared-chunk marker.
+    pub meta_fields: Field,
 }
 
 pub(super) fn schema() -> (Schema, Fields) {
@@ -70,6 +75,8 @@ pub(super) fn schema() -> (Schema, Fields) {
         chunk_key: b.add_u64_field(CHUNK_KEY, FAST),
         doc_keys: b.add_u64_field(DOC_KEYS, FAST),
         acl: b.add_text_field("acl", STRING),
+        meta: b.add_bytes_field("meta", INDEXED | FAST),
+        meta_fields: b.add_text_field("meta_fields", STRING),
     };
     (b.build(), fields)
 }

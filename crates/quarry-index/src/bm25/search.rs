@@ -1,29 +1,30 @@
 //! BM25 retrieval over a snapshot of a collection's index: a caller's query prepared once
 //! ([`Bm25Query`]: its terms, and its tantivy weight with the caller's ACL clause, scored by the
-//! statistics of the chunks the caller may read), its best chunks with equal scores ordered by
+//! statistics of the chunks the caller may read, restricted by a metadata filter), its best chunks with equal scores ordered by
 //! chunk key ([`top_by_score`]), the keys of the chunks the caller may read, and the BM25 score
 //! of given chunks term by term (for a weighted fusion's vector-only candidates).
 
 use super::{
-    Bm25Index, CHUNK_KEY, PermittedStats, acl_filter, build_query, matching_keys, query_terms,
-    restrict, term_query,
+    Bm25Index, CHUNK_KEY, PermittedStats, acl_filter, build_query, filter_query, matching_keys,
+    query_terms, restrict, term_query,
 };
 use crate::error::{Error, Result};
+use quarry_core::Filter;
 use tantivy::collector::{Collector, TopDocs};
-use tantivy::query::{EnableScoring, Query, Scorer, Weight};
+use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query, Scorer, Weight};
 use tantivy::{DocAddress, DocSet};
 
 /// One caller's BM25 query over one snapshot, prepared once and used at every depth.
 pub(crate) struct Bm25Query<'a> {
-    index: &'a Bm25Index,
     snapshot: &'a tantivy::Searcher,
     /// The terms of the query; none when the text has no searchable term.
     terms: Vec<tantivy::Term>,
     /// The query's weight over the snapshot (its terms looked up and their statistics read once,
     /// the caller's ACL clause included); `None` without terms or when not scored.
     weight: Option<Box<dyn Weight>>,
-    /// The caller's ACL tokens; `None` for a caller who sees everything (no filter at all).
-    tokens: Option<Vec<String>>,
+    /// The chunks this query may return: the caller's ACL and the query's metadata filter
+    /// (`super::meta`); `None` when neither restricts.
+    clause: Option<Box<dyn Query>>,
     /// BM25 statistics of the chunks the caller may read; `None` for a caller who sees
     /// everything (the snapshot's own), or without terms or scoring.
     stats: Option<PermittedStats<'a>>,
@@ -31,16 +32,30 @@ pub(crate) struct Bm25Query<'a> {
 
 impl<'a> Bm25Query<'a> {
     /// `text` over `snapshot` of `index`, for a caller with ACL `tokens` (`None`: sees
-    /// everything). `scored`: false when BM25 does not retrieve (`mode=vector`): no weight and
-    /// no statistics are made, only the ACL filter is kept.
+    /// everything), restricted to the chunks that may pass `filter`. `scored`: false when BM25
+    /// does not retrieve (`mode=vector`): no weight and no statistics are made, only the
+    /// restriction is kept. Scores are those of the caller's ACL alone: a filter selects, it does
+    /// not change how a chunk scores.
     pub(crate) fn new(
         index: &'a Bm25Index,
         snapshot: &'a tantivy::Searcher,
         text: &str,
         tokens: Option<Vec<String>>,
+        filter: Option<&Filter>,
         scored: bool,
     ) -> Result<Self> {
         let fields = index.fields();
+        let acl = tokens.as_ref().map(|t| acl_filter(&fields, t));
+        let clause = match (acl, filter.map(|f| filter_query(&fields, f))) {
+            (None, None) => None,
+            (Some(one), None) | (None, Some(one)) => Some(one),
+            (Some(a), Some(f)) => {
+                Some(
+                    Box::new(BooleanQuery::new(vec![(Occur::Must, a), (Occur::Must, f)]))
+                        as Box<dyn Query>,
+                )
+            }
+        };
         let terms = query_terms(&fields, text);
         let stats = match &tokens {
             Some(t) if scored && !terms.is_empty() => Some(PermittedStats::new(
@@ -52,18 +67,17 @@ impl<'a> Bm25Query<'a> {
             _ => None,
         };
         let mut query = Bm25Query {
-            index,
             snapshot,
             terms,
             weight: None,
-            tokens,
+            clause,
             stats,
         };
         if let Some(q) = build_query(&query.terms)
             && scored
         {
-            let q = match &query.tokens {
-                Some(tokens) => restrict(q, acl_filter(&fields, tokens)),
+            let q = match &query.clause {
+                Some(clause) => restrict(q, clause.box_clone()),
                 None => q,
             };
             query.weight = Some(q.weight(query.scoring())?);
@@ -76,9 +90,19 @@ impl<'a> Bm25Query<'a> {
         self.terms.is_empty()
     }
 
-    /// The caller's ACL tokens; `None` for a caller who sees everything.
-    pub(crate) fn tokens(&self) -> Option<&[String]> {
-        self.tokens.as_deref()
+    /// Whether the caller's ACL or a filter restricts the chunks this query may return.
+    pub(crate) fn restricted(&self) -> bool {
+        self.clause.is_some()
+    }
+
+    /// The restriction of [`Bm25Query::restricted`], if any.
+    pub(crate) fn clause(&self) -> Option<&dyn Query> {
+        self.clause.as_deref()
+    }
+
+    /// The query's terms.
+    pub(crate) fn terms(&self) -> &[tantivy::Term] {
+        &self.terms
     }
 
     /// How this caller's BM25 scores are computed: over the chunks it may read.
@@ -100,10 +124,13 @@ impl<'a> Bm25Query<'a> {
         top_by_score(self.snapshot, weight.as_ref(), limit.max(1))
     }
 
-    /// The keys of the chunks of the snapshot that ACL `tokens` may read.
-    pub(crate) fn permitted_keys(&self, tokens: &[String]) -> Result<Vec<u64>> {
-        let filter = acl_filter(&self.index.fields(), tokens);
-        matching_keys(self.snapshot, filter.as_ref())
+    /// The keys of the chunks of the snapshot this query may return (every chunk when nothing
+    /// restricts it).
+    pub(crate) fn permitted_keys(&self) -> Result<Vec<u64>> {
+        match &self.clause {
+            Some(clause) => matching_keys(self.snapshot, clause.as_ref()),
+            None => matching_keys(self.snapshot, &tantivy::query::AllQuery),
+        }
     }
 
     /// The BM25 score of each of `chunks` `(chunk key, address)` that holds a term of the query,

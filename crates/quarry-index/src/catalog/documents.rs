@@ -19,6 +19,15 @@ pub struct Occurrence {
     /// The document's ACL (empty: the default ACL).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acl: Vec<String>,
+    /// The document's format ([`quarry_core::DocFormat::as_str`]).
+    #[serde(default)]
+    pub format: String,
+    /// When the document was last written, in Unix seconds.
+    #[serde(default)]
+    pub updated_at: i64,
+    /// The document's metadata object (filters and hits read it from here).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 /// What ingest compares to decide whether a document changed: its content hash and its ACL.
@@ -75,13 +84,17 @@ fn document_row(r: &rusqlite::Row<'_>) -> Result<DocumentRow> {
         source: r.get(3)?,
         format: r.get(4)?,
         content_hash: r.get(5)?,
-        metadata: serde_json::from_str(&metadata)
-            .map_err(|e| Error::Corrupt(format!("document metadata: {e}")))?,
+        metadata: serde_json::Value::Object(parse_metadata(&metadata)?),
         acl: parse_acl(&r.get::<_, String>(7)?)?,
         generation: r.get::<_, i64>(8)? as u64,
         updated_at: r.get(9)?,
         chunks: r.get::<_, i64>(10)? as u64,
     })
+}
+
+/// A stored metadata object.
+fn parse_metadata(s: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("document metadata {s:?}: {e}")))
 }
 
 impl Catalog {
@@ -244,7 +257,7 @@ impl Catalog {
             .optional()?;
         let Some(text) = text else { return Ok(None) };
         let mut stmt = self.conn.prepare_cached(
-            "SELECT d.doc_id, d.title, d.source, c.start, c.end, d.acl FROM doc_chunks c
+            "SELECT d.doc_id, d.title, d.source, c.start, c.end, d.acl, d.format, d.updated_at, d.metadata FROM doc_chunks c
              JOIN documents d ON d.collection = c.collection AND d.doc_id = c.doc_id
              WHERE c.collection = ?1 AND c.chunk_hash = ?2 ORDER BY d.doc_id, c.ord",
         )?;
@@ -257,12 +270,16 @@ impl Catalog {
                     start: r.get::<_, i64>(3)? as usize,
                     end: r.get::<_, i64>(4)? as usize,
                     acl: Vec::new(),
+                    format: r.get(6)?,
+                    updated_at: r.get(7)?,
+                    metadata: serde_json::Map::new(),
                 };
-                Ok((occ, r.get::<_, String>(5)?))
+                Ok((occ, r.get::<_, String>(5)?, r.get::<_, String>(8)?))
             })?
             .map(|row| {
-                let (mut occ, acl) = row?;
+                let (mut occ, acl, metadata) = row?;
                 occ.acl = parse_acl(&acl)?;
+                occ.metadata = parse_metadata(&metadata)?;
                 Ok(occ)
             })
             .collect::<Result<Vec<_>>>()?;

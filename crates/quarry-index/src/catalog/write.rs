@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 pub enum UpsertOutcome {
     Added,
     Updated,
-    /// Same content, another ACL: only the ACL was written (the chunks are re-indexed with it,
-    /// nothing is re-embedded).
+    /// Same content, another ACL or metadata: only those were written (the chunks are
+    /// re-indexed with them, nothing is re-embedded).
     AclUpdated,
     /// Same doc id, content hash and ACL as stored: nothing was written.
     Unchanged,
@@ -63,28 +63,32 @@ impl<'c> WriteTx<'c> {
         rows.map(|h| parse_hash(&h?)).collect()
     }
 
-    /// The stored content hash and ACL (as JSON) of a document.
-    fn stored_state(&self, doc_id: &str) -> Result<Option<(String, String)>> {
+    /// The stored content hash, ACL (as JSON) and metadata (as JSON) of a document.
+    fn stored_state(&self, doc_id: &str) -> Result<Option<(String, String, String)>> {
         Ok(self
             .tx
             .query_row(
-                "SELECT content_hash, acl FROM documents WHERE collection = ?1 AND doc_id = ?2",
+                "SELECT content_hash, acl, metadata FROM documents WHERE collection = ?1 AND doc_id = ?2",
                 [&self.collection, doc_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?)
     }
 
     /// Inserts or replaces `doc` and exactly its own chunks. A document whose content is unchanged
-    /// but whose ACL differs gets only its ACL rewritten.
+    /// but whose ACL or metadata differs gets only those rewritten.
     pub fn upsert(&mut self, doc: &Document, chunks: &[Chunk]) -> Result<UpsertOutcome> {
         let acl = serde_json::to_string(&doc.acl).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let metadata = serde_json::Value::Object(doc.metadata.clone()).to_string();
         let outcome = match self.stored_state(&doc.doc_id)? {
-            Some((h, a)) if h == doc.content_hash.to_hex() => {
-                if a == acl {
+            Some((h, a, m)) if h == doc.content_hash.to_hex() => {
+                let same_metadata = m == metadata
+                    || serde_json::from_str::<serde_json::Value>(&m).ok()
+                        == Some(serde_json::Value::Object(doc.metadata.clone()));
+                if a == acl && same_metadata {
                     return Ok(UpsertOutcome::Unchanged);
                 }
-                self.set_acl(&doc.doc_id, &acl)?;
+                self.set_labels(&doc.doc_id, &acl, &metadata)?;
                 return Ok(UpsertOutcome::AclUpdated);
             }
             Some(_) => UpsertOutcome::Updated,
@@ -93,7 +97,6 @@ impl<'c> WriteTx<'c> {
         self.dirty = true;
         let old = self.chunk_hashes_of(&doc.doc_id)?;
         self.touched.extend(old);
-        let metadata = serde_json::Value::Object(doc.metadata.clone()).to_string();
         self.tx.prepare_cached(
             "INSERT INTO documents (collection, doc_id, title, text, source, format, content_hash, metadata, acl, generation, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -167,16 +170,17 @@ impl<'c> WriteTx<'c> {
     }
 
     /// Rewrites a document's ACL (JSON) and marks its chunks touched, so the indexes re-read them.
-    fn set_acl(&mut self, doc_id: &str, acl_json: &str) -> Result<()> {
+    fn set_labels(&mut self, doc_id: &str, acl_json: &str, metadata_json: &str) -> Result<()> {
         self.dirty = true;
         self.tx
             .prepare_cached(
-                "UPDATE documents SET acl = ?3, generation = ?4, updated_at = ?5 WHERE collection = ?1 AND doc_id = ?2",
+                "UPDATE documents SET acl = ?3, metadata = ?4, generation = ?5, updated_at = ?6 WHERE collection = ?1 AND doc_id = ?2",
             )?
             .execute(params![
                 self.collection,
                 doc_id,
                 acl_json,
+                metadata_json,
                 self.generation as i64,
                 now()
             ])?;

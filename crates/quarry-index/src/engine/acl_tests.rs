@@ -33,7 +33,7 @@ fn word_vector(word: &str) -> [f32; DIMS] {
     v
 }
 
-fn bag(text: &str) -> Vec<f32> {
+pub(super) fn bag(text: &str) -> Vec<f32> {
     let mut v = vec![0f32; DIMS];
     for w in text.split_whitespace() {
         for (a, b) in v.iter_mut().zip(word_vector(w)) {
@@ -67,7 +67,7 @@ impl EmbedderSource for Source {
     }
 }
 
-fn engine_options(default_acl: DefaultAcl) -> EngineOptions {
+pub(super) fn engine_options(default_acl: DefaultAcl) -> EngineOptions {
     let spec = quarry_core::EmbedderSpec {
         provider: "test".into(),
         model: "word-bag".into(),
@@ -106,7 +106,7 @@ struct Corpus {
     default: usize,
 }
 
-fn acl() -> impl Strategy<Value = Vec<String>> {
+pub(super) fn acl() -> impl Strategy<Value = Vec<String>> {
     // a third of documents get the default ACL (empty)
     prop_oneof![
         1 => Just(Vec::new()),
@@ -115,7 +115,7 @@ fn acl() -> impl Strategy<Value = Vec<String>> {
     ]
 }
 
-fn text() -> impl Strategy<Value = String> {
+pub(super) fn text() -> impl Strategy<Value = String> {
     proptest::collection::vec(proptest::sample::select(WORDS.to_vec()), 1..9)
         .prop_map(|w| w.join(" "))
 }
@@ -147,7 +147,7 @@ fn corpus() -> impl Strategy<Value = Corpus> {
     })
 }
 
-fn caller() -> impl Strategy<Value = Principal> {
+pub(super) fn caller() -> impl Strategy<Value = Principal> {
     (
         0..4usize,
         proptest::sample::subsequence(vec!["g0", "g1", "g2"], 0..3),
@@ -162,7 +162,7 @@ fn caller() -> impl Strategy<Value = Principal> {
         })
 }
 
-fn default_acl(i: usize) -> DefaultAcl {
+pub(super) fn default_acl(i: usize) -> DefaultAcl {
     match i {
         0 => DefaultAcl::admin_only(),
         1 => DefaultAcl::public(),
@@ -238,12 +238,17 @@ fn build(dir: &std::path::Path, c: &Corpus) -> (Engine, Model) {
     (engine, model)
 }
 
-fn query(text: &str, top_k: usize, mode: Mode, group_by: GroupBy) -> QueryOptions {
+pub(super) fn query(text: &str, top_k: usize, mode: Mode, group_by: GroupBy) -> QueryOptions {
     QueryOptions::new(text, top_k, mode, group_by).unwrap()
 }
 
 /// Asserts `got` is the best `top_k` of `oracle` (chunk id, score), allowing ties to swap.
-fn assert_top_k(got: &[(String, f32)], oracle: &[(String, f32)], top_k: usize, what: &str) {
+pub(super) fn assert_top_k(
+    got: &[(String, f32)],
+    oracle: &[(String, f32)],
+    top_k: usize,
+    what: &str,
+) {
     let want = &oracle[..oracle.len().min(top_k)];
     assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
     for ((gid, gs), (_, ws)) in got.iter().zip(want) {
@@ -309,7 +314,7 @@ proptest! {
                     list.iter().map(|(id, s)| (key(id).to_string(), *s)).collect()
                 };
                 let raw: Vec<(String, f32)> = searcher
-                    .retrieve(qtext, Mode::Bm25, None, top_k, caller)
+                    .retrieve(qtext, Mode::Bm25, None, top_k, caller, None)
                     .unwrap()
                     .into_iter()
                     .map(|(k, s)| (k.to_string(), s))
@@ -361,7 +366,7 @@ proptest! {
                     got.results.iter().map(|h| (h.chunk_id.clone(), h.score)).collect();
                 assert_top_k(&got, &oracle, top_k, "vector");
                 let raw: Vec<(String, f32)> = searcher
-                    .retrieve(qtext, Mode::Vector, Some(&qv), top_k, caller)
+                    .retrieve(qtext, Mode::Vector, Some(&qv), top_k, caller, None)
                     .unwrap()
                     .into_iter()
                     .map(|(k, s)| (k.to_string(), s))

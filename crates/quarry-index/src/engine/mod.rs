@@ -50,6 +50,8 @@ mod tests;
 
 #[cfg(test)]
 mod acl_tests;
+#[cfg(test)]
+mod filter_tests;
 
 #[cfg(test)]
 mod shared_dir_tests;

@@ -177,6 +177,12 @@ impl Engine {
         cancel: Option<&crate::Cancel>,
     ) -> Result<ApplyStats> {
         check_collection_name(collection)?;
+        for change in &changes {
+            if let Change::Upsert(doc, _) = change {
+                quarry_core::filter::check_metadata(&doc.metadata)
+                    .map_err(|e| Error::Input(format!("document `{}`: {e}", doc.doc_id)))?;
+            }
+        }
         let cancelled = || {
             Error::Cancelled(
                 "the write was cancelled before its commit (the request timed out or the server \

@@ -37,6 +37,8 @@ pub struct Plan {
     pub modes: Vec<Mode>,
     pub fusion: Fusion,
     pub top_k: usize,
+    /// A metadata filter every query carries (docs/query.md); `None`: none.
+    pub filter: Option<serde_json::Value>,
 }
 
 pub fn mode_name(mode: Mode) -> &'static str {
@@ -67,6 +69,10 @@ where
         for case in cases {
             let q = QueryOptions::new(case.text.clone(), plan.top_k, *mode, GroupBy::Document)
                 .and_then(|q| q.with_fusion(plan.fusion))
+                .and_then(|q| match &plan.filter {
+                    Some(f) => q.with_filter(f),
+                    None => Ok(q),
+                })
                 .map_err(|e| E::from(Error::Input(format!("query {}: {e}", case.id))))?;
             let t = Instant::now();
             let answer = search(&q)?;
@@ -228,6 +234,7 @@ impl Engine {
             },
             fusion: searcher.default_fusion(),
             top_k,
+            filter: None,
         })
     }
 }

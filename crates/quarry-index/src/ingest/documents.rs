@@ -178,6 +178,12 @@ fn read_line(
             ));
         }
     };
+    if let Err(e) = quarry_core::filter::check_metadata(&rec.metadata) {
+        return Some(Outcome::Skipped(
+            problem("bad_metadata", format!("record `{}`: {e}", rec.id)),
+            Some(rec.id),
+        ));
+    }
     let hash = record_hash(line, !rec.acl.is_empty());
     let acl = if rec.acl.is_empty() {
         file_acl.map_or_else(|| ctx.default_acl.clone(), <[String]>::to_vec)

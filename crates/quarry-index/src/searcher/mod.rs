@@ -21,22 +21,32 @@
 //! The query text is embedded with the collection's active embedder, on a separate thread with a
 //! deadline: if that fails or takes too long, the answer comes from BM25 with `degraded: true`.
 
+mod facets;
 mod response;
 
-pub use response::{Hit, Scores, SearchResponse};
+pub use response::{Explain, FacetCount, Hit, RetrieverPart, Scores, SearchResponse, Timings};
+
+use response::hit;
 
 use crate::bm25::search::Bm25Query;
-use crate::bm25::{Bm25Index, DOC_KEYS, KeyMap, SegmentColumns, chunk_key, doc_key};
-use crate::catalog::{ChunkRecord, CollectionRow};
+use crate::bm25::{
+    Bm25Index, DOC_KEYS, KeyMap, SegmentColumns, chunk_key, doc_key, occurrence_values,
+};
+use crate::catalog::{CollectionRow, Occurrence};
 use crate::collection::{ActiveEmbedder, Indexes};
 use crate::error::{Error, Result};
 use crate::options::EngineOptions;
 use crate::vectors::VectorSnapshot;
 use quarry_core::embed::{EmbedCheckError, embed_checked};
-use quarry_core::{DefaultAcl, Fusion, GroupBy, InputKind, Mode, Principal, QueryOptions, fuse};
+use quarry_core::fusion::{Part, contributions};
+use quarry_core::{
+    DefaultAcl, FieldSchema, Filter, Fusion, GroupBy, InputKind, Mode, Principal, QueryOptions,
+    QueryVector, fuse,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tantivy::DocAddress;
 
@@ -82,6 +92,8 @@ struct Candidate {
     score: f32,
     bm25: Option<(f32, usize)>,
     vector: Option<(f32, usize)>,
+    /// Each retriever's part of `score` (BM25, vectors), when the query asked to explain.
+    parts: [Option<Part>; 2],
 }
 
 pub struct Searcher {
@@ -96,19 +108,50 @@ pub struct Searcher {
     default_acl: DefaultAcl,
 }
 
-/// One query of one caller, prepared once and used at every depth: what the caller may see and
-/// the BM25 query (the caller's ACL clause included).
+/// One query of one caller, prepared once and used at every depth: what the caller may see, the
+/// query's filter, and the BM25 query (with both as one clause).
 struct Access<'a> {
     caller: &'a Principal,
     default_acl: &'a DefaultAcl,
+    /// The query's metadata filter, typed; `None` for `{}`.
+    filter: Option<Filter>,
     bm25: Bm25Query<'a>,
-    /// Chunk keys the caller may see, computed on the first vector search that needs them.
+    /// Chunk keys the caller may see that may pass the filter, computed on the first vector
+    /// search that needs them.
     permitted: OnceLock<Vec<u64>>,
+    /// Time spent in each retriever and in fusion, over every pass.
+    clock: Clock,
 }
 
 impl Access<'_> {
-    fn may_read(&self, acl: &[String]) -> bool {
-        self.caller.may_read(acl, self.default_acl)
+    /// Whether this occurrence may answer: the caller may read its document and the document
+    /// passes the filter. The index clauses are exact for a chunk of one document; this decides
+    /// for a chunk several documents share.
+    fn admits(&self, occ: &Occurrence) -> bool {
+        self.caller.may_read(&occ.acl, self.default_acl)
+            && self
+                .filter
+                .as_ref()
+                .is_none_or(|f| f.matches(&occurrence_values(occ)))
+    }
+}
+
+/// Nanoseconds spent in BM25, in the vector search and in fusion (the two retrievers may run at
+/// once, on two threads).
+#[derive(Default)]
+struct Clock {
+    bm25: AtomicU64,
+    vector: AtomicU64,
+    fusion: AtomicU64,
+}
+
+impl Clock {
+    fn add(counter: &AtomicU64, since: Instant) {
+        counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn ms(counter: &AtomicU64) -> f64 {
+        counter.load(Ordering::Relaxed) as f64 / 1e6
     }
 }
 
@@ -160,9 +203,20 @@ impl Searcher {
         &self.default_acl
     }
 
-    /// `caller`'s query of `text`: its terms and BM25 weight, scored by the statistics of the
-    /// chunks the caller may read when an ACL filters it ([`Bm25Query`]).
-    fn access<'a>(&'a self, text: &str, caller: &'a Principal, mode: Mode) -> Result<Access<'a>> {
+    /// The metadata fields of this snapshot with their types (built-in fields included).
+    pub fn field_schema(&self) -> Result<FieldSchema> {
+        crate::bm25::field_schema(&self.snapshot, &self.index.fields())
+    }
+
+    /// `caller`'s query of `text` restricted by `filter`: its terms and BM25 weight, scored by
+    /// the statistics of the chunks the caller may read when an ACL filters it ([`Bm25Query`]).
+    fn access<'a>(
+        &'a self,
+        text: &str,
+        caller: &'a Principal,
+        mode: Mode,
+        filter: Option<Filter>,
+    ) -> Result<Access<'a>> {
         let tokens = (!caller.sees_all()).then(|| caller.tokens(&self.default_acl));
         Ok(Access {
             caller,
@@ -172,10 +226,41 @@ impl Searcher {
                 &self.snapshot,
                 text,
                 tokens,
+                filter.as_ref(),
                 mode != Mode::Vector,
             )?,
+            filter,
             permitted: OnceLock::new(),
+            clock: Clock::default(),
         })
+    }
+
+    /// A caller's own query vector, checked against the active version: its length, and its
+    /// version when named.
+    fn own_vector(&self, v: &QueryVector) -> Result<Vec<f32>> {
+        let Some(active) = &self.active else {
+            return Err(Error::Input(format!(
+                "`vector`: collection `{}` has no embedding version to compare it with",
+                self.collection.name
+            )));
+        };
+        if let Some(named) = &v.embedding_version
+            && *named != active.version.id
+        {
+            return Err(Error::Input(format!(
+                "`embedding_version`: the vector is for `{named}`, but collection `{}` answers with `{}`; embed the query with that version's model",
+                self.collection.name, active.version.id
+            )));
+        }
+        let dims = active.version.spec.dimensions;
+        if v.values.len() != dims {
+            return Err(Error::Input(format!(
+                "`vector` has {} values; version `{}` has {dims} dimensions",
+                v.values.len(),
+                active.version.id
+            )));
+        }
+        Ok(v.values.clone())
     }
 
     /// Embeds a query with the active embedder, waiting at most the configured timeout.
@@ -213,16 +298,19 @@ impl Searcher {
     /// [`Searcher::search_with_vector`].
     pub fn search(&self, q: &QueryOptions, caller: &Principal) -> Result<SearchResponse> {
         let started = Instant::now();
-        let vector = match (q.mode, &self.active) {
-            (Mode::Bm25, _) | (_, None) => None,
-            (_, Some(_)) => Some(self.embed_query(&q.text)),
+        let vector = match (q.mode, &self.active, &q.vector) {
+            (Mode::Bm25, _, _) | (_, None, None) => None,
+            (_, _, Some(own)) => Some(Ok(self.own_vector(own)?)),
+            (_, Some(_), None) => Some(self.embed_query(&q.text)),
         };
-        let embed_ms = vector
-            .is_some()
-            .then(|| started.elapsed().as_secs_f64() * 1e3);
+        let embed_ms =
+            (vector.is_some() && q.vector.is_none()).then(|| started.elapsed().as_secs_f64() * 1e3);
         let mut response = self.search_with_vector(q, caller, vector)?;
         response.took_ms = started.elapsed().as_secs_f64() * 1e3;
         response.embed_ms = embed_ms;
+        if let Some(t) = &mut response.timings {
+            t.embed_ms = embed_ms.unwrap_or(0.0);
+        }
         Ok(response)
     }
 
@@ -271,8 +359,20 @@ impl Searcher {
                 }
             }
         }
-        let access = self.access(&q.text, caller, mode)?;
+        let schema = (!q.filter.is_all() || !q.facets.is_empty())
+            .then(|| self.field_schema())
+            .transpose()?;
+        let filter = match &schema {
+            Some(schema) if !q.filter.is_all() => Some(q.filter.resolve(schema)?),
+            _ => None,
+        };
+        let access = self.access(&q.text, caller, mode, filter)?;
         let results = self.hits(q, mode, query_vector.as_deref(), &access)?;
+        let post = Instant::now();
+        let facets = match &schema {
+            Some(schema) if !q.facets.is_empty() => Some(self.facets(&q.facets, schema, &access)?),
+            _ => None,
+        };
         if results.is_empty() && mode == Mode::Bm25 && access.bm25.has_no_terms() {
             warnings.push(
                 "the query has no searchable words (only stop words or punctuation)".to_owned(),
@@ -285,12 +385,24 @@ impl Searcher {
             warnings,
             took_ms: started.elapsed().as_secs_f64() * 1e3,
             embed_ms: None,
+            facets,
+            timings: q.explain.then(|| Timings {
+                embed_ms: 0.0,
+                bm25_ms: Clock::ms(&access.clock.bm25),
+                vector_ms: Clock::ms(&access.clock.vector),
+                fusion_ms: Clock::ms(&access.clock.fusion),
+                // hits are read and built after fusion, then facets counted
+                post_ms: (started.elapsed().as_secs_f64() * 1e3
+                    - Clock::ms(&access.clock.bm25).max(Clock::ms(&access.clock.vector))
+                    - Clock::ms(&access.clock.fusion))
+                .max(post.elapsed().as_secs_f64() * 1e3),
+            }),
         })
     }
 
     /// What one retriever (`Mode::Bm25` or `Mode::Vector`) returns for `caller` at exactly
-    /// `depth`, before any hit is built: `(chunk key, score)`, best first. For the ACL oracle
-    /// tests, which check the filter inside the retriever, not after it.
+    /// `depth`, before any hit is built: `(chunk key, score)`, best first. For the ACL and
+    /// filter oracle tests, which check the restriction inside the retriever, not after it.
     #[cfg(test)]
     pub(crate) fn retrieve(
         &self,
@@ -299,13 +411,15 @@ impl Searcher {
         vector: Option<&[f32]>,
         depth: usize,
         caller: &Principal,
+        filter: Option<Filter>,
     ) -> Result<Vec<(u64, f32)>> {
-        let access = self.access(text, caller, mode)?;
+        let access = self.access(text, caller, mode, filter)?;
         let depth = Depth {
             bm25: depth,
             vector: depth,
         };
-        let (candidates, _) = self.candidates(mode, vector, depth, self.default_fusion, &access)?;
+        let (candidates, _) =
+            self.candidates(mode, vector, depth, self.default_fusion, false, &access)?;
         candidates
             .iter()
             .map(|c| {
@@ -323,35 +437,39 @@ impl Searcher {
         vector: Option<&[f32]>,
         depth: Depth,
         fusion: Fusion,
+        explain: bool,
         access: &Access<'_>,
     ) -> Result<(Vec<Candidate>, bool)> {
         let bm25_side = || -> Result<Vec<(u64, f32, DocAddress)>> {
             if mode == Mode::Vector {
                 return Ok(Vec::new());
             }
-            Ok(access
+            let started = Instant::now();
+            let top = access
                 .bm25
                 .top(depth.bm25)?
                 .into_iter()
                 .map(|(score, key, address)| (key, score, address))
-                .collect())
+                .collect();
+            Clock::add(&access.clock.bm25, started);
+            Ok(top)
         };
         let dense_side = || -> Result<Vec<(u64, f32, DocAddress)>> {
+            let started = Instant::now();
             Ok(match (mode, vector, &self.vectors) {
                 (Mode::Bm25, _, _) | (_, None, _) | (_, _, None) => Vec::new(),
                 (_, Some(v), Some(ix)) => {
-                    let found = match access.bm25.tokens() {
-                        None => ix.search(v, depth.vector)?,
-                        Some(tokens) => {
-                            let permitted = match access.permitted.get() {
-                                Some(p) => p,
-                                None => {
-                                    let keys = access.bm25.permitted_keys(tokens)?;
-                                    access.permitted.get_or_init(|| keys)
-                                }
-                            };
-                            ix.search_permitted(v, depth.vector, permitted)?.0
-                        }
+                    let found = if access.bm25.restricted() {
+                        let permitted = match access.permitted.get() {
+                            Some(p) => p,
+                            None => {
+                                let keys = access.bm25.permitted_keys()?;
+                                access.permitted.get_or_init(|| keys)
+                            }
+                        };
+                        ix.search_permitted(v, depth.vector, permitted)?.0
+                    } else {
+                        ix.search(v, depth.vector)?
                     };
                     let mut found: Vec<(u64, f32, DocAddress)> = found
                         .into_iter()
@@ -363,6 +481,7 @@ impl Searcher {
                     // equal similarities by chunk key, not by point id (which depends on the
                     // order chunks were inserted in)
                     found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    Clock::add(&access.clock.vector, started);
                     found
                 }
             })
@@ -381,6 +500,7 @@ impl Searcher {
             _ => (bm25_side(), dense_side()),
         };
         let (bm25, dense) = (bm25?, dense?);
+        let fusing = Instant::now();
         let mut by_key: HashMap<u64, Candidate> = HashMap::with_capacity(bm25.len() + dense.len());
         for (rank, (key, score, address)) in bm25.iter().enumerate() {
             by_key.entry(*key).or_insert(Candidate {
@@ -388,6 +508,7 @@ impl Searcher {
                 score: *score,
                 bm25: Some((*score, rank + 1)),
                 vector: None,
+                parts: [None; 2],
             });
         }
         for (rank, (key, sim, address)) in dense.iter().enumerate() {
@@ -398,21 +519,43 @@ impl Searcher {
                     score: *sim,
                     bm25: None,
                     vector: None,
+                    parts: [None; 2],
                 })
                 .vector = Some((*sim, rank + 1));
         }
+        let mut b: Vec<(u64, f32)> = bm25.iter().map(|(k, s, _)| (*k, *s)).collect();
+        let mut d: Vec<(u64, f32)> = dense.iter().map(|(k, s, _)| (*k, *s)).collect();
         let ranked: Vec<(u64, f32)> = match mode {
-            Mode::Bm25 => bm25.iter().map(|(k, s, _)| (*k, *s)).collect(),
-            Mode::Vector => dense.iter().map(|(k, s, _)| (*k, *s)).collect(),
+            Mode::Bm25 => b.clone(),
+            Mode::Vector => d.clone(),
             Mode::Hybrid => {
-                let mut b: Vec<(u64, f32)> = bm25.iter().map(|(k, s, _)| (*k, *s)).collect();
-                let mut d: Vec<(u64, f32)> = dense.iter().map(|(k, s, _)| (*k, *s)).collect();
                 if matches!(fusion, Fusion::Weighted { .. }) {
                     self.complete_scores(access, vector, &bm25, &dense, &mut b, &mut d)?;
                 }
                 fuse(fusion, &b, &d)
             }
         };
+        if explain {
+            // alone, a retriever's score is the answer's score: all of it, as it is
+            let alone = Fusion::Weighted {
+                alpha: if mode == Mode::Vector { 1.0 } else { 0.0 },
+            };
+            let how = if mode == Mode::Hybrid { fusion } else { alone };
+            contributions(how, &b, &d, |key, list, part| {
+                if let Some(c) = by_key.get_mut(key) {
+                    c.parts[list] = Some(if mode == Mode::Hybrid {
+                        part
+                    } else {
+                        Part {
+                            normalized: part.score,
+                            weight: 1.0,
+                            ..part
+                        }
+                    });
+                }
+            });
+        }
+        Clock::add(&access.clock.fusion, fusing);
         // A retriever that returned all it was asked for may have more.
         let more = bm25.len() >= depth.bm25 || dense.len() >= depth.vector;
         let ranked = ranked
@@ -465,23 +608,33 @@ impl Searcher {
         access: &Access<'_>,
     ) -> Result<Vec<Hit>> {
         let total = self.snapshot.num_docs() as usize;
+        // the results to find: those of the page and those before it
+        let need = q.top_k + q.offset;
         let mut depth = match q.group_by {
-            GroupBy::Chunk => q.top_k.max(100),
-            GroupBy::Document => (q.top_k * 3).max(MIN_DOCUMENT_DEPTH),
+            GroupBy::Chunk => need.max(100),
+            GroupBy::Document => (need * 3).max(MIN_DOCUMENT_DEPTH),
         };
+        let include = q.include.as_deref();
         loop {
             let (candidates, more) = self.candidates(
                 mode,
                 vector,
                 Depth::new(depth, q.group_by, total),
                 q.fusion,
+                q.explain,
                 access,
             )?;
+            // candidates below `min_score` end the answer: the rest score lower still
+            let mut below = false;
             let mut hits = Vec::new();
             // the `doc_key`s of the documents in `hits`, and the column of every chunk's keys
             let mut seen = HashSet::new();
             let mut doc_keys = SegmentColumns::new(&self.snapshot, DOC_KEYS);
             'outer: for c in &candidates {
+                if q.min_score.is_some_and(|m| c.score < m) {
+                    below = true;
+                    break;
+                }
                 if q.group_by == GroupBy::Document {
                     // Every document of this chunk has a hit already (a run of neighbouring
                     // chunks, usually): it adds nothing, and its record need not be read.
@@ -494,8 +647,9 @@ impl Searcher {
                     }
                 }
                 let mut rec = self.index.record(&self.snapshot, c.address)?;
-                // A chunk shared by documents with different ACLs names only the readable ones.
-                rec.occurrences.retain(|o| access.may_read(&o.acl));
+                // A chunk shared by documents names only those the caller may read that pass
+                // the filter.
+                rec.occurrences.retain(|o| access.admits(o));
                 match q.group_by {
                     GroupBy::Chunk => {
                         let also_in = rec
@@ -504,7 +658,7 @@ impl Searcher {
                             .skip(1)
                             .map(|o| o.doc_id.clone())
                             .collect();
-                        hits.extend(hit(&rec, 0, c).map(|mut h| {
+                        hits.extend(hit(&rec, 0, c, include).map(|mut h| {
                             h.also_in = also_in;
                             h
                         }));
@@ -512,47 +666,27 @@ impl Searcher {
                     GroupBy::Document => {
                         for (i, occ) in rec.occurrences.iter().enumerate() {
                             if seen.insert(doc_key(&occ.doc_id)) {
-                                hits.extend(hit(&rec, i, c));
-                                if hits.len() == q.top_k {
+                                hits.extend(hit(&rec, i, c, include));
+                                if hits.len() == need {
                                     break 'outer;
                                 }
                             }
                         }
                     }
                 }
-                if hits.len() == q.top_k {
+                if hits.len() == need {
                     break;
                 }
             }
             // Candidates ran out before top_k results: look deeper, unless there is no deeper.
-            if hits.len() >= q.top_k || !more || depth >= total {
-                return Ok(hits);
+            if hits.len() >= need || below || !more || depth >= total {
+                return Ok(hits.into_iter().skip(q.offset).collect());
             }
             // as deep again as this pass needed per result, with a margin (at least twice as
             // deep): neighbouring chunks of one document share their BM25 context and come in
             // runs, so a document needs several candidates
             let per_hit = depth.div_ceil(hits.len().max(1));
-            depth = (q.top_k * per_hit * 5 / 4).max(depth * 2).min(total.max(1));
+            depth = (need * per_hit * 5 / 4).max(depth * 2).min(total.max(1));
         }
     }
-}
-
-fn hit(rec: &ChunkRecord, occurrence: usize, c: &Candidate) -> Option<Hit> {
-    let occ = rec.occurrences.get(occurrence)?;
-    Some(Hit {
-        doc_id: occ.doc_id.clone(),
-        chunk_id: rec.hash.to_hex(),
-        score: c.score,
-        title: occ.title.clone(),
-        text: rec.text.clone(),
-        source: occ.source.clone(),
-        offsets: [occ.start, occ.end],
-        scores: Scores {
-            bm25: c.bm25.map(|b| b.0),
-            bm25_rank: c.bm25.map(|b| b.1),
-            vector: c.vector.map(|v| v.0),
-            vector_rank: c.vector.map(|v| v.1),
-        },
-        also_in: Vec::new(),
-    })
 }

@@ -1,5 +1,11 @@
 //! What a search answers: a [`SearchResponse`] of [`Hit`]s, each with the [`Scores`] and ranks
-//! each retriever gave it.
+//! each retriever gave it, its document's metadata, and, when asked, how its score was made
+//! ([`Explain`]); facet counts and the query's [`Timings`] when asked.
+
+use super::Candidate;
+use crate::catalog::ChunkRecord;
+use quarry_core::fusion::Part;
+use std::collections::BTreeMap;
 
 /// Per-retriever scores and ranks of a hit (ranks from 1).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -14,6 +20,30 @@ pub struct Scores {
     pub vector_rank: Option<usize>,
 }
 
+/// One retriever's part of a hit's fused score.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RetrieverPart {
+    /// Its rank in the retriever's list (from 1); `None` for a chunk the retriever did not
+    /// return but was scored for a weighted fusion.
+    pub rank: Option<usize>,
+    /// The retriever's own score (BM25, or cosine similarity).
+    pub score: f32,
+    /// The score as fusion uses it: over the list's best for a weighted fusion, `1 / (k + rank)`
+    /// for RRF, the score itself for a single retriever.
+    pub normalized: f32,
+    /// Its fraction of the hit's fused score (the parts add up to 1).
+    pub share: f32,
+}
+
+/// How a hit's score was made (`explain: true`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Explain {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bm25: Option<RetrieverPart>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<RetrieverPart>,
+}
+
 /// One result: a chunk, in the document named by `doc_id`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Hit {
@@ -26,9 +56,33 @@ pub struct Hit {
     /// Byte offsets of the chunk in the document's text.
     pub offsets: [usize; 2],
     pub scores: Scores,
+    /// The document's metadata (only the keys named by the query's `include`, when it has one).
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Other documents holding the same chunk text (content-addressed dedup), for `group_by=chunk`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also_in: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Explain>,
+}
+
+/// How many matching documents hold one value of a field.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FacetCount {
+    pub value: serde_json::Value,
+    pub count: u64,
+}
+
+/// Where a query's time went, in milliseconds (`explain: true`). The two retrievers of a hybrid
+/// query run at once, so their times overlap.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Timings {
+    pub embed_ms: f64,
+    pub bm25_ms: f64,
+    pub vector_ms: f64,
+    pub fusion_ms: f64,
+    /// Reading and building the hits, and counting facets.
+    pub post_ms: f64,
 }
 
 /// The answer to a query.
@@ -44,4 +98,63 @@ pub struct SearchResponse {
     /// The part of `took_ms` spent embedding the query (absent when it was not embedded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embed_ms: Option<f64>,
+    /// Per field asked for, its values over the matching documents, most frequent first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facets: Option<BTreeMap<String, Vec<FacetCount>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<Timings>,
+}
+
+/// The hit of `rec`'s occurrence number `occurrence`, with the metadata keys `include` names
+/// (all without it).
+pub(super) fn hit(
+    rec: &ChunkRecord,
+    occurrence: usize,
+    c: &Candidate,
+    include: Option<&[String]>,
+) -> Option<Hit> {
+    let occ = rec.occurrences.get(occurrence)?;
+    let metadata = match include {
+        None => occ.metadata.clone(),
+        Some(keys) => occ
+            .metadata
+            .iter()
+            .filter(|(k, _)| keys.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    let part = |p: Option<Part>, rank: Option<usize>| {
+        p.map(|p| RetrieverPart {
+            rank,
+            score: p.score,
+            normalized: p.normalized,
+            share: if c.score > 0.0 {
+                p.weight * p.normalized / c.score
+            } else {
+                0.0
+            },
+        })
+    };
+    let explain = (c.parts.iter().any(Option::is_some)).then(|| Explain {
+        bm25: part(c.parts[0], c.bm25.map(|b| b.1)),
+        vector: part(c.parts[1], c.vector.map(|v| v.1)),
+    });
+    Some(Hit {
+        doc_id: occ.doc_id.clone(),
+        chunk_id: rec.hash.to_hex(),
+        score: c.score,
+        title: occ.title.clone(),
+        text: rec.text.clone(),
+        source: occ.source.clone(),
+        offsets: [occ.start, occ.end],
+        scores: Scores {
+            bm25: c.bm25.map(|b| b.0),
+            bm25_rank: c.bm25.map(|b| b.1),
+            vector: c.vector.map(|v| v.0),
+            vector_rank: c.vector.map(|v| v.1),
+        },
+        metadata,
+        also_in: Vec::new(),
+        explain,
+    })
 }
