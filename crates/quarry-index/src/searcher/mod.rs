@@ -260,7 +260,15 @@ impl Searcher {
                 active.version.id
             )));
         }
-        Ok(v.values.clone())
+        let mut values = v.values.clone();
+        if values.iter().all(|x| *x == 0.0) {
+            return Err(Error::Input(
+                "`vector` is all zeros; it has no direction to compare".to_owned(),
+            ));
+        }
+        // stored vectors are unit length; so is the query's, as an embedded one is
+        quarry_core::embed::normalize(&mut values);
+        Ok(values)
     }
 
     /// Embeds a query with the active embedder, waiting at most the configured timeout.
