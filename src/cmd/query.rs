@@ -1,7 +1,7 @@
 //! `quarry query TEXT`
 
 use super::remote::{Remote, ServerArgs};
-use super::{emit, open_engine_to_read, print_json};
+use super::{UsageError, emit, open_engine_to_read, print_json};
 use crate::config::Config;
 use anyhow::Context;
 use quarry_core::query::{QueryDefaults, QueryRequest};
@@ -125,16 +125,24 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         embedding_version: args.embedding_version.clone(),
     };
     // checked here as the server checks it: a bad option is exit 2 before anything is opened
-    let q = request.clone().options(QueryDefaults {
-        top_k: config.query.top_k,
-        mode: config.query.mode,
-        group_by: config.query.group_by,
-    })?;
+    let q = request
+        .clone()
+        .options(QueryDefaults {
+            top_k: config.query.top_k,
+            mode: config.query.mode,
+            group_by: config.query.group_by,
+        })
+        .map_err(|e| UsageError(e.to_string()))?;
     let answer = match args.server.remote() {
         Some(server) => remote(&server, &args.collection, &request)?,
         None => open_engine_to_read(data_dir, config)?
             .searcher(&args.collection)?
-            .search(&q, &Principal::local_admin())?,
+            .search(&q, &Principal::local_admin())
+            .map_err(|e| match e.kind() {
+                // a filter or facet naming an unknown field, a vector of the wrong length
+                quarry_index::ErrorKind::Input => anyhow::Error::from(UsageError(e.to_string())),
+                _ => e.into(),
+            })?,
     };
     if args.json {
         return print_json(&answer);

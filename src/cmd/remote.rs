@@ -83,6 +83,10 @@ impl Remote {
                 "{} refused the request: {message}; ask its operator for a token with that role",
                 self.base
             ),
+            // the request's own values: exit 2, as for a bad flag
+            StatusCode::BAD_REQUEST => {
+                Err(super::UsageError(format!("server answered {status}: {message}")).into())
+            }
             _ => bail!("server answered {status}: {message}"),
         }
     }

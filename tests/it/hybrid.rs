@@ -19,7 +19,7 @@ impl EmbedderSource for Fixed {
     }
 }
 
-fn engine_options(e: Arc<dyn Embedder>) -> EngineOptions {
+pub(crate) fn engine_options(e: Arc<dyn Embedder>) -> EngineOptions {
     EngineOptions {
         embedder: "e".into(),
         embedders: Some(Arc::new(Fixed(e))),

@@ -16,6 +16,7 @@ mod hybrid;
 mod hygiene;
 mod ingest_bad_input;
 mod load;
+mod query_options;
 mod snapshot;
 mod versions;
 

@@ -61,6 +61,8 @@ impl Scalar {
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             Scalar::Str(s) => s.clone().into(),
+            // a whole number as an integer, as it was most likely written
+            Scalar::Num(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => (*n as i64).into(),
             Scalar::Num(n) => {
                 serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, Into::into)
             }

@@ -28,7 +28,8 @@ const LINE_GROUP: usize = 2048;
 
 /// What reading one input produced.
 enum Outcome {
-    Upsert(Change, u64),
+    /// The change, and warnings `(reason, message)` of a document kept anyway.
+    Upsert(Change, Vec<(&'static str, String)>),
     Unchanged(String),
     Skipped(Problem, Option<String>),
 }
@@ -132,7 +133,12 @@ fn read_file(ctx: &Ctx<'_>, f: &WalkedFile, format: DocFormat) -> Outcome {
         .file_stem()
         .map(|s| s.to_string_lossy().replace(['-', '_'], " "))
         .unwrap_or_default();
-    let Extracted { title, text } = extract(format, raw, &stem);
+    let Extracted {
+        title,
+        text,
+        metadata,
+        warning,
+    } = extract(format, raw, &stem);
     if text.trim().is_empty() {
         return skip("empty", "no visible text after extraction".into());
     }
@@ -142,11 +148,19 @@ fn read_file(ctx: &Ctx<'_>, f: &WalkedFile, format: DocFormat) -> Outcome {
         text,
         source: shown.clone(),
         format,
-        metadata: Default::default(),
+        metadata,
         acl,
         content_hash: hash,
     };
-    Outcome::Upsert(upsert(ctx.chunker, doc), u64::from(lossy))
+    let mut warnings = Vec::new();
+    if lossy {
+        warnings.push((
+            "invalid_utf8",
+            "not valid UTF-8; decoded with U+FFFD replacing the invalid bytes".to_owned(),
+        ));
+    }
+    warnings.extend(warning.map(|w| ("bad_front_matter", w)));
+    Outcome::Upsert(upsert(ctx.chunker, doc), warnings)
 }
 
 /// Reads one JSONL line (or API record); `file_acl` is the ACL of the file's folder, if any.
@@ -203,7 +217,7 @@ fn read_line(
     }
     let id = rec.id.clone();
     Some(match record_document(rec, source, hash, acl) {
-        Some(doc) => Outcome::Upsert(upsert(ctx.chunker, doc), 0),
+        Some(doc) => Outcome::Upsert(upsert(ctx.chunker, doc), Vec::new()),
         None => Outcome::Skipped(
             problem("empty", format!("record `{id}` has no title or text")),
             Some(id),
@@ -304,14 +318,11 @@ impl<'a> Batcher<'a> {
             return Ok(());
         }
         match outcome {
-            Outcome::Upsert(change, lossy) => {
+            Outcome::Upsert(change, warnings) => {
                 if let Change::Upsert(_, chunks) = &change {
-                    if lossy > 0 {
-                        self.summary.warning(Problem::new(
-                            warn_path,
-                            "invalid_utf8",
-                            "not valid UTF-8; decoded with U+FFFD replacing the invalid bytes",
-                        ));
+                    for (reason, message) in warnings {
+                        self.summary
+                            .warning(Problem::new(warn_path, reason, message));
                     }
                     self.summary.chunks += chunks.len() as u64;
                 }

@@ -1,14 +1,20 @@
-//! Text extraction: plain text, Markdown (front matter and first heading for the title), HTML
-//! (visible text only, `<title>` as title) and BEIR-style JSONL records.
+//! Text extraction: plain text, Markdown (YAML front matter as metadata, its `title` or the first
+//! heading as the title), HTML (visible text only, `<title>` as title) and BEIR-style JSONL
+//! records.
 
 use quarry_core::DocFormat;
 use scraper::{ElementRef, Html, Node};
 
-/// Extracted title and text of a file.
+/// Extracted title, text and metadata of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extracted {
     pub title: String,
     pub text: String,
+    /// Markdown front matter's keys but `title`.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Why the front matter was not read as metadata (not YAML, not a mapping, or metadata
+    /// quarry refuses); the document is kept without it.
+    pub warning: Option<String>,
 }
 
 /// The format of a file, by extension (case-insensitive); `None` for formats quarry does not read.
@@ -38,6 +44,8 @@ pub fn extract(format: DocFormat, raw: &str, fallback_title: &str) -> Extracted 
         DocFormat::Text | DocFormat::Record => Extracted {
             title: fallback_title.to_owned(),
             text: raw.to_owned(),
+            metadata: Default::default(),
+            warning: None,
         },
     }
 }
@@ -62,23 +70,64 @@ fn front_matter(raw: &str) -> (Option<&str>, &str) {
 
 fn markdown(raw: &str, fallback_title: &str) -> Extracted {
     let (front, body) = front_matter(raw);
-    let from_front = front.and_then(|f| {
-        f.lines().find_map(|l| {
-            let v = l
-                .strip_prefix("title:")?
-                .trim()
-                .trim_matches(|c| c == '"' || c == '\'')
-                .trim();
-            (!v.is_empty()).then(|| v.to_owned())
-        })
-    });
+    let (mut metadata, warning) = match front.map(front_metadata) {
+        None => (serde_json::Map::new(), None),
+        Some(Ok(m)) => (m, None),
+        Some(Err(why)) => (serde_json::Map::new(), Some(why)),
+    };
+    let from_front = match metadata.remove("title") {
+        Some(serde_json::Value::String(t)) if !t.trim().is_empty() => Some(t.trim().to_owned()),
+        // front matter that is not YAML: its `title:` line still names the document
+        _ if warning.is_some() => front.and_then(title_line),
+        _ => None,
+    };
     let title = from_front
         .or_else(|| first_heading(body))
         .unwrap_or_else(|| fallback_title.to_owned());
     Extracted {
         title,
         text: body.to_owned(),
+        metadata,
+        warning,
     }
+}
+
+/// The YAML front matter as a metadata object (its `title` included), checked as every
+/// document's metadata is ([`quarry_core::filter::check_metadata`]). YAML is read with
+/// `serde_norway` (a maintained fork of `serde_yaml`): dates stay strings (`2024-05-01`), which
+/// quarry reads as dates.
+fn front_metadata(front: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    if front.trim().is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    let value: serde_json::Value = serde_norway::from_str(front).map_err(|e| {
+        format!("the front matter is not valid YAML ({e}); it was not read as metadata")
+    })?;
+    let serde_json::Value::Object(mut map) = value else {
+        return Err(
+            "the front matter is not a YAML mapping of keys to values; it was not read as metadata"
+                .into(),
+        );
+    };
+    let title = map.remove("title");
+    quarry_core::filter::check_metadata(&map)
+        .map_err(|e| format!("front matter: {e}; it was not read as metadata"))?;
+    if let Some(t) = title {
+        map.insert("title".into(), t);
+    }
+    Ok(map)
+}
+
+/// The value of a `title:` line.
+fn title_line(front: &str) -> Option<String> {
+    front.lines().find_map(|l| {
+        let v = l
+            .strip_prefix("title:")?
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'')
+            .trim();
+        (!v.is_empty()).then(|| v.to_owned())
+    })
 }
 
 /// The first ATX heading (`# Title`) outside fenced code blocks.
@@ -157,7 +206,12 @@ fn html(raw: &str, fallback_title: &str) -> Extracted {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("\n");
-    Extracted { title, text }
+    Extracted {
+        title,
+        text,
+        metadata: Default::default(),
+        warning: None,
+    }
 }
 
 fn visible_text(el: ElementRef<'_>, out: &mut String) {
@@ -247,6 +301,52 @@ mod tests {
         assert_eq!(
             extract(DocFormat::Markdown, "no heading", "stem").title,
             "stem"
+        );
+    }
+
+    #[test]
+    fn front_matter_is_metadata() {
+        let e = extract(
+            DocFormat::Markdown,
+            "---\ntitle: Guide\ntags: [ops, wal]\ndate: 2024-05-01\ndraft: false\nauthor:\n  name: Ada\n---\nbody\n",
+            "f",
+        );
+        assert_eq!(e.title, "Guide");
+        assert_eq!(e.warning, None);
+        assert_eq!(
+            serde_json::Value::Object(e.metadata),
+            serde_json::json!({"tags": ["ops", "wal"], "date": "2024-05-01", "draft": false, "author": {"name": "Ada"}})
+        );
+        // not YAML: the document is kept, with its title line, and a warning says why
+        let e = extract(
+            DocFormat::Markdown,
+            "---\ntitle: Kept\nbad: [unclosed\n---\nbody\n",
+            "f",
+        );
+        assert_eq!((e.title.as_str(), e.text.as_str()), ("Kept", "body\n"));
+        assert!(e.metadata.is_empty());
+        assert!(
+            e.warning
+                .as_deref()
+                .is_some_and(|w| w.contains("not valid YAML")),
+            "{e:?}"
+        );
+        // a key named like a built-in field: refused as metadata, with the reason
+        let e = extract(
+            DocFormat::Markdown,
+            "---\nsource: elsewhere\n---\nbody\n",
+            "f",
+        );
+        assert!(e.metadata.is_empty());
+        assert!(
+            e.warning.as_deref().is_some_and(|w| w.contains("`source`")),
+            "{e:?}"
+        );
+        // a list is not a mapping
+        let e = extract(DocFormat::Markdown, "---\n- a\n- b\n---\nbody\n", "f");
+        assert!(
+            e.warning.as_deref().is_some_and(|w| w.contains("mapping")),
+            "{e:?}"
         );
     }
 

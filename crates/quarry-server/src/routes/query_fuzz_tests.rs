@@ -1,7 +1,8 @@
 //! Property-based fuzzing of the query route's request body, the same entry point as the AFL++
 //! target `query_json` in `fuzz/`: `POST /v1/collections/c/query` through the whole router on an
 //! engine of 20 documents, with bodies made of the request's fields (`query`, `top_k`, `mode`,
-//! `group_by`, `fusion`, `filter`, `explain`) holding values of every JSON type, unknown fields,
+//! `group_by`, `fusion`, `filter` (random trees of the filter language too), `explain`, `offset`,
+//! `min_score`, `include`, `facets`, `vector`, `embedding_version`) holding values of every JSON type, unknown fields,
 //! bodies cut short and arbitrary bytes. Any status but 500 is fine (a panic in the handler's
 //! blocking task is a 500), and the answer is JSON. 256 cases in CI;
 //! `PROPTEST_CASES=20000 cargo test --release -p quarry-server query_fuzz` for a long run.
@@ -24,7 +25,8 @@ fn app() -> &'static (axum::Router, tokio::runtime::Runtime) {
         let docs = (0..20)
             .map(|i| {
                 json!({"id": format!("d{i}"), "title": format!("Doc {i}"),
-                "text": format!("w{i}x lantern harbor granite {} river stone", i % 3)})
+                "text": format!("w{i}x lantern harbor granite {} river stone", i % 3),
+                "metadata": {"kind": if i % 2 == 0 { "a" } else { "b" }, "n": i}})
             })
             .collect();
         let opts = IngestOptions {
@@ -68,6 +70,21 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Filters of the language's shape, over fields that exist (`kind`, `n`, the built-ins) and
+/// not, with values of every JSON type.
+fn filter() -> impl Strategy<Value = Value> {
+    let field = prop::sample::select(vec!["kind", "n", "doc_id", "updated_at", "nope", ""]);
+    let op = prop::sample::select(vec!["eq", "in", "gt", "gte", "lt", "lte", "exists", "ne"]);
+    let leaf = (field, op, any_json()).prop_map(|(f, o, v)| json!({"field": f, o: v}));
+    leaf.prop_recursive(3, 10, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(|fs| json!({"and": fs})),
+            prop::collection::vec(inner.clone(), 0..3).prop_map(|fs| json!({"or": fs})),
+            inner.prop_map(|f| json!({"not": f})),
+        ]
+    })
+}
+
 fn field() -> impl Strategy<Value = (String, Value)> {
     let word = |w: &'static [&'static str]| prop::sample::select(w).prop_map(Value::from);
     let fusion = prop_oneof![
@@ -99,8 +116,33 @@ fn field() -> impl Strategy<Value = (String, Value)> {
             prop_oneof![word(&["chunk", "document", "doc"]), any_json()]
         ),
         (Just("fusion"), fusion),
-        (Just("filter"), prop_oneof![Just(json!({})), any_json()]),
+        (
+            Just("filter"),
+            prop_oneof![Just(json!({})), filter(), any_json()]
+        ),
         (Just("explain"), any_json()),
+        (
+            Just("offset"),
+            prop_oneof![(0u64..20_000).prop_map(Value::from), any_json()]
+        ),
+        (Just("min_score"), any_json()),
+        (Just("include"), any_json()),
+        (
+            Just("facets"),
+            prop_oneof![
+                Just(json!(["kind"])),
+                Just(json!(["doc_id", "nope"])),
+                any_json()
+            ]
+        ),
+        (
+            Just("vector"),
+            prop_oneof![
+                prop::collection::vec(-2.0f32..2.0, 0..4).prop_map(|v| json!(v)),
+                any_json()
+            ]
+        ),
+        (Just("embedding_version"), any_json()),
         (Just("extra"), any_json()),
     ]
     .prop_map(|(k, v)| (k.to_owned(), v))
