@@ -393,9 +393,8 @@ impl Chunker {
     /// The chunks of `text` (of a document titled `title`), in order; empty for a text with no
     /// visible characters.
     pub fn chunk(&self, title: &str, text: &str, format: DocFormat) -> Vec<Chunk> {
-        self.spans(text, format)
+        in_order(self.spans(text, format))
             .into_iter()
-            .filter(|(_, s)| !s.trim().is_empty())
             .enumerate()
             .map(|(ord, (start, s))| Chunk {
                 ord: ord as u32,
@@ -406,6 +405,25 @@ impl Chunker {
             })
             .collect()
     }
+}
+
+/// The visible spans `(start, text)` in document order, without a span that lies inside the one
+/// before it. With overlap, the splitter can emit a short span and then a longer one that starts
+/// a byte earlier and holds it (seen with Markdown and carriage returns): the short one adds no
+/// text, and chunk offsets must grow.
+fn in_order(mut spans: Vec<(usize, &str)>) -> Vec<(usize, &str)> {
+    spans.retain(|(_, s)| !s.trim().is_empty());
+    spans.sort_by_key(|(start, s)| (*start, std::cmp::Reverse(s.len())));
+    let mut kept: Vec<(usize, &str)> = Vec::with_capacity(spans.len());
+    for (start, s) in spans {
+        if let Some((p, ps)) = kept.last()
+            && start + s.len() <= p + ps.len()
+        {
+            continue;
+        }
+        kept.push((start, s));
+    }
+    kept
 }
 
 #[cfg(test)]
