@@ -54,6 +54,16 @@ pub struct Args {
     /// The embedding version --vector was made for (checked against the collection's).
     #[arg(long, requires = "vector")]
     pub embedding_version: Option<String>,
+    /// Mark the query's terms in each hit (`highlights`: byte ranges in its text).
+    #[arg(long)]
+    pub highlight: bool,
+    /// Give each hit a citation: document, offsets, and for Markdown its heading path.
+    #[arg(long)]
+    pub citation: bool,
+    /// Give each hit a passage: its chunk with N neighbouring chunks of its document on each
+    /// side, 1 to 10 (overlapping passages of one document are merged on the better hit).
+    #[arg(long, value_name = "N")]
+    pub expand_neighbors: Option<usize>,
     #[command(flatten)]
     pub server: ServerArgs,
     #[arg(long)]
@@ -123,6 +133,11 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         explain: args.explain.then_some(true),
         vector: args.vector.clone(),
         embedding_version: args.embedding_version.clone(),
+        highlight: args.highlight.then_some(true),
+        citation: args.citation.then_some(true),
+        expand: args
+            .expand_neighbors
+            .map(|neighbors| quarry_core::Expand { neighbors }),
     };
     // checked here as the server checks it: a bad option is exit 2 before anything is opened
     let q = request
@@ -158,8 +173,7 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         o.push_str("no results\n");
     }
     for (i, h) in answer.results.iter().enumerate() {
-        let snippet: String = h.text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let snippet: String = snippet.chars().take(240).collect();
+        let snippet = one_line(&marked(&h.text, h.highlights.as_deref()), 240);
         let _ = writeln!(
             o,
             "{:>2}. {:.3}  {}  — {}",
@@ -187,6 +201,29 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
             let _ = writeln!(o, "    {}", parts.join(" · "));
         }
         let _ = writeln!(o, "    {snippet}");
+        if let Some(c) = &h.citation {
+            let path = c.heading_path.as_deref().unwrap_or_default().join(" › ");
+            let at = if path.is_empty() {
+                String::new()
+            } else {
+                format!(" § {path}")
+            };
+            let _ = writeln!(
+                o,
+                "    cite: {} [{}, {}) {}{at}",
+                c.doc_id, c.offsets[0], c.offsets[1], c.source
+            );
+        }
+        if let Some(p) = &h.passage {
+            let text = one_line(&marked(&p.text, p.highlights.as_deref()), 1000);
+            let _ = writeln!(
+                o,
+                "    passage [{}, {}): {text}",
+                p.offsets[0], p.offsets[1]
+            );
+        } else if let Some(r) = h.passage_ref {
+            let _ = writeln!(o, "    passage: in result {}", r + 1 + q.offset);
+        }
     }
     for (field, counts) in answer.facets.iter().flatten() {
         let values: Vec<String> = counts
@@ -204,6 +241,31 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
     }
     emit(&o);
     Ok(())
+}
+
+/// `text` with `**` around each highlighted range (byte ranges on char boundaries; any that is
+/// not is left unmarked).
+fn marked(text: &str, highlights: Option<&[[usize; 2]]>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for [a, b] in highlights.unwrap_or_default() {
+        match (text.get(at..*a), text.get(*a..*b)) {
+            (Some(before), Some(word)) => {
+                out.push_str(before);
+                let _ = write!(out, "**{word}**");
+                at = *b;
+            }
+            _ => continue,
+        }
+    }
+    out.push_str(text.get(at..).unwrap_or_default());
+    out
+}
+
+/// `text` on one line (whitespace runs as one space), at most `chars` characters.
+fn one_line(text: &str, chars: usize) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    line.chars().take(chars).collect()
 }
 
 /// Sends the query to a server and returns its answer.

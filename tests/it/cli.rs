@@ -283,3 +283,65 @@ fn status_and_query_read_a_read_only_data_dir_without_writing_to_it() {
         assert!(after[path] == *was, "{} was written", path.display());
     }
 }
+
+#[test]
+fn query_highlights_citations_and_passages() {
+    let data = tmp();
+    let docs = tmp();
+    let sections: Vec<String> = (0..6)
+        .map(|i| {
+            format!(
+                "## Part {i}\n\nsection{i} {}",
+                "some words running on ".repeat(8)
+            )
+        })
+        .collect();
+    let md = format!("# Manual\n\n{}", sections.join("\n\n"));
+    write_tree(docs.path(), &[("manual.md", md.as_bytes())]);
+    let out = run(data.path(), &["ingest", &path_str(docs.path())]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let args = [
+        "query",
+        "section3",
+        "--mode",
+        "bm25",
+        "--top-k",
+        "1",
+        "--highlight",
+        "--citation",
+        "--expand-neighbors",
+        "1",
+    ];
+    let out = run(data.path(), &[&args[..], &["--json"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let h = &body["results"][0];
+    assert_eq!(
+        h["citation"]["heading_path"],
+        serde_json::json!(["Manual", "Part 3"])
+    );
+    let passage = h["passage"]["text"].as_str().unwrap();
+    assert!(
+        passage.contains(h["text"].as_str().unwrap())
+            && passage.len() > h["text"].as_str().unwrap().len()
+    );
+    let out = run(data.path(), &args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("**section3**"), "{text}");
+    assert!(
+        text.contains("cite: manual.md") && text.contains("§ Manual › Part 3"),
+        "{text}"
+    );
+    assert!(text.contains("passage ["), "{text}");
+    let out = run(data.path(), &["query", "x", "--expand-neighbors", "11"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expand.neighbors"));
+}

@@ -357,3 +357,83 @@ fn request_ids_health_and_readiness() {
         "errors carry the request id too"
     );
 }
+
+#[test]
+fn highlights_citations_and_passages() {
+    // BM25 without the text around a chunk, so the chunk holding a word ranks first
+    let mut engine = EngineOptions::default();
+    engine.chunk.context_chars = 0;
+    let s = TestServer::start_with(ServerOptions::default(), engine);
+    // ten paragraphs of ~200 characters: one chunk each at the default 64 tokens
+    let paras: Vec<String> = (0..10)
+        .map(|i| {
+            format!(
+                "paragraph{i}{}",
+                " plain filler words running along".repeat(5)
+            )
+        })
+        .collect();
+    let text = paras.join("\n\n");
+    let (status, body) = s.post(
+        "/v1/collections/default/documents",
+        &json!({"documents": [{"id": "long", "title": "Long", "text": text}]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = query(
+        &s,
+        json!({"query": "paragraph5 runs", "mode": "bm25", "top_k": 1, "highlight": true,
+               "citation": true, "expand": {"neighbors": 1}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let h = &body["results"][0];
+    let hit_text = h["text"].as_str().unwrap();
+    assert!(hit_text.starts_with("paragraph5"), "{h}");
+    // every highlight is the query's word or a form of "run"
+    for r in h["highlights"].as_array().unwrap() {
+        let (a, b) = (
+            r[0].as_u64().unwrap() as usize,
+            r[1].as_u64().unwrap() as usize,
+        );
+        assert!(["paragraph5", "running"].contains(&&hit_text[a..b]), "{r}");
+    }
+    assert_eq!(h["highlights"].as_array().unwrap().len(), 6, "{h}");
+    assert_eq!(h["citation"]["doc_id"], "long");
+    assert_eq!(h["citation"]["title"], "Long");
+    assert_eq!(h["citation"]["offsets"], h["offsets"]);
+    // the passage: paragraphs 4 to 6, each gap between chunks one newline
+    let p = &h["passage"];
+    let passage = p["text"].as_str().unwrap();
+    assert_eq!(passage, paras[4..=6].join("\n"));
+    let (a, b) = (
+        p["offsets"][0].as_u64().unwrap() as usize,
+        p["offsets"][1].as_u64().unwrap() as usize,
+    );
+    assert_eq!(&text[a..b], paras[4..=6].join("\n\n"));
+    assert_eq!(p["highlights"].as_array().unwrap().len(), 16, "{p}");
+
+    // without the options, none of it
+    let (_, body) = query(
+        &s,
+        json!({"query": "paragraph5", "mode": "bm25", "top_k": 1}),
+    );
+    let h = body["results"][0].as_object().unwrap();
+    for key in ["highlights", "citation", "passage", "passage_ref"] {
+        assert!(!h.contains_key(key), "{key}");
+    }
+    for (bad, names) in [
+        (json!({"expand": {"neighbors": 0}}), "expand.neighbors"),
+        (json!({"expand": {"neighbors": 11}}), "expand.neighbors"),
+        (json!({"expand": {"tokens": 3}}), "tokens"),
+        // a JSON type error says where, as for every option
+        (json!({"highlight": "yes"}), "expected a boolean"),
+    ] {
+        let mut req = json!({"query": "x"});
+        req.as_object_mut()
+            .unwrap()
+            .extend(bad.as_object().unwrap().clone());
+        let (status, body) = query(&s, req);
+        assert_eq!(status, 400, "{bad}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(names), "{bad}: {message}");
+    }
+}

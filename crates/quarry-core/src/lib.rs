@@ -28,4 +28,4 @@ pub use error::{Error, Result};
 pub use filter::{FieldSchema, FieldType, FieldValues, Filter, Scalar};
 pub use fusion::{Fusion, fuse};
 pub use hash::ContentHash;
-pub use query::{GroupBy, MAX_TOP_K, Mode, QueryOptions, QueryVector};
+pub use query::{Expand, GroupBy, MAX_TOP_K, Mode, QueryOptions, QueryVector};

@@ -14,6 +14,8 @@ pub const MAX_FACETS: usize = 20;
 pub const MAX_VECTOR_DIMS: usize = 8192;
 /// Longest query text accepted, in bytes; longer text is an input error rather than a slow query.
 pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+/// Most neighbouring chunks on each side a hit's passage may take (`expand.neighbors`).
+pub const MAX_EXPAND_NEIGHBORS: usize = 10;
 
 /// Which retrievers answer a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -72,6 +74,19 @@ pub struct QueryOptions {
     pub explain: bool,
     /// The query's own vector, and the embedding version it was made for (checked when given).
     pub vector: Option<QueryVector>,
+    /// Whether hits carry the byte ranges of the query's terms in their text.
+    pub highlight: bool,
+    /// Whether hits carry a citation (document, offsets, Markdown heading path).
+    pub citation: bool,
+    /// Whether hits carry a passage of their chunk with its neighbours.
+    pub expand: Option<Expand>,
+}
+
+/// How far a hit's passage reaches (`expand`): `neighbors` chunks of its document on each side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expand {
+    pub neighbors: usize,
 }
 
 /// A vector the caller computed for the query.
@@ -128,6 +143,9 @@ impl QueryOptions {
             facets: Vec::new(),
             explain: false,
             vector: None,
+            highlight: false,
+            citation: false,
+            expand: None,
         }
     }
 
@@ -199,6 +217,31 @@ impl QueryOptions {
         Ok(self)
     }
 
+    /// Sets what hits carry besides their chunk: highlights, a citation, a passage
+    /// (`expand.neighbors` 1 to [`MAX_EXPAND_NEIGHBORS`]).
+    pub fn with_view(
+        mut self,
+        highlight: bool,
+        citation: bool,
+        expand: Option<Expand>,
+    ) -> Result<Self> {
+        if let Some(e) = expand
+            && !(1..=MAX_EXPAND_NEIGHBORS).contains(&e.neighbors)
+        {
+            return Err(Error::invalid(
+                "expand.neighbors",
+                format!(
+                    "{}; it must be between 1 and {MAX_EXPAND_NEIGHBORS}",
+                    e.neighbors
+                ),
+            ));
+        }
+        self.highlight = highlight;
+        self.citation = citation;
+        self.expand = expand;
+        Ok(self)
+    }
+
     /// Sets the fusion, checking its parameters.
     pub fn with_fusion(mut self, fusion: Fusion) -> Result<Self> {
         fusion.validate()?;
@@ -247,6 +290,12 @@ pub struct QueryRequest {
     pub vector: Option<Vec<f32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highlight: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub citation: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expand: Option<Expand>,
 }
 
 impl From<&QueryOptions> for QueryRequest {
@@ -266,6 +315,9 @@ impl From<&QueryOptions> for QueryRequest {
             explain: q.explain.then_some(true),
             vector: q.vector.as_ref().map(|v| v.values.clone()),
             embedding_version: q.vector.as_ref().and_then(|v| v.embedding_version.clone()),
+            highlight: q.highlight.then_some(true),
+            citation: q.citation.then_some(true),
+            expand: q.expand,
         }
     }
 }
@@ -307,7 +359,11 @@ impl QueryRequest {
             .with_page(self.offset.unwrap_or(0), self.min_score)?
             .with_fields(self.include, self.facets.unwrap_or_default())?;
         q.explain = self.explain == Some(true);
-        Ok(q)
+        q.with_view(
+            self.highlight == Some(true),
+            self.citation == Some(true),
+            self.expand,
+        )
     }
 }
 
@@ -348,5 +404,41 @@ mod tests {
         );
         assert_eq!("bm25".parse::<Mode>(), Ok(Mode::Bm25));
         assert!("BM25 ".parse::<Mode>().is_err());
+    }
+
+    fn request(json: serde_json::Value) -> Result<QueryOptions> {
+        let req: QueryRequest =
+            serde_json::from_value(json).map_err(|e| Error::invalid("body", e.to_string()))?;
+        req.options(QueryDefaults {
+            top_k: 10,
+            mode: Mode::Bm25,
+            group_by: GroupBy::Chunk,
+        })
+    }
+
+    #[test]
+    fn view_options_are_checked_and_round_trip() {
+        let q = request(
+            serde_json::json!({"query": "a", "highlight": true, "citation": true,
+            "expand": {"neighbors": 10}}),
+        )
+        .unwrap();
+        assert!(q.highlight && q.citation);
+        assert_eq!(q.expand, Some(Expand { neighbors: 10 }));
+        let again = QueryRequest::from(&q).options(QueryDefaults {
+            top_k: 1,
+            mode: Mode::Hybrid,
+            group_by: GroupBy::Document,
+        });
+        assert_eq!(again.unwrap(), q);
+        for n in [0, 11] {
+            let e = request(serde_json::json!({"query": "a", "expand": {"neighbors": n}}));
+            let e = e.unwrap_err().to_string();
+            assert!(e.contains("expand.neighbors"), "{e}");
+        }
+        // an unknown key of `expand` is refused, not ignored
+        assert!(request(serde_json::json!({"query": "a", "expand": {"max_token": 5}})).is_err());
+        let plain = request(serde_json::json!({"query": "a"})).unwrap();
+        assert!(!plain.highlight && !plain.citation && plain.expand.is_none());
     }
 }

@@ -34,6 +34,7 @@ pub use ingest::{
 };
 pub use options::EngineOptions;
 pub use searcher::{
-    Explain, FacetCount, Hit, RetrieverPart, Scores, SearchResponse, Searcher, Timings,
+    Citation, Explain, FacetCount, Hit, Passage, RetrieverPart, Scores, SearchResponse, Searcher,
+    Timings,
 };
 pub use telemetry::{QueryOutcome, Telemetry};

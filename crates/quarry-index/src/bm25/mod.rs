@@ -15,7 +15,7 @@ pub(crate) mod search;
 mod stats;
 
 pub use meta::{SHARED, decode, field_schema, filter_query, occurrence_values, term_bytes};
-pub use query::{acl_filter, build_query, query_terms, restrict, term_query};
+pub use query::{acl_filter, analysed_terms, build_query, query_terms, restrict, term_query};
 use schema::schema;
 pub use schema::{ANALYZER, CHUNK_KEY, DOC_KEYS, Fields, analyzer, chunk_key, doc_key};
 pub use stats::{PermittedStats, TotalsCache};

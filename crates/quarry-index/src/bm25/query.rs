@@ -21,6 +21,14 @@ pub(super) const MAX_QUERY_TERMS: usize = 256;
 /// The distinct terms of `text` on the `context` field, in order (none when the text has only
 /// stop words or punctuation), at most [`MAX_QUERY_TERMS`].
 pub fn query_terms(fields: &Fields, text: &str) -> Vec<Term> {
+    analysed_terms(text)
+        .iter()
+        .map(|t| Term::from_field_text(fields.context, t))
+        .collect()
+}
+
+/// The distinct analysed words of `text` that [`query_terms`] searches, in order.
+pub fn analysed_terms(text: &str) -> Vec<String> {
     static ANALYZER: std::sync::OnceLock<tantivy::tokenizer::TextAnalyzer> =
         std::sync::OnceLock::new();
     // Built once; a clone shares the stop-word set.
@@ -36,9 +44,6 @@ pub fn query_terms(fields: &Fields, text: &str) -> Vec<Term> {
         }
     }
     terms
-        .iter()
-        .map(|t| Term::from_field_text(fields.context, t))
-        .collect()
 }
 
 /// The scoring query of one term: BM25 on its term frequencies.

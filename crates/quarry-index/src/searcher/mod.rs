@@ -22,9 +22,12 @@
 //! deadline: if that fails or takes too long, the answer comes from BM25 with `degraded: true`.
 
 mod facets;
+mod passages;
 mod response;
 
-pub use response::{Explain, FacetCount, Hit, RetrieverPart, Scores, SearchResponse, Timings};
+pub use response::{
+    Citation, Explain, FacetCount, Hit, Passage, RetrieverPart, Scores, SearchResponse, Timings,
+};
 
 use response::hit;
 
@@ -375,8 +378,10 @@ impl Searcher {
             _ => None,
         };
         let access = self.access(&q.text, caller, mode, filter)?;
-        let results = self.hits(q, mode, query_vector.as_deref(), &access)?;
+        let mut results = self.hits(q, mode, query_vector.as_deref(), &access)?;
         let post = Instant::now();
+        let may_read = |o: &Occurrence| access.caller.may_read(&o.acl, access.default_acl);
+        passages::annotate(&mut results, q, &self.index, &self.snapshot, &may_read)?;
         let facets = match &schema {
             Some(schema) if !q.facets.is_empty() => Some(self.facets(&q.facets, schema, &access)?),
             _ => None,

@@ -64,6 +64,45 @@ pub struct Hit {
     pub also_in: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explain: Option<Explain>,
+    /// Byte ranges `[start, end)` in `text` of the query's terms (`highlight: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highlights: Option<Vec<[usize; 2]>>,
+    /// Where the hit comes from, to cite it (`citation: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub citation: Option<Citation>,
+    /// The chunk with its neighbours in the document (`expand`); absent when `passage_ref` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passage: Option<Passage>,
+    /// The index in `results` of a better hit whose `passage` holds this hit's (`expand`): the
+    /// two passages overlapped and were merged into that one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passage_ref: Option<usize>,
+}
+
+/// Where a hit comes from: its document and its place in it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Citation {
+    pub doc_id: String,
+    pub title: String,
+    pub source: String,
+    /// Byte offsets `[start, end)` of the chunk in the document's text.
+    pub offsets: [usize; 2],
+    /// For a Markdown document, the headings the chunk is under, outermost first (a heading
+    /// on the chunk's first line included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heading_path: Option<Vec<String>>,
+}
+
+/// A hit's chunk merged with its neighbouring chunks of the same document (`expand`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Passage {
+    pub text: String,
+    /// Byte offsets `[start, end)` of the passage in the document's text. Where the chunks leave
+    /// a gap (whitespace no chunk holds) the text has one newline, so it may be shorter.
+    pub offsets: [usize; 2],
+    /// Byte ranges of the query's terms in the passage's `text` (`highlight: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highlights: Option<Vec<[usize; 2]>>,
 }
 
 /// How many matching documents hold one value of a field.
@@ -156,5 +195,9 @@ pub(super) fn hit(
         metadata,
         also_in: Vec::new(),
         explain,
+        highlights: None,
+        citation: None,
+        passage: None,
+        passage_ref: None,
     })
 }

@@ -1,0 +1,293 @@
+//! What a hit carries besides its chunk, added as a pass over the final hits of a query:
+//! highlights (the byte ranges of the query's terms in the hit's text), a citation (document,
+//! offsets, and for Markdown the heading path), and a passage (the chunk merged with its
+//! neighbouring chunks of the same document, `expand`).
+//!
+//! **Highlights** run the BM25 analyzer's token stream over the hit's text and keep the tokens
+//! whose analysed term is one of the query's terms ([`analysed_terms`], what BM25 searches), so a highlight is exactly
+//! what BM25 matched (stemming, ASCII folding, stop words included). tantivy's
+//! `SnippetGenerator` is not used: it picks one best fragment of bounded length and needs an
+//! indexed field holding the text (the stored `text` field is not indexed), while a hit wants
+//! every match of its whole text; token offsets are byte offsets of the text, on char
+//! boundaries, in order and disjoint.
+//!
+//! **Neighbours** are read from the query's BM25 snapshot, so a passage is consistent with the
+//! hit: a term query on `doc_ids` finds every chunk of the document, and each stored record's
+//! occurrences of that document give its offsets. Reading them costs one stored record per chunk
+//! of the document, once per document per query. Every occurrence used must be one the caller may
+//! read (it always is: the hit proves the caller may read the document, and every occurrence of
+//! one document carries that document's ACL; checked anyway).
+
+use super::response::{Citation, Hit, Passage};
+use crate::bm25::{Bm25Index, analysed_terms, analyzer};
+use crate::catalog::Occurrence;
+use crate::error::Result;
+use quarry_core::QueryOptions;
+use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
+use tantivy::Term;
+use tantivy::collector::DocSetCollector;
+use tantivy::query::TermQuery;
+use tantivy::schema::IndexRecordOption;
+use tantivy::tokenizer::TextAnalyzer;
+
+/// Byte ranges `[start, end)` of the tokens of `text` whose analysed term is in `terms`: sorted,
+/// disjoint, on char boundaries.
+pub(crate) fn highlights(text: &str, terms: &HashSet<String>) -> Vec<[usize; 2]> {
+    static ANALYZER: OnceLock<TextAnalyzer> = OnceLock::new();
+    let mut out = Vec::new();
+    if terms.is_empty() {
+        return out;
+    }
+    // built once; a clone shares the stop-word set
+    let mut analyzer = ANALYZER.get_or_init(analyzer).clone();
+    let mut stream = analyzer.token_stream(text);
+    while let Some(token) = stream.next() {
+        if terms.contains(&token.text) {
+            out.push([token.offset_from, token.offset_to]);
+        }
+    }
+    out
+}
+
+/// One chunk of a document at one place in it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Piece {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) text: String,
+}
+
+/// The chunks of one document the caller may read, in document order, and its format.
+struct DocChunks {
+    format: String,
+    pieces: Vec<Piece>,
+}
+
+/// Reads every chunk of `doc_id` from the snapshot: the occurrences of that document in each
+/// record holding it, those `may_read` admits.
+fn doc_chunks(
+    index: &Bm25Index,
+    snapshot: &tantivy::Searcher,
+    doc_id: &str,
+    may_read: &dyn Fn(&Occurrence) -> bool,
+) -> Result<DocChunks> {
+    let term = Term::from_field_text(index.fields().doc_ids, doc_id);
+    let found = snapshot.search(
+        &TermQuery::new(term, IndexRecordOption::Basic),
+        &DocSetCollector,
+    )?;
+    let mut format = String::new();
+    let mut pieces = Vec::new();
+    for address in found {
+        let rec = index.record(snapshot, address)?;
+        for occ in rec.occurrences.iter().filter(|o| o.doc_id == doc_id) {
+            if !may_read(occ) {
+                continue;
+            }
+            format.clone_from(&occ.format);
+            pieces.push(Piece {
+                start: occ.start,
+                end: occ.end,
+                text: rec.text.clone(),
+            });
+        }
+    }
+    pieces.sort_by_key(|p| (p.start, p.end));
+    pieces.dedup_by_key(|p| (p.start, p.end));
+    Ok(DocChunks { format, pieces })
+}
+
+/// The text of `pieces` (in document order) as one passage and its offsets in the document: a
+/// piece overlapping the text so far adds only what follows it, one inside it adds nothing, and a
+/// gap between pieces (text no chunk holds, whitespace) becomes one newline.
+pub(crate) fn stitch(pieces: &[Piece]) -> (String, [usize; 2]) {
+    let Some(first) = pieces.first() else {
+        return (String::new(), [0, 0]);
+    };
+    let mut text = String::with_capacity(pieces.iter().map(|p| p.text.len()).sum());
+    let mut end = first.start;
+    for p in pieces {
+        if p.start > end {
+            text.push('\n');
+            text.push_str(&p.text);
+        } else if p.end > end {
+            // `end` is the end of another chunk of the same text, so a char boundary of this one
+            let mut skip = end - p.start;
+            while !p.text.is_char_boundary(skip) {
+                skip += 1;
+            }
+            text.push_str(&p.text[skip..]);
+        }
+        end = end.max(p.end);
+    }
+    (text, [first.start, end])
+}
+
+/// The Markdown headings in effect at the end of `text`, outermost first: ATX headings (`#` to
+/// `######`) outside fenced code blocks, each closing those of its level and deeper. Setext
+/// headings (underlined) are not recognised. The rule is ingest's title rule, line by line; a
+/// CommonMark parser would not be more right over stitched chunks that may leave gaps.
+pub(crate) fn heading_path(text: &str) -> Vec<String> {
+    let mut path: Vec<(usize, String)> = Vec::new();
+    let mut in_fence = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("```") || t.starts_with("~~~") {
+            in_fence = !in_fence;
+            continue;
+        }
+        if in_fence || line.starts_with("    ") || line.starts_with('\t') {
+            continue;
+        }
+        let level = t.bytes().take_while(|&b| b == b'#').count();
+        if (1..=6).contains(&level) && (t.len() == level || t[level..].starts_with([' ', '\t'])) {
+            let h = t[level..].trim().trim_end_matches('#').trim();
+            path.retain(|(l, _)| *l < level);
+            if !h.is_empty() {
+                path.push((level, h.to_owned()));
+            }
+        }
+    }
+    path.into_iter().map(|(_, h)| h).collect()
+}
+
+/// A passage being built: the owner hit (best first) and its range of pieces.
+struct Span {
+    owner: usize,
+    /// The hits whose passages this one holds, the owner included.
+    members: Vec<usize>,
+    doc_id: String,
+    lo: usize,
+    hi: usize,
+    bytes: [usize; 2],
+}
+
+/// Adds highlights, citations and passages to `hits` as `q` asks. `may_read` says whether the
+/// caller may read an occurrence.
+pub(super) fn annotate(
+    hits: &mut [Hit],
+    q: &QueryOptions,
+    index: &Bm25Index,
+    snapshot: &tantivy::Searcher,
+    may_read: &dyn Fn(&Occurrence) -> bool,
+) -> Result<()> {
+    // the query's terms as BM25 searches them
+    let terms: HashSet<String> = if q.highlight {
+        analysed_terms(&q.text).into_iter().collect()
+    } else {
+        HashSet::new()
+    };
+    if q.highlight {
+        for h in hits.iter_mut() {
+            h.highlights = Some(highlights(&h.text, &terms));
+        }
+    }
+    if !q.citation && q.expand.is_none() {
+        return Ok(());
+    }
+    let mut docs: HashMap<String, DocChunks> = HashMap::new();
+    for h in hits.iter() {
+        if !docs.contains_key(&h.doc_id) {
+            let chunks = doc_chunks(index, snapshot, &h.doc_id, may_read)?;
+            docs.insert(h.doc_id.clone(), chunks);
+        }
+    }
+    if q.citation {
+        for h in hits.iter_mut() {
+            let doc = &docs[&h.doc_id];
+            let heading_path = (doc.format == "markdown")
+                .then(|| heading_path_at(&doc.pieces, h.offsets[0], &h.text));
+            h.citation = Some(Citation {
+                doc_id: h.doc_id.clone(),
+                title: h.title.clone(),
+                source: h.source.clone(),
+                offsets: h.offsets,
+                heading_path,
+            });
+        }
+    }
+    if let Some(expand) = q.expand {
+        let spans = spans(hits, &docs, expand.neighbors);
+        for s in &spans {
+            let (text, offsets) = stitch(&docs[&s.doc_id].pieces[s.lo..=s.hi]);
+            let highlights = q.highlight.then(|| highlights(&text, &terms));
+            hits[s.owner].passage = Some(Passage {
+                text,
+                offsets,
+                highlights,
+            });
+        }
+        for s in &spans {
+            for m in s.members.iter().filter(|m| **m != s.owner) {
+                hits[*m].passage_ref = Some(s.owner);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The heading path of a Markdown chunk starting at byte `start` of its document whose text is
+/// `chunk`: the headings of the document before it and of the chunk's first line.
+fn heading_path_at(pieces: &[Piece], start: usize, chunk: &str) -> Vec<String> {
+    let before = pieces.partition_point(|p| p.start < start);
+    let (mut text, [_, end]) = stitch(&pieces[..before]);
+    if end > start {
+        // the last piece overlaps the chunk: the text ends at `end`, cut it back to `start`
+        let mut keep = text.len().saturating_sub(end - start);
+        while !text.is_char_boundary(keep) {
+            keep += 1;
+        }
+        text.truncate(keep);
+    } else if end < start && !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(chunk.lines().next().unwrap_or_default());
+    heading_path(&text)
+}
+
+/// The passages of `hits` (best first) with `neighbors` pieces on each side of a hit's: a hit
+/// whose passage would overlap that of a better hit of the same document widens that one
+/// instead (to the union of both), merging again while the union overlaps another.
+fn spans(hits: &[Hit], docs: &HashMap<String, DocChunks>, neighbors: usize) -> Vec<Span> {
+    let mut spans: Vec<Span> = Vec::new();
+    for (i, h) in hits.iter().enumerate() {
+        let pieces = &docs[&h.doc_id].pieces;
+        let Some(at) = pieces.iter().position(|p| [p.start, p.end] == h.offsets) else {
+            continue; // the caller may not read this chunk's document (cannot happen)
+        };
+        let lo = at.saturating_sub(neighbors);
+        let hi = (at + neighbors).min(pieces.len() - 1);
+        let mut span = Span {
+            owner: i,
+            members: vec![i],
+            doc_id: h.doc_id.clone(),
+            lo,
+            hi,
+            bytes: bytes(pieces, lo, hi),
+        };
+        while let Some(k) = spans.iter().position(|s| {
+            s.doc_id == span.doc_id && s.bytes[0] < span.bytes[1] && span.bytes[0] < s.bytes[1]
+        }) {
+            let other = spans.remove(k);
+            span.owner = span.owner.min(other.owner);
+            span.members.extend(other.members);
+            span.lo = span.lo.min(other.lo);
+            span.hi = span.hi.max(other.hi);
+            span.bytes = bytes(pieces, span.lo, span.hi);
+        }
+        spans.push(span);
+    }
+    spans.sort_by_key(|s| s.owner);
+    spans
+}
+
+/// The byte range pieces `lo..=hi` cover.
+fn bytes(pieces: &[Piece], lo: usize, hi: usize) -> [usize; 2] {
+    let end = pieces[lo..=hi].iter().map(|p| p.end).max().unwrap_or(0);
+    [pieces[lo].start, end]
+}
+
+#[cfg(test)]
+#[path = "passages_tests.rs"]
+mod tests;
