@@ -31,7 +31,7 @@ pub struct Args {
     pub fusion: FusionArgs,
     /// Only documents passing this metadata filter, as JSON (docs/query.md), e.g.
     /// '{"field": "year", "gte": 2020}'.
-    #[arg(long, value_name = "JSON", value_parser = crate::eval::parse_filter)]
+    #[arg(long, value_name = "JSON", value_parser = parse_filter)]
     pub filter: Option<serde_json::Value>,
     /// Results to skip first (paging), at most 10000 [default: 0].
     #[arg(long)]
@@ -112,6 +112,14 @@ fn parse_group_by(s: &str) -> Result<GroupBy, String> {
         "document" => Ok(GroupBy::Document),
         _ => Err("expected chunk or document".into()),
     }
+}
+
+/// `--filter`: JSON that parses as a filter (its fields are checked against the collection when
+/// the queries run).
+pub(crate) fn parse_filter(s: &str) -> Result<serde_json::Value, String> {
+    let v: serde_json::Value = serde_json::from_str(s).map_err(|e| format!("not JSON: {e}"))?;
+    quarry_core::Filter::parse(&v).map_err(|e| e.to_string())?;
+    Ok(v)
 }
 
 fn parse_vector(s: &str) -> Result<Vec<f32>, String> {

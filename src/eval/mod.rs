@@ -11,7 +11,7 @@ mod format;
 mod report;
 mod runs;
 
-use crate::cmd::query::{FusionArgs, remote};
+use crate::cmd::query::{FusionArgs, parse_filter, remote};
 use crate::cmd::remote::Remote;
 use crate::cmd::{emit, open_engine, print_json};
 use crate::config::Config;
@@ -291,14 +291,6 @@ fn evaluate(
     }
     emit(&o);
     Ok(())
-}
-
-/// `--filter`: JSON that parses as a filter (its fields are checked against the collection when
-/// the queries run).
-pub(crate) fn parse_filter(s: &str) -> Result<serde_json::Value, String> {
-    let v: serde_json::Value = serde_json::from_str(s).map_err(|e| format!("not JSON: {e}"))?;
-    quarry_core::Filter::parse(&v).map_err(|e| e.to_string())?;
-    Ok(v)
 }
 
 #[cfg(test)]

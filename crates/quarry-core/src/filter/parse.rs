@@ -8,7 +8,7 @@
 //! Values are strings, numbers and booleans. Limits keep a hostile filter cheap: at most
 //! [`MAX_NODES`] nodes, [`MAX_DEPTH`] levels and [`MAX_IN`] values in one `in`.
 
-use super::{Cond, Filter, Json};
+use super::model::{Cond, Filter, Json};
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::ops::Bound;
@@ -20,9 +20,13 @@ pub(super) const MAX_DEPTH: usize = 32;
 /// Most values of one `in`.
 pub(super) const MAX_IN: usize = 1024;
 
-pub(super) fn parse(value: &Value) -> Result<Filter<Json>> {
-    let mut nodes = 0;
-    node(value, "filter", 0, &mut nodes)
+impl Filter<Json> {
+    /// Parses the JSON filter language (a leaf, `and`, `or`, `not`, or `{}`); the error says where
+    /// and what is wrong.
+    pub fn parse(value: &Value) -> Result<Filter<Json>> {
+        let mut nodes = 0;
+        node(value, "filter", 0, &mut nodes)
+    }
 }
 
 fn bad(path: &str, why: impl std::fmt::Display) -> Error {

@@ -2,6 +2,7 @@
 //! evaluation on hand-written documents.
 
 use super::*;
+use crate::error::Result;
 use serde_json::json;
 
 fn schema() -> FieldSchema {

@@ -1,22 +1,9 @@
 //! A document's field values: its metadata object flattened into typed [`Scalar`]s, and the
 //! built-in fields every document has.
 
-use super::{FieldType, Scalar};
+use super::model::{BUILTIN_FIELDS, FieldValues, Scalar};
 use crate::error::{Error, Result};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
-
-/// Field name → the values a document holds for it (several for an array).
-pub type FieldValues = BTreeMap<String, Vec<Scalar>>;
-
-/// The fields every document has, with their types. A metadata key may not use these names.
-pub const BUILTIN_FIELDS: [(&str, FieldType); 5] = [
-    ("doc_id", FieldType::String),
-    ("title", FieldType::String),
-    ("source", FieldType::String),
-    ("format", FieldType::String),
-    ("updated_at", FieldType::Date),
-];
 
 /// Largest metadata object of one document, as compact JSON.
 pub const MAX_METADATA_BYTES: usize = 64 * 1024;
