@@ -12,6 +12,9 @@ pub const MAX_OFFSET: usize = 10_000;
 pub const MAX_FACETS: usize = 20;
 /// Longest query vector accepted.
 pub const MAX_VECTOR_DIMS: usize = 8192;
+/// Largest `rerank.top_n` any reranker may be configured for (`reranker.max_top_n` is at most
+/// this; its default is 100).
+pub const MAX_RERANK_TOP_N: usize = 1000;
 /// Longest query text accepted, in bytes; longer text is an input error rather than a slow query.
 pub const MAX_QUERY_BYTES: usize = 64 * 1024;
 
@@ -72,6 +75,16 @@ pub struct QueryOptions {
     pub explain: bool,
     /// The query's own vector, and the embedding version it was made for (checked when given).
     pub vector: Option<QueryVector>,
+    /// Re-score the first hits with the configured reranker (docs/query.md, "Reranking").
+    pub rerank: Option<Rerank>,
+}
+
+/// `rerank: {"top_n": N}`: the first `top_n` hits (of the fused order, before `offset`) are
+/// re-scored by the configured reranker and re-ordered by its scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rerank {
+    pub top_n: usize,
 }
 
 /// A vector the caller computed for the query.
@@ -128,6 +141,7 @@ impl QueryOptions {
             facets: Vec::new(),
             explain: false,
             vector: None,
+            rerank: None,
         }
     }
 
@@ -199,6 +213,28 @@ impl QueryOptions {
         Ok(self)
     }
 
+    /// Asks for reranking: `top_n` from 1 to [`MAX_RERANK_TOP_N`] (the searcher checks it against
+    /// the configured reranker's own limit), and text to rerank by.
+    pub fn with_rerank(mut self, rerank: Rerank) -> Result<Self> {
+        if !(1..=MAX_RERANK_TOP_N).contains(&rerank.top_n) {
+            return Err(Error::invalid(
+                "rerank.top_n",
+                format!(
+                    "{}; it must be between 1 and {MAX_RERANK_TOP_N} (and at most the reranker's max_top_n)",
+                    rerank.top_n
+                ),
+            ));
+        }
+        if self.text.trim().is_empty() {
+            return Err(Error::invalid(
+                "rerank",
+                "the reranker scores passages against the query text; send `query` too",
+            ));
+        }
+        self.rerank = Some(rerank);
+        Ok(self)
+    }
+
     /// Sets the fusion, checking its parameters.
     pub fn with_fusion(mut self, fusion: Fusion) -> Result<Self> {
         fusion.validate()?;
@@ -247,6 +283,8 @@ pub struct QueryRequest {
     pub vector: Option<Vec<f32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<Rerank>,
 }
 
 impl From<&QueryOptions> for QueryRequest {
@@ -266,6 +304,7 @@ impl From<&QueryOptions> for QueryRequest {
             explain: q.explain.then_some(true),
             vector: q.vector.as_ref().map(|v| v.values.clone()),
             embedding_version: q.vector.as_ref().and_then(|v| v.embedding_version.clone()),
+            rerank: q.rerank,
         }
     }
 }
@@ -307,6 +346,9 @@ impl QueryRequest {
             .with_page(self.offset.unwrap_or(0), self.min_score)?
             .with_fields(self.include, self.facets.unwrap_or_default())?;
         q.explain = self.explain == Some(true);
+        if let Some(r) = self.rerank {
+            q = q.with_rerank(r)?;
+        }
         Ok(q)
     }
 }
@@ -348,5 +390,31 @@ mod tests {
         );
         assert_eq!("bm25".parse::<Mode>(), Ok(Mode::Bm25));
         assert!("BM25 ".parse::<Mode>().is_err());
+    }
+
+    #[test]
+    fn rerank_is_checked_and_round_trips() {
+        let d = QueryDefaults {
+            top_k: 10,
+            mode: Mode::Hybrid,
+            group_by: GroupBy::Chunk,
+        };
+        let parse = |v: serde_json::Value| {
+            serde_json::from_value::<QueryRequest>(v)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.options(d).map_err(|e| e.to_string()))
+        };
+        let q = parse(serde_json::json!({"query": "wal", "rerank": {"top_n": 20}})).unwrap();
+        assert_eq!(q.rerank, Some(Rerank { top_n: 20 }));
+        assert_eq!(QueryRequest::from(&q).options(d).unwrap(), q);
+        for bad in [0, MAX_RERANK_TOP_N + 1] {
+            let e = parse(serde_json::json!({"query": "wal", "rerank": {"top_n": bad}}));
+            assert!(e.unwrap_err().contains("rerank.top_n"));
+        }
+        let e = parse(serde_json::json!({"query": "wal", "rerank": {"top_n": 5, "model": "x"}}));
+        assert!(e.unwrap_err().contains("model"));
+        let e =
+            parse(serde_json::json!({"mode": "vector", "vector": [1.0], "rerank": {"top_n": 5}}));
+        assert!(e.unwrap_err().contains("`query`"));
     }
 }
