@@ -1,7 +1,7 @@
 //! `quarry query TEXT`
 
 use super::remote::{Remote, ServerArgs};
-use super::{emit, open_engine_to_read, print_json};
+use super::{check_rerank, emit, open_engine_to_read, print_json};
 use crate::config::Config;
 use anyhow::Context;
 use quarry_core::query::{QueryDefaults, QueryRequest};
@@ -54,6 +54,10 @@ pub struct Args {
     /// The embedding version --vector was made for (checked against the collection's).
     #[arg(long, requires = "vector")]
     pub embedding_version: Option<String>,
+    /// Rerank the first N hits with the configured reranker ([reranker] in quarry.toml), then
+    /// take the results from that order.
+    #[arg(long, value_name = "N")]
+    pub rerank_top_n: Option<usize>,
     #[command(flatten)]
     pub server: ServerArgs,
     #[arg(long)]
@@ -123,6 +127,7 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         explain: args.explain.then_some(true),
         vector: args.vector.clone(),
         embedding_version: args.embedding_version.clone(),
+        rerank: args.rerank_top_n.map(|top_n| quarry_core::Rerank { top_n }),
     };
     // checked here as the server checks it: a bad option is exit 2 before anything is opened
     let q = request.clone().options(QueryDefaults {
@@ -132,9 +137,12 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
     })?;
     let answer = match args.server.remote() {
         Some(server) => remote(&server, &args.collection, &request)?,
-        None => open_engine_to_read(data_dir, config)?
-            .searcher(&args.collection)?
-            .search(&q, &Principal::local_admin())?,
+        None => {
+            check_rerank(config, args.rerank_top_n)?;
+            open_engine_to_read(data_dir, config)?
+                .searcher(&args.collection)?
+                .search(&q, &Principal::local_admin())?
+        }
     };
     if args.json {
         return print_json(&answer);
@@ -143,7 +151,7 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         eprintln!("warning: {w}");
     }
     if answer.degraded {
-        eprintln!("warning: degraded answer (a retriever was unavailable)");
+        eprintln!("warning: degraded answer (a retriever or the reranker was unavailable)");
     }
     let mut o = String::new();
     if answer.results.is_empty() {

@@ -20,8 +20,10 @@
 //!
 //! The query text is embedded with the collection's active embedder, on a separate thread with a
 //! deadline: if that fails or takes too long, the answer comes from BM25 with `degraded: true`.
+//! A query may then have its first hits reranked (`rerank`), before `offset` and `top_k`.
 
 mod facets;
+mod rerank;
 mod response;
 
 pub use response::{Explain, FacetCount, Hit, RetrieverPart, Scores, SearchResponse, Timings};
@@ -41,7 +43,7 @@ use quarry_core::embed::{EmbedCheckError, embed_checked};
 use quarry_core::fusion::{Part, contributions};
 use quarry_core::{
     DefaultAcl, FieldSchema, Filter, Fusion, GroupBy, InputKind, Mode, Principal, QueryOptions,
-    QueryVector, fuse,
+    QueryVector, Reranker, fuse,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -106,6 +108,7 @@ pub struct Searcher {
     embed_timeout: Duration,
     default_fusion: Fusion,
     default_acl: DefaultAcl,
+    reranker: Option<Arc<dyn Reranker>>,
 }
 
 /// One query of one caller, prepared once and used at every depth: what the caller may see, the
@@ -170,6 +173,7 @@ impl Searcher {
             embed_timeout: options.query_embed_timeout,
             default_fusion: options.fusion,
             default_acl: options.default_acl.clone(),
+            reranker: options.reranker.clone(),
         }
     }
 
@@ -374,8 +378,29 @@ impl Searcher {
             Some(schema) if !q.filter.is_all() => Some(q.filter.resolve(schema)?),
             _ => None,
         };
+        let reranker = self.reranker_for(q)?;
         let access = self.access(&q.text, caller, mode, filter)?;
-        let results = self.hits(q, mode, query_vector.as_deref(), &access)?;
+        let (results, rerank_ms) = match (q.rerank, reranker) {
+            (Some(r), Some(reranker)) => {
+                // the first top_n hits and those of the page, then offset and top_k reranked
+                let wide = QueryOptions {
+                    top_k: r.top_n.max(q.top_k + q.offset),
+                    offset: 0,
+                    ..q.clone()
+                };
+                let mut hits = self.hits(&wide, mode, query_vector.as_deref(), &access)?;
+                let outcome = rerank::apply(&**reranker, &q.text, &mut hits, r.top_n);
+                if let Some(why) = outcome.failure {
+                    degraded = true;
+                    warnings.push(format!(
+                        "reranking unavailable, results keep the fused order: {why}"
+                    ));
+                }
+                let page = hits.into_iter().skip(q.offset).take(q.top_k).collect();
+                (page, Some(outcome.ms))
+            }
+            _ => (self.hits(q, mode, query_vector.as_deref(), &access)?, None),
+        };
         let post = Instant::now();
         let facets = match &schema {
             Some(schema) if !q.facets.is_empty() => Some(self.facets(&q.facets, schema, &access)?),
@@ -402,10 +427,31 @@ impl Searcher {
                 // hits are read and built after fusion, then facets counted
                 post_ms: (started.elapsed().as_secs_f64() * 1e3
                     - Clock::ms(&access.clock.bm25).max(Clock::ms(&access.clock.vector))
-                    - Clock::ms(&access.clock.fusion))
+                    - Clock::ms(&access.clock.fusion)
+                    - rerank_ms.unwrap_or(0.0))
                 .max(post.elapsed().as_secs_f64() * 1e3),
+                rerank_ms,
             }),
         })
+    }
+
+    /// The reranker a query asking for one uses, if it may: a 400 naming the option without a
+    /// configured reranker or above its `max_top_n`.
+    fn reranker_for(&self, q: &QueryOptions) -> Result<Option<&Arc<dyn Reranker>>> {
+        let Some(r) = q.rerank else { return Ok(None) };
+        let Some(reranker) = &self.reranker else {
+            return Err(Error::Input(
+                "`rerank`: no reranker is configured; add a [reranker] table with the `url` of a /rerank service (and its `format` and `model`) to quarry.toml, see docs/configuration.md".to_owned(),
+            ));
+        };
+        let max = reranker.max_documents();
+        if r.top_n > max {
+            return Err(Error::Input(format!(
+                "`rerank.top_n` {}: the configured reranker takes at most {max} (reranker.max_top_n)",
+                r.top_n
+            )));
+        }
+        Ok(Some(reranker))
     }
 
     /// What one retriever (`Mode::Bm25` or `Mode::Vector`) returns for `caller` at exactly
