@@ -16,6 +16,7 @@ mod hybrid;
 mod hygiene;
 mod ingest_bad_input;
 mod load;
+mod rerank;
 mod snapshot;
 mod versions;
 
