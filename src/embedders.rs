@@ -130,7 +130,7 @@ pub(crate) struct ConfigReranker {
 
 impl ConfigReranker {
     /// The configured reranker; `None` without `reranker.url`.
-    pub(crate) fn new(config: &Config) -> Option<Arc<dyn Reranker>> {
+    pub(crate) fn configured(config: &Config) -> Option<Arc<dyn Reranker>> {
         let options = config.reranker.options()?;
         Some(Arc::new(ConfigReranker {
             config: config.reranker.clone(),

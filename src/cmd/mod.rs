@@ -41,7 +41,7 @@ pub(crate) fn engine_options(config: &Config) -> EngineOptions {
         embed_batch: config.ingest.embed_batch,
         query_embed_timeout: Duration::from_millis(config.query.embed_timeout_ms),
         fusion: config.query.fusion,
-        reranker: crate::embedders::ConfigReranker::new(config),
+        reranker: crate::embedders::ConfigReranker::configured(config),
         default_acl: config.auth.default_acl(),
         reindex_max_ndcg_drop: config.reindex.max_ndcg_drop,
         canary_min_cosine: config.reindex.canary_min_cosine,

@@ -378,24 +378,16 @@ impl Searcher {
             Some(schema) if !q.filter.is_all() => Some(q.filter.resolve(schema)?),
             _ => None,
         };
-        let reranker = self.reranker_for(q)?;
+        let reranker = rerank::reranker_for(self.reranker.as_ref(), q)?;
         let access = self.access(&q.text, caller, mode, filter)?;
         let (results, rerank_ms) = match (q.rerank, reranker) {
             (Some(r), Some(reranker)) => {
-                // the first top_n hits and those of the page, then offset and top_k reranked
-                let wide = QueryOptions {
-                    top_k: r.top_n.max(q.top_k + q.offset),
-                    offset: 0,
-                    ..q.clone()
-                };
+                // the first top_n hits and those of the page; reranked, then paged
+                let wide = rerank::widened(q, r);
                 let mut hits = self.hits(&wide, mode, query_vector.as_deref(), &access)?;
                 let outcome = rerank::apply(&**reranker, &q.text, &mut hits, r.top_n);
-                if let Some(why) = outcome.failure {
-                    degraded = true;
-                    warnings.push(format!(
-                        "reranking unavailable, results keep the fused order: {why}"
-                    ));
-                }
+                degraded |= outcome.failure.is_some();
+                warnings.extend(outcome.failure);
                 let page = hits.into_iter().skip(q.offset).take(q.top_k).collect();
                 (page, Some(outcome.ms))
             }
@@ -433,25 +425,6 @@ impl Searcher {
                 rerank_ms,
             }),
         })
-    }
-
-    /// The reranker a query asking for one uses, if it may: a 400 naming the option without a
-    /// configured reranker or above its `max_top_n`.
-    fn reranker_for(&self, q: &QueryOptions) -> Result<Option<&Arc<dyn Reranker>>> {
-        let Some(r) = q.rerank else { return Ok(None) };
-        let Some(reranker) = &self.reranker else {
-            return Err(Error::Input(
-                "`rerank`: no reranker is configured; add a [reranker] table with the `url` of a /rerank service (and its `format` and `model`) to quarry.toml, see docs/configuration.md".to_owned(),
-            ));
-        };
-        let max = reranker.max_documents();
-        if r.top_n > max {
-            return Err(Error::Input(format!(
-                "`rerank.top_n` {}: the configured reranker takes at most {max} (reranker.max_top_n)",
-                r.top_n
-            )));
-        }
-        Ok(Some(reranker))
     }
 
     /// What one retriever (`Mode::Bm25` or `Mode::Vector`) returns for `caller` at exactly

@@ -8,10 +8,43 @@
 //! they were and the reason is returned: the answer keeps the fused order, marked degraded.
 
 use super::response::Hit;
-use quarry_core::{Reranker, embed_text};
+use crate::error::{Error, Result};
+use quarry_core::{QueryOptions, Rerank, Reranker, embed_text};
+use std::sync::Arc;
 use std::time::Instant;
 
-/// What reranking did: the time it took, and why it failed, if it did.
+/// The reranker a query asking for one uses, if it may: a 400 naming the option without a
+/// configured reranker, or above its `max_top_n`.
+pub(super) fn reranker_for<'a>(
+    configured: Option<&'a Arc<dyn Reranker>>,
+    q: &QueryOptions,
+) -> Result<Option<&'a Arc<dyn Reranker>>> {
+    let Some(r) = q.rerank else { return Ok(None) };
+    let Some(reranker) = configured else {
+        return Err(Error::Input(
+            "`rerank`: no reranker is configured; add a [reranker] table with the `url` of a /rerank service (and its `format` and `model`) to quarry.toml, see docs/configuration.md".to_owned(),
+        ));
+    };
+    let max = reranker.max_documents();
+    if r.top_n > max {
+        return Err(Error::Input(format!(
+            "`rerank.top_n` {}: the configured reranker takes at most {max} (reranker.max_top_n)",
+            r.top_n
+        )));
+    }
+    Ok(Some(reranker))
+}
+
+/// The query whose hits are reranked: from the first, as many as `top_n` and the page need.
+pub(super) fn widened(q: &QueryOptions, r: Rerank) -> QueryOptions {
+    QueryOptions {
+        top_k: r.top_n.max(q.top_k + q.offset),
+        offset: 0,
+        ..q.clone()
+    }
+}
+
+/// What reranking did: the time it took, and the warning saying why it failed, if it did.
 pub(super) struct Outcome {
     pub(super) ms: f64,
     pub(super) failure: Option<String>,
@@ -54,14 +87,15 @@ pub(super) fn apply(
     };
     Outcome {
         ms: started.elapsed().as_secs_f64() * 1e3,
-        failure,
+        failure: failure
+            .map(|why| format!("reranking unavailable, results keep the fused order: {why}")),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::searcher::Scores;
+    use crate::searcher::response::Scores;
     use quarry_core::RerankError;
 
     /// Scores a passage by the number in its text; fails when told to.
