@@ -102,7 +102,11 @@ mod tests {
     struct ByNumber(bool);
 
     impl Reranker for ByNumber {
-        fn rerank(&self, _query: &str, documents: &[&str]) -> Result<Vec<f32>, RerankError> {
+        fn rerank(
+            &self,
+            _query: &str,
+            documents: &[&str],
+        ) -> std::result::Result<Vec<f32>, RerankError> {
             if self.0 {
                 return Err(RerankError::Provider("down".into()));
             }
