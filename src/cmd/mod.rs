@@ -41,12 +41,25 @@ pub(crate) fn engine_options(config: &Config) -> EngineOptions {
         embed_batch: config.ingest.embed_batch,
         query_embed_timeout: Duration::from_millis(config.query.embed_timeout_ms),
         fusion: config.query.fusion,
+        reranker: crate::embedders::ConfigReranker::configured(config),
         default_acl: config.auth.default_acl(),
         reindex_max_ndcg_drop: config.reindex.max_ndcg_drop,
         canary_min_cosine: config.reindex.canary_min_cosine,
         keep_versions: config.reindex.keep_versions,
         ..EngineOptions::default()
     }
+}
+
+/// The error of a query asking for reranking when no reranker is configured (exit 2 before
+/// anything is opened; the server answers the same as a 400).
+pub(crate) fn check_rerank(config: &Config, top_n: Option<usize>) -> anyhow::Result<()> {
+    if top_n.is_some() && config.reranker.url.is_none() {
+        return Err(UsageError(
+            "--rerank-top-n: no reranker is configured; add a [reranker] table with the `url` of a /rerank service (and its `format` and `model`) to quarry.toml, see docs/configuration.md".into(),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Opens the engine on the data directory with the configured options.

@@ -1,7 +1,7 @@
 //! `quarry query TEXT`
 
 use super::remote::{Remote, ServerArgs};
-use super::{UsageError, emit, open_engine_to_read, print_json};
+use super::{UsageError, check_rerank, emit, open_engine_to_read, print_json};
 use crate::config::Config;
 use anyhow::Context;
 use quarry_core::query::{QueryDefaults, QueryRequest};
@@ -64,6 +64,10 @@ pub struct Args {
     /// side, 1 to 10 (overlapping passages of one document are merged on the better hit).
     #[arg(long, value_name = "N")]
     pub expand_neighbors: Option<usize>,
+    /// Rerank the first N hits with the configured reranker ([reranker] in quarry.toml), then
+    /// take the results from that order.
+    #[arg(long, value_name = "N")]
+    pub rerank_top_n: Option<usize>,
     #[command(flatten)]
     pub server: ServerArgs,
     #[arg(long)]
@@ -146,6 +150,7 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         expand: args
             .expand_neighbors
             .map(|neighbors| quarry_core::Expand { neighbors }),
+        rerank: args.rerank_top_n.map(|top_n| quarry_core::Rerank { top_n }),
     };
     // checked here as the server checks it: a bad option is exit 2 before anything is opened
     let q = request
@@ -158,14 +163,19 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         .map_err(|e| UsageError(e.to_string()))?;
     let answer = match args.server.remote() {
         Some(server) => remote(&server, &args.collection, &request)?,
-        None => open_engine_to_read(data_dir, config)?
-            .searcher(&args.collection)?
-            .search(&q, &Principal::local_admin())
-            .map_err(|e| match e.kind() {
-                // a filter or facet naming an unknown field, a vector of the wrong length
-                quarry_index::ErrorKind::Input => anyhow::Error::from(UsageError(e.to_string())),
-                _ => e.into(),
-            })?,
+        None => {
+            check_rerank(config, args.rerank_top_n)?;
+            open_engine_to_read(data_dir, config)?
+                .searcher(&args.collection)?
+                .search(&q, &Principal::local_admin())
+                .map_err(|e| match e.kind() {
+                    // a filter or facet naming an unknown field, a vector of the wrong length
+                    quarry_index::ErrorKind::Input => {
+                        anyhow::Error::from(UsageError(e.to_string()))
+                    }
+                    _ => e.into(),
+                })?
+        }
     };
     if args.json {
         return print_json(&answer);
@@ -174,7 +184,7 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         eprintln!("warning: {w}");
     }
     if answer.degraded {
-        eprintln!("warning: degraded answer (a retriever was unavailable)");
+        eprintln!("warning: degraded answer (a retriever or the reranker was unavailable)");
     }
     let mut o = String::new();
     if answer.results.is_empty() {

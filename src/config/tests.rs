@@ -359,3 +359,52 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn reranker_settings_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = load(None, dir.path(), env(&[])).unwrap();
+    assert_eq!(
+        c.reranker.options().map(|o| o.url),
+        None,
+        "no reranker by default"
+    );
+    let c = load(
+        None,
+        dir.path(),
+        env(&[
+            ("QUARRY_RERANKER__URL", "http://127.0.0.1:8080/rerank"),
+            ("QUARRY_RERANKER__FORMAT", "tei"),
+            ("QUARRY_RERANKER__TIMEOUT_MS", "500"),
+        ]),
+    )
+    .unwrap();
+    let o = c.reranker.options().unwrap();
+    assert_eq!(o.format, quarry_embed::RerankFormat::Tei);
+    assert_eq!(o.timeout, std::time::Duration::from_millis(500));
+    assert_eq!((o.max_retries, o.max_top_n), (2, 100));
+    let url = ("QUARRY_RERANKER__URL", "http://127.0.0.1:8080/rerank");
+    for (vars, says) in [
+        (
+            vec![("QUARRY_RERANKER__URL", "localhost:8080")],
+            "reranker.url",
+        ),
+        (
+            vec![url, ("QUARRY_RERANKER__FORMAT", "jina")],
+            "`cohere` or `tei`",
+        ),
+        (
+            vec![url, ("QUARRY_RERANKER__MAX_TOP_N", "0")],
+            "reranker.max_top_n",
+        ),
+        (
+            vec![url, ("QUARRY_RERANKER__TIMEOUT_MS", "0")],
+            "reranker.timeout_ms",
+        ),
+        (vec![url, ("QUARRY_RERANKER__TOP_N", "5")], "top_n"),
+        (vec![("QUARRY_RERANKER__MODEL", "m")], "`url` is not set"),
+    ] {
+        let e = format!("{:#}", load(None, dir.path(), env(&vars)).unwrap_err());
+        assert!(e.contains(says), "{vars:?}: {e}");
+    }
+}

@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// '{"field": "year", "gte": 2020}'.
     #[arg(long, value_name = "JSON", value_parser = parse_filter)]
     pub filter: Option<serde_json::Value>,
+    /// Rerank each query's first N documents with the configured reranker ([reranker] in
+    /// quarry.toml); compare with a run without it by `quarry eval compare`.
+    #[arg(long, value_name = "N")]
+    pub rerank_top_n: Option<usize>,
     /// Also write one TREC run file per mode, DIR/<mode>.trec.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -107,6 +111,10 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
 }
 
 fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Result<()> {
+    if args.server.is_none() {
+        // before a corpus is ingested: in process, the reranker is this configuration's
+        crate::cmd::check_rerank(config, args.rerank_top_n)?;
+    }
     if let Some(golden) = &args.golden {
         if args.server.is_some() {
             return Err(crate::cmd::UsageError(
@@ -199,6 +207,7 @@ fn evaluate(
         fusion,
         top_k: args.top_k as usize,
         filter: args.filter.clone(),
+        rerank_top_n: args.rerank_top_n,
     };
     let (run_id, measured) = match (&engine, &args.server) {
         (Some(engine), _) => match &args.golden {
@@ -225,7 +234,7 @@ fn evaluate(
     for (mode, r) in &measured.reports {
         if r.degraded > 0 {
             eprintln!(
-                "warning: {} {mode} queries were answered degraded (BM25 only)",
+                "warning: {} {mode} queries were answered degraded (BM25 only, or not reranked; the query's warnings say which)",
                 r.degraded
             );
         }
@@ -244,7 +253,7 @@ fn evaluate(
     let reports = &measured.reports;
     let mut report = serde_json::json!({
         "run_id": run_id, "collection": collection, "queries": cases.len(),
-        "fusion": fusion, "modes": reports,
+        "fusion": fusion, "rerank_top_n": args.rerank_top_n, "modes": reports,
     });
     if let (Some(r), Some(src)) = (report.as_object_mut(), source.as_object()) {
         r.extend(src.clone());

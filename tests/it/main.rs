@@ -17,6 +17,7 @@ mod hygiene;
 mod ingest_bad_input;
 mod load;
 mod query_options;
+mod rerank;
 mod snapshot;
 mod versions;
 

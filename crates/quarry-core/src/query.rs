@@ -12,6 +12,9 @@ pub const MAX_OFFSET: usize = 10_000;
 pub const MAX_FACETS: usize = 20;
 /// Longest query vector accepted.
 pub const MAX_VECTOR_DIMS: usize = 8192;
+/// Largest `rerank.top_n` any reranker may be configured for (`reranker.max_top_n` is at most
+/// this; its default is 100).
+pub const MAX_RERANK_TOP_N: usize = 1000;
 /// Longest query text accepted, in bytes; longer text is an input error rather than a slow query.
 pub const MAX_QUERY_BYTES: usize = 64 * 1024;
 /// Most neighbouring chunks on each side a hit's passage may take (`expand.neighbors`).
@@ -80,6 +83,8 @@ pub struct QueryOptions {
     pub citation: bool,
     /// Whether hits carry a passage of their chunk with its neighbours.
     pub expand: Option<Expand>,
+    /// Re-score the first hits with the configured reranker (docs/query.md, "Reranking").
+    pub rerank: Option<Rerank>,
 }
 
 /// How far a hit's passage reaches (`expand`): `neighbors` chunks of its document on each side.
@@ -87,6 +92,14 @@ pub struct QueryOptions {
 #[serde(deny_unknown_fields)]
 pub struct Expand {
     pub neighbors: usize,
+}
+
+/// `rerank: {"top_n": N}`: the first `top_n` hits (of the fused order, before `offset`) are
+/// re-scored by the configured reranker and re-ordered by its scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rerank {
+    pub top_n: usize,
 }
 
 /// A vector the caller computed for the query.
@@ -146,6 +159,7 @@ impl QueryOptions {
             highlight: false,
             citation: false,
             expand: None,
+            rerank: None,
         }
     }
 
@@ -242,6 +256,28 @@ impl QueryOptions {
         Ok(self)
     }
 
+    /// Asks for reranking: `top_n` from 1 to [`MAX_RERANK_TOP_N`] (the searcher checks it against
+    /// the configured reranker's own limit), and text to rerank by.
+    pub fn with_rerank(mut self, rerank: Rerank) -> Result<Self> {
+        if !(1..=MAX_RERANK_TOP_N).contains(&rerank.top_n) {
+            return Err(Error::invalid(
+                "rerank.top_n",
+                format!(
+                    "{}; it must be between 1 and {MAX_RERANK_TOP_N} (and at most the reranker's max_top_n)",
+                    rerank.top_n
+                ),
+            ));
+        }
+        if self.text.trim().is_empty() {
+            return Err(Error::invalid(
+                "rerank",
+                "the reranker scores passages against the query text; send `query` too",
+            ));
+        }
+        self.rerank = Some(rerank);
+        Ok(self)
+    }
+
     /// Sets the fusion, checking its parameters.
     pub fn with_fusion(mut self, fusion: Fusion) -> Result<Self> {
         fusion.validate()?;
@@ -296,6 +332,7 @@ pub struct QueryRequest {
     pub citation: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expand: Option<Expand>,
+    pub rerank: Option<Rerank>,
 }
 
 impl From<&QueryOptions> for QueryRequest {
@@ -318,6 +355,7 @@ impl From<&QueryOptions> for QueryRequest {
             highlight: q.highlight.then_some(true),
             citation: q.citation.then_some(true),
             expand: q.expand,
+            rerank: q.rerank,
         }
     }
 }
@@ -359,11 +397,15 @@ impl QueryRequest {
             .with_page(self.offset.unwrap_or(0), self.min_score)?
             .with_fields(self.include, self.facets.unwrap_or_default())?;
         q.explain = self.explain == Some(true);
-        q.with_view(
+        q = q.with_view(
             self.highlight == Some(true),
             self.citation == Some(true),
             self.expand,
-        )
+        )?;
+        if let Some(r) = self.rerank {
+            q = q.with_rerank(r)?;
+        }
+        Ok(q)
     }
 }
 
@@ -440,5 +482,31 @@ mod tests {
         assert!(request(serde_json::json!({"query": "a", "expand": {"max_token": 5}})).is_err());
         let plain = request(serde_json::json!({"query": "a"})).unwrap();
         assert!(!plain.highlight && !plain.citation && plain.expand.is_none());
+    }
+
+    #[test]
+    fn rerank_is_checked_and_round_trips() {
+        let d = QueryDefaults {
+            top_k: 10,
+            mode: Mode::Hybrid,
+            group_by: GroupBy::Chunk,
+        };
+        let parse = |v: serde_json::Value| {
+            serde_json::from_value::<QueryRequest>(v)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.options(d).map_err(|e| e.to_string()))
+        };
+        let q = parse(serde_json::json!({"query": "wal", "rerank": {"top_n": 20}})).unwrap();
+        assert_eq!(q.rerank, Some(Rerank { top_n: 20 }));
+        assert_eq!(QueryRequest::from(&q).options(d).unwrap(), q);
+        for bad in [0, MAX_RERANK_TOP_N + 1] {
+            let e = parse(serde_json::json!({"query": "wal", "rerank": {"top_n": bad}}));
+            assert!(e.unwrap_err().contains("rerank.top_n"));
+        }
+        let e = parse(serde_json::json!({"query": "wal", "rerank": {"top_n": 5, "model": "x"}}));
+        assert!(e.unwrap_err().contains("model"));
+        let e =
+            parse(serde_json::json!({"mode": "vector", "vector": [1.0], "rerank": {"top_n": 5}}));
+        assert!(e.unwrap_err().contains("`query`"));
     }
 }

@@ -1,10 +1,11 @@
 //! [`EngineOptions`]: the settings the engine takes from configuration (chunking and the embedder
-//! of new collections, vector index parameters, query defaults, re-index policy, read-only).
+//! of new collections, vector index parameters, query defaults and the reranker, re-index policy,
+//! read-only).
 //! The engine holds them; a [`crate::Searcher`] takes its query defaults from them.
 
 use crate::collection::EmbedderSource;
 use crate::vectors::VectorParams;
-use quarry_core::{ChunkOptions, Fusion};
+use quarry_core::{ChunkOptions, Fusion, Reranker};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub struct EngineOptions {
     pub query_embed_timeout: Duration,
     /// Fusion used when a query does not name one.
     pub fusion: Fusion,
+    /// Re-scores a query's first hits when it asks (`rerank`); `None`: such a query is refused.
+    pub reranker: Option<Arc<dyn Reranker>>,
     /// Dump a vector graph once this many of its points changed since the last dump.
     pub dump_every_points: usize,
     /// Who reads documents without an ACL of their own (`auth.default_acl`): everyone without
@@ -55,6 +58,7 @@ impl Default for EngineOptions {
             embed_batch: 256,
             query_embed_timeout: Duration::from_millis(2000),
             fusion: Fusion::default(),
+            reranker: None,
             dump_every_points: 2048,
             default_acl: quarry_core::DefaultAcl::public(),
             reindex_max_ndcg_drop: 0.01,
@@ -74,6 +78,7 @@ impl std::fmt::Debug for EngineOptions {
             .field("embed_batch", &self.embed_batch)
             .field("query_embed_timeout", &self.query_embed_timeout)
             .field("fusion", &self.fusion)
+            .field("reranker", &self.reranker.is_some())
             .finish_non_exhaustive()
     }
 }

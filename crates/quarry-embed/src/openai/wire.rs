@@ -1,14 +1,10 @@
-//! The provider's wire format: the request body, the answer, and how an answer or an error body
-//! is read (a checked, ordered, L2-normalised set of vectors; the provider's own error message;
-//! `Retry-After`).
+//! The provider's wire format: the request body, the answer, and how an answer is read (a
+//! checked, ordered, L2-normalised set of vectors). Errors, retries and `Retry-After` are
+//! `crate::http`'s.
 
+use crate::http::snippet;
 use quarry_core::embed::normalize;
-use reqwest::header::RETRY_AFTER;
 use std::borrow::Cow;
-use std::time::Duration;
-
-/// Longest provider error message quoted in an error.
-const MAX_MESSAGE_CHARS: usize = 400;
 
 #[derive(serde::Serialize)]
 pub(super) struct EmbeddingRequest<'a> {
@@ -81,66 +77,4 @@ pub(super) fn parse_response(
         .enumerate()
         .map(|(i, v)| v.ok_or_else(|| format!("the response lacks index {i}")))
         .collect()
-}
-
-/// `Retry-After` in seconds, if present and in that form.
-pub(super) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs))
-}
-
-/// `": <message>"` from an error body: OpenAI's `{"error": {"message": ..}}`, the common variants,
-/// or the start of the raw text; empty when there is nothing to say.
-pub(super) fn provider_message(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let from_json = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| {
-            let pick = |v: &serde_json::Value| match v {
-                serde_json::Value::String(s) => Some(s.clone()),
-                serde_json::Value::Null => None,
-                other => Some(other.to_string()),
-            };
-            v.pointer("/error/message")
-                .and_then(pick)
-                .or_else(|| v.get("error").filter(|e| e.is_string()).and_then(pick))
-                .or_else(|| v.get("message").and_then(pick))
-                .or_else(|| v.get("detail").and_then(pick))
-        });
-    let msg = from_json.unwrap_or_else(|| text.trim().to_owned());
-    let msg = snippet(msg.trim(), MAX_MESSAGE_CHARS);
-    if msg.is_empty() {
-        String::new()
-    } else {
-        format!(": {msg}")
-    }
-}
-
-/// At most `max` characters of `s`, with `…` when cut.
-fn snippet(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s.to_owned(),
-    }
-}
-
-/// An error and its sources, joined by `: ` (reqwest hides the cause, e.g. "connection reset").
-pub(super) fn chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        source = s.source();
-    }
-    msg
 }

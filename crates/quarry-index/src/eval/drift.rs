@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 impl Engine {
     /// The modes of golden-set run `run` whose nDCG@10 is more than `policy.alert_drop` below the
     /// best of the `policy.window` comparable runs before it (by run number): same golden set
-    /// with the same queries, fusion, depth and principal (a run with other settings is an
+    /// with the same queries, fusion, depth, principal and reranking (a run with other settings is an
     /// experiment, not a baseline).
     pub fn drift(&self, run: &EvalRunSummary, policy: &DriftPolicy) -> Result<Vec<Drift>> {
         let same = |a: &EvalRunSummary, key: &str| a.config.get(key) == run.config.get(key);
@@ -34,6 +34,7 @@ impl Engine {
                     "fusion",
                     "top_k",
                     "principal",
+                    "rerank_top_n",
                 ]
                 .iter()
                 .all(|k| same(r, k))

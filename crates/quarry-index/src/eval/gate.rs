@@ -43,6 +43,7 @@ pub(crate) fn run(
         fusion: active.default_fusion(),
         top_k: 100,
         filter: None,
+        rerank_top_n: None,
     };
     let mut new_plan = plan.clone();
     new_plan.modes = vec![Mode::Vector, Mode::Hybrid];

@@ -39,6 +39,8 @@ pub struct Plan {
     pub top_k: usize,
     /// A metadata filter every query carries (docs/query.md); `None`: none.
     pub filter: Option<serde_json::Value>,
+    /// Every query reranks its first this many documents (docs/query.md, "Reranking").
+    pub rerank_top_n: Option<usize>,
 }
 
 pub fn mode_name(mode: Mode) -> &'static str {
@@ -71,6 +73,10 @@ where
                 .and_then(|q| q.with_fusion(plan.fusion))
                 .and_then(|q| match &plan.filter {
                     Some(f) => q.with_filter(f),
+                    None => Ok(q),
+                })
+                .and_then(|q| match plan.rerank_top_n {
+                    Some(top_n) => q.with_rerank(quarry_core::Rerank { top_n }),
                     None => Ok(q),
                 })
                 .map_err(|e| E::from(Error::Input(format!("query {}: {e}", case.id))))?;
@@ -153,6 +159,7 @@ impl Engine {
             "embedding_version": searcher.embedding_version(),
             "chunk_options": self.chunk_options(collection)?,
             "fusion": plan.fusion, "top_k": plan.top_k, "queries": cases.len(),
+            "rerank_top_n": plan.rerank_top_n,
             "principal": caller,
         });
         if let (Some(c), Some(src)) = (config.as_object_mut(), source.as_object()) {
@@ -235,6 +242,7 @@ impl Engine {
             fusion: searcher.default_fusion(),
             top_k,
             filter: None,
+            rerank_top_n: None,
         })
     }
 }

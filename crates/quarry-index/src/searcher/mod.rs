@@ -20,9 +20,11 @@
 //!
 //! The query text is embedded with the collection's active embedder, on a separate thread with a
 //! deadline: if that fails or takes too long, the answer comes from BM25 with `degraded: true`.
+//! A query may then have its first hits reranked (`rerank`), before `offset` and `top_k`.
 
 mod facets;
 mod passages;
+mod rerank;
 mod response;
 
 pub use response::{
@@ -44,7 +46,7 @@ use quarry_core::embed::{EmbedCheckError, embed_checked};
 use quarry_core::fusion::{Part, contributions};
 use quarry_core::{
     DefaultAcl, FieldSchema, Filter, Fusion, GroupBy, InputKind, Mode, Principal, QueryOptions,
-    QueryVector, fuse,
+    QueryVector, Reranker, fuse,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -109,6 +111,7 @@ pub struct Searcher {
     embed_timeout: Duration,
     default_fusion: Fusion,
     default_acl: DefaultAcl,
+    reranker: Option<Arc<dyn Reranker>>,
 }
 
 /// One query of one caller, prepared once and used at every depth: what the caller may see, the
@@ -173,6 +176,7 @@ impl Searcher {
             embed_timeout: options.query_embed_timeout,
             default_fusion: options.fusion,
             default_acl: options.default_acl.clone(),
+            reranker: options.reranker.clone(),
         }
     }
 
@@ -377,8 +381,21 @@ impl Searcher {
             Some(schema) if !q.filter.is_all() => Some(q.filter.resolve(schema)?),
             _ => None,
         };
+        let reranker = rerank::reranker_for(self.reranker.as_ref(), q)?;
         let access = self.access(&q.text, caller, mode, filter)?;
-        let mut results = self.hits(q, mode, query_vector.as_deref(), &access)?;
+        let (mut results, rerank_ms) = match (q.rerank, reranker) {
+            (Some(r), Some(reranker)) => {
+                // the first top_n hits and those of the page; reranked, then paged
+                let wide = rerank::widened(q, r);
+                let mut hits = self.hits(&wide, mode, query_vector.as_deref(), &access)?;
+                let outcome = rerank::apply(&**reranker, &q.text, &mut hits, r.top_n);
+                degraded |= outcome.failure.is_some();
+                warnings.extend(outcome.failure);
+                let page = hits.into_iter().skip(q.offset).take(q.top_k).collect();
+                (page, Some(outcome.ms))
+            }
+            _ => (self.hits(q, mode, query_vector.as_deref(), &access)?, None),
+        };
         let post = Instant::now();
         let may_read = |o: &Occurrence| access.caller.may_read(&o.acl, access.default_acl);
         passages::annotate(&mut results, q, &self.index, &self.snapshot, &may_read)?;
@@ -407,8 +424,10 @@ impl Searcher {
                 // hits are read and built after fusion, then facets counted
                 post_ms: (started.elapsed().as_secs_f64() * 1e3
                     - Clock::ms(&access.clock.bm25).max(Clock::ms(&access.clock.vector))
-                    - Clock::ms(&access.clock.fusion))
+                    - Clock::ms(&access.clock.fusion)
+                    - rerank_ms.unwrap_or(0.0))
                 .max(post.elapsed().as_secs_f64() * 1e3),
+                rerank_ms,
             }),
         })
     }

@@ -18,6 +18,12 @@ pub struct Scores {
     pub bm25_rank: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector_rank: Option<usize>,
+    /// The reranker's score (a reranked hit; its `score` too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<f32>,
+    /// The fused score a reranked hit had before reranking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fused: Option<f32>,
 }
 
 /// One retriever's part of a hit's fused score.
@@ -122,6 +128,9 @@ pub struct Timings {
     pub fusion_ms: f64,
     /// Reading and building the hits, and counting facets.
     pub post_ms: f64,
+    /// Waiting for the reranker (when the query asked for reranking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerank_ms: Option<f64>,
 }
 
 /// The answer to a query.
@@ -191,6 +200,8 @@ pub(super) fn hit(
             bm25_rank: c.bm25.map(|b| b.1),
             vector: c.vector.map(|v| v.0),
             vector_rank: c.vector.map(|v| v.1),
+            rerank: None,
+            fused: None,
         },
         metadata,
         also_in: Vec::new(),

@@ -102,6 +102,8 @@ pub(super) struct EvalRequest {
     pub modes: Option<Vec<Mode>>,
     pub fusion: Option<Fusion>,
     pub top_k: Option<usize>,
+    /// Rerank each query's first this many documents (docs/query.md, "Reranking").
+    pub rerank_top_n: Option<usize>,
     #[serde(rename = "as")]
     pub run_as: Option<RunAs>,
 }
@@ -137,13 +139,14 @@ pub(super) async fn run(
         if let Some(fusion) = req.fusion {
             plan.fusion = fusion;
         }
+        plan.rerank_top_n = req.rerank_top_n;
         let (run, measured) =
             state
                 .engine
                 .evaluate_golden(&collection, &req.golden, &plan, &principal, "http")?;
         Ok(serde_json::json!({
             "run_id": run.id, "collection": collection, "golden": req.golden,
-            "principal": principal, "fusion": plan.fusion, "modes": measured.reports,
+            "principal": principal, "fusion": plan.fusion, "rerank_top_n": plan.rerank_top_n, "modes": measured.reports,
         }))
     })
     .await?;
