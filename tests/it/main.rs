@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod batch;
 mod byo_vectors;
 mod cli;
 mod crash;

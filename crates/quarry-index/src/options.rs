@@ -22,6 +22,9 @@ pub struct EngineOptions {
     pub embed_batch: usize,
     /// How long a query waits for its embedding before answering from BM25 alone.
     pub query_embed_timeout: Duration,
+    /// Query vectors the engine keeps, by embedding version and query text, so a repeated query
+    /// is not embedded again (`query.embed_cache_entries`; 0: no cache).
+    pub query_embed_cache_entries: usize,
     /// Fusion used when a query does not name one.
     pub fusion: Fusion,
     /// Dump a vector graph once this many of its points changed since the last dump.
@@ -54,6 +57,7 @@ impl Default for EngineOptions {
             vector: VectorParams::default(),
             embed_batch: 256,
             query_embed_timeout: Duration::from_millis(2000),
+            query_embed_cache_entries: 10_000,
             fusion: Fusion::default(),
             dump_every_points: 2048,
             default_acl: quarry_core::DefaultAcl::public(),
@@ -73,6 +77,7 @@ impl std::fmt::Debug for EngineOptions {
             .field("vector", &self.vector)
             .field("embed_batch", &self.embed_batch)
             .field("query_embed_timeout", &self.query_embed_timeout)
+            .field("query_embed_cache_entries", &self.query_embed_cache_entries)
             .field("fusion", &self.fusion)
             .finish_non_exhaustive()
     }

@@ -20,9 +20,15 @@
 //!
 //! The query text is embedded with the collection's active embedder, on a separate thread with a
 //! deadline: if that fails or takes too long, the answer comes from BM25 with `degraded: true`.
+//! Its vector is kept in the engine's query-embedding cache (`cache`); the queries of a batch are
+//! embedded in one call to the model (`batch`).
 
+mod batch;
+mod cache;
 mod facets;
 mod response;
+
+pub(crate) use cache::QueryVectorCache;
 
 pub use response::{Explain, FacetCount, Hit, RetrieverPart, Scores, SearchResponse, Timings};
 
@@ -37,11 +43,9 @@ use crate::collection::{ActiveEmbedder, Indexes};
 use crate::error::{Error, Result};
 use crate::options::EngineOptions;
 use crate::vectors::VectorSnapshot;
-use quarry_core::embed::{EmbedCheckError, embed_checked};
 use quarry_core::fusion::{Part, contributions};
 use quarry_core::{
-    DefaultAcl, FieldSchema, Filter, Fusion, GroupBy, InputKind, Mode, Principal, QueryOptions,
-    QueryVector, fuse,
+    DefaultAcl, FieldSchema, Filter, Fusion, GroupBy, Mode, Principal, QueryOptions, fuse,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -104,6 +108,8 @@ pub struct Searcher {
     vectors: Option<Arc<VectorSnapshot>>,
     active: Option<ActiveEmbedder>,
     embed_timeout: Duration,
+    /// The engine's query-embedding cache.
+    query_vectors: Arc<QueryVectorCache>,
     default_fusion: Fusion,
     default_acl: DefaultAcl,
 }
@@ -156,7 +162,12 @@ impl Clock {
 }
 
 impl Searcher {
-    pub(crate) fn new(collection: CollectionRow, ix: &Indexes, options: &EngineOptions) -> Self {
+    pub(crate) fn new(
+        collection: CollectionRow,
+        ix: &Indexes,
+        options: &EngineOptions,
+        query_vectors: &Arc<QueryVectorCache>,
+    ) -> Self {
         // BM25 and vectors are published together under this lock: read them together.
         let _guard = ix.publish.read().unwrap_or_else(|p| p.into_inner());
         let (snapshot, keys) = ix.bm25.searcher();
@@ -168,6 +179,7 @@ impl Searcher {
             vectors: ix.vectors.as_ref().map(|v| v.snapshot()),
             active: ix.active.clone(),
             embed_timeout: options.query_embed_timeout,
+            query_vectors: query_vectors.clone(),
             default_fusion: options.fusion,
             default_acl: options.default_acl.clone(),
         }
@@ -235,91 +247,10 @@ impl Searcher {
         })
     }
 
-    /// A caller's own query vector, checked against the active version: its length, and its
-    /// version when named.
-    fn own_vector(&self, v: &QueryVector) -> Result<Vec<f32>> {
-        let Some(active) = &self.active else {
-            return Err(Error::Input(format!(
-                "`vector`: collection `{}` has no embedding version to compare it with",
-                self.collection.name
-            )));
-        };
-        if let Some(named) = &v.embedding_version
-            && *named != active.version.id
-        {
-            return Err(Error::Input(format!(
-                "`embedding_version`: the vector is for `{named}`, but collection `{}` answers with `{}`; embed the query with that version's model",
-                self.collection.name, active.version.id
-            )));
-        }
-        let dims = active.version.spec.dimensions;
-        if v.values.len() != dims {
-            return Err(Error::Input(format!(
-                "`vector` has {} values; version `{}` has {dims} dimensions",
-                v.values.len(),
-                active.version.id
-            )));
-        }
-        let mut values = v.values.clone();
-        if values.iter().all(|x| *x == 0.0) {
-            return Err(Error::Input(
-                "`vector` is all zeros; it has no direction to compare".to_owned(),
-            ));
-        }
-        // stored vectors are unit length; so is the query's, as an embedded one is
-        quarry_core::embed::normalize(&mut values);
-        Ok(values)
-    }
-
-    /// Embeds a query with the active embedder, waiting at most the configured timeout.
-    pub fn embed_query(&self, text: &str) -> std::result::Result<Vec<f32>, String> {
-        let Some(active) = &self.active else {
-            return Err(format!(
-                "collection `{}` has no embedding version",
-                self.collection.name
-            ));
-        };
-        let embedder = active.embedder.clone()?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let text = text.to_owned();
-        std::thread::Builder::new()
-            .name("quarry-embed-query".into())
-            .spawn(move || {
-                let _ = tx.send(embed_checked(&*embedder, &[&text], InputKind::Query, None));
-            })
-            .map_err(|e| format!("cannot start the query embedding: {e}"))?;
-        match rx.recv_timeout(self.embed_timeout) {
-            Ok(Ok(mut v)) => Ok(v.swap_remove(0)),
-            Ok(Err(EmbedCheckError::Count { got, .. })) => {
-                Err(format!("the embedder returned {got} vectors for 1 query"))
-            }
-            Ok(Err(EmbedCheckError::Embed(e))) => Err(e.to_string()),
-            Ok(Err(e @ EmbedCheckError::Dimensions { .. })) => Err(format!("{e:?}")),
-            Err(_) => Err(format!(
-                "the query embedding took longer than query.embed_timeout_ms ({} ms)",
-                self.embed_timeout.as_millis()
-            )),
-        }
-    }
-
-    /// Runs a query for `caller`: embeds it when the mode needs vectors, then
-    /// [`Searcher::search_with_vector`].
+    /// Runs a query for `caller`: [`Searcher::search_batch`] of one query.
     pub fn search(&self, q: &QueryOptions, caller: &Principal) -> Result<SearchResponse> {
-        let started = Instant::now();
-        let vector = match (q.mode, &self.active, &q.vector) {
-            (Mode::Bm25, _, _) | (_, None, None) => None,
-            (_, _, Some(own)) => Some(Ok(self.own_vector(own)?)),
-            (_, Some(_), None) => Some(self.embed_query(&q.text)),
-        };
-        let embed_ms =
-            (vector.is_some() && q.vector.is_none()).then(|| started.elapsed().as_secs_f64() * 1e3);
-        let mut response = self.search_with_vector(q, caller, vector)?;
-        response.took_ms = started.elapsed().as_secs_f64() * 1e3;
-        response.embed_ms = embed_ms;
-        if let Some(t) = &mut response.timings {
-            t.embed_ms = embed_ms.unwrap_or(0.0);
-        }
-        Ok(response)
+        let mut answers = self.search_batch(std::slice::from_ref(q), caller);
+        answers.swap_remove(0)
     }
 
     /// Runs a query for `caller` with its vector already computed (`None`: not needed or no
