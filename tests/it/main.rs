@@ -17,6 +17,7 @@ mod hybrid;
 mod hygiene;
 mod ingest_bad_input;
 mod load;
+mod query_bench;
 mod snapshot;
 mod versions;
 
