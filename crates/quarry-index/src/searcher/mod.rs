@@ -25,6 +25,8 @@
 
 mod batch;
 mod cache;
+mod clock;
+mod depth;
 mod facets;
 mod response;
 
@@ -32,6 +34,8 @@ pub(crate) use cache::QueryVectorCache;
 
 pub use response::{Explain, FacetCount, Hit, RetrieverPart, Scores, SearchResponse, Timings};
 
+use clock::Clock;
+use depth::{Depth, MIN_DOCUMENT_DEPTH};
 use response::hit;
 
 use crate::bm25::search::Bm25Query;
@@ -50,44 +54,8 @@ use quarry_core::{
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tantivy::DocAddress;
-
-/// Chunks the vector retriever returns at least, for `group_by=document`, before fusion: deep
-/// enough that fusion sees what either retriever ranks high. On SciFact at `top_k=10`, 50 (with
-/// BM25 at 100) and 100 for both give the same hybrid nDCG@10 (0.7406 and 0.7396); 30 for both
-/// gives 0.7370 and more second passes.
-const MIN_DOCUMENT_DEPTH: usize = 50;
-
-/// BM25 returns at least this many times [`MIN_DOCUMENT_DEPTH`] for `group_by=document`:
-/// neighbouring chunks of a document share most of their BM25 context, so BM25's best chunks come
-/// in runs from one document (on SciFact its first 10 documents took 57 chunks on average, the
-/// vector index's 29). At 50 chunks BM25 alone needed second passes for many queries.
-const BM25_RUNS: usize = 2;
-
-/// How many chunks each retriever returns in one pass.
-#[derive(Debug, Clone, Copy)]
-struct Depth {
-    bm25: usize,
-    vector: usize,
-}
-
-impl Depth {
-    /// `depth` chunks from each retriever, BM25 at least [`BM25_RUNS`] × [`MIN_DOCUMENT_DEPTH`]
-    /// when grouped by document; neither more than the `total` chunks of the snapshot.
-    fn new(depth: usize, group_by: GroupBy, total: usize) -> Depth {
-        let bm25 = match group_by {
-            GroupBy::Chunk => depth,
-            GroupBy::Document => depth.max(BM25_RUNS * MIN_DOCUMENT_DEPTH),
-        };
-        let total = total.max(1);
-        Depth {
-            bm25: bm25.min(total),
-            vector: depth.min(total),
-        }
-    }
-}
 
 /// A fused candidate: a chunk with its fused score and what each retriever said.
 #[derive(Debug, Clone, Copy)]
@@ -139,25 +107,6 @@ impl Access<'_> {
                 .filter
                 .as_ref()
                 .is_none_or(|f| f.matches(&occurrence_values(occ)))
-    }
-}
-
-/// Nanoseconds spent in BM25, in the vector search and in fusion (the two retrievers may run at
-/// once, on two threads).
-#[derive(Default)]
-struct Clock {
-    bm25: AtomicU64,
-    vector: AtomicU64,
-    fusion: AtomicU64,
-}
-
-impl Clock {
-    fn add(counter: &AtomicU64, since: Instant) {
-        counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    }
-
-    fn ms(counter: &AtomicU64) -> f64 {
-        counter.load(Ordering::Relaxed) as f64 / 1e6
     }
 }
 
