@@ -87,6 +87,8 @@ pub(crate) struct ServerConfig {
     /// data directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_dir: Option<PathBuf>,
+    /// Most queries in one `POST /v1/collections/{c}/query/batch`.
+    pub max_batch_queries: usize,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +99,7 @@ impl Default for ServerConfig {
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
             snapshot_dir: None,
+            max_batch_queries: 32,
         }
     }
 }
@@ -112,6 +115,9 @@ pub(crate) struct QueryConfig {
     pub fusion: Fusion,
     /// How long a query waits for its embedding before answering from BM25 (`degraded: true`).
     pub embed_timeout_ms: u64,
+    /// Query vectors kept in memory by embedding version and query text, so a repeated query is
+    /// not embedded again; 0 turns the cache off.
+    pub embed_cache_entries: usize,
 }
 
 impl Default for QueryConfig {
@@ -122,6 +128,7 @@ impl Default for QueryConfig {
             group_by: GroupBy::Chunk,
             fusion: Fusion::default(),
             embed_timeout_ms: 2000,
+            embed_cache_entries: 10_000,
         }
     }
 }
@@ -279,6 +286,12 @@ const RESERVED_ENV: &[&str] = &[
     "QUARRY_DATASETS",
 ];
 
+/// Largest `server.max_batch_queries`: a batch is one request, bounded like one.
+const MAX_BATCH_QUERIES: usize = 1000;
+
+/// Largest `query.embed_cache_entries` (about 1.6 KB each at 384 dimensions: 1.6 GB).
+const MAX_EMBED_CACHE_ENTRIES: usize = 1_000_000;
+
 /// Prefixes of environment variables that are not config keys: the benches' settings
 /// (`QUARRY_BENCH_DATA_DIR`, `QUARRY_BENCH_DOCS`, ...) and the load test's (`QUARRY_LOAD_SECS`, ...).
 /// No configuration section is named `bench_*` or `load_*`, so no key is hidden by them.
@@ -338,6 +351,16 @@ pub(crate) fn load(
         bail!(
             "invalid configuration: query.top_k must be between 1 and {}",
             quarry_core::MAX_TOP_K
+        );
+    }
+    if !(1..=MAX_BATCH_QUERIES).contains(&config.server.max_batch_queries) {
+        bail!(
+            "invalid configuration: server.max_batch_queries must be between 1 and {MAX_BATCH_QUERIES}"
+        );
+    }
+    if config.query.embed_cache_entries > MAX_EMBED_CACHE_ENTRIES {
+        bail!(
+            "invalid configuration: query.embed_cache_entries must be at most {MAX_EMBED_CACHE_ENTRIES} (0 turns the cache off)"
         );
     }
     if config.ingest.batch_docs == 0 {

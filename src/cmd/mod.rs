@@ -40,6 +40,7 @@ pub(crate) fn engine_options(config: &Config) -> EngineOptions {
         vector: config.vector,
         embed_batch: config.ingest.embed_batch,
         query_embed_timeout: Duration::from_millis(config.query.embed_timeout_ms),
+        query_embed_cache_entries: config.query.embed_cache_entries,
         fusion: config.query.fusion,
         reranker: crate::embedders::ConfigReranker::configured(config),
         default_acl: config.auth.default_acl(),

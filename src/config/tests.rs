@@ -180,9 +180,19 @@ mod fuzz {
                 "body_limit_bytes",
                 "request_timeout_ms",
                 "shutdown_grace_ms",
+                "max_batch_queries",
             ],
         ),
-        ("query", &["top_k", "mode", "group_by", "embed_timeout_ms"]),
+        (
+            "query",
+            &[
+                "top_k",
+                "mode",
+                "group_by",
+                "embed_timeout_ms",
+                "embed_cache_entries",
+            ],
+        ),
         ("query.fusion", &["method", "k", "alpha"]),
         (
             "embedders.e",

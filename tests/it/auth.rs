@@ -182,6 +182,13 @@ fn every_v1_route_needs_a_valid_token_and_the_role() {
             200,
         ),
         (
+            Method::POST,
+            "/v1/collections/default/query/batch",
+            json!({"queries": [{"query": "words", "mode": "bm25"}]}),
+            Role::Reader,
+            200,
+        ),
+        (
             Method::GET,
             "/v1/collections/default/documents",
             Value::Null,
@@ -498,6 +505,14 @@ fn hidden_documents_are_missing_everywhere() {
         );
         assert_eq!(status, 200, "{hits}");
         assert_eq!(ids(&hits, "results", "doc_id"), *want);
+        let (status, batch) = post(
+            &s,
+            "/v1/collections/default/query/batch",
+            token,
+            json!({"queries": [{"query": "alpha", "mode": "bm25", "top_k": 100}]}),
+        );
+        assert_eq!(status, 200, "{batch}");
+        assert_eq!(ids(&batch["answers"][0], "results", "doc_id"), *want);
     }
 
     // Pages follow `next_after`, in doc id order.

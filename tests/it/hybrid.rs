@@ -329,6 +329,8 @@ fn a_provider_that_times_out_degrades_queries_to_bm25() {
     let embedder = provider.embedder();
     let options = EngineOptions {
         query_embed_timeout: Duration::from_millis(300),
+        // the query-embedding cache would answer the repeated text without the provider
+        query_embed_cache_entries: 0,
         ..engine_options(embedder)
     };
     let s = TestServer::start_with(ServerOptions::default(), options);

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod batch;
 mod byo_vectors;
 mod cli;
 mod crash;
@@ -16,6 +17,7 @@ mod hybrid;
 mod hygiene;
 mod ingest_bad_input;
 mod load;
+mod query_bench;
 mod query_options;
 mod rerank;
 mod snapshot;

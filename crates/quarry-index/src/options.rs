@@ -23,6 +23,9 @@ pub struct EngineOptions {
     pub embed_batch: usize,
     /// How long a query waits for its embedding before answering from BM25 alone.
     pub query_embed_timeout: Duration,
+    /// Query vectors the engine keeps, by embedding version and query text, so a repeated query
+    /// is not embedded again (`query.embed_cache_entries`; 0: no cache).
+    pub query_embed_cache_entries: usize,
     /// Fusion used when a query does not name one.
     pub fusion: Fusion,
     /// Re-scores a query's first hits when it asks (`rerank`); `None`: such a query is refused.
@@ -57,6 +60,7 @@ impl Default for EngineOptions {
             vector: VectorParams::default(),
             embed_batch: 256,
             query_embed_timeout: Duration::from_millis(2000),
+            query_embed_cache_entries: 10_000,
             fusion: Fusion::default(),
             reranker: None,
             dump_every_points: 2048,
@@ -77,6 +81,7 @@ impl std::fmt::Debug for EngineOptions {
             .field("vector", &self.vector)
             .field("embed_batch", &self.embed_batch)
             .field("query_embed_timeout", &self.query_embed_timeout)
+            .field("query_embed_cache_entries", &self.query_embed_cache_entries)
             .field("fusion", &self.fusion)
             .field("reranker", &self.reranker.is_some())
             .finish_non_exhaustive()

@@ -12,6 +12,7 @@
 //! | `quarry_embedding_texts_total`, `quarry_embedding_tokens_total` | embedder, kind | texts embedded, and their tokens when the embedder counts them (local models) |
 //! | `quarry_embedding_seconds_total` | embedder, kind | time spent in embedding calls |
 //! | `quarry_embedding_cache_hits_total` | embedder | chunks of changed documents whose vector was already stored |
+//! | `quarry_query_embed_cache_total` | result | query texts looked up in the query-embedding cache: `hit` (not embedded again) or `miss` |
 //! | `quarry_eval_ndcg_at_10`, `quarry_eval_recall_at_100` (gauges) | collection, golden, mode | the latest scheduled run of each golden set |
 //! | `quarry_eval_last_run_timestamp_seconds` (gauge) | collection, golden | when that run was recorded (Unix time) |
 //! | `quarry_eval_failures_total` | collection, golden | scheduled runs that could not run |
@@ -74,6 +75,11 @@ struct EmbedderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     collection: String,
     version: String,
@@ -130,6 +136,7 @@ pub struct Telemetry {
     embed_tokens: Family<EmbedCallLabels, Counter>,
     embed_seconds: Family<EmbedCallLabels, FloatCounter>,
     embed_cache_hits: Family<EmbedderLabels, Counter>,
+    query_embed_cache: Family<ResultLabels, Counter>,
     eval_ndcg10: Family<EvalLabels, FloatGauge>,
     eval_recall100: Family<EvalLabels, FloatGauge>,
     eval_last_run: Family<GoldenLabels, Gauge>,
@@ -165,6 +172,7 @@ impl Telemetry {
             embed_tokens: Family::default(),
             embed_seconds: Family::default(),
             embed_cache_hits: Family::default(),
+            query_embed_cache: Family::default(),
             eval_ndcg10: Family::default(),
             eval_recall100: Family::default(),
             eval_last_run: Family::default(),
@@ -224,6 +232,11 @@ impl Telemetry {
             "quarry_embedding_cache_hits",
             "Chunks of changed documents whose vector was already stored, so not embedded again",
             t.embed_cache_hits.clone(),
+        );
+        t.registry.register(
+            "quarry_query_embed_cache",
+            "Query texts looked up in the query-embedding cache, by result: hit (not embedded again) or miss",
+            t.query_embed_cache.clone(),
         );
         t.registry.register(
             "quarry_eval_ndcg_at_10",
@@ -356,6 +369,15 @@ impl Telemetry {
                 })
                 .inc_by(hits);
         }
+    }
+
+    /// One lookup in the query-embedding cache: a hit, or a miss (the text goes to the model).
+    pub fn observe_query_embed_cache(&self, hit: bool) {
+        self.query_embed_cache
+            .get_or_create(&ResultLabels {
+                result: if hit { "hit" } else { "miss" }.to_owned(),
+            })
+            .inc();
     }
 
     /// The latest scheduled run of golden set `golden`: nDCG@10 and Recall@100 per mode,

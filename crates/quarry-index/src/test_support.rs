@@ -6,7 +6,7 @@ use crate::error::Result;
 use quarry_core::{ContentHash, DocFormat, Document};
 use quarry_core::{EmbedError, Embedder, EmbedderSpec, InputKind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// A plain-text document without an ACL of its own.
 pub(crate) fn doc(id: &str, text: &str) -> Document {
@@ -35,11 +35,14 @@ pub(crate) fn put(engine: &Engine, collection: &str, id: &str, text: &str) {
 }
 
 /// A test embedder: `letters` (a letter histogram: a text is nearest to itself) or `noise` (a
-/// pseudo-random direction per text: no notion of meaning). Counts the texts it embeds.
+/// pseudo-random direction per text: no notion of meaning). Counts the texts it embeds and its
+/// calls, and fails every call while [`Model::fail`] is on (a provider that is down).
 pub(crate) struct Model {
     spec: EmbedderSpec,
     noise: bool,
     texts: AtomicUsize,
+    calls: AtomicUsize,
+    failing: AtomicBool,
 }
 
 impl Model {
@@ -58,11 +61,24 @@ impl Model {
             },
             noise,
             texts: AtomicUsize::new(0),
+            calls: AtomicUsize::new(0),
+            failing: AtomicBool::new(false),
         })
     }
 
+    /// Texts embedded (by calls that succeeded).
     pub(crate) fn texts(&self) -> usize {
         self.texts.load(Ordering::SeqCst)
+    }
+
+    /// Calls that embedded something.
+    pub(crate) fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// From now on every call fails (`true`) or works again (`false`).
+    pub(crate) fn fail(&self, on: bool) {
+        self.failing.store(on, Ordering::SeqCst);
     }
 }
 
@@ -78,7 +94,11 @@ impl Embedder for Model {
         texts: &[&str],
         _: InputKind,
     ) -> std::result::Result<Vec<Vec<f32>>, EmbedError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(EmbedError::Provider("503 service unavailable".into()));
+        }
         self.texts.fetch_add(texts.len(), Ordering::SeqCst);
+        self.calls.fetch_add(1, Ordering::SeqCst);
         let dims = self.spec.dimensions;
         Ok(texts
             .iter()

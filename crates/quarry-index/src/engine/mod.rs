@@ -51,6 +51,8 @@ mod tests;
 #[cfg(test)]
 mod acl_tests;
 #[cfg(test)]
+mod batch_tests;
+#[cfg(test)]
 mod filter_tests;
 
 #[cfg(test)]

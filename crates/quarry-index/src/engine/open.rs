@@ -9,6 +9,7 @@ use crate::catalog::{Catalog, CollectionRow};
 use crate::collection::Indexes;
 use crate::error::{Error, Result};
 use crate::options::EngineOptions;
+use crate::searcher::QueryVectorCache;
 use crate::telemetry::Telemetry;
 use crate::vectors::VectorIndex;
 use std::collections::HashMap;
@@ -47,13 +48,18 @@ impl Engine {
             held_open_lock = Some(open_lock);
             Catalog::open(&dir.join("catalog.sqlite3"))?
         };
+        let telemetry = Arc::new(Telemetry::new());
         Ok(Engine {
             dir,
+            query_vectors: Arc::new(QueryVectorCache::new(
+                options.query_embed_cache_entries,
+                telemetry.clone(),
+            )),
             options,
             catalog: Mutex::new(catalog),
             indexes: RwLock::new(HashMap::new()),
             write_lock: Mutex::new(()),
-            telemetry: Arc::new(Telemetry::new()),
+            telemetry,
             interrupt_jobs: std::sync::atomic::AtomicBool::new(false),
             standby: Mutex::new(HashMap::new()),
             holder: format!(

@@ -226,6 +226,6 @@ impl Engine {
     pub fn searcher(&self, collection: &str) -> Result<Searcher> {
         let row = self.collection(collection)?;
         let ix = self.indexes(&row)?;
-        Ok(Searcher::new(row, &ix, &self.options))
+        Ok(Searcher::new(row, &ix, &self.options, &self.query_vectors))
     }
 }

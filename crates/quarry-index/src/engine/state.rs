@@ -5,6 +5,7 @@ use crate::catalog::{Catalog, CollectionRow};
 use crate::collection::Indexes;
 use crate::error::{Error, Result};
 use crate::options::EngineOptions;
+use crate::searcher::QueryVectorCache;
 use crate::telemetry::Telemetry;
 use crate::vectors::VectorIndex;
 use std::collections::HashMap;
@@ -22,6 +23,8 @@ pub struct Engine {
     /// Serialises writers inside this process; the file lock serialises processes.
     pub(crate) write_lock: Mutex<()>,
     pub(crate) telemetry: Arc<Telemetry>,
+    /// Vectors of recently embedded query texts, shared by every searcher of this engine.
+    pub(crate) query_vectors: Arc<QueryVectorCache>,
     /// Set at shutdown: running jobs stop at their next batch, resumable.
     pub(crate) interrupt_jobs: std::sync::atomic::AtomicBool,
     /// Per collection, the vector index of the version that served before the last switch, kept

@@ -256,6 +256,7 @@ impl Engine {
             self.collection(collection)?,
             &shadow_ix,
             &self.options,
+            &self.query_vectors,
         ))
     }
 

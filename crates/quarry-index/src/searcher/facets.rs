@@ -6,7 +6,8 @@
 //! value, however many of its chunks match. The [`MAX_FACET_VALUES`] most frequent values of
 //! each field are returned, most frequent first, then by value.
 
-use super::{Access, FacetCount, Searcher};
+use super::access::Access;
+use super::{FacetCount, Searcher};
 use crate::bm25::{
     DOC_KEYS, SegmentColumns, build_query, decode, doc_key, occurrence_values, term_bytes,
 };

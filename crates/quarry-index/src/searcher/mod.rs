@@ -21,85 +21,48 @@
 //! The query text is embedded with the collection's active embedder, on a separate thread with a
 //! deadline: if that fails or takes too long, the answer comes from BM25 with `degraded: true`.
 //! A query may then have its first hits reranked (`rerank`), before `offset` and `top_k`.
+//! Its vector is kept in the engine's query-embedding cache (`cache`); the queries of a batch are
+//! embedded in one call to the model (`batch`).
 
+mod access;
+mod batch;
+mod cache;
+mod candidate;
+mod clock;
+mod depth;
 mod facets;
 mod passages;
 mod rerank;
 mod response;
 
+pub(crate) use cache::QueryVectorCache;
+
 pub use response::{
     Citation, Explain, FacetCount, Hit, Passage, RetrieverPart, Scores, SearchResponse, Timings,
 };
 
+use access::Access;
+use candidate::Candidate;
+use clock::Clock;
+use depth::{Depth, MIN_DOCUMENT_DEPTH};
 use response::hit;
 
 use crate::bm25::search::Bm25Query;
-use crate::bm25::{
-    Bm25Index, DOC_KEYS, KeyMap, SegmentColumns, chunk_key, doc_key, occurrence_values,
-};
+use crate::bm25::{Bm25Index, DOC_KEYS, KeyMap, SegmentColumns, chunk_key, doc_key};
 use crate::catalog::{CollectionRow, Occurrence};
 use crate::collection::{ActiveEmbedder, Indexes};
 use crate::error::{Error, Result};
 use crate::options::EngineOptions;
 use crate::vectors::VectorSnapshot;
-use quarry_core::embed::{EmbedCheckError, embed_checked};
 use quarry_core::fusion::{Part, contributions};
 use quarry_core::{
-    DefaultAcl, FieldSchema, Filter, Fusion, GroupBy, InputKind, Mode, Principal, QueryOptions,
-    QueryVector, Reranker, fuse,
+    DefaultAcl, FieldSchema, Filter, Fusion, GroupBy, Mode, Principal, QueryOptions, Reranker, fuse,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tantivy::DocAddress;
-
-/// Chunks the vector retriever returns at least, for `group_by=document`, before fusion: deep
-/// enough that fusion sees what either retriever ranks high. On SciFact at `top_k=10`, 50 (with
-/// BM25 at 100) and 100 for both give the same hybrid nDCG@10 (0.7406 and 0.7396); 30 for both
-/// gives 0.7370 and more second passes.
-const MIN_DOCUMENT_DEPTH: usize = 50;
-
-/// BM25 returns at least this many times [`MIN_DOCUMENT_DEPTH`] for `group_by=document`:
-/// neighbouring chunks of a document share most of their BM25 context, so BM25's best chunks come
-/// in runs from one document (on SciFact its first 10 documents took 57 chunks on average, the
-/// vector index's 29). At 50 chunks BM25 alone needed second passes for many queries.
-const BM25_RUNS: usize = 2;
-
-/// How many chunks each retriever returns in one pass.
-#[derive(Debug, Clone, Copy)]
-struct Depth {
-    bm25: usize,
-    vector: usize,
-}
-
-impl Depth {
-    /// `depth` chunks from each retriever, BM25 at least [`BM25_RUNS`] × [`MIN_DOCUMENT_DEPTH`]
-    /// when grouped by document; neither more than the `total` chunks of the snapshot.
-    fn new(depth: usize, group_by: GroupBy, total: usize) -> Depth {
-        let bm25 = match group_by {
-            GroupBy::Chunk => depth,
-            GroupBy::Document => depth.max(BM25_RUNS * MIN_DOCUMENT_DEPTH),
-        };
-        let total = total.max(1);
-        Depth {
-            bm25: bm25.min(total),
-            vector: depth.min(total),
-        }
-    }
-}
-
-/// A fused candidate: a chunk with its fused score and what each retriever said.
-#[derive(Debug, Clone, Copy)]
-struct Candidate {
-    address: DocAddress,
-    score: f32,
-    bm25: Option<(f32, usize)>,
-    vector: Option<(f32, usize)>,
-    /// Each retriever's part of `score` (BM25, vectors), when the query asked to explain.
-    parts: [Option<Part>; 2],
-}
 
 pub struct Searcher {
     collection: CollectionRow,
@@ -109,60 +72,20 @@ pub struct Searcher {
     vectors: Option<Arc<VectorSnapshot>>,
     active: Option<ActiveEmbedder>,
     embed_timeout: Duration,
+    /// The engine's query-embedding cache.
+    query_vectors: Arc<QueryVectorCache>,
     default_fusion: Fusion,
     default_acl: DefaultAcl,
     reranker: Option<Arc<dyn Reranker>>,
 }
 
-/// One query of one caller, prepared once and used at every depth: what the caller may see, the
-/// query's filter, and the BM25 query (with both as one clause).
-struct Access<'a> {
-    caller: &'a Principal,
-    default_acl: &'a DefaultAcl,
-    /// The query's metadata filter, typed; `None` for `{}`.
-    filter: Option<Filter>,
-    bm25: Bm25Query<'a>,
-    /// Chunk keys the caller may see that may pass the filter, computed on the first vector
-    /// search that needs them.
-    permitted: OnceLock<Vec<u64>>,
-    /// Time spent in each retriever and in fusion, over every pass.
-    clock: Clock,
-}
-
-impl Access<'_> {
-    /// Whether this occurrence may answer: the caller may read its document and the document
-    /// passes the filter. The index clauses are exact for a chunk of one document; this decides
-    /// for a chunk several documents share.
-    fn admits(&self, occ: &Occurrence) -> bool {
-        self.caller.may_read(&occ.acl, self.default_acl)
-            && self
-                .filter
-                .as_ref()
-                .is_none_or(|f| f.matches(&occurrence_values(occ)))
-    }
-}
-
-/// Nanoseconds spent in BM25, in the vector search and in fusion (the two retrievers may run at
-/// once, on two threads).
-#[derive(Default)]
-struct Clock {
-    bm25: AtomicU64,
-    vector: AtomicU64,
-    fusion: AtomicU64,
-}
-
-impl Clock {
-    fn add(counter: &AtomicU64, since: Instant) {
-        counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    }
-
-    fn ms(counter: &AtomicU64) -> f64 {
-        counter.load(Ordering::Relaxed) as f64 / 1e6
-    }
-}
-
 impl Searcher {
-    pub(crate) fn new(collection: CollectionRow, ix: &Indexes, options: &EngineOptions) -> Self {
+    pub(crate) fn new(
+        collection: CollectionRow,
+        ix: &Indexes,
+        options: &EngineOptions,
+        query_vectors: &Arc<QueryVectorCache>,
+    ) -> Self {
         // BM25 and vectors are published together under this lock: read them together.
         let _guard = ix.publish.read().unwrap_or_else(|p| p.into_inner());
         let (snapshot, keys) = ix.bm25.searcher();
@@ -174,6 +97,7 @@ impl Searcher {
             vectors: ix.vectors.as_ref().map(|v| v.snapshot()),
             active: ix.active.clone(),
             embed_timeout: options.query_embed_timeout,
+            query_vectors: query_vectors.clone(),
             default_fusion: options.fusion,
             default_acl: options.default_acl.clone(),
             reranker: options.reranker.clone(),
@@ -242,91 +166,10 @@ impl Searcher {
         })
     }
 
-    /// A caller's own query vector, checked against the active version: its length, and its
-    /// version when named.
-    fn own_vector(&self, v: &QueryVector) -> Result<Vec<f32>> {
-        let Some(active) = &self.active else {
-            return Err(Error::Input(format!(
-                "`vector`: collection `{}` has no embedding version to compare it with",
-                self.collection.name
-            )));
-        };
-        if let Some(named) = &v.embedding_version
-            && *named != active.version.id
-        {
-            return Err(Error::Input(format!(
-                "`embedding_version`: the vector is for `{named}`, but collection `{}` answers with `{}`; embed the query with that version's model",
-                self.collection.name, active.version.id
-            )));
-        }
-        let dims = active.version.spec.dimensions;
-        if v.values.len() != dims {
-            return Err(Error::Input(format!(
-                "`vector` has {} values; version `{}` has {dims} dimensions",
-                v.values.len(),
-                active.version.id
-            )));
-        }
-        let mut values = v.values.clone();
-        if values.iter().all(|x| *x == 0.0) {
-            return Err(Error::Input(
-                "`vector` is all zeros; it has no direction to compare".to_owned(),
-            ));
-        }
-        // stored vectors are unit length; so is the query's, as an embedded one is
-        quarry_core::embed::normalize(&mut values);
-        Ok(values)
-    }
-
-    /// Embeds a query with the active embedder, waiting at most the configured timeout.
-    pub fn embed_query(&self, text: &str) -> std::result::Result<Vec<f32>, String> {
-        let Some(active) = &self.active else {
-            return Err(format!(
-                "collection `{}` has no embedding version",
-                self.collection.name
-            ));
-        };
-        let embedder = active.embedder.clone()?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let text = text.to_owned();
-        std::thread::Builder::new()
-            .name("quarry-embed-query".into())
-            .spawn(move || {
-                let _ = tx.send(embed_checked(&*embedder, &[&text], InputKind::Query, None));
-            })
-            .map_err(|e| format!("cannot start the query embedding: {e}"))?;
-        match rx.recv_timeout(self.embed_timeout) {
-            Ok(Ok(mut v)) => Ok(v.swap_remove(0)),
-            Ok(Err(EmbedCheckError::Count { got, .. })) => {
-                Err(format!("the embedder returned {got} vectors for 1 query"))
-            }
-            Ok(Err(EmbedCheckError::Embed(e))) => Err(e.to_string()),
-            Ok(Err(e @ EmbedCheckError::Dimensions { .. })) => Err(format!("{e:?}")),
-            Err(_) => Err(format!(
-                "the query embedding took longer than query.embed_timeout_ms ({} ms)",
-                self.embed_timeout.as_millis()
-            )),
-        }
-    }
-
-    /// Runs a query for `caller`: embeds it when the mode needs vectors, then
-    /// [`Searcher::search_with_vector`].
+    /// Runs a query for `caller`: [`Searcher::search_batch`] of one query.
     pub fn search(&self, q: &QueryOptions, caller: &Principal) -> Result<SearchResponse> {
-        let started = Instant::now();
-        let vector = match (q.mode, &self.active, &q.vector) {
-            (Mode::Bm25, _, _) | (_, None, None) => None,
-            (_, _, Some(own)) => Some(Ok(self.own_vector(own)?)),
-            (_, Some(_), None) => Some(self.embed_query(&q.text)),
-        };
-        let embed_ms =
-            (vector.is_some() && q.vector.is_none()).then(|| started.elapsed().as_secs_f64() * 1e3);
-        let mut response = self.search_with_vector(q, caller, vector)?;
-        response.took_ms = started.elapsed().as_secs_f64() * 1e3;
-        response.embed_ms = embed_ms;
-        if let Some(t) = &mut response.timings {
-            t.embed_ms = embed_ms.unwrap_or(0.0);
-        }
-        Ok(response)
+        let mut answers = self.search_batch(std::slice::from_ref(q), caller);
+        answers.swap_remove(0)
     }
 
     /// Runs a query for `caller` with its vector already computed (`None`: not needed or no

@@ -2,7 +2,7 @@
 //! each retriever gave it, its document's metadata, and, when asked, how its score was made
 //! ([`Explain`]); facet counts and the query's [`Timings`] when asked.
 
-use super::Candidate;
+use super::candidate::Candidate;
 use crate::catalog::ChunkRecord;
 use quarry_core::fusion::Part;
 use std::collections::BTreeMap;

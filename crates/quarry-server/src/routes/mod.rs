@@ -7,7 +7,7 @@
 //! | route | role |
 //! |---|---|
 //! | `GET /v1/collections`, `GET /v1/collections/{c}` | reader |
-//! | `POST /v1/collections/{c}/query` | reader |
+//! | `POST /v1/collections/{c}/query`, `POST /v1/collections/{c}/query/batch` | reader |
 //! | `GET /v1/collections/{c}/documents`, `GET /v1/collections/{c}/documents/{id}` | reader |
 //! | `POST /v1/embeddings` | reader |
 //! | `POST /v1/collections/{c}/documents`, `DELETE /v1/collections/{c}/documents/{id}` | writer |
@@ -81,6 +81,7 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
                 .delete(collections::delete),
         )
         .route("/collections/{collection}/query", post(query::query))
+        .route("/collections/{collection}/query/batch", post(query::batch))
         .route(
             "/collections/{collection}/versions",
             get(collections::versions),

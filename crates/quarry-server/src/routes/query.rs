@@ -1,15 +1,18 @@
-//! `POST /v1/collections/{c}/query`: hits of the documents the caller may read.
+//! `POST /v1/collections/{c}/query`: hits of the documents the caller may read; and
+//! `POST /v1/collections/{c}/query/batch`: several such queries in one request, their texts
+//! embedded in one call to the model.
 
 use super::common::blocking;
-use super::state::Shared;
+use super::state::{AppState, Shared};
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use axum::Json;
 use axum::extract::{Path, State};
 use quarry_core::query::{QueryDefaults, QueryRequest};
+use quarry_core::{Mode, QueryOptions};
 use quarry_index::eval::mode_name;
-use quarry_index::{QueryOutcome, SearchResponse};
+use quarry_index::{QueryOutcome, SearchResponse, Searcher};
 use std::time::Instant;
 
 pub(super) async fn query(
@@ -20,39 +23,137 @@ pub(super) async fn query(
 ) -> Result<Json<SearchResponse>, ApiError> {
     let started = Instant::now();
     let explicit_fusion = req.fusion.is_some();
-    let d = &state.options;
-    let q = req.options(QueryDefaults {
-        top_k: d.default_top_k,
-        mode: d.default_mode,
-        group_by: d.default_group_by,
-    });
-    let mode = q.as_ref().map_or(state.options.default_mode, |q| q.mode);
+    let mode = req.mode.unwrap_or(state.options.default_mode);
+    let q = req.options(defaults(&state));
     let answer = blocking(move || {
         // A query of a collection that does not exist is not counted: its name is the caller's.
         let searcher = state.engine.searcher(&collection)?;
         let answer = q
-            .map(|mut q| {
-                if !explicit_fusion {
-                    q.fusion = searcher.default_fusion();
-                }
-                q
-            })
+            .map(|q| with_default_fusion(q, explicit_fusion, &searcher))
             .map_err(quarry_index::Error::from)
             .and_then(|q| searcher.search(&q, &caller.principal));
-        let outcome = match &answer {
-            Ok(a) if a.degraded => QueryOutcome::Degraded,
-            Ok(_) => QueryOutcome::Ok,
-            Err(e) if e.kind() == quarry_index::ErrorKind::Input => QueryOutcome::Invalid,
-            Err(_) => QueryOutcome::Error,
-        };
-        state.engine.telemetry().observe_query(
-            &collection,
-            mode_name(mode),
-            outcome,
-            started.elapsed().as_secs_f64(),
-        );
+        let secs = started.elapsed().as_secs_f64();
+        observe(&state, &collection, mode, outcome(&answer), secs);
         Ok(answer?)
     })
     .await?;
     Ok(Json(answer))
+}
+
+/// The body of a batch: each element is the body of the single query route.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BatchRequest {
+    /// Parsed one by one, so that an error names its element.
+    queries: Vec<serde_json::Value>,
+}
+
+/// The answers of a batch, in the order of its queries.
+#[derive(serde::Serialize)]
+pub(super) struct BatchResponse {
+    answers: Vec<SearchResponse>,
+}
+
+/// Runs every query of the batch, or none: a query the single route would refuse (bad JSON, a
+/// bad option, a filter or vector the collection cannot take) fails the whole batch with its
+/// error, prefixed by `queries[i]: `. Each query is counted in the metrics as a single query.
+pub(super) async fn batch(
+    caller: Caller<role::Reader>,
+    State(state): State<Shared>,
+    Path(collection): Path<String>,
+    JsonBody(req): JsonBody<BatchRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let started = Instant::now();
+    let max = state.options.max_batch_queries;
+    if req.queries.is_empty() || req.queries.len() > max {
+        return Err(ApiError::new(
+            "invalid_request",
+            format!(
+                "`queries` has {} queries; send 1 to {max} (server.max_batch_queries)",
+                req.queries.len()
+            ),
+        ));
+    }
+    let answers = blocking(move || {
+        let searcher = state.engine.searcher(&collection)?;
+        let mut queries = Vec::with_capacity(req.queries.len());
+        for (i, value) in req.queries.into_iter().enumerate() {
+            let req: QueryRequest = serde_json::from_value(value).map_err(|e| {
+                ApiError::new("invalid_json", format!("queries[{i}]: invalid query: {e}"))
+            })?;
+            let (explicit_fusion, mode) = (
+                req.fusion.is_some(),
+                req.mode.unwrap_or(state.options.default_mode),
+            );
+            match req.options(defaults(&state)) {
+                Ok(q) => queries.push(with_default_fusion(q, explicit_fusion, &searcher)),
+                Err(e) => {
+                    let secs = started.elapsed().as_secs_f64();
+                    observe(&state, &collection, mode, QueryOutcome::Invalid, secs);
+                    return Err(in_batch(i, e.into()));
+                }
+            }
+        }
+        let answers = searcher.search_batch(&queries, &caller.principal);
+        for (q, answer) in queries.iter().zip(&answers) {
+            let secs = match answer {
+                Ok(a) => a.took_ms / 1e3,
+                Err(_) => started.elapsed().as_secs_f64(),
+            };
+            observe(&state, &collection, q.mode, outcome(answer), secs);
+        }
+        answers
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| a.map_err(|e| in_batch(i, e)))
+            .collect::<Result<Vec<_>, ApiError>>()
+    })
+    .await?;
+    Ok(Json(BatchResponse { answers }))
+}
+
+/// The error of query `i` of a batch, named by its index (an internal error stays unnamed: its
+/// message is the generic one).
+fn in_batch(i: usize, e: quarry_index::Error) -> ApiError {
+    let mut api = ApiError::from(e);
+    if api.code != "internal" {
+        api.message = format!("queries[{i}]: {}", api.message);
+    }
+    api
+}
+
+/// What a query leaves to the server's configuration.
+fn defaults(state: &AppState) -> QueryDefaults {
+    let d = &state.options;
+    QueryDefaults {
+        top_k: d.default_top_k,
+        mode: d.default_mode,
+        group_by: d.default_group_by,
+    }
+}
+
+/// `q` with the collection's default fusion unless the caller chose one.
+fn with_default_fusion(mut q: QueryOptions, explicit: bool, searcher: &Searcher) -> QueryOptions {
+    if !explicit {
+        q.fusion = searcher.default_fusion();
+    }
+    q
+}
+
+/// How a query ended, for the metrics.
+fn outcome(answer: &Result<SearchResponse, quarry_index::Error>) -> QueryOutcome {
+    match answer {
+        Ok(a) if a.degraded => QueryOutcome::Degraded,
+        Ok(_) => QueryOutcome::Ok,
+        Err(e) if e.kind() == quarry_index::ErrorKind::Input => QueryOutcome::Invalid,
+        Err(_) => QueryOutcome::Error,
+    }
+}
+
+/// Counts one served query of `collection` in the metrics, by the mode asked for.
+fn observe(state: &AppState, collection: &str, mode: Mode, outcome: QueryOutcome, secs: f64) {
+    state
+        .engine
+        .telemetry()
+        .observe_query(collection, mode_name(mode), outcome, secs);
 }

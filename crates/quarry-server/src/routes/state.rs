@@ -28,6 +28,8 @@ pub struct ServerOptions {
     /// Where `POST /v1/snapshots` writes (`server.snapshot_dir`); `None`: `<data-dir>-snapshots`
     /// beside the data directory.
     pub snapshot_dir: Option<std::path::PathBuf>,
+    /// Most queries in one `POST /v1/collections/{c}/query/batch` (`server.max_batch_queries`).
+    pub max_batch_queries: usize,
 }
 
 impl Default for ServerOptions {
@@ -43,6 +45,7 @@ impl Default for ServerOptions {
             ready: Arc::new(AtomicBool::new(true)),
             stopping: tokio::sync::watch::channel(false).1,
             snapshot_dir: None,
+            max_batch_queries: 32,
         }
     }
 }
