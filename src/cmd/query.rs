@@ -5,7 +5,7 @@ use super::{emit, open_engine_to_read, print_json};
 use crate::config::Config;
 use anyhow::Context;
 use quarry_core::query::{QueryDefaults, QueryRequest};
-use quarry_core::{Fusion, GroupBy, Mode, Principal};
+use quarry_core::{Diversify, Fusion, GroupBy, Mode, Principal};
 use quarry_index::SearchResponse;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -54,6 +54,10 @@ pub struct Args {
     /// The embedding version --vector was made for (checked against the collection's).
     #[arg(long, requires = "vector")]
     pub embedding_version: Option<String>,
+    /// Re-rank the results for diversity (maximal marginal relevance), LAMBDA from 0 to 1: 1 is
+    /// the fused order, lower trades relevance for results unlike each other (docs/query.md).
+    #[arg(long, value_name = "LAMBDA")]
+    pub diversify: Option<f32>,
     #[command(flatten)]
     pub server: ServerArgs,
     #[arg(long)]
@@ -123,6 +127,7 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         explain: args.explain.then_some(true),
         vector: args.vector.clone(),
         embedding_version: args.embedding_version.clone(),
+        diversify: args.diversify.map(|lambda| Diversify { lambda }),
     };
     // checked here as the server checks it: a bad option is exit 2 before anything is opened
     let q = request.clone().options(QueryDefaults {

@@ -1,5 +1,6 @@
 //! Query options shared by the engine, the HTTP API and the CLI, with their validation.
 
+use crate::diversity::Diversify;
 use crate::error::{Error, Result};
 use crate::filter::{Filter, Json};
 use crate::fusion::Fusion;
@@ -72,6 +73,8 @@ pub struct QueryOptions {
     pub explain: bool,
     /// The query's own vector, and the embedding version it was made for (checked when given).
     pub vector: Option<QueryVector>,
+    /// Re-rank the fused candidates by maximal marginal relevance (`None`: the fused order).
+    pub diversify: Option<Diversify>,
 }
 
 /// A vector the caller computed for the query.
@@ -128,6 +131,7 @@ impl QueryOptions {
             facets: Vec::new(),
             explain: false,
             vector: None,
+            diversify: None,
         }
     }
 
@@ -199,6 +203,15 @@ impl QueryOptions {
         Ok(self)
     }
 
+    /// Sets the diversity re-ranking, checking λ.
+    pub fn with_diversify(mut self, diversify: Option<Diversify>) -> Result<Self> {
+        if let Some(d) = &diversify {
+            d.validate()?;
+        }
+        self.diversify = diversify;
+        Ok(self)
+    }
+
     /// Sets the fusion, checking its parameters.
     pub fn with_fusion(mut self, fusion: Fusion) -> Result<Self> {
         fusion.validate()?;
@@ -247,6 +260,8 @@ pub struct QueryRequest {
     pub vector: Option<Vec<f32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diversify: Option<Diversify>,
 }
 
 impl From<&QueryOptions> for QueryRequest {
@@ -266,6 +281,7 @@ impl From<&QueryOptions> for QueryRequest {
             explain: q.explain.then_some(true),
             vector: q.vector.as_ref().map(|v| v.values.clone()),
             embedding_version: q.vector.as_ref().and_then(|v| v.embedding_version.clone()),
+            diversify: q.diversify,
         }
     }
 }
@@ -305,7 +321,8 @@ impl QueryRequest {
         }
         q = q
             .with_page(self.offset.unwrap_or(0), self.min_score)?
-            .with_fields(self.include, self.facets.unwrap_or_default())?;
+            .with_fields(self.include, self.facets.unwrap_or_default())?
+            .with_diversify(self.diversify)?;
         q.explain = self.explain == Some(true);
         Ok(q)
     }
@@ -348,5 +365,25 @@ mod tests {
         );
         assert_eq!("bm25".parse::<Mode>(), Ok(Mode::Bm25));
         assert!("BM25 ".parse::<Mode>().is_err());
+    }
+
+    #[test]
+    fn diversify_is_checked_and_round_trips() {
+        let d = QueryDefaults {
+            top_k: 10,
+            mode: Mode::Hybrid,
+            group_by: GroupBy::Chunk,
+        };
+        let request = |body: &str| -> QueryRequest { serde_json::from_str(body).unwrap() };
+        let e = request(r#"{"query": "a", "diversify": {"lambda": 1.5}}"#)
+            .options(d)
+            .unwrap_err();
+        assert!(e.to_string().contains("invalid diversify"), "{e}");
+        let q = request(r#"{"query": "a", "diversify": {"lambda": 0.7}}"#)
+            .options(d)
+            .unwrap();
+        assert_eq!(q.diversify, Some(Diversify { lambda: 0.7 }));
+        assert_eq!(QueryRequest::from(&q).options(d).unwrap(), q);
+        assert!(serde_json::from_str::<QueryRequest>(r#"{"diversify": 0.7}"#).is_err());
     }
 }

@@ -5,7 +5,8 @@
 //! A query runs in three steps:
 //! 1. **Candidates.** BM25 and (for `hybrid`/`vector`) the vector index each return their best
 //!    `depth` chunks, identified by [`chunk_key`] only; no stored document is read.
-//! 2. **Fusion** ([`quarry_core::fuse`]) into one ranking, keeping each retriever's score and rank.
+//! 2. **Fusion** ([`quarry_core::fuse`]) into one ranking, keeping each retriever's score and rank;
+//!    with `diversify`, its first candidates re-ranked by maximal marginal relevance (`diversify`).
 //! 3. **Hits.** Stored records are read in fused order until `top_k` chunks (or, for
 //!    `group_by=document`, `top_k` distinct documents) are found; when candidates run out first,
 //!    `depth` grows and the query runs again. With `group_by=document` a candidate whose
@@ -21,6 +22,7 @@
 //! The query text is embedded with the collection's active embedder, on a separate thread with a
 //! deadline: if that fails or takes too long, the answer comes from BM25 with `degraded: true`.
 
+mod diversify;
 mod facets;
 mod response;
 
@@ -88,6 +90,8 @@ impl Depth {
 /// A fused candidate: a chunk with its fused score and what each retriever said.
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
+    /// The chunk's [`chunk_key`].
+    key: u64,
     address: DocAddress,
     score: f32,
     bm25: Option<(f32, usize)>,
@@ -374,6 +378,9 @@ impl Searcher {
             Some(schema) if !q.filter.is_all() => Some(q.filter.resolve(schema)?),
             _ => None,
         };
+        if q.diversify.is_some() && self.vectors.is_none() {
+            warnings.push(diversify::NO_VECTORS.to_owned());
+        }
         let access = self.access(&q.text, caller, mode, filter)?;
         let results = self.hits(q, mode, query_vector.as_deref(), &access)?;
         let post = Instant::now();
@@ -512,6 +519,7 @@ impl Searcher {
         let mut by_key: HashMap<u64, Candidate> = HashMap::with_capacity(bm25.len() + dense.len());
         for (rank, (key, score, address)) in bm25.iter().enumerate() {
             by_key.entry(*key).or_insert(Candidate {
+                key: *key,
                 address: *address,
                 score: *score,
                 bm25: Some((*score, rank + 1)),
@@ -523,6 +531,7 @@ impl Searcher {
             by_key
                 .entry(*key)
                 .or_insert(Candidate {
+                    key: *key,
                     address: *address,
                     score: *sim,
                     bm25: None,
@@ -624,7 +633,7 @@ impl Searcher {
         };
         let include = q.include.as_deref();
         loop {
-            let (candidates, more) = self.candidates(
+            let (mut candidates, more) = self.candidates(
                 mode,
                 vector,
                 Depth::new(depth, q.group_by, total),
@@ -632,6 +641,9 @@ impl Searcher {
                 q.explain,
                 access,
             )?;
+            if let (Some(d), Some(ix)) = (q.diversify, &self.vectors) {
+                diversify::rerank(&mut candidates, d, need, q.min_score, ix);
+            }
             // candidates below `min_score` end the answer: the rest score lower still
             let mut below = false;
             let mut hits = Vec::new();
