@@ -130,11 +130,14 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         diversify: args.diversify.map(|lambda| Diversify { lambda }),
     };
     // checked here as the server checks it: a bad option is exit 2 before anything is opened
-    let q = request.clone().options(QueryDefaults {
-        top_k: config.query.top_k,
-        mode: config.query.mode,
-        group_by: config.query.group_by,
-    })?;
+    let q = request
+        .clone()
+        .options(QueryDefaults {
+            top_k: config.query.top_k,
+            mode: config.query.mode,
+            group_by: config.query.group_by,
+        })
+        .map_err(|e| super::UsageError(e.to_string()))?;
     let answer = match args.server.remote() {
         Some(server) => remote(&server, &args.collection, &request)?,
         None => open_engine_to_read(data_dir, config)?

@@ -2,7 +2,6 @@
 //! maximal marginal relevance ([`quarry_core::diversity::mmr`]) over their stored vectors before
 //! hits are read from them, so grouping, paging and `min_score` apply to the new order.
 
-use super::Candidate;
 use crate::vectors::VectorSnapshot;
 use quarry_core::Diversify;
 use quarry_core::diversity::{MIN_CANDIDATES, mmr};
@@ -12,13 +11,15 @@ use quarry_core::diversity::{MIN_CANDIDATES, mmr};
 pub(super) const NO_VECTORS: &str = "diversify: this collection has no vectors to compare results \
      with, so they are in the fused order, not diversified";
 
-/// Re-ranks the first `max(MIN_CANDIDATES, need)` candidates by MMR with `d`'s λ: relevance is
-/// the fused score min-max normalised over them, redundancy the cosine of their stored vectors (a
+/// Re-ranks the first `max(MIN_CANDIDATES, need)` fused candidates (`key_score` gives each one's
+/// chunk key and fused score) by MMR with `d`'s λ: relevance is the fused score min-max
+/// normalised over them, redundancy the cosine of their stored vectors (a
 /// chunk without one is like no other). Only candidates at or above `min_score` take part, so
 /// those below it still come after every other one and end the answer; candidates past the
 /// re-ranked ones keep their fused order.
-pub(super) fn rerank(
-    candidates: &mut [Candidate],
+pub(super) fn rerank<C: Copy>(
+    candidates: &mut [C],
+    key_score: impl Fn(&C) -> (u64, f32),
     d: Diversify,
     need: usize,
     min_score: Option<f32>,
@@ -27,14 +28,13 @@ pub(super) fn rerank(
     let n = candidates
         .iter()
         .take(need.max(MIN_CANDIDATES))
-        .take_while(|c| min_score.is_none_or(|m| c.score >= m))
+        .take_while(|c| min_score.is_none_or(|m| key_score(c).1 >= m))
         .count();
     let prefix = &mut candidates[..n];
-    let keys: Vec<u64> = prefix.iter().map(|c| c.key).collect();
+    let (keys, scores): (Vec<u64>, Vec<f32>) = prefix.iter().map(&key_score).unzip();
     let stored = vectors.vectors_of(&keys);
     let stored: Vec<Option<&[f32]>> = stored.iter().map(Option::as_deref).collect();
-    let scores: Vec<f32> = prefix.iter().map(|c| c.score).collect();
-    let reranked: Vec<Candidate> = mmr(&scores, &stored, d.lambda, n)
+    let reranked: Vec<C> = mmr(&scores, &stored, d.lambda, n)
         .into_iter()
         .map(|i| prefix[i])
         .collect();

@@ -2,10 +2,10 @@
 //! vectors, computed apart (the oracle); λ = 1 is the fused answer; grouping and `min_score`
 //! still hold; a collection without vectors answers in the fused order with a warning.
 
-use super::super::Searcher;
 use crate::bm25::chunk_key;
 use crate::engine::Engine;
 use crate::options::EngineOptions;
+use crate::searcher::Searcher;
 use crate::test_support::{Letters, put};
 use quarry_core::diversity::mmr;
 use quarry_core::{

@@ -642,7 +642,8 @@ impl Searcher {
                 access,
             )?;
             if let (Some(d), Some(ix)) = (q.diversify, &self.vectors) {
-                diversify::rerank(&mut candidates, d, need, q.min_score, ix);
+                let key_score = |c: &Candidate| (c.key, c.score);
+                diversify::rerank(&mut candidates, key_score, d, need, q.min_score, ix);
             }
             // candidates below `min_score` end the answer: the rest score lower still
             let mut below = false;
