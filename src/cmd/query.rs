@@ -5,7 +5,7 @@ use super::{UsageError, check_rerank, emit, open_engine_to_read, print_json};
 use crate::config::Config;
 use anyhow::Context;
 use quarry_core::query::{QueryDefaults, QueryRequest};
-use quarry_core::{Fusion, GroupBy, Mode, Principal};
+use quarry_core::{Diversify, Fusion, GroupBy, Mode, Principal};
 use quarry_index::SearchResponse;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -68,6 +68,10 @@ pub struct Args {
     /// take the results from that order.
     #[arg(long, value_name = "N")]
     pub rerank_top_n: Option<usize>,
+    /// Re-rank the results for diversity (maximal marginal relevance), LAMBDA from 0 to 1: 1 is
+    /// the fused order, lower trades relevance for results unlike each other (docs/query.md).
+    #[arg(long, value_name = "LAMBDA")]
+    pub diversify: Option<f32>,
     #[command(flatten)]
     pub server: ServerArgs,
     #[arg(long)]
@@ -151,6 +155,7 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
             .expand_neighbors
             .map(|neighbors| quarry_core::Expand { neighbors }),
         rerank: args.rerank_top_n.map(|top_n| quarry_core::Rerank { top_n }),
+        diversify: args.diversify.map(|lambda| Diversify { lambda }),
     };
     // checked here as the server checks it: a bad option is exit 2 before anything is opened
     let q = request

@@ -74,6 +74,26 @@ fn unknown_config_keys_are_named_and_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("adrr"));
 }
 
+#[test]
+fn a_bad_diversify_lambda_is_named_and_exits_2() {
+    let data = tmp();
+    for bad in ["1.5", "-1", "NaN"] {
+        let out = run(
+            data.path(),
+            &[
+                "query",
+                "x",
+                "--mode",
+                "bm25",
+                &format!("--diversify={bad}"),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("diversify"), "{bad}: {stderr}");
+    }
+}
+
 /// The datasets folder, the benches' and the load test's variables are not configuration:
 /// exporting them in the shell leaves `quarry status` working.
 #[test]

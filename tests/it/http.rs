@@ -210,6 +210,31 @@ fn query_options_and_errors() {
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body["error"]["code"], code, "{bad}: {body}");
     }
+    // diversify: λ out of range is a 400 naming the option; without vectors, a warning
+    for bad in [
+        json!({"query": "x", "diversify": {"lambda": 1.5}}),
+        json!({"query": "x", "diversify": {"lambda": -0.1}}),
+    ] {
+        let (status, body) = query(&s, bad.clone());
+        assert_eq!(status, 400, "{bad}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("diversify"), "{bad}: {body}");
+    }
+    let (status, body) = query(&s, json!({"query": "x", "diversify": 0.7}));
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = query(
+        &s,
+        json!({"query": "retrieval", "mode": "bm25", "diversify": {"lambda": 0.7}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("diversify:"),
+        "{body}"
+    );
+    assert_eq!(body["results"].as_array().unwrap().len(), 10);
     let (status, body) = s.post("/v1/collections/missing/query", &json!({"query": "x"}));
     assert_eq!(
         (status, body["error"]["code"].as_str()),

@@ -6,6 +6,7 @@
 
 pub mod acl;
 pub mod chunk;
+pub mod diversity;
 pub mod document;
 pub mod embed;
 pub mod error;
@@ -23,6 +24,7 @@ pub use acl::{DefaultAcl, Principal, Role};
 pub use chunk::{
     Chunk, ChunkOptions, ChunkSizer, Chunker, TokenCounter, context_window, embed_text,
 };
+pub use diversity::Diversify;
 pub use document::{DocFormat, Document};
 pub use embed::{EmbedError, Embedder, EmbedderSpec, Fingerprint, InputKind};
 pub use error::{Error, Result};

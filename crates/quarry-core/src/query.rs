@@ -1,5 +1,6 @@
 //! Query options shared by the engine, the HTTP API and the CLI, with their validation.
 
+use crate::diversity::Diversify;
 use crate::error::{Error, Result};
 use crate::filter::{Filter, Json};
 use crate::fusion::Fusion;
@@ -85,6 +86,8 @@ pub struct QueryOptions {
     pub expand: Option<Expand>,
     /// Re-score the first hits with the configured reranker (docs/query.md, "Reranking").
     pub rerank: Option<Rerank>,
+    /// Re-rank the fused candidates by maximal marginal relevance (`None`: the fused order).
+    pub diversify: Option<Diversify>,
 }
 
 /// How far a hit's passage reaches (`expand`): `neighbors` chunks of its document on each side.
@@ -160,6 +163,7 @@ impl QueryOptions {
             citation: false,
             expand: None,
             rerank: None,
+            diversify: None,
         }
     }
 
@@ -278,6 +282,15 @@ impl QueryOptions {
         Ok(self)
     }
 
+    /// Sets the diversity re-ranking, checking λ.
+    pub fn with_diversify(mut self, diversify: Option<Diversify>) -> Result<Self> {
+        if let Some(d) = &diversify {
+            d.validate()?;
+        }
+        self.diversify = diversify;
+        Ok(self)
+    }
+
     /// Sets the fusion, checking its parameters.
     pub fn with_fusion(mut self, fusion: Fusion) -> Result<Self> {
         fusion.validate()?;
@@ -333,6 +346,8 @@ pub struct QueryRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expand: Option<Expand>,
     pub rerank: Option<Rerank>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diversify: Option<Diversify>,
 }
 
 impl From<&QueryOptions> for QueryRequest {
@@ -356,6 +371,7 @@ impl From<&QueryOptions> for QueryRequest {
             citation: q.citation.then_some(true),
             expand: q.expand,
             rerank: q.rerank,
+            diversify: q.diversify,
         }
     }
 }
@@ -395,7 +411,8 @@ impl QueryRequest {
         }
         q = q
             .with_page(self.offset.unwrap_or(0), self.min_score)?
-            .with_fields(self.include, self.facets.unwrap_or_default())?;
+            .with_fields(self.include, self.facets.unwrap_or_default())?
+            .with_diversify(self.diversify)?;
         q.explain = self.explain == Some(true);
         q = q.with_view(
             self.highlight == Some(true),
@@ -508,5 +525,25 @@ mod tests {
         let e =
             parse(serde_json::json!({"mode": "vector", "vector": [1.0], "rerank": {"top_n": 5}}));
         assert!(e.unwrap_err().contains("`query`"));
+    }
+
+    #[test]
+    fn diversify_is_checked_and_round_trips() {
+        let d = QueryDefaults {
+            top_k: 10,
+            mode: Mode::Hybrid,
+            group_by: GroupBy::Chunk,
+        };
+        let request = |body: &str| -> QueryRequest { serde_json::from_str(body).unwrap() };
+        let e = request(r#"{"query": "a", "diversify": {"lambda": 1.5}}"#)
+            .options(d)
+            .unwrap_err();
+        assert!(e.to_string().contains("invalid diversify"), "{e}");
+        let q = request(r#"{"query": "a", "diversify": {"lambda": 0.7}}"#)
+            .options(d)
+            .unwrap();
+        assert_eq!(q.diversify, Some(Diversify { lambda: 0.7 }));
+        assert_eq!(QueryRequest::from(&q).options(d).unwrap(), q);
+        assert!(serde_json::from_str::<QueryRequest>(r#"{"diversify": 0.7}"#).is_err());
     }
 }

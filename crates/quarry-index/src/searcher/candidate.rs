@@ -7,6 +7,8 @@ use tantivy::DocAddress;
 /// A fused candidate: a chunk with its fused score and what each retriever said.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Candidate {
+    /// The chunk's [`crate::bm25::chunk_key`].
+    pub(super) key: u64,
     pub(super) address: DocAddress,
     pub(super) score: f32,
     pub(super) bm25: Option<(f32, usize)>,

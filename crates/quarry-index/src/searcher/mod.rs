@@ -5,7 +5,8 @@
 //! A query runs in three steps:
 //! 1. **Candidates.** BM25 and (for `hybrid`/`vector`) the vector index each return their best
 //!    `depth` chunks, identified by [`chunk_key`] only; no stored document is read.
-//! 2. **Fusion** ([`quarry_core::fuse`]) into one ranking, keeping each retriever's score and rank.
+//! 2. **Fusion** ([`quarry_core::fuse`]) into one ranking, keeping each retriever's score and rank;
+//!    with `diversify`, its first candidates re-ranked by maximal marginal relevance (`diversify`).
 //! 3. **Hits.** Stored records are read in fused order until `top_k` chunks (or, for
 //!    `group_by=document`, `top_k` distinct documents) are found; when candidates run out first,
 //!    `depth` grows and the query runs again. With `group_by=document` a candidate whose
@@ -30,6 +31,7 @@ mod cache;
 mod candidate;
 mod clock;
 mod depth;
+mod diversify;
 mod facets;
 mod passages;
 mod rerank;
@@ -225,6 +227,9 @@ impl Searcher {
             _ => None,
         };
         let reranker = rerank::reranker_for(self.reranker.as_ref(), q)?;
+        if q.diversify.is_some() && self.vectors.is_none() {
+            warnings.push(diversify::NO_VECTORS.to_owned());
+        }
         let access = self.access(&q.text, caller, mode, filter)?;
         let (mut results, rerank_ms) = match (q.rerank, reranker) {
             (Some(r), Some(reranker)) => {
@@ -379,6 +384,7 @@ impl Searcher {
         let mut by_key: HashMap<u64, Candidate> = HashMap::with_capacity(bm25.len() + dense.len());
         for (rank, (key, score, address)) in bm25.iter().enumerate() {
             by_key.entry(*key).or_insert(Candidate {
+                key: *key,
                 address: *address,
                 score: *score,
                 bm25: Some((*score, rank + 1)),
@@ -390,6 +396,7 @@ impl Searcher {
             by_key
                 .entry(*key)
                 .or_insert(Candidate {
+                    key: *key,
                     address: *address,
                     score: *sim,
                     bm25: None,
@@ -491,7 +498,7 @@ impl Searcher {
         };
         let include = q.include.as_deref();
         loop {
-            let (candidates, more) = self.candidates(
+            let (mut candidates, more) = self.candidates(
                 mode,
                 vector,
                 Depth::new(depth, q.group_by, total),
@@ -499,6 +506,10 @@ impl Searcher {
                 q.explain,
                 access,
             )?;
+            if let (Some(d), Some(ix)) = (q.diversify, &self.vectors) {
+                let key_score = |c: &Candidate| (c.key, c.score);
+                diversify::rerank(&mut candidates, key_score, d, need, q.min_score, ix);
+            }
             // candidates below `min_score` end the answer: the rest score lower still
             let mut below = false;
             let mut hits = Vec::new();

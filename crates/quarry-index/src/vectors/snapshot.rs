@@ -215,6 +215,19 @@ impl VectorSnapshot {
             .collect()
     }
 
+    /// The stored vector of each chunk of `keys` ([`chunk_key`]), `None` for a chunk without a
+    /// live vector in this snapshot (for diversity, which compares candidates with each other).
+    pub fn vectors_of(&self, keys: &[u64]) -> Vec<Option<Vec<f32>>> {
+        let points = self.build.points.read().unwrap_or_else(|p| p.into_inner());
+        keys.iter()
+            .map(|key| {
+                let id = *points.by_key.get(key)?;
+                self.alive(id)
+                    .then(|| points.vectors[id * self.dims..(id + 1) * self.dims].to_vec())
+            })
+            .collect()
+    }
+
     /// Exact top `k` among the points `ids` (alive), best first; equal similarities by chunk
     /// key (not by point id, which depends on the order chunks were inserted in).
     fn exact_among(
