@@ -116,9 +116,24 @@ fn percentile(ms: &[f64], p: f64) -> f64 {
 fn serve(data: &Path, env: &[(&str, &str)]) -> (Served, Client) {
     let server = spawn_serve(data, &["--addr", "127.0.0.1:0"], env);
     let client = Client::new();
-    // opens the collection and loads the model; not measured
-    single(&client, &server.url, "warm-up query about cells");
-    (server, client)
+    // Not measured: the server opens the collection (rebuilding a BM25 index of an older layout)
+    // and loads the model; until /readyz says so, a query may find nothing.
+    let deadline = Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let ready = client.get(format!("{}/readyz", server.url)).send();
+        if ready.is_ok_and(|r| r.status().is_success())
+            && !single(&client, &server.url, "warm-up query about cells")
+                .0
+                .is_empty()
+        {
+            break (server, client);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server was not ready in 10 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 #[test]
