@@ -164,6 +164,7 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
             top_k: config.query.top_k,
             mode: config.query.mode,
             group_by: config.query.group_by,
+            fusion: config.query.fusion,
         })
         .map_err(|e| UsageError(e.to_string()))?;
     let answer = match args.server.remote() {

@@ -305,6 +305,8 @@ pub struct QueryDefaults {
     pub top_k: usize,
     pub mode: Mode,
     pub group_by: GroupBy,
+    /// The collection's fusion (its configured default).
+    pub fusion: Fusion,
 }
 
 /// A query as the HTTP API takes it (docs/http-api.md, "Query") and the CLI sends it: every
@@ -377,8 +379,7 @@ impl From<&QueryOptions> for QueryRequest {
 }
 
 impl QueryRequest {
-    /// The validated query, with `d` where the request is silent. Without `fusion` the query
-    /// has [`Fusion::default`]; [`QueryRequest::fusion`] tells whether the caller chose one.
+    /// The validated query, with `d` where the request is silent.
     pub fn options(self, d: QueryDefaults) -> Result<QueryOptions> {
         let mode = self.mode.unwrap_or(d.mode);
         let (top_k, group_by) = (
@@ -406,9 +407,7 @@ impl QueryRequest {
         if let Some(f) = &self.filter {
             q = q.with_filter(f)?;
         }
-        if let Some(f) = self.fusion {
-            q = q.with_fusion(f)?;
-        }
+        q = q.with_fusion(self.fusion.unwrap_or(d.fusion))?;
         q = q
             .with_page(self.offset.unwrap_or(0), self.min_score)?
             .with_fields(self.include, self.facets.unwrap_or_default())?
@@ -472,6 +471,7 @@ mod tests {
             top_k: 10,
             mode: Mode::Bm25,
             group_by: GroupBy::Chunk,
+            fusion: Fusion::default(),
         })
     }
 
@@ -488,6 +488,7 @@ mod tests {
             top_k: 1,
             mode: Mode::Hybrid,
             group_by: GroupBy::Document,
+            fusion: Fusion::default(),
         });
         assert_eq!(again.unwrap(), q);
         for n in [0, 11] {
@@ -507,6 +508,7 @@ mod tests {
             top_k: 10,
             mode: Mode::Hybrid,
             group_by: GroupBy::Chunk,
+            fusion: Fusion::default(),
         };
         let parse = |v: serde_json::Value| {
             serde_json::from_value::<QueryRequest>(v)
@@ -533,6 +535,7 @@ mod tests {
             top_k: 10,
             mode: Mode::Hybrid,
             group_by: GroupBy::Chunk,
+            fusion: Fusion::default(),
         };
         let request = |body: &str| -> QueryRequest { serde_json::from_str(body).unwrap() };
         let e = request(r#"{"query": "a", "diversify": {"lambda": 1.5}}"#)

@@ -132,25 +132,30 @@ fn title_line(front: &str) -> Option<String> {
 
 /// The first ATX heading (`# Title`) outside fenced code blocks.
 fn first_heading(body: &str) -> Option<String> {
+    atx_headings(body)
+        .find(|(_, h)| !h.is_empty())
+        .map(|(_, h)| h.to_owned())
+}
+
+/// The ATX headings (`#` to `######`) of Markdown `text` outside fenced code blocks and indented
+/// code, in order, as `(level, heading text)` (empty for a bare `#`). Setext (underlined)
+/// headings are not recognised. The document title and the heading path of a citation both read
+/// headings this way.
+pub(crate) fn atx_headings(text: &str) -> impl Iterator<Item = (usize, &str)> {
     let mut in_fence = false;
-    for line in body.lines() {
+    text.lines().filter_map(move |line| {
         let t = line.trim_start();
         if t.starts_with("```") || t.starts_with("~~~") {
             in_fence = !in_fence;
-            continue;
+            return None;
         }
-        if in_fence || line.starts_with("    ") {
-            continue;
+        if in_fence || line.starts_with("    ") || line.starts_with('\t') {
+            return None;
         }
-        let hashes = t.bytes().take_while(|&b| b == b'#').count();
-        if (1..=6).contains(&hashes) && t[hashes..].starts_with([' ', '\t']) {
-            let h = t[hashes..].trim().trim_end_matches('#').trim();
-            if !h.is_empty() {
-                return Some(h.to_owned());
-            }
-        }
-    }
-    None
+        let level = t.bytes().take_while(|&b| b == b'#').count();
+        ((1..=6).contains(&level) && (t.len() == level || t[level..].starts_with([' ', '\t'])))
+            .then(|| (level, t[level..].trim().trim_end_matches('#').trim()))
+    })
 }
 
 /// Elements whose content is never visible text.
@@ -341,6 +346,26 @@ mod tests {
         assert!(
             e.warning.as_deref().is_some_and(|w| w.contains("`source`")),
             "{e:?}"
+        );
+        // hostile YAML (an alias bomb): refused quickly, the document kept
+        let mut bomb = String::from("---\na: &a [x, x, x, x, x, x, x, x, x]\n");
+        for i in 0..12 {
+            let prev = if i == 0 {
+                "a".to_owned()
+            } else {
+                format!("b{}", i - 1)
+            };
+            bomb.push_str(&format!("b{i}: &b{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        bomb.push_str("---\nbody\n");
+        let started = std::time::Instant::now();
+        let e = extract(DocFormat::Markdown, &bomb, "f");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(e.text, "body\n");
+        assert!(
+            e.metadata.is_empty() && e.warning.is_some(),
+            "{:?}",
+            e.warning
         );
         // a list is not a mapping
         let e = extract(DocFormat::Markdown, "---\n- a\n- b\n---\nbody\n", "f");

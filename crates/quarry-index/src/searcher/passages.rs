@@ -22,6 +22,7 @@ use super::response::{Citation, Hit, Passage};
 use crate::bm25::{Bm25Index, analysed_terms, analyzer};
 use crate::catalog::Occurrence;
 use crate::error::Result;
+use crate::ingest::atx_headings;
 use quarry_core::QueryOptions;
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
@@ -124,32 +125,18 @@ pub(crate) fn stitch(pieces: &[Piece]) -> (String, [usize; 2]) {
     (text, [first.start, end])
 }
 
-/// The Markdown headings in effect at the end of `text`, outermost first: ATX headings (`#` to
-/// `######`) outside fenced code blocks, each closing those of its level and deeper. Setext
-/// headings (underlined) are not recognised. The rule is ingest's title rule, line by line; a
+/// The Markdown headings in effect at the end of `text`, outermost first: each ATX heading
+/// ([`atx_headings`], the rule ingest's title follows) closes those of its level and deeper. A
 /// CommonMark parser would not be more right over stitched chunks that may leave gaps.
 pub(crate) fn heading_path(text: &str) -> Vec<String> {
-    let mut path: Vec<(usize, String)> = Vec::new();
-    let mut in_fence = false;
-    for line in text.lines() {
-        let t = line.trim_start();
-        if t.starts_with("```") || t.starts_with("~~~") {
-            in_fence = !in_fence;
-            continue;
-        }
-        if in_fence || line.starts_with("    ") || line.starts_with('\t') {
-            continue;
-        }
-        let level = t.bytes().take_while(|&b| b == b'#').count();
-        if (1..=6).contains(&level) && (t.len() == level || t[level..].starts_with([' ', '\t'])) {
-            let h = t[level..].trim().trim_end_matches('#').trim();
-            path.retain(|(l, _)| *l < level);
-            if !h.is_empty() {
-                path.push((level, h.to_owned()));
-            }
+    let mut path: Vec<(usize, &str)> = Vec::new();
+    for (level, h) in atx_headings(text) {
+        path.retain(|(l, _)| *l < level);
+        if !h.is_empty() {
+            path.push((level, h));
         }
     }
-    path.into_iter().map(|(_, h)| h).collect()
+    path.into_iter().map(|(_, h)| h.to_owned()).collect()
 }
 
 /// A passage being built: the owner hit (best first) and its range of pieces.

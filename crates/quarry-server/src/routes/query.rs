@@ -9,8 +9,8 @@ use crate::error::ApiError;
 use crate::extract::JsonBody;
 use axum::Json;
 use axum::extract::{Path, State};
+use quarry_core::Mode;
 use quarry_core::query::{QueryDefaults, QueryRequest};
-use quarry_core::{Mode, QueryOptions};
 use quarry_index::eval::mode_name;
 use quarry_index::{QueryOutcome, SearchResponse, Searcher};
 use std::time::Instant;
@@ -22,14 +22,12 @@ pub(super) async fn query(
     JsonBody(req): JsonBody<QueryRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let started = Instant::now();
-    let explicit_fusion = req.fusion.is_some();
     let mode = req.mode.unwrap_or(state.options.default_mode);
-    let q = req.options(defaults(&state));
     let answer = blocking(move || {
         // A query of a collection that does not exist is not counted: its name is the caller's.
         let searcher = state.engine.searcher(&collection)?;
-        let answer = q
-            .map(|q| with_default_fusion(q, explicit_fusion, &searcher))
+        let answer = req
+            .options(defaults(&state, &searcher))
             .map_err(quarry_index::Error::from)
             .and_then(|q| searcher.search(&q, &caller.principal));
         let secs = started.elapsed().as_secs_f64();
@@ -81,12 +79,9 @@ pub(super) async fn batch(
             let req: QueryRequest = serde_json::from_value(value).map_err(|e| {
                 ApiError::new("invalid_json", format!("queries[{i}]: invalid query: {e}"))
             })?;
-            let (explicit_fusion, mode) = (
-                req.fusion.is_some(),
-                req.mode.unwrap_or(state.options.default_mode),
-            );
-            match req.options(defaults(&state)) {
-                Ok(q) => queries.push(with_default_fusion(q, explicit_fusion, &searcher)),
+            let mode = req.mode.unwrap_or(state.options.default_mode);
+            match req.options(defaults(&state, &searcher)) {
+                Ok(q) => queries.push(q),
                 Err(e) => {
                     let secs = started.elapsed().as_secs_f64();
                     observe(&state, &collection, mode, QueryOutcome::Invalid, secs);
@@ -122,22 +117,15 @@ fn in_batch(i: usize, e: quarry_index::Error) -> ApiError {
     api
 }
 
-/// What a query leaves to the server's configuration.
-fn defaults(state: &AppState) -> QueryDefaults {
+/// What a query leaves to the server's configuration and the collection's default fusion.
+fn defaults(state: &AppState, searcher: &Searcher) -> QueryDefaults {
     let d = &state.options;
     QueryDefaults {
         top_k: d.default_top_k,
         mode: d.default_mode,
         group_by: d.default_group_by,
+        fusion: searcher.default_fusion(),
     }
-}
-
-/// `q` with the collection's default fusion unless the caller chose one.
-fn with_default_fusion(mut q: QueryOptions, explicit: bool, searcher: &Searcher) -> QueryOptions {
-    if !explicit {
-        q.fusion = searcher.default_fusion();
-    }
-    q
 }
 
 /// How a query ended, for the metrics.
