@@ -74,6 +74,7 @@ pub struct Args {
     pub diversify: Option<f32>,
     #[command(flatten)]
     pub server: ServerArgs,
+    /// Print the whole answer as JSON (the HTTP API's response body).
     #[arg(long)]
     pub json: bool,
 }
