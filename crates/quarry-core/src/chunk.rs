@@ -187,6 +187,10 @@ pub struct Chunk {
     pub end: usize,
     pub text: String,
     pub hash: ContentHash,
+    /// For Markdown, the headings in effect at the chunk's first line, outermost first
+    /// ([`crate::markdown::heading_paths`]); empty otherwise. Not part of the hash: the same text
+    /// under two headings is one chunk with two occurrences.
+    pub heading_path: Vec<String>,
 }
 
 /// The sizer text-splitter calls: characters, or a token counter.
@@ -393,7 +397,18 @@ impl Chunker {
     /// The chunks of `text` (of a document titled `title`), in order; empty for a text with no
     /// visible characters.
     pub fn chunk(&self, title: &str, text: &str, format: DocFormat) -> Vec<Chunk> {
-        in_order(self.spans(text, format))
+        let spans = in_order(self.spans(text, format));
+        let mut paths = if format == DocFormat::Markdown {
+            let bounds: Vec<(usize, usize)> = spans
+                .iter()
+                .map(|(start, s)| (*start, start + s.len()))
+                .collect();
+            crate::markdown::heading_paths(text, &bounds)
+        } else {
+            Vec::new()
+        }
+        .into_iter();
+        spans
             .into_iter()
             .enumerate()
             .map(|(ord, (start, s))| Chunk {
@@ -402,6 +417,7 @@ impl Chunker {
                 end: start + s.len(),
                 text: s.to_owned(),
                 hash: ContentHash::of(embed_text(title, s).as_bytes()),
+                heading_path: paths.next().unwrap_or_default(),
             })
             .collect()
     }

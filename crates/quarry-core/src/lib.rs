@@ -13,6 +13,7 @@ pub mod error;
 pub mod filter;
 pub mod fusion;
 pub mod hash;
+pub mod markdown;
 pub mod metrics;
 pub mod query;
 pub mod rerank;

@@ -242,6 +242,42 @@ fn main() {
             percentile(&times, 50.0),
             percentile(&times, 90.0)
         );
+        // Batches of queries: 32 queries as 32 calls against the same 32 in one call, in turn,
+        // over rounds of distinct queries; the median of the per-round ratios.
+        let mut ratios = Vec::new();
+        let (mut seq_ms, mut one_ms) = (Vec::new(), Vec::new());
+        for round in queries.chunks_exact(32) {
+            let refs: Vec<&str> = round.iter().map(String::as_str).collect();
+            let start = Instant::now();
+            for q in &refs {
+                black_box(e.embed(&[*q], InputKind::Query).expect("embeds"));
+            }
+            let seq = start.elapsed().as_secs_f64();
+            let start = Instant::now();
+            black_box(e.embed(&refs, InputKind::Query).expect("embeds"));
+            let one = start.elapsed().as_secs_f64();
+            seq_ms.push(seq * 1e3);
+            one_ms.push(one * 1e3);
+            ratios.push(seq / one);
+        }
+        let median = |v: &[f64]| {
+            quarry_core::stats::percentile(
+                &{
+                    let mut v = v.to_vec();
+                    v.sort_by(f64::total_cmp);
+                    v
+                },
+                50.0,
+            )
+        };
+        eprintln!(
+            "== query batches ({} rounds of 32): 32 calls median {:.1} ms, one call median {:.1} ms, \
+             ratio median {:.2}x",
+            ratios.len(),
+            median(&seq_ms),
+            median(&one_ms),
+            median(&ratios)
+        );
     }
 
     let mut c = Criterion::default().configure_from_args();

@@ -8,13 +8,16 @@ use std::ops::Bound;
 /// Field name → the values a document holds for it (several for an array).
 pub type FieldValues = BTreeMap<String, Vec<Scalar>>;
 
-/// The fields every document has, with their types. A metadata key may not use these names.
-pub const BUILTIN_FIELDS: [(&str, FieldType); 5] = [
+/// The fields quarry sets, with their types: every document has the first five; `heading_path`
+/// (the Markdown headings in effect at a chunk, outermost first, an array) is a chunk's, and only
+/// a Markdown chunk under a heading has it. A metadata key may not use these names.
+pub const BUILTIN_FIELDS: [(&str, FieldType); 6] = [
     ("doc_id", FieldType::String),
     ("title", FieldType::String),
     ("source", FieldType::String),
     ("format", FieldType::String),
     ("updated_at", FieldType::Date),
+    ("heading_path", FieldType::String),
 ];
 
 /// One value of a field.

@@ -31,7 +31,8 @@ use tantivy::{TantivyDocument, Term};
 /// The `meta_fields` term of a chunk held by more than one document.
 pub const SHARED: &str = "\0shared";
 
-/// The field values of one occurrence: its document's metadata and the built-in fields.
+/// The field values of one occurrence: its document's metadata and the built-in fields (the
+/// heading path is the occurrence's own).
 pub fn occurrence_values(occ: &Occurrence) -> FieldValues {
     let mut v = field_values(&occ.metadata);
     let s = |x: &str| vec![Scalar::Str(x.to_owned())];
@@ -45,6 +46,10 @@ pub fn occurrence_values(occ: &Occurrence) -> FieldValues {
         "updated_at".into(),
         vec![Scalar::Date(occ.updated_at.saturating_mul(1_000_000))],
     );
+    if !occ.heading_path.is_empty() {
+        let path = occ.heading_path.iter().map(|h| Scalar::Str(h.clone()));
+        v.insert("heading_path".into(), path.collect());
+    }
     v
 }
 

@@ -71,7 +71,10 @@ pub(super) fn schema() -> (Schema, Fields) {
             "context",
             TextOptions::default().set_indexing_options(indexing),
         ),
-        occurrences: b.add_bytes_field("occurrences", STORED),
+        // The name carries the layout of the stored records (JSON of `Occurrence`): a change of
+        // it renames the field, so an index written by an older quarry has another schema and
+        // is rebuilt from the catalog when opened (`Bm25Index::open`). v2: heading paths.
+        occurrences: b.add_bytes_field("occurrences_v2", STORED),
         chunk_key: b.add_u64_field(CHUNK_KEY, FAST),
         doc_keys: b.add_u64_field(DOC_KEYS, FAST),
         acl: b.add_text_field("acl", STRING),

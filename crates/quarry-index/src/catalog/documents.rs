@@ -28,6 +28,9 @@ pub struct Occurrence {
     /// The document's metadata object (filters and hits read it from here).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// For Markdown, the headings in effect at the chunk's first line here, outermost first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heading_path: Vec<String>,
 }
 
 /// What ingest compares to decide whether a document changed: its content hash and its ACL.
@@ -257,7 +260,7 @@ impl Catalog {
             .optional()?;
         let Some(text) = text else { return Ok(None) };
         let mut stmt = self.conn.prepare_cached(
-            "SELECT d.doc_id, d.title, d.source, c.start, c.end, d.acl, d.format, d.updated_at, d.metadata FROM doc_chunks c
+            "SELECT d.doc_id, d.title, d.source, c.start, c.end, d.acl, d.format, d.updated_at, d.metadata, c.heading_path FROM doc_chunks c
              JOIN documents d ON d.collection = c.collection AND d.doc_id = c.doc_id
              WHERE c.collection = ?1 AND c.chunk_hash = ?2 ORDER BY d.doc_id, c.ord",
         )?;
@@ -273,13 +276,18 @@ impl Catalog {
                     format: r.get(6)?,
                     updated_at: r.get(7)?,
                     metadata: serde_json::Map::new(),
+                    heading_path: Vec::new(),
                 };
-                Ok((occ, r.get::<_, String>(5)?, r.get::<_, String>(8)?))
+                let labels: [String; 3] = [r.get(5)?, r.get(8)?, r.get(9)?];
+                Ok((occ, labels))
             })?
             .map(|row| {
-                let (mut occ, acl, metadata) = row?;
+                let (mut occ, [acl, metadata, heading_path]) = row?;
                 occ.acl = parse_acl(&acl)?;
                 occ.metadata = parse_metadata(&metadata)?;
+                occ.heading_path = serde_json::from_str(&heading_path).map_err(|e| {
+                    Error::Corrupt(format!("bad heading path {heading_path:?} in catalog: {e}"))
+                })?;
                 Ok(occ)
             })
             .collect::<Result<Vec<_>>>()?;

@@ -7,7 +7,7 @@ use quarry_core::ContentHash;
 use rusqlite::Connection;
 use std::path::Path;
 
-pub(crate) const SCHEMA_VERSION: i64 = 6;
+pub(crate) const SCHEMA_VERSION: i64 = 7;
 /// `MIGRATIONS[i]` takes a catalog from schema version `i` to `i + 1`.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema.sql"),
@@ -16,7 +16,44 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema_v4.sql"),
     include_str!("schema_v5.sql"),
     include_str!("schema_v6.sql"),
+    include_str!("schema_v7.sql"),
 ];
+
+/// Fills `doc_chunks.heading_path` (schema version 7) for every Markdown document already
+/// stored, from its text and its chunks' offsets: one pass over each document.
+fn fill_heading_paths(conn: &Connection) -> Result<()> {
+    let mut docs =
+        conn.prepare("SELECT collection, doc_id, text FROM documents WHERE format = 'markdown'")?;
+    let mut spans = conn.prepare(
+        "SELECT ord, start, end FROM doc_chunks WHERE collection = ?1 AND doc_id = ?2 ORDER BY start, ord",
+    )?;
+    let mut set = conn.prepare(
+        "UPDATE doc_chunks SET heading_path = ?4 WHERE collection = ?1 AND doc_id = ?2 AND ord = ?3",
+    )?;
+    let mut rows = docs.query([])?;
+    while let Some(row) = rows.next()? {
+        let (collection, doc_id, text): (String, String, String) =
+            (row.get(0)?, row.get(1)?, row.get(2)?);
+        let chunks: Vec<(i64, usize, usize)> = spans
+            .query_map([&collection, &doc_id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get::<_, i64>(1)? as usize,
+                    r.get::<_, i64>(2)? as usize,
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let bounds: Vec<(usize, usize)> = chunks.iter().map(|&(_, s, e)| (s, e)).collect();
+        let paths = quarry_core::markdown::heading_paths(&text, &bounds);
+        for ((ord, _, _), path) in chunks.iter().zip(paths) {
+            if !path.is_empty() {
+                let json = serde_json::to_string(&path).expect("strings serialise");
+                set.execute(rusqlite::params![collection, doc_id, ord, json])?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Seconds since the Unix epoch.
 pub(crate) fn now() -> i64 {
@@ -55,7 +92,7 @@ impl Catalog {
                 path.display()
             ))
         };
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| match e {
@@ -83,9 +120,14 @@ impl Catalog {
                 // Each step takes the schema from version i to i + 1; all steps run in one
                 // transaction, so a catalog is at one version or the next, never in between.
                 let steps = MIGRATIONS[version as usize..].concat();
-                conn.execute_batch(&format!(
-                    "BEGIN IMMEDIATE; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                ))?;
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                tx.execute_batch(&steps)?;
+                if (1..7).contains(&version) {
+                    fill_heading_paths(&tx)?;
+                }
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+                tx.commit()?;
             }
             SCHEMA_VERSION => {}
             v => {
@@ -199,5 +241,93 @@ impl Catalog {
     #[cfg(test)]
     pub(crate) fn conn_for_tests(&self) -> &Connection {
         &self.conn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quarry_core::{ChunkOptions, ChunkSizer, Chunker, DocFormat};
+
+    /// A schema-6 catalog (no heading paths) with Markdown documents gets, on open, the heading
+    /// path of every chunk occurrence that the chunker gives the same chunks today.
+    #[test]
+    fn migration_to_7_fills_the_heading_paths_of_markdown_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite3");
+        let chunker = Chunker::new(
+            ChunkOptions {
+                max_tokens: 4,
+                overlap: 0,
+                sizer: ChunkSizer::Chars,
+                context_chars: 0,
+            },
+            None,
+        )
+        .unwrap();
+        let md = "# Guide\n\nintro words\n\n## Install\n\n```\n# not one\n```\n\n### Linux\n\nkettles\n\n## Use\n\nthunder";
+        let docs = [
+            ("a.md", md, DocFormat::Markdown),
+            ("b.txt", md, DocFormat::Text),
+        ];
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&format!(
+                "{} PRAGMA user_version = 6;",
+                MIGRATIONS[..6].concat()
+            ))
+            .unwrap();
+            conn.execute(
+                r#"INSERT INTO collections (name, generation, chunk_options, created_at)
+                   VALUES ('c', 1, '{"max_tokens": 4, "overlap": 0, "sizer": "chars"}', 0)"#,
+                [],
+            )
+            .unwrap();
+            for (id, text, format) in docs {
+                conn.execute(
+                    "INSERT INTO documents (collection, doc_id, title, text, source, format, content_hash, metadata, acl, generation, updated_at)
+                     VALUES ('c', ?1, '', ?2, ?1, ?3, '00', '{}', '[]', 1, 0)",
+                    rusqlite::params![id, text, format.as_str()],
+                )
+                .unwrap();
+                for c in chunker.chunk("", text, format) {
+                    conn.execute(
+                        "INSERT INTO doc_chunks (collection, doc_id, ord, chunk_hash, start, end)
+                         VALUES ('c', ?1, ?2, ?3, ?4, ?5)",
+                        rusqlite::params![id, c.ord, c.hash.to_hex(), c.start as i64, c.end as i64],
+                    )
+                    .unwrap();
+                }
+            }
+        }
+        let catalog = Catalog::open(&path).unwrap();
+        for (id, text, format) in docs {
+            let want: Vec<Vec<String>> = chunker
+                .chunk("", text, format)
+                .into_iter()
+                .map(|c| c.heading_path)
+                .collect();
+            let mut stmt = catalog
+                .conn
+                .prepare("SELECT heading_path FROM doc_chunks WHERE doc_id = ?1 ORDER BY ord")
+                .unwrap();
+            let got: Vec<Vec<String>> = stmt
+                .query_map([id], |r| r.get::<_, String>(0))
+                .unwrap()
+                .map(|s| serde_json::from_str(&s.unwrap()).unwrap())
+                .collect();
+            assert_eq!(got, want, "{id}");
+        }
+        let want_md: Vec<Vec<String>> = chunker
+            .chunk("", md, DocFormat::Markdown)
+            .into_iter()
+            .map(|c| c.heading_path)
+            .collect();
+        assert!(want_md.contains(&vec![
+            "Guide".to_owned(),
+            "Install".to_owned(),
+            "Linux".to_owned()
+        ]));
+        assert!(want_md.contains(&vec!["Guide".to_owned(), "Use".to_owned()]));
     }
 }

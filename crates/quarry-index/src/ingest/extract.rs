@@ -132,30 +132,9 @@ fn title_line(front: &str) -> Option<String> {
 
 /// The first ATX heading (`# Title`) outside fenced code blocks.
 fn first_heading(body: &str) -> Option<String> {
-    atx_headings(body)
-        .find(|(_, h)| !h.is_empty())
-        .map(|(_, h)| h.to_owned())
-}
-
-/// The ATX headings (`#` to `######`) of Markdown `text` outside fenced code blocks and indented
-/// code, in order, as `(level, heading text)` (empty for a bare `#`). Setext (underlined)
-/// headings are not recognised. The document title and the heading path of a citation both read
-/// headings this way.
-pub(crate) fn atx_headings(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    let mut in_fence = false;
-    text.lines().filter_map(move |line| {
-        let t = line.trim_start();
-        if t.starts_with("```") || t.starts_with("~~~") {
-            in_fence = !in_fence;
-            return None;
-        }
-        if in_fence || line.starts_with("    ") || line.starts_with('\t') {
-            return None;
-        }
-        let level = t.bytes().take_while(|&b| b == b'#').count();
-        ((1..=6).contains(&level) && (t.len() == level || t[level..].starts_with([' ', '\t'])))
-            .then(|| (level, t[level..].trim().trim_end_matches('#').trim()))
-    })
+    quarry_core::markdown::atx_headings(body)
+        .find(|(_, _, h)| !h.is_empty())
+        .map(|(_, _, h)| h.to_owned())
 }
 
 /// Elements whose content is never visible text.

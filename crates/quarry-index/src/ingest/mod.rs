@@ -15,7 +15,6 @@ mod walk;
 
 pub use byo_vectors::{MAX_PROBLEMS, PUT_BATCH, VectorProblem, VectorsSummary};
 pub use documents::{ingest, ingest_records, read_jsonl_bytes, record_document, upsert};
-pub(crate) use extract::atx_headings;
 pub use extract::{Extracted, FileKind, Record, extract, format_of};
 pub use inputs::{Ingested, ingest_inputs, is_vector_file};
 pub use summary::{IngestOptions, IngestSummary, NoProgress, Problem, Progress};

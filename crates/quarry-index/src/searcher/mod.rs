@@ -496,7 +496,6 @@ impl Searcher {
             GroupBy::Chunk => need.max(100),
             GroupBy::Document => (need * 3).max(MIN_DOCUMENT_DEPTH),
         };
-        let include = q.include.as_deref();
         loop {
             let (mut candidates, more) = self.candidates(
                 mode,
@@ -544,7 +543,7 @@ impl Searcher {
                             .skip(1)
                             .map(|o| o.doc_id.clone())
                             .collect();
-                        hits.extend(hit(&rec, 0, c, include).map(|mut h| {
+                        hits.extend(hit(&rec, 0, c, q).map(|mut h| {
                             h.also_in = also_in;
                             h
                         }));
@@ -552,7 +551,7 @@ impl Searcher {
                     GroupBy::Document => {
                         for (i, occ) in rec.occurrences.iter().enumerate() {
                             if seen.insert(doc_key(&occ.doc_id)) {
-                                hits.extend(hit(&rec, i, c, include));
+                                hits.extend(hit(&rec, i, c, q));
                                 if hits.len() == need {
                                     break 'outer;
                                 }

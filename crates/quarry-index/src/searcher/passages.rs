@@ -1,7 +1,7 @@
 //! What a hit carries besides its chunk, added as a pass over the final hits of a query:
-//! highlights (the byte ranges of the query's terms in the hit's text), a citation (document,
-//! offsets, and for Markdown the heading path), and a passage (the chunk merged with its
-//! neighbouring chunks of the same document, `expand`).
+//! highlights (the byte ranges of the query's terms in the hit's text) and a passage (the chunk
+//! merged with its neighbouring chunks of the same document, `expand`). A hit's citation is its
+//! occurrence's (`response::hit`): the heading path is stored with each occurrence at ingest.
 //!
 //! **Highlights** run the BM25 analyzer's token stream over the hit's text and keep the tokens
 //! whose analysed term is one of the query's terms ([`analysed_terms`], what BM25 searches), so a highlight is exactly
@@ -18,11 +18,10 @@
 //! read (it always is: the hit proves the caller may read the document, and every occurrence of
 //! one document carries that document's ACL; checked anyway).
 
-use super::response::{Citation, Hit, Passage};
+use super::response::{Hit, Passage};
 use crate::bm25::{Bm25Index, analysed_terms, analyzer};
 use crate::catalog::Occurrence;
 use crate::error::Result;
-use crate::ingest::atx_headings;
 use quarry_core::QueryOptions;
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
@@ -59,12 +58,6 @@ pub(crate) struct Piece {
     pub(crate) text: String,
 }
 
-/// The chunks of one document the caller may read, in document order, and its format.
-struct DocChunks {
-    format: String,
-    pieces: Vec<Piece>,
-}
-
 /// Reads every chunk of `doc_id` from the snapshot: the occurrences of that document in each
 /// record holding it, those `may_read` admits.
 fn doc_chunks(
@@ -72,13 +65,12 @@ fn doc_chunks(
     snapshot: &tantivy::Searcher,
     doc_id: &str,
     may_read: &dyn Fn(&Occurrence) -> bool,
-) -> Result<DocChunks> {
+) -> Result<Vec<Piece>> {
     let term = Term::from_field_text(index.fields().doc_ids, doc_id);
     let found = snapshot.search(
         &TermQuery::new(term, IndexRecordOption::Basic),
         &DocSetCollector,
     )?;
-    let mut format = String::new();
     let mut pieces = Vec::new();
     for address in found {
         let rec = index.record(snapshot, address)?;
@@ -86,7 +78,6 @@ fn doc_chunks(
             if !may_read(occ) {
                 continue;
             }
-            format.clone_from(&occ.format);
             pieces.push(Piece {
                 start: occ.start,
                 end: occ.end,
@@ -96,7 +87,7 @@ fn doc_chunks(
     }
     pieces.sort_by_key(|p| (p.start, p.end));
     pieces.dedup_by_key(|p| (p.start, p.end));
-    Ok(DocChunks { format, pieces })
+    Ok(pieces)
 }
 
 /// The text of `pieces` (in document order) as one passage and its offsets in the document: a
@@ -125,20 +116,6 @@ pub(crate) fn stitch(pieces: &[Piece]) -> (String, [usize; 2]) {
     (text, [first.start, end])
 }
 
-/// The Markdown headings in effect at the end of `text`, outermost first: each ATX heading
-/// ([`atx_headings`], the rule ingest's title follows) closes those of its level and deeper. A
-/// CommonMark parser would not be more right over stitched chunks that may leave gaps.
-pub(crate) fn heading_path(text: &str) -> Vec<String> {
-    let mut path: Vec<(usize, &str)> = Vec::new();
-    for (level, h) in atx_headings(text) {
-        path.retain(|(l, _)| *l < level);
-        if !h.is_empty() {
-            path.push((level, h));
-        }
-    }
-    path.into_iter().map(|(_, h)| h.to_owned()).collect()
-}
-
 /// A passage being built: the owner hit (best first) and its range of pieces.
 struct Span {
     owner: usize,
@@ -150,7 +127,7 @@ struct Span {
     bytes: [usize; 2],
 }
 
-/// Adds highlights, citations and passages to `hits` as `q` asks. `may_read` says whether the
+/// Adds highlights and passages to `hits` as `q` asks. `may_read` says whether the
 /// caller may read an occurrence.
 pub(super) fn annotate(
     hits: &mut [Hit],
@@ -170,76 +147,41 @@ pub(super) fn annotate(
             h.highlights = Some(highlights(&h.text, &terms));
         }
     }
-    if !q.citation && q.expand.is_none() {
+    let Some(expand) = q.expand else {
         return Ok(());
-    }
-    let mut docs: HashMap<String, DocChunks> = HashMap::new();
+    };
+    let mut docs: HashMap<String, Vec<Piece>> = HashMap::new();
     for h in hits.iter() {
         if !docs.contains_key(&h.doc_id) {
             let chunks = doc_chunks(index, snapshot, &h.doc_id, may_read)?;
             docs.insert(h.doc_id.clone(), chunks);
         }
     }
-    if q.citation {
-        for h in hits.iter_mut() {
-            let doc = &docs[&h.doc_id];
-            let heading_path = (doc.format == "markdown")
-                .then(|| heading_path_at(&doc.pieces, h.offsets[0], &h.text));
-            h.citation = Some(Citation {
-                doc_id: h.doc_id.clone(),
-                title: h.title.clone(),
-                source: h.source.clone(),
-                offsets: h.offsets,
-                heading_path,
-            });
-        }
+    let spans = spans(hits, &docs, expand.neighbors);
+    for s in &spans {
+        let (text, offsets) = stitch(&docs[&s.doc_id][s.lo..=s.hi]);
+        let highlights = q.highlight.then(|| highlights(&text, &terms));
+        hits[s.owner].passage = Some(Passage {
+            text,
+            offsets,
+            highlights,
+        });
     }
-    if let Some(expand) = q.expand {
-        let spans = spans(hits, &docs, expand.neighbors);
-        for s in &spans {
-            let (text, offsets) = stitch(&docs[&s.doc_id].pieces[s.lo..=s.hi]);
-            let highlights = q.highlight.then(|| highlights(&text, &terms));
-            hits[s.owner].passage = Some(Passage {
-                text,
-                offsets,
-                highlights,
-            });
-        }
-        for s in &spans {
-            for m in s.members.iter().filter(|m| **m != s.owner) {
-                hits[*m].passage_ref = Some(s.owner);
-            }
+    for s in &spans {
+        for m in s.members.iter().filter(|m| **m != s.owner) {
+            hits[*m].passage_ref = Some(s.owner);
         }
     }
     Ok(())
 }
 
-/// The heading path of a Markdown chunk starting at byte `start` of its document whose text is
-/// `chunk`: the headings of the document before it and of the chunk's first line.
-fn heading_path_at(pieces: &[Piece], start: usize, chunk: &str) -> Vec<String> {
-    let before = pieces.partition_point(|p| p.start < start);
-    let (mut text, [_, end]) = stitch(&pieces[..before]);
-    if end > start {
-        // the last piece overlaps the chunk: the text ends at `end`, cut it back to `start`
-        let mut keep = text.len().saturating_sub(end - start);
-        while !text.is_char_boundary(keep) {
-            keep += 1;
-        }
-        text.truncate(keep);
-    } else if end < start && !text.is_empty() {
-        text.push('\n');
-    }
-    text.push_str(chunk.lines().next().unwrap_or_default());
-    heading_path(&text)
-}
-
 /// The passages of `hits` (best first) with `neighbors` pieces on each side of a hit's: a hit
 /// whose passage would overlap that of a better hit of the same document widens that one
 /// instead (to the union of both), merging again while the union overlaps another.
-fn spans(hits: &[Hit], docs: &HashMap<String, DocChunks>, neighbors: usize) -> Vec<Span> {
+fn spans(hits: &[Hit], docs: &HashMap<String, Vec<Piece>>, neighbors: usize) -> Vec<Span> {
     let mut spans: Vec<Span> = Vec::new();
     for (i, h) in hits.iter().enumerate() {
-        let pieces = &docs[&h.doc_id].pieces;
+        let pieces = &docs[&h.doc_id];
         let Some(at) = pieces.iter().position(|p| [p.start, p.end] == h.offsets) else {
             continue; // the caller may not read this chunk's document (cannot happen)
         };

@@ -112,21 +112,6 @@ fn stitch_skips_overlaps_and_joins_gaps_with_a_newline() {
     assert_eq!(stitch(&[]), (String::new(), [0, 0]));
 }
 
-#[test]
-fn heading_paths() {
-    let md = "# Guide\nintro\n## Install\n```\n# not a heading\n```\n### Linux\ntext\n## Use\n";
-    assert_eq!(heading_path(md), ["Guide", "Use"]);
-    assert_eq!(
-        heading_path(&md[..md.find("text").unwrap()]),
-        ["Guide", "Install", "Linux"]
-    );
-    assert_eq!(
-        heading_path("#hashtag\n    # code\nplain"),
-        Vec::<String>::new()
-    );
-    assert_eq!(heading_path("## Deep first\n# Top ##\n"), ["Top"]);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Engines with real documents.
 
@@ -375,4 +360,49 @@ fn markdown_citations_carry_the_heading_path() {
     assert_eq!(path("intro"), ["Guide"]);
     assert_eq!(path("kettles"), ["Guide", "Install"]);
     assert_eq!(path("thunder"), ["Guide", "Use"]);
+}
+
+#[test]
+fn heading_path_is_a_filter_field_of_each_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), 0);
+    let text = "# Guide\n\nintro words here\n\n## Install\n\nkettles on linux\n\n## Use\n\nthunder rolls in";
+    let mut d = doc("g.md", text);
+    d.format = DocFormat::Markdown;
+    put(&engine, d);
+    // the same words in a text document: no heading path
+    put(&engine, doc("plain.txt", "kettles thunder intro"));
+    let admin = Principal::local_admin();
+    let matching = |filter: serde_json::Value| {
+        let q = QueryOptions::new("intro kettles thunder", 10, Mode::Bm25, GroupBy::Chunk)
+            .unwrap()
+            .with_filter(&filter)
+            .unwrap();
+        // each hit as its document and the query word it holds
+        let mut texts: Vec<String> = search(&engine, &q, &admin)
+            .into_iter()
+            .map(|h| {
+                let words = ["intro", "kettles", "thunder"];
+                let word = words.iter().find(|w| h.text.contains(*w)).unwrap();
+                format!("{}:{word}", h.doc_id)
+            })
+            .collect();
+        texts.sort();
+        texts
+    };
+    let eq = |v: &str| serde_json::json!({"field": "heading_path", "eq": v});
+    assert_eq!(matching(eq("Install")), ["g.md:kettles"]);
+    assert_eq!(
+        matching(eq("Guide")),
+        ["g.md:intro", "g.md:kettles", "g.md:thunder"]
+    );
+    assert_eq!(
+        matching(serde_json::json!({"not": eq("Install")})),
+        ["g.md:intro", "g.md:thunder", "plain.txt:intro"]
+    );
+    assert_eq!(
+        matching(serde_json::json!({"field": "heading_path", "exists": false})),
+        ["plain.txt:intro"]
+    );
+    assert!(matching(eq("Nowhere")).is_empty());
 }

@@ -4,6 +4,7 @@
 
 use super::candidate::Candidate;
 use crate::catalog::ChunkRecord;
+use quarry_core::QueryOptions;
 use quarry_core::fusion::Part;
 use std::collections::BTreeMap;
 
@@ -153,16 +154,16 @@ pub struct SearchResponse {
     pub timings: Option<Timings>,
 }
 
-/// The hit of `rec`'s occurrence number `occurrence`, with the metadata keys `include` names
-/// (all without it).
+/// The hit of `rec`'s occurrence number `occurrence`, with the metadata keys the query's
+/// `include` names (all without it) and, if it asks, its citation.
 pub(super) fn hit(
     rec: &ChunkRecord,
     occurrence: usize,
     c: &Candidate,
-    include: Option<&[String]>,
+    q: &QueryOptions,
 ) -> Option<Hit> {
     let occ = rec.occurrences.get(occurrence)?;
-    let metadata = match include {
+    let metadata = match q.include.as_deref() {
         None => occ.metadata.clone(),
         Some(keys) => occ
             .metadata
@@ -207,7 +208,13 @@ pub(super) fn hit(
         also_in: Vec::new(),
         explain,
         highlights: None,
-        citation: None,
+        citation: q.citation.then(|| Citation {
+            doc_id: occ.doc_id.clone(),
+            title: occ.title.clone(),
+            source: occ.source.clone(),
+            offsets: [occ.start, occ.end],
+            heading_path: (occ.format == "markdown").then(|| occ.heading_path.clone()),
+        }),
         passage: None,
         passage_ref: None,
     })
