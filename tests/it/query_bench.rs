@@ -20,12 +20,21 @@
 //!    sequential single queries and once as one batch (in turn first), checking the batch's hits
 //!    equal the single queries'. It prints the medians over the rounds of both times and of their
 //!    ratio (the batch's throughput over the sequential one's).
+//!
+//! A second measurement, `batches_with_a_remote_provider`, needs only `QUARRY_DATASETS` and the
+//! model: the same batches against a server whose embedder is an OpenAI-compatible provider
+//! `QUARRY_BENCH_PROVIDER_MS` (50) milliseconds away. The provider is a second `quarry serve`
+//! running all-MiniLM-L6-v2 (`/v1/embeddings`) on the same cores, behind a proxy that holds each
+//! request that long (the round trip to a hosted provider); the collection is the first
+//! `QUARRY_BENCH_DOCS` (300) SciFact documents, embedded through the provider.
 
-use crate::{Served, spawn_serve, tmp};
+use crate::{Served, run_env, spawn_serve, tmp, write_tree};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Queries per batch (the default `server.max_batch_queries`).
 const BATCH: usize = 32;
@@ -76,9 +85,13 @@ fn ranked(answer: &Value) -> Vec<String> {
 
 /// One query over HTTP: its doc ids and its latency in milliseconds.
 fn single(client: &Client, url: &str, text: &str) -> (Vec<String>, f64) {
+    single_in(client, url, "beir-scifact", text)
+}
+
+fn single_in(client: &Client, url: &str, collection: &str, text: &str) -> (Vec<String>, f64) {
     let t = Instant::now();
     let resp = client
-        .post(format!("{url}/v1/collections/beir-scifact/query"))
+        .post(format!("{url}/v1/collections/{collection}/query"))
         .json(&body(text))
         .send()
         .unwrap();
@@ -87,12 +100,60 @@ fn single(client: &Client, url: &str, text: &str) -> (Vec<String>, f64) {
     (ranked(&answer), t.elapsed().as_secs_f64() * 1e3)
 }
 
+/// `rounds` rounds of [`BATCH`] distinct queries of `queries` against the server at `url`, each
+/// as sequential single queries and as one batch (in turn first), checking both answer the same;
+/// prints each round and the medians.
+fn batch_rounds(client: &Client, url: &str, collection: &str, queries: &[String], rounds: usize) {
+    let (mut sequential, mut batched, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let texts: Vec<String> = (0..BATCH)
+            .map(|i| queries[(round * BATCH + i) % queries.len()].clone())
+            .collect();
+        let run_sequential = || {
+            let t = Instant::now();
+            let ids: Vec<Vec<String>> = texts
+                .iter()
+                .map(|q| single_in(client, url, collection, q).0)
+                .collect();
+            (ids, t.elapsed().as_secs_f64() * 1e3)
+        };
+        let ((one_by_one, seq_ms), (together, batch_ms)) = if round % 2 == 0 {
+            let s = run_sequential();
+            (s, batch(client, url, collection, &texts))
+        } else {
+            let b = batch(client, url, collection, &texts);
+            (run_sequential(), b)
+        };
+        assert_eq!(one_by_one, together, "a batch answers as its queries alone");
+        eprintln!(
+            "  round {round}: 32 sequential {seq_ms:.0} ms, one batch {batch_ms:.0} ms, {:.2}x",
+            seq_ms / batch_ms
+        );
+        sequential.push(seq_ms);
+        batched.push(batch_ms);
+        ratios.push(seq_ms / batch_ms);
+    }
+    eprintln!(
+        "batches of {BATCH} distinct SciFact test queries (cache off), {rounds} rounds, medians: 32 sequential queries {:.0} ms ({:.0} q/s), one batch {:.0} ms ({:.0} q/s); batch throughput / sequential: {:.2}x",
+        percentile(&sequential, 50.0),
+        BATCH as f64 * 1e3 / percentile(&sequential, 50.0),
+        percentile(&batched, 50.0),
+        BATCH as f64 * 1e3 / percentile(&batched, 50.0),
+        percentile(&ratios, 50.0),
+    );
+}
+
 /// One batch over HTTP: the doc ids of each answer, and its latency in milliseconds.
-fn batch(client: &Client, url: &str, texts: &[String]) -> (Vec<Vec<String>>, f64) {
+fn batch(
+    client: &Client,
+    url: &str,
+    collection: &str,
+    texts: &[String],
+) -> (Vec<Vec<String>>, f64) {
     let queries: Vec<Value> = texts.iter().map(|t| body(t)).collect();
     let t = Instant::now();
     let resp = client
-        .post(format!("{url}/v1/collections/beir-scifact/query/batch"))
+        .post(format!("{url}/v1/collections/{collection}/query/batch"))
         .json(&json!({ "queries": queries }))
         .send()
         .unwrap();
@@ -204,42 +265,160 @@ fn query_cache_and_batches_on_scifact() {
             ("QUARRY_QUERY__EMBED_CACHE_ENTRIES", "0"),
         ],
     );
-    let (mut sequential, mut batched, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let texts: Vec<String> = (0..BATCH)
-            .map(|i| queries[(round * BATCH + i) % queries.len()].clone())
-            .collect();
-        let run_sequential = || {
-            let t = Instant::now();
-            let ids: Vec<Vec<String>> = texts
-                .iter()
-                .map(|q| single(&client, &server.url, q).0)
-                .collect();
-            (ids, t.elapsed().as_secs_f64() * 1e3)
-        };
-        let ((one_by_one, seq_ms), (together, batch_ms)) = if round % 2 == 0 {
-            let s = run_sequential();
-            (s, batch(&client, &server.url, &texts))
-        } else {
-            let b = batch(&client, &server.url, &texts);
-            (run_sequential(), b)
-        };
-        assert_eq!(one_by_one, together, "a batch answers as its queries alone");
-        eprintln!(
-            "  round {round}: 32 sequential {seq_ms:.0} ms, one batch {batch_ms:.0} ms, {:.2}x",
-            seq_ms / batch_ms
-        );
-        sequential.push(seq_ms);
-        batched.push(batch_ms);
-        ratios.push(seq_ms / batch_ms);
-    }
+    batch_rounds(&client, &server.url, "beir-scifact", &queries, rounds);
     server.stop();
-    eprintln!(
-        "batches of {BATCH} distinct SciFact test queries (cache off), {rounds} rounds, medians: 32 sequential queries {:.0} ms ({:.0} q/s), one batch {:.0} ms ({:.0} q/s); batch throughput / sequential: {:.2}x",
-        percentile(&sequential, 50.0),
-        BATCH as f64 * 1e3 / percentile(&sequential, 50.0),
-        percentile(&batched, 50.0),
-        BATCH as f64 * 1e3 / percentile(&batched, 50.0),
-        percentile(&ratios, 50.0),
+}
+
+/// A proxy in front of `upstream` (`http://host:port`) that holds each request `delay` before
+/// passing it on: a provider that far away. Keep-alive connections, one thread each. Returns its
+/// base URL.
+fn latency_proxy(upstream: String, delay: Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let upstream = upstream.clone();
+            std::thread::spawn(move || relay(stream, &upstream, delay));
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Relays the requests of one connection (POSTs with a body) until the client closes it.
+fn relay(stream: TcpStream, upstream: &str, delay: Duration) {
+    let client = Client::new();
+    let mut reader = BufReader::new(&stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = l.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                len = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        std::thread::sleep(delay);
+        let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+        let resp = client
+            .post(format!("{upstream}{path}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().unwrap();
+        let head = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            bytes.len()
+        );
+        let mut out = &stream;
+        if out.write_all(head.as_bytes()).is_err() || out.write_all(&bytes).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+#[ignore = "a measurement: release mode, SciFact and the model; see the module doc"]
+fn batches_with_a_remote_provider() {
+    if cfg!(debug_assertions) {
+        panic!(
+            "measure in release mode: cargo test --release --test it query_bench:: -- --ignored --nocapture"
+        );
+    }
+    let Some(scifact) = crate::scifact(
+        "query_bench",
+        &["corpus.jsonl", "queries.jsonl", "qrels/test.tsv"],
+    ) else {
+        return;
+    };
+    let env_num = |name: &str, default: usize| -> usize {
+        std::env::var(name).map_or(default, |v| v.parse().expect("a number"))
+    };
+    let rounds = env_num("QUARRY_BENCH_ROUNDS", 5);
+    let docs = env_num("QUARRY_BENCH_DOCS", 300);
+    let delay = Duration::from_millis(env_num("QUARRY_BENCH_PROVIDER_MS", 50) as u64);
+    let queries = test_queries(&scifact);
+
+    // The provider: all-MiniLM-L6-v2 behind `/v1/embeddings`, `delay` away.
+    let provider_data = tmp();
+    let provider = spawn_serve(
+        provider_data.path(),
+        &["--addr", "127.0.0.1:0"],
+        &[("QUARRY_EMBEDDER", "local")],
     );
+    let proxy = latency_proxy(provider.url.clone(), delay);
+
+    // The collection: the first `docs` SciFact documents, embedded through the provider.
+    let data = tmp();
+    write_tree(
+        data.path(),
+        &[(
+            "quarry.toml",
+            format!(
+                "[embedders.remote]\nprovider = \"openai\"\nbase_url = \"{proxy}/v1\"\n\
+                 model = \"all-MiniLM-L6-v2\"\ndimensions = 384\n\n\
+                 [reindex]\ncanary_interval = \"off\"\n\n[query]\nembed_cache_entries = 0\n"
+            )
+            .as_bytes(),
+        )],
+    );
+    let corpus: String = std::fs::read_to_string(scifact.join("corpus.jsonl"))
+        .unwrap()
+        .lines()
+        .take(docs)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let corpus_path = data.path().join("subset.jsonl");
+    std::fs::write(&corpus_path, corpus).unwrap();
+    let remote = [("QUARRY_EMBEDDER", "remote")];
+    let out = run_env(
+        data.path(),
+        &["ingest", corpus_path.to_str().unwrap()],
+        &remote,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&corpus_path).unwrap();
+
+    let server = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &remote);
+    let client = Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !client
+        .get(format!("{}/readyz", server.url))
+        .send()
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "the server was not ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (warm, _) = single_in(&client, &server.url, "default", "warm-up query about cells");
+    assert!(!warm.is_empty(), "the collection answers");
+    eprintln!(
+        "batches with a remote provider {} ms away (all-MiniLM-L6-v2 in a second quarry on the same cores), {docs} SciFact documents:",
+        delay.as_millis()
+    );
+    batch_rounds(&client, &server.url, "default", &queries, rounds);
+    server.stop();
+    provider.stop();
 }
