@@ -269,6 +269,9 @@ fn query_cache_and_batches_on_scifact() {
     server.stop();
 }
 
+/// Requests the latency proxy relayed.
+static RELAYED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A proxy in front of `upstream` (`http://host:port`) that holds each request `delay` before
 /// passing it on: a provider that far away. Keep-alive connections, one thread each. Returns its
 /// base URL.
@@ -314,6 +317,7 @@ fn relay(stream: TcpStream, upstream: &str, delay: Duration) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        RELAYED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         std::thread::sleep(delay);
         let path = request_line.split_whitespace().nth(1).unwrap_or("/");
         let resp = client
@@ -418,7 +422,13 @@ fn batches_with_a_remote_provider() {
         "batches with a remote provider {} ms away (all-MiniLM-L6-v2 in a second quarry on the same cores), {docs} SciFact documents:",
         delay.as_millis()
     );
+    let before = RELAYED.load(std::sync::atomic::Ordering::Relaxed);
     batch_rounds(&client, &server.url, "default", &queries, rounds);
+    let relayed = RELAYED.load(std::sync::atomic::Ordering::Relaxed) - before;
+    eprintln!(
+        "provider requests during the rounds: {relayed} ({} sequential queries and {rounds} batches)",
+        rounds * BATCH
+    );
     server.stop();
     provider.stop();
 }

@@ -25,6 +25,11 @@ impl SplitMix64 {
         self.0 = self.0.wrapping_add(GAMMA);
         mix(self.0)
     }
+
+    /// Uniform in `[0, 1)`: the top 53 bits.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ impl Distance<f32> for QuarryDot {
 const BASENAME: &str = "graph";
 /// hnsw_rs caps layers at 16.
 const MAX_LAYERS: usize = 16;
+/// Rows from which [`Graph::insert`] inserts in parallel.
+const PARALLEL_INSERT: usize = 512;
 
 pub(super) struct Graph {
     hnsw: Hnsw<'static, f32, QuarryDot>,
@@ -40,14 +42,33 @@ impl Graph {
         Graph { hnsw }
     }
 
-    /// Inserts `(point id, vector)` rows, one at a time. Not `parallel_insert_slice`: in hnsw_rs
-    /// 0.3.5 two concurrent inserts that become each other's neighbours can deadlock
-    /// (`reverse_update_neighborhood_simple` holds a read lock on the new point's neighbours while
-    /// it takes write locks on theirs); a test loading 5,183 SciFact vectors hung that way.
+    /// Inserts `(point id, vector)` rows: from [`PARALLEL_INSERT`] rows on one scoped thread per
+    /// core, each inserting every n-th row (hnsw_rs inserts through `&self` and locks each
+    /// point's neighbour list), one at a time below (a few chunks of one write gain nothing from
+    /// threads).
+    ///
+    /// Not hnsw_rs's `parallel_insert_slice`, which runs on rayon's pool: the caller holds the
+    /// index's writer lock, and a rayon worker waiting for its own parallel loop steals other
+    /// pool jobs; one that wants the same lock (another collection's apply, a search running on
+    /// the pool) then waits for a lock its own thread holds, for ever. The first version of this
+    /// index did that and hung loading SciFact. Plain threads only wait.
     pub(super) fn insert(&self, rows: &[(usize, &[f32])]) {
-        for (id, v) in rows {
-            self.hnsw.insert_slice((v, *id));
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if rows.len() < PARALLEL_INSERT || threads < 2 {
+            for (id, v) in rows {
+                self.hnsw.insert_slice((v, *id));
+            }
+            return;
         }
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                s.spawn(move || {
+                    for (id, v) in rows.iter().skip(t).step_by(threads) {
+                        self.hnsw.insert_slice((v, *id));
+                    }
+                });
+            }
+        });
     }
 
     /// Nearest points passing `alive` (every point when `None`), as `(point id, cosine similarity)`, best first.
@@ -126,5 +147,99 @@ impl Graph {
             return Err(corrupt("points are missing".into()));
         }
         Ok((Graph { hnsw }, vectors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// `n` unit vectors in tight clusters around 40 centres: many near-duplicates, so concurrent
+    /// inserts keep choosing each other as neighbours (what deadlocked hnsw_rs 0.3.5).
+    fn clustered(n: usize, dims: usize) -> Vec<Vec<f32>> {
+        let mut rng = quarry_core::rng::SplitMix64::new(7);
+        let mut gauss = || {
+            // Box–Muller
+            let (u, v) = (rng.next_f64().max(1e-12), rng.next_f64());
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+        };
+        let centres: Vec<Vec<f32>> = (0..40)
+            .map(|_| (0..dims).map(|_| gauss()).collect())
+            .collect();
+        (0..n)
+            .map(|i| {
+                let mut v: Vec<f32> = centres[i % centres.len()]
+                    .iter()
+                    .map(|c| c + 0.05 * gauss())
+                    .collect();
+                quarry_core::embed::normalize(&mut v);
+                v
+            })
+            .collect()
+    }
+
+    fn recall_at_10(graph: &Graph, data: &[Vec<f32>], queries: &[Vec<f32>]) -> f64 {
+        let mut found = 0;
+        for q in queries {
+            let mut exact: Vec<(f32, usize)> = data
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (dot(q, v), i))
+                .collect();
+            exact.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let want: std::collections::HashSet<usize> =
+                exact.iter().take(10).map(|(_, i)| *i).collect();
+            found += graph
+                .search(q, 10, 64, None)
+                .iter()
+                .filter(|(id, _)| want.contains(id))
+                .count();
+        }
+        found as f64 / (10 * queries.len()) as f64
+    }
+
+    /// Parallel inserts finish (a watchdog fails the test if they hang) and give the graph the
+    /// recall of a serial build of the same points.
+    #[test]
+    fn parallel_insert_finishes_and_matches_a_serial_build() {
+        let dims = 24;
+        let data = clustered(6000, dims);
+        let queries = clustered(6100, dims).split_off(6000);
+        let params = VectorParams {
+            ef_construction: 64,
+            ..VectorParams::default()
+        };
+        let serial = Graph::new(params, data.len());
+        for (i, v) in data.iter().enumerate() {
+            serial.insert(&[(i, v.as_slice())]);
+        }
+        let (tx, rx) = mpsc::channel();
+        let points = data.clone();
+        std::thread::spawn(move || {
+            let graph = Graph::new(params, points.len());
+            let rows: Vec<(usize, &[f32])> = points
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i, v.as_slice()))
+                .collect();
+            assert!(rows.len() >= PARALLEL_INSERT);
+            graph.insert(&rows);
+            let _ = tx.send(graph);
+        });
+        let parallel = rx
+            .recv_timeout(Duration::from_secs(300))
+            .expect("parallel inserts finished within 5 minutes (a deadlock otherwise)");
+        assert_eq!(parallel.hnsw.get_nb_point(), data.len());
+        let (s, p) = (
+            recall_at_10(&serial, &data, &queries),
+            recall_at_10(&parallel, &data, &queries),
+        );
+        assert!(
+            p >= s - 0.02,
+            "parallel build recall {p} against serial {s}"
+        );
+        assert!(s > 0.9, "serial recall {s}");
     }
 }

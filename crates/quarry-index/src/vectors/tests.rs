@@ -311,3 +311,36 @@ proptest! {
         prop_assert!((f64::from(dot(&a, &longer)) - exact).abs() <= tolerance);
     }
 }
+
+/// Writes to one index from many rayon tasks at once, each large enough for a parallel graph
+/// insert, all finish: the insert must not let a thread that holds the index's lock pick up
+/// another task that waits for it (a watchdog fails the test if it hangs).
+#[test]
+fn large_writes_from_rayon_tasks_finish() {
+    use rayon::prelude::*;
+    let dims = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let ix = std::sync::Arc::new(VectorIndex::open(dir.path(), dims, params(0)).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = ix.clone();
+    std::thread::spawn(move || {
+        (0..8u64).into_par_iter().for_each(|i| {
+            let batch = rows(i * 600..(i + 1) * 600, dims);
+            writer.apply(i + 1, &[], &batch).unwrap();
+        });
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(300))
+        .expect("the writes finished within 5 minutes (a deadlock otherwise)");
+    ix.publish();
+    let live = rows(0..4800, dims);
+    let q = unit(99_999, dims);
+    let got: Vec<ContentHash> = ix
+        .snapshot()
+        .search(&q, 1)
+        .unwrap()
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect();
+    assert_eq!(got, oracle(&live, &q, 1), "every write reached the graph");
+}
