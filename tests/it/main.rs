@@ -12,6 +12,7 @@ mod disk_full;
 mod eval;
 mod follow;
 mod forget;
+mod hash_recall;
 mod http;
 mod hybrid;
 mod hygiene;

@@ -5,6 +5,7 @@ use super::params::VectorParams;
 use super::simd::dot;
 use crate::error::{Error, Result};
 use hnsw_rs::api::AnnT;
+use hnsw_rs::hnsw::Point;
 use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::{Distance, Hnsw};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -69,6 +70,11 @@ impl Graph {
                 });
             }
         });
+    }
+
+    /// Every point of the graph (hnsw_rs's: origin id = our point id, level, neighbours).
+    pub(super) fn points(&self) -> impl Iterator<Item = std::sync::Arc<Point<'static, f32>>> + '_ {
+        self.hnsw.get_point_indexation().into_iter()
     }
 
     /// Nearest points passing `alive` (every point when `None`), as `(point id, cosine similarity)`, best first.
