@@ -180,6 +180,9 @@ fn flat_bytes_are_a_fraction_of_the_vectors() {
 }
 
 /// Resident memory of this process (`VmRSS`), in bytes (0 where `/proc` is missing).
+/// Rows per insert below the graph's parallel threshold.
+const PARALLEL_BATCH: usize = 500;
+
 fn rss() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -233,7 +236,7 @@ fn scifact_like(n: usize, queries: usize) -> Option<(Vec<f32>, Vec<f32>)> {
 /// clustered Gaussians without) and 1,000 held-out queries: memory, build
 /// time, recall@10 against an exact scan, and latency, unfiltered and with 10 % and 1 % of the
 /// points admitted. `cargo test --release -p quarry-index flat_against_hnsw_rs -- --ignored
-/// --nocapture`.
+/// --nocapture`; `QUARRY_BENCH_SERIAL=1` builds the graph one insert at a time.
 #[test]
 #[ignore = "a measurement: release mode"]
 fn flat_against_hnsw_rs() {
@@ -254,16 +257,25 @@ fn flat_against_hnsw_rs() {
     let params = VectorParams::default();
     let graph = Graph::new(params, n);
     let rows: Vec<(usize, &[f32])> = vectors.chunks_exact(dims).enumerate().collect();
+    let serial = std::env::var_os("QUARRY_BENCH_SERIAL").is_some();
     let t = Instant::now();
-    graph.insert(&rows);
+    if serial {
+        // batches below the parallel threshold: one insert at a time, as before
+        for batch in rows.chunks(PARALLEL_BATCH) {
+            graph.insert(batch);
+        }
+    } else {
+        graph.insert(&rows);
+    }
     let build = t.elapsed().as_secs_f64();
     let graph_rss = rss().saturating_sub(before);
     let t = Instant::now();
     let flat = FlatGraph::from_graph(&graph, &vectors, dims, params.m).unwrap();
     let flatten = t.elapsed().as_secs_f64();
     eprintln!(
-        "{n} vectors of {dims}: hnsw_rs build {build:.1} s ({:.0}/s, both cores); its RSS {:.0} bytes a point (f32 vectors inside); flattening {flatten:.2} s; flat graph {:.0} bytes a point; the f32 vectors {} bytes a point",
+        "{n} vectors of {dims}: hnsw_rs build {build:.1} s ({:.0}/s, {}); its RSS {:.0} bytes a point (f32 vectors inside); flattening {flatten:.2} s; flat graph {:.0} bytes a point; the f32 vectors {} bytes a point",
         n as f64 / build,
+        if serial { "one insert at a time" } else { "one thread per core" },
         graph_rss as f64 / n as f64,
         flat.bytes() as f64 / n as f64,
         4 * dims
