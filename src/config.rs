@@ -6,7 +6,7 @@ mod auth;
 mod embedder;
 mod reranker;
 
-pub(crate) use auth::{AuthConfig, read_jwks};
+pub(crate) use auth::{ApiKeyConfig, AuthConfig, read_jwks};
 pub(crate) use embedder::EmbedderConfig;
 pub(crate) use embedder::resolve as embedder_config;
 pub(crate) use reranker::RerankerConfig;

@@ -65,10 +65,22 @@ pub enum Command {
     Forget(cmd::collections::ForgetArgs),
     /// Backups: a consistent copy of the data dir taken while it is in use, checked and restored.
     Snapshot(cmd::snapshot::Args),
+    /// Measurements of quarry itself: `bench scale` builds a collection of N generated chunks
+    /// (no model) and measures build, size, memory, restart, recall and query latency.
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    // `bench` builds in a temporary folder unless a data directory is named.
+    let data_dir_given = !matches!(
+        matches.value_source("data_dir"),
+        None | Some(clap::parser::ValueSource::DefaultValue)
+    );
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let verbose_default = if matches!(cli.command, Command::Serve(_)) {
         "info"
     } else {
@@ -103,6 +115,9 @@ fn main() -> ExitCode {
         Command::Collections(args) => cmd::collections::run(&cli.data_dir, &config, args),
         Command::Forget(args) => cmd::collections::forget(&cli.data_dir, &config, args),
         Command::Snapshot(args) => cmd::snapshot::run(&cli.data_dir, &config, args),
+        Command::Bench(args) => {
+            cmd::bench::run(data_dir_given.then_some(&cli.data_dir), &config, args)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

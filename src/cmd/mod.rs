@@ -1,5 +1,6 @@
 //! One module per subcommand; each has its clap `Args` and a `run`.
 
+pub(crate) mod bench;
 pub(crate) mod collections;
 pub(crate) mod golden;
 pub(crate) mod ingest;

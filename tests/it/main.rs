@@ -5,6 +5,7 @@
 
 mod auth;
 mod batch;
+mod bench_scale;
 mod byo_vectors;
 mod cli;
 mod crash;

@@ -1,0 +1,213 @@
+//! Building the bench's collection the way a user would: the generated documents and vectors
+//! written to the work folder, then loaded by this same binary as child processes, `quarry ingest
+//! --no-embed docs.jsonl` and `quarry ingest vectors.parquet --vectors-spec EMBEDDER` (the bring-
+//! your-own-vectors path: no model call). Each stage is timed, and the result checked: every
+//! document one chunk, every chunk a vector, nothing embedded. Then the sizes on disk.
+
+use super::corpus::Corpus;
+use super::report::{Sizes, Stage};
+use super::words::Vocabulary;
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// The collection the bench builds and queries.
+pub(super) const COLLECTION: &str = "scale";
+/// The bench's own folder in the data directory (inputs, manifest).
+pub(super) const WORK_DIR: &str = "bench-scale";
+/// Names of the stages whose seconds make `build_seconds`.
+pub(super) const ENGINE_STAGES: [&str; 2] = ["ingest documents", "ingest vectors"];
+
+/// How to run this binary on the bench's data directory.
+pub(super) struct Quarry<'a> {
+    pub(super) exe: &'a Path,
+    pub(super) data_dir: &'a Path,
+    pub(super) config: &'a Path,
+}
+
+impl Quarry<'_> {
+    /// Runs `quarry ARGS... --json` (its stderr, with any progress bar, shown) and parses its
+    /// output.
+    fn json(&self, args: &[&str]) -> anyhow::Result<Value> {
+        let out = Command::new(self.exe)
+            .arg("--data-dir")
+            .arg(self.data_dir)
+            .arg("--config")
+            .arg(self.config)
+            .args(args)
+            .arg("--json")
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("cannot run {}", self.exe.display()))?;
+        if !out.status.success() {
+            bail!("quarry {} failed ({})", args.join(" "), out.status);
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("quarry {}: the output is not JSON", args.join(" ")))
+    }
+}
+
+/// A progress bar on stderr when it is a terminal.
+pub(super) fn bar(len: u64, what: &str) -> ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    let template = format!("{what} [{{bar:30}}] {{pos}}/{{len}} eta {{eta}}");
+    b.set_style(
+        ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    b
+}
+
+/// Times `f` as the stage `name` over `n` chunks.
+pub(super) fn stage<T>(
+    name: &str,
+    n: usize,
+    stages: &mut Vec<Stage>,
+    f: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    eprintln!("bench: {name}…");
+    let t = Instant::now();
+    let out = f()?;
+    let seconds = t.elapsed().as_secs_f64();
+    stages.push(Stage {
+        stage: name.to_owned(),
+        seconds,
+        chunks_per_second: n as f64 / seconds.max(1e-9),
+    });
+    Ok(out)
+}
+
+/// The count `key` of an ingest summary.
+fn count(summary: &Value, key: &str) -> u64 {
+    summary[key].as_u64().unwrap_or(u64::MAX)
+}
+
+/// Writes the inputs into `work`, ingests them, checks the result, and deletes the inputs.
+pub(super) fn build(
+    q: &Quarry<'_>,
+    corpus: &Corpus,
+    vocabulary: &Vocabulary,
+    seed: u64,
+    embedder: &str,
+    work: &Path,
+    stages: &mut Vec<Stage>,
+) -> anyhow::Result<()> {
+    let n = corpus.n;
+    let (docs, vectors): (PathBuf, PathBuf) =
+        (work.join("docs.jsonl"), work.join("vectors.parquet"));
+    stage("write docs.jsonl", n, stages, || {
+        let b = bar(n as u64, "docs.jsonl");
+        corpus.write_documents(vocabulary, seed, &docs, &b)?;
+        b.finish_and_clear();
+        Ok(())
+    })?;
+    stage("write vectors.parquet", n, stages, || {
+        let b = bar(n as u64, "vectors.parquet");
+        corpus.write_vectors(&vectors, &b)?;
+        b.finish_and_clear();
+        Ok(())
+    })?;
+    let docs_arg = docs
+        .to_str()
+        .context("the data directory's path is not UTF-8")?;
+    let summary = stage(ENGINE_STAGES[0], n, stages, || {
+        q.json(&["ingest", "--collection", COLLECTION, "--no-embed", docs_arg])
+    })?;
+    let (added, chunks, embedded) = (
+        count(&summary, "added"),
+        count(&summary, "chunks"),
+        count(&summary, "embedded"),
+    );
+    if added != n as u64 || chunks != n as u64 || embedded != 0 {
+        bail!(
+            "the ingest of {n} generated documents gave {added} added, {chunks} chunks, {embedded} \
+             embedded; expected {n}, {n} and 0 (one chunk per document, no model): {summary}"
+        );
+    }
+    let vectors_arg = vectors
+        .to_str()
+        .context("the data directory's path is not UTF-8")?;
+    let summary = stage(ENGINE_STAGES[1], n, stages, || {
+        q.json(&[
+            "ingest",
+            "--collection",
+            COLLECTION,
+            "--vectors-spec",
+            embedder,
+            vectors_arg,
+        ])
+    })?;
+    let loaded = summary["vectors"]["vectors_loaded"].as_u64().unwrap_or(0);
+    if loaded != n as u64 || count(&summary, "embedded") != 0 {
+        bail!("loading {n} generated vectors loaded {loaded}: {summary}");
+    }
+    for p in [&docs, &vectors] {
+        std::fs::remove_file(p).with_context(|| format!("cannot remove {}", p.display()))?;
+    }
+    check(q, n as u64)
+}
+
+/// Checks, as `quarry status` sees it, that the collection holds `n` documents of one chunk with a
+/// vector each.
+pub(super) fn check(q: &Quarry<'_>, n: u64) -> anyhow::Result<()> {
+    let status = q.json(&["status"])?;
+    let c = status["collections"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == COLLECTION))
+        .with_context(|| format!("the data directory has no collection `{COLLECTION}`"))?;
+    let (docs, chunks, vectors) = (
+        count(c, "documents"),
+        count(c, "chunks"),
+        count(c, "vectors"),
+    );
+    if docs != n || chunks != n || vectors != n {
+        bail!(
+            "collection `{COLLECTION}` holds {docs} documents, {chunks} chunks and {vectors} \
+             vectors; the bench expects {n} of each"
+        );
+    }
+    Ok(())
+}
+
+/// Bytes of the files under `path` (0 when it does not exist), leaving out `skip`.
+fn du(path: &Path, skip: Option<&Path>) -> u64 {
+    if skip == Some(path) {
+        return 0;
+    }
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path).map_or(0, |entries| {
+        entries.flatten().map(|e| du(&e.path(), skip)).sum()
+    })
+}
+
+/// The sizes on disk of the data directory's catalog, the collection's indexes and the whole.
+pub(super) fn sizes(data_dir: &Path) -> Sizes {
+    let collection = data_dir.join("collections").join(COLLECTION);
+    let catalog = [
+        "catalog.sqlite3",
+        "catalog.sqlite3-wal",
+        "catalog.sqlite3-shm",
+    ]
+    .iter()
+    .map(|f| du(&data_dir.join(f), None))
+    .sum();
+    Sizes {
+        catalog_bytes: catalog,
+        bm25_bytes: du(&collection.join("bm25"), None),
+        vectors_bytes: du(&collection.join("vectors"), None),
+        total_bytes: du(data_dir, Some(&data_dir.join(WORK_DIR))),
+    }
+}
