@@ -275,7 +275,11 @@ fn flat_against_hnsw_rs() {
     eprintln!(
         "{n} vectors of {dims}: hnsw_rs build {build:.1} s ({:.0}/s, {}); its RSS {:.0} bytes a point (f32 vectors inside); flattening {flatten:.2} s; flat graph {:.0} bytes a point; the f32 vectors {} bytes a point",
         n as f64 / build,
-        if serial { "one insert at a time" } else { "one thread per core" },
+        if serial {
+            "one insert at a time"
+        } else {
+            "one thread per core"
+        },
         graph_rss as f64 / n as f64,
         flat.bytes() as f64 / n as f64,
         4 * dims
