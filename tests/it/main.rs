@@ -229,3 +229,31 @@ pub fn scifact(test: &str, files: &[&str]) -> Option<PathBuf> {
     }
     Some(dir)
 }
+
+/// The next HTTP/1.1 request on a connection, for the test doubles: its request line and its
+/// body (`Content-Length` bytes); `None` when the client closed the connection or sent less.
+pub fn read_request(reader: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).ok()? == 0 {
+        return None;
+    }
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = l.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            len = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; len];
+    std::io::Read::read_exact(reader, &mut body).ok()?;
+    Some((request_line, body))
+}

@@ -28,10 +28,10 @@
 //! request that long (the round trip to a hosted provider); the collection is the first
 //! `QUARRY_BENCH_DOCS` (300) SciFact documents, embedded through the provider.
 
-use crate::{Served, run_env, spawn_serve, tmp, write_tree};
+use crate::{Served, read_request, run_env, spawn_serve, tmp, write_tree};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -292,31 +292,7 @@ fn latency_proxy(upstream: String, delay: Duration) -> String {
 fn relay(stream: TcpStream, upstream: &str, delay: Duration) {
     let client = Client::new();
     let mut reader = BufReader::new(&stream);
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut len = 0usize;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = l.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                len = value.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
+    while let Some((request_line, body)) = read_request(&mut reader) {
         RELAYED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         std::thread::sleep(delay);
         let path = request_line.split_whitespace().nth(1).unwrap_or("/");

@@ -7,13 +7,13 @@
 //! answer scores passage `i` of a request `i`: the reranked order is the fused order reversed.
 
 use crate::http::TestServer;
-use crate::{path_str, run, run_json, tmp, write_tree};
+use crate::{path_str, read_request, run, run_json, tmp, write_tree};
 use quarry_embed::{HttpReranker, RerankFormat, RerankOptions};
 use quarry_index::EngineOptions;
 use quarry_server::ServerOptions;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,28 +82,9 @@ impl Double {
     }
 
     fn handle(&self, stream: TcpStream) {
-        let mut reader = BufReader::new(&stream);
-        let mut line = String::new();
-        let mut len = 0usize;
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = l.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                len = value.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; len];
-        if reader.read_exact(&mut body).is_err() {
+        let Some((_, body)) = read_request(&mut BufReader::new(&stream)) else {
             return;
-        }
+        };
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         self.requests.lock().unwrap().push(req.clone());
         let act = self

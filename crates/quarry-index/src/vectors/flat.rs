@@ -19,6 +19,7 @@
 //! traversal: the beam still walks through points the caller may not see.
 
 use super::graph::Graph;
+use super::snapshot::Scored;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
@@ -55,24 +56,6 @@ impl pulp::WithSimd for DotI8<'_> {
             .zip(self.1)
             .map(|(a, b)| i32::from(*a) * i32::from(*b))
             .sum()
-    }
-}
-
-/// A similarity and a point id, ordered by similarity (then id, for a total order).
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Scored(f32, u32);
-
-impl Eq for Scored {}
-
-impl PartialOrd for Scored {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Scored {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
     }
 }
 
@@ -229,11 +212,11 @@ impl FlatGraph {
         let admits = |id: u32| alive.is_none_or(|f| f(id));
         seen(cur.1);
         let mut candidates = BinaryHeap::from([cur]);
-        let mut results: BinaryHeap<Reverse<Scored>> = BinaryHeap::new();
+        let mut results: BinaryHeap<Reverse<Scored<u32>>> = BinaryHeap::new();
         if admits(cur.1) {
             results.push(Reverse(cur));
         }
-        let full_and_worse = |results: &BinaryHeap<Reverse<Scored>>, s: Scored| {
+        let full_and_worse = |results: &BinaryHeap<Reverse<Scored<u32>>>, s: Scored<u32>| {
             results.len() >= ef && results.peek().is_some_and(|Reverse(w)| s < *w)
         };
         while let Some(c) = candidates.pop() {

@@ -243,16 +243,15 @@ impl VectorSnapshot {
             let sim = dot(query, &points.vectors[id * self.dims..(id + 1) * self.dims]);
             heap.push(std::cmp::Reverse(Scored(
                 sim,
-                chunk_key(&points.hashes[id]),
-                id,
+                (chunk_key(&points.hashes[id]), id),
             )));
             if heap.len() > k {
                 heap.pop();
             }
         }
-        let mut out: Vec<Scored> = heap.into_iter().map(|r| r.0).collect();
+        let mut out: Vec<Scored<(u64, usize)>> = heap.into_iter().map(|r| r.0).collect();
         out.sort_by(|a, b| b.cmp(a));
-        out.into_iter().map(|s| (s.2, s.0)).collect()
+        out.into_iter().map(|s| (s.1.1, s.0)).collect()
     }
 
     /// Exact top `k` by scanning every live vector.
@@ -270,16 +269,17 @@ impl VectorSnapshot {
     }
 }
 
-/// A point by similarity, then by smaller chunk key: `(similarity, chunk key, point id)`.
-#[derive(PartialEq)]
-struct Scored(f32, u64, usize);
-impl Eq for Scored {}
-impl PartialOrd for Scored {
+/// A point by similarity, ties to the smaller tag (`(chunk key, point id)` here, a point id in
+/// the flat graph): a total order for heaps of candidates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Scored<T>(pub(super) f32, pub(super) T);
+impl<T: Ord> Eq for Scored<T> {}
+impl<T: Ord> PartialOrd for Scored<T> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Scored {
+impl<T: Ord> Ord for Scored<T> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
     }
