@@ -472,20 +472,6 @@ fn key_map(searcher: &tantivy::Searcher) -> Result<KeyMap> {
     Ok(map)
 }
 
-/// The [`chunk_key`]s of the live chunks matching `filter` (an ACL filter), in no order.
-pub fn matching_keys(
-    searcher: &tantivy::Searcher,
-    filter: &dyn tantivy::query::Query,
-) -> Result<Vec<u64>> {
-    let addresses = searcher.search(filter, &tantivy::collector::DocSetCollector)?;
-    let mut columns = SegmentColumns::new(searcher, CHUNK_KEY);
-    let mut keys = Vec::with_capacity(addresses.len());
-    for a in addresses {
-        keys.extend(columns.first(a)?);
-    }
-    Ok(keys)
-}
-
 /// The [`chunk_key`] of the document at `address`.
 pub fn key_of(searcher: &tantivy::Searcher, address: DocAddress) -> Result<Option<u64>> {
     let segment = searcher.segment_reader(address.segment_ord);

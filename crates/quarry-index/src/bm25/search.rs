@@ -4,9 +4,10 @@
 //! chunk key ([`top_by_score`]), the keys of the chunks the caller may read, and the BM25 score
 //! of given chunks term by term (for a weighted fusion's vector-only candidates).
 
+use super::stats::live_matches;
 use super::{
-    Bm25Index, CHUNK_KEY, PermittedStats, acl_filter, build_query, filter_query, matching_keys,
-    query_terms, restrict, term_query,
+    Bm25Index, CHUNK_KEY, KeyMap, PermittedStats, SegmentColumns, acl_filter, build_query,
+    filter_query, query_terms, restrict, term_query,
 };
 use crate::error::{Error, Result};
 use quarry_core::Filter;
@@ -124,13 +125,19 @@ impl<'a> Bm25Query<'a> {
         top_by_score(self.snapshot, weight.as_ref(), limit.max(1))
     }
 
-    /// The keys of the chunks of the snapshot this query may return (every chunk when nothing
-    /// restricts it).
-    pub(crate) fn permitted_keys(&self) -> Result<Vec<u64>> {
-        match &self.clause {
-            Some(clause) => matching_keys(self.snapshot, clause.as_ref()),
-            None => matching_keys(self.snapshot, &tantivy::query::AllQuery),
-        }
+    /// The chunks of the snapshot this query may return (every chunk when nothing restricts
+    /// it), as a bitset of each segment's live documents.
+    pub(crate) fn permitted(&self) -> Result<PermittedSets> {
+        let sets = match &self.clause {
+            Some(clause) => live_matches(self.snapshot, clause.as_ref())?,
+            None => live_matches(self.snapshot, &tantivy::query::AllQuery)?,
+        };
+        let count = sets.iter().map(|s| s.len()).sum();
+        Ok(PermittedSets {
+            sets,
+            count,
+            total: self.snapshot.num_docs() as usize,
+        })
     }
 
     /// The BM25 score of each of `chunks` `(chunk key, address)` that holds a term of the query,
@@ -226,4 +233,69 @@ pub(crate) fn top_by_score(
     }
     top.truncate(limit);
     Ok(top)
+}
+
+/// The chunks one query may return, as bitsets of each segment's live documents: what the
+/// vector search asks about the points it reaches ([`Admitted`]).
+pub(crate) struct PermittedSets {
+    sets: Vec<tantivy::BitSet>,
+    count: usize,
+    /// Live documents of the snapshot.
+    total: usize,
+}
+
+impl PermittedSets {
+    /// These sets as the vector search's [`crate::vectors::Permitted`], through the snapshot's
+    /// key map (chunk key → address).
+    pub(crate) fn admitted<'a>(
+        &'a self,
+        snapshot: &'a tantivy::Searcher,
+        keys: &'a KeyMap,
+    ) -> Admitted<'a> {
+        Admitted {
+            sets: self,
+            snapshot,
+            keys,
+        }
+    }
+}
+
+/// [`PermittedSets`] read by chunk key.
+pub(crate) struct Admitted<'a> {
+    sets: &'a PermittedSets,
+    snapshot: &'a tantivy::Searcher,
+    keys: &'a KeyMap,
+}
+
+impl crate::vectors::Permitted for Admitted<'_> {
+    fn count(&self) -> usize {
+        self.sets.count
+    }
+
+    fn admits(&self, key: u64) -> bool {
+        self.keys.get(&key).is_some_and(|a| {
+            self.sets
+                .sets
+                .get(a.segment_ord as usize)
+                .is_some_and(|s| a.doc_id < s.max_value() && s.contains(a.doc_id))
+        })
+    }
+
+    fn keys(&self) -> Vec<u64> {
+        let mut columns = SegmentColumns::new(self.snapshot, CHUNK_KEY);
+        let mut keys = Vec::with_capacity(self.sets.count);
+        for (ord, set) in self.sets.sets.iter().enumerate() {
+            for doc in (0..set.max_value()).filter(|d| set.contains(*d)) {
+                let address = DocAddress::new(ord as u32, doc);
+                if let Ok(Some(key)) = columns.first(address) {
+                    keys.push(key);
+                }
+            }
+        }
+        keys
+    }
+
+    fn all(&self) -> bool {
+        self.sets.count == self.sets.total
+    }
 }

@@ -103,25 +103,7 @@ impl<'a> PermittedStats<'a> {
 
     /// The live permitted chunks of every segment: the ACL filter's matches, less deletions.
     fn make_permitted(&self) -> tantivy::Result<Vec<BitSet>> {
-        {
-            let filter = acl_filter(&self.fields, &self.tokens)
-                .weight(EnableScoring::disabled_from_searcher(self.searcher))?;
-            let mut sets = Vec::with_capacity(self.searcher.segment_readers().len());
-            for reader in self.searcher.segment_readers() {
-                let alive = reader.alive_bitset();
-                let mut set = BitSet::with_max_value(reader.max_doc());
-                let mut scorer = filter.scorer(reader, 1.0)?;
-                let mut doc = scorer.doc();
-                while doc != TERMINATED {
-                    if alive.is_none_or(|a| a.is_alive(doc)) {
-                        set.insert(doc);
-                    }
-                    doc = scorer.advance();
-                }
-                sets.push(set);
-            }
-            Ok(sets)
-        }
+        live_matches(self.searcher, &acl_filter(&self.fields, &self.tokens))
     }
 
     /// `(live permitted chunks, their tokens in `field`)`, from the cache or by a pass over them.
@@ -192,4 +174,28 @@ impl Bm25StatisticsProvider for PermittedStats<'_> {
         }
         Ok(n)
     }
+}
+
+/// The live documents of each segment of `searcher` that `query` matches, one bitset a segment
+/// (by segment ordinal).
+pub(crate) fn live_matches(
+    searcher: &tantivy::Searcher,
+    query: &dyn tantivy::query::Query,
+) -> tantivy::Result<Vec<BitSet>> {
+    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let mut sets = Vec::with_capacity(searcher.segment_readers().len());
+    for reader in searcher.segment_readers() {
+        let alive = reader.alive_bitset();
+        let mut set = BitSet::with_max_value(reader.max_doc());
+        let mut scorer = weight.scorer(reader, 1.0)?;
+        let mut doc = scorer.doc();
+        while doc != TERMINATED {
+            if alive.is_none_or(|a| a.is_alive(doc)) {
+                set.insert(doc);
+            }
+            doc = scorer.advance();
+        }
+        sets.push(set);
+    }
+    Ok(sets)
 }

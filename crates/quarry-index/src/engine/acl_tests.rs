@@ -275,6 +275,25 @@ proptest! {
         let (engine, model) = build(dir.path(), &c);
         let searcher = engine.searcher("c").unwrap();
         let admin = Principal::local_admin();
+        // What the vector search asks of each point it reaches: exactly the chunks the caller
+        // may read, by key, with their count and keys.
+        for caller in callers.iter().chain([&admin]) {
+            let key = |id: &str| crate::bm25::chunk_key(&ContentHash::from_hex(id).unwrap());
+            let want: BTreeSet<u64> = model
+                .chunks
+                .keys()
+                .filter(|id| caller.sees_all() || model.visible_chunk(caller, id))
+                .map(|id| key(id))
+                .collect();
+            let (count, all, keys, answers) = searcher.admitted_for_tests(caller).unwrap();
+            prop_assert_eq!(answers.len(), model.chunks.len());
+            for (k, admitted) in &answers {
+                prop_assert_eq!(*admitted, want.contains(k), "chunk key {}", k);
+            }
+            prop_assert_eq!(keys.iter().copied().collect::<BTreeSet<u64>>(), want.clone());
+            prop_assert_eq!(count, want.len());
+            prop_assert_eq!(all, want.len() == model.chunks.len());
+        }
         for qtext in &queries {
             // The unfiltered BM25 ranking of every chunk; the oracle filters it.
             let all = searcher

@@ -4,7 +4,7 @@
 
 use super::clock::Clock;
 use crate::bm25::occurrence_values;
-use crate::bm25::search::Bm25Query;
+use crate::bm25::search::{Bm25Query, PermittedSets};
 use crate::catalog::Occurrence;
 use quarry_core::{DefaultAcl, Filter, Principal};
 use std::sync::OnceLock;
@@ -17,9 +17,9 @@ pub(super) struct Access<'a> {
     /// The query's metadata filter, typed; `None` for `{}`.
     pub(super) filter: Option<Filter>,
     pub(super) bm25: Bm25Query<'a>,
-    /// Chunk keys the caller may see that may pass the filter, computed on the first vector
+    /// The chunks the caller may see that may pass the filter, computed on the first vector
     /// search that needs them.
-    pub(super) permitted: OnceLock<Vec<u64>>,
+    pub(super) permitted: OnceLock<PermittedSets>,
     /// Time spent in each retriever and in fusion, over every pass.
     pub(super) clock: Clock,
 }

@@ -66,6 +66,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tantivy::DocAddress;
 
+/// `(count, all, keys, answer by chunk key)` of [`Searcher::admitted_for_tests`].
+#[cfg(test)]
+pub(crate) type AdmittedForTests = (usize, bool, Vec<u64>, std::collections::BTreeMap<u64, bool>);
+
 pub struct Searcher {
     collection: CollectionRow,
     index: Arc<Bm25Index>,
@@ -166,6 +170,23 @@ impl Searcher {
             permitted: OnceLock::new(),
             clock: Clock::default(),
         })
+    }
+
+    /// What the vector search would ask of the chunks `caller` may get: the permitted count,
+    /// whether that is every chunk, their keys, and the answer for every chunk key of the
+    /// snapshot (for the ACL tests' oracle).
+    #[cfg(test)]
+    pub(crate) fn admitted_for_tests(&self, caller: &Principal) -> Result<AdmittedForTests> {
+        use crate::vectors::Permitted;
+        let access = self.access("", caller, Mode::Vector, None)?;
+        let sets = access.bm25.permitted()?;
+        let admitted = sets.admitted(&self.snapshot, &self.keys);
+        let answers = self
+            .keys
+            .keys()
+            .map(|k| (*k, admitted.admits(*k)))
+            .collect();
+        Ok((admitted.count(), admitted.all(), admitted.keys(), answers))
     }
 
     /// Runs a query for `caller`: [`Searcher::search_batch`] of one query.
@@ -343,11 +364,12 @@ impl Searcher {
                         let permitted = match access.permitted.get() {
                             Some(p) => p,
                             None => {
-                                let keys = access.bm25.permitted_keys()?;
-                                access.permitted.get_or_init(|| keys)
+                                let sets = access.bm25.permitted()?;
+                                access.permitted.get_or_init(|| sets)
                             }
                         };
-                        ix.search_permitted(v, depth.vector, permitted)?.0
+                        let admitted = permitted.admitted(&self.snapshot, &self.keys);
+                        ix.search_admitted(v, depth.vector, &admitted)?.0
                     } else {
                         ix.search(v, depth.vector)?
                     };

@@ -37,7 +37,7 @@ pub use dump::{drop_dump, dump_generation, dump_holds_any};
 pub use index::VectorIndex;
 pub use params::VectorParams;
 pub use simd::dot;
-pub use snapshot::{FilterPlan, VectorSnapshot};
+pub use snapshot::{FilterPlan, Permitted, VectorSnapshot};
 
 #[cfg(test)]
 mod tests;

@@ -30,6 +30,32 @@ impl Points {
     }
 }
 
+/// The chunks a caller may get from a filtered vector search, by [`chunk_key`].
+pub trait Permitted {
+    /// How many chunks are permitted (those with and without a vector).
+    fn count(&self) -> usize;
+    /// Whether the chunk with this key is permitted.
+    fn admits(&self, key: u64) -> bool;
+    /// Every permitted chunk's key (asked only when [`Permitted::count`] is small).
+    fn keys(&self) -> Vec<u64>;
+    /// Whether every chunk is permitted (the search is then the unfiltered one).
+    fn all(&self) -> bool {
+        false
+    }
+}
+
+impl Permitted for std::collections::HashSet<u64> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn admits(&self, key: u64) -> bool {
+        self.contains(&key)
+    }
+    fn keys(&self) -> Vec<u64> {
+        self.iter().copied().collect()
+    }
+}
+
 /// How an ACL-filtered vector search ran (for `explain` and the bench).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -136,16 +162,28 @@ impl VectorSnapshot {
             .collect())
     }
 
-    /// The `k` nearest live chunks to `query` among the chunks whose [`chunk_key`] is in
-    /// `permitted` (an ACL filter), best first. With few permitted vectors
-    /// ([`VectorParams::filter_exact_fraction`]) they are scanned exactly; otherwise the graph is
-    /// traversed with the filter applied to every candidate, so `k` permitted results come back
-    /// whenever `k` exist.
+    /// [`VectorSnapshot::search_admitted`] over the chunks whose [`chunk_key`] is in `permitted`.
     pub fn search_permitted(
         &self,
         query: &[f32],
         k: usize,
         permitted: &[u64],
+    ) -> Result<(Vec<(ContentHash, f32)>, FilterPlan)> {
+        let set: std::collections::HashSet<u64> = permitted.iter().copied().collect();
+        self.search_admitted(query, k, &set)
+    }
+
+    /// The `k` nearest live chunks to `query` among those `permitted` admits (an ACL and
+    /// metadata filter), best first. With few permitted chunks ([`Permitted::count`] under
+    /// [`VectorParams::filter_exact_fraction`] of the live vectors, or under `exact_threshold`)
+    /// their vectors are scanned exactly; otherwise the graph is traversed and each point it
+    /// reaches is asked [`Permitted::admits`], so the cost follows the walk, not the size of the
+    /// permitted set, and `k` permitted results come back whenever `k` exist.
+    pub fn search_admitted(
+        &self,
+        query: &[f32],
+        k: usize,
+        permitted: &dyn Permitted,
     ) -> Result<(Vec<(ContentHash, f32)>, FilterPlan)> {
         if query.len() != self.dims {
             return Err(Error::Input(format!(
@@ -154,20 +192,11 @@ impl VectorSnapshot {
                 self.dims
             )));
         }
-        let points = self.build.points.read().unwrap_or_else(|p| p.into_inner());
-        let mut ids: Vec<usize> = permitted
-            .iter()
-            .filter_map(|key| points.by_key.get(key).copied())
-            .filter(|id| self.alive(*id))
-            .collect();
-        if k == 0 || ids.is_empty() {
+        let count = permitted.count();
+        if k == 0 || count == 0 || self.live == 0 {
             return Ok((Vec::new(), FilterPlan::Empty));
         }
-        ids.sort_unstable();
-        ids.dedup();
-        if ids.len() == self.live {
-            // Everything alive is permitted: the unfiltered search is the same search.
-            drop(points);
+        if permitted.all() {
             let plan = if self.live < self.exact_threshold {
                 FilterPlan::Exact
             } else {
@@ -175,15 +204,33 @@ impl VectorSnapshot {
             };
             return Ok((self.search(query, k)?, plan));
         }
-        let few = (ids.len() as f32) < self.filter_exact_fraction * self.live as f32;
-        let (found, plan) = if ids.len() < self.exact_threshold || few {
+        let few = (count as f32) < self.filter_exact_fraction * self.live as f32;
+        let points = self.build.points.read().unwrap_or_else(|p| p.into_inner());
+        let (found, plan) = if count < self.exact_threshold || few {
+            let mut ids: Vec<usize> = permitted
+                .keys()
+                .iter()
+                .filter_map(|key| points.by_key.get(key).copied())
+                .filter(|id| self.alive(*id))
+                .collect();
+            if ids.is_empty() {
+                return Ok((Vec::new(), FilterPlan::Empty));
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            (self.exact_among(&points, query, k, ids), FilterPlan::Exact)
+        } else if self.live < self.exact_threshold {
+            let ids = (0..self.upto)
+                .filter(|id| self.alive(*id) && permitted.admits(chunk_key(&points.hashes[*id])));
             (self.exact_among(&points, query, k, ids), FilterPlan::Exact)
         } else {
-            let mut allowed = vec![false; self.upto];
-            for id in &ids {
-                allowed[*id] = true;
-            }
-            let filter = |id: &usize| allowed.get(*id).copied().unwrap_or(false);
+            let filter = |id: &usize| {
+                self.alive(*id)
+                    && points
+                        .hashes
+                        .get(*id)
+                        .is_some_and(|h| permitted.admits(chunk_key(h)))
+            };
             let ef = self.ef_search.max(k);
             (
                 self.build.graph.search(query, k, ef, Some(&filter)),
