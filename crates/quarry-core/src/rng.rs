@@ -30,6 +30,14 @@ impl SplitMix64 {
     pub fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
+
+    /// Two independent standard normal draws (Box–Muller).
+    pub fn gaussians(&mut self) -> (f64, f64) {
+        // 1 - next_f64() is in (0, 1]: its logarithm is finite.
+        let r = (-2.0 * (1.0 - self.next_f64()).ln()).sqrt();
+        let theta = std::f64::consts::TAU * self.next_f64();
+        (r * theta.cos(), r * theta.sin())
+    }
 }
 
 #[cfg(test)]

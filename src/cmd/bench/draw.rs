@@ -30,7 +30,7 @@ impl Draw {
 
     /// Uniform in [0, 1).
     pub(super) fn unit(&mut self) -> f64 {
-        (self.0.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        self.0.next_f64()
     }
 
     /// Uniform in `0..n` (`n` > 0), by the multiply-high method (bias below 2⁻³² for the sizes
@@ -46,10 +46,7 @@ impl Draw {
 
     /// Two independent standard normal draws (Box–Muller).
     pub(super) fn gaussians(&mut self) -> (f64, f64) {
-        // 1 - unit() is in (0, 1]: its logarithm is finite.
-        let r = (-2.0 * (1.0 - self.unit()).ln()).sqrt();
-        let theta = std::f64::consts::TAU * self.unit();
-        (r * theta.cos(), r * theta.sin())
+        self.0.gaussians()
     }
 }
 

@@ -3,27 +3,9 @@
 use super::*;
 use crate::vectors::params::VectorParams;
 use crate::vectors::simd::dot;
+use crate::vectors::tests::clustered;
 use proptest::prelude::*;
 use std::collections::HashSet;
-
-/// `n` unit vectors around `clusters` centres with noise `spread`: like embeddings, neighbours
-/// are near and most points are far.
-fn clustered(seed: u64, n: usize, dims: usize, clusters: usize, spread: f32) -> Vec<f32> {
-    let mut rng = quarry_core::rng::SplitMix64::new(seed);
-    let mut gauss = move || {
-        let (u, v) = (rng.next_f64().max(1e-12), rng.next_f64());
-        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-    };
-    let centres: Vec<f32> = (0..clusters * dims).map(|_| gauss()).collect();
-    let mut out = Vec::with_capacity(n * dims);
-    for i in 0..n {
-        let c = &centres[(i % clusters) * dims..(i % clusters + 1) * dims];
-        let mut v: Vec<f32> = c.iter().map(|x| x + spread * gauss()).collect();
-        quarry_core::embed::normalize(&mut v);
-        out.extend(v);
-    }
-    out
-}
 
 fn build(vectors: &[f32], dims: usize) -> (Graph, FlatGraph) {
     let params = VectorParams {
@@ -215,11 +197,7 @@ fn scifact_like(n: usize, queries: usize) -> Option<(Vec<f32>, Vec<f32>)> {
             let mut v: Vec<f32> = x
                 .iter()
                 .zip(y)
-                .map(|(x, y)| {
-                    let (u, w) = (rng.next_f64().max(1e-12), rng.next_f64());
-                    let g = ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * w).cos()) as f32;
-                    a * x + (1.0 - a) * y + 0.03 * g
-                })
+                .map(|(x, y)| a * x + (1.0 - a) * y + 0.03 * rng.gaussians().0 as f32)
                 .collect();
             quarry_core::embed::normalize(&mut v);
             out.extend(v);

@@ -159,32 +159,9 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vectors::tests::clustered;
     use std::sync::mpsc;
     use std::time::Duration;
-
-    /// `n` unit vectors in tight clusters around 40 centres: many near-duplicates, so concurrent
-    /// inserts keep choosing each other as neighbours (what deadlocked hnsw_rs 0.3.5).
-    fn clustered(n: usize, dims: usize) -> Vec<Vec<f32>> {
-        let mut rng = quarry_core::rng::SplitMix64::new(7);
-        let mut gauss = || {
-            // Box–Muller
-            let (u, v) = (rng.next_f64().max(1e-12), rng.next_f64());
-            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-        };
-        let centres: Vec<Vec<f32>> = (0..40)
-            .map(|_| (0..dims).map(|_| gauss()).collect())
-            .collect();
-        (0..n)
-            .map(|i| {
-                let mut v: Vec<f32> = centres[i % centres.len()]
-                    .iter()
-                    .map(|c| c + 0.05 * gauss())
-                    .collect();
-                quarry_core::embed::normalize(&mut v);
-                v
-            })
-            .collect()
-    }
 
     fn recall_at_10(graph: &Graph, data: &[Vec<f32>], queries: &[Vec<f32>]) -> f64 {
         let mut found = 0;
@@ -211,8 +188,13 @@ mod tests {
     #[test]
     fn parallel_insert_finishes_and_matches_a_serial_build() {
         let dims = 24;
-        let data = clustered(6000, dims);
-        let queries = clustered(6100, dims).split_off(6000);
+        // tight clusters around 40 centres: many near-duplicates, so concurrent inserts keep
+        // choosing each other as neighbours
+        let mut data: Vec<Vec<f32>> = clustered(7, 6100, dims, 40, 0.05)
+            .chunks_exact(dims)
+            .map(<[f32]>::to_vec)
+            .collect();
+        let queries = data.split_off(6000);
         let params = VectorParams {
             ef_construction: 64,
             ..VectorParams::default()

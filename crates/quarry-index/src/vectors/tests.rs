@@ -24,6 +24,28 @@ fn unit(seed: u64, dims: usize) -> Vec<f32> {
     v
 }
 
+/// `n` unit vectors around `clusters` centres with noise `spread`: like embeddings, neighbours
+/// are near and most points are far.
+pub(super) fn clustered(
+    seed: u64,
+    n: usize,
+    dims: usize,
+    clusters: usize,
+    spread: f32,
+) -> Vec<f32> {
+    let mut rng = quarry_core::rng::SplitMix64::new(seed);
+    let mut gauss = move || rng.gaussians().0 as f32;
+    let centres: Vec<f32> = (0..clusters * dims).map(|_| gauss()).collect();
+    let mut out = Vec::with_capacity(n * dims);
+    for i in 0..n {
+        let c = &centres[(i % clusters) * dims..(i % clusters + 1) * dims];
+        let mut v: Vec<f32> = c.iter().map(|x| x + spread * gauss()).collect();
+        quarry_core::embed::normalize(&mut v);
+        out.extend(v);
+    }
+    out
+}
+
 fn hash(i: u64) -> ContentHash {
     ContentHash::of(&i.to_le_bytes())
 }
