@@ -30,6 +30,21 @@ pub fn atx_headings(text: &str) -> impl Iterator<Item = (usize, usize, &str)> {
     })
 }
 
+/// `heading` cut to at most [`MAX_VALUE_BYTES`](crate::filter::MAX_VALUE_BYTES) bytes, on a char
+/// boundary: a heading is copied into the path of every chunk under it and indexed as a filter
+/// value, so a hostile one-line "heading" of megabytes must not be.
+fn bounded(heading: &str) -> &str {
+    let max = crate::filter::MAX_VALUE_BYTES;
+    if heading.len() <= max {
+        return heading;
+    }
+    let mut end = max;
+    while !heading.is_char_boundary(end) {
+        end -= 1;
+    }
+    &heading[..end]
+}
+
 /// The heading path of each span `(start, end)` of `text` (in document order, as chunks are):
 /// the headings in effect at the end of the span's first line, outermost first. A heading closes
 /// those of its level and deeper; a bare `#` closes them and adds nothing. One pass over the text
@@ -53,7 +68,7 @@ pub fn heading_paths(text: &str, spans: &[(usize, usize)]) -> Vec<Vec<String>> {
                 }
                 headings.next();
             }
-            path.iter().map(|(_, h)| (*h).to_owned()).collect()
+            path.iter().map(|(_, h)| bounded(h).to_owned()).collect()
         })
         .collect()
 }
@@ -83,6 +98,12 @@ mod tests {
         assert_eq!(path_of("#hashtag\n    # code\nplain"), Vec::<String>::new());
         assert_eq!(path_of("## Deep first\n# Top ##\n"), ["Top"]);
         assert_eq!(path_of("# A\r\n## B\r\nx"), ["A", "B"]);
+        // a huge heading is cut to the longest filter value, on a char boundary
+        let huge = format!("# {}\nbody", "é".repeat(10_000));
+        let path = path_of(&huge);
+        assert_eq!(path.len(), 1);
+        assert!(path[0].len() <= crate::filter::MAX_VALUE_BYTES && path[0].len() > 4000);
+        assert!(path[0].chars().all(|c| c == 'é'));
         // a span starting on a heading line has that heading; one starting mid-line does not
         // get a heading on a later line
         let i = md.find("## Install").unwrap();
