@@ -4,10 +4,12 @@
 
 use super::graph::Graph;
 use super::params::VectorParams;
+use super::segment::{Segment, SegmentEntry, hash_file, write_synced};
 use super::snapshot::Build;
 use crate::error::{Error, Result};
 use quarry_core::ContentHash;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The manifest of the current dump.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -20,17 +22,21 @@ struct Manifest {
     /// before quarry hashed them: such a dump is not loaded.
     #[serde(default)]
     files: Option<std::collections::BTreeMap<String, String>>,
+    /// The sealed segments, in id order, covering points `0..` the first open one; the dump's
+    /// graph holds the points from there on.
+    #[serde(default)]
+    segments: Vec<SegmentEntry>,
+}
+
+impl Manifest {
+    /// The first point of the open graph.
+    fn open_base(&self) -> usize {
+        self.segments.last().map_or(0, |s| s.base + s.points)
+    }
 }
 
 /// The files of a dump, each hashed into the manifest.
 const DUMP_FILES: [&str; 4] = ["graph.hnsw.graph", "graph.hnsw.data", "ids.bin", "dead.bin"];
-
-fn hash_file(path: &Path) -> Result<String> {
-    let mut hasher = blake3::Hasher::new();
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    hasher.update_reader(file).map_err(|e| Error::io(path, e))?;
-    Ok(hasher.finalize().to_hex().to_string())
-}
 
 /// Reads the manifest of `dir`, `None` when there is none.
 fn read_manifest(dir: &Path) -> Result<Option<Manifest>> {
@@ -83,13 +89,6 @@ pub fn drop_dump(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    f.sync_all().map_err(|e| Error::io(path, e))
-}
-
 fn read_ids(path: &Path, n: usize) -> Result<Vec<ContentHash>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if bytes.len() != n * 32 {
@@ -127,6 +126,7 @@ pub(super) struct Loaded {
     pub(super) generation: u64,
     pub(super) hashes: Vec<ContentHash>,
     pub(super) dead: Vec<bool>,
+    pub(super) sealed: Vec<Arc<Segment>>,
     pub(super) graph: Graph,
     pub(super) vectors: Vec<f32>,
 }
@@ -150,10 +150,30 @@ pub(super) fn read(dir: &Path, dims: usize, params: VectorParams) -> Result<Opti
             folder.display()
         )));
     };
+    let open_base = m.open_base();
+    let mut base = 0;
+    for s in &m.segments {
+        if s.base != base || s.points == 0 {
+            return Err(Error::Corrupt(format!(
+                "vector dump {}: segment {} starts at point {} where {base} was expected",
+                folder.display(),
+                s.name,
+                s.base
+            )));
+        }
+        base += s.points;
+    }
+    if open_base > m.points {
+        return Err(Error::Corrupt(format!(
+            "vector dump {}: segments hold {open_base} points of {}",
+            folder.display(),
+            m.points
+        )));
+    }
     for name in DUMP_FILES {
         let path = folder.join(name);
         let graph_file = name.starts_with("graph.");
-        if graph_file && m.points == 0 {
+        if graph_file && m.points == open_base {
             continue;
         }
         let expected = files.get(name).ok_or_else(|| {
@@ -171,15 +191,21 @@ pub(super) fn read(dir: &Path, dims: usize, params: VectorParams) -> Result<Opti
     }
     let hashes = read_ids(&folder.join("ids.bin"), m.points)?;
     let dead = read_dead(&folder.join("dead.bin"), m.points)?;
-    let (graph, vectors) = if m.points == 0 {
+    let sealed = m
+        .segments
+        .iter()
+        .map(|s| Segment::open(dir, s, dims).map(Arc::new))
+        .collect::<Result<Vec<_>>>()?;
+    let (graph, vectors) = if m.points == open_base {
         (Graph::new(params, 1024), Vec::new())
     } else {
-        Graph::load(&folder, params, dims, m.points)?
+        Graph::load(&folder, params, dims, open_base, m.points)?
     };
     Ok(Some(Loaded {
         generation: m.generation,
         hashes,
         dead,
+        sealed,
         graph,
         vectors,
     }))
@@ -200,9 +226,13 @@ pub(super) fn write(
         std::fs::remove_dir_all(folder).map_err(|e| Error::io(folder, e))?;
     }
     std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
-    let points = build.points.read().unwrap_or_else(|p| p.into_inner());
+    for s in &build.sealed {
+        s.ensure_on_disk(dir)?;
+    }
+    let points = build.read_points();
     let n = points.hashes.len();
-    if n > 0 {
+    let open_base = points.open_base;
+    if n > open_base {
         build.graph.dump(folder)?;
     }
     let ids: Vec<u8> = points
@@ -217,7 +247,7 @@ pub(super) fn write(
     let mut files = std::collections::BTreeMap::new();
     for name in DUMP_FILES {
         let path = folder.join(name);
-        if name.starts_with("graph.") && n == 0 {
+        if name.starts_with("graph.") && n == open_base {
             continue;
         }
         // hnsw_rs does not fsync what it writes: do it before the manifest names the file.
@@ -232,6 +262,7 @@ pub(super) fn write(
         points: n,
         folder: folder_name.to_owned(),
         files: Some(files),
+        segments: build.sealed.iter().map(|s| s.entry.clone()).collect(),
     };
     let json = serde_json::to_vec(&manifest).map_err(|e| Error::Corrupt(e.to_string()))?;
     let tmp = dir.join("manifest.json.tmp");

@@ -23,6 +23,39 @@ use super::snapshot::Scored;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
+/// The first bytes of an encoded flat graph (format 1).
+const MAGIC: &[u8; 8] = b"QFLAT001";
+
+/// A cursor over the bytes of an encoded graph.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
+        let end = self.at.checked_add(len).filter(|&e| e <= self.bytes.len());
+        let end = end.ok_or_else(|| format!("truncated at byte {}", self.at))?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u32s(&mut self, n: usize) -> Result<Vec<u32>, String> {
+        let len = n.checked_mul(4).ok_or("length overflows")?;
+        Ok(self
+            .take(len)?
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+}
+
 /// Padding of a layer-0 neighbour list.
 pub(super) const NONE: u32 = u32::MAX;
 
@@ -74,10 +107,12 @@ pub(super) struct FlatGraph {
 }
 
 impl FlatGraph {
-    /// Copies `graph` (whose points are `0..vectors.len() / dims`, with these vectors) into flat
-    /// arrays. `None` for an empty graph.
+    /// Copies `graph` (whose points are `base..base + vectors.len() / dims`, with these vectors)
+    /// into flat arrays, as points `0..`: point `base + i` of the graph is point `i` here. `None`
+    /// for an empty graph.
     pub(super) fn from_graph(
         graph: &Graph,
+        base: usize,
         vectors: &[f32],
         dims: usize,
         m: usize,
@@ -93,10 +128,9 @@ impl FlatGraph {
         let mut upper = HashMap::new();
         let (mut entry, mut top) = (None, 0u8);
         for point in graph.points() {
-            let id = point.get_origin_id();
-            if id >= n {
+            let Some(id) = point.get_origin_id().checked_sub(base).filter(|&id| id < n) else {
                 continue;
-            }
+            };
             let level = point.get_point_id().0;
             if entry.is_none() || level > top {
                 entry = Some(id as u32);
@@ -108,7 +142,7 @@ impl FlatGraph {
             for (layer, neighbours) in lists.iter().enumerate().take(usize::from(level) + 1) {
                 let ids = neighbours
                     .iter()
-                    .map(|nb| nb.d_id)
+                    .filter_map(|nb| nb.d_id.checked_sub(base))
                     .filter(|&d| d < n)
                     .map(|d| d as u32);
                 if layer == 0 {
@@ -143,6 +177,102 @@ impl FlatGraph {
             + 4 * self.scales.len()
             + 4 * self.layer0.len()
             + self.upper.values().map(|l| 48 + 4 * l.len()).sum::<usize>()
+    }
+
+    /// The graph as bytes (the `flat.bin` of a sealed segment): [`MAGIC`], then `dims`, points,
+    /// `m0`, entry, top layer and the number of upper lists as little-endian `u32`s, the scales,
+    /// the codes, layer 0, and each upper list as layer, point, length and ids.
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.bytes());
+        out.extend_from_slice(MAGIC);
+        let mut words = Vec::with_capacity(6 + self.layer0.len());
+        let mut upper: Vec<_> = self.upper.iter().collect();
+        upper.sort_by_key(|(key, _)| **key);
+        for v in [
+            self.dims,
+            self.len(),
+            self.m0,
+            self.entry as usize,
+            usize::from(self.top),
+            upper.len(),
+        ] {
+            words.push(v as u32);
+        }
+        for w in words.drain(..) {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        for s in &self.scales {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out.extend(self.codes.iter().map(|c| *c as u8));
+        for d in &self.layer0 {
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        for ((layer, id), list) in upper {
+            for w in [u32::from(*layer), *id, list.len() as u32] {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+            for d in list.iter() {
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads back [`FlatGraph::encode`]'s bytes of a graph of `dims` dimensions; every length and
+    /// neighbour id is checked, so no byte string makes a search index out of bounds.
+    pub(super) fn decode(bytes: &[u8], dims: usize) -> Result<Self, String> {
+        let mut r = Reader { bytes, at: 0 };
+        if r.take(MAGIC.len())? != MAGIC {
+            return Err("not a quarry flat graph (wrong magic bytes)".into());
+        }
+        let [file_dims, n, m0, entry, top, n_upper] = [(); 6].map(|_| r.u32());
+        let (file_dims, n, m0) = (file_dims? as usize, n? as usize, m0? as usize);
+        let (entry, top, n_upper) = (entry?, top?, n_upper? as usize);
+        if file_dims != dims {
+            return Err(format!("{file_dims} dimensions, expected {dims}"));
+        }
+        if n == 0 || entry as usize >= n || top as usize > 16 || m0 == 0 || m0 > 1024 {
+            return Err(format!(
+                "bad header: {n} points, entry {entry}, top layer {top}, m0 {m0}"
+            ));
+        }
+        let id_ok = |d: u32| (d as usize) < n;
+        let scales = r
+            .take(4 * n)?
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let codes = r.take(n * dims)?.iter().map(|b| *b as i8).collect();
+        let layer0: Vec<u32> = r.u32s(n * m0)?;
+        if layer0.iter().any(|&d| d != NONE && !id_ok(d)) {
+            return Err("a layer-0 neighbour is out of range".into());
+        }
+        let mut upper = HashMap::with_capacity(n_upper);
+        for _ in 0..n_upper {
+            let (layer, id, len) = (r.u32()?, r.u32()?, r.u32()? as usize);
+            if layer == 0 || layer > top || !id_ok(id) || len > n {
+                return Err(format!("bad upper list of point {id} on layer {layer}"));
+            }
+            let list = r.u32s(len)?;
+            if !list.iter().all(|&d| id_ok(d)) {
+                return Err("an upper-layer neighbour is out of range".into());
+            }
+            upper.insert((layer as u8, id), list.into_boxed_slice());
+        }
+        if r.at != bytes.len() {
+            return Err(format!("{} bytes after the graph", bytes.len() - r.at));
+        }
+        Ok(FlatGraph {
+            dims,
+            codes,
+            scales,
+            m0,
+            layer0,
+            upper,
+            entry,
+            top: top as u8,
+        })
     }
 
     fn code(&self, id: u32) -> &[i8] {

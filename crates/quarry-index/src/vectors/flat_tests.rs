@@ -15,7 +15,7 @@ fn build(vectors: &[f32], dims: usize) -> (Graph, FlatGraph) {
     let graph = Graph::new(params, vectors.len() / dims);
     let rows: Vec<(usize, &[f32])> = vectors.chunks_exact(dims).enumerate().collect();
     graph.insert(&rows);
-    let flat = FlatGraph::from_graph(&graph, vectors, dims, params.m).unwrap();
+    let flat = FlatGraph::from_graph(&graph, 0, vectors, dims, params.m).unwrap();
     (graph, flat)
 }
 
@@ -248,7 +248,7 @@ fn flat_against_hnsw_rs() {
     let build = t.elapsed().as_secs_f64();
     let graph_rss = rss().saturating_sub(before);
     let t = Instant::now();
-    let flat = FlatGraph::from_graph(&graph, &vectors, dims, params.m).unwrap();
+    let flat = FlatGraph::from_graph(&graph, 0, &vectors, dims, params.m).unwrap();
     let flatten = t.elapsed().as_secs_f64();
     eprintln!(
         "{n} vectors of {dims}: hnsw_rs build {build:.1} s ({:.0}/s, {}); its RSS {:.0} bytes a point (f32 vectors inside); flattening {flatten:.2} s; flat graph {:.0} bytes a point; the f32 vectors {} bytes a point",

@@ -114,12 +114,14 @@ impl Graph {
         }
     }
 
-    /// Reloads a dump of `n` points of `dims` dimensions; returns the graph and the flat vectors by
-    /// point id. Any inconsistency is an error (the caller rebuilds from stored vectors).
+    /// Reloads a dump of the points `base..n` of `dims` dimensions; returns the graph and their
+    /// vectors, row `i` that of point `base + i`. Any inconsistency is an error (the caller
+    /// rebuilds from stored vectors).
     pub(super) fn load(
         folder: &Path,
         params: VectorParams,
         dims: usize,
+        base: usize,
         n: usize,
     ) -> Result<(Graph, Vec<f32>)> {
         let corrupt =
@@ -135,19 +137,21 @@ impl Graph {
         let mut hnsw = loaded;
         hnsw.set_searching_mode(false);
         let _ = params;
-        let mut vectors = vec![0f32; n * dims];
-        let mut seen = vec![false; n];
+        let len = n.saturating_sub(base);
+        let mut vectors = vec![0f32; len * dims];
+        let mut seen = vec![false; len];
         for point in hnsw.get_point_indexation() {
             let id = point.get_origin_id();
             let v = point.get_v();
-            if id >= n || v.len() != dims || seen[id] {
+            let i = id.wrapping_sub(base);
+            if i >= len || v.len() != dims || seen[i] {
                 return Err(corrupt(format!(
-                    "point {id} with {} dimensions does not fit {n} points of {dims}",
+                    "point {id} with {} dimensions does not fit points {base}..{n} of {dims}",
                     v.len()
                 )));
             }
-            seen[id] = true;
-            vectors[id * dims..(id + 1) * dims].copy_from_slice(v);
+            seen[i] = true;
+            vectors[i * dims..(i + 1) * dims].copy_from_slice(v);
         }
         if seen.iter().any(|s| !s) {
             return Err(corrupt("points are missing".into()));

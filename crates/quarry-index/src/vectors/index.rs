@@ -5,6 +5,7 @@
 use super::dump;
 use super::graph::Graph;
 use super::params::VectorParams;
+use super::segment::{SEGMENTS, Segment};
 use super::snapshot::{Build, Points, VectorSnapshot};
 use crate::bm25::chunk_key;
 use crate::error::{Error, Result};
@@ -69,10 +70,7 @@ impl VectorIndex {
 
     fn empty_state(params: VectorParams) -> WriterState {
         WriterState {
-            build: Arc::new(Build {
-                graph: Graph::new(params, 1024),
-                points: RwLock::new(Points::default()),
-            }),
+            build: Arc::new(Build::open(Graph::new(params, 1024), Points::default())),
             by_hash: HashMap::new(),
             dead: Vec::new(),
             generation: 0,
@@ -97,12 +95,14 @@ impl VectorIndex {
             generation,
             hashes,
             dead,
+            sealed,
             graph,
             vectors,
         }) = dump::read(dir, dims, params)?
         else {
             return Ok(None);
         };
+        let open_base = sealed.last().map_or(0, |s| s.base() + s.len());
         let by_hash = hashes
             .iter()
             .enumerate()
@@ -111,6 +111,7 @@ impl VectorIndex {
             .collect();
         Ok(Some(WriterState {
             build: Arc::new(Build {
+                sealed,
                 graph,
                 points: RwLock::new(Points {
                     by_key: hashes
@@ -119,6 +120,7 @@ impl VectorIndex {
                         .map(|(i, h)| (chunk_key(h), i))
                         .collect(),
                     hashes,
+                    open_base,
                     vectors,
                 }),
             }),
@@ -221,7 +223,7 @@ impl VectorIndex {
         st.generation = generation;
         let dead = st.dead.iter().filter(|d| **d).count();
         if dead > 0 && dead as f32 >= self.params.rebuild_tombstone_ratio * st.dead.len() as f32 {
-            self.rebuild(&mut st);
+            self.rebuild(&mut st)?;
         }
         Ok(())
     }
@@ -246,29 +248,31 @@ impl VectorIndex {
         if !st.dead.iter().any(|d| *d) {
             return false;
         }
-        self.rebuild(&mut st);
+        if let Err(e) = self.rebuild(&mut st) {
+            tracing::error!(error = %e, "could not rebuild the vector graph");
+            return false;
+        }
         true
     }
 
     /// Whether any point (live or a tombstone) of the graph in memory is one of `hashes`.
     pub fn holds_any(&self, hashes: &std::collections::HashSet<ContentHash>) -> bool {
         let st = self.state();
-        let points = st.build.points.read().unwrap_or_else(|p| p.into_inner());
+        let points = st.build.read_points();
         points.hashes.iter().any(|h| hashes.contains(h))
     }
 
-    /// Replaces the graph with one built from the live points only.
-    fn rebuild(&self, st: &mut WriterState) {
-        let old = st.build.points.read().unwrap_or_else(|p| p.into_inner());
+    /// Replaces the graph with one built from the live points only (read from memory and from
+    /// the sealed segments' files; none is sealed in the new build until the next dump).
+    fn rebuild(&self, st: &mut WriterState) -> Result<()> {
+        let old = st.build.read_points();
         let mut points = Points::default();
         let mut by_hash = HashMap::with_capacity(st.by_hash.len());
-        for (id, hash) in old.hashes.iter().enumerate() {
-            if st.dead[id] {
-                continue;
+        st.build.scan(&old, self.dims, old.hashes.len(), |id, v| {
+            if !st.dead[id] {
+                by_hash.insert(old.hashes[id], points.push(old.hashes[id], v));
             }
-            let new_id = points.push(*hash, &old.vectors[id * self.dims..(id + 1) * self.dims]);
-            by_hash.insert(*hash, new_id);
-        }
+        })?;
         drop(old);
         let graph = Graph::new(self.params, points.hashes.len().max(1024));
         let rows: Vec<(usize, &[f32])> =
@@ -281,10 +285,54 @@ impl VectorIndex {
         st.dead = vec![false; points.hashes.len()];
         st.by_hash = by_hash;
         st.changed_since_dump += 1;
+        st.build = Arc::new(Build::open(graph, points));
+        Ok(())
+    }
+
+    /// Seals the open graph into a segment when [`VectorParams::seals`] says so: a new build
+    /// whose segments are the old ones and that one, with an empty open graph. Snapshots taken
+    /// before keep the old build.
+    fn seal(&self, st: &mut WriterState) -> Result<()> {
+        let points = st.build.read_points();
+        let open = points.hashes.len() - points.open_base;
+        if !self.params.seals(open, points.open_base) {
+            return Ok(());
+        }
+        let Some(segment) = Segment::seal(
+            &self.dir,
+            &st.build.graph,
+            points.open_base,
+            &points.vectors,
+            self.dims,
+            self.params.m,
+        )?
+        else {
+            return Ok(());
+        };
+        let mut sealed = st.build.sealed.clone();
+        sealed.push(Arc::new(segment));
+        let next = Points {
+            hashes: points.hashes.clone(),
+            open_base: points.hashes.len(),
+            vectors: Vec::new(),
+            by_key: points.by_key.clone(),
+        };
+        drop(points);
+        tracing::info!(
+            points = open,
+            segments = sealed.len(),
+            "vector graph sealed into a segment"
+        );
         st.build = Arc::new(Build {
-            graph,
-            points: RwLock::new(points),
+            sealed,
+            graph: Graph::new(self.params, 1024),
+            points: RwLock::new(next),
         });
+        // The published snapshot moves to the sealed build (same points, same generation), so
+        // the open graph's memory goes once the readers of the old one are done.
+        let moved = Arc::new(self.snapshot().on_build(st.build.clone()));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = moved;
+        Ok(())
     }
 
     /// Whether enough changed since the last dump to write a new one: `min_changes` points, or any
@@ -309,6 +357,7 @@ impl VectorIndex {
             );
             return Ok(());
         }
+        self.seal(&mut st)?;
         let folder_name = format!("dump-{}", st.generation);
         let folder = self.dir.join(&folder_name);
         if let Err(e) = dump::write(
@@ -328,11 +377,24 @@ impl VectorIndex {
         }
         st.dumped_generation = st.generation;
         st.changed_since_dump = 0;
-        // Older dumps are no longer referenced.
+        // Older dumps and segments they alone named are no longer referenced.
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if name.starts_with("dump-") && name != folder_name {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let keep: std::collections::HashSet<&str> = st
+            .build
+            .sealed
+            .iter()
+            .map(|s| s.entry.name.as_str())
+            .collect();
+        if let Ok(entries) = std::fs::read_dir(self.dir.join(SEGMENTS)) {
+            for e in entries.flatten() {
+                if !keep.contains(e.file_name().to_string_lossy().as_ref()) {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }

@@ -24,18 +24,17 @@
 //!   A dump never replaces a newer one another process wrote.
 
 mod dump;
-// Not searched by the served index yet: measured against hnsw_rs first (issue 17).
-#[cfg_attr(not(test), allow(dead_code))]
 mod flat;
 mod graph;
 mod index;
 mod params;
+mod segment;
 mod simd;
 mod snapshot;
 
 pub use dump::{drop_dump, dump_generation, dump_holds_any};
 pub use index::VectorIndex;
-pub use params::VectorParams;
+pub use params::{Quantization, VectorParams};
 pub use simd::dot;
 pub use snapshot::{FilterPlan, Permitted, VectorSnapshot};
 

@@ -19,6 +19,25 @@ pub struct VectorParams {
     /// the graph with a filter, when they are fewer than this fraction of the live vectors (or
     /// fewer than `exact_threshold`).
     pub filter_exact_fraction: f32,
+    /// How the graph holds vectors once they are sealed: `int8` (codes of one byte a dimension
+    /// in memory, full vectors on disk for rescoring) or `none` (every vector as `f32` in the
+    /// graph, in memory).
+    pub quantization: Quantization,
+    /// The size segments grow to. A dump seals the open graph (its points become a segment) once
+    /// it holds at least `exact_threshold` points and at least as many as all sealed segments
+    /// together, or this many: segments double in size up to this one, so a search walks a few
+    /// segments and no point is inserted twice.
+    pub segment_points: usize,
+}
+
+/// How sealed segments of the vector graph hold their vectors (`vector.quantization`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantization {
+    /// Never seal: every vector in memory as `f32`, in the hnsw_rs graph.
+    None,
+    /// Sealed segments search int8 codes and rescore with the full vectors read from disk.
+    Int8,
 }
 
 impl Default for VectorParams {
@@ -33,6 +52,8 @@ impl Default for VectorParams {
             exact_threshold: 4096,
             rebuild_tombstone_ratio: 0.25,
             filter_exact_fraction: 0.05,
+            quantization: Quantization::Int8,
+            segment_points: 131_072,
         }
     }
 }
@@ -65,6 +86,19 @@ impl VectorParams {
                 format!("{}; use a number in [0, 1]", self.filter_exact_fraction),
             );
         }
+        if !(1024..=16_777_216).contains(&self.segment_points) {
+            return bad(
+                "segment_points",
+                format!("{}; use 1024 to 16777216", self.segment_points),
+            );
+        }
         Ok(())
+    }
+
+    /// Whether a dump seals an open graph of `open` points beside `sealed` sealed ones.
+    pub(super) fn seals(&self, open: usize, sealed: usize) -> bool {
+        self.quantization == Quantization::Int8
+            && open >= self.exact_threshold.max(1)
+            && open >= sealed.min(self.segment_points)
     }
 }

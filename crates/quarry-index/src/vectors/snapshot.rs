@@ -3,6 +3,7 @@
 
 use super::graph::Graph;
 use super::params::VectorParams;
+use super::segment::Segment;
 use super::simd::dot;
 use crate::bm25::chunk_key;
 use crate::error::{Error, Result};
@@ -10,11 +11,15 @@ use quarry_core::ContentHash;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-/// The points of the index: append-only hashes and vectors, shared by all snapshots of one graph.
+/// The points of the index: append-only hashes, shared by all snapshots of one build, and the
+/// vectors of the points not sealed into a segment.
 #[derive(Default)]
 pub(super) struct Points {
     pub(super) hashes: Vec<ContentHash>,
-    /// `hashes.len() × dims` floats, row-major.
+    /// The first point of the open graph: the vectors of points `open_base..` are in
+    /// `vectors`, those before it in sealed segments.
+    pub(super) open_base: usize,
+    /// `(hashes.len() - open_base) × dims` floats, row-major.
     pub(super) vectors: Vec<f32>,
     /// The latest point id of each chunk key ([`chunk_key`]), for ACL-filtered search.
     pub(super) by_key: HashMap<u64, usize>,
@@ -27,6 +32,12 @@ impl Points {
         self.vectors.extend_from_slice(v);
         self.by_key.insert(chunk_key(&hash), id);
         id
+    }
+
+    /// The vector of an open point, `None` for a sealed one.
+    fn open_vector(&self, id: usize, dims: usize) -> Option<&[f32]> {
+        let i = id.checked_sub(self.open_base)?;
+        self.vectors.get(i * dims..(i + 1) * dims)
     }
 }
 
@@ -75,10 +86,76 @@ pub enum FilterPlan {
     Graph,
 }
 
-/// A graph and its points: one build. A rebuild makes a new one; old snapshots keep theirs.
+/// Sealed segments, an open graph and their points: one build. A rebuild or a seal makes a new
+/// one; old snapshots keep theirs.
 pub(super) struct Build {
+    /// Points `0..open_base`, in segments of consecutive ids, in order.
+    pub(super) sealed: Vec<Arc<Segment>>,
+    /// Points `open_base..`, with their vectors in [`Points::vectors`].
     pub(super) graph: Graph,
     pub(super) points: RwLock<Points>,
+}
+
+impl Build {
+    /// A build with no sealed segment (`graph` holds every point).
+    pub(super) fn open(graph: Graph, points: Points) -> Self {
+        Build {
+            sealed: Vec::new(),
+            graph,
+            points: RwLock::new(points),
+        }
+    }
+
+    pub(super) fn read_points(&self) -> std::sync::RwLockReadGuard<'_, Points> {
+        self.points.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The vector of point `id` into `out` (`dims` long): from memory for an open point, from its
+    /// segment's file for a sealed one.
+    pub(super) fn vector(&self, points: &Points, id: usize, out: &mut [f32]) -> Result<()> {
+        if let Some(v) = points.open_vector(id, out.len()) {
+            out.copy_from_slice(v);
+            return Ok(());
+        }
+        let i = self.sealed.partition_point(|s| s.base() + s.len() <= id);
+        match self.sealed.get(i).filter(|s| s.holds(id)) {
+            Some(s) => s.read(id, out),
+            None => Err(Error::Corrupt(format!("vector point {id} does not exist"))),
+        }
+    }
+
+    /// Calls `f` with every point below `upto` and its vector, in id order.
+    pub(super) fn scan(
+        &self,
+        points: &Points,
+        dims: usize,
+        upto: usize,
+        mut f: impl FnMut(usize, &[f32]),
+    ) -> Result<()> {
+        for s in &self.sealed {
+            if s.base() >= upto {
+                break;
+            }
+            s.scan(|id, v| {
+                if id < upto {
+                    f(id, v)
+                }
+            })?;
+        }
+        for (i, v) in points.vectors.chunks_exact(dims).enumerate() {
+            let id = points.open_base + i;
+            if id >= upto {
+                break;
+            }
+            f(id, v);
+        }
+        Ok(())
+    }
+
+    /// Bytes of memory the sealed segments hold (their flat graphs).
+    pub(super) fn sealed_bytes(&self) -> usize {
+        self.sealed.iter().map(|s| s.bytes()).sum()
+    }
 }
 
 /// An immutable view of the index at one generation.
@@ -117,6 +194,21 @@ impl VectorSnapshot {
         }
     }
 
+    /// This snapshot's points, tombstones and settings on `build`, a build with the same point
+    /// ids (the one a seal made of this one's).
+    pub(super) fn on_build(&self, build: Arc<Build>) -> Self {
+        VectorSnapshot {
+            build,
+            dims: self.dims,
+            upto: self.upto,
+            dead: self.dead.clone(),
+            live: self.live,
+            ef_search: self.ef_search,
+            exact_threshold: self.exact_threshold,
+            filter_exact_fraction: self.filter_exact_fraction,
+        }
+    }
+
     /// Live vectors in this snapshot.
     pub fn len(&self) -> usize {
         self.live
@@ -130,13 +222,16 @@ impl VectorSnapshot {
         self.dims
     }
 
+    /// How many sealed segments the snapshot searches, and the bytes of memory they hold.
+    pub fn sealed(&self) -> (usize, usize) {
+        (self.build.sealed.len(), self.build.sealed_bytes())
+    }
+
     fn alive(&self, id: usize) -> bool {
         id < self.upto && !self.dead.get(id).copied().unwrap_or(false)
     }
 
-    /// The `k` nearest live chunks to `query` (normalised), with their cosine similarity, best
-    /// first. Exact below the threshold, HNSW above it.
-    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<(ContentHash, f32)>> {
+    fn check_dims(&self, query: &[f32]) -> Result<()> {
         if query.len() != self.dims {
             return Err(Error::Input(format!(
                 "query vector has {} dimensions; this index holds {}",
@@ -144,29 +239,49 @@ impl VectorSnapshot {
                 self.dims
             )));
         }
+        Ok(())
+    }
+
+    /// The parts a graph search walks: each sealed segment, then the open graph when this
+    /// snapshot has points in it.
+    fn parts<'a>(&'a self, points: &Points) -> Vec<Part<'a>> {
+        let mut parts: Vec<Part<'a>> = self.build.sealed.iter().map(|s| Part::Sealed(s)).collect();
+        if self.upto > points.open_base {
+            parts.push(Part::Open(&self.build.graph));
+        }
+        parts
+    }
+
+    /// The `k` nearest live chunks to `query` (normalised), with their cosine similarity, best
+    /// first. Exact below the threshold, HNSW above it.
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<(ContentHash, f32)>> {
+        self.check_dims(query)?;
         if k == 0 || self.live == 0 {
             return Ok(Vec::new());
         }
-        let points = self.build.points.read().unwrap_or_else(|p| p.into_inner());
+        let points = self.build.read_points();
         let ids: Vec<(usize, f32)> = if self.live < self.exact_threshold {
-            self.exact(&points, query, k)
+            self.exact(&points, query, k)?
         } else {
             let ef = self.ef_search.max(k);
             // A filtered hnsw_rs search never stops early; filter only when some point of the
             // graph is dead or newer than this snapshot.
             let all_alive = self.live == self.upto && points.hashes.len() == self.upto;
-            let filter = |id: &usize| self.alive(*id);
-            self.build.graph.search(
-                query,
-                k,
-                ef,
-                (!all_alive).then_some(&filter as &dyn Fn(&usize) -> bool),
-            )
+            let filter = |id: usize| self.alive(id);
+            let alive = (!all_alive).then_some(&filter as &dyn Fn(usize) -> bool);
+            let mut found = Vec::new();
+            for part in self.parts(&points) {
+                found.extend(part.search(query, k, ef, alive)?);
+            }
+            best(found, k)
         };
-        Ok(ids
-            .into_iter()
+        Ok(self.hashes_of(&points, ids))
+    }
+
+    fn hashes_of(&self, points: &Points, ids: Vec<(usize, f32)>) -> Vec<(ContentHash, f32)> {
+        ids.into_iter()
             .filter_map(|(id, sim)| points.hashes.get(id).map(|h| (*h, sim)))
-            .collect())
+            .collect()
     }
 
     /// [`VectorSnapshot::search_admitted`] over the chunks whose [`chunk_key`] is in `permitted`.
@@ -192,13 +307,7 @@ impl VectorSnapshot {
         k: usize,
         permitted: &dyn Permitted,
     ) -> Result<(Vec<(ContentHash, f32)>, FilterPlan)> {
-        if query.len() != self.dims {
-            return Err(Error::Input(format!(
-                "query vector has {} dimensions; this index holds {}",
-                query.len(),
-                self.dims
-            )));
-        }
+        self.check_dims(query)?;
         let count = permitted.count();
         if k == 0 || count == 0 || self.live == 0 {
             return Ok((Vec::new(), FilterPlan::Empty));
@@ -212,7 +321,7 @@ impl VectorSnapshot {
             return Ok((self.search(query, k)?, plan));
         }
         let few = (count as f32) < self.filter_exact_fraction * self.live as f32;
-        let points = self.build.points.read().unwrap_or_else(|p| p.into_inner());
+        let points = self.build.read_points();
         let (found, plan) = if count < self.exact_threshold || few {
             let mut ids: Vec<usize> = permitted
                 .keys()
@@ -225,78 +334,82 @@ impl VectorSnapshot {
             }
             ids.sort_unstable();
             ids.dedup();
-            (self.exact_among(&points, query, k, ids), FilterPlan::Exact)
+            (self.exact_among(&points, query, k, ids)?, FilterPlan::Exact)
         } else if self.live < self.exact_threshold {
             let ids = (0..self.upto)
                 .filter(|id| self.alive(*id) && permitted.admits(chunk_key(&points.hashes[*id])));
-            (self.exact_among(&points, query, k, ids), FilterPlan::Exact)
+            (self.exact_among(&points, query, k, ids)?, FilterPlan::Exact)
         } else {
-            let filter = |id: &usize| {
-                self.alive(*id)
+            let filter = |id: usize| {
+                self.alive(id)
                     && points
                         .hashes
-                        .get(*id)
+                        .get(id)
                         .is_some_and(|h| permitted.admits(chunk_key(h)))
             };
             // First the unfiltered walk for enough neighbours that about twice `k` of them are
             // expected to be permitted, keeping those that are: when `k` are, they are the
-            // permitted top k (any better permitted point would be among those neighbours).
-            // hnsw_rs's filtered walk does not stop early, so this is much cheaper when it
-            // suffices; otherwise the filtered walk runs.
+            // permitted top k of that part (any better permitted point would be among those
+            // neighbours). A filtered walk does not stop early, so this is much cheaper when it
+            // suffices; otherwise the part's filtered walk runs.
             let fraction = (count as f32 / self.live as f32).min(1.0);
             let wide = (OVERSAMPLE * k as f32 / fraction).ceil() as usize;
-            let oversampled = (wide <= MAX_OVERSAMPLED).then(|| {
-                let ef = self.ef_search.max(wide);
-                let mut hits = self.build.graph.search(query, wide, ef, None);
-                hits.retain(|(id, _)| filter(id));
-                hits.truncate(k);
-                hits
-            });
-            match oversampled {
-                Some(hits) if hits.len() == k => (hits, FilterPlan::Graph),
-                _ => {
-                    let ef = self.ef_search.max(k);
-                    (
-                        self.build.graph.search(query, k, ef, Some(&filter)),
-                        FilterPlan::Graph,
-                    )
+            let mut found = Vec::new();
+            for part in self.parts(&points) {
+                let oversampled = if wide <= MAX_OVERSAMPLED {
+                    let mut hits = part.search(query, wide, self.ef_search.max(wide), None)?;
+                    hits.retain(|(id, _)| filter(*id));
+                    hits.truncate(k);
+                    Some(hits)
+                } else {
+                    None
+                };
+                match oversampled {
+                    Some(hits) if hits.len() == k => found.extend(hits),
+                    _ => {
+                        found.extend(part.search(query, k, self.ef_search.max(k), Some(&filter))?)
+                    }
                 }
             }
+            (best(found, k), FilterPlan::Graph)
         };
-        Ok((
-            found
-                .into_iter()
-                .filter_map(|(id, sim)| points.hashes.get(id).map(|h| (*h, sim)))
-                .collect(),
-            plan,
-        ))
+        Ok((self.hashes_of(&points, found), plan))
+    }
+
+    /// The ids of `keys` ([`chunk_key`]) with a live point in this snapshot.
+    fn live_ids(&self, points: &Points, keys: &[u64]) -> Vec<Option<usize>> {
+        keys.iter()
+            .map(|key| points.by_key.get(key).copied().filter(|id| self.alive(*id)))
+            .collect()
     }
 
     /// The cosine similarity of `query` to each chunk of `keys` ([`chunk_key`]), `None` for a
-    /// chunk without a live vector in this snapshot.
+    /// chunk without a live vector in this snapshot (or whose vector could not be read: logged).
     pub fn similarities(&self, query: &[f32], keys: &[u64]) -> Vec<Option<f32>> {
         if query.len() != self.dims {
             return vec![None; keys.len()];
         }
-        let points = self.build.points.read().unwrap_or_else(|p| p.into_inner());
-        keys.iter()
-            .map(|key| {
-                let id = *points.by_key.get(key)?;
-                self.alive(id)
-                    .then(|| dot(query, &points.vectors[id * self.dims..(id + 1) * self.dims]))
-            })
+        self.vectors_of(keys)
+            .into_iter()
+            .map(|v| v.map(|v| dot(query, &v)))
             .collect()
     }
 
     /// The stored vector of each chunk of `keys` ([`chunk_key`]), `None` for a chunk without a
     /// live vector in this snapshot (for diversity, which compares candidates with each other).
     pub fn vectors_of(&self, keys: &[u64]) -> Vec<Option<Vec<f32>>> {
-        let points = self.build.points.read().unwrap_or_else(|p| p.into_inner());
-        keys.iter()
-            .map(|key| {
-                let id = *points.by_key.get(key)?;
-                self.alive(id)
-                    .then(|| points.vectors[id * self.dims..(id + 1) * self.dims].to_vec())
+        let points = self.build.read_points();
+        self.live_ids(&points, keys)
+            .into_iter()
+            .map(|id| {
+                let mut v = vec![0f32; self.dims];
+                match self.build.vector(&points, id?, &mut v) {
+                    Ok(()) => Some(v),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read a stored vector");
+                        None
+                    }
+                }
             })
             .collect()
     }
@@ -309,36 +422,100 @@ impl VectorSnapshot {
         query: &[f32],
         k: usize,
         ids: impl IntoIterator<Item = usize>,
-    ) -> Vec<(usize, f32)> {
-        // min-heap of the best k by similarity
-        let mut heap = std::collections::BinaryHeap::with_capacity(k + 1);
+    ) -> Result<Vec<(usize, f32)>> {
+        let mut top = TopK::new(k);
+        let mut v = vec![0f32; self.dims];
         for id in ids {
-            let sim = dot(query, &points.vectors[id * self.dims..(id + 1) * self.dims]);
-            heap.push(std::cmp::Reverse(Scored(
-                sim,
-                (chunk_key(&points.hashes[id]), id),
-            )));
-            if heap.len() > k {
-                heap.pop();
-            }
+            self.build.vector(points, id, &mut v)?;
+            top.push(points, id, dot(query, &v));
         }
-        let mut out: Vec<Scored<(u64, usize)>> = heap.into_iter().map(|r| r.0).collect();
-        out.sort_by(|a, b| b.cmp(a));
-        out.into_iter().map(|s| (s.1.1, s.0)).collect()
+        Ok(top.into_sorted())
     }
 
     /// Exact top `k` by scanning every live vector.
-    pub fn exact_search(&self, query: &[f32], k: usize) -> Vec<(ContentHash, f32)> {
-        let points = self.build.points.read().unwrap_or_else(|p| p.into_inner());
-        self.exact(&points, query, k)
-            .into_iter()
-            .filter_map(|(id, sim)| points.hashes.get(id).map(|h| (*h, sim)))
-            .collect()
+    pub fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<(ContentHash, f32)>> {
+        let points = self.build.read_points();
+        let found = self.exact(&points, query, k)?;
+        Ok(self.hashes_of(&points, found))
     }
 
-    fn exact(&self, points: &Points, query: &[f32], k: usize) -> Vec<(usize, f32)> {
-        let live = (0..self.upto).filter(|id| !self.dead.get(*id).copied().unwrap_or(false));
-        self.exact_among(points, query, k, live)
+    fn exact(&self, points: &Points, query: &[f32], k: usize) -> Result<Vec<(usize, f32)>> {
+        let mut top = TopK::new(k);
+        self.build.scan(points, self.dims, self.upto, |id, v| {
+            if self.alive(id) {
+                top.push(points, id, dot(query, v));
+            }
+        })?;
+        Ok(top.into_sorted())
+    }
+}
+
+/// The best `k` of an exact scan, ties by chunk key.
+struct TopK {
+    k: usize,
+    /// min-heap of the best k by similarity
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<Scored<(u64, usize)>>>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: std::collections::BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    fn push(&mut self, points: &Points, id: usize, sim: f32) {
+        self.heap.push(std::cmp::Reverse(Scored(
+            sim,
+            (chunk_key(&points.hashes[id]), id),
+        )));
+        if self.heap.len() > self.k {
+            self.heap.pop();
+        }
+    }
+
+    fn into_sorted(self) -> Vec<(usize, f32)> {
+        let mut out: Vec<Scored<(u64, usize)>> = self.heap.into_iter().map(|r| r.0).collect();
+        out.sort_by(|a, b| b.cmp(a));
+        out.into_iter().map(|s| (s.1.1, s.0)).collect()
+    }
+}
+
+/// The best `k` of results gathered from several parts, best first (equal similarities by id).
+fn best(mut found: Vec<(usize, f32)>, k: usize) -> Vec<(usize, f32)> {
+    found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    found.truncate(k);
+    found
+}
+
+/// One part of a build a graph search walks.
+enum Part<'a> {
+    Sealed(&'a Segment),
+    Open(&'a Graph),
+}
+
+impl Part<'_> {
+    /// The `k` nearest points of this part `alive` admits, as `(point id, similarity)`.
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        alive: Option<&dyn Fn(usize) -> bool>,
+    ) -> Result<Vec<(usize, f32)>> {
+        match self {
+            Part::Sealed(s) => s.search(query, k, ef, alive),
+            Part::Open(g) => {
+                let filter = alive.map(|f| move |id: &usize| f(*id));
+                Ok(g.search(
+                    query,
+                    k,
+                    ef,
+                    filter.as_ref().map(|f| f as &dyn Fn(&usize) -> bool),
+                ))
+            }
+        }
     }
 }
 

@@ -1,0 +1,279 @@
+//! A sealed segment of a vector index: a run of points `base..base + len` whose graph is frozen
+//! as a [`FlatGraph`] (int8 codes and links in memory) and whose full vectors stay on disk, read
+//! with positioned reads only to rescore candidates. Written once, never changed, named in the
+//! dump manifest with the blake3 hash of both its files and checked against them when opened.
+//!
+//! Files, in `segments/<name>/` of the index's folder:
+//! - `flat.bin`: the flat graph ([`FlatGraph::encode`]);
+//! - `vectors.f32`: the points' vectors, `len × dims` little-endian `f32`s, row by row.
+//!
+//! Positioned reads, not a memory map: the vectors then count against the page cache the kernel
+//! can drop, never against the process's resident memory, and a file truncated behind the
+//! process's back is an IO error, not a SIGBUS.
+
+use super::flat::FlatGraph;
+use super::graph::Graph;
+use crate::error::{Error, Result};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// The folder of the index's folder that holds its sealed segments.
+pub(super) const SEGMENTS: &str = "segments";
+const FLAT: &str = "flat.bin";
+const VECTORS: &str = "vectors.f32";
+
+/// A sealed segment as the dump manifest names it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(super) struct SegmentEntry {
+    pub(super) name: String,
+    /// Its first point id.
+    pub(super) base: usize,
+    pub(super) points: usize,
+    /// blake3 (hex) of each file, by name.
+    pub(super) files: BTreeMap<String, String>,
+}
+
+pub(super) struct Segment {
+    pub(super) entry: SegmentEntry,
+    dims: usize,
+    flat: FlatGraph,
+    vectors: std::fs::File,
+    path: PathBuf,
+}
+
+pub(super) fn hash_file(path: &Path) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    hasher.update_reader(file).map_err(|e| Error::io(path, e))?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+pub(super) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    f.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// A segment name no other segment of any process has had: the time, the process and a counter.
+fn fresh_name() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("seg-{nanos:x}-{:x}-{n}", std::process::id())
+}
+
+impl Segment {
+    /// Seals the points `base..` of `graph`, with their `vectors` (row-major), into a new segment
+    /// folder under `dir/segments`, written and synced before this returns. `None` when there
+    /// is no point to seal.
+    pub(super) fn seal(
+        dir: &Path,
+        graph: &Graph,
+        base: usize,
+        vectors: &[f32],
+        dims: usize,
+        m: usize,
+    ) -> Result<Option<Segment>> {
+        let Some(flat) = FlatGraph::from_graph(graph, base, vectors, dims, m) else {
+            return Ok(None);
+        };
+        let name = fresh_name();
+        let path = dir.join(SEGMENTS).join(&name);
+        let written = (|| {
+            std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            write_synced(&path.join(FLAT), &flat.encode())?;
+            let bytes: Vec<u8> = vectors.iter().flat_map(|x| x.to_le_bytes()).collect();
+            write_synced(&path.join(VECTORS), &bytes)?;
+            if let Ok(d) = std::fs::File::open(&path) {
+                let _ = d.sync_all();
+            }
+            let mut files = BTreeMap::new();
+            for f in [FLAT, VECTORS] {
+                files.insert(f.to_owned(), hash_file(&path.join(f))?);
+            }
+            Ok(files)
+        })();
+        let files = match written {
+            Ok(files) => files,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&path);
+                return Err(e);
+            }
+        };
+        let file = path.join(VECTORS);
+        let vectors_file = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
+        Ok(Some(Segment {
+            entry: SegmentEntry {
+                name,
+                base,
+                points: vectors.len() / dims,
+                files,
+            },
+            dims,
+            flat,
+            vectors: vectors_file,
+            path,
+        }))
+    }
+
+    /// Opens the segment `entry` names under `dir/segments`, its files checked against their
+    /// hashes first.
+    pub(super) fn open(dir: &Path, entry: &SegmentEntry, dims: usize) -> Result<Segment> {
+        let path = dir.join(SEGMENTS).join(&entry.name);
+        for f in [FLAT, VECTORS] {
+            let file = path.join(f);
+            let expected = entry.files.get(f).ok_or_else(|| {
+                Error::Corrupt(format!("the manifest has no hash of {}", file.display()))
+            })?;
+            if &hash_file(&file)? != expected {
+                return Err(Error::Corrupt(format!(
+                    "{} is damaged (its blake3 hash differs from the manifest's)",
+                    file.display()
+                )));
+            }
+        }
+        let flat_path = path.join(FLAT);
+        let bytes = std::fs::read(&flat_path).map_err(|e| Error::io(&flat_path, e))?;
+        let flat = FlatGraph::decode(&bytes, dims)
+            .map_err(|why| Error::Corrupt(format!("{}: {why}", flat_path.display())))?;
+        let file = path.join(VECTORS);
+        let vectors = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
+        let len = vectors.metadata().map_err(|e| Error::io(&file, e))?.len();
+        if flat.len() != entry.points || len != (entry.points * dims * 4) as u64 {
+            return Err(Error::Corrupt(format!(
+                "segment {} holds {} points and {len} bytes of vectors; the manifest says {} points of {dims} dimensions",
+                path.display(),
+                flat.len(),
+                entry.points
+            )));
+        }
+        Ok(Segment {
+            entry: entry.clone(),
+            dims,
+            flat,
+            vectors,
+            path,
+        })
+    }
+
+    /// Writes the segment's folder again when it is gone from `dir/segments` (another writer's
+    /// dump removed it while this process still searched it through its open file), so a dump
+    /// that names it never names a missing folder. Same bytes, same hashes.
+    pub(super) fn ensure_on_disk(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(SEGMENTS).join(&self.entry.name);
+        let vectors_len = (self.len() * self.dims * 4) as u64;
+        let present = |f: &str| std::fs::metadata(path.join(f)).is_ok();
+        let sized = std::fs::metadata(path.join(VECTORS)).is_ok_and(|m| m.len() == vectors_len);
+        if present(FLAT) && sized {
+            return Ok(());
+        }
+        tracing::warn!(segment = %path.display(), "a sealed vector segment was removed while in use; writing it again");
+        std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        write_synced(&path.join(FLAT), &self.flat.encode())?;
+        let mut bytes = Vec::with_capacity(vectors_len as usize);
+        self.scan(|_, v| bytes.extend(v.iter().flat_map(|x| x.to_le_bytes())))?;
+        write_synced(&path.join(VECTORS), &bytes)
+    }
+
+    pub(super) fn base(&self) -> usize {
+        self.entry.base
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.entry.points
+    }
+
+    /// Whether point `id` (an index-wide id) is in this segment.
+    pub(super) fn holds(&self, id: usize) -> bool {
+        (self.base()..self.base() + self.len()).contains(&id)
+    }
+
+    /// Bytes the segment holds in memory (its flat graph; the vectors are on disk).
+    pub(super) fn bytes(&self) -> usize {
+        self.flat.bytes()
+    }
+
+    /// Reads the vector of point `id` (in this segment) into `out` (`dims` long).
+    pub(super) fn read(&self, id: usize, out: &mut [f32]) -> Result<()> {
+        let mut bytes = vec![0u8; self.dims * 4];
+        let at = ((id - self.base()) * self.dims * 4) as u64;
+        let file = self.path.join(VECTORS);
+        self.vectors
+            .read_exact_at(&mut bytes, at)
+            .map_err(|e| Error::io(&file, e))?;
+        for (x, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+            *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with every point id of the segment and its vector, in order, reading the file
+    /// in blocks of about a megabyte.
+    pub(super) fn scan(&self, mut f: impl FnMut(usize, &[f32])) -> Result<()> {
+        let row = self.dims * 4;
+        let rows_per_block = (1 << 20) / row.max(1) + 1;
+        let file = self.path.join(VECTORS);
+        let mut bytes = Vec::new();
+        let mut v = vec![0f32; self.dims];
+        let mut start = 0;
+        while start < self.len() {
+            let rows = rows_per_block.min(self.len() - start);
+            bytes.resize(rows * row, 0);
+            self.vectors
+                .read_exact_at(&mut bytes, (start * row) as u64)
+                .map_err(|e| Error::io(&file, e))?;
+            for (i, r) in bytes.chunks_exact(row).enumerate() {
+                for (x, b) in v.iter_mut().zip(r.chunks_exact(4)) {
+                    *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+                f(self.base() + start + i, &v);
+            }
+            start += rows;
+        }
+        Ok(())
+    }
+
+    /// The `k` nearest points `alive` admits (index-wide ids), rescored with their full vectors,
+    /// as `(point id, cosine similarity)`, best first.
+    pub(super) fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        alive: Option<&dyn Fn(usize) -> bool>,
+    ) -> Result<Vec<(usize, f32)>> {
+        let base = self.base();
+        let failed = RefCell::new(None);
+        let buf = RefCell::new(vec![0f32; self.dims]);
+        let exact = |local: u32| {
+            let mut v = buf.borrow_mut();
+            match self.read(base + local as usize, &mut v) {
+                Ok(()) => super::simd::dot(query, &v),
+                Err(e) => {
+                    failed.borrow_mut().get_or_insert(e);
+                    f32::NEG_INFINITY
+                }
+            }
+        };
+        let admits = |local: u32| alive.is_none_or(|f| f(base + local as usize));
+        let found = self.flat.search(
+            query,
+            k,
+            ef,
+            alive.is_some().then_some(&admits as &dyn Fn(u32) -> bool),
+            &exact,
+        );
+        if let Some(e) = failed.into_inner() {
+            return Err(e);
+        }
+        Ok(found
+            .into_iter()
+            .map(|(local, sim)| (base + local as usize, sim))
+            .collect())
+    }
+}
