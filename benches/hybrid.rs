@@ -201,7 +201,7 @@ fn report_vector_index(loaded: &Loaded, data: &Dataset) {
         let (mut exact_wall, mut exact_cpu) = (Vec::new(), Vec::new());
         let (mut graph_wall, mut graph_cpu) = (Vec::new(), Vec::new());
         for t in &data.queries {
-            let (exact, w, c) = timed(|| snapshot.exact_search(&t.vector, k));
+            let (exact, w, c) = timed(|| snapshot.exact_search(&t.vector, k).expect("exact scan"));
             exact_wall.push(w);
             exact_cpu.extend(c);
             let exact: HashSet<ContentHash> = exact.into_iter().map(|(h, _)| h).collect();
@@ -233,6 +233,7 @@ fn report_vector_index(loaded: &Loaded, data: &Dataset) {
     for (q, t) in queries_of(data, 10, Mode::Vector).iter().zip(&data.queries) {
         let exact: HashSet<&str> = snapshot
             .exact_search(&t.vector, 10)
+            .expect("exact scan")
             .iter()
             .filter_map(|(h, _)| loaded.doc_of.get(h).map(String::as_str))
             .collect();
@@ -297,6 +298,7 @@ fn report_filtered(loaded: &Loaded, data: &Dataset) {
             for t in &data.queries {
                 let want: HashSet<ContentHash> = snapshot
                     .exact_search(&t.vector, snapshot.len())
+                    .expect("exact scan")
                     .into_iter()
                     .filter(|(h, _)| allowed.contains(&quarry_index::bm25::chunk_key(h)))
                     .take(10)

@@ -57,6 +57,11 @@ pub fn dump_generation(dir: &Path) -> Option<u64> {
     read_manifest(dir).ok().flatten().map(|m| m.generation)
 }
 
+/// The folder the manifest of `dir` names, if it has one that parses.
+pub(super) fn current_folder(dir: &Path) -> Option<String> {
+    read_manifest(dir).ok().flatten().map(|m| m.folder)
+}
+
 /// Whether the dump `manifest.json` of `dir` names has a point (live or a tombstone) of one of
 /// `hashes`. A dump that cannot be read counts as holding them.
 pub fn dump_holds_any(dir: &Path, hashes: &std::collections::HashSet<ContentHash>) -> bool {

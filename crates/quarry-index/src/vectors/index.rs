@@ -337,9 +337,19 @@ impl VectorIndex {
 
     /// Whether enough changed since the last dump to write a new one: `min_changes` points, or any
     /// change when `force`.
+    /// With `force`, also when the open graph is due to be sealed (a graph loaded from a dump
+    /// written before segments, or by `quantization = "none"`, is sealed at the next flush).
     pub fn needs_dump(&self, min_changes: usize, force: bool) -> bool {
         let st = self.state();
-        st.generation != st.dumped_generation && (force || st.changed_since_dump >= min_changes)
+        let changed = st.generation != st.dumped_generation
+            && (force || st.changed_since_dump >= min_changes);
+        changed || (force && self.seal_due(&st))
+    }
+
+    fn seal_due(&self, st: &WriterState) -> bool {
+        let points = st.build.read_points();
+        self.params
+            .seals(points.hashes.len() - points.open_base, points.open_base)
     }
 
     /// Writes the graph, ids and tombstones to a new folder and switches the manifest to it,
@@ -358,7 +368,11 @@ impl VectorIndex {
             return Ok(());
         }
         self.seal(&mut st)?;
-        let folder_name = format!("dump-{}", st.generation);
+        let mut folder_name = format!("dump-{}", st.generation);
+        if dump::current_folder(&self.dir).as_deref() == Some(folder_name.as_str()) {
+            // a seal of the generation on disk: never rewrite the folder the manifest names
+            folder_name = format!("{folder_name}-{}", st.build.sealed.len());
+        }
         let folder = self.dir.join(&folder_name);
         if let Err(e) = dump::write(
             &self.dir,

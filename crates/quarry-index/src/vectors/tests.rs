@@ -183,10 +183,8 @@ fn dump_and_reload_give_identical_results() {
 fn corrupt_dump_is_ignored_not_fatal() {
     use super::params::Quantization;
     let dims = 8;
-    let cases: [(
-        Quantization,
-        &dyn Fn(&std::path::Path) -> std::path::PathBuf,
-    ); 3] = [
+    type DamagedFile<'a> = &'a dyn Fn(&std::path::Path) -> std::path::PathBuf;
+    let cases: [(Quantization, DamagedFile); 3] = [
         (Quantization::None, &|d| {
             d.join("dump-1").join("graph.hnsw.data")
         }),
@@ -538,4 +536,52 @@ fn segments_search_like_one_exact_scan() {
     let gone: std::collections::HashSet<ContentHash> = removed.iter().copied().collect();
     assert!(!ix.holds_any(&gone) && !super::dump_holds_any(dir.path(), &gone));
     check(&ix.snapshot());
+}
+
+/// Two writers taking turns on one folder (a CLI ingest beside a server, each catching up from
+/// the change log in memory): each dump removes the segments only the other named, and the next
+/// dump of the other writes its segment again, so the manifest never names a missing folder and
+/// a reload finds every point.
+#[test]
+fn writers_taking_turns_never_name_a_removed_segment() {
+    let dims = 16;
+    let p = VectorParams {
+        exact_threshold: 100,
+        ..VectorParams::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = VectorIndex::open(dir.path(), dims, p).unwrap();
+    a.apply(1, &[], &rows(0..300, dims)).unwrap();
+    a.dump().unwrap();
+    let b = VectorIndex::open(dir.path(), dims, p).unwrap();
+    assert_eq!(b.generation(), 1);
+    // b writes generation 2 and seals its 300 new points; a replays it and writes generation 3
+    b.apply(2, &[], &rows(300..600, dims)).unwrap();
+    b.dump().unwrap();
+    a.apply(2, &[], &rows(300..600, dims)).unwrap();
+    a.apply(3, &[], &rows(600..700, dims)).unwrap();
+    a.dump().unwrap();
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("segments"))
+            .unwrap()
+            .count(),
+        2,
+        "a's dump keeps its own two segments only"
+    );
+    // b replays generation 3 and writes generation 4: its second segment is written again
+    b.apply(3, &[], &rows(600..700, dims)).unwrap();
+    b.apply(4, &[hash(1)], &rows(700..720, dims)).unwrap();
+    b.dump().unwrap();
+    let reloaded = VectorIndex::open(dir.path(), dims, p).unwrap();
+    assert_eq!(reloaded.generation(), 4, "the dump loads, not a rebuild");
+    let s = reloaded.snapshot();
+    assert_eq!(s.len(), 719);
+    for i in [0u64, 299, 300, 599, 600, 719] {
+        assert_eq!(
+            s.search(&unit(i, dims), 1).unwrap()[0].0,
+            hash(i),
+            "point {i}"
+        );
+    }
+    assert!(!reloaded.contains(&hash(1)));
 }
