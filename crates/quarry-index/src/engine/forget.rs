@@ -164,22 +164,29 @@ impl Engine {
         from: u64,
     ) -> Result<()> {
         if let Some(row) = self.collection_row(collection)? {
-            Self::compact_forgotten(&row, vectors, from);
+            Self::compact_forgotten(&row, vectors, from)?;
         }
         Ok(())
     }
 
     /// [`Engine::compact_after_forget`] with the collection's row (its `forgotten_generation`)
     /// read by the caller.
-    pub(super) fn compact_forgotten(row: &CollectionRow, vectors: &VectorIndex, from: u64) {
+    /// An error (a sealed segment's file could not be read) leaves the graph as it was: the
+    /// caller writes no dump, so no forgotten vector is written again.
+    pub(super) fn compact_forgotten(
+        row: &CollectionRow,
+        vectors: &VectorIndex,
+        from: u64,
+    ) -> Result<()> {
         let forgotten = row.forgotten_generation;
-        if forgotten > from && vectors.compact() {
+        if forgotten > from && vectors.compact()? {
             tracing::info!(
                 collection = row.name.as_str(),
                 forgotten,
                 "vector graph rebuilt without tombstones after a forget"
             );
         }
+        Ok(())
     }
 
     /// Drops the cached indexes of `collection` when the catalog no longer has it (`row` is

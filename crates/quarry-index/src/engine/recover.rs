@@ -259,7 +259,7 @@ impl Engine {
         added.sort_by_key(|(h, _)| *h);
         let from = vectors.generation();
         vectors.apply(generation, &removed, &added)?;
-        Self::compact_forgotten(row, vectors, from);
+        Self::compact_forgotten(row, vectors, from)?;
         if dump && vectors.needs_dump(self.options.dump_every_points, false) {
             vectors.dump()?;
         }

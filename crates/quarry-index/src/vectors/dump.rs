@@ -28,13 +28,6 @@ struct Manifest {
     segments: Vec<SegmentEntry>,
 }
 
-impl Manifest {
-    /// The first point of the open graph.
-    fn open_base(&self) -> usize {
-        self.segments.last().map_or(0, |s| s.base + s.points)
-    }
-}
-
 /// The files of a dump, each hashed into the manifest.
 const DUMP_FILES: [&str; 4] = ["graph.hnsw.graph", "graph.hnsw.data", "ids.bin", "dead.bin"];
 
@@ -82,6 +75,10 @@ pub fn drop_dump(dir: &Path) -> Result<()> {
     let manifest = dir.join("manifest.json");
     if manifest.exists() {
         std::fs::remove_file(&manifest).map_err(|e| Error::io(&manifest, e))?;
+    }
+    let segments = dir.join(super::segment::SEGMENTS);
+    if segments.exists() {
+        std::fs::remove_dir_all(&segments).map_err(|e| Error::io(&segments, e))?;
     }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(());
@@ -155,19 +152,23 @@ pub(super) fn read(dir: &Path, dims: usize, params: VectorParams) -> Result<Opti
             folder.display()
         )));
     };
-    let open_base = m.open_base();
-    let mut base = 0;
+    let mut base = 0usize;
     for s in &m.segments {
-        if s.base != base || s.points == 0 {
-            return Err(Error::Corrupt(format!(
-                "vector dump {}: segment {} starts at point {} where {base} was expected",
-                folder.display(),
-                s.name,
-                s.base
-            )));
+        let next = base.checked_add(s.points).filter(|_| s.base == base);
+        match next {
+            Some(next) if s.points > 0 => base = next,
+            _ => {
+                return Err(Error::Corrupt(format!(
+                    "vector dump {}: segment {} holds points {}..+{} where {base}.. was expected",
+                    folder.display(),
+                    s.name,
+                    s.base,
+                    s.points
+                )));
+            }
         }
-        base += s.points;
     }
+    let open_base = base;
     if open_base > m.points {
         return Err(Error::Corrupt(format!(
             "vector dump {}: segments hold {open_base} points of {}",

@@ -248,7 +248,8 @@ impl FlatGraph {
         if layer0.iter().any(|&d| d != NONE && !id_ok(d)) {
             return Err("a layer-0 neighbour is out of range".into());
         }
-        let mut upper = HashMap::with_capacity(n_upper);
+        // each list takes at least 12 bytes: no count allocates more than the bytes could hold
+        let mut upper = HashMap::with_capacity(n_upper.min((bytes.len() - r.at) / 12));
         for _ in 0..n_upper {
             let (layer, id, len) = (r.u32()?, r.u32()?, r.u32()? as usize);
             if layer == 0 || layer > top || !id_ok(id) || len > n {

@@ -72,6 +72,12 @@ impl Graph {
         });
     }
 
+    /// The graph's `M` (its layer 0 keeps up to twice as many links): its own, which is the
+    /// configured one unless it was loaded from a dump built with another.
+    pub(super) fn max_links(&self) -> usize {
+        usize::from(self.hnsw.get_max_nb_connection())
+    }
+
     /// Every point of the graph (hnsw_rs's: origin id = our point id, level, neighbours).
     pub(super) fn points(&self) -> impl Iterator<Item = std::sync::Arc<Point<'static, f32>>> + '_ {
         self.hnsw.get_point_indexation().into_iter()

@@ -223,7 +223,11 @@ impl VectorIndex {
         st.generation = generation;
         let dead = st.dead.iter().filter(|d| **d).count();
         if dead > 0 && dead as f32 >= self.params.rebuild_tombstone_ratio * st.dead.len() as f32 {
-            self.rebuild(&mut st)?;
+            // the graph still answers with its tombstones: a failed rebuild (a segment's
+            // vectors unreadable) is retried at the next write, not this write's failure
+            if let Err(e) = self.rebuild(&mut st) {
+                tracing::error!(dir = %self.dir.display(), error = %e, "could not rebuild the vector graph without its tombstones");
+            }
         }
         Ok(())
     }
@@ -243,16 +247,14 @@ impl VectorIndex {
     /// Rebuilds the graph from the live points when it has tombstones, so no point of a chunk
     /// that left (its vector, in memory and in the next dump) remains; whether it did. Readers
     /// see it after [`VectorIndex::publish`]; snapshots taken before keep the old graph.
-    pub fn compact(&self) -> bool {
+    /// An error (a sealed segment's vectors could not be read) leaves the graph as it was.
+    pub fn compact(&self) -> Result<bool> {
         let mut st = self.state();
         if !st.dead.iter().any(|d| *d) {
-            return false;
+            return Ok(false);
         }
-        if let Err(e) = self.rebuild(&mut st) {
-            tracing::error!(error = %e, "could not rebuild the vector graph");
-            return false;
-        }
-        true
+        self.rebuild(&mut st)?;
+        Ok(true)
     }
 
     /// Whether any point (live or a tombstone) of the graph in memory is one of `hashes`.
@@ -304,11 +306,12 @@ impl VectorIndex {
             points.open_base,
             &points.vectors,
             self.dims,
-            self.params.m,
+            st.build.graph.max_links(),
         )?
         else {
             return Ok(());
         };
+        let old = st.build.clone();
         let mut sealed = st.build.sealed.clone();
         sealed.push(Arc::new(segment));
         let next = Points {
@@ -328,10 +331,13 @@ impl VectorIndex {
             graph: Graph::new(self.params, 1024),
             points: RwLock::new(next),
         });
-        // The published snapshot moves to the sealed build (same points, same generation), so
-        // the open graph's memory goes once the readers of the old one are done.
-        let moved = Arc::new(self.snapshot().on_build(st.build.clone()));
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = moved;
+        // The published snapshot moves to the sealed build when it is a snapshot of the build
+        // just sealed (same point ids; not after a rebuild not yet published), so the open
+        // graph's memory goes once the readers of the old one are done.
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        if current.on(&old) {
+            *current = Arc::new(current.on_build(st.build.clone()));
+        }
         Ok(())
     }
 

@@ -16,6 +16,7 @@ use super::graph::Graph;
 use crate::error::{Error, Result};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -51,10 +52,29 @@ pub(super) fn hash_file(path: &Path) -> Result<String> {
 }
 
 pub(super) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    f.sync_all().map_err(|e| Error::io(path, e))
+    write_rows(path, |w| w.write_all(bytes))
+}
+
+/// Writes `path` through a buffer with `rows`, then syncs it.
+fn write_rows(
+    path: &Path,
+    rows: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    rows(&mut w).map_err(|e| Error::io(path, e))?;
+    let file = w
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
+    file.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// Syncs a folder, so the names of the files just written in it are durable (best effort: a
+/// folder that cannot be opened for it is only logged).
+fn sync_dir(dir: &Path) {
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not sync a folder");
+    }
 }
 
 /// A segment name no other segment of any process has had: the time, the process and a counter.
@@ -83,30 +103,33 @@ impl Segment {
             return Ok(None);
         };
         let name = fresh_name();
-        let path = dir.join(SEGMENTS).join(&name);
+        let segments = dir.join(SEGMENTS);
+        let path = segments.join(&name);
         let written = (|| {
             std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
             write_synced(&path.join(FLAT), &flat.encode())?;
-            let bytes: Vec<u8> = vectors.iter().flat_map(|x| x.to_le_bytes()).collect();
-            write_synced(&path.join(VECTORS), &bytes)?;
-            if let Ok(d) = std::fs::File::open(&path) {
-                let _ = d.sync_all();
-            }
+            write_rows(&path.join(VECTORS), |w| {
+                vectors
+                    .iter()
+                    .try_for_each(|x| w.write_all(&x.to_le_bytes()))
+            })?;
+            sync_dir(&path);
+            sync_dir(&segments);
             let mut files = BTreeMap::new();
             for f in [FLAT, VECTORS] {
                 files.insert(f.to_owned(), hash_file(&path.join(f))?);
             }
-            Ok(files)
+            let file = path.join(VECTORS);
+            let vectors = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
+            Ok((files, vectors))
         })();
-        let files = match written {
-            Ok(files) => files,
+        let (files, vectors_file) = match written {
+            Ok(written) => written,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&path);
                 return Err(e);
             }
         };
-        let file = path.join(VECTORS);
-        let vectors_file = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
         Ok(Some(Segment {
             entry: SegmentEntry {
                 name,
@@ -174,10 +197,28 @@ impl Segment {
         }
         tracing::warn!(segment = %path.display(), "a sealed vector segment was removed while in use; writing it again");
         std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-        write_synced(&path.join(FLAT), &self.flat.encode())?;
-        let mut bytes = Vec::with_capacity(vectors_len as usize);
-        self.scan(|_, v| bytes.extend(v.iter().flat_map(|x| x.to_le_bytes())))?;
-        write_synced(&path.join(VECTORS), &bytes)
+        // Each file written aside and renamed into place: a file of that name may still be
+        // the one this process reads (a damaged one), never truncated under it.
+        let flat_tmp = path.join(format!("{FLAT}.tmp"));
+        write_synced(&flat_tmp, &self.flat.encode())?;
+        let vectors_tmp = path.join(format!("{VECTORS}.tmp"));
+        write_rows(&vectors_tmp, |w| {
+            let mut out = Ok(());
+            let scanned = self.scan(|_, v| {
+                if out.is_ok() {
+                    out = v.iter().try_for_each(|x| w.write_all(&x.to_le_bytes()));
+                }
+            });
+            scanned.map_err(|e| std::io::Error::other(e.to_string()))?;
+            out
+        })?;
+        for (tmp, name) in [(flat_tmp, FLAT), (vectors_tmp, VECTORS)] {
+            let to = path.join(name);
+            std::fs::rename(&tmp, &to).map_err(|e| Error::io(&to, e))?;
+        }
+        sync_dir(&path);
+        sync_dir(&dir.join(SEGMENTS));
+        Ok(())
     }
 
     pub(super) fn base(&self) -> usize {

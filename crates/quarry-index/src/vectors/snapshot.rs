@@ -194,6 +194,11 @@ impl VectorSnapshot {
         }
     }
 
+    /// Whether this is a snapshot of `build`.
+    pub(super) fn on(&self, build: &Arc<Build>) -> bool {
+        Arc::ptr_eq(&self.build, build)
+    }
+
     /// This snapshot's points, tombstones and settings on `build`, a build with the same point
     /// ids (the one a seal made of this one's).
     pub(super) fn on_build(&self, build: Arc<Build>) -> Self {

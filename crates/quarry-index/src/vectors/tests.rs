@@ -521,7 +521,7 @@ fn segments_search_like_one_exact_scan() {
         2
     );
     // compaction: one segment of the live points at the next dump, and the removed are gone
-    assert!(ix.compact());
+    assert!(ix.compact().unwrap());
     ix.publish();
     generation += 1;
     ix.set_generation(generation);
@@ -584,4 +584,42 @@ fn writers_taking_turns_never_name_a_removed_segment() {
         );
     }
     assert!(!reloaded.contains(&hash(1)));
+}
+
+/// A dump between a write and its publish (a write that rebuilt the graph past the tombstone
+/// ratio, then sealed it) leaves readers on the published generation: not the new points, and
+/// the removed ones still there, until the publish.
+#[test]
+fn a_seal_before_the_publish_shows_readers_nothing_new() {
+    let dims = 16;
+    let p = VectorParams {
+        exact_threshold: 50,
+        ..VectorParams::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ix = VectorIndex::open(dir.path(), dims, p).unwrap();
+    ix.apply(1, &[], &rows(0..300, dims)).unwrap();
+    ix.publish();
+    let removed: Vec<ContentHash> = (0..200).map(hash).collect();
+    ix.apply(2, &removed, &rows(300..350, dims)).unwrap();
+    ix.dump().unwrap();
+    let s = ix.snapshot();
+    assert_eq!(s.len(), 300);
+    assert_eq!(s.search(&unit(5, dims), 1).unwrap()[0].0, hash(5));
+    assert!(
+        s.search(&unit(320, dims), 5)
+            .unwrap()
+            .iter()
+            .all(|r| r.0 != hash(320))
+    );
+    ix.publish();
+    let s = ix.snapshot();
+    assert_eq!((s.len(), s.sealed().0), (150, 1));
+    assert_eq!(s.search(&unit(320, dims), 1).unwrap()[0].0, hash(320));
+    assert!(
+        s.search(&unit(5, dims), 5)
+            .unwrap()
+            .iter()
+            .all(|r| r.0 != hash(5))
+    );
 }
