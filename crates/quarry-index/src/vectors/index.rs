@@ -297,7 +297,7 @@ impl VectorIndex {
     fn seal(&self, st: &mut WriterState) -> Result<()> {
         let points = st.build.read_points();
         let open = points.hashes.len() - points.open_base;
-        if !self.params.seals(open, points.open_base) {
+        if !self.params.seals(open) {
             return Ok(());
         }
         let Some(segment) = Segment::seal(
@@ -354,8 +354,7 @@ impl VectorIndex {
 
     fn seal_due(&self, st: &WriterState) -> bool {
         let points = st.build.read_points();
-        self.params
-            .seals(points.hashes.len() - points.open_base, points.open_base)
+        self.params.seals(points.hashes.len() - points.open_base)
     }
 
     /// Writes the graph, ids and tombstones to a new folder and switches the manifest to it,

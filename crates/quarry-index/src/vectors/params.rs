@@ -23,10 +23,9 @@ pub struct VectorParams {
     /// in memory, full vectors on disk for rescoring) or `none` (every vector as `f32` in the
     /// graph, in memory).
     pub quantization: Quantization,
-    /// The size segments grow to. A dump seals the open graph (its points become a segment) once
-    /// it holds at least `exact_threshold` points and at least as many as all sealed segments
-    /// together, or this many: segments double in size up to this one, so a search walks a few
-    /// segments and no point is inserted twice.
+    /// The size of a sealed segment: a dump seals the open graph (its points become a segment)
+    /// once it holds this many points (and at least `exact_threshold`). Larger segments mean
+    /// fewer walks per query and more memory while the open graph fills.
     pub segment_points: usize,
 }
 
@@ -86,19 +85,18 @@ impl VectorParams {
                 format!("{}; use a number in [0, 1]", self.filter_exact_fraction),
             );
         }
-        if !(1024..=16_777_216).contains(&self.segment_points) {
+        if !(64..=16_777_216).contains(&self.segment_points) {
             return bad(
                 "segment_points",
-                format!("{}; use 1024 to 16777216", self.segment_points),
+                format!("{}; use 64 to 16777216", self.segment_points),
             );
         }
         Ok(())
     }
 
-    /// Whether a dump seals an open graph of `open` points beside `sealed` sealed ones.
-    pub(super) fn seals(&self, open: usize, sealed: usize) -> bool {
+    /// Whether a dump seals an open graph of `open` points.
+    pub(super) fn seals(&self, open: usize) -> bool {
         self.quantization == Quantization::Int8
-            && open >= self.exact_threshold.max(1)
-            && open >= sealed.min(self.segment_points)
+            && open >= self.segment_points.max(self.exact_threshold)
     }
 }

@@ -194,6 +194,7 @@ fn corrupt_dump_is_ignored_not_fatal() {
     for (quantization, file) in cases {
         let p = VectorParams {
             quantization,
+            segment_points: 64,
             ..params(0)
         };
         let dir = tempfile::tempdir().unwrap();
@@ -424,12 +425,13 @@ fn segments_search_like_one_exact_scan() {
     let p = VectorParams {
         exact_threshold: 256,
         filter_exact_fraction: 0.0,
+        segment_points: 1000,
         ..VectorParams::default()
     };
     let dir = tempfile::tempdir().unwrap();
     let ix = VectorIndex::open(dir.path(), dims, p).unwrap();
     let mut generation = 0;
-    // 1000 sealed; 500 not (fewer than the sealed); 1500 sealed; 300 open
+    // 1000 sealed; 500 not (fewer than a segment); 1500 sealed; 300 open
     for (range, sealed_after) in [
         (0..1000, 1),
         (1000..1500, 1),
@@ -547,6 +549,7 @@ fn writers_taking_turns_never_name_a_removed_segment() {
     let dims = 16;
     let p = VectorParams {
         exact_threshold: 100,
+        segment_points: 300,
         ..VectorParams::default()
     };
     let dir = tempfile::tempdir().unwrap();
@@ -594,6 +597,7 @@ fn a_seal_before_the_publish_shows_readers_nothing_new() {
     let dims = 16;
     let p = VectorParams {
         exact_threshold: 50,
+        segment_points: 100,
         ..VectorParams::default()
     };
     let dir = tempfile::tempdir().unwrap();
