@@ -21,6 +21,15 @@ impl Engine {
         ix: Arc<Indexes>,
         target: u64,
     ) -> Result<Option<Arc<Indexes>>> {
+        let behind = ix
+            .vectors
+            .as_ref()
+            .is_some_and(|v| v.generation() != target);
+        let ix = if behind {
+            self.reload_sealed(row, ix, target).unwrap_or_else(|ix| ix)
+        } else {
+            ix
+        };
         if let Some(vectors) = &ix.vectors
             && vectors.generation() != target
             && !self.vectors_from_log(row, &ix, vectors.generation(), target, false)?
@@ -29,6 +38,57 @@ impl Engine {
         }
         ix.publish()?;
         Ok(Some(ix))
+    }
+
+    /// When another process's dump sealed points this process holds in its open graph (a server
+    /// following a CLI ingest replays every write into its own graph, whose memory only a seal
+    /// frees), new indexes over that dump brought to `target` from the change log; else `ix`
+    /// back (as the error). Without the writer lock: a dump the writer replaces while it is read
+    /// fails its hashes, and the replay goes on in the graph in memory.
+    fn reload_sealed(
+        &self,
+        row: &CollectionRow,
+        ix: Arc<Indexes>,
+        target: u64,
+    ) -> std::result::Result<Arc<Indexes>, Arc<Indexes>> {
+        let (Some(vectors), Some(active)) = (&ix.vectors, &ix.active) else {
+            return Err(ix);
+        };
+        let dir = self.version_dir(&row.name, &active.version.id);
+        let on_disk = crate::vectors::dump_sealed(&dir);
+        if !on_disk.is_some_and(|(generation, sealed)| {
+            sealed > vectors.sealed_points() && generation <= target
+        }) {
+            return Err(ix);
+        }
+        let reloaded = match VectorIndex::open(&dir, vectors.dims(), self.options.vector) {
+            Ok(v) if v.generation() > 0 && v.sealed_points() > vectors.sealed_points() => v,
+            _ => return Err(ix),
+        };
+        let fresh = Arc::new(Indexes {
+            bm25: ix.bm25.clone(),
+            vectors: Some(Arc::new(reloaded)),
+            active: ix.active.clone(),
+            publish: ix.publish.clone(),
+            incarnation: ix.incarnation.clone(),
+        });
+        let from = fresh.vectors.as_ref().map_or(0, |v| v.generation());
+        match self.vectors_from_log(row, &fresh, from, target, false) {
+            Ok(true) => {}
+            _ => return Err(ix),
+        }
+        tracing::info!(
+            collection = row.name.as_str(),
+            generation = target,
+            "vector index reloaded from another process's dump with newly sealed segments"
+        );
+        let mut map = self.indexes.write().unwrap_or_else(|p| p.into_inner());
+        if map.get(&row.name).is_some_and(|cur| Arc::ptr_eq(cur, &ix)) {
+            map.insert(row.name.clone(), fresh.clone());
+            Ok(fresh)
+        } else {
+            Err(ix)
+        }
     }
 
     /// Brings the vectors of `ix` from generation `from` to `target` with the chunks the change

@@ -483,3 +483,45 @@ fn writers_taking_turns_leave_no_segment_file_behind() {
         assert_eq!(matching(&b, &format!("w{i}x")), [format!("d{i}")]);
     }
 }
+
+/// A server following a CLI ingest (two engines on one directory): once the writer's dumps
+/// seal segments, the follower reloads them instead of keeping every followed point in its own
+/// open graph, and answers as the writer.
+#[test]
+fn a_follower_reloads_the_segments_a_writer_sealed() {
+    let opts = || EngineOptions {
+        vector: crate::vectors::VectorParams {
+            segment_points: 64,
+            ..Default::default()
+        },
+        ..options()
+    };
+    let sealed = |e: &Engine| {
+        let map = e.indexes.read().unwrap();
+        let v = map["c"].vectors.clone().unwrap();
+        (v.sealed_points(), v.snapshot().sealed().0)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Engine::open(dir.path(), opts()).unwrap();
+    let reader = Engine::open(dir.path(), opts()).unwrap();
+    put(&writer, "d0", &text(0));
+    assert_eq!(matching(&reader, "w0x"), ["d0"]);
+    assert_eq!(sealed(&reader), (0, 0));
+    for i in 1..120 {
+        put(&writer, &format!("d{i}"), &text(i));
+    }
+    assert_eq!(reader.refresh().unwrap(), 1);
+    let (points, segments) = sealed(&writer);
+    assert!(points >= 64 && segments >= 1, "{points} {segments}");
+    assert_eq!(
+        sealed(&reader),
+        (points, segments),
+        "the reader holds the writer's segments"
+    );
+    assert_eq!(answers(&reader), answers(&writer));
+    // and goes on following
+    put(&writer, "late", "w500x river");
+    assert_eq!(reader.refresh().unwrap(), 1);
+    assert_eq!(matching(&reader, "w500x"), ["late"]);
+    assert_eq!(answers(&reader), answers(&writer));
+}

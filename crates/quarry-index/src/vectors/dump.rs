@@ -50,6 +50,18 @@ pub fn dump_generation(dir: &Path) -> Option<u64> {
     read_manifest(dir).ok().flatten().map(|m| m.generation)
 }
 
+/// The generation of the dump the manifest of `dir` names and how many points its sealed
+/// segments hold; `None` without a manifest that parses.
+pub fn dump_sealed(dir: &Path) -> Option<(u64, usize)> {
+    let m = read_manifest(dir).ok().flatten()?;
+    let sealed = m
+        .segments
+        .iter()
+        .map(|s| s.points)
+        .fold(0usize, usize::saturating_add);
+    Some((m.generation, sealed))
+}
+
 /// The folder the manifest of `dir` names, if it has one that parses.
 pub(super) fn current_folder(dir: &Path) -> Option<String> {
     read_manifest(dir).ok().flatten().map(|m| m.folder)

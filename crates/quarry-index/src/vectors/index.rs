@@ -150,6 +150,11 @@ impl VectorIndex {
         self.dims
     }
 
+    /// How many points the sealed segments hold (the first point of the open graph).
+    pub fn sealed_points(&self) -> usize {
+        self.state().build.read_points().open_base
+    }
+
     /// The generation the index reflects.
     pub fn generation(&self) -> u64 {
         self.state().generation

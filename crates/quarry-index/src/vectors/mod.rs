@@ -32,7 +32,7 @@ mod segment;
 mod simd;
 mod snapshot;
 
-pub use dump::{drop_dump, dump_generation, dump_holds_any};
+pub use dump::{drop_dump, dump_generation, dump_holds_any, dump_sealed};
 pub use index::VectorIndex;
 pub use params::{Quantization, VectorParams};
 pub use simd::dot;

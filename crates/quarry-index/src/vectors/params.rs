@@ -24,7 +24,7 @@ pub struct VectorParams {
     /// graph, in memory).
     pub quantization: Quantization,
     /// The size of a sealed segment: a dump seals the open graph (its points become a segment)
-    /// once it holds this many points (and at least `exact_threshold`). Larger segments mean
+    /// once it holds this many points. Larger segments mean
     /// fewer walks per query and more memory while the open graph fills.
     pub segment_points: usize,
 }
@@ -96,7 +96,6 @@ impl VectorParams {
 
     /// Whether a dump seals an open graph of `open` points.
     pub(super) fn seals(&self, open: usize) -> bool {
-        self.quantization == Quantization::Int8
-            && open >= self.segment_points.max(self.exact_threshold)
+        self.quantization == Quantization::Int8 && open >= self.segment_points
     }
 }
