@@ -515,6 +515,9 @@ impl Searcher {
         // the results to find: those of the page and those before it
         let need = q.top_k + q.offset;
         let mut depth = match q.group_by {
+            // vector search alone ranks exactly what it returns: no fusion to feed, no pool to
+            // diversify
+            GroupBy::Chunk if mode == Mode::Vector && q.diversify.is_none() => need,
             GroupBy::Chunk => need.max(100),
             GroupBy::Document => (need * 3).max(MIN_DOCUMENT_DEPTH),
         };

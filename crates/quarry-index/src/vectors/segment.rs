@@ -239,6 +239,12 @@ impl Segment {
         self.flat.bytes()
     }
 
+    /// The int8 approximation of the similarity of a query (quantized: `q`, `q_scale`) to point
+    /// `id` (in this segment), from memory.
+    pub(super) fn approx(&self, q: &[i8], q_scale: f32, id: usize) -> f32 {
+        self.flat.approx(q, q_scale, (id - self.base()) as u32)
+    }
+
     /// Reads the vector of point `id` (in this segment) into `out` (`dims` long).
     pub(super) fn read(&self, id: usize, out: &mut [f32]) -> Result<()> {
         let mut bytes = vec![0u8; self.dims * 4];

@@ -117,9 +117,14 @@ impl Build {
             out.copy_from_slice(v);
             return Ok(());
         }
+        self.segment_of(id)?.read(id, out)
+    }
+
+    /// The sealed segment holding point `id`.
+    fn segment_of(&self, id: usize) -> Result<&Segment> {
         let i = self.sealed.partition_point(|s| s.base() + s.len() <= id);
         match self.sealed.get(i).filter(|s| s.holds(id)) {
-            Some(s) => s.read(id, out),
+            Some(s) => Ok(s),
             None => Err(Error::Corrupt(format!("vector point {id} does not exist"))),
         }
     }
@@ -420,7 +425,9 @@ impl VectorSnapshot {
     }
 
     /// Exact top `k` among the points `ids` (alive), best first; equal similarities by chunk
-    /// key (not by point id, which depends on the order chunks were inserted in).
+    /// key (not by point id, which depends on the order chunks were inserted in). Open points
+    /// are compared from memory; sealed ones by their int8 codes first, and only the best
+    /// [`rescored`](super::flat::rescored) of those read from disk and compared exactly.
     fn exact_among(
         &self,
         points: &Points,
@@ -429,8 +436,21 @@ impl VectorSnapshot {
         ids: impl IntoIterator<Item = usize>,
     ) -> Result<Vec<(usize, f32)>> {
         let mut top = TopK::new(k);
-        let mut v = vec![0f32; self.dims];
+        let mut sealed = TopK::new(super::flat::rescored(k));
+        let mut q = Vec::with_capacity(self.dims);
+        let q_scale = super::flat::quantize(query, &mut q);
         for id in ids {
+            match points.open_vector(id, self.dims) {
+                Some(v) => top.push(points, id, dot(query, v)),
+                None => sealed.push(
+                    points,
+                    id,
+                    self.build.segment_of(id)?.approx(&q, q_scale, id),
+                ),
+            }
+        }
+        let mut v = vec![0f32; self.dims];
+        for (id, _) in sealed.into_sorted() {
             self.build.vector(points, id, &mut v)?;
             top.push(points, id, dot(query, &v));
         }
