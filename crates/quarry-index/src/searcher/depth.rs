@@ -1,13 +1,24 @@
 //! How deep each retriever looks in one pass ([`Depth`]), and the least depths for
 //! `group_by=document`.
 
-use quarry_core::GroupBy;
+use quarry_core::{GroupBy, Mode};
 
 /// Chunks the vector retriever returns at least, for `group_by=document`, before fusion: deep
 /// enough that fusion sees what either retriever ranks high. On SciFact at `top_k=10`, 50 (with
 /// BM25 at 100) and 100 for both give the same hybrid nDCG@10 (0.7406 and 0.7396); 30 for both
 /// gives 0.7370 and more second passes.
 pub(super) const MIN_DOCUMENT_DEPTH: usize = 50;
+
+/// How many chunks the first pass for `need` results asks each retriever for.
+pub(super) fn first(need: usize, group_by: GroupBy, mode: Mode, diversify: bool) -> usize {
+    match group_by {
+        // vector search alone ranks exactly what it returns: no fusion to feed, no pool to
+        // diversify
+        GroupBy::Chunk if mode == Mode::Vector && !diversify => need,
+        GroupBy::Chunk => need.max(100),
+        GroupBy::Document => (need * 3).max(MIN_DOCUMENT_DEPTH),
+    }
+}
 
 /// BM25 returns at least this many times [`MIN_DOCUMENT_DEPTH`] for `group_by=document`:
 /// neighbouring chunks of a document share most of their BM25 context, so BM25's best chunks come

@@ -46,7 +46,7 @@ pub use response::{
 use access::Access;
 use candidate::Candidate;
 use clock::Clock;
-use depth::{Depth, MIN_DOCUMENT_DEPTH};
+use depth::Depth;
 use response::hit;
 
 use crate::bm25::search::Bm25Query;
@@ -514,13 +514,7 @@ impl Searcher {
         let total = self.snapshot.num_docs() as usize;
         // the results to find: those of the page and those before it
         let need = q.top_k + q.offset;
-        let mut depth = match q.group_by {
-            // vector search alone ranks exactly what it returns: no fusion to feed, no pool to
-            // diversify
-            GroupBy::Chunk if mode == Mode::Vector && q.diversify.is_none() => need,
-            GroupBy::Chunk => need.max(100),
-            GroupBy::Document => (need * 3).max(MIN_DOCUMENT_DEPTH),
-        };
+        let mut depth = depth::first(need, q.group_by, mode, q.diversify.is_some());
         loop {
             let (mut candidates, more) = self.candidates(
                 mode,

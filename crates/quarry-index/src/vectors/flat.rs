@@ -19,7 +19,7 @@
 //! traversal: the beam still walks through points the caller may not see.
 
 use super::graph::Graph;
-use super::snapshot::Scored;
+use super::scored::Scored;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 

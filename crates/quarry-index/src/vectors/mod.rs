@@ -28,6 +28,7 @@ mod flat;
 mod graph;
 mod index;
 mod params;
+mod scored;
 mod segment;
 mod simd;
 mod snapshot;

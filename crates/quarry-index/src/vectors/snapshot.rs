@@ -3,6 +3,7 @@
 
 use super::graph::Graph;
 use super::params::VectorParams;
+use super::scored::Scored;
 use super::segment::Segment;
 use super::simd::dot;
 use crate::bm25::chunk_key;
@@ -541,21 +542,5 @@ impl Part<'_> {
                 ))
             }
         }
-    }
-}
-
-/// A point by similarity, ties to the smaller tag (`(chunk key, point id)` here, a point id in
-/// the flat graph): a total order for heaps of candidates.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Scored<T>(pub(super) f32, pub(super) T);
-impl<T: Ord> Eq for Scored<T> {}
-impl<T: Ord> PartialOrd for Scored<T> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl<T: Ord> Ord for Scored<T> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
     }
 }
