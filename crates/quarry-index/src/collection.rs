@@ -39,6 +39,17 @@ pub(crate) struct Indexes {
 }
 
 impl Indexes {
+    /// These indexes with another vector index (reloaded or rebuilt), not yet published.
+    pub(crate) fn with_vectors(&self, vectors: VectorIndex) -> Indexes {
+        Indexes {
+            bm25: self.bm25.clone(),
+            vectors: Some(Arc::new(vectors)),
+            active: self.active.clone(),
+            publish: self.publish.clone(),
+            incarnation: self.incarnation.clone(),
+        }
+    }
+
     /// Makes the committed BM25 and vector state visible to new searchers, together.
     pub(crate) fn publish(&self) -> Result<()> {
         let _guard = self.publish.write().unwrap_or_else(|p| p.into_inner());

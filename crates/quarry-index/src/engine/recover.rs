@@ -65,13 +65,7 @@ impl Engine {
             Ok(v) if v.generation() > 0 && v.sealed_points() > vectors.sealed_points() => v,
             _ => return Err(ix),
         };
-        let fresh = Arc::new(Indexes {
-            bm25: ix.bm25.clone(),
-            vectors: Some(Arc::new(reloaded)),
-            active: ix.active.clone(),
-            publish: ix.publish.clone(),
-            incarnation: ix.incarnation.clone(),
-        });
+        let fresh = Arc::new(ix.with_vectors(reloaded));
         let from = fresh.vectors.as_ref().map_or(0, |v| v.generation());
         match self.vectors_from_log(row, &fresh, from, target, false) {
             Ok(true) => {}
@@ -82,9 +76,7 @@ impl Engine {
             generation = target,
             "vector index reloaded from another process's dump with newly sealed segments"
         );
-        let mut map = self.indexes.write().unwrap_or_else(|p| p.into_inner());
-        if map.get(&row.name).is_some_and(|cur| Arc::ptr_eq(cur, &ix)) {
-            map.insert(row.name.clone(), fresh.clone());
+        if self.replace_indexes(&row.name, &ix, &fresh) {
             Ok(fresh)
         } else {
             Err(ix)
@@ -226,19 +218,21 @@ impl Engine {
                 "reloading its dump"
             }
         );
-        let fresh = Arc::new(Indexes {
-            bm25: ix.bm25.clone(),
-            vectors: Some(Arc::new(reopened)),
-            active: ix.active.clone(),
-            publish: ix.publish.clone(),
-            incarnation: ix.incarnation.clone(),
-        });
+        let fresh = Arc::new(ix.with_vectors(reopened));
         self.write_vectors(row, &fresh, catalog_gen, &touched, dump)?;
+        self.replace_indexes(collection, &ix, &fresh);
+        Ok(fresh)
+    }
+
+    /// Caches `fresh` as the indexes of `collection` in place of `old`; `false`, with nothing
+    /// changed, when another thread replaced `old` first.
+    fn replace_indexes(&self, collection: &str, old: &Arc<Indexes>, fresh: &Arc<Indexes>) -> bool {
         let mut map = self.indexes.write().unwrap_or_else(|p| p.into_inner());
-        if map.get(collection).is_some_and(|cur| Arc::ptr_eq(cur, &ix)) {
+        let current = map.get(collection).is_some_and(|cur| Arc::ptr_eq(cur, old));
+        if current {
             map.insert(collection.to_owned(), fresh.clone());
         }
-        Ok(fresh)
+        current
     }
 
     /// Chunks to replay from generation `from` to `to`, and whether that is a full rebuild.
