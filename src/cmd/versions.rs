@@ -10,7 +10,7 @@ use super::{UsageError, emit, open_engine, print_json};
 use crate::config::Config;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use quarry_index::catalog::{Job, JobResult, JobState};
+use quarry_index::catalog::{Job, JobKind, JobResult, JobState};
 use quarry_index::jobs;
 use quarry_index::{ErrorKind, VersionInfo};
 use quarry_server::views;
@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["embedder", "chunking"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["embedder", "chunking", "quantization"])))]
 pub struct ReindexArgs {
     /// The embedder to re-embed with: a [embedders.NAME] table of the configuration (or the
     /// built-ins `local`, `hash`).
@@ -30,6 +30,11 @@ pub struct ReindexArgs {
     /// and vectors swapped to the new chunks together.
     #[arg(long)]
     pub chunking: bool,
+    /// Rebuild the active version's vector index with this quantization instead (`int8`:
+    /// sealed segments search one-byte codes and rescore from full vectors on disk; `none`:
+    /// every vector as f32 in memory). From the stored vectors: nothing is embedded.
+    #[arg(long, value_parser = ["int8", "none"])]
+    pub quantization: Option<String>,
     #[arg(long, default_value = "default")]
     pub collection: String,
     #[command(flatten)]
@@ -89,9 +94,10 @@ pub enum VersionsCommand {
 }
 
 pub(crate) fn reindex(data_dir: &Path, config: &Config, args: ReindexArgs) -> anyhow::Result<()> {
-    let body = match &args.embedder {
-        Some(e) => serde_json::json!({ "embedder": e }),
-        None => serde_json::json!({ "chunk": config.chunk }),
+    let body = match (&args.embedder, &args.quantization) {
+        (Some(e), _) => serde_json::json!({ "embedder": e }),
+        (None, Some(q)) => serde_json::json!({ "quantization": q }),
+        (None, None) => serde_json::json!({ "chunk": config.chunk }),
     };
     if let Some(server) = args.server.remote() {
         let answer = server.post(
@@ -115,9 +121,12 @@ pub(crate) fn reindex(data_dir: &Path, config: &Config, args: ReindexArgs) -> an
         return report(&job, args.json);
     }
     let engine = open_engine(data_dir, config)?;
-    let queued = match &args.embedder {
-        Some(e) => jobs::enqueue_reindex(&engine, &args.collection, e),
-        None => jobs::enqueue_rechunk(&engine, &args.collection, config.chunk),
+    let queued = match (&args.embedder, &args.quantization) {
+        (Some(e), _) => jobs::enqueue_reindex(&engine, &args.collection, e),
+        (None, Some(q)) => q
+            .parse()
+            .and_then(|q| jobs::enqueue_requantize(&engine, &args.collection, q)),
+        (None, None) => jobs::enqueue_rechunk(&engine, &args.collection, config.chunk),
     };
     let job = queued.map_err(|e| usage_if_input(e.into()))?;
     let bar = bar(args.json);
@@ -178,7 +187,10 @@ fn bar(quiet: bool) -> ProgressBar {
 fn show(bar: &ProgressBar, job: &Job) {
     bar.set_length(job.total);
     bar.set_position(job.processed);
-    bar.set_message(format!("{} embedded", job.embedded));
+    bar.set_message(match job.kind {
+        JobKind::Requantize => "indexed".to_owned(),
+        _ => format!("{} embedded", job.embedded),
+    });
 }
 
 /// What a finished re-index did: promoted or held back (with the comparison to run), or why it
@@ -222,6 +234,18 @@ fn job_text(job: &Job) -> String {
                 o,
                 "re-chunked with max_tokens {}, overlap {}: {} chunks before, {} after (generation {generation})",
                 r.chunk.max_tokens, r.chunk.overlap, r.chunks_before, r.chunks_after,
+            );
+            return o;
+        }
+        Some(JobResult::Requantize(r)) => {
+            let _ = writeln!(
+                o,
+                "version {}: vector index rebuilt with quantization `{}` ({} points, {} chunks without a stored vector; generation {})",
+                r.version,
+                r.quantization.as_str(),
+                r.points,
+                r.without_vector,
+                r.generation
             );
             return o;
         }
@@ -384,14 +408,20 @@ fn versions_table(list: &[VersionInfo]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<28} {:<10} {:<10} {:>8}  model",
-        "version", "state", "embedder", "vectors"
+        "{:<28} {:<10} {:<10} {:>8}  {:<5} model",
+        "version", "state", "embedder", "vectors", "quant"
     );
     for v in list {
         let _ = writeln!(
             o,
-            "{:<28} {:<10} {:<10} {:>8}  {} ({} dims)",
-            v.id, v.state, v.embedder, v.vectors, v.spec.model, v.spec.dimensions
+            "{:<28} {:<10} {:<10} {:>8}  {:<5} {} ({} dims)",
+            v.id,
+            v.state,
+            v.embedder,
+            v.vectors,
+            v.quantization.as_str(),
+            v.spec.model,
+            v.spec.dimensions
         );
     }
     o

@@ -728,3 +728,137 @@ fn bad_reindex_and_version_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("quarry eval history"));
 }
+
+/// The top documents of a vector query for each topic.
+fn topic_answers(c: &Client, base: &str) -> Vec<Vec<String>> {
+    ["glaciers", "volcanic", "coral reef", "desert dunes"]
+        .iter()
+        .map(|q| {
+            let (got, answer) = vector_query(c, base, q);
+            assert_eq!(got, 200, "{answer}");
+            answer["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["doc_id"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+fn vector_folders(data: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(data.join("collections/default/vectors"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_requantize_from_the_cli_beside_a_server_and_over_http_embeds_nothing_and_keeps_answers() {
+    let data = tmp();
+    let files = tmp();
+    // small segments, so the int8 index really is sealed segments
+    let env = [("QUARRY_VECTOR__SEGMENT_POINTS", "64")];
+    let out = run_env(data.path(), &["ingest", &corpus(files.path(), 200)], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &env);
+    let (c, base) = (Client::new(), server.url.clone());
+    let before = topic_answers(&c, &base);
+    let version =
+        get(&c, &format!("{base}/v1/collections/default/versions"))["versions"][0].clone();
+    assert_eq!(version["quantization"], "int8", "{version}");
+    let id = version["id"].as_str().unwrap().to_owned();
+    let vectors = version["vectors"].as_u64().unwrap();
+
+    // The CLI on the data directory the server serves: the job runs here (or the server's
+    // worker takes it and the CLI follows it).
+    let out = run_env(
+        data.path(),
+        &["reindex", "--quantization", "none", "--json"],
+        &env,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["kind"], "requantize");
+    assert_eq!(job["embedded"], 0);
+    assert_eq!(job["result"]["points"].as_u64(), Some(vectors), "{job}");
+    assert_eq!(
+        vector_folders(data.path()),
+        vec![format!("{id}@none-{}", job["id"].as_str().unwrap())]
+    );
+    // The server switches to the new index at its next query.
+    assert_eq!(topic_answers(&c, &base), before);
+    let now = get(&c, &format!("{base}/v1/collections/default/versions"))["versions"][0].clone();
+    assert_eq!(
+        (now["id"].as_str(), now["quantization"].as_str()),
+        (Some(id.as_str()), Some("none"))
+    );
+
+    // Over HTTP, run by the server's worker: back to int8.
+    let (got, queued) = post(
+        &c,
+        &format!("{base}/v1/collections/default/reindex"),
+        &json!({"quantization": "int8"}),
+    );
+    assert_eq!(got, 202, "{queued}");
+    let job_id = queued["job_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let j = get(&c, &format!("{base}/v1/jobs/{job_id}"));
+        if j["state"] != "queued" && j["state"] != "running" {
+            break j;
+        }
+        assert!(Instant::now() < deadline, "the job did not end: {j}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(topic_answers(&c, &base), before);
+    let folder = format!("{id}@int8-{job_id}");
+    assert_eq!(vector_folders(data.path()), vec![folder.clone()]);
+    let segments = std::fs::read_dir(
+        data.path()
+            .join("collections/default/vectors")
+            .join(&folder)
+            .join("segments"),
+    )
+    .unwrap()
+    .count();
+    assert!(segments >= 1, "{vectors} vectors in segments of 64");
+    // Asking for what the index already has, or for two things at once, changes nothing.
+    for (body, code) in [
+        (json!({"quantization": "int8"}), "invalid_request"),
+        (json!({"quantization": "int4"}), "invalid_json"),
+        (
+            json!({"quantization": "none", "embedder": "hash"}),
+            "invalid_request",
+        ),
+    ] {
+        let (got, answer) = post(&c, &format!("{base}/v1/collections/default/reindex"), &body);
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{body}: {answer}"
+        );
+    }
+    drop(server);
+    // After a restart the dump of the new index serves the same answers; the CLI refuses a
+    // quantization it does not know with a usage error.
+    let server = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &env);
+    assert_eq!(topic_answers(&c, &server.url), before);
+    drop(server);
+    assert_eq!(vector_folders(data.path()), vec![folder]);
+    let out = run(data.path(), &["reindex", "--quantization", "int4"]);
+    assert_eq!(out.status.code(), Some(2));
+}

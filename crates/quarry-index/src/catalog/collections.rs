@@ -22,6 +22,9 @@ pub struct CollectionRow {
     pub forgotten_generation: u64,
     /// Unique to this collection among every collection of this name there was.
     pub incarnation: String,
+    /// The folder (under `vectors/`) of the active version's index: its id, or the folder a
+    /// requantize built (see `schema_v8.sql`). Cached indexes of another folder are stale.
+    pub active_index: Option<String>,
 }
 
 /// Whether a name is acceptable for a collection: 1 to 64 of `[A-Za-z0-9_-]`.
@@ -75,7 +78,10 @@ impl Catalog {
             .conn
             .query_row(
                 "SELECT name, generation, chunk_options, active_version, created_at, forgotten_generation,
-                 incarnation FROM collections WHERE name = ?1",
+                 incarnation,
+                 (SELECT COALESCE(v.index_folder, v.id) FROM embedding_versions v
+                  WHERE v.collection = c.name AND v.id = c.active_version)
+                 FROM collections c WHERE name = ?1",
                 [name],
                 |r| {
                     Ok((
@@ -86,20 +92,22 @@ impl Catalog {
                         r.get(4)?,
                         r.get::<_, i64>(5)?,
                         r.get::<_, String>(6)?,
+                        r.get::<_, Option<String>>(7)?,
                     ))
                 },
             )
             .optional()?;
         row.map(
-            |(name, generation, options, active_version, created_at, forgotten, incarnation): (
-                String,
-                i64,
-                String,
-                _,
-                _,
-                i64,
-                String,
-            )| {
+            |(
+                name,
+                generation,
+                options,
+                active_version,
+                created_at,
+                forgotten,
+                incarnation,
+                active_index,
+            ): (String, i64, String, _, _, i64, String, Option<String>)| {
                 let chunk_options = serde_json::from_str(&options)
                     .map_err(|e| Error::Corrupt(format!("chunk options of {name}: {e}")))?;
                 Ok(CollectionRow {
@@ -110,6 +118,7 @@ impl Catalog {
                     created_at,
                     forgotten_generation: forgotten as u64,
                     incarnation,
+                    active_index,
                 })
             },
         )

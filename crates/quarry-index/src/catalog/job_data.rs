@@ -3,6 +3,7 @@
 //! as the blobs written before they existed (the catalog stores them through a
 //! `serde_json::Value`, so keys keep their sorted order).
 
+use crate::vectors::Quantization;
 use quarry_core::ChunkOptions;
 use std::collections::BTreeMap;
 
@@ -17,6 +18,13 @@ pub enum JobParams {
         chunk: ChunkOptions,
         from: ChunkOptions,
     },
+    /// A requantize: the version whose index is rebuilt, the quantization it gets, and the one
+    /// it had when the job was queued.
+    Requantize {
+        version: String,
+        quantization: Quantization,
+        from: Quantization,
+    },
 }
 
 impl JobParams {
@@ -24,7 +32,7 @@ impl JobParams {
     pub fn embedder(&self) -> Option<&str> {
         match self {
             JobParams::Reindex { embedder } => Some(embedder),
-            JobParams::Rechunk { .. } => None,
+            JobParams::Rechunk { .. } | JobParams::Requantize { .. } => None,
         }
     }
 }
@@ -35,6 +43,20 @@ impl JobParams {
 pub enum JobResult {
     Rechunk(RechunkResult),
     Reindex(ReindexResult),
+    Requantize(RequantizeResult),
+}
+
+/// What a requantize ended with.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RequantizeResult {
+    pub version: String,
+    /// The quantization the version's index has now.
+    pub quantization: Quantization,
+    /// Points in the new index, and chunks that had no stored vector (left out, as before).
+    pub points: u64,
+    pub without_vector: u64,
+    /// The generation the new index was switched in at.
+    pub generation: u64,
 }
 
 /// What a re-index ended with.

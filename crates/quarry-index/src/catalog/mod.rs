@@ -23,6 +23,7 @@ pub use eval::{EvalRun, EvalRunSummary, GoldenQuery, GoldenSummary};
 pub use forget::{CollectionDeleted, Forgotten};
 pub use job_data::{
     GateMode, GateReport, GateSet, JobParams, JobResult, RechunkResult, ReindexResult,
+    RequantizeResult,
 };
 pub use jobs::Job;
 pub(crate) use schema::Catalog;

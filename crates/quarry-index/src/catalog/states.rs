@@ -59,6 +59,9 @@ stored_text_enum! {
         Reindex => "reindex",
         /// New chunk options: BM25 and vectors rebuilt together.
         Rechunk => "rechunk",
+        /// New index parameters of the active version (its quantization): the vector index
+        /// built anew from the stored vectors, nothing embedded.
+        Requantize => "requantize",
     }
 }
 

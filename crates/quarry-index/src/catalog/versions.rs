@@ -6,6 +6,7 @@ use super::schema::{Catalog, now};
 use super::states::VersionState;
 use super::vectors::{decode_vector, encode_vector};
 use crate::error::{Error, Result};
+use crate::vectors::IndexParams;
 use quarry_core::{EmbedderSpec, Fingerprint};
 use rusqlite::params;
 
@@ -22,6 +23,19 @@ pub struct VersionRow {
     pub activated_at: Option<i64>,
     /// Higher for a version made active more recently (0: never active since schema 4).
     pub activation_seq: i64,
+    /// What the version's index sets apart from `[vector]` (a requantize changes it).
+    pub index: IndexParams,
+    /// The folder of its index under `vectors/` when not the version id (a requantize builds
+    /// the index anew in another folder).
+    #[serde(skip)]
+    pub index_folder: Option<String>,
+}
+
+impl VersionRow {
+    /// The folder of the version's vector index under the collection's `vectors/`.
+    pub fn folder(&self) -> &str {
+        self.index_folder.as_deref().unwrap_or(&self.id)
+    }
 }
 
 /// Version ids: the embedder's name and the first 12 hex digits of its fingerprint.
@@ -52,7 +66,8 @@ impl Catalog {
 
     fn versions_where(&self, collection: &str, id: Option<&str>) -> Result<Vec<VersionRow>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, embedder, fingerprint, spec, state, created_at, activated_at, activation_seq FROM embedding_versions
+            "SELECT id, embedder, fingerprint, spec, state, created_at, activated_at, activation_seq,
+             index_params, index_folder FROM embedding_versions
              WHERE collection = ?1 AND (?2 IS NULL OR id = ?2) ORDER BY created_at, id",
         )?;
         let rows = stmt.query_map(params![collection, id], |r| {
@@ -65,11 +80,27 @@ impl Catalog {
                 r.get::<_, i64>(5)?,
                 r.get::<_, Option<i64>>(6)?,
                 r.get::<_, i64>(7)?,
+                r.get::<_, String>(8)?,
+                r.get::<_, Option<String>>(9)?,
             ))
         })?;
         rows.map(|row| {
-            let (id, embedder, fp, spec, state, created_at, activated_at, activation_seq) = row?;
+            let (
+                id,
+                embedder,
+                fp,
+                spec,
+                state,
+                created_at,
+                activated_at,
+                activation_seq,
+                index,
+                index_folder,
+            ) = row?;
             Ok(VersionRow {
+                index: serde_json::from_str(&index)
+                    .map_err(|e| Error::Corrupt(format!("index params of version {id}: {e}")))?,
+                index_folder,
                 fingerprint: Fingerprint::from_hex(&fp)
                     .ok_or_else(|| Error::Corrupt(format!("bad fingerprint {fp:?}")))?,
                 spec: serde_json::from_str(&spec)
@@ -125,6 +156,23 @@ impl Catalog {
         )?;
         self.version(collection, &id)?
             .ok_or_else(|| Error::Corrupt(format!("version {id} vanished")))
+    }
+
+    /// Switches version `id` to the index `params` built in `folder` (a requantize's end).
+    pub(crate) fn set_version_index(
+        &self,
+        collection: &str,
+        id: &str,
+        params: &IndexParams,
+        folder: &str,
+    ) -> Result<()> {
+        let json = serde_json::to_string(params)
+            .map_err(|e| Error::Corrupt(format!("index params: {e}")))?;
+        self.conn.execute(
+            "UPDATE embedding_versions SET index_params = ?3, index_folder = ?4 WHERE collection = ?1 AND id = ?2",
+            params![collection, id, json, folder],
+        )?;
+        Ok(())
     }
 
     pub(crate) fn set_version_state(

@@ -130,7 +130,9 @@ impl Engine {
                 standby.remove(collection);
             }
         }
-        let active = self.active_version_id(collection)?;
+        let active = self
+            .collection_row(collection)?
+            .and_then(|r| r.active_index);
         let root = self
             .dir
             .join("collections")

@@ -31,6 +31,7 @@ mod golden;
 mod open;
 mod read;
 mod recover;
+mod requantize;
 pub mod snapshot;
 pub(crate) mod state;
 mod stats;

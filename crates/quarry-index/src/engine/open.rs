@@ -5,13 +5,13 @@
 
 use super::state::{Engine, OPEN_LOCK, open_lock_file};
 use crate::bm25::Bm25Index;
-use crate::catalog::{Catalog, CollectionRow};
+use crate::catalog::{Catalog, CollectionRow, VersionRow};
 use crate::collection::Indexes;
 use crate::error::{Error, Result};
 use crate::options::EngineOptions;
 use crate::searcher::QueryVectorCache;
 use crate::telemetry::Telemetry;
-use crate::vectors::VectorIndex;
+use crate::vectors::{VectorIndex, VectorParams};
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
@@ -78,7 +78,7 @@ impl Engine {
 
     /// Opens a collection's BM25 index; a damaged one is deleted and started again under the
     /// writer lock (so no other process is writing it), for recovery to rebuild from the catalog.
-    fn open_bm25(&self, collection: &str) -> Result<Bm25Index> {
+    pub(super) fn open_bm25(&self, collection: &str) -> Result<Bm25Index> {
         let path = self.dir.join("collections").join(collection).join("bm25");
         match Bm25Index::open(&path) {
             Err(e) if e.kind() == crate::ErrorKind::Internal => {
@@ -106,11 +106,21 @@ impl Engine {
             .join(version)
     }
 
+    /// The folder of `version`'s vector index (its id, or where a requantize built it).
+    pub(crate) fn index_dir(&self, collection: &str, version: &VersionRow) -> PathBuf {
+        self.version_dir(collection, version.folder())
+    }
+
+    /// The `[vector]` settings with what `version`'s index sets in their place.
+    pub(crate) fn vector_params(&self, version: &VersionRow) -> VectorParams {
+        self.options.vector.with_index(&version.index)
+    }
+
     /// The indexes of a collection, opened on first use and cached; no recovery.
     pub(crate) fn open_indexes(&self, collection: &str) -> Result<Arc<Indexes>> {
         let row = self.collection_row(collection)?;
         self.drop_stale(collection, row.as_ref());
-        let active = row.and_then(|r| r.active_version);
+        let active = row.and_then(|r| r.active_index);
         Ok(self.open_indexes_fresh(collection, active.as_deref())?.0)
     }
 
@@ -118,28 +128,22 @@ impl Engine {
     pub(crate) fn open_indexes_of(&self, row: &CollectionRow) -> Result<Arc<Indexes>> {
         self.drop_stale(&row.name, Some(row));
         Ok(self
-            .open_indexes_fresh(&row.name, row.active_version.as_deref())?
+            .open_indexes_fresh(&row.name, row.active_index.as_deref())?
             .0)
     }
 
-    /// The id of the collection's active embedding version, as the catalog has it now.
-    pub(crate) fn active_version_id(&self, collection: &str) -> Result<Option<String>> {
-        Ok(self
-            .collection_row(collection)?
-            .and_then(|c| c.active_version))
-    }
-
-    /// [`Engine::open_indexes`] for a caller that read the collection's active version
-    /// (`active`), and whether they were opened just now: on first use, or because another
-    /// process switched the active version since they were cached (the BM25 index and its
-    /// publish lock are kept; the vectors are those of the new version).
+    /// [`Engine::open_indexes`] for a caller that read the folder of the collection's active
+    /// index (`active`, [`CollectionRow::active_index`]), and whether they were opened just
+    /// now: on first use, or because another process switched the active version or rebuilt
+    /// its index (a requantize) since they were cached (the BM25 index and its publish lock are
+    /// kept; the vectors are those of the new index).
     fn open_indexes_fresh(
         &self,
         collection: &str,
         active: Option<&str>,
     ) -> Result<(Arc<Indexes>, bool)> {
-        let serves = |ix: &Indexes, id: Option<&str>| {
-            ix.active.as_ref().map(|a| a.version.id.as_str()) == id
+        let serves = |ix: &Indexes, folder: Option<&str>| {
+            ix.active.as_ref().map(|a| a.version.folder()) == folder
         };
         if let Some(ix) = self
             .indexes
@@ -166,8 +170,9 @@ impl Engine {
         // map while holding it, so what is read here and what is cached agree.
         let row = self.collection_row(collection)?;
         let active = row.as_ref().and_then(|r| r.active_version.clone());
+        let folder = row.as_ref().and_then(|r| r.active_index.clone());
         if let Some(ix) = map.get(collection)
-            && serves(ix, active.as_deref())
+            && serves(ix, folder.as_deref())
         {
             return Ok((ix.clone(), false));
         }
@@ -196,9 +201,9 @@ impl Engine {
         };
         let vectors = match &active {
             Some(a) => Some(Arc::new(VectorIndex::open(
-                &self.version_dir(collection, &a.version.id),
+                &self.index_dir(collection, &a.version),
                 a.version.spec.dimensions,
-                self.options.vector,
+                self.vector_params(&a.version),
             )?)),
             None => None,
         };
@@ -219,7 +224,7 @@ impl Engine {
     pub(crate) fn indexes(&self, row: &CollectionRow) -> Result<Arc<Indexes>> {
         let collection = row.name.as_str();
         self.drop_stale(collection, Some(row));
-        let (ix, fresh) = self.open_indexes_fresh(collection, row.active_version.as_deref())?;
+        let (ix, fresh) = self.open_indexes_fresh(collection, row.active_index.as_deref())?;
         if fresh {
             let catalog_gen = self.collection(collection)?.generation;
             let behind = ix.bm25.generation()? != catalog_gen
@@ -230,6 +235,12 @@ impl Engine {
             if behind {
                 // A read: vectors are not dumped here (the next write or the shutdown does).
                 return self.with_write_lock(|| self.recover(collection, ix, false));
+            }
+            // Vectors opened at the catalog's generation beside a BM25 index this process kept
+            // (another process switched the version or rebuilt its index): BM25's readers may
+            // not have seen that generation yet.
+            if ix.bm25.published_generation() != catalog_gen {
+                ix.publish()?;
             }
         }
         Ok(ix)
@@ -275,7 +286,7 @@ impl Engine {
         let Some(row) = row else {
             return Ok(false);
         };
-        let (ix, _) = self.open_indexes_fresh(collection, row.active_version.as_deref())?;
+        let (ix, _) = self.open_indexes_fresh(collection, row.active_index.as_deref())?;
         let current = ix.bm25.published_generation() == row.generation
             && ix
                 .vectors

@@ -125,6 +125,7 @@ impl Engine {
                         total: j.total,
                     });
                 Ok(VersionInfo {
+                    quantization: self.vector_params(&v).quantization,
                     activated_at: v.activated_at,
                     job,
                     active: row.active_version.as_deref() == Some(v.id.as_str()),

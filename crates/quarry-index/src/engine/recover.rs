@@ -54,14 +54,15 @@ impl Engine {
         let (Some(vectors), Some(active)) = (&ix.vectors, &ix.active) else {
             return Err(ix);
         };
-        let dir = self.version_dir(&row.name, &active.version.id);
+        let dir = self.index_dir(&row.name, &active.version);
         let on_disk = crate::vectors::dump_sealed(&dir);
         if !on_disk.is_some_and(|(generation, sealed)| {
             sealed > vectors.sealed_points() && generation <= target
         }) {
             return Err(ix);
         }
-        let reloaded = match VectorIndex::open(&dir, vectors.dims(), self.options.vector) {
+        let params = self.vector_params(&active.version);
+        let reloaded = match VectorIndex::open(&dir, vectors.dims(), params) {
             Ok(v) if v.generation() > 0 && v.sealed_points() > vectors.sealed_points() => v,
             _ => return Err(ix),
         };
@@ -187,9 +188,12 @@ impl Engine {
         if vec_gen < catalog_gen && self.vectors_from_log(row, &ix, vec_gen, catalog_gen, dump)? {
             return Ok(ix);
         }
-        let dir = self.version_dir(collection, &active.version.id);
-        let mut reopened =
-            VectorIndex::open(&dir, active.version.spec.dimensions, self.options.vector)?;
+        let dir = self.index_dir(collection, &active.version);
+        let (dims, params) = (
+            active.version.spec.dimensions,
+            self.vector_params(&active.version),
+        );
+        let mut reopened = VectorIndex::open(&dir, dims, params)?;
         let mut from = reopened.generation();
         let mut touched = (from <= catalog_gen)
             .then(|| {
@@ -199,8 +203,7 @@ impl Engine {
             .transpose()?
             .flatten();
         if touched.is_none() {
-            reopened =
-                VectorIndex::empty(&dir, active.version.spec.dimensions, self.options.vector)?;
+            reopened = VectorIndex::empty(&dir, dims, params)?;
             from = 0;
             touched = Some(self.catalog().all_chunk_hashes(collection)?);
         }

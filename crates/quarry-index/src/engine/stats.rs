@@ -15,6 +15,8 @@ pub struct VersionInfo {
     pub active: bool,
     /// Chunks of the collection with a stored vector of this version's fingerprint.
     pub vectors: u64,
+    /// How its vector index holds vectors (`[vector] quantization`, or what a requantize set).
+    pub quantization: crate::vectors::Quantization,
     pub created_at: i64,
     pub activated_at: Option<i64>,
     /// For a `building` version: the job building it.

@@ -98,13 +98,31 @@ impl Engine {
     /// Brings `index` to the collection's chunks at `generation`: points of chunks that left
     /// become tombstones, chunks without a point get their stored vector of `fingerprint`.
     /// Compares the whole chunk set, so it does not depend on the change log.
-    fn sync_vectors(
+    pub(super) fn sync_vectors(
         &self,
         collection: &str,
         index: &VectorIndex,
         fingerprint: &quarry_core::Fingerprint,
         generation: u64,
     ) -> Result<()> {
+        self.sync_vectors_paged(collection, index, fingerprint, generation, &mut |_, _| true)
+            .map(|_| ())
+    }
+
+    /// [`Engine::sync_vectors`] a page of stored vectors at a time, sealing the open graph
+    /// whenever a segment is due (so a build from scratch holds about one segment's vectors in
+    /// memory), calling `page(done, total)` after each page; `page` returning `false` stops
+    /// there (`None`). Else the number of chunks that had no stored vector (left without a
+    /// point, as a write leaves them).
+    pub(crate) fn sync_vectors_paged(
+        &self,
+        collection: &str,
+        index: &VectorIndex,
+        fingerprint: &quarry_core::Fingerprint,
+        generation: u64,
+        page: &mut dyn FnMut(u64, u64) -> bool,
+    ) -> Result<Option<u64>> {
+        const PAGE: usize = 16_384;
         let current: HashSet<ContentHash> = self
             .catalog()
             .all_chunk_hashes(collection)?
@@ -115,20 +133,33 @@ impl Engine {
             .into_iter()
             .filter(|h| !current.contains(h))
             .collect();
-        let wanted: Vec<ContentHash> = current
+        let mut wanted: Vec<ContentHash> = current
             .iter()
             .filter(|h| !index.contains(h))
             .copied()
             .collect();
-        let mut added: Vec<(ContentHash, Vec<f32>)> = self
-            .catalog()
-            .vectors(fingerprint, &wanted)?
-            .into_iter()
-            .collect();
-        added.sort_by_key(|(h, _)| *h);
+        drop(current);
+        wanted.sort();
         let from = index.generation();
-        index.apply(generation, &removed, &added)?;
-        self.compact_after_forget(collection, index, from)
+        index.apply(generation, &removed, &[])?;
+        let (mut done, mut without) = (0u64, 0u64);
+        for hashes in wanted.chunks(PAGE) {
+            let mut added: Vec<(ContentHash, Vec<f32>)> = self
+                .catalog()
+                .vectors(fingerprint, hashes)?
+                .into_iter()
+                .collect();
+            added.sort_by_key(|(h, _)| *h);
+            without += (hashes.len() - added.len()) as u64;
+            index.apply(generation, &[], &added)?;
+            index.seal_if_due()?;
+            done += hashes.len() as u64;
+            if !page(done, wanted.len() as u64) {
+                return Ok(None);
+            }
+        }
+        self.compact_after_forget(collection, index, from)?;
+        Ok(Some(without))
     }
 
     /// Every document of `collection` split with `chunker`: `(doc_id, title, chunks)`.
@@ -221,14 +252,14 @@ impl Engine {
         collection: &str,
         version: &VersionRow,
     ) -> Result<Arc<VectorIndex>> {
-        let dir = self.version_dir(collection, &version.id);
+        let dir = self.index_dir(collection, version);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
         let shadow = Arc::new(VectorIndex::open(
             &dir,
             version.spec.dimensions,
-            self.options.vector,
+            self.vector_params(version),
         )?);
         let generation = self.collection(collection)?.generation;
         self.sync_vectors(collection, &shadow, &version.fingerprint, generation)?;
@@ -372,7 +403,7 @@ impl Engine {
     }
 
     /// Version `id` of `collection`, or a not-found error.
-    fn version_row(&self, collection: &str, id: &str) -> Result<VersionRow> {
+    pub(super) fn version_row(&self, collection: &str, id: &str) -> Result<VersionRow> {
         self.collection(collection)?;
         self.catalog()
             .version(collection, id)?
@@ -428,9 +459,9 @@ impl Engine {
             let index = match standby {
                 Some(ix) => ix,
                 None => Arc::new(VectorIndex::open(
-                    &self.version_dir(collection, &version.id),
+                    &self.index_dir(collection, &version),
                     version.spec.dimensions,
-                    self.options.vector,
+                    self.vector_params(&version),
                 )?),
             };
             let candidate = ActiveEmbedder {
@@ -473,7 +504,7 @@ impl Engine {
                 "version {id} is active; activate another version first"
             )));
         }
-        let dir = self.version_dir(collection, id);
+        let dir = self.index_dir(collection, &self.version_row(collection, id)?);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }

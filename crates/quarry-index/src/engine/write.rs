@@ -79,9 +79,15 @@ impl Engine {
             .collect();
         self.with_write_lock(|| {
             for (name, ix) in all {
+                // Indexes another process replaced (a version switch, a requantize) are not
+                // written: their folder may be gone.
+                let row = self.collection(&name)?;
+                if ix.active.as_ref().map(|a| a.version.folder()) != row.active_index.as_deref() {
+                    continue;
+                }
                 // Another process may have written since: catch up first, so this dump is never
                 // older than the one on disk.
-                let ix = self.recover(&name, ix, false)?;
+                let ix = self.recover_at(&row, ix, false)?;
                 if let Some(v) = &ix.vectors
                     && v.needs_dump(0, true)
                 {

@@ -4,10 +4,11 @@
 //! picked up again and resumes where its stored vectors end.
 
 use super::progress::{Stop, job};
-use super::{rechunk, reindex};
+use super::{rechunk, reindex, requantize};
 use crate::Engine;
 use crate::catalog::{Job, JobKind, JobParams, JobResult, JobState};
 use crate::error::{Error, Result};
+use crate::vectors::Quantization;
 use quarry_core::ChunkOptions;
 use std::fs::File;
 
@@ -74,7 +75,43 @@ pub fn enqueue_rechunk(engine: &Engine, collection: &str, options: ChunkOptions)
     insert_exclusive(engine, JobKind::Rechunk, collection, params)
 }
 
-/// Queues a job unless another re-index or re-chunk of the collection is queued or running.
+/// Queues a requantize of `collection`: its active version's vector index built anew with
+/// `quantization` from the stored vectors (nothing embedded), switched in when done. Refused
+/// when the collection has no active version, when its index already has that quantization,
+/// or while another job rebuilds the collection.
+pub fn enqueue_requantize(
+    engine: &Engine,
+    collection: &str,
+    quantization: Quantization,
+) -> Result<Job> {
+    engine.collection(collection)?;
+    let Some(version) = engine.catalog().active_version(collection)? else {
+        return Err(Error::Input(format!(
+            "collection `{collection}` has no vectors (no active embedding version); nothing to requantize"
+        )));
+    };
+    let from = engine
+        .options()
+        .vector
+        .with_index(&version.index)
+        .quantization;
+    if from == quantization {
+        return Err(Error::Input(format!(
+            "the vector index of `{collection}` (version {}) is already quantized `{}`; nothing to rebuild",
+            version.id,
+            quantization.as_str()
+        )));
+    }
+    let params = JobParams::Requantize {
+        version: version.id,
+        quantization,
+        from,
+    };
+    insert_exclusive(engine, JobKind::Requantize, collection, params)
+}
+
+/// Queues a job unless another re-index, re-chunk or requantize of the collection is queued
+/// or running.
 fn insert_exclusive(
     engine: &Engine,
     kind: JobKind,
@@ -85,7 +122,7 @@ fn insert_exclusive(
         kind,
         collection,
         &params,
-        &[JobKind::Reindex, JobKind::Rechunk],
+        &[JobKind::Reindex, JobKind::Rechunk, JobKind::Requantize],
     )? {
         Ok(job) => Ok(job),
         Err(j) => Err(Error::Busy(format!(
@@ -168,6 +205,9 @@ pub fn run(engine: &Engine, id: &str, progress: &dyn Fn(&Job)) -> Result<Job> {
     let outcome = match current.kind {
         JobKind::Rechunk => rechunk::run(engine, &current, progress).map(JobResult::Rechunk),
         JobKind::Reindex => reindex::run(engine, &current, progress).map(JobResult::Reindex),
+        JobKind::Requantize => {
+            requantize::run(engine, &current, progress).map(JobResult::Requantize)
+        }
     };
     match outcome {
         Ok(result) => {

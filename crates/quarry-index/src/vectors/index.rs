@@ -244,6 +244,14 @@ impl VectorIndex {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
     }
 
+    /// Seals the open graph now when it is due, without a dump: a build that pages through
+    /// stored vectors holds at most a segment's worth of `f32` vectors in memory. The next dump
+    /// names the segment.
+    pub fn seal_if_due(&self) -> Result<()> {
+        let mut st = self.state();
+        self.seal(&mut st)
+    }
+
     /// Marks the index as reflecting `generation` without changes.
     pub fn set_generation(&self, generation: u64) {
         self.state().generation = generation;

@@ -35,7 +35,7 @@ mod snapshot;
 
 pub use dump::{drop_dump, dump_generation, dump_holds_any, dump_sealed};
 pub use index::VectorIndex;
-pub use params::{Quantization, VectorParams};
+pub use params::{IndexParams, Quantization, VectorParams};
 pub use simd::dot;
 pub use snapshot::{FilterPlan, Permitted, VectorSnapshot};
 

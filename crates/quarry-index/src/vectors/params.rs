@@ -39,6 +39,39 @@ pub enum Quantization {
     Int8,
 }
 
+/// What an embedding version sets of its index apart from `[vector]` (stored with the version,
+/// `embedding_versions.index_params`; not part of its fingerprint: the same embeddings, another
+/// index). A field left out is the `[vector]` setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct IndexParams {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<Quantization>,
+}
+
+impl Quantization {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quantization::None => "none",
+            Quantization::Int8 => "int8",
+        }
+    }
+}
+
+impl std::str::FromStr for Quantization {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Quantization::None),
+            "int8" => Ok(Quantization::Int8),
+            _ => Err(Error::Input(format!(
+                "unknown quantization {:?}: use `int8` or `none`",
+                s.chars().take(32).collect::<String>()
+            ))),
+        }
+    }
+}
+
 impl Default for VectorParams {
     fn default() -> Self {
         VectorParams {
@@ -92,6 +125,14 @@ impl VectorParams {
             );
         }
         Ok(())
+    }
+
+    /// These settings with what a version's `index` sets in their place.
+    pub fn with_index(mut self, index: &IndexParams) -> VectorParams {
+        if let Some(q) = index.quantization {
+            self.quantization = q;
+        }
+        self
     }
 
     /// Whether a dump seals an open graph of `open` points.

@@ -14,7 +14,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use quarry_index::jobs;
 
-/// Exactly one of `embedder` (a re-index) and `chunk` (a re-chunk).
+/// Exactly one of `embedder` (a re-index), `chunk` (a re-chunk) and `quantization` (a
+/// requantize).
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ReindexRequest {
@@ -23,6 +24,8 @@ pub(super) struct ReindexRequest {
     /// New chunk options: `{"max_tokens", "overlap", "sizer", "context_chars"}` (missing ones take
     /// their defaults).
     pub chunk: Option<quarry_core::ChunkOptions>,
+    /// `int8` or `none`: the active version's vector index rebuilt from its stored vectors.
+    pub quantization: Option<quarry_index::vectors::Quantization>,
 }
 
 pub(super) async fn reindex(
@@ -31,12 +34,14 @@ pub(super) async fn reindex(
     Path(collection): Path<String>,
     JsonBody(req): JsonBody<ReindexRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let job = blocking(move || match (req.embedder, req.chunk) {
-        (Some(e), None) => Ok(jobs::enqueue_reindex(&state.engine, &collection, &e)?),
-        (None, Some(c)) => Ok(jobs::enqueue_rechunk(&state.engine, &collection, c)?),
+    let job = blocking(move || match (req.embedder, req.chunk, req.quantization) {
+        (Some(e), None, None) => Ok(jobs::enqueue_reindex(&state.engine, &collection, &e)?),
+        (None, Some(c), None) => Ok(jobs::enqueue_rechunk(&state.engine, &collection, c)?),
+        (None, None, Some(q)) => Ok(jobs::enqueue_requantize(&state.engine, &collection, q)?),
         _ => Err(ApiError::new(
             "invalid_request",
-            "send either `embedder` (re-embed with it) or `chunk` (re-chunk with these options)",
+            "send one of `embedder` (re-embed with it), `chunk` (re-chunk with these options) \
+             or `quantization` (`int8` or `none`: rebuild the vector index from stored vectors)",
         )),
     })
     .await?;

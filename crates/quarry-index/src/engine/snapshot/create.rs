@@ -90,7 +90,7 @@ impl Engine {
             for row in rows {
                 let dir = staging.path().join(COLLECTIONS).join(&row.name);
                 let bm25 = bm25_generation(&dir.join("bm25"));
-                let vectors = row.active_version.as_ref().map(|v| {
+                let vectors = row.active_index.as_ref().map(|v| {
                     crate::vectors::dump_generation(&dir.join("vectors").join(v)).unwrap_or(0)
                 });
                 let need = bm25.min(vectors.unwrap_or(u64::MAX));

@@ -1,0 +1,116 @@
+//! The end of a requantize: the vector index a job built anew (another quantization, from the
+//! stored vectors, in its own folder) brought to the catalog's generation and switched in for
+//! the active version, under the writer lock; the old folder removed.
+
+use super::state::Engine;
+use crate::catalog::{CollectionRow, RequantizeResult};
+use crate::collection::{ActiveEmbedder, Indexes};
+use crate::error::{Error, Result};
+use crate::vectors::{IndexParams, VectorIndex};
+use std::sync::Arc;
+
+impl Engine {
+    /// The collection's indexes as this process serves them; when it has none open (a CLI
+    /// running the job), BM25 alone: the old vector index is never loaded just to be replaced.
+    fn serving(&self, row: &CollectionRow) -> Result<Arc<Indexes>> {
+        let cached = self
+            .indexes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&row.name)
+            .cloned();
+        if let Some(ix) = cached {
+            return Ok(ix);
+        }
+        let active = match &row.active_version {
+            Some(id) => self.active_embedder(&row.name, id)?,
+            None => None,
+        };
+        Ok(Arc::new(Indexes {
+            bm25: Arc::new(self.open_bm25(&row.name)?),
+            vectors: None,
+            active,
+            publish: Arc::new(std::sync::RwLock::new(())),
+            incarnation: row.incarnation.clone(),
+        }))
+    }
+
+    /// Makes `index` (built in folder `folder` with `params`) the index of version `version`,
+    /// which must still be the collection's active one: catches it up with the writes since
+    /// it was built, dumps it, records the version's new parameters and folder, and publishes
+    /// it in place of the old index, in one step for readers. Other processes see the folder
+    /// change in the collection's row and open the new index.
+    pub(crate) fn requantize_commit(
+        &self,
+        collection: &str,
+        version: &str,
+        params: IndexParams,
+        folder: &str,
+        index: VectorIndex,
+    ) -> Result<RequantizeResult> {
+        self.with_write_lock(|| {
+            let row = self.collection(collection)?;
+            let old = self.recover_at(&row, self.serving(&row)?, true)?;
+            let still_active = row.active_version.as_deref() == Some(version);
+            let Some(active) = old
+                .active
+                .as_ref()
+                .filter(|a| still_active && a.version.id == version)
+            else {
+                return Err(Error::Input(format!(
+                    "version {version} is no longer the active version of `{collection}`; \
+                     requantize the active one (`quarry versions list {collection}`)"
+                )));
+            };
+            let index = Arc::new(index);
+            self.sync_vectors(
+                collection,
+                &index,
+                &active.version.fingerprint,
+                row.generation,
+            )?;
+            index.dump()?;
+            let mut switched = active.version.clone();
+            switched.index = params;
+            switched.index_folder = Some(folder.to_owned());
+            let fresh = Arc::new(Indexes {
+                bm25: old.bm25.clone(),
+                vectors: Some(index.clone()),
+                active: Some(ActiveEmbedder {
+                    version: switched,
+                    embedder: active.embedder.clone(),
+                }),
+                publish: old.publish.clone(),
+                incarnation: old.incarnation.clone(),
+            });
+            index.publish();
+            // The catalog and the map switch together (as at a version's cutover), so a reader
+            // never pairs the new row with the old index.
+            {
+                let mut map = self.indexes.write().unwrap_or_else(|p| p.into_inner());
+                self.catalog()
+                    .set_version_index(collection, version, &params, folder)?;
+                map.insert(collection.to_owned(), fresh);
+            }
+            let before = active.version.folder();
+            if before != folder {
+                let dir = self.version_dir(collection, before);
+                // Searches running on the old index keep reading its open segment files.
+                if let Err(e) = std::fs::remove_dir_all(&dir)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(dir = %dir.display(), error = %e, "could not remove the vector index a requantize replaced");
+                }
+            }
+            let points = index.keys().len() as u64;
+            tracing::info!(collection, version, folder, points, "vector index requantized");
+            Ok(RequantizeResult {
+                version: version.to_owned(),
+                quantization: self.vector_params(&self.version_row(collection, version)?).quantization,
+                points,
+                without_vector: 0,
+                generation: row.generation,
+            })
+        })
+    }
+}
