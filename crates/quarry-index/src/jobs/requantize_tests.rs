@@ -43,7 +43,7 @@ fn answers(engine: &Engine) -> Vec<Vec<String>> {
     let searcher = engine.searcher("c").unwrap();
     (0..40)
         .map(|i| {
-            let q = QueryOptions::new(&text(i), 5, Mode::Vector, GroupBy::Document).unwrap();
+            let q = QueryOptions::new(text(i), 5, Mode::Vector, GroupBy::Document).unwrap();
             let r = searcher.search(&q, &Principal::local_admin()).unwrap();
             assert!(!r.degraded, "{:?}", r.warnings);
             r.results.into_iter().map(|h| h.doc_id).collect()
