@@ -22,6 +22,12 @@ impl Engine {
         })
     }
 
+    /// Every collection's catalog row (no counts: [`Engine::list`] counts, which reads every
+    /// chunk).
+    pub fn collections(&self) -> Result<Vec<CollectionRow>> {
+        self.catalog().collections()
+    }
+
     /// The collection's chunk options, or the engine's defaults for a collection not created yet.
     pub(crate) fn chunk_options(&self, collection: &str) -> Result<ChunkOptions> {
         check_collection_name(collection)?;
@@ -211,14 +217,8 @@ impl Engine {
     /// Opens every collection's indexes, recovering what a crash left behind (a server calls it
     /// before it says it is ready).
     pub fn open_all(&self) -> Result<()> {
-        let names: Vec<String> = self
-            .catalog()
-            .collections()?
-            .into_iter()
-            .map(|c| c.name)
-            .collect();
-        for name in names {
-            self.searcher(&name)?;
+        for row in self.collections()? {
+            self.searcher(&row.name)?;
         }
         Ok(())
     }
