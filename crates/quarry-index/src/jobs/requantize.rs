@@ -98,7 +98,11 @@ fn build(
         },
     )?;
     match without {
-        Some(without) => Ok((index, without)),
+        // with int8, the rest is sealed too: the open graph starts empty
+        Some(without) => {
+            index.seal_open()?;
+            Ok((index, without))
+        }
         None => Err(stop.unwrap_or(Stop::Interrupted)),
     }
 }

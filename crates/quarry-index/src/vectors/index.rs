@@ -249,7 +249,15 @@ impl VectorIndex {
     /// names the segment.
     pub fn seal_if_due(&self) -> Result<()> {
         let mut st = self.state();
-        self.seal(&mut st)
+        self.seal(&mut st, false)
+    }
+
+    /// Seals the whole open graph now, whatever its size (with `quantization = "int8"`;
+    /// nothing with `"none"`): the end of a build from stored vectors, so none of them stays
+    /// in the `f32` graph. The next dump names the segment.
+    pub fn seal_open(&self) -> Result<()> {
+        let mut st = self.state();
+        self.seal(&mut st, true)
     }
 
     /// Marks the index as reflecting `generation` without changes.
@@ -304,13 +312,14 @@ impl VectorIndex {
         Ok(())
     }
 
-    /// Seals the open graph into a segment when [`VectorParams::seals`] says so: a new build
-    /// whose segments are the old ones and that one, with an empty open graph. Snapshots taken
-    /// before keep the old build.
-    fn seal(&self, st: &mut WriterState) -> Result<()> {
+    /// Seals the open graph into a segment when [`VectorParams::seals`] says so (or, with
+    /// `all`, when it holds any point and the index is int8): a new build whose segments are the
+    /// old ones and that one, with an empty open graph. Snapshots taken before keep the old build.
+    fn seal(&self, st: &mut WriterState, all: bool) -> Result<()> {
         let points = st.build.read_points();
         let open = points.hashes.len() - points.open_base;
-        if !self.params.seals(open) {
+        let int8 = self.params.quantization == super::params::Quantization::Int8;
+        if !(self.params.seals(open) || all && int8 && open > 0) {
             return Ok(());
         }
         let Some(segment) = Segment::seal(
@@ -385,7 +394,7 @@ impl VectorIndex {
             );
             return Ok(());
         }
-        self.seal(&mut st)?;
+        self.seal(&mut st, false)?;
         let mut folder_name = format!("dump-{}", st.generation);
         if dump::current_folder(&self.dir).as_deref() == Some(folder_name.as_str()) {
             // a seal of the generation on disk: never rewrite the folder the manifest names
