@@ -673,6 +673,9 @@ fn bad_reindex_and_version_requests_get_clear_errors_and_change_nothing() {
         ),
         (json!({"chunk": "big"}), 400, "invalid_json"),
         (json!({"embedder": "hash", "extra": 1}), 400, "invalid_json"),
+        (json!({"quantization": long}), 400, "invalid_json"),
+        (json!({"quantization": ""}), 400, "invalid_json"),
+        (json!({"quantization": 8}), 400, "invalid_json"),
     ] {
         let (got, answer) = post(&c, &format!("{base}/v1/collections/default/reindex"), &body);
         assert_eq!(

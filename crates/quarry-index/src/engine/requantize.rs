@@ -106,7 +106,7 @@ impl Engine {
             tracing::info!(collection, version, folder, points, "vector index requantized");
             Ok(RequantizeResult {
                 version: version.to_owned(),
-                quantization: self.vector_params(&self.version_row(collection, version)?).quantization,
+                quantization: self.options.vector.with_index(&params).quantization,
                 points,
                 without_vector: 0,
                 generation: row.generation,

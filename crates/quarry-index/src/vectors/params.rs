@@ -30,8 +30,10 @@ pub struct VectorParams {
 }
 
 /// How sealed segments of the vector graph hold their vectors (`vector.quantization`).
+/// Read through [`str::parse`], whose error names at most 32 characters of a bad value (a
+/// request body's huge string is not echoed back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Quantization {
     /// Never seal: every vector in memory as `f32`, in the hnsw_rs graph.
     None,
@@ -55,6 +57,13 @@ impl Quantization {
             Quantization::None => "none",
             Quantization::Int8 => "int8",
         }
+    }
+}
+
+impl TryFrom<String> for Quantization {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
     }
 }
 
