@@ -9,6 +9,7 @@
 //! catalog generation it reflects as its payload, which is how crash recovery knows what to replay.
 
 mod meta;
+mod permitted;
 mod query;
 mod schema;
 pub(crate) mod search;

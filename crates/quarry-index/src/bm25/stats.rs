@@ -14,10 +14,10 @@
 //! totals, passes over every permitted chunk, are made once per snapshot and ACL and cached
 //! ([`TotalsCache`]).
 
-use super::query::acl_filter;
+use super::permitted::segments_key;
 use super::schema::Fields;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use tantivy::index::SegmentId;
 use tantivy::query::{Bm25StatisticsProvider, EnableScoring};
 use tantivy::schema::{Field, IndexRecordOption};
@@ -29,7 +29,7 @@ type TotalsKey = (Vec<(SegmentId, u32)>, Vec<String>, Field);
 
 /// What identifies a caller's permitted chunks in one snapshot: its segments (with their delete
 /// counts) and the caller's ACL tokens.
-type PermittedKey = (Vec<(SegmentId, u32)>, Vec<String>);
+pub(super) type PermittedKey = (Vec<(SegmentId, u32)>, Vec<String>);
 
 /// Per snapshot and ACL: the permitted chunks' bitsets and their chunk and token totals. Small:
 /// each map is emptied when full.
@@ -37,6 +37,23 @@ type PermittedKey = (Vec<(SegmentId, u32)>, Vec<String>);
 pub struct TotalsCache {
     totals: Mutex<HashMap<TotalsKey, (u64, u64)>>,
     permitted: Mutex<HashMap<PermittedKey, Arc<Vec<BitSet>>>>,
+}
+
+impl TotalsCache {
+    pub(super) fn permitted_sets(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<PermittedKey, Arc<Vec<BitSet>>>> {
+        self.permitted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps a caller's permitted chunks (the map is emptied when full).
+    pub(super) fn keep_permitted(&self, key: PermittedKey, sets: Arc<Vec<BitSet>>) {
+        let mut cache = self.permitted_sets();
+        if cache.len() >= BITSET_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, sets);
+    }
 }
 
 /// Totals kept before that map is emptied.
@@ -49,9 +66,11 @@ pub struct PermittedStats<'a> {
     searcher: &'a tantivy::Searcher,
     fields: Fields,
     tokens: Vec<String>,
-    /// Per segment, the live chunks the caller may read; from the cache or made on first use.
-    permitted: OnceLock<tantivy::Result<Arc<Vec<BitSet>>>>,
+    /// Per segment, the live chunks the caller may read ([`TotalsCache::permitted`]).
+    permitted: Arc<Vec<BitSet>>,
     cache: &'a TotalsCache,
+    /// Each term's count, once per query (its weights, restricted and not, read it twice).
+    doc_freqs: Mutex<HashMap<Term, u64>>,
 }
 
 impl<'a> PermittedStats<'a> {
@@ -59,56 +78,22 @@ impl<'a> PermittedStats<'a> {
         searcher: &'a tantivy::Searcher,
         fields: Fields,
         tokens: Vec<String>,
+        permitted: Arc<Vec<BitSet>>,
         cache: &'a TotalsCache,
     ) -> Self {
         PermittedStats {
             searcher,
             fields,
             tokens,
-            permitted: OnceLock::new(),
+            permitted,
             cache,
+            doc_freqs: Mutex::default(),
         }
-    }
-
-    fn segments_key(&self) -> Vec<(SegmentId, u32)> {
-        self.searcher
-            .segment_readers()
-            .iter()
-            .map(|r| (r.segment_id(), r.num_deleted_docs()))
-            .collect()
-    }
-
-    fn permitted(&self) -> tantivy::Result<&[BitSet]> {
-        let made = self.permitted.get_or_init(|| {
-            let key: PermittedKey = (self.segments_key(), self.tokens.clone());
-            let cache = &self.cache.permitted;
-            if let Some(sets) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-                return Ok(sets.clone());
-            }
-            let sets = Arc::new(self.make_permitted()?);
-            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= BITSET_ENTRIES {
-                cache.clear();
-            }
-            cache.insert(key, sets.clone());
-            Ok(sets)
-        });
-        match made {
-            Ok(sets) => Ok(sets),
-            Err(e) => Err(tantivy::TantivyError::InternalError(format!(
-                "the caller's permitted chunks: {e}"
-            ))),
-        }
-    }
-
-    /// The live permitted chunks of every segment: the ACL filter's matches, less deletions.
-    fn make_permitted(&self) -> tantivy::Result<Vec<BitSet>> {
-        live_matches(self.searcher, &acl_filter(&self.fields, &self.tokens))
     }
 
     /// `(live permitted chunks, their tokens in `field`)`, from the cache or by a pass over them.
     fn totals(&self, field: Field) -> tantivy::Result<(u64, u64)> {
-        let key: TotalsKey = (self.segments_key(), self.tokens.clone(), field);
+        let key: TotalsKey = (segments_key(self.searcher), self.tokens.clone(), field);
         if let Some(t) = self
             .cache
             .totals
@@ -123,7 +108,7 @@ impl<'a> PermittedStats<'a> {
             .searcher
             .segment_readers()
             .iter()
-            .zip(self.permitted()?)
+            .zip(self.permitted.iter())
         {
             let norms = reader.get_fieldnorms_reader(field)?;
             for doc in 0..reader.max_doc() {
@@ -153,12 +138,16 @@ impl Bm25StatisticsProvider for PermittedStats<'_> {
 
     /// The term's postings counted against the permitted chunks.
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        let memo = || self.doc_freqs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = memo().get(term) {
+            return Ok(*n);
+        }
         let mut n = 0u64;
         for (reader, set) in self
             .searcher
             .segment_readers()
             .iter()
-            .zip(self.permitted()?)
+            .zip(self.permitted.iter())
         {
             let Some(mut postings) = reader
                 .inverted_index(term.field())?
@@ -172,6 +161,7 @@ impl Bm25StatisticsProvider for PermittedStats<'_> {
                 doc = postings.advance();
             }
         }
+        memo().insert(term.clone(), n);
         Ok(n)
     }
 }

@@ -50,6 +50,8 @@ pub use write::{ApplyStats, Change};
 mod tests;
 
 #[cfg(test)]
+mod acl_bm25_tests;
+#[cfg(test)]
 mod acl_tests;
 #[cfg(test)]
 mod batch_tests;

@@ -85,6 +85,14 @@ pub struct Searcher {
     reranker: Option<Arc<dyn Reranker>>,
 }
 
+/// [`Searcher::bm25_tops_for_tests`]'s answer.
+#[cfg(test)]
+pub(crate) type BothTops = (
+    Vec<(f32, u64)>,
+    crate::bm25::search::TopPath,
+    Vec<(f32, u64)>,
+);
+
 impl Searcher {
     pub(crate) fn new(
         collection: CollectionRow,
@@ -187,6 +195,23 @@ impl Searcher {
             .map(|k| (*k, admitted.admits(*k)))
             .collect();
         Ok((admitted.count(), admitted.all(), admitted.keys(), answers))
+    }
+
+    /// BM25's best `limit` chunks for `caller` as `(score, chunk key)` twice: by
+    /// [`Bm25Query::top`] (and the way it went) and by the restricted query itself.
+    #[cfg(test)]
+    pub(crate) fn bm25_tops_for_tests(
+        &self,
+        text: &str,
+        caller: &Principal,
+        limit: usize,
+    ) -> Result<BothTops> {
+        let access = self.access(text, caller, Mode::Bm25, None)?;
+        let keys = |hits: Vec<(f32, u64, tantivy::DocAddress)>| {
+            hits.into_iter().map(|(s, k, _)| (s, k)).collect()
+        };
+        let (fast, path) = access.bm25.top_by(limit)?;
+        Ok((keys(fast), path, keys(access.bm25.top_restricted(limit)?)))
     }
 
     /// Runs a query for `caller`: [`Searcher::search_batch`] of one query.

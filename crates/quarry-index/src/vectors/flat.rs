@@ -31,6 +31,30 @@ pub(super) fn rescored(k: usize) -> usize {
     k.saturating_mul(2).saturating_add(16)
 }
 
+/// Sorts `(id, similarity)` pairs best first, equal similarities by id.
+pub(super) fn by_similarity<T: Ord>(found: &mut [(T, f32)]) {
+    found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+}
+
+/// The best `k` of graph candidates `(id, approximate similarity)`, gathered from one graph or
+/// several: the best [`rescored`]`(k)` by approximation compared exactly (`exact`, the point's
+/// full vector), best first, equal similarities by id.
+pub(super) fn rescore<T: Copy + Ord, E>(
+    mut found: Vec<(T, f32)>,
+    k: usize,
+    mut exact: impl FnMut(T) -> Result<f32, E>,
+) -> Result<Vec<(T, f32)>, E> {
+    by_similarity(&mut found);
+    found.truncate(rescored(k));
+    let mut out = found
+        .into_iter()
+        .map(|(id, _)| Ok((id, exact(id)?)))
+        .collect::<Result<Vec<_>, E>>()?;
+    by_similarity(&mut out);
+    out.truncate(k);
+    Ok(out)
+}
+
 /// The first bytes of an encoded flat graph (format 1).
 const MAGIC: &[u8; 8] = b"QFLAT001";
 
@@ -102,19 +126,100 @@ impl pulp::WithSimd for DotI8<'_> {
 
 /// The flat, quantized copy of a finished graph. Point ids are the graph's (the index's point
 /// numbers, `0..len`).
+///
+/// Each point's data is one row of `rows` ([`FlatGraph::stride`] bytes): its scale (`f32`, little
+/// endian), its `dims` codes, then its `m0` layer-0 neighbours (`u32`, little endian, padded with
+/// [`NONE`]). A search is bound by memory latency, not arithmetic (each neighbour is a random
+/// point of a graph far bigger than the CPU's caches): one row keeps a point's scale, codes and
+/// links on adjacent cache lines, so scoring a point costs one miss where three arrays cost three,
+/// and expanding it later finds its links already loaded.
 pub(super) struct FlatGraph {
     dims: usize,
-    codes: Vec<i8>,
-    scales: Vec<f32>,
     m0: usize,
-    layer0: Vec<u32>,
+    len: usize,
+    rows: Vec<i8>,
     /// `(layer, point)` → that point's neighbours on that layer (layers ≥ 1).
     upper: HashMap<(u8, u32), Box<[u32]>>,
     entry: u32,
     top: u8,
 }
 
+/// Bytes of a scale or a link in a row.
+const WORD: usize = 4;
+
+fn word(bytes: &[i8]) -> [u8; 4] {
+    std::array::from_fn(|i| bytes[i] as u8)
+}
+
 impl FlatGraph {
+    /// An empty graph of `n` points: rows of zero codes, scale 0 and no links.
+    fn with_points(dims: usize, m0: usize, n: usize, entry: u32, top: u8) -> Self {
+        let stride = WORD + dims + WORD * m0;
+        let mut rows = vec![0i8; n * stride];
+        for row in rows.chunks_exact_mut(stride) {
+            row[WORD + dims..].fill(-1); // NONE is all ones
+        }
+        FlatGraph {
+            dims,
+            m0,
+            len: n,
+            rows,
+            upper: HashMap::new(),
+            entry,
+            top,
+        }
+    }
+
+    /// Bytes of one point's row.
+    fn stride(&self) -> usize {
+        WORD + self.dims + WORD * self.m0
+    }
+
+    fn row(&self, id: u32) -> &[i8] {
+        let stride = self.stride();
+        &self.rows[id as usize * stride..(id as usize + 1) * stride]
+    }
+
+    fn row_mut(&mut self, id: u32) -> &mut [i8] {
+        let stride = self.stride();
+        &mut self.rows[id as usize * stride..(id as usize + 1) * stride]
+    }
+
+    fn set_point(&mut self, id: u32, scale: f32, codes: &[i8]) {
+        let dims = self.dims;
+        let row = self.row_mut(id);
+        for (b, s) in row[..WORD].iter_mut().zip(scale.to_le_bytes()) {
+            *b = s as i8;
+        }
+        row[WORD..WORD + dims].copy_from_slice(codes);
+    }
+
+    fn set_links(&mut self, id: u32, links: impl Iterator<Item = u32>) {
+        let dims = self.dims;
+        let row = self.row_mut(id);
+        for (slot, d) in row[WORD + dims..].chunks_exact_mut(WORD).zip(links) {
+            for (b, x) in slot.iter_mut().zip(d.to_le_bytes()) {
+                *b = x as i8;
+            }
+        }
+    }
+
+    fn scale(&self, id: u32) -> f32 {
+        f32::from_le_bytes(word(self.row(id)))
+    }
+
+    fn code(&self, id: u32) -> &[i8] {
+        &self.row(id)[WORD..WORD + self.dims]
+    }
+
+    /// Point `id`'s layer-0 neighbours.
+    fn links0(&self, id: u32) -> impl Iterator<Item = u32> + '_ {
+        self.row(id)[WORD + self.dims..]
+            .chunks_exact(WORD)
+            .map(|b| u32::from_le_bytes(word(b)))
+            .take_while(|&d| d != NONE)
+    }
+
     /// Copies `graph` (whose points are `base..base + vectors.len() / dims`, with these vectors)
     /// into flat arrays, as points `0..`: point `base + i` of the graph is point `i` here. `None`
     /// for an empty graph.
@@ -126,23 +231,22 @@ impl FlatGraph {
         m: usize,
     ) -> Option<Self> {
         let n = vectors.len() / dims;
-        let m0 = 2 * m;
-        let mut codes = Vec::with_capacity(n * dims);
-        let scales: Vec<f32> = vectors
-            .chunks_exact(dims)
-            .map(|v| quantize(v, &mut codes))
-            .collect();
-        let mut layer0 = vec![NONE; n * m0];
-        let mut upper = HashMap::new();
-        let (mut entry, mut top) = (None, 0u8);
+        let mut flat = FlatGraph::with_points(dims, 2 * m, n, 0, 0);
+        let mut codes = Vec::with_capacity(dims);
+        for (id, v) in vectors.chunks_exact(dims).enumerate() {
+            codes.clear();
+            let scale = quantize(v, &mut codes);
+            flat.set_point(id as u32, scale, &codes);
+        }
+        let mut entry = None;
         for point in graph.points() {
             let Some(id) = point.get_origin_id().checked_sub(base).filter(|&id| id < n) else {
                 continue;
             };
             let level = point.get_point_id().0;
-            if entry.is_none() || level > top {
+            if entry.is_none() || level > flat.top {
                 entry = Some(id as u32);
-                top = level;
+                flat.top = level;
             }
             // hnsw_rs also files a point's entry points on the layers above its own level (a
             // trace of its insertion); a search never reads them there
@@ -154,37 +258,29 @@ impl FlatGraph {
                     .filter(|&d| d < n)
                     .map(|d| d as u32);
                 if layer == 0 {
-                    for (slot, d) in layer0[id * m0..(id + 1) * m0].iter_mut().zip(ids) {
-                        *slot = d;
-                    }
+                    flat.set_links(id as u32, ids);
                 } else if !neighbours.is_empty() {
-                    upper.insert((layer as u8, id as u32), ids.collect());
+                    flat.upper.insert((layer as u8, id as u32), ids.collect());
                 }
             }
         }
-        Some(FlatGraph {
-            dims,
-            codes,
-            scales,
-            m0,
-            layer0,
-            upper,
-            entry: entry?,
-            top,
-        })
+        flat.entry = entry?;
+        Some(flat)
     }
 
     pub(super) fn len(&self) -> usize {
-        self.scales.len()
+        self.len
     }
 
-    /// Bytes this graph holds in memory (codes, scales, links; the map's own overhead
-    /// estimated at 48 bytes an entry).
+    /// Bytes this graph holds in memory (rows and links; the map's own overhead estimated at
+    /// 48 bytes an entry).
     pub(super) fn bytes(&self) -> usize {
-        self.codes.len()
-            + 4 * self.scales.len()
-            + 4 * self.layer0.len()
-            + self.upper.values().map(|l| 48 + 4 * l.len()).sum::<usize>()
+        self.rows.len()
+            + self
+                .upper
+                .values()
+                .map(|l| 48 + WORD * l.len())
+                .sum::<usize>()
     }
 
     /// The graph as bytes (the `flat.bin` of a sealed segment): [`MAGIC`], then `dims`, points,
@@ -193,28 +289,27 @@ impl FlatGraph {
     pub(super) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.bytes());
         out.extend_from_slice(MAGIC);
-        let mut words = Vec::with_capacity(6 + self.layer0.len());
         let mut upper: Vec<_> = self.upper.iter().collect();
         upper.sort_by_key(|(key, _)| **key);
         for v in [
             self.dims,
-            self.len(),
+            self.len,
             self.m0,
             self.entry as usize,
             usize::from(self.top),
             upper.len(),
         ] {
-            words.push(v as u32);
+            out.extend_from_slice(&(v as u32).to_le_bytes());
         }
-        for w in words.drain(..) {
-            out.extend_from_slice(&w.to_le_bytes());
+        let ids = 0..self.len as u32;
+        for id in ids.clone() {
+            out.extend_from_slice(&self.scale(id).to_le_bytes());
         }
-        for s in &self.scales {
-            out.extend_from_slice(&s.to_le_bytes());
+        for id in ids.clone() {
+            out.extend(self.code(id).iter().map(|c| *c as u8));
         }
-        out.extend(self.codes.iter().map(|c| *c as u8));
-        for d in &self.layer0 {
-            out.extend_from_slice(&d.to_le_bytes());
+        for id in ids {
+            out.extend(self.row(id)[WORD + self.dims..].iter().map(|b| *b as u8));
         }
         for ((layer, id), list) in upper {
             for w in [u32::from(*layer), *id, list.len() as u32] {
@@ -246,18 +341,34 @@ impl FlatGraph {
             ));
         }
         let id_ok = |d: u32| (d as usize) < n;
-        let scales = r
-            .take(4 * n)?
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        let codes = r.take(n * dims)?.iter().map(|b| *b as i8).collect();
-        let layer0: Vec<u32> = r.u32s(n * m0)?;
-        if layer0.iter().any(|&d| d != NONE && !id_ok(d)) {
-            return Err("a layer-0 neighbour is out of range".into());
+        // every section is checked to be there before the rows are allocated
+        let len = |per: usize| n.checked_mul(per).ok_or("length overflows");
+        let scales = r.take(len(WORD)?)?;
+        let codes = r.take(len(dims)?)?;
+        let layer0 = r.take(len(m0 * WORD)?)?;
+        let mut flat = FlatGraph::with_points(dims, m0, n, entry, top as u8);
+        let mut ids = Vec::with_capacity(m0);
+        for id in 0..n {
+            let scale =
+                f32::from_le_bytes(scales[id * WORD..][..WORD].try_into().unwrap_or([0; 4]));
+            let code: Vec<i8> = codes[id * dims..][..dims]
+                .iter()
+                .map(|b| *b as i8)
+                .collect();
+            flat.set_point(id as u32, scale, &code);
+            ids.clear();
+            ids.extend(
+                layer0[id * m0 * WORD..][..m0 * WORD]
+                    .chunks_exact(WORD)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
+            if ids.iter().any(|&d| d != NONE && !id_ok(d)) {
+                return Err("a layer-0 neighbour is out of range".into());
+            }
+            flat.set_links(id as u32, ids.iter().copied());
         }
         // each list takes at least 12 bytes: no count allocates more than the bytes could hold
-        let mut upper = HashMap::with_capacity(n_upper.min((bytes.len() - r.at) / 12));
+        flat.upper = HashMap::with_capacity(n_upper.min((bytes.len() - r.at) / 12));
         for _ in 0..n_upper {
             let (layer, id, len) = (r.u32()?, r.u32()?, r.u32()? as usize);
             if layer == 0 || layer > top || !id_ok(id) || len > n {
@@ -267,56 +378,53 @@ impl FlatGraph {
             if !list.iter().all(|&d| id_ok(d)) {
                 return Err("an upper-layer neighbour is out of range".into());
             }
-            upper.insert((layer as u8, id), list.into_boxed_slice());
+            flat.upper
+                .insert((layer as u8, id), list.into_boxed_slice());
         }
         if r.at != bytes.len() {
             return Err(format!("{} bytes after the graph", bytes.len() - r.at));
         }
-        Ok(FlatGraph {
-            dims,
-            codes,
-            scales,
-            m0,
-            layer0,
-            upper,
-            entry,
-            top: top as u8,
-        })
-    }
-
-    fn code(&self, id: u32) -> &[i8] {
-        let i = id as usize * self.dims;
-        &self.codes[i..i + self.dims]
+        Ok(flat)
     }
 
     /// Approximate similarity of the quantized query to point `id`.
     pub(super) fn approx(&self, q: &[i8], q_scale: f32, id: u32) -> f32 {
-        q_scale * self.scales[id as usize] * dot_i8(q, self.code(id)) as f32
+        q_scale * self.scale(id) * dot_i8(q, self.code(id)) as f32
     }
 
-    fn neighbours(&self, layer: u8, id: u32) -> &[u32] {
-        if layer == 0 {
-            let i = id as usize * self.m0;
-            let list = &self.layer0[i..i + self.m0];
-            let len = list.iter().position(|&d| d == NONE).unwrap_or(self.m0);
-            &list[..len]
-        } else {
-            self.upper.get(&(layer, id)).map_or(&[], |l| l)
+    /// Loads the rows of `ids` into the CPU's caches: one read of each cache line of each row,
+    /// independent of each other, so the CPU overlaps their misses instead of taking them one
+    /// after another as the scoring loop would. (A prefetch instruction would not wait for the
+    /// data; `std::arch`'s is `unsafe`, which this crate forbids.)
+    fn load(&self, ids: &[u32]) {
+        let mut acc = 0i8;
+        for &id in ids {
+            let row = self.row(id);
+            for at in (0..WORD + self.dims).step_by(64) {
+                acc ^= row[at];
+            }
         }
+        std::hint::black_box(acc);
     }
 
-    /// The `k` points most similar to `query` that `alive` admits (every point when `None`),
-    /// best first, as `(point id, similarity)` with the similarity from `exact` (the point's full
-    /// vector). `ef` is the beam width (raised to `k`).
+    /// Point `id`'s neighbours on an upper layer.
+    fn upper(&self, layer: u8, id: u32) -> &[u32] {
+        self.upper.get(&(layer, id)).map_or(&[], |l| l)
+    }
+
+    /// The candidates for the `k` points most similar to `query` that `alive` admits (every
+    /// point when `None`): the best [`rescored`]`(k)` by their codes, as `(point id, approximate
+    /// similarity)`, best first, for [`rescore`] (after those of other graphs are gathered, so
+    /// a search of several segments reads only the overall best from disk). `ef` is the beam
+    /// width (raised to `k`).
     pub(super) fn search(
         &self,
         query: &[f32],
         k: usize,
         ef: usize,
         alive: Option<&dyn Fn(u32) -> bool>,
-        exact: &dyn Fn(u32) -> f32,
     ) -> Vec<(u32, f32)> {
-        if k == 0 || self.scales.is_empty() {
+        if k == 0 || self.len == 0 {
             return Vec::new();
         }
         let ef = ef.max(k);
@@ -328,7 +436,7 @@ impl FlatGraph {
         for layer in (1..=self.top).rev() {
             loop {
                 let best = self
-                    .neighbours(layer, cur.1)
+                    .upper(layer, cur.1)
                     .iter()
                     .map(|&d| Scored(sim(d), d))
                     .max()
@@ -341,7 +449,7 @@ impl FlatGraph {
         }
         // beam search on layer 0 (hnswlib's filtered form): `results` holds the `ef` best points
         // `alive` admits and bounds the walk; the candidates include every point
-        let mut visited = vec![0u64; self.len().div_ceil(64)];
+        let mut visited = vec![0u64; self.len.div_ceil(64)];
         let mut seen = |id: u32| {
             let (w, b) = (id as usize / 64, id % 64);
             let was = visited[w] >> b & 1 == 1;
@@ -358,14 +466,15 @@ impl FlatGraph {
         let full_and_worse = |results: &BinaryHeap<Reverse<Scored<u32>>>, s: Scored<u32>| {
             results.len() >= ef && results.peek().is_some_and(|Reverse(w)| s < *w)
         };
+        let mut fresh = Vec::with_capacity(self.m0);
         while let Some(c) = candidates.pop() {
             if full_and_worse(&results, c) {
                 break;
             }
-            for &d in self.neighbours(0, c.1) {
-                if seen(d) {
-                    continue;
-                }
+            fresh.clear();
+            fresh.extend(self.links0(c.1).filter(|&d| !seen(d)));
+            self.load(&fresh);
+            for &d in &fresh {
                 let s = Scored(sim(d), d);
                 if !full_and_worse(&results, s) {
                     candidates.push(s);
@@ -378,17 +487,10 @@ impl FlatGraph {
                 }
             }
         }
-        // rescore the best results by their codes with the full vectors
-        let mut best: Vec<Scored<u32>> = results.into_iter().map(|Reverse(s)| s).collect();
-        best.sort_by(|a, b| b.cmp(a));
+        let mut best: Vec<(u32, f32)> = results.into_iter().map(|Reverse(s)| (s.1, s.0)).collect();
+        by_similarity(&mut best);
         best.truncate(rescored(k));
-        let mut rescored: Vec<(u32, f32)> = best
-            .into_iter()
-            .map(|Scored(_, id)| (id, exact(id)))
-            .collect();
-        rescored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        rescored.truncate(k);
-        rescored
+        best
     }
 }
 

@@ -19,6 +19,19 @@ fn build(vectors: &[f32], dims: usize) -> (Graph, FlatGraph) {
     (graph, flat)
 }
 
+/// A search of `flat` with its candidates rescored by `exact`, as a segment's caller does.
+fn ranked(
+    flat: &FlatGraph,
+    q: &[f32],
+    k: usize,
+    alive: Option<&dyn Fn(u32) -> bool>,
+    exact: &dyn Fn(u32) -> f32,
+) -> Vec<(u32, f32)> {
+    let found = flat.search(q, k, 64, alive);
+    assert!(found.len() <= rescored(k));
+    rescore(found, k, |id| Ok::<_, std::convert::Infallible>(exact(id))).unwrap()
+}
+
 /// The exact top-k ids among the points `alive` admits.
 fn exact_top(
     vectors: &[f32],
@@ -114,13 +127,12 @@ fn unfiltered_recall_matches_hnsw_rs() {
     let (mut ours, mut theirs) = (0.0, 0.0);
     for q in queries.chunks_exact(dims) {
         let want = exact_top(&vectors, dims, q, 10, &|_| true);
-        let got: Vec<u32> = flat
-            .search(q, 10, 64, None, &|id| {
-                dot(q, &vectors[id as usize * dims..(id as usize + 1) * dims])
-            })
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let got: Vec<u32> = ranked(&flat, q, 10, None, &|id| {
+            dot(q, &vectors[id as usize * dims..(id as usize + 1) * dims])
+        })
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
         let hnsw: Vec<u32> = graph
             .search(q, 10, 64, None)
             .into_iter()
@@ -156,7 +168,7 @@ proptest! {
         let mut total = 0.0;
         for q in queries.chunks_exact(dims) {
             let sim = |id: u32| dot(q, &vectors[id as usize * dims..(id as usize + 1) * dims]);
-            let got = flat.search(q, k, 64, Some(&alive), &sim);
+            let got = ranked(&flat, q, k, Some(&alive), &sim);
             for w in got.windows(2) {
                 prop_assert!(w[0].1 >= w[1].1);
             }
@@ -185,10 +197,39 @@ fn flat_bytes_are_a_fraction_of_the_vectors() {
         (516.0..560.0).contains(&per_point),
         "{per_point} bytes a point against 1,536 for the f32 vector alone"
     );
-    assert!(
-        flat.search(&vectors[..dims], 0, 64, None, &|_| 0.0)
-            .is_empty()
-    );
+    assert!(flat.search(&vectors[..dims], 0, 64, None).is_empty());
+}
+
+/// The on-disk form (sections of scales, codes and links) reads back into the row layout with
+/// every point's code, scale, links and search unchanged, and writes back byte for byte; every
+/// truncation of it is an error, never a graph.
+#[test]
+fn encoding_reads_back_into_the_same_graph() {
+    let dims = 48;
+    let vectors = clustered(5, 1500, dims, 15, 0.6);
+    let (_, flat) = build(&vectors, dims);
+    let bytes = flat.encode();
+    let back = FlatGraph::decode(&bytes, dims).unwrap();
+    assert_eq!(back.encode(), bytes);
+    for id in 0..flat.len() as u32 {
+        assert_eq!(back.code(id), flat.code(id));
+        assert_eq!(back.scale(id).to_bits(), flat.scale(id).to_bits());
+        assert_eq!(
+            back.links0(id).collect::<Vec<_>>(),
+            flat.links0(id).collect::<Vec<_>>()
+        );
+        assert!(flat.links0(id).count() > 0, "point {id} has links");
+    }
+    for q in clustered(6, 10, dims, 15, 0.6).chunks_exact(dims) {
+        assert_eq!(back.search(q, 10, 64, None), flat.search(q, 10, 64, None));
+    }
+    for cut in [0, 8, 20, 33, bytes.len() / 2, bytes.len() - 1] {
+        assert!(
+            FlatGraph::decode(&bytes[..cut], dims).is_err(),
+            "cut at {cut}"
+        );
+    }
+    assert!(FlatGraph::decode(&bytes, dims + 1).is_err());
 }
 
 /// Resident memory of this process (`VmRSS`), in bytes (0 where `/proc` is missing).
@@ -303,17 +344,16 @@ fn flat_against_hnsw_rs() {
         let (mut r_flat, mut r_hnsw, mut t_flat, mut t_hnsw) = (0.0, 0.0, Vec::new(), Vec::new());
         for (q, want) in queries.chunks_exact(dims).zip(&exact) {
             let t = Instant::now();
-            let got: Vec<u32> = flat
-                .search(
-                    q,
-                    10,
-                    64,
-                    (modulus > 1).then_some(&alive as &dyn Fn(u32) -> bool),
-                    &|id| sim(q, id),
-                )
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
+            let got: Vec<u32> = ranked(
+                &flat,
+                q,
+                10,
+                (modulus > 1).then_some(&alive as &dyn Fn(u32) -> bool),
+                &|id| sim(q, id),
+            )
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
             t_flat.push(t.elapsed().as_secs_f64() * 1e3);
             let keep = |id: &usize| alive(*id as u32);
             let t = Instant::now();

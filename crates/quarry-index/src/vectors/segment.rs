@@ -14,7 +14,6 @@
 use super::flat::FlatGraph;
 use super::graph::Graph;
 use crate::error::{Error, Result};
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -285,42 +284,26 @@ impl Segment {
         Ok(())
     }
 
-    /// The `k` nearest points `alive` admits (index-wide ids), rescored with their full vectors,
-    /// as `(point id, cosine similarity)`, best first.
+    /// The candidates for the `k` nearest points `alive` admits, by their int8 codes (index-wide
+    /// ids): see [`FlatGraph::search`].
     pub(super) fn search(
         &self,
         query: &[f32],
         k: usize,
         ef: usize,
         alive: Option<&dyn Fn(usize) -> bool>,
-    ) -> Result<Vec<(usize, f32)>> {
+    ) -> Vec<(usize, f32)> {
         let base = self.base();
-        let failed = RefCell::new(None);
-        let buf = RefCell::new(vec![0f32; self.dims]);
-        let exact = |local: u32| {
-            let mut v = buf.borrow_mut();
-            match self.read(base + local as usize, &mut v) {
-                Ok(()) => super::simd::dot(query, &v),
-                Err(e) => {
-                    failed.borrow_mut().get_or_insert(e);
-                    f32::NEG_INFINITY
-                }
-            }
-        };
         let admits = |local: u32| alive.is_none_or(|f| f(base + local as usize));
-        let found = self.flat.search(
-            query,
-            k,
-            ef,
-            alive.is_some().then_some(&admits as &dyn Fn(u32) -> bool),
-            &exact,
-        );
-        if let Some(e) = failed.into_inner() {
-            return Err(e);
-        }
-        Ok(found
+        self.flat
+            .search(
+                query,
+                k,
+                ef,
+                alive.is_some().then_some(&admits as &dyn Fn(u32) -> bool),
+            )
             .into_iter()
             .map(|(local, sim)| (base + local as usize, sim))
-            .collect())
+            .collect()
     }
 }

@@ -282,9 +282,9 @@ impl VectorSnapshot {
             let alive = (!all_alive).then_some(&filter as &dyn Fn(usize) -> bool);
             let mut found = Vec::new();
             for part in self.parts(&points) {
-                found.extend(part.search(query, k, ef, alive)?);
+                found.extend(part.search(query, k, ef, alive));
             }
-            best(found, k)
+            self.rescore(&points, query, k, found)?
         };
         Ok(self.hashes_of(&points, ids))
     }
@@ -368,23 +368,39 @@ impl VectorSnapshot {
             let mut found = Vec::new();
             for part in self.parts(&points) {
                 let oversampled = if wide <= MAX_OVERSAMPLED {
-                    let mut hits = part.search(query, wide, self.ef_search.max(wide), None)?;
+                    let mut hits = part.search(query, wide, self.ef_search.max(wide), None);
                     hits.retain(|(id, _)| filter(*id));
-                    hits.truncate(k);
+                    hits.truncate(super::flat::rescored(k));
                     Some(hits)
                 } else {
                     None
                 };
                 match oversampled {
-                    Some(hits) if hits.len() == k => found.extend(hits),
-                    _ => {
-                        found.extend(part.search(query, k, self.ef_search.max(k), Some(&filter))?)
-                    }
+                    Some(hits) if hits.len() >= k => found.extend(hits),
+                    _ => found.extend(part.search(query, k, self.ef_search.max(k), Some(&filter))),
                 }
             }
-            (best(found, k), FilterPlan::Graph)
+            (self.rescore(&points, query, k, found)?, FilterPlan::Graph)
         };
         Ok((self.hashes_of(&points, found), plan))
+    }
+
+    /// The exact top `k` of the candidates `found` gathered from the parts of a graph search:
+    /// the overall best [`rescored`](super::flat::rescored)`(k)` by their (approximate)
+    /// similarity compared with their full vectors (from memory for open points, from disk for
+    /// sealed ones): one read per candidate of the whole search, not per segment.
+    fn rescore(
+        &self,
+        points: &Points,
+        query: &[f32],
+        k: usize,
+        found: Vec<(usize, f32)>,
+    ) -> Result<Vec<(usize, f32)>> {
+        let mut v = vec![0f32; self.dims];
+        super::flat::rescore(found, k, |id| {
+            self.build.vector(points, id, &mut v)?;
+            Ok(dot(query, &v))
+        })
     }
 
     /// The ids of `keys` ([`chunk_key`]) with a live point in this snapshot.
@@ -508,13 +524,6 @@ impl TopK {
     }
 }
 
-/// The best `k` of results gathered from several parts, best first (equal similarities by id).
-fn best(mut found: Vec<(usize, f32)>, k: usize) -> Vec<(usize, f32)> {
-    found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    found.truncate(k);
-    found
-}
-
 /// One part of a build a graph search walks.
 enum Part<'a> {
     Sealed(&'a Segment),
@@ -522,24 +531,26 @@ enum Part<'a> {
 }
 
 impl Part<'_> {
-    /// The `k` nearest points of this part `alive` admits, as `(point id, similarity)`.
+    /// The candidates for the `k` nearest points of this part `alive` admits, as `(point id,
+    /// similarity)`, best first: approximate (by int8 codes) for a sealed segment, exact for the
+    /// open graph; [`VectorSnapshot::rescore`] ranks those gathered from every part.
     fn search(
         &self,
         query: &[f32],
         k: usize,
         ef: usize,
         alive: Option<&dyn Fn(usize) -> bool>,
-    ) -> Result<Vec<(usize, f32)>> {
+    ) -> Vec<(usize, f32)> {
         match self {
             Part::Sealed(s) => s.search(query, k, ef, alive),
             Part::Open(g) => {
                 let filter = alive.map(|f| move |id: &usize| f(*id));
-                Ok(g.search(
+                g.search(
                     query,
                     k,
                     ef,
                     filter.as_ref().map(|f| f as &dyn Fn(&usize) -> bool),
-                ))
+                )
             }
         }
     }
