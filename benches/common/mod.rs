@@ -289,7 +289,8 @@ impl Loaded {
         let started = Instant::now();
         let loaded = engine
             .put_vectors(COLLECTION, &spec, rows)
-            .expect("load the corpus vectors");
+            .expect("load the corpus vectors")
+            .loaded;
         let t_put = started.elapsed();
 
         let started = Instant::now();

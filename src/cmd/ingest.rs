@@ -158,8 +158,9 @@ fn print_vectors(collection: &str, v: &VectorsSummary) {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{collection}: {} vectors loaded, {} rows skipped in {:.2}s",
+        "{collection}: {} vectors loaded, {} unchanged, {} rows skipped in {:.2}s",
         v.vectors_loaded,
+        v.vectors_unchanged,
         v.skipped_total(),
         v.seconds
     );

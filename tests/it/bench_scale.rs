@@ -37,6 +37,7 @@ fn a_small_scale_bench_reports_every_figure() {
             "3000",
             "--queries",
             "50",
+            "--reingest",
             "--json",
         ])
         .output()
@@ -120,6 +121,9 @@ fn a_small_scale_bench_reports_every_figure() {
         .map(|s| s["stage"].as_str().unwrap())
         .collect();
     assert!(stages.contains(&"ingest documents") && stages.contains(&"ingest vectors"));
+    // --reingest: the same inputs again change nothing (the bench fails otherwise), timed
+    assert!(stages.contains(&"re-ingest documents") && stages.contains(&"re-ingest vectors"));
+    assert!(number(&r, "reingest_seconds") > 0.0, "{r}");
     assert!(
         r.get("data_dir").is_none(),
         "the temporary data dir is removed: {r}"

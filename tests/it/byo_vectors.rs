@@ -255,16 +255,19 @@ fn bad_rows_are_counted_and_good_ones_loaded() {
         &[],
     );
     let gen_before = generation(data.path(), "default");
-    let out = run_json(
-        data.path(),
-        &[
-            "ingest",
-            "--vectors-spec",
-            "hash",
-            "--json",
-            &path_str(&file),
-        ],
-    );
+    let load = |file: &std::path::Path| {
+        run_json(
+            data.path(),
+            &[
+                "ingest",
+                "--vectors-spec",
+                "hash",
+                "--json",
+                &path_str(file),
+            ],
+        )
+    };
+    let out = load(&file);
     let v = &out["vectors"];
     assert_eq!(v["vectors_loaded"], 2, "{out}");
     assert_eq!(
@@ -296,15 +299,40 @@ fn bad_rows_are_counted_and_good_ones_loaded() {
     );
     assert_eq!(generation(data.path(), "default"), gen_before + 1);
 
-    // The human form says the same.
+    assert_eq!(v["vectors_unchanged"], 0, "{out}");
+
+    // The same file again, in the human form: the two vectors are stored already, so nothing is
+    // written and no generation is committed; the bad rows are reported again.
     let out = run(
         data.path(),
         &["ingest", "--vectors-spec", "hash", &path_str(&file)],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("2 vectors loaded"), "{text}");
+    assert!(text.contains("0 vectors loaded, 2 unchanged"), "{text}");
     assert!(text.contains("3 bad_vector"), "{text}");
+    assert_eq!(generation(data.path(), "default"), gen_before + 1);
+
+    // One vector changed, one the same: only the changed one is written, in one generation.
+    let changed = dir.path().join("changed.parquet");
+    write_parquet(
+        &changed,
+        vec![
+            ("id", ids(&[Some("a"), Some(&chunk_id)])),
+            (
+                "vector",
+                vectors(vec![
+                    Some(some_vector(HASH_DIMS, 9.0)),
+                    Some(some_vector(HASH_DIMS, 8.0)),
+                ]),
+            ),
+        ],
+        &[],
+    );
+    let out = load(&changed);
+    assert_eq!(out["vectors"]["vectors_loaded"], 1, "{out}");
+    assert_eq!(out["vectors"]["vectors_unchanged"], 1, "{out}");
+    assert_eq!(generation(data.path(), "default"), gen_before + 2);
 }
 
 #[test]

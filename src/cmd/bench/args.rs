@@ -44,6 +44,11 @@ pub struct ScaleArgs {
     /// instead of refusing a data directory that holds a catalog.
     #[arg(long)]
     pub reuse: bool,
+    /// After the build (or with --reuse), write the same inputs again and ingest them into the
+    /// collection they built, timed as the stages `re-ingest documents` and `re-ingest vectors`
+    /// (`reingest_seconds`): nothing may change.
+    #[arg(long)]
+    pub reingest: bool,
     /// Print the report as one JSON document.
     #[arg(long)]
     pub json: bool,

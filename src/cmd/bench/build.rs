@@ -20,6 +20,8 @@ pub(super) const COLLECTION: &str = "scale";
 pub(super) const WORK_DIR: &str = "bench-scale";
 /// Names of the stages whose seconds make `build_seconds`.
 pub(super) const ENGINE_STAGES: [&str; 2] = ["ingest documents", "ingest vectors"];
+/// Names of the stages of `--reingest`: the same two ingests of unchanged inputs.
+pub(super) const REINGEST_STAGES: [&str; 2] = ["re-ingest documents", "re-ingest vectors"];
 
 /// How to run this binary on the bench's data directory.
 pub(super) struct Quarry<'a> {
@@ -90,37 +92,114 @@ fn count(summary: &Value, key: &str) -> u64 {
     summary[key].as_u64().unwrap_or(u64::MAX)
 }
 
+/// The inputs, written into the bench's folder.
+struct Inputs {
+    docs: PathBuf,
+    vectors: PathBuf,
+}
+
+impl Inputs {
+    /// Writes the generated documents and vectors into `work` (each write a stage).
+    fn write(
+        corpus: &Corpus,
+        vocabulary: &Vocabulary,
+        seed: u64,
+        work: &Path,
+        stages: &mut Vec<Stage>,
+    ) -> anyhow::Result<Inputs> {
+        let n = corpus.n;
+        let inputs = Inputs {
+            docs: work.join("docs.jsonl"),
+            vectors: work.join("vectors.parquet"),
+        };
+        stage("write docs.jsonl", n, stages, || {
+            let b = bar(n as u64, "docs.jsonl");
+            corpus.write_documents(vocabulary, seed, &inputs.docs, &b)?;
+            b.finish_and_clear();
+            Ok(())
+        })?;
+        stage("write vectors.parquet", n, stages, || {
+            let b = bar(n as u64, "vectors.parquet");
+            corpus.write_vectors(&inputs.vectors, &b)?;
+            b.finish_and_clear();
+            Ok(())
+        })?;
+        Ok(inputs)
+    }
+
+    /// Ingests the documents, then the vectors, as the stages `names`; returns both summaries.
+    fn ingest(
+        &self,
+        q: &Quarry<'_>,
+        n: usize,
+        embedder: &str,
+        names: [&str; 2],
+        stages: &mut Vec<Stage>,
+    ) -> anyhow::Result<(Value, Value)> {
+        let arg = |p: &Path| {
+            p.to_str()
+                .map(str::to_owned)
+                .context("the data directory's path is not UTF-8")
+        };
+        let (docs, vectors) = (arg(&self.docs)?, arg(&self.vectors)?);
+        let documents = stage(names[0], n, stages, || {
+            q.json(&["ingest", "--collection", COLLECTION, "--no-embed", &docs])
+        })?;
+        let loaded = stage(names[1], n, stages, || {
+            q.json(&[
+                "ingest",
+                "--collection",
+                COLLECTION,
+                "--vectors-spec",
+                embedder,
+                &vectors,
+            ])
+        })?;
+        Ok((documents, loaded))
+    }
+
+    fn remove(self) -> anyhow::Result<()> {
+        for p in [&self.docs, &self.vectors] {
+            std::fs::remove_file(p).with_context(|| format!("cannot remove {}", p.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// What the bench builds from: the generated corpus, and where its inputs are written.
+pub(super) struct Source<'a> {
+    pub(super) corpus: &'a Corpus,
+    pub(super) vocabulary: &'a Vocabulary,
+    pub(super) seed: u64,
+    /// The embedder the vectors are loaded for.
+    pub(super) embedder: &'a str,
+    /// The bench's folder.
+    pub(super) work: &'a Path,
+}
+
+impl Source<'_> {
+    /// Writes the inputs and ingests them as the stages `names`; returns the inputs and both
+    /// summaries.
+    fn ingest(
+        &self,
+        q: &Quarry<'_>,
+        names: [&str; 2],
+        stages: &mut Vec<Stage>,
+    ) -> anyhow::Result<(Inputs, Value, Value)> {
+        let inputs = Inputs::write(self.corpus, self.vocabulary, self.seed, self.work, stages)?;
+        let (documents, vectors) = inputs.ingest(q, self.corpus.n, self.embedder, names, stages)?;
+        Ok((inputs, documents, vectors))
+    }
+}
+
 /// Writes the inputs into `work`, ingests them, checks the result, and deletes the inputs.
 pub(super) fn build(
     q: &Quarry<'_>,
-    corpus: &Corpus,
-    vocabulary: &Vocabulary,
-    seed: u64,
-    embedder: &str,
-    work: &Path,
+    source: &Source<'_>,
     stages: &mut Vec<Stage>,
 ) -> anyhow::Result<()> {
-    let n = corpus.n;
-    let (docs, vectors): (PathBuf, PathBuf) =
-        (work.join("docs.jsonl"), work.join("vectors.parquet"));
-    stage("write docs.jsonl", n, stages, || {
-        let b = bar(n as u64, "docs.jsonl");
-        corpus.write_documents(vocabulary, seed, &docs, &b)?;
-        b.finish_and_clear();
-        Ok(())
-    })?;
-    stage("write vectors.parquet", n, stages, || {
-        let b = bar(n as u64, "vectors.parquet");
-        corpus.write_vectors(&vectors, &b)?;
-        b.finish_and_clear();
-        Ok(())
-    })?;
-    let docs_arg = docs
-        .to_str()
-        .context("the data directory's path is not UTF-8")?;
-    let summary = stage(ENGINE_STAGES[0], n, stages, || {
-        q.json(&["ingest", "--collection", COLLECTION, "--no-embed", docs_arg])
-    })?;
+    let n = source.corpus.n;
+    let (inputs, summary, vectors) = source.ingest(q, ENGINE_STAGES, stages)?;
     let (added, chunks, embedded) = (
         count(&summary, "added"),
         count(&summary, "chunks"),
@@ -132,26 +211,38 @@ pub(super) fn build(
              embedded; expected {n}, {n} and 0 (one chunk per document, no model): {summary}"
         );
     }
-    let vectors_arg = vectors
-        .to_str()
-        .context("the data directory's path is not UTF-8")?;
-    let summary = stage(ENGINE_STAGES[1], n, stages, || {
-        q.json(&[
-            "ingest",
-            "--collection",
-            COLLECTION,
-            "--vectors-spec",
-            embedder,
-            vectors_arg,
-        ])
-    })?;
-    let loaded = summary["vectors"]["vectors_loaded"].as_u64().unwrap_or(0);
-    if loaded != n as u64 || count(&summary, "embedded") != 0 {
-        bail!("loading {n} generated vectors loaded {loaded}: {summary}");
+    let loaded = vectors["vectors"]["vectors_loaded"].as_u64().unwrap_or(0);
+    if loaded != n as u64 || count(&vectors, "embedded") != 0 {
+        bail!("loading {n} generated vectors loaded {loaded}: {vectors}");
     }
-    for p in [&docs, &vectors] {
-        std::fs::remove_file(p).with_context(|| format!("cannot remove {}", p.display()))?;
+    inputs.remove()?;
+    check(q, n as u64)
+}
+
+/// Writes the same inputs again and ingests them into the collection they built: nothing may
+/// change (no document added or updated, nothing embedded, no vector loaded anew). Its two
+/// ingests are the stages [`REINGEST_STAGES`].
+pub(super) fn reingest(
+    q: &Quarry<'_>,
+    source: &Source<'_>,
+    stages: &mut Vec<Stage>,
+) -> anyhow::Result<()> {
+    let n = source.corpus.n;
+    let (inputs, summary, vectors) = source.ingest(q, REINGEST_STAGES, stages)?;
+    let changed = ["added", "updated", "embedded"].map(|k| count(&summary, k));
+    let v = &vectors["vectors"];
+    let (loaded, unchanged) = (count(v, "vectors_loaded"), count(v, "vectors_unchanged"));
+    if changed != [0, 0, 0]
+        || count(&summary, "unchanged") != n as u64
+        || (loaded, unchanged) != (0, n as u64)
+        || count(&vectors, "embedded") != 0
+    {
+        bail!(
+            "re-ingesting the unchanged {n} documents and vectors changed something: {summary} \
+             {vectors}"
+        );
     }
+    inputs.remove()?;
     check(q, n as u64)
 }
 

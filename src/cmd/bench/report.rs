@@ -12,6 +12,9 @@ pub(super) struct Report {
     /// Seconds of the engine's build stages (ingesting the documents and their vectors); 0 with
     /// `--reuse`, which builds nothing.
     pub(super) build_seconds: f64,
+    /// Seconds of the two ingests of the same inputs again (`--reingest`), absent without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) reingest_seconds: Option<f64>,
     /// Vector search against the exact scan, everything permitted.
     pub(super) recall_at_10: f64,
     /// Vector queries per second, everything permitted, 2 client threads.
@@ -149,6 +152,9 @@ pub(super) fn render(r: &Report) -> String {
         "{:<28} {:>10.2}",
         "build (the two ingests)", r.build_seconds
     );
+    if let Some(seconds) = r.reingest_seconds {
+        let _ = writeln!(o, "{:<28} {:>10.2}", "re-ingest (unchanged)", seconds);
+    }
     let s = &r.sizes;
     let _ = writeln!(
         o,

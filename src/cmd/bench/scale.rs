@@ -5,7 +5,9 @@
 //! exact top 10 of every query; measure through a server; report.
 
 use super::args::{Args, BenchCommand, ScaleArgs};
-use super::build::{ENGINE_STAGES, Quarry, WORK_DIR, build, check, sizes, stage};
+use super::build::{
+    ENGINE_STAGES, Quarry, REINGEST_STAGES, Source, WORK_DIR, build, check, reingest, sizes, stage,
+};
 use super::corpus::{Corpus, GROUPS, fraction};
 use super::embeddings::{Bases, Mixer};
 use super::measure::{Plan, WARMUP, measure};
@@ -155,19 +157,21 @@ fn scale(given: Option<&Path>, config: &Config, a: ScaleArgs) -> anyhow::Result<
         data_dir: &dir,
         config: &config_path,
     };
+    let source = Source {
+        corpus: &corpus,
+        vocabulary: &vocabulary,
+        seed: a.seed,
+        embedder: &config.embedder,
+        work: &work,
+    };
     if a.reuse {
         check(&quarry, a.chunks)?;
     } else {
-        build(
-            &quarry,
-            &corpus,
-            &vocabulary,
-            a.seed,
-            &config.embedder,
-            &work,
-            &mut stages,
-        )?;
+        build(&quarry, &source, &mut stages)?;
         manifest.write(&manifest_path)?;
+    }
+    if a.reingest {
+        reingest(&quarry, &source, &mut stages)?;
     }
     let sizes = sizes(&dir);
 
@@ -219,6 +223,12 @@ fn scale(given: Option<&Path>, config: &Config, a: ScaleArgs) -> anyhow::Result<
             .iter()
             .filter(|s| ENGINE_STAGES.contains(&s.stage.as_str()))
             .fold(0.0, |sum, s| sum + s.seconds),
+        reingest_seconds: a.reingest.then(|| {
+            stages
+                .iter()
+                .filter(|s| REINGEST_STAGES.contains(&s.stage.as_str()))
+                .fold(0.0, |sum, s| sum + s.seconds)
+        }),
         recall_at_10: measured.recall[0],
         vector_qps: cell("vector", 0, 2).map_or(0.0, |c| c.qps),
         hybrid_p50_ms: cell("hybrid", 0, 1).map_or(0.0, |c| c.p50_ms),

@@ -9,23 +9,13 @@
 
 use super::query::acl_filter;
 use super::schema::Fields;
-use super::stats::{TotalsCache, live_matches};
+use super::stats::{TotalsCache, live_matches, segments_key};
 use std::sync::Arc;
 use tantivy::index::SegmentId;
 use tantivy::query::{
     BitSetDocSet, ConstScorer, EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight,
 };
 use tantivy::{BitSet, DocId, Score, SegmentReader, TantivyError};
-
-/// The snapshot's segments, in ordinal order, with their delete counts: what a caller's permitted
-/// chunks depend on besides its tokens.
-pub(super) fn segments_key(searcher: &tantivy::Searcher) -> Vec<(SegmentId, u32)> {
-    searcher
-        .segment_readers()
-        .iter()
-        .map(|r| (r.segment_id(), r.num_deleted_docs()))
-        .collect()
-}
 
 impl TotalsCache {
     /// The live chunks of each segment of `searcher` (by ordinal) that the ACL `tokens` admits:

@@ -14,7 +14,6 @@
 //! totals, passes over every permitted chunk, are made once per snapshot and ACL and cached
 //! ([`TotalsCache`]).
 
-use super::permitted::segments_key;
 use super::schema::Fields;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -164,6 +163,16 @@ impl Bm25StatisticsProvider for PermittedStats<'_> {
         memo().insert(term.clone(), n);
         Ok(n)
     }
+}
+
+/// The snapshot's segments, in ordinal order, with their delete counts: what a caller's permitted
+/// chunks depend on besides its tokens.
+pub(super) fn segments_key(searcher: &tantivy::Searcher) -> Vec<(SegmentId, u32)> {
+    searcher
+        .segment_readers()
+        .iter()
+        .map(|r| (r.segment_id(), r.num_deleted_docs()))
+        .collect()
 }
 
 /// The live documents of each segment of `searcher` that `query` matches, one bitset a segment

@@ -44,7 +44,7 @@ pub use forget::ForgetReport;
 pub use state::Engine;
 pub use stats::{CollectionStats, VersionInfo, VersionJob};
 pub use versions::CANARY_SIZE;
-pub use write::{ApplyStats, Change};
+pub use write::{ApplyStats, Change, PutVectors};
 
 #[cfg(test)]
 mod tests;

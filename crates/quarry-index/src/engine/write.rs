@@ -267,13 +267,15 @@ impl Engine {
 
     /// Stores vectors computed elsewhere for chunks of `collection`, after checking that `spec`
     /// is the spec of the collection's active embedder (docs/design.md, invariant 2). Commits one
-    /// generation that touches those chunks. Returns how many chunks got a vector.
+    /// generation that touches those chunks whose stored vector differs (a chunk whose vector is
+    /// already stored, bit for bit after normalisation, is left alone: loading a file again
+    /// writes nothing). Returns how many chunks got a vector and how many had it already.
     pub fn put_vectors(
         &self,
         collection: &str,
         spec: &quarry_core::EmbedderSpec,
         vectors: Vec<(ContentHash, Vec<f32>)>,
-    ) -> Result<u64> {
+    ) -> Result<PutVectors> {
         check_collection_name(collection)?;
         self.with_write_lock(|| {
             let WriteContext { row, ix } = self.write_context(collection, false)?;
@@ -301,14 +303,27 @@ impl Engine {
                     v.len()
                 )));
             }
-            let rows: Vec<(ContentHash, Vec<f32>)> = vectors
+            let mut rows: Vec<(ContentHash, Vec<f32>)> = vectors
                 .into_iter()
                 .map(|(h, mut v)| {
                     quarry_core::embed::normalize(&mut v);
                     (h, v)
                 })
                 .collect();
-            self.catalog().put_vectors(&active.version.fingerprint, &rows)?;
+            let fingerprint = &active.version.fingerprint;
+            let hashes: Vec<ContentHash> = rows.iter().map(|(h, _)| *h).collect();
+            let stored = self.catalog().vectors(fingerprint, &hashes)?;
+            let same = |a: &[f32], b: &[f32]| a.iter().map(|x| x.to_bits()).eq(b.iter().map(|x| x.to_bits()));
+            let given = rows.len() as u64;
+            rows.retain(|(h, v)| !stored.get(h).is_some_and(|s| same(s, v)));
+            let put = PutVectors {
+                loaded: rows.len() as u64,
+                unchanged: given - rows.len() as u64,
+            };
+            if rows.is_empty() {
+                return Ok(put);
+            }
+            self.catalog().put_vectors(fingerprint, &rows)?;
             let committed = {
                 let mut catalog = self.catalog();
                 let mut tx = catalog.begin(collection)?;
@@ -325,7 +340,7 @@ impl Engine {
                 ix.publish()?;
                 self.prune(collection, &ix)?;
             }
-            Ok(rows.len() as u64)
+            Ok(put)
         })
     }
 
@@ -339,4 +354,13 @@ impl Engine {
         self.document(collection, doc_id, caller)?;
         self.apply(collection, vec![Change::Delete(doc_id.to_owned())])
     }
+}
+
+/// What [`Engine::put_vectors`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PutVectors {
+    /// Chunks whose vector was stored and indexed.
+    pub loaded: u64,
+    /// Chunks that had this very vector already (nothing written).
+    pub unchanged: u64,
 }

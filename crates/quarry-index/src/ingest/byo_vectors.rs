@@ -39,6 +39,8 @@ const SHOWN_ID_CHARS: usize = 100;
 pub struct VectorsSummary {
     /// Vectors stored (one per chunk).
     pub vectors_loaded: u64,
+    /// Rows whose chunk had this very vector already: nothing written (loading a file again).
+    pub vectors_unchanged: u64,
     /// Rows not loaded, by reason.
     pub skipped: BTreeMap<String, u64>,
     /// The first [`MAX_PROBLEMS`] skipped rows.
@@ -248,6 +250,8 @@ fn flush(
         return Ok(());
     }
     let rows = std::mem::take(pending);
-    summary.vectors_loaded += engine.put_vectors(collection, spec, rows)?;
+    let put = engine.put_vectors(collection, spec, rows)?;
+    summary.vectors_loaded += put.loaded;
+    summary.vectors_unchanged += put.unchanged;
     Ok(())
 }

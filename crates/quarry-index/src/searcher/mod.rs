@@ -33,6 +33,8 @@ mod clock;
 mod depth;
 mod diversify;
 mod facets;
+#[cfg(test)]
+mod for_tests;
 mod passages;
 mod rerank;
 mod response;
@@ -66,10 +68,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tantivy::DocAddress;
 
-/// `(count, all, keys, answer by chunk key)` of [`Searcher::admitted_for_tests`].
-#[cfg(test)]
-pub(crate) type AdmittedForTests = (usize, bool, Vec<u64>, std::collections::BTreeMap<u64, bool>);
-
 pub struct Searcher {
     collection: CollectionRow,
     index: Arc<Bm25Index>,
@@ -84,14 +82,6 @@ pub struct Searcher {
     default_acl: DefaultAcl,
     reranker: Option<Arc<dyn Reranker>>,
 }
-
-/// [`Searcher::bm25_tops_for_tests`]'s answer.
-#[cfg(test)]
-pub(crate) type BothTops = (
-    Vec<(f32, u64)>,
-    crate::bm25::search::TopPath,
-    Vec<(f32, u64)>,
-);
 
 impl Searcher {
     pub(crate) fn new(
@@ -178,40 +168,6 @@ impl Searcher {
             permitted: OnceLock::new(),
             clock: Clock::default(),
         })
-    }
-
-    /// What the vector search would ask of the chunks `caller` may get: the permitted count,
-    /// whether that is every chunk, their keys, and the answer for every chunk key of the
-    /// snapshot (for the ACL tests' oracle).
-    #[cfg(test)]
-    pub(crate) fn admitted_for_tests(&self, caller: &Principal) -> Result<AdmittedForTests> {
-        use crate::vectors::Permitted;
-        let access = self.access("", caller, Mode::Vector, None)?;
-        let sets = access.bm25.permitted()?;
-        let admitted = sets.admitted(&self.snapshot, &self.keys);
-        let answers = self
-            .keys
-            .keys()
-            .map(|k| (*k, admitted.admits(*k)))
-            .collect();
-        Ok((admitted.count(), admitted.all(), admitted.keys(), answers))
-    }
-
-    /// BM25's best `limit` chunks for `caller` as `(score, chunk key)` twice: by
-    /// [`Bm25Query::top`] (and the way it went) and by the restricted query itself.
-    #[cfg(test)]
-    pub(crate) fn bm25_tops_for_tests(
-        &self,
-        text: &str,
-        caller: &Principal,
-        limit: usize,
-    ) -> Result<BothTops> {
-        let access = self.access(text, caller, Mode::Bm25, None)?;
-        let keys = |hits: Vec<(f32, u64, tantivy::DocAddress)>| {
-            hits.into_iter().map(|(s, k, _)| (s, k)).collect()
-        };
-        let (fast, path) = access.bm25.top_by(limit)?;
-        Ok((keys(fast), path, keys(access.bm25.top_restricted(limit)?)))
     }
 
     /// Runs a query for `caller`: [`Searcher::search_batch`] of one query.
