@@ -74,16 +74,17 @@ impl Catalog {
     }
 
     pub(crate) fn collection(&self, name: &str) -> Result<Option<CollectionRow>> {
+        // read at every request: the statement is prepared once per connection
         let row = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT name, generation, chunk_options, active_version, created_at, forgotten_generation,
                  incarnation,
                  (SELECT COALESCE(v.index_folder, v.id) FROM embedding_versions v
                   WHERE v.collection = c.name AND v.id = c.active_version)
                  FROM collections c WHERE name = ?1",
-                [name],
-                |r| {
+            )?
+            .query_row([name], |r| {
                     Ok((
                         r.get(0)?,
                         r.get(1)?,
@@ -94,8 +95,7 @@ impl Catalog {
                         r.get::<_, String>(6)?,
                         r.get::<_, Option<String>>(7)?,
                     ))
-                },
-            )
+            })
             .optional()?;
         row.map(
             |(

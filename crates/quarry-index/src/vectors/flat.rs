@@ -396,7 +396,7 @@ impl FlatGraph {
     /// independent of each other, so the CPU overlaps their misses instead of taking them one
     /// after another as the scoring loop would. (A prefetch instruction would not wait for the
     /// data; `std::arch`'s is `unsafe`, which this crate forbids.)
-    fn load(&self, ids: &[u32]) {
+    pub(super) fn load(&self, ids: &[u32]) {
         let mut acc = 0i8;
         for &id in ids {
             let row = self.row(id);

@@ -244,6 +244,13 @@ impl Segment {
         self.flat.approx(q, q_scale, (id - self.base()) as u32)
     }
 
+    /// Loads the codes of points `ids` (in this segment) into the CPU's caches, their misses
+    /// overlapped ([`FlatGraph::load`]), before [`Segment::approx`] reads them.
+    pub(super) fn load(&self, ids: &[usize]) {
+        let local: Vec<u32> = ids.iter().map(|id| (id - self.base()) as u32).collect();
+        self.flat.load(&local);
+    }
+
     /// Reads the vector of point `id` (in this segment) into `out` (`dims` long).
     pub(super) fn read(&self, id: usize, out: &mut [f32]) -> Result<()> {
         let mut bytes = vec![0u8; self.dims * 4];

@@ -121,6 +121,12 @@ impl Build {
         self.segment_of(id)?.read(id, out)
     }
 
+    /// Whether points `a` and `b` are in the same sealed segment.
+    fn same_segment(&self, a: usize, b: usize) -> bool {
+        let i = |id: usize| self.sealed.partition_point(|s| s.base() + s.len() <= id);
+        i(a) == i(b)
+    }
+
     /// The sealed segment holding point `id`.
     fn segment_of(&self, id: usize) -> Result<&Segment> {
         let i = self.sealed.partition_point(|s| s.base() + s.len() <= id);
@@ -456,16 +462,35 @@ impl VectorSnapshot {
         let mut sealed = TopK::new(super::flat::rescored(k));
         let mut q = Vec::with_capacity(self.dims);
         let q_scale = super::flat::quantize(query, &mut q);
-        for id in ids {
-            match points.open_vector(id, self.dims) {
-                Some(v) => top.push(points, id, dot(query, v)),
-                None => sealed.push(
+        // sealed points in batches: each batch's codes loaded together (random points of
+        // segments far larger than the caches: their misses overlap), then scored
+        let mut batch: Vec<usize> = Vec::with_capacity(LOAD_BATCH);
+        let score = |batch: &mut Vec<usize>, sealed: &mut TopK| -> Result<()> {
+            for run in batch.chunk_by(|a, b| self.build.same_segment(*a, *b)) {
+                self.build.segment_of(run[0])?.load(run);
+            }
+            for &id in batch.iter() {
+                sealed.push(
                     points,
                     id,
                     self.build.segment_of(id)?.approx(&q, q_scale, id),
-                ),
+                );
+            }
+            batch.clear();
+            Ok(())
+        };
+        for id in ids {
+            match points.open_vector(id, self.dims) {
+                Some(v) => top.push(points, id, dot(query, v)),
+                None => {
+                    batch.push(id);
+                    if batch.len() == LOAD_BATCH {
+                        score(&mut batch, &mut sealed)?;
+                    }
+                }
             }
         }
+        score(&mut batch, &mut sealed)?;
         let mut v = vec![0f32; self.dims];
         for (id, _) in sealed.into_sorted() {
             self.build.vector(points, id, &mut v)?;
@@ -492,6 +517,9 @@ impl VectorSnapshot {
     }
 }
 
+/// Sealed points whose codes [`VectorSnapshot::exact_among`] loads together.
+const LOAD_BATCH: usize = 32;
+
 /// The best `k` of an exact scan, ties by chunk key.
 struct TopK {
     k: usize,
@@ -508,6 +536,11 @@ impl TopK {
     }
 
     fn push(&mut self, points: &Points, id: usize, sim: f32) {
+        // below the k-th best: out without reading its chunk key (a miss per point otherwise)
+        let full = self.heap.len() >= self.k;
+        if full && self.heap.peek().is_some_and(|w| sim < w.0.0) {
+            return;
+        }
         self.heap.push(std::cmp::Reverse(Scored(
             sim,
             (chunk_key(&points.hashes[id]), id),
