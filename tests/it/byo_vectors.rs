@@ -218,6 +218,18 @@ fn bad_rows_are_counted_and_good_ones_loaded() {
     let data = tmp();
     let dir = tmp();
     let chunk_id = small_collection(data.path(), dir.path());
+    let docs = path_str(&dir.path().join("docs.jsonl"));
+    run_json(
+        data.path(),
+        &[
+            "ingest",
+            "--collection",
+            "c2",
+            "--no-embed",
+            "--json",
+            &docs,
+        ],
+    );
     let file = dir.path().join("v.parquet");
     let mut nan = some_vector(HASH_DIMS, 3.0);
     nan[5] = f32::NAN;
@@ -333,6 +345,38 @@ fn bad_rows_are_counted_and_good_ones_loaded() {
     assert_eq!(out["vectors"]["vectors_loaded"], 1, "{out}");
     assert_eq!(out["vectors"]["vectors_unchanged"], 1, "{out}");
     assert_eq!(generation(data.path(), "default"), gen_before + 2);
+
+    // The collection `c2` of the same documents (made before the loads above, so its index holds
+    // the vectors the hash embedder stored then): the store now holds the loaded vectors, its
+    // index the old ones, so loading them into `c2` indexes them there.
+    let out = run_json(
+        data.path(),
+        &[
+            "ingest",
+            "--collection",
+            "c2",
+            "--vectors-spec",
+            "hash",
+            "--json",
+            &path_str(&changed),
+        ],
+    );
+    assert_eq!(out["vectors"]["vectors_loaded"], 2, "{out}");
+    assert_eq!(out["vectors"]["vectors_unchanged"], 0, "{out}");
+    // and once more, in another process: now its index holds them too
+    let again = run_json(
+        data.path(),
+        &[
+            "ingest",
+            "--collection",
+            "c2",
+            "--vectors-spec",
+            "hash",
+            "--json",
+            &path_str(&changed),
+        ],
+    );
+    assert_eq!(again["vectors"]["vectors_unchanged"], 2, "{again}");
 }
 
 #[test]

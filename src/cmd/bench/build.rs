@@ -99,12 +99,14 @@ struct Inputs {
 }
 
 impl Inputs {
-    /// Writes the generated documents and vectors into `work` (each write a stage).
+    /// Writes the generated documents and vectors into `work` (each write a stage, named with
+    /// "again" the second time).
     fn write(
         corpus: &Corpus,
         vocabulary: &Vocabulary,
         seed: u64,
         work: &Path,
+        again: bool,
         stages: &mut Vec<Stage>,
     ) -> anyhow::Result<Inputs> {
         let n = corpus.n;
@@ -112,13 +114,14 @@ impl Inputs {
             docs: work.join("docs.jsonl"),
             vectors: work.join("vectors.parquet"),
         };
-        stage("write docs.jsonl", n, stages, || {
+        let again = if again { " again" } else { "" };
+        stage(&format!("write docs.jsonl{again}"), n, stages, || {
             let b = bar(n as u64, "docs.jsonl");
             corpus.write_documents(vocabulary, seed, &inputs.docs, &b)?;
             b.finish_and_clear();
             Ok(())
         })?;
-        stage("write vectors.parquet", n, stages, || {
+        stage(&format!("write vectors.parquet{again}"), n, stages, || {
             let b = bar(n as u64, "vectors.parquet");
             corpus.write_vectors(&inputs.vectors, &b)?;
             b.finish_and_clear();
@@ -186,7 +189,15 @@ impl Source<'_> {
         names: [&str; 2],
         stages: &mut Vec<Stage>,
     ) -> anyhow::Result<(Inputs, Value, Value)> {
-        let inputs = Inputs::write(self.corpus, self.vocabulary, self.seed, self.work, stages)?;
+        let again = names == REINGEST_STAGES;
+        let inputs = Inputs::write(
+            self.corpus,
+            self.vocabulary,
+            self.seed,
+            self.work,
+            again,
+            stages,
+        )?;
         let (documents, vectors) = inputs.ingest(q, self.corpus.n, self.embedder, names, stages)?;
         Ok((inputs, documents, vectors))
     }

@@ -139,10 +139,11 @@ impl<'a> Bm25Query<'a> {
     /// chunk key, address)`.
     ///
     /// Restricted by an ACL alone, the query first runs without it (same statistics, so the same
-    /// scores) for enough hits that about [`OVERSAMPLE`] × `limit` of them are expected to be
+    /// scores up to float rounding: block-max WAND may add a chunk's term scores in another
+    /// order) for enough hits that about [`OVERSAMPLE`] × `limit` of them are expected to be
     /// permitted, and keeps those that are: when `limit` are (or the query matched fewer chunks
-    /// than it asked for), they are the permitted best exactly, as any better permitted chunk
-    /// would be among those hits. Unrestricted, tantivy prunes with block-max WAND; with the ACL
+    /// than it asked for), they are the permitted best, as any better permitted chunk would be
+    /// among those hits. Unrestricted, tantivy prunes with block-max WAND; with the ACL
     /// as a required clause it scores every chunk of the terms' postings the caller may read,
     /// which at a million chunks and common terms took most of a query's time. Otherwise (a
     /// small permitted fraction, too few permitted among the hits, or a metadata filter) the ACL

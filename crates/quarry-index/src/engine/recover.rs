@@ -110,8 +110,54 @@ impl Engine {
             chunks = touched.len(),
             "vectors brought up to date from the change log"
         );
+        if let Some(vectors) = &ix.vectors {
+            self.repoint_replaced(ix, vectors, target, &touched)?;
+        }
         self.write_vectors(row, ix, target, &touched, dump)?;
         Ok(true)
+    }
+
+    /// Tombstones the points of `touched` chunks whose stored vector is no longer the one their
+    /// point holds (a load of vectors replaced it, in another process), so that the catch-up's
+    /// [`Engine::write_vectors`], which only adds points for chunks without one, gives them a
+    /// point with the stored vector. A chunk touched for another reason (new, or an ACL change)
+    /// keeps its point.
+    fn repoint_replaced(
+        &self,
+        ix: &Indexes,
+        vectors: &VectorIndex,
+        generation: u64,
+        touched: &[ContentHash],
+    ) -> Result<()> {
+        let Some(active) = &ix.active else {
+            return Ok(());
+        };
+        let with_point: Vec<ContentHash> = touched
+            .iter()
+            .filter(|h| vectors.contains(h))
+            .copied()
+            .collect();
+        if with_point.is_empty() {
+            return Ok(());
+        }
+        let stored = self
+            .catalog()
+            .vectors(&active.version.fingerprint, &with_point)?;
+        let keys: Vec<u64> = with_point.iter().map(crate::bm25::chunk_key).collect();
+        let current = vectors.snapshot().vectors_of(&keys);
+        let replaced: Vec<ContentHash> = with_point
+            .into_iter()
+            .zip(current)
+            .filter(|(h, point)| match (stored.get(h), point) {
+                (Some(s), Some(p)) => !super::write::same_point(p, s),
+                _ => false,
+            })
+            .map(|(h, _)| h)
+            .collect();
+        if !replaced.is_empty() {
+            vectors.apply(generation, &replaced, &[])?;
+        }
+        Ok(())
     }
 
     /// Brings every derived index to the catalog's generation by replaying the change log, or by a
@@ -222,6 +268,9 @@ impl Engine {
             }
         );
         let fresh = Arc::new(ix.with_vectors(reopened));
+        if let Some(vectors) = &fresh.vectors {
+            self.repoint_replaced(&fresh, vectors, catalog_gen, &touched)?;
+        }
         self.write_vectors(row, &fresh, catalog_gen, &touched, dump)?;
         self.replace_indexes(collection, &ix, &fresh);
         Ok(fresh)

@@ -267,9 +267,10 @@ impl Engine {
 
     /// Stores vectors computed elsewhere for chunks of `collection`, after checking that `spec`
     /// is the spec of the collection's active embedder (docs/design.md, invariant 2). Commits one
-    /// generation that touches those chunks whose stored vector differs (a chunk whose vector is
-    /// already stored, bit for bit after normalisation, is left alone: loading a file again
-    /// writes nothing). Returns how many chunks got a vector and how many had it already.
+    /// generation that touches the chunks whose vector changed (a chunk whose stored vector and
+    /// point in this collection's index are this very vector, bit for bit after normalisation,
+    /// is left alone: loading a file again writes nothing). Returns how many chunks got a
+    /// vector and how many had it already.
     pub fn put_vectors(
         &self,
         collection: &str,
@@ -303,31 +304,53 @@ impl Engine {
                     v.len()
                 )));
             }
-            let mut rows: Vec<(ContentHash, Vec<f32>)> = vectors
+            let rows: Vec<(ContentHash, Vec<f32>)> = vectors
                 .into_iter()
                 .map(|(h, mut v)| {
                     quarry_core::embed::normalize(&mut v);
                     (h, v)
                 })
                 .collect();
+            // A row changes nothing when this collection's index holds this very vector for the
+            // chunk (bit for bit) and the store holds it too. The store alone is not enough: it
+            // is shared by every collection of the embedder (another's load may have replaced
+            // the vector this index holds), and a crash between storing and committing leaves
+            // vectors stored but not indexed (loading again mends both).
             let fingerprint = &active.version.fingerprint;
             let hashes: Vec<ContentHash> = rows.iter().map(|(h, _)| *h).collect();
             let stored = self.catalog().vectors(fingerprint, &hashes)?;
-            let same = |a: &[f32], b: &[f32]| a.iter().map(|x| x.to_bits()).eq(b.iter().map(|x| x.to_bits()));
-            let given = rows.len() as u64;
-            rows.retain(|(h, v)| !stored.get(h).is_some_and(|s| same(s, v)));
-            let put = PutVectors {
-                loaded: rows.len() as u64,
-                unchanged: given - rows.len() as u64,
+            let keys: Vec<u64> = hashes.iter().map(crate::bm25::chunk_key).collect();
+            let indexed = match &ix.vectors {
+                Some(x) => x.snapshot().vectors_of(&keys),
+                None => vec![None; keys.len()],
             };
-            if rows.is_empty() {
+            let same = |a: Option<&Vec<f32>>, b: &[f32]| {
+                a.is_some_and(|a| a.iter().map(|x| x.to_bits()).eq(b.iter().map(|x| x.to_bits())))
+            };
+            let close = |a: Option<&Vec<f32>>, b: &[f32]| a.is_some_and(|a| same_point(a, b));
+            let mut put = PutVectors::default();
+            let (mut write, mut touch) = (Vec::new(), Vec::new());
+            for ((h, v), in_index) in rows.into_iter().zip(indexed) {
+                match (same(stored.get(&h), &v), close(in_index.as_ref(), &v)) {
+                    (true, true) => put.unchanged += 1,
+                    (true, false) => touch.push(h),
+                    (false, _) => {
+                        touch.push(h);
+                        write.push((h, v));
+                    }
+                }
+            }
+            put.loaded = touch.len() as u64;
+            if touch.is_empty() {
                 return Ok(put);
             }
-            self.catalog().put_vectors(fingerprint, &rows)?;
+            if !write.is_empty() {
+                self.catalog().put_vectors(fingerprint, &write)?;
+            }
             let committed = {
                 let mut catalog = self.catalog();
                 let mut tx = catalog.begin(collection)?;
-                tx.touch(rows.iter().map(|(h, _)| *h));
+                tx.touch(touch.iter().copied());
                 tx.commit()?
             };
             if let Some((generation, touched)) = committed {
@@ -361,6 +384,12 @@ impl Engine {
 pub struct PutVectors {
     /// Chunks whose vector was stored and indexed.
     pub loaded: u64,
-    /// Chunks that had this very vector already (nothing written).
+    /// Chunks that had this very vector already, indexed (nothing written).
     pub unchanged: u64,
+}
+
+/// Whether a point of a vector index holds vector `b`: the index keeps what it was given
+/// normalised once more, so equal to within rounding.
+pub(super) fn same_point(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-6)
 }

@@ -349,13 +349,14 @@ impl FlatGraph {
         let mut flat = FlatGraph::with_points(dims, m0, n, entry, top as u8);
         let mut ids = Vec::with_capacity(m0);
         for id in 0..n {
-            let scale =
-                f32::from_le_bytes(scales[id * WORD..][..WORD].try_into().unwrap_or([0; 4]));
-            let code: Vec<i8> = codes[id * dims..][..dims]
+            // the scale's bytes, then the codes, straight into the row
+            let head = &mut flat.row_mut(id as u32)[..WORD + dims];
+            let bytes = scales[id * WORD..][..WORD]
                 .iter()
-                .map(|b| *b as i8)
-                .collect();
-            flat.set_point(id as u32, scale, &code);
+                .chain(&codes[id * dims..][..dims]);
+            for (b, x) in head.iter_mut().zip(bytes) {
+                *b = *x as i8;
+            }
             ids.clear();
             ids.extend(
                 layer0[id * m0 * WORD..][..m0 * WORD]
@@ -398,11 +399,14 @@ impl FlatGraph {
     /// data; `std::arch`'s is `unsafe`, which this crate forbids.)
     pub(super) fn load(&self, ids: &[u32]) {
         let mut acc = 0i8;
+        let end = WORD + self.dims - 1;
         for &id in ids {
             let row = self.row(id);
-            for at in (0..WORD + self.dims).step_by(64) {
+            for at in (0..end).step_by(64) {
                 acc ^= row[at];
             }
+            // a row need not start on a line: its last code byte may be on one more
+            acc ^= row[end];
         }
         std::hint::black_box(acc);
     }

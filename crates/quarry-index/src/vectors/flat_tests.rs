@@ -230,6 +230,33 @@ fn encoding_reads_back_into_the_same_graph() {
         );
     }
     assert!(FlatGraph::decode(&bytes, dims + 1).is_err());
+    // hostile headers and links: each an error, none a panic or a huge allocation
+    let n = flat.len();
+    let patched = |at: usize, word: u32| {
+        let mut b = bytes.clone();
+        b[at..at + 4].copy_from_slice(&word.to_le_bytes());
+        FlatGraph::decode(&b, dims)
+    };
+    let header = |i: usize| 8 + 4 * i; // dims, points, m0, entry, top, upper lists
+    for (field, word) in [
+        (1, u32::MAX),
+        (1, 0),
+        (2, 0),
+        (2, 1025),
+        (3, n as u32),
+        (4, 17),
+        (5, u32::MAX),
+    ] {
+        assert!(
+            patched(header(field), word).is_err(),
+            "header {field} = {word}"
+        );
+    }
+    let first_link = header(6) + 4 * n + dims * n;
+    assert!(
+        patched(first_link, n as u32).is_err(),
+        "a link past the points"
+    );
 }
 
 /// Resident memory of this process (`VmRSS`), in bytes (0 where `/proc` is missing).
