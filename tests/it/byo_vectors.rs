@@ -267,11 +267,13 @@ fn bad_rows_are_counted_and_good_ones_loaded() {
         &[],
     );
     let gen_before = generation(data.path(), "default");
-    let load = |file: &std::path::Path| {
+    let load_into = |collection: &str, file: &std::path::Path| {
         run_json(
             data.path(),
             &[
                 "ingest",
+                "--collection",
+                collection,
                 "--vectors-spec",
                 "hash",
                 "--json",
@@ -279,6 +281,7 @@ fn bad_rows_are_counted_and_good_ones_loaded() {
             ],
         )
     };
+    let load = |file: &std::path::Path| load_into("default", file);
     let out = load(&file);
     let v = &out["vectors"];
     assert_eq!(v["vectors_loaded"], 2, "{out}");
@@ -349,33 +352,11 @@ fn bad_rows_are_counted_and_good_ones_loaded() {
     // The collection `c2` of the same documents (made before the loads above, so its index holds
     // the vectors the hash embedder stored then): the store now holds the loaded vectors, its
     // index the old ones, so loading them into `c2` indexes them there.
-    let out = run_json(
-        data.path(),
-        &[
-            "ingest",
-            "--collection",
-            "c2",
-            "--vectors-spec",
-            "hash",
-            "--json",
-            &path_str(&changed),
-        ],
-    );
+    let out = load_into("c2", &changed);
     assert_eq!(out["vectors"]["vectors_loaded"], 2, "{out}");
     assert_eq!(out["vectors"]["vectors_unchanged"], 0, "{out}");
     // and once more, in another process: now its index holds them too
-    let again = run_json(
-        data.path(),
-        &[
-            "ingest",
-            "--collection",
-            "c2",
-            "--vectors-spec",
-            "hash",
-            "--json",
-            &path_str(&changed),
-        ],
-    );
+    let again = load_into("c2", &changed);
     assert_eq!(again["vectors"]["vectors_unchanged"], 2, "{again}");
 }
 
