@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["embedder", "chunking", "quantization"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["embedder", "chunking", "quantization", "rebuild_index"])))]
 pub struct ReindexArgs {
     /// The embedder to re-embed with: a [embedders.NAME] table of the configuration (or the
     /// built-ins `local`, `hash`).
@@ -35,6 +35,11 @@ pub struct ReindexArgs {
     /// every vector as f32 in memory). From the stored vectors: nothing is embedded.
     #[arg(long, value_parser = ["int8", "none"])]
     pub quantization: Option<String>,
+    /// Rebuild the active version's vector index from its stored vectors with its own
+    /// quantization and the [vector] settings of now (m, ef_construction, segment_points):
+    /// nothing is embedded; the old index serves until the new one is switched in.
+    #[arg(long)]
+    pub rebuild_index: bool,
     #[arg(long, default_value = "default")]
     pub collection: String,
     #[command(flatten)]
@@ -97,6 +102,7 @@ pub(crate) fn reindex(data_dir: &Path, config: &Config, args: ReindexArgs) -> an
     let body = match (&args.embedder, &args.quantization) {
         (Some(e), _) => serde_json::json!({ "embedder": e }),
         (None, Some(q)) => serde_json::json!({ "quantization": q }),
+        (None, None) if args.rebuild_index => serde_json::json!({ "rebuild_index": true }),
         (None, None) => serde_json::json!({ "chunk": config.chunk }),
     };
     if let Some(server) = args.server.remote() {
@@ -126,6 +132,9 @@ pub(crate) fn reindex(data_dir: &Path, config: &Config, args: ReindexArgs) -> an
         (None, Some(q)) => q
             .parse()
             .and_then(|q| jobs::enqueue_requantize(&engine, &args.collection, q)),
+        (None, None) if args.rebuild_index => {
+            jobs::enqueue_rebuild_index(&engine, &args.collection)
+        }
         (None, None) => jobs::enqueue_rechunk(&engine, &args.collection, config.chunk),
     };
     let job = queued.map_err(|e| usage_if_input(e.into()))?;

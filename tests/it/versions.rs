@@ -847,6 +847,10 @@ fn a_requantize_from_the_cli_beside_a_server_and_over_http_embeds_nothing_and_ke
             json!({"quantization": "none", "embedder": "hash"}),
             "invalid_request",
         ),
+        (
+            json!({"quantization": "none", "rebuild_index": true}),
+            "invalid_request",
+        ),
     ] {
         let (got, answer) = post(&c, &format!("{base}/v1/collections/default/reindex"), &body);
         assert_eq!(
@@ -855,6 +859,28 @@ fn a_requantize_from_the_cli_beside_a_server_and_over_http_embeds_nothing_and_ke
             "{body}: {answer}"
         );
     }
+    // A rebuild (same quantization) from the CLI beside the server: a new folder, nothing
+    // embedded, the same answers.
+    let out = run_env(data.path(), &["reindex", "--rebuild-index", "--json"], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            &job["state"],
+            &job["embedded"],
+            &job["result"]["quantization"]
+        ),
+        (&json!("succeeded"), &json!(0), &json!("int8")),
+        "{job}"
+    );
+    assert_eq!(job["result"]["points"].as_u64(), Some(vectors), "{job}");
+    let folder = format!("{id}@int8-{}", job["id"].as_str().unwrap());
+    assert_eq!(vector_folders(data.path()), vec![folder.clone()]);
+    assert_eq!(topic_answers(&c, &base), before);
     drop(server);
     // After a restart the dump of the new index serves the same answers; the CLI refuses a
     // quantization it does not know with a usage error.

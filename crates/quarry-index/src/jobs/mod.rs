@@ -18,7 +18,8 @@ pub use canary::{
 };
 pub use progress::job;
 pub use queue::{
-    cancel, enqueue_rechunk, enqueue_reindex, enqueue_requantize, list, next, run, run_pending,
+    cancel, enqueue_rebuild_index, enqueue_rechunk, enqueue_reindex, enqueue_requantize, list,
+    next, run, run_pending,
 };
 
 #[cfg(test)]

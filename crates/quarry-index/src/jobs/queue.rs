@@ -84,10 +84,26 @@ pub fn enqueue_requantize(
     collection: &str,
     quantization: Quantization,
 ) -> Result<Job> {
+    enqueue_index_build(engine, collection, Some(quantization))
+}
+
+/// Queues a rebuild of `collection`'s vector index: the requantize job with the quantization
+/// the index has, so the index is built anew from the stored vectors with the `[vector]`
+/// settings of now (`m`, `ef_construction`, `segment_points`), and switched in when done.
+pub fn enqueue_rebuild_index(engine: &Engine, collection: &str) -> Result<Job> {
+    enqueue_index_build(engine, collection, None)
+}
+
+/// A requantize to `quantization`, or (`None`) a rebuild with the index's own.
+fn enqueue_index_build(
+    engine: &Engine,
+    collection: &str,
+    quantization: Option<Quantization>,
+) -> Result<Job> {
     engine.collection(collection)?;
     let Some(version) = engine.catalog().active_version(collection)? else {
         return Err(Error::Input(format!(
-            "collection `{collection}` has no vectors (no active embedding version); nothing to requantize"
+            "collection `{collection}` has no vectors (no active embedding version); nothing to rebuild"
         )));
     };
     let from = engine
@@ -95,16 +111,18 @@ pub fn enqueue_requantize(
         .vector
         .with_index(&version.index)
         .quantization;
-    if from == quantization {
+    if quantization == Some(from) {
         return Err(Error::Input(format!(
-            "the vector index of `{collection}` (version {}) is already quantized `{}`; nothing to rebuild",
+            "the vector index of `{collection}` (version {}) is already quantized `{}`; to build \
+             it again with the current [vector] settings, rebuild it (`quarry reindex \
+             --rebuild-index`, or `{{\"rebuild_index\": true}}` over HTTP)",
             version.id,
-            quantization.as_str()
+            from.as_str()
         )));
     }
     let params = JobParams::Requantize {
         version: version.id,
-        quantization,
+        quantization: quantization.unwrap_or(from),
         from,
     };
     insert_exclusive(engine, JobKind::Requantize, collection, params)

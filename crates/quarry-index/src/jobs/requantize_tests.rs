@@ -214,3 +214,38 @@ fn a_cancelled_requantize_leaves_the_index_and_its_folder_as_they_were() {
     let again = jobs::run(&e, &again.id, &|_| {}).unwrap();
     assert_eq!(again.state.as_str(), "succeeded", "{:?}", again.error);
 }
+
+#[test]
+fn a_rebuild_builds_the_index_again_with_its_own_quantization_and_embeds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::new("noise", 24, true);
+    let e = engine(dir.path(), &model);
+    for i in 0..150 {
+        crate::test_support::put(&e, "c", &format!("d{i}"), &text(i));
+    }
+    e.flush().unwrap();
+    let before = answers(&e);
+    let version = e.versions("c").unwrap().remove(0);
+    let embedded = model.texts();
+    let job = jobs::enqueue_rebuild_index(&e, "c").unwrap();
+    let busy = jobs::enqueue_rebuild_index(&e, "c").unwrap_err();
+    assert_eq!(busy.kind(), crate::ErrorKind::Busy, "{busy}");
+    let done = jobs::run(&e, &job.id, &|_| {}).unwrap();
+    assert_eq!(done.state.as_str(), "succeeded", "{:?}", done.error);
+    assert_eq!(model.texts(), embedded, "nothing embedded");
+    let Some(crate::catalog::JobResult::Requantize(r)) = &done.result else {
+        panic!("{:?}", done.result)
+    };
+    assert_eq!(
+        (r.points, r.quantization),
+        (150, Quantization::None),
+        "the index's own quantization"
+    );
+    assert_eq!(
+        vector_folders(dir.path()),
+        vec![format!("{}@none-{}", version.id, job.id)],
+        "built in a folder of its own, the old one gone"
+    );
+    assert_eq!(e.versions("c").unwrap()[0].quantization, Quantization::None);
+    assert!(overlap(&before, &answers(&e)) >= 0.95);
+}

@@ -14,8 +14,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use quarry_index::jobs;
 
-/// Exactly one of `embedder` (a re-index), `chunk` (a re-chunk) and `quantization` (a
-/// requantize).
+/// Exactly one of `embedder` (a re-index), `chunk` (a re-chunk), `quantization` (a
+/// requantize) and `rebuild_index` (a requantize to the index's own quantization).
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ReindexRequest {
@@ -26,6 +26,10 @@ pub(super) struct ReindexRequest {
     pub chunk: Option<quarry_core::ChunkOptions>,
     /// `int8` or `none`: the active version's vector index rebuilt from its stored vectors.
     pub quantization: Option<quarry_index::vectors::Quantization>,
+    /// `true`: the active version's vector index rebuilt from its stored vectors with its own
+    /// quantization and the server's `[vector]` settings.
+    #[serde(default)]
+    pub rebuild_index: bool,
 }
 
 pub(super) async fn reindex(
@@ -34,14 +38,19 @@ pub(super) async fn reindex(
     Path(collection): Path<String>,
     JsonBody(req): JsonBody<ReindexRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let job = blocking(move || match (req.embedder, req.chunk, req.quantization) {
-        (Some(e), None, None) => Ok(jobs::enqueue_reindex(&state.engine, &collection, &e)?),
-        (None, Some(c), None) => Ok(jobs::enqueue_rechunk(&state.engine, &collection, c)?),
-        (None, None, Some(q)) => Ok(jobs::enqueue_requantize(&state.engine, &collection, q)?),
+    let what = (req.embedder, req.chunk, req.quantization, req.rebuild_index);
+    let job = blocking(move || match what {
+        (Some(e), None, None, false) => Ok(jobs::enqueue_reindex(&state.engine, &collection, &e)?),
+        (None, Some(c), None, false) => Ok(jobs::enqueue_rechunk(&state.engine, &collection, c)?),
+        (None, None, Some(q), false) => {
+            Ok(jobs::enqueue_requantize(&state.engine, &collection, q)?)
+        }
+        (None, None, None, true) => Ok(jobs::enqueue_rebuild_index(&state.engine, &collection)?),
         _ => Err(ApiError::new(
             "invalid_request",
-            "send one of `embedder` (re-embed with it), `chunk` (re-chunk with these options) \
-             or `quantization` (`int8` or `none`: rebuild the vector index from stored vectors)",
+            "send one of `embedder` (re-embed with it), `chunk` (re-chunk with these options), \
+             `quantization` (`int8` or `none`: rebuild the vector index from stored vectors \
+             with it) or `rebuild_index: true` (rebuild it with its own quantization)",
         )),
     })
     .await?;
