@@ -49,6 +49,12 @@ pub struct ScaleArgs {
     /// (`reingest_seconds`): nothing may change.
     #[arg(long)]
     pub reingest: bool,
+    /// After the build (and --reingest), rebuild the collection's vector index from its stored
+    /// vectors (`quarry reindex --rebuild-index`, the index build of a re-index), timed as the
+    /// stage `rebuild the vector index` with its process's peak memory (`rebuild_seconds`,
+    /// `rebuild_peak_rss_bytes`); the queries then measure the rebuilt index.
+    #[arg(long)]
+    pub rebuild_index: bool,
     /// Print the report as one JSON document.
     #[arg(long)]
     pub json: bool,

@@ -22,6 +22,8 @@ pub(super) const WORK_DIR: &str = "bench-scale";
 pub(super) const ENGINE_STAGES: [&str; 2] = ["ingest documents", "ingest vectors"];
 /// Names of the stages of `--reingest`: the same two ingests of unchanged inputs.
 pub(super) const REINGEST_STAGES: [&str; 2] = ["re-ingest documents", "re-ingest vectors"];
+/// The stage of `--rebuild-index`.
+pub(super) const REBUILD_STAGE: &str = "rebuild the vector index";
 
 /// How to run this binary on the bench's data directory.
 pub(super) struct Quarry<'a> {
@@ -34,7 +36,13 @@ impl Quarry<'_> {
     /// Runs `quarry ARGS... --json` (its stderr, with any progress bar, shown) and parses its
     /// output.
     fn json(&self, args: &[&str]) -> anyhow::Result<Value> {
-        let out = Command::new(self.exe)
+        Ok(self.measured(args)?.0)
+    }
+
+    /// [`Quarry::json`], and the child's peak resident memory (`VmHWM`, read every
+    /// [`PEAK_POLL`] until it exits: growth in its last moments can be missed).
+    fn measured(&self, args: &[&str]) -> anyhow::Result<(Value, u64)> {
+        let mut child = Command::new(self.exe)
             .arg("--data-dir")
             .arg(self.data_dir)
             .arg("--config")
@@ -42,16 +50,61 @@ impl Quarry<'_> {
             .args(args)
             .arg("--json")
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .output()
+            .spawn()
             .with_context(|| format!("cannot run {}", self.exe.display()))?;
-        if !out.status.success() {
-            bail!("quarry {} failed ({})", args.join(" "), out.status);
+        let mut stdout = child.stdout.take().context("the child has no stdout")?;
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut stdout, &mut out).map(|_| out)
+        });
+        let mut peak = 0;
+        let status = loop {
+            if let Some(status) = child.try_wait().context("cannot wait for the child")? {
+                break status;
+            }
+            // (the file goes when the child exits: the last good reading stands)
+            if let Ok(m) = super::server::memory_of(child.id()) {
+                peak = peak.max(m.peak);
+            }
+            std::thread::sleep(PEAK_POLL);
+        };
+        let out = reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("the child's output reader panicked"))?
+            .context("cannot read the child's output")?;
+        if !status.success() {
+            bail!("quarry {} failed ({status})", args.join(" "));
         }
-        serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("quarry {}: the output is not JSON", args.join(" ")))
+        let value = serde_json::from_slice(&out)
+            .with_context(|| format!("quarry {}: the output is not JSON", args.join(" ")))?;
+        Ok((value, peak))
+    }
+
+    /// Runs `quarry ARGS... --json` as the stage `name` over `n` chunks, with its peak memory.
+    pub(super) fn stage(
+        &self,
+        name: &str,
+        n: usize,
+        stages: &mut Vec<Stage>,
+        args: &[&str],
+    ) -> anyhow::Result<Value> {
+        let mut peak = 0;
+        let value = stage(name, n, stages, || {
+            let (value, p) = self.measured(args)?;
+            peak = p;
+            Ok(value)
+        })?;
+        if let Some(s) = stages.last_mut() {
+            s.peak_rss_bytes = Some(peak);
+        }
+        Ok(value)
     }
 }
+
+/// How often a child's peak memory is read.
+const PEAK_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// A progress bar on stderr when it is a terminal.
 pub(super) fn bar(len: u64, what: &str) -> ProgressBar {
@@ -83,6 +136,7 @@ pub(super) fn stage<T>(
         stage: name.to_owned(),
         seconds,
         chunks_per_second: n as f64 / seconds.max(1e-9),
+        peak_rss_bytes: None,
     });
     Ok(out)
 }
@@ -145,19 +199,25 @@ impl Inputs {
                 .context("the data directory's path is not UTF-8")
         };
         let (docs, vectors) = (arg(&self.docs)?, arg(&self.vectors)?);
-        let documents = stage(names[0], n, stages, || {
-            q.json(&["ingest", "--collection", COLLECTION, "--no-embed", &docs])
-        })?;
-        let loaded = stage(names[1], n, stages, || {
-            q.json(&[
+        let documents = q.stage(
+            names[0],
+            n,
+            stages,
+            &["ingest", "--collection", COLLECTION, "--no-embed", &docs],
+        )?;
+        let loaded = q.stage(
+            names[1],
+            n,
+            stages,
+            &[
                 "ingest",
                 "--collection",
                 COLLECTION,
                 "--vectors-spec",
                 embedder,
                 &vectors,
-            ])
-        })?;
+            ],
+        )?;
         Ok((documents, loaded))
     }
 
@@ -312,4 +372,21 @@ pub(super) fn sizes(data_dir: &Path) -> Sizes {
         vectors_bytes: du(&collection.join("vectors"), None),
         total_bytes: du(data_dir, Some(&data_dir.join(WORK_DIR))),
     }
+}
+
+/// Rebuilds the collection's vector index from its `n` stored vectors (`quarry reindex
+/// --rebuild-index`) as the stage [`REBUILD_STAGE`]; checks the job succeeded with every point
+/// and nothing embedded, and that the collection is unchanged.
+pub(super) fn rebuild_index(q: &Quarry<'_>, n: u64, stages: &mut Vec<Stage>) -> anyhow::Result<()> {
+    let job = q.stage(
+        REBUILD_STAGE,
+        n as usize,
+        stages,
+        &["reindex", "--collection", COLLECTION, "--rebuild-index"],
+    )?;
+    let result = &job["result"];
+    if job["state"] != "succeeded" || result["points"].as_u64() != Some(n) {
+        bail!("rebuilding the vector index of {n} chunks did not end with {n} points: {job}");
+    }
+    check(q, n)
 }

@@ -15,6 +15,11 @@ pub(super) struct Report {
     /// Seconds of the two ingests of the same inputs again (`--reingest`), absent without it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) reingest_seconds: Option<f64>,
+    /// Seconds of `--rebuild-index`'s rebuild, and the peak memory of its process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) rebuild_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) rebuild_peak_rss_bytes: Option<u64>,
     /// Vector search against the exact scan, everything permitted.
     pub(super) recall_at_10: f64,
     /// Vector queries per second, everything permitted, 2 client threads.
@@ -71,6 +76,9 @@ pub(super) struct Stage {
     pub(super) stage: String,
     pub(super) seconds: f64,
     pub(super) chunks_per_second: f64,
+    /// The peak resident memory of the stage's `quarry` process, when it ran one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) peak_rss_bytes: Option<u64>,
 }
 
 /// Bytes on disk after the build.
@@ -139,11 +147,16 @@ pub(super) fn render(r: &Report) -> String {
         "  vectors: {}; mean cosine to the base {:.3}",
         r.vectors, r.vector_mean_cosine
     );
-    let _ = writeln!(o, "\n{:<28} {:>10} {:>12}", "stage", "seconds", "chunks/s");
+    let _ = writeln!(
+        o,
+        "\n{:<28} {:>10} {:>12} {:>12}",
+        "stage", "seconds", "chunks/s", "peak RSS"
+    );
     for s in &r.stages {
+        let peak = s.peak_rss_bytes.map_or(String::new(), bytes);
         let _ = writeln!(
             o,
-            "{:<28} {:>10.2} {:>12.0}",
+            "{:<28} {:>10.2} {:>12.0} {peak:>12}",
             s.stage, s.seconds, s.chunks_per_second
         );
     }

@@ -6,7 +6,8 @@
 
 use super::args::{Args, BenchCommand, ScaleArgs};
 use super::build::{
-    ENGINE_STAGES, Quarry, REINGEST_STAGES, Source, WORK_DIR, build, check, reingest, sizes, stage,
+    ENGINE_STAGES, Quarry, REBUILD_STAGE, REINGEST_STAGES, Source, WORK_DIR, build, check,
+    rebuild_index, reingest, sizes, stage,
 };
 use super::corpus::{Corpus, GROUPS, fraction};
 use super::embeddings::{Bases, Mixer};
@@ -173,6 +174,9 @@ fn scale(given: Option<&Path>, config: &Config, a: ScaleArgs) -> anyhow::Result<
     if a.reingest {
         reingest(&quarry, &source, &mut stages)?;
     }
+    if a.rebuild_index {
+        rebuild_index(&quarry, a.chunks, &mut stages)?;
+    }
     let sizes = sizes(&dir);
 
     eprintln!("bench: exact top 10 of {} queries…", a.queries);
@@ -217,6 +221,7 @@ fn scale(given: Option<&Path>, config: &Config, a: ScaleArgs) -> anyhow::Result<
         Some(_) => None,
         None => Some(dir.clone()),
     };
+    let stage_of = |name: &str| stages.iter().find(|s| s.stage == name);
     let report = Report {
         chunks: a.chunks,
         build_seconds: stages
@@ -229,6 +234,8 @@ fn scale(given: Option<&Path>, config: &Config, a: ScaleArgs) -> anyhow::Result<
                 .filter(|s| REINGEST_STAGES.contains(&s.stage.as_str()))
                 .fold(0.0, |sum, s| sum + s.seconds)
         }),
+        rebuild_seconds: stage_of(REBUILD_STAGE).map(|s| s.seconds),
+        rebuild_peak_rss_bytes: stage_of(REBUILD_STAGE).and_then(|s| s.peak_rss_bytes),
         recall_at_10: measured.recall[0],
         vector_qps: cell("vector", 0, 2).map_or(0.0, |c| c.qps),
         hybrid_p50_ms: cell("hybrid", 0, 1).map_or(0.0, |c| c.p50_ms),

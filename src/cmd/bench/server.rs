@@ -130,25 +130,7 @@ impl Server {
 
     /// The server's resident memory now and at its peak (Linux: `/proc/<pid>/status`).
     pub(super) fn memory(&self) -> anyhow::Result<Memory> {
-        let path = format!("/proc/{}/status", self.child.id());
-        let status = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {path} (the bench measures memory on Linux)"))?;
-        let kib = |key: &str| -> anyhow::Result<u64> {
-            let line = status
-                .lines()
-                .find(|l| l.starts_with(key))
-                .with_context(|| format!("{path} has no {key}"))?;
-            let n = line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-                .with_context(|| format!("{path}: cannot read {line:?}"))?;
-            Ok(n * 1024)
-        };
-        Ok(Memory {
-            rss: kib("VmRSS:")?,
-            peak: kib("VmHWM:")?,
-        })
+        memory_of(self.child.id())
     }
 
     /// The sum of a counter family in `/metrics` (every labelled series of `name`).
@@ -191,4 +173,27 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Process `pid`'s resident memory now and at its peak (Linux: `/proc/<pid>/status`).
+pub(super) fn memory_of(pid: u32) -> anyhow::Result<Memory> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {path} (the bench measures memory on Linux)"))?;
+    let kib = |key: &str| -> anyhow::Result<u64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .with_context(|| format!("{path} has no {key}"))?;
+        let n = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u64>().ok())
+            .with_context(|| format!("{path}: cannot read {line:?}"))?;
+        Ok(n * 1024)
+    };
+    Ok(Memory {
+        rss: kib("VmRSS:")?,
+        peak: kib("VmHWM:")?,
+    })
 }
