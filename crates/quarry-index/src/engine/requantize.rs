@@ -3,10 +3,10 @@
 //! the active version, under the writer lock; the old folder removed.
 
 use super::state::Engine;
-use crate::catalog::{CollectionRow, RequantizeResult};
+use crate::catalog::{CollectionRow, RequantizeResult, VersionRow};
 use crate::collection::{ActiveEmbedder, Indexes};
 use crate::error::{Error, Result};
-use crate::vectors::{IndexParams, VectorIndex};
+use crate::vectors::{BulkBuild, IndexParams, VectorIndex};
 use std::sync::Arc;
 
 impl Engine {
@@ -33,6 +33,34 @@ impl Engine {
             publish: Arc::new(std::sync::RwLock::new(())),
             incarnation: row.incarnation.clone(),
         }))
+    }
+
+    /// A new int8 index in `dir` with `params`, built from the stored vectors of `version`
+    /// of every chunk of `collection` a page at a time (only the open graph in memory:
+    /// [`BulkBuild`]), at `generation`; `page(done, total)` after each page, `false` stopping
+    /// there (`None`). Else the index (not yet dumped) and the number of chunks without a stored
+    /// vector.
+    pub(crate) fn build_vectors_bulk(
+        &self,
+        collection: &str,
+        dir: &std::path::Path,
+        params: crate::vectors::VectorParams,
+        version: &VersionRow,
+        generation: u64,
+        page: &mut dyn FnMut(u64, u64) -> bool,
+    ) -> Result<Option<(VectorIndex, u64)>> {
+        let (dims, fingerprint) = (version.spec.dimensions, &version.fingerprint);
+        let mut wanted = self.catalog().all_chunk_hashes(collection)?;
+        wanted.sort();
+        wanted.dedup();
+        let mut bulk = BulkBuild::new(dir, dims, params)?;
+        let without =
+            self.page_stored_vectors(fingerprint, &wanted, &mut |added| bulk.add(added), page)?;
+        drop(wanted);
+        match without {
+            Some(without) => Ok(Some((bulk.finish(generation)?, without))),
+            None => Ok(None),
+        }
     }
 
     /// Makes `index` (built in folder `folder` with `params`) the index of version `version`,

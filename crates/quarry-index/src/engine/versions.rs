@@ -19,6 +19,9 @@ use quarry_core::{ChunkOptions, ContentHash, Embedder, InputKind};
 use std::collections::HashSet;
 use std::sync::Arc;
 
+/// What takes each page of stored vectors, `(chunk hash, vector)` in hash order.
+pub(super) type StoredPage<'a> = dyn FnMut(&[(ContentHash, Vec<f32>)]) -> Result<()> + 'a;
+
 /// Chunks in a version's canary set.
 pub const CANARY_SIZE: usize = 32;
 
@@ -122,7 +125,6 @@ impl Engine {
         generation: u64,
         page: &mut dyn FnMut(u64, u64) -> bool,
     ) -> Result<Option<u64>> {
-        const PAGE: usize = 16_384;
         let current: HashSet<ContentHash> = self
             .catalog()
             .all_chunk_hashes(collection)?
@@ -142,23 +144,48 @@ impl Engine {
         wanted.sort();
         let from = index.generation();
         index.apply(generation, &removed, &[])?;
+        let without = self.page_stored_vectors(
+            fingerprint,
+            &wanted,
+            &mut |added| {
+                index.apply(generation, &[], added)?;
+                index.seal_if_due()
+            },
+            page,
+        )?;
+        let Some(without) = without else {
+            return Ok(None);
+        };
+        self.compact_after_forget(collection, index, from)?;
+        Ok(Some(without))
+    }
+
+    /// Reads the stored vectors of `fingerprint` for `hashes` (sorted) a page at a time, in
+    /// hash order, giving each page to `add` and then calling `page(done, total)`; `false` stops
+    /// there (`None`). Else the number of `hashes` without a stored vector.
+    pub(super) fn page_stored_vectors(
+        &self,
+        fingerprint: &quarry_core::Fingerprint,
+        hashes: &[ContentHash],
+        add: &mut StoredPage<'_>,
+        page: &mut dyn FnMut(u64, u64) -> bool,
+    ) -> Result<Option<u64>> {
+        const PAGE: usize = 16_384;
         let (mut done, mut without) = (0u64, 0u64);
-        for hashes in wanted.chunks(PAGE) {
+        for chunk in hashes.chunks(PAGE) {
             let mut added: Vec<(ContentHash, Vec<f32>)> = self
                 .catalog()
-                .vectors(fingerprint, hashes)?
+                .vectors(fingerprint, chunk)?
                 .into_iter()
                 .collect();
             added.sort_by_key(|(h, _)| *h);
-            without += (hashes.len() - added.len()) as u64;
-            index.apply(generation, &[], &added)?;
-            index.seal_if_due()?;
-            done += hashes.len() as u64;
-            if !page(done, wanted.len() as u64) {
+            without += (chunk.len() - added.len()) as u64;
+            add(&added)?;
+            done += chunk.len() as u64;
+            if !page(done, hashes.len() as u64) {
                 return Ok(None);
             }
         }
-        self.compact_after_forget(collection, index, from)?;
         Ok(Some(without))
     }
 

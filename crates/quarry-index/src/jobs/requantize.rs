@@ -7,7 +7,7 @@ use super::progress::{Stop, check_stop, job};
 use crate::Engine;
 use crate::catalog::{Job, JobParams, RequantizeResult, VersionRow};
 use crate::error::Error;
-use crate::vectors::{IndexParams, VectorIndex};
+use crate::vectors::{IndexParams, Quantization, VectorIndex};
 
 /// Runs requantize `job` to its end, or to a [`Stop`].
 pub(super) fn run(
@@ -69,40 +69,33 @@ fn build(
     progress: &dyn Fn(&Job),
 ) -> std::result::Result<(VectorIndex, u64), Stop> {
     let collection = job.collection.as_str();
-    let index = VectorIndex::empty(
-        dir,
-        version.spec.dimensions,
-        engine.options().vector.with_index(&params),
-    )?;
+    let vector = engine.options().vector.with_index(&params);
     let generation = engine.collection(collection)?.generation;
     let mut stop = None;
-    let without = engine.sync_vectors_paged(
-        collection,
-        &index,
-        &version.fingerprint,
-        generation,
-        &mut |done, total| {
-            // (the catalog's guard is dropped before `progress` runs: it may write)
-            let stored = engine.catalog().job_progress(&job.id, done, total, 0, 0);
-            let checked = stored.map_err(Stop::Failed).and_then(|()| {
-                progress(&self::job(engine, &job.id)?);
-                check_stop(engine, &job.id)
-            });
-            match checked {
-                Ok(()) => true,
-                Err(s) => {
-                    stop = Some(s);
-                    false
-                }
+    let mut page = |done, total| {
+        // (the catalog's guard is dropped before `progress` runs: it may write)
+        let stored = engine.catalog().job_progress(&job.id, done, total, 0, 0);
+        let checked = stored.map_err(Stop::Failed).and_then(|()| {
+            progress(&self::job(engine, &job.id)?);
+            check_stop(engine, &job.id)
+        });
+        match checked {
+            Ok(()) => true,
+            Err(s) => {
+                stop = Some(s);
+                false
             }
-        },
-    )?;
-    match without {
-        // with int8, the rest is sealed too: the open graph starts empty
-        Some(without) => {
-            index.seal_open()?;
-            Ok((index, without))
         }
-        None => Err(stop.unwrap_or(Stop::Interrupted)),
-    }
+    };
+    let built = if vector.quantization == Quantization::Int8 {
+        // segments sealed and let go as they fill; at the end every point is in one
+        engine.build_vectors_bulk(collection, dir, vector, version, generation, &mut page)?
+    } else {
+        let index = VectorIndex::empty(dir, version.spec.dimensions, vector)?;
+        let fingerprint = &version.fingerprint;
+        engine
+            .sync_vectors_paged(collection, &index, fingerprint, generation, &mut page)?
+            .map(|without| (index, without))
+    };
+    built.ok_or_else(|| stop.unwrap_or(Stop::Interrupted))
 }

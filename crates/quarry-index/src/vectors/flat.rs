@@ -231,6 +231,10 @@ impl FlatGraph {
         m: usize,
     ) -> Option<Self> {
         let n = vectors.len() / dims;
+        if n == 0 {
+            // (hnsw_rs's point iterator panics on an empty graph)
+            return None;
+        }
         let mut flat = FlatGraph::with_points(dims, 2 * m, n, 0, 0);
         let mut codes = Vec::with_capacity(dims);
         for (id, v) in vectors.chunks_exact(dims).enumerate() {
@@ -286,9 +290,18 @@ impl FlatGraph {
     /// The graph as bytes (the `flat.bin` of a sealed segment): [`MAGIC`], then `dims`, points,
     /// `m0`, entry, top layer and the number of upper lists as little-endian `u32`s, the scales,
     /// the codes, layer 0, and each upper list as layer, point, length and ids.
+    #[cfg(test)]
     pub(super) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.bytes());
-        out.extend_from_slice(MAGIC);
+        // (writing to a Vec cannot fail)
+        let _ = self.encode_to(&mut out);
+        out
+    }
+
+    /// Writes [`FlatGraph::encode`]'s bytes to `out`, a row at a time: a segment is written to
+    /// its file without a second copy of the graph in memory.
+    pub(super) fn encode_to<W: std::io::Write>(&self, out: &mut W) -> std::io::Result<()> {
+        out.write_all(MAGIC)?;
         let mut upper: Vec<_> = self.upper.iter().collect();
         upper.sort_by_key(|(key, _)| **key);
         for v in [
@@ -299,27 +312,33 @@ impl FlatGraph {
             usize::from(self.top),
             upper.len(),
         ] {
-            out.extend_from_slice(&(v as u32).to_le_bytes());
+            out.write_all(&(v as u32).to_le_bytes())?;
         }
         let ids = 0..self.len as u32;
         for id in ids.clone() {
-            out.extend_from_slice(&self.scale(id).to_le_bytes());
+            out.write_all(&self.scale(id).to_le_bytes())?;
         }
+        let mut buf = Vec::with_capacity(self.stride());
+        let mut bytes = |row: &[i8], out: &mut W| {
+            buf.clear();
+            buf.extend(row.iter().map(|c| *c as u8));
+            out.write_all(&buf)
+        };
         for id in ids.clone() {
-            out.extend(self.code(id).iter().map(|c| *c as u8));
+            bytes(self.code(id), out)?;
         }
         for id in ids {
-            out.extend(self.row(id)[WORD + self.dims..].iter().map(|b| *b as u8));
+            bytes(&self.row(id)[WORD + self.dims..], out)?;
         }
         for ((layer, id), list) in upper {
             for w in [u32::from(*layer), *id, list.len() as u32] {
-                out.extend_from_slice(&w.to_le_bytes());
+                out.write_all(&w.to_le_bytes())?;
             }
             for d in list.iter() {
-                out.extend_from_slice(&d.to_le_bytes());
+                out.write_all(&d.to_le_bytes())?;
             }
         }
-        out
+        Ok(())
     }
 
     /// Reads back [`FlatGraph::encode`]'s bytes of a graph of `dims` dimensions; every length and

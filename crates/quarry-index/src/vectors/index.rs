@@ -68,6 +68,43 @@ impl VectorIndex {
         ))
     }
 
+    /// An index in `dir` whose points are all in `sealed` (in id order, covering `hashes`),
+    /// with an empty open graph, at `generation`, not yet dumped ([`super::BulkBuild::finish`]).
+    pub(super) fn from_sealed(
+        dir: &Path,
+        dims: usize,
+        params: VectorParams,
+        sealed: Vec<Arc<Segment>>,
+        hashes: Vec<ContentHash>,
+        by_hash: HashMap<ContentHash, usize>,
+        generation: u64,
+    ) -> Self {
+        let n = hashes.len();
+        let by_key = hashes
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (chunk_key(h), i))
+            .collect();
+        let state = WriterState {
+            build: Arc::new(Build {
+                sealed,
+                graph: Graph::new(params, 1024),
+                points: RwLock::new(Points {
+                    hashes,
+                    open_base: n,
+                    vectors: Vec::new(),
+                    by_key,
+                }),
+            }),
+            by_hash,
+            dead: vec![false; n],
+            generation,
+            changed_since_dump: n,
+            dumped_generation: 0,
+        };
+        Self::with_state(dir, dims, params, state)
+    }
+
     fn empty_state(params: VectorParams) -> WriterState {
         WriterState {
             build: Arc::new(Build::open(Graph::new(params, 1024), Points::default())),

@@ -23,6 +23,7 @@
 //!   written before dumps had hashes) means a rebuild from the stored vectors, with a warning.
 //!   A dump never replaces a newer one another process wrote.
 
+mod bulk;
 mod dump;
 mod flat;
 mod graph;
@@ -33,6 +34,7 @@ mod segment;
 mod simd;
 mod snapshot;
 
+pub use bulk::BulkBuild;
 pub use dump::{drop_dump, dump_generation, dump_holds_any, dump_sealed};
 pub use index::VectorIndex;
 pub use params::{IndexParams, Quantization, VectorParams};

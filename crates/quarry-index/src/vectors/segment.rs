@@ -106,7 +106,7 @@ impl Segment {
         let path = segments.join(&name);
         let written = (|| {
             std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-            write_synced(&path.join(FLAT), &flat.encode())?;
+            write_rows(&path.join(FLAT), |w| flat.encode_to(w))?;
             write_rows(&path.join(VECTORS), |w| {
                 vectors
                     .iter()
@@ -199,7 +199,7 @@ impl Segment {
         // Each file written aside and renamed into place: a file of that name may still be
         // the one this process reads (a damaged one), never truncated under it.
         let flat_tmp = path.join(format!("{FLAT}.tmp"));
-        write_synced(&flat_tmp, &self.flat.encode())?;
+        write_rows(&flat_tmp, |w| self.flat.encode_to(w))?;
         let vectors_tmp = path.join(format!("{VECTORS}.tmp"));
         write_rows(&vectors_tmp, |w| {
             let mut out = Ok(());

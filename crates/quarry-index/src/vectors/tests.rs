@@ -627,3 +627,54 @@ fn a_seal_before_the_publish_shows_readers_nothing_new() {
             .all(|r| r.0 != hash(5))
     );
 }
+
+#[test]
+fn a_bulk_build_seals_as_it_goes_and_answers_like_an_exact_scan_after_a_reload() {
+    let dims = 24;
+    let data = clustered(13, 2600, dims, 30, 0.3);
+    let row = |i: usize| (hash(i as u64), data[i * dims..(i + 1) * dims].to_vec());
+    let p = VectorParams {
+        exact_threshold: 0,
+        segment_points: 1000,
+        ..VectorParams::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut bulk = super::BulkBuild::new(dir.path(), dims, p).unwrap();
+    let live: Vec<(ContentHash, Vec<f32>)> = (0..2500).map(row).collect();
+    for page in live.chunks(700) {
+        bulk.add(page).unwrap();
+    }
+    // a chunk given again keeps its point
+    bulk.add(&live[..10]).unwrap();
+    assert_eq!(bulk.len(), 2500);
+    let ix = bulk.finish(7).unwrap();
+    ix.publish();
+    let snap = ix.snapshot();
+    // sealed at 1400 (two pages) and 2800 would be next: 1400, then the last 1100 at the end
+    assert_eq!(snap.sealed().0, 2);
+    assert_eq!(ix.sealed_points(), 2500, "every point in a segment");
+    assert_eq!((ix.keys().len(), ix.generation()), (2500, 7));
+    let queries: Vec<Vec<f32>> = (2500..2600).map(|i| row(i).1).collect();
+    let answers = |snap: &super::VectorSnapshot| -> Vec<Vec<ContentHash>> {
+        queries
+            .iter()
+            .map(|q| snap.search(q, 10).unwrap().iter().map(|r| r.0).collect())
+            .collect()
+    };
+    let got = answers(&snap);
+    let found: usize = queries
+        .iter()
+        .zip(&got)
+        .map(|(q, g)| {
+            let want = oracle(&live, q, 10);
+            g.iter().filter(|h| want.contains(h)).count()
+        })
+        .sum();
+    let recall = found as f64 / (10 * queries.len()) as f64;
+    assert!(recall >= 0.9, "recall@10 {recall}");
+    ix.dump().unwrap();
+    drop((snap, ix));
+    let reopened = VectorIndex::open(dir.path(), dims, p).unwrap();
+    assert_eq!(reopened.generation(), 7);
+    assert_eq!(answers(&reopened.snapshot()), got);
+}
