@@ -6,7 +6,7 @@
 //! (at 1,000,000 chunks those were about 0.5 GB of the job's peak).
 
 use super::graph::Graph;
-use super::index::VectorIndex;
+use super::index::{VectorIndex, check_dims};
 use super::params::{Quantization, VectorParams};
 use super::segment::{Segment, SegmentEntry};
 use crate::error::{Error, Result};
@@ -58,13 +58,7 @@ impl BulkBuild {
     pub fn add(&mut self, page: &[(ContentHash, Vec<f32>)]) -> Result<()> {
         let first = self.hashes.len();
         for (hash, v) in page {
-            if v.len() != self.dims {
-                return Err(Error::Corrupt(format!(
-                    "vector of chunk {hash} has {} dimensions; the index holds {}",
-                    v.len(),
-                    self.dims
-                )));
-            }
+            check_dims(hash, v, self.dims)?;
             if self.by_hash.contains_key(hash) {
                 continue;
             }

@@ -25,6 +25,17 @@ struct WriterState {
     dumped_generation: u64,
 }
 
+/// An error unless chunk `hash`'s vector `v` has `dims` dimensions.
+pub(super) fn check_dims(hash: &ContentHash, v: &[f32], dims: usize) -> Result<()> {
+    if v.len() != dims {
+        return Err(Error::Corrupt(format!(
+            "vector of chunk {hash} has {} dimensions; the index holds {dims}",
+            v.len()
+        )));
+    }
+    Ok(())
+}
+
 pub struct VectorIndex {
     dir: PathBuf,
     dims: usize,
@@ -241,13 +252,7 @@ impl VectorIndex {
         {
             let mut points = st.build.points.write().unwrap_or_else(|p| p.into_inner());
             for (hash, v) in added {
-                if v.len() != self.dims {
-                    return Err(Error::Corrupt(format!(
-                        "vector of chunk {hash} has {} dimensions; the index holds {}",
-                        v.len(),
-                        self.dims
-                    )));
-                }
+                check_dims(hash, v, self.dims)?;
                 if st.by_hash.contains_key(hash) || !seen.insert(*hash) {
                     continue;
                 }
