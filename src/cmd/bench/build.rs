@@ -61,7 +61,11 @@ impl Quarry<'_> {
         });
         let mut peak = 0;
         let status = loop {
-            if let Some(status) = child.try_wait().context("cannot wait for the child")? {
+            let waited = child.try_wait();
+            if waited.is_err() {
+                let _ = child.kill();
+            }
+            if let Some(status) = waited.context("cannot wait for the child")? {
                 break status;
             }
             // (the file goes when the child exits: the last good reading stands)
@@ -97,7 +101,8 @@ impl Quarry<'_> {
             Ok(value)
         })?;
         if let Some(s) = stages.last_mut() {
-            s.peak_rss_bytes = Some(peak);
+            // (0: no reading succeeded, so none is reported)
+            s.peak_rss_bytes = (peak > 0).then_some(peak);
         }
         Ok(value)
     }
@@ -385,8 +390,14 @@ pub(super) fn rebuild_index(q: &Quarry<'_>, n: u64, stages: &mut Vec<Stage>) -> 
         &["reindex", "--collection", COLLECTION, "--rebuild-index"],
     )?;
     let result = &job["result"];
-    if job["state"] != "succeeded" || result["points"].as_u64() != Some(n) {
-        bail!("rebuilding the vector index of {n} chunks did not end with {n} points: {job}");
+    if job["state"] != "succeeded"
+        || result["points"].as_u64() != Some(n)
+        || job["embedded"].as_u64() != Some(0)
+    {
+        bail!(
+            "rebuilding the vector index of {n} chunks did not end with {n} points and nothing \
+             embedded: {job}"
+        );
     }
     check(q, n)
 }

@@ -97,16 +97,20 @@ impl BulkBuild {
         let graph = std::mem::replace(&mut self.graph, Graph::new(self.params, 1024));
         let vectors = std::mem::take(&mut self.vectors);
         let m = graph.max_links();
-        if let Some(segment) =
-            Segment::seal(&self.dir, &graph, self.open_base, &vectors, self.dims, m)?
-        {
-            tracing::info!(
-                points = segment.entry.points,
-                segments = self.sealed.len() + 1,
-                "vector graph sealed into a segment (bulk build)"
-            );
-            self.sealed.push(segment.entry.clone());
-        }
+        let open = self.hashes.len() - self.open_base;
+        let sealed = Segment::seal(&self.dir, &graph, self.open_base, &vectors, self.dims, m)?;
+        // (a segment short of the open points would lose them: never expected, refused)
+        let Some(segment) = sealed.filter(|s| s.entry.points == open) else {
+            return Err(Error::Corrupt(format!(
+                "sealing {open} points of a bulk build gave a segment without all of them"
+            )));
+        };
+        tracing::info!(
+            points = segment.entry.points,
+            segments = self.sealed.len() + 1,
+            "vector graph sealed into a segment (bulk build)"
+        );
+        self.sealed.push(segment.entry.clone());
         self.open_base = self.hashes.len();
         Ok(())
     }
