@@ -851,6 +851,8 @@ fn a_requantize_from_the_cli_beside_a_server_and_over_http_embeds_nothing_and_ke
             json!({"quantization": "none", "rebuild_index": true}),
             "invalid_request",
         ),
+        (json!({"rebuild_index": false}), "invalid_request"),
+        (json!({"rebuild_index": "yes"}), "invalid_json"),
     ] {
         let (got, answer) = post(&c, &format!("{base}/v1/collections/default/reindex"), &body);
         assert_eq!(

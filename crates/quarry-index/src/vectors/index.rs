@@ -7,7 +7,6 @@ use super::graph::Graph;
 use super::params::VectorParams;
 use super::segment::{SEGMENTS, Segment};
 use super::snapshot::{Build, Points, VectorSnapshot};
-use crate::bm25::chunk_key;
 use crate::error::{Error, Result};
 use quarry_core::ContentHash;
 use std::collections::HashMap;
@@ -91,21 +90,11 @@ impl VectorIndex {
         generation: u64,
     ) -> Self {
         let n = hashes.len();
-        let by_key = hashes
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (chunk_key(h), i))
-            .collect();
         let state = WriterState {
             build: Arc::new(Build {
                 sealed,
                 graph: Graph::new(params, 1024),
-                points: RwLock::new(Points {
-                    hashes,
-                    open_base: n,
-                    vectors: Vec::new(),
-                    by_key,
-                }),
+                points: RwLock::new(Points::new(hashes, n, Vec::new())),
             }),
             by_hash,
             dead: vec![false; n],
@@ -161,16 +150,7 @@ impl VectorIndex {
             build: Arc::new(Build {
                 sealed,
                 graph,
-                points: RwLock::new(Points {
-                    by_key: hashes
-                        .iter()
-                        .enumerate()
-                        .map(|(i, h)| (chunk_key(h), i))
-                        .collect(),
-                    hashes,
-                    open_base,
-                    vectors,
-                }),
+                points: RwLock::new(Points::new(hashes, open_base, vectors)),
             }),
             by_hash,
             dead,
@@ -291,15 +271,7 @@ impl VectorIndex {
     /// names the segment.
     pub fn seal_if_due(&self) -> Result<()> {
         let mut st = self.state();
-        self.seal(&mut st, false)
-    }
-
-    /// Seals the whole open graph now, whatever its size (with `quantization = "int8"`;
-    /// nothing with `"none"`): the end of a build from stored vectors, so none of them stays
-    /// in the `f32` graph. The next dump names the segment.
-    pub fn seal_open(&self) -> Result<()> {
-        let mut st = self.state();
-        self.seal(&mut st, true)
+        self.seal(&mut st)
     }
 
     /// Marks the index as reflecting `generation` without changes.
@@ -354,14 +326,13 @@ impl VectorIndex {
         Ok(())
     }
 
-    /// Seals the open graph into a segment when [`VectorParams::seals`] says so (or, with
-    /// `all`, when it holds any point and the index is int8): a new build whose segments are the
-    /// old ones and that one, with an empty open graph. Snapshots taken before keep the old build.
-    fn seal(&self, st: &mut WriterState, all: bool) -> Result<()> {
+    /// Seals the open graph into a segment when [`VectorParams::seals`] says so: a new build
+    /// whose segments are the old ones and that one, with an empty open graph. Snapshots taken
+    /// before keep the old build.
+    fn seal(&self, st: &mut WriterState) -> Result<()> {
         let points = st.build.read_points();
         let open = points.hashes.len() - points.open_base;
-        let int8 = self.params.quantization == super::params::Quantization::Int8;
-        if !(self.params.seals(open) || all && int8 && open > 0) {
+        if !self.params.seals(open) {
             return Ok(());
         }
         let Some(segment) = Segment::seal(
@@ -436,7 +407,7 @@ impl VectorIndex {
             );
             return Ok(());
         }
-        self.seal(&mut st, false)?;
+        self.seal(&mut st)?;
         let mut folder_name = format!("dump-{}", st.generation);
         if dump::current_folder(&self.dir).as_deref() == Some(folder_name.as_str()) {
             // a seal of the generation on disk: never rewrite the folder the manifest names
