@@ -24,6 +24,21 @@ struct WriterState {
     dumped_generation: u64,
 }
 
+/// Points `hashes`, the first open one `open_base`, with the open points' `vectors`.
+fn points(hashes: Vec<ContentHash>, open_base: usize, vectors: Vec<f32>) -> Points {
+    let by_key = hashes
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (crate::bm25::chunk_key(h), i))
+        .collect();
+    Points {
+        hashes,
+        open_base,
+        vectors,
+        by_key,
+    }
+}
+
 /// An error unless chunk `hash`'s vector `v` has `dims` dimensions.
 pub(super) fn check_dims(hash: &ContentHash, v: &[f32], dims: usize) -> Result<()> {
     if v.len() != dims {
@@ -94,7 +109,7 @@ impl VectorIndex {
             build: Arc::new(Build {
                 sealed,
                 graph: Graph::new(params, 1024),
-                points: RwLock::new(Points::new(hashes, n, Vec::new())),
+                points: RwLock::new(points(hashes, n, Vec::new())),
             }),
             by_hash,
             dead: vec![false; n],
@@ -150,7 +165,7 @@ impl VectorIndex {
             build: Arc::new(Build {
                 sealed,
                 graph,
-                points: RwLock::new(Points::new(hashes, open_base, vectors)),
+                points: RwLock::new(points(hashes, open_base, vectors)),
             }),
             by_hash,
             dead,

@@ -27,21 +27,6 @@ pub(super) struct Points {
 }
 
 impl Points {
-    /// Points `hashes`, the first open one `open_base`, with the open points' `vectors`.
-    pub(super) fn new(hashes: Vec<ContentHash>, open_base: usize, vectors: Vec<f32>) -> Self {
-        let by_key = hashes
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (chunk_key(h), i))
-            .collect();
-        Points {
-            hashes,
-            open_base,
-            vectors,
-            by_key,
-        }
-    }
-
     pub(super) fn push(&mut self, hash: ContentHash, v: &[f32]) -> usize {
         let id = self.hashes.len();
         self.hashes.push(hash);
