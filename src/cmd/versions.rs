@@ -31,9 +31,10 @@ pub struct ReindexArgs {
     #[arg(long)]
     pub chunking: bool,
     /// Rebuild the active version's vector index with this quantization instead (`int8`:
-    /// sealed segments search one-byte codes and rescore from full vectors on disk; `none`:
-    /// every vector as f32 in memory). From the stored vectors: nothing is embedded.
-    #[arg(long, value_parser = ["int8", "none"])]
+    /// sealed segments search one-byte codes and rescore from full vectors on disk; `binary`:
+    /// one bit a dimension, a third of int8's memory, more candidates rescored; `none`: every
+    /// vector as f32 in memory). From the stored vectors: nothing is embedded.
+    #[arg(long, value_parser = ["int8", "binary", "none"])]
     pub quantization: Option<String>,
     /// Rebuild the active version's vector index from its stored vectors with its own
     /// quantization and the [vector] settings of now (m, ef_construction, segment_points):

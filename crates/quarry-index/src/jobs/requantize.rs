@@ -87,7 +87,7 @@ fn build(
             }
         }
     };
-    let built = if vector.quantization == Quantization::Int8 {
+    let built = if vector.quantization != Quantization::None {
         // segments sealed and let go as they fill; at the end every point is in one
         engine.build_vectors_bulk(collection, dir, vector, version, generation, &mut page)?
     } else {

@@ -174,6 +174,24 @@ fn a_requantize_rebuilds_from_stored_vectors_and_every_process_switches_to_it() 
         Quantization::Int8
     );
     assert!(overlap(&before, &answers(&reopened)) >= 0.95);
+
+    // To binary codes: segments again, every chunk found once, the same answers.
+    let binary = jobs::enqueue_requantize(&reopened, "c", Quantization::Binary).unwrap();
+    let embedded = model.texts();
+    let binary = jobs::run(&reopened, &binary.id, &|_| {}).unwrap();
+    assert_eq!(binary.state.as_str(), "succeeded", "{:?}", binary.error);
+    assert_eq!(model.texts(), embedded, "nothing embedded");
+    let folders = vector_folders(dir.path());
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    assert!(folders[0].contains("@binary-"), "{folders:?}");
+    assert!(segments(dir.path(), &folders[0]) > 0);
+    assert_eq!(
+        reopened.versions("c").unwrap()[0].quantization,
+        Quantization::Binary
+    );
+    assert!(overlap(&before, &answers(&reopened)) >= 0.95);
+    assert_eq!(late_hit(&reopened), "late");
+
     let back = jobs::enqueue_requantize(&reopened, "c", Quantization::None).unwrap();
     let embedded = model.texts();
     let back = jobs::run(&reopened, &back.id, &|_| {}).unwrap();

@@ -5,9 +5,10 @@
 //! So the build holds one open graph, not the open graph beside every segment sealed before it
 //! (at 1,000,000 chunks those were about 0.5 GB of the job's peak).
 
+use super::codes::Codec;
 use super::graph::Graph;
 use super::index::{VectorIndex, check_dims};
-use super::params::{Quantization, VectorParams};
+use super::params::VectorParams;
 use super::segment::{Segment, SegmentEntry};
 use crate::error::{Error, Result};
 use quarry_core::ContentHash;
@@ -19,6 +20,7 @@ pub struct BulkBuild {
     dir: PathBuf,
     dims: usize,
     params: VectorParams,
+    codec: Codec,
     graph: Graph,
     /// The open graph's vectors, row-major (points `open_base..`).
     vectors: Vec<f32>,
@@ -30,20 +32,21 @@ pub struct BulkBuild {
 
 impl BulkBuild {
     /// A build into `dir` (created if missing; it must hold no index) with `params`, whose
-    /// quantization must be `int8` (with `none` nothing is sealed: build through
+    /// quantization must seal (`int8` or `binary`; with `none` nothing is sealed: build through
     /// [`VectorIndex::apply`]).
     pub fn new(dir: &Path, dims: usize, params: VectorParams) -> Result<Self> {
         params.validate()?;
-        if params.quantization != Quantization::Int8 {
+        let Some(codec) = params.quantization.codec() else {
             return Err(Error::Input(
-                "a bulk build seals int8 segments; build a `none` index point by point".into(),
+                "a bulk build seals segments; build a `none` index point by point".into(),
             ));
-        }
+        };
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         Ok(BulkBuild {
             dir: dir.to_owned(),
             dims,
             params,
+            codec,
             graph: Graph::new(params, 1024),
             vectors: Vec::new(),
             hashes: Vec::new(),
@@ -98,7 +101,14 @@ impl BulkBuild {
         let vectors = std::mem::take(&mut self.vectors);
         let m = graph.max_links();
         let open = self.hashes.len() - self.open_base;
-        let sealed = Segment::seal(&self.dir, &graph, self.open_base, &vectors, self.dims, m)?;
+        let sealed = Segment::seal(
+            &self.dir,
+            &graph,
+            self.open_base,
+            &vectors,
+            (self.dims, m),
+            self.codec,
+        )?;
         // (a segment short of the open points would lose them: never expected, refused)
         let Some(segment) = sealed.filter(|s| s.entry.points == open) else {
             return Err(Error::Corrupt(format!(

@@ -1,35 +1,28 @@
-//! A read-only HNSW graph in flat arrays, searched over int8 codes and rescored with the full
-//! vectors: the compact form the scale work (issue 17) moves the served index to.
+//! A read-only HNSW graph in flat arrays, searched over compact codes (int8 or binary,
+//! [`Codec`]) and rescored with the full vectors: the compact form the scale work (issue 17)
+//! moves the served index to.
 //!
 //! hnsw_rs builds the graph; it keeps every vector as `f32` inside its points and every link as
 //! an `Arc` to a heap node holding a pointer and a distance, about 4 KB per 384-dimension point
 //! (`docs/design.md`, "Scale"). [`FlatGraph::from_graph`] copies the finished graph into:
 //!
-//! - **codes**: each vector as `dims` signed bytes with one `f32` scale (symmetric scalar
-//!   quantization, `v ≈ scale · code`, `scale = max|v| / 127`): `dims + 4` bytes a point;
+//! - **codes**: each vector as [`Codec::code_len`] bytes with one `f32` scale (`dims` int8
+//!   codes, or `dims / 8` bytes of sign bits: see `codes.rs`);
 //! - **layer 0**: `m0` (= 2·M) neighbour ids of 4 bytes a point, padded with [`NONE`];
 //! - **upper layers**: the lists of the few points above layer 0 (about one in M), by layer.
 //!
 //! A search walks the upper layers greedily and layer 0 as a beam of `ef` candidates, like
-//! hnsw_rs's own search, but compares int8 codes (the query quantized the same way; one integer
-//! dot product of `dims` bytes, auto-vectorised with the CPU's widest SIMD through `pulp`). The
+//! hnsw_rs's own search, but compares the query with codes ([`QueryCodes::approx`]). The
 //! beam's live points are then rescored with their full vectors (`exact`, from memory or disk)
 //! and the best `k` returned, so quantization error costs recall only where it pushes a true
 //! neighbour out of the beam. A filter (`alive`) admits points into the results, never prunes the
 //! traversal: the beam still walks through points the caller may not see.
 
+use super::codes::{Codec, QueryCodes};
 use super::graph::Graph;
 use super::scored::Scored;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-
-/// How many of the best candidates by their int8 codes are read from disk and compared exactly
-/// to return the top `k`: `2k + 16` (quantization moved a similarity by at most 0.0023 in
-/// `flat_tests::approximate_similarities_are_close`; a true top-k point ranks past that only
-/// among near-ties that close).
-pub(super) fn rescored(k: usize) -> usize {
-    k.saturating_mul(2).saturating_add(16)
-}
 
 /// Sorts `(id, similarity)` pairs best first, equal similarities by id.
 pub(super) fn by_similarity<T: Ord>(found: &mut [(T, f32)]) {
@@ -37,15 +30,16 @@ pub(super) fn by_similarity<T: Ord>(found: &mut [(T, f32)]) {
 }
 
 /// The best `k` of graph candidates `(id, approximate similarity)`, gathered from one graph or
-/// several: the best [`rescored`]`(k)` by approximation compared exactly (`exact`, the point's
-/// full vector), best first, equal similarities by id.
+/// several: the best `keep` ([`Codec::rescored`]`(k)`) by approximation compared exactly
+/// (`exact`, the point's full vector), best first, equal similarities by id.
 pub(super) fn rescore<T: Copy + Ord, E>(
     mut found: Vec<(T, f32)>,
+    keep: usize,
     k: usize,
     mut exact: impl FnMut(T) -> Result<f32, E>,
 ) -> Result<Vec<(T, f32)>, E> {
     by_similarity(&mut found);
-    found.truncate(rescored(k));
+    found.truncate(keep);
     let mut out = found
         .into_iter()
         .map(|(id, _)| Ok((id, exact(id)?)))
@@ -54,9 +48,6 @@ pub(super) fn rescore<T: Copy + Ord, E>(
     out.truncate(k);
     Ok(out)
 }
-
-/// The first bytes of an encoded flat graph (format 1).
-const MAGIC: &[u8; 8] = b"QFLAT001";
 
 /// A cursor over the bytes of an encoded graph.
 struct Reader<'a> {
@@ -91,50 +82,20 @@ impl<'a> Reader<'a> {
 /// Padding of a layer-0 neighbour list.
 pub(super) const NONE: u32 = u32::MAX;
 
-/// A vector as int8 codes and a scale: `v[i] ≈ scale · code[i]`.
-pub(super) fn quantize(v: &[f32], codes: &mut Vec<i8>) -> f32 {
-    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-    codes.extend(
-        v.iter()
-            .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8),
-    );
-    scale
-}
-
-/// Integer dot product of two code vectors of one length, on the widest SIMD the CPU has: the
-/// plain loop is compiled inside `pulp`'s dispatch, with that target's features enabled.
-fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    static ARCH: std::sync::LazyLock<pulp::Arch> = std::sync::LazyLock::new(pulp::Arch::new);
-    ARCH.dispatch(DotI8(a, b))
-}
-
-struct DotI8<'a>(&'a [i8], &'a [i8]);
-
-impl pulp::WithSimd for DotI8<'_> {
-    type Output = i32;
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) -> i32 {
-        self.0
-            .iter()
-            .zip(self.1)
-            .map(|(a, b)| i32::from(*a) * i32::from(*b))
-            .sum()
-    }
-}
-
 /// The flat, quantized copy of a finished graph. Point ids are the graph's (the index's point
 /// numbers, `0..len`).
 ///
 /// Each point's data is one row of `rows` ([`FlatGraph::stride`] bytes): its scale (`f32`, little
-/// endian), its `dims` codes, then its `m0` layer-0 neighbours (`u32`, little endian, padded with
+/// endian), its code ([`Codec::code_len`] bytes), then its `m0` layer-0 neighbours (`u32`, little endian, padded with
 /// [`NONE`]). A search is bound by memory latency, not arithmetic (each neighbour is a random
 /// point of a graph far bigger than the CPU's caches): one row keeps a point's scale, codes and
 /// links on adjacent cache lines, so scoring a point costs one miss where three arrays cost three,
 /// and expanding it later finds its links already loaded.
 pub(super) struct FlatGraph {
     dims: usize,
+    codec: Codec,
+    /// Bytes of a point's code.
+    code_len: usize,
     m0: usize,
     len: usize,
     rows: Vec<i8>,
@@ -153,14 +114,17 @@ fn word(bytes: &[i8]) -> [u8; 4] {
 
 impl FlatGraph {
     /// An empty graph of `n` points: rows of zero codes, scale 0 and no links.
-    fn with_points(dims: usize, m0: usize, n: usize, entry: u32, top: u8) -> Self {
-        let stride = WORD + dims + WORD * m0;
+    fn with_points(dims: usize, codec: Codec, m0: usize, n: usize, entry: u32, top: u8) -> Self {
+        let code_len = codec.code_len(dims);
+        let stride = WORD + code_len + WORD * m0;
         let mut rows = vec![0i8; n * stride];
         for row in rows.chunks_exact_mut(stride) {
-            row[WORD + dims..].fill(-1); // NONE is all ones
+            row[WORD + code_len..].fill(-1); // NONE is all ones
         }
         FlatGraph {
             dims,
+            codec,
+            code_len,
             m0,
             len: n,
             rows,
@@ -172,7 +136,7 @@ impl FlatGraph {
 
     /// Bytes of one point's row.
     fn stride(&self) -> usize {
-        WORD + self.dims + WORD * self.m0
+        WORD + self.code_len + WORD * self.m0
     }
 
     fn row(&self, id: u32) -> &[i8] {
@@ -186,18 +150,18 @@ impl FlatGraph {
     }
 
     fn set_point(&mut self, id: u32, scale: f32, codes: &[i8]) {
-        let dims = self.dims;
+        let len = self.code_len;
         let row = self.row_mut(id);
         for (b, s) in row[..WORD].iter_mut().zip(scale.to_le_bytes()) {
             *b = s as i8;
         }
-        row[WORD..WORD + dims].copy_from_slice(codes);
+        row[WORD..WORD + len].copy_from_slice(codes);
     }
 
     fn set_links(&mut self, id: u32, links: impl Iterator<Item = u32>) {
-        let dims = self.dims;
+        let len = self.code_len;
         let row = self.row_mut(id);
-        for (slot, d) in row[WORD + dims..].chunks_exact_mut(WORD).zip(links) {
+        for (slot, d) in row[WORD + len..].chunks_exact_mut(WORD).zip(links) {
             for (b, x) in slot.iter_mut().zip(d.to_le_bytes()) {
                 *b = x as i8;
             }
@@ -209,37 +173,37 @@ impl FlatGraph {
     }
 
     fn code(&self, id: u32) -> &[i8] {
-        &self.row(id)[WORD..WORD + self.dims]
+        &self.row(id)[WORD..WORD + self.code_len]
     }
 
     /// Point `id`'s layer-0 neighbours.
     fn links0(&self, id: u32) -> impl Iterator<Item = u32> + '_ {
-        self.row(id)[WORD + self.dims..]
+        self.row(id)[WORD + self.code_len..]
             .chunks_exact(WORD)
             .map(|b| u32::from_le_bytes(word(b)))
             .take_while(|&d| d != NONE)
     }
 
     /// Copies `graph` (whose points are `base..base + vectors.len() / dims`, with these vectors)
-    /// into flat arrays, as points `0..`: point `base + i` of the graph is point `i` here. `None`
-    /// for an empty graph.
+    /// into flat arrays, as points `0..` coded by `codec`: point `base + i` of the graph is point
+    /// `i` here. `None` for an empty graph.
     pub(super) fn from_graph(
         graph: &Graph,
         base: usize,
         vectors: &[f32],
-        dims: usize,
-        m: usize,
+        (dims, m): (usize, usize),
+        codec: Codec,
     ) -> Option<Self> {
         let n = vectors.len() / dims;
         if n == 0 {
             // (hnsw_rs's point iterator panics on an empty graph)
             return None;
         }
-        let mut flat = FlatGraph::with_points(dims, 2 * m, n, 0, 0);
+        let mut flat = FlatGraph::with_points(dims, codec, 2 * m, n, 0, 0);
         let mut codes = Vec::with_capacity(dims);
         for (id, v) in vectors.chunks_exact(dims).enumerate() {
             codes.clear();
-            let scale = quantize(v, &mut codes);
+            let scale = codec.encode(v, &mut codes);
             flat.set_point(id as u32, scale, &codes);
         }
         let mut entry = None;
@@ -276,6 +240,10 @@ impl FlatGraph {
         self.len
     }
 
+    pub(super) fn codec(&self) -> Codec {
+        self.codec
+    }
+
     /// Bytes this graph holds in memory (rows and links; the map's own overhead estimated at
     /// 48 bytes an entry).
     pub(super) fn bytes(&self) -> usize {
@@ -287,7 +255,8 @@ impl FlatGraph {
                 .sum::<usize>()
     }
 
-    /// The graph as bytes (the `flat.bin` of a sealed segment): [`MAGIC`], then `dims`, points,
+    /// The graph as bytes (the `flat.bin` of a sealed segment): the codec's magic bytes
+    /// ([`Codec::magic`]: format 1 is int8), then `dims`, points,
     /// `m0`, entry, top layer and the number of upper lists as little-endian `u32`s, the scales,
     /// the codes, layer 0, and each upper list as layer, point, length and ids.
     #[cfg(test)]
@@ -301,7 +270,7 @@ impl FlatGraph {
     /// Writes [`FlatGraph::encode`]'s bytes to `out`, a row at a time: a segment is written to
     /// its file without a second copy of the graph in memory.
     pub(super) fn encode_to<W: std::io::Write>(&self, out: &mut W) -> std::io::Result<()> {
-        out.write_all(MAGIC)?;
+        out.write_all(self.codec.magic())?;
         let mut upper: Vec<_> = self.upper.iter().collect();
         upper.sort_by_key(|(key, _)| **key);
         for v in [
@@ -328,7 +297,7 @@ impl FlatGraph {
             bytes(self.code(id), out)?;
         }
         for id in ids {
-            bytes(&self.row(id)[WORD + self.dims..], out)?;
+            bytes(&self.row(id)[WORD + self.code_len..], out)?;
         }
         for ((layer, id), list) in upper {
             for w in [u32::from(*layer), *id, list.len() as u32] {
@@ -345,9 +314,9 @@ impl FlatGraph {
     /// neighbour id is checked, so no byte string makes a search index out of bounds.
     pub(super) fn decode(bytes: &[u8], dims: usize) -> Result<Self, String> {
         let mut r = Reader { bytes, at: 0 };
-        if r.take(MAGIC.len())? != MAGIC {
-            return Err("not a quarry flat graph (wrong magic bytes)".into());
-        }
+        let codec =
+            Codec::from_magic(r.take(8)?).ok_or("not a quarry flat graph (wrong magic bytes)")?;
+        let code_len = codec.code_len(dims);
         let [file_dims, n, m0, entry, top, n_upper] = [(); 6].map(|_| r.u32());
         let (file_dims, n, m0) = (file_dims? as usize, n? as usize, m0? as usize);
         let (entry, top, n_upper) = (entry?, top?, n_upper? as usize);
@@ -363,16 +332,16 @@ impl FlatGraph {
         // every section is checked to be there before the rows are allocated
         let len = |per: usize| n.checked_mul(per).ok_or("length overflows");
         let scales = r.take(len(WORD)?)?;
-        let codes = r.take(len(dims)?)?;
+        let codes = r.take(len(code_len)?)?;
         let layer0 = r.take(len(m0 * WORD)?)?;
-        let mut flat = FlatGraph::with_points(dims, m0, n, entry, top as u8);
+        let mut flat = FlatGraph::with_points(dims, codec, m0, n, entry, top as u8);
         let mut ids = Vec::with_capacity(m0);
         for id in 0..n {
             // the scale's bytes, then the codes, straight into the row
-            let head = &mut flat.row_mut(id as u32)[..WORD + dims];
+            let head = &mut flat.row_mut(id as u32)[..WORD + code_len];
             let bytes = scales[id * WORD..][..WORD]
                 .iter()
-                .chain(&codes[id * dims..][..dims]);
+                .chain(&codes[id * code_len..][..code_len]);
             for (b, x) in head.iter_mut().zip(bytes) {
                 *b = *x as i8;
             }
@@ -407,9 +376,9 @@ impl FlatGraph {
         Ok(flat)
     }
 
-    /// Approximate similarity of the quantized query to point `id`.
-    pub(super) fn approx(&self, q: &[i8], q_scale: f32, id: u32) -> f32 {
-        q_scale * self.scale(id) * dot_i8(q, self.code(id)) as f32
+    /// Approximate similarity of the query to point `id`, by its code.
+    pub(super) fn approx(&self, q: &QueryCodes, id: u32) -> f32 {
+        q.approx(self.codec, self.scale(id), self.code(id))
     }
 
     /// Loads the rows of `ids` into the CPU's caches: one read of each cache line of each row,
@@ -418,7 +387,7 @@ impl FlatGraph {
     /// data; `std::arch`'s is `unsafe`, which this crate forbids.)
     pub(super) fn load(&self, ids: &[u32]) {
         let mut acc = 0i8;
-        let end = WORD + self.dims - 1;
+        let end = WORD + self.code_len - 1;
         for &id in ids {
             let row = self.row(id);
             for at in (0..end).step_by(64) {
@@ -436,13 +405,13 @@ impl FlatGraph {
     }
 
     /// The candidates for the `k` points most similar to `query` that `alive` admits (every
-    /// point when `None`): the best [`rescored`]`(k)` by their codes, as `(point id, approximate
-    /// similarity)`, best first, for [`rescore`] (after those of other graphs are gathered, so
-    /// a search of several segments reads only the overall best from disk). `ef` is the beam
-    /// width (raised to `k`).
+    /// point when `None`): the best [`Codec::rescored`]`(k)` by their codes, as `(point id,
+    /// approximate similarity)`, best first, for [`rescore`] (after those of other graphs are
+    /// gathered, so a search of several segments reads only the overall best from disk). `ef`
+    /// is the beam width (raised as [`Codec::beam`] says).
     pub(super) fn search(
         &self,
-        query: &[f32],
+        q: &QueryCodes,
         k: usize,
         ef: usize,
         alive: Option<&dyn Fn(u32) -> bool>,
@@ -450,10 +419,8 @@ impl FlatGraph {
         if k == 0 || self.len == 0 {
             return Vec::new();
         }
-        let ef = ef.max(k);
-        let mut q = Vec::with_capacity(self.dims);
-        let q_scale = quantize(query, &mut q);
-        let sim = |id: u32| self.approx(&q, q_scale, id);
+        let ef = self.codec.beam(ef, k);
+        let sim = |id: u32| self.approx(q, id);
         // greedy descent through the upper layers
         let mut cur = Scored(sim(self.entry), self.entry);
         for layer in (1..=self.top).rev() {
@@ -512,7 +479,7 @@ impl FlatGraph {
         }
         let mut best: Vec<(u32, f32)> = results.into_iter().map(|Reverse(s)| (s.1, s.0)).collect();
         by_similarity(&mut best);
-        best.truncate(rescored(k));
+        best.truncate(self.codec.rescored(k));
         best
     }
 }

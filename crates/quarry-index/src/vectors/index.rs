@@ -347,16 +347,17 @@ impl VectorIndex {
     fn seal(&self, st: &mut WriterState) -> Result<()> {
         let points = st.build.read_points();
         let open = points.hashes.len() - points.open_base;
-        if !self.params.seals(open) {
+        let codec = self.params.quantization.codec();
+        let Some(codec) = codec.filter(|_| self.params.seals(open)) else {
             return Ok(());
-        }
+        };
         let Some(segment) = Segment::seal(
             &self.dir,
             &st.build.graph,
             points.open_base,
             &points.vectors,
-            self.dims,
-            st.build.graph.max_links(),
+            (self.dims, st.build.graph.max_links()),
+            codec,
         )?
         else {
             return Ok(());

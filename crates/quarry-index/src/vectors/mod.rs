@@ -24,6 +24,7 @@
 //!   A dump never replaces a newer one another process wrote.
 
 mod bulk;
+mod codes;
 mod dump;
 mod flat;
 mod graph;

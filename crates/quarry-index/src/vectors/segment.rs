@@ -1,5 +1,5 @@
 //! A sealed segment of a vector index: a run of points `base..base + len` whose graph is frozen
-//! as a [`FlatGraph`] (int8 codes and links in memory) and whose full vectors stay on disk, read
+//! as a [`FlatGraph`] (int8 or binary codes and links in memory) and whose full vectors stay on disk, read
 //! with positioned reads only to rescore candidates. Written once, never changed, named in the
 //! dump manifest with the blake3 hash of both its files and checked against them when opened.
 //!
@@ -11,6 +11,7 @@
 //! can drop, never against the process's resident memory, and a file truncated behind the
 //! process's back is an IO error, not a SIGBUS.
 
+use super::codes::{Codec, QueryCodes};
 use super::flat::FlatGraph;
 use super::graph::Graph;
 use crate::error::{Error, Result};
@@ -88,17 +89,17 @@ fn fresh_name() -> String {
 
 impl Segment {
     /// Seals the points `base..` of `graph`, with their `vectors` (row-major), into a new segment
-    /// folder under `dir/segments`, written and synced before this returns. `None` when there
-    /// is no point to seal.
+    /// folder under `dir/segments`, their codes made by `codec`, written and synced before this
+    /// returns. `None` when there is no point to seal.
     pub(super) fn seal(
         dir: &Path,
         graph: &Graph,
         base: usize,
         vectors: &[f32],
-        dims: usize,
-        m: usize,
+        (dims, m): (usize, usize),
+        codec: Codec,
     ) -> Result<Option<Segment>> {
-        let Some(flat) = FlatGraph::from_graph(graph, base, vectors, dims, m) else {
+        let Some(flat) = FlatGraph::from_graph(graph, base, vectors, (dims, m), codec) else {
             return Ok(None);
         };
         let name = fresh_name();
@@ -238,10 +239,15 @@ impl Segment {
         self.flat.bytes()
     }
 
-    /// The int8 approximation of the similarity of a query (quantized: `q`, `q_scale`) to point
-    /// `id` (in this segment), from memory.
-    pub(super) fn approx(&self, q: &[i8], q_scale: f32, id: usize) -> f32 {
-        self.flat.approx(q, q_scale, (id - self.base()) as u32)
+    /// How the segment codes its points.
+    pub(super) fn codec(&self) -> Codec {
+        self.flat.codec()
+    }
+
+    /// The approximation by its code of the similarity of the query `q` to point `id` (in this
+    /// segment), from memory.
+    pub(super) fn approx(&self, q: &QueryCodes, id: usize) -> f32 {
+        self.flat.approx(q, (id - self.base()) as u32)
     }
 
     /// Loads the codes of points `ids` (in this segment) into the CPU's caches, their misses
@@ -291,11 +297,11 @@ impl Segment {
         Ok(())
     }
 
-    /// The candidates for the `k` nearest points `alive` admits, by their int8 codes (index-wide
-    /// ids): see [`FlatGraph::search`].
+    /// The candidates for the `k` nearest points `alive` admits, by their codes (index-wide ids):
+    /// see [`FlatGraph::search`].
     pub(super) fn search(
         &self,
-        query: &[f32],
+        query: &QueryCodes,
         k: usize,
         ef: usize,
         alive: Option<&dyn Fn(usize) -> bool>,

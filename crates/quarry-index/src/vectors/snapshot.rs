@@ -1,6 +1,7 @@
 //! What readers search: [`VectorSnapshot`], an immutable view of one build (a graph and its
 //! append-only points) at one generation, with exact and HNSW search, ACL-filtered or not.
 
+use super::codes::QueryCodes;
 use super::graph::Graph;
 use super::params::VectorParams;
 use super::scored::Scored;
@@ -164,6 +165,16 @@ impl Build {
         Ok(())
     }
 
+    /// How many of the best candidates by code a search for the top `k` compares exactly: the
+    /// most any sealed segment's codec asks for ([`Codec::rescored`](super::codes::Codec::rescored)).
+    pub(super) fn rescored(&self, k: usize) -> usize {
+        self.sealed
+            .iter()
+            .map(|s| s.codec().rescored(k))
+            .max()
+            .unwrap_or_else(|| super::codes::Codec::Int8.rescored(k))
+    }
+
     /// Bytes of memory the sealed segments hold (their flat graphs).
     pub(super) fn sealed_bytes(&self) -> usize {
         self.sealed.iter().map(|s| s.bytes()).sum()
@@ -286,9 +297,10 @@ impl VectorSnapshot {
             let all_alive = self.live == self.upto && points.hashes.len() == self.upto;
             let filter = |id: usize| self.alive(id);
             let alive = (!all_alive).then_some(&filter as &dyn Fn(usize) -> bool);
+            let q = QueryCodes::new(query);
             let mut found = Vec::new();
             for part in self.parts(&points) {
-                found.extend(part.search(query, k, ef, alive));
+                found.extend(part.search(&q, k, ef, alive));
             }
             self.rescore(&points, query, k, found)?
         };
@@ -371,19 +383,20 @@ impl VectorSnapshot {
             // suffices; otherwise the part's filtered walk runs.
             let fraction = (count as f32 / self.live as f32).min(1.0);
             let wide = (OVERSAMPLE * k as f32 / fraction).ceil() as usize;
+            let q = QueryCodes::new(query);
             let mut found = Vec::new();
             for part in self.parts(&points) {
                 let oversampled = if wide <= MAX_OVERSAMPLED {
-                    let mut hits = part.search(query, wide, self.ef_search.max(wide), None);
+                    let mut hits = part.search(&q, wide, self.ef_search.max(wide), None);
                     hits.retain(|(id, _)| filter(*id));
-                    hits.truncate(super::flat::rescored(k));
+                    hits.truncate(self.build.rescored(k));
                     Some(hits)
                 } else {
                     None
                 };
                 match oversampled {
                     Some(hits) if hits.len() >= k => found.extend(hits),
-                    _ => found.extend(part.search(query, k, self.ef_search.max(k), Some(&filter))),
+                    _ => found.extend(part.search(&q, k, self.ef_search.max(k), Some(&filter))),
                 }
             }
             (self.rescore(&points, query, k, found)?, FilterPlan::Graph)
@@ -392,7 +405,7 @@ impl VectorSnapshot {
     }
 
     /// The exact top `k` of the candidates `found` gathered from the parts of a graph search:
-    /// the overall best [`rescored`](super::flat::rescored)`(k)` by their (approximate)
+    /// the overall best [`Build::rescored`]`(k)` by their (approximate)
     /// similarity compared with their full vectors (from memory for open points, from disk for
     /// sealed ones): one read per candidate of the whole search, not per segment.
     fn rescore(
@@ -403,7 +416,7 @@ impl VectorSnapshot {
         found: Vec<(usize, f32)>,
     ) -> Result<Vec<(usize, f32)>> {
         let mut v = vec![0f32; self.dims];
-        super::flat::rescore(found, k, |id| {
+        super::flat::rescore(found, self.build.rescored(k), k, |id| {
             self.build.vector(points, id, &mut v)?;
             Ok(dot(query, &v))
         })
@@ -450,7 +463,7 @@ impl VectorSnapshot {
     /// Exact top `k` among the points `ids` (alive), best first; equal similarities by chunk
     /// key (not by point id, which depends on the order chunks were inserted in). Open points
     /// are compared from memory; sealed ones by their int8 codes first, and only the best
-    /// [`rescored`](super::flat::rescored) of those read from disk and compared exactly.
+    /// [`Build::rescored`] of those read from disk and compared exactly.
     fn exact_among(
         &self,
         points: &Points,
@@ -459,9 +472,8 @@ impl VectorSnapshot {
         ids: impl IntoIterator<Item = usize>,
     ) -> Result<Vec<(usize, f32)>> {
         let mut top = TopK::new(k);
-        let mut sealed = TopK::new(super::flat::rescored(k));
-        let mut q = Vec::with_capacity(self.dims);
-        let q_scale = super::flat::quantize(query, &mut q);
+        let mut sealed = TopK::new(self.build.rescored(k));
+        let q = QueryCodes::new(query);
         // sealed points in batches: each batch's codes loaded together (random points of
         // segments far larger than the caches: their misses overlap), then scored
         let mut batch: Vec<usize> = Vec::with_capacity(LOAD_BATCH);
@@ -470,11 +482,7 @@ impl VectorSnapshot {
                 self.build.segment_of(run[0])?.load(run);
             }
             for &id in batch.iter() {
-                sealed.push(
-                    points,
-                    id,
-                    self.build.segment_of(id)?.approx(&q, q_scale, id),
-                );
+                sealed.push(points, id, self.build.segment_of(id)?.approx(&q, id));
             }
             batch.clear();
             Ok(())
@@ -565,11 +573,11 @@ enum Part<'a> {
 
 impl Part<'_> {
     /// The candidates for the `k` nearest points of this part `alive` admits, as `(point id,
-    /// similarity)`, best first: approximate (by int8 codes) for a sealed segment, exact for the
+    /// similarity)`, best first: approximate (by its codes) for a sealed segment, exact for the
     /// open graph; [`VectorSnapshot::rescore`] ranks those gathered from every part.
     fn search(
         &self,
-        query: &[f32],
+        query: &QueryCodes,
         k: usize,
         ef: usize,
         alive: Option<&dyn Fn(usize) -> bool>,
@@ -579,7 +587,7 @@ impl Part<'_> {
             Part::Open(g) => {
                 let filter = alive.map(|f| move |id: &usize| f(*id));
                 g.search(
-                    query,
+                    query.query(),
                     k,
                     ef,
                     filter.as_ref().map(|f| f as &dyn Fn(&usize) -> bool),

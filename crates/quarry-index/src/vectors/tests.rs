@@ -184,12 +184,13 @@ fn corrupt_dump_is_ignored_not_fatal() {
     use super::params::Quantization;
     let dims = 8;
     type DamagedFile<'a> = &'a dyn Fn(&std::path::Path) -> std::path::PathBuf;
-    let cases: [(Quantization, DamagedFile); 3] = [
+    let cases: [(Quantization, DamagedFile); 4] = [
         (Quantization::None, &|d| {
             d.join("dump-1").join("graph.hnsw.data")
         }),
         (Quantization::Int8, &|d| segment_file(d, "vectors.f32")),
         (Quantization::Int8, &|d| segment_file(d, "flat.bin")),
+        (Quantization::Binary, &|d| segment_file(d, "flat.bin")),
     ];
     for (quantization, file) in cases {
         let p = VectorParams {
@@ -205,7 +206,7 @@ fn corrupt_dump_is_ignored_not_fatal() {
             ix.dump().unwrap();
             assert_eq!(
                 ix.snapshot().sealed().0,
-                usize::from(quantization == Quantization::Int8)
+                usize::from(quantization != Quantization::None)
             );
         }
         assert_eq!(
@@ -419,10 +420,20 @@ fn large_writes_from_rayon_tasks_finish() {
 /// the same, and a compaction leaving one segment and no file of the removed points.
 #[test]
 fn segments_search_like_one_exact_scan() {
+    segments_search_like_one_exact_scan_with(super::params::Quantization::Int8);
+}
+
+#[test]
+fn binary_segments_search_like_one_exact_scan() {
+    segments_search_like_one_exact_scan_with(super::params::Quantization::Binary);
+}
+
+fn segments_search_like_one_exact_scan_with(quantization: super::params::Quantization) {
     let dims = 24;
     let data = clustered(11, 3400, dims, 30, 0.3);
     let row = |i: usize| (hash(i as u64), data[i * dims..(i + 1) * dims].to_vec());
     let p = VectorParams {
+        quantization,
         exact_threshold: 256,
         filter_exact_fraction: 0.0,
         segment_points: 1000,

@@ -24,7 +24,7 @@ pub(super) struct ReindexRequest {
     /// New chunk options: `{"max_tokens", "overlap", "sizer", "context_chars"}` (missing ones take
     /// their defaults).
     pub chunk: Option<quarry_core::ChunkOptions>,
-    /// `int8` or `none`: the active version's vector index rebuilt from its stored vectors.
+    /// `int8`, `binary` or `none`: the active version's vector index rebuilt from its stored vectors.
     pub quantization: Option<quarry_index::vectors::Quantization>,
     /// `true`: the active version's vector index rebuilt from its stored vectors with its own
     /// quantization and the server's `[vector]` settings.
@@ -49,7 +49,7 @@ pub(super) async fn reindex(
         _ => Err(ApiError::new(
             "invalid_request",
             "send one of `embedder` (re-embed with it), `chunk` (re-chunk with these options), \
-             `quantization` (`int8` or `none`: rebuild the vector index from stored vectors \
+             `quantization` (`int8`, `binary` or `none`: rebuild the vector index from stored vectors \
              with it) or `rebuild_index: true` (rebuild it with its own quantization)",
         )),
     })
