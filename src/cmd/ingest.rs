@@ -3,13 +3,15 @@
 use super::{emit, open_engine, print_json};
 use crate::config::Config;
 use anyhow::{Context, anyhow, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use quarry_core::EmbedderSpec;
 use quarry_index::ingest::{MAX_PROBLEMS, is_vector_file};
 use quarry_index::{IngestOptions, IngestSummary, Progress, VectorsSummary};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -69,15 +71,95 @@ fn spec_from_arg(config: &Config, arg: &str) -> anyhow::Result<EmbedderSpec> {
     }
 }
 
-struct Bar(ProgressBar);
+/// The progress bar of an ingest: bytes read (the bar, and an ETA at the average rate since the
+/// start, which a batch's embedding does not throw off as a recent rate would), and in its
+/// message the documents read and, from the engine's telemetry (the same counters as
+/// `/metrics`), the chunks embedded and the embedder's tokens per second.
+struct Bar {
+    bar: ProgressBar,
+    documents: AtomicU64,
+}
 
 impl Progress for Bar {
     fn start(&self, total: u64) {
-        self.0.set_length(total);
+        self.bar.set_length(total);
     }
-    fn advance(&self, bytes: u64) {
-        self.0.inc(bytes);
+    fn advance(&self, bytes: u64, documents: u64) {
+        self.bar.inc(bytes);
+        self.documents.fetch_add(documents, Ordering::Relaxed);
     }
+}
+
+impl Bar {
+    fn new() -> Self {
+        let bar = if std::io::stderr().is_terminal() {
+            let b = ProgressBar::new(0);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} ingesting [{bar:30}] {bytes}/{total_bytes} eta {average_eta} · {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .with_key("average_eta", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let eta = average_eta(s.pos(), s.len(), s.elapsed());
+                    let _ = match eta {
+                        Some(d) => write!(w, "{:#}", indicatif::HumanDuration(d)),
+                        None => write!(w, "?"),
+                    };
+                })
+                .progress_chars("=> "),
+            );
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+        Bar {
+            bar,
+            documents: AtomicU64::new(0),
+        }
+    }
+
+    /// Refreshes the message every 250 ms until `done`.
+    fn tick(&self, telemetry: &quarry_index::Telemetry, done: &AtomicBool) {
+        if self.bar.is_hidden() {
+            return;
+        }
+        let before = telemetry.document_embedding();
+        while !done.load(Ordering::Relaxed) {
+            let now = telemetry.document_embedding();
+            let line = progress_line(
+                self.documents.load(Ordering::Relaxed),
+                now.texts - before.texts,
+                now.tokens - before.tokens,
+                now.seconds - before.seconds,
+            );
+            self.bar.set_message(line);
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// The time left at the average rate so far: `elapsed` for `done` of `total`; `None` before
+/// anything is done.
+fn average_eta(done: u64, total: Option<u64>, elapsed: Duration) -> Option<Duration> {
+    let total = total?;
+    if done == 0 {
+        return None;
+    }
+    let left = total.saturating_sub(done) as f64 / done as f64;
+    Some(Duration::from_secs_f64(elapsed.as_secs_f64() * left))
+}
+
+/// The message of the ingest bar: documents read, chunks embedded, and the embedder's rate over
+/// the `seconds` spent in it (tokens per second, or chunks per second for an embedder that counts
+/// no tokens).
+fn progress_line(documents: u64, embedded: u64, tokens: u64, seconds: f64) -> String {
+    let per_second = |n: u64| n as f64 / seconds.max(1e-3);
+    let rate = if tokens > 0 {
+        format!("{:.0} tokens/s", per_second(tokens))
+    } else {
+        format!("{:.1} chunks/s", per_second(embedded))
+    };
+    format!("{documents} documents read · {embedded} chunks embedded · {rate}")
 }
 
 fn parse_principal(s: &str) -> Result<String, String> {
@@ -104,23 +186,16 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         embed: !args.no_embed,
         cancel: None,
     };
-    let bar = if std::io::stderr().is_terminal() {
-        let b = ProgressBar::new(0);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} ingesting [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
-    let progress = Bar(bar);
-    let ingested =
-        quarry_index::ingest_inputs(&engine, &args.paths, &opts, spec.as_ref(), &progress)?;
-    progress.0.finish_and_clear();
+    let progress = Bar::new();
+    let done = AtomicBool::new(false);
+    let ingested = std::thread::scope(|s| {
+        s.spawn(|| progress.tick(engine.telemetry(), &done));
+        let ingested =
+            quarry_index::ingest_inputs(&engine, &args.paths, &opts, spec.as_ref(), &progress);
+        done.store(true, Ordering::Relaxed);
+        ingested
+    })?;
+    progress.bar.finish_and_clear();
     let read_documents = ingested.documents.is_some();
     let summary = ingested.documents.unwrap_or_else(|| IngestSummary {
         collection: opts.collection.clone(),
@@ -191,6 +266,31 @@ fn print_vectors(collection: &str, v: &VectorsSummary) {
     emit(&o);
 }
 
+/// What the embedding of a run cost, when it embedded anything: tokens (for an embedder that
+/// counts them), the time in the model or provider, and the rate.
+fn embedding_line(s: &IngestSummary) -> Option<String> {
+    if s.embedded == 0 {
+        return None;
+    }
+    let secs = s.embed_seconds.max(1e-3);
+    Some(if s.tokens_embedded > 0 {
+        format!(
+            "embedding: {} tokens of {} chunks in {:.2}s ({:.0} tokens/s)",
+            s.tokens_embedded,
+            s.embedded,
+            s.embed_seconds,
+            s.tokens_embedded as f64 / secs
+        )
+    } else {
+        format!(
+            "embedding: {} chunks in {:.2}s ({:.1} chunks/s)",
+            s.embedded,
+            s.embed_seconds,
+            s.embedded as f64 / secs
+        )
+    })
+}
+
 fn print_summary(s: &IngestSummary) {
     let mut o = String::new();
     let _ = writeln!(
@@ -207,6 +307,9 @@ fn print_summary(s: &IngestSummary) {
         s.cache_hits,
         s.seconds
     );
+    if let Some(line) = embedding_line(s) {
+        let _ = writeln!(o, "{line}");
+    }
     if !s.skipped.is_empty() {
         let parts: Vec<String> = s.skipped.iter().map(|(r, n)| format!("{n} {r}")).collect();
         let _ = writeln!(o, "skipped: {}", parts.join(", "));
@@ -228,4 +331,60 @@ fn print_summary(s: &IngestSummary) {
         );
     }
     emit(&o);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_gives_the_rate_in_tokens_or_chunks() {
+        assert_eq!(
+            progress_line(120, 900, 45_000, 10.0),
+            "120 documents read · 900 chunks embedded · 4500 tokens/s"
+        );
+        // an embedder that counts no tokens (a provider): chunks per second
+        assert_eq!(
+            progress_line(3, 50, 0, 4.0),
+            "3 documents read · 50 chunks embedded · 12.5 chunks/s"
+        );
+        // before anything was embedded, at the first tick
+        assert_eq!(
+            progress_line(0, 0, 0, 0.0),
+            "0 documents read · 0 chunks embedded · 0.0 chunks/s"
+        );
+    }
+
+    #[test]
+    fn the_eta_is_at_the_average_rate_since_the_start() {
+        let secs = Duration::from_secs;
+        // a quarter done in 10 s: 30 s left, however long the last batch took
+        assert_eq!(average_eta(25, Some(100), secs(10)), Some(secs(30)));
+        assert_eq!(average_eta(100, Some(100), secs(10)), Some(secs(0)));
+        assert_eq!(average_eta(0, Some(100), secs(10)), None);
+        assert_eq!(average_eta(5, None, secs(10)), None);
+        // past the total (a file grew while it was read): nothing left, not an underflow
+        assert_eq!(average_eta(120, Some(100), secs(10)), Some(secs(0)));
+    }
+
+    #[test]
+    fn the_summary_says_what_the_embedding_cost() {
+        let mut s = IngestSummary {
+            embedded: 10,
+            tokens_embedded: 640,
+            embed_seconds: 0.5,
+            ..IngestSummary::default()
+        };
+        assert_eq!(
+            embedding_line(&s).as_deref(),
+            Some("embedding: 640 tokens of 10 chunks in 0.50s (1280 tokens/s)")
+        );
+        s.tokens_embedded = 0;
+        assert_eq!(
+            embedding_line(&s).as_deref(),
+            Some("embedding: 10 chunks in 0.50s (20.0 chunks/s)")
+        );
+        s.embedded = 0;
+        assert_eq!(embedding_line(&s), None);
+    }
 }

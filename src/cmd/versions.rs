@@ -418,13 +418,13 @@ fn versions_table(list: &[VersionInfo]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<28} {:<10} {:<10} {:>8}  {:<5} model",
+        "{:<28} {:<10} {:<10} {:>8}  {:<6} model",
         "version", "state", "embedder", "vectors", "quant"
     );
     for v in list {
         let _ = writeln!(
             o,
-            "{:<28} {:<10} {:<10} {:>8}  {:<5} {} ({} dims)",
+            "{:<28} {:<10} {:<10} {:>8}  {:<6} {} ({} dims)",
             v.id,
             v.state,
             v.embedder,

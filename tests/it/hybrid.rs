@@ -386,10 +386,23 @@ fn cli_reingest_embeds_nothing_and_a_restart_answers_identically() {
     let first = crate::run_json(data.path(), &["ingest", "--json", &root]);
     assert_eq!(first["added"], 5);
     assert_eq!(first["embedded"], 5, "{first}");
+    // the hash embedder counts no tokens (the local model's are in tests/it/versions.rs); the
+    // time in the embedder is part of the run's
+    assert_eq!(first["tokens_embedded"], 0, "{first}");
+    let embed_seconds = first["embed_seconds"].as_f64().unwrap();
+    assert!(embed_seconds > 0.0 && embed_seconds <= first["seconds"].as_f64().unwrap());
     let again = crate::run_json(data.path(), &["ingest", "--json", &root]);
     assert_eq!(
         (again["unchanged"].clone(), again["embedded"].clone()),
         (json!(5), json!(0))
+    );
+    assert_eq!(
+        (
+            again["tokens_embedded"].clone(),
+            again["embed_seconds"].clone()
+        ),
+        (json!(0), json!(0.0)),
+        "{again}"
     );
 
     // a copy of a file under another name: same title and text, so a cache hit

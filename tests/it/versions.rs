@@ -103,11 +103,27 @@ fn reindex_to_a_provider_serves_every_query_from_one_version_and_rolls_back_with
     let files = tmp();
     config(data.path(), &provider.url, 4);
     let local = [("QUARRY_EMBEDDER", "local")];
-    let out = run_env(data.path(), &["ingest", &corpus(files.path(), 120)], &local);
+    let out = run_env(
+        data.path(),
+        &["ingest", "--json", &corpus(files.path(), 120)],
+        &local,
+    );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // MiniLM counts the tokens it embedded: at least [CLS], a word and [SEP] a chunk, at most
+    // its 256
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (embedded, tokens) = (
+        summary["embedded"].as_u64().unwrap(),
+        summary["tokens_embedded"].as_u64().unwrap(),
+    );
+    assert!(embedded >= 120, "{summary}");
+    assert!(
+        (3 * embedded..=256 * embedded).contains(&tokens),
+        "{summary}"
     );
     let server = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &local);
     let (c, base) = (Client::new(), server.url.clone());

@@ -123,6 +123,25 @@ impl QueryOutcome {
     }
 }
 
+/// Texts, tokens and nanoseconds of document embedding calls that succeeded.
+#[derive(Default)]
+struct DocumentTotals {
+    texts: std::sync::atomic::AtomicU64,
+    tokens: std::sync::atomic::AtomicU64,
+    nanos: std::sync::atomic::AtomicU64,
+}
+
+/// What this process embedded as documents so far, over every embedder: the sums of
+/// `quarry_embedding_texts_total`, `quarry_embedding_tokens_total` and
+/// `quarry_embedding_seconds_total` with `kind="document"` (calls that succeeded).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EmbedTotals {
+    pub texts: u64,
+    /// Tokens, for embedders that count them (0 for the others).
+    pub tokens: u64,
+    pub seconds: f64,
+}
+
 /// The metric families of one engine, registered once.
 pub struct Telemetry {
     registry: Registry,
@@ -144,6 +163,9 @@ pub struct Telemetry {
     drift_alert: Family<CollectionLabels, Gauge>,
     canary_min_cosine: Family<VersionLabels, FloatGauge>,
     embedding_drift: Family<VersionLabels, Gauge>,
+    /// Sums of the `kind="document"` embedding series over every embedder, read back by an
+    /// ingest's progress and summary ([`Telemetry::document_embedding`]).
+    documents_embedded: DocumentTotals,
     /// The golden sets with eval series, so the series of a removed set can be removed.
     eval_series: Mutex<BTreeSet<(String, String)>>,
     /// The versions with canary series.
@@ -172,6 +194,7 @@ impl Telemetry {
             embed_tokens: Family::default(),
             embed_seconds: Family::default(),
             embed_cache_hits: Family::default(),
+            documents_embedded: DocumentTotals::default(),
             query_embed_cache: Family::default(),
             eval_ndcg10: Family::default(),
             eval_recall100: Family::default(),
@@ -457,6 +480,17 @@ impl Telemetry {
             .set(i64::from(on));
     }
 
+    /// What this process embedded as documents so far ([`EmbedTotals`]).
+    pub fn document_embedding(&self) -> EmbedTotals {
+        use std::sync::atomic::Ordering::Relaxed;
+        let d = &self.documents_embedded;
+        EmbedTotals {
+            texts: d.texts.load(Relaxed),
+            tokens: d.tokens.load(Relaxed),
+            seconds: d.nanos.load(Relaxed) as f64 / 1e9,
+        }
+    }
+
     /// `embedder` (named `name` in the configuration), with every call it makes recorded here.
     pub fn meter(self: &Arc<Self>, name: &str, embedder: Arc<dyn Embedder>) -> Arc<dyn Embedder> {
         Arc::new(Metered {
@@ -496,9 +530,10 @@ impl Embedder for Metered {
             .to_owned(),
         };
         t.embed_calls.get_or_create(&labels).inc();
+        let elapsed = started.elapsed();
         t.embed_seconds
             .get_or_create(&labels)
-            .inc_by(started.elapsed().as_secs_f64());
+            .inc_by(elapsed.as_secs_f64());
         if out.is_err() {
             t.embed_failures.get_or_create(&labels).inc();
             return out;
@@ -517,6 +552,14 @@ impl Embedder for Metered {
         if let Some(n) = tokens {
             t.embed_tokens.get_or_create(&labels).inc_by(n as u64);
         }
+        if kind == InputKind::Document {
+            use std::sync::atomic::Ordering::Relaxed;
+            let d = &t.documents_embedded;
+            d.texts.fetch_add(texts.len() as u64, Relaxed);
+            d.tokens.fetch_add(tokens.unwrap_or(0) as u64, Relaxed);
+            let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+            d.nanos.fetch_add(nanos, Relaxed);
+        }
         out
     }
 
@@ -524,3 +567,7 @@ impl Embedder for Metered {
         self.inner.count_tokens(text)
     }
 }
+
+#[cfg(test)]
+#[path = "telemetry_tests.rs"]
+mod tests;

@@ -359,6 +359,7 @@ pub fn ingest(
     progress: &dyn Progress,
 ) -> Result<IngestSummary> {
     let started = Instant::now();
+    let embedded_before = engine.telemetry().document_embedding();
     let walked = walk(paths)?;
     let (known, chunker, default_acl) = prepare(engine, opts)?;
     let ctx = Ctx {
@@ -380,7 +381,7 @@ pub fn ingest(
             Some(FileKind::Doc(format)) => docs.push((f, format)),
             Some(FileKind::Jsonl) => jsonl.push(f),
             None => {
-                progress.advance(f.size);
+                progress.advance(f.size, 0);
                 let p = Problem::new(
                     f.path.display().to_string(),
                     "unsupported_format",
@@ -396,7 +397,7 @@ pub fn ingest(
             .map(|(f, format)| read_file(&ctx, f, *format))
             .collect();
         for ((f, _), outcome) in group.iter().zip(outcomes) {
-            progress.advance(f.size);
+            progress.advance(f.size, 1);
             b.take(outcome, &f.path.display().to_string())?;
         }
     }
@@ -410,6 +411,9 @@ pub fn ingest(
     engine.flush()?;
     let mut summary = b.summary;
     summary.seconds = started.elapsed().as_secs_f64();
+    let embedded = engine.telemetry().document_embedding();
+    summary.tokens_embedded = embedded.tokens.saturating_sub(embedded_before.tokens);
+    summary.embed_seconds = (embedded.seconds - embedded_before.seconds).max(0.0);
     Ok(summary)
 }
 
@@ -495,7 +499,7 @@ fn ingest_jsonl(
             .map(|(n, line)| read_line(ctx, &source, f.acl.as_deref(), *n, line))
             .collect();
         for ((_, line), outcome) in group.iter().zip(outcomes) {
-            progress.advance(line.len() as u64);
+            progress.advance(line.len() as u64, u64::from(outcome.is_some()));
             if let Some(o) = outcome {
                 b.take(o, &source)?;
             }

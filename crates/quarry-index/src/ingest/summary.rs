@@ -83,6 +83,13 @@ pub struct IngestSummary {
     pub embedded: u64,
     /// Chunks whose vectors came from the cache.
     pub cache_hits: u64,
+    /// Tokens of the chunks embedded, as the model counts them (truncation applied), for
+    /// embedders that count tokens (the local model); 0 for the others. Read from the engine's
+    /// telemetry before and after the run (what this process embedded meanwhile: the run's own
+    /// in `quarry ingest`).
+    pub tokens_embedded: u64,
+    /// Seconds spent in embedding calls (of `seconds`, the whole run).
+    pub embed_seconds: f64,
     pub seconds: f64,
     /// Every skip and warning, with its path (and line, for JSONL).
     pub problems: Vec<Problem>,
@@ -110,10 +117,12 @@ impl IngestSummary {
     }
 }
 
-/// Reports progress in bytes of input read.
+/// Reports progress in bytes of input read and the documents they held. (What was embedded is
+/// read from the engine's telemetry: [`crate::Telemetry::document_embedding`].)
 pub trait Progress: Sync {
     fn start(&self, _total_bytes: u64) {}
-    fn advance(&self, _bytes: u64) {}
+    /// `bytes` more of the input read, holding `documents` documents (a file, or a JSONL line).
+    fn advance(&self, _bytes: u64, _documents: u64) {}
 }
 
 /// No progress display.
