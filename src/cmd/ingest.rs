@@ -118,7 +118,7 @@ impl Bar {
         }
     }
 
-    /// Refreshes the message every 250 ms until `done`.
+    /// Refreshes the message every 250 ms until `done` (woken at once by [`Stop`]).
     fn tick(&self, telemetry: &quarry_index::Telemetry, done: &AtomicBool) {
         if self.bar.is_hidden() {
             return;
@@ -133,8 +133,18 @@ impl Bar {
                 now.seconds - before.seconds,
             );
             self.bar.set_message(line);
-            std::thread::sleep(Duration::from_millis(250));
+            std::thread::park_timeout(Duration::from_millis(250));
         }
+    }
+}
+
+/// Sets its flag and wakes the ticker thread when dropped.
+struct Stop<'a>(&'a AtomicBool, std::thread::Thread);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        self.1.unpark();
     }
 }
 
@@ -146,7 +156,7 @@ fn average_eta(done: u64, total: Option<u64>, elapsed: Duration) -> Option<Durat
         return None;
     }
     let left = total.saturating_sub(done) as f64 / done as f64;
-    Some(Duration::from_secs_f64(elapsed.as_secs_f64() * left))
+    Duration::try_from_secs_f64(elapsed.as_secs_f64() * left).ok()
 }
 
 /// The message of the ingest bar: documents read, chunks embedded, and the embedder's rate over
@@ -189,11 +199,10 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
     let progress = Bar::new();
     let done = AtomicBool::new(false);
     let ingested = std::thread::scope(|s| {
-        s.spawn(|| progress.tick(engine.telemetry(), &done));
-        let ingested =
-            quarry_index::ingest_inputs(&engine, &args.paths, &opts, spec.as_ref(), &progress);
-        done.store(true, Ordering::Relaxed);
-        ingested
+        let ticker = s.spawn(|| progress.tick(engine.telemetry(), &done));
+        // stops the ticker however the ingest ends, a panic included (the scope waits for it)
+        let _stop = Stop(&done, ticker.thread().clone());
+        quarry_index::ingest_inputs(&engine, &args.paths, &opts, spec.as_ref(), &progress)
     })?;
     progress.bar.finish_and_clear();
     let read_documents = ingested.documents.is_some();
@@ -269,24 +278,24 @@ fn print_vectors(collection: &str, v: &VectorsSummary) {
 /// What the embedding of a run cost, when it embedded anything: tokens (for an embedder that
 /// counts them), the time in the model or provider, and the rate.
 fn embedding_line(s: &IngestSummary) -> Option<String> {
+    let (Some(tokens), Some(seconds)) = (s.tokens_embedded, s.embed_seconds) else {
+        return None;
+    };
     if s.embedded == 0 {
         return None;
     }
-    let secs = s.embed_seconds.max(1e-3);
-    Some(if s.tokens_embedded > 0 {
+    let per_second = |n: u64| n as f64 / seconds.max(1e-3);
+    Some(if tokens > 0 {
         format!(
-            "embedding: {} tokens of {} chunks in {:.2}s ({:.0} tokens/s)",
-            s.tokens_embedded,
+            "embedding: {tokens} tokens of {} chunks in {seconds:.2}s ({:.0} tokens/s)",
             s.embedded,
-            s.embed_seconds,
-            s.tokens_embedded as f64 / secs
+            per_second(tokens)
         )
     } else {
         format!(
-            "embedding: {} chunks in {:.2}s ({:.1} chunks/s)",
+            "embedding: {} chunks in {seconds:.2}s ({:.1} chunks/s)",
             s.embedded,
-            s.embed_seconds,
-            s.embedded as f64 / secs
+            per_second(s.embedded)
         )
     })
 }
@@ -371,20 +380,24 @@ mod tests {
     fn the_summary_says_what_the_embedding_cost() {
         let mut s = IngestSummary {
             embedded: 10,
-            tokens_embedded: 640,
-            embed_seconds: 0.5,
+            tokens_embedded: Some(640),
+            embed_seconds: Some(0.5),
             ..IngestSummary::default()
         };
         assert_eq!(
             embedding_line(&s).as_deref(),
             Some("embedding: 640 tokens of 10 chunks in 0.50s (1280 tokens/s)")
         );
-        s.tokens_embedded = 0;
+        s.tokens_embedded = Some(0);
         assert_eq!(
             embedding_line(&s).as_deref(),
             Some("embedding: 10 chunks in 0.50s (20.0 chunks/s)")
         );
         s.embedded = 0;
+        assert_eq!(embedding_line(&s), None);
+        // the documents API's summaries carry no embedding time
+        s.embedded = 10;
+        (s.tokens_embedded, s.embed_seconds) = (None, None);
         assert_eq!(embedding_line(&s), None);
     }
 }

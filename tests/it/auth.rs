@@ -1275,6 +1275,11 @@ fn embedding_counts_and_tasks_are_not_shown_to_others() {
         summary["embedded"].is_u64() && summary["cache_hits"].is_u64(),
         "{summary}"
     );
+    // a server embeds for several writers at once: no per-request embedding time or tokens
+    assert!(
+        summary.get("tokens_embedded").is_none() && summary.get("embed_seconds").is_none(),
+        "{summary}"
+    );
 
     let (status, task) = post(
         &s,

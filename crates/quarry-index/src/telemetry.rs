@@ -123,7 +123,7 @@ impl QueryOutcome {
     }
 }
 
-/// Texts, tokens and nanoseconds of document embedding calls that succeeded.
+/// Texts and tokens of document embedding calls that succeeded, nanoseconds of all of them.
 #[derive(Default)]
 struct DocumentTotals {
     texts: std::sync::atomic::AtomicU64,
@@ -133,7 +133,8 @@ struct DocumentTotals {
 
 /// What this process embedded as documents so far, over every embedder: the sums of
 /// `quarry_embedding_texts_total`, `quarry_embedding_tokens_total` and
-/// `quarry_embedding_seconds_total` with `kind="document"` (calls that succeeded).
+/// `quarry_embedding_seconds_total` with `kind="document"` (texts and tokens of the calls that
+/// succeeded, the time of every call, as those series count them).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct EmbedTotals {
     pub texts: u64,
@@ -534,6 +535,12 @@ impl Embedder for Metered {
         t.embed_seconds
             .get_or_create(&labels)
             .inc_by(elapsed.as_secs_f64());
+        let documents = (kind == InputKind::Document).then_some(&t.documents_embedded);
+        if let Some(d) = documents {
+            let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+            d.nanos
+                .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+        }
         if out.is_err() {
             t.embed_failures.get_or_create(&labels).inc();
             return out;
@@ -552,13 +559,10 @@ impl Embedder for Metered {
         if let Some(n) = tokens {
             t.embed_tokens.get_or_create(&labels).inc_by(n as u64);
         }
-        if kind == InputKind::Document {
+        if let Some(d) = documents {
             use std::sync::atomic::Ordering::Relaxed;
-            let d = &t.documents_embedded;
             d.texts.fetch_add(texts.len() as u64, Relaxed);
             d.tokens.fetch_add(tokens.unwrap_or(0) as u64, Relaxed);
-            let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-            d.nanos.fetch_add(nanos, Relaxed);
         }
         out
     }

@@ -35,7 +35,7 @@ impl Engine {
         }))
     }
 
-    /// A new int8 index in `dir` with `params`, built from the stored vectors of `version`
+    /// A new sealed (int8 or binary) index in `dir` with `params`, built from the stored vectors of `version`
     /// of every chunk of `collection` a page at a time (only the open graph in memory:
     /// [`BulkBuild`]), at `generation`; `page(done, total)` after each page, `false` stopping
     /// there (`None`). Else the index (not yet dumped) and the number of chunks without a stored

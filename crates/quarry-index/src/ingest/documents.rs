@@ -397,7 +397,9 @@ pub fn ingest(
             .map(|(f, format)| read_file(&ctx, f, *format))
             .collect();
         for ((f, _), outcome) in group.iter().zip(outcomes) {
-            progress.advance(f.size, 1);
+            // a skipped file (too large, binary, empty) is read, but is no document
+            let document = !matches!(outcome, Outcome::Skipped(..));
+            progress.advance(f.size, u64::from(document));
             b.take(outcome, &f.path.display().to_string())?;
         }
     }
@@ -412,8 +414,8 @@ pub fn ingest(
     let mut summary = b.summary;
     summary.seconds = started.elapsed().as_secs_f64();
     let embedded = engine.telemetry().document_embedding();
-    summary.tokens_embedded = embedded.tokens.saturating_sub(embedded_before.tokens);
-    summary.embed_seconds = (embedded.seconds - embedded_before.seconds).max(0.0);
+    summary.tokens_embedded = Some(embedded.tokens.saturating_sub(embedded_before.tokens));
+    summary.embed_seconds = Some((embedded.seconds - embedded_before.seconds).max(0.0));
     Ok(summary)
 }
 
@@ -499,7 +501,8 @@ fn ingest_jsonl(
             .map(|(n, line)| read_line(ctx, &source, f.acl.as_deref(), *n, line))
             .collect();
         for ((_, line), outcome) in group.iter().zip(outcomes) {
-            progress.advance(line.len() as u64, u64::from(outcome.is_some()));
+            let document = matches!(outcome, Some(Outcome::Upsert(..) | Outcome::Unchanged(..)));
+            progress.advance(line.len() as u64, u64::from(document));
             if let Some(o) = outcome {
                 b.take(o, &source)?;
             }

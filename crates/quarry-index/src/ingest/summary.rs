@@ -85,11 +85,15 @@ pub struct IngestSummary {
     pub cache_hits: u64,
     /// Tokens of the chunks embedded, as the model counts them (truncation applied), for
     /// embedders that count tokens (the local model); 0 for the others. Read from the engine's
-    /// telemetry before and after the run (what this process embedded meanwhile: the run's own
-    /// in `quarry ingest`).
-    pub tokens_embedded: u64,
-    /// Seconds spent in embedding calls (of `seconds`, the whole run).
-    pub embed_seconds: f64,
+    /// telemetry before and after a `quarry ingest` run (the process's own embedding meanwhile:
+    /// the run's); absent where a process embeds for others at the same time (the documents
+    /// API of a server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_embedded: Option<u64>,
+    /// Seconds spent in embedding calls (of `seconds`, the whole run); present with
+    /// `tokens_embedded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embed_seconds: Option<f64>,
     pub seconds: f64,
     /// Every skip and warning, with its path (and line, for JSONL).
     pub problems: Vec<Problem>,

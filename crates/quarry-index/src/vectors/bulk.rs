@@ -1,4 +1,4 @@
-//! [`BulkBuild`]: an int8 vector index built from scratch in a folder of its own, from vectors
+//! [`BulkBuild`]: a sealed (int8 or binary) vector index built from scratch in a folder of its own, from vectors
 //! given a page at a time (a requantize or rebuild from the stored vectors). Only the open graph
 //! and its vectors are in memory while it fills: each segment it seals is written, synced and let
 //! go, and [`BulkBuild::finish`] opens the segments from disk (hash-checked) as a restart does.

@@ -157,9 +157,11 @@ fn unfiltered_recall_matches_hnsw_rs() {
     );
 }
 
-/// The binary approximation is `scale · Σ q_i · sign(v_i)` with `scale = mean |v_i|`, whatever
+/// The binary approximation is `scale · Σ q_i · sign(v_i)` with `scale = ‖v‖² / ‖v‖₁`, whatever
 /// the number of dimensions (here not a multiple of 8: the last byte's spare bits count for
-/// nothing): the per-byte tables against the sum written out.
+/// nothing): the per-byte tables against the sum written out. A vector's approximate similarity
+/// to itself is its exact one (1 for a unit vector), as with int8 codes, so the two codecs'
+/// candidates and the open graph's exact scores rank together.
 #[test]
 fn binary_approximation_is_the_signed_sum() {
     for dims in [8, 37, 384] {
@@ -171,20 +173,27 @@ fn binary_approximation_is_the_signed_sum() {
                 let mut code = Vec::new();
                 let scale = Codec::Binary.encode(v, &mut code);
                 assert_eq!(code.len(), dims.div_ceil(8));
-                let mean = v.iter().map(|x| x.abs()).sum::<f32>() / dims as f32;
-                assert!((scale - mean).abs() < 1e-6);
+                let l1: f32 = v.iter().map(|x| x.abs()).sum();
+                let want_scale = dot(v, v) / l1;
+                assert!((scale - want_scale).abs() < 1e-6);
                 let want: f32 = q
                     .iter()
                     .zip(v)
                     .map(|(q, x)| if *x > 0.0 { *q } else { -*q })
                     .sum::<f32>()
-                    * mean;
+                    * want_scale;
                 let got = prepared.approx(Codec::Binary, scale, &code);
                 assert!(
                     (got - want).abs() < 1e-4,
                     "{dims} dims: {got} against {want}"
                 );
             }
+        }
+        for v in vectors.chunks_exact(dims) {
+            let mut code = Vec::new();
+            let scale = Codec::Binary.encode(v, &mut code);
+            let itself = QueryCodes::new(v).approx(Codec::Binary, scale, &code);
+            assert!((itself - 1.0).abs() < 1e-4, "{dims} dims: {itself}");
         }
     }
     let mut code = Vec::new();
@@ -312,7 +321,8 @@ fn encoding_reads_back_into_the_same_graph() {
     let vectors = clustered(5, 1500, dims, 15, 0.6);
     let (graph, _) = build(&vectors, dims);
     for codec in [Codec::Int8, Codec::Binary] {
-        let flat = FlatGraph::from_graph(&graph, 0, &vectors, (dims, 16), codec).unwrap();
+        let m = VectorParams::default().m;
+        let flat = FlatGraph::from_graph(&graph, 0, &vectors, (dims, m), codec).unwrap();
         encoding_reads_back(&flat, dims);
     }
 }
@@ -558,7 +568,7 @@ fn flat_against_hnsw_rs() {
 
 /// A measurement, not in CI: recall@10 against an exact scan of int8 and binary codes for the real
 /// SciFact queries over the real SciFact corpus vectors (`$QUARRY_DATASETS/scifact/minilm-*.parquet`),
-/// by the number of candidates rescored. `cargo test --release -p quarry-index
+/// as a segment searches them (the codec's beam and rescoring for top 10), by `ef_search`. `cargo test --release -p quarry-index
 /// codes_on_scifact_queries -- --ignored --nocapture`.
 #[test]
 #[ignore = "a measurement: needs QUARRY_DATASETS"]
@@ -579,13 +589,15 @@ fn codes_on_scifact_queries() {
     let dims = 384;
     let (graph, _) = build(&vectors, dims);
     let nq = queries.len() / dims;
+    let m = VectorParams::default().m;
     for codec in [Codec::Int8, Codec::Binary] {
-        let flat = FlatGraph::from_graph(&graph, 0, &vectors, (dims, 16), codec).unwrap();
-        for keep in [16, 36, 64, 112, 200] {
+        let flat = FlatGraph::from_graph(&graph, 0, &vectors, (dims, m), codec).unwrap();
+        for ef in [32, 64, 128] {
+            let (beam, keep) = (codec.beam(ef, 10), codec.rescored(10));
             let mut total = 0.0;
             for q in queries.chunks_exact(dims) {
                 let want = exact_top(&vectors, dims, q, 10, &|_| true);
-                let found = flat.search(&QueryCodes::new(q), keep, 64, None);
+                let found = flat.search(&QueryCodes::new(q), 10, ef, None);
                 let got: Vec<u32> = rescore(found, keep, 10, |id| {
                     Ok::<_, std::convert::Infallible>(dot(
                         q,
@@ -599,7 +611,7 @@ fn codes_on_scifact_queries() {
                 total += recall(&got, &want);
             }
             eprintln!(
-                "{codec:?}, {keep} rescored: recall@10 {:.4} over {nq} queries",
+                "{codec:?}, ef_search {ef} (beam {beam}, {keep} rescored): recall@10 {:.4} over {nq} queries",
                 total / nq as f64
             );
         }

@@ -40,7 +40,8 @@ pub enum Quantization {
     /// Sealed segments search int8 codes and rescore with the full vectors read from disk.
     Int8,
     /// Sealed segments search sign bits (one bit a dimension) and rescore more candidates with
-    /// the full vectors read from disk: a quarter of int8's memory for the codes, lower recall.
+    /// the full vectors read from disk: an eighth of int8's bytes for the codes (a point's row,
+    /// links included, about a third), more reads from disk per query.
     Binary,
 }
 

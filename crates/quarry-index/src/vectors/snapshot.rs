@@ -462,7 +462,7 @@ impl VectorSnapshot {
 
     /// Exact top `k` among the points `ids` (alive), best first; equal similarities by chunk
     /// key (not by point id, which depends on the order chunks were inserted in). Open points
-    /// are compared from memory; sealed ones by their int8 codes first, and only the best
+    /// are compared from memory; sealed ones by their codes first, and only the best
     /// [`Build::rescored`] of those read from disk and compared exactly.
     fn exact_among(
         &self,

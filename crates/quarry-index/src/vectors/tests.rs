@@ -420,16 +420,19 @@ fn large_writes_from_rayon_tasks_finish() {
 /// the same, and a compaction leaving one segment and no file of the removed points.
 #[test]
 fn segments_search_like_one_exact_scan() {
-    segments_search_like_one_exact_scan_with(super::params::Quantization::Int8);
+    segments_search_like_one_exact_scan_with(super::params::Quantization::Int8, 24);
 }
 
+/// (21 dimensions: the last byte of a binary code has spare bits)
 #[test]
 fn binary_segments_search_like_one_exact_scan() {
-    segments_search_like_one_exact_scan_with(super::params::Quantization::Binary);
+    segments_search_like_one_exact_scan_with(super::params::Quantization::Binary, 21);
 }
 
-fn segments_search_like_one_exact_scan_with(quantization: super::params::Quantization) {
-    let dims = 24;
+fn segments_search_like_one_exact_scan_with(
+    quantization: super::params::Quantization,
+    dims: usize,
+) {
     let data = clustered(11, 3400, dims, 30, 0.3);
     let row = |i: usize| (hash(i as u64), data[i * dims..(i + 1) * dims].to_vec());
     let p = VectorParams {
@@ -473,6 +476,14 @@ fn segments_search_like_one_exact_scan_with(quantization: super::params::Quantiz
         .cloned()
         .collect();
     let queries: Vec<Vec<f32>> = (3300..3400).map(|i| row(i).1).collect();
+    // 30 chunks from every part (below exact_threshold: the exact plan)
+    let few: Vec<u64> = permitted.iter().step_by(37).copied().collect();
+    let few_live: Vec<_> = live
+        .iter()
+        .filter(|(h, _)| few.contains(&chunk_key(h)))
+        .cloned()
+        .collect();
+    assert!((25..=40).contains(&few.len()), "{}", few.len());
     let check = |snap: &super::VectorSnapshot| {
         let (mut found, mut found_filtered) = (0, 0);
         for q in &queries {
@@ -489,6 +500,11 @@ fn segments_search_like_one_exact_scan_with(quantization: super::params::Quantiz
             assert_eq!(got.len(), 10);
             assert!(got.iter().all(|(h, _)| permitted.contains(&chunk_key(h))));
             found_filtered += got.iter().filter(|(h, _)| want.contains(h)).count();
+            // few permitted chunks, sealed and open: an exact scan over their codes, rescored
+            let (got, plan) = snap.search_permitted(q, 10, &few).unwrap();
+            assert_eq!(plan, FilterPlan::Exact);
+            let got: Vec<ContentHash> = got.iter().map(|r| r.0).collect();
+            assert_eq!(got, oracle(&few_live, q, 10));
             assert_eq!(
                 snap.exact_search(q, 10)
                     .unwrap()
