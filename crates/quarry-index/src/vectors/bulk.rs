@@ -77,7 +77,11 @@ impl BulkBuild {
             .map(|(i, v)| (self.open_base + i, v))
             .collect();
         self.graph.insert(&rows);
-        if self.params.seals(self.hashes.len() - self.open_base) {
+        if self
+            .params
+            .seals(self.hashes.len() - self.open_base)
+            .is_some()
+        {
             self.seal()?;
         }
         Ok(())

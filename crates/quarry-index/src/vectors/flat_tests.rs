@@ -59,6 +59,23 @@ fn exact_top(
     all.into_iter().take(k).map(|(_, i)| i).collect()
 }
 
+/// Recall@10 of `q` against an exact scan: of `flat`'s ranked answer, and of hnsw_rs's own search
+/// of `graph` (ef 64).
+fn recalls(flat: &FlatGraph, graph: &Graph, vectors: &[f32], dims: usize, q: &[f32]) -> (f64, f64) {
+    let want = exact_top(vectors, dims, q, 10, &|_| true);
+    let exact = |id: u32| dot(q, &vectors[id as usize * dims..(id as usize + 1) * dims]);
+    let got: Vec<u32> = ranked(flat, q, 10, None, &exact)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let hnsw: Vec<u32> = graph
+        .search(q, 10, 64, None)
+        .into_iter()
+        .map(|(id, _)| id as u32)
+        .collect();
+    (recall(&got, &want), recall(&hnsw, &want))
+}
+
 fn recall(got: &[u32], want: &[u32]) -> f64 {
     let want: HashSet<&u32> = want.iter().collect();
     got.iter().filter(|i| want.contains(i)).count() as f64 / want.len().max(1) as f64
@@ -135,20 +152,9 @@ fn unfiltered_recall_matches_hnsw_rs() {
     assert_eq!(flat.len(), n);
     let (mut ours, mut theirs) = (0.0, 0.0);
     for q in queries.chunks_exact(dims) {
-        let want = exact_top(&vectors, dims, q, 10, &|_| true);
-        let got: Vec<u32> = ranked(&flat, q, 10, None, &|id| {
-            dot(q, &vectors[id as usize * dims..(id as usize + 1) * dims])
-        })
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-        let hnsw: Vec<u32> = graph
-            .search(q, 10, 64, None)
-            .into_iter()
-            .map(|(id, _)| id as u32)
-            .collect();
-        ours += recall(&got, &want);
-        theirs += recall(&hnsw, &want);
+        let (flat, hnsw) = recalls(&flat, &graph, &vectors, dims, q);
+        ours += flat;
+        theirs += hnsw;
     }
     let (ours, theirs) = (ours / 200.0, theirs / 200.0);
     assert!(
@@ -220,23 +226,14 @@ fn binary_recall_with_rescoring() {
     let (graph, flat) = build_coded(&vectors, dims, Codec::Binary);
     let (mut ours, mut theirs, mut by_codes) = (0.0, 0.0, 0.0);
     for q in queries.chunks_exact(dims) {
+        let (flat_recall, hnsw) = recalls(&flat, &graph, &vectors, dims, q);
+        ours += flat_recall;
+        theirs += hnsw;
         let want = exact_top(&vectors, dims, q, 10, &|_| true);
-        let exact = |id: u32| dot(q, &vectors[id as usize * dims..(id as usize + 1) * dims]);
-        let got: Vec<u32> = ranked(&flat, q, 10, None, &exact)
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        let hnsw: Vec<u32> = graph
-            .search(q, 10, 64, None)
-            .into_iter()
-            .map(|(id, _)| id as u32)
-            .collect();
-        ours += recall(&got, &want);
         // the best k by their codes alone, without a wider rescoring
         let found = flat.search(&QueryCodes::new(q), 10, 64, None);
         let alone: Vec<u32> = found.iter().take(10).map(|(id, _)| *id).collect();
         by_codes += recall(&alone, &want);
-        theirs += recall(&hnsw, &want);
     }
     let (ours, theirs, by_codes) = (ours / 100.0, theirs / 100.0, by_codes / 100.0);
     eprintln!("binary recall@10 {ours} (by codes alone {by_codes}), hnsw_rs {theirs}");

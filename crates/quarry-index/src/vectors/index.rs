@@ -347,8 +347,7 @@ impl VectorIndex {
     fn seal(&self, st: &mut WriterState) -> Result<()> {
         let points = st.build.read_points();
         let open = points.hashes.len() - points.open_base;
-        let codec = self.params.quantization.codec();
-        let Some(codec) = codec.filter(|_| self.params.seals(open)) else {
+        let Some(codec) = self.params.seals(open) else {
             return Ok(());
         };
         let Some(segment) = Segment::seal(
@@ -405,7 +404,9 @@ impl VectorIndex {
 
     fn seal_due(&self, st: &WriterState) -> bool {
         let points = st.build.read_points();
-        self.params.seals(points.hashes.len() - points.open_base)
+        self.params
+            .seals(points.hashes.len() - points.open_base)
+            .is_some()
     }
 
     /// Writes the graph, ids and tombstones to a new folder and switches the manifest to it,

@@ -159,8 +159,11 @@ impl VectorParams {
         self
     }
 
-    /// Whether a dump seals an open graph of `open` points.
-    pub(super) fn seals(&self, open: usize) -> bool {
-        self.quantization != Quantization::None && open >= self.segment_points
+    /// How a dump seals an open graph of `open` points: the codec of the segment, or `None`
+    /// when it does not seal it (`quantization = "none"`, or fewer than `segment_points`).
+    pub(super) fn seals(&self, open: usize) -> Option<super::codes::Codec> {
+        self.quantization
+            .codec()
+            .filter(|_| open >= self.segment_points)
     }
 }
