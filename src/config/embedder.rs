@@ -4,17 +4,21 @@
 
 use anyhow::bail;
 use quarry_embed::DEFAULT_MODEL;
+use quarry_embed::distill::DEFAULT_STATIC_MODEL;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// `[embedders.NAME]`: one embedder. `provider` is `local`, `openai` or `hash`.
+/// `[embedders.NAME]`: one embedder. `provider` is `local`, `static`, `openai` or `hash`.
 #[derive(Debug, Clone, PartialEq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EmbedderConfig {
     pub provider: String,
-    /// local: a model quarry can fetch (`all-MiniLM-L6-v2`); openai: the provider's model string.
+    /// local: a model quarry can fetch (`all-MiniLM-L6-v2`); static: a model of the model cache
+    /// (`quarry model distill` builds `static-all-MiniLM-L6-v2`); openai: the provider's model
+    /// string.
     pub model: Option<String>,
-    /// local: a folder in Hugging Face layout (config.json, tokenizer.json, model.safetensors).
+    /// local: a folder in Hugging Face layout (config.json, tokenizer.json, model.safetensors);
+    /// static: a folder in model2vec's layout (model.safetensors, tokenizer.json, config.json).
     pub model_dir: Option<PathBuf>,
     /// openai: e.g. `http://127.0.0.1:7879/v1`.
     pub base_url: Option<String>,
@@ -47,13 +51,18 @@ pub(crate) fn resolve(
             model: Some(DEFAULT_MODEL.into()),
             ..EmbedderConfig::default()
         }),
+        "static" => Some(EmbedderConfig {
+            provider: "static".into(),
+            model: Some(DEFAULT_STATIC_MODEL.into()),
+            ..EmbedderConfig::default()
+        }),
         "hash" => Some(EmbedderConfig {
             provider: "hash".into(),
             ..EmbedderConfig::default()
         }),
         other => {
             let mut names: Vec<&str> = embedders.keys().map(String::as_str).collect();
-            names.extend(["local", "hash", "none"]);
+            names.extend(["local", "static", "hash", "none"]);
             bail!(
                 "embedder `{other}` is not configured: add an [embedders.{other}] table, or use one of: {}",
                 names.join(", ")
@@ -87,10 +96,17 @@ pub(super) fn check(
                     ));
                 }
             }
+            "static" => {
+                if c.model.is_none() && c.model_dir.is_none() {
+                    return Err(err(&format!(
+                        "a static embedder needs `model` (e.g. \"{DEFAULT_STATIC_MODEL}\", built by `quarry model distill`) or `model_dir`"
+                    )));
+                }
+            }
             "hash" => {}
             other => {
                 return Err(err(&format!(
-                    "provider `{other}` is unknown; use local, openai or hash"
+                    "provider `{other}` is unknown; use local, static, openai or hash"
                 )));
             }
         }

@@ -25,6 +25,8 @@
 //!   core does 2 units × 8 lanes × 2 (multiply + add) = 32 FLOPs per cycle (64 with AVX-512 and
 //!   two 512-bit units). The clock is `cpu MHz` of `/proc/cpuinfo` (the base clock on a VM; a
 //!   turbo clock would lower the fraction).
+//! * **static**: the static fast tier (`quarry model distill`, when built) over the same documents:
+//!   chunks/s and its multiple of the MiniLM pass of the same run.
 //! * **query latency**: one query embedded per call (the query path), over SciFact queries:
 //!   median and p90 of [`QUERY_RUNS`] calls.
 //!
@@ -40,7 +42,8 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use quarry_core::{Embedder, InputKind};
-use quarry_embed::{DEFAULT_MODEL, LocalEmbedder, ensure_model, model_cache_dir};
+use quarry_embed::distill::DEFAULT_STATIC_MODEL;
+use quarry_embed::{DEFAULT_MODEL, LocalEmbedder, StaticEmbedder, ensure_model, model_cache_dir};
 
 /// SciFact documents embedded for the throughput figures.
 const DOCS: usize = 512;
@@ -129,6 +132,37 @@ fn flops_per_cycle() -> (f64, &'static str) {
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let secs: Vec<f64> = sorted.iter().map(Duration::as_secs_f64).collect();
     Duration::from_secs_f64(quarry_core::stats::percentile(&secs, p))
+}
+
+/// The static fast tier over the same documents, if `quarry model distill` built it: chunks/s and
+/// its multiple of the MiniLM pass just timed (`minilm_rate` chunks/s). The static model reads
+/// up to 512 tokens of a document where MiniLM stops at 256, so the multiple is a lower bound.
+fn static_pass(docs: &[&str], minilm_tokens: usize, minilm_rate: f64) {
+    let dir = model_cache_dir().join(DEFAULT_STATIC_MODEL);
+    let s = match StaticEmbedder::load(&dir, DEFAULT_STATIC_MODEL) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("== static: not measured ({e})");
+            return;
+        }
+    };
+    black_box(s.embed(docs, InputKind::Document).expect("embeds"));
+    // Passes until a second has gone by, then chunks/s over all of them.
+    let (start, mut passes) = (Instant::now(), 0usize);
+    while passes == 0 || start.elapsed() < Duration::from_secs(1) {
+        black_box(s.embed(docs, InputKind::Document).expect("embeds"));
+        passes += 1;
+    }
+    let secs = start.elapsed().as_secs_f64() / passes as f64;
+    let rate = docs.len() as f64 / secs;
+    eprintln!(
+        "== static ({}, {} dimensions): {:.1} ms a pass, {rate:.0} chunks/s, {:.0} MiniLM tokens/s:          {:.0}x the MiniLM pass of this run",
+        DEFAULT_STATIC_MODEL,
+        s.spec().dimensions,
+        secs * 1e3,
+        minilm_tokens as f64 / secs,
+        rate / minilm_rate
+    );
 }
 
 fn main() {
@@ -220,6 +254,8 @@ fn main() {
                 );
             }
         }
+
+        static_pass(&doc_refs, tokens, docs.len() as f64 / secs);
 
         // Query path: one text per call.
         for q in queries.iter().take(10) {

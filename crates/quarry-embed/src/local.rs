@@ -252,8 +252,23 @@ impl LocalEmbedder {
             .collect())
     }
 
+    /// The tokenizer without truncation (special tokens are added only when asked).
+    pub fn untruncated_tokenizer(&self) -> &Tokenizer {
+        &self.counter
+    }
+
     /// Pooled, normalised vectors of one batch of token id lists.
     fn forward(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut rows = self.pooled(batch)?;
+        for row in &mut rows {
+            normalize(row);
+        }
+        Ok(rows)
+    }
+
+    /// Mean-pooled vectors of one batch of token id lists (specials included as given), not
+    /// normalised: what [`crate::distill`] takes from the model for each vocabulary token.
+    pub(crate) fn pooled(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let dims = self.spec.dimensions;
         let len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0);
         if len == 0 {
@@ -279,11 +294,7 @@ impl LocalEmbedder {
             let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (b, 1)
             summed.broadcast_div(&counts)?.to_vec2::<f32>()
         };
-        let mut rows = run().map_err(inference_err)?;
-        for row in &mut rows {
-            normalize(row);
-        }
-        Ok(rows)
+        run().map_err(inference_err)
     }
 }
 

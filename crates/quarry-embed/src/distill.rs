@@ -1,0 +1,416 @@
+//! Distilling a static model ([`crate::static_model`]) from the local transformer, model2vec's
+//! recipe (Tulkens & van Dongen, 2024), offline and deterministic:
+//!
+//! 1. every vocabulary token but the special and `[unusedN]` ones is run through the transformer
+//!    alone, as `[CLS] token [SEP]`, and its last layer is mean-pooled (specials included, not
+//!    normalised);
+//! 2. the vectors are centred and projected on their first `dims` principal components (the
+//!    eigenvectors of their covariance, by nalgebra's symmetric eigen-solver; each turned so that
+//!    its largest component is positive, so the result does not depend on the solver's signs);
+//! 3. each row is weighted by `sif / (sif + p)`, where `p` is the token's probability under
+//!    Zipf's law by its rank in the vocabulary (WordPiece vocabularies list words roughly by
+//!    frequency), which damps frequent tokens (SIF, Arora et al., 2017).
+//!
+//! The folder is written in model2vec's layout beside the destination and renamed into place in
+//! one step, so a reader never sees half a model. Its `config.json` records the teacher and the
+//! revision (the sha256 of `model.safetensors` and `tokenizer.json`), which
+//! [`crate::StaticEmbedder::load`] checks.
+//!
+//! Words can be added to the vocabulary (model2vec's vocabulary option): a word the tokenizer cuts
+//! into pieces (`glucocorticoid` → `glu ##co ##cor ##tic ##oid`) gets a row of its own, the
+//! teacher's vector of the whole word, and the tokenizer matches it whole from then on. Pieces
+//! averaged by a static table lose the word's meaning; a domain's vocabulary (from its corpus,
+//! [`count_split_words`]) keeps it. The same teacher
+//! and options give the same bytes on the same machine: batches are fixed, and the only parallel
+//! work (candle's matrix products) does not split the sums it computes.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use nalgebra::{DMatrix, SymmetricEigen};
+use quarry_core::{EmbedError, Embedder};
+
+use crate::LocalEmbedder;
+use crate::static_model::{PIECES, TENSOR};
+
+/// The built-in static model's name (`embedder = "static"`): a folder of the model cache.
+pub const DEFAULT_STATIC_MODEL: &str = "static-all-MiniLM-L6-v2";
+
+/// How to distill.
+#[derive(Debug, Clone, Copy)]
+pub struct DistillOptions {
+    /// Dimensions kept by the PCA (at most the teacher's).
+    pub dims: usize,
+    /// The SIF coefficient; 0 weighs every token alike.
+    pub sif: f64,
+    /// Tokens per forward pass.
+    pub batch: usize,
+    /// Only the first this many tokens (in vocabulary order) get rows; the others embed to
+    /// nothing. For tests and quick trials.
+    pub limit: Option<usize>,
+}
+
+impl Default for DistillOptions {
+    /// model2vec's defaults: 256 dimensions, SIF 1e-4.
+    fn default() -> Self {
+        DistillOptions {
+            dims: 256,
+            sif: 1e-4,
+            batch: 256,
+            limit: None,
+        }
+    }
+}
+
+/// What [`distill`] made.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Distilled {
+    pub dir: PathBuf,
+    /// Tokens with a row of their own (the vocabulary less specials and unused tokens).
+    pub tokens: usize,
+    /// Words added to the vocabulary, each with a row of its own.
+    pub words: usize,
+    pub dimensions: usize,
+    /// Share of the teacher's token-vector variance the kept components explain.
+    pub explained_variance: f64,
+    /// The static embedder's revision: the sha256 of `model.safetensors` and `tokenizer.json`.
+    pub revision: String,
+    pub seconds: f64,
+}
+
+fn err(what: impl std::fmt::Display) -> EmbedError {
+    EmbedError::Model(format!("distill: {what}"))
+}
+
+/// Distills `teacher` into the folder `out` (which must not exist yet). `progress(done, total)`
+/// is called after each batch of tokens.
+pub fn distill(
+    teacher: &LocalEmbedder,
+    options: DistillOptions,
+    words: &[String],
+    out: &Path,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Distilled, EmbedError> {
+    let started = Instant::now();
+    let teacher_dims = teacher.spec().dimensions;
+    if options.dims == 0 || options.dims > teacher_dims {
+        return Err(err(format!(
+            "--dims {}: use 1 to {teacher_dims}, the teacher's dimensions",
+            options.dims
+        )));
+    }
+    if !(0.0..1.0).contains(&options.sif) {
+        return Err(err(format!("SIF coefficient {}: use 0 to 1", options.sif)));
+    }
+    if out.exists() {
+        return Err(err(format!("{} exists already", out.display())));
+    }
+    let tokenizer = teacher.untruncated_tokenizer();
+    let (prefix, suffix) = specials(tokenizer)?;
+    let vocab = tokenizer.get_vocab_size(true);
+    let mut ids = kept_tokens(tokenizer);
+    ids.truncate(options.limit.unwrap_or(usize::MAX));
+    if ids.len() <= options.dims {
+        return Err(err(format!(
+            "{} tokens cannot give {} principal components",
+            ids.len(),
+            options.dims
+        )));
+    }
+
+    let (tokenizer_json, words) = extended_tokenizer(teacher, words)?;
+
+    // 1. The teacher's vector of each token, then of each added word (all its pieces at once).
+    let dims = teacher_dims;
+    let mut inputs: Vec<Vec<u32>> = ids
+        .iter()
+        .map(|&id| [prefix.as_slice(), &[id], suffix.as_slice()].concat())
+        .collect();
+    // How many of the teacher's tokens each row stands for (see `PIECES`).
+    let mut pieces = vec![1u32; vocab];
+    for w in &words {
+        let encoded = tokenizer
+            .encode_fast(w.as_str(), true)
+            .map_err(|e| err(format!("tokenizer: {e}")))?;
+        pieces.push((encoded.len() - prefix.len() - suffix.len()) as u32);
+        inputs.push(encoded.get_ids().to_vec());
+    }
+    let total = inputs.len();
+    let mut x = Vec::with_capacity(total * dims);
+    for (b, chunk) in inputs.chunks(options.batch.max(1)).enumerate() {
+        let rows: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
+        for v in teacher.pooled(&rows)? {
+            x.extend(v);
+        }
+        progress((b * options.batch + chunk.len()).min(total), total);
+    }
+    if x.iter().any(|v| !v.is_finite()) {
+        return Err(err("the teacher produced values that are not finite"));
+    }
+
+    // 2. PCA.
+    let (projected, explained_variance) = pca(&x, total, dims, options.dims);
+    debug_assert_eq!(projected.len(), total * options.dims);
+
+    // 3. SIF weights by Zipf rank (added words after the vocabulary, most frequent first); rows
+    // of tokens without one stay zero.
+    let harmonic: f64 = (0..total).map(|r| 1.0 / (r as f64 + 2.0)).sum();
+    let rows = vocab + words.len();
+    let mut table = vec![0f32; rows * options.dims];
+    let added = (vocab as u32..).take(words.len());
+    for (rank, id) in ids.iter().copied().chain(added).enumerate() {
+        let p = 1.0 / (rank as f64 + 2.0) / harmonic;
+        let w = if options.sif > 0.0 {
+            options.sif / (options.sif + p)
+        } else {
+            1.0
+        };
+        let row = &projected[rank * options.dims..(rank + 1) * options.dims];
+        let start = id as usize * options.dims;
+        for (t, v) in table[start..start + options.dims].iter_mut().zip(row) {
+            *t = (v * w) as f32;
+        }
+    }
+
+    let table = Table {
+        values: table,
+        rows,
+        pieces: (!words.is_empty()).then_some(pieces),
+        tokenizer_json,
+        words: words.len(),
+        explained_variance,
+    };
+    let revision = write(teacher, options, out, table)?;
+    Ok(Distilled {
+        dir: out.to_path_buf(),
+        tokens: ids.len(),
+        words: words.len(),
+        dimensions: options.dims,
+        explained_variance,
+        revision,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The ids the tokenizer puts before and after a text (`[CLS]`, `[SEP]` for BERT).
+fn specials(tokenizer: &tokenizers::Tokenizer) -> Result<(Vec<u32>, Vec<u32>), EmbedError> {
+    let empty = tokenizer
+        .encode_fast("", true)
+        .map_err(|e| err(format!("tokenizer: {e}")))?;
+    let ids = empty.get_ids();
+    match ids {
+        [first, rest @ ..] => Ok((vec![*first], rest.to_vec())),
+        [] => Ok((Vec::new(), Vec::new())),
+    }
+}
+
+/// Vocabulary ids in order, less special tokens and BERT's `[unusedN]` placeholders.
+fn kept_tokens(tokenizer: &tokenizers::Tokenizer) -> Vec<u32> {
+    let special: std::collections::HashSet<u32> = tokenizer
+        .get_added_tokens_decoder()
+        .into_iter()
+        .filter(|(_, t)| t.special)
+        .map(|(id, _)| id)
+        .collect();
+    let mut vocab: Vec<(u32, String)> = tokenizer
+        .get_vocab(true)
+        .into_iter()
+        .map(|(t, id)| (id, t))
+        .collect();
+    vocab.sort_unstable();
+    vocab
+        .into_iter()
+        .filter(|(id, t)| {
+            let unused = t.starts_with("[unused") && t.ends_with(']');
+            !special.contains(id) && !unused
+        })
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// Centres the `n × d` rows of `x` and projects them on their first `k` principal components:
+/// the `n × k` result and the share of the variance kept.
+fn pca(x: &[f32], n: usize, d: usize, k: usize) -> (Vec<f64>, f64) {
+    let mut m = DMatrix::<f64>::from_fn(n, d, |i, j| f64::from(x[i * d + j]));
+    for j in 0..d {
+        let mean = m.column(j).mean();
+        m.column_mut(j).add_scalar_mut(-mean);
+    }
+    let cov = m.tr_mul(&m) / (n.max(2) - 1) as f64;
+    let eigen = SymmetricEigen::new(cov);
+    let mut order: Vec<usize> = (0..d).collect();
+    order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
+    let total: f64 = eigen.eigenvalues.iter().map(|v| v.max(0.0)).sum();
+    let kept: f64 = order[..k]
+        .iter()
+        .map(|&i| eigen.eigenvalues[i].max(0.0))
+        .sum();
+    let mut basis = DMatrix::<f64>::zeros(d, k);
+    for (c, &i) in order[..k].iter().enumerate() {
+        let v = eigen.eigenvectors.column(i);
+        let largest = v
+            .iter()
+            .copied()
+            .fold(0.0f64, |a, b| if b.abs() > a.abs() { b } else { a });
+        let sign = if largest < 0.0 { -1.0 } else { 1.0 };
+        basis.set_column(c, &(v * sign));
+    }
+    let projected = m * basis;
+    // Row-major, as the table is laid out.
+    let rows: Vec<f64> = projected.transpose().iter().copied().collect();
+    (rows, if total > 0.0 { kept / total } else { 0.0 })
+}
+
+/// What [`write`] writes.
+struct Table {
+    /// `rows × dims`, row-major.
+    values: Vec<f32>,
+    rows: usize,
+    /// Per row, the teacher's tokens it stands for; only with added words.
+    pieces: Option<Vec<u32>>,
+    tokenizer_json: String,
+    words: usize,
+    explained_variance: f64,
+}
+
+/// Words that `tokenizer` cuts into several pieces, as it normalises them (lower-cased for an
+/// uncased model), counted over `text`. Words with an unknown piece are left out.
+pub fn count_split_words(
+    tokenizer: &tokenizers::Tokenizer,
+    text: &str,
+    counts: &mut HashMap<String, u64>,
+) -> Result<(), EmbedError> {
+    let e = tokenizer
+        .encode_fast(text, false)
+        .map_err(|e| err(format!("tokenizer: {e}")))?;
+    // A word is a piece followed by its `##` continuations (WordPiece's marks: the fast encoding
+    // has neither word ids nor token strings).
+    let tokens: Vec<String> = e
+        .get_ids()
+        .iter()
+        .map(|&id| tokenizer.id_to_token(id).unwrap_or_default())
+        .collect();
+    let mut i = 0;
+    while i < tokens.len() {
+        let mut j = i + 1;
+        while j < tokens.len() && tokens[j].starts_with("##") {
+            j += 1;
+        }
+        let pieces = &tokens[i..j];
+        if pieces.len() > 1
+            && pieces
+                .iter()
+                .all(|p| !(p.starts_with('[') && p.ends_with(']')))
+        {
+            let mut word = pieces[0].clone();
+            for p in &pieces[1..] {
+                word.push_str(p.strip_prefix("##").unwrap_or(p));
+            }
+            *counts.entry(word).or_default() += 1;
+        }
+        i = j;
+    }
+    Ok(())
+}
+
+/// The teacher's `tokenizer.json` with `words` added to its WordPiece vocabulary (ids after the
+/// vocabulary's, in the order given; words it has already, or cannot hold, are dropped), and the
+/// words added. Padding and truncation are cleared.
+fn extended_tokenizer(
+    teacher: &LocalEmbedder,
+    words: &[String],
+) -> Result<(String, Vec<String>), EmbedError> {
+    let path = teacher.dir().join("tokenizer.json");
+    let text = fs::read_to_string(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    let mut json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    json["padding"] = serde_json::Value::Null;
+    json["truncation"] = serde_json::Value::Null;
+    let mut added = Vec::new();
+    if !words.is_empty() {
+        let model = &mut json["model"];
+        if model["type"] != "WordPiece" {
+            return Err(err(
+                "adding words needs a WordPiece tokenizer (BERT's); this teacher's is another",
+            ));
+        }
+        let vocab = model["vocab"]
+            .as_object_mut()
+            .ok_or_else(|| err("tokenizer.json has no vocabulary"))?;
+        let mut next = teacher.untruncated_tokenizer().get_vocab_size(true) as u64;
+        for w in words {
+            let fits = !w.is_empty() && !w.starts_with("##") && !w.chars().any(char::is_whitespace);
+            if fits && !vocab.contains_key(w) {
+                vocab.insert(w.clone(), serde_json::json!(next));
+                next += 1;
+                added.push(w.clone());
+            }
+        }
+    }
+    let text = serde_json::to_string(&json).map_err(|e| err(e.to_string()))?;
+    Ok((text, added))
+}
+
+/// Writes the model folder beside `out` and renames it into place; returns its revision.
+fn write(
+    teacher: &LocalEmbedder,
+    options: DistillOptions,
+    out: &Path,
+    table: Table,
+) -> Result<String, EmbedError> {
+    let io = |what: &str, e: std::io::Error| err(format!("{what}: {e}"));
+    let parent = out.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(|e| io(&parent.display().to_string(), e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".distill-")
+        .tempdir_in(parent)
+        .map_err(|e| io(&parent.display().to_string(), e))?;
+    let tensor = Tensor::from_vec(table.values, (table.rows, options.dims), &Device::Cpu)
+        .map_err(|e| err(format!("table: {e}")))?;
+    let weights = tmp.path().join("model.safetensors");
+    let mut tensors = HashMap::from([(TENSOR, tensor)]);
+    if let Some(p) = table.pieces {
+        let n = p.len();
+        let t = Tensor::from_vec(p, n, &Device::Cpu).map_err(|e| err(format!("pieces: {e}")))?;
+        tensors.insert(PIECES, t);
+    }
+    candle_core::safetensors::save(&tensors, &weights)
+        .map_err(|e| err(format!("writing {}: {e}", weights.display())))?;
+    let revision = crate::static_model::revision(
+        &fs::read(&weights).map_err(|e| io("model.safetensors", e))?,
+        table.tokenizer_json.as_bytes(),
+    );
+    fs::write(tmp.path().join("tokenizer.json"), &table.tokenizer_json)
+        .map_err(|e| io("tokenizer.json", e))?;
+    let spec = teacher.spec();
+    let config = serde_json::json!({
+        "model_type": "model2vec",
+        "architectures": ["StaticModel"],
+        "hidden_dim": options.dims,
+        "normalize": true,
+        "apply_pca": options.dims,
+        "sif_coefficient": options.sif,
+        "quarry": {
+            "teacher": spec.model,
+            "teacher_revision": spec.revision,
+            "explained_variance": table.explained_variance,
+            "words_added": table.words,
+            "revision": revision,
+        },
+    });
+    let text = serde_json::to_string_pretty(&config).map_err(|e| err(e.to_string()))?;
+    fs::write(tmp.path().join("config.json"), text).map_err(|e| io("config.json", e))?;
+    let staged = tmp.keep();
+    fs::rename(&staged, out).map_err(|e| {
+        let _ = fs::remove_dir_all(&staged);
+        io(&format!("renaming into {}", out.display()), e)
+    })?;
+    Ok(revision)
+}
+
+#[cfg(test)]
+#[path = "distill_tests.rs"]
+mod tests;
