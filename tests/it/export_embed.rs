@@ -188,6 +188,25 @@ fn export_embed_ingest_stores_what_a_normal_ingest_stores() {
     );
     let vector_files = parquet_files(&vec_dir);
     assert_eq!(vector_files.len(), files.len());
+    // A resumed run leaves what is done.
+    let resumed = ok(
+        &dir.path().join("unused"),
+        &[
+            "embed",
+            "--in",
+            &path_str(&chunk_dir),
+            "--out",
+            &path_str(&vec_dir),
+            "--skip-existing",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        resumed["files_skipped"].as_u64().unwrap() as usize,
+        files.len(),
+        "{resumed}"
+    );
+    assert_eq!(resumed["embedded"], 0, "{resumed}");
 
     let mut args = vec!["ingest", "--json"];
     args.extend(vector_files.iter().map(String::as_str));
@@ -368,6 +387,46 @@ fn another_embedder_and_bad_files_are_refused_with_a_reason() {
         ],
     );
     assert_eq!(out.status.code(), Some(2));
+
+    // The vectors load into a collection of their embedder only.
+    ok(
+        &data,
+        &[
+            "collections",
+            "create",
+            "o",
+            "--embedder",
+            "other",
+            "--json",
+        ],
+    );
+    ok(
+        &data,
+        &[
+            "ingest",
+            "--collection",
+            "o",
+            "--no-embed",
+            "--json",
+            &corpus,
+        ],
+    );
+    let vector_file = path_str(&vec_dir.join("chunks-00000.parquet"));
+    let out = run(
+        &data,
+        &["ingest", "--collection", "o", "--json", &vector_file],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Vectors of different models are never mixed"),
+        "{err}"
+    );
+    let loaded = ok(&data, &["ingest", "--json", &vector_file]);
+    assert!(
+        loaded["vectors"]["vectors_loaded"].as_u64().unwrap() > 0,
+        "{loaded}"
+    );
 
     // An unknown collection.
     let out = run(
