@@ -49,7 +49,7 @@ pub struct ChunksArgs {
     #[arg(long, value_name = "NAME")]
     pub embedder: Option<String>,
     /// Rows per file at most (a cluster embeds one file per task).
-    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub rows_per_file: u64,
     /// Replace the `chunks-*.parquet` files --out holds from an earlier export.
     #[arg(long)]
