@@ -56,6 +56,12 @@ pub enum Command {
     Eval(Box<eval::Args>),
     /// Golden sets: judged queries of a collection, for `quarry eval --golden NAME`.
     Golden(cmd::golden::Args),
+    /// Write out the chunks of a collection that lack vectors, as Parquet, to embed them elsewhere
+    /// (`export chunks`).
+    Export(cmd::export::Args),
+    /// Embed chunk files of `quarry export chunks` with a configured embedder into vector files
+    /// for `quarry ingest` (no data directory needed: runs on cluster workers).
+    Embed(cmd::embed::Args),
     /// Download and verify the local embedding model (done automatically on first use).
     Model(cmd::model::Args),
     /// Re-embed a collection with another embedder (or re-chunk it): a new embedding version built
@@ -118,6 +124,8 @@ fn main() -> ExitCode {
         Command::Status(args) => cmd::status::run(&cli.data_dir, &config, args),
         Command::Eval(args) => eval::run(&cli.data_dir, &config, *args),
         Command::Golden(args) => cmd::golden::run(&cli.data_dir, &config, args),
+        Command::Export(args) => cmd::export::run(&cli.data_dir, &config, args),
+        Command::Embed(args) => cmd::embed::run(&config, args),
         Command::Model(args) => cmd::model::run(&config, args),
         Command::Collections(args) => cmd::collections::run(&cli.data_dir, &config, args),
         Command::Forget(args) => cmd::collections::forget(&cli.data_dir, &config, args),

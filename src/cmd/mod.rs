@@ -2,6 +2,8 @@
 
 pub(crate) mod bench;
 pub(crate) mod collections;
+pub(crate) mod embed;
+pub(crate) mod export;
 pub(crate) mod golden;
 pub(crate) mod ingest;
 pub(crate) mod model;

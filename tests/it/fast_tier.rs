@@ -11,12 +11,18 @@ use std::time::{Duration, Instant};
 /// Notes over eight topics; the golden set asks for them by paraphrase.
 const TOPICS: [(&str, &str); 8] = [
     ("glaciers and ice", "frozen water creeping down valleys"),
-    ("volcanic eruptions", "molten lava exploding from a mountain"),
+    (
+        "volcanic eruptions",
+        "molten lava exploding from a mountain",
+    ),
     ("coral reef fish", "underwater marine life in tropical seas"),
     ("desert sand dunes", "arid wasteland with wind blown hills"),
     ("rainforest canopy", "tropical jungle treetops"),
     ("arctic foxes", "white furred predators of the polar north"),
-    ("river deltas", "where streams meet the ocean depositing sediment"),
+    (
+        "river deltas",
+        "where streams meet the ocean depositing sediment",
+    ),
     ("mountain goats", "sure footed climbers of steep cliffs"),
 ];
 const DOCS: usize = 120;

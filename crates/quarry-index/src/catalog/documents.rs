@@ -398,6 +398,42 @@ impl Catalog {
         rows.map(|h| parse_hash(&h?)).collect()
     }
 
+    /// Up to `limit` chunks of the collection without a stored vector of `fingerprint`, in hash
+    /// order from the first after `after`: `(chunk_hash, title, text as embedded)`. Paged by the
+    /// last hash so a caller streams every such chunk without holding them all.
+    pub(crate) fn chunks_without_vector(
+        &self,
+        collection: &str,
+        fingerprint: &quarry_core::Fingerprint,
+        after: Option<&ContentHash>,
+        limit: usize,
+    ) -> Result<Vec<(ContentHash, String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.chunk_hash, c.title, c.text FROM chunks c
+             WHERE c.collection = ?1 AND c.chunk_hash > ?3 AND NOT EXISTS
+               (SELECT 1 FROM embeddings e WHERE e.fingerprint = ?2 AND e.chunk_hash = c.chunk_hash)
+             ORDER BY c.chunk_hash LIMIT ?4",
+        )?;
+        let after = after.map(ContentHash::to_hex).unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(
+            params![collection, fingerprint.to_hex(), after, limit],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
+        )?;
+        rows.map(|r| {
+            let (h, title, text) = r?;
+            let text = quarry_core::embed_text(&title, &text);
+            Ok((parse_hash(&h)?, title, text))
+        })
+        .collect()
+    }
+
     /// `(chunk_hash, text as embedded)` of those of `hashes` that are chunks of the collection.
     pub(crate) fn embed_texts(
         &self,

@@ -56,6 +56,8 @@ mod acl_tests;
 #[cfg(test)]
 mod batch_tests;
 #[cfg(test)]
+mod export_tests;
+#[cfg(test)]
 mod filter_tests;
 
 #[cfg(test)]

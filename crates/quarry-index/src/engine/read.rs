@@ -209,6 +209,21 @@ impl Engine {
         self.catalog().doc_sources(collection)
     }
 
+    /// Up to `limit` chunks of `collection` without a stored vector of `fingerprint`, in hash
+    /// order from the first after `after`: `(chunk hash, title, text as embedded)`, each chunk
+    /// once however many documents hold it (what `quarry export chunks` writes out).
+    pub fn chunks_without_vectors(
+        &self,
+        collection: &str,
+        fingerprint: &quarry_core::Fingerprint,
+        after: Option<&ContentHash>,
+        limit: usize,
+    ) -> Result<Vec<(ContentHash, String, String)>> {
+        self.collection(collection)?;
+        self.catalog()
+            .chunks_without_vector(collection, fingerprint, after, limit)
+    }
+
     /// Chunk hashes of a document, in order (empty when it does not exist).
     pub fn doc_chunk_hashes(&self, collection: &str, doc_id: &str) -> Result<Vec<ContentHash>> {
         self.catalog().doc_chunk_hashes(collection, doc_id)

@@ -19,7 +19,8 @@
 //! Rows with a null or empty id (`missing_id`), or a null vector, a vector of the wrong length, a
 //! non-finite or null value, or all zeros (`bad_vector`) are skipped and counted.
 
-use super::parquet::{VectorFile, spec_from_metadata};
+use super::parquet::VectorFile;
+use super::spec_metadata::spec_from_metadata;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use quarry_core::{ContentHash, EmbedderSpec};

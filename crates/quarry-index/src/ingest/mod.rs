@@ -1,15 +1,18 @@
 //! Ingest: everything quarry reads goes in here, and [`ingest_inputs`] decides how each input is
 //! read. Documents (folders, text, Markdown, HTML, JSONL: [`documents`]) are extracted, chunked
 //! and embedded; vector files (`.parquet`: [`parquet`], [`byo_vectors`]) bring vectors computed
-//! elsewhere for documents already ingested.
+//! elsewhere for documents already ingested. [`chunk_files`] are the other direction: chunks
+//! that lack vectors, written out to be embedded elsewhere.
 
 mod byo_vectors;
+pub mod chunk_files;
 mod documents;
 mod extract;
 #[cfg(test)]
 mod fuzz_tests;
 mod inputs;
 pub mod parquet;
+pub mod spec_metadata;
 mod summary;
 mod walk;
 

@@ -8,11 +8,9 @@
 //! [`Error::Input`] that says what to fix; a panic of the Parquet library on a malformed file is
 //! caught and reported the same way. Rows are checked one at a time ([`Rows::vector`]), so a bad
 //! row can be skipped and counted by the caller.
-//!
-//! The schema metadata can say which embedder computed the vectors: either a full `embedder_spec`
-//! JSON, or the keys `model` (an `org/` prefix is dropped), `model_safetensors_sha256` (or
-//! `revision`), `pooling`, `normalized`, `max_seq_length` (or `max_tokens`), and optionally
-//! `provider` (default `local`), `query_prefix`, `document_prefix` ([`spec_from_metadata`]).
+//! Chunk files (`super::chunk_files`) are opened and streamed the same way ([`open_columns`],
+//! [`Batches`]). Which embedder a file's schema metadata names is read by
+//! `super::spec_metadata`.
 
 use crate::error::{Error, Result};
 use arrow_array::cast::AsArray;
@@ -21,7 +19,6 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use quarry_core::EmbedderSpec;
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -36,41 +33,28 @@ macro_rules! input {
     };
 }
 
-/// Returns [`Error::Input`] with a formatted message.
-macro_rules! bail_input {
-    ($($arg:tt)*) => {
-        return Err(input!($($arg)*))
-    };
-}
-
 /// An opened vector file, read one record batch at a time.
 pub struct VectorFile {
-    file: String,
     opened: Opened,
-    /// Rows read so far (the 0-based number of the next batch's first row).
-    row: u64,
+    batches: Batches,
 }
 
 impl VectorFile {
     /// Opens `path` and checks its `id` and `vector` columns.
     pub fn open(path: &Path) -> Result<VectorFile> {
         let file = path.display().to_string();
-        let opened = open(path, &file)?;
-        Ok(VectorFile {
-            file,
-            opened,
-            row: 0,
-        })
+        let (opened, batches) = open(path, &file)?;
+        Ok(VectorFile { opened, batches })
     }
 
     /// The file's name as messages show it.
     pub fn name(&self) -> &str {
-        &self.file
+        &self.batches.file
     }
 
     /// The schema's metadata, then the file's key-value metadata (the schema wins).
     pub fn metadata(&self) -> &HashMap<String, String> {
-        &self.opened.metadata
+        &self.batches.metadata
     }
 
     /// The vectors' dimensions when the column says (a `fixed_size_list`).
@@ -80,13 +64,41 @@ impl VectorFile {
 
     /// Rows read so far.
     pub fn rows_read(&self) -> u64 {
-        self.row
+        self.batches.row
     }
 
     /// The next record batch, `None` at the end.
     pub fn next_batch(&mut self) -> Result<Option<VectorBatch>> {
+        let Some((batch, first_row)) = self.batches.next()? else {
+            return Ok(None);
+        };
+        Ok(Some(VectorBatch {
+            batch,
+            first_row,
+            id_kind: self.opened.id_kind,
+            vec_kind: self.opened.vec_kind,
+        }))
+    }
+}
+
+/// The record batches of the projected columns of a Parquet file, with the file's name, its
+/// metadata and the rows it holds; shared by the readers of vector and chunk files.
+pub(crate) struct Batches {
+    pub(crate) file: String,
+    reader: ParquetRecordBatchReader,
+    /// The schema's metadata, then the file's key-value metadata (the schema wins).
+    pub(crate) metadata: HashMap<String, String>,
+    /// Rows in the file, as its footer says.
+    pub(crate) rows_total: u64,
+    /// Rows read so far (the 0-based number of the next batch's first row).
+    row: u64,
+}
+
+impl Batches {
+    /// The next record batch and the number of its first row, `None` at the end.
+    pub(crate) fn next(&mut self) -> Result<Option<(RecordBatch, u64)>> {
         let (file, row) = (&self.file, self.row);
-        let reader = &mut self.opened.reader;
+        let reader = &mut self.reader;
         let next = guarded(file, || match reader.next() {
             None => Ok(None),
             Some(Ok(b)) => Ok(Some(b)),
@@ -98,12 +110,7 @@ impl VectorFile {
             return Ok(None);
         };
         self.row += batch.num_rows() as u64;
-        Ok(Some(VectorBatch {
-            batch,
-            first_row: row,
-            id_kind: self.opened.id_kind,
-            vec_kind: self.opened.vec_kind,
-        }))
+        Ok(Some((batch, row)))
     }
 }
 
@@ -194,82 +201,9 @@ pub fn read_all(path: &Path) -> Result<Vec<(String, Vec<f32>)>> {
     Ok(out)
 }
 
-/// The spec a file's schema metadata describes, without its dimensions (`None` when the metadata
-/// names no model at all).
-pub(crate) fn spec_from_metadata(
-    file: &str,
-    meta: &HashMap<String, String>,
-) -> Result<Option<EmbedderSpec>> {
-    if let Some(json) = meta.get("embedder_spec") {
-        return serde_json::from_str::<EmbedderSpec>(json).map(Some).map_err(|e| {
-            input!(
-                "{file}: the `embedder_spec` schema metadata is not a valid embedder spec: {e}; \
-                 fix it, or pass --vectors-spec"
-            )
-        });
-    }
-    let Some(model) = meta.get("model") else {
-        return Ok(None);
-    };
-    let get = |keys: &[&str]| keys.iter().find_map(|k| meta.get(*k)).map(|v| v.trim());
-    let mut missing = Vec::new();
-    let revision = get(&["model_safetensors_sha256", "revision"]);
-    if revision.is_none() {
-        missing.push("model_safetensors_sha256 (or revision)");
-    }
-    let pooling = get(&["pooling"]);
-    if pooling.is_none() {
-        missing.push("pooling");
-    }
-    let normalized = get(&["normalized"]);
-    if normalized.is_none() {
-        missing.push("normalized");
-    }
-    let max_tokens = get(&["max_seq_length", "max_tokens"]);
-    if max_tokens.is_none() {
-        missing.push("max_seq_length (or max_tokens)");
-    }
-    let (Some(revision), Some(pooling), Some(normalized), Some(max_tokens)) =
-        (revision, pooling, normalized, max_tokens)
-    else {
-        bail_input!(
-            "{file}: its schema metadata names model `{model}` but lacks {}; add them when writing \
-             the file, or pass --vectors-spec NAME (a configured embedder, e.g. local) or \
-             --vectors-spec '{{...}}' (the embedder spec as JSON)",
-            missing.join(", ")
-        );
-    };
-    let normalized = match normalized.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => true,
-        "false" | "0" | "no" => false,
-        other => bail_input!(
-            "{file}: schema metadata `normalized` is `{other}`; expected true or false (or pass --vectors-spec)"
-        ),
-    };
-    let max_tokens: usize = max_tokens.parse().map_err(|_| {
-        input!(
-            "{file}: schema metadata `max_seq_length` is `{max_tokens}`; expected a whole number \
-             of tokens (or pass --vectors-spec)"
-        )
-    })?;
-    let model = model.trim();
-    let model = model.rsplit_once('/').map_or(model, |(_, m)| m);
-    Ok(Some(EmbedderSpec {
-        provider: get(&["provider"]).unwrap_or("local").to_owned(),
-        model: model.to_owned(),
-        revision: revision.to_owned(),
-        dimensions: 0,
-        pooling: pooling.to_owned(),
-        normalized,
-        max_tokens,
-        query_prefix: meta.get("query_prefix").cloned().unwrap_or_default(),
-        document_prefix: meta.get("document_prefix").cloned().unwrap_or_default(),
-    }))
-}
-
-/// The kind of the `id` column.
+/// The kind of the `id` column (and of a chunk file's string columns).
 #[derive(Debug, Clone, Copy)]
-enum IdKind {
+pub(crate) enum IdKind {
     Utf8,
     LargeUtf8,
     Utf8View,
@@ -280,7 +214,7 @@ enum IdKind {
 }
 
 impl IdKind {
-    fn of(t: &DataType) -> Option<Self> {
+    pub(crate) fn of(t: &DataType) -> Option<Self> {
         Some(match t {
             DataType::Utf8 => IdKind::Utf8,
             DataType::LargeUtf8 => IdKind::LargeUtf8,
@@ -327,8 +261,8 @@ impl VecKind {
     }
 }
 
-/// The `id` column of one record batch.
-enum Ids<'a> {
+/// The `id` column of one record batch (or a string column of a chunk file).
+pub(crate) enum Ids<'a> {
     Str(&'a arrow_array::StringArray),
     LargeStr(&'a arrow_array::LargeStringArray),
     View(&'a arrow_array::StringViewArray),
@@ -339,7 +273,7 @@ enum Ids<'a> {
 }
 
 impl<'a> Ids<'a> {
-    fn new(a: &'a ArrayRef, kind: IdKind) -> Option<Self> {
+    pub(crate) fn new(a: &'a ArrayRef, kind: IdKind) -> Option<Self> {
         Some(match kind {
             IdKind::Utf8 => Ids::Str(a.as_string_opt::<i32>()?),
             IdKind::LargeUtf8 => Ids::LargeStr(a.as_string_opt::<i64>()?),
@@ -352,7 +286,7 @@ impl<'a> Ids<'a> {
     }
 
     /// The id of row `i`, `None` when null.
-    fn get(&self, i: usize) -> Option<std::borrow::Cow<'a, str>> {
+    pub(crate) fn get(&self, i: usize) -> Option<std::borrow::Cow<'a, str>> {
         use std::borrow::Cow::{Borrowed, Owned};
         let valid = |a: &dyn Array| a.is_valid(i);
         Some(match *self {
@@ -466,7 +400,7 @@ impl<'a> Vectors<'a> {
 }
 
 /// Runs a step of the Parquet reader, turning a panic on a malformed file into an error.
-fn guarded<T>(file: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn guarded<T>(file: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
         Err(input!(
             "{file}: the Parquet reader failed on this file (it is corrupt or malformed); \
@@ -475,44 +409,18 @@ fn guarded<T>(file: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
-/// An opened file: the reader of its `id` and `vector` columns, and what its schema says.
+/// What the schema of an opened vector file says of its `id` and `vector` columns.
 struct Opened {
-    reader: ParquetRecordBatchReader,
     id_kind: IdKind,
     vec_kind: VecKind,
-    metadata: HashMap<String, String>,
 }
 
-fn open(path: &Path, file: &str) -> Result<Opened> {
-    let f = std::fs::File::open(path).map_err(|e| input!("cannot open {file}: {e}"))?;
-    guarded(file, || {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| {
-            input!(
-                "{file} is not a readable Parquet file: {e}. Vector files are Parquet with columns \
-                 `id` (string) and `vector` (fixed_size_list<float32>); write one with e.g. \
-                 pyarrow.parquet.write_table"
-            )
-        })?;
-        let schema = builder.schema().clone();
-        let mut metadata: HashMap<String, String> = schema.metadata().clone().into_iter().collect();
-        if let Some(kv) = builder.metadata().file_metadata().key_value_metadata() {
-            for e in kv {
-                if let Some(v) = &e.value {
-                    metadata.entry(e.key.clone()).or_insert_with(|| v.clone());
-                }
-            }
-        }
-        let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        let field = |name: &str| {
-            schema.field_with_name(name).map_err(|_| {
-                input!(
-                    "{file} has no `{name}` column (it has: {}); vector files need columns `id` \
-                     (string: a doc id, or a chunk_id from query results) and `vector` \
-                     (fixed_size_list<float32>); rename the columns when writing the file",
-                    columns.join(", ")
-                )
-            })
-        };
+fn open(path: &Path, file: &str) -> Result<(Opened, Batches)> {
+    const NEEDED: &str = "vector files need columns `id` (string: a doc id, or a chunk_id from \
+                          query results) and `vector` (fixed_size_list<float32>)";
+    let mut kinds = None;
+    let batches = open_columns(path, &["id", "vector"], NEEDED, |schema| {
+        let field = |name: &str| missing_column(file, schema, name, NEEDED);
         let id_field = field("id")?;
         let vec_field = field("vector")?;
         let id_kind = IdKind::of(id_field.data_type()).ok_or_else(|| {
@@ -529,11 +437,65 @@ fn open(path: &Path, file: &str) -> Result<Opened> {
                 vec_field.data_type()
             )
         })?;
+        kinds = Some(Opened { id_kind, vec_kind });
+        Ok(())
+    })?;
+    let opened = kinds.ok_or_else(|| input!("{file}: cannot read the Parquet file"))?;
+    Ok((opened, batches))
+}
+
+/// The field `name` of `schema`, or an error that lists the file's columns and says what `needed`.
+pub(crate) fn missing_column<'s>(
+    file: &str,
+    schema: &'s arrow_schema::Schema,
+    name: &str,
+    needed: &str,
+) -> Result<&'s arrow_schema::Field> {
+    schema.field_with_name(name).map_err(|_| {
+        let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        input!(
+            "{file} has no `{name}` column (it has: {}); {needed}; rename the columns when \
+             writing the file",
+            columns.join(", ")
+        )
+    })
+}
+
+/// Opens the Parquet file `path` to read its root columns named in `columns` (those it has),
+/// after `check` accepted its Arrow schema. `needed` says what such files hold, for the error of
+/// a file that is not Parquet at all.
+pub(crate) fn open_columns(
+    path: &Path,
+    columns: &[&str],
+    needed: &str,
+    check: impl FnOnce(&arrow_schema::Schema) -> Result<()>,
+) -> Result<Batches> {
+    let file = path.display().to_string();
+    let f = std::fs::File::open(path).map_err(|e| input!("cannot open {file}: {e}"))?;
+    guarded(&file, || {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| {
+            input!(
+                "{file} is not a readable Parquet file: {e}. {needed}; write one with e.g. \
+                 pyarrow.parquet.write_table"
+            )
+        })?;
+        let schema = builder.schema().clone();
+        let mut metadata: HashMap<String, String> = schema.metadata().clone().into_iter().collect();
+        let file_metadata = builder.metadata().file_metadata();
+        if let Some(kv) = file_metadata.key_value_metadata() {
+            for e in kv {
+                if let Some(v) = &e.value {
+                    metadata.entry(e.key.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+        let rows_total = u64::try_from(file_metadata.num_rows()).unwrap_or(0);
+        check(&schema)?;
         let roots = builder.parquet_schema().root_schema().get_fields();
         let wanted: Vec<usize> = roots
             .iter()
             .enumerate()
-            .filter(|(_, f)| f.name() == "id" || f.name() == "vector")
+            .filter(|(_, f)| columns.contains(&f.name()))
             .map(|(i, _)| i)
             .collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
@@ -542,15 +504,12 @@ fn open(path: &Path, file: &str) -> Result<Opened> {
             .with_batch_size(READ_BATCH)
             .build()
             .map_err(|e| input!("{file}: cannot read the Parquet file: {e}"))?;
-        Ok(Opened {
+        Ok(Batches {
+            file: file.clone(),
             reader,
-            id_kind,
-            vec_kind,
             metadata,
+            rows_total,
+            row: 0,
         })
     })
 }
-
-#[cfg(test)]
-#[path = "parquet_tests.rs"]
-mod tests;

@@ -1,4 +1,4 @@
-//! Tests of reading an embedder spec from a vector file's schema metadata.
+//! Tests of reading an embedder spec from a Parquet file's schema metadata.
 
 use super::*;
 
