@@ -62,7 +62,8 @@ pub enum Command {
     /// Embed chunk files of `quarry export chunks` with a configured embedder into vector files
     /// for `quarry ingest` (no data directory needed: runs on cluster workers).
     Embed(cmd::embed::Args),
-    /// Download and verify the local embedding model (done automatically on first use).
+    /// Download and verify the local embedding model (done automatically on first use), or
+    /// distill the static fast tier from it.
     Model(cmd::model::Args),
     /// Re-embed a collection with another embedder (or re-chunk it): a new embedding version built
     /// while the active one serves, checked against the golden sets, then made active.

@@ -112,18 +112,22 @@ pub(crate) fn run(config: &Config, args: Args) -> anyhow::Result<()> {
     }
     let mut todo = Vec::new();
     let mut summary = Summary::default();
+    let mut rows = 0;
     for input in inputs {
         let output = args.out.join(input.file_name().unwrap_or_default());
         if args.skip_existing && output.exists() {
             summary.files_skipped += 1;
         } else {
-            // Opened up front: a file that is not a chunk file fails before anything is embedded.
-            todo.push((ChunkFile::open(&input)?, output));
+            // Checked up front, one open file at a time (thousands of files stay under the limit
+            // of open files): a file that is not a chunk file fails before anything is embedded.
+            rows += ChunkFile::open(&input)?.rows_total();
+            todo.push((input, output));
         }
     }
-    let bar = progress_bar(todo.iter().map(|(f, _)| f.rows_total()).sum());
+    let bar = progress_bar(rows);
     let mut embedders = Embedders::new(config);
-    for (file, output) in todo {
+    for (input, output) in todo {
+        let file = ChunkFile::open(&input)?;
         let done = embed_file(
             file,
             &output,

@@ -1,7 +1,7 @@
 //! `quarry model pull`: fetch the local embedding model now rather than on first use;
 //! `quarry model distill`: build the static fast tier from it.
 
-use crate::cmd::{emit, print_json};
+use crate::cmd::{UsageError, emit, print_json};
 use crate::config::Config;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -31,7 +31,7 @@ pub enum Action {
     /// the transformer, PCA, Zipf/SIF weights) into the model cache, offline and
     /// deterministically, for `embedder = "static"`: hundreds of times faster than the
     /// transformer, at a lower quality. Ingest a big corpus with it, serve at once, and re-index
-    /// to the transformer in the background (docs/embedders.md).
+    /// to the transformer in the background (docs/configuration.md, "The fast tier").
     Distill {
         /// The transformer to distill (a model `quarry model pull` knows).
         #[arg(long, default_value = DEFAULT_MODEL)]
@@ -45,9 +45,10 @@ pub enum Action {
         /// The SIF coefficient of the token weights (0: every token weighs the same).
         #[arg(long, default_value_t = DistillOptions::default().sif)]
         sif: f64,
-        /// Add the words of these text files (a corpus, JSONL included) that the tokenizer cuts
-        /// into pieces, each with its own row (repeatable): the model keeps the meaning of a
-        /// domain's rare words. Without it the model depends on nothing but the transformer.
+        /// Add the words of these files (text; of a .jsonl file the `title` and `text` of each
+        /// line) that the tokenizer cuts into pieces, each with its own row (repeatable): the
+        /// model keeps the meaning of a domain's rare words. Without it the model depends on
+        /// nothing but the transformer.
         #[arg(long, value_name = "FILE")]
         vocabulary: Vec<std::path::PathBuf>,
         /// With --vocabulary: add words seen at least this often.
@@ -94,18 +95,23 @@ pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
             force,
             json,
         } => {
+            check_name(&name, &from)?;
+            if !(0.0..1.0).contains(&sif) || dims == 0 {
+                return Err(UsageError(format!(
+                    "--dims {dims} --sif {sif}: use at least 1 dimension and a SIF coefficient from \
+                     0 (no weights) up to, not including, 1"
+                ))
+                .into());
+            }
             let cache = model_cache_dir();
             let out = cache.join(&name);
-            if out.exists() {
-                if !force {
-                    anyhow::bail!(
-                        "a static model {name} exists already in {}; use it, or pass --force to \
-                         build it again",
-                        out.display()
-                    );
-                }
-                std::fs::remove_dir_all(&out)
-                    .with_context(|| format!("cannot remove {}", out.display()))?;
+            if out.exists() && !force {
+                return Err(UsageError(format!(
+                    "a static model {name} exists already in {}; use it, or pass --force to build \
+                     it again",
+                    out.display()
+                ))
+                .into());
             }
             let dir = ensure_model(&from, &cache, &|_, _| {})
                 .with_context(|| format!("cannot fetch model {from}"))?;
@@ -130,7 +136,7 @@ pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
                 sif,
                 ..DistillOptions::default()
             };
-            let made = distill(&teacher, options, &words, &out, &|done, total| {
+            let made = distill(&teacher, options, &words, &out, force, &|done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             });
@@ -172,6 +178,32 @@ pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
     }
 }
 
+/// Refuses a model name that is not one plain folder name of the model cache, or that names a
+/// model `quarry model pull` fetches (`--force` would replace it).
+fn check_name(name: &str, from: &str) -> anyhow::Result<()> {
+    let mut parts = std::path::Path::new(name).components();
+    let plain = matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) && !name.starts_with('.');
+    let known = name == from
+        || quarry_embed::fetch::KNOWN_MODELS
+            .iter()
+            .any(|m| m.name == name);
+    if !plain || known {
+        return Err(UsageError(format!(
+            "--name {name:?}: give the static model a folder name of its own in the model cache, \
+             such as {DEFAULT_STATIC_MODEL:?} (no path, not the name of a model `quarry model \
+             pull` fetches)"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Distinct words counted before the rare ones are dropped (see [`vocabulary_words`]).
+const MAX_DISTINCT_WORDS: usize = 2_000_000;
+
 /// The words of `files` the teacher's tokenizer cuts into pieces, seen at least `min_count` times,
 /// the `max_words` most frequent (ties by the word, so the list does not depend on the order of
 /// the files' lines).
@@ -184,6 +216,9 @@ fn vocabulary_words(
     use std::io::{BufRead, Read};
     let mut counts = std::collections::HashMap::new();
     for path in files {
+        let jsonl = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("jsonl"));
         let file =
             std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
         let mut reader = std::io::BufReader::new(file);
@@ -200,11 +235,21 @@ fn vocabulary_words(
                 break;
             }
             let text = String::from_utf8_lossy(&line);
+            let text = if jsonl {
+                jsonl_text(&text)
+            } else {
+                text.into_owned()
+            };
             quarry_embed::distill::count_split_words(
                 teacher.untruncated_tokenizer(),
                 &text,
                 &mut counts,
             )?;
+            if counts.len() > MAX_DISTINCT_WORDS {
+                // Memory stays bounded: words seen once so far are forgotten (the counts of the
+                // rest are then lower bounds).
+                counts.retain(|_, n| *n > 1);
+            }
         }
     }
     let mut words: Vec<(String, u64)> = counts
@@ -214,4 +259,16 @@ fn vocabulary_words(
     words.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     words.truncate(max_words);
     Ok(words.into_iter().map(|(w, _)| w).collect())
+}
+
+/// The `title` and `text` of a JSONL line (the line itself when it is not a JSON object).
+fn jsonl_text(line: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(v) if v.is_object() => ["title", "text"]
+            .iter()
+            .filter_map(|k| v.get(*k).and_then(serde_json::Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => line.to_owned(),
+    }
 }

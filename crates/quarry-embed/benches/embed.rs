@@ -156,7 +156,7 @@ fn static_pass(docs: &[&str], minilm_tokens: usize, minilm_rate: f64) {
     let secs = start.elapsed().as_secs_f64() / passes as f64;
     let rate = docs.len() as f64 / secs;
     eprintln!(
-        "== static ({}, {} dimensions): {:.1} ms a pass, {rate:.0} chunks/s, {:.0} MiniLM tokens/s:          {:.0}x the MiniLM pass of this run",
+        "== static ({}, {} dimensions): {:.1} ms a pass, {rate:.0} chunks/s, {:.0} MiniLM tokens/s: {:.0}x the MiniLM pass of this run",
         DEFAULT_STATIC_MODEL,
         s.spec().dimensions,
         secs * 1e3,

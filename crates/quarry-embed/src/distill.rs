@@ -17,7 +17,7 @@
 //! [`crate::StaticEmbedder::load`] checks.
 //!
 //! Words can be added to the vocabulary (model2vec's vocabulary option): a word the tokenizer cuts
-//! into pieces (`glucocorticoid` → `glu ##co ##cor ##tic ##oid`) gets a row of its own, the
+//! into pieces (`glucocorticoid` → `g ##lu ##co ##cor ##tic ##oid`) gets a row of its own, the
 //! teacher's vector of the whole word, and the tokenizer matches it whole from then on. Pieces
 //! averaged by a static table lose the word's meaning; a domain's vocabulary (from its corpus,
 //! [`count_split_words`]) keeps it. The same teacher
@@ -34,7 +34,7 @@ use nalgebra::{DMatrix, SymmetricEigen};
 use quarry_core::{EmbedError, Embedder};
 
 use crate::LocalEmbedder;
-use crate::static_model::{PIECES, TENSOR};
+use crate::static_model::{TEACHER_TOKENIZER, TENSOR};
 
 /// The built-in static model's name (`embedder = "static"`): a folder of the model cache.
 pub const DEFAULT_STATIC_MODEL: &str = "static-all-MiniLM-L6-v2";
@@ -85,13 +85,15 @@ fn err(what: impl std::fmt::Display) -> EmbedError {
     EmbedError::Model(format!("distill: {what}"))
 }
 
-/// Distills `teacher` into the folder `out` (which must not exist yet). `progress(done, total)`
-/// is called after each batch of tokens.
+/// Distills `teacher` into the folder `out`, which must not exist unless `force`: then a model
+/// there is replaced once the new one is complete (and kept if anything fails).
+/// `progress(done, total)` is called after each batch of tokens.
 pub fn distill(
     teacher: &LocalEmbedder,
     options: DistillOptions,
     words: &[String],
     out: &Path,
+    force: bool,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Distilled, EmbedError> {
     let started = Instant::now();
@@ -103,10 +105,13 @@ pub fn distill(
         )));
     }
     if !(0.0..1.0).contains(&options.sif) {
-        return Err(err(format!("SIF coefficient {}: use 0 to 1", options.sif)));
+        return Err(err(format!(
+            "SIF coefficient {}: use 0 (no weights) up to, not including, 1",
+            options.sif
+        )));
     }
-    if out.exists() {
-        return Err(err(format!("{} exists already", out.display())));
+    if out.exists() && !force {
+        return Err(exists(out));
     }
     let tokenizer = teacher.untruncated_tokenizer();
     let (prefix, suffix) = specials(tokenizer)?;
@@ -121,7 +126,7 @@ pub fn distill(
         )));
     }
 
-    let (tokenizer_json, words) = extended_tokenizer(teacher, words)?;
+    let (tokenizer_json, teacher_json, words) = extended_tokenizer(teacher, words)?;
 
     // 1. The teacher's vector of each token, then of each added word (all its pieces at once).
     let dims = teacher_dims;
@@ -129,13 +134,10 @@ pub fn distill(
         .iter()
         .map(|&id| [prefix.as_slice(), &[id], suffix.as_slice()].concat())
         .collect();
-    // How many of the teacher's tokens each row stands for (see `PIECES`).
-    let mut pieces = vec![1u32; vocab];
     for w in &words {
         let encoded = tokenizer
             .encode_fast(w.as_str(), true)
             .map_err(|e| err(format!("tokenizer: {e}")))?;
-        pieces.push((encoded.len() - prefix.len() - suffix.len()) as u32);
         inputs.push(encoded.get_ids().to_vec());
     }
     let total = inputs.len();
@@ -178,12 +180,12 @@ pub fn distill(
     let table = Table {
         values: table,
         rows,
-        pieces: (!words.is_empty()).then_some(pieces),
         tokenizer_json,
+        teacher_json: (!words.is_empty()).then_some(teacher_json),
         words: words.len(),
         explained_variance,
     };
-    let revision = write(teacher, options, out, table)?;
+    let revision = write(teacher, options, out, force, table)?;
     Ok(Distilled {
         dir: out.to_path_buf(),
         tokens: ids.len(),
@@ -269,9 +271,9 @@ struct Table {
     /// `rows × dims`, row-major.
     values: Vec<f32>,
     rows: usize,
-    /// Per row, the teacher's tokens it stands for; only with added words.
-    pieces: Option<Vec<u32>>,
     tokenizer_json: String,
+    /// The teacher's tokenizer, written as [`TEACHER_TOKENIZER`] when words were added.
+    teacher_json: Option<String>,
     words: usize,
     explained_variance: f64,
 }
@@ -317,18 +319,19 @@ pub fn count_split_words(
 }
 
 /// The teacher's `tokenizer.json` with `words` added to its WordPiece vocabulary (ids after the
-/// vocabulary's, in the order given; words it has already, or cannot hold, are dropped), and the
-/// words added. Padding and truncation are cleared.
+/// vocabulary's, in the order given; words it has already, or cannot hold, are dropped), the
+/// teacher's own, and the words added. Padding and truncation are cleared in both.
 fn extended_tokenizer(
     teacher: &LocalEmbedder,
     words: &[String],
-) -> Result<(String, Vec<String>), EmbedError> {
+) -> Result<(String, String, Vec<String>), EmbedError> {
     let path = teacher.dir().join("tokenizer.json");
     let text = fs::read_to_string(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
     let mut json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))?;
     json["padding"] = serde_json::Value::Null;
     json["truncation"] = serde_json::Value::Null;
+    let teacher_json = serde_json::to_string(&json).map_err(|e| err(e.to_string()))?;
     let mut added = Vec::new();
     if !words.is_empty() {
         let model = &mut json["model"];
@@ -351,14 +354,31 @@ fn extended_tokenizer(
         }
     }
     let text = serde_json::to_string(&json).map_err(|e| err(e.to_string()))?;
-    Ok((text, added))
+    Ok((text, teacher_json, added))
 }
 
-/// Writes the model folder beside `out` and renames it into place; returns its revision.
+/// The error of a model that exists already.
+fn exists(out: &Path) -> EmbedError {
+    err(format!(
+        "a static model exists already in {}; use it, or pass --force to build it again",
+        out.display()
+    ))
+}
+
+/// Writes `bytes` to `path` and syncs them.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = fs::File::create(path)?;
+    std::io::Write::write_all(&mut f, bytes)?;
+    f.sync_all()
+}
+
+/// Writes the model folder beside `out` and renames it into place (a model there moved aside
+/// first when `force`, and removed once the new one is in place); returns its revision.
 fn write(
     teacher: &LocalEmbedder,
     options: DistillOptions,
     out: &Path,
+    force: bool,
     table: Table,
 ) -> Result<String, EmbedError> {
     let io = |what: &str, e: std::io::Error| err(format!("{what}: {e}"));
@@ -371,20 +391,24 @@ fn write(
     let tensor = Tensor::from_vec(table.values, (table.rows, options.dims), &Device::Cpu)
         .map_err(|e| err(format!("table: {e}")))?;
     let weights = tmp.path().join("model.safetensors");
-    let mut tensors = HashMap::from([(TENSOR, tensor)]);
-    if let Some(p) = table.pieces {
-        let n = p.len();
-        let t = Tensor::from_vec(p, n, &Device::Cpu).map_err(|e| err(format!("pieces: {e}")))?;
-        tensors.insert(PIECES, t);
-    }
-    candle_core::safetensors::save(&tensors, &weights)
+    candle_core::safetensors::save(&HashMap::from([(TENSOR, tensor)]), &weights)
         .map_err(|e| err(format!("writing {}: {e}", weights.display())))?;
-    let revision = crate::static_model::revision(
-        &fs::read(&weights).map_err(|e| io("model.safetensors", e))?,
+    fs::File::open(&weights)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io("model.safetensors", e))?;
+    let weights_bytes = fs::read(&weights).map_err(|e| io("model.safetensors", e))?;
+    write_synced(
+        &tmp.path().join("tokenizer.json"),
         table.tokenizer_json.as_bytes(),
-    );
-    fs::write(tmp.path().join("tokenizer.json"), &table.tokenizer_json)
-        .map_err(|e| io("tokenizer.json", e))?;
+    )
+    .map_err(|e| io("tokenizer.json", e))?;
+    let mut files: Vec<&[u8]> = vec![&weights_bytes, table.tokenizer_json.as_bytes()];
+    if let Some(t) = &table.teacher_json {
+        write_synced(&tmp.path().join(TEACHER_TOKENIZER), t.as_bytes())
+            .map_err(|e| io(TEACHER_TOKENIZER, e))?;
+        files.push(t.as_bytes());
+    }
+    let revision = crate::static_model::revision(&files);
     let spec = teacher.spec();
     let config = serde_json::json!({
         "model_type": "model2vec",
@@ -402,12 +426,43 @@ fn write(
         },
     });
     let text = serde_json::to_string_pretty(&config).map_err(|e| err(e.to_string()))?;
-    fs::write(tmp.path().join("config.json"), text).map_err(|e| io("config.json", e))?;
+    write_synced(&tmp.path().join("config.json"), text.as_bytes())
+        .map_err(|e| io("config.json", e))?;
     let staged = tmp.keep();
-    fs::rename(&staged, out).map_err(|e| {
+    let fail = |e: EmbedError| {
         let _ = fs::remove_dir_all(&staged);
-        io(&format!("renaming into {}", out.display()), e)
-    })?;
+        e
+    };
+    // A model in the way is moved aside (not removed) until the new one is in place.
+    let aside = if force && out.exists() {
+        let aside = staged.with_extension("old");
+        fs::rename(out, &aside)
+            .map_err(|e| fail(io(&format!("moving {} aside", out.display()), e)))?;
+        Some(aside)
+    } else {
+        None
+    };
+    if let Err(e) = fs::rename(&staged, out) {
+        if let Some(a) = &aside {
+            let _ = fs::rename(a, out);
+        }
+        // Another distill got there first (the rename does not replace a folder with files).
+        let taken = matches!(
+            e.kind(),
+            std::io::ErrorKind::DirectoryNotEmpty | std::io::ErrorKind::AlreadyExists
+        );
+        return Err(fail(if taken {
+            exists(out)
+        } else {
+            io(&format!("renaming into {}", out.display()), e)
+        }));
+    }
+    if let Some(a) = aside {
+        let _ = fs::remove_dir_all(a);
+    }
+    if let Ok(d) = fs::File::open(parent) {
+        let _ = d.sync_all();
+    }
     Ok(revision)
 }
 

@@ -84,8 +84,24 @@ fn distilling_is_deterministic_and_gives_a_loadable_static_model() {
         assert!(done <= total && total == 1200);
         calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     };
-    let a = distill(&teacher, options, &[], &tmp.path().join("a"), &progress).unwrap();
-    let b = distill(&teacher, options, &[], &tmp.path().join("b"), &|_, _| {}).unwrap();
+    let a = distill(
+        &teacher,
+        options,
+        &[],
+        &tmp.path().join("a"),
+        false,
+        &progress,
+    )
+    .unwrap();
+    let b = distill(
+        &teacher,
+        options,
+        &[],
+        &tmp.path().join("b"),
+        false,
+        &|_, _| {},
+    )
+    .unwrap();
     assert_eq!(calls.into_inner(), 1200usize.div_ceil(options.batch));
     assert_eq!((a.tokens, a.dimensions), (1200, 16));
     assert!(a.explained_variance > 0.0 && a.explained_variance < 1.0);
@@ -100,7 +116,7 @@ fn distilling_is_deterministic_and_gives_a_loadable_static_model() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
-    let again = distill(&teacher, options, &[], &a.dir, &|_, _| {});
+    let again = distill(&teacher, options, &[], &a.dir, false, &|_, _| {});
     assert!(matches!(again, Err(EmbedError::Model(m)) if m.contains("exists already")));
 
     let s = StaticEmbedder::load(&a.dir, "t").unwrap();
@@ -131,10 +147,23 @@ fn distilling_is_deterministic_and_gives_a_loadable_static_model() {
             ..options
         },
     ] {
-        let r = distill(&teacher, bad, &[], &tmp.path().join("c"), &|_, _| {});
+        let r = distill(&teacher, bad, &[], &a.dir, true, &|_, _| {});
         assert!(matches!(r, Err(EmbedError::Model(_))), "{bad:?}");
     }
-    assert!(!tmp.path().join("c").exists());
+    // ... and a model they would have replaced (--force) is kept.
+    assert_eq!(
+        StaticEmbedder::load(&a.dir, "t").unwrap().spec().revision,
+        a.revision
+    );
+    // --force replaces it once the new one is complete, and leaves nothing beside it.
+    let other = DistillOptions { dims: 8, ..options };
+    let c = distill(&teacher, other, &[], &a.dir, true, &|_, _| {}).unwrap();
+    assert_eq!(
+        StaticEmbedder::load(&a.dir, "t").unwrap().spec().dimensions,
+        8
+    );
+    assert_ne!(c.revision, a.revision);
+    assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 2);
 }
 
 #[test]
@@ -164,15 +193,49 @@ fn added_words_get_rows_of_their_own_and_count_as_their_pieces() {
     ]
     .map(String::from)
     .to_vec();
-    let made = distill(&teacher, options, &words, &tmp.path().join("m"), &|_, _| {}).unwrap();
+    let made = distill(
+        &teacher,
+        options,
+        &words,
+        &tmp.path().join("m"),
+        false,
+        &|_, _| {},
+    )
+    .unwrap();
     // `the` is in the vocabulary, `##x` and `two words` cannot be words, the repeat is one.
     assert_eq!(made.words, 1);
-    let plain = distill(&teacher, options, &[], &tmp.path().join("p"), &|_, _| {}).unwrap();
+    let plain = distill(
+        &teacher,
+        options,
+        &[],
+        &tmp.path().join("p"),
+        false,
+        &|_, _| {},
+    )
+    .unwrap();
     assert_ne!(made.revision, plain.revision);
+    assert!(
+        made.dir
+            .join(crate::static_model::TEACHER_TOKENIZER)
+            .is_file()
+    );
+    assert!(
+        !plain
+            .dir
+            .join(crate::static_model::TEACHER_TOKENIZER)
+            .exists()
+    );
 
     let s = StaticEmbedder::load(&made.dir, "t").unwrap();
     let p = StaticEmbedder::load(&plain.dir, "t").unwrap();
-    for text in ["glucocorticoids", "the glucocorticoids of mice", ""] {
+    // Counted as the teacher counts, also words that only start with an added one (which the
+    // extended tokenizer cuts otherwise than the teacher's).
+    for text in [
+        "glucocorticoids",
+        "glucocorticoid glucocorticoidal glucocorticoidsx",
+        "the glucocorticoids of mice",
+        "",
+    ] {
         assert_eq!(s.count_tokens(text), teacher.count_tokens(text), "{text}");
     }
     // The word embeds through its own row now: not as the mean of its pieces.

@@ -9,11 +9,19 @@
 //!   f64; read as f32);
 //! - `tokenizer.json`: the tokenizer; texts are tokenized without special tokens and the unknown
 //!   token is dropped, as model2vec does;
-//! - `config.json`: `normalize` (default true) and anything else model2vec writes (not read).
+//! - `config.json`: what model2vec writes (not read), and `quarry.revision` when
+//!   `quarry model distill` wrote the folder (checked at load);
+//! - optionally [`TEACHER_TOKENIZER`]: the transformer's own tokenizer, when words were added to
+//!   `tokenizer.json`. Tokens are counted with it, as the transformer counts them (special tokens
+//!   included), so a collection is chunked the same for either model.
 //!
-//! The spec's revision is the sha256 of `model.safetensors` and `tokenizer.json` ([`revision`]),
-//! so a re-distilled or edited model is another embedder with its own fingerprint. Texts are truncated at [`MAX_TOKENS`] tokens
-//! (model2vec's default `max_length`).
+//! Vectors are always L2-normalised (the engine normalises every vector anyway). A text without a
+//! single known token (empty, or unknown characters only) embeds to the first unit vector rather
+//! than to zeros, which have no direction: every vector is a valid vector to store and load.
+//!
+//! The spec's revision is the sha256 of the model's files ([`revision`]), so a re-distilled or
+//! edited model is another embedder with its own fingerprint. Texts are truncated at
+//! [`MAX_TOKENS`] tokens (model2vec's default `max_length`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -32,10 +40,8 @@ pub const MAX_TOKENS: usize = 512;
 /// The name of the table in `model.safetensors`.
 pub const TENSOR: &str = "embeddings";
 
-/// An optional tensor of `model.safetensors` (u32, one per row): how many of the teacher's tokens
-/// a row stands for, more than 1 for a word `quarry model distill --vocabulary` added. Tokens are
-/// counted by it, so a model with added words still sizes chunks as its teacher does.
-pub const PIECES: &str = "token_pieces";
+/// The transformer's tokenizer, beside a `tokenizer.json` that has added words.
+pub const TEACHER_TOKENIZER: &str = "teacher_tokenizer.json";
 
 /// A static token-embedding model loaded from a model2vec folder.
 pub struct StaticEmbedder {
@@ -43,17 +49,15 @@ pub struct StaticEmbedder {
     fingerprint: Fingerprint,
     /// `vocabulary × dimensions`, row-major.
     table: Vec<f32>,
-    /// [`PIECES`]; empty when every row is one token.
-    pieces: Vec<u32>,
     tokenizer: Tokenizer,
+    /// Counts tokens: [`TEACHER_TOKENIZER`] when there is one, else the tokenizer.
+    counter: Tokenizer,
     unk_id: Option<u32>,
     dir: PathBuf,
 }
 
 #[derive(serde::Deserialize)]
 struct StaticConfig {
-    #[serde(default = "yes")]
-    normalize: bool,
     /// Written by `quarry model distill`.
     #[serde(default)]
     quarry: Option<Provenance>,
@@ -64,17 +68,25 @@ struct Provenance {
     revision: Option<String>,
 }
 
-/// A static model's revision: the sha256 of its `model.safetensors` followed by its
-/// `tokenizer.json` (the same table with another vocabulary is another model).
-pub(crate) fn revision(weights: &[u8], tokenizer: &[u8]) -> String {
+/// A static model's revision: the sha256 of its files, `model.safetensors`, `tokenizer.json` and
+/// [`TEACHER_TOKENIZER`] when there is one, each preceded by its length (the same table with
+/// another vocabulary is another model).
+pub(crate) fn revision(files: &[&[u8]]) -> String {
     let mut h = Sha256::new();
-    h.update(weights);
-    h.update(tokenizer);
+    for f in files {
+        h.update((f.len() as u64).to_le_bytes());
+        h.update(f);
+    }
     hex(&h.finalize())
 }
 
-fn yes() -> bool {
-    true
+/// A tokenizer read from `bytes`, without padding or truncation.
+fn tokenizer_from(dir: &Path, name: &str, bytes: &[u8]) -> Result<Tokenizer, EmbedError> {
+    let mut t = Tokenizer::from_bytes(bytes).map_err(|e| model_err(dir, format!("{name}: {e}")))?;
+    t.with_padding(None);
+    t.with_truncation(None)
+        .map_err(|e| model_err(dir, format!("{name}: {e}")))?;
+    Ok(t)
 }
 
 fn model_err(dir: &Path, what: impl std::fmt::Display) -> EmbedError {
@@ -95,38 +107,46 @@ impl StaticEmbedder {
         let config: StaticConfig = match fs::read(dir.join("config.json")) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| model_err(dir, format!("config.json is not valid: {e}")))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StaticConfig {
-                normalize: true,
-                quarry: None,
-            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StaticConfig { quarry: None },
             Err(e) => return Err(model_err(dir, format!("cannot read config.json: {e}"))),
         };
-        let tokenizer_bytes = fs::read(dir.join("tokenizer.json"))
-            .map_err(|e| model_err(dir, format!("cannot read tokenizer.json: {e}")))?;
-        let mut tokenizer = Tokenizer::from_bytes(&tokenizer_bytes)
-            .map_err(|e| model_err(dir, format!("tokenizer.json: {e}")))?;
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| model_err(dir, format!("tokenizer: {e}")))?;
+        let read = |name: &str| {
+            fs::read(dir.join(name)).map_err(|e| model_err(dir, format!("cannot read {name}: {e}")))
+        };
+        let tokenizer_bytes = read("tokenizer.json")?;
+        let tokenizer = tokenizer_from(dir, "tokenizer.json", &tokenizer_bytes)?;
+        let teacher_bytes = match fs::read(dir.join(TEACHER_TOKENIZER)) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(model_err(
+                    dir,
+                    format!("cannot read {TEACHER_TOKENIZER}: {e}"),
+                ));
+            }
+        };
+        let counter = match &teacher_bytes {
+            Some(b) => tokenizer_from(dir, TEACHER_TOKENIZER, b)?,
+            None => tokenizer.clone(),
+        };
         let unk_id = unknown_token(&tokenizer);
 
-        let weights = fs::read(dir.join("model.safetensors"))
-            .map_err(|e| model_err(dir, format!("cannot read model.safetensors: {e}")))?;
-        let revision = revision(&weights, &tokenizer_bytes);
+        let weights = read("model.safetensors")?;
+        let mut files: Vec<&[u8]> = vec![&weights, &tokenizer_bytes];
+        files.extend(teacher_bytes.as_deref());
+        let revision = revision(&files);
         if let Some(expected) = config.quarry.and_then(|q| q.revision)
             && expected != revision
         {
             return Err(model_err(
                 dir,
                 format!(
-                    "model.safetensors or tokenizer.json is damaged: their sha256 is {revision}, \
-                     config.json records {expected}; distill it again with `quarry model distill \
-                     --force`"
+                    "its files are damaged: their sha256 is {revision}, config.json records \
+                     {expected}; distill it again with `quarry model distill --force`"
                 ),
             ));
         }
-        let (rows, dims, table, pieces) = read_table(&weights).map_err(|e| model_err(dir, e))?;
+        let (rows, dims, table) = read_table(&weights).map_err(|e| model_err(dir, e))?;
         let vocab = tokenizer.get_vocab_size(true);
         if rows < vocab {
             return Err(model_err(
@@ -140,7 +160,7 @@ impl StaticEmbedder {
             revision,
             dimensions: dims,
             pooling: "mean".into(),
-            normalized: config.normalize,
+            normalized: true,
             max_tokens: MAX_TOKENS,
             query_prefix: String::new(),
             document_prefix: String::new(),
@@ -149,8 +169,8 @@ impl StaticEmbedder {
             fingerprint: spec.fingerprint(),
             spec,
             table,
-            pieces,
             tokenizer,
+            counter,
             unk_id,
             dir: dir.to_path_buf(),
         })
@@ -175,25 +195,28 @@ impl StaticEmbedder {
                 n += 1;
             }
         }
-        if n > 0 {
-            v.iter_mut().for_each(|x| *x /= n as f32);
-        }
-        if self.spec.normalized {
-            normalize(&mut v);
+        normalize(&mut v);
+        if v.iter().all(|x| *x == 0.0) {
+            // No known token (or rows that cancel out): the first unit vector, see the module doc.
+            v[0] = 1.0;
         }
         v
     }
 }
 
-/// The id of the tokenizer model's unknown token, when it has one.
+/// The id of the tokenizer model's unknown token, when it has one (`unk_token` of WordPiece and
+/// BPE models, `unk_id` of Unigram models).
 fn unknown_token(tokenizer: &Tokenizer) -> Option<u32> {
     let model = serde_json::to_value(tokenizer.get_model()).ok()?;
+    if let Some(id) = model.get("unk_id").and_then(serde_json::Value::as_u64) {
+        return u32::try_from(id).ok();
+    }
     let unk = model.get("unk_token")?.as_str()?;
     tokenizer.token_to_id(unk)
 }
 
-/// `(rows, dimensions, values, pieces)` of the [`TENSOR`] and [`PIECES`] in a safetensors file.
-fn read_table(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>, Vec<u32>), String> {
+/// `(rows, dimensions, values)` of the [`TENSOR`] in a safetensors file.
+fn read_table(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>), String> {
     let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
         .map_err(|e| format!("model.safetensors is not a safetensors file: {e}"))?;
     let t = tensors
@@ -216,20 +239,7 @@ fn read_table(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>, Vec<u32>), String
     if values.iter().any(|x| !x.is_finite()) {
         return Err(format!("`{TENSOR}` holds values that are not finite"));
     }
-    let pieces = match tensors.get(PIECES) {
-        None => Vec::new(),
-        Some(p) => {
-            let p = p
-                .to_dtype(DType::U32)
-                .and_then(|t| t.to_vec1::<u32>())
-                .map_err(|e| format!("`{PIECES}` is not a list of counts: {e}"))?;
-            if p.len() != rows {
-                return Err(format!("`{PIECES}` has {} counts for {rows} rows", p.len()));
-            }
-            p
-        }
-    };
-    Ok((rows, dims, values, pieces))
+    Ok((rows, dims, values))
 }
 
 impl Embedder for StaticEmbedder {
@@ -253,18 +263,12 @@ impl Embedder for StaticEmbedder {
     }
 
     /// Counted with special tokens, as the transformer the table was distilled from counts them
-    /// (an added word as the pieces it replaces, [`PIECES`]): a collection is chunked alike for
+    /// (with [`TEACHER_TOKENIZER`] when words were added): a collection is chunked alike for
     /// either, so a re-index from one to the other keeps the chunks a direct ingest with the
     /// transformer would have made.
     fn count_tokens(&self, text: &str) -> Option<usize> {
-        match self.tokenizer.encode_fast(text, true) {
-            Ok(e) if self.pieces.is_empty() => Some(e.len()),
-            Ok(e) => Some(
-                e.get_ids()
-                    .iter()
-                    .map(|&id| self.pieces.get(id as usize).map_or(1, |&n| n as usize))
-                    .sum(),
-            ),
+        match self.counter.encode_fast(text, true) {
+            Ok(e) => Some(e.len()),
             Err(e) => {
                 tracing::warn!("tokenizer failed to count tokens: {e}");
                 None

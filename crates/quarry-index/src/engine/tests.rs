@@ -225,6 +225,8 @@ struct Counting {
     spec: quarry_core::EmbedderSpec,
     calls: std::sync::atomic::AtomicUsize,
     fail: std::sync::atomic::AtomicBool,
+    /// Milliseconds each call takes (a slow model).
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Counting {
@@ -243,6 +245,7 @@ impl Counting {
             },
             calls: Default::default(),
             fail: Default::default(),
+            delay_ms: Default::default(),
         })
     }
 
@@ -263,6 +266,8 @@ impl Embedder for Counting {
         texts: &[&str],
         _kind: InputKind,
     ) -> std::result::Result<Vec<Vec<f32>>, quarry_core::EmbedError> {
+        let delay = self.delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(delay));
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(quarry_core::EmbedError::Provider("down".into()));
         }
@@ -352,8 +357,10 @@ fn vectors_are_embedded_once_and_survive_a_restart_without_reembedding() {
     );
 }
 
-/// A write batch loads its collection's row once ([`Engine::write_context`]) and passes it down,
-/// instead of reading it again for recovery, the BM25 contexts and the forget check.
+/// A write batch loads its collection's row once under the writer lock ([`Engine::write_context`])
+/// and passes it down, instead of reading it again for recovery, the BM25 contexts and the forget
+/// check; a batch with chunks reads it once more before the lock, to embed them there
+/// ([`Engine::embed_ahead`]).
 #[test]
 fn a_write_batch_reads_its_collection_row_once() {
     use std::sync::atomic::Ordering;
@@ -366,7 +373,8 @@ fn a_write_batch_reads_its_collection_row_once() {
         engine.collection_row_reads.store(0, Ordering::Relaxed);
         let stats = upsert(&engine, &format!("d{i}"), p);
         assert_eq!((stats.embedded, stats.chunks_touched), (1, 1));
-        assert_eq!(engine.collection_row_reads.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.cache_hits, 0, "embedded ahead is not a cache hit");
+        assert_eq!(engine.collection_row_reads.load(Ordering::Relaxed), 2);
     }
     // a delete is a batch too
     engine.collection_row_reads.store(0, Ordering::Relaxed);
@@ -642,4 +650,86 @@ fn grouping_by_document_looks_deeper_past_a_document_of_many_matching_chunks() {
         ids[1..].iter().copied().collect::<BTreeSet<_>>(),
         BTreeSet::from(["a", "b"])
     );
+}
+
+/// An ingest of several batches: each committed on the committer's thread while the next is read
+/// and embedded ahead; every chunk is embedded once and counted as embedded, not as a cache hit; a
+/// model that fails stops the ingest with its error and commits nothing of the failing batch.
+#[test]
+fn an_ingest_in_batches_embeds_each_chunk_once_and_stops_at_a_failing_model() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    for (i, p) in PARAS.iter().enumerate() {
+        std::fs::write(files.path().join(format!("p{i}.txt")), p).unwrap();
+    }
+    let e = Counting::new();
+    let engine = Engine::open(data.path(), vector_options(&e)).unwrap();
+    let opts = crate::IngestOptions {
+        collection: "c".into(),
+        batch_docs: 2,
+        ..crate::IngestOptions::default()
+    };
+    let paths = [files.path().to_path_buf()];
+    let s = crate::ingest(&engine, &paths, &opts, &crate::NoProgress).unwrap();
+    assert_eq!(s.added, PARAS.len() as u64, "{s:?}");
+    assert!(s.chunks >= PARAS.len() as u64);
+    assert_eq!((s.embedded, s.cache_hits), (s.chunks, 0), "{s:?}");
+    assert_eq!(e.texts() as u64, s.chunks, "each chunk embedded once");
+    let stats = engine.stats("c", &admin()).unwrap();
+    assert_eq!(
+        (stats.documents, stats.vectors),
+        (PARAS.len() as u64, Some(s.chunks))
+    );
+    for word in ["apple", "kettles"] {
+        assert!(!docs_matching(&engine, word).is_empty(), "{word}");
+    }
+
+    // Three new files and a model that is down: the error names the model, nothing is added.
+    for i in 0..3 {
+        std::fs::write(
+            files.path().join(format!("new{i}.txt")),
+            format!("zebra {i} quartz"),
+        )
+        .unwrap();
+    }
+    e.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = crate::ingest(&engine, &paths, &opts, &crate::NoProgress).unwrap_err();
+    assert!(err.to_string().contains("down"), "{err}");
+    assert_eq!(
+        engine.stats("c", &admin()).unwrap().documents,
+        PARAS.len() as u64
+    );
+    assert!(docs_matching(&engine, "zebra").is_empty());
+}
+
+/// A write embeds its chunks before it takes the writer lock: another write (here a delete) does
+/// not wait for a slow model of the first.
+#[test]
+fn a_write_does_not_wait_for_another_writes_model() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let e = Counting::new();
+    let engine = Arc::new(Engine::open(dir.path(), vector_options(&e)).unwrap());
+    upsert(&engine, "a", PARAS[0]);
+    e.delay_ms.store(1500, Ordering::SeqCst);
+    let slow = {
+        let engine = engine.clone();
+        std::thread::spawn(move || upsert(&engine, "b", PARAS[1]))
+    };
+    // Until the slow write's model answers, `e.texts()` stays at 1.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(e.texts(), 1, "the slow write is still embedding");
+    let started = Instant::now();
+    let stats = engine.apply("c", vec![Change::Delete("a".into())]).unwrap();
+    let took = started.elapsed();
+    assert_eq!(stats.deleted, 1);
+    assert!(
+        took < Duration::from_millis(1000),
+        "the delete waited {took:?}"
+    );
+    assert_eq!(e.texts(), 1, "it did not wait for the model");
+    let stats = slow.join().unwrap();
+    assert_eq!((stats.embedded, stats.cache_hits), (1, 0));
+    assert_eq!(docs_matching(&engine, "apple"), BTreeSet::new());
 }

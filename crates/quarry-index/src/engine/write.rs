@@ -121,6 +121,52 @@ impl Engine {
         let Some(active) = &ix.active else {
             return Ok((0, 0));
         };
+        let embedder = active.embedder.clone().map_err(Error::Embed)?;
+        self.embed_missing_with(&active.version, &embedder, changes, cancel)
+    }
+
+    /// Embeds, before the writer lock is taken, the chunks of `changes` that lack a vector of
+    /// `collection`'s active embedder, and stores the vectors (keyed by fingerprint and chunk
+    /// hash, like any stored vector): the batch's apply then finds them, and holds the writer lock
+    /// only to commit and index, not while the model runs. An ingest calls it for its next batch
+    /// while the batch before commits. Returns the chunks embedded: 0 when the collection has no
+    /// active version yet or its embedder cannot be had (the apply embeds, or says why, then).
+    pub(crate) fn embed_ahead(
+        &self,
+        collection: &str,
+        changes: &[Change],
+        cancel: Option<&crate::Cancel>,
+    ) -> Result<u64> {
+        let chunks = |c: &Change| matches!(c, Change::Upsert(_, chunks) if !chunks.is_empty());
+        if !changes.iter().any(chunks) {
+            return Ok(0);
+        }
+        let active = match self.collection_row(collection)? {
+            Some(row) => match row.active_version.as_deref() {
+                Some(id) => self.active_embedder(collection, id)?,
+                None => None,
+            },
+            None => None,
+        };
+        match active {
+            Some(crate::collection::ActiveEmbedder {
+                version,
+                embedder: Ok(embedder),
+            }) => Ok(self
+                .embed_missing_with(&version, &embedder, changes, cancel)?
+                .0),
+            _ => Ok(0),
+        }
+    }
+
+    /// [`Engine::embed_missing`] with `version`'s `embedder`.
+    fn embed_missing_with(
+        &self,
+        version: &crate::catalog::VersionRow,
+        embedder: &Arc<dyn quarry_core::Embedder>,
+        changes: &[Change],
+        cancel: Option<&crate::Cancel>,
+    ) -> Result<(u64, u64)> {
         let mut texts: HashMap<ContentHash, String> = HashMap::new();
         for change in changes {
             if let Change::Upsert(doc, chunks) = change {
@@ -134,8 +180,7 @@ impl Engine {
         if texts.is_empty() {
             return Ok((0, 0));
         }
-        let embedder = active.embedder.clone().map_err(Error::Embed)?;
-        let fp = active.version.fingerprint;
+        let fp = version.fingerprint;
         let hashes: Vec<ContentHash> = texts.keys().copied().collect();
         let have = self.catalog().have_vectors(&fp, &hashes)?;
         let mut missing: Vec<(ContentHash, String)> = texts
@@ -150,7 +195,7 @@ impl Engine {
                     "the write was cancelled while its chunks were embedded; nothing of it was committed".into(),
                 ));
             }
-            self.embed_texts_and_store(&active.version, &embedder, batch, None)?;
+            self.embed_texts_and_store(version, embedder, batch, None)?;
         }
         Ok((missing.len() as u64, have.len() as u64))
     }
@@ -169,17 +214,21 @@ impl Engine {
         changes: Vec<Change>,
         embed: bool,
     ) -> Result<ApplyStats> {
-        self.apply_cancellable(collection, changes, embed, None)
+        self.apply_cancellable(collection, changes, embed, 0, None)
     }
 
     /// [`Engine::apply_with`] that `cancel` can stop up to its commit: checked between
     /// embedding batches and decided, once, just before the catalog commit. A cancelled write
     /// commits nothing ([`Error::Cancelled`]); vectors it stored stay as embedding cache.
+    /// `embedded_ahead`: chunks of this batch the caller embedded with [`Engine::embed_ahead`];
+    /// they count as embedded, not as cache hits. The batch's own chunks are embedded ahead of the
+    /// writer lock here too, so the lock waits on no model.
     pub(crate) fn apply_cancellable(
         &self,
         collection: &str,
         changes: Vec<Change>,
         embed: bool,
+        embedded_ahead: u64,
         cancel: Option<&crate::Cancel>,
     ) -> Result<ApplyStats> {
         check_collection_name(collection)?;
@@ -196,6 +245,11 @@ impl Engine {
                     .into(),
             )
         };
+        let ahead = if embed {
+            embedded_ahead + self.embed_ahead(collection, &changes, cancel)?
+        } else {
+            0
+        };
         self.with_write_lock(|| {
             if cancel.is_some_and(crate::Cancel::is_cancelled) {
                 return Err(cancelled());
@@ -203,7 +257,11 @@ impl Engine {
             let WriteContext { row, ix } = self.write_context(collection, true)?;
             let mut stats = ApplyStats::default();
             if embed {
-                (stats.embedded, stats.cache_hits) = self.embed_missing(&ix, &changes, cancel)?;
+                // Normally all hits now: only a new collection, or a version switched by another
+                // process in between, embeds here.
+                let (embedded, hits) = self.embed_missing(&ix, &changes, cancel)?;
+                stats.embedded = embedded + ahead;
+                stats.cache_hits = hits.saturating_sub(ahead);
                 if let Some(active) = &ix.active {
                     self.telemetry
                         .observe_cache_hits(&active.version.embedder, stats.cache_hits);

@@ -1,12 +1,14 @@
 //! Ingest of documents: walk → read and hash raw bytes (unchanged documents stop here) → extract
 //! text → chunk → apply to the engine in batches, each batch one generation. Extraction and
-//! chunking run in parallel with rayon. Bad input never fails the run: every skipped file or line
+//! chunking run in parallel with rayon; a batch is committed on its own thread while the next is
+//! read and embedded ([`Committer`]). Bad input never fails the run: every skipped file or line
 //! is counted in the summary with its reason.
 //!
 //! Invalid UTF-8 in a text file is decoded lossily (U+FFFD replaces the bad bytes): the document is
 //! kept and a warning `invalid_utf8` names the file. A JSONL line that is not valid UTF-8 JSON is
 //! skipped as `malformed_jsonl`.
 
+use super::committer::Committer;
 use super::extract::{Extracted, FileKind, Record, extract, format_of};
 use super::summary::{IngestOptions, IngestSummary, Problem, Progress};
 use super::walk::{WalkedFile, walk};
@@ -263,13 +265,15 @@ fn record_hash(line: &[u8], has_acl: bool) -> ContentHash {
     ContentHash::of(line)
 }
 
-/// Accumulates changes and commits them in batches.
-struct Batcher<'a> {
+/// Accumulates changes and commits them in batches: on a [`Committer`]'s thread when it has one
+/// (the next batch is read and embedded meanwhile), else in the caller's.
+struct Batcher<'a, 's> {
     engine: &'a Engine,
     opts: &'a IngestOptions,
     changes: Vec<Change>,
     summary: IngestSummary,
     seen: HashSet<String>,
+    committer: Option<Committer<'s, 'a>>,
 }
 
 /// The stored hashes and the chunker of the target collection.
@@ -284,8 +288,12 @@ fn prepare(
     Ok((known, chunker, default_acl))
 }
 
-impl<'a> Batcher<'a> {
-    fn new(engine: &'a Engine, opts: &'a IngestOptions) -> Self {
+impl<'a, 's> Batcher<'a, 's> {
+    fn new(
+        engine: &'a Engine,
+        opts: &'a IngestOptions,
+        committer: Option<Committer<'s, 'a>>,
+    ) -> Self {
         let summary = IngestSummary {
             collection: opts.collection.clone(),
             ..IngestSummary::default()
@@ -296,6 +304,7 @@ impl<'a> Batcher<'a> {
             changes: Vec::new(),
             summary,
             seen: HashSet::new(),
+            committer,
         }
     }
 
@@ -337,14 +346,38 @@ impl<'a> Batcher<'a> {
         Ok(())
     }
 
+    /// Commits the changes gathered: hands them to the committer, or applies them here.
     fn flush(&mut self) -> Result<()> {
-        if !self.changes.is_empty() {
-            let stats = self.engine.apply_cancellable(
+        if self.changes.is_empty() {
+            return Ok(());
+        }
+        let changes = std::mem::take(&mut self.changes);
+        let stats = match &mut self.committer {
+            Some(c) => c.commit(changes)?,
+            None => Some(self.engine.apply_cancellable(
                 &self.opts.collection,
-                std::mem::take(&mut self.changes),
+                changes,
                 self.opts.embed,
+                0,
                 self.opts.cancel.as_ref(),
-            )?;
+            )?),
+        };
+        if let Some(stats) = stats {
+            self.summary.add(&stats);
+        }
+        Ok(())
+    }
+
+    /// Commits what is gathered and waits until every batch is committed.
+    fn finish(&mut self) -> Result<()> {
+        self.flush()?;
+        if let Some(stats) = self
+            .committer
+            .as_mut()
+            .map(Committer::wait)
+            .transpose()?
+            .flatten()
+        {
             self.summary.add(&stats);
         }
         Ok(())
@@ -368,15 +401,43 @@ pub fn ingest(
         known: &known,
         default_acl,
     };
-    let mut b = Batcher::new(engine, opts);
-    for p in walked.problems {
+    std::thread::scope(|scope| {
+        let committer = Committer::new(scope, engine, opts);
+        let mut b = Batcher::new(engine, opts, Some(committer));
+        let jsonl = read_all(&ctx, walked.files, walked.problems, &mut b, progress)?;
+        b.finish()?;
+        // --sync deletes in the caller's thread, after every batch is committed.
+        b.committer = None;
+        if opts.sync {
+            sync(engine, &walked.roots, &jsonl, &mut b)?;
+        }
+        engine.flush()?;
+        let mut summary = b.summary;
+        summary.seconds = started.elapsed().as_secs_f64();
+        let embedded = engine.telemetry().document_embedding();
+        summary.tokens_embedded = Some(embedded.tokens.saturating_sub(embedded_before.tokens));
+        summary.embed_seconds = Some((embedded.seconds - embedded_before.seconds).max(0.0));
+        Ok(summary)
+    })
+}
+
+/// Reads every walked file into `b`: documents in parallel groups, then the JSONL files (which
+/// it returns, for `--sync`).
+fn read_all(
+    ctx: &Ctx<'_>,
+    files: Vec<WalkedFile>,
+    problems: Vec<Problem>,
+    b: &mut Batcher<'_, '_>,
+    progress: &dyn Progress,
+) -> Result<Vec<WalkedFile>> {
+    for p in problems {
         b.summary.problem(p);
     }
-    progress.start(walked.files.iter().map(|f| f.size).sum());
+    progress.start(files.iter().map(|f| f.size).sum());
 
     let mut docs = Vec::new();
     let mut jsonl = Vec::new();
-    for f in walked.files {
+    for f in files {
         match format_of(&f.path) {
             Some(FileKind::Doc(format)) => docs.push((f, format)),
             Some(FileKind::Jsonl) => jsonl.push(f),
@@ -394,7 +455,7 @@ pub fn ingest(
     for group in docs.chunks(FILE_GROUP) {
         let outcomes: Vec<Outcome> = group
             .par_iter()
-            .map(|(f, format)| read_file(&ctx, f, *format))
+            .map(|(f, format)| read_file(ctx, f, *format))
             .collect();
         for ((f, _), outcome) in group.iter().zip(outcomes) {
             // a skipped file (too large, binary, empty) is read, but is no document
@@ -404,19 +465,9 @@ pub fn ingest(
         }
     }
     for f in &jsonl {
-        ingest_jsonl(&ctx, f, &mut b, progress)?;
+        ingest_jsonl(ctx, f, b, progress)?;
     }
-    b.flush()?;
-    if opts.sync {
-        sync(engine, &walked.roots, &jsonl, &mut b)?;
-    }
-    engine.flush()?;
-    let mut summary = b.summary;
-    summary.seconds = started.elapsed().as_secs_f64();
-    let embedded = engine.telemetry().document_embedding();
-    summary.tokens_embedded = Some(embedded.tokens.saturating_sub(embedded_before.tokens));
-    summary.embed_seconds = Some((embedded.seconds - embedded_before.seconds).max(0.0));
-    Ok(summary)
+    Ok(jsonl)
 }
 
 /// Ingests records given as JSON values (the documents API). Every value must parse as a record,
@@ -444,7 +495,7 @@ pub fn ingest_records(
         known: &known,
         default_acl,
     };
-    let mut b = Batcher::new(engine, opts);
+    let mut b = Batcher::new(engine, opts, None);
     let outcomes: Vec<Option<Outcome>> = lines
         .par_iter()
         .enumerate()
@@ -461,7 +512,7 @@ pub fn ingest_records(
 fn ingest_jsonl(
     ctx: &Ctx<'_>,
     f: &WalkedFile,
-    b: &mut Batcher<'_>,
+    b: &mut Batcher<'_, '_>,
     progress: &dyn Progress,
 ) -> Result<()> {
     let source = f.path.display().to_string();
@@ -516,7 +567,7 @@ fn sync(
     engine: &Engine,
     roots: &[PathBuf],
     jsonl: &[WalkedFile],
-    b: &mut Batcher<'_>,
+    b: &mut Batcher<'_, '_>,
 ) -> Result<()> {
     let jsonl_sources: HashSet<String> =
         jsonl.iter().map(|f| f.path.display().to_string()).collect();

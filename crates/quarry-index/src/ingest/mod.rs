@@ -6,6 +6,7 @@
 
 mod byo_vectors;
 pub mod chunk_files;
+mod committer;
 mod documents;
 mod extract;
 #[cfg(test)]
