@@ -711,7 +711,9 @@ fn a_write_does_not_wait_for_another_writes_model() {
     let dir = tempfile::tempdir().unwrap();
     let e = Counting::new();
     let engine = Arc::new(Engine::open(dir.path(), vector_options(&e)).unwrap());
-    upsert(&engine, "a", PARAS[0]);
+    // A new collection's first write embeds ahead of the lock too.
+    let stats = upsert(&engine, "a", PARAS[0]);
+    assert_eq!((stats.embedded, stats.cache_hits), (1, 0));
     e.delay_ms.store(1500, Ordering::SeqCst);
     let slow = {
         let engine = engine.clone();

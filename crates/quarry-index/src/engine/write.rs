@@ -129,8 +129,9 @@ impl Engine {
     /// `collection`'s active embedder, and stores the vectors (keyed by fingerprint and chunk
     /// hash, like any stored vector): the batch's apply then finds them, and holds the writer lock
     /// only to commit and index, not while the model runs. An ingest calls it for its next batch
-    /// while the batch before commits. Returns the chunks embedded: 0 when the collection has no
-    /// active version yet or its embedder cannot be had (the apply embeds, or says why, then).
+    /// while the batch before commits. A collection that does not exist yet is created first, as
+    /// the apply would. Returns the chunks embedded: 0 when the collection has no embedder or it
+    /// cannot be had (the apply says why then).
     pub(crate) fn embed_ahead(
         &self,
         collection: &str,
@@ -141,11 +142,20 @@ impl Engine {
         if !changes.iter().any(chunks) {
             return Ok(0);
         }
-        let active = match self.collection_row(collection)? {
-            Some(row) => match row.active_version.as_deref() {
-                Some(id) => self.active_embedder(collection, id)?,
-                None => None,
-            },
+        let row = match self.collection_row(collection)? {
+            Some(row) => row,
+            None => {
+                // Created now, as the apply would create it (under the lock), so that a new
+                // collection's first batch is embedded ahead too.
+                self.with_write_lock(|| match self.collection_row(collection)? {
+                    Some(_) => Ok(()),
+                    None => self.create_default(collection),
+                })?;
+                self.collection(collection)?
+            }
+        };
+        let active = match row.active_version.as_deref() {
+            Some(id) => self.active_embedder(collection, id)?,
             None => None,
         };
         match active {
@@ -257,8 +267,8 @@ impl Engine {
             let WriteContext { row, ix } = self.write_context(collection, true)?;
             let mut stats = ApplyStats::default();
             if embed {
-                // Normally all hits now: only a new collection, or a version switched by another
-                // process in between, embeds here.
+                // Normally all hits now: only chunks of a version another process switched to
+                // in between are embedded here.
                 let (embedded, hits) = self.embed_missing(&ix, &changes, cancel)?;
                 stats.embedded = embedded + ahead;
                 stats.cache_hits = hits.saturating_sub(ahead);
