@@ -169,20 +169,25 @@ fn ingest_with_the_static_tier_serve_at_once_then_reindex_to_minilm() {
     }
     drop(server);
     let versions = run_json(data.path(), &["versions", "--json"]);
-    let rows: Vec<(String, u64)> = versions["versions"]
+    let mut rows: Vec<(String, bool, u64)> = versions["versions"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| {
             (
                 v["embedder"].as_str().unwrap().to_owned(),
+                v["active"].as_bool().unwrap(),
                 v["vectors"].as_u64().unwrap_or(0),
             )
         })
         .collect();
+    rows.sort();
     assert_eq!(
         rows,
-        [("static".into(), chunks), ("local".into(), chunks)],
+        [
+            ("local".into(), true, chunks),
+            ("static".into(), false, chunks)
+        ],
         "{versions}"
     );
 }

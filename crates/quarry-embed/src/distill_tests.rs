@@ -1,3 +1,6 @@
+//! Tests of the distillation: PCA against a cloud of known axes, and distills of the cached
+//! MiniLM over a limited vocabulary (determinism, `--force`, added words).
+
 use super::*;
 use crate::StaticEmbedder;
 use quarry_core::InputKind;

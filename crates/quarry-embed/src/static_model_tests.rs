@@ -1,3 +1,6 @@
+//! Tests of the static embedder against a hand-made eight-token model: vectors against the mean
+//! of rows by hand, token counts, and damaged or foreign folders.
+
 use super::*;
 use candle_core::Tensor;
 use std::collections::HashMap;
