@@ -13,7 +13,7 @@
 use super::{UsageError, emit, print_json};
 use crate::config::Config;
 use anyhow::{Context, anyhow, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use quarry_core::embed::{EmbedCheckError, embed_checked};
 use quarry_core::{ContentHash, Embedder, InputKind};
 use quarry_index::ingest::chunk_files::{
@@ -22,7 +22,6 @@ use quarry_index::ingest::chunk_files::{
 use quarry_index::ingest::spec_metadata::NAME_KEY;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -124,7 +123,10 @@ pub(crate) fn run(config: &Config, args: Args) -> anyhow::Result<()> {
             todo.push((input, output));
         }
     }
-    let bar = progress_bar(rows);
+    let bar = super::progress_bar(
+        rows,
+        "{spinner} embedding [{bar:30}] {pos}/{len} chunks · {per_sec} · eta {eta}",
+    );
     let mut embedders = Embedders::new(config);
     for (input, output) in todo {
         let file = ChunkFile::open(&input)?;
@@ -318,21 +320,6 @@ fn hash_matches(id: &str, text: &str) -> bool {
 }
 
 /// A bar over the rows to embed on a terminal, hidden otherwise.
-fn progress_bar(total: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let b = ProgressBar::new(total);
-    b.set_style(
-        ProgressStyle::with_template(
-            "{spinner} embedding [{bar:30}] {pos}/{len} chunks · {per_sec} · eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    b
-}
-
 fn print_summary(s: &Summary, out: &Path) {
     let mut o = String::new();
     let skipped: u64 = s.skipped.values().sum();

@@ -4,10 +4,9 @@
 use crate::cmd::{UsageError, emit, print_json};
 use crate::config::Config;
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
+use quarry_core::Embedder as _;
 use quarry_embed::distill::{DEFAULT_STATIC_MODEL, DistillOptions, distill};
 use quarry_embed::{DEFAULT_MODEL, LocalEmbedder, ensure_model, model_cache_dir};
-use std::io::IsTerminal;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -96,13 +95,6 @@ pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
             json,
         } => {
             check_name(&name, &from)?;
-            if !(0.0..1.0).contains(&sif) || dims == 0 {
-                return Err(UsageError(format!(
-                    "--dims {dims} --sif {sif}: use at least 1 dimension and a SIF coefficient from \
-                     0 (no weights) up to, not including, 1"
-                ))
-                .into());
-            }
             let cache = model_cache_dir();
             let out = cache.join(&name);
             if out.exists() && !force {
@@ -116,26 +108,24 @@ pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
             let dir = ensure_model(&from, &cache, &|_, _| {})
                 .with_context(|| format!("cannot fetch model {from}"))?;
             let teacher = LocalEmbedder::load(&dir, &from)?;
-            let words = vocabulary_words(&teacher, &vocabulary, min_count, max_words)?;
-            let bar = if std::io::stderr().is_terminal() && !json {
-                let b = ProgressBar::new(0);
-                b.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} distilling {msg} [{bar:30}] {pos}/{len} tokens eta {eta}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-                );
-                b.set_message(from.clone());
-                b
-            } else {
-                ProgressBar::hidden()
-            };
             let options = DistillOptions {
                 dims,
                 sif,
                 ..DistillOptions::default()
             };
+            options
+                .check(teacher.spec().dimensions)
+                .map_err(UsageError)?;
+            let words = vocabulary_words(&teacher, &vocabulary, min_count, max_words)?;
+            let bar = if json {
+                indicatif::ProgressBar::hidden()
+            } else {
+                super::progress_bar(
+                    0,
+                    "{spinner} distilling {msg} [{bar:30}] {pos}/{len} tokens eta {eta}",
+                )
+            };
+            bar.set_message(from.clone());
             let made = distill(&teacher, options, &words, &out, force, &|done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);

@@ -53,6 +53,25 @@ pub struct DistillOptions {
     pub limit: Option<usize>,
 }
 
+impl DistillOptions {
+    /// Why these options cannot distill a teacher of `teacher_dims` dimensions, if they cannot.
+    pub fn check(&self, teacher_dims: usize) -> Result<(), String> {
+        if self.dims == 0 || self.dims > teacher_dims {
+            return Err(format!(
+                "--dims {}: use 1 to {teacher_dims}, the teacher's dimensions",
+                self.dims
+            ));
+        }
+        if !(0.0..1.0).contains(&self.sif) {
+            return Err(format!(
+                "--sif {}: use 0 (no weights) up to, not including, 1",
+                self.sif
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for DistillOptions {
     /// model2vec's defaults: 256 dimensions, SIF 1e-4.
     fn default() -> Self {
@@ -98,18 +117,7 @@ pub fn distill(
 ) -> Result<Distilled, EmbedError> {
     let started = Instant::now();
     let teacher_dims = teacher.spec().dimensions;
-    if options.dims == 0 || options.dims > teacher_dims {
-        return Err(err(format!(
-            "--dims {}: use 1 to {teacher_dims}, the teacher's dimensions",
-            options.dims
-        )));
-    }
-    if !(0.0..1.0).contains(&options.sif) {
-        return Err(err(format!(
-            "SIF coefficient {}: use 0 (no weights) up to, not including, 1",
-            options.sif
-        )));
-    }
+    options.check(teacher_dims).map_err(err)?;
     if out.exists() && !force {
         return Err(exists(out));
     }

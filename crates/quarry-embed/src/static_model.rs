@@ -50,8 +50,8 @@ pub struct StaticEmbedder {
     /// `vocabulary × dimensions`, row-major.
     table: Vec<f32>,
     tokenizer: Tokenizer,
-    /// Counts tokens: [`TEACHER_TOKENIZER`] when there is one, else the tokenizer.
-    counter: Tokenizer,
+    /// [`TEACHER_TOKENIZER`], which counts tokens when there is one (else `tokenizer` does).
+    teacher: Option<Tokenizer>,
     unk_id: Option<u32>,
     dir: PathBuf,
 }
@@ -125,10 +125,10 @@ impl StaticEmbedder {
                 ));
             }
         };
-        let counter = match &teacher_bytes {
-            Some(b) => tokenizer_from(dir, TEACHER_TOKENIZER, b)?,
-            None => tokenizer.clone(),
-        };
+        let teacher = teacher_bytes
+            .as_deref()
+            .map(|b| tokenizer_from(dir, TEACHER_TOKENIZER, b))
+            .transpose()?;
         let unk_id = unknown_token(&tokenizer);
 
         let weights = read("model.safetensors")?;
@@ -170,7 +170,7 @@ impl StaticEmbedder {
             spec,
             table,
             tokenizer,
-            counter,
+            teacher,
             unk_id,
             dir: dir.to_path_buf(),
         })
@@ -267,7 +267,8 @@ impl Embedder for StaticEmbedder {
     /// either, so a re-index from one to the other keeps the chunks a direct ingest with the
     /// transformer would have made.
     fn count_tokens(&self, text: &str) -> Option<usize> {
-        match self.counter.encode_fast(text, true) {
+        let counter = self.teacher.as_ref().unwrap_or(&self.tokenizer);
+        match counter.encode_fast(text, true) {
             Ok(e) => Some(e.len()),
             Err(e) => {
                 tracing::warn!("tokenizer failed to count tokens: {e}");

@@ -47,15 +47,13 @@ fn folder(rows: usize, tensor: &str, config: &str) -> tempfile::TempDir {
 }
 
 /// The normalised mean of rows `ids`: the oracle.
-fn expected(ids: &[usize], normalized: bool) -> Vec<f32> {
+fn expected(ids: &[usize]) -> Vec<f32> {
     let mut v = vec![0f32; 4];
     for &i in ids {
         v.iter_mut().zip(row(i)).for_each(|(a, b)| *a += b);
     }
     v.iter_mut().for_each(|x| *x /= ids.len() as f32);
-    if normalized {
-        normalize(&mut v);
-    }
+    normalize(&mut v);
     v
 }
 
@@ -90,11 +88,11 @@ fn a_text_is_the_normalised_mean_of_its_token_rows() {
         "zzz qqq",
     ];
     let got = e.embed(&texts, InputKind::Document).unwrap();
-    assert!(close(&got[0], &expected(&[4, 5], true)));
+    assert!(close(&got[0], &expected(&[4, 5])));
     // The unknown token is dropped, not averaged in.
-    assert!(close(&got[1], &expected(&[4], true)));
+    assert!(close(&got[1], &expected(&[4])));
     // Word pieces each count.
-    assert!(close(&got[2], &expected(&[6, 7, 5, 4], true)));
+    assert!(close(&got[2], &expected(&[6, 7, 5, 4])));
     // Nothing known: the first unit vector, never zeros (which have no direction).
     assert_eq!(got[3], [1.0, 0.0, 0.0, 0.0]);
     assert_eq!(got[4], got[3]);
@@ -112,11 +110,11 @@ fn vectors_are_normalised_whatever_the_config_and_long_texts_are_cut() {
     let e = StaticEmbedder::load(dir.path(), "tiny").unwrap();
     assert!(e.spec().normalized);
     let got = e.embed(&["hello world"], InputKind::Document).unwrap();
-    assert!(close(&got[0], &expected(&[4, 5], true)));
+    assert!(close(&got[0], &expected(&[4, 5])));
     // Past MAX_TOKENS known tokens, the rest is not read.
     let long = format!("{} {}", "hello ".repeat(MAX_TOKENS), "world ".repeat(100));
     let got = e.embed(&[long.as_str()], InputKind::Document).unwrap();
-    let want = expected(&[4], true);
+    let want = expected(&[4]);
     // (512 f32 additions: a relative error of the order of 1e-6 each.)
     assert!(
         got[0]

@@ -224,21 +224,21 @@ impl Engine {
         changes: Vec<Change>,
         embed: bool,
     ) -> Result<ApplyStats> {
-        self.apply_cancellable(collection, changes, embed, 0, None)
+        self.apply_cancellable(collection, changes, embed, None, None)
     }
 
     /// [`Engine::apply_with`] that `cancel` can stop up to its commit: checked between
     /// embedding batches and decided, once, just before the catalog commit. A cancelled write
     /// commits nothing ([`Error::Cancelled`]); vectors it stored stay as embedding cache.
-    /// `embedded_ahead`: chunks of this batch the caller embedded with [`Engine::embed_ahead`];
-    /// they count as embedded, not as cache hits. The batch's own chunks are embedded ahead of the
-    /// writer lock here too, so the lock waits on no model.
+    /// `embedded_ahead`: `Some(n)` when the caller already ran [`Engine::embed_ahead`] on this
+    /// batch and it embedded `n` chunks (they count as embedded, not as cache hits); `None`: it is
+    /// run here, before the writer lock, so the lock waits on no model either way.
     pub(crate) fn apply_cancellable(
         &self,
         collection: &str,
         changes: Vec<Change>,
         embed: bool,
-        embedded_ahead: u64,
+        embedded_ahead: Option<u64>,
         cancel: Option<&crate::Cancel>,
     ) -> Result<ApplyStats> {
         check_collection_name(collection)?;
@@ -255,10 +255,10 @@ impl Engine {
                     .into(),
             )
         };
-        let ahead = if embed {
-            embedded_ahead + self.embed_ahead(collection, &changes, cancel)?
-        } else {
-            0
+        let ahead = match (embed, embedded_ahead) {
+            (false, _) => 0,
+            (true, Some(n)) => n,
+            (true, None) => self.embed_ahead(collection, &changes, cancel)?,
         };
         self.with_write_lock(|| {
             if cancel.is_some_and(crate::Cancel::is_cancelled) {

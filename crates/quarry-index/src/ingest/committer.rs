@@ -44,7 +44,7 @@ impl<'s, 'a> Committer<'s, 'a> {
         let before = self.wait()?;
         let ahead = ahead?;
         self.pending = Some(self.scope.spawn(move || {
-            engine.apply_cancellable(&opts.collection, changes, opts.embed, ahead, cancel)
+            engine.apply_cancellable(&opts.collection, changes, opts.embed, Some(ahead), cancel)
         }));
         Ok(before)
     }

@@ -358,7 +358,7 @@ impl<'a, 's> Batcher<'a, 's> {
                 &self.opts.collection,
                 changes,
                 self.opts.embed,
-                0,
+                None,
                 self.opts.cancel.as_ref(),
             )?),
         };
