@@ -37,17 +37,8 @@ pub(crate) fn load(config: &Config, name: &str) -> anyhow::Result<Option<Arc<dyn
                 (Some(dir), _) => dir.clone(),
                 (None, Some(model)) => {
                     let cache = model_cache_dir();
-                    let announced = std::sync::atomic::AtomicBool::new(false);
-                    ensure_model(model, &cache, &|done, total| {
-                        if !announced.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                            eprintln!(
-                                "downloading embedding model {model} ({:.0} MB) into {}",
-                                total as f64 / 1e6,
-                                cache.display()
-                            );
-                        }
-                        let _ = done;
-                    })?
+                    let download = crate::progress::Download::new(model, &cache);
+                    ensure_model(model, &cache, &|done, total| download.update(done, total))?
                 }
                 (None, None) => bail!("embedders.{name}: set `model` or `model_dir`"),
             };

@@ -5,6 +5,7 @@ mod cmd;
 mod config;
 mod embedders;
 mod eval;
+mod progress;
 
 use clap::{Parser, Subcommand};
 

@@ -123,7 +123,7 @@ pub(crate) fn run(config: &Config, args: Args) -> anyhow::Result<()> {
             todo.push((input, output));
         }
     }
-    let bar = super::progress_bar(
+    let bar = crate::progress::bar(
         rows,
         "{spinner} embedding [{bar:30}] {pos}/{len} chunks · {per_sec} · eta {eta}",
     );

@@ -1,17 +1,17 @@
 //! `quarry ingest PATH...`
 
+mod progress;
+
 use super::{emit, open_engine, print_json};
 use crate::config::Config;
 use anyhow::{Context, anyhow, bail};
-use indicatif::{ProgressBar, ProgressState, ProgressStyle};
+use progress::{Bar, Stop};
 use quarry_core::EmbedderSpec;
 use quarry_index::ingest::{MAX_PROBLEMS, is_vector_file};
-use quarry_index::{IngestOptions, IngestSummary, Progress, VectorsSummary};
+use quarry_index::{IngestOptions, IngestSummary, VectorsSummary};
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::AtomicBool;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -69,107 +69,6 @@ fn spec_from_arg(config: &Config, arg: &str) -> anyhow::Result<EmbedderSpec> {
              computed them, or give its spec as JSON"
         ),
     }
-}
-
-/// The progress bar of an ingest: bytes read (the bar, and an ETA at the average rate since the
-/// start, which a batch's embedding does not throw off as a recent rate would), and in its
-/// message the documents read and, from the engine's telemetry (the same counters as
-/// `/metrics`), the chunks embedded and the embedder's tokens per second.
-struct Bar {
-    bar: ProgressBar,
-    documents: AtomicU64,
-}
-
-impl Progress for Bar {
-    fn start(&self, total: u64) {
-        self.bar.set_length(total);
-    }
-    fn advance(&self, bytes: u64, documents: u64) {
-        self.bar.inc(bytes);
-        self.documents.fetch_add(documents, Ordering::Relaxed);
-    }
-}
-
-impl Bar {
-    fn new() -> Self {
-        let bar = if std::io::stderr().is_terminal() {
-            let b = ProgressBar::new(0);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} ingesting [{bar:30}] {bytes}/{total_bytes} eta {average_eta} · {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .with_key("average_eta", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-                    let eta = average_eta(s.pos(), s.len(), s.elapsed());
-                    let _ = match eta {
-                        Some(d) => write!(w, "{:#}", indicatif::HumanDuration(d)),
-                        None => write!(w, "?"),
-                    };
-                })
-                .progress_chars("=> "),
-            );
-            b
-        } else {
-            ProgressBar::hidden()
-        };
-        Bar {
-            bar,
-            documents: AtomicU64::new(0),
-        }
-    }
-
-    /// Refreshes the message every 250 ms until `done` (woken at once by [`Stop`]).
-    fn tick(&self, telemetry: &quarry_index::Telemetry, done: &AtomicBool) {
-        if self.bar.is_hidden() {
-            return;
-        }
-        let before = telemetry.document_embedding();
-        while !done.load(Ordering::Relaxed) {
-            let now = telemetry.document_embedding();
-            let line = progress_line(
-                self.documents.load(Ordering::Relaxed),
-                now.texts - before.texts,
-                now.tokens - before.tokens,
-                now.seconds - before.seconds,
-            );
-            self.bar.set_message(line);
-            std::thread::park_timeout(Duration::from_millis(250));
-        }
-    }
-}
-
-/// Sets its flag and wakes the ticker thread when dropped.
-struct Stop<'a>(&'a AtomicBool, std::thread::Thread);
-
-impl Drop for Stop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-        self.1.unpark();
-    }
-}
-
-/// The time left at the average rate so far: `elapsed` for `done` of `total`; `None` before
-/// anything is done.
-fn average_eta(done: u64, total: Option<u64>, elapsed: Duration) -> Option<Duration> {
-    let total = total?;
-    if done == 0 {
-        return None;
-    }
-    let left = total.saturating_sub(done) as f64 / done as f64;
-    Duration::try_from_secs_f64(elapsed.as_secs_f64() * left).ok()
-}
-
-/// The message of the ingest bar: documents read, chunks embedded, and the embedder's rate over
-/// the `seconds` spent in it (tokens per second, or chunks per second for an embedder that counts
-/// no tokens).
-fn progress_line(documents: u64, embedded: u64, tokens: u64, seconds: f64) -> String {
-    let per_second = |n: u64| n as f64 / seconds.max(1e-3);
-    let rate = if tokens > 0 {
-        format!("{:.0} tokens/s", per_second(tokens))
-    } else {
-        format!("{:.1} chunks/s", per_second(embedded))
-    };
-    format!("{documents} documents read · {embedded} chunks embedded · {rate}")
 }
 
 fn parse_principal(s: &str) -> Result<String, String> {
@@ -345,36 +244,6 @@ fn print_summary(s: &IngestSummary) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_progress_line_gives_the_rate_in_tokens_or_chunks() {
-        assert_eq!(
-            progress_line(120, 900, 45_000, 10.0),
-            "120 documents read · 900 chunks embedded · 4500 tokens/s"
-        );
-        // an embedder that counts no tokens (a provider): chunks per second
-        assert_eq!(
-            progress_line(3, 50, 0, 4.0),
-            "3 documents read · 50 chunks embedded · 12.5 chunks/s"
-        );
-        // before anything was embedded, at the first tick
-        assert_eq!(
-            progress_line(0, 0, 0, 0.0),
-            "0 documents read · 0 chunks embedded · 0.0 chunks/s"
-        );
-    }
-
-    #[test]
-    fn the_eta_is_at_the_average_rate_since_the_start() {
-        let secs = Duration::from_secs;
-        // a quarter done in 10 s: 30 s left, however long the last batch took
-        assert_eq!(average_eta(25, Some(100), secs(10)), Some(secs(30)));
-        assert_eq!(average_eta(100, Some(100), secs(10)), Some(secs(0)));
-        assert_eq!(average_eta(0, Some(100), secs(10)), None);
-        assert_eq!(average_eta(5, None, secs(10)), None);
-        // past the total (a file grew while it was read): nothing left, not an underflow
-        assert_eq!(average_eta(120, Some(100), secs(10)), Some(secs(0)));
-    }
 
     #[test]
     fn the_summary_says_what_the_embedding_cost() {

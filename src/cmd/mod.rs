@@ -21,22 +21,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A progress bar on stderr drawn with `template` (indicatif's syntax), or a hidden one when
-/// stderr is not a terminal (a log, a pipe, `--json` runs of scripts).
-pub(crate) fn progress_bar(total: u64, template: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let b = indicatif::ProgressBar::new(total);
-    b.set_style(
-        indicatif::ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    b
-}
-
 /// A mistake in how quarry was started (flags, configuration, environment) found after parsing:
 /// `main` exits with 2 for it, as for a bad flag.
 #[derive(Debug)]

@@ -70,7 +70,8 @@ pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
         Action::Pull { name, json } => {
             let cache = model_cache_dir();
             let started = std::time::Instant::now();
-            let dir = ensure_model(&name, &cache, &|_, _| {})
+            let download = crate::progress::Download::new(&name, &cache);
+            let dir = ensure_model(&name, &cache, &|done, total| download.update(done, total))
                 .with_context(|| format!("cannot fetch model {name}"))?;
             if json {
                 print_json(&serde_json::json!({"model": name, "dir": dir}))?;
@@ -105,7 +106,8 @@ pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
                 ))
                 .into());
             }
-            let dir = ensure_model(&from, &cache, &|_, _| {})
+            let download = crate::progress::Download::new(&from, &cache);
+            let dir = ensure_model(&from, &cache, &|done, total| download.update(done, total))
                 .with_context(|| format!("cannot fetch model {from}"))?;
             let teacher = LocalEmbedder::load(&dir, &from)?;
             let options = DistillOptions {
@@ -120,7 +122,7 @@ pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
             let bar = if json {
                 indicatif::ProgressBar::hidden()
             } else {
-                super::progress_bar(
+                crate::progress::bar(
                     0,
                     "{spinner} distilling {msg} [{bar:30}] {pos}/{len} tokens eta {eta}",
                 )

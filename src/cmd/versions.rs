@@ -69,6 +69,15 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Follow job ID (or every queued and running job, one after the other) to its end with a
+    /// progress bar on a terminal: chunks done of the total, chunks embedded, rate and ETA. The
+    /// job may run here or in a server on this data directory. Exits 1 if a job failed.
+    Watch {
+        id: Option<String>,
+        /// Print the jobs as they ended, as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Cancel a queued job, or a running one at its next batch.
     Cancel {
         id: String,
@@ -326,6 +335,42 @@ pub(crate) fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::
                 emit(&job_text(j));
             }
             Ok(())
+        }
+        Some(JobsCommand::Watch { id, json }) => {
+            let ids = match id {
+                Some(id) => vec![jobs::job(&engine, &id)?.id],
+                None => {
+                    let mut pending: Vec<Job> = jobs::list(&engine, None)?
+                        .into_iter()
+                        .filter(|j| j.state.is_pending())
+                        .collect();
+                    // the running one first, then the queue in its order
+                    pending.sort_by_key(|j| (j.state != JobState::Running, j.created_at));
+                    pending.into_iter().map(|j| j.id).collect()
+                }
+            };
+            let mut ended = Vec::new();
+            for id in &ids {
+                ended.push(follow(&|| Ok(jobs::job(&engine, id)?), json)?);
+            }
+            if json {
+                print_json(&views::jobs(&ended))?;
+            } else if ended.is_empty() {
+                emit("no job queued or running\n");
+            }
+            for j in &ended {
+                if !json {
+                    emit(&job_text(j));
+                }
+            }
+            match ended.iter().find(|j| j.state == JobState::Failed) {
+                Some(j) => Err(anyhow::anyhow!(
+                    "job {} failed: {}",
+                    j.id,
+                    j.error.as_deref().unwrap_or("no error recorded")
+                )),
+                None => Ok(()),
+            }
         }
         Some(JobsCommand::Cancel { id, json }) => {
             let job = jobs::cancel(&engine, &id)?;

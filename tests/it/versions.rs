@@ -909,3 +909,87 @@ fn a_requantize_from_the_cli_beside_a_server_and_over_http_embeds_nothing_and_ke
     let out = run(data.path(), &["reindex", "--quantization", "int4"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn jobs_watch_follows_a_servers_job_to_its_end_and_says_when_nothing_runs() {
+    const DOCS: usize = 300;
+    let provider_data = tmp();
+    let provider = spawn_serve(provider_data.path(), &["--addr", "127.0.0.1:0"], &[]);
+    let c = Client::new();
+    let files = tmp();
+    let corpus = corpus(files.path(), DOCS);
+    let data = tmp();
+    config(data.path(), &provider.url, 4);
+    assert!(run(data.path(), &["ingest", &corpus]).status.success());
+
+    let out = run(data.path(), &["jobs", "watch"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "no job queued or running\n"
+    );
+    let out = run(data.path(), &["jobs", "watch", "nope"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nope"),
+        "{out:?}"
+    );
+
+    // The server runs the job (75 calls of 4 texts to the provider); the CLI follows it there.
+    let server = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &[]);
+    let (status, queued) = post(
+        &c,
+        &format!("{}/v1/collections/default/reindex", server.url),
+        &json!({"embedder": "remote"}),
+    );
+    assert_eq!(status, 202, "{queued}");
+    let id = queued["job_id"].as_str().unwrap();
+    let watched = run_json(data.path(), &["jobs", "watch", id, "--json"]);
+    let j = &watched["jobs"][0];
+    assert_eq!(
+        (j["id"].as_str(), j["state"].as_str()),
+        (Some(id), Some("succeeded")),
+        "{watched}"
+    );
+    assert_eq!(
+        (j["processed"].as_u64(), j["total"].as_u64()),
+        (Some(DOCS as u64), Some(DOCS as u64))
+    );
+    // it returned when the job had ended, as the server says
+    let now = get(&c, &format!("{}/v1/jobs/{id}", server.url));
+    assert_eq!(now["state"], "succeeded", "{now}");
+}
+
+#[test]
+fn ingest_on_a_terminal_shows_chunks_embedded_of_the_total_to_embed() {
+    const DOCS: usize = 400;
+    let provider_data = tmp();
+    let provider = spawn_serve(provider_data.path(), &["--addr", "127.0.0.1:0"], &[]);
+    let files = tmp();
+    let corpus = corpus(files.path(), DOCS);
+    let data = tmp();
+    config(data.path(), &provider.url, 4);
+    // `script` (util-linux) runs the ingest on a pseudo-terminal, where the bar is drawn.
+    let command = format!(
+        "{} --data-dir {} ingest {corpus}",
+        env!("CARGO_BIN_EXE_quarry"),
+        path_str(data.path())
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("QUARRY_EMBEDDER", "remote")
+        .output()
+        .expect("`script` (util-linux) runs the ingest on a terminal");
+    assert!(out.status.success(), "{out:?}");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    // A redraw while the model worked: N of M chunks embedded, documents read, the rate, an ETA.
+    let drawn = screen
+        .split(['\r', '\n'])
+        .find(|l| l.contains(" chunks embedded · ") && l.contains(" documents read ("))
+        .unwrap_or_else(|| panic!("no progress line on the terminal:\n{screen}"));
+    assert!(
+        drawn.contains(" of ") && drawn.contains("chunks/s · eta "),
+        "{drawn}"
+    );
+    assert!(screen.contains(&format!("{DOCS} added")), "{screen}");
+}

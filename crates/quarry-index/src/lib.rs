@@ -37,4 +37,4 @@ pub use searcher::{
     Citation, Explain, FacetCount, Hit, Passage, RetrieverPart, Scores, SearchResponse, Searcher,
     Timings,
 };
-pub use telemetry::{QueryOutcome, Telemetry};
+pub use telemetry::{EmbedTotals, QueryOutcome, Telemetry};

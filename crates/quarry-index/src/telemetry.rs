@@ -12,6 +12,7 @@
 //! | `quarry_embedding_texts_total`, `quarry_embedding_tokens_total` | embedder, kind | texts embedded, and their tokens when the embedder counts them (local models) |
 //! | `quarry_embedding_seconds_total` | embedder, kind | time spent in embedding calls |
 //! | `quarry_embedding_cache_hits_total` | embedder | chunks of changed documents whose vector was already stored |
+//! | `quarry_embedding_queued_total` | embedder | chunks of changed documents with no stored vector, handed to the embedder (an ingest's "of the total to embed") |
 //! | `quarry_query_embed_cache_total` | result | query texts looked up in the query-embedding cache: `hit` (not embedded again) or `miss` |
 //! | `quarry_eval_ndcg_at_10`, `quarry_eval_recall_at_100` (gauges) | collection, golden, mode | the latest scheduled run of each golden set |
 //! | `quarry_eval_last_run_timestamp_seconds` (gauge) | collection, golden | when that run was recorded (Unix time) |
@@ -22,7 +23,6 @@
 //! The series of a golden set (and the alert of a collection) that no longer exists are removed at
 //! the next scheduled pass.
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -34,69 +34,13 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+mod labels;
+use labels::{ModeLabels, OutcomeLabels, IngestLabels, CollectionLabels, EmbedCallLabels, EmbedderLabels, ResultLabels, VersionLabels, EvalLabels, GoldenLabels};
+
 /// Query latency buckets, in seconds: 0.5 ms to 10 s.
 const QUERY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
 ];
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ModeLabels {
-    collection: String,
-    mode: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    collection: String,
-    mode: String,
-    outcome: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct IngestLabels {
-    collection: String,
-    outcome: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CollectionLabels {
-    collection: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct EmbedCallLabels {
-    embedder: String,
-    kind: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct EmbedderLabels {
-    embedder: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabels {
-    result: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VersionLabels {
-    collection: String,
-    version: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct EvalLabels {
-    collection: String,
-    golden: String,
-    mode: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct GoldenLabels {
-    collection: String,
-    golden: String,
-}
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 type FloatCounter = Counter<f64, AtomicU64>;
@@ -123,9 +67,11 @@ impl QueryOutcome {
     }
 }
 
-/// Texts and tokens of document embedding calls that succeeded, nanoseconds of all of them.
+/// Texts and tokens of document embedding calls that succeeded, nanoseconds of all of them, and
+/// the chunks queued for them.
 #[derive(Default)]
 struct DocumentTotals {
+    queued: std::sync::atomic::AtomicU64,
     texts: std::sync::atomic::AtomicU64,
     tokens: std::sync::atomic::AtomicU64,
     nanos: std::sync::atomic::AtomicU64,
@@ -134,9 +80,13 @@ struct DocumentTotals {
 /// What this process embedded as documents so far, over every embedder: the sums of
 /// `quarry_embedding_texts_total`, `quarry_embedding_tokens_total` and
 /// `quarry_embedding_seconds_total` with `kind="document"` (texts and tokens of the calls that
-/// succeeded, the time of every call, as those series count them).
+/// succeeded, the time of every call, as those series count them), and the chunks queued to be
+/// embedded (`quarry_embedding_queued_total`).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct EmbedTotals {
+    /// Chunks found without a stored vector and handed to an embedder: what `texts` reaches when
+    /// every queued batch is done (unless a call fails).
+    pub queued: u64,
     pub texts: u64,
     /// Tokens, for embedders that count them (0 for the others).
     pub tokens: u64,
@@ -156,6 +106,7 @@ pub struct Telemetry {
     embed_tokens: Family<EmbedCallLabels, Counter>,
     embed_seconds: Family<EmbedCallLabels, FloatCounter>,
     embed_cache_hits: Family<EmbedderLabels, Counter>,
+    embed_queued: Family<EmbedderLabels, Counter>,
     query_embed_cache: Family<ResultLabels, Counter>,
     eval_ndcg10: Family<EvalLabels, FloatGauge>,
     eval_recall100: Family<EvalLabels, FloatGauge>,
@@ -195,6 +146,7 @@ impl Telemetry {
             embed_tokens: Family::default(),
             embed_seconds: Family::default(),
             embed_cache_hits: Family::default(),
+            embed_queued: Family::default(),
             documents_embedded: DocumentTotals::default(),
             query_embed_cache: Family::default(),
             eval_ndcg10: Family::default(),
@@ -256,6 +208,11 @@ impl Telemetry {
             "quarry_embedding_cache_hits",
             "Chunks of changed documents whose vector was already stored, so not embedded again",
             t.embed_cache_hits.clone(),
+        );
+        t.registry.register(
+            "quarry_embedding_queued",
+            "Chunks of changed documents with no stored vector, handed to the embedder",
+            t.embed_queued.clone(),
         );
         t.registry.register(
             "quarry_query_embed_cache",
@@ -395,6 +352,20 @@ impl Telemetry {
         }
     }
 
+    /// `chunks` of changed documents with no vector of `embedder` stored, about to be embedded.
+    pub fn observe_queued(&self, embedder: &str, chunks: u64) {
+        if chunks > 0 {
+            self.embed_queued
+                .get_or_create(&EmbedderLabels {
+                    embedder: embedder.to_owned(),
+                })
+                .inc_by(chunks);
+            self.documents_embedded
+                .queued
+                .fetch_add(chunks, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// One lookup in the query-embedding cache: a hit, or a miss (the text goes to the model).
     pub fn observe_query_embed_cache(&self, hit: bool) {
         self.query_embed_cache
@@ -486,6 +457,7 @@ impl Telemetry {
         use std::sync::atomic::Ordering::Relaxed;
         let d = &self.documents_embedded;
         EmbedTotals {
+            queued: d.queued.load(Relaxed),
             texts: d.texts.load(Relaxed),
             tokens: d.tokens.load(Relaxed),
             seconds: d.nanos.load(Relaxed) as f64 / 1e9,
@@ -571,7 +543,6 @@ impl Embedder for Metered {
         self.inner.count_tokens(text)
     }
 }
-
 #[cfg(test)]
 #[path = "telemetry_tests.rs"]
 mod tests;

@@ -73,3 +73,20 @@ fn document_totals_are_the_document_series_summed() {
         5.0
     );
 }
+
+#[test]
+fn queued_chunks_are_counted_per_embedder_and_in_the_totals() {
+    let t = Telemetry::new();
+    t.observe_queued("a", 7);
+    t.observe_queued("a", 0);
+    t.observe_queued("b", 2);
+    assert_eq!(t.document_embedding().queued, 9);
+    let text = t.encode();
+    let value = |e: &str| {
+        let key = format!("quarry_embedding_queued_total{{embedder=\"{e}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .map(|v| v.trim().parse::<f64>().unwrap())
+    };
+    assert_eq!((value("a"), value("b")), (Some(7.0), Some(2.0)));
+}

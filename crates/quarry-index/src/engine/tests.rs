@@ -675,6 +675,8 @@ fn an_ingest_in_batches_embeds_each_chunk_once_and_stops_at_a_failing_model() {
     assert!(s.chunks >= PARAS.len() as u64);
     assert_eq!((s.embedded, s.cache_hits), (s.chunks, 0), "{s:?}");
     assert_eq!(e.texts() as u64, s.chunks, "each chunk embedded once");
+    // the progress bar's "of the total to embed": every chunk the model was handed, queued once
+    assert_eq!(engine.telemetry().document_embedding().queued, s.chunks);
     let stats = engine.stats("c", &admin()).unwrap();
     assert_eq!(
         (stats.documents, stats.vectors),
@@ -695,6 +697,13 @@ fn an_ingest_in_batches_embeds_each_chunk_once_and_stops_at_a_failing_model() {
     e.fail.store(true, std::sync::atomic::Ordering::SeqCst);
     let err = crate::ingest(&engine, &paths, &opts, &crate::NoProgress).unwrap_err();
     assert!(err.to_string().contains("down"), "{err}");
+    // the new chunks were queued (one each, with their own text), the unchanged ones were not
+    let queued = engine.telemetry().document_embedding().queued;
+    assert!(
+        queued > s.chunks && queued <= s.chunks + 3,
+        "{queued} queued after {} chunks and 3 new one-chunk files",
+        s.chunks
+    );
     assert_eq!(
         engine.stats("c", &admin()).unwrap().documents,
         PARAS.len() as u64

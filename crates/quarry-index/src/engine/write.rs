@@ -197,6 +197,8 @@ impl Engine {
             .into_iter()
             .filter(|(h, _)| !have.contains(h))
             .collect();
+        self.telemetry
+            .observe_queued(&version.embedder, missing.len() as u64);
         // Longest first: batches of similar lengths pad little.
         missing.sort_by_key(|(h, t)| (std::cmp::Reverse(t.len()), *h));
         for batch in missing.chunks(self.options.embed_batch.max(1)) {
