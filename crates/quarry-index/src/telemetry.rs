@@ -35,7 +35,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 mod labels;
-use labels::{ModeLabels, OutcomeLabels, IngestLabels, CollectionLabels, EmbedCallLabels, EmbedderLabels, ResultLabels, VersionLabels, EvalLabels, GoldenLabels};
+use labels::{
+    CollectionLabels, EmbedCallLabels, EmbedderLabels, EvalLabels, GoldenLabels, IngestLabels,
+    ModeLabels, OutcomeLabels, ResultLabels, VersionLabels,
+};
 
 /// Query latency buckets, in seconds: 0.5 ms to 10 s.
 const QUERY_BUCKETS: [f64; 14] = [
