@@ -210,6 +210,9 @@ fn every_v1_route_needs_a_valid_token_and_the_role() {
             Role::Reader,
             503,
         ),
+        // ... and an empty model list
+        (Method::GET, "/v1/models", Value::Null, Role::Reader, 200),
+        (Method::GET, "/v1/models/m", Value::Null, Role::Reader, 404),
         (
             Method::POST,
             "/v1/collections/default/documents",

@@ -195,26 +195,75 @@ fn embeddings_route_speaks_the_openai_format() {
         .collect();
     assert_eq!(back, want[0]);
 
-    for (body, code) in [
-        (json!({"input": "x", "model": "gpt-4"}), 404),
-        (json!({"input": [], "model": model}), 400),
-        (json!({"input": [""], "model": model}), 400),
-        (json!({"input": [[1, 2, 3]], "model": model}), 400),
-        (json!({"input": "x", "model": model, "dimensions": 7}), 400),
+    // errors in OpenAI's shape (type, param) around quarry's code and message
+    for (body, code, param) in [
+        (json!({"input": "x", "model": "gpt-4"}), 404, json!("model")),
+        (json!({"input": [], "model": model}), 400, json!("input")),
+        (json!({"input": [""], "model": model}), 400, json!("input")),
+        (
+            json!({"input": [[1, 2, 3]], "model": model}),
+            400,
+            json!("input"),
+        ),
+        (
+            json!({"input": [1, 2, 3], "model": model}),
+            400,
+            json!("input"),
+        ),
+        (
+            json!({"input": [1, "a"], "model": model}),
+            400,
+            json!("input"),
+        ),
+        (
+            json!({"input": "x", "model": model, "dimensions": 7}),
+            400,
+            json!("dimensions"),
+        ),
         (
             json!({"input": "x", "model": model, "encoding_format": "hex"}),
             400,
+            json!("encoding_format"),
         ),
-        (json!({"model": model}), 400),
+        (json!({"model": model}), 400, json!(null)),
     ] {
         let (status, answer) = s.post("/v1/embeddings", &body);
         assert_eq!(status, code, "{body} → {answer}");
-        assert!(
-            answer["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty())
-        );
+        let e = &answer["error"];
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(e["type"], "invalid_request_error", "{answer}");
+        assert_eq!(e["param"], param, "{body} → {answer}");
     }
+    // token ids are refused, saying why and what to send instead
+    let (_, answer) = s.post(
+        "/v1/embeddings",
+        &json!({"input": [[1, 2]], "model": model}),
+    );
+    let m = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        m.contains("token ids") && m.contains("check_embedding_ctx_length"),
+        "{m}"
+    );
+
+    // the served model, as OpenAI lists models, by its name or the embedder's
+    let (status, list) = s.get("/v1/models");
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["object"], "list");
+    let data = list["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "{list}");
+    assert_eq!(
+        (&data[0]["id"], &data[0]["object"]),
+        (&json!(model), &json!("model"))
+    );
+    assert_eq!(data[0]["quarry"]["dimensions"], 32);
+    let embedder = data[0]["quarry"]["embedder"].as_str().unwrap().to_owned();
+    for id in [model, embedder.as_str()] {
+        let (status, one) = s.get(&format!("/v1/models/{id}"));
+        assert_eq!((status, &one), (200, &data[0]), "{id}");
+    }
+    let (status, missing) = s.get("/v1/models/gpt-4");
+    assert_eq!(status, 404, "{missing}");
+    assert_eq!(missing["error"]["code"], "model_not_found");
 }
 
 fn decode_base64(s: &str) -> Vec<u8> {

@@ -7,10 +7,14 @@ use axum::response::{IntoResponse, Response};
 use quarry_index::ErrorKind;
 
 /// An error as the client sees it: a code from [`status_of`]'s table and a message it can act on.
+/// The body is `{"error": {"code", "message", "type", "param"}}`: quarry's code and message, and
+/// OpenAI's error shape around them (`type` from the status, [`type_of`]; `param`, the request
+/// field at fault when one is), so OpenAI clients of `/v1/embeddings` read it too.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub code: &'static str,
     pub message: String,
+    pub param: Option<&'static str>,
 }
 
 /// The code → status table. Caller mistakes are 4xx; only server faults are 5xx.
@@ -36,12 +40,30 @@ pub fn status_of(code: &str) -> StatusCode {
     }
 }
 
+/// OpenAI's error `type` of a status.
+pub fn type_of(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED => "authentication_error",
+        StatusCode::FORBIDDEN => "permission_error",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+        s if s.is_server_error() => "server_error",
+        _ => "invalid_request_error",
+    }
+}
+
 impl ApiError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             code,
             message: message.into(),
+            param: None,
         }
+    }
+
+    /// The error, naming the request field at fault.
+    pub fn on(mut self, param: &'static str) -> Self {
+        self.param = Some(param);
+        self
     }
 }
 
@@ -69,8 +91,13 @@ impl From<quarry_core::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
         let status = status_of(self.code);
+        let body = serde_json::json!({"error": {
+            "code": self.code,
+            "message": self.message,
+            "type": type_of(status),
+            "param": self.param,
+        }});
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6750 section 3: a 401 names the scheme the client should use.

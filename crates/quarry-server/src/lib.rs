@@ -3,7 +3,7 @@
 //! [`router`] builds the whole axum application (tests drive it over a real socket); [`serve`] runs
 //! it with graceful shutdown. [`auth`] authenticates callers and checks their roles; every engine
 //! call is made with the caller's principal. Handlers are thin adapters: parse, one engine call on the blocking
-//! pool, map the result. Errors become `{"error": {"code", "message"}}` through one table in
+//! pool, map the result. Errors become `{"error": {"code", "message", "type", "param"}}` through one table in
 //! [`error`].
 
 pub mod auth;

@@ -1,6 +1,11 @@
 //! `POST /v1/embeddings`: OpenAI-compatible embeddings with the server's default embedder (the
 //! local model unless configured otherwise), so any OpenAI client, or another quarry, can use this
-//! one as its embedding provider.
+//! one as its embedding provider; and `GET /v1/models`, `GET /v1/models/{id}`, the model it serves.
+//!
+//! Token-id arrays (OpenAI's `input: [[1, 2, …]]`) are refused: a client that sends them counted
+//! tokens with its own tokenizer (LangChain's `OpenAIEmbeddings` uses tiktoken's), whose ids mean
+//! other words in the local model's vocabulary, so decoding them would embed the wrong text
+//! without an error.
 
 use super::common::blocking;
 use super::state::Shared;
@@ -19,6 +24,9 @@ pub(super) const MAX_INPUTS: usize = 2048;
 pub(super) enum Input {
     One(String),
     Many(Vec<String>),
+    /// Token ids, refused (see the module doc): parsed only to tell them from a malformed input.
+    Tokens(#[allow(dead_code)] Vec<u32>),
+    ManyTokens(#[allow(dead_code)] Vec<Vec<u32>>),
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -40,14 +48,20 @@ pub(super) async fn embeddings(
     JsonBody(req): JsonBody<EmbeddingsRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let bad = |m: String| ApiError::new("invalid_request", m);
+    let bad = |m: String| bad(m).on("input");
     let inputs = match serde_json::from_value::<Input>(req.input) {
         Ok(Input::One(s)) => vec![s],
         Ok(Input::Many(v)) => v,
-        Err(_) => {
+        Ok(Input::Tokens(_) | Input::ManyTokens(_)) => {
             return Err(bad(
-                "`input` must be a string or an array of strings (token arrays are not supported)"
+                "`input` holds token ids; send the texts instead: token ids from another \
+                 tokenizer would embed other words (with LangChain's OpenAIEmbeddings, set \
+                 check_embedding_ctx_length=False)"
                     .into(),
             ));
+        }
+        Err(_) => {
+            return Err(bad("`input` must be a string or an array of strings".into()));
         }
     };
     if inputs.is_empty() || inputs.len() > MAX_INPUTS {
@@ -65,9 +79,11 @@ pub(super) async fn embeddings(
         None | Some("float") => false,
         Some("base64") => true,
         Some(other) => {
-            return Err(bad(format!(
-                "`encoding_format` {other:?}: use \"float\" or \"base64\""
-            )));
+            return Err(ApiError::new(
+                "invalid_request",
+                format!("`encoding_format` {other:?}: use \"float\" or \"base64\""),
+            )
+            .on("encoding_format"));
         }
     };
     let engine = state.engine.clone();
@@ -86,7 +102,8 @@ pub(super) async fn embeddings(
                     "model {:?} is not served here; use {:?}",
                     req.model, spec.model
                 ),
-            ));
+            )
+            .on("model"));
         }
         if let Some(d) = req.dimensions
             && d != spec.dimensions
@@ -97,7 +114,8 @@ pub(super) async fn embeddings(
                     "`dimensions` {d}: {} produces {} dimensions",
                     spec.model, spec.dimensions
                 ),
-            ));
+            )
+            .on("dimensions"));
         }
         let texts: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let vectors = embedder
@@ -129,6 +147,58 @@ pub(super) async fn embeddings(
         "model": model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     })))
+}
+
+/// `GET /v1/models`: the model `/v1/embeddings` serves (none when the server has no embedder),
+/// as OpenAI lists models, with quarry's details (the embedder's configured name, dimensions,
+/// token limit and fingerprint) under `quarry`.
+pub(super) async fn models(
+    _caller: Caller<role::Reader>,
+    State(state): State<Shared>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let data: Vec<serde_json::Value> = served_model(&state).await?.into_iter().collect();
+    Ok(Json(serde_json::json!({"object": "list", "data": data})))
+}
+
+/// `GET /v1/models/{id}`: that model, by its name or the embedder's configured name.
+pub(super) async fn model(
+    _caller: Caller<role::Reader>,
+    State(state): State<Shared>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    match served_model(&state).await? {
+        Some(m) if m["id"] == id.as_str() || m["quarry"]["embedder"] == id.as_str() => Ok(Json(m)),
+        _ => Err(ApiError::new(
+            "model_not_found",
+            format!("model {id:?} is not served here; GET /v1/models lists the one that is"),
+        )
+        .on("model")),
+    }
+}
+
+/// The model object of the server's default embedder, `None` without one.
+async fn served_model(state: &Shared) -> Result<Option<serde_json::Value>, ApiError> {
+    let engine = state.engine.clone();
+    blocking(move || {
+        let Some(embedder) = engine.default_embedder()? else {
+            return Ok(None);
+        };
+        let spec = embedder.spec();
+        Ok(Some(serde_json::json!({
+            "id": spec.model,
+            "object": "model",
+            "created": 0,
+            "owned_by": "quarry",
+            "quarry": {
+                "embedder": engine.options().embedder,
+                "provider": spec.provider,
+                "dimensions": spec.dimensions,
+                "max_tokens": spec.max_tokens,
+                "fingerprint": embedder.fingerprint().to_string(),
+            },
+        })))
+    })
+    .await
 }
 
 /// Standard base64 with padding (RFC 4648), as OpenAI's `encoding_format: "base64"`.

@@ -116,6 +116,8 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         )
         .route("/tasks/{id}", get(tasks::get))
         .route("/embeddings", post(embeddings::embeddings))
+        .route("/models", get(embeddings::models))
+        .route("/models/{id}", get(embeddings::model))
         .route("/snapshots", post(snapshots::create))
         .route_layer(middleware::from_fn_with_state(auth, auth::authenticate));
     Router::new()
