@@ -136,6 +136,27 @@ pub trait Embedder: Send + Sync {
     fn count_tokens(&self, _text: &str) -> Option<usize> {
         None
     }
+
+    /// [`Embedder::embed`], and the tokens the model read (truncation applied), `None` when it
+    /// counts none: what the telemetry records per call. Embedders that tokenise anyway return
+    /// their own count, so the texts are not tokenised a second time; this default counts with
+    /// [`Embedder::count_tokens`], capped at the spec's `max_tokens`.
+    fn embed_counted(
+        &self,
+        texts: &[&str],
+        kind: InputKind,
+    ) -> Result<(Vec<Vec<f32>>, Option<usize>), EmbedError> {
+        let vectors = self.embed(texts, kind)?;
+        let cap = match self.spec().max_tokens {
+            0 => usize::MAX,
+            n => n,
+        };
+        let tokens = texts
+            .iter()
+            .map(|s| self.count_tokens(s).map(|n| n.min(cap)))
+            .sum();
+        Ok((vectors, tokens))
+    }
 }
 
 /// L2-normalises `v` in place; a zero vector stays zero.

@@ -328,8 +328,18 @@ impl Embedder for LocalEmbedder {
     }
 
     fn embed(&self, texts: &[&str], kind: InputKind) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(self.embed_counted(texts, kind)?.0)
+    }
+
+    /// The tokens are those of the truncated inputs the model ran on (specials and any prefix
+    /// included).
+    fn embed_counted(
+        &self,
+        texts: &[&str],
+        kind: InputKind,
+    ) -> Result<(Vec<Vec<f32>>, Option<usize>), EmbedError> {
         if texts.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Some(0)));
         }
         let prefixed: Vec<_> = texts.iter().map(|t| self.spec.prefixed(t, kind)).collect();
         let inputs: Vec<&str> = prefixed.iter().map(|t| t.as_ref()).collect();
@@ -348,7 +358,7 @@ impl Embedder for LocalEmbedder {
                 out[i] = row;
             }
         }
-        Ok(out)
+        Ok((out, Some(ids.iter().map(Vec::len).sum())))
     }
 
     fn count_tokens(&self, text: &str) -> Option<usize> {

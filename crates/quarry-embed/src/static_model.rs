@@ -251,15 +251,30 @@ impl Embedder for StaticEmbedder {
         self.fingerprint
     }
 
-    fn embed(&self, texts: &[&str], _kind: InputKind) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn embed(&self, texts: &[&str], kind: InputKind) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(self.embed_counted(texts, kind)?.0)
+    }
+
+    /// The tokens are the table's own (the rows looked up, up to [`MAX_TOKENS`] a text), not the
+    /// teacher's count of [`Embedder::count_tokens`]: what the call cost.
+    fn embed_counted(
+        &self,
+        texts: &[&str],
+        _kind: InputKind,
+    ) -> Result<(Vec<Vec<f32>>, Option<usize>), EmbedError> {
         if texts.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Some(0)));
         }
         let encodings = self
             .tokenizer
             .encode_batch_fast(texts.to_vec(), false)
             .map_err(|e| EmbedError::Input(format!("tokenizer failed: {e}")))?;
-        Ok(encodings.iter().map(|e| self.vector(e.get_ids())).collect())
+        let tokens = encodings
+            .iter()
+            .map(|e| e.get_ids().len().min(MAX_TOKENS))
+            .sum();
+        let vectors = encodings.iter().map(|e| self.vector(e.get_ids())).collect();
+        Ok((vectors, Some(tokens)))
     }
 
     /// Counted with special tokens, as the transformer the table was distilled from counts them

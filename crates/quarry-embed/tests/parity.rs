@@ -128,6 +128,17 @@ fn edge_inputs_do_not_panic() {
     // The empty text sees [CLS] [SEP]; the long one is truncated but counted whole.
     assert_eq!(e.count_tokens(""), Some(2));
     assert_eq!(e.count_tokens(&long), Some(5002));
+    // The count that comes back with the vectors is that of the inputs the model ran on: each
+    // text's tokens capped at the 256 of the truncation.
+    let (again, counted) = e
+        .embed_counted(&texts, InputKind::Document)
+        .expect("embeds");
+    assert_eq!(again, vs);
+    let want: usize = texts
+        .iter()
+        .map(|t| e.count_tokens(t).unwrap().min(256))
+        .sum();
+    assert_eq!(counted, Some(want));
     // More texts than one batch, of mixed lengths: the order still follows the input.
     let many: Vec<String> = (0..70)
         .map(|i| format!("document {i} {}", "about rust ".repeat(i % 7)))

@@ -494,8 +494,16 @@ impl Embedder for Metered {
     }
 
     fn embed(&self, texts: &[&str], kind: InputKind) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(self.embed_counted(texts, kind)?.0)
+    }
+
+    fn embed_counted(
+        &self,
+        texts: &[&str],
+        kind: InputKind,
+    ) -> Result<(Vec<Vec<f32>>, Option<usize>), EmbedError> {
         let started = Instant::now();
-        let out = self.inner.embed(texts, kind);
+        let out = self.inner.embed_counted(texts, kind);
         let t = &self.telemetry;
         let labels = EmbedCallLabels {
             embedder: self.name.clone(),
@@ -523,14 +531,7 @@ impl Embedder for Metered {
         t.embed_texts
             .get_or_create(&labels)
             .inc_by(texts.len() as u64);
-        let cap = match self.inner.spec().max_tokens {
-            0 => usize::MAX,
-            n => n,
-        };
-        let tokens: Option<usize> = texts
-            .iter()
-            .map(|s| self.inner.count_tokens(s).map(|n| n.min(cap)))
-            .sum();
+        let tokens = out.as_ref().map_or(None, |(_, n)| *n);
         if let Some(n) = tokens {
             t.embed_tokens.get_or_create(&labels).inc_by(n as u64);
         }

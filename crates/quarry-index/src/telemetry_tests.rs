@@ -90,3 +90,52 @@ fn queued_chunks_are_counted_per_embedder_and_in_the_totals() {
     };
     assert_eq!((value("a"), value("b")), (Some(7.0), Some(2.0)));
 }
+
+/// An embedder that returns its count with its vectors and cannot count apart.
+struct Counted(EmbedderSpec);
+
+impl Embedder for Counted {
+    fn spec(&self) -> &EmbedderSpec {
+        &self.0
+    }
+    fn fingerprint(&self) -> Fingerprint {
+        self.0.fingerprint()
+    }
+    fn embed(&self, texts: &[&str], kind: InputKind) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(self.embed_counted(texts, kind)?.0)
+    }
+    fn embed_counted(
+        &self,
+        texts: &[&str],
+        _: InputKind,
+    ) -> Result<(Vec<Vec<f32>>, Option<usize>), EmbedError> {
+        Ok((
+            texts.iter().map(|_| vec![1.0, 0.0]).collect(),
+            Some(7 * texts.len()),
+        ))
+    }
+    fn count_tokens(&self, _: &str) -> Option<usize> {
+        panic!("the meter tokenised a text a second time")
+    }
+}
+
+#[test]
+fn the_meter_records_the_count_that_came_with_the_vectors() {
+    let t = Arc::new(Telemetry::new());
+    let c = t.meter("c", Arc::new(Counted(words("c").spec().clone())));
+    let v = c.embed(&["a", "b", "c"], InputKind::Document).unwrap();
+    assert_eq!(v.len(), 3);
+    let (_, n) = c.embed_counted(&["d"], InputKind::Document).unwrap();
+    assert_eq!(n, Some(7));
+    let totals = t.document_embedding();
+    assert_eq!((totals.texts, totals.tokens), (4, 28));
+    assert_eq!(
+        series(
+            &t.encode(),
+            "quarry_embedding_tokens_total",
+            "c",
+            "document"
+        ),
+        28.0
+    );
+}

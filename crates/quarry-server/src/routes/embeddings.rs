@@ -118,14 +118,10 @@ pub(super) async fn embeddings(
             .on("dimensions"));
         }
         let texts: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let vectors = embedder
-            .embed(&texts, InputKind::Document)
+        let (vectors, tokens) = embedder
+            .embed_counted(&texts, InputKind::Document)
             .map_err(|e| ApiError::new("embedding_unavailable", e.to_string()))?;
-        let tokens: usize = texts
-            .iter()
-            .map(|t| embedder.count_tokens(t).unwrap_or(0))
-            .sum();
-        Ok((spec.model.clone(), vectors, tokens))
+        Ok((spec.model.clone(), vectors, tokens.unwrap_or(0)))
     })
     .await?;
     let data: Vec<serde_json::Value> = data
