@@ -7,8 +7,6 @@
 //! `quarry eval history` lists the runs and `quarry eval compare A B` compares two ([`runs`]).
 
 mod export;
-mod format;
-mod report;
 mod runs;
 
 use crate::cmd::query::{FusionArgs, parse_filter, remote};

@@ -5,11 +5,11 @@
 //! nDCG@10 and the queries whose nDCG@10 changed, worse first, each with both rankings side by
 //! side.
 
-use super::format::{fusion_text, time};
 use crate::cmd::{emit, open_engine, print_json};
 use crate::config::Config;
 use anyhow::Context;
 use quarry_index::eval::compare::TRIALS;
+use quarry_index::eval::format::{fusion_text, time};
 use quarry_index::eval::{Comparison, EvalRunSummary, compare};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -118,34 +118,24 @@ pub(super) fn run(data_dir: &Path, config: &Config, command: Command) -> anyhow:
             Ok(())
         }
         Command::Report(args) => {
-            let runs = engine.eval_runs(args.collection.as_deref())?;
-            if runs.is_empty() {
+            let Some(report) = quarry_index::eval::report::latest(
+                &engine,
+                args.collection.as_deref(),
+                args.mode.as_deref(),
+            )?
+            else {
                 anyhow::bail!(
                     "no recorded runs to report; `quarry eval --dataset DIR` records one"
                 );
-            }
-            // the latest comparison: the last two runs of the newest run's collection
-            let newest = &runs[runs.len() - 1];
-            let same: Vec<&EvalRunSummary> = runs
-                .iter()
-                .filter(|r| r.collection == newest.collection)
-                .collect();
-            let pair = match same.as_slice() {
-                [.., a, b] => Some((engine.eval_run(&a.id)?, engine.eval_run(&b.id)?)),
-                _ => None,
             };
-            let html = super::report::render(
-                &runs,
-                pair.as_ref().map(|(a, b)| (a, b)),
-                args.mode.as_deref(),
-            )?;
-            crate::cmd::write_atomically(&args.out, html.as_bytes())?;
+            crate::cmd::write_atomically(&args.out, report.html.as_bytes())?;
             emit(&format!(
                 "wrote {} ({} runs{})\n",
                 args.out.display(),
-                runs.len(),
-                pair.as_ref()
-                    .map(|(a, b)| format!(", comparing {} with {}", a.summary.id, b.summary.id))
+                report.runs,
+                report
+                    .compared
+                    .map(|(a, b)| format!(", comparing {a} with {b}"))
                     .unwrap_or_default()
             ));
             Ok(())

@@ -93,6 +93,8 @@ struct Answer {
     status: u16,
     body: Value,
     www_authenticate: Option<String>,
+    /// The `Connection` header: `close` on a refusal, whose body the server never reads.
+    connection: Option<String>,
 }
 
 fn call(s: &TestServer, method: &Method, path: &str, token: Option<&str>, body: &Value) -> Answer {
@@ -108,9 +110,14 @@ fn call(s: &TestServer, method: &Method, path: &str, token: Option<&str>, body: 
         .headers()
         .get("www-authenticate")
         .map(|v| v.to_str().unwrap().to_owned());
+    let connection = r
+        .headers()
+        .get("connection")
+        .map(|v| v.to_str().unwrap().to_owned());
     Answer {
         status: r.status().as_u16(),
         www_authenticate,
+        connection,
         body: r.json().unwrap_or(Value::Null),
     }
 }
@@ -353,6 +360,11 @@ fn every_v1_route_needs_a_valid_token_and_the_role() {
                 "{who}: {method} {path}: WWW-Authenticate {:?}",
                 a.www_authenticate
             );
+            assert_eq!(
+                a.connection.as_deref(),
+                Some("close"),
+                "{who}: {method} {path}"
+            );
         }
         let a = call(&s, method, path, None, body);
         assert!(
@@ -385,10 +397,20 @@ fn every_v1_route_needs_a_valid_token_and_the_role() {
             let a = call(&s, method, path, Some(token), body);
             if role >= least {
                 assert_eq!(a.status, *allowed, "{who}: {method} {path}: {}", a.body);
+                assert_ne!(
+                    a.connection.as_deref(),
+                    Some("close"),
+                    "{who}: {method} {path}"
+                );
             } else {
                 assert_eq!(a.status, 403, "{who}: {method} {path}: {}", a.body);
                 assert_eq!(a.body["error"]["code"], "forbidden");
                 assert!(a.www_authenticate.is_none());
+                assert_eq!(
+                    a.connection.as_deref(),
+                    Some("close"),
+                    "{who}: {method} {path}"
+                );
             }
         }
     }
@@ -894,6 +916,21 @@ fn eval_runs_over_http_apply_the_named_readers_acls() {
     assert_eq!(runs.len(), 3);
     assert_eq!(runs[1]["config"]["principal"]["user"], "olaf");
     assert_eq!(runs[1]["config"]["golden"], "roadmap");
+
+    // The HTML report of those runs, for admins only (the playground links it).
+    let report = |token: &str| {
+        Client::new()
+            .get(format!("{}/v1/collections/default/eval/report", s.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    };
+    let r = report(ADMIN_KEY);
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    let html = r.text().unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains(runs[2]["id"].as_str().unwrap()));
+    assert_eq!(report(READER_KEY).status(), 403);
 }
 
 fn call_json(s: &TestServer, method: &Method, path: &str, body: Value) -> (u16, Value) {

@@ -21,6 +21,7 @@ mod hybrid;
 mod hygiene;
 mod ingest_bad_input;
 mod load;
+mod playground;
 mod query_bench;
 mod query_options;
 mod rerank;

@@ -17,8 +17,10 @@
 pub mod beir;
 pub mod compare;
 pub mod drift;
+pub mod format;
 pub mod gate;
 pub mod measure;
+pub mod report;
 pub mod run;
 
 pub use beir::{read_beir_cases, read_beir_qrels, read_beir_queries};

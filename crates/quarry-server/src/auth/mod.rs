@@ -146,7 +146,7 @@ struct Authenticated(Principal);
 
 /// Middleware: authenticates the request, or answers 401 without running the handler.
 pub async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
-    match auth.authenticate(req.headers().get(AUTHORIZATION)) {
+    let mut response = match auth.authenticate(req.headers().get(AUTHORIZATION)) {
         Ok(principal) => {
             req.extensions_mut().insert(Authenticated(principal));
             next.run(req).await
@@ -155,7 +155,19 @@ pub async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next
             tracing::info!(reason = %e.message, "authentication failed");
             e.into_response()
         }
+    };
+    // A refused caller's body is never read, and hyper then closes the connection after the
+    // answer; saying so lets a client's pool open a new one instead of reusing a dead one.
+    if matches!(
+        response.status(),
+        axum::http::StatusCode::UNAUTHORIZED | axum::http::StatusCode::FORBIDDEN
+    ) {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
     }
+    response
 }
 
 /// Roles a route can require, as types: `Caller<role::Writer>`.

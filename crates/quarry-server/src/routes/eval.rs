@@ -166,6 +166,49 @@ pub(super) async fn runs(
     Ok(Json(serde_json::json!({ "runs": runs })))
 }
 
+/// `GET /v1/collections/{c}/eval/report[?mode=M]`: the HTML report of the collection's recorded
+/// runs, as `quarry eval report` writes it (self-contained: inline CSS and SVG, no script).
+pub(super) async fn report(
+    _caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+    Path(collection): Path<String>,
+    axum::extract::Query(params): axum::extract::Query<ReportParams>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let report = blocking(move || {
+        state.engine.collection(&collection)?;
+        quarry_index::eval::report::latest(&state.engine, Some(&collection), params.mode.as_deref())?
+            .ok_or_else(|| {
+                ApiError::new(
+                    "not_found",
+                    format!(
+                        "collection {collection} has no recorded eval run; POST /v1/collections/{collection}/eval records one"
+                    ),
+                )
+            })
+    })
+    .await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                axum::http::header::HeaderName::from_static("content-security-policy"),
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+            ),
+        ],
+        report.html,
+    )
+        .into_response())
+}
+
+/// `?mode=M` of a report.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReportParams {
+    /// Only this mode in the comparison [default: every mode].
+    pub mode: Option<String>,
+}
+
 /// `?base=A&run=B[&mode=M]` of a comparison.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

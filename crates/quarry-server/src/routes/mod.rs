@@ -9,19 +9,19 @@
 //! | `GET /v1/collections`, `GET /v1/collections/{c}` | reader |
 //! | `POST /v1/collections/{c}/query`, `POST /v1/collections/{c}/query/batch` | reader |
 //! | `GET /v1/collections/{c}/documents`, `GET /v1/collections/{c}/documents/{id}` | reader |
-//! | `POST /v1/embeddings` | reader |
+//! | `POST /v1/embeddings`, `GET /v1/models`, `GET /v1/models/{id}` | reader |
 //! | `POST /v1/collections/{c}/documents`, `DELETE /v1/collections/{c}/documents/{id}` | writer |
 //! | `GET /v1/tasks/{id}` (the caller's own tasks; an admin's: all) | writer |
 //! | `GET /v1/collections/{c}/versions` | admin |
 //! | `GET /v1/collections/{c}/golden`, `PUT`/`DELETE /v1/collections/{c}/golden/{name}` | admin |
-//! | `POST /v1/collections/{c}/eval`, `GET /v1/collections/{c}/eval/runs`, `GET /v1/collections/{c}/eval/compare` | admin |
+//! | `POST /v1/collections/{c}/eval`, `GET /v1/collections/{c}/eval/runs`, `GET /v1/collections/{c}/eval/compare`, `GET /v1/collections/{c}/eval/report` | admin |
 //! | `POST /v1/collections/{c}/reindex`, `GET /v1/jobs`, `GET /v1/jobs/{id}`, `POST /v1/jobs/{id}/cancel` | admin |
 //! | `POST /v1/collections/{c}/versions/{id}/activate`, `.../retire` | admin |
 //! | `PUT /v1/collections/{c}`, `DELETE /v1/collections/{c}` | admin |
 //! | `DELETE /v1/collections/{c}/documents/{id}?forget=true` | admin |
 //! | `POST /v1/snapshots` | admin |
 //!
-//! Admins also differ from writers in what they read (every document, whatever its ACL). `/healthz`, `/readyz` and `/metrics` are open. The tracing span of a request records its
+//! Admins also differ from writers in what they read (every document, whatever its ACL). `/healthz`, `/readyz`, `/metrics` and the playground page `/` (which holds no data; it calls the routes above with the token typed into it) are open. The tracing span of a request records its
 //! id, method and path only: never headers (the token) or the query string.
 
 mod collections;
@@ -33,6 +33,7 @@ mod eval;
 mod fallback_tests;
 mod jobs;
 mod limits;
+mod playground;
 mod probes;
 mod query;
 #[cfg(test)]
@@ -106,6 +107,7 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         .route("/collections/{collection}/eval", post(eval::run))
         .route("/collections/{collection}/eval/runs", get(eval::runs))
         .route("/collections/{collection}/eval/compare", get(eval::compare))
+        .route("/collections/{collection}/eval/report", get(eval::report))
         .route(
             "/collections/{collection}/documents",
             get(documents::list).post(documents::upsert),
@@ -121,6 +123,7 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         .route("/snapshots", post(snapshots::create))
         .route_layer(middleware::from_fn_with_state(auth, auth::authenticate));
     Router::new()
+        .route("/", get(playground::page))
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS` in UTC.
-pub(super) fn time(secs: i64) -> String {
+pub fn time(secs: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
     humantime_utc(t)
 }
@@ -18,7 +18,7 @@ fn humantime_utc(t: std::time::SystemTime) -> String {
 }
 
 /// A run's fusion setting as `rrf k=60` or `weighted alpha=0.6`.
-pub(super) fn fusion_text(fusion: &Value) -> String {
+pub fn fusion_text(fusion: &Value) -> String {
     // parameters are f32 in quarry and f64 in JSON: show them rounded (0.6, not 0.6000000238)
     let num = |v: &Value| {
         v.as_f64()

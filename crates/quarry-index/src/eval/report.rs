@@ -3,7 +3,8 @@
 //! deltas of the latest comparison (the last two runs of a collection), and tables.
 
 use super::format::{fusion_text, time};
-use quarry_index::eval::{Comparison, EvalRun, EvalRunSummary, compare};
+use super::{Comparison, EvalRun, EvalRunSummary, compare};
+use crate::{Engine, Result};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -15,7 +16,7 @@ const COLOURS: [&str; 6] = [
 ];
 
 /// Escapes text for HTML content and attribute values.
-pub(super) fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -183,11 +184,11 @@ fn delta_svg(c: &Comparison, mode: &str) -> String {
 
 /// The report of `runs` (oldest first); `latest` is the pair compared (the last two runs of the
 /// newest run's collection), if there are two.
-pub(super) fn render(
+pub fn render(
     runs: &[EvalRunSummary],
     latest: Option<(&EvalRun, &EvalRun)>,
     mode: Option<&str>,
-) -> anyhow::Result<String> {
+) -> Result<String> {
     let modes = modes_of(runs);
     let mut o = String::new();
     o.push_str(r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>quarry eval report</title><style>
@@ -305,6 +306,41 @@ svg{display:block;margin:8px 0;border:1px solid #ddd}
     }
     o.push_str("</table></body></html>\n");
     Ok(o)
+}
+
+/// A rendered report: its HTML, the runs it shows, and the two runs it compares (ids, baseline
+/// first), if there were two.
+pub struct Report {
+    pub html: String,
+    pub runs: usize,
+    pub compared: Option<(String, String)>,
+}
+
+/// The report of the recorded runs (of `collection`, or all), comparing the last two runs of the
+/// newest run's collection; `None` when no run is recorded. What `quarry eval report` writes and
+/// `GET /v1/collections/{c}/eval/report` serves.
+pub fn latest(
+    engine: &Engine,
+    collection: Option<&str>,
+    mode: Option<&str>,
+) -> Result<Option<Report>> {
+    let runs = engine.eval_runs(collection)?;
+    let Some(newest) = runs.last() else {
+        return Ok(None);
+    };
+    let same: Vec<&EvalRunSummary> = runs
+        .iter()
+        .filter(|r| r.collection == newest.collection)
+        .collect();
+    let pair = match same.as_slice() {
+        [.., a, b] => Some((engine.eval_run(&a.id)?, engine.eval_run(&b.id)?)),
+        _ => None,
+    };
+    Ok(Some(Report {
+        html: render(&runs, pair.as_ref().map(|(a, b)| (a, b)), mode)?,
+        runs: runs.len(),
+        compared: pair.map(|(a, b)| (a.summary.id, b.summary.id)),
+    }))
 }
 
 #[cfg(test)]
