@@ -82,6 +82,9 @@ pub enum Command {
     /// Measurements of quarry itself: `bench scale` builds a collection of N generated chunks
     /// (no model) and measures build, size, memory, restart, recall and query latency.
     Bench(cmd::bench::Args),
+    /// Print a shell completion script: `quarry completions bash > /etc/bash_completion.d/quarry`
+    /// (zsh, fish: docs/install.md).
+    Completions(cmd::completions::Args),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +98,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if let Command::Completions(args) = cli.command {
+        // Needs no configuration: it must work wherever the shell starts.
+        return match cmd::completions::run(<Cli as clap::CommandFactory>::command(), args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let verbose_default = if matches!(cli.command, Command::Serve(_)) {
         "info"
     } else {
@@ -134,6 +147,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => {
             cmd::bench::run(data_dir_given.then_some(&cli.data_dir), &config, args)
         }
+        Command::Completions(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod collections;
+pub(crate) mod completions;
 pub(crate) mod embed;
 pub(crate) mod export;
 pub(crate) mod golden;
