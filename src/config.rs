@@ -303,22 +303,23 @@ fn is_reserved_env(name: &str) -> bool {
 }
 
 /// Loads the configuration: `file` if given (it must exist), else `<data_dir>/quarry.toml` if
-/// present; then the `QUARRY_SECTION__KEY` variables of `env`.
+/// present; then the `QUARRY_SECTION__KEY` variables of `env`. A `QUARRY_*` variable whose first
+/// part names no setting (`QUARRY_HOME`, set by something else) is ignored with a warning; one
+/// that names a section is a key of it, checked like the file's. An error names where the bad
+/// value came from: the file, or the variable.
 pub(crate) fn load(
     file: Option<&Path>,
     data_dir: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config> {
-    let mut table = match file {
+    let default = data_dir.join("quarry.toml");
+    let source = match file {
+        Some(path) => Some(path.to_path_buf()),
+        None => default.exists().then_some(default),
+    };
+    let table = match &source {
         Some(path) => read_table(path)?,
-        None => {
-            let default = data_dir.join("quarry.toml");
-            if default.exists() {
-                read_table(&default)?
-            } else {
-                toml::Table::new()
-            }
-        }
+        None => toml::Table::new(),
     };
     // The variable holding the JWT secret is not a configuration key, whatever its name.
     let secret_env = table
@@ -327,6 +328,8 @@ pub(crate) fn load(
         .and_then(|j| j.get("hs256_secret_env"))
         .and_then(|v| v.as_str())
         .map(str::to_owned);
+    let sections = top_level_keys();
+    let mut vars = Vec::new();
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("QUARRY_") else {
             continue;
@@ -335,13 +338,63 @@ pub(crate) fn load(
             continue;
         }
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-        set_path(&mut table, &path, parse_env_value(&value))
+        if !sections.contains(&path[0]) {
+            tracing::warn!(
+                "ignoring the environment variable {name}: it is not a quarry setting (settings are QUARRY_SECTION__KEY, such as QUARRY_CHUNK__MAX_TOKENS; docs/configuration.md)"
+            );
+            continue;
+        }
+        vars.push((name, path, parse_env_value(&value)));
+    }
+    // One order whatever the environment's, so that the same variables blame the same one.
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut merged = table.clone();
+    for (name, path, value) in &vars {
+        set_path(&mut merged, path, value.clone())
             .with_context(|| format!("environment variable {name}"))?;
     }
-    let config: Config = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| {
-            anyhow::anyhow!("invalid configuration: {}", e.message().trim())
+    build(merged).map_err(|e| blame(e, source.as_deref(), table, &vars))
+}
+
+/// The names of the top-level settings (`embedder` and the sections).
+fn top_level_keys() -> Vec<String> {
+    match toml::Value::try_from(Config::default()) {
+        Ok(toml::Value::Table(t)) => t.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `e`, the error of the whole configuration, with the source that made it: the file when the
+/// file alone is refused, else the first variable (in name order) whose value is refused on top
+/// of the file and the variables before it.
+fn blame(
+    e: anyhow::Error,
+    file: Option<&Path>,
+    mut table: toml::Table,
+    vars: &[(String, Vec<String>, toml::Value)],
+) -> anyhow::Error {
+    if let Some(path) = file
+        && build(table.clone()).is_err()
+    {
+        return e.context(format!("config file {}", path.display()));
+    }
+    for (name, path, value) in vars {
+        if set_path(&mut table, path, value.clone()).is_err() || build(table.clone()).is_err() {
+            return e.context(format!("environment variable {name}"));
+        }
+    }
+    e
+}
+
+/// The configuration a merged table gives, checked.
+fn build(table: toml::Table) -> Result<Config> {
+    let config: Config =
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let message = e.inner().message().trim().to_owned();
+            match e.path().to_string() {
+                p if p == "." => anyhow::anyhow!("invalid configuration: {message}"),
+                p => anyhow::anyhow!("invalid configuration: {p}: {message}"),
+            }
         })?;
     config
         .chunk
@@ -369,11 +422,11 @@ pub(crate) fn load(
     if config.ingest.embed_batch == 0 {
         bail!("invalid configuration: ingest.embed_batch must be at least 1");
     }
-    config
-        .query
-        .fusion
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: query.{e}"))?;
+    config.query.fusion.validate().map_err(|e| match e {
+        quarry_core::Error::Invalid { what, why } => {
+            anyhow::anyhow!("invalid configuration: query.{what}: {why}")
+        }
+    })?;
     config
         .vector
         .validate()

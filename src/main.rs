@@ -152,12 +152,50 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            if e.downcast_ref::<cmd::UsageError>().is_some() {
-                ExitCode::from(2)
+            let code = if e.downcast_ref::<cmd::UsageError>().is_some() {
+                2
             } else {
-                ExitCode::from(1)
+                1
+            };
+            let e = cmd::with_collections_here(e, &cli.data_dir, &config);
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it does in `--help` (`--json`
+    /// included), so a new one cannot be added without it.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let text = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if !arg.is_hide_set() && text.trim().is_empty() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
             }
         }
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "quarry", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+        let json = cmd
+            .find_subcommand("status")
+            .and_then(|s| s.get_arguments().find(|a| a.get_id() == "json"))
+            .and_then(|a| a.get_help())
+            .map(|h| h.to_string());
+        assert!(
+            json.as_ref().is_some_and(|h| h.contains("JSON")),
+            "{json:?}"
+        );
     }
 }

@@ -85,12 +85,30 @@ pub struct FusionArgs {
     /// Fusion of hybrid results: rrf or weighted [default: query.fusion].
     #[arg(long, value_parser = ["rrf", "weighted"])]
     pub fusion: Option<String>,
-    /// k of RRF (with --fusion rrf) [default: 60].
-    #[arg(long)]
+    /// k of RRF, 0 to 10000 (with --fusion rrf) [default: 60].
+    #[arg(long, value_name = "K", value_parser = parse_rrf_k)]
     pub rrf_k: Option<f32>,
     /// Weight of the vector side, 0 to 1 (with --fusion weighted) [default: 0.6].
-    #[arg(long)]
+    #[arg(long, value_name = "A", value_parser = parse_alpha)]
     pub alpha: Option<f32>,
+}
+
+/// `--alpha`, checked by the fusion's own rule when the flags are parsed (exit 2).
+fn parse_alpha(s: &str) -> Result<f32, String> {
+    let alpha: f32 = s.parse().map_err(|e| format!("{s}: {e}"))?;
+    Fusion::Weighted { alpha }
+        .validate()
+        .map(|()| alpha)
+        .map_err(|e| e.to_string())
+}
+
+/// `--rrf-k`, checked by the fusion's own rule when the flags are parsed (exit 2).
+fn parse_rrf_k(s: &str) -> Result<f32, String> {
+    let k: f32 = s.parse().map_err(|e| format!("{s}: {e}"))?;
+    Fusion::Rrf { k }
+        .validate()
+        .map(|()| k)
+        .map_err(|e| e.to_string())
 }
 
 impl FusionArgs {

@@ -9,11 +9,26 @@ use reqwest::blocking::{Client, RequestBuilder};
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
     /// Ask a running server (e.g. http://127.0.0.1:7878) instead of opening the data dir.
-    #[arg(long)]
+    #[arg(long, value_name = "URL", value_parser = parse_server_url)]
     pub server: Option<String>,
     /// API key or JWT for a server with authentication (sent as `Authorization: Bearer`).
     #[arg(long, env = "QUARRY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+/// `--server`: an http:// or https:// URL. `127.0.0.1:7878` alone is refused with the fix, since
+/// the HTTP client would read it as a relative URL and fail to connect with a puzzling message.
+pub(crate) fn parse_server_url(s: &str) -> Result<String, String> {
+    let lower = s.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Ok(s.to_owned());
+    }
+    if s.contains("://") {
+        return Err(format!("{s}: use an http:// or https:// URL"));
+    }
+    Err(format!(
+        "{s} has no scheme; add http:// (or https://): --server http://{s}"
+    ))
 }
 
 impl ServerArgs {
