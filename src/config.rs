@@ -281,6 +281,7 @@ const RESERVED_ENV: &[&str] = &[
     "QUARRY_DATA_DIR",
     "QUARRY_CONFIG",
     "QUARRY_LOG",
+    "QUARRY_LOG_FORMAT",
     "QUARRY_TOKEN",
     "QUARRY_MODEL_DIR",
     "QUARRY_DATASETS",

@@ -5,6 +5,7 @@ mod cmd;
 mod config;
 mod embedders;
 mod eval;
+mod logs;
 
 use clap::{Parser, Subcommand};
 
@@ -113,13 +114,10 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(verbose_default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = logs::init(verbose_default) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
 
     let config = match config::load(cli.config.as_deref(), &cli.data_dir, std::env::vars()) {
         Ok(c) => c,

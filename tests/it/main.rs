@@ -22,6 +22,7 @@ mod hygiene;
 mod ingest_bad_input;
 mod install;
 mod load;
+mod logs;
 mod messages;
 mod query_bench;
 mod query_options;

@@ -1,0 +1,85 @@
+//! Logging: `tracing` events on stderr, as readable text (the default) or as one JSON object per
+//! line (`QUARRY_LOG_FORMAT=json`) through tracing-subscriber's own JSON formatter. `QUARRY_LOG`
+//! is the filter; without it, `serve` logs at `info` and other commands at `warn`, and the
+//! vector library's per-graph chatter is kept to its warnings.
+
+use tracing_subscriber::EnvFilter;
+
+/// The variable that chooses the format: `text` or `json`.
+pub(crate) const FORMAT_ENV: &str = "QUARRY_LOG_FORMAT";
+
+/// The variable that holds the filter (tracing-subscriber's `EnvFilter` syntax).
+const FILTER_ENV: &str = "QUARRY_LOG";
+
+/// hnsw_rs (and its distance crate) log every graph built, dumped or dropped at `info`
+/// ("PointIndexation drop", about 34 lines on a small ingest and serve); a user's `QUARRY_LOG`
+/// decides when it is set.
+const QUIET_LIBRARIES: &str = "hnsw_rs=warn,anndists=warn";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Text,
+    Json,
+}
+
+impl Format {
+    /// The format `value` (of [`FORMAT_ENV`]) names; unset or empty is text.
+    pub(crate) fn parse(value: Option<&str>) -> Result<Format, String> {
+        match value.map(str::trim) {
+            None | Some("") | Some("text") => Ok(Format::Text),
+            Some("json") => Ok(Format::Json),
+            Some(other) => Err(format!(
+                "environment variable {FORMAT_ENV}: {other:?} is not a log format; use text or json"
+            )),
+        }
+    }
+}
+
+/// The filter of a process whose own default level is `level`: `QUARRY_LOG` when set, else
+/// `level` with the quiet libraries.
+fn filter(level: &str) -> Result<EnvFilter, String> {
+    match std::env::var(FILTER_ENV) {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec)
+            .map_err(|e| format!("environment variable {FILTER_ENV}: {spec:?}: {e}")),
+        _ => Ok(EnvFilter::new(format!("{level},{QUIET_LIBRARIES}"))),
+    }
+}
+
+/// Installs the process's subscriber: `level` by default, the format of `QUARRY_LOG_FORMAT`.
+/// An error is a usage error (a format or filter that does not parse).
+pub(crate) fn init(level: &str) -> Result<(), String> {
+    let format = Format::parse(std::env::var(FORMAT_ENV).ok().as_deref())?;
+    let filter = filter(level)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        Format::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // One object per line: timestamp, level, target, the event's fields with `message`
+        // at the top level, and the innermost span with its fields (`request_id` of an HTTP
+        // request).
+        Format::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Format;
+
+    #[test]
+    fn formats_parse_and_others_are_named() {
+        assert_eq!(Format::parse(None), Ok(Format::Text));
+        assert_eq!(Format::parse(Some("json")), Ok(Format::Json));
+        assert_eq!(Format::parse(Some(" text ")), Ok(Format::Text));
+        let e = Format::parse(Some("yaml")).unwrap_err();
+        assert!(e.contains("QUARRY_LOG_FORMAT") && e.contains("yaml"), "{e}");
+    }
+}
