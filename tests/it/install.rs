@@ -51,3 +51,42 @@ fn the_license_is_the_apache_text_cargo_toml_names() {
     assert!(license.contains("Apache License") && license.contains("Version 2.0, January 2004"));
     assert!(license.contains("END OF TERMS AND CONDITIONS"));
 }
+
+/// `scripts/demo.sh` asks cargo where the target directory is: its own lines, run with
+/// `CARGO_TARGET_DIR` elsewhere, name the binary there (the release build itself is not run).
+#[test]
+fn the_demo_finds_the_binary_where_cargo_puts_it() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = std::fs::read_to_string(root.join("scripts/demo.sh")).unwrap();
+    let lines: Vec<&str> = script
+        .lines()
+        .filter(|l| l.starts_with("target_dir=") || l.starts_with("bin="))
+        .collect();
+    assert_eq!(lines.len(), 2, "the demo's two lines that find the binary");
+    let probe = format!("{}\nprintf %s \"$bin\"", lines.join("\n"));
+    // the cargo running these tests, first on PATH
+    let cargo = std::path::PathBuf::from(std::env::var("CARGO").unwrap());
+    let path = format!(
+        "{}:{}",
+        cargo.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let elsewhere = crate::tmp();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&probe)
+        .current_dir(root)
+        .env("PATH", &path)
+        .env("CARGO_TARGET_DIR", elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap()),
+        elsewhere.path().join("release/quarry")
+    );
+}
