@@ -64,6 +64,22 @@ impl Remote {
         self.send(path, self.client.post(self.url(path)).json(body))
     }
 
+    /// What the server says its collections are (those the token may list), for the error
+    /// of a collection it did not find; `None` when it cannot say.
+    fn collection_names(&self) -> Option<String> {
+        let answer = self.get("/v1/collections").ok()?;
+        let names: Vec<&str> = answer["collections"]
+            .as_array()?
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        Some(if names.is_empty() {
+            "the server has no collection yet".to_owned()
+        } else {
+            format!("the collections there are: {}", names.join(", "))
+        })
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -85,6 +101,14 @@ impl Remote {
             return Ok(value);
         }
         let message = value["error"]["message"].as_str().unwrap_or("(no message)");
+        if value["error"]["code"] == "collection_not_found"
+            && let Some(names) = self.collection_names()
+        {
+            bail!(
+                "server answered {status}: {message}; {names} (quarry status --server {})",
+                self.base
+            );
+        }
         match status {
             StatusCode::UNAUTHORIZED if self.token.is_none() => bail!(
                 "{} requires authentication ({message}); pass an API key or a JWT with --token or QUARRY_TOKEN",

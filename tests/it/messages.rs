@@ -1,6 +1,6 @@
 //! Messages that say how to fix things: bad flag values exit 2 before anything runs, read-only
 //! commands do not create a missing data directory, `--server` without a scheme, a missing
-//! collection named with those that exist, configuration errors naming their key and source,
+//! collection named with those that exist (in the data directory or on the server), configuration errors naming their key and source,
 //! and `QUARRY_*` variables of other tools ignored.
 
 use crate::{quarry, run, run_env, tmp, write_tree};
@@ -141,6 +141,32 @@ fn a_missing_collection_is_named_with_those_that_exist() {
             "{args:?}: {err}"
         );
     }
+}
+
+#[test]
+fn a_collection_a_server_does_not_have_is_named_with_those_it_has() {
+    let data = seeded();
+    let served = crate::spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &[]);
+    let other = tmp();
+    let out = run(
+        other.path(),
+        &[
+            "query",
+            "fusion",
+            "--server",
+            &served.url,
+            "--collection",
+            "nope",
+        ],
+    );
+    served.stop();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("`nope` not found")
+            && err.contains("the collections there are: default, notes"),
+        "{err}"
+    );
 }
 
 #[test]
