@@ -31,6 +31,7 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
     /// Name: 1 to 64 letters, digits, `_` or `-`.
+    #[arg(value_parser = super::collection_name)]
     pub name: String,
     /// Largest chunk, in tokens of the embedder (or characters / 4 with --sizer chars)
     /// [default: chunk.max_tokens].
@@ -64,6 +65,7 @@ pub struct ListArgs {
 #[derive(Debug, clap::Args)]
 pub struct DeleteArgs {
     /// The collection to delete.
+    #[arg(value_parser = super::collection_name)]
     pub name: String,
     /// Confirm: the collection cannot be restored.
     #[arg(long)]
@@ -77,6 +79,7 @@ pub struct DeleteArgs {
 #[derive(Debug, clap::Args)]
 pub struct ForgetArgs {
     /// The collection that holds the document.
+    #[arg(value_parser = super::collection_name)]
     pub collection: String,
     /// The document's id (for a file: its path relative to the folder ingested).
     pub doc_id: String,

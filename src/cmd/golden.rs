@@ -43,7 +43,7 @@ pub struct AddArgs {
     #[arg(long, requires = "queries")]
     pub qrels: Option<PathBuf>,
     /// The collection the golden set judges.
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "default", value_parser = crate::cmd::collection_name)]
     pub collection: String,
     /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
@@ -53,7 +53,7 @@ pub struct AddArgs {
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Only the golden sets of this collection.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd::collection_name)]
     pub collection: Option<String>,
     /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
@@ -65,7 +65,7 @@ pub struct RemoveArgs {
     /// Name of the golden set.
     pub name: String,
     /// The collection of the golden set.
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "default", value_parser = crate::cmd::collection_name)]
     pub collection: String,
 }
 

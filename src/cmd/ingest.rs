@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Collection to use (1 to 64 letters, digits, `_` or `-`).
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "default", value_parser = crate::cmd::collection_name)]
     pub collection: String,
     /// Principal allowed to read documents that carry no ACL of their own (user:ID, group:ID, public).
     #[arg(long = "acl", value_name = "PRINCIPAL", value_parser = parse_principal)]

@@ -51,6 +51,25 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// A collection name given on the command line, checked by the engine's own rule when the flags
+/// are parsed (exit 2, before any data directory is opened or created).
+pub(crate) fn collection_name(s: &str) -> Result<String, String> {
+    quarry_index::catalog::check_collection_name(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// `e` as a usage error (exit 2) when the engine blames the caller's input (a bad name or
+/// value given on the command line), else unchanged.
+pub(crate) fn usage_if_input(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<quarry_index::Error>() {
+        Some(ie) if ie.kind() == quarry_index::ErrorKind::Input => {
+            UsageError(ie.to_string()).into()
+        }
+        _ => e,
+    }
+}
+
 /// The engine options a configuration gives.
 pub(crate) fn engine_options(config: &Config) -> EngineOptions {
     EngineOptions {

@@ -6,7 +6,7 @@
 //! server's worker runs it; `--wait` follows it to its end.
 
 use super::remote::{Remote, ServerArgs};
-use super::{UsageError, emit, open_existing_engine, print_json};
+use super::{emit, open_existing_engine, print_json, usage_if_input};
 use crate::config::Config;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -42,7 +42,7 @@ pub struct ReindexArgs {
     #[arg(long)]
     pub rebuild_index: bool,
     /// The collection to re-index.
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "default", value_parser = crate::cmd::collection_name)]
     pub collection: String,
     #[command(flatten)]
     pub server: ServerArgs,
@@ -88,7 +88,7 @@ pub struct VersionsArgs {
     #[command(subcommand)]
     pub command: Option<VersionsCommand>,
     /// The collection whose versions to list or change.
-    #[arg(long, default_value = "default", global = true)]
+    #[arg(long, default_value = "default", global = true, value_parser = crate::cmd::collection_name)]
     pub collection: String,
     /// Print the result as one JSON document on stdout instead of text.
     #[arg(long, global = true)]
@@ -165,13 +165,6 @@ pub(crate) fn reindex(data_dir: &Path, config: &Config, args: ReindexArgs) -> an
     };
     bar.finish_and_clear();
     report(&job, args.json)
-}
-
-fn usage_if_input(e: anyhow::Error) -> anyhow::Error {
-    match e.downcast_ref::<quarry_index::Error>() {
-        Some(ie) if ie.kind() == ErrorKind::Input => UsageError(ie.to_string()).into(),
-        _ => e,
-    }
 }
 
 fn server_job(server: &Remote, id: &str) -> anyhow::Result<Job> {

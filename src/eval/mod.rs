@@ -46,7 +46,7 @@ pub struct RunArgs {
     pub fusion: FusionArgs,
     /// Collection to evaluate [default: beir-<dataset folder name>, ingested from corpus.jsonl;
     /// with --golden: default].
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd::collection_name)]
     pub collection: Option<String>,
     /// Evaluate the collection as it is with its golden set NAME (`quarry golden add`), instead
     /// of a dataset.

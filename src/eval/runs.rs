@@ -37,7 +37,7 @@ pub struct ReportArgs {
     #[arg(long)]
     pub out: std::path::PathBuf,
     /// Only the runs of this collection.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd::collection_name)]
     pub collection: Option<String>,
     /// Only this mode in the latest comparison [default: every mode].
     #[arg(long)]
@@ -47,7 +47,7 @@ pub struct ReportArgs {
 #[derive(Debug, clap::Args)]
 pub struct HistoryArgs {
     /// Only the runs of this collection.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd::collection_name)]
     pub collection: Option<String>,
     /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]

@@ -48,6 +48,12 @@ fn bad_flag_values_exit_2_before_anything_runs() {
             &["collections", "create", "c", "--max-tokens", "0"],
             "max-tokens",
         ),
+        (&["collections", "create", "bad/name"], "collection name"),
+        (
+            &["ingest", ".", "--collection", "has space"],
+            "collection name",
+        ),
+        (&["query", "x", "--collection", ""], "collection name"),
         (
             &[
                 "collections",
@@ -233,4 +239,25 @@ fn quarry_variables_of_other_tools_are_ignored_with_a_warning() {
     let out = run_env(data.path(), &["status"], &[("QUARRY_QUERY__TOPK", "3")]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("topk"), "{}", stderr(&out));
+}
+
+/// `query --vector` takes one JSON array: it used to panic on any value (clap read the field as
+/// a flag of several numbers). A vector of the collection's dimensions answers; one of other
+/// dimensions, or text that is not an array, exits 2.
+#[test]
+fn query_vector_takes_one_json_array() {
+    let data = seeded();
+    let vector = format!("[{}]", vec!["0.05"; 384].join(","));
+    let out = run(
+        data.path(),
+        &["query", "--vector", &vector, "--mode", "vector", "--json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["results"].as_array().map(Vec::len), Some(2));
+    for bad in ["[1,2]", "not json"] {
+        let out = run(data.path(), &["query", "fusion", "--vector", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        assert!(stderr(&out).contains("vector"), "{bad}: {}", stderr(&out));
+    }
 }
