@@ -33,6 +33,7 @@ pub(crate) struct Config {
     pub auth: AuthConfig,
     pub eval: EvalConfig,
     pub reindex: ReindexConfig,
+    pub log: LogConfig,
 }
 
 impl Default for Config {
@@ -49,6 +50,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             eval: EvalConfig::default(),
             reindex: ReindexConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -217,6 +219,22 @@ impl EvalConfig {
     }
 }
 
+/// `[log]`: how logs are written (what is logged is `QUARRY_LOG`, read before any file).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LogConfig {
+    /// `text` (readable lines) or `json` (one object per line); `QUARRY_LOG_FORMAT` overrides it.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// `[reindex]`: embedding-model changes and re-index jobs.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -303,16 +321,31 @@ fn is_reserved_env(name: &str) -> bool {
     RESERVED_ENV.contains(&name) || RESERVED_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-/// Loads the configuration: `file` if given (it must exist), else `<data_dir>/quarry.toml` if
-/// present; then the `QUARRY_SECTION__KEY` variables of `env`. A `QUARRY_*` variable whose first
-/// part names no setting (`QUARRY_HOME`, set by something else) is ignored with a warning; one
-/// that names a section is a key of it, checked like the file's. An error names where the bad
-/// value came from: the file, or the variable.
+/// [`load_reporting`] with the warnings logged, for the tests.
+#[cfg(test)]
 pub(crate) fn load(
     file: Option<&Path>,
     data_dir: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config> {
+    let (config, warnings) = load_reporting(file, data_dir, env)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(config)
+}
+
+/// Loads the configuration: `file` if given (it must exist), else `<data_dir>/quarry.toml` if
+/// present; then the `QUARRY_SECTION__KEY` variables of `env`. A `QUARRY_*` variable whose first
+/// part names no setting (`QUARRY_HOME`, set by something else) is ignored with a warning,
+/// returned for the caller to log once logging is set up (`[log]` says how); one that names a
+/// section is a key of it, checked like the file's. An error names where the bad value came
+/// from: the file, or the variable.
+pub(crate) fn load_reporting(
+    file: Option<&Path>,
+    data_dir: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(Config, Vec<String>)> {
     let default = data_dir.join("quarry.toml");
     let source = match file {
         Some(path) => Some(path.to_path_buf()),
@@ -331,6 +364,7 @@ pub(crate) fn load(
         .map(str::to_owned);
     let sections = top_level_keys();
     let mut vars = Vec::new();
+    let mut warnings = Vec::new();
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("QUARRY_") else {
             continue;
@@ -340,9 +374,9 @@ pub(crate) fn load(
         }
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
         if !sections.contains(&path[0]) {
-            tracing::warn!(
+            warnings.push(format!(
                 "ignoring the environment variable {name}: it is not a quarry setting (settings are QUARRY_SECTION__KEY, such as QUARRY_CHUNK__MAX_TOKENS; docs/configuration.md)"
-            );
+            ));
             continue;
         }
         vars.push((name, path, parse_env_value(&value)));
@@ -354,7 +388,8 @@ pub(crate) fn load(
         set_path(&mut merged, path, value.clone())
             .with_context(|| format!("environment variable {name}"))?;
     }
-    build(merged).map_err(|e| blame(e, source.as_deref(), table, &vars))
+    let config = build(merged).map_err(|e| blame(e, source.as_deref(), table, &vars))?;
+    Ok((config, warnings))
 }
 
 /// The names of the top-level settings (`embedder` and the sections).

@@ -1,12 +1,13 @@
 //! Logging: `tracing` events on stderr, as readable text (the default) or as one JSON object per
-//! line (`QUARRY_LOG_FORMAT=json`) through tracing-subscriber's own JSON formatter. `QUARRY_LOG`
-//! is the filter; without it, `serve` logs at `info` and other commands at `warn`, and the
-//! vector library's per-graph chatter is kept to its warnings.
+//! line (`QUARRY_LOG_FORMAT=json`, or `[log] format = "json"`) through tracing-subscriber's own
+//! JSON formatter. `QUARRY_LOG` is the filter; without it, `serve` logs at `info` and other
+//! commands at `warn`, and the vector library's per-graph chatter is kept to its warnings.
 
+use crate::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
-/// The variable that chooses the format: `text` or `json`.
-pub(crate) const FORMAT_ENV: &str = "QUARRY_LOG_FORMAT";
+/// The variable that chooses the format, `text` or `json`, over `[log] format`.
+const FORMAT_ENV: &str = "QUARRY_LOG_FORMAT";
 
 /// The variable that holds the filter (tracing-subscriber's `EnvFilter` syntax).
 const FILTER_ENV: &str = "QUARRY_LOG";
@@ -16,22 +17,15 @@ const FILTER_ENV: &str = "QUARRY_LOG";
 /// decides when it is set.
 const QUIET_LIBRARIES: &str = "hnsw_rs=warn,anndists=warn";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
-    Text,
-    Json,
-}
-
-impl Format {
-    /// The format `value` (of [`FORMAT_ENV`]) names; unset or empty is text.
-    pub(crate) fn parse(value: Option<&str>) -> Result<Format, String> {
-        match value.map(str::trim) {
-            None | Some("") | Some("text") => Ok(Format::Text),
-            Some("json") => Ok(Format::Json),
-            Some(other) => Err(format!(
-                "environment variable {FORMAT_ENV}: {other:?} is not a log format; use text or json"
-            )),
-        }
+/// The format `value` (of [`FORMAT_ENV`]) names, else (unset or empty) `configured`.
+fn format(value: Option<&str>, configured: LogFormat) -> Result<LogFormat, String> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(configured),
+        Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(format!(
+            "environment variable {FORMAT_ENV}: {other:?} is not a log format; use text or json"
+        )),
     }
 }
 
@@ -45,22 +39,23 @@ fn filter(level: &str) -> Result<EnvFilter, String> {
     }
 }
 
-/// Installs the process's subscriber: `level` by default, the format of `QUARRY_LOG_FORMAT`.
-/// An error is a usage error (a format or filter that does not parse).
-pub(crate) fn init(level: &str) -> Result<(), String> {
-    let format = Format::parse(std::env::var(FORMAT_ENV).ok().as_deref())?;
+/// Installs the process's subscriber: `level` by default, the format of `QUARRY_LOG_FORMAT`, else
+/// `configured` (`[log] format`). An error is a usage error (a format or filter that does not
+/// parse).
+pub(crate) fn init(level: &str, configured: LogFormat) -> Result<(), String> {
+    let format = format(std::env::var(FORMAT_ENV).ok().as_deref(), configured)?;
     let filter = filter(level)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        Format::Text => builder
+        LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
         // One object per line: timestamp, level, target, the event's fields with `message`
         // at the top level, and the innermost span with its fields (`request_id` of an HTTP
         // request).
-        Format::Json => builder
+        LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
@@ -72,14 +67,15 @@ pub(crate) fn init(level: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::Format;
+    use super::{LogFormat, format};
 
     #[test]
-    fn formats_parse_and_others_are_named() {
-        assert_eq!(Format::parse(None), Ok(Format::Text));
-        assert_eq!(Format::parse(Some("json")), Ok(Format::Json));
-        assert_eq!(Format::parse(Some(" text ")), Ok(Format::Text));
-        let e = Format::parse(Some("yaml")).unwrap_err();
+    fn the_variable_wins_over_the_file_and_others_are_named() {
+        assert_eq!(format(None, LogFormat::Json), Ok(LogFormat::Json));
+        assert_eq!(format(Some(""), LogFormat::Text), Ok(LogFormat::Text));
+        assert_eq!(format(Some("json"), LogFormat::Text), Ok(LogFormat::Json));
+        assert_eq!(format(Some(" text "), LogFormat::Json), Ok(LogFormat::Text));
+        let e = format(Some("yaml"), LogFormat::Text).unwrap_err();
         assert!(e.contains("QUARRY_LOG_FORMAT") && e.contains("yaml"), "{e}");
     }
 }

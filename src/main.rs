@@ -114,18 +114,22 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    if let Err(e) = logs::init(verbose_default) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
-
-    let config = match config::load(cli.config.as_deref(), &cli.data_dir, std::env::vars()) {
-        Ok(c) => c,
+    // The configuration first, since `[log]` says how to log; its warnings are logged after.
+    let loaded = config::load_reporting(cli.config.as_deref(), &cli.data_dir, std::env::vars());
+    let (config, warnings) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = logs::init(verbose_default, config.log.format) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
     let result = match cli.command {
         Command::Ingest(args) => cmd::ingest::run(&cli.data_dir, &config, args),
         Command::Reindex(args) => cmd::versions::reindex(&cli.data_dir, &config, args),

@@ -47,6 +47,32 @@ fn dataset_bench_and_load_test_variables_are_not_config_keys() {
     assert!(err.contains("max_tokns"), "{err}");
 }
 
+/// `[log] format` (or `QUARRY_LOG__FORMAT`) is text or json; another value names the key.
+#[test]
+fn log_format_is_text_or_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("q.toml");
+    std::fs::write(&file, "[log]\nformat = \"json\"\n").unwrap();
+    let c = load(Some(&file), dir.path(), env(&[])).unwrap();
+    assert_eq!(c.log.format, LogFormat::Json);
+    let c = load(
+        Some(&file),
+        dir.path(),
+        env(&[("QUARRY_LOG__FORMAT", "text")]),
+    )
+    .unwrap();
+    assert_eq!(c.log.format, LogFormat::Text);
+    std::fs::write(&file, "[log]\nformat = \"yaml\"\n").unwrap();
+    let err = format!("{:#}", load(Some(&file), dir.path(), env(&[])).unwrap_err());
+    assert!(
+        err.contains("log.format") && err.contains("q.toml"),
+        "{err}"
+    );
+    let (_, warnings) = load_reporting(None, dir.path(), env(&[("QUARRY_HOME", "/x")])).unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("QUARRY_HOME"), "{warnings:?}");
+}
+
 /// A refused value is named by its key and by where it came from: the file, or the variable.
 #[test]
 fn errors_name_the_key_and_its_source() {
@@ -219,6 +245,7 @@ mod fuzz {
             ],
         ),
         ("ingest", &["max_file_bytes", "batch_docs", "embed_batch"]),
+        ("log", &["format"]),
         (
             "server",
             &[

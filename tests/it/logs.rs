@@ -123,3 +123,35 @@ fn hnsw_chatter_is_silenced_unless_asked_for() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("hnsw_rs"), "{log}");
 }
+
+/// `[log] format = "json"` in quarry.toml does what the variable does, from the first line on:
+/// the warning about a stray `QUARRY_*` variable, found while reading that very file, is JSON
+/// too; the variable wins over the file.
+#[test]
+fn the_log_format_can_come_from_the_configuration_file() {
+    let (data, _) = seeded();
+    write_tree(
+        data.path(),
+        &[("quarry.toml", b"[log]\nformat = \"json\"\n")],
+    );
+    let out = run_env(data.path(), &["status"], &[("QUARRY_HOME", "/opt/q")]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("QUARRY_HOME"))
+        .unwrap_or_else(|| panic!("no warning: {err}"));
+    let v: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(v["level"], "WARN", "{line}");
+    let out = run_env(
+        data.path(),
+        &["status"],
+        &[("QUARRY_HOME", "/opt/q"), ("QUARRY_LOG_FORMAT", "text")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("QUARRY_HOME") && !err.trim_start().starts_with('{'),
+        "{err}"
+    );
+}
