@@ -11,8 +11,12 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
+# The toolchain rust-toolchain.toml pins, with the components it lists, installed explicitly
+# (a no-op when the image has it already), so the build does not rely on rustup's auto-install.
+COPY rust-toolchain.toml ./
+RUN rustup toolchain install "$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)" \
+      --profile minimal --component rustfmt --component clippy
 COPY . .
-# rust-toolchain.toml pins the toolchain; rustup installs it if the image's differs.
 RUN cargo build --release --locked --bin quarry \
  && cp target/release/quarry /usr/local/bin/quarry
 
