@@ -45,9 +45,13 @@ fn filter(level: &str) -> Result<EnvFilter, String> {
 pub(crate) fn init(level: &str, configured: LogFormat) -> Result<(), String> {
     let format = format(std::env::var(FORMAT_ENV).ok().as_deref(), configured)?;
     let filter = filter(level)?;
+    // A log line that cannot be written is dropped. tracing-subscriber's default reports it with
+    // `eprintln!`, which panics when stderr itself is gone (a closed pipe, a restarted journal):
+    // `quarry serve 2>&1 | head -1` died with exit 101 a moment after starting.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -155,3 +155,49 @@ fn the_log_format_can_come_from_the_configuration_file() {
         "{err}"
     );
 }
+
+/// A server whose stderr goes away (`quarry serve 2>&1 | head -1`, a journal restarted) keeps
+/// serving and stops cleanly: a log line it cannot write is dropped, not a panic (it died with
+/// exit 101 before).
+#[test]
+fn a_server_outlives_its_closed_stderr() {
+    let (data, _) = seeded();
+    let mut child = crate::quarry()
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = {
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+        let line = lines
+            .find_map(|l| l.ok().filter(|l| l.contains("http://")))
+            .expect("the address line");
+        let at = line.find("http://").unwrap();
+        line[at..].split_whitespace().next().unwrap().to_owned()
+        // the reading end is dropped here: every later log line meets a closed pipe
+    };
+    let client = reqwest::blocking::Client::new();
+    for _ in 0..20 {
+        let answer = client.get(format!("{url}/healthz")).send();
+        assert!(
+            answer.is_ok_and(|r| r.status().is_success()),
+            "the server died: {:?}",
+            child.try_wait()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
