@@ -49,6 +49,7 @@ fn bad_flag_values_exit_2_before_anything_runs() {
             "max-tokens",
         ),
         (&["collections", "create", "bad/name"], "collection name"),
+        (&["model", "pull", "bert-large"], "all-MiniLM-L6-v2"),
         (
             &["ingest", ".", "--collection", "has space"],
             "collection name",
