@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 question="${1:-how does quarry keep an index consistent after a crash?}"
 cargo build --release
-bin=target/release/quarry
+# Wherever cargo put it: CARGO_TARGET_DIR, build.target-dir of a cargo config, else ./target.
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -E 's/.*"target_directory":"([^"]*)".*/\1/')
+bin="$target_dir/release/quarry"
+[ -x "$bin" ] || { echo "demo: no quarry binary at $bin after the build" >&2; exit 1; }
 data=$(mktemp -d "${TMPDIR:-/tmp}/quarry-demo.XXXXXX")
 server=""
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT

@@ -33,6 +33,7 @@ pub(crate) struct Config {
     pub auth: AuthConfig,
     pub eval: EvalConfig,
     pub reindex: ReindexConfig,
+    pub log: LogConfig,
 }
 
 impl Default for Config {
@@ -49,6 +50,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             eval: EvalConfig::default(),
             reindex: ReindexConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -217,6 +219,22 @@ impl EvalConfig {
     }
 }
 
+/// `[log]`: how logs are written (what is logged is `QUARRY_LOG`, read before any file).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LogConfig {
+    /// `text` (readable lines) or `json` (one object per line); `QUARRY_LOG_FORMAT` overrides it.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// `[reindex]`: embedding-model changes and re-index jobs.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -275,12 +293,16 @@ impl Default for ReindexConfig {
     }
 }
 
-/// Environment variables that are not config keys: options of the binary itself, and the
-/// folder of the BEIR datasets that the ignored SciFact tests and the benches read.
+/// Environment variables that are not config keys: options of the binary itself, the folder of
+/// the BEIR datasets that the ignored SciFact tests and the benches read, and the Python client's
+/// server URL and the test scripts' binary (set in the same shells as quarry's own).
 const RESERVED_ENV: &[&str] = &[
+    "QUARRY_URL",
+    "QUARRY_BIN",
     "QUARRY_DATA_DIR",
     "QUARRY_CONFIG",
     "QUARRY_LOG",
+    "QUARRY_LOG_FORMAT",
     "QUARRY_TOKEN",
     "QUARRY_MODEL_DIR",
     "QUARRY_DATASETS",
@@ -302,23 +324,39 @@ fn is_reserved_env(name: &str) -> bool {
     RESERVED_ENV.contains(&name) || RESERVED_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-/// Loads the configuration: `file` if given (it must exist), else `<data_dir>/quarry.toml` if
-/// present; then the `QUARRY_SECTION__KEY` variables of `env`.
+/// [`load_reporting`] with the warnings logged, for the tests.
+#[cfg(test)]
 pub(crate) fn load(
     file: Option<&Path>,
     data_dir: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config> {
-    let mut table = match file {
+    let (config, warnings) = load_reporting(file, data_dir, env)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(config)
+}
+
+/// Loads the configuration: `file` if given (it must exist), else `<data_dir>/quarry.toml` if
+/// present; then the `QUARRY_SECTION__KEY` variables of `env`. A `QUARRY_*` variable whose first
+/// part names no setting (`QUARRY_HOME`, set by something else) is ignored with a warning,
+/// returned for the caller to log once logging is set up (`[log]` says how); one that names a
+/// section is a key of it, checked like the file's. An error names where the bad value came
+/// from: the file, or the variable.
+pub(crate) fn load_reporting(
+    file: Option<&Path>,
+    data_dir: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(Config, Vec<String>)> {
+    let default = data_dir.join("quarry.toml");
+    let source = match file {
+        Some(path) => Some(path.to_path_buf()),
+        None => default.exists().then_some(default),
+    };
+    let table = match &source {
         Some(path) => read_table(path)?,
-        None => {
-            let default = data_dir.join("quarry.toml");
-            if default.exists() {
-                read_table(&default)?
-            } else {
-                toml::Table::new()
-            }
-        }
+        None => toml::Table::new(),
     };
     // The variable holding the JWT secret is not a configuration key, whatever its name.
     let secret_env = table
@@ -327,6 +365,9 @@ pub(crate) fn load(
         .and_then(|j| j.get("hs256_secret_env"))
         .and_then(|v| v.as_str())
         .map(str::to_owned);
+    let sections = top_level_keys();
+    let mut vars = Vec::new();
+    let mut warnings = Vec::new();
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("QUARRY_") else {
             continue;
@@ -335,13 +376,64 @@ pub(crate) fn load(
             continue;
         }
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-        set_path(&mut table, &path, parse_env_value(&value))
+        if !sections.contains(&path[0]) {
+            warnings.push(format!(
+                "ignoring the environment variable {name}: it is not a quarry setting (settings are QUARRY_SECTION__KEY, such as QUARRY_CHUNK__MAX_TOKENS; docs/configuration.md)"
+            ));
+            continue;
+        }
+        vars.push((name, path, parse_env_value(&value)));
+    }
+    // One order whatever the environment's, so that the same variables blame the same one.
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut merged = table.clone();
+    for (name, path, value) in &vars {
+        set_path(&mut merged, path, value.clone())
             .with_context(|| format!("environment variable {name}"))?;
     }
-    let config: Config = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| {
-            anyhow::anyhow!("invalid configuration: {}", e.message().trim())
+    let config = build(merged).map_err(|e| blame(e, source.as_deref(), table, &vars))?;
+    Ok((config, warnings))
+}
+
+/// The names of the top-level settings (`embedder` and the sections).
+fn top_level_keys() -> Vec<String> {
+    match toml::Value::try_from(Config::default()) {
+        Ok(toml::Value::Table(t)) => t.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `e`, the error of the whole configuration, with the source that made it: the file when the
+/// file alone is refused, else the first variable (in name order) whose value is refused on top
+/// of the file and the variables before it.
+fn blame(
+    e: anyhow::Error,
+    file: Option<&Path>,
+    mut table: toml::Table,
+    vars: &[(String, Vec<String>, toml::Value)],
+) -> anyhow::Error {
+    if let Some(path) = file
+        && build(table.clone()).is_err()
+    {
+        return e.context(format!("config file {}", path.display()));
+    }
+    for (name, path, value) in vars {
+        if set_path(&mut table, path, value.clone()).is_err() || build(table.clone()).is_err() {
+            return e.context(format!("environment variable {name}"));
+        }
+    }
+    e
+}
+
+/// The configuration a merged table gives, checked.
+fn build(table: toml::Table) -> Result<Config> {
+    let config: Config =
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let message = e.inner().message().trim().to_owned();
+            match e.path().to_string() {
+                p if p == "." => anyhow::anyhow!("invalid configuration: {message}"),
+                p => anyhow::anyhow!("invalid configuration: {p}: {message}"),
+            }
         })?;
     config
         .chunk
@@ -369,11 +461,11 @@ pub(crate) fn load(
     if config.ingest.embed_batch == 0 {
         bail!("invalid configuration: ingest.embed_batch must be at least 1");
     }
-    config
-        .query
-        .fusion
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: query.{e}"))?;
+    config.query.fusion.validate().map_err(|e| match e {
+        quarry_core::Error::Invalid { what, why } => {
+            anyhow::anyhow!("invalid configuration: query.{what}: {why}")
+        }
+    })?;
     config
         .vector
         .validate()

@@ -5,6 +5,7 @@ mod cmd;
 mod config;
 mod embedders;
 mod eval;
+mod logs;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -83,6 +84,9 @@ pub enum Command {
     /// Measurements of quarry itself: `bench scale` builds a collection of N generated chunks
     /// (no model) and measures build, size, memory, restart, recall and query latency.
     Bench(cmd::bench::Args),
+    /// Print a shell completion script: `quarry completions bash > /etc/bash_completion.d/quarry`
+    /// (zsh, fish: docs/install.md).
+    Completions(cmd::completions::Args),
 }
 
 fn main() -> ExitCode {
@@ -96,26 +100,37 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if let Command::Completions(args) = cli.command {
+        // Needs no configuration: it must work wherever the shell starts.
+        return match cmd::completions::run(<Cli as clap::CommandFactory>::command(), args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let verbose_default = if matches!(cli.command, Command::Serve(_)) {
         "info"
     } else {
         "warn"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(verbose_default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
-
-    let config = match config::load(cli.config.as_deref(), &cli.data_dir, std::env::vars()) {
-        Ok(c) => c,
+    // The configuration first, since `[log]` says how to log; its warnings are logged after.
+    let loaded = config::load_reporting(cli.config.as_deref(), &cli.data_dir, std::env::vars());
+    let (config, warnings) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = logs::init(verbose_default, config.log.format) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
     let result = match cli.command {
         Command::Ingest(args) => cmd::ingest::run(&cli.data_dir, &config, args),
         Command::Reindex(args) => cmd::versions::reindex(&cli.data_dir, &config, args),
@@ -135,16 +150,55 @@ fn main() -> ExitCode {
         Command::Bench(args) => {
             cmd::bench::run(data_dir_given.then_some(&cli.data_dir), &config, args)
         }
+        Command::Completions(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            if e.downcast_ref::<cmd::UsageError>().is_some() {
-                ExitCode::from(2)
+            let code = if e.downcast_ref::<cmd::UsageError>().is_some() {
+                2
             } else {
-                ExitCode::from(1)
+                1
+            };
+            let e = cmd::with_collections_here(e, &cli.data_dir, &config);
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it does in `--help` (`--json`
+    /// included), so a new one cannot be added without it.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let text = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if !arg.is_hide_set() && text.trim().is_empty() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
             }
         }
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "quarry", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+        let json = cmd
+            .find_subcommand("status")
+            .and_then(|s| s.get_arguments().find(|a| a.get_id() == "json"))
+            .and_then(|a| a.get_help())
+            .map(|h| h.to_string());
+        assert!(
+            json.as_ref().is_some_and(|h| h.contains("JSON")),
+            "{json:?}"
+        );
     }
 }

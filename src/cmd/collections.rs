@@ -3,7 +3,7 @@
 //! a server running on it follows (its refresh loop picks up the new generation, or notices that
 //! a collection is gone).
 
-use super::{UsageError, emit, open_engine, print_json};
+use super::{UsageError, emit, open_engine, open_existing_engine, print_json};
 use crate::config::Config;
 use quarry_core::{ChunkOptions, ChunkSizer, Principal};
 use quarry_index::CollectionSettings;
@@ -31,6 +31,7 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
     /// Name: 1 to 64 letters, digits, `_` or `-`.
+    #[arg(value_parser = super::collection_name)]
     pub name: String,
     /// Largest chunk, in tokens of the embedder (or characters / 4 with --sizer chars)
     /// [default: chunk.max_tokens].
@@ -49,22 +50,27 @@ pub struct CreateArgs {
     /// [default: embedder].
     #[arg(long)]
     pub embedder: Option<String>,
+    /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
+    /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct DeleteArgs {
+    /// The collection to delete.
+    #[arg(value_parser = super::collection_name)]
     pub name: String,
     /// Confirm: the collection cannot be restored.
     #[arg(long)]
     pub yes: bool,
+    /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -72,9 +78,12 @@ pub struct DeleteArgs {
 /// `quarry forget COLLECTION DOC_ID`.
 #[derive(Debug, clap::Args)]
 pub struct ForgetArgs {
+    /// The collection that holds the document.
+    #[arg(value_parser = super::collection_name)]
     pub collection: String,
     /// The document's id (for a file: its path relative to the folder ingested).
     pub doc_id: String,
+    /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -100,6 +109,18 @@ fn create(data_dir: &Path, config: &Config, a: CreateArgs) -> anyhow::Result<()>
         sizer,
         context_chars: a.context_chars.unwrap_or(base.context_chars),
     };
+    // A bad flag value is a usage error (exit 2), named by its flag, before anything is opened.
+    chunk.validate().map_err(|e| {
+        UsageError(
+            e.to_string()
+                .replace("chunk.max_tokens", "--max-tokens (chunk.max_tokens)")
+                .replace("chunk.overlap", "--overlap (chunk.overlap)")
+                .replace(
+                    "chunk.context_chars",
+                    "--context-chars (chunk.context_chars)",
+                ),
+        )
+    })?;
     let settings = CollectionSettings {
         chunk: Some(chunk),
         embedder: a.embedder,
@@ -120,7 +141,7 @@ fn create(data_dir: &Path, config: &Config, a: CreateArgs) -> anyhow::Result<()>
 }
 
 fn list(data_dir: &Path, config: &Config, a: ListArgs) -> anyhow::Result<()> {
-    let engine = open_engine(data_dir, config)?;
+    let engine = open_existing_engine(data_dir, config)?;
     let list = engine.list(&Principal::local_admin())?;
     if a.json {
         return print_json(&serde_json::json!({ "collections": list }));
@@ -156,7 +177,7 @@ fn delete(data_dir: &Path, config: &Config, a: DeleteArgs) -> anyhow::Result<()>
         ))
         .into());
     }
-    let engine = open_engine(data_dir, config)?;
+    let engine = open_existing_engine(data_dir, config)?;
     let deleted = engine.delete_collection(&a.name)?;
     if a.json {
         return print_json(&deleted);
@@ -170,7 +191,7 @@ fn delete(data_dir: &Path, config: &Config, a: DeleteArgs) -> anyhow::Result<()>
 
 /// `quarry forget COLLECTION DOC_ID`, as the local admin.
 pub(crate) fn forget(data_dir: &Path, config: &Config, a: ForgetArgs) -> anyhow::Result<()> {
-    let engine = open_engine(data_dir, config)?;
+    let engine = open_existing_engine(data_dir, config)?;
     let report = engine.forget(&a.collection, &a.doc_id, &Principal::local_admin())?;
     if a.json {
         return print_json(&report);

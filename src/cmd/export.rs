@@ -37,7 +37,7 @@ pub enum What {
 #[derive(Debug, clap::Args)]
 pub struct ChunksArgs {
     /// The collection.
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "default", value_parser = crate::cmd::collection_name)]
     pub collection: String,
     /// The folder to write `chunks-NNNNN.parquet` into (created if missing). It must hold no
     /// `chunks-*.parquet` files yet, unless --force.

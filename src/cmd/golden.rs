@@ -5,7 +5,7 @@
 //! per line (optional `"id"`, else the line number), or from a BEIR pair (`--queries
 //! queries.jsonl --qrels qrels.tsv`). Every line is checked before anything is stored.
 
-use super::{emit, open_engine, print_json};
+use super::{emit, open_existing_engine, print_json};
 use crate::config::Config;
 use anyhow::{Context, bail};
 use quarry_index::catalog::GoldenQuery;
@@ -42,8 +42,10 @@ pub struct AddArgs {
     /// BEIR qrels file (query-id, corpus-id, score; tab-separated, with a header line).
     #[arg(long, requires = "queries")]
     pub qrels: Option<PathBuf>,
-    #[arg(long, default_value = "default")]
+    /// The collection the golden set judges.
+    #[arg(long, default_value = "default", value_parser = crate::cmd::collection_name)]
     pub collection: String,
+    /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -51,16 +53,19 @@ pub struct AddArgs {
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Only the golden sets of this collection.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd::collection_name)]
     pub collection: Option<String>,
+    /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct RemoveArgs {
+    /// Name of the golden set.
     pub name: String,
-    #[arg(long, default_value = "default")]
+    /// The collection of the golden set.
+    #[arg(long, default_value = "default", value_parser = crate::cmd::collection_name)]
     pub collection: String,
 }
 
@@ -134,7 +139,7 @@ fn read_beir(queries: &Path, qrels: &Path) -> anyhow::Result<Vec<GoldenQuery>> {
 }
 
 pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
-    let engine = open_engine(data_dir, config)?;
+    let engine = open_existing_engine(data_dir, config)?;
     match args.command {
         Command::Add(a) => {
             let queries = match (&a.file, &a.queries, &a.qrels) {

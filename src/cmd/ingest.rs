@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Collection to use (1 to 64 letters, digits, `_` or `-`).
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "default", value_parser = crate::cmd::collection_name)]
     pub collection: String,
     /// Principal allowed to read documents that carry no ACL of their own (user:ID, group:ID, public).
     #[arg(long = "acl", value_name = "PRINCIPAL", value_parser = parse_principal)]
@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long)]
     pub sync: bool,
     /// Skip files larger than this many bytes [default: ingest.max_file_bytes = 32 MiB].
-    #[arg(long)]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_file_bytes: Option<u64>,
     /// Do not embed new chunks now: they are searchable by BM25 until their vectors are loaded
     /// (`quarry ingest vectors.parquet`) or a later ingest embeds them.

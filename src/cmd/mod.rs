@@ -2,6 +2,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod collections;
+pub(crate) mod completions;
 pub(crate) mod embed;
 pub(crate) mod export;
 pub(crate) mod golden;
@@ -33,6 +34,25 @@ impl std::fmt::Display for UsageError {
 }
 
 impl std::error::Error for UsageError {}
+
+/// A collection name given on the command line, checked by the engine's own rule when the flags
+/// are parsed (exit 2, before any data directory is opened or created).
+pub(crate) fn collection_name(s: &str) -> Result<String, String> {
+    quarry_index::catalog::check_collection_name(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// `e` as a usage error (exit 2) when the engine blames the caller's input (a bad name or
+/// value given on the command line), else unchanged.
+pub(crate) fn usage_if_input(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<quarry_index::Error>() {
+        Some(ie) if ie.kind() == quarry_index::ErrorKind::Input => {
+            UsageError(ie.to_string()).into()
+        }
+        _ => e,
+    }
+}
 
 /// The engine options a configuration gives.
 pub(crate) fn engine_options(config: &Config) -> EngineOptions {
@@ -72,10 +92,66 @@ pub(crate) fn open_engine(data_dir: &Path, config: &Config) -> anyhow::Result<En
         .with_context(|| format!("cannot open data dir {}", data_dir.display()))
 }
 
+/// Opens the engine of a data directory that must exist already: for the commands that read it
+/// or change what is in it, which would otherwise create an empty one (at a mistyped
+/// `--data-dir`, or when run from another folder) and then report that nothing is there.
+pub(crate) fn open_existing_engine(data_dir: &Path, config: &Config) -> anyhow::Result<Engine> {
+    require_data_dir(data_dir)?;
+    open_engine(data_dir, config)
+}
+
+/// The error of a command run on a data directory that does not exist: what to do instead.
+pub(crate) fn require_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    if data_dir.exists() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "data directory {} does not exist; create it with `quarry ingest PATH` (or `quarry collections create NAME`), or name an existing one with --data-dir or QUARRY_DATA_DIR",
+        data_dir.display()
+    )
+}
+
+/// `e` with the collections of the data directory when it says a collection was not found, so
+/// that a mistyped name is seen at once. Any other error, or a directory that cannot be read,
+/// gives `e` unchanged.
+pub(crate) fn with_collections_here(
+    e: anyhow::Error,
+    data_dir: &Path,
+    config: &Config,
+) -> anyhow::Error {
+    let missing = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<quarry_index::Error>(),
+            Some(quarry_index::Error::NotFound {
+                what: "collection",
+                ..
+            })
+        )
+    });
+    if !missing || !data_dir.join("catalog.sqlite3").is_file() {
+        return e;
+    }
+    let options = EngineOptions {
+        read_only: true,
+        ..engine_options(config)
+    };
+    let Ok(rows) = Engine::open(data_dir, options).and_then(|engine| engine.collections()) else {
+        return e;
+    };
+    let names: Vec<String> = rows.into_iter().map(|c| c.name).collect();
+    let here = if names.is_empty() {
+        "there is no collection yet in this data directory".to_owned()
+    } else {
+        format!("the collections here are: {}", names.join(", "))
+    };
+    anyhow::anyhow!("{e:#}; {here} (quarry collections list)")
+}
+
 /// Opens the engine for a command that only reads (`status`, `query`): read-only when the data
 /// directory cannot be written (permissions, a read-only mount), so it works on a mounted backup
-/// and never writes where it may not.
+/// and never writes where it may not. A data directory that does not exist is an error.
 pub(crate) fn open_engine_to_read(data_dir: &Path, config: &Config) -> anyhow::Result<Engine> {
+    require_data_dir(data_dir)?;
     if writable(data_dir) {
         return open_engine(data_dir, config);
     }

@@ -19,8 +19,8 @@ pub enum Action {
     /// Download (once) and verify by sha256 a model quarry knows, into the model cache
     /// ($QUARRY_MODEL_DIR, else the user's cache directory). Works offline once cached.
     Pull {
-        /// Model name.
-        #[arg(default_value = DEFAULT_MODEL)]
+        /// Model name: one quarry knows how to download and verify.
+        #[arg(default_value = DEFAULT_MODEL, value_parser = known_model)]
         name: String,
         /// Print `{"model", "dir"}` as JSON.
         #[arg(long)]
@@ -63,6 +63,21 @@ pub enum Action {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `model pull NAME`: a model of `KNOWN_MODELS`, else a usage error naming them (exit 2).
+fn known_model(name: &str) -> Result<String, String> {
+    let known: Vec<&str> = quarry_embed::fetch::KNOWN_MODELS
+        .iter()
+        .map(|m| m.name)
+        .collect();
+    if known.contains(&name) {
+        return Ok(name.to_owned());
+    }
+    Err(format!(
+        "quarry can download {}; for another model, point embedders.NAME.model_dir at its folder (docs/configuration.md)",
+        known.join(", ")
+    ))
 }
 
 pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {

@@ -16,7 +16,7 @@ pub struct Args {
     /// and --vector.
     pub text: Option<String>,
     /// Collection to use (1 to 64 letters, digits, `_` or `-`).
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "default", value_parser = crate::cmd::collection_name)]
     pub collection: String,
     /// Number of results, 1 to 1000 [default: query.top_k = 10].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
@@ -50,7 +50,7 @@ pub struct Args {
     pub explain: bool,
     /// The query's own vector, as a JSON array of numbers (skips embedding the text).
     #[arg(long, value_name = "JSON", value_parser = parse_vector)]
-    pub vector: Option<Vec<f32>>,
+    pub vector: Option<JsonVector>,
     /// The embedding version --vector was made for (checked against the collection's).
     #[arg(long, requires = "vector")]
     pub embedding_version: Option<String>,
@@ -85,12 +85,30 @@ pub struct FusionArgs {
     /// Fusion of hybrid results: rrf or weighted [default: query.fusion].
     #[arg(long, value_parser = ["rrf", "weighted"])]
     pub fusion: Option<String>,
-    /// k of RRF (with --fusion rrf) [default: 60].
-    #[arg(long)]
+    /// k of RRF, 0 to 10000 (with --fusion rrf) [default: 60].
+    #[arg(long, value_name = "K", value_parser = parse_rrf_k)]
     pub rrf_k: Option<f32>,
     /// Weight of the vector side, 0 to 1 (with --fusion weighted) [default: 0.6].
-    #[arg(long)]
+    #[arg(long, value_name = "A", value_parser = parse_alpha)]
     pub alpha: Option<f32>,
+}
+
+/// `--alpha`, checked by the fusion's own rule when the flags are parsed (exit 2).
+fn parse_alpha(s: &str) -> Result<f32, String> {
+    let alpha: f32 = s.parse().map_err(|e| format!("{s}: {e}"))?;
+    Fusion::Weighted { alpha }
+        .validate()
+        .map(|()| alpha)
+        .map_err(|e| e.to_string())
+}
+
+/// `--rrf-k`, checked by the fusion's own rule when the flags are parsed (exit 2).
+fn parse_rrf_k(s: &str) -> Result<f32, String> {
+    let k: f32 = s.parse().map_err(|e| format!("{s}: {e}"))?;
+    Fusion::Rrf { k }
+        .validate()
+        .map(|()| k)
+        .map_err(|e| e.to_string())
 }
 
 impl FusionArgs {
@@ -130,6 +148,11 @@ pub(crate) fn parse_filter(s: &str) -> Result<serde_json::Value, String> {
     quarry_core::Filter::parse(&v).map_err(|e| e.to_string())?;
     Ok(v)
 }
+
+/// `--vector`'s value, one JSON array. A type alias on purpose: clap's derive reads a written-out
+/// `Option<Vec<f32>>` as a flag of several `f32` values, and every `--vector` then panicked when
+/// the parsed `Vec<f32>` was taken out as an `f32`.
+pub(crate) type JsonVector = Vec<f32>;
 
 fn parse_vector(s: &str) -> Result<Vec<f32>, String> {
     serde_json::from_str(s).map_err(|e| format!("expected a JSON array of numbers: {e}"))

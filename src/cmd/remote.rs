@@ -9,11 +9,26 @@ use reqwest::blocking::{Client, RequestBuilder};
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
     /// Ask a running server (e.g. http://127.0.0.1:7878) instead of opening the data dir.
-    #[arg(long)]
+    #[arg(long, value_name = "URL", value_parser = parse_server_url)]
     pub server: Option<String>,
     /// API key or JWT for a server with authentication (sent as `Authorization: Bearer`).
     #[arg(long, env = "QUARRY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+/// `--server`: an http:// or https:// URL. `127.0.0.1:7878` alone is refused with the fix, since
+/// the HTTP client would read it as a relative URL and fail to connect with a puzzling message.
+pub(crate) fn parse_server_url(s: &str) -> Result<String, String> {
+    let lower = s.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Ok(s.to_owned());
+    }
+    if s.contains("://") {
+        return Err(format!("{s}: use an http:// or https:// URL"));
+    }
+    Err(format!(
+        "{s} has no scheme; add http:// (or https://): --server http://{s}"
+    ))
 }
 
 impl ServerArgs {
@@ -49,6 +64,22 @@ impl Remote {
         self.send(path, self.client.post(self.url(path)).json(body))
     }
 
+    /// What the server says its collections are (those the token may list), for the error
+    /// of a collection it did not find; `None` when it cannot say.
+    fn collection_names(&self) -> Option<String> {
+        let answer = self.get("/v1/collections").ok()?;
+        let names: Vec<&str> = answer["collections"]
+            .as_array()?
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        Some(if names.is_empty() {
+            "the server has no collection yet".to_owned()
+        } else {
+            format!("the collections there are: {}", names.join(", "))
+        })
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -70,6 +101,14 @@ impl Remote {
             return Ok(value);
         }
         let message = value["error"]["message"].as_str().unwrap_or("(no message)");
+        if value["error"]["code"] == "collection_not_found"
+            && let Some(names) = self.collection_names()
+        {
+            bail!(
+                "server answered {status}: {message}; {names} (quarry status --server {})",
+                self.base
+            );
+        }
         match status {
             StatusCode::UNAUTHORIZED if self.token.is_none() => bail!(
                 "{} requires authentication ({message}); pass an API key or a JWT with --token or QUARRY_TOKEN",

@@ -26,7 +26,7 @@ pub struct Args {
 pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     let auth = authenticator(config)?;
     if auth.is_on() && args.insecure_no_auth {
-        eprintln!("warning: --insecure-no-auth has no effect: authentication is configured");
+        tracing::warn!("--insecure-no-auth has no effect: authentication is configured");
     }
     let engine = Arc::new(open_engine(data_dir, config)?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -74,7 +74,7 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         let bound = listener.local_addr()?;
         // Checked on the bound address, whatever name `addr` used; nothing is accepted before.
         check_bind(&auth, bound, args.insecure_no_auth)?;
-        eprintln!("authentication: {}", describe(&auth, config, bound, args.insecure_no_auth));
+        tracing::info!("authentication: {}", describe(&auth, config, bound, args.insecure_no_auth));
         if auth.is_on() {
             warn_documents_without_acl(&engine, config);
         }
@@ -100,7 +100,7 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
             tokio::spawn(quarry_server::canary_loop(engine.clone(), every))
         });
         let scheduled = if let Some((every, policy)) = schedule {
-            eprintln!(
+            tracing::info!(
                 "scheduled eval: every golden set every {}, alarm on an nDCG@10 drop over {} (best of the last {} runs)",
                 humantime::format_duration(every),
                 policy.alert_drop,
@@ -161,12 +161,12 @@ fn warn_documents_without_acl(engine: &quarry_index::Engine, config: &Config) {
         .join(", ");
     let acl = config.auth.default_acl();
     if acl.0.is_empty() {
-        eprintln!(
-            "warning: {total} documents have no ACL of their own ({per_collection}); with authentication on they follow auth.default_acl,              which is admins only, so no reader or writer can see them. Set auth.default_acl in quarry.toml (e.g. [\"group:staff\"] or [\"public\"]),              or re-ingest them with an ACL (a .quarry-acl.toml file, `quarry ingest --acl`, or a record's `acl`)"
+        tracing::warn!(
+            "{total} documents have no ACL of their own ({per_collection}); with authentication on they follow auth.default_acl,              which is admins only, so no reader or writer can see them. Set auth.default_acl in quarry.toml (e.g. [\"group:staff\"] or [\"public\"]),              or re-ingest them with an ACL (a .quarry-acl.toml file, `quarry ingest --acl`, or a record's `acl`)"
         );
     } else {
-        eprintln!(
-            "note: {total} documents have no ACL of their own ({per_collection}); they follow auth.default_acl = [{}]",
+        tracing::info!(
+            "{total} documents have no ACL of their own ({per_collection}); they follow auth.default_acl = [{}]",
             acl.0.join(", ")
         );
     }

@@ -13,6 +13,7 @@ use std::path::Path;
 pub struct Args {
     #[command(flatten)]
     pub server: ServerArgs,
+    /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }

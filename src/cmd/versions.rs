@@ -6,7 +6,7 @@
 //! server's worker runs it; `--wait` follows it to its end.
 
 use super::remote::{Remote, ServerArgs};
-use super::{UsageError, emit, open_engine, print_json};
+use super::{emit, open_existing_engine, print_json, usage_if_input};
 use crate::config::Config;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -41,13 +41,15 @@ pub struct ReindexArgs {
     /// nothing is embedded; the old index serves until the new one is switched in.
     #[arg(long)]
     pub rebuild_index: bool,
-    #[arg(long, default_value = "default")]
+    /// The collection to re-index.
+    #[arg(long, default_value = "default", value_parser = crate::cmd::collection_name)]
     pub collection: String,
     #[command(flatten)]
     pub server: ServerArgs,
     /// With --server: follow the job to its end (a progress bar on a terminal).
     #[arg(long)]
     pub wait: bool,
+    /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -56,6 +58,7 @@ pub struct ReindexArgs {
 pub struct JobsArgs {
     #[command(subcommand)]
     pub command: Option<JobsCommand>,
+    /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -66,6 +69,7 @@ pub enum JobsCommand {
     /// was stopped (they resume where their stored vectors end). A job a live process runs is
     /// left to it.
     Resume {
+        /// Print the result as one JSON document on stdout instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -73,6 +77,7 @@ pub enum JobsCommand {
     /// progress bar on a terminal: chunks done of the total, chunks embedded, rate and ETA. The
     /// job may run here or in a server on this data directory. Exits 1 if a job failed.
     Watch {
+        /// The job to follow [default: every queued and running job].
         id: Option<String>,
         /// Print the jobs as they ended, as JSON.
         #[arg(long)]
@@ -80,7 +85,9 @@ pub enum JobsCommand {
     },
     /// Cancel a queued job, or a running one at its next batch.
     Cancel {
+        /// The job's id, as `quarry jobs` lists it.
         id: String,
+        /// Print the result as one JSON document on stdout instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -90,8 +97,10 @@ pub enum JobsCommand {
 pub struct VersionsArgs {
     #[command(subcommand)]
     pub command: Option<VersionsCommand>,
-    #[arg(long, default_value = "default", global = true)]
+    /// The collection whose versions to list or change.
+    #[arg(long, default_value = "default", global = true, value_parser = crate::cmd::collection_name)]
     pub collection: String,
+    /// Print the result as one JSON document on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
 }
@@ -100,9 +109,15 @@ pub struct VersionsArgs {
 pub enum VersionsCommand {
     /// Make a version the active one: promote a `ready` version or roll back to an earlier one.
     /// Its vectors are stored, so nothing is embedded (except chunks added since it served).
-    Activate { id: String },
+    Activate {
+        /// The version's id, as `quarry versions` lists it.
+        id: String,
+    },
     /// Delete a version's vector index (not the active one); its stored vectors stay cached.
-    Retire { id: String },
+    Retire {
+        /// The version's id, as `quarry versions` lists it.
+        id: String,
+    },
     /// Re-embed the active version's canary chunks and compare with their stored vectors: a
     /// provider that changed its model behind the same name shows as a low cosine (exit 1).
     Check,
@@ -136,7 +151,7 @@ pub(crate) fn reindex(data_dir: &Path, config: &Config, args: ReindexArgs) -> an
         let job = follow(&|| server_job(&server, &id), args.json)?;
         return report(&job, args.json);
     }
-    let engine = open_engine(data_dir, config)?;
+    let engine = open_existing_engine(data_dir, config)?;
     let queued = match (&args.embedder, &args.quantization) {
         (Some(e), _) => jobs::enqueue_reindex(&engine, &args.collection, e),
         (None, Some(q)) => q
@@ -160,13 +175,6 @@ pub(crate) fn reindex(data_dir: &Path, config: &Config, args: ReindexArgs) -> an
     };
     bar.finish_and_clear();
     report(&job, args.json)
-}
-
-fn usage_if_input(e: anyhow::Error) -> anyhow::Error {
-    match e.downcast_ref::<quarry_index::Error>() {
-        Some(ie) if ie.kind() == ErrorKind::Input => UsageError(ie.to_string()).into(),
-        _ => e,
-    }
 }
 
 fn server_job(server: &Remote, id: &str) -> anyhow::Result<Job> {
@@ -311,7 +319,7 @@ fn job_text(job: &Job) -> String {
 }
 
 pub(crate) fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::Result<()> {
-    let engine = open_engine(data_dir, config)?;
+    let engine = open_existing_engine(data_dir, config)?;
     match args.command {
         Some(JobsCommand::Resume { json }) => {
             let mut done = Vec::new();
@@ -397,7 +405,7 @@ pub(crate) fn jobs(data_dir: &Path, config: &Config, args: JobsArgs) -> anyhow::
 }
 
 pub(crate) fn versions(data_dir: &Path, config: &Config, args: VersionsArgs) -> anyhow::Result<()> {
-    let engine = open_engine(data_dir, config)?;
+    let engine = open_existing_engine(data_dir, config)?;
     let c = &args.collection;
     match args.command {
         Some(VersionsCommand::Activate { id }) => {

@@ -31,10 +31,79 @@ fn dataset_bench_and_load_test_variables_are_not_config_keys() {
     .unwrap();
     assert_eq!(c.chunk.max_tokens, 64);
     assert_eq!(c.query, QueryConfig::default());
-    let err = load(None, dir.path(), env(&[("QUARRY_DATASET", "/data/beir")]))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("dataset"), "{err}");
+    // A variable naming no setting (a look-alike, or QUARRY_HOME set by another tool) is
+    // ignored with a warning; one naming a section is a key of it, refused when unknown.
+    let c = load(
+        None,
+        dir.path(),
+        env(&[("QUARRY_DATASET", "/data/beir"), ("QUARRY_HOME", "/opt/q")]),
+    )
+    .unwrap();
+    assert_eq!(c, Config::default());
+    let err = load(None, dir.path(), env(&[("QUARRY_CHUNK__MAX_TOKNS", "9")]))
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap();
+    assert!(err.contains("max_tokns"), "{err}");
+}
+
+/// `[log] format` (or `QUARRY_LOG__FORMAT`) is text or json; another value names the key.
+#[test]
+fn log_format_is_text_or_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("q.toml");
+    std::fs::write(&file, "[log]\nformat = \"json\"\n").unwrap();
+    let c = load(Some(&file), dir.path(), env(&[])).unwrap();
+    assert_eq!(c.log.format, LogFormat::Json);
+    let c = load(
+        Some(&file),
+        dir.path(),
+        env(&[("QUARRY_LOG__FORMAT", "text")]),
+    )
+    .unwrap();
+    assert_eq!(c.log.format, LogFormat::Text);
+    std::fs::write(&file, "[log]\nformat = \"yaml\"\n").unwrap();
+    let err = format!("{:#}", load(Some(&file), dir.path(), env(&[])).unwrap_err());
+    assert!(
+        err.contains("log.format") && err.contains("q.toml"),
+        "{err}"
+    );
+    let (_, warnings) = load_reporting(None, dir.path(), env(&[("QUARRY_HOME", "/x")])).unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("QUARRY_HOME"), "{warnings:?}");
+}
+
+/// A refused value is named by its key and by where it came from: the file, or the variable.
+#[test]
+fn errors_name_the_key_and_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("q.toml");
+    std::fs::write(&file, "[query]\ntop_k = \"ten\"\n").unwrap();
+    let err = format!("{:#}", load(Some(&file), dir.path(), env(&[])).unwrap_err());
+    assert!(
+        err.contains("q.toml") && err.contains("query.top_k"),
+        "{err}"
+    );
+    std::fs::write(&file, "[chunk]\nmax_tokens = 100\noverlap = 10\n").unwrap();
+    let vars = env(&[
+        ("QUARRY_SERVER__ADDR", "0.0.0.0:1"),
+        ("QUARRY_CHUNK__OVERLAP", "500"),
+    ]);
+    let err = format!("{:#}", load(Some(&file), dir.path(), vars).unwrap_err());
+    assert!(
+        err.contains("environment variable QUARRY_CHUNK__OVERLAP") && err.contains("chunk.overlap"),
+        "{err}"
+    );
+    assert!(!err.contains("q.toml"), "{err}");
+    let vars = env(&[("QUARRY_INGEST__BATCH_DOCS", "many")]);
+    let err = format!("{:#}", load(None, dir.path(), vars).unwrap_err());
+    assert!(
+        err.contains("QUARRY_INGEST__BATCH_DOCS") && err.contains("ingest.batch_docs"),
+        "{err}"
+    );
+    let vars = env(&[("QUARRY_QUERY__FUSION", "{method = \"rrf\", k = -3}")]);
+    let err = format!("{:#}", load(None, dir.path(), vars).unwrap_err());
+    assert!(err.contains("query.fusion.k: -3"), "{err}");
 }
 
 #[test]
@@ -59,16 +128,19 @@ fn file_then_env_precedence_and_unknown_keys() {
 
     std::fs::write(&file, "[chunk]\nmax_tokenz = 1\n").unwrap();
     let err = load(Some(&file), dir.path(), env(&[]))
-        .unwrap_err()
-        .to_string();
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap();
     assert!(err.contains("max_tokenz"), "{err}");
     let err = load(None, dir.path(), env(&[("QUARRY_SERVER__PORT", "1")]))
-        .unwrap_err()
-        .to_string();
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap();
     assert!(err.contains("port"), "{err}");
     let err = load(None, dir.path(), env(&[("QUARRY_CHUNK__OVERLAP", "999")]))
-        .unwrap_err()
-        .to_string();
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap();
     assert!(err.contains("chunk.overlap"), "{err}");
 }
 
@@ -173,6 +245,7 @@ mod fuzz {
             ],
         ),
         ("ingest", &["max_file_bytes", "batch_docs", "embed_batch"]),
+        ("log", &["format"]),
         (
             "server",
             &[

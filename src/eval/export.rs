@@ -40,6 +40,7 @@ pub struct ExportArgs {
     /// The mode to export (needed for TREC when the run measured several) [default: every mode].
     #[arg(long)]
     pub mode: Option<String>,
+    /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }

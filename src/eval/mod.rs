@@ -44,7 +44,7 @@ pub struct RunArgs {
     pub fusion: FusionArgs,
     /// Collection to evaluate [default: beir-<dataset folder name>, ingested from corpus.jsonl;
     /// with --golden: default].
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd::collection_name)]
     pub collection: Option<String>,
     /// Evaluate the collection as it is with its golden set NAME (`quarry golden add`), instead
     /// of a dataset.
@@ -56,8 +56,9 @@ pub struct RunArgs {
     /// A group of --user (repeatable).
     #[arg(long = "group", value_name = "GROUP", requires = "user")]
     pub groups: Vec<String>,
-    /// Query a running server instead of the data dir (the collection must hold the corpus).
-    #[arg(long)]
+    /// Query a running server (http://HOST:PORT) instead of the data dir (the collection must
+    /// hold the corpus).
+    #[arg(long, value_name = "URL", value_parser = crate::cmd::remote::parse_server_url)]
     pub server: Option<String>,
     /// API key or JWT for --server (sent as `Authorization: Bearer`): the eval sees what this
     /// caller may read.
@@ -77,6 +78,7 @@ pub struct RunArgs {
     /// Also write one TREC run file per mode, DIR/<mode>.trec.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -121,7 +123,7 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
             .into());
         }
         let collection = args.collection.clone().unwrap_or_else(|| "default".into());
-        let engine = open_engine(data_dir, config)?;
+        let engine = crate::cmd::open_existing_engine(data_dir, config)?;
         let cases = engine.golden_cases(&collection, golden)?;
         let source = serde_json::json!({"source": "golden", "golden": golden});
         return evaluate(config, &args, Some(engine), &collection, &cases, source);

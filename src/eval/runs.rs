@@ -5,7 +5,7 @@
 //! nDCG@10 and the queries whose nDCG@10 changed, worse first, each with both rankings side by
 //! side.
 
-use crate::cmd::{emit, open_engine, print_json};
+use crate::cmd::{emit, open_existing_engine, print_json};
 use crate::config::Config;
 use anyhow::Context;
 use quarry_index::eval::compare::TRIALS;
@@ -37,7 +37,7 @@ pub struct ReportArgs {
     #[arg(long)]
     pub out: std::path::PathBuf,
     /// Only the runs of this collection.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd::collection_name)]
     pub collection: Option<String>,
     /// Only this mode in the latest comparison [default: every mode].
     #[arg(long)]
@@ -47,8 +47,9 @@ pub struct ReportArgs {
 #[derive(Debug, clap::Args)]
 pub struct HistoryArgs {
     /// Only the runs of this collection.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd::collection_name)]
     pub collection: Option<String>,
+    /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -65,12 +66,13 @@ pub struct CompareArgs {
     /// Changed queries listed per direction, the largest changes first.
     #[arg(long, default_value_t = 10)]
     pub limit: usize,
+    /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 pub(super) fn run(data_dir: &Path, config: &Config, command: Command) -> anyhow::Result<()> {
-    let engine = open_engine(data_dir, config)?;
+    let engine = open_existing_engine(data_dir, config)?;
     match command {
         Command::History(args) => {
             let runs = engine.eval_runs(args.collection.as_deref())?;

@@ -1224,7 +1224,8 @@ fn serve_warns_when_authentication_hides_documents_without_an_acl() {
     assert_eq!(warnings.len(), 1, "{:?}", served.early);
     let w = warnings[0];
     for want in [
-        "warning: 2 documents have no ACL of their own (default: 2)",
+        "WARN",
+        "2 documents have no ACL of their own (default: 2)",
         "admins only",
         "auth.default_acl",
         "--acl",
@@ -1238,7 +1239,7 @@ fn serve_warns_when_authentication_hides_documents_without_an_acl() {
     let served = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &[]);
     assert!(
         served.early.iter().any(|l| l
-            .contains("note: 2 documents have no ACL of their own (default: 2); they follow auth.default_acl = [group:staff]")),
+            .contains("2 documents have no ACL of their own (default: 2); they follow auth.default_acl = [group:staff]")),
         "{:?}",
         served.early
     );

@@ -20,7 +20,10 @@ mod http;
 mod hybrid;
 mod hygiene;
 mod ingest_bad_input;
+mod install;
 mod load;
+mod logs;
+mod messages;
 mod playground;
 mod query_bench;
 mod query_options;
@@ -140,7 +143,12 @@ pub fn spawn_serve(data: &std::path::Path, args: &[&str], env: &[(&str, &str)]) 
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("server printed its address; stderr so far: {early:?}"));
         if let Some(i) = line.find("http://") {
-            let url = line[i..].split_whitespace().next().unwrap().to_owned();
+            // the end of the URL: a space, or a quote when the log line is JSON
+            let url = line[i..]
+                .split(|c: char| c.is_whitespace() || c == '"')
+                .next()
+                .unwrap()
+                .to_owned();
             early.push(line);
             break url;
         }
