@@ -9,7 +9,7 @@ from typing import Any, Dict, Type
 import pytest
 from langchain_core.documents import Document
 from langchain_core.indexing import InMemoryRecordManager, index
-from langchain_tests.integration_tests import RetrieversIntegrationTests
+from langchain_tests.integration_tests import RetrieversIntegrationTests, VectorStoreIntegrationTests
 
 from quarry_client import QuarryClient
 from quarry_client.langchain import QuarryRetriever, QuarryVectorStore
@@ -37,6 +37,22 @@ class TestQuarryRetrieverStandard(RetrieversIntegrationTests):
     @property
     def retriever_query_example(self) -> str:
         return "retrieval with BM25 and vectors"
+
+
+class TestQuarryVectorStoreStandard(VectorStoreIntegrationTests):
+    """langchain-tests' VectorStoreIntegrationTests: a fresh collection per test, deleted after.
+    quarry embeds with its own (hash) embedder; the suite's embeddings are not used."""
+
+    @pytest.fixture
+    def vectorstore(self, server):
+        store = QuarryVectorStore("std-" + uuid.uuid4().hex[:10], client=server.client())
+        try:
+            yield store
+        finally:
+            try:
+                store.client.delete_collection(store.collection)
+            except Exception:
+                pass
 
 
 def test_retriever_options_and_metadata(server):

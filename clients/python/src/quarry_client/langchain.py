@@ -21,7 +21,7 @@ from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict, Field
 
 from ._client import AsyncQuarryClient, QuarryClient, build_query
-from .errors import NotFoundError
+from .errors import CollectionNotFoundError, NotFoundError
 from .types import Hit
 
 #: Built-in fields of every quarry document, which a metadata object may not use as keys.
@@ -187,8 +187,10 @@ class QuarryVectorStore(VectorStore):
         token: Optional[str] = None,
         batch_size: int = 256,
         query_options: Optional[Dict[str, Any]] = None,
+        quarry_metadata: bool = False,
     ) -> None:
         self.collection = collection
+        self.quarry_metadata = quarry_metadata
         self.client = client or QuarryClient(url, token)
         self._async_client = async_client
         self._url, self._token = url, token
@@ -273,9 +275,6 @@ class QuarryVectorStore(VectorStore):
             except NotFoundError:
                 continue
             meta = from_quarry_metadata(d.metadata)
-            meta.setdefault("source", d.source)
-            if d.title:
-                meta.setdefault("title", d.title)
             out.append(Document(id=d.id, page_content=d.text or "", metadata=meta))
         return out
 
@@ -293,8 +292,16 @@ class QuarryVectorStore(VectorStore):
     ) -> List[Tuple[Document, float]]:
         """The ``k`` best hits with their quarry score (higher is better; see docs/query.md for
         what it means in each mode)."""
-        resp = self.client.query(self.collection, **self._query(query, k, filter, kwargs))
-        return [(hit_to_document(h), h.score) for h in resp.results]
+        try:
+            resp = self.client.query(self.collection, **self._query(query, k, filter, kwargs))
+        except CollectionNotFoundError:
+            return []
+        return [(self._doc(h), h.score) for h in resp.results]
+
+    def _doc(self, hit: Hit) -> Document:
+        if self.quarry_metadata:
+            return hit_to_document(hit)
+        return Document(id=hit.doc_id, page_content=hit.text, metadata=from_quarry_metadata(hit.metadata))
 
     def similarity_search(
         self, query: str, k: int = 4, filter: Optional[dict] = None, **kwargs: Any
@@ -305,12 +312,15 @@ class QuarryVectorStore(VectorStore):
         self, query: str, k: int = 4, filter: Optional[dict] = None, **kwargs: Any
     ) -> List[Tuple[Document, float]]:
         body = self._query(query, k, filter, kwargs)
-        if self._async_client is not None:
-            resp = await self._async_client.query(self.collection, **body)
-        else:
-            async with AsyncQuarryClient(self.client.url, self.client._cfg.token) as c:
-                resp = await c.query(self.collection, **body)
-        return [(hit_to_document(h), h.score) for h in resp.results]
+        try:
+            if self._async_client is not None:
+                resp = await self._async_client.query(self.collection, **body)
+            else:
+                async with AsyncQuarryClient(self.client.url, self.client._cfg.token) as c:
+                    resp = await c.query(self.collection, **body)
+        except CollectionNotFoundError:
+            return []
+        return [(self._doc(h), h.score) for h in resp.results]
 
     async def asimilarity_search(
         self, query: str, k: int = 4, filter: Optional[dict] = None, **kwargs: Any
@@ -329,8 +339,11 @@ class QuarryVectorStore(VectorStore):
         opts.update(top_k=k, mode="vector", vector=list(embedding))
         if filter is not None:
             opts["filter"] = filter
-        resp = self.client.query(self.collection, **opts)
-        return [hit_to_document(h) for h in resp.results]
+        try:
+            resp = self.client.query(self.collection, **opts)
+        except CollectionNotFoundError:
+            return []
+        return [self._doc(h) for h in resp.results]
 
     @classmethod
     def from_texts(

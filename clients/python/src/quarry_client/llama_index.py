@@ -34,6 +34,7 @@ CITATION_KEYS = [
     "score",
     "explain",
     "passage_offsets",
+    "passage_ref",
 ]
 
 
@@ -64,6 +65,9 @@ def hit_to_node(hit: Hit) -> NodeWithScore:
             meta["highlights"] = [list(r) for r in hit.passage.highlights]
     elif hit.highlights is not None:
         meta["highlights"] = [list(r) for r in hit.highlights]
+    if hit.passage_ref is not None:
+        # Its passage is merged into that of the hit at this index of the answer.
+        meta["passage_ref"] = hit.passage_ref
     if hit.citation is not None:
         meta["citation"] = dict(hit.citation.raw)
         if hit.citation.heading_path is not None:
