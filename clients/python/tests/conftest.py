@@ -23,6 +23,10 @@ import pytest
 
 from quarry_client import QuarryClient
 
+# The servers listen on loopback: never send their requests through a configured proxy.
+for _var in ("NO_PROXY", "no_proxy"):
+    os.environ[_var] = ",".join(x for x in (os.environ.get(_var), "127.0.0.1", "localhost") if x)
+
 # Variables of the binary itself; any other QUARRY_* variable (QUARRY_BIN, QUARRY_URL...) would
 # be read by quarry as a configuration key and refused, so none reaches the server.
 _BINARY_ENV = {"QUARRY_LOG"}
