@@ -65,6 +65,18 @@ class Server:
         return QuarryClient(self.url, token, **kw)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, be killed when the test process dies, so a
+    killed test run leaves no server behind."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def start_server(config: str, name: str) -> Server:
     data_dir = Path(tempfile.mkdtemp(prefix=f"quarry-py-{name}-"))
     (data_dir / "quarry.toml").write_text(config)
@@ -75,6 +87,7 @@ def start_server(config: str, name: str) -> Server:
         stderr=subprocess.PIPE,
         text=True,
         env=quarry_env(),
+        preexec_fn=_die_with_parent,
     )
     log: List[str] = []
     found = threading.Event()

@@ -226,9 +226,10 @@ def test_group_by_paging_min_score_include_facets(client):
 def test_diversify_and_vector(client):
     d = client.query(DOCS, "backup step", diversify=0.3, top_k=3)
     assert len(d) == 3
-    dim = client.get_collection(DOCS).raw.get("dimensions") or 384
-    r = client.query(DOCS, mode="vector", vector=[0.1] * dim, top_k=2)
-    assert len(r) == 2
+    [vec] = client.embed(["backup step"], model="hash")
+    r = client.query(DOCS, mode="vector", vector=vec, top_k=2)
+    assert len(r) == 2 and r.results[0].doc_id == "manual.md"
+    assert r.embed_ms is None  # the query's own vector: nothing embedded
     with pytest.raises(BadRequestError) as e:
         client.query(DOCS, mode="vector", vector=[0.1, 0.2], top_k=2)
     assert "vector" in e.value.message
@@ -250,6 +251,17 @@ def test_batch_query(client):
     with pytest.raises(BadRequestError) as e:
         client.query_batch(DOCS, ["ok", {"query": "bad", "top_k": 0}])
     assert e.value.message.startswith("queries[1]")
+    with pytest.raises(BadRequestError) as e:
+        client.query_batch(DOCS, [{"query": "x", "no_such_option": 1}])
+    assert e.value.code == "invalid_json"
+
+
+def test_embeddings(client):
+    vectors = client.embed(["reciprocal rank fusion", "write-ahead log"], model="hash")
+    assert len(vectors) == 2 and len(vectors[0]) == 384
+    with pytest.raises(NotFoundError) as e:
+        client.embed("x", model="no-such-model")
+    assert e.value.code == "model_not_found"
 
 
 # -- collections -----------------------------------------------------------------------------

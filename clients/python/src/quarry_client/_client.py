@@ -442,8 +442,11 @@ class _Routes:
         )
 
     # -- embeddings ----------------------------------------------------------------------------
-    def embed(self, texts: Union[str, Sequence[str]], *, model: str = "local") -> Any:
-        """``POST /v1/embeddings`` with the server's default embedder: one vector per text."""
+    def embed(self, texts: Union[str, Sequence[str]], *, model: str) -> Any:
+        """``POST /v1/embeddings`` (OpenAI's format) with the server's default embedder: one
+        vector per text. ``model`` is the embedder's model (``all-MiniLM-L6-v2``) or its
+        configured name (``local``); another is 404 ``model_not_found``, whose message names
+        the one served."""
         inp = texts if isinstance(texts, str) else list(texts)
         return self._call(
             "POST",
