@@ -234,9 +234,28 @@ def server():
     stop_server(s)
 
 
+JWT_SECRET = "pytest-secret-" + "s" * 40
+
+
+def make_jwt(claims: dict) -> str:
+    """An HS256 JWT signed with JWT_SECRET (by hand: no JWT library needed)."""
+    import base64
+    import hmac
+    import json
+
+    def b64(b: bytes) -> str:
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = hmac.new(JWT_SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
+
+
 @pytest.fixture(scope="session")
 def auth_server():
-    """A server with API keys for an admin, a writer and a reader (group `eng`); the collection
+    """A server with API keys for an admin, a writer and a reader (group `eng`), and HS256 JWTs
+    (`jwt-reader`, and `jwt-expired`, refused); the collection
     `acl` holds one document readable by group:eng and one by admins only."""
     tokens = {
         "admin": "admin-" + "a" * 40,
@@ -249,7 +268,11 @@ def auth_server():
             f'\n[[auth.api_keys]]\nkey_sha256 = "{sha256(token)}"\nuser = "{role}-user"\n'
             f'groups = ["eng"]\nrole = "{role}"\n'
         )
+    config += '\n[auth.jwt]\nhs256_secret_env = "PYTEST_QUARRY_JWT_SECRET"\n'
+    os.environ["PYTEST_QUARRY_JWT_SECRET"] = JWT_SECRET
     s = start_server(config, "auth")
+    tokens["jwt-reader"] = make_jwt({"sub": "jwt-user", "groups": ["eng"], "role": "reader", "exp": int(time.time()) + 3600})
+    tokens["jwt-expired"] = make_jwt({"sub": "jwt-user", "role": "reader", "exp": int(time.time()) - 3600})
     s.tokens = tokens
     with s.client("admin") as c:
         c.put_documents(

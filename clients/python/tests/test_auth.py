@@ -61,3 +61,12 @@ def test_roles(auth_server):
     with auth_server.client("admin") as admin:
         assert [v.active for v in admin.list_versions("acl")] == [True]
         assert admin.get_collection("acl").generation is not None
+
+
+def test_jwt(auth_server):
+    with auth_server.client("jwt-reader") as c:
+        assert [h.doc_id for h in c.query("acl", "runbook deploys")] == ["public-note"]
+    with auth_server.client("jwt-expired") as c:
+        with pytest.raises(AuthenticationError) as e:
+            c.query("acl", "runbook deploys")
+        assert e.value.code == "unauthorized" and "expired" in e.value.message

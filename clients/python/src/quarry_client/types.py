@@ -184,6 +184,7 @@ class WriteSummary:
     seconds: float
     embedded: Optional[int] = None
     cache_hits: Optional[int] = None
+    acl_updated: int = 0
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -201,6 +202,7 @@ class WriteSummary:
             seconds=float(d.get("seconds", 0.0)),
             embedded=d.get("embedded"),
             cache_hits=d.get("cache_hits"),
+            acl_updated=int(d.get("acl_updated") or 0),
             raw=d,
         )
 
