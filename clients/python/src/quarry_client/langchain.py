@@ -174,7 +174,11 @@ class QuarryVectorStore(VectorStore):
     makes the store fit LangChain's indexing API (``index(..., cleanup="full")``). Metadata keys
     that are quarry's built-in fields (``source``, ``title``...) are stored as ``meta_<key>``;
     ``title`` also becomes the quarry document's title. ``similarity_search`` runs quarry's
-    query (hybrid by default) with ``group_by: "document"`` unless told otherwise.
+    query (hybrid by default) with ``group_by: "document"`` unless told otherwise, and returns
+    each hit as a document with its ``id``, the text of its best chunk and the metadata as
+    given (with ``quarry_metadata=True``, also the hit's ``doc_id``, ``score``, ``offsets``,
+    ``citation``... as :class:`QuarryRetriever` gives them). A search of a collection that
+    does not exist yet finds nothing.
     """
 
     def __init__(
