@@ -27,6 +27,7 @@ if [[ ! -x "$QUARRY_BIN" ]]; then
   echo "python-tests: no quarry binary at $QUARRY_BIN" >&2
   exit 2
 fi
+QUARRY_BIN=$(cd "$(dirname "$QUARRY_BIN")" && pwd)/$(basename "$QUARRY_BIN") # pytest runs elsewhere
 
 hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 

@@ -169,6 +169,14 @@ def _retry_after(resp: httpx.Response) -> Optional[float]:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _retryable(e: httpx.TransportError) -> bool:
+    """Transport failures after which the request was not processed: the connection was
+    refused, or the server closed a pooled keep-alive connection without answering (quarry
+    closes the connection after a 401 or 403 answered before the request body was read, and
+    a request sent on it before the close is seen fails so)."""
+    return isinstance(e, (httpx.ConnectError, httpx.RemoteProtocolError))
+
+
 def _raise_for(resp: httpx.Response) -> None:
     if resp.status_code < 400:
         return
@@ -327,7 +335,7 @@ class _Routes:
         return self._call(
             "POST",
             f"/v1/collections/{_seg(collection)}/versions/{_seg(version)}/activate",
-            lambda d: d,
+            lambda d: EmbeddingVersion.from_json(d.get("version", d)),
         )
 
     def retire_version(self, collection: str, version: str) -> Any:
@@ -371,7 +379,8 @@ class _Routes:
         return self._call("GET", f"/v1/jobs/{_seg(job_id)}", Job.from_json)
 
     def cancel_job(self, job_id: str) -> Any:
-        return self._call("POST", f"/v1/jobs/{_seg(job_id)}/cancel", lambda d: d)
+        """Cancel a job: a queued one at once, a running one at its next batch; returns the job."""
+        return self._call("POST", f"/v1/jobs/{_seg(job_id)}/cancel", Job.from_json)
 
     # -- golden sets and eval runs ---------------------------------------------------------------
     def list_golden(self, collection: str) -> Any:
@@ -487,13 +496,21 @@ class _Config:
         base = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
         return base * (0.5 + random.random() / 2)
 
+    def transport_delay(self, attempt: int, e: httpx.TransportError) -> float:
+        """A closed pooled connection is retried at once on a new one; a refused connection
+        waits like a 503."""
+        if isinstance(e, httpx.RemoteProtocolError) and attempt == 1:
+            return 0.0
+        return self.delay(attempt, None)
+
 
 class QuarryClient(_Routes):
     """A synchronous client.
 
     ``url`` defaults to ``$QUARRY_URL`` then ``http://127.0.0.1:7878``; ``token`` to
     ``$QUARRY_TOKEN`` (sent as ``Authorization: Bearer``). ``timeout`` is httpx's (seconds, or
-    an ``httpx.Timeout``). Answers 429 and 503, and connection failures, are retried up to
+    an ``httpx.Timeout``). Answers 429 and 503, refused connections and pooled connections the
+    server closed without answering, are retried up to
     ``max_retries`` times, waiting ``Retry-After`` when the server sends it, else
     ``backoff · 2^n`` seconds with jitter (at most ``max_backoff``).
     """
@@ -537,9 +554,9 @@ class QuarryClient(_Routes):
                     method, cfg.url + path, json=json, params=params, headers=cfg.headers
                 )
             except httpx.TransportError as e:
-                if isinstance(e, httpx.ConnectError) and attempt < cfg.max_retries:
+                if _retryable(e) and attempt < cfg.max_retries:
                     attempt += 1
-                    time.sleep(cfg.delay(attempt, None))
+                    time.sleep(cfg.transport_delay(attempt, e))
                     continue
                 raise QuarryConnectionError(f"{method} {cfg.url}{path}: {e}") from e
             try:
@@ -628,9 +645,9 @@ class AsyncQuarryClient(_Routes):
                     method, cfg.url + path, json=json, params=params, headers=cfg.headers
                 )
             except httpx.TransportError as e:
-                if isinstance(e, httpx.ConnectError) and attempt < cfg.max_retries:
+                if _retryable(e) and attempt < cfg.max_retries:
                     attempt += 1
-                    await asyncio.sleep(cfg.delay(attempt, None))
+                    await asyncio.sleep(cfg.transport_delay(attempt, e))
                     continue
                 raise QuarryConnectionError(f"{method} {cfg.url}{path}: {e}") from e
             try:
