@@ -184,3 +184,14 @@ def test_indexing_api_full_cleanup_leaves_exactly_the_source_set(server):
     r4 = index([], rm, store, cleanup="full", source_id_key="source", key_encoder="sha256")
     assert r4["num_deleted"] == 4
     assert quarry_ids(client, store.collection) == set()
+
+
+def test_large_additions_are_split_into_batches(server):
+    store = QuarryVectorStore("lc-" + uuid.uuid4().hex[:10], client=server.client(), batch_size=7, max_batch_bytes=20_000)
+    texts = [f"document {i} " + "word " * 800 for i in range(20)]  # about 4 KB each
+    ids = store.add_texts(texts, ids=[f"d{i:02}" for i in range(20)])
+    assert sorted(d.id for d in store.client.iter_documents(store.collection)) == ids
+    from quarry_client.langchain import _batches
+
+    parts = list(_batches([{"text": t} for t in texts], 7, 20_000))
+    assert all(len(p) <= 7 for p in parts) and len(parts) >= 5 and sum(map(len, parts)) == 20

@@ -7,6 +7,7 @@ Needs ``langchain-core`` (``pip install 'quarry-rag-client[langchain]'``).
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -158,6 +159,23 @@ class QuarryRetriever(BaseRetriever):
         return [hit_to_document(h) for h in resp.results]
 
 
+def _batches(recs: List[Dict[str, Any]], count: int, max_bytes: int) -> Iterable[List[Dict[str, Any]]]:
+    """Upsert batches of at most ``count`` documents and about ``max_bytes`` of JSON (the
+    server refuses bodies over ``server.body_limit_bytes``, 8 MiB by default); a document
+    larger than that goes alone."""
+    part: List[Dict[str, Any]] = []
+    size = 0
+    for r in recs:
+        n = len(json.dumps(r, ensure_ascii=False).encode("utf-8"))
+        if part and (len(part) >= count or size + n > max_bytes):
+            yield part
+            part, size = [], 0
+        part.append(r)
+        size += n
+    if part:
+        yield part
+
+
 def _split(body: Dict[str, Any]) -> Dict[str, Any]:
     """A query body back into ``query(...)`` keywords."""
     b = dict(body)
@@ -190,10 +208,12 @@ class QuarryVectorStore(VectorStore):
         url: Optional[str] = None,
         token: Optional[str] = None,
         batch_size: int = 256,
+        max_batch_bytes: int = 4 << 20,
         query_options: Optional[Dict[str, Any]] = None,
         quarry_metadata: bool = False,
     ) -> None:
         self.collection = collection
+        self.max_batch_bytes = max_batch_bytes
         self.quarry_metadata = quarry_metadata
         self.client = client or QuarryClient(url, token)
         self._async_client = async_client
@@ -237,8 +257,8 @@ class QuarryVectorStore(VectorStore):
             raise ValueError(f"{len(metadatas)} metadatas for {len(texts)} texts")
         recs = self._records(texts, metadatas, ids)
         batch = int(kwargs.get("batch_size") or self.batch_size)
-        for start in range(0, len(recs), batch):
-            summary = self.client.put_documents(self.collection, recs[start : start + batch])
+        for part in _batches(recs, batch, self.max_batch_bytes):
+            summary = self.client.put_documents(self.collection, part)
             if summary.skipped:
                 raise ValueError(
                     f"quarry skipped documents of the batch: {summary.skipped}: {summary.problems}"
