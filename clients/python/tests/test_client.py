@@ -343,3 +343,16 @@ def test_eval_runs(client):
     client.delete_golden(c, "smoke")
     assert client.list_golden(c) == []
     client.delete_collection(c)
+
+
+def test_snapshot(server, client):
+    import shutil
+    from pathlib import Path
+
+    snap = client.create_snapshot("py-test")
+    try:
+        assert snap["name"] == "py-test" and snap["files"] > 0 and Path(snap["path"]).is_dir()
+        with pytest.raises(ConflictError):
+            client.create_snapshot("py-test")
+    finally:
+        shutil.rmtree(Path(snap["path"]).parent, ignore_errors=True)

@@ -450,6 +450,15 @@ class _Routes:
             "GET", f"/v1/collections/{_seg(collection)}/eval/compare", lambda d: d, params=params
         )
 
+    # -- snapshots -----------------------------------------------------------------------------
+    def create_snapshot(self, name: Optional[str] = None) -> Any:
+        """``POST /v1/snapshots`` (admin): a consistent copy of the data directory into the
+        server's ``server.snapshot_dir``, under ``name`` (default: the UTC time). Returns
+        ``{"name", "path", "created_at", "collections", "files", "bytes", "seconds"}``."""
+        return self._call(
+            "POST", "/v1/snapshots", lambda d: d, json={"name": name} if name is not None else {}
+        )
+
     # -- embeddings ----------------------------------------------------------------------------
     def embed(self, texts: Union[str, Sequence[str]], *, model: str) -> Any:
         """``POST /v1/embeddings`` (OpenAI's format) with the server's default embedder: one
