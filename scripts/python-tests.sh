@@ -10,7 +10,8 @@
 # exact versions of clients/python/requirements-test.txt. pip runs only when those pins (or
 # the Python) changed since the venv was filled, so later runs are offline; the package itself
 # is installed editable (again only when its folder or pyproject.toml changed).
-# PYTHON picks the interpreter that makes the venv (default python3, 3.9 or newer).
+# PYTHON picks the interpreter that makes the venv (default python3; 3.11 or newer, which the
+# pinned langchain-core needs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 pkg=$root/clients/python
