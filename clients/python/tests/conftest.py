@@ -27,14 +27,15 @@ from quarry_client import QuarryClient
 for _var in ("NO_PROXY", "no_proxy"):
     os.environ[_var] = ",".join(x for x in (os.environ.get(_var), "127.0.0.1", "localhost") if x)
 
-# Variables of the binary itself; any other QUARRY_* variable (QUARRY_BIN, QUARRY_URL...) would
-# be read by quarry as a configuration key and refused, so none reaches the server.
-_BINARY_ENV = {"QUARRY_LOG"}
+# quarry reads a QUARRY_* variable it does not know (QUARRY_BIN, QUARRY_URL...) as a
+# configuration key and refuses it, and the tests' servers must not take settings from the
+# caller's environment: no QUARRY_* variable reaches them but the log filter.
 
 
 def quarry_env() -> Dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_") or k in _BINARY_ENV}
-    env.setdefault("QUARRY_LOG", "warn,quarry::cmd::serve=info")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}
+    # The fixture reads the "listening on" line, logged at info by quarry::cmd::serve.
+    env["QUARRY_LOG"] = "warn,quarry::cmd::serve=info"
     return env
 
 
