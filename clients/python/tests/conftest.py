@@ -107,6 +107,7 @@ def start_server(config: str, name: str) -> Server:
     threading.Thread(target=pump, daemon=True).start()
     if not found.wait(60) or not url_box:
         proc.kill()
+        shutil.rmtree(data_dir, ignore_errors=True)
         raise RuntimeError(f"quarry serve did not start:\n{''.join(log)}")
     url = url_box[0]
     deadline = time.monotonic() + 60
@@ -118,6 +119,7 @@ def start_server(config: str, name: str) -> Server:
             pass
         if time.monotonic() > deadline or proc.poll() is not None:
             proc.kill()
+            shutil.rmtree(data_dir, ignore_errors=True)
             raise RuntimeError(f"quarry serve never became ready:\n{''.join(log)}")
         time.sleep(0.05)
     return Server(url=url, data_dir=data_dir, proc=proc, log=log)
