@@ -195,6 +195,7 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         batch_docs: config.ingest.batch_docs,
         embed: !args.no_embed,
         cancel: None,
+        ..IngestOptions::default()
     };
     let progress = Bar::new();
     let done = AtomicBool::new(false);
