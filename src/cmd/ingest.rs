@@ -16,7 +16,7 @@ use std::time::Duration;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Files or folders. Folders are walked recursively (honouring .gitignore and .quarryignore);
-    /// .jsonl files are read as BEIR corpora ({"_id", "title", "text"} per line); .parquet files
+    /// .txt, .md, .html, .pdf and .docx files are documents (see docs/ingest.md); .jsonl files are read as BEIR corpora ({"_id", "title", "text"} per line); .parquet files
     /// are precomputed vectors (columns `id`, `vector`) for documents already ingested, loaded
     /// after the other paths.
     #[arg(required = true)]
