@@ -3,33 +3,29 @@
 //! splits, or the reason the file is skipped.
 
 use super::docx::extract_docx;
+use super::extract::Extracted;
 use super::guarded::{Unreadable, guarded};
 use super::pdf::extract_pdf;
 use quarry_core::DocFormat;
 use std::time::Duration;
 
-/// What a binary document gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct BinaryText {
-    pub title: String,
-    pub text: String,
-    /// Warnings `(reason, message)` of a document kept anyway.
-    pub warnings: Vec<(&'static str, String)>,
-}
+/// Warnings `(reason, message)` of a document kept anyway.
+pub(crate) type Warnings = Vec<(&'static str, String)>;
 
 /// Whether files of `format` are read by [`read_binary`] rather than as text.
 pub(crate) fn is_binary(format: DocFormat) -> bool {
     matches!(format, DocFormat::Pdf | DocFormat::Docx)
 }
 
-/// Reads the PDF or Word document in `bytes`, waiting at most `limit`; `fallback_title` (the
-/// file stem) is the title when the document names none.
+/// Reads the PDF or Word document in `bytes`, waiting at most `limit`, into its title (the
+/// document's own, else `fallback_title`, the file stem) and text, with the warnings of a
+/// document kept anyway (pages that could not be read).
 pub(crate) fn read_binary(
     format: DocFormat,
     bytes: Vec<u8>,
     fallback_title: &str,
     limit: Duration,
-) -> Result<BinaryText, Unreadable> {
+) -> Result<(Extracted, Warnings), Unreadable> {
     let (title, text, warnings) = match format {
         DocFormat::Pdf => {
             let pdf = guarded(limit, "malformed_pdf", move || extract_pdf(&bytes))?;
@@ -58,9 +54,11 @@ pub(crate) fn read_binary(
             ));
         }
     };
-    Ok(BinaryText {
+    let extracted = Extracted {
         title: title.unwrap_or_else(|| fallback_title.to_owned()),
         text,
-        warnings,
-    })
+        metadata: Default::default(),
+        warning: None,
+    };
+    Ok((extracted, warnings))
 }

@@ -14,7 +14,7 @@
 
 use super::binary::{is_binary, read_binary};
 use super::committer::Committer;
-use super::extract::{Extracted, FileKind, Record, extract, format_of};
+use super::extract::{Extracted, FileKind, Record, extract_bytes, format_of};
 use super::summary::{IngestOptions, IngestSummary, Problem, Progress};
 use super::walk::{WalkedFile, walk};
 use crate::catalog::DocState;
@@ -144,30 +144,21 @@ fn read_file(ctx: &Ctx<'_>, f: &WalkedFile, format: DocFormat) -> Outcome {
         warning,
     } = if binary {
         match read_binary(format, bytes, &stem, ctx.opts.extract_timeout) {
-            Ok(b) => {
-                warnings.extend(b.warnings);
-                Extracted {
-                    title: b.title,
-                    text: b.text,
-                    metadata: Default::default(),
-                    warning: None,
-                }
+            Ok((extracted, kept_with)) => {
+                warnings.extend(kept_with);
+                extracted
             }
             Err(u) => return skip(u.reason, u.message),
         }
     } else {
-        let (raw, lossy) = match String::from_utf8(bytes) {
-            Ok(s) => (s, false),
-            Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
-        };
+        let (extracted, lossy) = extract_bytes(format, bytes, &stem);
         if lossy {
             warnings.push((
                 "invalid_utf8",
                 "not valid UTF-8; decoded with U+FFFD replacing the invalid bytes".to_owned(),
             ));
         }
-        let raw = raw.strip_prefix('\u{feff}').unwrap_or(&raw);
-        extract(format, raw, &stem)
+        extracted
     };
     if text.trim().is_empty() {
         return skip("empty", "no visible text after extraction".into());

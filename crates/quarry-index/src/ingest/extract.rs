@@ -62,6 +62,22 @@ pub fn extract(format: DocFormat, raw: &str, fallback_title: &str) -> Extracted 
     }
 }
 
+/// Decodes the bytes of a text file (lossily: U+FFFD replaces invalid UTF-8; a byte-order mark
+/// is dropped) and extracts it as [`extract`] does; the flag says whether the bytes were not
+/// valid UTF-8.
+pub(crate) fn extract_bytes(
+    format: DocFormat,
+    bytes: Vec<u8>,
+    fallback_title: &str,
+) -> (Extracted, bool) {
+    let (raw, lossy) = match String::from_utf8(bytes) {
+        Ok(s) => (s, false),
+        Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
+    };
+    let raw = raw.strip_prefix('\u{feff}').unwrap_or(&raw);
+    (extract(format, raw, fallback_title), lossy)
+}
+
 /// Splits off YAML front matter (`---` … `---` at the very start) and returns `(front, body)`.
 fn front_matter(raw: &str) -> (Option<&str>, &str) {
     let Some(rest) = raw

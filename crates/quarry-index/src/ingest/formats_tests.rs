@@ -123,9 +123,10 @@ fn pdf_text_matches_pdftotext() {
 
 #[test]
 fn pdf_pages_and_title_reach_the_chunks() {
-    let b = read_binary(DocFormat::Pdf, fixture("multipage.pdf"), "stem", LIMIT).unwrap();
+    let (b, warnings) =
+        read_binary(DocFormat::Pdf, fixture("multipage.pdf"), "stem", LIMIT).unwrap();
     assert_eq!(b.title, "stem", "the fixture has no /Title");
-    assert!(b.warnings.is_empty(), "{:?}", b.warnings);
+    assert!(warnings.is_empty(), "{warnings:?}");
     let chunker = Chunker::new(
         ChunkOptions {
             max_tokens: 40,
@@ -149,7 +150,7 @@ fn pdf_pages_and_title_reach_the_chunks() {
 
 #[test]
 fn docx_paragraphs_and_heading_paths() {
-    let b = read_binary(DocFormat::Docx, fixture("handbook.docx"), "stem", LIMIT).unwrap();
+    let (b, _) = read_binary(DocFormat::Docx, fixture("handbook.docx"), "stem", LIMIT).unwrap();
     assert_eq!(b.title, "Field handbook");
     for want in [
         "Field handbook\n\nThis handbook collects",
