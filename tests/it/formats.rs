@@ -68,7 +68,12 @@ fn pdf_docx_and_html_are_ingested_and_damaged_files_are_skipped() {
             "truncated.docx",
         ],
     );
-    let s = run_json(data.path(), &["ingest", &path_str(root.path()), "--json"]);
+    let out = run(data.path(), &["ingest", &path_str(root.path()), "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // a reader's panic is a skip reason, not a message on the terminal
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["added"], 4, "{s:#}");
     for (reason, n) in [
         ("encrypted", 2),

@@ -7,9 +7,17 @@
 //! killed: its thread runs on, detached, until it ends or the process exits (`quarry ingest`
 //! exits when the run is done). The thread gets a large stack ([`STACK_BYTES`]) so that deep but
 //! finite nesting is read rather than overflowing, which would abort the process.
+//!
+//! A caught panic still runs the process's panic hook, which prints `thread … panicked at …` on
+//! stderr: noise in the middle of an ingest for a file the summary already reports. So the first
+//! guarded extraction wraps the hook once: a panic on an extraction thread is logged at debug
+//! level instead, and every other panic goes to the hook that was in place.
 
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::time::Duration;
+
+/// The name of extraction threads, by which the panic hook knows them.
+const THREAD_NAME: &str = "quarry-extract";
 
 /// Stack of an extraction thread.
 pub(crate) const STACK_BYTES: usize = 64 * 1024 * 1024;
@@ -39,9 +47,10 @@ pub(crate) fn guarded<T: Send + 'static>(
     panic_reason: &'static str,
     extract: impl FnOnce() -> Result<T, Unreadable> + Send + 'static,
 ) -> Result<T, Unreadable> {
+    quiet_extraction_panics();
     let (tx, rx) = sync_channel(1);
     let spawned = std::thread::Builder::new()
-        .name("quarry-extract".into())
+        .name(THREAD_NAME.into())
         .stack_size(STACK_BYTES)
         .spawn(move || {
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(extract));
@@ -77,6 +86,22 @@ pub(crate) fn guarded<T: Send + 'static>(
             ),
         )),
     }
+}
+
+/// Wraps the panic hook, once per process, so that panics of extraction threads (caught and
+/// reported as a skip reason) are logged at debug level rather than printed.
+fn quiet_extraction_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() == Some(THREAD_NAME) {
+                tracing::debug!("a document reader panicked (the file is skipped): {info}");
+            } else {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// A panic's message, cut to 200 characters.
