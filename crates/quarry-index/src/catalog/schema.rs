@@ -320,6 +320,16 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "{id}");
         }
+        // schema 9's page column: no page for the chunks stored before it
+        let pages: Vec<Option<u32>> = catalog
+            .conn
+            .prepare("SELECT page FROM doc_chunks")
+            .unwrap()
+            .query_map([], |r| r.get::<_, Option<u32>>(0))
+            .unwrap()
+            .map(|p| p.unwrap())
+            .collect();
+        assert!(!pages.is_empty() && pages.iter().all(Option::is_none));
         let want_md: Vec<Vec<String>> = chunker
             .chunk("", md, DocFormat::Markdown)
             .into_iter()
