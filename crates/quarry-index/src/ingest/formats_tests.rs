@@ -107,9 +107,11 @@ fn pdf_text_matches_pdftotext() {
         {
             Ok(out) => {
                 assert!(out.status.success(), "pdftotext failed on {name}");
+                // tokens and pages, not bytes: poppler versions differ in blank lines
+                let fresh = String::from_utf8_lossy(&out.stdout);
                 assert_eq!(
-                    String::from_utf8_lossy(&out.stdout),
-                    oracle,
+                    (tokens(&fresh), fresh.matches('\u{c}').count()),
+                    (tokens(&oracle), oracle.matches('\u{c}').count()),
                     "{} is stale: run tests/fixtures/formats/make_fixtures.py",
                     oracle_path.display()
                 );
