@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicBool;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Files or folders. Folders are walked recursively (honouring .gitignore and .quarryignore);
-    /// .jsonl files are read as BEIR corpora ({"_id", "title", "text"} per line); .parquet files
+    /// .txt, .md, .html, .pdf and .docx files are documents (see docs/ingest.md); .jsonl files are read as BEIR corpora ({"_id", "title", "text"} per line); .parquet files
     /// are precomputed vectors (columns `id`, `vector`) for documents already ingested, loaded
     /// after the other paths.
     #[arg(required = true)]
@@ -94,6 +94,7 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         batch_docs: config.ingest.batch_docs,
         embed: !args.no_embed,
         cancel: None,
+        ..IngestOptions::default()
     };
     let progress = Bar::new();
     let done = AtomicBool::new(false);

@@ -57,7 +57,8 @@ pub struct Args {
     /// Mark the query's terms in each hit (`highlights`: byte ranges in its text).
     #[arg(long)]
     pub highlight: bool,
-    /// Give each hit a citation: document, offsets, and for Markdown its heading path.
+    /// Give each hit a citation: document, offsets, for Markdown and Word its heading path, for a
+    /// PDF its page.
     #[arg(long)]
     pub citation: bool,
     /// Give each hit a passage: its chunk with N neighbouring chunks of its document on each
@@ -251,10 +252,11 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         let _ = writeln!(o, "    {snippet}");
         if let Some(c) = &h.citation {
             let path = c.heading_path.as_deref().unwrap_or_default().join(" › ");
+            let page = c.page.map(|p| format!(" p. {p}")).unwrap_or_default();
             let at = if path.is_empty() {
-                String::new()
+                page
             } else {
-                format!(" § {path}")
+                format!("{page} § {path}")
             };
             let _ = writeln!(
                 o,

@@ -15,6 +15,7 @@ mod export_embed;
 mod fast_tier;
 mod follow;
 mod forget;
+mod formats;
 mod hash_recall;
 mod http;
 mod hybrid;

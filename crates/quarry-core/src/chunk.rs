@@ -13,7 +13,7 @@
 //! `hash = blake3(embed_text(title, text))`, the text as embedded, so the embedding cache key
 //! `(fingerprint, chunk_hash)` names exactly what the model saw.
 
-use crate::document::DocFormat;
+use crate::document::{DocFormat, PAGE_BREAK};
 use crate::error::{Error, Result};
 use crate::hash::ContentHash;
 use std::sync::Arc;
@@ -191,6 +191,9 @@ pub struct Chunk {
     /// ([`crate::markdown::heading_paths`]); empty otherwise. Not part of the hash: the same text
     /// under two headings is one chunk with two occurrences.
     pub heading_path: Vec<String>,
+    /// For a PDF, the 1-based page the chunk lies on (a chunk never crosses a page: each page is
+    /// split on its own); `None` for other formats. Not part of the hash.
+    pub page: Option<u32>,
 }
 
 /// The sizer text-splitter calls: characters, or a token counter.
@@ -345,7 +348,7 @@ impl Chunker {
     /// The splitter's spans of `text`, whole.
     fn split<'t>(&self, text: &'t str, format: DocFormat) -> Vec<(usize, &'t str)> {
         match format {
-            DocFormat::Markdown => self.markdown.chunk_indices(text).collect(),
+            DocFormat::Markdown | DocFormat::Docx => self.markdown.chunk_indices(text).collect(),
             _ => self.text.chunk_indices(text).collect(),
         }
     }
@@ -395,13 +398,32 @@ impl Chunker {
     }
 
     /// The chunks of `text` (of a document titled `title`), in order; empty for a text with no
-    /// visible characters.
+    /// visible characters. A PDF's pages (separated by [`PAGE_BREAK`]) are split one by one, so
+    /// no chunk crosses a page, and each chunk carries its page's number.
     pub fn chunk(&self, title: &str, text: &str, format: DocFormat) -> Vec<Chunk> {
-        let spans = in_order(self.spans(text, format));
-        let mut paths = if format == DocFormat::Markdown {
+        let mut spans: Vec<(usize, &str, Option<u32>)> = Vec::new();
+        if format == DocFormat::Pdf {
+            let mut offset = 0;
+            for (i, page) in text.split(PAGE_BREAK).enumerate() {
+                let number = u32::try_from(i + 1).ok();
+                spans.extend(
+                    in_order(self.spans(page, format))
+                        .into_iter()
+                        .map(|(start, s)| (offset + start, s, number)),
+                );
+                offset += page.len() + PAGE_BREAK.len_utf8();
+            }
+        } else {
+            spans.extend(
+                in_order(self.spans(text, format))
+                    .into_iter()
+                    .map(|(start, s)| (start, s, None)),
+            );
+        }
+        let mut paths = if format.has_headings() {
             let bounds: Vec<(usize, usize)> = spans
                 .iter()
-                .map(|(start, s)| (*start, start + s.len()))
+                .map(|(start, s, _)| (*start, start + s.len()))
                 .collect();
             crate::markdown::heading_paths(text, &bounds)
         } else {
@@ -411,13 +433,14 @@ impl Chunker {
         spans
             .into_iter()
             .enumerate()
-            .map(|(ord, (start, s))| Chunk {
+            .map(|(ord, (start, s, page))| Chunk {
                 ord: ord as u32,
                 start,
                 end: start + s.len(),
                 text: s.to_owned(),
                 hash: ContentHash::of(embed_text(title, s).as_bytes()),
                 heading_path: paths.next().unwrap_or_default(),
+                page,
             })
             .collect()
     }

@@ -57,6 +57,53 @@ fn markdown_splits_at_headings() {
 }
 
 #[test]
+fn pdf_pages_are_split_one_by_one_and_numbered() {
+    // page 2 is empty (a scanned page among text pages); a short page 3 fits in the chunk that
+    // page 1's tail would otherwise share with it
+    let text = format!(
+        "{}\u{c}  \n\u{c}orchard pruning",
+        "glacier moraine ".repeat(20)
+    );
+    let chunks = chunker(25, 5).chunk("t", &text, DocFormat::Pdf);
+    assert!(chunks.len() >= 3, "{chunks:?}");
+    for c in &chunks {
+        assert_eq!(&text[c.start..c.end], c.text);
+        assert!(!c.text.contains('\u{c}'), "{c:?}");
+        let want = if c.text.contains("orchard") { 3 } else { 1 };
+        assert_eq!(c.page, Some(want), "{c:?}");
+        assert!(c.heading_path.is_empty());
+    }
+    assert_eq!(chunks.last().unwrap().text, "orchard pruning");
+    let ords: Vec<u32> = chunks.iter().map(|c| c.ord).collect();
+    assert_eq!(ords, (0..chunks.len() as u32).collect::<Vec<_>>());
+    // other formats have no page, and a form feed in them is text
+    assert!(
+        chunker(25, 5)
+            .chunk("t", &text, DocFormat::Text)
+            .iter()
+            .all(|c| c.page.is_none())
+    );
+}
+
+#[test]
+fn docx_chunks_have_heading_paths_like_markdown() {
+    let text = format!(
+        "# Equipment\n\n{}\n\n## Calibration\n\n{}\n",
+        "tripod ".repeat(20),
+        "benchmark ".repeat(20)
+    );
+    let chunks = chunker(40, 0).chunk("t", &text, DocFormat::Docx);
+    let md = chunker(40, 0).chunk("t", &text, DocFormat::Markdown);
+    assert_eq!(chunks, md);
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c.heading_path == ["Equipment", "Calibration"]),
+        "{chunks:?}"
+    );
+}
+
+#[test]
 fn empty_text_has_no_chunks() {
     assert!(
         chunker(10, 2)

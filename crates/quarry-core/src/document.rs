@@ -9,6 +9,12 @@ pub enum DocFormat {
     Text,
     Markdown,
     Html,
+    /// A PDF's text layer: its pages in order, separated by a form feed (`\u{c}`), as
+    /// `pdftotext` writes them; chunks never cross a page and carry its number.
+    Pdf,
+    /// A Word document (`.docx`): its paragraphs, headings written as Markdown ATX headings
+    /// (`#` for Heading 1, …), so chunks carry a heading path as Markdown's do.
+    Docx,
     /// A BEIR-style JSONL record or a document sent through the HTTP API.
     Record,
 }
@@ -19,6 +25,8 @@ impl DocFormat {
             DocFormat::Text => "text",
             DocFormat::Markdown => "markdown",
             DocFormat::Html => "html",
+            DocFormat::Pdf => "pdf",
+            DocFormat::Docx => "docx",
             DocFormat::Record => "record",
         }
     }
@@ -29,12 +37,22 @@ impl DocFormat {
             DocFormat::Text,
             DocFormat::Markdown,
             DocFormat::Html,
+            DocFormat::Pdf,
+            DocFormat::Docx,
             DocFormat::Record,
         ]
         .into_iter()
         .find(|f| f.as_str() == s)
     }
+
+    /// Whether chunks of this format carry a heading path (Markdown's ATX headings).
+    pub fn has_headings(self) -> bool {
+        matches!(self, DocFormat::Markdown | DocFormat::Docx)
+    }
 }
+
+/// What separates the pages of a [`DocFormat::Pdf`] document's text.
+pub const PAGE_BREAK: char = '\u{c}';
 
 /// An extracted document.
 #[derive(Debug, Clone, PartialEq)]

@@ -28,9 +28,13 @@ pub struct Occurrence {
     /// The document's metadata object (filters and hits read it from here).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub metadata: serde_json::Map<String, serde_json::Value>,
-    /// For Markdown, the headings in effect at the chunk's first line here, outermost first.
+    /// For Markdown and Word documents, the headings in effect at the chunk's first line here,
+    /// outermost first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub heading_path: Vec<String>,
+    /// For a PDF, the page the chunk lies on here (1-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
 }
 
 /// What ingest compares to decide whether a document changed: its content hash and its ACL.
@@ -260,7 +264,7 @@ impl Catalog {
             .optional()?;
         let Some(text) = text else { return Ok(None) };
         let mut stmt = self.conn.prepare_cached(
-            "SELECT d.doc_id, d.title, d.source, c.start, c.end, d.acl, d.format, d.updated_at, d.metadata, c.heading_path FROM doc_chunks c
+            "SELECT d.doc_id, d.title, d.source, c.start, c.end, d.acl, d.format, d.updated_at, d.metadata, c.heading_path, c.page FROM doc_chunks c
              JOIN documents d ON d.collection = c.collection AND d.doc_id = c.doc_id
              WHERE c.collection = ?1 AND c.chunk_hash = ?2 ORDER BY d.doc_id, c.ord",
         )?;
@@ -277,6 +281,7 @@ impl Catalog {
                     updated_at: r.get(7)?,
                     metadata: serde_json::Map::new(),
                     heading_path: Vec::new(),
+                    page: r.get(10)?,
                 };
                 let labels: [String; 3] = [r.get(5)?, r.get(8)?, r.get(9)?];
                 Ok((occ, labels))

@@ -143,7 +143,7 @@ impl<'c> WriteTx<'c> {
                 .execute(params![self.collection, hex, chunk.text, title])?;
             self.tx
                 .prepare_cached(
-                    "INSERT INTO doc_chunks (collection, doc_id, ord, chunk_hash, start, end, heading_path) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO doc_chunks (collection, doc_id, ord, chunk_hash, start, end, heading_path, page) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
                 .execute(params![
                     self.collection,
@@ -152,7 +152,8 @@ impl<'c> WriteTx<'c> {
                     hex,
                     chunk.start as i64,
                     chunk.end as i64,
-                    serde_json::to_string(&chunk.heading_path).expect("strings serialise")
+                    serde_json::to_string(&chunk.heading_path).expect("strings serialise"),
+                    chunk.page
                 ])?;
             self.touched.insert(chunk.hash);
         }

@@ -4,12 +4,17 @@
 //! read and embedded ([`Committer`]). Bad input never fails the run: every skipped file or line
 //! is counted in the summary with its reason.
 //!
+//! PDF and Word files are read by [`super::binary`], on a thread of their own with a deadline; an
+//! encrypted, scanned or damaged one is skipped with its reason (`encrypted`, `no_text_layer`,
+//! `malformed_pdf`, `malformed_docx`, `timeout`).
+//!
 //! Invalid UTF-8 in a text file is decoded lossily (U+FFFD replaces the bad bytes): the document is
 //! kept and a warning `invalid_utf8` names the file. A JSONL line that is not valid UTF-8 JSON is
 //! skipped as `malformed_jsonl`.
 
+use super::binary::{is_binary, read_binary};
 use super::committer::Committer;
-use super::extract::{Extracted, FileKind, Record, extract, format_of};
+use super::extract::{Extracted, FileKind, Record, extract_bytes, format_of};
 use super::summary::{IngestOptions, IngestSummary, Problem, Progress};
 use super::walk::{WalkedFile, walk};
 use crate::catalog::DocState;
@@ -114,10 +119,11 @@ fn read_file(ctx: &Ctx<'_>, f: &WalkedFile, format: DocFormat) -> Outcome {
             format!("{} bytes is over ingest.max_file_bytes", bytes.len()),
         );
     }
-    if bytes.contains(&0) {
+    let binary = is_binary(format);
+    if !binary && bytes.contains(&0) {
         return skip("binary", "contains a NUL byte; not a text file".into());
     }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    if !binary && bytes.iter().all(u8::is_ascii_whitespace) {
         return skip("empty", "no text".into());
     }
     let hash = ContentHash::of(&bytes);
@@ -125,22 +131,35 @@ fn read_file(ctx: &Ctx<'_>, f: &WalkedFile, format: DocFormat) -> Outcome {
     if ctx.unchanged(&f.doc_id, &hash, &acl) {
         return Outcome::Unchanged(f.doc_id.clone());
     }
-    let (raw, lossy) = match String::from_utf8(bytes) {
-        Ok(s) => (s, false),
-        Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
-    };
-    let raw = raw.strip_prefix('\u{feff}').unwrap_or(&raw);
     let stem = f
         .path
         .file_stem()
         .map(|s| s.to_string_lossy().replace(['-', '_'], " "))
         .unwrap_or_default();
+    let mut warnings = Vec::new();
     let Extracted {
         title,
         text,
         metadata,
         warning,
-    } = extract(format, raw, &stem);
+    } = if binary {
+        match read_binary(format, bytes, &stem, ctx.opts.extract_timeout) {
+            Ok((extracted, kept_with)) => {
+                warnings.extend(kept_with);
+                extracted
+            }
+            Err(u) => return skip(u.reason, u.message),
+        }
+    } else {
+        let (extracted, lossy) = extract_bytes(format, bytes, &stem);
+        if lossy {
+            warnings.push((
+                "invalid_utf8",
+                "not valid UTF-8; decoded with U+FFFD replacing the invalid bytes".to_owned(),
+            ));
+        }
+        extracted
+    };
     if text.trim().is_empty() {
         return skip("empty", "no visible text after extraction".into());
     }
@@ -154,13 +173,6 @@ fn read_file(ctx: &Ctx<'_>, f: &WalkedFile, format: DocFormat) -> Outcome {
         acl,
         content_hash: hash,
     };
-    let mut warnings = Vec::new();
-    if lossy {
-        warnings.push((
-            "invalid_utf8",
-            "not valid UTF-8; decoded with U+FFFD replacing the invalid bytes".to_owned(),
-        ));
-    }
     warnings.extend(warning.map(|w| ("bad_front_matter", w)));
     Outcome::Upsert(upsert(ctx.chunker, doc), warnings)
 }
@@ -446,7 +458,7 @@ fn read_all(
                 let p = Problem::new(
                     f.path.display().to_string(),
                     "unsupported_format",
-                    "quarry reads .txt, .md, .markdown, .html, .htm and .jsonl files",
+                    "quarry reads .txt, .md, .markdown, .html, .htm, .pdf, .docx and .jsonl files",
                 );
                 b.take(Outcome::Skipped(p, Some(f.doc_id.clone())), "")?;
             }

@@ -1,9 +1,10 @@
-//! Text extraction: plain text, Markdown (YAML front matter as metadata, its `title` or the first
-//! heading as the title), HTML (visible text only, `<title>` as title) and BEIR-style JSONL
-//! records.
+//! Text extraction: which files quarry reads ([`format_of`]), and the text formats: plain text,
+//! Markdown (YAML front matter as metadata, its `title` or the first heading as the title), HTML
+//! (the page's main text without boilerplate, `<title>` as title: [`super::html`]) and
+//! BEIR-style JSONL records. PDF and Word files are binary and read by [`super::pdf`] and
+//! [`super::docx`].
 
 use quarry_core::DocFormat;
-use scraper::{ElementRef, Html, Node};
 
 /// Extracted title, text and metadata of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub fn format_of(path: &std::path::Path) -> Option<FileKind> {
         "txt" | "text" => FileKind::Doc(DocFormat::Text),
         "md" | "markdown" => FileKind::Doc(DocFormat::Markdown),
         "html" | "htm" => FileKind::Doc(DocFormat::Html),
+        "pdf" => FileKind::Doc(DocFormat::Pdf),
+        "docx" => FileKind::Doc(DocFormat::Docx),
         "jsonl" => FileKind::Jsonl,
         _ => return None,
     })
@@ -35,19 +38,44 @@ pub enum FileKind {
     Jsonl,
 }
 
-/// Extracts a document of `format`; `fallback_title` (the file stem) is used when the content names
-/// no title.
+/// Extracts a document of a text `format`; `fallback_title` (the file stem) is used when the
+/// content names no title. PDF and Word text (already extracted from their files) is taken as it
+/// is.
 pub fn extract(format: DocFormat, raw: &str, fallback_title: &str) -> Extracted {
     match format {
         DocFormat::Markdown => markdown(raw, fallback_title),
-        DocFormat::Html => html(raw, fallback_title),
-        DocFormat::Text | DocFormat::Record => Extracted {
+        DocFormat::Html => {
+            let (title, text) = super::html::html(raw, fallback_title);
+            Extracted {
+                title,
+                text,
+                metadata: Default::default(),
+                warning: None,
+            }
+        }
+        DocFormat::Text | DocFormat::Record | DocFormat::Pdf | DocFormat::Docx => Extracted {
             title: fallback_title.to_owned(),
             text: raw.to_owned(),
             metadata: Default::default(),
             warning: None,
         },
     }
+}
+
+/// Decodes the bytes of a text file (lossily: U+FFFD replaces invalid UTF-8; a byte-order mark
+/// is dropped) and extracts it as [`extract`] does; the flag says whether the bytes were not
+/// valid UTF-8.
+pub(crate) fn extract_bytes(
+    format: DocFormat,
+    bytes: Vec<u8>,
+    fallback_title: &str,
+) -> (Extracted, bool) {
+    let (raw, lossy) = match String::from_utf8(bytes) {
+        Ok(s) => (s, false),
+        Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
+    };
+    let raw = raw.strip_prefix('\u{feff}').unwrap_or(&raw);
+    (extract(format, raw, fallback_title), lossy)
 }
 
 /// Splits off YAML front matter (`---` … `---` at the very start) and returns `(front, body)`.
@@ -135,103 +163,6 @@ fn first_heading(body: &str) -> Option<String> {
     quarry_core::markdown::atx_headings(body)
         .find(|(_, _, h)| !h.is_empty())
         .map(|(_, _, h)| h.to_owned())
-}
-
-/// Elements whose content is never visible text.
-const INVISIBLE: &[&str] = &[
-    "script", "style", "noscript", "template", "head", "svg", "iframe", "object",
-];
-/// Elements that end a line of text.
-const BLOCK: &[&str] = &[
-    "p",
-    "div",
-    "br",
-    "li",
-    "ul",
-    "ol",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "tr",
-    "table",
-    "section",
-    "article",
-    "header",
-    "footer",
-    "nav",
-    "aside",
-    "blockquote",
-    "pre",
-    "hr",
-    "dt",
-    "dd",
-    "figcaption",
-    "main",
-];
-
-fn html(raw: &str, fallback_title: &str) -> Extracted {
-    let doc = Html::parse_document(raw);
-    let title = doc
-        .root_element()
-        .descendants()
-        .filter_map(ElementRef::wrap)
-        .find(|e| e.value().name() == "title")
-        .map(|e| collapse(&e.text().collect::<String>()))
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| fallback_title.to_owned());
-    let mut out = String::new();
-    visible_text(doc.root_element(), &mut out);
-    let text = out
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n");
-    Extracted {
-        title,
-        text,
-        metadata: Default::default(),
-        warning: None,
-    }
-}
-
-fn visible_text(el: ElementRef<'_>, out: &mut String) {
-    for child in el.children() {
-        match child.value() {
-            Node::Text(t) => {
-                let s = collapse(t);
-                if !s.is_empty() {
-                    if !out.is_empty() && !out.ends_with(['\n', ' ']) {
-                        out.push(' ');
-                    }
-                    out.push_str(&s);
-                }
-            }
-            Node::Element(e) => {
-                if INVISIBLE.contains(&e.name()) {
-                    continue;
-                }
-                let block = BLOCK.contains(&e.name());
-                if block {
-                    out.push('\n');
-                }
-                if let Some(child_el) = ElementRef::wrap(child) {
-                    visible_text(child_el, out);
-                }
-                if block {
-                    out.push('\n');
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-fn collapse(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A BEIR corpus record (`{"_id", "title", "text"}` plus optional `acl` and `metadata`); `id` is
@@ -352,15 +283,6 @@ mod tests {
             e.warning.as_deref().is_some_and(|w| w.contains("mapping")),
             "{e:?}"
         );
-    }
-
-    #[test]
-    fn html_keeps_visible_text_only() {
-        let raw = "<html><head><title> The  Title </title><style>p{}</style></head><body><h1>Head</h1>\
-                   <script>var secret = 1;</script><p>First <b>bold</b> para.</p><div>Second</div></body></html>";
-        let e = extract(DocFormat::Html, raw, "f");
-        assert_eq!(e.title, "The Title");
-        assert_eq!(e.text, "Head\nFirst bold para.\nSecond");
     }
 
     #[test]

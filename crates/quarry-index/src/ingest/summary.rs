@@ -4,6 +4,10 @@
 use crate::engine::ApplyStats;
 use std::collections::BTreeMap;
 
+/// Default of [`IngestOptions::extract_timeout`]: far above what a sound file of
+/// `max_file_bytes` takes, so only a pathological one reaches it.
+pub const DEFAULT_EXTRACT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Settings of one ingest run.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -14,6 +18,9 @@ pub struct IngestOptions {
     pub sync: bool,
     /// Files (and JSONL lines) larger than this are skipped as `too_large`.
     pub max_file_bytes: u64,
+    /// Longest a PDF or Word file may take to extract; past it the file is skipped as
+    /// `timeout` (see [`super::guarded`]).
+    pub extract_timeout: std::time::Duration,
     /// Documents per generation commit.
     pub batch_docs: usize,
     /// Embed new chunks (`--no-embed` turns it off, for vectors loaded later from Parquet).
@@ -30,6 +37,7 @@ impl Default for IngestOptions {
             acl: Vec::new(),
             sync: false,
             max_file_bytes: 32 * 1024 * 1024,
+            extract_timeout: DEFAULT_EXTRACT_TIMEOUT,
             batch_docs: 2000,
             embed: true,
             cancel: None,

@@ -4,8 +4,8 @@
 
 use super::candidate::Candidate;
 use crate::catalog::ChunkRecord;
-use quarry_core::QueryOptions;
 use quarry_core::fusion::Part;
+use quarry_core::{DocFormat, QueryOptions};
 use std::collections::BTreeMap;
 
 /// Per-retriever scores and ranks of a hit (ranks from 1).
@@ -94,10 +94,13 @@ pub struct Citation {
     pub source: String,
     /// Byte offsets `[start, end)` of the chunk in the document's text.
     pub offsets: [usize; 2],
-    /// For a Markdown document, the headings the chunk is under, outermost first (a heading
-    /// on the chunk's first line included).
+    /// For a Markdown or Word document, the headings the chunk is under, outermost first (a
+    /// heading on the chunk's first line included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heading_path: Option<Vec<String>>,
+    /// For a PDF, the page the chunk lies on (1-based; a chunk never crosses a page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
 }
 
 /// A hit's chunk merged with its neighbouring chunks of the same document (`expand`).
@@ -213,7 +216,10 @@ pub(super) fn hit(
             title: occ.title.clone(),
             source: occ.source.clone(),
             offsets: [occ.start, occ.end],
-            heading_path: (occ.format == "markdown").then(|| occ.heading_path.clone()),
+            heading_path: DocFormat::parse(&occ.format)
+                .is_some_and(DocFormat::has_headings)
+                .then(|| occ.heading_path.clone()),
+            page: occ.page,
         }),
         passage: None,
         passage_ref: None,
