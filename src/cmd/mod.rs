@@ -54,6 +54,7 @@ impl std::error::Error for UsageError {}
 pub(crate) fn engine_options(config: &Config) -> EngineOptions {
     EngineOptions {
         chunk: config.chunk,
+        bm25: config.bm25,
         embedder: config.embedder.clone(),
         embedders: Some(Arc::new(crate::embedders::ConfigEmbedders::new(config))),
         vector: config.vector,
