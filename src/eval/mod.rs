@@ -15,9 +15,11 @@ mod report;
 mod runs;
 mod table;
 
+use table::Outcome;
+
+use crate::cmd::open_engine;
 use crate::cmd::query::{FusionArgs, parse_filter, remote};
 use crate::cmd::remote::Remote;
-use crate::cmd::{emit, open_engine, print_json};
 use crate::config::Config;
 use quarry_core::{Mode, Principal};
 use quarry_index::eval::{Case, Plan, measure, read_beir_cases, trec_lines};
@@ -131,7 +133,8 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
         let engine = open_engine(data_dir, config)?;
         let cases = engine.golden_cases(&collection, golden)?;
         let source = serde_json::json!({"source": "golden", "golden": golden});
-        return evaluate(config, &args, Some(engine), &collection, &cases, source)?.print(&args);
+        return evaluate(config, &args, Some(engine), &collection, &cases, source)?
+            .print(args.json);
     }
     match args.dataset.as_slice() {
         [] => Err(crate::cmd::UsageError(
@@ -139,7 +142,7 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
                 .into(),
         )
         .into()),
-        [one] => run_one(data_dir, config, &args, one, args.out.clone())?.print(&args),
+        [one] => run_one(data_dir, config, &args, one, args.out.clone())?.print(args.json),
         many => {
             if args.collection.is_some() {
                 return Err(crate::cmd::UsageError(
@@ -153,7 +156,7 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
                 let out = args.out.as_ref().map(|o| o.join(folder_name(dir)));
                 outcomes.push(run_one(data_dir, config, &args, dir, out)?);
             }
-            table::print(&outcomes, &args)
+            table::print(&outcomes, &args.split, args.json)
         }
     }
 }
@@ -223,27 +226,6 @@ fn run_one(
     let mut outcome = evaluate(config, &args, engine, &collection, &cases, source)?;
     outcome.name = name;
     Ok(outcome)
-}
-
-/// What one evaluation gives: its JSON report and its text, and its figures for a table.
-pub(crate) struct Outcome {
-    /// The dataset's folder name (or the golden set's).
-    pub name: String,
-    pub queries: usize,
-    pub reports: quarry_index::eval::RunMetrics,
-    pub report: serde_json::Value,
-    pub text: String,
-}
-
-impl Outcome {
-    /// Prints the report: JSON with `--json`, else the text.
-    fn print(&self, args: &RunArgs) -> anyhow::Result<()> {
-        if args.json {
-            return print_json(&self.report);
-        }
-        emit(&self.text);
-        Ok(())
-    }
 }
 
 /// Runs every case per mode against `collection` (in process with `engine`,

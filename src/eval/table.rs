@@ -4,10 +4,30 @@
 //! `--json` gives `{"datasets": [each report], "mean": {mode: {"ndcg@10", "recall@100",
 //! "mrr@10", "datasets"}}}`.
 
-use super::{Outcome, RunArgs};
 use crate::cmd::{emit, print_json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+/// What one evaluation gives: its JSON report and its text, and its figures for a table.
+pub(crate) struct Outcome {
+    /// The dataset's folder name (or the golden set's).
+    pub name: String,
+    pub queries: usize,
+    pub reports: quarry_index::eval::RunMetrics,
+    pub report: serde_json::Value,
+    pub text: String,
+}
+
+impl Outcome {
+    /// Prints the report: its JSON with `json`, else its text.
+    pub(super) fn print(&self, json: bool) -> anyhow::Result<()> {
+        if json {
+            return print_json(&self.report);
+        }
+        emit(&self.text);
+        Ok(())
+    }
+}
 
 /// Per mode, the mean nDCG@10, Recall@100 and MRR@10 over the outcomes that measured it, and how
 /// many did.
@@ -31,9 +51,9 @@ pub(super) fn means(outcomes: &[Outcome]) -> BTreeMap<String, ([f64; 3], usize)>
 }
 
 /// The table of `outcomes` (or their JSON with `--json`).
-pub(super) fn print(outcomes: &[Outcome], args: &RunArgs) -> anyhow::Result<()> {
+pub(super) fn print(outcomes: &[Outcome], split: &str, json: bool) -> anyhow::Result<()> {
     let means = means(outcomes);
-    if args.json {
+    if json {
         let mean: serde_json::Map<String, serde_json::Value> = means
             .iter()
             .map(|(mode, ([ndcg, recall, mrr], n))| {
@@ -45,10 +65,10 @@ pub(super) fn print(outcomes: &[Outcome], args: &RunArgs) -> anyhow::Result<()> 
             .collect();
         let reports: Vec<&serde_json::Value> = outcomes.iter().map(|o| &o.report).collect();
         return print_json(&serde_json::json!({
-            "split": args.split, "datasets": reports, "mean": mean,
+            "split": split, "datasets": reports, "mean": mean,
         }));
     }
-    emit(&render(outcomes, &means, &args.split));
+    emit(&render(outcomes, &means, split));
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Turning user text into a BM25 query. Query strings are never parsed as tantivy syntax: the text
 //! is run through the index analyzer, and each distinct term becomes a `SHOULD` clause on the
-//! chunk's `context` (its titles and its passage). Quotes, colons, brackets, `AND`/`OR` and the
+//! chunk's `context` (its titles and its passage), scored by the collection's [`Bm25Params`] and
+//! weighted by how often the text repeats it (`k3`). Quotes, colons, brackets, `AND`/`OR` and the
 //! like are just characters, so no input can fail to parse or name a field.
 //!
 //! One field, one clause per term: on the SciFact *train* split (64-token chunks, 1000

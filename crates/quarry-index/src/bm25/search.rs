@@ -152,9 +152,10 @@ impl<'a> Bm25Query<'a> {
     /// order) for enough hits that about [`OVERSAMPLE`] × `limit` of them are expected to be
     /// permitted, and keeps those that are: when `limit` are (or the query matched fewer chunks
     /// than it asked for), they are the permitted best, as any better permitted chunk would be
-    /// among those hits. Unrestricted, tantivy prunes with block-max WAND; with the ACL
-    /// as a required clause it scores every chunk of the terms' postings the caller may read,
-    /// which at a million chunks and common terms took most of a query's time. Otherwise (a
+    /// among those hits. (Measured when tantivy's block-max WAND pruned the unrestricted query;
+    /// BM25 is now scored by `super::scoring`, which does not prune, so the unrestricted query
+    /// scores every posting of its terms and this shortcut saves less or nothing: see
+    /// BENCHMARKS.md, "BM25 parameters".) Otherwise (a
     /// small permitted fraction, too few permitted among the hits, or a metadata filter) the ACL
     /// is a clause of the query itself. Equal scores are ordered by chunk key, so the answer
     /// does not depend on where tantivy put the chunks (two identical ingests, or a rebuild,
