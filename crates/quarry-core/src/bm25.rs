@@ -22,11 +22,11 @@
 use crate::error::{Error, Result};
 
 /// Default of [`Bm25Params::k1`].
-pub const DEFAULT_K1: f32 = 1.2;
+pub const DEFAULT_K1: f32 = 2.0;
 /// Default of [`Bm25Params::b`].
-pub const DEFAULT_B: f32 = 0.75;
+pub const DEFAULT_B: f32 = 1.0;
 /// Default of [`Bm25Params::k3`].
-pub const DEFAULT_K3: f32 = 0.0;
+pub const DEFAULT_K3: f32 = 1000.0;
 
 /// Largest `k1` and `k3` accepted (a larger value behaves as this one within float precision).
 pub const MAX_K: f32 = 1000.0;

@@ -202,7 +202,6 @@ impl Scorer for Bm25TermScorer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bm25::build_query;
     use tantivy::collector::TopDocs;
     use tantivy::schema::{Schema, TEXT};
     use tantivy::{Index, IndexWriter, TantivyDocument};
@@ -269,9 +268,16 @@ mod tests {
             .map(|(w, n)| (Term::from_field_text(field, w), *n))
             .collect();
         let searcher = index.reader().unwrap().searcher();
-        let q = build_query(&terms, p).unwrap();
+        let clauses: Vec<(tantivy::query::Occur, Box<dyn Query>)> = terms
+            .iter()
+            .map(|(t, n)| {
+                let q = Bm25TermQuery::new(t.clone(), p, p.query_weight(*n));
+                (tantivy::query::Occur::Should, Box::new(q) as Box<dyn Query>)
+            })
+            .collect();
+        let q = tantivy::query::BooleanQuery::new(clauses);
         let hits = searcher
-            .search(q.as_ref(), &TopDocs::with_limit(100).order_by_score())
+            .search(&q, &TopDocs::with_limit(100).order_by_score())
             .unwrap();
         let mut out = vec![0f32; CORPUS.len()];
         for (score, address) in hits {
@@ -312,13 +318,14 @@ mod tests {
     }
 
     #[test]
-    fn default_parameters_score_as_tantivy_does() {
+    fn tantivys_parameters_score_as_tantivy_does() {
         let (index, field) = index();
         let searcher = index.reader().unwrap().searcher();
         for word in ["apple", "fig", "grape"] {
             let term = Term::from_field_text(field, word);
             let theirs = tantivy::query::TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
-            let ours = Bm25TermQuery::new(term, Bm25Params::default(), 1.0);
+            let tantivys = Bm25Params::new(1.2, 0.75, 0.0).unwrap();
+            let ours = Bm25TermQuery::new(term, tantivys, 1.0);
             let top = TopDocs::with_limit(10).order_by_score();
             let a = searcher.search(&theirs, &top).unwrap();
             let b = searcher.search(&ours, &top).unwrap();
