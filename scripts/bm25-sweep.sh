@@ -9,12 +9,12 @@
 #   scripts/bm25-sweep.sh /tmp/bm25-sweep train "1.2 1.5 2.0" "0.75 1.0" "0 8 1000"
 #
 # Needs sqlite3, python3 and a release build (QUARRY, default target/release/quarry);
-# QUARRY_DATASETS (default ../shared/datasets) holds scifact/ and cisi/; EMBEDDER (default local)
+# QUARRY_DATASETS (required) holds scifact/ and cisi/; EMBEDDER (default local)
 # sizes the chunks.
 set -euo pipefail
 prefix=$1 split=$2 k1s=$3 bs=$4 k3s=$5
 quarry=${QUARRY:-target/release/quarry}
-datasets=${QUARRY_DATASETS:-../shared/datasets}
+datasets=${QUARRY_DATASETS:?set QUARRY_DATASETS to the folder holding scifact/ and cisi/}
 for d in cisi scifact; do
   dir=$prefix-$d
   if [ ! -e "$dir/catalog.sqlite3" ]; then
