@@ -12,7 +12,7 @@ pub(crate) use embedder::resolve as embedder_config;
 pub(crate) use reranker::RerankerConfig;
 
 use anyhow::{Context, Result, bail};
-use quarry_core::{ChunkOptions, Fusion, GroupBy, Mode};
+use quarry_core::{Bm25Params, ChunkOptions, Fusion, GroupBy, Mode};
 use quarry_index::vectors::VectorParams;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,8 @@ pub(crate) struct Config {
     pub embedder: String,
     pub embedders: BTreeMap<String, EmbedderConfig>,
     pub chunk: ChunkOptions,
+    /// BM25 scoring of collections created from now on (`[bm25]`: `k1`, `b`, `k3`).
+    pub bm25: Bm25Params,
     pub vector: VectorParams,
     pub ingest: IngestConfig,
     pub server: ServerConfig,
@@ -42,6 +44,7 @@ impl Default for Config {
             embedder: "local".into(),
             embedders: BTreeMap::new(),
             chunk: ChunkOptions::default(),
+            bm25: Bm25Params::default(),
             vector: VectorParams::default(),
             ingest: IngestConfig::default(),
             server: ServerConfig::default(),
@@ -438,6 +441,10 @@ fn build(table: toml::Table) -> Result<Config> {
     config
         .chunk
         .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    config
+        .bm25
+        .check()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     if !(1..=quarry_core::MAX_TOP_K).contains(&config.query.top_k) {
         bail!(

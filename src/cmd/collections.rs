@@ -46,6 +46,15 @@ pub struct CreateArgs {
     /// Characters of surrounding text BM25 indexes with each chunk [default: chunk.context_chars].
     #[arg(long)]
     pub context_chars: Option<usize>,
+    /// BM25 term-frequency saturation, 0 to 1000 [default: bm25.k1].
+    #[arg(long)]
+    pub k1: Option<f32>,
+    /// BM25 length normalisation, 0 to 1 [default: bm25.b].
+    #[arg(long)]
+    pub b: Option<f32>,
+    /// BM25 query term-frequency saturation, 0 to 1000 [default: bm25.k3].
+    #[arg(long)]
+    pub k3: Option<f32>,
     /// Embedder name (`[embedders.NAME]`, `local`, `hash`, or `none` for BM25 only)
     /// [default: embedder].
     #[arg(long)]
@@ -123,6 +132,11 @@ fn create(data_dir: &Path, config: &Config, a: CreateArgs) -> anyhow::Result<()>
     })?;
     let settings = CollectionSettings {
         chunk: Some(chunk),
+        bm25: Some(quarry_core::Bm25Params {
+            k1: a.k1.unwrap_or(config.bm25.k1),
+            b: a.b.unwrap_or(config.bm25.b),
+            k3: a.k3.unwrap_or(config.bm25.k3),
+        }),
         embedder: a.embedder,
     };
     let engine = open_engine(data_dir, config)?;
@@ -155,14 +169,17 @@ fn list(data_dir: &Path, config: &Config, a: ListArgs) -> anyhow::Result<()> {
     for c in &list {
         let _ = writeln!(
             o,
-            "{}: {} documents, {} chunks, {} bytes of text, {} bytes of indexes, embedder {}, chunks {}",
+            "{}: {} documents, {} chunks, {} bytes of text, {} bytes of indexes, embedder {}, chunks {}, bm25 k1 {} b {} k3 {}",
             c.name,
             c.documents,
             c.chunks,
             c.text_bytes.unwrap_or(0),
             c.index_bytes.unwrap_or(0),
             c.embedder.as_deref().unwrap_or("none"),
-            c.chunk_options
+            c.chunk_options,
+            c.bm25.k1,
+            c.bm25.b,
+            c.bm25.k3
         );
     }
     emit(&o);

@@ -58,6 +58,7 @@ pub(crate) fn usage_if_input(e: anyhow::Error) -> anyhow::Error {
 pub(crate) fn engine_options(config: &Config) -> EngineOptions {
     EngineOptions {
         chunk: config.chunk,
+        bm25: config.bm25,
         embedder: config.embedder.clone(),
         embedders: Some(Arc::new(crate::embedders::ConfigEmbedders::new(config))),
         vector: config.vector,

@@ -233,6 +233,7 @@ mod fuzz {
             "chunk",
             &["max_tokens", "overlap", "sizer", "context_chars"],
         ),
+        ("bm25", &["k1", "b", "k3"]),
         (
             "vector",
             &[
@@ -490,4 +491,21 @@ fn reranker_settings_are_checked() {
         let e = format!("{:#}", load(None, dir.path(), env(&vars)).unwrap_err());
         assert!(e.contains(says), "{vars:?}: {e}");
     }
+}
+
+#[test]
+fn bm25_parameters_are_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = load(None, dir.path(), env(&[])).unwrap();
+    assert_eq!(c.bm25, quarry_core::Bm25Params::default());
+    let file = dir.path().join("q.toml");
+    std::fs::write(&file, "[bm25]\nk1 = 0.9\nb = 0.4\n").unwrap();
+    let c = load(Some(&file), dir.path(), env(&[("QUARRY_BM25__K3", "0")])).unwrap();
+    assert_eq!(c.bm25, quarry_core::Bm25Params::new(0.9, 0.4, 0.0).unwrap());
+    let err = load(None, dir.path(), env(&[("QUARRY_BM25__B", "1.5")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bm25.b"), "{err}");
+    std::fs::write(&file, "[bm25]\nk2 = 1\n").unwrap();
+    assert!(load(Some(&file), dir.path(), env(&[])).is_err());
 }

@@ -5,13 +5,19 @@
 //! Documents are ranked with `group_by=document`; metrics follow trec_eval (quarry_core::metrics).
 //! An in-process run is recorded in the data dir's catalog with its per-query results;
 //! `quarry eval history` lists the runs and `quarry eval compare A B` compares two ([`runs`]).
+//! Several datasets (`--dataset A --dataset B`, or `--dataset A,B`) are evaluated one after the
+//! other, each in its own collection, and reported as one table with the mean over them
+//! ([`table`]): a default is chosen on more than one collection.
 
 mod export;
 mod runs;
+mod table;
 
+use table::Outcome;
+
+use crate::cmd::open_engine;
 use crate::cmd::query::{FusionArgs, parse_filter, remote};
 use crate::cmd::remote::Remote;
-use crate::cmd::{emit, open_engine, print_json};
 use crate::config::Config;
 use quarry_core::{Mode, Principal};
 use quarry_index::eval::{Case, Plan, measure, read_beir_cases, trec_lines};
@@ -29,11 +35,12 @@ pub struct Args {
 }
 
 /// `quarry eval --dataset DIR ...`: one evaluation run.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// BEIR-layout dataset folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
-    #[arg(long)]
-    pub dataset: Option<PathBuf>,
+    /// BEIR-layout dataset folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv); repeat it
+    /// or give a comma-separated list to evaluate several and print one table with their mean.
+    #[arg(long, value_delimiter = ',')]
+    pub dataset: Vec<PathBuf>,
     /// Which qrels file to judge with: qrels/<split>.tsv.
     #[arg(long, default_value = "test")]
     pub split: String,
@@ -126,20 +133,53 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
         let engine = crate::cmd::open_existing_engine(data_dir, config)?;
         let cases = engine.golden_cases(&collection, golden)?;
         let source = serde_json::json!({"source": "golden", "golden": golden});
-        return evaluate(config, &args, Some(engine), &collection, &cases, source);
+        return evaluate(config, &args, Some(engine), &collection, &cases, source)?
+            .print(args.json);
     }
-    let Some(dataset_dir) = args.dataset.clone() else {
-        return Err(crate::cmd::UsageError(
+    match args.dataset.as_slice() {
+        [] => Err(crate::cmd::UsageError(
             "quarry eval needs --dataset DIR (a BEIR-layout folder) or --golden NAME, or a subcommand: history, compare"
                 .into(),
         )
-        .into());
-    };
-    let cases = read_beir_cases(&dataset_dir, &args.split)?;
-    let name = dataset_dir
-        .file_name()
+        .into()),
+        [one] => run_one(data_dir, config, &args, one, args.out.clone())?.print(args.json),
+        many => {
+            if args.collection.is_some() {
+                return Err(crate::cmd::UsageError(
+                    "--collection names one collection; with several datasets each goes to its own (beir-<folder>)"
+                        .into(),
+                )
+                .into());
+            }
+            let mut outcomes = Vec::new();
+            for dir in many {
+                let out = args.out.as_ref().map(|o| o.join(folder_name(dir)));
+                outcomes.push(run_one(data_dir, config, &args, dir, out)?);
+            }
+            table::print(&outcomes, &args.split, args.json)
+        }
+    }
+}
+
+/// The folder name of a dataset (`dataset` for a path without one).
+fn folder_name(dir: &Path) -> String {
+    dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "dataset".into());
+        .unwrap_or_else(|| "dataset".into())
+}
+
+/// One dataset: its corpus ingested into its collection (unless `--server`), its cases run, TREC
+/// files written to `out`.
+fn run_one(
+    data_dir: &Path,
+    config: &Config,
+    args: &RunArgs,
+    dataset_dir: &Path,
+    out: Option<PathBuf>,
+) -> anyhow::Result<Outcome> {
+    let dataset_dir = dataset_dir.to_path_buf();
+    let cases = read_beir_cases(&dataset_dir, &args.split)?;
+    let name = folder_name(&dataset_dir);
     let collection = args
         .collection
         .clone()
@@ -179,12 +219,18 @@ fn run_dataset(data_dir: &Path, config: &Config, args: RunArgs) -> anyhow::Resul
     };
     let source =
         serde_json::json!({"source": "dataset", "dataset": dataset_dir, "split": args.split});
-    evaluate(config, &args, engine, &collection, &cases, source)
+    let args = RunArgs {
+        out,
+        ..args.clone()
+    };
+    let mut outcome = evaluate(config, &args, engine, &collection, &cases, source)?;
+    outcome.name = name;
+    Ok(outcome)
 }
 
 /// Runs every case per mode against `collection` (in process with `engine`,
 /// where the run is recorded with `source` in its configuration; else on `--server`), writes the
-/// TREC files of `--out` and prints the report.
+/// TREC files of `--out` and makes the report.
 fn evaluate(
     config: &Config,
     args: &RunArgs,
@@ -192,7 +238,7 @@ fn evaluate(
     collection: &str,
     cases: &[Case],
     source: serde_json::Value,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Outcome> {
     let collection = collection.to_owned();
     let caller = match &args.user {
         Some(user) => Principal::checked(user, args.groups.clone(), quarry_core::Role::Reader)
@@ -259,9 +305,6 @@ fn evaluate(
         r.extend(src.clone());
         r.remove("source");
     }
-    if args.json {
-        return print_json(&report);
-    }
     let mut o = String::new();
     let what = match (source["dataset"].as_str(), source["golden"].as_str()) {
         (Some(d), _) => format!("{d} ({}, ", args.split),
@@ -298,8 +341,13 @@ fn evaluate(
         }
         let _ = writeln!(o);
     }
-    emit(&o);
-    Ok(())
+    Ok(Outcome {
+        name: source["golden"].as_str().unwrap_or_default().to_owned(),
+        queries: cases.len(),
+        reports: reports.clone(),
+        report,
+        text: o,
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// A small BEIR dataset: 16 documents over a few topics, 8 queries, graded judgments, and one
 /// query whose judgments hold no relevant document.
-fn dataset(dir: &Path) {
+pub(crate) fn dataset(dir: &Path) {
     let topics = [
         ("rust", "memory safety ownership borrow checker"),
         ("search", "inverted index bm25 ranking terms"),

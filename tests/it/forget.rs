@@ -256,6 +256,8 @@ fn collections_are_created_listed_and_deleted_with_the_cli() {
             "10",
             "--sizer",
             "chars",
+            "--k1",
+            "0.9",
             "--embedder",
             "none",
             "--json",
@@ -263,6 +265,11 @@ fn collections_are_created_listed_and_deleted_with_the_cli() {
     );
     assert_eq!(made["created"], true, "{made}");
     assert_eq!(made["collection"]["chunk_options"]["max_tokens"], 100);
+    assert_eq!(made["collection"]["bm25"]["k1"], 0.9f32 as f64, "{made}");
+    assert_eq!(
+        made["collection"]["bm25"]["b"], 1.0,
+        "the configured default"
+    );
     assert_eq!(made["collection"]["chunk_options"]["sizer"], "chars");
     assert_eq!(made["collection"]["active_embedding_version"], Value::Null);
     let again = run_json(
@@ -277,6 +284,8 @@ fn collections_are_created_listed_and_deleted_with_the_cli() {
             "10",
             "--sizer",
             "chars",
+            "--k1",
+            "0.9",
             "--embedder",
             "none",
             "--json",
@@ -290,6 +299,7 @@ fn collections_are_created_listed_and_deleted_with_the_cli() {
         vec!["collections", "create", "no/slash"],
         vec!["collections", "create", "x", "--embedder", "nope"],
         vec!["collections", "create", "x", "--max-tokens", "0"],
+        vec!["collections", "create", "x", "--b", "1.5"],
     ] {
         let out = run(data.path(), &bad);
         assert!(!out.status.success(), "{bad:?}");
@@ -368,10 +378,16 @@ fn collections_over_http_and_a_server_whose_collection_another_process_deletes()
             Some(body),
         )
     };
-    let settings = json!({"chunk": {"max_tokens": 50, "sizer": "chars"}, "embedder": "hash"});
+    let settings = json!({"chunk": {"max_tokens": 50, "sizer": "chars"}, "embedder": "hash",
+        "bm25": {"b": 0.5}});
     let (status, body) = put("made", &settings);
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["chunk_options"]["max_tokens"], 50);
+    assert_eq!(body["bm25"]["b"], 0.5, "{body}");
+    assert_eq!(
+        body["bm25"]["k1"], 2.0,
+        "the built-in default, as in [bm25]"
+    );
     assert_eq!(body["embedder"], "hash");
     assert_eq!(put("made", &settings).0, 200);
     let (status, body) = put("made", &json!({"embedder": "none"}));
@@ -384,6 +400,8 @@ fn collections_over_http_and_a_server_whose_collection_another_process_deletes()
         ("bad%20name", json!({}), 400),
         ("x", json!({"chunk": {"max_tokens": 0}}), 400),
         ("x", json!({"embedder": "nope"}), 400),
+        ("x", json!({"bm25": {"k1": -1}}), 400),
+        ("x", json!({"bm25": {"k2": 1}}), 400),
         ("x", json!({"colour": "blue"}), 400),
     ] {
         let (status, body) = put(name, &bad);

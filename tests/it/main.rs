@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod disk_full;
 mod eval;
+mod eval_many;
 mod export_embed;
 mod fast_tier;
 mod follow;

@@ -5,6 +5,7 @@
 //! (`quarry-server`) build on these types.
 
 pub mod acl;
+pub mod bm25;
 pub mod chunk;
 pub mod diversity;
 pub mod document;
@@ -22,6 +23,7 @@ pub mod stats;
 pub mod time;
 
 pub use acl::{DefaultAcl, Principal, Role};
+pub use bm25::Bm25Params;
 pub use chunk::{
     Chunk, ChunkOptions, ChunkSizer, Chunker, TokenCounter, context_window, embed_text,
 };

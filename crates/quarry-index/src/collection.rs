@@ -8,7 +8,7 @@ use crate::bm25::Bm25Index;
 use crate::catalog::VersionRow;
 use crate::error::Result;
 use crate::vectors::VectorIndex;
-use quarry_core::{ChunkOptions, Embedder};
+use quarry_core::{Bm25Params, ChunkOptions, Embedder};
 use std::sync::{Arc, RwLock};
 
 /// Resolves embedder names (`[embedders.NAME]`) to embedders, loading them on first use.
@@ -68,6 +68,8 @@ impl Indexes {
 pub struct CollectionSettings {
     /// How its documents are chunked ([`ChunkOptions`]; missing keys take their defaults).
     pub chunk: Option<ChunkOptions>,
+    /// How BM25 scores its chunks ([`Bm25Params`]; missing keys take their defaults).
+    pub bm25: Option<Bm25Params>,
     /// The embedder of its first embedding version (`none`: BM25 only).
     pub embedder: Option<String>,
 }

@@ -5,7 +5,7 @@
 
 use crate::collection::EmbedderSource;
 use crate::vectors::VectorParams;
-use quarry_core::{ChunkOptions, Fusion, Reranker};
+use quarry_core::{Bm25Params, ChunkOptions, Fusion, Reranker};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +14,8 @@ use std::time::Duration;
 pub struct EngineOptions {
     /// Chunking of collections created from now on.
     pub chunk: ChunkOptions,
+    /// BM25 scoring of collections created from now on (`[bm25]`).
+    pub bm25: Bm25Params,
     /// Embedder of collections created from now on (a name `embedders` resolves).
     pub embedder: String,
     /// Resolves embedder names; `None`: collections get no vectors (BM25 only).
@@ -55,6 +57,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             chunk: ChunkOptions::default(),
+            bm25: Bm25Params::default(),
             embedder: "none".into(),
             embedders: None,
             vector: VectorParams::default(),
@@ -77,6 +80,7 @@ impl std::fmt::Debug for EngineOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineOptions")
             .field("chunk", &self.chunk)
+            .field("bm25", &self.bm25)
             .field("embedder", &self.embedder)
             .field("vector", &self.vector)
             .field("embed_batch", &self.embed_batch)

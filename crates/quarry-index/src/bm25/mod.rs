@@ -12,6 +12,7 @@ mod meta;
 mod permitted;
 mod query;
 mod schema;
+mod scoring;
 pub(crate) mod search;
 mod stats;
 
@@ -19,6 +20,7 @@ pub use meta::{SHARED, decode, field_schema, filter_query, occurrence_values, te
 pub use query::{acl_filter, analysed_terms, build_query, query_terms, restrict, term_query};
 use schema::schema;
 pub use schema::{ANALYZER, CHUNK_KEY, DOC_KEYS, Fields, analyzer, chunk_key, doc_key};
+pub use scoring::Bm25TermQuery;
 pub use stats::{PermittedStats, TotalsCache};
 
 use crate::catalog::{ChunkRecord, Occurrence};

@@ -1,6 +1,7 @@
 //! Turning user text into a BM25 query. Query strings are never parsed as tantivy syntax: the text
 //! is run through the index analyzer, and each distinct term becomes a `SHOULD` clause on the
-//! chunk's `context` (its titles and its passage). Quotes, colons, brackets, `AND`/`OR` and the
+//! chunk's `context` (its titles and its passage), scored by the collection's [`Bm25Params`] and
+//! weighted by how often the text repeats it (`k3`). Quotes, colons, brackets, `AND`/`OR` and the
 //! like are just characters, so no input can fail to parse or name a field.
 //!
 //! One field, one clause per term: on the SciFact *train* split (64-token chunks, 1000
@@ -11,55 +12,67 @@
 //! every step, so their number counts.
 
 use super::schema::{Fields, analyzer};
+use super::scoring::Bm25TermQuery;
+use quarry_core::Bm25Params;
 use tantivy::Term;
-use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery, TermSetQuery};
-use tantivy::schema::IndexRecordOption;
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermSetQuery};
 
 /// Most distinct terms taken from one query; the rest are ignored (a 10 KB query stays fast).
 pub(super) const MAX_QUERY_TERMS: usize = 256;
 
-/// The distinct terms of `text` on the `context` field, in order (none when the text has only
-/// stop words or punctuation), at most [`MAX_QUERY_TERMS`].
-pub fn query_terms(fields: &Fields, text: &str) -> Vec<Term> {
-    analysed_terms(text)
-        .iter()
-        .map(|t| Term::from_field_text(fields.context, t))
+/// The distinct terms of `text` on the `context` field with how often the text holds each, in
+/// order of first appearance (none when the text has only stop words or punctuation), at most
+/// [`MAX_QUERY_TERMS`].
+pub fn query_terms(fields: &Fields, text: &str) -> Vec<(Term, u32)> {
+    analysed_counts(text)
+        .into_iter()
+        .map(|(t, n)| (Term::from_field_text(fields.context, &t), n))
         .collect()
 }
 
 /// The distinct analysed words of `text` that [`query_terms`] searches, in order.
 pub fn analysed_terms(text: &str) -> Vec<String> {
+    analysed_counts(text).into_iter().map(|(t, _)| t).collect()
+}
+
+/// The distinct analysed words of `text` and their counts, in order of first appearance.
+fn analysed_counts(text: &str) -> Vec<(String, u32)> {
     static ANALYZER: std::sync::OnceLock<tantivy::tokenizer::TextAnalyzer> =
         std::sync::OnceLock::new();
     // Built once; a clone shares the stop-word set.
     let mut analyzer = ANALYZER.get_or_init(analyzer).clone();
     let mut stream = analyzer.token_stream(text);
-    let mut terms: Vec<String> = Vec::new();
+    let mut terms: Vec<(String, u32)> = Vec::new();
     while let Some(token) = stream.next() {
-        if !terms.contains(&token.text) {
-            terms.push(token.text.clone());
-            if terms.len() == MAX_QUERY_TERMS {
-                break;
-            }
+        if let Some((_, n)) = terms.iter_mut().find(|(t, _)| *t == token.text) {
+            *n += 1;
+        } else if terms.len() < MAX_QUERY_TERMS {
+            terms.push((token.text.clone(), 1));
         }
     }
     terms
 }
 
-/// The scoring query of one term: BM25 on its term frequencies.
-pub fn term_query(term: &Term) -> TermQuery {
-    TermQuery::new(term.clone(), IndexRecordOption::WithFreqs)
+/// The scoring query of one term the query holds `count` times: BM25 with `params`
+/// ([`Bm25TermQuery`]).
+pub fn term_query(term: &Term, count: u32, params: Bm25Params) -> Bm25TermQuery {
+    Bm25TermQuery::new(term.clone(), params, params.query_weight(count))
 }
 
 /// The query for `terms` ([`query_terms`]): a `SHOULD` clause per term, so a chunk scores the sum
 /// of its terms' BM25 scores. `None` without terms.
-pub fn build_query(terms: &[Term]) -> Option<Box<dyn Query>> {
+pub fn build_query(terms: &[(Term, u32)], params: Bm25Params) -> Option<Box<dyn Query>> {
     if terms.is_empty() {
         return None;
     }
     let clauses: Vec<(Occur, Box<dyn Query>)> = terms
         .iter()
-        .map(|t| (Occur::Should, Box::new(term_query(t)) as Box<dyn Query>))
+        .map(|(t, n)| {
+            (
+                Occur::Should,
+                Box::new(term_query(t, *n, params)) as Box<dyn Query>,
+            )
+        })
         .collect();
     Some(Box::new(BooleanQuery::new(clauses)))
 }

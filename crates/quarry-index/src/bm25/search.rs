@@ -11,7 +11,7 @@ use super::{
     query_terms, restrict, term_query,
 };
 use crate::error::{Error, Result};
-use quarry_core::Filter;
+use quarry_core::{Bm25Params, Filter};
 use std::sync::Arc;
 use tantivy::collector::{Collector, TopDocs};
 use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query, Scorer, Weight};
@@ -20,8 +20,10 @@ use tantivy::{DocAddress, DocSet};
 /// One caller's BM25 query over one snapshot, prepared once and used at every depth.
 pub(crate) struct Bm25Query<'a> {
     snapshot: &'a tantivy::Searcher,
-    /// The terms of the query; none when the text has no searchable term.
-    terms: Vec<tantivy::Term>,
+    /// The terms of the query with their counts in it; none when the text has no searchable term.
+    terms: Vec<(tantivy::Term, u32)>,
+    /// How its terms are scored (the collection's setting).
+    params: Bm25Params,
     /// The query's weight over the snapshot (its terms looked up and their statistics read once,
     /// the caller's ACL clause included); `None` without terms or when not scored.
     weight: Option<Box<dyn Weight>>,
@@ -52,6 +54,7 @@ impl<'a> Bm25Query<'a> {
         tokens: Option<Vec<String>>,
         filter: Option<&Filter>,
         scored: bool,
+        params: Bm25Params,
     ) -> Result<Self> {
         let fields = index.fields();
         let acl_sets = match &tokens {
@@ -86,13 +89,14 @@ impl<'a> Bm25Query<'a> {
         let mut query = Bm25Query {
             snapshot,
             terms,
+            params,
             weight: None,
             open: None,
             clause,
             acl_only,
             stats,
         };
-        if let Some(q) = build_query(&query.terms)
+        if let Some(q) = build_query(&query.terms, params)
             && scored
         {
             if query.acl_only.is_some() {
@@ -122,9 +126,14 @@ impl<'a> Bm25Query<'a> {
         self.clause.as_deref()
     }
 
-    /// The query's terms.
-    pub(crate) fn terms(&self) -> &[tantivy::Term] {
+    /// The query's terms and their counts in it.
+    pub(crate) fn terms(&self) -> &[(tantivy::Term, u32)] {
         &self.terms
+    }
+
+    /// How the query's terms are scored.
+    pub(crate) fn params(&self) -> Bm25Params {
+        self.params
     }
 
     /// How this caller's BM25 scores are computed: over the chunks it may read.
@@ -143,9 +152,10 @@ impl<'a> Bm25Query<'a> {
     /// order) for enough hits that about [`OVERSAMPLE`] × `limit` of them are expected to be
     /// permitted, and keeps those that are: when `limit` are (or the query matched fewer chunks
     /// than it asked for), they are the permitted best, as any better permitted chunk would be
-    /// among those hits. Unrestricted, tantivy prunes with block-max WAND; with the ACL
-    /// as a required clause it scores every chunk of the terms' postings the caller may read,
-    /// which at a million chunks and common terms took most of a query's time. Otherwise (a
+    /// among those hits. (Measured when tantivy's block-max WAND pruned the unrestricted query;
+    /// BM25 is now scored by `super::scoring`, which does not prune, so the unrestricted query
+    /// scores every posting of its terms and this shortcut saves less or nothing: see
+    /// BENCHMARKS.md, "BM25 parameters".) Otherwise (a
     /// small permitted fraction, too few permitted among the hits, or a metadata filter) the ACL
     /// is a clause of the query itself. Equal scores are ordered by chunk key, so the answer
     /// does not depend on where tantivy put the chunks (two identical ingests, or a rebuild,
@@ -226,7 +236,7 @@ impl<'a> Bm25Query<'a> {
         let weights = self
             .terms
             .iter()
-            .map(|t| term_query(t).weight(scoring))
+            .map(|(t, n)| term_query(t, *n, self.params).weight(scoring))
             .collect::<tantivy::Result<Vec<_>>>()?;
         chunks.sort_by_key(|(_, a)| (a.segment_ord, a.doc_id));
         for segment in chunks.chunk_by(|x, y| x.1.segment_ord == y.1.segment_ord) {

@@ -4,7 +4,7 @@
 
 use super::schema::{Catalog, now, parse_hash};
 use crate::error::{Error, Result};
-use quarry_core::{ChunkOptions, ContentHash};
+use quarry_core::{Bm25Params, ChunkOptions, ContentHash};
 use rusqlite::{OptionalExtension, params};
 
 /// A hold on the change log not renewed for this long is ignored (its process is gone).
@@ -16,6 +16,9 @@ pub struct CollectionRow {
     pub name: String,
     pub generation: u64,
     pub chunk_options: ChunkOptions,
+    /// How BM25 scores its chunks (see `schema_v9.sql`; a collection created before has the
+    /// defaults).
+    pub bm25: Bm25Params,
     pub active_version: Option<String>,
     pub created_at: i64,
     /// The last generation that forgot a document (0: none); see `schema_v6.sql`.
@@ -44,18 +47,20 @@ pub fn check_collection_name(name: &str) -> Result<()> {
 }
 
 impl Catalog {
-    /// The collection, created with `chunk_options` if it does not exist yet.
+    /// The collection, created with `chunk_options` and `bm25` if it does not exist yet.
     pub(crate) fn ensure_collection(
         &self,
         name: &str,
         chunk_options: &ChunkOptions,
+        bm25: &Bm25Params,
     ) -> Result<CollectionRow> {
         check_collection_name(name)?;
         let options =
             serde_json::to_string(chunk_options).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let bm25 = serde_json::to_string(bm25).map_err(|e| Error::Corrupt(e.to_string()))?;
         self.conn.execute(
-            "INSERT OR IGNORE INTO collections (name, created_at, generation, chunk_options, incarnation)
-             VALUES (?1, ?2, 0, ?3, ?4)",
+            "INSERT OR IGNORE INTO collections (name, created_at, generation, chunk_options, incarnation, bm25_params)
+             VALUES (?1, ?2, 0, ?3, ?4, ?5)",
             params![
                 name,
                 now(),
@@ -66,7 +71,8 @@ impl Catalog {
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_nanos())
-                )
+                ),
+                bm25
             ],
         )?;
         self.collection(name)?
@@ -79,7 +85,7 @@ impl Catalog {
             .conn
             .prepare_cached(
                 "SELECT name, generation, chunk_options, active_version, created_at, forgotten_generation,
-                 incarnation,
+                 incarnation, bm25_params,
                  (SELECT COALESCE(v.index_folder, v.id) FROM embedding_versions v
                   WHERE v.collection = c.name AND v.id = c.active_version)
                  FROM collections c WHERE name = ?1",
@@ -94,6 +100,7 @@ impl Catalog {
                         r.get::<_, i64>(5)?,
                         r.get::<_, String>(6)?,
                         r.get::<_, Option<String>>(7)?,
+                        r.get::<_, Option<String>>(8)?,
                     ))
             })
             .optional()?;
@@ -106,14 +113,31 @@ impl Catalog {
                 created_at,
                 forgotten,
                 incarnation,
+                bm25,
                 active_index,
-            ): (String, i64, String, _, _, i64, String, Option<String>)| {
+            ): (
+                String,
+                i64,
+                String,
+                _,
+                _,
+                i64,
+                String,
+                Option<String>,
+                Option<String>,
+            )| {
                 let chunk_options = serde_json::from_str(&options)
                     .map_err(|e| Error::Corrupt(format!("chunk options of {name}: {e}")))?;
+                let bm25 = match bm25 {
+                    Some(json) => serde_json::from_str(&json)
+                        .map_err(|e| Error::Corrupt(format!("BM25 parameters of {name}: {e}")))?,
+                    None => Bm25Params::default(),
+                };
                 Ok(CollectionRow {
                     name,
                     generation: generation as u64,
                     chunk_options,
+                    bm25,
                     active_version,
                     created_at,
                     forgotten_generation: forgotten as u64,

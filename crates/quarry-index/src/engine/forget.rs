@@ -228,6 +228,8 @@ impl Engine {
         check_collection_name(name)?;
         let chunk = settings.chunk.unwrap_or(self.options.chunk);
         chunk.validate()?;
+        let bm25 = settings.bm25.unwrap_or(self.options.bm25);
+        bm25.check()?;
         let embedder_name = settings
             .embedder
             .clone()
@@ -251,18 +253,18 @@ impl Engine {
                 } else {
                     "none"
                 };
-                if row.chunk_options != chunk || has != wants {
+                if row.chunk_options != chunk || row.bm25 != bm25 || has != wants {
                     return Err(Error::Conflict(format!(
-                        "collection `{name}` exists with other settings (chunk: {}; embedder: {has}); \
-                         asked for chunk: {chunk}; embedder: {wants}. Re-chunk or re-index it, or \
-                         delete it first",
-                        row.chunk_options
+                        "collection `{name}` exists with other settings (chunk: {}; bm25: {:?}; \
+                         embedder: {has}); asked for chunk: {chunk}; bm25: {bm25:?}; embedder: \
+                         {wants}. Re-chunk or re-index it, or delete it first",
+                        row.chunk_options, row.bm25
                     )));
                 }
                 return Ok(false);
             }
             let catalog = self.catalog();
-            catalog.ensure_collection(name, &chunk)?;
+            catalog.ensure_collection(name, &chunk, &bm25)?;
             if let Some(e) = &embedder {
                 catalog.create_active_version(name, &embedder_name, e.spec())?;
             }

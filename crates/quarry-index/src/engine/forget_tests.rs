@@ -334,13 +334,16 @@ fn collections_are_created_with_settings_listed_with_sizes_and_deleted() {
         sizer: ChunkSizer::Chars,
         context_chars: 0,
     };
+    let bm25 = quarry_core::Bm25Params::new(0.9, 0.4, 1.0).unwrap();
     let settings = CollectionSettings {
         chunk: Some(chunk),
+        bm25: Some(bm25),
         embedder: Some("b".into()),
     };
     let (stats, created) = engine.create_collection("c", &settings).unwrap();
     assert!(created);
     assert_eq!(stats.chunk_options, chunk);
+    assert_eq!(stats.bm25, bm25);
     assert_eq!(stats.embedder.as_deref(), Some("b"));
     assert_eq!(
         (stats.documents, stats.text_bytes, stats.index_bytes),
@@ -349,19 +352,26 @@ fn collections_are_created_with_settings_listed_with_sizes_and_deleted() {
     // the same settings again: nothing changes; other settings: a conflict
     let (_, created) = engine.create_collection("c", &settings).unwrap();
     assert!(!created);
-    let other = CollectionSettings {
-        chunk: None,
-        embedder: Some("b".into()),
-    };
-    let e = engine.create_collection("c", &other).unwrap_err();
-    assert_eq!(e.code(), "conflict", "{e}");
+    for other in [
+        CollectionSettings {
+            chunk: None,
+            ..settings.clone()
+        },
+        CollectionSettings {
+            bm25: None,
+            ..settings.clone()
+        },
+    ] {
+        let e = engine.create_collection("c", &other).unwrap_err();
+        assert_eq!(e.code(), "conflict", "{e}");
+    }
     for (name, s, code) in [
         ("bad name", CollectionSettings::default(), "invalid_request"),
         (
             "d",
             CollectionSettings {
-                chunk: None,
                 embedder: Some("zz".into()),
+                ..Default::default()
             },
             "invalid_request",
         ),
@@ -372,7 +382,15 @@ fn collections_are_created_with_settings_listed_with_sizes_and_deleted() {
                     max_tokens: 0,
                     ..chunk
                 }),
-                embedder: None,
+                ..Default::default()
+            },
+            "invalid_request",
+        ),
+        (
+            "d",
+            CollectionSettings {
+                bm25: Some(quarry_core::Bm25Params { b: 1.5, ..bm25 }),
+                ..Default::default()
             },
             "invalid_request",
         ),
@@ -385,8 +403,8 @@ fn collections_are_created_with_settings_listed_with_sizes_and_deleted() {
         .create_collection(
             "plain",
             &CollectionSettings {
-                chunk: None,
                 embedder: Some("none".into()),
+                ..Default::default()
             },
         )
         .unwrap();

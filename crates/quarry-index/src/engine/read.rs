@@ -83,6 +83,7 @@ impl Engine {
                 .map(|v| v.id)
                 .collect(),
             chunk_options: row.chunk_options,
+            bm25: row.bm25,
             text_bytes,
             index_bytes,
         })

@@ -54,6 +54,8 @@ pub struct CollectionStats {
     pub vectors: Option<u64>,
     pub versions_building: Vec<String>,
     pub chunk_options: ChunkOptions,
+    /// How BM25 scores the collection's chunks.
+    pub bm25: quarry_core::Bm25Params,
     /// Bytes of document text the catalog stores for the collection (admins only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text_bytes: Option<u64>,

@@ -744,3 +744,38 @@ fn a_write_does_not_wait_for_another_writes_model() {
     assert_eq!((stats.embedded, stats.cache_hits), (1, 0));
     assert_eq!(docs_matching(&engine, "apple"), BTreeSet::new());
 }
+
+/// A collection's BM25 parameters reach its searches: the same chunk scores by the parameters
+/// the collection was created with, a repeated query word counting by `k3`.
+#[test]
+fn a_collections_bm25_parameters_score_its_queries() {
+    let score = |params: quarry_core::Bm25Params, text: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = EngineOptions {
+            bm25: params,
+            ..options()
+        };
+        let engine = Engine::open(dir.path(), opts).unwrap();
+        for (i, p) in PARAS.iter().enumerate() {
+            upsert(&engine, &format!("d{i}"), p);
+        }
+        assert_eq!(engine.stats("c", &admin()).unwrap().bm25, params);
+        let q = QueryOptions::new(text, 10, Mode::Bm25, GroupBy::Document).unwrap();
+        let hits = engine.searcher("c").unwrap().search(&q, &admin()).unwrap();
+        assert_eq!(hits.results[0].doc_id, "d1");
+        hits.results[0].score
+    };
+    let once = quarry_core::Bm25Params::new(1.2, 0.75, 0.0).unwrap();
+    let linear = quarry_core::Bm25Params { k3: 1000.0, ..once };
+    let single = score(once, "kettles");
+    assert!((score(once, "kettles kettles") - single).abs() < 1e-6);
+    let twice = score(linear, "kettles kettles");
+    assert!(
+        (twice - single * 2.0 * 1001.0 / 1002.0).abs() < 1e-4,
+        "{twice} {single}"
+    );
+    // k1 = 0: a term present scores its idf, whatever the chunk's length
+    let presence = quarry_core::Bm25Params { k1: 0.0, ..once };
+    let idf = quarry_core::bm25::idf(1, PARAS.len() as u64);
+    assert!((score(presence, "kettles") - idf).abs() < 1e-5);
+}

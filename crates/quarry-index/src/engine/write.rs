@@ -103,7 +103,7 @@ impl Engine {
     fn create_default(&self, collection: &str) -> Result<()> {
         let embedder = self.default_embedder()?;
         let catalog = self.catalog();
-        catalog.ensure_collection(collection, &self.options.chunk)?;
+        catalog.ensure_collection(collection, &self.options.chunk, &self.options.bm25)?;
         if let Some(e) = embedder {
             catalog.create_active_version(collection, &self.options.embedder, e.spec())?;
         }

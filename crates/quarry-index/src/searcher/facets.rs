@@ -39,8 +39,8 @@ impl Searcher {
                 known.join(", ")
             )));
         }
-        let words: Box<dyn Query> =
-            build_query(access.bm25.terms()).unwrap_or_else(|| Box::new(AllQuery));
+        let words: Box<dyn Query> = build_query(access.bm25.terms(), access.bm25.params())
+            .unwrap_or_else(|| Box::new(AllQuery));
         let query: Box<dyn Query> = match access.bm25.clause() {
             Some(clause) => Box::new(BooleanQuery::new(vec![
                 (Occur::Must, words),

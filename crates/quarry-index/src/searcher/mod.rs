@@ -163,6 +163,7 @@ impl Searcher {
                 tokens,
                 filter.as_ref(),
                 mode != Mode::Vector,
+                self.collection.bm25,
             )?,
             filter,
             permitted: OnceLock::new(),
