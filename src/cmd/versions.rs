@@ -216,7 +216,10 @@ fn show(bar: &ProgressBar, job: &Job) {
     bar.set_position(job.processed);
     bar.set_message(match job.kind {
         JobKind::Requantize => "indexed".to_owned(),
-        _ => format!("{} embedded", job.embedded),
+        _ => match job.tokens_per_s() {
+            Some(t) => format!("{} embedded · {t:.0} tokens/s", job.embedded),
+            None => format!("{} embedded", job.embedded),
+        },
     });
 }
 

@@ -150,6 +150,12 @@ fn ingest_with_the_static_tier_serve_at_once_then_reindex_to_minilm() {
     };
     assert_eq!(last["state"], "succeeded", "{last}");
     assert_eq!(last["result"]["promoted"], true, "{last}");
+    // MiniLM counts the tokens it read: at least [CLS], a word and [SEP] a chunk
+    let (embedded, tokens) = (
+        last["embedded"].as_u64().unwrap(),
+        last["tokens"].as_u64().unwrap(),
+    );
+    assert!(embedded > 0 && tokens >= 3 * embedded, "{last}");
     let vb = last["result"]["version"].as_str().unwrap().to_owned();
     assert!(vb.starts_with("local-"), "{last}");
     // The gate judged both on the golden set: MiniLM is no worse on paraphrases.

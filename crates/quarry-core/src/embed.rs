@@ -220,8 +220,18 @@ pub fn embed_checked(
     kind: InputKind,
     dimensions: Option<usize>,
 ) -> Result<Vec<Vec<f32>>, EmbedCheckError> {
-    let mut vectors = embedder
-        .embed(texts, kind)
+    Ok(embed_checked_counted(embedder, texts, kind, dimensions)?.0)
+}
+
+/// [`embed_checked`], with the tokens the model read ([`Embedder::embed_counted`]).
+pub fn embed_checked_counted(
+    embedder: &dyn Embedder,
+    texts: &[&str],
+    kind: InputKind,
+    dimensions: Option<usize>,
+) -> Result<(Vec<Vec<f32>>, Option<usize>), EmbedCheckError> {
+    let (mut vectors, tokens) = embedder
+        .embed_counted(texts, kind)
         .map_err(EmbedCheckError::Embed)?;
     if vectors.len() != texts.len() {
         return Err(EmbedCheckError::Count {
@@ -238,7 +248,7 @@ pub fn embed_checked(
         });
     }
     vectors.iter_mut().for_each(|v| normalize(v));
-    Ok(vectors)
+    Ok((vectors, tokens))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub fn job(job: &Job) -> Value {
     if let Some(o) = v.as_object_mut() {
         o.insert("rate_per_s".into(), json!(job.rate_per_s()));
         o.insert("eta_s".into(), json!(job.eta_s()));
+        o.insert("tokens_per_s".into(), json!(job.tokens_per_s()));
     }
     v
 }
@@ -48,6 +49,8 @@ mod tests {
         let mut want: Value = serde_json::from_str(stored).unwrap();
         want["rate_per_s"] = json!(2.0);
         want["eta_s"] = json!(15.0);
+        want["tokens"] = json!(0);
+        want["tokens_per_s"] = json!(null);
         assert_eq!(job(&j), want);
         assert_eq!(jobs([&j]), json!({ "jobs": [want] }));
     }

@@ -21,6 +21,9 @@ pub struct Job {
     /// Chunks sent to the embedder, and chunks whose vector was already stored.
     pub embedded: u64,
     pub cache_hits: u64,
+    /// Tokens of the chunks embedded, for an embedder that counts them (0 for the others).
+    #[serde(default)]
+    pub tokens: u64,
     pub error: Option<String>,
     /// What the job ended with (the version, whether it was promoted, the eval gate).
     pub result: Option<JobResult>,
@@ -37,6 +40,12 @@ impl Job {
         (secs > 0.0 && self.embedded > 0).then(|| self.embedded as f64 / secs)
     }
 
+    /// Tokens embedded per second since the job started (`None` before any were counted).
+    pub fn tokens_per_s(&self) -> Option<f64> {
+        let secs = (self.updated_at - self.started_at?).max(0) as f64;
+        (secs > 0.0 && self.tokens > 0).then(|| self.tokens as f64 / secs)
+    }
+
     /// Seconds left at that rate, while the job runs.
     pub fn eta_s(&self) -> Option<f64> {
         let rate = self.rate_per_s()?;
@@ -46,7 +55,7 @@ impl Job {
 }
 
 const COLUMNS: &str = "id, kind, collection, state, params, processed, total, embedded, cache_hits, \
-                       error, result, cancel_requested, created_at, started_at, updated_at";
+                       error, result, cancel_requested, created_at, started_at, updated_at, tokens";
 
 /// A job row as read: the job, with its kind, state, params and result as stored (parsed by
 /// [`finish`], outside SQLite's row callback, so a bad value is a clear [`Error`]).
@@ -60,6 +69,7 @@ struct Stored {
     total: u64,
     embedded: u64,
     cache_hits: u64,
+    tokens: u64,
     error: Option<String>,
     result: Option<String>,
     cancel_requested: bool,
@@ -85,6 +95,7 @@ fn job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
         created_at: r.get(12)?,
         started_at: r.get(13)?,
         updated_at: r.get(14)?,
+        tokens: r.get::<_, i64>(15)? as u64,
     })
 }
 
@@ -108,6 +119,7 @@ fn finish(s: Stored) -> Result<Job> {
         processed: s.processed,
         total: s.total,
         embedded: s.embedded,
+        tokens: s.tokens,
         cache_hits: s.cache_hits,
         error: s.error,
         cancel_requested: s.cancel_requested,
@@ -237,20 +249,28 @@ impl Catalog {
     }
 
     /// Stores a batch of a job's vectors and its progress in one transaction, so the job's
-    /// `embedded` counts exactly the vectors it stored, whenever the process dies.
+    /// `embedded` counts exactly the vectors it stored, whenever the process dies. `job`: its id,
+    /// and `processed` of `total` after the batch; `tokens`: the batch's, as the model counted.
     pub(crate) fn put_job_vectors(
         &mut self,
         fingerprint: &quarry_core::Fingerprint,
         vectors: &[(quarry_core::ContentHash, Vec<f32>)],
-        job: &str,
-        processed: u64,
-        total: u64,
+        (job, processed, total): (&str, u64, u64),
+        tokens: u64,
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
         super::vectors::insert_vectors(&tx, fingerprint, vectors)?;
         tx.execute(
-            "UPDATE jobs SET processed = ?2, total = ?3, embedded = embedded + ?4, updated_at = ?5 WHERE id = ?1",
-            params![job, processed as i64, total as i64, vectors.len() as i64, now()],
+            "UPDATE jobs SET processed = ?2, total = ?3, embedded = embedded + ?4,
+             tokens = tokens + ?5, updated_at = ?6 WHERE id = ?1",
+            params![
+                job,
+                processed as i64,
+                total as i64,
+                vectors.len() as i64,
+                tokens as i64,
+                now()
+            ],
         )?;
         tx.commit()?;
         Ok(())

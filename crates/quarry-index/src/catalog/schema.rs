@@ -7,7 +7,7 @@ use quarry_core::ContentHash;
 use rusqlite::Connection;
 use std::path::Path;
 
-pub(crate) const SCHEMA_VERSION: i64 = 10;
+pub(crate) const SCHEMA_VERSION: i64 = 11;
 /// `MIGRATIONS[i]` takes a catalog from schema version `i` to `i + 1`.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema.sql"),
@@ -20,6 +20,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema_v8.sql"),
     include_str!("schema_v9.sql"),
     include_str!("schema_v10.sql"),
+    include_str!("schema_v11.sql"),
 ];
 
 /// Fills `doc_chunks.heading_path` (schema version 7) for every Markdown document already

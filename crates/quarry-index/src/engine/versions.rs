@@ -14,7 +14,7 @@ use crate::collection::{ActiveEmbedder, Indexes};
 use crate::error::{Error, Result};
 use crate::searcher::Searcher;
 use crate::vectors::VectorIndex;
-use quarry_core::embed::{EmbedCheckError, embed_checked};
+use quarry_core::embed::{EmbedCheckError, embed_checked_counted};
 use quarry_core::{ChunkOptions, ContentHash, Embedder, InputKind};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -77,12 +77,14 @@ impl Engine {
                 inputs.len()
             ))
         };
-        let vectors = embed_checked(&**embedder, &inputs, InputKind::Document, Some(dims))
-            .map_err(|e| match e {
-                EmbedCheckError::Embed(e) => Error::Embed(e.to_string()),
-                EmbedCheckError::Count { got, .. } => wrong(got),
-                EmbedCheckError::Dimensions { .. } => wrong(inputs.len()),
-            })?;
+        let (vectors, tokens) =
+            embed_checked_counted(&**embedder, &inputs, InputKind::Document, Some(dims)).map_err(
+                |e| match e {
+                    EmbedCheckError::Embed(e) => Error::Embed(e.to_string()),
+                    EmbedCheckError::Count { got, .. } => wrong(got),
+                    EmbedCheckError::Dimensions { .. } => wrong(inputs.len()),
+                },
+            )?;
         let rows: Vec<(ContentHash, Vec<f32>)> = texts
             .iter()
             .zip(vectors)
@@ -90,8 +92,13 @@ impl Engine {
             .collect();
         match job {
             Some((id, processed, total)) => {
-                self.catalog()
-                    .put_job_vectors(&version.fingerprint, &rows, id, processed, total)?
+                let tokens = tokens.unwrap_or(0) as u64;
+                self.catalog().put_job_vectors(
+                    &version.fingerprint,
+                    &rows,
+                    (id, processed, total),
+                    tokens,
+                )?
             }
             None => self.catalog().put_vectors(&version.fingerprint, &rows)?,
         }
