@@ -18,6 +18,20 @@ pkg=$root/clients/python
 venv=${XDG_CACHE_HOME:-$HOME/.cache}/quarry/py-venv
 python=${PYTHON:-python3}
 
+# What the venv needs, checked first so that a fresh machine says what to install.
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "python-tests: $python is missing or older than 3.11 (the pinned langchain-core needs 3.11); set PYTHON=python3.11 or newer" >&2
+  exit 2
+fi
+if ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
+  echo "python-tests: $python cannot make a venv; install its venv module (Debian: apt-get install python3-venv)" >&2
+  exit 2
+fi
+command -v sha256sum >/dev/null || {
+  echo "python-tests: sha256sum is missing (coreutils)" >&2
+  exit 2
+}
+
 if [[ -z "${QUARRY_BIN:-}" ]]; then
   (cd "$root" && cargo build --quiet)
   target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps |

@@ -502,10 +502,14 @@ fn bm25_parameters_are_read_and_checked() {
     std::fs::write(&file, "[bm25]\nk1 = 0.9\nb = 0.4\n").unwrap();
     let c = load(Some(&file), dir.path(), env(&[("QUARRY_BM25__K3", "0")])).unwrap();
     assert_eq!(c.bm25, quarry_core::Bm25Params::new(0.9, 0.4, 0.0).unwrap());
-    let err = load(None, dir.path(), env(&[("QUARRY_BM25__B", "1.5")]))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("bm25.b"), "{err}");
+    let err = format!(
+        "{:#}",
+        load(None, dir.path(), env(&[("QUARRY_BM25__B", "1.5")])).unwrap_err()
+    );
+    assert!(
+        err.contains("bm25.b") && err.contains("QUARRY_BM25__B"),
+        "{err}"
+    );
     std::fs::write(&file, "[bm25]\nk2 = 1\n").unwrap();
     assert!(load(Some(&file), dir.path(), env(&[])).is_err());
 }

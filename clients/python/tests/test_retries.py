@@ -75,3 +75,33 @@ def test_connection_refused_is_retried_then_raised():
     c = QuarryClient("http://127.0.0.1:9", max_retries=1, backoff=0.01, timeout=2)
     with pytest.raises(QuarryConnectionError):
         c.health()
+
+
+def dropping(times):
+    """A transport that drops the connection without an answer `times` times, then answers."""
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) <= times:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(200, json={"results": [], "snapshot": "s1"})
+
+    return handler, calls
+
+
+def test_a_dropped_connection_is_retried_only_for_requests_that_may_run_twice():
+    from quarry_client import QuarryConnectionError
+
+    handler, calls = dropping(1)
+    c = QuarryClient("http://quarry.test", max_retries=2, backoff=0.01,
+                     http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    c.query("docs", "kettle")  # a query changes nothing: sent again
+    assert [r.method for r in calls] == ["POST", "POST"]
+
+    handler, calls = dropping(1)
+    c = QuarryClient("http://quarry.test", max_retries=2, backoff=0.01,
+                     http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    with pytest.raises(QuarryConnectionError):
+        c.create_snapshot("s1")  # the server may have taken it before it died: not sent twice
+    assert len(calls) == 1

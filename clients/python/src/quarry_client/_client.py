@@ -169,12 +169,23 @@ def _retry_after(resp: httpx.Response) -> Optional[float]:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _retryable(e: httpx.TransportError) -> bool:
-    """Transport failures after which the request was not processed: the connection was
-    refused, or the server closed a pooled keep-alive connection without answering (quarry
-    closes the connection after a 401 or 403 answered before the request body was read, and
-    a request sent on it before the close is seen fails so)."""
-    return isinstance(e, (httpx.ConnectError, httpx.RemoteProtocolError))
+# POST routes that change nothing (or nothing twice): safe to send again.
+_SAFE_POST_SUFFIXES = ("/query", "/query/batch", "/embeddings")
+
+
+def _retryable(e: httpx.TransportError, method: str, path: str) -> bool:
+    """Transport failures worth one more try: a refused connection (nothing was sent), or a
+    connection the server dropped without answering, for requests that may be sent twice
+    (idempotent methods, and read-only POSTs such as queries). A dropped connection can also
+    mean the server processed the request and died before answering, so a snapshot, a
+    re-index, an eval run or an activation is never sent again."""
+    if isinstance(e, httpx.ConnectError):
+        return True
+    if isinstance(e, httpx.RemoteProtocolError):
+        return method.upper() in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS") or (
+            method.upper() == "POST" and path.split("?")[0].endswith(_SAFE_POST_SUFFIXES)
+        )
+    return False
 
 
 def _raise_for(resp: httpx.Response) -> None:
@@ -563,7 +574,7 @@ class QuarryClient(_Routes):
                     method, cfg.url + path, json=json, params=params, headers=cfg.headers
                 )
             except httpx.TransportError as e:
-                if _retryable(e) and attempt < cfg.max_retries:
+                if _retryable(e, method, path) and attempt < cfg.max_retries:
                     attempt += 1
                     time.sleep(cfg.transport_delay(attempt, e))
                     continue
@@ -654,7 +665,7 @@ class AsyncQuarryClient(_Routes):
                     method, cfg.url + path, json=json, params=params, headers=cfg.headers
                 )
             except httpx.TransportError as e:
-                if _retryable(e) and attempt < cfg.max_retries:
+                if _retryable(e, method, path) and attempt < cfg.max_retries:
                     attempt += 1
                     await asyncio.sleep(cfg.transport_delay(attempt, e))
                     continue

@@ -16,8 +16,8 @@ pub struct CollectionRow {
     pub name: String,
     pub generation: u64,
     pub chunk_options: ChunkOptions,
-    /// How BM25 scores its chunks (see `schema_v9.sql`; a collection created before has the
-    /// defaults).
+    /// How BM25 scores its chunks (see `schema_v10.sql`: a collection created before keeps
+    /// tantivy's 1.2 and 0.75, each query term counted once).
     pub bm25: Bm25Params,
     pub active_version: Option<String>,
     pub created_at: i64,

@@ -253,6 +253,32 @@ mod tests {
     use super::*;
     use quarry_core::{ChunkOptions, ChunkSizer, Chunker, DocFormat};
 
+    /// A collection of a catalog from before BM25 settings (schema 9) keeps the scoring it had
+    /// when opened by this quarry; a collection created now gets the defaults.
+    #[test]
+    fn a_collection_from_before_bm25_settings_keeps_its_scoring() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&format!(
+                "{} PRAGMA user_version = 9;",
+                MIGRATIONS[..9].concat()
+            ))
+            .unwrap();
+            conn.execute(
+                r#"INSERT INTO collections (name, generation, chunk_options, created_at)
+                   VALUES ('old', 1, '{"max_tokens": 4, "overlap": 0, "sizer": "chars"}', 0)"#,
+                [],
+            )
+            .unwrap();
+        }
+        let catalog = Catalog::open(&path).unwrap();
+        let old = catalog.collection("old").unwrap().unwrap().bm25;
+        assert_eq!((old.k1, old.b, old.k3), (1.2, 0.75, 0.0));
+        assert_ne!(old, quarry_core::bm25::Bm25Params::default());
+    }
+
     /// A schema-6 catalog (no heading paths) with Markdown documents gets, on open, the heading
     /// path of every chunk occurrence that the chunker gives the same chunks today.
     #[test]

@@ -26,7 +26,7 @@ use std::io::Read;
 
 /// Largest inflated XML part read; a bigger one (a zip bomb, or a document of a different
 /// order than quarry expects) makes the file `malformed_docx`.
-pub(crate) const MAX_PART_BYTES: u64 = 256 * 1024 * 1024;
+pub(crate) const MAX_PART_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The magic bytes of an OLE compound file, the container of an encrypted Office document.
 const OLE_MAGIC: &[u8] = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1";

@@ -5,7 +5,10 @@
 //!
 //! A thread cannot be stopped from outside, so an extraction past its deadline is abandoned, not
 //! killed: its thread runs on, detached, until it ends or the process exits (`quarry ingest`
-//! exits when the run is done). The thread gets a large stack ([`STACK_BYTES`]) so that deep but
+//! exits when the run is done). At most [`MAX_RUNAWAYS`] abandoned extractions may still be
+//! running: past that, a file is skipped at once (`extraction_backlog`) rather than started,
+//! so that a folder of hostile files cannot pile up threads that spin on every core and make
+//! sound files miss their deadline too. The thread gets a large stack ([`STACK_BYTES`]) so that deep but
 //! finite nesting is read rather than overflowing, which would abort the process.
 //!
 //! A caught panic still runs the process's panic hook, which prints `thread … panicked at …` on
@@ -13,8 +16,21 @@
 //! guarded extraction wraps the hook once: a panic on an extraction thread is logged at debug
 //! level instead, and every other panic goes to the hook that was in place.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::time::Duration;
+
+/// Most abandoned extractions still running before new ones are refused.
+pub(crate) const MAX_RUNAWAYS: usize = 4;
+
+/// The abandoned extractions of this process that have not ended yet.
+static RUNAWAYS: AtomicUsize = AtomicUsize::new(0);
+
+/// An extraction's state, decided once between its thread and its caller.
+const RUNNING: u8 = 0;
+const ENDED: u8 = 1;
+const ABANDONED: u8 = 2;
 
 /// The name of extraction threads, by which the panic hook knows them.
 const THREAD_NAME: &str = "quarry-extract";
@@ -47,7 +63,29 @@ pub(crate) fn guarded<T: Send + 'static>(
     panic_reason: &'static str,
     extract: impl FnOnce() -> Result<T, Unreadable> + Send + 'static,
 ) -> Result<T, Unreadable> {
+    guarded_counted(limit, panic_reason, extract, &RUNAWAYS)
+}
+
+/// [`guarded`], counting abandoned extractions in `runaways`.
+fn guarded_counted<T: Send + 'static>(
+    limit: Duration,
+    panic_reason: &'static str,
+    extract: impl FnOnce() -> Result<T, Unreadable> + Send + 'static,
+    runaways: &'static AtomicUsize,
+) -> Result<T, Unreadable> {
     quiet_extraction_panics();
+    let running = runaways.load(Ordering::SeqCst);
+    if running >= MAX_RUNAWAYS {
+        return Err(Unreadable::new(
+            "extraction_backlog",
+            format!(
+                "{running} earlier extractions are still running past their deadline; this file \
+                 was not started so that they do not starve the rest (ingest it again later)"
+            ),
+        ));
+    }
+    let state = Arc::new(AtomicU8::new(RUNNING));
+    let thread_state = state.clone();
     let (tx, rx) = sync_channel(1);
     let spawned = std::thread::Builder::new()
         .name(THREAD_NAME.into())
@@ -56,6 +94,12 @@ pub(crate) fn guarded<T: Send + 'static>(
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(extract));
             // the receiver is gone once the deadline passed: nobody waits for this result
             let _ = tx.send(out);
+            if thread_state
+                .compare_exchange(RUNNING, ENDED, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                runaways.fetch_sub(1, Ordering::SeqCst);
+            }
         });
     if let Err(e) = spawned {
         return Err(Unreadable::new(
@@ -63,7 +107,22 @@ pub(crate) fn guarded<T: Send + 'static>(
             format!("could not start an extraction thread: {e}"),
         ));
     }
-    match rx.recv_timeout(limit) {
+    let answer = match rx.recv_timeout(limit) {
+        Err(RecvTimeoutError::Timeout) => {
+            if state
+                .compare_exchange(RUNNING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                runaways.fetch_add(1, Ordering::SeqCst);
+                Err(RecvTimeoutError::Timeout)
+            } else {
+                // it ended just now: its result is there
+                rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            }
+        }
+        other => other,
+    };
+    match answer {
         Ok(Ok(result)) => result,
         Ok(Err(payload)) => Err(Unreadable::new(
             panic_reason,
@@ -144,5 +203,43 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.reason, "timeout");
         assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn abandoned_extractions_are_bounded_and_counted_until_they_end() {
+        static RUNAWAYS: AtomicUsize = AtomicUsize::new(0);
+        let slow = || {
+            std::thread::sleep(Duration::from_millis(1500));
+            Ok(1u8)
+        };
+        let limit = Duration::from_millis(50);
+        for i in 0..MAX_RUNAWAYS {
+            let e = guarded_counted(limit, "malformed_pdf", slow, &RUNAWAYS).unwrap_err();
+            assert_eq!(e.reason, "timeout", "{i}");
+        }
+        assert_eq!(RUNAWAYS.load(Ordering::SeqCst), MAX_RUNAWAYS);
+        // past the bound, a file is not started: refused at once, even a quick one
+        let started = Instant::now();
+        let e = guarded_counted(limit, "malformed_pdf", || Ok(2u8), &RUNAWAYS).unwrap_err();
+        assert_eq!(e.reason, "extraction_backlog");
+        assert!(started.elapsed() < Duration::from_millis(40));
+        // once the abandoned ones end, the count is back to 0 and files are read again
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while RUNAWAYS.load(Ordering::SeqCst) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "abandoned extractions never counted as ended"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            guarded_counted(
+                Duration::from_secs(5),
+                "malformed_pdf",
+                || Ok(3u8),
+                &RUNAWAYS
+            ),
+            Ok(3)
+        );
     }
 }
