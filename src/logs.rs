@@ -13,9 +13,10 @@ const FORMAT_ENV: &str = "QUARRY_LOG_FORMAT";
 const FILTER_ENV: &str = "QUARRY_LOG";
 
 /// hnsw_rs (and its distance crate) log every graph built, dumped or dropped at `info`
-/// ("PointIndexation drop", about 34 lines on a small ingest and serve); a user's `QUARRY_LOG`
-/// decides when it is set.
-const QUIET_LIBRARIES: &str = "hnsw_rs=warn,anndists=warn";
+/// ("PointIndexation drop", about 34 lines on a small ingest and serve), and the PDF reader
+/// (lopdf, pdf-extract) warns and errs about every damaged or encrypted file, which the ingest
+/// summary already reports as a skip reason; a user's `QUARRY_LOG` decides when it is set.
+const QUIET_LIBRARIES: &str = "hnsw_rs=warn,anndists=warn,lopdf=off,pdf_extract=off";
 
 /// The format `value` (of [`FORMAT_ENV`]) names, else (unset or empty) `configured`.
 fn format(value: Option<&str>, configured: LogFormat) -> Result<LogFormat, String> {

@@ -140,7 +140,9 @@ fn create(data_dir: &Path, config: &Config, a: CreateArgs) -> anyhow::Result<()>
         embedder: a.embedder,
     };
     let engine = open_engine(data_dir, config)?;
-    let (stats, created) = engine.create_collection(&a.name, &settings)?;
+    let (stats, created) = engine
+        .create_collection(&a.name, &settings)
+        .map_err(|e| super::usage_if_input(e.into()))?;
     if a.json {
         return print_json(&serde_json::json!({"created": created, "collection": stats}));
     }

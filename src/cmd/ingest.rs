@@ -79,7 +79,12 @@ fn parse_principal(s: &str) -> Result<String, String> {
 
 pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Result<()> {
     if args.vectors_spec.is_some() && !args.paths.iter().any(|p| is_vector_file(p)) {
-        anyhow::bail!("--vectors-spec describes the vectors of .parquet files, and none was given");
+        return Err(super::UsageError(
+            "--vectors-spec describes the vectors of .parquet files, and none was given; add the \
+             .parquet files to the paths, or leave --vectors-spec out"
+                .into(),
+        )
+        .into());
     }
     let spec = match &args.vectors_spec {
         Some(arg) => Some(spec_from_arg(config, arg)?),

@@ -262,3 +262,20 @@ fn query_vector_takes_one_json_array() {
         assert!(stderr(&out).contains("vector"), "{bad}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn values_refused_after_parsing_exit_2_too() {
+    let data = tmp();
+    let out = run(
+        data.path(),
+        &["collections", "create", "c", "--embedder", "nope"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+    let files = tmp();
+    std::fs::write(files.path().join("a.txt"), "words").unwrap();
+    let folder = files.path().to_str().unwrap();
+    let out = run(data.path(), &["ingest", "--vectors-spec", "local", folder]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains(".parquet"), "{}", stderr(&out));
+}
