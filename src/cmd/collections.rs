@@ -1,4 +1,4 @@
-//! `quarry collections create|list|delete` (a collection's lifecycle) and `quarry forget` (erase
+//! `quarry collections create|list|set|delete` (a collection's lifecycle) and `quarry forget` (erase
 //! one document from the data directory, everywhere it left a copy). Both work on the data dir;
 //! a server running on it follows (its refresh loop picks up the new generation, or notices that
 //! a collection is gone).
@@ -23,6 +23,9 @@ pub enum Command {
     Create(CreateArgs),
     /// Every collection with its counts and sizes.
     List(ListArgs),
+    /// Change how a collection scores BM25 (k1, b, k3), in place: the next query scores with
+    /// the new values and nothing is re-indexed. Those not given keep their values.
+    Set(SetArgs),
     /// Delete a collection: its documents, chunks, vectors, versions, jobs, eval runs, golden
     /// sets and index files.
     Delete(DeleteArgs),
@@ -65,6 +68,26 @@ pub struct CreateArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("bm25").required(true).multiple(true).args(["k1", "b", "k3"])))]
+pub struct SetArgs {
+    /// The collection to change.
+    #[arg(value_parser = super::collection_name)]
+    pub name: String,
+    /// BM25 term-frequency saturation, 0 to 1000.
+    #[arg(long)]
+    pub k1: Option<f32>,
+    /// BM25 length normalisation, 0 to 1.
+    #[arg(long)]
+    pub b: Option<f32>,
+    /// BM25 query term-frequency saturation, 0 to 1000 (0: a repeated query word counts once).
+    #[arg(long)]
+    pub k3: Option<f32>,
+    /// Print the collection as one JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Print the result as one JSON document on stdout instead of text.
     #[arg(long)]
@@ -101,6 +124,7 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
     match args.command {
         Command::Create(a) => create(data_dir, config, a),
         Command::List(a) => list(data_dir, config, a),
+        Command::Set(a) => set(data_dir, config, a),
         Command::Delete(a) => delete(data_dir, config, a),
     }
 }
@@ -140,9 +164,14 @@ fn create(data_dir: &Path, config: &Config, a: CreateArgs) -> anyhow::Result<()>
         embedder: a.embedder,
     };
     let engine = open_engine(data_dir, config)?;
+    // A bad value (an unknown embedder) exits 2; a collection that exists with other settings
+    // is not a bad value, it exits 1.
     let (stats, created) = engine
         .create_collection(&a.name, &settings)
-        .map_err(|e| super::usage_if_input(e.into()))?;
+        .map_err(|e| match e {
+            quarry_index::Error::Conflict(_) => e.into(),
+            e => super::usage_if_input(e.into()),
+        })?;
     if a.json {
         return print_json(&serde_json::json!({"created": created, "collection": stats}));
     }
@@ -185,6 +214,27 @@ fn list(data_dir: &Path, config: &Config, a: ListArgs) -> anyhow::Result<()> {
         );
     }
     emit(&o);
+    Ok(())
+}
+
+fn set(data_dir: &Path, config: &Config, a: SetArgs) -> anyhow::Result<()> {
+    let engine = open_existing_engine(data_dir, config)?;
+    let now = engine.stats(&a.name, &Principal::local_admin())?.bm25;
+    let params = quarry_core::Bm25Params {
+        k1: a.k1.unwrap_or(now.k1),
+        b: a.b.unwrap_or(now.b),
+        k3: a.k3.unwrap_or(now.k3),
+    };
+    let stats = engine
+        .set_bm25(&a.name, params)
+        .map_err(|e| super::usage_if_input(e.into()))?;
+    if a.json {
+        return print_json(&stats);
+    }
+    emit(&format!(
+        "collection {}: bm25 k1 {} b {} k3 {} (was k1 {} b {} k3 {})\n",
+        stats.name, stats.bm25.k1, stats.bm25.b, stats.bm25.k3, now.k1, now.b, now.k3
+    ));
     Ok(())
 }
 

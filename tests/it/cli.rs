@@ -1,6 +1,6 @@
 //! The CLI contract: exit codes, configuration errors, `--help`, and `serve` stopping cleanly.
 
-use crate::{path_str, quarry, run, tmp, write_tree};
+use crate::{path_str, quarry, run, run_json, spawn_serve, tmp, write_tree};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -364,4 +364,78 @@ fn query_highlights_citations_and_passages() {
     let out = run(data.path(), &["query", "x", "--expand-neighbors", "11"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expand.neighbors"));
+}
+
+#[test]
+fn a_collections_bm25_parameters_change_in_place_on_the_cli_and_over_http() {
+    let data = tmp();
+    let files = tmp();
+    write_tree(
+        files.path(),
+        &[
+            ("a.txt", b"the kettle boils water".as_slice()),
+            ("b.txt", b"a kettle kettle kettle of fish".as_slice()),
+            ("c.txt", b"nothing about tea here".as_slice()),
+        ],
+    );
+    assert!(
+        run(data.path(), &["ingest", &path_str(files.path())])
+            .status
+            .success()
+    );
+    let top = |data: &std::path::Path| {
+        let v = run_json(data, &["query", "kettle", "--mode", "bm25", "--json"]);
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["score"].as_f64().unwrap())
+            .collect::<Vec<f64>>()
+    };
+    let before = top(data.path());
+    assert_eq!(before.len(), 2);
+    // k1 0: a term's frequency no longer counts, every hit scores the term's idf,
+    // ln(1 + (N − n + 0.5) / (n + 0.5)) with 3 chunks, 2 of them holding "kettle"
+    let out = run(data.path(), &["collections", "set", "default", "--k1", "0"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let idf = (1.0f64 + 1.5 / 2.5).ln();
+    let after = top(data.path());
+    assert_eq!(after.len(), 2);
+    for s in &after {
+        assert!((s - idf).abs() < 1e-5, "{after:?} vs idf {idf}");
+    }
+    assert_ne!(before, after);
+    // a value out of range is refused at once, and nothing changes
+    let out = run(data.path(), &["collections", "set", "default", "--b", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(top(data.path()), after);
+
+    // PATCH over HTTP: the values given change, the others stay
+    let server = spawn_serve(data.path(), &["--addr", "127.0.0.1:0"], &[]);
+    let c = reqwest::blocking::Client::new();
+    let patch = |body: serde_json::Value, path: &str| {
+        let r = c
+            .patch(format!("{}/v1/collections/{path}", server.url))
+            .json(&body)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json::<serde_json::Value>().unwrap())
+    };
+    let (status, stats) = patch(serde_json::json!({"bm25": {"k1": 1.5}}), "default");
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["bm25"]["k1"], 1.5);
+    assert_eq!(stats["bm25"]["b"].as_f64(), Some(1.0), "{stats}");
+    for (body, path, code) in [
+        (serde_json::json!({"bm25": {"b": 2}}), "default", 400),
+        (serde_json::json!({"bm25": {"k2": 1}}), "default", 400),
+        (serde_json::json!({"chunk": {}}), "default", 400),
+        (serde_json::json!({"bm25": {"k1": 1}}), "nope", 404),
+    ] {
+        let (status, answer) = patch(body.clone(), path);
+        assert_eq!(status, code, "{body} → {answer}");
+    }
 }

@@ -79,6 +79,17 @@ impl Catalog {
             .ok_or_else(|| Error::Corrupt(format!("collection {name} vanished")))
     }
 
+    /// Sets the BM25 parameters of collection `name`; false when there is none.
+    pub(crate) fn set_bm25(&self, name: &str, params: &Bm25Params) -> Result<bool> {
+        let json = serde_json::to_string(params)
+            .map_err(|e| Error::Corrupt(format!("BM25 parameters: {e}")))?;
+        let n = self.conn.execute(
+            "UPDATE collections SET bm25_params = ?2 WHERE name = ?1",
+            rusqlite::params![name, json],
+        )?;
+        Ok(n > 0)
+    }
+
     pub(crate) fn collection(&self, name: &str) -> Result<Option<CollectionRow>> {
         // read at every request: the statement is prepared once per connection
         let row = self

@@ -273,6 +273,25 @@ impl Engine {
         Ok((self.stats(name, &Principal::local_admin())?, created))
     }
 
+    /// Sets how collection `name` scores BM25 (`k1`, `b`, `k3`), in place: the parameters are
+    /// read at query time, so the next query scores with them and nothing is re-indexed.
+    pub fn set_bm25(&self, name: &str, params: quarry_core::Bm25Params) -> Result<CollectionStats> {
+        params.check()?;
+        self.collection(name)?;
+        self.with_write_lock(|| {
+            if self.catalog().set_bm25(name, &params)? {
+                Ok(())
+            } else {
+                Err(Error::NotFound {
+                    what: "collection",
+                    id: name.to_owned(),
+                })
+            }
+        })?;
+        tracing::info!(collection = name, ?params, "BM25 parameters set");
+        self.stats(name, &Principal::local_admin())
+    }
+
     /// Deletes collection `name`: every catalog row of it, the stored vectors only it held, and
     /// its folder of indexes; then the catalog is scrubbed as after a forget. Refused while a job
     /// of it is queued or running.

@@ -61,6 +61,48 @@ pub(super) async fn create(
     Ok((status, Json(stats)))
 }
 
+/// `PATCH /v1/collections/{c}`'s body: the BM25 parameters to change (those left out keep their
+/// values).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CollectionPatch {
+    pub bm25: Bm25Patch,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Bm25Patch {
+    pub k1: Option<f32>,
+    pub b: Option<f32>,
+    pub k3: Option<f32>,
+}
+
+/// `PATCH /v1/collections/{c}` with `{"bm25": {"k1", "b", "k3"}}`: how the collection scores
+/// BM25, changed in place (the next query scores with it; nothing is re-indexed).
+pub(super) async fn patch(
+    _caller: Caller<role::Admin>,
+    State(state): State<Shared>,
+    Path(collection): Path<String>,
+    JsonBody(patch): JsonBody<CollectionPatch>,
+) -> Result<Json<CollectionStats>, ApiError> {
+    Ok(Json(
+        blocking(move || {
+            let engine = &state.engine;
+            let now = engine
+                .stats(&collection, &quarry_core::Principal::local_admin())?
+                .bm25;
+            let p = patch.bm25;
+            let params = quarry_core::Bm25Params {
+                k1: p.k1.unwrap_or(now.k1),
+                b: p.b.unwrap_or(now.b),
+                k3: p.k3.unwrap_or(now.k3),
+            };
+            Ok(engine.set_bm25(&collection, params)?)
+        })
+        .await?,
+    ))
+}
+
 /// `DELETE /v1/collections/{c}`: the collection and everything of it; 404 when there is none,
 /// 503 `busy` while a job of it is queued or running.
 pub(super) async fn delete(

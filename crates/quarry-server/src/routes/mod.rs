@@ -17,7 +17,7 @@
 //! | `POST /v1/collections/{c}/eval`, `GET /v1/collections/{c}/eval/runs`, `GET /v1/collections/{c}/eval/compare`, `GET /v1/collections/{c}/eval/report` | admin |
 //! | `POST /v1/collections/{c}/reindex`, `GET /v1/jobs`, `GET /v1/jobs/{id}`, `POST /v1/jobs/{id}/cancel` | admin |
 //! | `POST /v1/collections/{c}/versions/{id}/activate`, `.../retire` | admin |
-//! | `PUT /v1/collections/{c}`, `DELETE /v1/collections/{c}` | admin |
+//! | `PUT`, `PATCH`, `DELETE /v1/collections/{c}` | admin |
 //! | `DELETE /v1/collections/{c}/documents/{id}?forget=true` | admin |
 //! | `POST /v1/snapshots` | admin |
 //!
@@ -79,6 +79,7 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
             "/collections/{collection}",
             get(collections::stats)
                 .put(collections::create)
+                .patch(collections::patch)
                 .delete(collections::delete),
         )
         .route("/collections/{collection}/query", post(query::query))
