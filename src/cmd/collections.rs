@@ -49,15 +49,8 @@ pub struct CreateArgs {
     /// Characters of surrounding text BM25 indexes with each chunk [default: chunk.context_chars].
     #[arg(long)]
     pub context_chars: Option<usize>,
-    /// BM25 term-frequency saturation, 0 to 1000 [default: bm25.k1].
-    #[arg(long)]
-    pub k1: Option<f32>,
-    /// BM25 length normalisation, 0 to 1 [default: bm25.b].
-    #[arg(long)]
-    pub b: Option<f32>,
-    /// BM25 query term-frequency saturation, 0 to 1000 [default: bm25.k3].
-    #[arg(long)]
-    pub k3: Option<f32>,
+    #[command(flatten)]
+    pub bm25: Bm25Flags,
     /// Embedder name (`[embedders.NAME]`, `local`, `hash`, or `none` for BM25 only)
     /// [default: embedder].
     #[arg(long)]
@@ -67,21 +60,40 @@ pub struct CreateArgs {
     pub json: bool,
 }
 
+/// How a collection scores BM25, for `create` and `set`: a value not given is the configured
+/// `bm25.*` for a new collection, the collection's own for `set`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("bm25").required(true).multiple(true).args(["k1", "b", "k3"])))]
+pub struct Bm25Flags {
+    /// BM25 term-frequency saturation, 0 to 1000 [create: bm25.k1; set: kept].
+    #[arg(long)]
+    pub k1: Option<f32>,
+    /// BM25 length normalisation, 0 to 1 [create: bm25.b; set: kept].
+    #[arg(long)]
+    pub b: Option<f32>,
+    /// BM25 query term-frequency saturation, 0 to 1000; 0: a repeated query word counts once
+    /// [create: bm25.k3; set: kept].
+    #[arg(long)]
+    pub k3: Option<f32>,
+}
+
+impl Bm25Flags {
+    fn patch(&self) -> quarry_core::bm25::Bm25Patch {
+        quarry_core::bm25::Bm25Patch {
+            k1: self.k1,
+            b: self.b,
+            k3: self.k3,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("params").required(true).multiple(true).args(["k1", "b", "k3"])))]
 pub struct SetArgs {
     /// The collection to change.
     #[arg(value_parser = super::collection_name)]
     pub name: String,
-    /// BM25 term-frequency saturation, 0 to 1000.
-    #[arg(long)]
-    pub k1: Option<f32>,
-    /// BM25 length normalisation, 0 to 1.
-    #[arg(long)]
-    pub b: Option<f32>,
-    /// BM25 query term-frequency saturation, 0 to 1000 (0: a repeated query word counts once).
-    #[arg(long)]
-    pub k3: Option<f32>,
+    #[command(flatten)]
+    pub bm25: Bm25Flags,
     /// Print the collection as one JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -156,11 +168,7 @@ fn create(data_dir: &Path, config: &Config, a: CreateArgs) -> anyhow::Result<()>
     })?;
     let settings = CollectionSettings {
         chunk: Some(chunk),
-        bm25: Some(quarry_core::Bm25Params {
-            k1: a.k1.unwrap_or(config.bm25.k1),
-            b: a.b.unwrap_or(config.bm25.b),
-            k3: a.k3.unwrap_or(config.bm25.k3),
-        }),
+        bm25: Some(a.bm25.patch().apply(config.bm25)),
         embedder: a.embedder,
     };
     let engine = open_engine(data_dir, config)?;
@@ -220,13 +228,8 @@ fn list(data_dir: &Path, config: &Config, a: ListArgs) -> anyhow::Result<()> {
 fn set(data_dir: &Path, config: &Config, a: SetArgs) -> anyhow::Result<()> {
     let engine = open_existing_engine(data_dir, config)?;
     let now = engine.stats(&a.name, &Principal::local_admin())?.bm25;
-    let params = quarry_core::Bm25Params {
-        k1: a.k1.unwrap_or(now.k1),
-        b: a.b.unwrap_or(now.b),
-        k3: a.k3.unwrap_or(now.k3),
-    };
     let stats = engine
-        .set_bm25(&a.name, params)
+        .set_bm25(&a.name, a.bm25.patch().apply(now))
         .map_err(|e| super::usage_if_input(e.into()))?;
     if a.json {
         return print_json(&stats);

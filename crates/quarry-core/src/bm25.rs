@@ -54,6 +54,27 @@ impl Default for Bm25Params {
     }
 }
 
+/// Some of the parameters, the others kept: a change of a collection's scoring
+/// (`PATCH /v1/collections/{c}`'s `bm25`, the flags of `quarry collections create|set`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bm25Patch {
+    pub k1: Option<f32>,
+    pub b: Option<f32>,
+    pub k3: Option<f32>,
+}
+
+impl Bm25Patch {
+    /// `base` with the values this patch gives (unchecked: [`Bm25Params::check`] it).
+    pub fn apply(self, base: Bm25Params) -> Bm25Params {
+        Bm25Params {
+            k1: self.k1.unwrap_or(base.k1),
+            b: self.b.unwrap_or(base.b),
+            k3: self.k3.unwrap_or(base.k3),
+        }
+    }
+}
+
 impl Bm25Params {
     /// The parameters, checked: `k1` and `k3` in `0..=MAX_K`, `b` in `0..=1`.
     pub fn new(k1: f32, b: f32, k3: f32) -> Result<Self> {

@@ -66,15 +66,7 @@ pub(super) async fn create(
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CollectionPatch {
-    pub bm25: Bm25Patch,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Bm25Patch {
-    pub k1: Option<f32>,
-    pub b: Option<f32>,
-    pub k3: Option<f32>,
+    pub bm25: quarry_core::bm25::Bm25Patch,
 }
 
 /// `PATCH /v1/collections/{c}` with `{"bm25": {"k1", "b", "k3"}}`: how the collection scores
@@ -91,13 +83,7 @@ pub(super) async fn patch(
             let now = engine
                 .stats(&collection, &quarry_core::Principal::local_admin())?
                 .bm25;
-            let p = patch.bm25;
-            let params = quarry_core::Bm25Params {
-                k1: p.k1.unwrap_or(now.k1),
-                b: p.b.unwrap_or(now.b),
-                k3: p.k3.unwrap_or(now.k3),
-            };
-            Ok(engine.set_bm25(&collection, params)?)
+            Ok(engine.set_bm25(&collection, patch.bm25.apply(now))?)
         })
         .await?,
     ))
