@@ -56,6 +56,20 @@ pub enum Action {
         /// With --vocabulary: add at most this many words, the most frequent.
         #[arg(long, default_value_t = 50_000)]
         max_words: usize,
+        /// Fit the table to the transformer's vectors of the texts of these files (as for
+        /// --vocabulary: a .jsonl line's `title` and `text`, else each non-empty line), so that a
+        /// text's static vector comes closer to the transformer's (repeatable). Costs one
+        /// transformer pass over the samples (--fit-max); a sample of the corpus the model will
+        /// embed serves best.
+        #[arg(long, value_name = "FILE")]
+        fit: Vec<std::path::PathBuf>,
+        /// With --fit: use at most this many texts, the first ones.
+        #[arg(long, default_value_t = 10_000)]
+        fit_max: usize,
+        /// With --fit: the ridge weight; larger keeps the distilled rows, smaller follows the
+        /// samples.
+        #[arg(long, default_value_t = DistillOptions::default().fit.lambda)]
+        fit_lambda: f64,
         /// Replace a static model of that name.
         #[arg(long)]
         force: bool,
@@ -107,6 +121,9 @@ pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
             vocabulary,
             min_count,
             max_words,
+            fit,
+            fit_max,
+            fit_lambda,
             force,
             json,
         } => {
@@ -128,12 +145,26 @@ pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
             let options = DistillOptions {
                 dims,
                 sif,
+                fit: quarry_embed::distill::FitOptions {
+                    lambda: fit_lambda,
+                    ..DistillOptions::default().fit
+                },
                 ..DistillOptions::default()
             };
             options
                 .check(teacher.spec().dimensions)
                 .map_err(UsageError)?;
             let words = vocabulary_words(&teacher, &vocabulary, min_count, max_words)?;
+            let mut samples = Vec::new();
+            for_each_text(&fit, &mut |text| {
+                if samples.len() < fit_max && !text.trim().is_empty() {
+                    samples.push(text);
+                }
+                Ok(samples.len() < fit_max)
+            })?;
+            if !fit.is_empty() && samples.is_empty() {
+                return Err(UsageError("--fit: the files hold no text".into()).into());
+            }
             let bar = if json {
                 indicatif::ProgressBar::hidden()
             } else {
@@ -143,10 +174,18 @@ pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
                 )
             };
             bar.set_message(from.clone());
-            let made = distill(&teacher, options, &words, &out, force, &|done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            });
+            let made = distill(
+                &teacher,
+                options,
+                &words,
+                &samples,
+                &out,
+                force,
+                &|done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                },
+            );
             bar.finish_and_clear();
             let made = made?;
             if json {
@@ -158,13 +197,15 @@ pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
                     "words": made.words,
                     "dimensions": made.dimensions,
                     "explained_variance": made.explained_variance,
+                    "fitted_samples": made.fitted_samples,
                     "revision": made.revision,
                     "seconds": made.seconds,
                 }))?;
             } else {
                 emit(&format!(
                     "static model {name} distilled from {from} into {} in {:.1} s: {} tokens and \
-                     {} added words × {} dimensions ({:.1} % of the variance), revision {}\n\
+                     {} added words × {} dimensions ({:.1} % of the variance), fitted to {} sample \
+                     texts, revision {}\n\
                      use it with `embedder = \"static\"`{}\n",
                     made.dir.display(),
                     made.seconds,
@@ -172,6 +213,7 @@ pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
                     made.words,
                     made.dimensions,
                     made.explained_variance * 100.0,
+                    made.fitted_samples,
                     made.revision,
                     if name == DEFAULT_STATIC_MODEL {
                         String::new()
@@ -220,8 +262,36 @@ fn vocabulary_words(
     min_count: u64,
     max_words: usize,
 ) -> anyhow::Result<Vec<String>> {
-    use std::io::{BufRead, Read};
     let mut counts = std::collections::HashMap::new();
+    for_each_text(files, &mut |text| {
+        quarry_embed::distill::count_split_words(
+            teacher.untruncated_tokenizer(),
+            &text,
+            &mut counts,
+        )?;
+        if counts.len() > MAX_DISTINCT_WORDS {
+            // Memory stays bounded: words seen once so far are forgotten (the counts of the
+            // rest are then lower bounds).
+            counts.retain(|_, n| *n > 1);
+        }
+        Ok(true)
+    })?;
+    let mut words: Vec<(String, u64)> = counts
+        .into_iter()
+        .filter(|(_, n)| *n >= min_count)
+        .collect();
+    words.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    words.truncate(max_words);
+    Ok(words.into_iter().map(|(w, _)| w).collect())
+}
+
+/// Calls `each` with the text of every line of `files` (of a `.jsonl` file, the `title` and `text`
+/// of each line), in order, until it returns false.
+fn for_each_text(
+    files: &[std::path::PathBuf],
+    each: &mut dyn FnMut(String) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    use std::io::{BufRead, Read};
     for path in files {
         let jsonl = path
             .extension()
@@ -247,25 +317,12 @@ fn vocabulary_words(
             } else {
                 text.into_owned()
             };
-            quarry_embed::distill::count_split_words(
-                teacher.untruncated_tokenizer(),
-                &text,
-                &mut counts,
-            )?;
-            if counts.len() > MAX_DISTINCT_WORDS {
-                // Memory stays bounded: words seen once so far are forgotten (the counts of the
-                // rest are then lower bounds).
-                counts.retain(|_, n| *n > 1);
+            if !each(text)? {
+                return Ok(());
             }
         }
     }
-    let mut words: Vec<(String, u64)> = counts
-        .into_iter()
-        .filter(|(_, n)| *n >= min_count)
-        .collect();
-    words.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    words.truncate(max_words);
-    Ok(words.into_iter().map(|(w, _)| w).collect())
+    Ok(())
 }
 
 /// The `title` and `text` of a JSONL line (the line itself when it is not a JSON object).

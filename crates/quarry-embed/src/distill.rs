@@ -34,6 +34,8 @@ use nalgebra::{DMatrix, SymmetricEigen};
 use quarry_core::{EmbedError, Embedder};
 
 use crate::LocalEmbedder;
+use crate::distill_fit::Design;
+pub use crate::distill_fit::FitOptions;
 use crate::static_model::{TEACHER_TOKENIZER, TENSOR};
 
 /// The built-in static model's name (`embedder = "static"`): a folder of the model cache.
@@ -51,6 +53,8 @@ pub struct DistillOptions {
     /// Only the first this many tokens (in vocabulary order) get rows; the others embed to
     /// nothing. For tests and quick trials.
     pub limit: Option<usize>,
+    /// How the table is fitted to the teacher's vectors of sample texts, when there are any.
+    pub fit: FitOptions,
 }
 
 impl DistillOptions {
@@ -60,6 +64,12 @@ impl DistillOptions {
             return Err(format!(
                 "--dims {}: use 1 to {teacher_dims}, the teacher's dimensions",
                 self.dims
+            ));
+        }
+        if !(self.fit.lambda.is_finite() && self.fit.lambda > 0.0) {
+            return Err(format!(
+                "--fit-lambda {}: use a positive number (1e-3 by default)",
+                self.fit.lambda
             ));
         }
         if !(0.0..1.0).contains(&self.sif) {
@@ -80,6 +90,7 @@ impl Default for DistillOptions {
             sif: 1e-4,
             batch: 256,
             limit: None,
+            fit: FitOptions::default(),
         }
     }
 }
@@ -95,6 +106,8 @@ pub struct Distilled {
     pub dimensions: usize,
     /// Share of the teacher's token-vector variance the kept components explain.
     pub explained_variance: f64,
+    /// Sample texts the table was fitted to (0: not fitted).
+    pub fitted_samples: usize,
     /// The static embedder's revision: the sha256 of `model.safetensors` and `tokenizer.json`.
     pub revision: String,
     pub seconds: f64,
@@ -106,11 +119,14 @@ fn err(what: impl std::fmt::Display) -> EmbedError {
 
 /// Distills `teacher` into the folder `out`, which must not exist unless `force`: then a model
 /// there is replaced once the new one is complete (and kept if anything fails).
-/// `progress(done, total)` is called after each batch of tokens.
+/// With `samples` (texts), the table is then fitted to the teacher's vectors of them
+/// ([`crate::distill_fit`]). `progress(done, total)` is called after each batch of tokens and of
+/// samples.
 pub fn distill(
     teacher: &LocalEmbedder,
     options: DistillOptions,
     words: &[String],
+    samples: &[String],
     out: &Path,
     force: bool,
     progress: &(dyn Fn(usize, usize) + Sync),
@@ -149,13 +165,14 @@ pub fn distill(
         inputs.push(encoded.get_ids().to_vec());
     }
     let total = inputs.len();
+    let work = total + samples.len();
     let mut x = Vec::with_capacity(total * dims);
     for (b, chunk) in inputs.chunks(options.batch.max(1)).enumerate() {
         let rows: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
         for v in teacher.pooled(&rows)? {
             x.extend(v);
         }
-        progress((b * options.batch + chunk.len()).min(total), total);
+        progress((b * options.batch + chunk.len()).min(total), work);
     }
     if x.iter().any(|v| !v.is_finite()) {
         return Err(err("the teacher produced values that are not finite"));
@@ -185,8 +202,22 @@ pub fn distill(
         }
     }
 
+    let table = if samples.is_empty() {
+        table
+    } else {
+        fit_table(
+            teacher,
+            options,
+            &table,
+            &tokenizer_json,
+            samples,
+            &|done| progress(total + done, work),
+        )?
+    };
+
     let table = Table {
         values: table,
+        fitted_samples: samples.len(),
         rows,
         tokenizer_json,
         teacher_json: (!words.is_empty()).then_some(teacher_json),
@@ -200,9 +231,65 @@ pub fn distill(
         words: words.len(),
         dimensions: options.dims,
         explained_variance,
+        fitted_samples: samples.len(),
         revision,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Samples embedded by the teacher per call.
+const FIT_BATCH: usize = 32;
+
+/// [`crate::distill_fit::fit`] of `table` to the teacher's vectors of `samples`, each tokenised
+/// as the static model will (its tokenizer, unknown tokens dropped) and cut where the teacher
+/// cuts it. `progress(samples embedded)`.
+fn fit_table(
+    teacher: &LocalEmbedder,
+    options: DistillOptions,
+    table: &[f32],
+    tokenizer_json: &str,
+    samples: &[String],
+    progress: &dyn Fn(usize),
+) -> Result<Vec<f32>, EmbedError> {
+    let tokenizer: tokenizers::Tokenizer = tokenizer_json
+        .parse()
+        .map_err(|e| err(format!("tokenizer: {e}")))?;
+    let unknown = crate::static_model::unknown_token(&tokenizer);
+    let spec = teacher.spec();
+    let cut = spec.max_tokens.saturating_sub(2).max(1);
+    let mut lists = Vec::with_capacity(samples.len());
+    let mut targets = Vec::with_capacity(samples.len());
+    for (b, chunk) in samples.chunks(FIT_BATCH).enumerate() {
+        for text in chunk {
+            let e = tokenizer
+                .encode_fast(text.as_str(), false)
+                .map_err(|e| err(format!("tokenizer: {e}")))?;
+            let ids: Vec<u32> = e
+                .get_ids()
+                .iter()
+                .copied()
+                .filter(|&id| Some(id) != unknown)
+                .take(cut)
+                .collect();
+            lists.push(ids);
+        }
+        let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        targets.extend(teacher.embed(&texts, quarry_core::InputKind::Document)?);
+        progress(b * FIT_BATCH + chunk.len());
+    }
+    let fitted = crate::distill_fit::fit(
+        table,
+        options.dims,
+        &Design::new(&lists),
+        &targets,
+        spec.dimensions,
+        options.dims,
+        options.fit,
+    );
+    if fitted.iter().any(|v| !v.is_finite()) {
+        return Err(err("the fit produced values that are not finite"));
+    }
+    Ok(fitted)
 }
 
 /// The ids the tokenizer puts before and after a text (`[CLS]`, `[SEP]` for BERT).
@@ -284,6 +371,7 @@ struct Table {
     teacher_json: Option<String>,
     words: usize,
     explained_variance: f64,
+    fitted_samples: usize,
 }
 
 /// Words that `tokenizer` cuts into several pieces, as it normalises them (lower-cased for an
@@ -430,6 +518,8 @@ fn write(
             "teacher_revision": spec.revision,
             "explained_variance": table.explained_variance,
             "words_added": table.words,
+            "fitted_samples": table.fitted_samples,
+            "fit_lambda": (table.fitted_samples > 0).then_some(options.fit.lambda),
             "revision": revision,
         },
     });

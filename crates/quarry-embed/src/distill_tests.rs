@@ -91,6 +91,7 @@ fn distilling_is_deterministic_and_gives_a_loadable_static_model() {
         &teacher,
         options,
         &[],
+        &[],
         &tmp.path().join("a"),
         false,
         &progress,
@@ -99,6 +100,7 @@ fn distilling_is_deterministic_and_gives_a_loadable_static_model() {
     let b = distill(
         &teacher,
         options,
+        &[],
         &[],
         &tmp.path().join("b"),
         false,
@@ -119,7 +121,7 @@ fn distilling_is_deterministic_and_gives_a_loadable_static_model() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
-    let again = distill(&teacher, options, &[], &a.dir, false, &|_, _| {});
+    let again = distill(&teacher, options, &[], &[], &a.dir, false, &|_, _| {});
     assert!(matches!(again, Err(EmbedError::Model(m)) if m.contains("exists already")));
 
     let s = StaticEmbedder::load(&a.dir, "t").unwrap();
@@ -150,7 +152,7 @@ fn distilling_is_deterministic_and_gives_a_loadable_static_model() {
             ..options
         },
     ] {
-        let r = distill(&teacher, bad, &[], &a.dir, true, &|_, _| {});
+        let r = distill(&teacher, bad, &[], &[], &a.dir, true, &|_, _| {});
         assert!(matches!(r, Err(EmbedError::Model(_))), "{bad:?}");
     }
     // ... and a model they would have replaced (--force) is kept.
@@ -160,7 +162,7 @@ fn distilling_is_deterministic_and_gives_a_loadable_static_model() {
     );
     // --force replaces it once the new one is complete, and leaves nothing beside it.
     let other = DistillOptions { dims: 8, ..options };
-    let c = distill(&teacher, other, &[], &a.dir, true, &|_, _| {}).unwrap();
+    let c = distill(&teacher, other, &[], &[], &a.dir, true, &|_, _| {}).unwrap();
     assert_eq!(
         StaticEmbedder::load(&a.dir, "t").unwrap().spec().dimensions,
         8
@@ -200,6 +202,7 @@ fn added_words_get_rows_of_their_own_and_count_as_their_pieces() {
         &teacher,
         options,
         &words,
+        &[],
         &tmp.path().join("m"),
         false,
         &|_, _| {},
@@ -210,6 +213,7 @@ fn added_words_get_rows_of_their_own_and_count_as_their_pieces() {
     let plain = distill(
         &teacher,
         options,
+        &[],
         &[],
         &tmp.path().join("p"),
         false,
@@ -246,4 +250,99 @@ fn added_words_get_rows_of_their_own_and_count_as_their_pieces() {
     let without = p.embed(&["glucocorticoids"], InputKind::Document).unwrap();
     assert!(with[0].iter().any(|x| *x != 0.0));
     assert!(cosine(&with[0], &without[0]) < 0.999);
+}
+
+/// Fitting to the teacher's vectors of sample texts brings the static vectors of *other* texts
+/// closer to the teacher's (the mean cosine rises), records the fit, and is deterministic.
+#[test]
+fn fitting_to_sample_texts_moves_held_out_texts_towards_the_teacher() {
+    let teacher = teacher();
+    let tmp = tempfile::tempdir().unwrap();
+    let options = DistillOptions {
+        dims: 32,
+        limit: Some(3000),
+        ..DistillOptions::default()
+    };
+    let topics = [
+        ("the cell", "protein binds the receptor in the membrane"),
+        ("a river", "water flows down the valley to the sea"),
+        ("the court", "the judge heard the case and the law"),
+        ("a game", "the team won the match in the final minute"),
+        ("the market", "prices rose as the bank cut its rates"),
+        ("the band", "the song was played live on the radio"),
+    ];
+    // Samples and held-out texts from the same topics, different sentences.
+    let texts = |k: usize| -> Vec<String> {
+        topics
+            .iter()
+            .enumerate()
+            .map(|(i, (a, b))| format!("{a} {} {b} {}", ["is", "was", "will be"][(i + k) % 3], k))
+            .collect()
+    };
+    let samples: Vec<String> = (0..8).flat_map(texts).collect();
+    let held_out: Vec<String> = topics
+        .iter()
+        .map(|(a, b)| format!("{b}, said {a}"))
+        .collect();
+    let plain = distill(
+        &teacher,
+        options,
+        &[],
+        &[],
+        &tmp.path().join("p"),
+        false,
+        &|_, _| {},
+    )
+    .unwrap();
+    let total = std::sync::atomic::AtomicUsize::new(0);
+    let fitted = distill(
+        &teacher,
+        options,
+        &[],
+        &samples,
+        &tmp.path().join("f"),
+        false,
+        &|_, t| total.store(t, std::sync::atomic::Ordering::Relaxed),
+    )
+    .unwrap();
+    assert_eq!(total.into_inner(), 3000 + samples.len());
+    assert_eq!(
+        (plain.fitted_samples, fitted.fitted_samples),
+        (0, samples.len())
+    );
+    assert_ne!(plain.revision, fitted.revision);
+    let again = distill(
+        &teacher,
+        options,
+        &[],
+        &samples,
+        &tmp.path().join("g"),
+        false,
+        &|_, _| {},
+    )
+    .unwrap();
+    assert_eq!(again.revision, fitted.revision, "the fit is deterministic");
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(fitted.dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["quarry"]["fitted_samples"], samples.len());
+
+    // Agreement with the teacher: cosines between pairs of held-out texts.
+    let refs: Vec<&str> = held_out.iter().map(String::as_str).collect();
+    let want = teacher.embed(&refs, InputKind::Document).unwrap();
+    let error = |dir: &Path| -> f64 {
+        let s = StaticEmbedder::load(dir, "t").unwrap();
+        let got = s.embed(&refs, InputKind::Document).unwrap();
+        let mut e = 0.0;
+        for i in 0..refs.len() {
+            for j in 0..i {
+                e += f64::from(cosine(&got[i], &got[j]) - cosine(&want[i], &want[j])).powi(2);
+            }
+        }
+        e
+    };
+    let (before, after) = (error(&plain.dir), error(&fitted.dir));
+    assert!(
+        after < before,
+        "pairwise cosine error {after} after the fit, {before} before"
+    );
 }

@@ -206,7 +206,7 @@ impl StaticEmbedder {
 
 /// The id of the tokenizer model's unknown token, when it has one (`unk_token` of WordPiece and
 /// BPE models, `unk_id` of Unigram models).
-fn unknown_token(tokenizer: &Tokenizer) -> Option<u32> {
+pub(crate) fn unknown_token(tokenizer: &Tokenizer) -> Option<u32> {
     let model = serde_json::to_value(tokenizer.get_model()).ok()?;
     if let Some(id) = model.get("unk_id").and_then(serde_json::Value::as_u64) {
         return u32::try_from(id).ok();
