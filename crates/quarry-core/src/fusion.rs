@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 /// How hybrid results are fused (`fusion` in a query request).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fusion {
     Rrf {

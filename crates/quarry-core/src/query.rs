@@ -22,7 +22,17 @@ pub const MAX_QUERY_BYTES: usize = 64 * 1024;
 pub const MAX_EXPAND_NEIGHBORS: usize = 10;
 
 /// Which retrievers answer a query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
@@ -47,7 +57,17 @@ impl std::str::FromStr for Mode {
 }
 
 /// Whether hits are chunks, or documents represented by their best chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupBy {
     #[default]
@@ -91,7 +111,9 @@ pub struct QueryOptions {
 }
 
 /// How far a hit's passage reaches (`expand`): `neighbors` chunks of its document on each side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Expand {
     pub neighbors: usize,
@@ -99,7 +121,9 @@ pub struct Expand {
 
 /// `rerank: {"top_n": N}`: the first `top_n` hits (of the fused order, before `offset`) are
 /// re-scored by the configured reranker and re-ordered by its scores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Rerank {
     pub top_n: usize,
@@ -311,7 +335,7 @@ pub struct QueryDefaults {
 
 /// A query as the HTTP API takes it (docs/http-api.md, "Query") and the CLI sends it: every
 /// option, each validated by [`QueryRequest::options`].
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     /// Required, except for `mode: vector` with a `vector`.
@@ -326,6 +350,7 @@ pub struct QueryRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fusion: Option<Fusion>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::filter::FilterSchema>)]
     pub filter: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<usize>,
