@@ -37,10 +37,13 @@ pub const MAX_K: f32 = 1000.0;
 #[serde(deny_unknown_fields, default)]
 pub struct Bm25Params {
     /// Term-frequency saturation, 0 to [`MAX_K`].
+    #[schema(minimum = 0, maximum = 1000)]
     pub k1: f32,
     /// Length normalisation, 0 to 1.
+    #[schema(minimum = 0, maximum = 1)]
     pub b: f32,
     /// Query term-frequency saturation, 0 to [`MAX_K`].
+    #[schema(minimum = 0, maximum = 1000)]
     pub k3: f32,
 }
 
@@ -59,8 +62,11 @@ impl Default for Bm25Params {
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Bm25Patch {
+    #[schema(minimum = 0, maximum = 1000)]
     pub k1: Option<f32>,
+    #[schema(minimum = 0, maximum = 1)]
     pub b: Option<f32>,
+    #[schema(minimum = 0, maximum = 1000)]
     pub k3: Option<f32>,
 }
 

@@ -19,6 +19,7 @@ pub const MIN_CANDIDATES: usize = 100;
 pub struct Diversify {
     /// Weight of relevance against novelty: 1 keeps the fused order, 0 picks the candidate least
     /// like those already picked.
+    #[schema(minimum = 0, maximum = 1)]
     pub lambda: f32,
 }
 

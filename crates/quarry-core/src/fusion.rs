@@ -21,11 +21,15 @@ use std::hash::Hash;
 #[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fusion {
     Rrf {
+        /// 0 to 10000 (default 60).
         #[serde(default = "default_k")]
+        #[schema(minimum = 0, maximum = 10000)]
         k: f32,
     },
     Weighted {
+        /// The weight of the vector side, 0 (BM25 only) to 1 (vectors only); default 0.6.
         #[serde(default = "default_alpha")]
+        #[schema(minimum = 0, maximum = 1)]
         alpha: f32,
     },
 }

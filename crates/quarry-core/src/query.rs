@@ -116,6 +116,8 @@ pub struct QueryOptions {
 )]
 #[serde(deny_unknown_fields)]
 pub struct Expand {
+    /// 1 to 10.
+    #[schema(minimum = 1, maximum = 10)]
     pub neighbors: usize,
 }
 
@@ -126,6 +128,8 @@ pub struct Expand {
 )]
 #[serde(deny_unknown_fields)]
 pub struct Rerank {
+    /// 1 to 1000, and at most the reranker's `max_top_n`.
+    #[schema(minimum = 1, maximum = 1000)]
     pub top_n: usize,
 }
 
@@ -338,10 +342,14 @@ pub struct QueryDefaults {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
-    /// Required, except for `mode: vector` with a `vector`.
+    /// Required, except for `mode: vector` with a `vector`: plain text with a non-space
+    /// character, at most 64 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "\\S")]
     pub query: Option<String>,
+    /// 1 to 1000 (default `query.top_k`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub top_k: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
@@ -352,17 +360,23 @@ pub struct QueryRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::filter::FilterSchema>)]
     pub filter: Option<serde_json::Value>,
+    /// Results skipped before the `top_k` returned, at most 10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 10000)]
     pub offset: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_score: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<String>>,
+    /// At most 20 field names, none empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 20)]
     pub facets: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explain: Option<bool>,
+    /// The query's own vector: 1 to 8192 finite numbers, as many as the collection's dimensions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1, max_items = 8192)]
     pub vector: Option<Vec<f32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_version: Option<String>,

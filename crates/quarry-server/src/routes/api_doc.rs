@@ -33,6 +33,23 @@ impl Modify for Bearer {
     }
 }
 
+/// `POST /v1/snapshots` takes an empty body (the default name): its body is optional, which
+/// utoipa's `request_body` attribute cannot say.
+struct OptionalBodies;
+
+impl Modify for OptionalBodies {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let op = doc
+            .paths
+            .paths
+            .get_mut("/v1/snapshots")
+            .and_then(|item| item.post.as_mut());
+        if let Some(body) = op.and_then(|op| op.request_body.as_mut()) {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -42,7 +59,7 @@ impl Modify for Bearer {
                        re-index jobs and evaluation. docs/http-api.md describes every route.",
         license(name = "Apache-2.0"),
     ),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &OptionalBodies),
     paths(
         playground::page,
         docs::page,

@@ -45,7 +45,7 @@ pub(super) async fn list(
     operation_id = "get_collection",
     tag = "collections",
     summary = "One collection's stats",
-    params(("collection" = String, Path, description = "the collection's name")),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "its stats (generation, vectors and sizes for admins)", body = quarry_index::CollectionStats),
@@ -73,7 +73,7 @@ pub(super) async fn stats(
     operation_id = "list_versions",
     tag = "versions",
     summary = "The collection's embedding versions",
-    params(("collection" = String, Path, description = "the collection's name")),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "its versions", body = super::wire::VersionList),
@@ -111,7 +111,7 @@ pub(super) async fn versions(
     tag = "collections",
     summary = "Create a collection with its settings",
     request_body = quarry_index::CollectionSettings,
-    params(("collection" = String, Path, description = "the collection's name")),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "created", body = quarry_index::CollectionStats),
@@ -159,7 +159,7 @@ pub(super) struct CollectionPatch {
     tag = "collections",
     summary = "Change how the collection scores BM25, in place",
     request_body = CollectionPatch,
-    params(("collection" = String, Path, description = "the collection's name")),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "its stats with the new parameters", body = quarry_index::CollectionStats),
@@ -199,7 +199,7 @@ pub(super) async fn patch(
     operation_id = "delete_collection",
     tag = "collections",
     summary = "Delete a collection and everything it holds",
-    params(("collection" = String, Path, description = "the collection's name")),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "what was deleted", body = quarry_index::CollectionDeleted),

@@ -32,7 +32,7 @@ pub(super) const MAX_LIMIT: usize = 1000;
 pub(super) struct UpsertRequest {
     /// Each a record: `_id` or `id` (a string or a number), `title`, `text`, and optional `acl`
     /// (an array of `user:` and `group:` ids) and `metadata` (an object); at least one.
-    #[schema(value_type = Vec<Object>, min_items = 1)]
+    #[schema(value_type = Vec<quarry_index::ingest::Record>, min_items = 1)]
     pub documents: Vec<serde_json::Value>,
 }
 
@@ -54,7 +54,7 @@ pub(super) struct ListParams {
     operation_id = "list_documents",
     tag = "documents",
     summary = "A page of the documents the caller may read, without their texts",
-    params(("collection" = String, Path, description = "the collection's name"), ListParams),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), ListParams),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the page", body = super::wire::DocumentList),
@@ -112,7 +112,7 @@ pub(super) async fn list(
     operation_id = "get_document",
     tag = "documents",
     summary = "One document with its text",
-    params(("collection" = String, Path, description = "the collection's name"), ("doc_id" = String, Path, description = "the document's id (it may contain `/`)")),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), ("doc_id" = String, Path, description = "the document's id (it may contain `/`)")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the document (its `acl` to writers and admins only)", body = quarry_index::DocumentRow),
@@ -166,7 +166,7 @@ pub(super) struct UpsertParams {
     tag = "documents",
     summary = "Upsert a batch of documents (creates the collection)",
     request_body = UpsertRequest,
-    params(("collection" = String, Path, description = "the collection's name"), UpsertParams),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), UpsertParams),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the summary, after the commit (`embedded`, `cache_hits` to admins only)", body = quarry_index::IngestSummary),
@@ -200,6 +200,9 @@ pub(super) async fn upsert(
             "`documents` is empty; send at least one document",
         ));
     }
+    // Checked here too, so that `wait=false` refuses a bad name at once instead of answering 202
+    // with a task that can only fail.
+    quarry_index::catalog::check_collection_name(&collection)?;
     let opts = IngestOptions {
         collection,
         // One generation per request, so a request that times out commits all or nothing.
@@ -296,7 +299,7 @@ pub(super) struct DeleteParams {
     operation_id = "delete_document",
     tag = "documents",
     summary = "Delete one document; with `forget=true`, erase it everywhere (admin)",
-    params(("collection" = String, Path, description = "the collection's name"), ("doc_id" = String, Path, description = "the document's id (it may contain `/`)"), DeleteParams),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), ("doc_id" = String, Path, description = "the document's id (it may contain `/`)"), DeleteParams),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "deleted, or what the forget erased", body = super::wire::DeleteAnswer),

@@ -23,12 +23,38 @@ use quarry_core::InputKind;
 pub(super) const MAX_INPUTS: usize = 2048;
 
 /// `input` as the OpenAPI document states it: the texts to embed.
+pub(super) struct EmbeddingsInput;
+
+impl utoipa::PartialSchema for EmbeddingsInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+        let text = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+        };
+        OneOfBuilder::new()
+            .description(Some("a text, or 1 to 2048 texts; none may be empty"))
+            .item(text())
+            .item(
+                ArrayBuilder::new()
+                    .items(text())
+                    .min_items(Some(1))
+                    .max_items(Some(MAX_INPUTS)),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EmbeddingsInput {}
+
+/// `encoding_format` as the OpenAPI document states it.
 #[derive(serde::Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)] // a schema only: `input` is read as [`Input`]
-pub(super) enum EmbeddingsInput {
-    One(String),
-    Many(Vec<String>),
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // a schema only: `encoding_format` is read as a string
+pub(super) enum EncodingFormat {
+    Float,
+    Base64,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -47,7 +73,9 @@ pub(super) struct EmbeddingsRequest {
     #[schema(value_type = EmbeddingsInput)]
     pub input: serde_json::Value,
     pub model: String,
+    /// `float` (the default) or `base64`.
     #[serde(default)]
+    #[schema(value_type = Option<EncodingFormat>)]
     pub encoding_format: Option<String>,
     #[serde(default)]
     pub dimensions: Option<usize>,

@@ -21,7 +21,10 @@ use std::collections::BTreeMap;
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct GoldenLine {
+    /// Default: its position, from 1; ids are distinct.
     pub id: Option<String>,
+    /// Not empty or only spaces.
+    #[schema(pattern = "\\S")]
     pub query: String,
     pub relevant: BTreeMap<String, u32>,
 }
@@ -29,6 +32,8 @@ pub(super) struct GoldenLine {
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PutGolden {
+    /// At least one.
+    #[schema(min_items = 1)]
     pub queries: Vec<GoldenLine>,
 }
 
@@ -38,7 +43,7 @@ pub(super) struct PutGolden {
     operation_id = "list_golden_sets",
     tag = "eval",
     summary = "The collection's golden sets",
-    params(("collection" = String, Path, description = "the collection's name")),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "its golden sets", body = super::wire::GoldenSets),
@@ -75,7 +80,7 @@ pub(super) async fn list_golden(
     tag = "eval",
     summary = "Store a golden set (replacing one of that name)",
     request_body = PutGolden,
-    params(("collection" = String, Path, description = "the collection's name"), ("name" = String, Path, description = "the golden set's name")),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), ("name" = String, Path, description = "the golden set's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "stored", body = super::wire::GoldenStored),
@@ -128,7 +133,7 @@ pub(super) async fn put_golden(
     operation_id = "delete_golden_set",
     tag = "eval",
     summary = "Delete a golden set",
-    params(("collection" = String, Path, description = "the collection's name"), ("name" = String, Path, description = "the golden set's name")),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), ("name" = String, Path, description = "the golden set's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "deleted", body = super::wire::Deleted),
@@ -154,7 +159,10 @@ pub(super) async fn delete_golden(
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RunAs {
+    /// A user id: 1 to 256 bytes, no spaces or control characters.
+    #[schema(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]+$", max_length = 256)]
     pub user: String,
+    /// Group ids, each as a user id.
     #[serde(default)]
     pub groups: Vec<String>,
 }
@@ -165,6 +173,8 @@ pub(super) struct EvalRequest {
     pub golden: String,
     pub modes: Option<Vec<Mode>>,
     pub fusion: Option<Fusion>,
+    /// 1 to 1000 (default 100).
+    #[schema(minimum = 1, maximum = 1000)]
     pub top_k: Option<usize>,
     /// Rerank each query's first this many documents (docs/query.md, "Reranking").
     pub rerank_top_n: Option<usize>,
@@ -179,7 +189,7 @@ pub(super) struct EvalRequest {
     tag = "eval",
     summary = "Run a golden set and record the run",
     request_body = EvalRequest,
-    params(("collection" = String, Path, description = "the collection's name")),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the recorded run", body = super::wire::EvalAnswer),
@@ -249,7 +259,7 @@ pub(super) async fn run(
     operation_id = "list_eval_runs",
     tag = "eval",
     summary = "The collection's recorded eval runs",
-    params(("collection" = String, Path, description = "the collection's name")),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "its runs", body = super::wire::EvalRuns),
@@ -287,7 +297,7 @@ pub(super) async fn runs(
     operation_id = "eval_report",
     tag = "eval",
     summary = "The HTML report of the collection's recorded runs",
-    params(("collection" = String, Path, description = "the collection's name"), ReportParams),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), ReportParams),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the report (self-contained: inline CSS and SVG, no script)", content_type = "text/html", body = String),
@@ -369,7 +379,7 @@ pub(super) struct CompareParams {
     operation_id = "compare_eval_runs",
     tag = "eval",
     summary = "Run `run` compared with the baseline `base`",
-    params(("collection" = String, Path, description = "the collection's name"), CompareParams),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), CompareParams),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the comparison, as `quarry eval compare A B --json` prints it", body = Object),

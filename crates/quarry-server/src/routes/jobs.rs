@@ -40,7 +40,7 @@ pub(super) struct ReindexRequest {
     tag = "jobs",
     summary = "Queue a re-index, re-chunk, requantize or index rebuild job",
     request_body = ReindexRequest,
-    params(("collection" = String, Path, description = "the collection's name")),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     security(("bearer" = [])),
     responses(
         (status = 202, description = "queued", body = super::wire::JobQueued),
@@ -48,10 +48,9 @@ pub(super) struct ReindexRequest {
         (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 404, description = "`collection_not_found`: no such collection", body = crate::error::ErrorBody),
-        (status = 409, description = "`conflict`: a job of the collection is already queued or running", body = crate::error::ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body is over `server.body_limit_bytes`", body = crate::error::ErrorBody),
+                (status = 413, description = "`payload_too_large`: the body is over `server.body_limit_bytes`", body = crate::error::ErrorBody),
         (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
+        (status = 503, description = "`busy`: a re-index, re-chunk or requantize of the collection is already queued or running (one at a time); or `cancelled`: the server is stopping", body = crate::error::ErrorBody),
         (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
@@ -176,7 +175,7 @@ pub(super) async fn cancel(
     operation_id = "activate_version",
     tag = "versions",
     summary = "Promote or roll back to a version",
-    params(("collection" = String, Path, description = "the collection's name"), ("id" = String, Path, description = "the embedding version's id")),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), ("id" = String, Path, description = "the embedding version's id")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the version now active", body = super::wire::VersionAnswer),
@@ -207,7 +206,7 @@ pub(super) async fn activate(
     operation_id = "retire_version",
     tag = "versions",
     summary = "Delete a version's index",
-    params(("collection" = String, Path, description = "the collection's name"), ("id" = String, Path, description = "the embedding version's id")),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), ("id" = String, Path, description = "the embedding version's id")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "retired", body = super::wire::Retired),

@@ -28,6 +28,8 @@ mod api_doc;
 mod collections;
 mod common;
 mod docs;
+#[cfg(test)]
+mod docs_tests;
 mod documents;
 mod embeddings;
 mod eval;

@@ -22,7 +22,7 @@ use std::time::Instant;
     tag = "query",
     summary = "Search the documents the caller may read",
     request_body = quarry_core::query::QueryRequest,
-    params(("collection" = String, Path, description = "the collection's name")),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the hits", body = quarry_index::SearchResponse),
@@ -83,7 +83,7 @@ pub(super) struct BatchResponse {
     tag = "query",
     summary = "Several searches in one request",
     request_body = BatchRequest,
-    params(("collection" = String, Path, description = "the collection's name")),
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the answers, in the order of the queries", body = BatchResponse),
