@@ -31,6 +31,8 @@ mod docs;
 #[cfg(test)]
 mod docs_tests;
 mod documents;
+#[cfg(test)]
+mod documents_tests;
 mod embeddings;
 mod eval;
 #[cfg(test)]
