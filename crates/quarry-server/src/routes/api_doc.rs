@@ -50,6 +50,48 @@ impl Modify for OptionalBodies {
     }
 }
 
+/// A query needs its text, except `mode: vector` with a `vector` (`QueryRequest::options`): the
+/// derived `QueryRequest` schema, with that requirement added as an `anyOf`.
+struct QueryNeedsText;
+
+impl Modify for QueryNeedsText {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{
+            AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type,
+        };
+        let Some(schemas) = doc.components.as_mut().map(|c| &mut c.schemas) else {
+            return;
+        };
+        let Some(RefOr::T(Schema::Object(derived))) = schemas.get("QueryRequest").cloned() else {
+            return;
+        };
+        let text = ObjectBuilder::new()
+            .property("query", ObjectBuilder::new().schema_type(Type::String))
+            .required("query");
+        let by_vector = ObjectBuilder::new()
+            .property(
+                "mode",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["vector"])),
+            )
+            .property(
+                "vector",
+                ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::Number)),
+            )
+            .required("mode")
+            .required("vector");
+        let description = derived.description.clone();
+        let schema = AllOfBuilder::new()
+            .description(description)
+            .item(derived)
+            .item(AnyOfBuilder::new().item(text).item(by_vector))
+            .into();
+        schemas.insert("QueryRequest".into(), schema);
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -59,7 +101,7 @@ impl Modify for OptionalBodies {
                        re-index jobs and evaluation. docs/http-api.md describes every route.",
         license(name = "Apache-2.0"),
     ),
-    modifiers(&Bearer, &OptionalBodies),
+    modifiers(&Bearer, &OptionalBodies, &QueryNeedsText),
     paths(
         playground::page,
         docs::page,
