@@ -97,6 +97,9 @@ cat >"$work/pinned.toml" <<TOML
 TOML
 common=(--url "$url" -H "Authorization: Bearer $token" --checks all --no-color
   --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-25}" --seed "${SCHEMATHESIS_SEED:-1}")
+# schemathesis and hypothesis keep their caches (.schemathesis/, .hypothesis/) in the working
+# directory: the temporary folder, not the work tree.
+cd "$work"
 status=0
 echo "schemathesis.sh: run 1 of 2: every operation, generated names" >&2
 "$venv/bin/st" run "$url/openapi.json" "${common[@]}" "$@" || status=$?
