@@ -33,14 +33,17 @@ pub const MAX_K: f32 = 1000.0;
 
 /// The parameters of BM25 scoring of a collection (`bm25` in its settings and `[bm25]` in the
 /// configuration).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Bm25Params {
     /// Term-frequency saturation, 0 to [`MAX_K`].
+    #[schema(minimum = 0, maximum = 1000)]
     pub k1: f32,
     /// Length normalisation, 0 to 1.
+    #[schema(minimum = 0, maximum = 1)]
     pub b: f32,
     /// Query term-frequency saturation, 0 to [`MAX_K`].
+    #[schema(minimum = 0, maximum = 1000)]
     pub k3: f32,
 }
 
@@ -56,11 +59,14 @@ impl Default for Bm25Params {
 
 /// Some of the parameters, the others kept: a change of a collection's scoring
 /// (`PATCH /v1/collections/{c}`'s `bm25`, the flags of `quarry collections create|set`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Bm25Patch {
+    #[schema(minimum = 0, maximum = 1000)]
     pub k1: Option<f32>,
+    #[schema(minimum = 0, maximum = 1)]
     pub b: Option<f32>,
+    #[schema(minimum = 0, maximum = 1000)]
     pub k3: Option<f32>,
 }
 

@@ -35,7 +35,17 @@ pub fn embed_text(title: &str, text: &str) -> String {
 pub const CHARS_PER_TOKEN: usize = 4;
 
 /// How chunk sizes are measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ChunkSizer {
     /// Tokens of the embedder's tokenizer (characters for an embedder without one).
@@ -46,7 +56,9 @@ pub enum ChunkSizer {
 }
 
 /// Chunking settings of a collection (`[chunk]` in `quarry.toml`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChunkOptions {
     /// Largest chunk, in tokens.

@@ -14,11 +14,12 @@ use crate::error::{Error, Result};
 pub const MIN_CANDIDATES: usize = 100;
 
 /// The `diversify` option of a query: `{"lambda": λ}`, λ from 0 to 1.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Diversify {
     /// Weight of relevance against novelty: 1 keeps the fused order, 0 picks the candidate least
     /// like those already picked.
+    #[schema(minimum = 0, maximum = 1)]
     pub lambda: f32,
 }
 

@@ -17,15 +17,19 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 /// How hybrid results are fused (`fusion` in a query request).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fusion {
     Rrf {
+        /// 0 to 10000 (default 60).
         #[serde(default = "default_k")]
+        #[schema(minimum = 0, maximum = 10000)]
         k: f32,
     },
     Weighted {
+        /// The weight of the vector side, 0 (BM25 only) to 1 (vectors only); default 0.6.
         #[serde(default = "default_alpha")]
+        #[schema(minimum = 0, maximum = 1)]
         alpha: f32,
     },
 }

@@ -22,7 +22,17 @@ pub const MAX_QUERY_BYTES: usize = 64 * 1024;
 pub const MAX_EXPAND_NEIGHBORS: usize = 10;
 
 /// Which retrievers answer a query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
@@ -47,7 +57,17 @@ impl std::str::FromStr for Mode {
 }
 
 /// Whether hits are chunks, or documents represented by their best chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupBy {
     #[default]
@@ -91,17 +111,25 @@ pub struct QueryOptions {
 }
 
 /// How far a hit's passage reaches (`expand`): `neighbors` chunks of its document on each side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Expand {
+    /// 1 to 10.
+    #[schema(minimum = 1, maximum = 10)]
     pub neighbors: usize,
 }
 
 /// `rerank: {"top_n": N}`: the first `top_n` hits (of the fused order, before `offset`) are
 /// re-scored by the configured reranker and re-ordered by its scores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Rerank {
+    /// 1 to 1000, and at most the reranker's `max_top_n`.
+    #[schema(minimum = 1, maximum = 1000)]
     pub top_n: usize,
 }
 
@@ -311,13 +339,17 @@ pub struct QueryDefaults {
 
 /// A query as the HTTP API takes it (docs/http-api.md, "Query") and the CLI sends it: every
 /// option, each validated by [`QueryRequest::options`].
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
-    /// Required, except for `mode: vector` with a `vector`.
+    /// Required, except for `mode: vector` with a `vector`: plain text with a non-space
+    /// character, at most 64 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "\\S")]
     pub query: Option<String>,
+    /// 1 to 1000 (default `query.top_k`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub top_k: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
@@ -326,18 +358,25 @@ pub struct QueryRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fusion: Option<Fusion>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::filter::FilterSchema>)]
     pub filter: Option<serde_json::Value>,
+    /// Results skipped before the `top_k` returned, at most 10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 10000)]
     pub offset: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_score: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<String>>,
+    /// At most 20 field names, none empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 20)]
     pub facets: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explain: Option<bool>,
+    /// The query's own vector: 1 to 8192 finite numbers, as many as the collection's dimensions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1, max_items = 8192)]
     pub vector: Option<Vec<f32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_version: Option<String>,

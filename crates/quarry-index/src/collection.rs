@@ -63,7 +63,7 @@ impl Indexes {
 
 /// Settings of a new collection (`PUT /v1/collections/{c}`, `quarry collections create`): what
 /// is not given is the configured default.
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionSettings {
     /// How its documents are chunked ([`ChunkOptions`]; missing keys take their defaults).

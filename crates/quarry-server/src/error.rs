@@ -89,15 +89,42 @@ impl From<quarry_core::Error> for ApiError {
     }
 }
 
+/// The body of every error answer (4xx and 5xx): `{"error": {...}}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorObject,
+}
+
+/// What went wrong: quarry's code and message, OpenAI's `type` and `param`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorObject {
+    /// A stable code (docs/http-api.md, "Errors"): `invalid_request`, `invalid_json`,
+    /// `unauthorized`, `forbidden`, `not_found`, `collection_not_found`, `document_not_found`,
+    /// `task_not_found`, `model_not_found`, `route_not_found`, `method_not_allowed`, `conflict`,
+    /// `payload_too_large`, `busy`, `not_ready`, `embedding_unavailable`, `cancelled`,
+    /// `timeout` or `internal`.
+    pub code: &'static str,
+    /// What to change, for a person.
+    pub message: String,
+    /// OpenAI's error type, from the status: `invalid_request_error`, `authentication_error`,
+    /// `permission_error`, `rate_limit_error` or `server_error`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The request field at fault, when there is one.
+    pub param: Option<&'static str>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status_of(self.code);
-        let body = serde_json::json!({"error": {
-            "code": self.code,
-            "message": self.message,
-            "type": type_of(status),
-            "param": self.param,
-        }});
+        let body = ErrorBody {
+            error: ErrorObject {
+                code: self.code,
+                message: self.message,
+                kind: type_of(status),
+                param: self.param,
+            },
+        };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6750 section 3: a 401 names the scheme the client should use.

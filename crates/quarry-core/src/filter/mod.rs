@@ -16,9 +16,11 @@
 mod model;
 mod parse;
 mod resolve;
+mod schema;
 mod values;
 
 pub use model::{BUILTIN_FIELDS, Cond, FieldSchema, FieldType, FieldValues, Filter, Json, Scalar};
+pub use schema::FilterSchema;
 pub use values::{MAX_METADATA_BYTES, MAX_VALUE_BYTES, check_metadata, field_values, parse_date};
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ pub struct DocState {
 }
 
 /// A stored document as the documents API shows it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct DocumentRow {
     pub id: String,
     pub title: String,
@@ -55,6 +55,8 @@ pub struct DocumentRow {
     pub format: String,
     pub content_hash: String,
     pub metadata: serde_json::Value,
+    /// Shown to writers and admins only (over HTTP).
+    #[schema(required = false)]
     pub acl: Vec<String>,
     pub chunks: u64,
     pub generation: u64,

@@ -11,7 +11,7 @@ use quarry_core::ContentHash;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 /// What [`Catalog::forget_document`] erased.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Forgotten {
     /// The generation that removed the document (other processes follow it like any other).
     pub generation: u64,
@@ -38,7 +38,7 @@ pub struct Forgotten {
 }
 
 /// What [`Catalog::delete_collection`] removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct CollectionDeleted {
     pub name: String,
     pub documents: u64,

@@ -32,7 +32,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 /// What [`Engine::forget`] did.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ForgetReport {
     pub collection: String,
     pub doc_id: String,

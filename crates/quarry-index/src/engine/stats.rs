@@ -33,7 +33,7 @@ pub struct VersionJob {
 }
 
 /// Counts of a collection, as `status` and `GET /v1/collections` show them.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct CollectionStats {
     pub name: String,
     pub documents: u64,

@@ -167,9 +167,11 @@ fn first_heading(body: &str) -> Option<String> {
 
 /// A BEIR corpus record (`{"_id", "title", "text"}` plus optional `acl` and `metadata`); `id` is
 /// accepted for `_id`. Other keys are ignored.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 pub struct Record {
+    /// A non-empty string or a number (`id` is accepted for `_id`).
     #[serde(alias = "id", rename = "_id", deserialize_with = "id_string")]
+    #[schema(schema_with = id_schema)]
     pub id: String,
     #[serde(default)]
     pub title: String,
@@ -178,7 +180,22 @@ pub struct Record {
     #[serde(default)]
     pub acl: Vec<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `_id` as the OpenAPI document states it: what [`id_string`] accepts.
+fn id_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("\\S")),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .build()
+        .into()
 }
 
 /// Ids may be strings or integers in the wild; both become strings.

@@ -46,7 +46,7 @@ impl Default for IngestOptions {
 }
 
 /// A skipped input or a warning, with where and why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Problem {
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,7 +72,7 @@ impl Problem {
 }
 
 /// The summary of an ingest run (`quarry ingest --json`).
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct IngestSummary {
     pub collection: String,
     pub added: u64,
@@ -87,9 +87,11 @@ pub struct IngestSummary {
     pub warnings: BTreeMap<String, u64>,
     /// Chunks of the added and updated documents.
     pub chunks: u64,
-    /// Chunks sent to the embedding model.
+    /// Chunks sent to the embedding model (over HTTP, shown to admins only).
+    #[schema(required = false)]
     pub embedded: u64,
-    /// Chunks whose vectors came from the cache.
+    /// Chunks whose vectors came from the cache (over HTTP, shown to admins only).
+    #[schema(required = false)]
     pub cache_hits: u64,
     /// Tokens of the chunks embedded, as the model counts them (truncation applied), for
     /// embedders that count tokens (the local model); 0 for the others. Read from the engine's

@@ -9,7 +9,9 @@ use quarry_core::{DocFormat, QueryOptions};
 use std::collections::BTreeMap;
 
 /// Per-retriever scores and ranks of a hit (ranks from 1).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct Scores {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bm25: Option<f32>,
@@ -28,7 +30,7 @@ pub struct Scores {
 }
 
 /// One retriever's part of a hit's fused score.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RetrieverPart {
     /// Its rank in the retriever's list (from 1); `None` for a chunk the retriever did not
     /// return but was scored for a weighted fusion.
@@ -43,7 +45,7 @@ pub struct RetrieverPart {
 }
 
 /// How a hit's score was made (`explain: true`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Explain {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bm25: Option<RetrieverPart>,
@@ -52,7 +54,7 @@ pub struct Explain {
 }
 
 /// One result: a chunk, in the document named by `doc_id`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Hit {
     pub doc_id: String,
     pub chunk_id: String,
@@ -87,7 +89,7 @@ pub struct Hit {
 }
 
 /// Where a hit comes from: its document and its place in it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Citation {
     pub doc_id: String,
     pub title: String,
@@ -104,7 +106,7 @@ pub struct Citation {
 }
 
 /// A hit's chunk merged with its neighbouring chunks of the same document (`expand`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Passage {
     pub text: String,
     /// Byte offsets `[start, end)` of the passage in the document's text. Where the chunks leave
@@ -116,7 +118,7 @@ pub struct Passage {
 }
 
 /// How many matching documents hold one value of a field.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FacetCount {
     pub value: serde_json::Value,
     pub count: u64,
@@ -124,7 +126,9 @@ pub struct FacetCount {
 
 /// Where a query's time went, in milliseconds (`explain: true`). The two retrievers of a hybrid
 /// query run at once, so their times overlap.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct Timings {
     pub embed_ms: f64,
     pub bm25_ms: f64,
@@ -138,7 +142,7 @@ pub struct Timings {
 }
 
 /// The answer to a query.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SearchResponse {
     pub results: Vec<Hit>,
     /// The embedding version that answered; `None` when the collection has no vectors.

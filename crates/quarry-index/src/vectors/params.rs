@@ -32,7 +32,9 @@ pub struct VectorParams {
 /// How sealed segments of the vector graph hold their vectors (`vector.quantization`).
 /// Read through [`str::parse`], whose error names at most 32 characters of a bad value (a
 /// request body's huge string is not echoed back).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Quantization {
     /// Never seal: every vector in memory as `f32`, in the hnsw_rs graph.

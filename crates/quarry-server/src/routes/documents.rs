@@ -7,6 +7,7 @@
 use super::common::blocking;
 use super::state::Shared;
 use super::tasks;
+use super::wire::{DeleteAnswer, DocumentDeleted, DocumentList};
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -25,26 +26,52 @@ pub(super) const DEFAULT_LIMIT: usize = 100;
 /// Most documents per page.
 pub(super) const MAX_LIMIT: usize = 1000;
 
-#[derive(Debug, serde::Deserialize)]
+/// The documents to upsert: records as in JSONL ingest.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UpsertRequest {
+    /// Each a record: `_id` or `id` (a string or a number), `title`, `text`, and optional `acl`
+    /// (an array of `user:` and `group:` ids) and `metadata` (an object); at least one.
+    #[schema(value_type = Vec<quarry_index::ingest::Record>, min_items = 1)]
     pub documents: Vec<serde_json::Value>,
 }
 
 /// `?after=ID&limit=N`: the page after document `ID` (in doc id order).
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListParams {
+    /// The page after this document id (`next_after` of the previous page).
     pub after: Option<String>,
+    /// Documents per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/collections/{collection}/documents",
+    operation_id = "list_documents",
+    tag = "documents",
+    summary = "A page of the documents the caller may read, without their texts",
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), ListParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the page", body = super::wire::DocumentList),
+        (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
+        (status = 404, description = "`collection_not_found`: no such collection", body = crate::error::ErrorBody),
+        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
+        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
+        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
+    )
+)]
 pub(super) async fn list(
     caller: Caller<role::Reader>,
     State(state): State<Shared>,
     Path(collection): Path<String>,
     params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DocumentList>, ApiError> {
     let Query(params) = params.map_err(|e| {
         ApiError::new(
             "invalid_request",
@@ -72,13 +99,31 @@ pub(super) async fn list(
     let more = docs.len() > limit;
     docs.truncate(limit);
     let next_after = more.then(|| docs.last().map(|d| d.id.clone())).flatten();
-    let documents: Vec<serde_json::Value> =
-        docs.into_iter().map(|d| shown(d, &principal)).collect();
-    Ok(Json(
-        serde_json::json!({"documents": documents, "next_after": next_after}),
-    ))
+    let documents = docs.into_iter().map(|d| shown(d, &principal)).collect();
+    Ok(Json(DocumentList {
+        documents,
+        next_after,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/collections/{collection}/documents/{doc_id}",
+    operation_id = "get_document",
+    tag = "documents",
+    summary = "One document with its text",
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), ("doc_id" = String, Path, description = "the document's id (it may contain `/`)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the document (its `acl` to writers and admins only)", body = quarry_index::DocumentRow),
+        (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
+        (status = 404, description = "`document_not_found` (also for a document the caller may not read) or `collection_not_found`", body = crate::error::ErrorBody),
+        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
+        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
+        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
+    )
+)]
 pub(super) async fn get(
     caller: Caller<role::Reader>,
     State(state): State<Shared>,
@@ -106,12 +151,35 @@ fn shown(doc: DocumentRow, caller: &Principal) -> serde_json::Value {
 }
 
 /// `?wait=false`: answer 202 with a task id at once instead of the summary after the commit.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct UpsertParams {
+    /// `false`: answer 202 with a task at once (default: `true`, the summary after the commit).
     pub wait: Option<bool>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/collections/{collection}/documents",
+    operation_id = "upsert_documents",
+    tag = "documents",
+    summary = "Upsert a batch of documents (creates the collection)",
+    request_body = UpsertRequest,
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), UpsertParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the summary, after the commit (`embedded`, `cache_hits` to admins only)", body = quarry_index::IngestSummary),
+        (status = 202, description = "`wait=false`: the task to poll", body = super::task_table::TaskView, headers(("Location" = String, description = "/v1/tasks/{id}"))),
+        (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller lacks the writer role, or replaces a document it may not read", body = crate::error::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over `server.body_limit_bytes`", body = crate::error::ErrorBody),
+        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
+        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
+        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
+    )
+)]
 pub(super) async fn upsert(
     caller: Caller<role::Writer>,
     State(state): State<Shared>,
@@ -132,6 +200,9 @@ pub(super) async fn upsert(
             "`documents` is empty; send at least one document",
         ));
     }
+    // Checked here too, so that `wait=false` refuses a bad name at once instead of answering 202
+    // with a task that can only fail.
+    quarry_index::catalog::check_collection_name(&collection)?;
     let opts = IngestOptions {
         collection,
         // One generation per request, so a request that times out commits all or nothing.
@@ -213,19 +284,40 @@ fn check_replaceable(
 }
 
 /// `?forget=true`: erase the document everywhere instead of an ordinary delete.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct DeleteParams {
+    /// `true`: erase the document everywhere it left a copy (admin).
     #[serde(default)]
     pub forget: bool,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/collections/{collection}/documents/{doc_id}",
+    operation_id = "delete_document",
+    tag = "documents",
+    summary = "Delete one document; with `forget=true`, erase it everywhere (admin)",
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), ("doc_id" = String, Path, description = "the document's id (it may contain `/`)"), DeleteParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "deleted, or what the forget erased", body = super::wire::DeleteAnswer),
+        (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller lacks the writer role (the admin role for `forget=true`)", body = crate::error::ErrorBody),
+        (status = 404, description = "`document_not_found` or `collection_not_found`", body = crate::error::ErrorBody),
+        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
+        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
+        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
+    )
+)]
 pub(super) async fn delete(
     caller: Caller<role::Writer>,
     State(state): State<Shared>,
     Path((collection, doc_id)): Path<(String, String)>,
     params: Result<Query<DeleteParams>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeleteAnswer>, ApiError> {
     let Query(params) = params.map_err(|e| {
         ApiError::new(
             "invalid_request",
@@ -244,7 +336,7 @@ pub(super) async fn delete(
             let report = state
                 .engine
                 .forget(&collection, &doc_id, &caller.principal)?;
-            Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+            Ok(Json(DeleteAnswer::Forgotten(report)))
         })
         .await;
     }
@@ -252,9 +344,10 @@ pub(super) async fn delete(
         let stats = state
             .engine
             .delete_document(&collection, &doc_id, &caller.principal)?;
-        Ok(Json(
-            serde_json::json!({"deleted": doc_id, "generation": stats.generation}),
-        ))
+        Ok(Json(DeleteAnswer::Deleted(DocumentDeleted {
+            deleted: doc_id,
+            generation: stats.generation,
+        })))
     })
     .await
 }

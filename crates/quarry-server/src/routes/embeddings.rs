@@ -9,6 +9,9 @@
 
 use super::common::blocking;
 use super::state::Shared;
+use super::wire::{
+    Embedding, EmbeddingItem, EmbeddingsAnswer, Model, ModelDetails, ModelList, Usage,
+};
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -18,6 +21,41 @@ use quarry_core::InputKind;
 
 /// Most inputs in one request (OpenAI's limit).
 pub(super) const MAX_INPUTS: usize = 2048;
+
+/// `input` as the OpenAPI document states it: the texts to embed.
+pub(super) struct EmbeddingsInput;
+
+impl utoipa::PartialSchema for EmbeddingsInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+        let text = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+        };
+        OneOfBuilder::new()
+            .description(Some("a text, or 1 to 2048 texts; none may be empty"))
+            .item(text())
+            .item(
+                ArrayBuilder::new()
+                    .items(text())
+                    .min_items(Some(1))
+                    .max_items(Some(MAX_INPUTS)),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EmbeddingsInput {}
+
+/// `encoding_format` as the OpenAPI document states it.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // a schema only: `encoding_format` is read as a string
+pub(super) enum EncodingFormat {
+    Float,
+    Base64,
+}
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(untagged)]
@@ -29,11 +67,15 @@ pub(super) enum Input {
     ManyTokens(#[allow(dead_code)] Vec<Vec<u32>>),
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 pub(super) struct EmbeddingsRequest {
+    /// A string, or an array of 1 to 2048 strings, none empty (token-id arrays are refused).
+    #[schema(value_type = EmbeddingsInput)]
     pub input: serde_json::Value,
     pub model: String,
+    /// `float` (the default) or `base64`.
     #[serde(default)]
+    #[schema(value_type = Option<EncodingFormat>)]
     pub encoding_format: Option<String>,
     #[serde(default)]
     pub dimensions: Option<usize>,
@@ -42,11 +84,30 @@ pub(super) struct EmbeddingsRequest {
     pub _user: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    operation_id = "create_embeddings",
+    tag = "embeddings",
+    summary = "OpenAI-compatible embeddings with the server's default embedder",
+    request_body = EmbeddingsRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the vectors", body = super::wire::EmbeddingsAnswer),
+        (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
+        (status = 404, description = "`model_not_found`: `model` is not served here", body = crate::error::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over `server.body_limit_bytes`", body = crate::error::ErrorBody),
+        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
+        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
+        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
+    )
+)]
 pub(super) async fn embeddings(
     _caller: Caller<role::Reader>,
     State(state): State<Shared>,
     JsonBody(req): JsonBody<EmbeddingsRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<EmbeddingsAnswer>, ApiError> {
     let bad = |m: String| ApiError::new("invalid_request", m);
     let bad = |m: String| bad(m).on("input");
     let inputs = match serde_json::from_value::<Input>(req.input) {
@@ -124,46 +185,91 @@ pub(super) async fn embeddings(
         Ok((spec.model.clone(), vectors, tokens.unwrap_or(0)))
     })
     .await?;
-    let data: Vec<serde_json::Value> = data
+    let data = data
         .into_iter()
         .enumerate()
         .map(|(index, v)| {
             let embedding = if base64 {
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                serde_json::Value::String(encode_base64(&bytes))
+                Embedding::Base64(encode_base64(&bytes))
             } else {
-                serde_json::json!(v)
+                Embedding::Float(v)
             };
-            serde_json::json!({"object": "embedding", "index": index, "embedding": embedding})
+            EmbeddingItem {
+                object: "embedding",
+                index,
+                embedding,
+            }
         })
         .collect();
-    Ok(Json(serde_json::json!({
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    })))
+    let tokens = tokens as u64;
+    Ok(Json(EmbeddingsAnswer {
+        object: "list",
+        data,
+        model,
+        usage: Usage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        },
+    }))
 }
 
 /// `GET /v1/models`: the model `/v1/embeddings` serves (none when the server has no embedder),
 /// as OpenAI lists models, with quarry's details (the embedder's configured name, dimensions,
 /// token limit and fingerprint) under `quarry`.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    operation_id = "list_models",
+    tag = "embeddings",
+    summary = "The model /v1/embeddings serves",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the model (none without an embedder)", body = super::wire::ModelList),
+        (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
+        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
+        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
+        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
+    )
+)]
 pub(super) async fn models(
     _caller: Caller<role::Reader>,
     State(state): State<Shared>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let data: Vec<serde_json::Value> = served_model(&state).await?.into_iter().collect();
-    Ok(Json(serde_json::json!({"object": "list", "data": data})))
+) -> Result<Json<ModelList>, ApiError> {
+    let data: Vec<Model> = served_model(&state).await?.into_iter().collect();
+    Ok(Json(ModelList {
+        object: "list",
+        data,
+    }))
 }
 
 /// `GET /v1/models/{id}`: that model, by its name or the embedder's configured name.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{id}",
+    operation_id = "get_model",
+    tag = "embeddings",
+    summary = "The model, by its name or its embedder's name",
+    params(("id" = String, Path, description = "the model's name or its embedder's configured name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the model", body = super::wire::Model),
+        (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
+        (status = 404, description = "`model_not_found`", body = crate::error::ErrorBody),
+        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
+        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
+        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
+    )
+)]
 pub(super) async fn model(
     _caller: Caller<role::Reader>,
     State(state): State<Shared>,
     axum::extract::Path(id): axum::extract::Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Model>, ApiError> {
     match served_model(&state).await? {
-        Some(m) if m["id"] == id.as_str() || m["quarry"]["embedder"] == id.as_str() => Ok(Json(m)),
+        Some(m) if m.id == id || m.quarry.embedder == id => Ok(Json(m)),
         _ => Err(ApiError::new(
             "model_not_found",
             format!("model {id:?} is not served here; GET /v1/models lists the one that is"),
@@ -173,26 +279,26 @@ pub(super) async fn model(
 }
 
 /// The model object of the server's default embedder, `None` without one.
-async fn served_model(state: &Shared) -> Result<Option<serde_json::Value>, ApiError> {
+async fn served_model(state: &Shared) -> Result<Option<Model>, ApiError> {
     let engine = state.engine.clone();
     blocking(move || {
         let Some(embedder) = engine.default_embedder()? else {
             return Ok(None);
         };
         let spec = embedder.spec();
-        Ok(Some(serde_json::json!({
-            "id": spec.model,
-            "object": "model",
-            "created": 0,
-            "owned_by": "quarry",
-            "quarry": {
-                "embedder": engine.options().embedder,
-                "provider": spec.provider,
-                "dimensions": spec.dimensions,
-                "max_tokens": spec.max_tokens,
-                "fingerprint": embedder.fingerprint().to_string(),
+        Ok(Some(Model {
+            id: spec.model.clone(),
+            object: "model",
+            created: 0,
+            owned_by: "quarry",
+            quarry: ModelDetails {
+                embedder: engine.options().embedder.clone(),
+                provider: spec.provider.clone(),
+                dimensions: spec.dimensions,
+                max_tokens: spec.max_tokens,
+                fingerprint: embedder.fingerprint().to_string(),
             },
-        })))
+        }))
     })
     .await
 }

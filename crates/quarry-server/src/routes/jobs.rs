@@ -5,6 +5,7 @@
 
 use super::common::blocking;
 use super::state::Shared;
+use super::wire::{JobList, JobQueued, Retired, VersionAnswer};
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -16,7 +17,7 @@ use quarry_index::jobs;
 
 /// Exactly one of `embedder` (a re-index), `chunk` (a re-chunk), `quantization` (a
 /// requantize) and `rebuild_index` (a requantize to the index's own quantization).
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ReindexRequest {
     /// A `[embedders.NAME]` of the server's configuration (or `local`, `hash`).
@@ -32,12 +33,33 @@ pub(super) struct ReindexRequest {
     pub rebuild_index: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/collections/{collection}/reindex",
+    operation_id = "reindex",
+    tag = "jobs",
+    summary = "Queue a re-index, re-chunk, requantize or index rebuild job",
+    request_body = ReindexRequest,
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "queued", body = super::wire::JobQueued),
+        (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
+        (status = 404, description = "`collection_not_found`: no such collection", body = crate::error::ErrorBody),
+                (status = 413, description = "`payload_too_large`: the body is over `server.body_limit_bytes`", body = crate::error::ErrorBody),
+        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
+        (status = 503, description = "`busy`: a re-index, re-chunk or requantize of the collection is already queued or running (one at a time); or `cancelled`: the server is stopping", body = crate::error::ErrorBody),
+        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
+    )
+)]
 pub(super) async fn reindex(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path(collection): Path<String>,
     JsonBody(req): JsonBody<ReindexRequest>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<JobQueued>), ApiError> {
     let what = (req.embedder, req.chunk, req.quantization, req.rebuild_index);
     let job = blocking(move || match what {
         (Some(e), None, None, false) => Ok(jobs::enqueue_reindex(&state.engine, &collection, &e)?),
@@ -56,18 +78,59 @@ pub(super) async fn reindex(
     .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "job_id": job.id, "job": views::job(&job) })),
+        Json(JobQueued {
+            job_id: job.id.clone(),
+            job: views::job(&job),
+        }),
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    operation_id = "list_jobs",
+    tag = "jobs",
+    summary = "Background jobs and their progress",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "every job", body = super::wire::JobList),
+        (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
+        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
+        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
+        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
+    )
+)]
 pub(super) async fn list(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JobList>, ApiError> {
     let jobs = blocking(move || Ok(jobs::list(&state.engine, None)?)).await?;
-    Ok(Json(views::jobs(&jobs)))
+    Ok(Json(JobList {
+        jobs: jobs.iter().map(views::job).collect(),
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    operation_id = "get_job",
+    tag = "jobs",
+    summary = "One job",
+    params(("id" = String, Path, description = "the job id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the job, as in `GET /v1/jobs`", body = Object),
+        (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such job", body = crate::error::ErrorBody),
+        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
+        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
+        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
+    )
+)]
 pub(super) async fn get(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
@@ -77,6 +140,26 @@ pub(super) async fn get(
     Ok(Json(views::job(&job)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/cancel",
+    operation_id = "cancel_job",
+    tag = "jobs",
+    summary = "Ask a job to stop",
+    params(("id" = String, Path, description = "the job id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the job, its cancellation requested", body = Object),
+        (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such job", body = crate::error::ErrorBody),
+        (status = 409, description = "`conflict`: the job has finished", body = crate::error::ErrorBody),
+        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
+        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
+        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
+    )
+)]
 pub(super) async fn cancel(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
@@ -86,20 +169,62 @@ pub(super) async fn cancel(
     Ok(Json(views::job(&job)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/collections/{collection}/versions/{id}/activate",
+    operation_id = "activate_version",
+    tag = "versions",
+    summary = "Promote or roll back to a version",
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), ("id" = String, Path, description = "the embedding version's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the version now active", body = super::wire::VersionAnswer),
+        (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
+        (status = 404, description = "no such collection or version", body = crate::error::ErrorBody),
+        (status = 409, description = "`conflict`: the version cannot be activated now", body = crate::error::ErrorBody),
+        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
+        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
+        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
+    )
+)]
 pub(super) async fn activate(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path((collection, id)): Path<(String, String)>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<VersionAnswer>, ApiError> {
     let v = blocking(move || Ok(state.engine.activate_version(&collection, &id)?)).await?;
-    Ok(Json(views::version(&v)))
+    Ok(Json(VersionAnswer {
+        version: serde_json::to_value(&v).unwrap_or_default(),
+    }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/collections/{collection}/versions/{id}/retire",
+    operation_id = "retire_version",
+    tag = "versions",
+    summary = "Delete a version's index",
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), ("id" = String, Path, description = "the embedding version's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "retired", body = super::wire::Retired),
+        (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
+        (status = 404, description = "no such collection or version", body = crate::error::ErrorBody),
+        (status = 409, description = "`conflict`: the version is active or building", body = crate::error::ErrorBody),
+        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
+        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
+        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
+    )
+)]
 pub(super) async fn retire(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,
     Path((collection, id)): Path<(String, String)>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Retired>, ApiError> {
     blocking(move || Ok(state.engine.retire_version(&collection, &id)?)).await?;
-    Ok(Json(serde_json::json!({ "retired": true })))
+    Ok(Json(Retired { retired: true }))
 }

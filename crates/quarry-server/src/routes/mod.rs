@@ -21,12 +21,18 @@
 //! | `DELETE /v1/collections/{c}/documents/{id}?forget=true` | admin |
 //! | `POST /v1/snapshots` | admin |
 //!
-//! Admins also differ from writers in what they read (every document, whatever its ACL). `/healthz`, `/readyz`, `/metrics` and the playground page `/` (which holds no data; it calls the routes above with the token typed into it) are open. The tracing span of a request records its
+//! Admins also differ from writers in what they read (every document, whatever its ACL). `/healthz`, `/readyz`, `/metrics`, the playground page `/` (which holds no data; it calls the routes above with the token typed into it), `/openapi.json` (the OpenAPI document, [`openapi`]) and `/docs` (its operations as a page) are open. The tracing span of a request records its
 //! id, method and path only: never headers (the token) or the query string.
 
+mod api_doc;
 mod collections;
 mod common;
+mod docs;
+#[cfg(test)]
+mod docs_tests;
 mod documents;
+#[cfg(test)]
+mod documents_tests;
 mod embeddings;
 mod eval;
 #[cfg(test)]
@@ -42,16 +48,18 @@ mod snapshots;
 mod state;
 mod task_table;
 mod tasks;
+mod wire;
 
+pub use api_doc::{openapi, openapi_json};
 pub use state::{AppState, ServerOptions};
 
 use crate::auth;
 use crate::error::ApiError;
+use axum::Router;
 use axum::extract::Request;
 use axum::http::HeaderName;
 use axum::middleware;
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use limits::Limits;
 use quarry_index::Engine;
 use state::Shared;
@@ -125,7 +133,9 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         .route_layer(middleware::from_fn_with_state(auth, auth::authenticate));
     Router::new()
         .route("/", get(playground::page))
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route("/healthz", get(probes::healthz))
+        .route("/openapi.json", get(docs::spec))
+        .route("/docs", get(docs::page))
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))
         .nest("/v1", v1)
@@ -143,5 +153,9 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .layer(axum::Extension(docs::Pages::new(
+            &api_doc::openapi(),
+            api_doc::openapi_json(),
+        )))
         .with_state(state)
 }

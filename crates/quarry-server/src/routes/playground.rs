@@ -15,6 +15,14 @@ const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'un
                    connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; \
                    base-uri 'none'; form-action 'none'";
 
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "playground",
+    tag = "pages",
+    summary = "The search playground",
+    responses((status = 200, description = "the page (HTML, CSS and script inline)", content_type = "text/html", body = String)),
+)]
 pub(super) async fn page() -> impl IntoResponse {
     (
         [

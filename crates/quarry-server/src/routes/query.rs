@@ -15,6 +15,26 @@ use quarry_index::eval::mode_name;
 use quarry_index::{QueryOutcome, SearchResponse, Searcher};
 use std::time::Instant;
 
+#[utoipa::path(
+    post,
+    path = "/v1/collections/{collection}/query",
+    operation_id = "query",
+    tag = "query",
+    summary = "Search the documents the caller may read",
+    request_body = quarry_core::query::QueryRequest,
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the hits", body = quarry_index::SearchResponse),
+        (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
+        (status = 404, description = "`collection_not_found`: no such collection", body = crate::error::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over `server.body_limit_bytes`", body = crate::error::ErrorBody),
+        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
+        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
+        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
+    )
+)]
 pub(super) async fn query(
     caller: Caller<role::Reader>,
     State(state): State<Shared>,
@@ -39,15 +59,16 @@ pub(super) async fn query(
 }
 
 /// The body of a batch: each element is the body of the single query route.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BatchRequest {
-    /// Parsed one by one, so that an error names its element.
+    /// Parsed one by one, so that an error names its element; 1 to `server.max_batch_queries`.
+    #[schema(value_type = Vec<quarry_core::query::QueryRequest>, min_items = 1)]
     queries: Vec<serde_json::Value>,
 }
 
 /// The answers of a batch, in the order of its queries.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub(super) struct BatchResponse {
     answers: Vec<SearchResponse>,
 }
@@ -55,6 +76,26 @@ pub(super) struct BatchResponse {
 /// Runs every query of the batch, or none: a query the single route would refuse (bad JSON, a
 /// bad option, a filter or vector the collection cannot take) fails the whole batch with its
 /// error, prefixed by `queries[i]: `. Each query is counted in the metrics as a single query.
+#[utoipa::path(
+    post,
+    path = "/v1/collections/{collection}/query/batch",
+    operation_id = "query_batch",
+    tag = "query",
+    summary = "Several searches in one request",
+    request_body = BatchRequest,
+    params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the answers, in the order of the queries", body = BatchResponse),
+        (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
+        (status = 404, description = "`collection_not_found`: no such collection", body = crate::error::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over `server.body_limit_bytes`", body = crate::error::ErrorBody),
+        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
+        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
+        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
+    )
+)]
 pub(super) async fn batch(
     caller: Caller<role::Reader>,
     State(state): State<Shared>,

@@ -13,14 +13,35 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use quarry_index::engine::snapshot;
 
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SnapshotRequest {
     /// The snapshot's folder name: 1 to 64 of `[A-Za-z0-9_-]`; default: the UTC time,
     /// `YYYYMMDD-HHMMSS-mmm`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/snapshots",
+    operation_id = "create_snapshot",
+    tag = "snapshots",
+    summary = "A consistent copy of the data directory into the snapshot folder",
+    request_body(content = SnapshotRequest, description = "optional: an empty body takes the default name"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "the snapshot: `name`, `path`, `created_at`, `collections`, `files`, `bytes`, `seconds`", body = Object),
+        (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
+        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
+        (status = 409, description = "`conflict`: a snapshot of that name exists", body = crate::error::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over `server.body_limit_bytes`", body = crate::error::ErrorBody),
+        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
+        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
+        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
+    )
+)]
 pub(super) async fn create(
     _caller: Caller<role::Admin>,
     State(state): State<Shared>,

@@ -15,7 +15,7 @@ pub(super) const MAX_PENDING: usize = 64;
 pub(super) const KEPT: usize = 10_000;
 
 /// A task as a client sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(super) struct TaskView {
     pub task_id: String,
     pub kind: &'static str,
