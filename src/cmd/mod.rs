@@ -44,10 +44,14 @@ pub(crate) fn collection_name(s: &str) -> Result<String, String> {
 }
 
 /// `e` as a usage error (exit 2) when the engine blames the caller's input (a bad name or
-/// value given on the command line), else unchanged.
+/// value given on the command line), else unchanged (a conflict with the data directory's state,
+/// such as a job already rebuilding the collection, stays a runtime failure: exit 1).
 pub(crate) fn usage_if_input(e: anyhow::Error) -> anyhow::Error {
     match e.downcast_ref::<quarry_index::Error>() {
-        Some(ie) if ie.kind() == quarry_index::ErrorKind::Input => {
+        Some(ie)
+            if ie.kind() == quarry_index::ErrorKind::Input
+                && !matches!(ie, quarry_index::Error::Conflict(_)) =>
+        {
             UsageError(ie.to_string()).into()
         }
         _ => e,

@@ -144,7 +144,7 @@ fn reindex_to_a_provider_serves_every_query_from_one_version_and_rolls_back_with
         &json!({"embedder": "remote"}),
     );
     assert_eq!(
-        status, 503,
+        status, 409,
         "a second re-index of the collection is refused: {again}"
     );
 

@@ -143,7 +143,7 @@ fn insert_exclusive(
         &[JobKind::Reindex, JobKind::Rechunk, JobKind::Requantize],
     )? {
         Ok(job) => Ok(job),
-        Err(j) => Err(Error::Busy(format!(
+        Err(j) => Err(Error::Conflict(format!(
             "job {} ({}, {}) is already rebuilding collection `{collection}`; wait for it, cancel it \
              (`quarry jobs cancel {}`), or resume it if it was interrupted (`quarry jobs resume`)",
             j.id, j.kind, j.state, j.id

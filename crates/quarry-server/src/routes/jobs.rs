@@ -50,7 +50,8 @@ pub(super) struct ReindexRequest {
         (status = 404, description = "`collection_not_found`: no such collection", body = crate::error::ErrorBody),
                 (status = 413, description = "`payload_too_large`: the body is over `server.body_limit_bytes`", body = crate::error::ErrorBody),
         (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`busy`: a re-index, re-chunk or requantize of the collection is already queued or running (one at a time); or `cancelled`: the server is stopping", body = crate::error::ErrorBody),
+        (status = 409, description = "`conflict`: a re-index, re-chunk or requantize of the collection is already queued or running (one at a time)", body = crate::error::ErrorBody),
+        (status = 503, description = "`cancelled`: the server is stopping", body = crate::error::ErrorBody),
         (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
