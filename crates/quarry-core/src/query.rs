@@ -2,6 +2,7 @@
 
 use crate::diversity::Diversify;
 use crate::error::{Error, Result};
+use crate::feedback::FeedbackSwitch;
 use crate::filter::{Filter, Json};
 use crate::fusion::Fusion;
 
@@ -88,6 +89,9 @@ pub struct QueryOptions {
     pub rerank: Option<Rerank>,
     /// Re-rank the fused candidates by maximal marginal relevance (`None`: the fused order).
     pub diversify: Option<Diversify>,
+    /// Pseudo-relevance feedback for BM25 (query expansion, `crate::feedback`); `None`: the
+    /// collection's setting.
+    pub feedback: Option<FeedbackSwitch>,
 }
 
 /// How far a hit's passage reaches (`expand`): `neighbors` chunks of its document on each side.
@@ -164,6 +168,7 @@ impl QueryOptions {
             expand: None,
             rerank: None,
             diversify: None,
+            feedback: None,
         }
     }
 
@@ -291,6 +296,15 @@ impl QueryOptions {
         Ok(self)
     }
 
+    /// Sets the pseudo-relevance feedback, checking its parameters.
+    pub fn with_feedback(mut self, feedback: Option<FeedbackSwitch>) -> Result<Self> {
+        if let Some(f) = &feedback {
+            f.check()?;
+        }
+        self.feedback = feedback;
+        Ok(self)
+    }
+
     /// Sets the fusion, checking its parameters.
     pub fn with_fusion(mut self, fusion: Fusion) -> Result<Self> {
         fusion.validate()?;
@@ -350,6 +364,9 @@ pub struct QueryRequest {
     pub rerank: Option<Rerank>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diversify: Option<Diversify>,
+    /// BM25 query expansion by pseudo-relevance feedback: `true`, `false`, or its parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<FeedbackSwitch>,
 }
 
 impl From<&QueryOptions> for QueryRequest {
@@ -374,6 +391,7 @@ impl From<&QueryOptions> for QueryRequest {
             expand: q.expand,
             rerank: q.rerank,
             diversify: q.diversify,
+            feedback: q.feedback,
         }
     }
 }
@@ -411,7 +429,8 @@ impl QueryRequest {
         q = q
             .with_page(self.offset.unwrap_or(0), self.min_score)?
             .with_fields(self.include, self.facets.unwrap_or_default())?
-            .with_diversify(self.diversify)?;
+            .with_diversify(self.diversify)?
+            .with_feedback(self.feedback)?;
         q.explain = self.explain == Some(true);
         q = q.with_view(
             self.highlight == Some(true),
@@ -548,5 +567,45 @@ mod tests {
         assert_eq!(q.diversify, Some(Diversify { lambda: 0.7 }));
         assert_eq!(QueryRequest::from(&q).options(d).unwrap(), q);
         assert!(serde_json::from_str::<QueryRequest>(r#"{"diversify": 0.7}"#).is_err());
+    }
+
+    #[test]
+    fn feedback_is_checked_and_round_trips() {
+        use crate::feedback::Feedback;
+        let q = request(serde_json::json!({"query": "a", "feedback": true})).unwrap();
+        assert_eq!(q.feedback, Some(FeedbackSwitch::On));
+        let q = request(serde_json::json!({"query": "a",
+            "feedback": {"fb_docs": 5, "fb_terms": 20, "orig_weight": 0.7}}))
+        .unwrap();
+        let want = Feedback {
+            fb_docs: 5,
+            fb_terms: 20,
+            orig_weight: 0.7,
+        };
+        assert_eq!(q.feedback, Some(FeedbackSwitch::With(want)));
+        let d = QueryDefaults {
+            top_k: 10,
+            mode: Mode::Bm25,
+            group_by: GroupBy::Chunk,
+            fusion: Fusion::default(),
+        };
+        assert_eq!(QueryRequest::from(&q).options(d).unwrap(), q);
+        for bad in [
+            serde_json::json!({"fb_docs": 101}),
+            serde_json::json!({"fb_terms": 1000}),
+            serde_json::json!({"orig_weight": 0.0}),
+            serde_json::json!({"orig_weight": 1.5}),
+        ] {
+            let e = request(serde_json::json!({"query": "a", "feedback": bad}));
+            assert!(e.unwrap_err().to_string().contains("feedback."), "{bad}");
+        }
+        assert!(request(serde_json::json!({"query": "a", "feedback": {"docs": 3}})).is_err());
+        assert!(request(serde_json::json!({"query": "a", "feedback": "yes"})).is_err());
+        assert!(
+            request(serde_json::json!({"query": "a"}))
+                .unwrap()
+                .feedback
+                .is_none()
+        );
     }
 }
