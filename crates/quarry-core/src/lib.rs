@@ -12,6 +12,8 @@ pub mod document;
 pub mod embed;
 pub mod error;
 pub mod feedback;
+#[cfg(test)]
+mod feedback_tests;
 pub mod filter;
 pub mod fusion;
 pub mod hash;

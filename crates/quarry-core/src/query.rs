@@ -568,44 +568,4 @@ mod tests {
         assert_eq!(QueryRequest::from(&q).options(d).unwrap(), q);
         assert!(serde_json::from_str::<QueryRequest>(r#"{"diversify": 0.7}"#).is_err());
     }
-
-    #[test]
-    fn feedback_is_checked_and_round_trips() {
-        use crate::feedback::Feedback;
-        let q = request(serde_json::json!({"query": "a", "feedback": true})).unwrap();
-        assert_eq!(q.feedback, Some(FeedbackSwitch::On));
-        let q = request(serde_json::json!({"query": "a",
-            "feedback": {"fb_docs": 5, "fb_terms": 20, "orig_weight": 0.7}}))
-        .unwrap();
-        let want = Feedback {
-            fb_docs: 5,
-            fb_terms: 20,
-            orig_weight: 0.7,
-        };
-        assert_eq!(q.feedback, Some(FeedbackSwitch::With(want)));
-        let d = QueryDefaults {
-            top_k: 10,
-            mode: Mode::Bm25,
-            group_by: GroupBy::Chunk,
-            fusion: Fusion::default(),
-        };
-        assert_eq!(QueryRequest::from(&q).options(d).unwrap(), q);
-        for bad in [
-            serde_json::json!({"fb_docs": 101}),
-            serde_json::json!({"fb_terms": 1000}),
-            serde_json::json!({"orig_weight": 0.0}),
-            serde_json::json!({"orig_weight": 1.5}),
-        ] {
-            let e = request(serde_json::json!({"query": "a", "feedback": bad}));
-            assert!(e.unwrap_err().to_string().contains("feedback."), "{bad}");
-        }
-        assert!(request(serde_json::json!({"query": "a", "feedback": {"docs": 3}})).is_err());
-        assert!(request(serde_json::json!({"query": "a", "feedback": "yes"})).is_err());
-        assert!(
-            request(serde_json::json!({"query": "a"}))
-                .unwrap()
-                .feedback
-                .is_none()
-        );
-    }
 }
