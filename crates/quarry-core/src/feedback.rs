@@ -163,6 +163,9 @@ impl<'de> serde::Deserialize<'de> for FeedbackSwitch {
     }
 }
 
+/// A feedback chunk: its score, and its words with their counts.
+pub type FeedbackChunk = (f32, Vec<(String, u32)>);
+
 /// The weights of an expanded query: `original` (each term of the query with its BM25 query
 /// weight `qw`), `feedback` (each feedback chunk's score and its terms with their counts), and
 /// `fb` → every original term with its weight unchanged, then the added terms (those not in the
@@ -170,7 +173,7 @@ impl<'de> serde::Deserialize<'de> for FeedbackSwitch {
 /// the feedback also selects keeps its own weight plus the feedback's.
 pub fn expansion_weights(
     original: &[(String, f32)],
-    feedback: &[(f32, Vec<(String, u32)>)],
+    feedback: &[FeedbackChunk],
     fb: Feedback,
 ) -> Vec<(String, f32)> {
     let mut out: Vec<(String, f32)> = original.to_vec();

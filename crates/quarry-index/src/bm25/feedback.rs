@@ -11,6 +11,7 @@ use super::Bm25Index;
 use super::query::analysed_counts_up_to;
 use crate::catalog::Occurrence;
 use crate::error::Result;
+use quarry_core::feedback::FeedbackChunk;
 use tantivy::DocAddress;
 
 /// Most distinct words taken from one feedback chunk.
@@ -23,7 +24,7 @@ pub(super) fn feedback_terms(
     snapshot: &tantivy::Searcher,
     top: &[(f32, u64, DocAddress)],
     admits: &dyn Fn(&Occurrence) -> bool,
-) -> Result<Vec<(f32, Vec<(String, u32)>)>> {
+) -> Result<Vec<FeedbackChunk>> {
     let mut out = Vec::with_capacity(top.len());
     for (score, _, address) in top {
         let rec = index.record(snapshot, *address)?;
