@@ -74,6 +74,10 @@ pub struct Bm25Flags {
     /// [create: bm25.k3; set: kept].
     #[arg(long)]
     pub k3: Option<f32>,
+    /// BM25 query expansion by pseudo-relevance feedback for queries that do not say: on, off,
+    /// or FB_DOCS,FB_TERMS,ORIG_WEIGHT (e.g. 10,10,0.5) [create: bm25.feedback; set: kept].
+    #[arg(long, value_name = "on|off|D,T,W", value_parser = super::query::parse_feedback)]
+    pub feedback: Option<quarry_core::FeedbackSwitch>,
 }
 
 impl Bm25Flags {
@@ -82,12 +86,13 @@ impl Bm25Flags {
             k1: self.k1,
             b: self.b,
             k3: self.k3,
+            feedback: self.feedback,
         }
     }
 }
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("params").required(true).multiple(true).args(["k1", "b", "k3"])))]
+#[command(group(clap::ArgGroup::new("params").required(true).multiple(true).args(["k1", "b", "k3", "feedback"])))]
 pub struct SetArgs {
     /// The collection to change.
     #[arg(value_parser = super::collection_name)]
@@ -225,6 +230,13 @@ fn list(data_dir: &Path, config: &Config, a: ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `off`, or `FB_DOCS,FB_TERMS,ORIG_WEIGHT` as `--feedback` takes it.
+fn feedback_text(f: Option<quarry_core::Feedback>) -> String {
+    f.map_or("off".into(), |f| {
+        format!("{},{},{}", f.fb_docs, f.fb_terms, f.orig_weight)
+    })
+}
+
 fn set(data_dir: &Path, config: &Config, a: SetArgs) -> anyhow::Result<()> {
     let engine = open_existing_engine(data_dir, config)?;
     let now = engine.stats(&a.name, &Principal::local_admin())?.bm25;
@@ -235,8 +247,16 @@ fn set(data_dir: &Path, config: &Config, a: SetArgs) -> anyhow::Result<()> {
         return print_json(&stats);
     }
     emit(&format!(
-        "collection {}: bm25 k1 {} b {} k3 {} (was k1 {} b {} k3 {})\n",
-        stats.name, stats.bm25.k1, stats.bm25.b, stats.bm25.k3, now.k1, now.b, now.k3
+        "collection {}: bm25 k1 {} b {} k3 {} feedback {} (was k1 {} b {} k3 {} feedback {})\n",
+        stats.name,
+        stats.bm25.k1,
+        stats.bm25.b,
+        stats.bm25.k3,
+        feedback_text(stats.bm25.feedback),
+        now.k1,
+        now.b,
+        now.k3,
+        feedback_text(now.feedback)
     ));
     Ok(())
 }

@@ -29,6 +29,10 @@ pub struct Args {
     pub group_by: Option<GroupBy>,
     #[command(flatten)]
     pub fusion: FusionArgs,
+    /// BM25 query expansion by pseudo-relevance feedback: on, off, or FB_DOCS,FB_TERMS,ORIG_WEIGHT
+    /// (e.g. 10,10,0.5) [default: the collection's setting].
+    #[arg(long, value_name = "on|off|D,T,W", value_parser = parse_feedback)]
+    pub feedback: Option<quarry_core::FeedbackSwitch>,
     /// Only documents passing this metadata filter, as JSON (docs/query.md), e.g.
     /// '{"field": "year", "gte": 2020}'.
     #[arg(long, value_name = "JSON", value_parser = parse_filter)]
@@ -80,16 +84,32 @@ pub struct Args {
     pub json: bool,
 }
 
-/// `--fusion rrf|weighted`, `--rrf-k`, `--alpha` [default: query.fusion, weighted with alpha 0.6].
+/// `--feedback`: on, off or `FB_DOCS,FB_TERMS,ORIG_WEIGHT`, checked when the flags are parsed
+/// (exit 2).
+pub(crate) fn parse_feedback(s: &str) -> Result<quarry_core::FeedbackSwitch, String> {
+    quarry_core::FeedbackSwitch::parse(s).map_err(|e| e.to_string())
+}
+
+/// `--fusion rrf|weighted|adaptive`, `--rrf-k`, `--alpha`, `--gap-at` [default: query.fusion,
+/// weighted with alpha 0.6].
 #[derive(Debug, Clone, clap::Args)]
 pub struct FusionArgs {
-    /// Fusion of hybrid results: rrf or weighted [default: query.fusion].
-    #[arg(long, value_parser = ["rrf", "weighted"])]
+    /// Fusion of hybrid results: rrf, weighted or adaptive (weighted, alpha set per query by
+    /// how far each retriever's best score stands out) [default: query.fusion].
+    #[arg(long, value_parser = ["rrf", "weighted", "adaptive"])]
     pub fusion: Option<String>,
+    /// The rank whose score an adaptive fusion compares each retriever's best with, 2 to 1000
+    /// (with --fusion adaptive) [default: 10].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..=1000))]
+    pub gap_at: Option<u64>,
+    /// How much of an adaptive fusion's alpha is the query's own, 0 (the fixed --alpha) to 1
+    /// (with --fusion adaptive) [default: 1].
+    #[arg(long, value_name = "S", value_parser = parse_strength)]
+    pub strength: Option<f32>,
     /// k of RRF, 0 to 10000 (with --fusion rrf) [default: 60].
     #[arg(long, value_name = "K", value_parser = parse_rrf_k)]
     pub rrf_k: Option<f32>,
-    /// Weight of the vector side, 0 to 1 (with --fusion weighted) [default: 0.6].
+    /// Weight of the vector side, 0 to 1 (with --fusion weighted or adaptive) [default: 0.6].
     #[arg(long, value_name = "A", value_parser = parse_alpha)]
     pub alpha: Option<f32>,
 }
@@ -101,6 +121,19 @@ fn parse_alpha(s: &str) -> Result<f32, String> {
         .validate()
         .map(|()| alpha)
         .map_err(|e| e.to_string())
+}
+
+/// `--strength`, checked by the fusion's own rule when the flags are parsed (exit 2).
+fn parse_strength(s: &str) -> Result<f32, String> {
+    let strength: f32 = s.parse().map_err(|e| format!("{s}: {e}"))?;
+    Fusion::Adaptive {
+        alpha: quarry_core::fusion::DEFAULT_ALPHA,
+        gap_at: quarry_core::fusion::DEFAULT_GAP_AT,
+        strength,
+    }
+    .validate()
+    .map(|()| strength)
+    .map_err(|e| e.to_string())
 }
 
 /// `--rrf-k`, checked by the fusion's own rule when the flags are parsed (exit 2).
@@ -119,6 +152,15 @@ impl FusionArgs {
             Some("weighted") => Fusion::Weighted {
                 alpha: self.alpha.unwrap_or(quarry_core::fusion::DEFAULT_ALPHA),
             },
+            Some("adaptive") => Fusion::Adaptive {
+                alpha: self.alpha.unwrap_or(quarry_core::fusion::DEFAULT_ALPHA),
+                gap_at: self
+                    .gap_at
+                    .map_or(quarry_core::fusion::DEFAULT_GAP_AT, |g| g as usize),
+                strength: self
+                    .strength
+                    .unwrap_or(quarry_core::fusion::DEFAULT_STRENGTH),
+            },
             Some(_) => Fusion::Rrf {
                 k: self.rrf_k.unwrap_or(60.0),
             },
@@ -128,6 +170,15 @@ impl FusionArgs {
                 },
                 Fusion::Weighted { alpha } => Fusion::Weighted {
                     alpha: self.alpha.unwrap_or(alpha),
+                },
+                Fusion::Adaptive {
+                    alpha,
+                    gap_at,
+                    strength,
+                } => Fusion::Adaptive {
+                    alpha: self.alpha.unwrap_or(alpha),
+                    gap_at: self.gap_at.map_or(gap_at, |g| g as usize),
+                    strength: self.strength.unwrap_or(strength),
                 },
             },
         }
@@ -181,6 +232,7 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
             .map(|neighbors| quarry_core::Expand { neighbors }),
         rerank: args.rerank_top_n.map(|top_n| quarry_core::Rerank { top_n }),
         diversify: args.diversify.map(|lambda| Diversify { lambda }),
+        feedback: args.feedback,
     };
     // checked here as the server checks it: a bad option is exit 2 before anything is opened
     let q = request
@@ -240,7 +292,14 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
             let part = |name: &str, p: &Option<quarry_index::RetrieverPart>| {
                 p.as_ref().map(|p| {
                     let rank = p.rank.map_or("-".to_owned(), |r| format!("#{r}"));
-                    format!("{name} {rank} {:.3} ({:.0}%)", p.score, p.share * 100.0)
+                    let weight = p
+                        .weight
+                        .map_or(String::new(), |w| format!(" weight {w:.2}"));
+                    format!(
+                        "{name} {rank} {:.3} ({:.0}%{weight})",
+                        p.score,
+                        p.share * 100.0
+                    )
                 })
             };
             let parts: Vec<String> = [part("bm25", &e.bm25), part("vector", &e.vector)]
@@ -281,6 +340,20 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
             .map(|c| format!("{} ({})", c.value, c.count))
             .collect();
         let _ = writeln!(o, "facet {field}: {}", values.join(", "));
+    }
+    if let Some(terms) = &answer.expansion {
+        let words: Vec<String> = terms
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}{} {:.3}",
+                    if t.added { "+" } else { "" },
+                    t.term,
+                    t.weight
+                )
+            })
+            .collect();
+        let _ = writeln!(o, "expanded query: {}", words.join(", "));
     }
     if let Some(t) = &answer.timings {
         let _ = writeln!(

@@ -16,7 +16,7 @@ mod table;
 use table::Outcome;
 
 use crate::cmd::open_engine;
-use crate::cmd::query::{FusionArgs, parse_filter, remote};
+use crate::cmd::query::{FusionArgs, parse_feedback, parse_filter, remote};
 use crate::cmd::remote::Remote;
 use crate::config::Config;
 use quarry_core::{Mode, Principal};
@@ -49,6 +49,10 @@ pub struct RunArgs {
     pub modes: Vec<Mode>,
     #[command(flatten)]
     pub fusion: FusionArgs,
+    /// BM25 query expansion by pseudo-relevance feedback for every query: on, off, or
+    /// FB_DOCS,FB_TERMS,ORIG_WEIGHT (e.g. 10,10,0.5) [default: the collection's setting].
+    #[arg(long, value_name = "on|off|D,T,W", value_parser = parse_feedback)]
+    pub feedback: Option<quarry_core::FeedbackSwitch>,
     /// Collection to evaluate [default: beir-<dataset folder name>, ingested from corpus.jsonl;
     /// with --golden: default].
     #[arg(long, value_parser = crate::cmd::collection_name)]
@@ -254,6 +258,7 @@ fn evaluate(
         top_k: args.top_k as usize,
         filter: args.filter.clone(),
         rerank_top_n: args.rerank_top_n,
+        feedback: args.feedback,
     };
     let (run_id, measured) = match (&engine, &args.server) {
         (Some(engine), _) => match &args.golden {
@@ -299,7 +304,8 @@ fn evaluate(
     let reports = &measured.reports;
     let mut report = serde_json::json!({
         "run_id": run_id, "collection": collection, "queries": cases.len(),
-        "fusion": fusion, "rerank_top_n": args.rerank_top_n, "modes": reports,
+        "fusion": fusion, "rerank_top_n": args.rerank_top_n, "feedback": args.feedback,
+        "modes": reports,
     });
     if let (Some(r), Some(src)) = (report.as_object_mut(), source.as_object()) {
         r.extend(src.clone());

@@ -20,6 +20,7 @@
 //! (BENCHMARKS.md, "BM25 parameters").
 
 use crate::error::{Error, Result};
+use crate::feedback::{Feedback, FeedbackSwitch};
 
 /// Default of [`Bm25Params::k1`].
 pub const DEFAULT_K1: f32 = 2.0;
@@ -45,6 +46,11 @@ pub struct Bm25Params {
     /// Query term-frequency saturation, 0 to [`MAX_K`].
     #[schema(minimum = 0, maximum = 1000)]
     pub k3: f32,
+    /// Pseudo-relevance feedback (query expansion, [`crate::feedback`]) for every query that
+    /// does not say otherwise; `None` (the default, and every collection made before it existed):
+    /// off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<Feedback>,
 }
 
 impl Default for Bm25Params {
@@ -53,6 +59,7 @@ impl Default for Bm25Params {
             k1: DEFAULT_K1,
             b: DEFAULT_B,
             k3: DEFAULT_K3,
+            feedback: None,
         }
     }
 }
@@ -68,6 +75,10 @@ pub struct Bm25Patch {
     pub b: Option<f32>,
     #[schema(minimum = 0, maximum = 1000)]
     pub k3: Option<f32>,
+    /// Feedback on (`true`, the collection's parameters or the defaults), off (`false`), or
+    /// these parameters.
+    #[serde(default)]
+    pub feedback: Option<FeedbackSwitch>,
 }
 
 impl Bm25Patch {
@@ -77,6 +88,10 @@ impl Bm25Patch {
             k1: self.k1.unwrap_or(base.k1),
             b: self.b.unwrap_or(base.b),
             k3: self.k3.unwrap_or(base.k3),
+            feedback: match self.feedback {
+                Some(switch) => switch.resolve(base.feedback),
+                None => base.feedback,
+            },
         }
     }
 }
@@ -84,7 +99,12 @@ impl Bm25Patch {
 impl Bm25Params {
     /// The parameters, checked: `k1` and `k3` in `0..=MAX_K`, `b` in `0..=1`.
     pub fn new(k1: f32, b: f32, k3: f32) -> Result<Self> {
-        let p = Bm25Params { k1, b, k3 };
+        let p = Bm25Params {
+            k1,
+            b,
+            k3,
+            feedback: None,
+        };
         p.check()?;
         Ok(p)
     }
@@ -109,6 +129,9 @@ impl Bm25Params {
                 "bm25.k3",
                 format!("{} is not in 0..={MAX_K}", self.k3),
             ));
+        }
+        if let Some(f) = &self.feedback {
+            f.check()?;
         }
         Ok(())
     }
@@ -200,5 +223,35 @@ mod tests {
         let p: Bm25Params = serde_json::from_str(r#"{"k1": 0.9}"#).unwrap();
         assert_eq!(p.b, DEFAULT_B);
         assert!(serde_json::from_str::<Bm25Params>(r#"{"k2": 1}"#).is_err());
+    }
+
+    #[test]
+    fn feedback_is_stored_with_the_parameters_and_patched() {
+        use crate::feedback::{Feedback, FeedbackSwitch};
+        // stored parameters from before feedback existed: off
+        let old: Bm25Params = serde_json::from_str(r#"{"k1": 2, "b": 1, "k3": 1000}"#).unwrap();
+        assert_eq!(old.feedback, None);
+        assert_eq!(old, Bm25Params::default());
+        // and off is not written, so an older reader still reads them
+        assert!(!serde_json::to_string(&old).unwrap().contains("feedback"));
+        let patch: Bm25Patch = serde_json::from_str(r#"{"feedback": true}"#).unwrap();
+        let on = patch.apply(old);
+        assert_eq!(on.feedback, Some(Feedback::default()));
+        assert_eq!((on.k1, on.b, on.k3), (old.k1, old.b, old.k3));
+        let back: Bm25Params = serde_json::from_str(&serde_json::to_string(&on).unwrap()).unwrap();
+        assert_eq!(back, on);
+        // a patch without `feedback` keeps it; `false` turns it off
+        let k1: Bm25Patch = serde_json::from_str(r#"{"k1": 1.5}"#).unwrap();
+        assert_eq!(k1.apply(on).feedback, on.feedback);
+        let off: Bm25Patch = serde_json::from_str(r#"{"feedback": false}"#).unwrap();
+        assert_eq!(off.apply(on).feedback, None);
+        let with = Bm25Patch {
+            feedback: Some(FeedbackSwitch::With(Feedback {
+                orig_weight: 2.0,
+                ..Feedback::default()
+            })),
+            ..Bm25Patch::default()
+        };
+        assert!(with.apply(old).check().is_err());
     }
 }

@@ -11,6 +11,9 @@ pub mod diversity;
 pub mod document;
 pub mod embed;
 pub mod error;
+pub mod feedback;
+#[cfg(test)]
+mod feedback_tests;
 pub mod filter;
 pub mod fusion;
 pub mod hash;
@@ -31,6 +34,7 @@ pub use diversity::Diversify;
 pub use document::{DocFormat, Document};
 pub use embed::{EmbedError, Embedder, EmbedderSpec, Fingerprint, InputKind};
 pub use error::{Error, Result};
+pub use feedback::{Feedback, FeedbackSwitch};
 pub use filter::{FieldSchema, FieldType, FieldValues, Filter, Scalar};
 pub use fusion::{Fusion, fuse};
 pub use hash::ContentHash;

@@ -2,6 +2,7 @@
 
 use crate::diversity::Diversify;
 use crate::error::{Error, Result};
+use crate::feedback::FeedbackSwitch;
 use crate::filter::{Filter, Json};
 use crate::fusion::Fusion;
 
@@ -108,6 +109,9 @@ pub struct QueryOptions {
     pub rerank: Option<Rerank>,
     /// Re-rank the fused candidates by maximal marginal relevance (`None`: the fused order).
     pub diversify: Option<Diversify>,
+    /// Pseudo-relevance feedback for BM25 (query expansion, `crate::feedback`); `None`: the
+    /// collection's setting.
+    pub feedback: Option<FeedbackSwitch>,
 }
 
 /// How far a hit's passage reaches (`expand`): `neighbors` chunks of its document on each side.
@@ -192,6 +196,7 @@ impl QueryOptions {
             expand: None,
             rerank: None,
             diversify: None,
+            feedback: None,
         }
     }
 
@@ -319,6 +324,15 @@ impl QueryOptions {
         Ok(self)
     }
 
+    /// Sets the pseudo-relevance feedback, checking its parameters.
+    pub fn with_feedback(mut self, feedback: Option<FeedbackSwitch>) -> Result<Self> {
+        if let Some(f) = &feedback {
+            f.check()?;
+        }
+        self.feedback = feedback;
+        Ok(self)
+    }
+
     /// Sets the fusion, checking its parameters.
     pub fn with_fusion(mut self, fusion: Fusion) -> Result<Self> {
         fusion.validate()?;
@@ -389,6 +403,9 @@ pub struct QueryRequest {
     pub rerank: Option<Rerank>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diversify: Option<Diversify>,
+    /// BM25 query expansion by pseudo-relevance feedback: `true`, `false`, or its parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<FeedbackSwitch>,
 }
 
 impl From<&QueryOptions> for QueryRequest {
@@ -413,6 +430,7 @@ impl From<&QueryOptions> for QueryRequest {
             expand: q.expand,
             rerank: q.rerank,
             diversify: q.diversify,
+            feedback: q.feedback,
         }
     }
 }
@@ -450,7 +468,8 @@ impl QueryRequest {
         q = q
             .with_page(self.offset.unwrap_or(0), self.min_score)?
             .with_fields(self.include, self.facets.unwrap_or_default())?
-            .with_diversify(self.diversify)?;
+            .with_diversify(self.diversify)?
+            .with_feedback(self.feedback)?;
         q.explain = self.explain == Some(true);
         q = q.with_view(
             self.highlight == Some(true),

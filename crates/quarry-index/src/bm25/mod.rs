@@ -8,6 +8,7 @@
 //! folding, lower-casing, English stop words, Snowball English stemming. Every commit carries the
 //! catalog generation it reflects as its payload, which is how crash recovery knows what to replay.
 
+mod feedback;
 mod meta;
 mod permitted;
 mod query;
@@ -17,7 +18,10 @@ pub(crate) mod search;
 mod stats;
 
 pub use meta::{SHARED, decode, field_schema, filter_query, occurrence_values, term_bytes};
-pub use query::{acl_filter, analysed_terms, build_query, query_terms, restrict, term_query};
+pub use query::{
+    acl_filter, analysed_counts, analysed_terms, build_query, build_weighted, query_terms,
+    restrict, term_query,
+};
 use schema::schema;
 pub use schema::{ANALYZER, CHUNK_KEY, DOC_KEYS, Fields, analyzer, chunk_key, doc_key};
 pub use scoring::Bm25TermQuery;

@@ -35,8 +35,14 @@ pub fn analysed_terms(text: &str) -> Vec<String> {
     analysed_counts(text).into_iter().map(|(t, _)| t).collect()
 }
 
-/// The distinct analysed words of `text` and their counts, in order of first appearance.
-fn analysed_counts(text: &str) -> Vec<(String, u32)> {
+/// The distinct analysed words of `text` and their counts, in order of first appearance (at
+/// most [`MAX_QUERY_TERMS`]).
+pub fn analysed_counts(text: &str) -> Vec<(String, u32)> {
+    analysed_counts_up_to(text, MAX_QUERY_TERMS)
+}
+
+/// [`analysed_counts`] keeping at most `max` distinct words (the first ones).
+pub(super) fn analysed_counts_up_to(text: &str, max: usize) -> Vec<(String, u32)> {
     static ANALYZER: std::sync::OnceLock<tantivy::tokenizer::TextAnalyzer> =
         std::sync::OnceLock::new();
     // Built once; a clone shares the stop-word set.
@@ -46,7 +52,7 @@ fn analysed_counts(text: &str) -> Vec<(String, u32)> {
     while let Some(token) = stream.next() {
         if let Some((_, n)) = terms.iter_mut().find(|(t, _)| *t == token.text) {
             *n += 1;
-        } else if terms.len() < MAX_QUERY_TERMS {
+        } else if terms.len() < max {
             terms.push((token.text.clone(), 1));
         }
     }
@@ -72,6 +78,22 @@ pub fn build_query(terms: &[(Term, u32)], params: Bm25Params) -> Option<Box<dyn 
                 Occur::Should,
                 Box::new(term_query(t, *n, params)) as Box<dyn Query>,
             )
+        })
+        .collect();
+    Some(Box::new(BooleanQuery::new(clauses)))
+}
+
+/// The query for `terms` with their query weights (what [`Bm25TermQuery`] multiplies a term's
+/// score by): an expanded query ([`quarry_core::feedback`]). `None` without terms.
+pub fn build_weighted(terms: &[(Term, f32)], params: Bm25Params) -> Option<Box<dyn Query>> {
+    if terms.is_empty() {
+        return None;
+    }
+    let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+        .iter()
+        .map(|(t, w)| {
+            let q = Bm25TermQuery::new(t.clone(), params, *w);
+            (Occur::Should, Box::new(q) as Box<dyn Query>)
         })
         .collect();
     Some(Box::new(BooleanQuery::new(clauses)))

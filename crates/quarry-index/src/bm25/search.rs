@@ -4,14 +4,16 @@
 //! chunk key ([`top_by_score`]), the keys of the chunks the caller may read, and the BM25 score
 //! of given chunks term by term (for a weighted fusion's vector-only candidates).
 
+use super::feedback::feedback_terms;
 use super::permitted::PermittedQuery;
 use super::stats::live_matches;
 use super::{
-    Bm25Index, CHUNK_KEY, KeyMap, PermittedStats, SegmentColumns, build_query, filter_query,
-    query_terms, restrict, term_query,
+    Bm25Index, CHUNK_KEY, KeyMap, PermittedStats, SegmentColumns, build_weighted, filter_query,
+    query_terms, restrict,
 };
+use crate::catalog::Occurrence;
 use crate::error::{Error, Result};
-use quarry_core::{Bm25Params, Filter};
+use quarry_core::{Bm25Params, Feedback, Filter};
 use std::sync::Arc;
 use tantivy::collector::{Collector, TopDocs};
 use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query, Scorer, Weight};
@@ -24,6 +26,12 @@ pub(crate) struct Bm25Query<'a> {
     terms: Vec<(tantivy::Term, u32)>,
     /// How its terms are scored (the collection's setting).
     params: Bm25Params,
+    /// The terms scored, with their query weights: `terms` weighted by `k3`, and after
+    /// [`Bm25Query::expand`] the feedback's terms too.
+    scored: Vec<(tantivy::Term, f32)>,
+    /// The words of an expanded query with their weights (the original ones first) and how many
+    /// are the original ones; `None` when the query was not expanded.
+    expansion: Option<(Vec<(String, f32)>, usize)>,
     /// The query's weight over the snapshot (its terms looked up and their statistics read once,
     /// the caller's ACL clause included); `None` without terms or when not scored.
     weight: Option<Box<dyn Weight>>,
@@ -86,29 +94,81 @@ impl<'a> Bm25Query<'a> {
             _ => None,
         };
         let acl_only = acl_sets.filter(|_| filter.is_none());
+        let scored_terms = terms
+            .iter()
+            .map(|(t, n)| (t.clone(), params.query_weight(*n)))
+            .collect();
         let mut query = Bm25Query {
             snapshot,
             terms,
             params,
+            scored: scored_terms,
+            expansion: None,
             weight: None,
             open: None,
             clause,
             acl_only,
             stats,
         };
-        if let Some(q) = build_query(&query.terms, params)
-            && scored
-        {
-            if query.acl_only.is_some() {
-                query.open = Some(q.weight(query.scoring())?);
+        if scored {
+            query.prepare()?;
+        }
+        Ok(query)
+    }
+
+    /// Makes the query's weights from `scored`.
+    fn prepare(&mut self) -> Result<()> {
+        if let Some(q) = build_weighted(&self.scored, self.params) {
+            if self.acl_only.is_some() {
+                self.open = Some(q.weight(self.scoring())?);
             }
-            let q = match &query.clause {
+            let q = match &self.clause {
                 Some(clause) => restrict(q, clause.box_clone()),
                 None => q,
             };
-            query.weight = Some(q.weight(query.scoring())?);
+            self.weight = Some(q.weight(self.scoring())?);
         }
-        Ok(query)
+        Ok(())
+    }
+
+    /// Expands the query by pseudo-relevance feedback ([`quarry_core::feedback`]): its best
+    /// `fb.fb_docs` chunks among those it may return (the caller's ACL and the filter hold) are
+    /// the feedback, `admits` says which of a feedback chunk's documents may lend their title.
+    /// Nothing changes when `fb` does not expand, the query is not scored or finds nothing.
+    /// The words searched for facets and highlights stay the query's own.
+    pub(crate) fn expand(
+        &mut self,
+        index: &Bm25Index,
+        fb: Feedback,
+        admits: &dyn Fn(&Occurrence) -> bool,
+    ) -> Result<()> {
+        if !fb.expands() || self.weight.is_none() {
+            return Ok(());
+        }
+        let top = self.top(fb.fb_docs)?;
+        if top.is_empty() {
+            return Ok(());
+        }
+        let feedback = feedback_terms(index, self.snapshot, &top, admits)?;
+        let original: Vec<(String, f32)> = self
+            .scored
+            .iter()
+            .map(|(t, w)| (t.value().as_str().unwrap_or_default().to_owned(), *w))
+            .collect();
+        let weights = quarry_core::feedback::expansion_weights(&original, &feedback, fb);
+        let field = index.fields().context;
+        self.scored = weights
+            .iter()
+            .map(|(t, w)| (tantivy::Term::from_field_text(field, t), *w))
+            .collect();
+        self.expansion = Some((weights, original.len()));
+        self.prepare()
+    }
+
+    /// The words of the expanded query with their weights (the query's own first) and how many
+    /// are the query's own, when [`Bm25Query::expand`] expanded it.
+    pub(crate) fn expansion(&self) -> Option<(&[(String, f32)], usize)> {
+        self.expansion.as_ref().map(|(w, n)| (w.as_slice(), *n))
     }
 
     /// Whether the text had no searchable term (only stop words or punctuation).
@@ -234,9 +294,9 @@ impl<'a> Bm25Query<'a> {
         }
         let scoring = self.scoring();
         let weights = self
-            .terms
+            .scored
             .iter()
-            .map(|(t, n)| term_query(t, *n, self.params).weight(scoring))
+            .map(|(t, w)| super::Bm25TermQuery::new(t.clone(), self.params, *w).weight(scoring))
             .collect::<tantivy::Result<Vec<_>>>()?;
         chunks.sort_by_key(|(_, a)| (a.segment_ord, a.doc_id));
         for segment in chunks.chunk_by(|x, y| x.1.segment_ord == y.1.segment_ord) {

@@ -196,6 +196,7 @@ fn forget_leaves_no_copy_in_any_file_across_versions_caches_canaries_and_evals()
         top_k: 10,
         filter: None,
         rerank_top_n: None,
+        feedback: None,
     };
     let (run, _) = engine
         .evaluate_golden("c", "g", &plan, &Principal::local_admin(), "test")

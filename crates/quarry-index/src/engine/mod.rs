@@ -58,6 +58,8 @@ mod batch_tests;
 #[cfg(test)]
 mod export_tests;
 #[cfg(test)]
+mod feedback_tests;
+#[cfg(test)]
 mod filter_tests;
 
 #[cfg(test)]

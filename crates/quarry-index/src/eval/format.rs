@@ -27,6 +27,12 @@ pub fn fusion_text(fusion: &Value) -> String {
     match fusion["method"].as_str() {
         Some("rrf") => format!("rrf k={}", num(&fusion["k"])),
         Some("weighted") => format!("weighted alpha={}", num(&fusion["alpha"])),
+        Some("adaptive") => format!(
+            "adaptive alpha={} gap_at={} strength={}",
+            num(&fusion["alpha"]),
+            num(&fusion["gap_at"]),
+            num(&fusion["strength"])
+        ),
         _ => "-".into(),
     }
 }

@@ -44,6 +44,7 @@ pub(crate) fn run(
         top_k: 100,
         filter: None,
         rerank_top_n: None,
+        feedback: None,
     };
     let mut new_plan = plan.clone();
     new_plan.modes = vec![Mode::Vector, Mode::Hybrid];

@@ -41,6 +41,8 @@ pub struct Plan {
     pub filter: Option<serde_json::Value>,
     /// Every query reranks its first this many documents (docs/query.md, "Reranking").
     pub rerank_top_n: Option<usize>,
+    /// Every query's pseudo-relevance feedback (docs/query.md); `None`: the collection's.
+    pub feedback: Option<quarry_core::FeedbackSwitch>,
 }
 
 pub fn mode_name(mode: Mode) -> &'static str {
@@ -71,6 +73,7 @@ where
         for case in cases {
             let q = QueryOptions::new(case.text.clone(), plan.top_k, *mode, GroupBy::Document)
                 .and_then(|q| q.with_fusion(plan.fusion))
+                .and_then(|q| q.with_feedback(plan.feedback))
                 .and_then(|q| match &plan.filter {
                     Some(f) => q.with_filter(f),
                     None => Ok(q),
@@ -243,6 +246,7 @@ impl Engine {
             top_k,
             filter: None,
             rerank_top_n: None,
+            feedback: None,
         })
     }
 }

@@ -29,10 +29,17 @@ impl Access<'_> {
     /// passes the filter. The index clauses are exact for a chunk of one document; this decides
     /// for a chunk several documents share.
     pub(super) fn admits(&self, occ: &Occurrence) -> bool {
-        self.caller.may_read(&occ.acl, self.default_acl)
-            && self
-                .filter
-                .as_ref()
-                .is_none_or(|f| f.matches(&occurrence_values(occ)))
+        admits(self.caller, self.default_acl, self.filter.as_ref(), occ)
     }
+}
+
+/// [`Access::admits`] before there is an [`Access`] (the feedback of an expanded query).
+pub(super) fn admits(
+    caller: &Principal,
+    default_acl: &DefaultAcl,
+    filter: Option<&Filter>,
+    occ: &Occurrence,
+) -> bool {
+    caller.may_read(&occ.acl, default_acl)
+        && filter.is_none_or(|f| f.matches(&occurrence_values(occ)))
 }

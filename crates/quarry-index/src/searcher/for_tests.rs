@@ -19,7 +19,7 @@ impl Searcher {
     /// snapshot (for the ACL tests' oracle).
     pub(crate) fn admitted_for_tests(&self, caller: &Principal) -> Result<AdmittedForTests> {
         use crate::vectors::Permitted;
-        let access = self.access("", caller, Mode::Vector, None)?;
+        let access = self.access("", caller, Mode::Vector, None, None)?;
         let sets = access.bm25.permitted()?;
         let admitted = sets.admitted(&self.snapshot, &self.keys);
         let answers = self
@@ -38,7 +38,7 @@ impl Searcher {
         caller: &Principal,
         limit: usize,
     ) -> Result<BothTops> {
-        let access = self.access(text, caller, Mode::Bm25, None)?;
+        let access = self.access(text, caller, Mode::Bm25, None, None)?;
         let keys = |hits: Vec<(f32, u64, tantivy::DocAddress)>| {
             hits.into_iter().map(|(s, k, _)| (s, k)).collect()
         };

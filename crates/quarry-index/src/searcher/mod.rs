@@ -42,7 +42,8 @@ mod response;
 pub(crate) use cache::QueryVectorCache;
 
 pub use response::{
-    Citation, Explain, FacetCount, Hit, Passage, RetrieverPart, Scores, SearchResponse, Timings,
+    Citation, ExpansionTerm, Explain, FacetCount, Hit, Passage, RetrieverPart, Scores,
+    SearchResponse, Timings,
 };
 
 use access::Access;
@@ -145,26 +146,36 @@ impl Searcher {
 
     /// `caller`'s query of `text` restricted by `filter`: its terms and BM25 weight, scored by
     /// the statistics of the chunks the caller may read when an ACL filters it ([`Bm25Query`]).
+    /// With `feedback` (the query's, else the collection's), the BM25 query is expanded by the
+    /// caller's own best chunks ([`Bm25Query::expand`]).
     fn access<'a>(
         &'a self,
         text: &str,
         caller: &'a Principal,
         mode: Mode,
         filter: Option<Filter>,
+        feedback: Option<quarry_core::FeedbackSwitch>,
     ) -> Result<Access<'a>> {
         let tokens = (!caller.sees_all()).then(|| caller.tokens(&self.default_acl));
+        let mut bm25 = Bm25Query::new(
+            &self.index,
+            &self.snapshot,
+            text,
+            tokens,
+            filter.as_ref(),
+            mode != Mode::Vector,
+            self.collection.bm25,
+        )?;
+        let base = self.collection.bm25.feedback;
+        if let Some(fb) = feedback.map_or(base, |f| f.resolve(base)) {
+            let admits =
+                |o: &Occurrence| access::admits(caller, &self.default_acl, filter.as_ref(), o);
+            bm25.expand(&self.index, fb, &admits)?;
+        }
         Ok(Access {
             caller,
             default_acl: &self.default_acl,
-            bm25: Bm25Query::new(
-                &self.index,
-                &self.snapshot,
-                text,
-                tokens,
-                filter.as_ref(),
-                mode != Mode::Vector,
-                self.collection.bm25,
-            )?,
+            bm25,
             filter,
             permitted: OnceLock::new(),
             clock: Clock::default(),
@@ -233,7 +244,7 @@ impl Searcher {
         if q.diversify.is_some() && self.vectors.is_none() {
             warnings.push(diversify::NO_VECTORS.to_owned());
         }
-        let access = self.access(&q.text, caller, mode, filter)?;
+        let access = self.access(&q.text, caller, mode, filter, q.feedback)?;
         let (mut results, rerank_ms) = match (q.rerank, reranker) {
             (Some(r), Some(reranker)) => {
                 // the first top_n hits and those of the page; reranked, then paged
@@ -267,6 +278,10 @@ impl Searcher {
             took_ms: started.elapsed().as_secs_f64() * 1e3,
             embed_ms: None,
             facets,
+            expansion: q
+                .explain
+                .then(|| response::expansion(access.bm25.expansion()))
+                .flatten(),
             timings: q.explain.then(|| Timings {
                 embed_ms: 0.0,
                 bm25_ms: Clock::ms(&access.clock.bm25),
@@ -296,7 +311,7 @@ impl Searcher {
         caller: &Principal,
         filter: Option<Filter>,
     ) -> Result<Vec<(u64, f32)>> {
-        let access = self.access(text, caller, mode, filter)?;
+        let access = self.access(text, caller, mode, filter, None)?;
         let depth = Depth {
             bm25: depth,
             vector: depth,
@@ -415,7 +430,7 @@ impl Searcher {
             Mode::Bm25 => b.clone(),
             Mode::Vector => d.clone(),
             Mode::Hybrid => {
-                if matches!(fusion, Fusion::Weighted { .. }) {
+                if !matches!(fusion, Fusion::Rrf { .. }) {
                     self.complete_scores(access, vector, &bm25, &dense, &mut b, &mut d)?;
                 }
                 fuse(fusion, &b, &d)

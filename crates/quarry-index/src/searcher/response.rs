@@ -42,6 +42,37 @@ pub struct RetrieverPart {
     pub normalized: f32,
     /// Its fraction of the hit's fused score (the parts add up to 1).
     pub share: f32,
+    /// The weight fusion gave this retriever's list for this query: `1 − alpha` or `alpha` for a
+    /// weighted fusion, the query's own for an adaptive one, 1 for RRF and a single retriever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f32>,
+}
+
+/// A word of a query expanded by pseudo-relevance feedback and its BM25 query weight
+/// (`explain: true`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ExpansionTerm {
+    /// The analysed (stemmed) word.
+    pub term: String,
+    pub weight: f32,
+    /// Whether the feedback added it (false: a word of the query, its weight perhaps raised).
+    pub added: bool,
+}
+
+/// The words of an expanded query as `explain` shows them.
+pub(super) fn expansion(e: Option<(&[(String, f32)], usize)>) -> Option<Vec<ExpansionTerm>> {
+    let (weights, original) = e?;
+    Some(
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, (term, weight))| ExpansionTerm {
+                term: term.clone(),
+                weight: *weight,
+                added: i >= original,
+            })
+            .collect(),
+    )
 }
 
 /// How a hit's score was made (`explain: true`).
@@ -157,6 +188,10 @@ pub struct SearchResponse {
     /// Per field asked for, its values over the matching documents, most frequent first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facets: Option<BTreeMap<String, Vec<FacetCount>>>,
+    /// The BM25 query's words and weights after pseudo-relevance feedback (`explain: true` and
+    /// an expanded query).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expansion: Option<Vec<ExpansionTerm>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timings: Option<Timings>,
 }
@@ -189,6 +224,7 @@ pub(super) fn hit(
             } else {
                 0.0
             },
+            weight: Some(p.weight),
         })
     };
     let explain = (c.parts.iter().any(Option::is_some)).then(|| Explain {

@@ -1,0 +1,51 @@
+//! The `feedback` option of a query request: parsed, checked (a bad value names its field) and
+//! sent back unchanged by `QueryRequest::from`.
+
+use crate::error::Error;
+use crate::feedback::{Feedback, FeedbackSwitch};
+use crate::fusion::Fusion;
+use crate::query::{GroupBy, Mode, QueryDefaults, QueryRequest};
+
+#[test]
+fn feedback_is_checked_and_round_trips() {
+    let d = QueryDefaults {
+        top_k: 10,
+        mode: Mode::Bm25,
+        group_by: GroupBy::Chunk,
+        fusion: Fusion::default(),
+    };
+    let request = |json: serde_json::Value| {
+        serde_json::from_value::<QueryRequest>(json)
+            .map_err(|e| Error::invalid("body", e.to_string()))
+            .and_then(|r| r.options(d))
+    };
+    let q = request(serde_json::json!({"query": "a", "feedback": true})).unwrap();
+    assert_eq!(q.feedback, Some(FeedbackSwitch::On));
+    let q = request(serde_json::json!({"query": "a",
+        "feedback": {"fb_docs": 5, "fb_terms": 20, "orig_weight": 0.7}}))
+    .unwrap();
+    let want = Feedback {
+        fb_docs: 5,
+        fb_terms: 20,
+        orig_weight: 0.7,
+    };
+    assert_eq!(q.feedback, Some(FeedbackSwitch::With(want)));
+    assert_eq!(QueryRequest::from(&q).options(d).unwrap(), q);
+    for bad in [
+        serde_json::json!({"fb_docs": 101}),
+        serde_json::json!({"fb_terms": 1000}),
+        serde_json::json!({"orig_weight": 0.0}),
+        serde_json::json!({"orig_weight": 1.5}),
+    ] {
+        let e = request(serde_json::json!({"query": "a", "feedback": bad}));
+        assert!(e.unwrap_err().to_string().contains("feedback."), "{bad}");
+    }
+    assert!(request(serde_json::json!({"query": "a", "feedback": {"docs": 3}})).is_err());
+    assert!(request(serde_json::json!({"query": "a", "feedback": "yes"})).is_err());
+    assert!(
+        request(serde_json::json!({"query": "a"}))
+            .unwrap()
+            .feedback
+            .is_none()
+    );
+}
