@@ -179,6 +179,25 @@ def test_highlights_citation_explain(client):
     assert r.timings and "bm25_ms" in r.timings
 
 
+def test_feedback_and_adaptive_fusion(client):
+    plain = client.query(DOCS, "checkpoint crash", explain=True, top_k=3, feedback=False)
+    assert plain.expansion is None
+    fb = {"fb_docs": 2, "fb_terms": 5, "orig_weight": 0.7}
+    r = client.query(DOCS, "checkpoint crash", explain=True, top_k=3, feedback=fb)
+    assert r.expansion, r.raw
+    added = [t for t in r.expansion if t["added"]]
+    assert added and all(t["weight"] > 0 for t in r.expansion)
+    kept = {t["term"] for t in r.expansion if not t["added"]}
+    assert kept, r.expansion  # the query's own words stay in the expanded query
+    with pytest.raises(BadRequestError) as e:
+        client.query(DOCS, "checkpoint", feedback={"fb_docs": 101})
+    assert "fb_docs" in e.value.message
+    a = client.query(DOCS, "checkpoint crash", explain=True, top_k=3, fusion={"method": "adaptive"})
+    assert a.results and all(
+        0.0 <= part.get("weight", 0.0) <= 1.0 for h in a.results for part in (h.explain or {}).values()
+    )
+
+
 def test_heading_path_of_markdown_ingested_by_the_cli(server, client):
     r = client.query(MD, "upgrade step replaces the binary", citation=True, top_k=1)
     hit = r.results[0]

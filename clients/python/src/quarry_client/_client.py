@@ -54,6 +54,7 @@ RETRY_STATUSES = frozenset({429, 503})
 
 # Query options the API takes (docs/query.md), in the order of the docs.
 _QUERY_FIELDS = (
+    "feedback",
     "top_k",
     "mode",
     "group_by",
@@ -104,12 +105,14 @@ def build_query(
     expand: Union[int, Json, None] = None,
     rerank: Union[int, Json, None] = None,
     diversify: Union[float, Json, None] = None,
+    feedback: Union[bool, Json, None] = None,
 ) -> Json:
     """The JSON body of a query (``POST /v1/collections/{c}/query``) from keyword options.
 
     Shorthands: ``alpha=0.5`` is ``fusion={"method": "weighted", "alpha": 0.5}``, ``rrf_k=60``
     is ``fusion={"method": "rrf", "k": 60}``, ``expand=1`` is ``{"neighbors": 1}``,
-    ``rerank=50`` is ``{"top_n": 50}``, ``diversify=0.7`` is ``{"lambda": 0.7}``. Options left
+    ``rerank=50`` is ``{"top_n": 50}``, ``diversify=0.7`` is ``{"lambda": 0.7}``. ``feedback``
+    (BM25 query expansion) is ``True``, ``False`` or ``{"fb_docs", "fb_terms", "orig_weight"}``. Options left
     at ``None`` are not sent, so the server's defaults apply.
     """
     if alpha is not None and rrf_k is not None:
@@ -144,6 +147,7 @@ def build_query(
         expand=expand,
         rerank=rerank,
         diversify=diversify,
+        feedback=feedback,
     )
     body: Json = {}
     if query is not None:

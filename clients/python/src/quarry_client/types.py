@@ -139,6 +139,8 @@ class QueryResponse:
     warnings: List[str] = field(default_factory=list)
     facets: Optional[Dict[str, List[FacetValue]]] = None
     timings: Optional[Dict[str, float]] = None
+    #: With ``explain`` and BM25 query expansion: ``{"term", "weight", "added"}`` per word.
+    expansion: Optional[List[Dict[str, Any]]] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -158,6 +160,7 @@ class QueryResponse:
             warnings=list(d.get("warnings") or []),
             facets=facets,
             timings=d.get("timings"),
+            expansion=d.get("expansion"),
             raw=d,
         )
 
