@@ -17,7 +17,17 @@ pub const DEFAULT_TOKEN: &str = "$default";
 
 /// What a caller may do with the API. Ordered: a writer may do what a reader may, an admin all.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -53,7 +63,7 @@ impl Role {
 }
 
 /// An authenticated caller: a user id, its groups and its role.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Principal {
     pub user: String,
     #[serde(default)]

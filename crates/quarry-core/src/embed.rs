@@ -21,7 +21,7 @@ pub enum InputKind {
 }
 
 /// What determines the vectors an embedder produces.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmbedderSpec {
     /// `local`, `openai` or `hash`.

@@ -104,7 +104,7 @@ macro_rules! metrics {
         /// [`CUTOFFS`]: nDCG, Recall, MRR, MAP and P. Serialised as an object keyed by name
         /// (`"ndcg@10"`, `"recall@100"`, `"mrr@10"`, `"map@100"`, `"p@5"`, …). A metric missing
         /// from what is read is 0, as the mean over no query is.
-        #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
         #[serde(default)]
         pub struct Metrics {
             $(#[serde(rename = $name)] pub $field: f64,)*

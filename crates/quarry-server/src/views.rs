@@ -9,13 +9,26 @@ use serde_json::{Value, json};
 /// A job: its stored fields (params, progress, result with the eval gate's report) plus
 /// `rate_per_s` and `eta_s`.
 pub fn job(job: &Job) -> Value {
-    let mut v = serde_json::to_value(job).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("rate_per_s".into(), json!(job.rate_per_s()));
-        o.insert("eta_s".into(), json!(job.eta_s()));
-        o.insert("tokens_per_s".into(), json!(job.tokens_per_s()));
-    }
-    v
+    serde_json::to_value(JobView {
+        rate_per_s: job.rate_per_s(),
+        eta_s: job.eta_s(),
+        tokens_per_s: job.tokens_per_s(),
+        job: job.clone(),
+    })
+    .unwrap_or_default()
+}
+
+/// A job as the API and `--json` show it: its stored fields and the rates derived from them.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct JobView {
+    #[serde(flatten)]
+    pub job: Job,
+    /// Chunks embedded per second since the job started (`null` before any were).
+    pub rate_per_s: Option<f64>,
+    /// Seconds left at that rate, while the job runs.
+    pub eta_s: Option<f64>,
+    /// Tokens embedded per second (`null` for an embedder that does not count them).
+    pub tokens_per_s: Option<f64>,
 }
 
 /// A list of jobs: `{"jobs": [...]}`.

@@ -18,7 +18,7 @@ pub struct GoldenQuery {
 }
 
 /// A golden set without its queries.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct GoldenSummary {
     pub collection: String,
     pub name: String,

@@ -8,7 +8,7 @@ use quarry_core::ChunkOptions;
 use std::collections::BTreeMap;
 
 /// A job's parameters, by kind.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum JobParams {
     /// A re-index: the `[embedders.NAME]` to re-embed with.
@@ -38,7 +38,7 @@ impl JobParams {
 }
 
 /// What a job ended with, by kind.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum JobResult {
     Rechunk(RechunkResult),
@@ -47,7 +47,7 @@ pub enum JobResult {
 }
 
 /// What a requantize ended with.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RequantizeResult {
     pub version: String,
     /// The quantization the version's index has now.
@@ -60,7 +60,7 @@ pub struct RequantizeResult {
 }
 
 /// What a re-index ended with.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ReindexResult {
     /// The version built.
     pub version: String,
@@ -79,7 +79,7 @@ pub struct ReindexResult {
 }
 
 /// What a re-chunk ended with.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RechunkResult {
     /// The chunk options now in use.
     pub chunk: ChunkOptions,
@@ -92,7 +92,7 @@ pub struct RechunkResult {
 }
 
 /// What the eval gate of a re-index found.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct GateReport {
     /// Whether any golden set ran.
     pub ran: bool,
@@ -117,7 +117,7 @@ impl GateReport {
 }
 
 /// One golden set of the eval gate: the runs on the active and the new version.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct GateSet {
     pub golden: String,
     pub active_run: String,
@@ -132,7 +132,7 @@ pub struct GateSet {
 }
 
 /// nDCG@10 of one mode on the active and the new version.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct GateMode {
     pub active: f64,
     pub new: f64,

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use rusqlite::{OptionalExtension, params};
 
 /// A job as stored.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: String,
     pub kind: JobKind,

@@ -5,7 +5,7 @@ use crate::catalog::VersionState;
 use quarry_core::ChunkOptions;
 
 /// An embedding version as `GET /v1/collections/{c}/versions` shows it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct VersionInfo {
     pub id: String,
     pub embedder: String,
@@ -25,7 +25,7 @@ pub struct VersionInfo {
 }
 
 /// The job building a version, and how far it got.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct VersionJob {
     pub id: String,
     pub processed: u64,

@@ -15,7 +15,7 @@ pub const TRIALS: usize = 10_000;
 pub const HEADLINE: [&str; 5] = ["ndcg@10", "recall@100", "mrr@10", "map@100", "p@10"];
 
 /// One query whose nDCG@10 changed between the runs.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ChangedQuery {
     pub query: String,
     pub a: f64,
@@ -27,7 +27,7 @@ pub struct ChangedQuery {
 }
 
 /// The comparison of one mode.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ModeComparison {
     /// Queries both runs measured.
     pub queries: usize,
@@ -42,7 +42,7 @@ pub struct ModeComparison {
 }
 
 /// Run `b` compared with the baseline `a`, per mode.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Comparison {
     pub a: EvalRunSummary,
     pub b: EvalRunSummary,

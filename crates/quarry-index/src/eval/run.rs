@@ -10,7 +10,9 @@ use quarry_core::metrics::Metrics;
 use std::collections::BTreeMap;
 
 /// Latency percentiles of a mode's queries, in milliseconds (nearest rank).
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct Latency {
     pub p50: f64,
     pub p95: f64,
@@ -19,7 +21,9 @@ pub struct Latency {
 
 /// The mean of every metric of one mode, its latency percentiles and its degraded answers.
 /// Serialised flat: `{"degraded", "latency_ms", "map@1", …, "recall@5", "retrieval_ms"}`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct ModeMetrics {
     /// Queries answered from BM25 alone because the vector side failed.
     pub degraded: usize,
@@ -66,7 +70,7 @@ pub struct Measured {
 }
 
 /// A stored run without its per-query results.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct EvalRunSummary {
     pub id: String,
     pub collection: String,

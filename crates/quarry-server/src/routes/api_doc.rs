@@ -190,4 +190,44 @@ mod tests {
              with `QUARRY_BLESS=1 cargo test -p quarry-server openapi` and commit it"
         );
     }
+
+    /// The names of the properties a schema gives an object, through `$ref` and `allOf`.
+    fn properties(doc: &serde_json::Value, schema: &serde_json::Value) -> Vec<String> {
+        if let Some(r) = schema.get("$ref").and_then(|r| r.as_str()) {
+            let name = r.trim_start_matches("#/components/schemas/");
+            return properties(doc, &doc["components"]["schemas"][name]);
+        }
+        let mut names: Vec<String> = schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        for part in schema
+            .get("allOf")
+            .and_then(|a| a.as_array())
+            .into_iter()
+            .flatten()
+        {
+            names.extend(properties(doc, part));
+        }
+        names.sort();
+        names
+    }
+
+    /// A job as the API serialises it has exactly the fields the document gives `JobView`.
+    #[test]
+    fn a_served_job_has_exactly_the_documented_fields() {
+        let doc: serde_json::Value = serde_json::from_str(&openapi_json()).unwrap();
+        let stored = r#"{"id":"j1","kind":"reindex","collection":"c","state":"running",
+            "params":{"embedder":"b"},"processed":10,"total":40,"embedded":10,"cache_hits":0,
+            "tokens":700,"error":null,"result":null,"cancel_requested":false,"created_at":100,
+            "started_at":100,"updated_at":105}"#;
+        let job: quarry_index::catalog::Job = serde_json::from_str(stored).unwrap();
+        let served = crate::views::job(&job);
+        let mut keys: Vec<String> = served.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        let documented = properties(&doc, &doc["components"]["schemas"]["JobView"]);
+        assert_eq!(keys, documented);
+        assert!(documented.contains(&"tokens_per_s".to_owned()));
+    }
 }

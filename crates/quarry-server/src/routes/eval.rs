@@ -382,7 +382,7 @@ pub(super) struct CompareParams {
     params(("collection" = String, Path, description = "the collection's name: 1 to 64 ASCII letters, digits, `_` or `-`", pattern = "^[A-Za-z0-9_-]{1,64}$"), CompareParams),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "the comparison, as `quarry eval compare A B --json` prints it", body = Object),
+        (status = 200, description = "the comparison, as `quarry eval compare A B --json` prints it", body = quarry_index::eval::Comparison),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
         (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),

@@ -122,7 +122,7 @@ pub(super) async fn list(
     params(("id" = String, Path, description = "the job id")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "the job, as in `GET /v1/jobs`", body = Object),
+        (status = 200, description = "the job, as in `GET /v1/jobs`", body = crate::views::JobView),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
         (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
@@ -150,7 +150,7 @@ pub(super) async fn get(
     params(("id" = String, Path, description = "the job id")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "the job, its cancellation requested", body = Object),
+        (status = 200, description = "the job, its cancellation requested", body = crate::views::JobView),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
         (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),

@@ -31,7 +31,7 @@ pub(super) struct SnapshotRequest {
     request_body(content = SnapshotRequest, description = "optional: an empty body takes the default name"),
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "the snapshot: `name`, `path`, `created_at`, `collections`, `files`, `bytes`, `seconds`", body = Object),
+        (status = 201, description = "the snapshot: `name`, `path`, `created_at`, `collections`, `files`, `bytes`, `seconds`", body = SnapshotAnswer),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
         (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
@@ -47,7 +47,7 @@ pub(super) async fn create(
     State(state): State<Shared>,
     cancel: Option<axum::Extension<quarry_index::Cancel>>,
     OptionalJsonBody(req): OptionalJsonBody<SnapshotRequest>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<SnapshotAnswer>), ApiError> {
     let name = match req.name {
         Some(name) => {
             snapshot::check_name(&name)?;
@@ -73,12 +73,13 @@ pub(super) async fn create(
         .path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned());
-    let mut body = serde_json::to_value(&summary).map_err(|e| {
-        tracing::error!(error = %e, "snapshot summary does not serialise");
-        ApiError::new("internal", "internal error; the server log has the details")
-    })?;
-    if let Some(o) = body.as_object_mut() {
-        o.insert("name".into(), name.into());
-    }
-    Ok((StatusCode::CREATED, Json(body)))
+    Ok((StatusCode::CREATED, Json(SnapshotAnswer { summary, name })))
+}
+
+/// `POST /v1/snapshots`: what was made, and the snapshot's name (its folder's).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct SnapshotAnswer {
+    #[serde(flatten)]
+    summary: snapshot::SnapshotSummary,
+    name: Option<String>,
 }

@@ -1,7 +1,7 @@
 //! The answers that handlers build as JSON objects around engine types, as typed structs: what
 //! they serialise to is what the OpenAPI document (`crate::openapi`) says of them. A field of
-//! `serde_json::Value` is one the engine shapes (a job, a version, an eval run), left open in
-//! the schema; docs/http-api.md and the pages it links describe them.
+//! `serde_json::Value` is an engine type serialised by the handler; its `value_type` names that
+//! type, so the document describes it.
 
 use quarry_core::Fusion;
 use quarry_index::{CollectionStats, DocumentRow};
@@ -57,12 +57,14 @@ pub(super) struct GoldenStored {
 /// `GET /v1/collections/{c}/golden`: the collection's golden sets (name, queries, dates).
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct GoldenSets {
+    #[schema(value_type = Vec<quarry_index::catalog::GoldenSummary>)]
     pub golden_sets: Vec<serde_json::Value>,
 }
 
 /// `GET /v1/collections/{c}/eval/runs`: the collection's recorded runs (docs/evaluation.md).
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct EvalRuns {
+    #[schema(value_type = Vec<quarry_index::eval::EvalRunSummary>)]
     pub runs: Vec<serde_json::Value>,
 }
 
@@ -73,10 +75,12 @@ pub(super) struct EvalAnswer {
     pub collection: String,
     pub golden: String,
     /// The reader the run was evaluated as.
+    #[schema(value_type = quarry_core::Principal)]
     pub principal: serde_json::Value,
     pub fusion: Fusion,
     pub rerank_top_n: Option<usize>,
     /// The metrics and latencies of each mode.
+    #[schema(value_type = std::collections::BTreeMap<String, quarry_index::eval::ModeMetrics>)]
     pub modes: serde_json::Value,
 }
 
@@ -84,6 +88,7 @@ pub(super) struct EvalAnswer {
 /// `collection`, `state`, `params`, progress, `result`) and `rate_per_s`, `eta_s`, `tokens_per_s`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct JobList {
+    #[schema(value_type = Vec<crate::views::JobView>)]
     pub jobs: Vec<serde_json::Value>,
 }
 
@@ -91,6 +96,7 @@ pub(super) struct JobList {
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct JobQueued {
     pub job_id: String,
+    #[schema(value_type = crate::views::JobView)]
     pub job: serde_json::Value,
 }
 
@@ -99,12 +105,14 @@ pub(super) struct JobQueued {
 /// and the `job` building it.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct VersionList {
+    #[schema(value_type = Vec<quarry_index::VersionInfo>)]
     pub versions: Vec<serde_json::Value>,
 }
 
 /// `POST .../versions/{id}/activate`: the version now active.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct VersionAnswer {
+    #[schema(value_type = quarry_index::VersionInfo)]
     pub version: serde_json::Value,
 }
 

@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// What [`Engine::snapshot`] made.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct SnapshotSummary {
+    #[schema(value_type = String)]
     pub path: PathBuf,
     pub created_at: i64,
     pub collections: Vec<SnapshotCollection>,

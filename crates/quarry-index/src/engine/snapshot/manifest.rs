@@ -28,7 +28,7 @@ pub struct Manifest {
 }
 
 /// A collection as a snapshot holds it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SnapshotCollection {
     pub name: String,
     /// The catalog's generation: what a restore serves.
