@@ -162,6 +162,9 @@ pub(crate) fn run(_config: &Config, args: Args) -> anyhow::Result<()> {
                 }
                 Ok(samples.len() < fit_max)
             })?;
+            if fit_max == 0 && !fit.is_empty() {
+                return Err(UsageError("--fit-max 0: use at least 1 sample text".into()).into());
+            }
             if !fit.is_empty() && samples.is_empty() {
                 return Err(UsageError("--fit: the files hold no text".into()).into());
             }

@@ -26,6 +26,8 @@ pub const DEFAULT_FB_DOCS: usize = 10;
 pub const DEFAULT_FB_TERMS: usize = 10;
 /// Default of [`Feedback::orig_weight`].
 pub const DEFAULT_ORIG_WEIGHT: f32 = 0.5;
+/// Least weight of the original query (below it the added terms' weights would overflow).
+pub const MIN_ORIG_WEIGHT: f32 = 0.01;
 /// Most feedback chunks or terms one query may ask for.
 pub const MAX_FEEDBACK: usize = 100;
 
@@ -40,8 +42,8 @@ pub struct Feedback {
     /// How many feedback terms are added, 0 to [`MAX_FEEDBACK`] (0: no expansion).
     #[schema(minimum = 0, maximum = 100)]
     pub fb_terms: usize,
-    /// The weight of the original query in the mix, above 0 and at most 1 (1: no expansion).
-    #[schema(exclusive_minimum = 0, maximum = 1)]
+    /// The weight of the original query in the mix, 0.01 to 1 (1: no expansion).
+    #[schema(minimum = 0.01, maximum = 1)]
     pub orig_weight: f32,
 }
 
@@ -70,10 +72,12 @@ impl Feedback {
             ));
         }
         let w = self.orig_weight;
-        if !(w.is_finite() && w > 0.0 && w <= 1.0) {
+        if !(w.is_finite() && (MIN_ORIG_WEIGHT..=1.0).contains(&w)) {
             return Err(Error::invalid(
                 "feedback.orig_weight",
-                format!("{w}; use a number above 0 and at most 1 (1: the original query alone)"),
+                format!(
+                    "{w}; use a number from {MIN_ORIG_WEIGHT} to 1 (1: the original query alone)"
+                ),
             ));
         }
         Ok(())
@@ -235,6 +239,9 @@ pub fn expansion_weights(
     let scale = f64::from(1.0 - fb.orig_weight) / f64::from(fb.orig_weight) * q_sum / sum;
     for (t, w) in ranked {
         let add = (w * scale) as f32;
+        if !add.is_finite() {
+            continue;
+        }
         match out.iter_mut().find(|(o, _)| o == t) {
             Some((_, weight)) => *weight += add,
             None => out.push((t.to_owned(), add)),

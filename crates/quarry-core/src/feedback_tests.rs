@@ -35,6 +35,9 @@ fn feedback_is_checked_and_round_trips() {
         serde_json::json!({"fb_docs": 101}),
         serde_json::json!({"fb_terms": 1000}),
         serde_json::json!({"orig_weight": 0.0}),
+        // Below 0.01 the added terms' weights overflow f32 (1e-40 gave infinite scores).
+        serde_json::json!({"orig_weight": 1e-40}),
+        serde_json::json!({"orig_weight": 0.009}),
         serde_json::json!({"orig_weight": 1.5}),
     ] {
         let e = request(serde_json::json!({"query": "a", "feedback": bad}));

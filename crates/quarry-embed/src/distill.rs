@@ -202,8 +202,8 @@ pub fn distill(
         }
     }
 
-    let table = if samples.is_empty() {
-        table
+    let (table, fitted_samples) = if samples.is_empty() {
+        (table, 0)
     } else {
         fit_table(
             teacher,
@@ -217,7 +217,7 @@ pub fn distill(
 
     let table = Table {
         values: table,
-        fitted_samples: samples.len(),
+        fitted_samples,
         rows,
         tokenizer_json,
         teacher_json: (!words.is_empty()).then_some(teacher_json),
@@ -231,7 +231,7 @@ pub fn distill(
         words: words.len(),
         dimensions: options.dims,
         explained_variance,
-        fitted_samples: samples.len(),
+        fitted_samples,
         revision,
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -242,7 +242,8 @@ const FIT_BATCH: usize = 32;
 
 /// [`crate::distill_fit::fit`] of `table` to the teacher's vectors of `samples`, each tokenised
 /// as the static model will (its tokenizer, unknown tokens dropped) and cut where the teacher
-/// cuts it. `progress(samples embedded)`.
+/// cuts it. `progress(samples embedded)`. Returns the table and how many samples had a token the
+/// model knows (the others cannot move a row); none is an error.
 fn fit_table(
     teacher: &LocalEmbedder,
     options: DistillOptions,
@@ -250,7 +251,7 @@ fn fit_table(
     tokenizer_json: &str,
     samples: &[String],
     progress: &dyn Fn(usize),
-) -> Result<Vec<f32>, EmbedError> {
+) -> Result<(Vec<f32>, usize), EmbedError> {
     let tokenizer: tokenizers::Tokenizer = tokenizer_json
         .parse()
         .map_err(|e| err(format!("tokenizer: {e}")))?;
@@ -277,6 +278,12 @@ fn fit_table(
         targets.extend(teacher.embed(&texts, quarry_core::InputKind::Document)?);
         progress(b * FIT_BATCH + chunk.len());
     }
+    let used = lists.iter().filter(|l| !l.is_empty()).count();
+    if used == 0 {
+        return Err(err(
+            "no sample text holds a token the model knows; give --fit texts in the model's language",
+        ));
+    }
     let fitted = crate::distill_fit::fit(
         table,
         options.dims,
@@ -289,7 +296,7 @@ fn fit_table(
     if fitted.iter().any(|v| !v.is_finite()) {
         return Err(err("the fit produced values that are not finite"));
     }
-    Ok(fitted)
+    Ok((fitted, used))
 }
 
 /// The ids the tokenizer puts before and after a text (`[CLS]`, `[SEP]` for BERT).

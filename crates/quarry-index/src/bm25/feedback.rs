@@ -17,25 +17,35 @@ use tantivy::DocAddress;
 /// Most distinct words taken from one feedback chunk.
 const MAX_CHUNK_TERMS: usize = 4096;
 
-/// Each of `top` (`(score, chunk key, address)`, the caller's best chunks) as its score and the
-/// analysed words of its text and readable titles with their counts.
+/// The first `limit` of `top` (`(score, chunk key, address)`, the caller's best chunks) that
+/// a document `admits` holds, each as its score and the analysed words of its text and admitted
+/// titles with their counts. A chunk no admitted document holds (one several documents share
+/// matches the filter by its shared mark, as in the search itself) is not feedback.
 pub(super) fn feedback_terms(
     index: &Bm25Index,
     snapshot: &tantivy::Searcher,
     top: &[(f32, u64, DocAddress)],
     admits: &dyn Fn(&Occurrence) -> bool,
+    limit: usize,
 ) -> Result<Vec<FeedbackChunk>> {
-    let mut out = Vec::with_capacity(top.len());
+    let mut out = Vec::with_capacity(limit.min(top.len()));
     for (score, _, address) in top {
+        if out.len() == limit {
+            break;
+        }
         let rec = index.record(snapshot, *address)?;
         let mut text = String::new();
-        let mut titles: Vec<&str> = Vec::new();
+        let mut titles = std::collections::HashSet::new();
+        let mut admitted = false;
         for occ in rec.occurrences.iter().filter(|o| admits(o)) {
-            if !occ.title.is_empty() && !titles.contains(&occ.title.as_str()) {
-                titles.push(&occ.title);
+            admitted = true;
+            if !occ.title.is_empty() && titles.insert(occ.title.as_str()) {
                 text.push_str(&occ.title);
                 text.push('\n');
             }
+        }
+        if !admitted {
+            continue;
         }
         text.push_str(&rec.text);
         out.push((*score, analysed_counts_up_to(&text, MAX_CHUNK_TERMS)));

@@ -145,11 +145,13 @@ impl<'a> Bm25Query<'a> {
         if !fb.expands() || self.weight.is_none() {
             return Ok(());
         }
-        let top = self.top(fb.fb_docs)?;
-        if top.is_empty() {
+        // Twice as many, since a chunk whose documents all fail the filter (a chunk several
+        // documents share matches by its shared mark) is left out.
+        let top = self.top(fb.fb_docs.saturating_mul(2))?;
+        let feedback = feedback_terms(index, self.snapshot, &top, admits, fb.fb_docs)?;
+        if feedback.is_empty() {
             return Ok(());
         }
-        let feedback = feedback_terms(index, self.snapshot, &top, admits)?;
         let original: Vec<(String, f32)> = self
             .scored
             .iter()

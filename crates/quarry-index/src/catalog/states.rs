@@ -12,6 +12,9 @@ macro_rules! stored_text_enum {
     ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        // Every stored word is its variant's name in lower case; said once more for the OpenAPI
+        // schema, which does not see the per-variant renames through the macro.
+        #[serde(rename_all = "lowercase")]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }

@@ -253,7 +253,10 @@ impl Engine {
                 } else {
                     "none"
                 };
-                if row.chunk_options != chunk || row.bm25 != bm25 || has != wants {
+                // BM25 parameters change in place (`collections set`, PATCH): a create that does
+                // not name them does not conflict with a collection whose parameters were changed.
+                let bm25_differs = settings.bm25.is_some() && row.bm25 != bm25;
+                if row.chunk_options != chunk || bm25_differs || has != wants {
                     return Err(Error::Conflict(format!(
                         "collection `{name}` exists with other settings (chunk: {}; bm25: {:?}; \
                          embedder: {has}); asked for chunk: {chunk}; bm25: {bm25:?}; embedder: \

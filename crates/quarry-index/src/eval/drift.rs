@@ -11,10 +11,15 @@ use std::collections::BTreeMap;
 impl Engine {
     /// The modes of golden-set run `run` whose nDCG@10 is more than `policy.alert_drop` below the
     /// best of the `policy.window` comparable runs before it (by run number): same golden set
-    /// with the same queries, fusion, depth, principal and reranking (a run with other settings is an
+    /// with the same queries, fusion, depth, principal, reranking, query feedback and collection BM25
+    /// settings (a run with other settings is an
     /// experiment, not a baseline).
     pub fn drift(&self, run: &EvalRunSummary, policy: &DriftPolicy) -> Result<Vec<Drift>> {
-        let same = |a: &EvalRunSummary, key: &str| a.config.get(key) == run.config.get(key);
+        // A key a run does not have (recorded before it existed) reads as null.
+        let null = serde_json::Value::Null;
+        let same = |a: &EvalRunSummary, key: &str| {
+            a.config.get(key).unwrap_or(&null) == run.config.get(key).unwrap_or(&null)
+        };
         let number = |id: &str| id.strip_prefix('r').and_then(|n| n.parse::<u64>().ok());
         let mut before: Vec<EvalRunSummary> = self
             .eval_runs(Some(&run.collection))?
@@ -35,6 +40,8 @@ impl Engine {
                     "top_k",
                     "principal",
                     "rerank_top_n",
+                    "feedback",
+                    "bm25",
                 ]
                 .iter()
                 .all(|k| same(r, k))

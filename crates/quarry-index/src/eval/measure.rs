@@ -164,6 +164,9 @@ impl Engine {
             "fusion": plan.fusion, "top_k": plan.top_k, "queries": cases.len(),
             "rerank_top_n": plan.rerank_top_n,
             "principal": caller,
+            // The query's feedback (null: the collection's, which `bm25` holds).
+            "feedback": plan.feedback,
+            "bm25": self.collection_row(collection)?.map(|c| c.bm25),
         });
         if let (Some(c), Some(src)) = (config.as_object_mut(), source.as_object()) {
             c.extend(src.clone());
