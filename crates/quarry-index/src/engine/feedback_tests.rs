@@ -37,6 +37,10 @@ const DOCS: [(&str, &str, &str, &str); 5] = [
 ];
 
 fn engine(dir: &std::path::Path) -> Engine {
+    engine_with(dir, &DOCS)
+}
+
+fn engine_with(dir: &std::path::Path, docs: &[(&str, &str, &str, &str)]) -> Engine {
     let options = EngineOptions {
         chunk: ChunkOptions {
             max_tokens: 400,
@@ -48,7 +52,7 @@ fn engine(dir: &std::path::Path) -> Engine {
     };
     let engine = Engine::open(dir, options).unwrap();
     let chunker = engine.chunker("c").unwrap();
-    let changes = DOCS
+    let changes = docs
         .iter()
         .map(|(id, title, text, acl)| {
             let d = Document {
@@ -215,4 +219,48 @@ fn a_collections_feedback_applies_unless_the_query_says_otherwise() {
         ..plain
     };
     assert!(engine.set_bm25("c", bad).is_err());
+}
+
+/// A chunk two documents share (same title and text) matches any filter by its shared mark; when
+/// none of its documents both passes the filter and is readable, it is no hit and no feedback:
+/// its words do not enter the expansion.
+#[test]
+fn a_shared_chunk_no_admitted_document_holds_is_not_feedback() {
+    let docs = [
+        ("a", "Shared", "kettle whistle steam", "group:pub"),
+        ("b", "Shared", "kettle whistle steam", "group:secret"),
+        ("c", "Pot", "kettle teapot teapot", "group:pub"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_with(dir.path(), &docs);
+    let searcher = engine.searcher("c").unwrap();
+    let reader = Principal::new("u".to_owned(), vec!["pub".to_owned()], Role::Reader);
+    // `a` is readable but filtered out, `b` passes the filter but is secret.
+    let q = query("kettle", Mode::Bm25, Some(FeedbackSwitch::With(WIDE)))
+        .with_filter(&serde_json::json!({"field": "doc_id", "in": ["b", "c"]}))
+        .unwrap();
+    let got = searcher.search(&q, &reader).unwrap();
+    let ids: Vec<&str> = got.results.iter().map(|h| h.doc_id.as_str()).collect();
+    assert_eq!(ids, ["c"]);
+    let terms: Vec<String> = got
+        .expansion
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|t| t.term.clone())
+        .collect();
+    assert!(terms.iter().any(|t| t.starts_with("teapot")), "{terms:?}");
+    for w in ["whistl", "steam", "share"] {
+        assert!(!terms.iter().any(|t| t.starts_with(w)), "{w} in {terms:?}");
+    }
+    // Without the filter the reader's shared chunk (through `a`) is feedback again.
+    let q = query("kettle", Mode::Bm25, Some(FeedbackSwitch::With(WIDE)));
+    let got = searcher.search(&q, &reader).unwrap();
+    let terms: Vec<String> = got
+        .expansion
+        .unwrap()
+        .iter()
+        .map(|t| t.term.clone())
+        .collect();
+    assert!(terms.iter().any(|t| t.starts_with("whistl")), "{terms:?}");
 }
