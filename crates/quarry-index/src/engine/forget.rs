@@ -253,9 +253,13 @@ impl Engine {
                 } else {
                     "none"
                 };
-                // BM25 parameters change in place (`collections set`, PATCH): a create that does
-                // not name them does not conflict with a collection whose parameters were changed.
-                let bm25_differs = settings.bm25.is_some() && row.bm25 != bm25;
+                // Feedback is a query-time default (set in place by `collections set`, PATCH): a
+                // create does not conflict over it; k1, b and k3 shape the scores and do.
+                let scoring = |p: quarry_core::Bm25Params| quarry_core::Bm25Params {
+                    feedback: None,
+                    ..p
+                };
+                let bm25_differs = scoring(row.bm25) != scoring(bm25);
                 if row.chunk_options != chunk || bm25_differs || has != wants {
                     return Err(Error::Conflict(format!(
                         "collection `{name}` exists with other settings (chunk: {}; bm25: {:?}; \
