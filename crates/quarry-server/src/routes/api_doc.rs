@@ -33,6 +33,68 @@ impl Modify for Bearer {
     }
 }
 
+/// The errors every `/v1` route can answer whatever it does, written once here instead of in
+/// each handler's `responses(...)`: 401 (authentication), 500, 503 (`cancelled` at shutdown, and
+/// `busy` or `embedding_unavailable` where a route says) and 504 (the request timeout). A route
+/// that states one of them itself keeps its own description.
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let common = [
+            (
+                "401",
+                "`unauthorized`: no token, or a token that is not valid",
+            ),
+            (
+                "500",
+                "`internal`: a server fault (the log has it under the request id)",
+            ),
+            (
+                "503",
+                "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where \
+                 the route says",
+            ),
+            (
+                "504",
+                "`timeout`: the request ran past `server.request_timeout_ms`",
+            ),
+        ];
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                for (status, description) in common {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(
+                                    "application/json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                        .build(),
+                                )
+                                .build()
+                                .into()
+                        });
+                }
+            }
+        }
+    }
+}
+
 /// `POST /v1/snapshots` takes an empty body (the default name): its body is optional, which
 /// utoipa's `request_body` attribute cannot say.
 struct OptionalBodies;
@@ -101,7 +163,7 @@ impl Modify for QueryNeedsText {
                        re-index jobs and evaluation. docs/http-api.md describes every route.",
         license(name = "Apache-2.0"),
     ),
-    modifiers(&Bearer, &OptionalBodies, &QueryNeedsText),
+    modifiers(&Bearer, &OptionalBodies, &QueryNeedsText, &CommonErrors),
     paths(
         playground::page,
         docs::page,

@@ -25,10 +25,6 @@ use quarry_index::{CollectionDeleted, CollectionSettings, CollectionStats};
     responses(
         (status = 200, description = "every collection the server holds (sizes for admins)", body = super::wire::CollectionList),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn list(
@@ -50,11 +46,7 @@ pub(super) async fn list(
     responses(
         (status = 200, description = "its stats (generation, vectors and sizes for admins)", body = quarry_index::CollectionStats),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 404, description = "`collection_not_found`: no such collection", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn stats(
@@ -78,12 +70,8 @@ pub(super) async fn stats(
     responses(
         (status = 200, description = "its versions", body = super::wire::VersionList),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 404, description = "`collection_not_found`: no such collection", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn versions(
@@ -117,13 +105,9 @@ pub(super) async fn versions(
         (status = 201, description = "created", body = quarry_index::CollectionStats),
         (status = 200, description = "it exists with exactly these settings", body = quarry_index::CollectionStats),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 409, description = "`conflict`: it exists with other settings", body = crate::error::ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `server.body_limit_bytes`", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn create(
@@ -164,13 +148,9 @@ pub(super) struct CollectionPatch {
     responses(
         (status = 200, description = "its stats with the new parameters", body = quarry_index::CollectionStats),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 404, description = "`collection_not_found`: no such collection", body = crate::error::ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `server.body_limit_bytes`", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn patch(
@@ -204,12 +184,8 @@ pub(super) async fn patch(
     responses(
         (status = 200, description = "what was deleted", body = quarry_index::CollectionDeleted),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 404, description = "`collection_not_found`: no such collection", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn delete(

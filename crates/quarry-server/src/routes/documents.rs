@@ -59,11 +59,7 @@ pub(super) struct ListParams {
     responses(
         (status = 200, description = "the page", body = super::wire::DocumentList),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 404, description = "`collection_not_found`: no such collection", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn list(
@@ -117,11 +113,7 @@ pub(super) async fn list(
     responses(
         (status = 200, description = "the document (its `acl` to writers and admins only)", body = quarry_index::DocumentRow),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 404, description = "`document_not_found` (also for a document the caller may not read) or `collection_not_found`", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn get(
@@ -172,12 +164,8 @@ pub(super) struct UpsertParams {
         (status = 200, description = "the summary, after the commit (`embedded`, `cache_hits` to admins only)", body = quarry_index::IngestSummary),
         (status = 202, description = "`wait=false`: the task to poll", body = super::task_table::TaskView, headers(("Location" = String, description = "/v1/tasks/{id}"))),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the writer role, or replaces a document it may not read", body = crate::error::ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `server.body_limit_bytes`", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn upsert(
@@ -304,12 +292,8 @@ pub(super) struct DeleteParams {
     responses(
         (status = 200, description = "deleted, or what the forget erased", body = super::wire::DeleteAnswer),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the writer role (the admin role for `forget=true`)", body = crate::error::ErrorBody),
         (status = 404, description = "`document_not_found` or `collection_not_found`", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn delete(

@@ -48,12 +48,8 @@ pub(super) struct PutGolden {
     responses(
         (status = 200, description = "its golden sets", body = super::wire::GoldenSets),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 404, description = "`collection_not_found`: no such collection", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn list_golden(
@@ -85,13 +81,9 @@ pub(super) async fn list_golden(
     responses(
         (status = 200, description = "stored", body = super::wire::GoldenStored),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 404, description = "`collection_not_found`: no such collection", body = crate::error::ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `server.body_limit_bytes`", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn put_golden(
@@ -138,12 +130,8 @@ pub(super) async fn put_golden(
     responses(
         (status = 200, description = "deleted", body = super::wire::Deleted),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 404, description = "no such collection or golden set", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn delete_golden(
@@ -194,13 +182,9 @@ pub(super) struct EvalRequest {
     responses(
         (status = 200, description = "the recorded run", body = super::wire::EvalAnswer),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 404, description = "no such collection or golden set", body = crate::error::ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `server.body_limit_bytes`", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn run(
@@ -264,12 +248,8 @@ pub(super) async fn run(
     responses(
         (status = 200, description = "its runs", body = super::wire::EvalRuns),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 404, description = "`collection_not_found`: no such collection", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn runs(
@@ -302,12 +282,8 @@ pub(super) async fn runs(
     responses(
         (status = 200, description = "the report (self-contained: inline CSS and SVG, no script)", content_type = "text/html", body = String),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 404, description = "no such collection, or no recorded run", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn report(
@@ -384,12 +360,8 @@ pub(super) struct CompareParams {
     responses(
         (status = 200, description = "the comparison, as `quarry eval compare A B --json` prints it", body = quarry_index::eval::Comparison),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 404, description = "no such collection, or a run not of it", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn compare(

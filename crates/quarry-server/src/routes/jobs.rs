@@ -45,14 +45,11 @@ pub(super) struct ReindexRequest {
     responses(
         (status = 202, description = "queued", body = super::wire::JobQueued),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 404, description = "`collection_not_found`: no such collection", body = crate::error::ErrorBody),
                 (status = 413, description = "`payload_too_large`: the body is over `server.body_limit_bytes`", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
         (status = 409, description = "`conflict`: a re-index, re-chunk or requantize of the collection is already queued or running (one at a time)", body = crate::error::ErrorBody),
         (status = 503, description = "`cancelled`: the server is stopping", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn reindex(
@@ -96,11 +93,7 @@ pub(super) async fn reindex(
     responses(
         (status = 200, description = "every job", body = super::wire::JobList),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn list(
@@ -124,12 +117,8 @@ pub(super) async fn list(
     responses(
         (status = 200, description = "the job, as in `GET /v1/jobs`", body = crate::views::JobView),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 404, description = "`not_found`: no such job", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn get(
@@ -152,13 +141,9 @@ pub(super) async fn get(
     responses(
         (status = 200, description = "the job, its cancellation requested", body = crate::views::JobView),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 404, description = "`not_found`: no such job", body = crate::error::ErrorBody),
         (status = 409, description = "`conflict`: the job has finished", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn cancel(
@@ -181,13 +166,9 @@ pub(super) async fn cancel(
     responses(
         (status = 200, description = "the version now active", body = super::wire::VersionAnswer),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 404, description = "no such collection or version", body = crate::error::ErrorBody),
         (status = 409, description = "`conflict`: the version cannot be activated now", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn activate(
@@ -212,13 +193,9 @@ pub(super) async fn activate(
     responses(
         (status = 200, description = "retired", body = super::wire::Retired),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 404, description = "no such collection or version", body = crate::error::ErrorBody),
         (status = 409, description = "`conflict`: the version is active or building", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn retire(

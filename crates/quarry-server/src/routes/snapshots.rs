@@ -33,13 +33,9 @@ pub(super) struct SnapshotRequest {
     responses(
         (status = 201, description = "the snapshot: `name`, `path`, `created_at`, `collections`, `files`, `bytes`, `seconds`", body = SnapshotAnswer),
         (status = 400, description = "`invalid_request` or `invalid_json`: a value the route does not take (the message names it)", body = crate::error::ErrorBody),
-        (status = 401, description = "`unauthorized`: no token, or a token that is not valid", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = crate::error::ErrorBody),
         (status = 409, description = "`conflict`: a snapshot of that name exists", body = crate::error::ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `server.body_limit_bytes`", body = crate::error::ErrorBody),
-        (status = 500, description = "`internal`: a server fault (the log has it under the request id)", body = crate::error::ErrorBody),
-        (status = 503, description = "`cancelled`: the server is stopping; or `busy`, `embedding_unavailable` where the route says", body = crate::error::ErrorBody),
-        (status = 504, description = "`timeout`: the request ran past `server.request_timeout_ms`", body = crate::error::ErrorBody),
     )
 )]
 pub(super) async fn create(
