@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use nalgebra::{DMatrix, SymmetricEigen};
+use nalgebra::DMatrix;
 use quarry_core::{EmbedError, Embedder};
 
 use crate::LocalEmbedder;
@@ -344,28 +344,11 @@ fn pca(x: &[f32], n: usize, d: usize, k: usize) -> (Vec<f64>, f64) {
         m.column_mut(j).add_scalar_mut(-mean);
     }
     let cov = m.tr_mul(&m) / (n.max(2) - 1) as f64;
-    let eigen = SymmetricEigen::new(cov);
-    let mut order: Vec<usize> = (0..d).collect();
-    order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
-    let total: f64 = eigen.eigenvalues.iter().map(|v| v.max(0.0)).sum();
-    let kept: f64 = order[..k]
-        .iter()
-        .map(|&i| eigen.eigenvalues[i].max(0.0))
-        .sum();
-    let mut basis = DMatrix::<f64>::zeros(d, k);
-    for (c, &i) in order[..k].iter().enumerate() {
-        let v = eigen.eigenvectors.column(i);
-        let largest = v
-            .iter()
-            .copied()
-            .fold(0.0f64, |a, b| if b.abs() > a.abs() { b } else { a });
-        let sign = if largest < 0.0 { -1.0 } else { 1.0 };
-        basis.set_column(c, &(v * sign));
-    }
+    let (basis, explained) = crate::distill_fit::principal_basis(cov, k);
     let projected = m * basis;
     // Row-major, as the table is laid out.
     let rows: Vec<f64> = projected.transpose().iter().copied().collect();
-    (rows, if total > 0.0 { kept / total } else { 0.0 })
+    (rows, explained)
 }
 
 /// What [`write`] writes.

@@ -262,10 +262,26 @@ pub(crate) fn fit(
 /// largest component is positive), as f32.
 fn project(x: &[f64], tokens: usize, t: usize, k: usize) -> Vec<f32> {
     let xm = DMatrix::from_row_slice(tokens, t, x);
-    let eigen = SymmetricEigen::new(xm.tr_mul(&xm));
-    let mut order: Vec<usize> = (0..t).collect();
+    let (basis, _) = principal_basis(xm.tr_mul(&xm), k);
+    let projected = xm * basis;
+    projected.transpose().iter().map(|&v| v as f32).collect()
+}
+
+/// The first `k` eigenvectors of the symmetric `d × d` matrix `m`, by eigenvalue (largest first),
+/// each turned so that its largest component is positive (the result does not depend on the
+/// solver's signs), as the columns of a `d × k` matrix; and the share of the (non-negative)
+/// eigenvalues they keep. [`crate::distill`]'s PCA and the fit's projection share it.
+pub(crate) fn principal_basis(m: DMatrix<f64>, k: usize) -> (DMatrix<f64>, f64) {
+    let d = m.nrows();
+    let eigen = SymmetricEigen::new(m);
+    let mut order: Vec<usize> = (0..d).collect();
     order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
-    let mut basis = DMatrix::<f64>::zeros(t, k);
+    let total: f64 = eigen.eigenvalues.iter().map(|v| v.max(0.0)).sum();
+    let kept: f64 = order[..k]
+        .iter()
+        .map(|&i| eigen.eigenvalues[i].max(0.0))
+        .sum();
+    let mut basis = DMatrix::<f64>::zeros(d, k);
     for (c, &i) in order[..k].iter().enumerate() {
         let v = eigen.eigenvectors.column(i);
         let largest = v
@@ -274,8 +290,7 @@ fn project(x: &[f64], tokens: usize, t: usize, k: usize) -> Vec<f32> {
             .fold(0.0f64, |a, b| if b.abs() > a.abs() { b } else { a });
         basis.set_column(c, &(v * if largest < 0.0 { -1.0 } else { 1.0 }));
     }
-    let projected = xm * basis;
-    projected.transpose().iter().map(|&v| v as f32).collect()
+    (basis, if total > 0.0 { kept / total } else { 0.0 })
 }
 
 #[cfg(test)]
