@@ -48,11 +48,15 @@ pub(super) fn analysed_counts_up_to(text: &str, max: usize) -> Vec<(String, u32)
     // Built once; a clone shares the stop-word set.
     let mut analyzer = ANALYZER.get_or_init(analyzer).clone();
     let mut stream = analyzer.token_stream(text);
+    // The words in order of first appearance, and where each is: a feedback document's text has
+    // thousands of distinct words, so a linear search per token would be quadratic.
     let mut terms: Vec<(String, u32)> = Vec::new();
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     while let Some(token) = stream.next() {
-        if let Some((_, n)) = terms.iter_mut().find(|(t, _)| *t == token.text) {
-            *n += 1;
+        if let Some(&i) = at.get(&token.text) {
+            terms[i].1 += 1;
         } else if terms.len() < max {
+            at.insert(token.text.clone(), terms.len());
             terms.push((token.text.clone(), 1));
         }
     }
