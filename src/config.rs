@@ -115,8 +115,8 @@ pub(crate) struct QueryConfig {
     pub top_k: usize,
     pub mode: Mode,
     pub group_by: GroupBy,
-    /// Fusion of hybrid queries: `{method = "weighted", alpha = 0.6}` (the default) or
-    /// `{method = "rrf", k = 60}`.
+    /// Fusion of hybrid queries: `{method = "adaptive", alpha = 0.6, gap_at = 10, strength = 1}`
+    /// (the default), `{method = "weighted", alpha = 0.6}` or `{method = "rrf", k = 60}`.
     pub fusion: Fusion,
     /// How long a query waits for its embedding before answering from BM25 (`degraded: true`).
     pub embed_timeout_ms: u64,

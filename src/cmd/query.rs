@@ -90,8 +90,8 @@ pub(crate) fn parse_feedback(s: &str) -> Result<quarry_core::FeedbackSwitch, Str
     quarry_core::FeedbackSwitch::parse(s).map_err(|e| e.to_string())
 }
 
-/// `--fusion rrf|weighted|adaptive`, `--rrf-k`, `--alpha`, `--gap-at` [default: query.fusion,
-/// weighted with alpha 0.6].
+/// `--fusion rrf|weighted|adaptive`, `--rrf-k`, `--alpha`, `--gap-at`, `--strength` [default:
+/// query.fusion, adaptive with alpha 0.6, gap_at 10, strength 1].
 #[derive(Debug, Clone, clap::Args)]
 pub struct FusionArgs {
     /// Fusion of hybrid results: rrf, weighted or adaptive (weighted, alpha set per query by

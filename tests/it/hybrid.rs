@@ -94,8 +94,9 @@ fn hybrid_queries_fuse_both_retrievers_with_the_requested_fusion() {
         "{top}"
     );
     assert!(top["scores"]["bm25_rank"].is_number() && top["scores"]["vector_rank"].is_number());
-    // The default, weighted (alpha 0.6) over max-normalised scores: a hit first in both lists
-    // scores 0.4 · 1 + 0.6 · 1 = 1; with RRF (k = 60) it scores 2/61.
+    // The default, adaptive (a weighted fusion over max-normalised scores with the query's own
+    // alpha): a hit first in both lists scores (1 − alpha) · 1 + alpha · 1 = 1; with RRF (k = 60)
+    // it scores 2/61.
     let first_in_both = top["scores"]["bm25_rank"] == 1 && top["scores"]["vector_rank"] == 1;
     if first_in_both {
         assert!((top["score"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{top}");

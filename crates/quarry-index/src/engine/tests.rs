@@ -452,8 +452,9 @@ fn hybrid_fusion_uses_both_retrievers() {
     assert_eq!(r.results[0].doc_id, "d1");
     let s = &r.results[0].scores;
     assert_eq!((s.bm25_rank, s.vector_rank), (Some(1), Some(1)));
-    // the default fusion, weighted: first in both max-normalised lists scores 0.4 + 0.6 = 1
-    assert!((r.results[0].score - 1.0).abs() < 1e-6, "weighted score");
+    // the default fusion, adaptive (a weighted fusion with the query's own alpha): first in both
+    // max-normalised lists scores (1 − alpha) + alpha = 1 whatever the alpha
+    assert!((r.results[0].score - 1.0).abs() < 1e-6, "fused score");
     let rrf = q
         .clone()
         .with_fusion(quarry_core::Fusion::Rrf { k: 60.0 })
