@@ -151,9 +151,20 @@ async fn browser(driver: &Driver) -> Client {
         .expect("a Chromium session (Debian's chromium)")
 }
 
-/// Opens the page, enters `token`, waits for the collection list, searches `query`; the titles
-/// of the hits shown.
+/// Opens the page, enters `token`, waits for the collection list, searches `query` with the
+/// server's default fusion; the titles of the hits shown.
 async fn search(c: &Client, base: &str, token: &str, query: &str) -> Vec<String> {
+    search_with(c, base, token, query, "").await
+}
+
+/// [`search`] with `fusion` chosen in the page's menu ("" is the server's default).
+async fn search_with(
+    c: &Client,
+    base: &str,
+    token: &str,
+    query: &str,
+    fusion: &str,
+) -> Vec<String> {
     c.goto(&format!("{base}/")).await.unwrap();
     c.find(Locator::Id("token"))
         .await
@@ -176,6 +187,12 @@ async fn search(c: &Client, base: &str, token: &str, query: &str) -> Vec<String>
         .await
         .unwrap()
         .send_keys(query)
+        .await
+        .unwrap();
+    c.find(Locator::Css(&format!("#fusion option[value='{fusion}']")))
+        .await
+        .expect("the fusion in the menu")
+        .click()
         .await
         .unwrap();
     c.find(Locator::Id("go"))
@@ -239,6 +256,12 @@ fn a_query_typed_into_the_playground_shows_its_hits() {
         let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("playground.png");
         std::fs::write(&shot, png).unwrap();
         eprintln!("screenshot: {}", shot.display());
+        // each fusion of the menu answers, the BM25 and vector match first
+        for fusion in ["adaptive", "weighted", "rrf"] {
+            let titles = search_with(&c, &s.url, ADMIN_KEY, "descale the kettle", fusion).await;
+            assert_eq!(titles.len(), 3, "{fusion}: {titles:?}");
+            assert!(titles[0].contains("maintenance"), "{fusion}: {titles:?}");
+        }
         c.close().await.unwrap();
     });
 }
