@@ -26,7 +26,8 @@
 //!   two 512-bit units). The clock is `cpu MHz` of `/proc/cpuinfo` (the base clock on a VM; a
 //!   turbo clock would lower the fraction).
 //! * **static**: the static fast tier (`quarry model distill`, when built) over the same documents:
-//!   chunks/s and its multiple of the MiniLM pass of the same run.
+//!   chunks/s and its multiple of the MiniLM pass of the same run; `QUARRY_BENCH_STATIC=a,b`
+//!   measures those models of the cache instead of the default one (a fitted model beside it).
 //! * **query latency**: one query embedded per call (the query path), over SciFact queries:
 //!   median and p90 of [`QUERY_RUNS`] calls.
 //!
@@ -134,15 +135,30 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     Duration::from_secs_f64(quarry_core::stats::percentile(&secs, p))
 }
 
-/// The static fast tier over the same documents, if `quarry model distill` built it: chunks/s and
-/// its multiple of the MiniLM pass just timed (`minilm_rate` chunks/s). The static model reads
-/// up to 512 tokens of a document where MiniLM stops at 256, so the multiple is a lower bound.
-fn static_pass(docs: &[&str], minilm_tokens: usize, minilm_rate: f64) {
-    let dir = model_cache_dir().join(DEFAULT_STATIC_MODEL);
-    let s = match StaticEmbedder::load(&dir, DEFAULT_STATIC_MODEL) {
+/// The static models measured: `QUARRY_BENCH_STATIC` (comma-separated names of models in the
+/// model cache, e.g. `static-all-MiniLM-L6-v2,static-fit-sf` for a fitted one beside the plain
+/// one), else the default static model.
+fn static_models() -> Vec<String> {
+    match std::env::var("QUARRY_BENCH_STATIC") {
+        Ok(names) if !names.trim().is_empty() => names
+            .split(',')
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect(),
+        _ => vec![DEFAULT_STATIC_MODEL.to_owned()],
+    }
+}
+
+/// A static fast tier model over the same documents, if `quarry model distill` built it:
+/// chunks/s and its multiple of the MiniLM pass just timed (`minilm_rate` chunks/s). The static
+/// model reads up to 512 tokens of a document where MiniLM stops at 256, so the multiple is a
+/// lower bound.
+fn static_pass(name: &str, docs: &[&str], minilm_tokens: usize, minilm_rate: f64) {
+    let dir = model_cache_dir().join(name);
+    let s = match StaticEmbedder::load(&dir, name) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("== static: not measured ({e})");
+            eprintln!("== static {name}: not measured ({e})");
             return;
         }
     };
@@ -157,7 +173,7 @@ fn static_pass(docs: &[&str], minilm_tokens: usize, minilm_rate: f64) {
     let rate = docs.len() as f64 / secs;
     eprintln!(
         "== static ({}, {} dimensions): {:.1} ms a pass, {rate:.0} chunks/s, {:.0} MiniLM tokens/s: {:.0}x the MiniLM pass of this run",
-        DEFAULT_STATIC_MODEL,
+        name,
         s.spec().dimensions,
         secs * 1e3,
         minilm_tokens as f64 / secs,
@@ -255,7 +271,9 @@ fn main() {
             }
         }
 
-        static_pass(&doc_refs, tokens, docs.len() as f64 / secs);
+        for name in static_models() {
+            static_pass(&name, &doc_refs, tokens, docs.len() as f64 / secs);
+        }
 
         // Query path: one text per call.
         for q in queries.iter().take(10) {
