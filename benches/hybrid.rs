@@ -22,7 +22,7 @@
 //! test queries (so criterion's figures are per query):
 //!
 //! * `hybrid/top10_document`, `hybrid/top100_document` (the eval setting): `mode=hybrid`
-//!   (RRF fusion), `group_by=document`;
+//!   (the default fusion, `query.fusion`), `group_by=document`;
 //! * `bm25/top10_document` (the same-run baseline) and `vector/top10_document`.
 //!
 //! Besides criterion's statistics the benchmark prints on stderr, once per benchmark the first
@@ -31,7 +31,7 @@
 //! time over the passes, and the mean time the thread spent on a CPU per query (from
 //! `/proc/thread-self/schedstat`): both stay meaningful on a machine busy with other work. And
 //! once, before the benchmarks: nDCG@10 of each setting against the test qrels (a sanity check of
-//! the fused results; about 0.71 with RRF), the vector index mode (exact scan or HNSW), the recall
+//! the fused results), the vector index mode (exact scan or HNSW), the recall
 //! of the HNSW results against an exact scan with the time of each, and the hybrid latencies again
 //! through a second engine on the same directory whose `vector.exact_threshold` makes it scan every
 //! vector instead of the graph. These extra passes only run with `cargo bench`, not when

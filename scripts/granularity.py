@@ -50,12 +50,15 @@ def chunk_vectors(db, collection, first_only=False):
         (collection,),
     ).fetchone()
     rows = db.execute(
-        "select d.doc_id, d.ord, e.vector from doc_chunks d join embeddings e"
-        " on e.chunk_hash = d.chunk_hash and e.fingerprint = ? where d.collection = ?",
+        "select d.doc_id, d.ord, e.vector from doc_chunks d left join embeddings e"
+        " on e.chunk_hash = d.chunk_hash and e.fingerprint = ? where d.collection = ?"
+        " order by d.doc_id, d.ord",
         (fingerprint, collection),
     )
     out = collections.defaultdict(list)
     for doc, ord_, blob in rows:
+        if blob is None:
+            raise SystemExit(f"{collection}: chunk {ord_} of {doc} has no vector; embed it first")
         if first_only and ord_ != 0:
             continue
         out[doc].append(unit(np.frombuffer(blob, dtype="<f4").astype(np.float64)))
@@ -118,9 +121,14 @@ def main():
     queries = chunk_vectors(catalog(a.queries_data_dir), a.queries_collection)
     rel = read_qrels(a.dataset, a.split)
     bm25 = read_run(f"{a.runs}/bm25.trec")
-    missing = [q for q in rel if q not in queries]
-    if missing:
-        raise SystemExit(f"{len(missing)} judged queries have no vector, e.g. {missing[0]}")
+    for what, have in [("vector", queries), ("BM25 run", bm25)]:
+        missing = [q for q in rel if q not in have]
+        if missing:
+            raise SystemExit(f"{len(missing)} judged queries have no {what}, e.g. {missing[0]}")
+    split = [q for q in rel if len(queries[q]) != 1]
+    if split:
+        raise SystemExit(f"query {split[0]} is {len(queries[split[0]])} chunks; ingest the"
+                         " queries with QUARRY_CHUNK__MAX_TOKENS=512")
 
     rows, owner = [], []
     for i, d in enumerate(docs):
@@ -128,7 +136,10 @@ def main():
         owner += [i] * len(chunks[d])
     matrix, owner = np.array(rows), np.array(owner)
     means = np.array([unit(np.mean(chunks[d], axis=0)) for d in docs])
-    owns = np.array([own.get(d, means[i]) for i, d in enumerate(docs)])
+    no_own = [d for d in docs if d not in own]
+    if no_own:
+        raise SystemExit(f"{len(no_own)} documents have no own vector in {a.own}, e.g. {no_own[0]}")
+    owns = np.array([own[d] for d in docs])
 
     signals = collections.defaultdict(dict)  # signal -> query -> {doc: score}, its best 100
     for q in rel:
