@@ -1,7 +1,7 @@
 //! API errors and the one table that maps error codes to HTTP statuses.
 
 use axum::Json;
-use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use quarry_index::ErrorKind;
@@ -15,6 +15,9 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub param: Option<&'static str>,
+    /// Seconds after which the same request may succeed (`Retry-After`), when the server knows:
+    /// a full task table, a server still opening, one that is stopping.
+    pub retry_after: Option<u32>,
 }
 
 /// The code → status table. Caller mistakes are 4xx; only server faults are 5xx.
@@ -57,7 +60,14 @@ impl ApiError {
             code,
             message: message.into(),
             param: None,
+            retry_after: None,
         }
+    }
+
+    /// The error, telling the client to send the request again after `seconds`.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// The error, naming the request field at fault.
@@ -126,6 +136,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6750 section 3: a 401 names the scheme the client should use.
             response.headers_mut().insert(
@@ -134,5 +149,19 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_a_header_only_when_set() {
+        let r = ApiError::new("busy", "full").retry_after(2).into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[RETRY_AFTER], "2");
+        let r = ApiError::new("busy", "a job runs").into_response();
+        assert!(!r.headers().contains_key(RETRY_AFTER));
     }
 }

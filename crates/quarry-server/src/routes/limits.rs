@@ -57,6 +57,7 @@ pub(super) async fn timeout_layer(
                     "cancelled",
                     "the server is stopping; nothing of this request was written. Send it again",
                 )
+                .retry_after(5)
                 .into_response();
             }
         }

@@ -40,6 +40,7 @@ pub(super) async fn readyz(State(state): State<Shared>) -> Response {
             "not_ready",
             "collections are still opening (or failed to open: the server log says why)",
         )
+        .retry_after(1)
         .into_response()
     }
 }

@@ -73,7 +73,8 @@ impl Tasks {
                 format!(
                     "{MAX_PENDING} writes sent with wait=false are still running; poll them, then send this again"
                 ),
-            ));
+            )
+            .retry_after(1));
         }
         inner.pending += 1;
         let view = TaskView {
@@ -130,5 +131,22 @@ impl Tasks {
         let inner = self.lock();
         let task = inner.by_id.get(id)?;
         (caller.sees_all() || task.owner == caller.user).then(|| task.view.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quarry_core::Role;
+
+    #[test]
+    fn a_full_table_refuses_with_busy_and_a_retry_after() {
+        let tasks = Tasks::default();
+        let owner = Principal::new("u", vec![], Role::Writer);
+        for _ in 0..MAX_PENDING {
+            tasks.start(&owner, "c").unwrap();
+        }
+        let e = tasks.start(&owner, "c").unwrap_err();
+        assert_eq!((e.code, e.retry_after), ("busy", Some(1)));
     }
 }
