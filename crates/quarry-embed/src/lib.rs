@@ -15,6 +15,7 @@
 //! - [`fetch::ensure_model`]: downloads a known model ([`fetch::DEFAULT_MODEL`]) into
 //!   [`fetch::model_cache_dir`] once, pinned and verified by sha256.
 
+mod bert;
 pub mod distill;
 mod distill_fit;
 pub mod fetch;

@@ -11,9 +11,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::bert::Bert;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
 use quarry_core::embed::normalize;
 use quarry_core::{EmbedError, Embedder, EmbedderSpec, Fingerprint, InputKind};
 use sha2::{Digest, Sha256};
@@ -36,7 +37,7 @@ pub const DEFAULT_MAX_TOKENS: usize = 256;
 pub struct LocalEmbedder {
     spec: EmbedderSpec,
     fingerprint: Fingerprint,
-    model: BertModel,
+    model: Bert,
     /// Truncates at `spec.max_tokens`, specials included; never pads.
     tokenizer: Tokenizer,
     /// The same tokenizer without truncation, for [`Embedder::count_tokens`].
@@ -204,7 +205,7 @@ impl LocalEmbedder {
         let revision = hex(&Sha256::digest(&weights));
         let device = Device::Cpu;
         let model = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
-            .and_then(|vb| BertModel::load(vb, &config))
+            .and_then(|vb| Bert::load(vb, &config))
             .map_err(|e| {
                 EmbedError::Model(format!(
                     "{} is corrupt or does not hold the weights of this BERT config: {e}; {}",
@@ -282,13 +283,13 @@ impl LocalEmbedder {
             mask.extend(std::iter::repeat_n(1f32, row.len()));
             mask.extend(std::iter::repeat_n(0f32, len - row.len()));
         }
-        let device = &self.model.device;
+        let device = &Device::Cpu;
         let shape = (batch.len(), len);
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
             let ids = Tensor::from_vec(ids, shape, device)?;
             let types = ids.zeros_like()?;
             let mask = Tensor::from_vec(mask, shape, device)?;
-            let hidden = self.model.forward(&ids, &types, Some(&mask))?; // (b, len, dims)
+            let hidden = self.model.forward(&ids, &types, &mask)?; // (b, len, dims)
             let mask = mask.unsqueeze(2)?; // (b, len, 1)
             let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (b, dims)
             let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (b, 1)
