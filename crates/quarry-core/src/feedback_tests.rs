@@ -1,24 +1,14 @@
 //! The `feedback` option of a query request: parsed, checked (a bad value names its field) and
 //! sent back unchanged by `QueryRequest::from`.
 
-use crate::error::Error;
 use crate::feedback::{Feedback, FeedbackSwitch};
-use crate::fusion::Fusion;
-use crate::query::{GroupBy, Mode, QueryDefaults, QueryRequest};
+use crate::query::tests::{defaults, parse_with};
+use crate::query::{Mode, QueryRequest};
 
 #[test]
 fn feedback_is_checked_and_round_trips() {
-    let d = QueryDefaults {
-        top_k: 10,
-        mode: Mode::Bm25,
-        group_by: GroupBy::Chunk,
-        fusion: Fusion::default(),
-    };
-    let request = |json: serde_json::Value| {
-        serde_json::from_value::<QueryRequest>(json)
-            .map_err(|e| Error::invalid("body", e.to_string()))
-            .and_then(|r| r.options(d))
-    };
+    let d = defaults(Mode::Bm25);
+    let request = |json: serde_json::Value| parse_with(d, json);
     let q = request(serde_json::json!({"query": "a", "feedback": true})).unwrap();
     assert_eq!(q.feedback, Some(FeedbackSwitch::On));
     let q = request(serde_json::json!({"query": "a",

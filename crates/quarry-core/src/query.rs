@@ -501,4 +501,4 @@ fn check_vector(v: QueryVector) -> Result<QueryVector> {
 
 #[cfg(test)]
 #[path = "query_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -21,15 +21,25 @@ fn validation() {
     assert!("BM25 ".parse::<Mode>().is_err());
 }
 
-fn request(json: serde_json::Value) -> Result<QueryOptions> {
-    let req: QueryRequest =
-        serde_json::from_value(json).map_err(|e| Error::invalid("body", e.to_string()))?;
-    req.options(QueryDefaults {
+/// What a test request is completed with: `mode`, the best 10 by chunk, the default fusion.
+pub(crate) fn defaults(mode: Mode) -> QueryDefaults {
+    QueryDefaults {
         top_k: 10,
-        mode: Mode::Bm25,
+        mode,
         group_by: GroupBy::Chunk,
         fusion: Fusion::default(),
-    })
+    }
+}
+
+/// `json` as a request body, completed with `d` (a body serde refuses is an `invalid` error).
+pub(crate) fn parse_with(d: QueryDefaults, json: serde_json::Value) -> Result<QueryOptions> {
+    let req: QueryRequest =
+        serde_json::from_value(json).map_err(|e| Error::invalid("body", e.to_string()))?;
+    req.options(d)
+}
+
+fn request(json: serde_json::Value) -> Result<QueryOptions> {
+    parse_with(defaults(Mode::Bm25), json)
 }
 
 #[test]
@@ -61,17 +71,8 @@ fn view_options_are_checked_and_round_trip() {
 
 #[test]
 fn rerank_is_checked_and_round_trips() {
-    let d = QueryDefaults {
-        top_k: 10,
-        mode: Mode::Hybrid,
-        group_by: GroupBy::Chunk,
-        fusion: Fusion::default(),
-    };
-    let parse = |v: serde_json::Value| {
-        serde_json::from_value::<QueryRequest>(v)
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.options(d).map_err(|e| e.to_string()))
-    };
+    let d = defaults(Mode::Hybrid);
+    let parse = |v: serde_json::Value| parse_with(d, v).map_err(|e| e.to_string());
     let q = parse(serde_json::json!({"query": "wal", "rerank": {"top_n": 20}})).unwrap();
     assert_eq!(q.rerank, Some(Rerank { top_n: 20 }));
     assert_eq!(QueryRequest::from(&q).options(d).unwrap(), q);
@@ -87,12 +88,7 @@ fn rerank_is_checked_and_round_trips() {
 
 #[test]
 fn diversify_is_checked_and_round_trips() {
-    let d = QueryDefaults {
-        top_k: 10,
-        mode: Mode::Hybrid,
-        group_by: GroupBy::Chunk,
-        fusion: Fusion::default(),
-    };
+    let d = defaults(Mode::Hybrid);
     let request = |body: &str| -> QueryRequest { serde_json::from_str(body).unwrap() };
     let e = request(r#"{"query": "a", "diversify": {"lambda": 1.5}}"#)
         .options(d)
