@@ -58,6 +58,13 @@ impl Bert {
                 vb
             };
         let (h, eps) = (config.hidden_size, config.layer_norm_eps);
+        let heads = config.num_attention_heads;
+        if heads == 0 || h % heads != 0 {
+            // BertModel divides by it and panics; a config.json from a model folder is input
+            candle_core::bail!(
+                "num_attention_heads {heads} does not divide hidden_size {h} into equal heads"
+            );
+        }
         let e = vb.pp("embeddings");
         let layers = (0..config.num_hidden_layers)
             .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), config))
@@ -96,7 +103,7 @@ impl Bert {
 impl Layer {
     fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
         let (h, eps) = (config.hidden_size, config.layer_norm_eps);
-        let heads = config.num_attention_heads;
+        let heads = config.num_attention_heads; // checked by Bert::load
         let a = vb.pp("attention");
         let s = a.pp("self");
         Ok(Layer {
@@ -260,6 +267,31 @@ mod tests {
         assert!((erf(f32::INFINITY) - 1.0).abs() < 5e-7);
         assert!((erf(f32::NEG_INFINITY) + 1.0).abs() < 5e-7);
         assert!(erf(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn a_config_whose_heads_do_not_divide_the_hidden_size_is_an_error() {
+        let config = |heads: usize| -> Config {
+            serde_json::from_value(serde_json::json!({"vocab_size": 10, "hidden_size": 8,
+                "num_hidden_layers": 1, "num_attention_heads": heads, "intermediate_size": 16,
+                "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "max_position_embeddings": 32,
+                "type_vocab_size": 2, "initializer_range": 0.02, "layer_norm_eps": 1e-12,
+                "pad_token_id": 0}))
+            .unwrap()
+        };
+        let vb = || VarBuilder::zeros(DType::F32, &candle_core::Device::Cpu);
+        for heads in [0, 3] {
+            let e = Bert::load(vb(), &config(heads)).err().expect("refused");
+            assert!(e.to_string().contains("num_attention_heads"), "{e}");
+        }
+        // a valid config runs: (1, 3) ids in, (1, 3, 8) hidden states out
+        let bert = Bert::load(vb(), &config(2)).unwrap();
+        let ids = Tensor::new(&[[1u32, 2, 3]], &candle_core::Device::Cpu).unwrap();
+        let mask = Tensor::new(&[[1f32, 1., 0.]], &candle_core::Device::Cpu).unwrap();
+        let out = bert
+            .forward(&ids, &ids.zeros_like().unwrap(), &mask)
+            .unwrap();
+        assert_eq!(out.dims(), &[1, 3, 8]);
     }
 
     #[test]
