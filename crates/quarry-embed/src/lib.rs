@@ -16,6 +16,7 @@
 //!   [`fetch::model_cache_dir`] once, pinned and verified by sha256.
 
 mod bert;
+mod bert_ops;
 pub mod distill;
 mod distill_fit;
 pub mod fetch;

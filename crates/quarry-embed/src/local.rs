@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::bert::Bert;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::Config;
+use candle_transformers::models::bert::{BertModel, Config};
 use quarry_core::embed::normalize;
 use quarry_core::{EmbedError, Embedder, EmbedderSpec, Fingerprint, InputKind};
 use sha2::{Digest, Sha256};
@@ -33,11 +33,18 @@ pub const BATCH_TOKENS: usize = 2048;
 /// Truncation length when the folder has no `sentence_bert_config.json`.
 pub const DEFAULT_MAX_TOKENS: usize = 256;
 
+/// The network that turns token ids into hidden states.
+enum Encoder {
+    Quarry(Bert),
+    /// candle-transformers' own, as a baseline ([`LocalEmbedder::load_candle_reference`])
+    Candle(Box<BertModel>),
+}
+
 /// A BERT sentence-transformers model loaded from a Hugging Face folder.
 pub struct LocalEmbedder {
     spec: EmbedderSpec,
     fingerprint: Fingerprint,
-    model: Bert,
+    model: Encoder,
     /// Truncates at `spec.max_tokens`, specials included; never pads.
     tokenizer: Tokenizer,
     /// The same tokenizer without truncation, for [`Embedder::count_tokens`].
@@ -109,6 +116,17 @@ impl LocalEmbedder {
     /// optionally `sentence_bert_config.json` and `1_Pooling/config.json`); `name` becomes the
     /// spec's model name. The weights are read once and hashed for the spec's revision.
     pub fn load(dir: &Path, name: &str) -> Result<Self, EmbedError> {
+        Self::load_with(dir, name, false)
+    }
+
+    /// The same model run by candle-transformers' `BertModel` instead of quarry's encoder
+    /// ([`crate::bert`]): the baseline the embed benchmark times in the same run, and the
+    /// reference a test compares the encoder with. Same spec and fingerprint; not for ingest.
+    pub fn load_candle_reference(dir: &Path, name: &str) -> Result<Self, EmbedError> {
+        Self::load_with(dir, name, true)
+    }
+
+    fn load_with(dir: &Path, name: &str, candle: bool) -> Result<Self, EmbedError> {
         let missing: Vec<&str> = crate::fetch::REQUIRED_FILES
             .iter()
             .copied()
@@ -205,7 +223,13 @@ impl LocalEmbedder {
         let revision = hex(&Sha256::digest(&weights));
         let device = Device::Cpu;
         let model = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
-            .and_then(|vb| Bert::load(vb, &config))
+            .and_then(|vb| {
+                Ok(if candle {
+                    Encoder::Candle(Box::new(BertModel::load(vb, &config)?))
+                } else {
+                    Encoder::Quarry(Bert::load(vb, &config)?)
+                })
+            })
             .map_err(|e| {
                 EmbedError::Model(format!(
                     "{} is corrupt or does not hold the weights of this BERT config: {e}; {}",
@@ -289,7 +313,10 @@ impl LocalEmbedder {
             let ids = Tensor::from_vec(ids, shape, device)?;
             let types = ids.zeros_like()?;
             let mask = Tensor::from_vec(mask, shape, device)?;
-            let hidden = self.model.forward(&ids, &types, &mask)?; // (b, len, dims)
+            let hidden = match &self.model {
+                Encoder::Quarry(bert) => bert.forward(&ids, &types, &mask)?,
+                Encoder::Candle(bert) => bert.forward(&ids, &types, Some(&mask))?,
+            }; // (b, len, dims)
             let mask = mask.unsqueeze(2)?; // (b, len, 1)
             let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (b, dims)
             let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (b, 1)

@@ -150,3 +150,45 @@ fn edge_inputs_do_not_panic() {
         assert!(cosine(&one[0], &all[i]) > 0.9999, "text {i}");
     }
 }
+
+/// Quarry's encoder (fused attention, bias, GELU and norm steps) against candle-transformers'
+/// `BertModel` with the same weights: over batches of mixed lengths (so with padding), long
+/// texts (the truncation at 256) and texts of one token, every vector within f32 rounding.
+#[test]
+fn the_encoder_matches_candles_bert_model() {
+    let e = embedder();
+    let reference =
+        LocalEmbedder::load_candle_reference(e.dir(), DEFAULT_MODEL).expect("the model loads");
+    let fixture = fixture();
+    let mut texts: Vec<String> = fixture.items.iter().map(|i| i.text.clone()).collect();
+    texts.extend((0..40).map(|i| {
+        format!(
+            "passage {i}: {}",
+            "retrieval engines fuse lexical and dense signals; ".repeat(i * i % 37)
+        )
+    }));
+    texts.extend(["", "a", "x y"].map(String::from));
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let ours = e.embed(&refs, InputKind::Document).expect("embeds");
+    let theirs = reference.embed(&refs, InputKind::Document).expect("embeds");
+    let mut min = f32::INFINITY;
+    for ((a, b), text) in ours.iter().zip(&theirs).zip(&refs) {
+        let cos = cosine(a, b);
+        min = min.min(cos);
+        assert!(
+            cos > 0.99999,
+            "cosine {cos} for {:?}",
+            &text[..text.len().min(60)]
+        );
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "largest difference {worst} for {text:?}");
+    }
+    eprintln!(
+        "minimum cosine with candle's BertModel over {} texts: {min:.7}",
+        refs.len()
+    );
+}
