@@ -1,0 +1,253 @@
+//! Tests of the fused encoder steps against the tensor ops they replace.
+
+use super::*;
+use candle_core::{Device, Module, Tensor};
+
+/// erf by its series (f64), for x where it converges well, and by its continued fraction's
+/// complement beyond: the reference the approximation is checked against.
+fn erf_reference(x: f64) -> f64 {
+    if x.abs() < 3.0 {
+        // Σ (-1)^n x^(2n+1) / (n! (2n+1)) · 2/√π
+        let (mut term, mut sum, mut n) = (x, x, 0.0);
+        while term.abs() > 1e-17 {
+            n += 1.0;
+            term *= -x * x / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        // erfc(x) ≈ e^(-x²)/(x√π) · (1 − 1/(2x²) + 3/(4x⁴) − 15/(8x⁶)), x ≥ 3
+        let a = x.abs();
+        let t = 1.0 / (2.0 * a * a);
+        let erfc = (-a * a).exp() / (a * std::f64::consts::PI.sqrt())
+            * (1.0 - t + 3.0 * t * t - 15.0 * t * t * t);
+        (1.0 - erfc).copysign(x)
+    }
+}
+
+#[test]
+fn erf_is_within_5e_7_of_the_true_one() {
+    let mut worst = (0.0f64, 0.0f64);
+    for i in -60_000..=60_000 {
+        let x = i as f64 / 10_000.0;
+        let err = (f64::from(erf(x as f32)) - erf_reference(x)).abs();
+        if err > worst.0 {
+            worst = (err, x);
+        }
+    }
+    assert!(worst.0 < 5e-7, "error {} at {}", worst.0, worst.1);
+    assert_eq!(erf(0.0), 0.0);
+    assert!((erf(f32::INFINITY) - 1.0).abs() < 5e-7);
+    assert!((erf(f32::NEG_INFINITY) + 1.0).abs() < 5e-7);
+    assert!(erf(f32::NAN).is_nan());
+}
+
+/// Values spread over the GELU's interesting range, deterministic.
+fn spread(n: usize, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * scale)
+        .collect()
+}
+
+#[test]
+fn bias_gelu_matches_candles_add_then_exact_gelu() {
+    let (rows, width) = (37, 48); // rows do not divide a task evenly
+    let y = Tensor::from_vec(spread(rows * width, 16.0), (rows, width), &Device::Cpu).unwrap();
+    let bias = spread(width, 2.0);
+    let b = Tensor::new(bias.as_slice(), &Device::Cpu).unwrap();
+    let ours = y.copy().unwrap();
+    ours.inplace_op1(&BiasGelu { bias }).unwrap();
+    let ours: Vec<Vec<f32>> = ours.to_vec2().unwrap();
+    let reference: Vec<Vec<f32>> = y
+        .broadcast_add(&b)
+        .unwrap()
+        .gelu_erf()
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    for (a, r) in ours.iter().flatten().zip(reference.iter().flatten()) {
+        assert!((a - r).abs() < 1e-5, "{a} vs {r}");
+    }
+    // a view that is not contiguous, or a bias of the wrong width, is refused, not misread
+    let m = Tensor::new(&[[1f32, 2.], [3., 4.]], &Device::Cpu).unwrap();
+    let two = || BiasGelu { bias: vec![0.0; 2] };
+    assert!(m.t().unwrap().inplace_op1(&two()).is_err());
+    assert!(m.inplace_op1(&BiasGelu { bias: vec![0.0; 3] }).is_err());
+    assert!(m.inplace_op1(&two()).is_ok());
+}
+
+#[test]
+fn bias_residual_norm_matches_candles_add_add_layer_norm() {
+    // 384 wide like MiniLM, and 20 wide (not a multiple of the 16 lanes)
+    for (rows, width) in [(50, 384), (9, 20)] {
+        let y = Tensor::from_vec(spread(rows * width, 6.0), (rows, width), &Device::Cpu).unwrap();
+        let x = Tensor::from_vec(
+            spread(rows * width + 3, 3.0)[3..].to_vec(),
+            (rows, width),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let (bias, gamma, beta) = (
+            spread(width, 1.0),
+            spread(width + 1, 2.0)[1..].to_vec(),
+            spread(width + 2, 0.5)[2..].to_vec(),
+        );
+        let t = |v: &Vec<f32>| Tensor::new(v.as_slice(), &Device::Cpu).unwrap();
+        let norm = candle_nn::LayerNorm::new(t(&gamma), t(&beta), 1e-12);
+        let reference: Vec<Vec<f32>> = norm
+            .forward(&((y.broadcast_add(&t(&bias)).unwrap() + &x).unwrap()))
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        let op = BiasResidualNorm {
+            bias,
+            gamma,
+            beta,
+            eps: 1e-12,
+        };
+        let ours = y.copy().unwrap();
+        ours.inplace_op2(&x, &op).unwrap();
+        let ours: Vec<Vec<f32>> = ours.to_vec2().unwrap();
+        for (a, r) in ours.iter().flatten().zip(reference.iter().flatten()) {
+            assert!((a - r).abs() < 1e-4, "{a} vs {r} ({rows}x{width})");
+        }
+        // shapes that do not match are refused
+        let other =
+            Tensor::zeros((rows + 1, width), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(y.inplace_op2(&other, &op).is_err());
+    }
+}
+
+#[test]
+fn exp_is_within_2_ulp_of_the_true_one_below_0() {
+    for i in 0..=870_000 {
+        let x = -(i as f32) / 10_000.0;
+        let (ours, truth) = (f64::from(exp(x)), f64::from(x).exp());
+        assert!(
+            (ours - truth).abs() <= 2.5 * truth * f64::from(f32::EPSILON),
+            "{x}: {ours} vs {truth}"
+        );
+    }
+    assert_eq!(exp(0.0), 1.0);
+    assert!(exp(-1e30) < 2e-38 && exp(f32::NEG_INFINITY) < 2e-38);
+}
+
+/// The attention of BERT as candle-transformers writes it, with tensor ops.
+fn reference_attention(
+    qkv: &Tensor,
+    bias: &[f32],
+    heads: usize,
+    len: usize,
+    mask: &[f32],
+) -> Vec<Vec<f32>> {
+    let (rows, three) = qkv.dims2().unwrap();
+    let (hidden, batch) = (three / 3, rows / len);
+    let head = hidden / heads;
+    let qkv = qkv
+        .broadcast_add(&Tensor::new(bias, &Device::Cpu).unwrap())
+        .unwrap();
+    let part = |i: usize| {
+        qkv.narrow(1, i * hidden, hidden)
+            .unwrap()
+            .reshape((batch, len, heads, head))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .contiguous()
+            .unwrap()
+    };
+    let (q, k, v) = (part(0), part(1), part(2));
+    let scores = (q.matmul(&k.t().unwrap()).unwrap() / (head as f64).sqrt()).unwrap();
+    let additive: Vec<f32> = mask
+        .iter()
+        .map(|&m| if m == 0.0 { f32::MIN } else { 0.0 })
+        .collect();
+    let additive = Tensor::from_vec(additive, (batch, 1, 1, len), &Device::Cpu).unwrap();
+    let probs =
+        candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&additive).unwrap()).unwrap();
+    probs
+        .matmul(&v)
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .reshape((rows, hidden))
+        .unwrap()
+        .to_vec2()
+        .unwrap()
+}
+
+#[test]
+fn attention_matches_the_tensor_ops_it_replaces() {
+    // MiniLM's heads (12 of 32) and an odd shape (3 heads of 5: blocks and remainders)
+    for (heads, head, len, batch) in [(12, 32, 40, 3), (3, 5, 21, 2), (2, 4, 1, 1)] {
+        let hidden = heads * head;
+        let rows = batch * len;
+        let qkv = Tensor::from_vec(
+            spread(rows * 3 * hidden, 4.0),
+            (rows, 3 * hidden),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let bias = spread(3 * hidden + 5, 1.0)[5..].to_vec();
+        // the first text whole, the others padded at the end
+        let mask: Vec<f32> = (0..rows)
+            .map(|r| {
+                if r / len == 0 || r % len < len.div_ceil(2) {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let op = Attention {
+            bias: &bias,
+            heads,
+            len,
+            mask: &mask,
+        };
+        let ours: Vec<Vec<f32>> = qkv.apply_op1_no_bwd(&op).unwrap().to_vec2().unwrap();
+        let reference = reference_attention(&qkv, &bias, heads, len, &mask);
+        for (r, (a, b)) in ours.iter().zip(&reference).enumerate() {
+            if mask[r] == 0.0 {
+                assert!(a.iter().all(|&x| x == 0.0), "padding row {r} is left 0");
+                continue;
+            }
+            for (x, y) in a.iter().zip(b) {
+                assert!(
+                    (x - y).abs() < 1e-4,
+                    "row {r}: {x} vs {y} ({heads}x{head}, len {len})"
+                );
+            }
+        }
+    }
+    // shapes that do not fit the op are refused
+    let qkv = Tensor::zeros((4, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let bias = [0f32; 6];
+    let mask = [1f32; 4];
+    let op = |heads, len, mask: &'static [f32]| Attention {
+        bias: &[0.0; 6],
+        heads,
+        len,
+        mask,
+    };
+    assert!(
+        qkv.apply_op1_no_bwd(&Attention {
+            bias: &bias,
+            heads: 2,
+            len: 2,
+            mask: &mask
+        })
+        .is_ok()
+    );
+    assert!(qkv.apply_op1_no_bwd(&op(0, 2, &[1.0; 4])).is_err());
+    assert!(qkv.apply_op1_no_bwd(&op(2, 3, &[1.0; 4])).is_err());
+    assert!(qkv.apply_op1_no_bwd(&op(2, 2, &[1.0; 3])).is_err());
+    assert!(
+        qkv.t()
+            .unwrap()
+            .apply_op1_no_bwd(&op(1, 1, &[1.0; 6]))
+            .is_err()
+    );
+}
