@@ -248,15 +248,21 @@ impl Attention<'_> {
         let scale = 1.0 / (head as f32).sqrt();
         let tokens: Vec<usize> = (0..len).filter(|&j| mask[j] != 0.0).collect();
         let n = tokens.len();
-        // per head: the text's queries (scaled), keys transposed (head × n) and values (n × head)
-        let (mut q, mut kt, mut v) = (vec![0f32; head], vec![0f32; head * n], vec![0f32; n * head]);
-        let mut scores = vec![0f32; n];
+        // per head: the text's queries (scaled), keys transposed (head × padded) and values
+        // (n × head); the keys are padded with zeros to whole blocks of LANES
+        let padded = n.next_multiple_of(LANES);
+        let (mut q, mut kt, mut v) = (
+            vec![0f32; head],
+            vec![0f32; head * padded],
+            vec![0f32; n * head],
+        );
+        let mut scores = vec![0f32; padded];
         for h in 0..self.heads {
             let (qo, ko, vo) = (h * head, hidden + h * head, 2 * hidden + h * head);
             for (t, &j) in tokens.iter().enumerate() {
                 let row = &qkv[j * three..(j + 1) * three];
                 for d in 0..head {
-                    kt[d * n + t] = row[ko + d] + self.bias[ko + d];
+                    kt[d * padded + t] = row[ko + d] + self.bias[ko + d];
                 }
                 for ((v, &x), &b) in v[t * head..(t + 1) * head]
                     .iter_mut()
@@ -276,13 +282,14 @@ impl Attention<'_> {
                     *q = (x + b) * scale;
                 }
                 dot_rows(&q, &kt, &mut scores);
+                let scores = &mut scores[..n];
                 let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
                 for s in scores.iter_mut() {
                     *s = exp(*s - max);
                 }
                 let sum: f32 = scores.iter().sum();
                 let o = &mut out[i * hidden + qo..i * hidden + qo + head];
-                weighted_sum(&scores, &v, 1.0 / sum, o);
+                weighted_sum(scores, &v, 1.0 / sum, o);
             }
         }
     }
@@ -291,47 +298,67 @@ impl Attention<'_> {
 /// Lanes of the blocked loops below: a 512-bit register of f32 (two 256-bit ones on AVX2).
 const LANES: usize = 16;
 
-/// `scores[t] = Σ_d q[d] · kt[d][t]` (`kt` is `q.len()` rows of `scores.len()` keys): blocks of
-/// [`LANES`] keys summed in one register each over `d`.
+/// Independent partial sums per output register: an FMA's latency is about 4 of its issue
+/// slots, so one running sum per register would keep the units a quarter busy.
+const CHAINS: usize = 4;
+
+/// `scores[t] = Σ_d q[d] · kt[d][t]` (`kt` is `q.len()` rows of `scores.len()` keys, a whole
+/// number of [`LANES`]): a register of keys at a time, summed over `d` in [`CHAINS`] chains.
 #[inline(always)]
 fn dot_rows(q: &[f32], kt: &[f32], scores: &mut [f32]) {
     let n = scores.len();
-    let blocks = n / LANES * LANES;
-    for start in (0..blocks).step_by(LANES) {
-        let mut acc = [0f32; LANES];
-        for (d, &qd) in q.iter().enumerate() {
-            let k = &kt[d * n + start..d * n + start + LANES];
-            for l in 0..LANES {
-                acc[l] += qd * k[l];
+    debug_assert_eq!(n % LANES, 0);
+    for start in (0..n).step_by(LANES) {
+        let mut acc = [[0f32; LANES]; CHAINS];
+        let mut rows = q.chunks_exact(CHAINS).enumerate();
+        for (c, qs) in &mut rows {
+            for (u, &qd) in qs.iter().enumerate() {
+                let at = (c * CHAINS + u) * n + start;
+                let k = &kt[at..at + LANES];
+                for l in 0..LANES {
+                    acc[u][l] += qd * k[l];
+                }
             }
         }
-        scores[start..start + LANES].copy_from_slice(&acc);
-    }
-    for t in blocks..n {
-        scores[t] = q
-            .iter()
-            .enumerate()
-            .map(|(d, &qd)| qd * kt[d * n + t])
-            .sum();
+        let done = q.len() / CHAINS * CHAINS;
+        for (d, &qd) in q.iter().enumerate().skip(done) {
+            let k = &kt[d * n + start..d * n + start + LANES];
+            for l in 0..LANES {
+                acc[0][l] += qd * k[l];
+            }
+        }
+        for l in 0..LANES {
+            scores[start + l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+        }
     }
 }
 
-/// `o[d] = scale · Σ_t p[t] · v[t][d]` (`v` is `p.len()` rows of `o.len()` values): blocks of
-/// [`LANES`] values summed in one register each over `t`.
+/// `o[d] = scale · Σ_t p[t] · v[t][d]` (`v` is `p.len()` rows of `o.len()` values): a register
+/// of values at a time, summed over `t` in [`CHAINS`] chains.
 #[inline(always)]
 fn weighted_sum(p: &[f32], v: &[f32], scale: f32, o: &mut [f32]) {
     let head = o.len();
     let blocks = head / LANES * LANES;
+    let done = p.len() / CHAINS * CHAINS;
     for start in (0..blocks).step_by(LANES) {
-        let mut acc = [0f32; LANES];
-        for (t, &pt) in p.iter().enumerate() {
-            let v = &v[t * head + start..t * head + start + LANES];
-            for l in 0..LANES {
-                acc[l] += pt * v[l];
+        let mut acc = [[0f32; LANES]; CHAINS];
+        for (c, ps) in p.chunks_exact(CHAINS).enumerate() {
+            for (u, &pt) in ps.iter().enumerate() {
+                let at = (c * CHAINS + u) * head + start;
+                let v = &v[at..at + LANES];
+                for l in 0..LANES {
+                    acc[u][l] += pt * v[l];
+                }
             }
         }
-        for (o, a) in o[start..start + LANES].iter_mut().zip(acc) {
-            *o = a * scale;
+        for (t, &pt) in p.iter().enumerate().skip(done) {
+            let v = &v[t * head + start..t * head + start + LANES];
+            for l in 0..LANES {
+                acc[0][l] += pt * v[l];
+            }
+        }
+        for l in 0..LANES {
+            o[start + l] = scale * ((acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]));
         }
     }
     for d in blocks..head {
