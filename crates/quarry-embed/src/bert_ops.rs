@@ -252,11 +252,11 @@ impl Attention<'_> {
         // (n × head); the keys are padded with zeros to whole blocks of LANES
         let padded = n.next_multiple_of(LANES);
         let (mut q, mut kt, mut v) = (
-            vec![0f32; head],
+            vec![0f32; QUERIES * head],
             vec![0f32; head * padded],
             vec![0f32; n * head],
         );
-        let mut scores = vec![0f32; padded];
+        let mut scores = vec![0f32; QUERIES * padded];
         for h in 0..self.heads {
             let (qo, ko, vo) = (h * head, hidden + h * head, 2 * hidden + h * head);
             for (t, &j) in tokens.iter().enumerate() {
@@ -272,24 +272,33 @@ impl Attention<'_> {
                     *v = x + b;
                 }
             }
-            for &i in &tokens {
-                let row = &qkv[i * three..(i + 1) * three];
-                for ((q, &x), &b) in q
-                    .iter_mut()
-                    .zip(&row[qo..qo + head])
-                    .zip(&self.bias[qo..qo + head])
-                {
-                    *q = (x + b) * scale;
+            // QUERIES queries at a time: each key and value register loaded serves all of them
+            for group in tokens.chunks(QUERIES) {
+                for (g, &i) in group.iter().enumerate() {
+                    let row = &qkv[i * three + qo..i * three + qo + head];
+                    for ((q, &x), &b) in q[g * head..(g + 1) * head]
+                        .iter_mut()
+                        .zip(row)
+                        .zip(&self.bias[qo..qo + head])
+                    {
+                        *q = (x + b) * scale;
+                    }
                 }
+                // slots past the group's end keep earlier queries: computed, never written out
                 dot_rows(&q, &kt, &mut scores);
-                let scores = &mut scores[..n];
-                let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-                for s in scores.iter_mut() {
-                    *s = exp(*s - max);
+                let mut inv = [0f32; QUERIES];
+                for (scores, inv) in scores.chunks_exact_mut(padded).zip(&mut inv) {
+                    // the padding keys' scores are 0 (zero keys): excluded by a NEG_INFINITY,
+                    // so the max and sum run over whole registers
+                    scores[n..].fill(f32::NEG_INFINITY);
+                    let max = lanes(scores, f32::NEG_INFINITY, f32::max);
+                    for s in scores.iter_mut() {
+                        *s = exp(*s - max);
+                    }
+                    scores[n..].fill(0.0);
+                    *inv = 1.0 / lanes(scores, 0.0, |a, b| a + b);
                 }
-                let sum: f32 = scores.iter().sum();
-                let o = &mut out[i * hidden + qo..i * hidden + qo + head];
-                weighted_sum(scores, &v, 1.0 / sum, o);
+                weighted_sum(&scores, n, &v, inv, group, qo, hidden, out);
             }
         }
     }
@@ -298,75 +307,92 @@ impl Attention<'_> {
 /// Lanes of the blocked loops below: a 512-bit register of f32 (two 256-bit ones on AVX2).
 const LANES: usize = 16;
 
-/// Independent partial sums per output register: an FMA's latency is about 4 of its issue
-/// slots, so one running sum per register would keep the units a quarter busy.
-const CHAINS: usize = 4;
+/// `xs` (a whole number of [`LANES`]) folded by `f` a register at a time, then across the
+/// register: a fold of one value at a time is a chain of dependent steps.
+#[inline(always)]
+fn lanes(xs: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; LANES];
+    for block in xs.chunks_exact(LANES) {
+        for l in 0..LANES {
+            acc[l] = f(acc[l], block[l]);
+        }
+    }
+    acc.into_iter().fold(init, f)
+}
 
-/// `scores[t] = Σ_d q[d] · kt[d][t]` (`kt` is `q.len()` rows of `scores.len()` keys, a whole
-/// number of [`LANES`]): a register of keys at a time, summed over `d` in [`CHAINS`] chains.
+/// Queries whose scores and context are computed together. The sums use `mul_add`, one FMA
+/// instruction in the AVX2 and AVX-512 builds [`simd`] runs (a library call on an x86 CPU
+/// without FMA, from before 2013: correct, slow). Independent sums (an FMA's latency
+/// is about 4 of its issue slots, so one running sum per register would keep the units a quarter
+/// busy), and each key or value register loaded once for all of them.
+const QUERIES: usize = 4;
+
+/// `scores[g][t] = Σ_d q[g][d] · kt[d][t]` for the [`QUERIES`] queries `q` (rows of `head`);
+/// `kt` is `head` rows of `padded` keys (a whole number of [`LANES`]), `scores` [`QUERIES`]
+/// rows of `padded`.
 #[inline(always)]
 fn dot_rows(q: &[f32], kt: &[f32], scores: &mut [f32]) {
-    let n = scores.len();
-    debug_assert_eq!(n % LANES, 0);
-    for start in (0..n).step_by(LANES) {
-        let mut acc = [[0f32; LANES]; CHAINS];
-        let mut rows = q.chunks_exact(CHAINS).enumerate();
-        for (c, qs) in &mut rows {
-            for (u, &qd) in qs.iter().enumerate() {
-                let at = (c * CHAINS + u) * n + start;
-                let k = &kt[at..at + LANES];
+    let head = q.len() / QUERIES;
+    let padded = scores.len() / QUERIES;
+    debug_assert_eq!(padded % LANES, 0);
+    for start in (0..padded).step_by(LANES) {
+        let mut acc = [[0f32; LANES]; QUERIES];
+        for d in 0..head {
+            let k = &kt[d * padded + start..d * padded + start + LANES];
+            for (g, acc) in acc.iter_mut().enumerate() {
+                let qd = q[g * head + d];
                 for l in 0..LANES {
-                    acc[u][l] += qd * k[l];
+                    acc[l] = qd.mul_add(k[l], acc[l]);
                 }
             }
         }
-        let done = q.len() / CHAINS * CHAINS;
-        for (d, &qd) in q.iter().enumerate().skip(done) {
-            let k = &kt[d * n + start..d * n + start + LANES];
-            for l in 0..LANES {
-                acc[0][l] += qd * k[l];
-            }
-        }
-        for l in 0..LANES {
-            scores[start + l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+        for (g, acc) in acc.iter().enumerate() {
+            scores[g * padded + start..g * padded + start + LANES].copy_from_slice(acc);
         }
     }
 }
 
-/// `o[d] = scale · Σ_t p[t] · v[t][d]` (`v` is `p.len()` rows of `o.len()` values): a register
-/// of values at a time, summed over `t` in [`CHAINS`] chains.
+/// The context of each query of `group` (its token rows; [`QUERIES`] at most): row `i` of
+/// `out`, columns `qo..qo + head`, gets `inv[g] · Σ_t p[g][t] · v[t]` over the `n` keys, where
+/// `p` is [`QUERIES`] rows of `p.len() / QUERIES` weights and `v` is `n` rows of `head`.
+#[allow(clippy::too_many_arguments)] // one call site, all of them the attention's own state
 #[inline(always)]
-fn weighted_sum(p: &[f32], v: &[f32], scale: f32, o: &mut [f32]) {
-    let head = o.len();
+fn weighted_sum(
+    p: &[f32],
+    n: usize,
+    v: &[f32],
+    inv: [f32; QUERIES],
+    group: &[usize],
+    qo: usize,
+    hidden: usize,
+    out: &mut [f32],
+) {
+    let padded = p.len() / QUERIES;
+    let head = v.len() / n.max(1);
     let blocks = head / LANES * LANES;
-    let done = p.len() / CHAINS * CHAINS;
     for start in (0..blocks).step_by(LANES) {
-        let mut acc = [[0f32; LANES]; CHAINS];
-        for (c, ps) in p.chunks_exact(CHAINS).enumerate() {
-            for (u, &pt) in ps.iter().enumerate() {
-                let at = (c * CHAINS + u) * head + start;
-                let v = &v[at..at + LANES];
+        let mut acc = [[0f32; LANES]; QUERIES];
+        for t in 0..n {
+            let v = &v[t * head + start..t * head + start + LANES];
+            for (g, acc) in acc.iter_mut().enumerate() {
+                let pt = p[g * padded + t];
                 for l in 0..LANES {
-                    acc[u][l] += pt * v[l];
+                    acc[l] = pt.mul_add(v[l], acc[l]);
                 }
             }
         }
-        for (t, &pt) in p.iter().enumerate().skip(done) {
-            let v = &v[t * head + start..t * head + start + LANES];
+        for (g, &i) in group.iter().enumerate() {
+            let o = &mut out[i * hidden + qo + start..i * hidden + qo + start + LANES];
             for l in 0..LANES {
-                acc[0][l] += pt * v[l];
+                o[l] = acc[g][l] * inv[g];
             }
         }
-        for l in 0..LANES {
-            o[start + l] = scale * ((acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]));
-        }
     }
-    for d in blocks..head {
-        o[d] = scale
-            * p.iter()
-                .enumerate()
-                .map(|(t, &pt)| pt * v[t * head + d])
-                .sum::<f32>();
+    for (g, &i) in group.iter().enumerate() {
+        for d in blocks..head {
+            let sum: f32 = (0..n).map(|t| p[g * padded + t] * v[t * head + d]).sum();
+            out[i * hidden + qo + d] = sum * inv[g];
+        }
     }
 }
 
