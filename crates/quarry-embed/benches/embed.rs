@@ -60,6 +60,10 @@ use quarry_core::{
 use quarry_embed::distill::DEFAULT_STATIC_MODEL;
 use quarry_embed::{DEFAULT_MODEL, LocalEmbedder, StaticEmbedder, ensure_model, model_cache_dir};
 
+/// The allocator of the `quarry` binary (`src/main.rs`), so the figures are the ingest's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// SciFact documents embedded for the throughput figures.
 const DOCS: usize = 512;
 /// Single-query embeddings timed for the latency percentiles.
