@@ -1,17 +1,20 @@
-//! The fused element-wise steps of the BERT encoder ([`crate::bert`]), as candle custom ops over
-//! f32 rows: each reads its inputs once and writes one output, where the tensor ops they replace
-//! wrote an intermediate tensor per step.
+//! The fused steps of the BERT encoder ([`crate::bert`]), as candle custom ops over f32 rows:
+//! each reads its inputs once and writes its result once (in place, over the matrix product it
+//! follows, where it can), where the tensor ops they replace wrote a tensor per step.
 //!
+//! - [`Attention`]: from the stacked query, key and value projections to the attention's
+//!   context, per text on rayon's threads;
 //! - [`BiasGelu`]: `gelu(y + bias)`, the feed-forward's first half after its matrix product;
 //! - [`BiasResidualNorm`]: `layer_norm(y + bias + residual)`, the end of the attention block and
 //!   of the feed-forward.
 //!
 //! `candle_nn::Linear` adds its bias as a separate broadcast pass over the product; on a
-//! `2048 × 1536` product that pass took as long as the product itself (BENCHMARKS.md, "MiniLM
-//! on the CPU"). The rows are split over rayon's threads, and each loop is compiled for the
-//! widest SIMD the CPU has ([`simd`]). The maths is the tensor ops' (the layer norm's variance
-//! as `E[x²] − E[x]²` in f32, as `candle_nn::ops::layer_norm` computes it), summed in another
-//! order, so results differ from them by f32 rounding only.
+//! `2048 × 1536` product that pass took as long as the product itself (BENCHMARKS.md, "the
+//! encoder's steps fused"). Each loop is compiled for the widest SIMD the CPU has ([`simd`]).
+//! The maths is the tensor ops' (the layer norm's variance as `E[x²] − E[x]²` in f32, as
+//! `candle_nn::ops::layer_norm` computes it), summed in another order and with two
+//! approximations, [`erf`] (|error| < 5e-7) and [`exp`] (relative error < 2.5 ε), both checked in
+//! the tests; results differ from the tensor ops' by about f32 rounding.
 
 use candle_core::{CpuStorage, Layout, Result, Shape};
 use rayon::prelude::*;
@@ -398,7 +401,8 @@ fn weighted_sum(
 
 /// `e^x` for `x ≤ 0` (a softmax's shifted scores), branch-free so that a loop over a slice
 /// vectorises: Cephes' `expf` (range reduction by `ln 2` in two parts, a degree-5 polynomial,
-/// the power of two built in the exponent bits); within 2 ulp (checked in the tests). `x` below −87 gives `e^−87`
+/// the power of two built in the exponent bits); relative error below 2.5 · `f32::EPSILON`
+/// (checked in the tests). `x` below −87 gives `e^−87`
 /// (1.6e-38), where `e^x` would be as good as 0.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {

@@ -224,6 +224,7 @@ impl LocalEmbedder {
         let device = Device::Cpu;
         let model = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .and_then(|vb| {
+                crate::bert::check(&config)?;
                 Ok(if candle {
                     Encoder::Candle(Box::new(BertModel::load(vb, &config)?))
                 } else {
