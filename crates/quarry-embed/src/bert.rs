@@ -41,11 +41,11 @@ struct Layer {
     /// projection (its bias is in `attention_norm`)
     attention_out: Tensor,
     attention_norm: BiasResidualNorm,
-    /// `(hidden, intermediate)`, its bias in `intermediate_bias`
+    /// `(hidden, intermediate)`, its bias in `gelu`
     intermediate: Tensor,
-    intermediate_bias: Tensor,
     act: HiddenAct,
-    /// the same bias as values, for the fused [`BiasGelu`]
+    /// the intermediate product's bias, added by the fused [`BiasGelu`] (or, for another
+    /// activation, as a tensor made at the call)
     gelu: BiasGelu,
     /// `(intermediate, hidden)`, its bias in `out_norm`
     out: Tensor,
@@ -139,7 +139,6 @@ impl Layer {
                 bias: intermediate_bias.to_vec1()?,
             },
             intermediate,
-            intermediate_bias,
             act: config.hidden_act,
             out,
             out_norm,
@@ -159,13 +158,17 @@ impl Layer {
         let attended = context.matmul(&self.attention_out)?;
         attended.inplace_op2(x, &self.attention_norm)?;
         let inner = attended.matmul(&self.intermediate)?;
+        // another activation than the exact GELU: the bias added as a tensor, then the activation
+        let biased = |inner: &Tensor| {
+            inner.broadcast_add(&Tensor::new(self.gelu.bias.as_slice(), inner.device())?)
+        };
         let inner = match self.act {
             HiddenAct::Gelu => {
                 inner.inplace_op1(&self.gelu)?;
                 inner
             }
-            HiddenAct::GeluApproximate => inner.broadcast_add(&self.intermediate_bias)?.gelu()?,
-            HiddenAct::Relu => inner.broadcast_add(&self.intermediate_bias)?.relu()?,
+            HiddenAct::GeluApproximate => biased(&inner)?.gelu()?,
+            HiddenAct::Relu => biased(&inner)?.relu()?,
         };
         let out = inner.matmul(&self.out)?;
         out.inplace_op2(&attended, &self.out_norm)?;
@@ -241,5 +244,54 @@ mod tests {
             .forward(&ids, &ids.zeros_like().unwrap(), &mask)
             .unwrap();
         assert_eq!(out.dims(), &[1, 3, 8]);
+    }
+
+    #[test]
+    fn every_activation_matches_candles_bert_model_on_random_weights() {
+        use candle_nn::VarMap;
+        use candle_transformers::models::bert::BertModel;
+        let device = candle_core::Device::Cpu;
+        for act in ["gelu", "geluapproximate", "relu"] {
+            // 2 layers of 4 heads of 8, random weights shared by both models through one VarMap
+            let config: Config = serde_json::from_value(serde_json::json!({"vocab_size": 50,
+                "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "intermediate_size": 64, "hidden_act": act, "hidden_dropout_prob": 0.1,
+                "max_position_embeddings": 16, "type_vocab_size": 2, "initializer_range": 0.02,
+                "layer_norm_eps": 1e-12, "pad_token_id": 0}))
+            .unwrap();
+            let vars = VarMap::new();
+            let vb = VarBuilder::from_varmap(&vars, DType::F32, &device);
+            let ours = Bert::load(vb.clone(), &config).unwrap();
+            let theirs = BertModel::load(vb, &config).unwrap();
+            let ids = Tensor::new(&[[1u32, 7, 9, 3, 0], [4, 2, 0, 0, 0]], &device).unwrap();
+            let mask =
+                Tensor::new(&[[1f32, 1., 1., 1., 0.], [1., 1., 0., 0., 0.]], &device).unwrap();
+            let types = ids.zeros_like().unwrap();
+            let a: Vec<Vec<Vec<f32>>> = ours
+                .forward(&ids, &types, &mask)
+                .unwrap()
+                .to_vec3()
+                .unwrap();
+            let b: Vec<Vec<Vec<f32>>> = theirs
+                .forward(&ids, &types, Some(&mask))
+                .unwrap()
+                .to_vec3()
+                .unwrap();
+            assert_ne!(
+                a[0][0], a[0][1],
+                "{act}: random weights give distinct states"
+            );
+            let real = [4, 2]; // tokens of each text; padding rows differ by design
+            for (t, n) in real.into_iter().enumerate() {
+                for i in 0..n {
+                    for (x, y) in a[t][i].iter().zip(&b[t][i]) {
+                        assert!(
+                            (x - y).abs() < 1e-4,
+                            "{act}: text {t} token {i}: {x} vs {y}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
