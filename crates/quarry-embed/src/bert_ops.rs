@@ -148,33 +148,14 @@ impl BiasResidualNorm {
     /// One row: `ys` becomes the normalised `ys + bias + xs`.
     #[inline(always)]
     fn row(&self, ys: &mut [f32], xs: &[f32]) {
-        // sums in LANES independent accumulators so the loop vectorises (a single f32
-        // accumulator is a serial chain the compiler may not reorder)
-        let (mut sum, mut sum2) = ([0f32; LANES], [0f32; LANES]);
-        let mut i = 0;
-        for ((y, x), b) in ys
-            .chunks_exact_mut(LANES)
-            .zip(xs.chunks_exact(LANES))
-            .zip(self.bias.chunks_exact(LANES))
-        {
-            for l in 0..LANES {
-                let t = y[l] + b[l] + x[l];
-                y[l] = t;
-                sum[l] += t;
-                sum2[l] += t * t;
-            }
-            i += LANES;
+        for ((y, &x), &b) in ys.iter_mut().zip(xs).zip(&self.bias) {
+            *y = *y + b + x;
         }
-        let (mut s, mut s2) = (sum.iter().sum::<f32>(), sum2.iter().sum::<f32>());
-        for j in i..ys.len() {
-            let t = ys[j] + self.bias[j] + xs[j];
-            ys[j] = t;
-            s += t;
-            s2 += t * t;
-        }
+        // the sum and the sum of squares in passes of their own: in one loop the compiler
+        // paired each lane's two sums into a 2-wide vector and ran the row a value at a time
         let n = ys.len() as f32;
-        let mean = s / n;
-        let var = s2 / n - mean * mean;
+        let mean = lanes(ys, 0.0, add, add) / n;
+        let var = lanes(ys, 0.0, |a, t| a + t * t, add) / n - mean * mean;
         let inv_std = (var + self.eps).sqrt().recip();
         for ((y, &g), &b) in ys.iter_mut().zip(&self.gamma).zip(&self.beta) {
             *y = (*y - mean) * inv_std * g + b;
@@ -251,57 +232,80 @@ impl Attention<'_> {
         let scale = 1.0 / (head as f32).sqrt();
         let tokens: Vec<usize> = (0..len).filter(|&j| mask[j] != 0.0).collect();
         let n = tokens.len();
-        // per head: the text's queries (scaled), keys transposed (head × padded) and values
-        // (n × head); the keys are padded with zeros to whole blocks of LANES
-        let padded = n.next_multiple_of(LANES);
+        // every head's queries (scaled; rows of `head`, zero rows up to a whole group), keys in
+        // blocks of LANES (each block `head` rows of LANES keys, the last block padded with zero
+        // keys) and values in blocks of LANES columns (each block n rows of LANES values; a
+        // narrower last block when LANES does not divide `head`), read in one pass over the
+        // text's rows (a pass per head, over rows of 3 · hidden, waited on memory)
+        let (padded, grouped) = (n.next_multiple_of(LANES), n.next_multiple_of(QUERIES));
         let (mut q, mut kt, mut v) = (
-            vec![0f32; QUERIES * head],
-            vec![0f32; head * padded],
-            vec![0f32; n * head],
+            vec![0f32; self.heads * grouped * head],
+            vec![0f32; self.heads * head * padded],
+            vec![0f32; self.heads * n * head],
         );
-        let mut scores = vec![0f32; QUERIES * padded];
-        for h in 0..self.heads {
-            let (qo, ko, vo) = (h * head, hidden + h * head, 2 * hidden + h * head);
-            for (t, &j) in tokens.iter().enumerate() {
-                let row = &qkv[j * three..(j + 1) * three];
-                for d in 0..head {
-                    kt[d * padded + t] = row[ko + d] + self.bias[ko + d];
-                }
-                for ((v, &x), &b) in v[t * head..(t + 1) * head]
+        let (q_bias, rest) = self.bias.split_at(hidden);
+        let (k_bias, v_bias) = rest.split_at(hidden);
+        for (t, &j) in tokens.iter().enumerate() {
+            let row = &qkv[j * three..(j + 1) * three];
+            let (q_row, rest) = row.split_at(hidden);
+            let (k_row, v_row) = rest.split_at(hidden);
+            for h in 0..self.heads {
+                let cols = h * head..(h + 1) * head;
+                let q = &mut q[(h * grouped + t) * head..(h * grouped + t + 1) * head];
+                for ((q, &x), &b) in q
                     .iter_mut()
-                    .zip(&row[vo..vo + head])
-                    .zip(&self.bias[vo..vo + head])
+                    .zip(&q_row[cols.clone()])
+                    .zip(&q_bias[cols.clone()])
                 {
-                    *v = x + b;
+                    *q = (x + b) * scale;
                 }
-            }
-            // QUERIES queries at a time: each key and value register loaded serves all of them
-            for group in tokens.chunks(QUERIES) {
-                for (g, &i) in group.iter().enumerate() {
-                    let row = &qkv[i * three + qo..i * three + qo + head];
-                    for ((q, &x), &b) in q[g * head..(g + 1) * head]
-                        .iter_mut()
-                        .zip(row)
-                        .zip(&self.bias[qo..qo + head])
-                    {
-                        *q = (x + b) * scale;
+                let block = (h * padded + t / LANES * LANES) * head;
+                for ((k, &x), &b) in kt[block + t % LANES..block + head * LANES]
+                    .iter_mut()
+                    .step_by(LANES)
+                    .zip(&k_row[cols.clone()])
+                    .zip(&k_bias[cols.clone()])
+                {
+                    *k = x + b;
+                }
+                let v = &mut v[h * n * head..(h + 1) * n * head];
+                for (c, (x, b)) in v_row[cols.clone()]
+                    .chunks(LANES)
+                    .zip(v_bias[cols].chunks(LANES))
+                    .enumerate()
+                {
+                    // block c: n rows of LANES values (the last, narrower block n rows of its own width)
+                    let start = c * n * LANES + t * x.len();
+                    for ((v, &x), &b) in v[start..start + x.len()].iter_mut().zip(x).zip(b) {
+                        *v = x + b;
                     }
                 }
-                // slots past the group's end keep earlier queries: computed, never written out
-                dot_rows(&q, &kt, &mut scores);
+            }
+        }
+        let mut scores = vec![0f32; QUERIES * padded];
+        for h in 0..self.heads {
+            let qo = h * head;
+            let kt = &kt[h * head * padded..(h + 1) * head * padded];
+            let v = &v[h * n * head..(h + 1) * n * head];
+            let queries =
+                q[h * grouped * head..(h + 1) * grouped * head].chunks_exact(QUERIES * head);
+            // QUERIES queries at a time: each key and value register loaded serves all of them
+            for (group, q) in tokens.chunks(QUERIES).zip(queries) {
+                // the zero queries past the group's end are computed, never written out
+                dot_rows(q, kt, &mut scores);
                 let mut inv = [0f32; QUERIES];
                 for (scores, inv) in scores.chunks_exact_mut(padded).zip(&mut inv) {
                     // the padding keys' scores are 0 (zero keys): excluded by a NEG_INFINITY,
                     // so the max and sum run over whole registers
                     scores[n..].fill(f32::NEG_INFINITY);
-                    let max = lanes(scores, f32::NEG_INFINITY, f32::max);
+                    let max = lanes(scores, f32::NEG_INFINITY, max, max);
                     for s in scores.iter_mut() {
                         *s = exp(*s - max);
                     }
                     scores[n..].fill(0.0);
-                    *inv = 1.0 / lanes(scores, 0.0, |a, b| a + b);
+                    *inv = 1.0 / lanes(scores, 0.0, add, add);
                 }
-                weighted_sum(&scores, n, &v, inv, group, qo, hidden, out);
+                weighted_sum(&scores, n, head, v, inv, group, qo, hidden, out);
             }
         }
     }
@@ -310,17 +314,46 @@ impl Attention<'_> {
 /// Lanes of the blocked loops below: a 512-bit register of f32 (two 256-bit ones on AVX2).
 const LANES: usize = 16;
 
-/// `xs` (a whole number of [`LANES`]) folded by `f` a register at a time, then across the
-/// register: a fold of one value at a time is a chain of dependent steps.
+/// `a + b`, the step and merge of a sum by [`lanes`].
 #[inline(always)]
-fn lanes(xs: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+fn add(a: f32, b: f32) -> f32 {
+    a + b
+}
+
+/// The larger of `a` and `b` (`b` when either is NaN): one `max` instruction, where
+/// `f32::max`'s rule for NaN costs a compare and a blend more.
+#[inline(always)]
+fn max(a: f32, b: f32) -> f32 {
+    if a > b { a } else { b }
+}
+
+/// `xs` folded by `step` a register at a time into [`LANES`] accumulators, which `merge`
+/// folds into one, then the tail past the last whole register: a fold of one value at a time is
+/// a chain of dependent steps the compiler may not reorder (f32 sums are not associative).
+#[inline(always)]
+fn lanes(
+    xs: &[f32],
+    init: f32,
+    step: impl Fn(f32, f32) -> f32,
+    merge: impl Fn(f32, f32) -> f32,
+) -> f32 {
     let mut acc = [init; LANES];
-    for block in xs.chunks_exact(LANES) {
+    let blocks = xs.chunks_exact(LANES);
+    let tail = blocks.remainder();
+    for block in blocks {
         for l in 0..LANES {
-            acc[l] = f(acc[l], block[l]);
+            acc[l] = step(acc[l], block[l]);
         }
     }
-    acc.into_iter().fold(init, f)
+    // halves folded onto each other (a vector step each), not one value at a time
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            acc[l] = merge(acc[l], acc[l + width]);
+        }
+    }
+    tail.iter().fold(acc[0], |a, &x| step(a, x))
 }
 
 /// Queries whose scores and context are computed together. The sums use `mul_add`, one FMA
@@ -330,39 +363,101 @@ fn lanes(xs: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
 /// busy), and each key or value register loaded once for all of them.
 const QUERIES: usize = 4;
 
-/// `scores[g][t] = Σ_d q[g][d] · kt[d][t]` for the [`QUERIES`] queries `q` (rows of `head`);
-/// `kt` is `head` rows of `padded` keys (a whole number of [`LANES`]), `scores` [`QUERIES`]
-/// rows of `padded`.
+/// `scores[g][t] = Σ_d q[g][d] · k[t][d]` for the [`QUERIES`] queries `q` (rows of `head`);
+/// `kt` holds the keys in blocks of [`LANES`], each block `head` rows of [`LANES`] keys, and
+/// `scores` is [`QUERIES`] rows of `kt.len() / head` (a whole number of blocks). Two blocks at a
+/// time (eight independent sums, see [`fma`]); the loops run over exact chunks and zipped rows,
+/// so no step checks an index.
 #[inline(always)]
 fn dot_rows(q: &[f32], kt: &[f32], scores: &mut [f32]) {
     let head = q.len() / QUERIES;
     let padded = scores.len() / QUERIES;
-    debug_assert_eq!(padded % LANES, 0);
-    for start in (0..padded).step_by(LANES) {
-        let mut acc = [[0f32; LANES]; QUERIES];
-        for d in 0..head {
-            let k = &kt[d * padded + start..d * padded + start + LANES];
-            for (g, acc) in acc.iter_mut().enumerate() {
-                let qd = q[g * head + d];
-                for l in 0..LANES {
-                    acc[l] = qd.mul_add(k[l], acc[l]);
-                }
+    let [q0, q1, q2, q3] = rows(q, head);
+    let queries = || {
+        q0.iter()
+            .zip(q1)
+            .zip(q2)
+            .zip(q3)
+            .map(|(((&a, &b), &c), &d)| [a, b, c, d])
+    };
+    let mut scores = rows_mut(scores, padded);
+    let size = head * LANES;
+    let pairs = kt.chunks_exact(2 * size);
+    let last = pairs.remainder();
+    let mut write = |first: usize, acc: &[[[f32; LANES]; 2]; QUERIES], blocks: usize| {
+        for (s, acc) in scores.iter_mut().zip(acc) {
+            for (b, acc) in acc.iter().enumerate().take(blocks) {
+                s[(first + b) * LANES..(first + b + 1) * LANES].copy_from_slice(acc);
             }
         }
-        for (g, acc) in acc.iter().enumerate() {
-            scores[g * padded + start..g * padded + start + LANES].copy_from_slice(acc);
+    };
+    for (p, pair) in pairs.enumerate() {
+        let mut acc = [[[0f32; LANES]; 2]; QUERIES];
+        let (k0, k1) = pair.split_at(size);
+        for ((k0, k1), w) in k0
+            .chunks_exact(LANES)
+            .zip(k1.chunks_exact(LANES))
+            .zip(queries())
+        {
+            fma(&mut acc, [k0, k1], w);
         }
+        write(2 * p, &acc, 2);
     }
+    if !last.is_empty() {
+        let mut acc = [[[0f32; LANES]; 2]; QUERIES];
+        for (k, w) in last.chunks_exact(LANES).zip(queries()) {
+            fma(&mut acc, [k, k], w);
+        }
+        write(2 * (kt.len() / (2 * size)), &acc, 1);
+    }
+}
+
+/// `acc[g][b][l] += w[g] · x[b][l]`: [`QUERIES`] × 2 independent sums of a register each, so
+/// that the FMA units (two, each 4 cycles from input to result) always have one to start; each
+/// register of `x` is loaded once for all the queries.
+#[inline(always)]
+fn fma(acc: &mut [[[f32; LANES]; 2]; QUERIES], x: [&[f32]; 2], w: [f32; QUERIES]) {
+    let [x0, x1]: [&[f32; LANES]; 2] = x.map(|x| x.try_into().expect("a register of values"));
+    let [w0, w1, w2, w3] = w;
+    let [a0, a1, a2, a3] = acc;
+    // one statement a sum: written as loops over the queries and blocks, the compiler ran
+    // them a value at a time
+    for l in 0..LANES {
+        a0[0][l] = w0.mul_add(x0[l], a0[0][l]);
+        a0[1][l] = w0.mul_add(x1[l], a0[1][l]);
+        a1[0][l] = w1.mul_add(x0[l], a1[0][l]);
+        a1[1][l] = w1.mul_add(x1[l], a1[1][l]);
+        a2[0][l] = w2.mul_add(x0[l], a2[0][l]);
+        a2[1][l] = w2.mul_add(x1[l], a2[1][l]);
+        a3[0][l] = w3.mul_add(x0[l], a3[0][l]);
+        a3[1][l] = w3.mul_add(x1[l], a3[1][l]);
+    }
+}
+
+/// The [`QUERIES`] rows of `width` at the start of `xs`.
+#[inline(always)]
+fn rows(xs: &[f32], width: usize) -> [&[f32]; QUERIES] {
+    std::array::from_fn(|g| &xs[g * width..(g + 1) * width])
+}
+
+/// The [`QUERIES`] rows of `width` at the start of `xs`, to write.
+#[inline(always)]
+fn rows_mut(xs: &mut [f32], width: usize) -> [&mut [f32]; QUERIES] {
+    let mut rows = xs.chunks_exact_mut(width.max(1));
+    std::array::from_fn(|_| rows.next().unwrap_or_default())
 }
 
 /// The context of each query of `group` (its token rows; [`QUERIES`] at most): row `i` of
 /// `out`, columns `qo..qo + head`, gets `inv[g] · Σ_t p[g][t] · v[t]` over the `n` keys, where
-/// `p` is [`QUERIES`] rows of `p.len() / QUERIES` weights and `v` is `n` rows of `head`.
+/// `p` is [`QUERIES`] rows of `p.len() / QUERIES` weights and `v` holds the values in blocks of
+/// [`LANES`] columns, each block `n` rows (the last block narrower when [`LANES`] does not
+/// divide `head`). Two blocks at a time; no step of the loops checks an index.
 #[allow(clippy::too_many_arguments)] // one call site, all of them the attention's own state
 #[inline(always)]
 fn weighted_sum(
     p: &[f32],
     n: usize,
+    head: usize,
     v: &[f32],
     inv: [f32; QUERIES],
     group: &[usize],
@@ -370,31 +465,58 @@ fn weighted_sum(
     hidden: usize,
     out: &mut [f32],
 ) {
-    let padded = p.len() / QUERIES;
-    let head = v.len() / n.max(1);
-    let blocks = head / LANES * LANES;
-    for start in (0..blocks).step_by(LANES) {
-        let mut acc = [[0f32; LANES]; QUERIES];
-        for t in 0..n {
-            let v = &v[t * head + start..t * head + start + LANES];
-            for (g, acc) in acc.iter_mut().enumerate() {
-                let pt = p[g * padded + t];
-                for l in 0..LANES {
-                    acc[l] = pt.mul_add(v[l], acc[l]);
-                }
+    let [p0, p1, p2, p3] = rows(p, p.len() / QUERIES).map(|p| &p[..n]);
+    let weights = || {
+        p0.iter()
+            .zip(p1)
+            .zip(p2)
+            .zip(p3)
+            .map(|(((&a, &b), &c), &d)| [a, b, c, d])
+    };
+    let size = n * LANES;
+    let whole = head / LANES;
+    let mut write = |column: usize, acc: &[f32; LANES], g: usize| {
+        if let Some(&i) = group.get(g) {
+            let o = &mut out[i * hidden + qo + column..i * hidden + qo + column + LANES];
+            for (o, &a) in o.iter_mut().zip(acc) {
+                *o = a * inv[g];
             }
         }
-        for (g, &i) in group.iter().enumerate() {
-            let o = &mut out[i * hidden + qo + start..i * hidden + qo + start + LANES];
-            for l in 0..LANES {
-                o[l] = acc[g][l] * inv[g];
+    };
+    // an odd last block is summed twice (as both of a pair) and written once
+    for first in (0..whole).step_by(2) {
+        let second = (first + 1).min(whole - 1);
+        let (b0, b1) = (
+            &v[first * size..(first + 1) * size],
+            &v[second * size..(second + 1) * size],
+        );
+        let mut acc = [[[0f32; LANES]; 2]; QUERIES];
+        for ((v0, v1), w) in b0
+            .chunks_exact(LANES)
+            .zip(b1.chunks_exact(LANES))
+            .zip(weights())
+        {
+            fma(&mut acc, [v0, v1], w);
+        }
+        for (g, acc) in acc.iter().enumerate() {
+            write(first * LANES, &acc[0], g);
+            if second != first {
+                write(second * LANES, &acc[1], g);
             }
         }
     }
-    for (g, &i) in group.iter().enumerate() {
-        for d in blocks..head {
-            let sum: f32 = (0..n).map(|t| p[g * padded + t] * v[t * head + d]).sum();
-            out[i * hidden + qo + d] = sum * inv[g];
+    let rest = head - whole * LANES;
+    if rest > 0 {
+        let tail = &v[whole * size..whole * size + n * rest];
+        for ((&i, p), inv) in group.iter().zip([p0, p1, p2, p3]).zip(inv) {
+            for d in 0..rest {
+                let sum: f32 = p
+                    .iter()
+                    .zip(tail.chunks_exact(rest))
+                    .map(|(&p, v)| p * v[d])
+                    .sum();
+                out[i * hidden + qo + whole * LANES + d] = sum * inv;
+            }
         }
     }
 }
