@@ -195,6 +195,7 @@ impl candle_core::CustomOp1 for Attention<'_> {
         let hidden = three / 3;
         if three != self.bias.len()
             || three % 3 != 0
+            || hidden == 0
             || self.heads == 0
             || hidden % self.heads != 0
             || self.len == 0
@@ -236,7 +237,7 @@ impl Attention<'_> {
         // blocks of LANES (each block `head` rows of LANES keys, the last block padded with zero
         // keys) and values in blocks of LANES columns (each block n rows of LANES values; a
         // narrower last block when LANES does not divide `head`), read in one pass over the
-        // text's rows (a pass per head, over rows of 3 · hidden, waited on memory)
+        // text's rows (instead of a pass per head, which waited on memory for every row)
         let (padded, grouped) = (n.next_multiple_of(LANES), n.next_multiple_of(QUERIES));
         let (mut q, mut kt, mut v) = (
             vec![0f32; self.heads * grouped * head],
@@ -328,7 +329,9 @@ fn max(a: f32, b: f32) -> f32 {
 }
 
 /// `xs` folded by `step` a register at a time into [`LANES`] accumulators, which `merge`
-/// folds into one, then the tail past the last whole register: a fold of one value at a time is
+/// folds into one, then the tail past the last whole register (`init` must leave a value
+/// unchanged under `merge`, as 0 does a sum and −∞ a max: it is all of the accumulators when
+/// `xs` is shorter than a register): a fold of one value at a time is
 /// a chain of dependent steps the compiler may not reorder (f32 sums are not associative).
 #[inline(always)]
 fn lanes(
@@ -366,8 +369,8 @@ const QUERIES: usize = 4;
 /// `scores[g][t] = Σ_d q[g][d] · k[t][d]` for the [`QUERIES`] queries `q` (rows of `head`);
 /// `kt` holds the keys in blocks of [`LANES`], each block `head` rows of [`LANES`] keys, and
 /// `scores` is [`QUERIES`] rows of `kt.len() / head` (a whole number of blocks). Two blocks at a
-/// time (eight independent sums, see [`fma`]); the loops run over exact chunks and zipped rows,
-/// so no step checks an index.
+/// time (eight independent sums, see [`fma`]); the multiply-add loop runs over exact chunks and
+/// zipped rows, so none of its steps checks an index.
 #[inline(always)]
 fn dot_rows(q: &[f32], kt: &[f32], scores: &mut [f32]) {
     let head = q.len() / QUERIES;
@@ -451,7 +454,7 @@ fn rows_mut(xs: &mut [f32], width: usize) -> [&mut [f32]; QUERIES] {
 /// `out`, columns `qo..qo + head`, gets `inv[g] · Σ_t p[g][t] · v[t]` over the `n` keys, where
 /// `p` is [`QUERIES`] rows of `p.len() / QUERIES` weights and `v` holds the values in blocks of
 /// [`LANES`] columns, each block `n` rows (the last block narrower when [`LANES`] does not
-/// divide `head`). Two blocks at a time; no step of the loops checks an index.
+/// divide `head`). Two blocks at a time; no step of the multiply-add loop checks an index.
 #[allow(clippy::too_many_arguments)] // one call site, all of them the attention's own state
 #[inline(always)]
 fn weighted_sum(

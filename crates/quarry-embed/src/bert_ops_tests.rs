@@ -78,8 +78,8 @@ fn bias_gelu_matches_candles_add_then_exact_gelu() {
 
 #[test]
 fn bias_residual_norm_matches_candles_add_add_layer_norm() {
-    // 384 wide like MiniLM, and 20 wide (not a multiple of the 16 lanes)
-    for (rows, width) in [(50, 384), (9, 20)] {
+    // 384 wide like MiniLM, 20 wide (not a multiple of the 16 lanes) and 7 (not one register)
+    for (rows, width) in [(50, 384), (9, 20), (5, 7)] {
         let y = Tensor::from_vec(spread(rows * width, 6.0), (rows, width), &Device::Cpu).unwrap();
         let x = Tensor::from_vec(
             spread(rows * width + 3, 3.0)[3..].to_vec(),
@@ -181,9 +181,13 @@ fn reference_attention(
 #[test]
 fn attention_matches_the_tensor_ops_it_replaces() {
     // MiniLM's heads (12 of 32); heads below a register (5, 4), of a register and a tail (20),
-    // of three registers (48); a text of one token
+    // of three registers (48: a pair and an odd one), of four (64, BERT-base's: two pairs), of
+    // one (16: no tail); texts of one token, of exactly one block of 16 keys, of two blocks and a
+    // part (40) and of four and a part (70: key blocks in two pairs and an odd one)
     for (heads, head, len, batch) in [
         (12, 32, 40, 4),
+        (2, 64, 16, 4),
+        (3, 16, 70, 4),
         (3, 5, 21, 4),
         (2, 20, 33, 4),
         (1, 48, 17, 3),

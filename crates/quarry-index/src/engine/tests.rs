@@ -227,6 +227,11 @@ struct Counting {
     fail: std::sync::atomic::AtomicBool,
     /// Milliseconds each call takes (a slow model).
     delay_ms: std::sync::atomic::AtomicU64,
+    /// Fails a call with a text that holds this word (a model down halfway through an ingest).
+    fail_on: std::sync::Mutex<Option<&'static str>>,
+    /// Calls running now, and the most that ever ran at once.
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl Counting {
@@ -246,6 +251,9 @@ impl Counting {
             calls: Default::default(),
             fail: Default::default(),
             delay_ms: Default::default(),
+            fail_on: Default::default(),
+            in_flight: Default::default(),
+            most_in_flight: Default::default(),
         })
     }
 
@@ -266,9 +274,14 @@ impl Embedder for Counting {
         texts: &[&str],
         _kind: InputKind,
     ) -> std::result::Result<Vec<Vec<f32>>, quarry_core::EmbedError> {
-        let delay = self.delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+        use std::sync::atomic::Ordering::SeqCst;
+        let running = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most_in_flight.fetch_max(running, SeqCst);
+        let delay = self.delay_ms.load(SeqCst);
         std::thread::sleep(std::time::Duration::from_millis(delay));
-        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+        self.in_flight.fetch_sub(1, SeqCst);
+        let word = *self.fail_on.lock().unwrap();
+        if self.fail.load(SeqCst) || word.is_some_and(|w| texts.iter().any(|t| t.contains(w))) {
             return Err(quarry_core::EmbedError::Provider("down".into()));
         }
         self.calls
@@ -676,6 +689,11 @@ fn an_ingest_in_batches_embeds_each_chunk_once_and_stops_at_a_failing_model() {
     assert!(s.chunks >= PARAS.len() as u64);
     assert_eq!((s.embedded, s.cache_hits), (s.chunks, 0), "{s:?}");
     assert_eq!(e.texts() as u64, s.chunks, "each chunk embedded once");
+    // three batches through the pipeline, one in the model at a time
+    assert_eq!(
+        e.most_in_flight.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
     // the progress bar's "of the total to embed": every chunk the model was handed, queued once
     assert_eq!(engine.telemetry().document_embedding().queued, s.chunks);
     let stats = engine.stats("c", &admin()).unwrap();
@@ -710,6 +728,51 @@ fn an_ingest_in_batches_embeds_each_chunk_once_and_stops_at_a_failing_model() {
         PARAS.len() as u64
     );
     assert!(docs_matching(&engine, "zebra").is_empty());
+}
+
+/// A model that fails at the fourth batch of an ingest (three before it embedded, committed in
+/// order): the ingest stops with the model's error, the three batches before stay committed and
+/// searchable, nothing of the fourth is, and no two model calls ever ran at once (each is slow
+/// enough here to overlap the next batch's reading and the commit of the one before).
+#[test]
+fn a_later_batchs_model_error_stops_the_ingest_and_keeps_the_batches_before() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    for (i, p) in PARAS.iter().enumerate() {
+        std::fs::write(files.path().join(format!("p{i}.txt")), p).unwrap();
+    }
+    // read last (the walk is in name order): the fourth batch
+    std::fs::write(files.path().join("q.txt"), "a xylophone in the hall").unwrap();
+    let e = Counting::new();
+    e.delay_ms.store(30, SeqCst);
+    *e.fail_on.lock().unwrap() = Some("xylophone");
+    let engine = Engine::open(data.path(), vector_options(&e)).unwrap();
+    let opts = crate::IngestOptions {
+        collection: "c".into(),
+        batch_docs: 2,
+        ..crate::IngestOptions::default()
+    };
+    let paths = [files.path().to_path_buf()];
+    let err = crate::ingest(&engine, &paths, &opts, &crate::NoProgress).unwrap_err();
+    assert!(err.to_string().contains("down"), "{err}");
+    assert_eq!(e.most_in_flight.load(SeqCst), 1, "one model call at a time");
+    let stats = engine.stats("c", &admin()).unwrap();
+    assert_eq!(stats.documents, PARAS.len() as u64, "{stats:?}");
+    assert_eq!(
+        stats.vectors,
+        Some(e.texts() as u64),
+        "every committed chunk has its vector"
+    );
+    for word in ["apple", "kettles"] {
+        assert!(!docs_matching(&engine, word).is_empty(), "{word}");
+    }
+    assert!(docs_matching(&engine, "xylophone").is_empty());
+    // the same ingest with the model back: only the fourth batch is new
+    *e.fail_on.lock().unwrap() = None;
+    let s = crate::ingest(&engine, &paths, &opts, &crate::NoProgress).unwrap();
+    assert_eq!((s.added, s.unchanged), (1, PARAS.len() as u64), "{s:?}");
+    assert_eq!(docs_matching(&engine, "xylophone").len(), 1);
 }
 
 /// A write embeds its chunks before it takes the writer lock: another write (here a delete) does

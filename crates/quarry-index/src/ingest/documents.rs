@@ -1,7 +1,7 @@
 //! Ingest of documents: walk → read and hash raw bytes (unchanged documents stop here) → extract
 //! text → chunk → apply to the engine in batches, each batch one generation. Extraction and
-//! chunking run in parallel with rayon; a batch is committed on its own thread while the next is
-//! read and embedded ([`Committer`]). Bad input never fails the run: every skipped file or line
+//! chunking run in parallel with rayon; while a batch is read and chunked, the one before is embedded
+//! and the one before that committed, each on a thread of its own ([`Committer`]). Bad input never fails the run: every skipped file or line
 //! is counted in the summary with its reason.
 //!
 //! PDF and Word files are read by [`super::binary`], on a thread of their own with a deadline; an
@@ -277,8 +277,9 @@ fn record_hash(line: &[u8], has_acl: bool) -> ContentHash {
     ContentHash::of(line)
 }
 
-/// Accumulates changes and commits them in batches: on a [`Committer`]'s thread when it has one
-/// (the next batch is read and embedded meanwhile), else in the caller's.
+/// Accumulates changes and commits them in batches: through a [`Committer`] (embedded and
+/// committed on threads of their own while the next batch is read) when it has one, else in the
+/// caller's thread.
 struct Batcher<'a, 's> {
     engine: &'a Engine,
     opts: &'a IngestOptions,
@@ -364,18 +365,18 @@ impl<'a, 's> Batcher<'a, 's> {
             return Ok(());
         }
         let changes = std::mem::take(&mut self.changes);
-        let stats = match &mut self.committer {
+        let ended = match &mut self.committer {
             Some(c) => c.commit(changes)?,
-            None => Some(self.engine.apply_cancellable(
+            None => vec![self.engine.apply_cancellable(
                 &self.opts.collection,
                 changes,
                 self.opts.embed,
                 None,
                 self.opts.cancel.as_ref(),
-            )?),
+            )?],
         };
-        if let Some(stats) = stats {
-            self.summary.add(&stats);
+        for stats in &ended {
+            self.summary.add(stats);
         }
         Ok(())
     }
@@ -383,14 +384,10 @@ impl<'a, 's> Batcher<'a, 's> {
     /// Commits what is gathered and waits until every batch is committed.
     fn finish(&mut self) -> Result<()> {
         self.flush()?;
-        if let Some(stats) = self
-            .committer
-            .as_mut()
-            .map(Committer::wait)
-            .transpose()?
-            .flatten()
-        {
-            self.summary.add(&stats);
+        if let Some(c) = self.committer.as_mut() {
+            for stats in c.wait()? {
+                self.summary.add(&stats);
+            }
         }
         Ok(())
     }
