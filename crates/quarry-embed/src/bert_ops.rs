@@ -375,14 +375,8 @@ const QUERIES: usize = 4;
 fn dot_rows(q: &[f32], kt: &[f32], scores: &mut [f32]) {
     let head = q.len() / QUERIES;
     let padded = scores.len() / QUERIES;
-    let [q0, q1, q2, q3] = rows(q, head);
-    let queries = || {
-        q0.iter()
-            .zip(q1)
-            .zip(q2)
-            .zip(q3)
-            .map(|(((&a, &b), &c), &d)| [a, b, c, d])
-    };
+    let q = rows(q, head);
+    let queries = || columns(q);
     let mut scores = rows_mut(scores, padded);
     let size = head * LANES;
     let pairs = kt.chunks_exact(2 * size);
@@ -443,6 +437,18 @@ fn rows(xs: &[f32], width: usize) -> [&[f32]; QUERIES] {
     std::array::from_fn(|g| &xs[g * width..(g + 1) * width])
 }
 
+/// The columns of the [`QUERIES`] rows `rows`, as far as the shortest: the `d`-th values of the
+/// rows together, for one step of the sums.
+#[inline(always)]
+fn columns(rows: [&[f32]; QUERIES]) -> impl Iterator<Item = [f32; QUERIES]> {
+    let [a, b, c, d] = rows;
+    a.iter()
+        .zip(b)
+        .zip(c)
+        .zip(d)
+        .map(|(((&a, &b), &c), &d)| [a, b, c, d])
+}
+
 /// The [`QUERIES`] rows of `width` at the start of `xs`, to write.
 #[inline(always)]
 fn rows_mut(xs: &mut [f32], width: usize) -> [&mut [f32]; QUERIES] {
@@ -468,14 +474,8 @@ fn weighted_sum(
     hidden: usize,
     out: &mut [f32],
 ) {
-    let [p0, p1, p2, p3] = rows(p, p.len() / QUERIES).map(|p| &p[..n]);
-    let weights = || {
-        p0.iter()
-            .zip(p1)
-            .zip(p2)
-            .zip(p3)
-            .map(|(((&a, &b), &c), &d)| [a, b, c, d])
-    };
+    let p = rows(p, p.len() / QUERIES).map(|p| &p[..n]);
+    let weights = || columns(p);
     let size = n * LANES;
     let whole = head / LANES;
     let mut write = |column: usize, acc: &[f32; LANES], g: usize| {
@@ -511,7 +511,7 @@ fn weighted_sum(
     let rest = head - whole * LANES;
     if rest > 0 {
         let tail = &v[whole * size..whole * size + n * rest];
-        for ((&i, p), inv) in group.iter().zip([p0, p1, p2, p3]).zip(inv) {
+        for ((&i, p), inv) in group.iter().zip(p).zip(inv) {
             for d in 0..rest {
                 let sum: f32 = p
                     .iter()

@@ -666,23 +666,37 @@ fn grouping_by_document_looks_deeper_past_a_document_of_many_matching_chunks() {
     );
 }
 
-/// An ingest of several batches: each committed on the committer's thread while the next is read
-/// and embedded ahead; every chunk is embedded once and counted as embedded, not as a cache hit; a
-/// model that fails stops the ingest with its error and commits nothing of the failing batch.
-#[test]
-fn an_ingest_in_batches_embeds_each_chunk_once_and_stops_at_a_failing_model() {
+/// A data directory, a folder of one file per paragraph of [`PARAS`], an engine over `e` and
+/// ingest options of two documents a batch (so the folder is three batches).
+fn batched(
+    e: &Arc<Counting>,
+) -> (
+    tempfile::TempDir,
+    tempfile::TempDir,
+    Engine,
+    crate::IngestOptions,
+) {
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
     for (i, p) in PARAS.iter().enumerate() {
         std::fs::write(files.path().join(format!("p{i}.txt")), p).unwrap();
     }
-    let e = Counting::new();
-    let engine = Engine::open(data.path(), vector_options(&e)).unwrap();
+    let engine = Engine::open(data.path(), vector_options(e)).unwrap();
     let opts = crate::IngestOptions {
         collection: "c".into(),
         batch_docs: 2,
         ..crate::IngestOptions::default()
     };
+    (data, files, engine, opts)
+}
+
+/// An ingest of several batches: each embedded and committed on the committer's threads while the
+/// next is read; every chunk is embedded once and counted as embedded, not as a cache hit; a
+/// model that fails stops the ingest with its error and commits nothing of the failing batch.
+#[test]
+fn an_ingest_in_batches_embeds_each_chunk_once_and_stops_at_a_failing_model() {
+    let e = Counting::new();
+    let (_data, files, engine, opts) = batched(&e);
     let paths = [files.path().to_path_buf()];
     let s = crate::ingest(&engine, &paths, &opts, &crate::NoProgress).unwrap();
     assert_eq!(s.added, PARAS.len() as u64, "{s:?}");
@@ -737,22 +751,12 @@ fn an_ingest_in_batches_embeds_each_chunk_once_and_stops_at_a_failing_model() {
 #[test]
 fn a_later_batchs_model_error_stops_the_ingest_and_keeps_the_batches_before() {
     use std::sync::atomic::Ordering::SeqCst;
-    let data = tempfile::tempdir().unwrap();
-    let files = tempfile::tempdir().unwrap();
-    for (i, p) in PARAS.iter().enumerate() {
-        std::fs::write(files.path().join(format!("p{i}.txt")), p).unwrap();
-    }
-    // read last (the walk is in name order): the fourth batch
-    std::fs::write(files.path().join("q.txt"), "a xylophone in the hall").unwrap();
     let e = Counting::new();
     e.delay_ms.store(30, SeqCst);
     *e.fail_on.lock().unwrap() = Some("xylophone");
-    let engine = Engine::open(data.path(), vector_options(&e)).unwrap();
-    let opts = crate::IngestOptions {
-        collection: "c".into(),
-        batch_docs: 2,
-        ..crate::IngestOptions::default()
-    };
+    let (_data, files, engine, opts) = batched(&e);
+    // read last (the walk is in name order): the fourth batch
+    std::fs::write(files.path().join("q.txt"), "a xylophone in the hall").unwrap();
     let paths = [files.path().to_path_buf()];
     let err = crate::ingest(&engine, &paths, &opts, &crate::NoProgress).unwrap_err();
     assert!(err.to_string().contains("down"), "{err}");
