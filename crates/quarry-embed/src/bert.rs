@@ -3,24 +3,31 @@
 //! `BertModel` lets a caller replace none of its parts and most of its element-wise steps cost
 //! time on the CPU (BENCHMARKS.md, "MiniLM on the CPU" and "the encoder's steps fused"):
 //!
-//! - activations are `(batch · len, hidden)` rows throughout, and each layer's four matrix
-//!   products run against weights transposed once at load (gemm packs those faster);
+//! - activations are `(batch · len, hidden)` row-major `f32` rows throughout, in buffers a pass
+//!   reuses from layer to layer and keeps for the next pass;
+//! - each layer's four matrix products are faer's, written into those buffers, against weights
+//!   transposed once at load (candle's product allocates and zeroes its result, on one thread);
 //! - the query, key and value projections are one product, and [`Attention`] takes it from
-//!   there (biases, scaling, mask, softmax, weighted sum) in one op;
-//! - each product's bias goes into the step after it: [`BiasGelu`] and [`BiasResidualNorm`],
-//!   in place.
+//!   there (biases, scaling, mask, softmax, weighted sum) in one step;
+//! - each product's bias goes into the step after it: [`BiasActivation`] and
+//!   [`BiasResidualNorm`], in place.
 //!
-//! Measured against `BertModel` in the same run (the embed bench): 1.68× its tokens/s at
-//! 64-token chunks; the hidden states of real tokens (not padding) equal its own within f32
-//! rounding and the two approximations of [`crate::bert_ops`] (`erf`, `exp`), tested in
-//! `tests/parity.rs`. Padding rows get no attention context here (`BertModel` attends from them
-//! too); mean pooling leaves them out. Dropout (inference only) and the tracing spans are left
-//! out; absolute positions only (as `BertModel`).
+//! candle still loads the weights and runs the embeddings (lookups and their norm, once a
+//! pass). Measured against `BertModel` in the same run (the embed bench): 1.68× its tokens/s at
+//! 64-token chunks before the products moved to faer; the hidden states of real tokens (not
+//! padding) equal its own within f32 rounding and the two approximations of
+//! [`crate::bert_ops`] (`erf`, `exp`), tested in `tests/parity.rs`. Padding rows get no
+//! attention context here (`BertModel` attends from them too); mean pooling leaves them out.
+//! Dropout (inference only) and the tracing spans are left out; absolute positions only (as
+//! `BertModel`).
 
-use crate::bert_ops::{Attention, BiasGelu, BiasResidualNorm};
+use crate::bert_ops::{Attention, BiasActivation, BiasResidualNorm};
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear};
-use candle_transformers::models::bert::{Config, HiddenAct};
+use candle_transformers::models::bert::Config;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use std::sync::Mutex;
 
 /// A BERT encoder: token ids in, the last layer's hidden states out.
 pub(crate) struct Bert {
@@ -29,26 +36,106 @@ pub(crate) struct Bert {
     token_type: Embedding,
     embeddings_norm: LayerNorm,
     layers: Vec<Layer>,
+    hidden: usize,
+    intermediate: usize,
+    /// One forward pass at a time, and its buffers, kept for the next pass (a pass writes every
+    /// value before it reads it; keeping them saves zeroing and faulting in ~30 MB a batch).
+    /// Passes never ran side by side: each product and step already takes every core, and
+    /// faer's thread scheduling (spindle's barriers on rayon's pool) is entered by one pass
+    /// at a time.
+    work: Mutex<Activations>,
+}
+
+/// Rows a pass keeps its buffers for at most: [`crate::local::BATCH_TOKENS`] twice over; a
+/// larger batch (`quarry model distill --batch`) lets them go when it ends.
+const KEEP_ROWS: usize = 2 * crate::local::BATCH_TOKENS;
+
+/// A layer's intermediate activations for `rows` token rows, row-major.
+#[derive(Default)]
+struct Activations {
+    /// `rows × 3 · hidden`: the stacked query, key and value projections
+    qkv: Vec<f32>,
+    /// `rows × hidden`: the attention's context
+    context: Vec<f32>,
+    /// `rows × hidden`: the attention block's output (its projection, bias, residual and
+    /// norm): the feed-forward's input and its residual
+    attended: Vec<f32>,
+    /// `rows × intermediate`: the feed-forward's inner activations
+    inner: Vec<f32>,
+}
+
+impl Activations {
+    /// Sizes every buffer for `rows` rows; their values are left for the pass to write.
+    fn fit(&mut self, rows: usize, hidden: usize, intermediate: usize) {
+        for (buffer, width) in [
+            (&mut self.qkv, 3 * hidden),
+            (&mut self.context, hidden),
+            (&mut self.attended, hidden),
+            (&mut self.inner, intermediate),
+        ] {
+            let len = rows * width;
+            if len > buffer.capacity() {
+                // a new buffer, rather than one that copies the old values over as it grows
+                *buffer = vec![0.0; len];
+            } else {
+                buffer.resize(len, 0.0);
+            }
+        }
+    }
+}
+
+/// A linear layer's weight, `inputs × outputs` row-major (transposed from the file's layout once
+/// at load), for [`Weight::product`].
+struct Weight {
+    values: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
+}
+
+impl Weight {
+    /// `out = xs · W` for the rows of `xs` (`rows × inputs` into `rows × outputs`), on rayon's
+    /// threads (a query's few rows too: on the caller's thread alone, 32 queries took 1.4 to 1.7
+    /// times as long in the embed bench). faer's product writes into `out`,
+    /// where candle's allocates a zeroed tensor per product: that zeroing ran on one thread
+    /// while the other waited, 5 % of an ingest's time in a profile (BENCHMARKS.md, "MiniLM on
+    /// the CPU: products into reused buffers").
+    fn product(&self, xs: &[f32], out: &mut [f32]) -> Result<()> {
+        let rows = xs.len() / self.inputs.max(1);
+        if self.inputs == 0 || xs.len() != rows * self.inputs || out.len() != rows * self.outputs {
+            candle_core::bail!(
+                "product: {} values into {} against a {}×{} weight",
+                xs.len(),
+                out.len(),
+                self.inputs,
+                self.outputs
+            );
+        }
+        matmul(
+            MatMut::from_row_major_slice_mut(out, rows, self.outputs),
+            Accum::Replace,
+            MatRef::from_row_major_slice(xs, rows, self.inputs),
+            MatRef::from_row_major_slice(&self.values, self.inputs, self.outputs),
+            1.0,
+            Par::rayon(0),
+        );
+        Ok(())
+    }
 }
 
 struct Layer {
-    /// `(hidden, 3 · hidden)`: the query, key and value projections side by side, their biases in
-    /// `qkv_bias`, added by [`Attention`]
-    qkv: Tensor,
+    /// the query, key and value projections side by side (`hidden × 3 · hidden`), their biases
+    /// in `qkv_bias`, added by [`Attention`]
+    qkv: Weight,
     qkv_bias: Vec<f32>,
     heads: usize,
-    /// `(hidden, hidden)`, transposed as [`split`] makes all four: the attention's output
-    /// projection (its bias is in `attention_norm`)
-    attention_out: Tensor,
+    /// the attention's output projection (its bias is in `attention_norm`)
+    attention_out: Weight,
     attention_norm: BiasResidualNorm,
-    /// `(hidden, intermediate)`, its bias in `gelu`
-    intermediate: Tensor,
-    act: HiddenAct,
-    /// the intermediate product's bias, added by the fused [`BiasGelu`] (or, for another
-    /// activation, as a tensor made at the call)
-    gelu: BiasGelu,
-    /// `(intermediate, hidden)`, its bias in `out_norm`
-    out: Tensor,
+    /// `hidden × intermediate`, its bias added by `activation`
+    intermediate: Weight,
+    activation: BiasActivation,
+    /// `intermediate × hidden`, its bias in `out_norm`
+    out: Weight,
     out_norm: BiasResidualNorm,
 }
 
@@ -82,26 +169,38 @@ impl Bert {
             token_type: embedding(config.type_vocab_size, h, e.pp("token_type_embeddings"))?,
             embeddings_norm: layer_norm(h, eps, e.pp("LayerNorm"))?,
             layers,
+            hidden: h,
+            intermediate: config.intermediate_size,
+            work: Mutex::new(Activations::default()),
         })
     }
 
     /// Hidden states `(batch, len, hidden)` of `ids` and `types` `(batch, len)`, `mask` 1 for a
     /// token and 0 for padding.
     pub(crate) fn forward(&self, ids: &Tensor, types: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let (_, len) = ids.dims2()?;
+        let (batch, len) = ids.dims2()?;
         let positions = Tensor::arange(0u32, len as u32, ids.device())?;
         let x = (self.word.forward(ids)? + self.token_type.forward(types)?)?
             .broadcast_add(&self.position.forward(&positions)?)?;
-        let (batch, _, hidden) = x.dims3()?;
-        let mut x = self
-            .embeddings_norm
-            .forward(&x)?
-            .reshape((batch * len, hidden))?;
+        let mut x: Vec<f32> = self.embeddings_norm.forward(&x)?.flatten_all()?.to_vec1()?;
         let mask: Vec<f32> = mask.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        for layer in &self.layers {
-            x = layer.forward(&x, len, &mask)?;
+        let rows = batch * len;
+        // a pass that panicked left the buffers sized for another: `fit` sizes them anew
+        let mut work = self
+            .work
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        work.fit(rows, self.hidden, self.intermediate);
+        let run = self
+            .layers
+            .iter()
+            .try_for_each(|layer| layer.forward(&mut x, &mut work, len, &mask));
+        if rows > KEEP_ROWS {
+            *work = Activations::default();
         }
-        x.reshape((batch, len, hidden))
+        drop(work);
+        run?;
+        Tensor::from_vec(x, (batch, len, self.hidden), ids.device())
     }
 }
 
@@ -111,8 +210,11 @@ impl Layer {
         let heads = config.num_attention_heads; // checked by Bert::load
         let a = vb.pp("attention");
         let s = a.pp("self");
-        let intermediate = linear(h, config.intermediate_size, vb.pp("intermediate.dense"))?;
-        let (intermediate, intermediate_bias) = split(intermediate)?;
+        let (intermediate, intermediate_bias) = split(linear(
+            h,
+            config.intermediate_size,
+            vb.pp("intermediate.dense"),
+        )?)?;
         let (attention_out, attention_norm) = dense_norm(
             linear(h, h, a.pp("output.dense"))?,
             layer_norm(h, eps, a.pp("output.LayerNorm"))?,
@@ -127,52 +229,54 @@ impl Layer {
         for name in ["query", "key", "value"] {
             let (w, b) = split(linear(h, h, s.pp(name))?)?;
             weights.push(w);
-            biases.extend(b.to_vec1::<f32>()?);
+            biases.extend(b);
         }
+        // the three side by side: row i of the stack is row i of each
+        let qkv = Weight {
+            values: (0..h)
+                .flat_map(|i| {
+                    weights
+                        .iter()
+                        .flat_map(move |w| &w.values[i * h..(i + 1) * h])
+                })
+                .copied()
+                .collect(),
+            inputs: h,
+            outputs: 3 * h,
+        };
         Ok(Layer {
-            qkv: Tensor::cat(&weights, 1)?,
+            qkv,
             qkv_bias: biases,
             heads,
             attention_out,
             attention_norm,
-            gelu: BiasGelu {
-                bias: intermediate_bias.to_vec1()?,
+            activation: BiasActivation {
+                bias: intermediate_bias,
+                act: config.hidden_act,
             },
             intermediate,
-            act: config.hidden_act,
             out,
             out_norm,
         })
     }
 
-    /// Hidden states `(batch · len, hidden)` of a batch of texts of `len` tokens, `mask` 1 for
-    /// a token and 0 for padding.
-    fn forward(&self, x: &Tensor, len: usize, mask: &[f32]) -> Result<Tensor> {
-        let context = x.matmul(&self.qkv)?.apply_op1_no_bwd(&Attention {
+    /// Hidden states of a batch of texts of `len` tokens: `x` (`batch · len × hidden`) becomes
+    /// the layer's output; `mask` 1 for a token and 0 for padding.
+    fn forward(&self, x: &mut [f32], a: &mut Activations, len: usize, mask: &[f32]) -> Result<()> {
+        self.qkv.product(x, &mut a.qkv)?;
+        Attention {
             bias: &self.qkv_bias,
             heads: self.heads,
             len,
             mask,
-        })?;
-        // the products are new tensors: the fused steps write over them
-        let attended = context.matmul(&self.attention_out)?;
-        attended.inplace_op2(x, &self.attention_norm)?;
-        let inner = attended.matmul(&self.intermediate)?;
-        // another activation than the exact GELU: the bias added as a tensor, then the activation
-        let biased = |inner: &Tensor| {
-            inner.broadcast_add(&Tensor::new(self.gelu.bias.as_slice(), inner.device())?)
-        };
-        let inner = match self.act {
-            HiddenAct::Gelu => {
-                inner.inplace_op1(&self.gelu)?;
-                inner
-            }
-            HiddenAct::GeluApproximate => biased(&inner)?.gelu()?,
-            HiddenAct::Relu => biased(&inner)?.relu()?,
-        };
-        let out = inner.matmul(&self.out)?;
-        out.inplace_op2(&attended, &self.out_norm)?;
-        Ok(out)
+        }
+        .apply(&mut a.context, &a.qkv)?;
+        self.attention_out.product(&a.context, &mut a.attended)?;
+        self.attention_norm.apply(&mut a.attended, x)?;
+        self.intermediate.product(&a.attended, &mut a.inner)?;
+        self.activation.apply(&mut a.inner)?;
+        self.out.product(&a.inner, x)?;
+        self.out_norm.apply(x, &a.attended)
     }
 }
 
@@ -185,23 +289,37 @@ pub(crate) fn check(config: &Config) -> Result<()> {
             "num_attention_heads {heads} does not divide hidden_size {h} into equal heads"
         );
     }
+    if config.intermediate_size == 0 {
+        candle_core::bail!("intermediate_size 0: a BERT layer needs a feed-forward");
+    }
     Ok(())
 }
 
-/// A linear layer's weight, transposed to `(in, out)` and laid out so (the product packs a
+/// A linear layer's weight, transposed to `inputs × outputs` row-major (faer and gemm pack a
 /// row-major right-hand side faster than the transposed view: +3 to 10 % on MiniLM's shapes),
 /// and its bias.
-fn split(linear: Linear) -> Result<(Tensor, Tensor)> {
-    let bias = match linear.bias() {
-        Some(b) => b.clone(),
-        None => candle_core::bail!("a BERT linear layer without a bias"),
+fn split(linear: Linear) -> Result<(Weight, Vec<f32>)> {
+    let Some(bias) = linear.bias() else {
+        candle_core::bail!("a BERT linear layer without a bias")
     };
-    Ok((linear.weight().t()?.contiguous()?, bias))
+    let (outputs, inputs) = linear.weight().dims2()?;
+    let values = linear
+        .weight()
+        .t()?
+        .contiguous()?
+        .flatten_all()?
+        .to_vec1()?;
+    let weight = Weight {
+        values,
+        inputs,
+        outputs,
+    };
+    Ok((weight, bias.to_vec1()?))
 }
 
-/// A linear layer followed by a residual layer norm: its weight, and the fused op that adds its
-/// bias and the residual and normalises.
-fn dense_norm(linear: Linear, norm: LayerNorm, eps: f64) -> Result<(Tensor, BiasResidualNorm)> {
+/// A linear layer followed by a residual layer norm: its weight, and the fused step that adds
+/// its bias and the residual and normalises.
+fn dense_norm(linear: Linear, norm: LayerNorm, eps: f64) -> Result<(Weight, BiasResidualNorm)> {
     let (weight, bias) = split(linear)?;
     let Some(beta) = norm.bias() else {
         candle_core::bail!("a BERT layer norm without a bias")
@@ -209,7 +327,7 @@ fn dense_norm(linear: Linear, norm: LayerNorm, eps: f64) -> Result<(Tensor, Bias
     Ok((
         weight,
         BiasResidualNorm {
-            bias: bias.to_vec1()?,
+            bias,
             gamma: norm.weight().to_vec1()?,
             beta: beta.to_vec1()?,
             eps: eps as f32,
@@ -246,52 +364,147 @@ mod tests {
         assert_eq!(out.dims(), &[1, 3, 8]);
     }
 
-    #[test]
-    fn every_activation_matches_candles_bert_model_on_random_weights() {
-        use candle_nn::VarMap;
-        use candle_transformers::models::bert::BertModel;
-        let device = candle_core::Device::Cpu;
-        for act in ["gelu", "geluapproximate", "relu"] {
-            // 2 layers of 4 heads of 8, random weights shared by both models through one VarMap
-            let config: Config = serde_json::from_value(serde_json::json!({"vocab_size": 50,
-                "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-                "intermediate_size": 64, "hidden_act": act, "hidden_dropout_prob": 0.1,
-                "max_position_embeddings": 16, "type_vocab_size": 2, "initializer_range": 0.02,
-                "layer_norm_eps": 1e-12, "pad_token_id": 0}))
+    use candle_core::Device;
+    use candle_transformers::models::bert::BertModel;
+
+    /// Our encoder and `BertModel` on the same random weights: 2 layers of 4 heads of 8.
+    fn random_pair(act: &str) -> (Bert, BertModel) {
+        let config: Config = serde_json::from_value(serde_json::json!({"vocab_size": 50,
+            "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 64, "hidden_act": act, "hidden_dropout_prob": 0.1,
+            "max_position_embeddings": 32, "type_vocab_size": 2, "initializer_range": 0.02,
+            "layer_norm_eps": 1e-12, "pad_token_id": 0}))
+        .unwrap();
+        let vars = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+        let ours = Bert::load(vb.clone(), &config).unwrap();
+        (ours, BertModel::load(vb, &config).unwrap())
+    }
+
+    /// A batch of texts of `lengths` tokens (ids from `seed`), padded to the longest: ids and mask.
+    fn batch(lengths: &[usize], seed: u32) -> (Tensor, Tensor) {
+        let len = lengths.iter().copied().max().unwrap_or(0);
+        let (mut ids, mut mask) = (Vec::new(), Vec::new());
+        for (t, &n) in lengths.iter().enumerate() {
+            for i in 0..len {
+                ids.push(if i < n {
+                    1 + (seed + 7 * t as u32 + 3 * i as u32) % 49
+                } else {
+                    0
+                });
+                mask.push(if i < n { 1f32 } else { 0. });
+            }
+        }
+        let shape = (lengths.len(), len);
+        (
+            Tensor::from_vec(ids, shape, &Device::Cpu).unwrap(),
+            Tensor::from_vec(mask, shape, &Device::Cpu).unwrap(),
+        )
+    }
+
+    /// Our hidden states of a batch, checked against `BertModel`'s at every real token (padding
+    /// rows differ by design, and a text of no tokens attends nowhere here); all of ours finite.
+    fn check(
+        ours: &Bert,
+        theirs: &BertModel,
+        lengths: &[usize],
+        seed: u32,
+        what: &str,
+    ) -> Vec<f32> {
+        let (ids, mask) = batch(lengths, seed);
+        let types = ids.zeros_like().unwrap();
+        let a = ours.forward(&ids, &types, &mask).unwrap();
+        let b: Vec<Vec<Vec<f32>>> = theirs
+            .forward(&ids, &types, Some(&mask))
+            .unwrap()
+            .to_vec3()
             .unwrap();
-            let vars = VarMap::new();
-            let vb = VarBuilder::from_varmap(&vars, DType::F32, &device);
-            let ours = Bert::load(vb.clone(), &config).unwrap();
-            let theirs = BertModel::load(vb, &config).unwrap();
-            let ids = Tensor::new(&[[1u32, 7, 9, 3, 0], [4, 2, 0, 0, 0]], &device).unwrap();
-            let mask =
-                Tensor::new(&[[1f32, 1., 1., 1., 0.], [1., 1., 0., 0., 0.]], &device).unwrap();
-            let types = ids.zeros_like().unwrap();
-            let a: Vec<Vec<Vec<f32>>> = ours
-                .forward(&ids, &types, &mask)
-                .unwrap()
-                .to_vec3()
-                .unwrap();
-            let b: Vec<Vec<Vec<f32>>> = theirs
-                .forward(&ids, &types, Some(&mask))
-                .unwrap()
-                .to_vec3()
-                .unwrap();
-            assert_ne!(
-                a[0][0], a[0][1],
-                "{act}: random weights give distinct states"
-            );
-            let real = [4, 2]; // tokens of each text; padding rows differ by design
-            for (t, n) in real.into_iter().enumerate() {
-                for i in 0..n {
-                    for (x, y) in a[t][i].iter().zip(&b[t][i]) {
-                        assert!(
-                            (x - y).abs() < 1e-4,
-                            "{act}: text {t} token {i}: {x} vs {y}"
-                        );
-                    }
+        let a3: Vec<Vec<Vec<f32>>> = a.to_vec3().unwrap();
+        for (t, &n) in lengths.iter().enumerate() {
+            for i in 0..n {
+                for (x, y) in a3[t][i].iter().zip(&b[t][i]) {
+                    assert!(
+                        (x - y).abs() < 1e-4,
+                        "{what}: text {t} token {i}: {x} vs {y}"
+                    );
                 }
             }
         }
+        let flat: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(
+            flat.iter().all(|x| x.is_finite()),
+            "{what}: every state finite"
+        );
+        flat
+    }
+
+    #[test]
+    fn every_activation_matches_candles_bert_model_on_random_weights() {
+        for act in ["gelu", "geluapproximate", "relu"] {
+            let (ours, theirs) = random_pair(act);
+            let states = check(&ours, &theirs, &[4, 2], 0, act);
+            assert_ne!(
+                states[..32],
+                states[32..64],
+                "{act}: random weights give distinct states"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pass_reads_nothing_an_earlier_pass_left_in_the_buffers() {
+        let (ours, theirs) = random_pair("gelu");
+        // buffers larger than any pass needs, full of NaN: every value a pass reads it must
+        // have written first
+        let nan = |n: usize| vec![f32::NAN; n];
+        *ours.work.lock().unwrap() = Activations {
+            qkv: nan(200 * 96),
+            context: nan(200 * 32),
+            attended: nan(200 * 32),
+            inner: nan(200 * 64),
+        };
+        // a batch with a text of no tokens, a smaller one, a larger one, a smaller one again
+        // with padding
+        for (i, lengths) in [&[7, 3, 0][..], &[2], &[20, 20, 13, 1], &[5, 1]]
+            .iter()
+            .enumerate()
+        {
+            check(&ours, &theirs, lengths, i as u32, &format!("pass {i}"));
+        }
+        // a pass of more rows than are kept lets its buffers go
+        let (ids, mask) = batch(&[30; 137], 9);
+        ours.forward(&ids, &ids.zeros_like().unwrap(), &mask)
+            .unwrap();
+        assert_eq!(ours.work.lock().unwrap().qkv.capacity(), 0);
+        check(&ours, &theirs, &[3, 3], 10, "after a large pass");
+    }
+
+    #[test]
+    fn passes_from_several_threads_give_each_its_own_states() {
+        let (ours, _) = random_pair("gelu");
+        let cases: Vec<(Vec<usize>, u32)> =
+            (0..4u32).map(|t| (vec![16 + t as usize; 5], t)).collect();
+        let one = |lengths: &[usize], seed| -> Vec<f32> {
+            let (ids, mask) = batch(lengths, seed);
+            let out = ours
+                .forward(&ids, &ids.zeros_like().unwrap(), &mask)
+                .unwrap();
+            out.flatten_all().unwrap().to_vec1().unwrap()
+        };
+        let alone: Vec<Vec<f32>> = cases.iter().map(|(l, s)| one(l, *s)).collect();
+        std::thread::scope(|scope| {
+            for ((lengths, seed), expected) in cases.iter().zip(&alone) {
+                let one = &one;
+                scope.spawn(move || {
+                    for _ in 0..5 {
+                        let got = one(lengths, *seed);
+                        assert_eq!(got.len(), expected.len());
+                        for (x, y) in got.iter().zip(expected) {
+                            assert!((x - y).abs() < 1e-5, "thread {seed}: {x} vs {y}");
+                        }
+                    }
+                });
+            }
+        });
     }
 }

@@ -1,10 +1,11 @@
-//! The fused steps of the BERT encoder ([`crate::bert`]), as candle custom ops over f32 rows:
-//! each reads its inputs once and writes its result once (in place, over the matrix product it
-//! follows, where it can), where the tensor ops they replace wrote a tensor per step.
+//! The fused steps of the BERT encoder ([`crate::bert`]) over row-major f32 rows: each reads its
+//! inputs once and writes its result once (in place, over the matrix product it follows, where
+//! it can), where the tensor ops they replace wrote a tensor per step.
 //!
 //! - [`Attention`]: from the stacked query, key and value projections to the attention's
 //!   context, per text on rayon's threads;
-//! - [`BiasGelu`]: `gelu(y + bias)`, the feed-forward's first half after its matrix product;
+//! - [`BiasActivation`]: `gelu(y + bias)` (or another activation), the feed-forward's first half
+//!   after its matrix product;
 //! - [`BiasResidualNorm`]: `layer_norm(y + bias + residual)`, the end of the attention block and
 //!   of the feed-forward.
 //!
@@ -16,7 +17,8 @@
 //! approximations, [`erf`] (|error| < 5e-7) and [`exp`] (relative error < 2.5 ε), both checked in
 //! the tests; results differ from the tensor ops' by about f32 rounding.
 
-use candle_core::{CpuStorage, Layout, Result, Shape};
+use candle_core::Result;
+use candle_transformers::models::bert::HiddenAct;
 use rayon::prelude::*;
 
 /// Values a thread takes at a time, in whole rows (a layer's activations are ~100,000 to a few
@@ -30,62 +32,43 @@ pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     ARCH.dispatch(f)
 }
 
-/// The contiguous f32 values of a custom op's input, or an error naming the op.
-fn values<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!("{op}: f32 only")
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{op}: a contiguous tensor only")
-    };
-    Ok(&data[start..end])
-}
-
-/// The contiguous f32 values of an in-place op's tensor, or an error naming the op.
-fn values_mut<'a>(op: &str, storage: &'a mut CpuStorage, layout: &Layout) -> Result<&'a mut [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!("{op}: f32 only")
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{op}: a contiguous tensor only")
-    };
-    Ok(&mut data[start..end])
-}
-
 /// Rows of `width` per task, at least one.
 fn task_rows(width: usize) -> usize {
     (TASK_VALUES / width.max(1)).max(1)
 }
 
-/// The last dimension of `layout`, checked against the length of a per-column parameter.
-fn width(op: &str, layout: &Layout, params: usize) -> Result<usize> {
-    let width = layout.shape().dims().last().copied().unwrap_or(0);
-    if width != params || width == 0 {
-        candle_core::bail!("{op}: rows of {width} values against {params} parameters");
+/// Checks that `values` are whole rows of `params` values (and that there are parameters).
+fn rows_of(op: &str, values: usize, params: usize) -> Result<()> {
+    if params == 0 || !values.is_multiple_of(params) {
+        candle_core::bail!("{op}: {values} values are not rows of {params}");
     }
-    Ok(width)
+    Ok(())
 }
 
-/// `gelu(y + bias)` of each row `y`, the exact GELU with [`erf`].
-pub(crate) struct BiasGelu {
+/// `act(y + bias)` of each row `y`: the exact GELU with [`erf`] (BERT's `gelu`), candle's
+/// `GeluApproximate` (the `tanh` approximation) or ReLU, as candle computes the last two.
+pub(crate) struct BiasActivation {
     pub(crate) bias: Vec<f32>,
+    pub(crate) act: HiddenAct,
 }
 
-impl candle_core::InplaceOp1 for BiasGelu {
-    fn name(&self) -> &'static str {
-        "quarry-bias-gelu"
-    }
-
-    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
-        let width = width(self.name(), layout, self.bias.len())?;
-        let ys = values_mut(self.name(), storage, layout)?;
+impl BiasActivation {
+    pub(crate) fn apply(&self, ys: &mut [f32]) -> Result<()> {
+        let width = self.bias.len();
+        rows_of("bias-activation", ys.len(), width)?;
+        let act = self.act;
         ys.par_chunks_mut(width * task_rows(width)).for_each(|ys| {
             simd(
                 #[inline(always)]
                 || {
                     for ys in ys.chunks_exact_mut(width) {
-                        for (y, &b) in ys.iter_mut().zip(&self.bias) {
-                            *y = gelu(*y + b);
+                        let pairs = ys.iter_mut().zip(&self.bias);
+                        match act {
+                            HiddenAct::Gelu => pairs.for_each(|(y, &b)| *y = gelu(*y + b)),
+                            HiddenAct::GeluApproximate => {
+                                pairs.for_each(|(y, &b)| *y = gelu_tanh(*y + b))
+                            }
+                            HiddenAct::Relu => pairs.for_each(|(y, &b)| *y = (*y + b).max(0.0)),
                         }
                     }
                 },
@@ -103,30 +86,20 @@ pub(crate) struct BiasResidualNorm {
     pub(crate) eps: f32,
 }
 
-impl candle_core::InplaceOp2 for BiasResidualNorm {
-    fn name(&self) -> &'static str {
-        "quarry-bias-residual-norm"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<()> {
-        let width = width(self.name(), l1, self.bias.len())?;
-        if l1.shape() != l2.shape() || self.gamma.len() != width || self.beta.len() != width {
+impl BiasResidualNorm {
+    /// Each row of `ys` becomes the normalised `ys + bias + xs` (`xs` the same shape).
+    pub(crate) fn apply(&self, ys: &mut [f32], xs: &[f32]) -> Result<()> {
+        let width = self.bias.len();
+        rows_of("bias-residual-norm", ys.len(), width)?;
+        if xs.len() != ys.len() || self.gamma.len() != width || self.beta.len() != width {
             candle_core::bail!(
-                "{}: shapes {:?} and {:?} with {} norm weights",
-                self.name(),
-                l1.shape(),
-                l2.shape(),
+                "bias-residual-norm: {} values and {} residuals with {} biases and {} norm weights",
+                ys.len(),
+                xs.len(),
+                width,
                 self.gamma.len()
             );
         }
-        let xs = values(self.name(), s2, l2)?;
-        let ys = values_mut(self.name(), s1, l1)?;
         let chunk = width * task_rows(width);
         ys.par_chunks_mut(chunk)
             .zip(xs.par_chunks(chunk))
@@ -142,9 +115,7 @@ impl candle_core::InplaceOp2 for BiasResidualNorm {
             });
         Ok(())
     }
-}
 
-impl BiasResidualNorm {
     /// One row: `ys` becomes the normalised `ys + bias + xs`.
     #[inline(always)]
     fn row(&self, ys: &mut [f32], xs: &[f32]) {
@@ -172,7 +143,7 @@ impl BiasResidualNorm {
 /// batched product for the scores, a scaling pass, a mask pass, the softmax, a batched product
 /// for the context and a copy back: steps that ran on one thread where this runs a text per
 /// task on rayon's threads. Padding keys (mask 0) get no weight, as under BERT's additive
-/// `f32::MIN` mask, and padding rows are left 0 (pooling leaves them out).
+/// `f32::MIN` mask, and padding rows are written 0 (pooling leaves them out).
 pub(crate) struct Attention<'a> {
     /// the query, key and value biases, `3 · hidden`
     pub(crate) bias: &'a [f32],
@@ -182,36 +153,29 @@ pub(crate) struct Attention<'a> {
     pub(crate) mask: &'a [f32],
 }
 
-impl candle_core::CustomOp1 for Attention<'_> {
-    fn name(&self) -> &'static str {
-        "quarry-attention"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let qkv = values(self.name(), storage, layout)?;
-        let &[rows, three] = layout.shape().dims() else {
-            candle_core::bail!("{}: (rows, 3 · hidden) only", self.name())
-        };
+impl Attention<'_> {
+    /// Writes the context of `qkv` (`rows × 3 · hidden`, rows as many as mask values) into
+    /// `out` (`rows × hidden`).
+    pub(crate) fn apply(&self, out: &mut [f32], qkv: &[f32]) -> Result<()> {
+        let (rows, three) = (self.mask.len(), self.bias.len());
         let hidden = three / 3;
-        if three != self.bias.len()
-            || three % 3 != 0
+        if three % 3 != 0
             || hidden == 0
             || self.heads == 0
             || hidden % self.heads != 0
             || self.len == 0
             || rows % self.len != 0
-            || self.mask.len() != rows
+            || qkv.len() != rows * three
+            || out.len() != rows * hidden
         {
             candle_core::bail!(
-                "{}: {rows} rows of {three} values, {} biases, {} heads, {} tokens a text, {} mask values",
-                self.name(),
-                self.bias.len(),
+                "attention: {} projections and {} outputs for {rows} rows, {three} biases, {} heads, {} tokens a text",
+                qkv.len(),
+                out.len(),
                 self.heads,
                 self.len,
-                self.mask.len()
             );
         }
-        let mut out = vec![0f32; rows * hidden];
         out.par_chunks_mut(self.len * hidden)
             .zip(qkv.par_chunks(self.len * three))
             .zip(self.mask.par_chunks(self.len))
@@ -221,7 +185,7 @@ impl candle_core::CustomOp1 for Attention<'_> {
                     || self.text(out, qkv, mask, hidden),
                 )
             });
-        Ok((CpuStorage::F32(out), Shape::from((rows, hidden))))
+        Ok(())
     }
 }
 
@@ -232,6 +196,14 @@ impl Attention<'_> {
         let (len, three, head) = (self.len, 3 * hidden, hidden / self.heads);
         let scale = 1.0 / (head as f32).sqrt();
         let tokens: Vec<usize> = (0..len).filter(|&j| mask[j] != 0.0).collect();
+        // padding rows get no context (`out` may hold an earlier layer's)
+        for (row, _) in out
+            .chunks_exact_mut(hidden)
+            .zip(mask)
+            .filter(|(_, m)| **m == 0.0)
+        {
+            row.fill(0.0);
+        }
         let n = tokens.len();
         // every head's queries (scaled; rows of `head`, zero rows up to a whole group), keys in
         // blocks of LANES (each block `head` rows of LANES keys, the last block padded with zero
@@ -557,6 +529,14 @@ pub(crate) fn exp(x: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// GELU's `tanh` approximation, `x · (1 + tanh(√(2/π) · (x + 0.044715 x³))) / 2`, as candle's
+/// `gelu` computes it (`HiddenAct::GeluApproximate`).
+#[inline(always)]
+pub(crate) fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
 }
 
 /// `erf(x)` as a rational function of `x` on [-4, 4] (its value at ±4 outside, where `erf` is

@@ -2,6 +2,7 @@
 
 use super::*;
 use candle_core::{Device, Module, Tensor};
+use candle_transformers::models::bert::HiddenAct;
 
 /// erf by its series (f64), for x where it converges well, and by its continued fraction's
 /// complement beyond: the reference the approximation is checked against.
@@ -50,30 +51,34 @@ fn spread(n: usize, scale: f32) -> Vec<f32> {
 }
 
 #[test]
-fn bias_gelu_matches_candles_add_then_exact_gelu() {
+fn bias_activation_matches_candles_add_then_activation() {
     let (rows, width) = (37, 48); // rows do not divide a task evenly
     let y = Tensor::from_vec(spread(rows * width, 16.0), (rows, width), &Device::Cpu).unwrap();
     let bias = spread(width, 2.0);
-    let b = Tensor::new(bias.as_slice(), &Device::Cpu).unwrap();
-    let ours = y.copy().unwrap();
-    ours.inplace_op1(&BiasGelu { bias }).unwrap();
-    let ours: Vec<Vec<f32>> = ours.to_vec2().unwrap();
-    let reference: Vec<Vec<f32>> = y
-        .broadcast_add(&b)
-        .unwrap()
-        .gelu_erf()
-        .unwrap()
-        .to_vec2()
+    let biased = y
+        .broadcast_add(&Tensor::new(bias.as_slice(), &Device::Cpu).unwrap())
         .unwrap();
-    for (a, r) in ours.iter().flatten().zip(reference.iter().flatten()) {
-        assert!((a - r).abs() < 1e-5, "{a} vs {r}");
+    for act in [HiddenAct::Gelu, HiddenAct::GeluApproximate, HiddenAct::Relu] {
+        let reference = match act {
+            HiddenAct::Gelu => biased.gelu_erf(),
+            HiddenAct::GeluApproximate => biased.gelu(),
+            HiddenAct::Relu => biased.relu(),
+        };
+        let reference: Vec<f32> = reference.unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let mut ours: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        let op = BiasActivation {
+            bias: bias.clone(),
+            act,
+        };
+        op.apply(&mut ours).unwrap();
+        for (a, r) in ours.iter().zip(&reference) {
+            assert!((a - r).abs() < 1e-5, "{act:?}: {a} vs {r}");
+        }
+        // values that are not whole rows, or no bias at all, are refused, not misread
+        assert!(op.apply(&mut vec![0.0; width + 1]).is_err());
+        let none = BiasActivation { bias: vec![], act };
+        assert!(none.apply(&mut []).is_err());
     }
-    // a view that is not contiguous, or a bias of the wrong width, is refused, not misread
-    let m = Tensor::new(&[[1f32, 2.], [3., 4.]], &Device::Cpu).unwrap();
-    let two = || BiasGelu { bias: vec![0.0; 2] };
-    assert!(m.t().unwrap().inplace_op1(&two()).is_err());
-    assert!(m.inplace_op1(&BiasGelu { bias: vec![0.0; 3] }).is_err());
-    assert!(m.inplace_op1(&two()).is_ok());
 }
 
 #[test]
@@ -105,16 +110,15 @@ fn bias_residual_norm_matches_candles_add_add_layer_norm() {
             beta,
             eps: 1e-12,
         };
-        let ours = y.copy().unwrap();
-        ours.inplace_op2(&x, &op).unwrap();
-        let ours: Vec<Vec<f32>> = ours.to_vec2().unwrap();
-        for (a, r) in ours.iter().flatten().zip(reference.iter().flatten()) {
+        let mut ours: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+        op.apply(&mut ours, &xs).unwrap();
+        for (a, r) in ours.iter().zip(reference.iter().flatten()) {
             assert!((a - r).abs() < 1e-4, "{a} vs {r} ({rows}x{width})");
         }
         // shapes that do not match are refused
-        let other =
-            Tensor::zeros((rows + 1, width), candle_core::DType::F32, &Device::Cpu).unwrap();
-        assert!(y.inplace_op2(&other, &op).is_err());
+        assert!(op.apply(&mut ours, &xs[width..]).is_err());
+        assert!(op.apply(&mut ours[1..], &xs[1..]).is_err());
     }
 }
 
@@ -222,9 +226,12 @@ fn attention_matches_the_tensor_ops_it_replaces() {
             len,
             mask: &mask,
         };
-        let ours: Vec<Vec<f32>> = qkv.apply_op1_no_bwd(&op).unwrap().to_vec2().unwrap();
+        // the output starts as garbage: every row is written, padding rows with 0
+        let mut ours = vec![f32::NAN; rows * hidden];
+        let values: Vec<f32> = qkv.flatten_all().unwrap().to_vec1().unwrap();
+        op.apply(&mut ours, &values).unwrap();
         let reference = reference_attention(&qkv, &bias, heads, len, &mask);
-        for (r, (a, b)) in ours.iter().zip(&reference).enumerate() {
+        for (r, (a, b)) in ours.chunks_exact(hidden).zip(&reference).enumerate() {
             if mask[r] == 0.0 {
                 assert!(a.iter().all(|&x| x == 0.0), "padding row {r} is left 0");
                 continue;
@@ -238,31 +245,17 @@ fn attention_matches_the_tensor_ops_it_replaces() {
         }
     }
     // shapes that do not fit the op are refused
-    let qkv = Tensor::zeros((4, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
-    let bias = [0f32; 6];
-    let mask = [1f32; 4];
+    let (qkv, mut out) = ([0f32; 24], [0f32; 8]);
     let op = |heads, len, mask: &'static [f32]| Attention {
         bias: &[0.0; 6],
         heads,
         len,
         mask,
     };
-    assert!(
-        qkv.apply_op1_no_bwd(&Attention {
-            bias: &bias,
-            heads: 2,
-            len: 2,
-            mask: &mask
-        })
-        .is_ok()
-    );
-    assert!(qkv.apply_op1_no_bwd(&op(0, 2, &[1.0; 4])).is_err());
-    assert!(qkv.apply_op1_no_bwd(&op(2, 3, &[1.0; 4])).is_err());
-    assert!(qkv.apply_op1_no_bwd(&op(2, 2, &[1.0; 3])).is_err());
-    assert!(
-        qkv.t()
-            .unwrap()
-            .apply_op1_no_bwd(&op(1, 1, &[1.0; 6]))
-            .is_err()
-    );
+    assert!(op(2, 2, &[1.0; 4]).apply(&mut out, &qkv).is_ok());
+    assert!(op(0, 2, &[1.0; 4]).apply(&mut out, &qkv).is_err());
+    assert!(op(2, 3, &[1.0; 4]).apply(&mut out, &qkv).is_err());
+    assert!(op(2, 2, &[1.0; 3]).apply(&mut out, &qkv).is_err());
+    assert!(op(2, 2, &[1.0; 4]).apply(&mut out[1..], &qkv).is_err());
+    assert!(op(2, 2, &[1.0; 4]).apply(&mut out, &qkv[3..]).is_err());
 }

@@ -35,7 +35,7 @@ pub const DEFAULT_MAX_TOKENS: usize = 256;
 
 /// The network that turns token ids into hidden states.
 enum Encoder {
-    Quarry(Bert),
+    Quarry(Box<Bert>),
     /// candle-transformers' own, as a baseline ([`LocalEmbedder::load_candle_reference`])
     Candle(Box<BertModel>),
 }
@@ -228,7 +228,7 @@ impl LocalEmbedder {
                 Ok(if candle {
                     Encoder::Candle(Box::new(BertModel::load(vb, &config)?))
                 } else {
-                    Encoder::Quarry(Bert::load(vb, &config)?)
+                    Encoder::Quarry(Box::new(Bert::load(vb, &config)?))
                 })
             })
             .map_err(|e| {
@@ -317,14 +317,33 @@ impl LocalEmbedder {
             let hidden = match &self.model {
                 Encoder::Quarry(bert) => bert.forward(&ids, &types, &mask)?,
                 Encoder::Candle(bert) => bert.forward(&ids, &types, Some(&mask))?,
-            }; // (b, len, dims)
-            let mask = mask.unsqueeze(2)?; // (b, len, 1)
-            let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (b, dims)
-            let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (b, 1)
-            summed.broadcast_div(&counts)?.to_vec2::<f32>()
+            }; // (b, len, width)
+            let width = hidden.dim(2)?;
+            let states: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
+            let tokens: Vec<usize> = batch.iter().map(|ids| ids.len()).collect();
+            Ok(mean_rows(&states, width, len, &tokens))
         };
         run().map_err(inference_err)
     }
+}
+
+/// The mean of each text's first `tokens[i]` rows of `width` values, where text `i` has the
+/// `len` rows from `i · len` of `states` (its padding rows, after its tokens, left out; a text of
+/// no tokens gets zeros).
+fn mean_rows(states: &[f32], width: usize, len: usize, tokens: &[usize]) -> Vec<Vec<f32>> {
+    states
+        .chunks_exact((len * width).max(1))
+        .zip(tokens)
+        .map(|(states, &n)| {
+            let mut sum = vec![0f32; width];
+            for row in states.chunks_exact(width.max(1)).take(n) {
+                sum.iter_mut().zip(row).for_each(|(s, &x)| *s += x);
+            }
+            let n = n.max(1) as f32;
+            sum.iter_mut().for_each(|s| *s /= n);
+            sum
+        })
+        .collect()
 }
 
 /// Splits `order` (indices sorted by ascending length) into batches of at most [`BATCH_SIZE`]
@@ -377,9 +396,8 @@ impl Embedder for LocalEmbedder {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| ids[i].len());
         let batches = batches(&order, |i| ids[i].len());
-        // One batch at a time: candle already spreads each matmul and element-wise op over all
-        // cores (gemm on rayon, its own pool for the rest), and its pool serialises concurrent
-        // callers, so running batches in parallel only adds memory.
+        // One batch at a time: each product and step of a pass already takes every core (faer
+        // and the fused steps on rayon's threads), and the encoder runs one pass at a time.
         let mut out = vec![Vec::new(); texts.len()];
         for batch in batches {
             let rows: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
@@ -410,6 +428,22 @@ mod tests {
             EmbedError::Model(msg) => msg,
             other => panic!("expected EmbedError::Model, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn mean_rows_averages_each_texts_tokens_and_skips_its_padding() {
+        // 3 texts of 3 rows of 2: 2 tokens, 3 tokens, none; padding rows are NaN
+        let nan = f32::NAN;
+        let states = [
+            1., 2., 3., 6., nan, nan, //
+            1., 1., 2., 2., 6., 9., //
+            nan, nan, nan, nan, nan, nan,
+        ];
+        let means = mean_rows(&states, 2, 3, &[2, 3, 0]);
+        assert_eq!(means, vec![vec![2., 4.], vec![3., 4.], vec![0., 0.]]);
+        // texts beyond the states, or no rows at all, give no means rather than a panic
+        assert_eq!(mean_rows(&states[..6], 2, 3, &[2, 3]).len(), 1);
+        assert!(mean_rows(&[], 0, 0, &[0]).is_empty());
     }
 
     #[test]
