@@ -46,9 +46,9 @@ pub(crate) struct Bert {
     work: Mutex<Activations>,
 }
 
-/// Rows a pass keeps its buffers for at most: [`crate::local::BATCH_TOKENS`] twice over; a
-/// larger batch (`quarry model distill --batch`) lets them go when it ends.
-const KEEP_ROWS: usize = 2 * crate::local::BATCH_TOKENS;
+/// Rows a pass keeps its buffers for at most: twice the local embedder's padded tokens per
+/// batch (2,048); a larger batch (`quarry model distill --batch`) lets them go when it ends.
+const KEEP_ROWS: usize = 4096;
 
 /// A layer's intermediate activations for `rows` token rows, row-major.
 #[derive(Default)]
