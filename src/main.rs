@@ -13,7 +13,9 @@ use clap::{Parser, Subcommand};
 /// mimalloc, not glibc's allocator: an HNSW build is millions of small allocations from two
 /// insert threads, freed a segment at a time. At 100,000 chunks a rebuild of the vector index
 /// peaked at 517 MB instead of 565 MB and ran 9 % faster; `no_thp` (no transparent huge pages)
-/// keeps a server's resident memory within 5 % of glibc's (BENCHMARKS.md, "The rebuild").
+/// keeps a server's resident memory within 5 % of glibc's (BENCHMARKS.md, "The rebuild"). The
+/// sealed vector segments' rows ask for huge pages themselves (`quarry_index`'s `vectors::rows`,
+/// which allows them again for the process where the system's policy is `madvise`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;

@@ -32,8 +32,8 @@
 //!   `/proc/cpuinfo` (the base clock on a VM; a turbo clock would lower the fraction).
 //!
 //!   The **ceiling** is measured, not assumed: the same run times the product the encoder
-//!   spends most FLOPs on (`2048 × 384` by `384 × 1536`, f32, candle's matmul) and reports it
-//!   in GFLOP/s; `ceiling / flops per token` is the tokens/s an encoder that did nothing but
+//!   spends most FLOPs on (`2048 × 384` by `384 × 1536`, f32, faer's product as the encoder
+//!   runs it) and reports it in GFLOP/s; `ceiling / flops per token` is the tokens/s an encoder that did nothing but
 //!   its matrix products at that speed would reach.
 //! * **static**: the static fast tier (`quarry model distill`, when built) over the same documents:
 //!   chunks/s and its multiple of the MiniLM pass of the same run; `QUARRY_BENCH_STATIC=a,b`
@@ -157,20 +157,38 @@ fn flops_per_cycle() -> (f64, &'static str) {
     (8.0, "no AVX2/FMA: assumed 8")
 }
 
-/// GFLOP/s of candle's f32 matmul on the encoder's most common product, `(2048 × 384)` by
-/// `(384 × 1536)`: the median of 15 timed products after 3 untimed ones.
+/// GFLOP/s of the f32 product the encoder runs (faer's, on rayon's threads, into a buffer it
+/// reuses) on its most common shape, `(2048 × 384)` by `(384 × 1536)`: the median of 15 timed
+/// products after 3 untimed ones.
 fn matmul_ceiling() -> f64 {
-    use candle_core::{Device, Tensor};
+    use faer::linalg::matmul::matmul;
+    use faer::{Accum, MatMut, MatRef, Par};
     let (m, k, n) = (2048, 384, 1536);
-    let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).expect("tensor");
-    let w = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu).expect("tensor");
+    let values = |len: usize, seed: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed) % 2003) as f32 / 1001.0 - 1.0)
+            .collect()
+    };
+    let (x, w) = (values(m * k, 1), values(k * n, 2));
+    let mut out = vec![0f32; m * n];
+    let mut product = || {
+        matmul(
+            MatMut::from_row_major_slice_mut(&mut out, m, n),
+            Accum::Replace,
+            MatRef::from_row_major_slice(&x, m, k),
+            MatRef::from_row_major_slice(&w, k, n),
+            1.0,
+            Par::rayon(0),
+        );
+        black_box(&out);
+    };
     for _ in 0..3 {
-        black_box(x.matmul(&w).expect("matmul"));
+        product();
     }
     let mut secs: Vec<f64> = (0..15)
         .map(|_| {
             let start = Instant::now();
-            black_box(x.matmul(&w).expect("matmul"));
+            product();
             start.elapsed().as_secs_f64()
         })
         .collect();

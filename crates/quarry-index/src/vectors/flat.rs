@@ -20,6 +20,7 @@
 
 use super::codes::{Codec, QueryCodes};
 use super::graph::Graph;
+use super::rows::Rows;
 use super::scored::Scored;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -98,7 +99,7 @@ pub(super) struct FlatGraph {
     code_len: usize,
     m0: usize,
     len: usize,
-    rows: Vec<i8>,
+    rows: Rows,
     /// `(layer, point)` → that point's neighbours on that layer (layers ≥ 1).
     upper: HashMap<(u8, u32), Box<[u32]>>,
     entry: u32,
@@ -117,8 +118,8 @@ impl FlatGraph {
     fn with_points(dims: usize, codec: Codec, m0: usize, n: usize, entry: u32, top: u8) -> Self {
         let code_len = codec.code_len(dims);
         let stride = WORD + code_len + WORD * m0;
-        let mut rows = vec![0i8; n * stride];
-        for row in rows.chunks_exact_mut(stride) {
+        let mut rows = Rows::zeroed(n * stride);
+        for row in rows.as_mut_slice().chunks_exact_mut(stride) {
             row[WORD + code_len..].fill(-1); // NONE is all ones
         }
         FlatGraph {
@@ -141,12 +142,12 @@ impl FlatGraph {
 
     fn row(&self, id: u32) -> &[i8] {
         let stride = self.stride();
-        &self.rows[id as usize * stride..(id as usize + 1) * stride]
+        &self.rows.as_slice()[id as usize * stride..(id as usize + 1) * stride]
     }
 
     fn row_mut(&mut self, id: u32) -> &mut [i8] {
         let stride = self.stride();
-        &mut self.rows[id as usize * stride..(id as usize + 1) * stride]
+        &mut self.rows.as_mut_slice()[id as usize * stride..(id as usize + 1) * stride]
     }
 
     fn set_point(&mut self, id: u32, scale: f32, codes: &[i8]) {
@@ -247,7 +248,7 @@ impl FlatGraph {
     /// Bytes this graph holds in memory (rows and links; the map's own overhead estimated at
     /// 48 bytes an entry).
     pub(super) fn bytes(&self) -> usize {
-        self.rows.len()
+        self.rows.as_slice().len()
             + self
                 .upper
                 .values()

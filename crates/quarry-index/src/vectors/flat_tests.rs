@@ -1,7 +1,7 @@
 //! The flat graph against an exact scan and against hnsw_rs's own search of the graph it copies.
 
 use super::*;
-use crate::vectors::codes::{dot_i8, quantize};
+use crate::vectors::codes::{dot_i8, quantize, widen};
 use crate::vectors::params::VectorParams;
 use crate::vectors::simd::dot;
 use crate::vectors::tests::clustered;
@@ -123,7 +123,7 @@ fn approximate_similarities_are_close() {
         let approx = scales[i]
             * scales[j]
             * dot_i8(
-                &codes[i * dims..(i + 1) * dims],
+                &widen(&codes[i * dims..(i + 1) * dims]),
                 &codes[j * dims..(j + 1) * dims],
             ) as f32;
         worst = worst.max((approx - dot(a, b)).abs());
@@ -135,9 +135,14 @@ fn approximate_similarities_are_close() {
 fn integer_dot_product_is_exact() {
     let a: Vec<i8> = (0..389).map(|i| ((i * 37) % 255 - 127) as i8).collect();
     let b: Vec<i8> = (0..389).map(|i| ((i * 91) % 255 - 127) as i8).collect();
-    let want: i32 = a.iter().zip(&b).map(|(x, y)| *x as i32 * *y as i32).sum();
-    assert_eq!(dot_i8(&a, &b), want);
-    assert_eq!(dot_i8(&[-127; 64], &[-127; 64]), 64 * 127 * 127);
+    // every length from 0 to 389 (tails of every size after the 16-wide steps), both signs
+    for len in 0..=a.len() {
+        let (a, b) = (&a[..len], &b[..len]);
+        let want: i32 = a.iter().zip(b).map(|(x, y)| *x as i32 * *y as i32).sum();
+        assert_eq!(dot_i8(&widen(a), b), want, "length {len}");
+    }
+    assert_eq!(dot_i8(&[-127; 384], &[-127; 384]), 384 * 127 * 127);
+    assert_eq!(dot_i8(&[127; 384], &[-127; 384]), -384 * 127 * 127);
 }
 
 /// The flat graph finds what hnsw_rs finds in the graph it copies: over 200 queries, its
