@@ -33,8 +33,8 @@
 //!
 //!   The **ceiling** is measured, not assumed: the same run times the product the encoder
 //!   spends most FLOPs on (`2048 × 384` by `384 × 1536`, f32, faer's product as the encoder
-//!   runs it) and reports it in GFLOP/s; `ceiling / flops per token` is the tokens/s an encoder that did nothing but
-//!   its matrix products at that speed would reach.
+//!   runs it) and reports it in GFLOP/s; `ceiling / flops per token` is the tokens/s an
+//!   encoder that did nothing but its matrix products at that speed would reach.
 //! * **static**: the static fast tier (`quarry model distill`, when built) over the same documents:
 //!   chunks/s and its multiple of the MiniLM pass of the same run; `QUARRY_BENCH_STATIC=a,b`
 //!   measures those models of the cache instead of the default one (a fitted model beside it).

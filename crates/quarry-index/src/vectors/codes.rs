@@ -3,7 +3,8 @@
 //!
 //! - **int8** (`dims` bytes and a scale a point): symmetric scalar quantization, `v ≈ scale ·
 //!   code`, `scale = max|v| / 127`; the query is quantized the same way and compared by one
-//!   integer dot product ([`dot_i8`]: AVX2 through `pulp`). A similarity moves by at most a few thousandths.
+//!   integer dot product ([`dot_i8`]: AVX2 through `pulp`). A similarity moves by at most a
+//!   few thousandths.
 //! - **binary** (`dims / 8` bytes and a scale a point): one sign bit a dimension, and
 //!   `scale = ‖v‖² / ‖v‖₁`, so that `⟨q, scale · sign(v)⟩` equals `⟨q, v⟩` for `q = v` (the
 //!   correction of RaBitQ-style estimators: the least-squares scale `mean |v|` would put a
