@@ -847,3 +847,35 @@ fn a_collections_bm25_parameters_score_its_queries() {
     let idf = quarry_core::bm25::idf(1, PARAS.len() as u64);
     assert!((score(presence, "kettles") - idf).abs() < 1e-5);
 }
+
+/// An ingest's batches grow from 64 documents (64, 128, … up to `batch_docs`), so the model
+/// starts early: 200 JSONL records with the default `batch_docs` (2000) are three generations
+/// (64, 128, 8). A documents request stays one generation whatever its size.
+#[test]
+fn an_ingests_batches_grow_from_64_documents_and_a_request_is_one_generation() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let engine = Engine::open(data.path(), options()).unwrap();
+    let record =
+        |i: usize| serde_json::json!({"_id": format!("d{i}"), "text": format!("w{i} common")});
+    let opts = crate::IngestOptions {
+        collection: "c".into(),
+        ..crate::IngestOptions::default()
+    };
+    let generation = || engine.stats("c", &admin()).unwrap().generation.unwrap();
+    crate::ingest_records(&engine, vec![record(0)], &opts, "api").unwrap();
+    let start = generation();
+
+    let jsonl: String = (1..=200).map(|i| format!("{}\n", record(i))).collect();
+    let path = files.path().join("c.jsonl");
+    std::fs::write(&path, jsonl).unwrap();
+    let s = crate::ingest(&engine, &[path], &opts, &crate::NoProgress).unwrap();
+    assert_eq!(s.added, 200, "{s:?}");
+    assert_eq!(generation(), start + 3);
+
+    let s =
+        crate::ingest_records(&engine, (201..=400).map(record).collect(), &opts, "api").unwrap();
+    assert_eq!(s.added, 200, "{s:?}");
+    assert_eq!(generation(), start + 4);
+    assert_eq!(engine.stats("c", &admin()).unwrap().documents, 401);
+}

@@ -14,8 +14,7 @@ use crate::collection::{ActiveEmbedder, Indexes};
 use crate::error::{Error, Result};
 use crate::searcher::Searcher;
 use crate::vectors::VectorIndex;
-use quarry_core::embed::{EmbedCheckError, embed_checked_counted};
-use quarry_core::{ChunkOptions, ContentHash, Embedder, InputKind};
+use quarry_core::{ChunkOptions, ContentHash, Embedder};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -68,28 +67,7 @@ impl Engine {
         if texts.is_empty() {
             return Ok(0);
         }
-        let inputs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
-        let dims = version.spec.dimensions;
-        let wrong = |got: usize| {
-            Error::Embed(format!(
-                "embedder `{}` returned {got} vectors for {} inputs (or the wrong dimension; {dims} expected)",
-                version.embedder,
-                inputs.len()
-            ))
-        };
-        let (vectors, tokens) =
-            embed_checked_counted(&**embedder, &inputs, InputKind::Document, Some(dims)).map_err(
-                |e| match e {
-                    EmbedCheckError::Embed(e) => Error::Embed(e.to_string()),
-                    EmbedCheckError::Count { got, .. } => wrong(got),
-                    EmbedCheckError::Dimensions { .. } => wrong(inputs.len()),
-                },
-            )?;
-        let rows: Vec<(ContentHash, Vec<f32>)> = texts
-            .iter()
-            .zip(vectors)
-            .map(|((h, _), v)| (*h, v))
-            .collect();
+        let (rows, tokens) = self.embed_texts(version, embedder, texts)?;
         match job {
             Some((id, processed, total)) => {
                 let tokens = tokens.unwrap_or(0) as u64;

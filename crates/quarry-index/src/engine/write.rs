@@ -3,10 +3,12 @@
 //! vectors computed elsewhere, and [`Engine::flush`] dumps what changed.
 
 use super::state::Engine;
+use crate::catalog::VersionRow;
 use crate::catalog::{CollectionRow, UpsertOutcome, check_collection_name};
 use crate::collection::Indexes;
 use crate::error::{Error, Result};
-use quarry_core::{Chunk, ContentHash, Document, Principal};
+use quarry_core::embed::{EmbedCheckError, embed_checked_counted};
+use quarry_core::{Chunk, ContentHash, Document, Embedder, InputKind, Principal};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -172,8 +174,8 @@ impl Engine {
     /// [`Engine::embed_missing`] with `version`'s `embedder`.
     fn embed_missing_with(
         &self,
-        version: &crate::catalog::VersionRow,
-        embedder: &Arc<dyn quarry_core::Embedder>,
+        version: &VersionRow,
+        embedder: &Arc<dyn Embedder>,
         changes: &[Change],
         cancel: Option<&crate::Cancel>,
     ) -> Result<(u64, u64)> {
@@ -201,15 +203,61 @@ impl Engine {
             .observe_queued(&version.embedder, missing.len() as u64);
         // Longest first: batches of similar lengths pad little.
         missing.sort_by_key(|(h, t)| (std::cmp::Reverse(t.len()), *h));
-        for batch in missing.chunks(self.options.embed_batch.max(1)) {
-            if cancel.is_some_and(crate::Cancel::is_cancelled) {
-                return Err(Error::Cancelled(
-                    "the write was cancelled while its chunks were embedded; nothing of it was committed".into(),
-                ));
+        // Each batch's vectors are stored (a catalog transaction and its fsync) on a thread of
+        // their own while the next batch is in the model, so the model does not wait on the disk.
+        std::thread::scope(|scope| {
+            let mut storing: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
+            for batch in missing.chunks(self.options.embed_batch.max(1)) {
+                if cancel.is_some_and(crate::Cancel::is_cancelled) {
+                    return Err(Error::Cancelled(
+                        "the write was cancelled while its chunks were embedded; nothing of it was committed".into(),
+                    ));
+                }
+                let (rows, _) = self.embed_texts(version, embedder, batch)?;
+                joined(storing.take())?;
+                storing = Some(
+                    scope.spawn(move || self.catalog().put_vectors(&version.fingerprint, &rows)),
+                );
             }
-            self.embed_texts_and_store(version, embedder, batch, None)?;
-        }
+            joined(storing)
+        })?;
         Ok((missing.len() as u64, have.len() as u64))
+    }
+
+    /// The vectors of `(chunk hash, text as embedded)` by `embedder` (checked: one per text, of
+    /// the version's dimensions), paired with their hashes, and the tokens the model counted.
+    pub(crate) fn embed_texts(
+        &self,
+        version: &VersionRow,
+        embedder: &Arc<dyn Embedder>,
+        texts: &[(ContentHash, String)],
+    ) -> Result<(Vec<Embedded>, Option<usize>)> {
+        if texts.is_empty() {
+            return Ok((Vec::new(), Some(0)));
+        }
+        let inputs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+        let dims = version.spec.dimensions;
+        let wrong = |got: usize| {
+            Error::Embed(format!(
+                "embedder `{}` returned {got} vectors for {} inputs (or the wrong dimension; {dims} expected)",
+                version.embedder,
+                inputs.len()
+            ))
+        };
+        let (vectors, tokens) =
+            embed_checked_counted(&**embedder, &inputs, InputKind::Document, Some(dims)).map_err(
+                |e| match e {
+                    EmbedCheckError::Embed(e) => Error::Embed(e.to_string()),
+                    EmbedCheckError::Count { got, .. } => wrong(got),
+                    EmbedCheckError::Dimensions { .. } => wrong(inputs.len()),
+                },
+            )?;
+        let rows = texts
+            .iter()
+            .zip(vectors)
+            .map(|((h, _), v)| (*h, v))
+            .collect();
+        Ok((rows, tokens))
     }
 
     /// Applies `changes` to `collection` (created on first write) as one generation.
@@ -462,4 +510,16 @@ pub struct PutVectors {
 /// normalised once more, so equal to within rounding.
 pub(super) fn same_point(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-6)
+}
+
+/// A chunk's hash and its vector.
+pub(crate) type Embedded = (ContentHash, Vec<f32>);
+
+/// The result of a store started on a thread of its own, once it ends (`Ok` when none was).
+fn joined(storing: Option<std::thread::ScopedJoinHandle<'_, Result<()>>>) -> Result<()> {
+    match storing.map(std::thread::ScopedJoinHandle::join) {
+        None => Ok(()),
+        Some(Ok(stored)) => stored,
+        Some(Err(panic)) => std::panic::resume_unwind(panic),
+    }
 }

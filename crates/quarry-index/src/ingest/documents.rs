@@ -14,7 +14,7 @@
 
 use super::binary::{is_binary, read_binary};
 use super::committer::Committer;
-use super::extract::{Extracted, FileKind, Record, extract_bytes, format_of};
+use super::extract::{Extracted, FileKind, Record, extract_bytes, format_of, record_document};
 use super::summary::{IngestOptions, IngestSummary, Problem, Progress};
 use super::walk::{WalkedFile, walk};
 use crate::catalog::DocState;
@@ -32,6 +32,16 @@ use std::time::Instant;
 const FILE_GROUP: usize = 256;
 /// JSONL lines processed in parallel at a time.
 const LINE_GROUP: usize = 2048;
+/// The first group and the first batch of a run hold this many inputs and documents at most, and
+/// each later one twice the one before (up to [`FILE_GROUP`], [`LINE_GROUP`] and
+/// `ingest.batch_docs`): the model starts on the first documents instead of waiting for a whole
+/// batch to be read and chunked.
+const FIRST: usize = 64;
+
+/// The next size after `size` of a group or batch that starts at [`FIRST`] and stops at `cap`.
+fn doubled(size: usize, cap: usize) -> usize {
+    size.saturating_mul(2).min(cap.max(1))
+}
 
 /// What reading one input produced.
 enum Outcome {
@@ -56,34 +66,6 @@ impl Ctx<'_> {
             .get(doc_id)
             .is_some_and(|s| s.content_hash == *hash && s.acl == acl)
     }
-}
-
-/// Builds the document of a record (JSONL line or API call), or `None` when it has no text. `acl`
-/// is the record's effective ACL.
-pub fn record_document(
-    rec: Record,
-    source: &str,
-    content_hash: ContentHash,
-    acl: Vec<String>,
-) -> Option<Document> {
-    let text = if rec.text.trim().is_empty() {
-        rec.title.clone()
-    } else {
-        rec.text
-    };
-    if text.trim().is_empty() {
-        return None;
-    }
-    Some(Document {
-        doc_id: rec.id,
-        title: rec.title,
-        text,
-        source: source.to_owned(),
-        format: DocFormat::Record,
-        metadata: rec.metadata,
-        acl,
-        content_hash,
-    })
 }
 
 /// Chunks a document into an upsert.
@@ -287,6 +269,9 @@ struct Batcher<'a, 's> {
     summary: IngestSummary,
     seen: HashSet<String>,
     committer: Option<Committer<'s, 'a>>,
+    /// Documents of the batch being gathered: `batch_docs`, or with a committer [`FIRST`] doubled
+    /// after each batch up to `batch_docs`.
+    limit: usize,
 }
 
 /// The stored hashes and the chunker of the target collection.
@@ -317,6 +302,13 @@ impl<'a, 's> Batcher<'a, 's> {
             changes: Vec::new(),
             summary,
             seen: HashSet::new(),
+            // Without a committer a batch is applied in the caller's thread, with no model to
+            // start early: all its batches are whole (the documents API's one generation a
+            // request stays one).
+            limit: match committer {
+                Some(_) => FIRST.min(opts.batch_docs.max(1)),
+                None => opts.batch_docs.max(1),
+            },
             committer,
         }
     }
@@ -349,8 +341,9 @@ impl<'a, 's> Batcher<'a, 's> {
                     self.summary.chunks += chunks.len() as u64;
                 }
                 self.changes.push(change);
-                if self.changes.len() >= self.opts.batch_docs {
+                if self.changes.len() >= self.limit {
                     self.flush()?;
+                    self.limit = doubled(self.limit, self.opts.batch_docs);
                 }
             }
             Outcome::Unchanged(_) => self.summary.unchanged += 1,
@@ -461,7 +454,11 @@ fn read_all(
             }
         }
     }
-    for group in docs.chunks(FILE_GROUP) {
+    let mut rest = &docs[..];
+    let mut size = FIRST;
+    while !rest.is_empty() {
+        let (group, later) = rest.split_at(size.min(rest.len()));
+        (rest, size) = (later, doubled(size, FILE_GROUP));
         let outcomes: Vec<Outcome> = group
             .par_iter()
             .map(|(f, format)| read_file(ctx, f, *format))
@@ -535,9 +532,10 @@ fn ingest_jsonl(
     };
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let mut line_no = 0u64;
+    let mut size = FIRST;
     loop {
-        let mut group: Vec<(u64, Vec<u8>)> = Vec::with_capacity(LINE_GROUP);
-        while group.len() < LINE_GROUP {
+        let mut group: Vec<(u64, Vec<u8>)> = Vec::with_capacity(size);
+        while group.len() < size {
             let mut buf = Vec::new();
             match reader.read_until(b'\n', &mut buf) {
                 Ok(0) => break,
@@ -556,6 +554,7 @@ fn ingest_jsonl(
         if group.is_empty() {
             return Ok(());
         }
+        size = doubled(size, LINE_GROUP);
         let outcomes: Vec<Option<Outcome>> = group
             .par_iter()
             .map(|(n, line)| read_line(ctx, &source, f.acl.as_deref(), *n, line))

@@ -4,7 +4,7 @@
 //! BEIR-style JSONL records. PDF and Word files are binary and read by [`super::pdf`] and
 //! [`super::docx`].
 
-use quarry_core::DocFormat;
+use quarry_core::{ContentHash, DocFormat, Document};
 
 /// Extracted title, text and metadata of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +209,35 @@ fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error>
         ))),
     }
 }
+
+/// Builds the document of a record (JSONL line or API call), or `None` when it has no text. `acl`
+/// is the record's effective ACL.
+pub fn record_document(
+    rec: Record,
+    source: &str,
+    content_hash: ContentHash,
+    acl: Vec<String>,
+) -> Option<Document> {
+    let text = if rec.text.trim().is_empty() {
+        rec.title.clone()
+    } else {
+        rec.text
+    };
+    if text.trim().is_empty() {
+        return None;
+    }
+    Some(Document {
+        doc_id: rec.id,
+        title: rec.title,
+        text,
+        source: source.to_owned(),
+        format: DocFormat::Record,
+        metadata: rec.metadata,
+        acl,
+        content_hash,
+    })
+}
+
 use serde::Deserialize as _;
 
 #[cfg(test)]

@@ -26,8 +26,8 @@ mod summary;
 mod walk;
 
 pub use byo_vectors::{MAX_PROBLEMS, PUT_BATCH, VectorProblem, VectorsSummary};
-pub use documents::{ingest, ingest_records, read_jsonl_bytes, record_document, upsert};
-pub use extract::{Extracted, FileKind, Record, extract, format_of};
+pub use documents::{ingest, ingest_records, read_jsonl_bytes, upsert};
+pub use extract::{Extracted, FileKind, Record, extract, format_of, record_document};
 pub use inputs::{Ingested, ingest_inputs, is_vector_file};
 pub use summary::{
     DEFAULT_EXTRACT_TIMEOUT, IngestOptions, IngestSummary, NoProgress, Problem, Progress,
