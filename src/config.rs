@@ -63,7 +63,7 @@ impl Default for Config {
 pub(crate) struct IngestConfig {
     /// Files (and JSONL lines) larger than this are skipped as `too_large`.
     pub max_file_bytes: u64,
-    /// Documents per commit.
+    /// Documents per commit at most (an ingest's first batches are smaller).
     pub batch_docs: usize,
     /// Chunk texts per call to the embedder.
     pub embed_batch: usize,

@@ -67,7 +67,7 @@ impl Engine {
         if texts.is_empty() {
             return Ok(0);
         }
-        let (rows, tokens) = self.embed_texts(version, embedder, texts)?;
+        let (rows, tokens) = self.vectors_of(version, embedder, texts)?;
         match job {
             Some((id, processed, total)) => {
                 let tokens = tokens.unwrap_or(0) as u64;

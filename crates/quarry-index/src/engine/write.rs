@@ -11,6 +11,7 @@ use quarry_core::embed::{EmbedCheckError, embed_checked_counted};
 use quarry_core::{Chunk, ContentHash, Document, Embedder, InputKind, Principal};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::thread::ScopedJoinHandle;
 
 /// One change to a collection.
 #[derive(Debug, Clone)]
@@ -205,33 +206,42 @@ impl Engine {
         missing.sort_by_key(|(h, t)| (std::cmp::Reverse(t.len()), *h));
         // Each batch's vectors are stored (a catalog transaction and its fsync) on a thread of
         // their own while the next batch is in the model, so the model does not wait on the disk.
+        // A failed store stops the loop before the next batch that starts after it ended.
         std::thread::scope(|scope| {
-            let mut storing: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
-            for batch in missing.chunks(self.options.embed_batch.max(1)) {
-                if cancel.is_some_and(crate::Cancel::is_cancelled) {
-                    return Err(Error::Cancelled(
-                        "the write was cancelled while its chunks were embedded; nothing of it was committed".into(),
-                    ));
+            let mut storing: Option<ScopedJoinHandle<'_, Result<()>>> = None;
+            let mut embed_all = || {
+                for batch in missing.chunks(self.options.embed_batch.max(1)) {
+                    if storing.as_ref().is_some_and(ScopedJoinHandle::is_finished) {
+                        joined(storing.take())?;
+                    }
+                    if cancel.is_some_and(crate::Cancel::is_cancelled) {
+                        return Err(Error::Cancelled(
+                            "the write was cancelled while its chunks were embedded; nothing of it was committed".into(),
+                        ));
+                    }
+                    let (rows, _) = self.vectors_of(version, embedder, batch)?;
+                    joined(storing.take())?;
+                    let fingerprint = &version.fingerprint;
+                    storing =
+                        Some(scope.spawn(move || self.catalog().put_vectors(fingerprint, &rows)));
                 }
-                let (rows, _) = self.embed_texts(version, embedder, batch)?;
-                joined(storing.take())?;
-                storing = Some(
-                    scope.spawn(move || self.catalog().put_vectors(&version.fingerprint, &rows)),
-                );
-            }
-            joined(storing)
+                Ok(())
+            };
+            let embedded = embed_all();
+            // The store in flight ends either way; its error happened first, so it wins.
+            joined(storing.take()).and(embedded)
         })?;
         Ok((missing.len() as u64, have.len() as u64))
     }
 
     /// The vectors of `(chunk hash, text as embedded)` by `embedder` (checked: one per text, of
     /// the version's dimensions), paired with their hashes, and the tokens the model counted.
-    pub(crate) fn embed_texts(
+    pub(crate) fn vectors_of(
         &self,
         version: &VersionRow,
         embedder: &Arc<dyn Embedder>,
         texts: &[(ContentHash, String)],
-    ) -> Result<(Vec<Embedded>, Option<usize>)> {
+    ) -> Result<(Vec<ChunkVector>, Option<usize>)> {
         if texts.is_empty() {
             return Ok((Vec::new(), Some(0)));
         }
@@ -513,11 +523,11 @@ pub(super) fn same_point(a: &[f32], b: &[f32]) -> bool {
 }
 
 /// A chunk's hash and its vector.
-pub(crate) type Embedded = (ContentHash, Vec<f32>);
+pub(crate) type ChunkVector = (ContentHash, Vec<f32>);
 
 /// The result of a store started on a thread of its own, once it ends (`Ok` when none was).
-fn joined(storing: Option<std::thread::ScopedJoinHandle<'_, Result<()>>>) -> Result<()> {
-    match storing.map(std::thread::ScopedJoinHandle::join) {
+fn joined(storing: Option<ScopedJoinHandle<'_, Result<()>>>) -> Result<()> {
+    match storing.map(ScopedJoinHandle::join) {
         None => Ok(()),
         Some(Ok(stored)) => stored,
         Some(Err(panic)) => std::panic::resume_unwind(panic),

@@ -32,10 +32,9 @@ use std::time::Instant;
 const FILE_GROUP: usize = 256;
 /// JSONL lines processed in parallel at a time.
 const LINE_GROUP: usize = 2048;
-/// The first group and the first batch of a run hold this many inputs and documents at most, and
-/// each later one twice the one before (up to [`FILE_GROUP`], [`LINE_GROUP`] and
-/// `ingest.batch_docs`): the model starts on the first documents instead of waiting for a whole
-/// batch to be read and chunked.
+/// The run's first group and first batch hold this many inputs and documents at most, each later
+/// one twice the one before (up to [`FILE_GROUP`], [`LINE_GROUP`] and `ingest.batch_docs`): the
+/// model starts on the first documents instead of waiting for a whole batch to be chunked.
 const FIRST: usize = 64;
 
 /// The next size after `size` of a group or batch that starts at [`FIRST`] and stops at `cap`.
@@ -272,6 +271,8 @@ struct Batcher<'a, 's> {
     /// Documents of the batch being gathered: `batch_docs`, or with a committer [`FIRST`] doubled
     /// after each batch up to `batch_docs`.
     limit: usize,
+    /// Inputs of the next group read in parallel ([`Batcher::next_group`]).
+    group: usize,
 }
 
 /// The stored hashes and the chunker of the target collection.
@@ -302,15 +303,22 @@ impl<'a, 's> Batcher<'a, 's> {
             changes: Vec::new(),
             summary,
             seen: HashSet::new(),
-            // Without a committer a batch is applied in the caller's thread, with no model to
-            // start early: all its batches are whole (the documents API's one generation a
-            // request stays one).
+            // Without a committer no model is started early: a documents request is one batch.
             limit: match committer {
                 Some(_) => FIRST.min(opts.batch_docs.max(1)),
                 None => opts.batch_docs.max(1),
             },
             committer,
+            group: FIRST,
         }
+    }
+
+    /// How many inputs the next group read in parallel holds, at most `cap`: [`FIRST`] for the
+    /// run's first group, twice as many for each later one.
+    fn next_group(&mut self, cap: usize) -> usize {
+        let size = self.group.min(cap);
+        self.group = doubled(self.group, FILE_GROUP.max(LINE_GROUP));
+        size
     }
 
     fn take(&mut self, outcome: Outcome, warn_path: &str) -> Result<()> {
@@ -455,10 +463,9 @@ fn read_all(
         }
     }
     let mut rest = &docs[..];
-    let mut size = FIRST;
     while !rest.is_empty() {
-        let (group, later) = rest.split_at(size.min(rest.len()));
-        (rest, size) = (later, doubled(size, FILE_GROUP));
+        let (group, later) = rest.split_at(b.next_group(FILE_GROUP).min(rest.len()));
+        rest = later;
         let outcomes: Vec<Outcome> = group
             .par_iter()
             .map(|(f, format)| read_file(ctx, f, *format))
@@ -532,8 +539,8 @@ fn ingest_jsonl(
     };
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let mut line_no = 0u64;
-    let mut size = FIRST;
     loop {
+        let size = b.next_group(LINE_GROUP);
         let mut group: Vec<(u64, Vec<u8>)> = Vec::with_capacity(size);
         while group.len() < size {
             let mut buf = Vec::new();
@@ -554,7 +561,6 @@ fn ingest_jsonl(
         if group.is_empty() {
             return Ok(());
         }
-        size = doubled(size, LINE_GROUP);
         let outcomes: Vec<Option<Outcome>> = group
             .par_iter()
             .map(|(n, line)| read_line(ctx, &source, f.acl.as_deref(), *n, line))

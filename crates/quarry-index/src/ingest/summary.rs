@@ -21,7 +21,8 @@ pub struct IngestOptions {
     /// Longest a PDF or Word file may take to extract; past it the file is skipped as
     /// `timeout` (see [`super::guarded`]).
     pub extract_timeout: std::time::Duration,
-    /// Documents per generation commit.
+    /// Documents per generation commit at most: with a committer the first batches hold 64, 128,
+    /// … up to it.
     pub batch_docs: usize,
     /// Embed new chunks (`--no-embed` turns it off, for vectors loaded later from Parquet).
     pub embed: bool,
