@@ -104,12 +104,29 @@ struct Published {
 /// queries fast: an ingest of the SciFact corpus ends in two segments instead of six, and BM25
 /// latency drops (figures in BENCHMARKS.md). The price is merging during commits, each chunk
 /// rewritten about log₁.₇(chunks / 10,000) times.
-fn merge_policy() -> tantivy::indexer::LogMergePolicy {
+///
+/// [`Merges::Lazy`] (the commits of a bulk ingest) waits for eight segments of a size, tantivy's
+/// own default: each chunk is rewritten about log₈ as often, and [`Bm25Index::settle`] does what
+/// the eager policy would have left at the end.
+fn merge_policy(merges: Merges) -> tantivy::indexer::LogMergePolicy {
     let mut policy = tantivy::indexer::LogMergePolicy::default();
-    policy.set_min_num_segments(2);
+    policy.set_min_num_segments(match merges {
+        Merges::Eager => 2,
+        Merges::Lazy => 8,
+    });
     policy.set_del_docs_ratio_before_merge(0.25);
     policy.set_max_docs_before_merge(MAX_MERGED_CHUNKS);
     policy
+}
+
+/// How a commit merges segments ([`merge_policy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merges {
+    /// A level's segments merge once two are there: few segments, fast queries.
+    Eager,
+    /// A level's segments merge once eight are there: less rewriting while a bulk ingest commits
+    /// batch after batch; [`Bm25Index::settle`] at its end.
+    Lazy,
 }
 
 /// Segments with more chunks than this are not merged again (a commit never rewrites them whole).
@@ -223,9 +240,10 @@ impl Bm25Index {
         touched: &[ContentHash],
         records: &[ChunkRecord],
         rebuild: bool,
+        merges: Merges,
     ) -> Result<()> {
         let mut writer: IndexWriter<TantivyDocument> = self.index.writer(WRITER_MEMORY)?;
-        writer.set_merge_policy(Box::new(merge_policy()));
+        writer.set_merge_policy(Box::new(merge_policy(merges)));
         if rebuild {
             writer.delete_all_documents()?;
         } else {
@@ -244,6 +262,38 @@ impl Bm25Index {
         prepared.commit()?;
         writer.wait_merging_threads()?;
         self.remove_unnamed_segment_files()
+    }
+
+    /// Merges what an eager commit ([`Merges::Eager`]) would merge, until nothing is left to merge,
+    /// without a new commit (the generation, the commit's payload, is kept): the end of a bulk
+    /// ingest whose commits merged lazily. Nothing happens (no writer is opened) when there is
+    /// nothing to merge; whether something merged (the reader is then behind: publish). The
+    /// caller holds the writer lock.
+    pub fn settle(&self) -> Result<bool> {
+        use tantivy::indexer::MergePolicy;
+        let policy = merge_policy(Merges::Eager);
+        let mut candidates =
+            policy.compute_merge_candidates(&self.index.searchable_segment_metas()?);
+        if candidates.is_empty() {
+            return Ok(false);
+        }
+        let mut writer: IndexWriter<TantivyDocument> = self.index.writer(WRITER_MEMORY)?;
+        writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+        // Each round merges whole levels into larger segments, so it ends within a round per
+        // level; the bound only guards against a policy that never settles.
+        for _ in 0..64 {
+            if candidates.is_empty() {
+                break;
+            }
+            for candidate in candidates {
+                writer.merge(&candidate.0).wait()?;
+            }
+            candidates = policy.compute_merge_candidates(&self.index.searchable_segment_metas()?);
+        }
+        writer.garbage_collect_files().wait()?;
+        writer.wait_merging_threads()?;
+        self.remove_unnamed_segment_files()?;
+        Ok(true)
     }
 
     /// After a commit that deleted chunks which must leave no trace (a forget): merges every

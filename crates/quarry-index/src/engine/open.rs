@@ -61,6 +61,7 @@ impl Engine {
             write_lock: Mutex::new(()),
             telemetry,
             interrupt_jobs: std::sync::atomic::AtomicBool::new(false),
+            bulk_ingests: std::sync::atomic::AtomicUsize::new(0),
             standby: Mutex::new(HashMap::new()),
             holder: format!(
                 "{}-{}",

@@ -324,7 +324,7 @@ impl Engine {
                 })
                 .collect::<Result<Vec<_>>>()?
         };
-        ix.commit(generation, touched, &records, rebuild)
+        ix.commit(generation, touched, &records, rebuild, self.merges())
     }
 
     /// Applies the touched chunks to the vector index: chunks that left the collection become

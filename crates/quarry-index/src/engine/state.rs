@@ -27,6 +27,9 @@ pub struct Engine {
     pub(crate) query_vectors: Arc<QueryVectorCache>,
     /// Set at shutdown: running jobs stop at their next batch, resumable.
     pub(crate) interrupt_jobs: std::sync::atomic::AtomicBool,
+    /// Bulk ingests running in this process ([`Engine::bulk_ingest`]): while there is one, BM25
+    /// commits merge lazily ([`crate::bm25::Merges::Lazy`]).
+    pub(crate) bulk_ingests: std::sync::atomic::AtomicUsize,
     /// Per collection, the vector index of the version that served before the last switch, kept
     /// in memory so a rollback to it takes no reload.
     pub(crate) standby: Mutex<HashMap<String, (String, Arc<VectorIndex>)>>,
@@ -49,6 +52,36 @@ pub(crate) const OPEN_LOCK: &str = "open.lock";
 thread_local! {
     /// Whether this thread holds the writer lock (of whichever engine: a thread writes to one).
     static HOLDS_WRITE_LOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A bulk ingest running ([`Engine::bulk_ingest`]); ends when dropped.
+pub(crate) struct BulkIngest<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for BulkIngest<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Engine {
+    /// Marks a bulk ingest (batch after batch committed by one run) as running until the guard
+    /// is dropped: meanwhile every BM25 commit of this process merges lazily, and
+    /// [`Engine::flush`] at the run's end merges what is left. A chunk is then rewritten about
+    /// log₈ instead of log₁.₇ of its index's size (BENCHMARKS.md, "BM25 merges of a bulk ingest").
+    pub(crate) fn bulk_ingest(&self) -> BulkIngest<'_> {
+        self.bulk_ingests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        BulkIngest(&self.bulk_ingests)
+    }
+
+    /// How BM25 commits merge now ([`Engine::bulk_ingest`]).
+    pub(crate) fn merges(&self) -> crate::bm25::Merges {
+        if self.bulk_ingests.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            crate::bm25::Merges::Lazy
+        } else {
+            crate::bm25::Merges::Eager
+        }
+    }
 }
 
 impl Drop for Engine {

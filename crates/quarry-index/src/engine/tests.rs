@@ -643,6 +643,36 @@ fn small_commits_merge_into_one_bm25_segment() {
 }
 
 #[test]
+fn a_bulk_ingest_merges_lazily_and_its_flush_leaves_one_bm25_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), options()).unwrap();
+    let generation = {
+        let _bulk = engine.bulk_ingest();
+        for (i, p) in PARAS.iter().enumerate() {
+            upsert(&engine, &format!("d{i}"), p);
+        }
+        // six one-chunk commits, fewer than the eight of a size a lazy commit merges
+        assert_eq!(engine.searcher("c").unwrap().num_segments(), PARAS.len());
+        let generation = engine.collection("c").unwrap().generation;
+        engine.flush().unwrap();
+        generation
+    };
+    let searcher = engine.searcher("c").unwrap();
+    assert_eq!(searcher.num_segments(), 1, "settled as eager commits would");
+    assert_eq!(searcher.num_chunks(), PARAS.len() as u64);
+    assert_eq!(
+        docs_matching(&engine, "kettles"),
+        BTreeSet::from(["d1".to_owned()])
+    );
+    // the merges kept the commit's generation (its payload on disk): no rebuild at the next open
+    let ix = engine.indexes(&engine.collection("c").unwrap()).unwrap();
+    assert_eq!(ix.bm25.generation().unwrap(), generation);
+    // the guard is gone: commits merge eagerly again
+    upsert(&engine, "d9", "a seventh paragraph about kettles");
+    assert_eq!(engine.searcher("c").unwrap().num_segments(), 1);
+}
+
+#[test]
 fn grouping_by_document_looks_deeper_past_a_document_of_many_matching_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(dir.path(), options()).unwrap();

@@ -71,7 +71,9 @@ impl Engine {
         Ok(WriteContext { row, ix })
     }
 
-    /// Writes every vector index that changed since its last dump (end of an ingest, shutdown).
+    /// Writes every vector index that changed since its last dump and merges the BM25 segments a
+    /// bulk ingest's lazy merges left ([`crate::bm25::Bm25Index::settle`]): the end of an ingest,
+    /// shutdown.
     pub fn flush(&self) -> Result<()> {
         let all: Vec<(String, Arc<Indexes>)> = self
             .indexes
@@ -91,6 +93,9 @@ impl Engine {
                 // Another process may have written since: catch up first, so this dump is never
                 // older than the one on disk.
                 let ix = self.recover_at(&row, ix, false)?;
+                if ix.bm25.settle()? {
+                    ix.publish()?;
+                }
                 if let Some(v) = &ix.vectors
                     && v.needs_dump(0, true)
                 {

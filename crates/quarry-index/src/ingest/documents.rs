@@ -411,6 +411,7 @@ pub fn ingest(
         known: &known,
         default_acl,
     };
+    let _bulk = engine.bulk_ingest();
     std::thread::scope(|scope| {
         let committer = Committer::new(scope, engine, opts);
         let mut b = Batcher::new(engine, opts, Some(committer));
