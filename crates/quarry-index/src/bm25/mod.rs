@@ -106,8 +106,9 @@ struct Published {
 /// rewritten about log₁.₇(chunks / 10,000) times.
 ///
 /// [`Merges::Lazy`] (the commits of a bulk ingest) waits for eight segments of a size, tantivy's
-/// own default: each chunk is rewritten about log₈ as often, and [`Bm25Index::settle`] does what
-/// the eager policy would have left at the end.
+/// own default (a commit writes a segment per indexing thread, so that is a few commits): each
+/// chunk is rewritten far less often, and [`Bm25Index::settle`] merges at the end what the eager
+/// policy would have merged on the way.
 fn merge_policy(merges: Merges) -> tantivy::indexer::LogMergePolicy {
     let mut policy = tantivy::indexer::LogMergePolicy::default();
     policy.set_min_num_segments(match merges {
@@ -224,6 +225,21 @@ impl Bm25Index {
         (p.searcher.clone(), p.keys.clone())
     }
 
+    /// Whether the last commit on disk names other segments than the published snapshot holds:
+    /// merges without a new generation ([`Bm25Index::settle`], [`Bm25Index::purge_deleted`]),
+    /// which a follower at that generation would otherwise not see until the next one.
+    pub fn merged_since_published(&self) -> Result<bool> {
+        let on_disk: std::collections::HashSet<tantivy::index::SegmentId> = self
+            .index
+            .searchable_segment_metas()?
+            .iter()
+            .map(|m| m.id())
+            .collect();
+        let published = self.published.read().unwrap_or_else(|p| p.into_inner());
+        let held = published.searcher.segment_readers().iter();
+        Ok(on_disk != held.map(|r| r.segment_id()).collect())
+    }
+
     /// The generation of the published snapshot.
     pub fn published_generation(&self) -> u64 {
         self.published
@@ -289,6 +305,12 @@ impl Bm25Index {
                 writer.merge(&candidate.0).wait()?;
             }
             candidates = policy.compute_merge_candidates(&self.index.searchable_segment_metas()?);
+        }
+        if !candidates.is_empty() {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                "BM25 segments still to merge after 64 rounds; the next commit merges them"
+            );
         }
         writer.garbage_collect_files().wait()?;
         writer.wait_merging_threads()?;

@@ -61,7 +61,7 @@ impl Engine {
             write_lock: Mutex::new(()),
             telemetry,
             interrupt_jobs: std::sync::atomic::AtomicBool::new(false),
-            bulk_ingests: std::sync::atomic::AtomicUsize::new(0),
+            bulk_ingests: Mutex::new(HashMap::new()),
             standby: Mutex::new(HashMap::new()),
             holder: format!(
                 "{}-{}",
@@ -300,6 +300,12 @@ impl Engine {
             {
                 self.catalog()
                     .hold(collection, &self.holder, v.generation())?;
+            }
+            // Another process merged BM25 segments without a new generation (the end of a bulk
+            // ingest, a forget's purge): its files for the old ones are gone, read the new ones.
+            if ix.bm25.merged_since_published()? {
+                ix.publish()?;
+                return Ok(true);
             }
             return Ok(false);
         }

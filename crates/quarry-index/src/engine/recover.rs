@@ -324,7 +324,13 @@ impl Engine {
                 })
                 .collect::<Result<Vec<_>>>()?
         };
-        ix.commit(generation, touched, &records, rebuild, self.merges())
+        ix.commit(
+            generation,
+            touched,
+            &records,
+            rebuild,
+            self.merges(collection),
+        )
     }
 
     /// Applies the touched chunks to the vector index: chunks that left the collection become

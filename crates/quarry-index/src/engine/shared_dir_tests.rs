@@ -484,6 +484,42 @@ fn writers_taking_turns_leave_no_segment_file_behind() {
     }
 }
 
+/// A server following a bulk ingest of another process: the ingest's lazy commits leave several
+/// segments, its end merges them without a new generation, and the follower must read the merged
+/// ones at its next refresh (not keep the old ones, whose files are gone, until the next write).
+#[test]
+fn a_follower_reads_the_segments_a_bulk_ingest_merged_at_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Engine::open(dir.path(), options()).unwrap();
+    let server = Engine::open(dir.path(), options()).unwrap();
+    put(&writer, "d0", &text(0));
+    assert_eq!(server.searcher("c").unwrap().num_segments(), 1);
+    {
+        let _bulk = writer.bulk_ingest("c");
+        for i in 1..6 {
+            put(&writer, &format!("d{i}"), &text(i));
+        }
+        server.refresh().unwrap();
+        assert_eq!(
+            server.searcher("c").unwrap().num_segments(),
+            6,
+            "lazy commits"
+        );
+        writer.flush().unwrap();
+    }
+    assert_eq!(writer.searcher("c").unwrap().num_segments(), 1);
+    assert_eq!(
+        server.refresh().unwrap(),
+        1,
+        "the merge is news to the server"
+    );
+    assert_eq!(server.searcher("c").unwrap().num_segments(), 1);
+    assert_eq!(server.refresh().unwrap(), 0, "and then no more");
+    for i in 0..6 {
+        assert_eq!(matching(&server, &format!("w{i}x")), [format!("d{i}")]);
+    }
+}
+
 /// A server following a CLI ingest (two engines on one directory): once the writer's dumps
 /// seal segments, the follower reloads them instead of keeping every followed point in its own
 /// open graph, and answers as the writer.

@@ -27,9 +27,9 @@ pub struct Engine {
     pub(crate) query_vectors: Arc<QueryVectorCache>,
     /// Set at shutdown: running jobs stop at their next batch, resumable.
     pub(crate) interrupt_jobs: std::sync::atomic::AtomicBool,
-    /// Bulk ingests running in this process ([`Engine::bulk_ingest`]): while there is one, BM25
-    /// commits merge lazily ([`crate::bm25::Merges::Lazy`]).
-    pub(crate) bulk_ingests: std::sync::atomic::AtomicUsize,
+    /// Bulk ingests running in this process, by collection ([`Engine::bulk_ingest`]): while a
+    /// collection has one, its BM25 commits merge lazily ([`crate::bm25::Merges::Lazy`]).
+    pub(crate) bulk_ingests: Mutex<HashMap<String, usize>>,
     /// Per collection, the vector index of the version that served before the last switch, kept
     /// in memory so a rollback to it takes no reload.
     pub(crate) standby: Mutex<HashMap<String, (String, Arc<VectorIndex>)>>,
@@ -55,28 +55,41 @@ thread_local! {
 }
 
 /// A bulk ingest running ([`Engine::bulk_ingest`]); ends when dropped.
-pub(crate) struct BulkIngest<'a>(&'a std::sync::atomic::AtomicUsize);
+pub(crate) struct BulkIngest<'a> {
+    running: &'a Mutex<HashMap<String, usize>>,
+    collection: String,
+}
 
 impl Drop for BulkIngest<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = running.get_mut(&self.collection) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.collection);
+            }
+        }
     }
 }
 
 impl Engine {
-    /// Marks a bulk ingest (batch after batch committed by one run) as running until the guard
-    /// is dropped: meanwhile every BM25 commit of this process merges lazily, and
-    /// [`Engine::flush`] at the run's end merges what is left. A chunk is then rewritten about
-    /// log₈ instead of log₁.₇ of its index's size (BENCHMARKS.md, "BM25 merges of a bulk ingest").
-    pub(crate) fn bulk_ingest(&self) -> BulkIngest<'_> {
-        self.bulk_ingests
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        BulkIngest(&self.bulk_ingests)
+    /// Marks a bulk ingest into `collection` (batch after batch committed by one run) as running
+    /// until the guard is dropped: meanwhile the collection's BM25 commits merge lazily, and
+    /// [`Engine::flush`] after the run merges what they left (BENCHMARKS.md, "Build speed:
+    /// ef_construction and lazy BM25 merges").
+    pub(crate) fn bulk_ingest(&self, collection: &str) -> BulkIngest<'_> {
+        let mut running = self.bulk_ingests.lock().unwrap_or_else(|p| p.into_inner());
+        *running.entry(collection.to_owned()).or_default() += 1;
+        BulkIngest {
+            running: &self.bulk_ingests,
+            collection: collection.to_owned(),
+        }
     }
 
-    /// How BM25 commits merge now ([`Engine::bulk_ingest`]).
-    pub(crate) fn merges(&self) -> crate::bm25::Merges {
-        if self.bulk_ingests.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+    /// How `collection`'s BM25 commits merge now ([`Engine::bulk_ingest`]).
+    pub(crate) fn merges(&self, collection: &str) -> crate::bm25::Merges {
+        let running = self.bulk_ingests.lock().unwrap_or_else(|p| p.into_inner());
+        if running.contains_key(collection) {
             crate::bm25::Merges::Lazy
         } else {
             crate::bm25::Merges::Eager

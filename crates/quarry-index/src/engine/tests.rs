@@ -2,6 +2,7 @@
 //! upserts and deletes with shared chunks against a model.
 
 use super::*;
+use crate::bm25::Merges;
 use crate::catalog::Catalog;
 use crate::collection::EmbedderSource;
 use crate::error::Result;
@@ -10,7 +11,7 @@ use quarry_core::InputKind;
 use quarry_core::{ChunkOptions, Embedder, Principal};
 use quarry_core::{ChunkSizer, GroupBy, Mode, QueryOptions};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::test_support::doc;
 
@@ -647,7 +648,7 @@ fn a_bulk_ingest_merges_lazily_and_its_flush_leaves_one_bm25_segment() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(dir.path(), options()).unwrap();
     let generation = {
-        let _bulk = engine.bulk_ingest();
+        let _bulk = engine.bulk_ingest("c");
         for (i, p) in PARAS.iter().enumerate() {
             upsert(&engine, &format!("d{i}"), p);
         }
@@ -720,6 +721,15 @@ fn batched(
     (data, files, engine, opts)
 }
 
+/// A progress display that notes how BM25 commits of collection `c` merge at each advance.
+struct MergesSeen<'a>(&'a Engine, Mutex<Vec<Merges>>);
+
+impl crate::Progress for MergesSeen<'_> {
+    fn advance(&self, _bytes: u64, _documents: u64) {
+        self.1.lock().unwrap().push(self.0.merges("c"));
+    }
+}
+
 /// An ingest of several batches: each embedded and committed on the committer's threads while the
 /// next is read; every chunk is embedded once and counted as embedded, not as a cache hit; a
 /// model that fails stops the ingest with its error and commits nothing of the failing batch.
@@ -728,7 +738,16 @@ fn an_ingest_in_batches_embeds_each_chunk_once_and_stops_at_a_failing_model() {
     let e = Counting::new();
     let (_data, files, engine, opts) = batched(&e);
     let paths = [files.path().to_path_buf()];
-    let s = crate::ingest(&engine, &paths, &opts, &crate::NoProgress).unwrap();
+    let seen = MergesSeen(&engine, Mutex::new(Vec::new()));
+    let s = crate::ingest(&engine, &paths, &opts, &seen).unwrap();
+    // BM25 merged lazily while the batches were read, and the run's end merged what was left
+    let seen = seen.1.into_inner().unwrap();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|m| *m == Merges::Lazy),
+        "{seen:?}"
+    );
+    assert_eq!(engine.merges("c"), Merges::Eager);
+    assert_eq!(engine.searcher("c").unwrap().num_segments(), 1);
     assert_eq!(s.added, PARAS.len() as u64, "{s:?}");
     assert!(s.chunks >= PARAS.len() as u64);
     assert_eq!((s.embedded, s.cache_hits), (s.chunks, 0), "{s:?}");

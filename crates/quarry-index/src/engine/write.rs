@@ -93,7 +93,7 @@ impl Engine {
                 // Another process may have written since: catch up first, so this dump is never
                 // older than the one on disk.
                 let ix = self.recover_at(&row, ix, false)?;
-                if ix.bm25.settle()? {
+                if !self.options.read_only && ix.bm25.settle()? {
                     ix.publish()?;
                 }
                 if let Some(v) = &ix.vectors

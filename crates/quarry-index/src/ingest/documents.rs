@@ -1,16 +1,14 @@
 //! Ingest of documents: walk → read and hash raw bytes (unchanged documents stop here) → extract
 //! text → chunk → apply to the engine in batches, each batch one generation. Extraction and
-//! chunking run in parallel with rayon; while a batch is read and chunked, the one before is embedded
-//! and the one before that committed, each on a thread of its own ([`Committer`]). Bad input never fails the run: every skipped file or line
-//! is counted in the summary with its reason.
+//! chunking run in parallel with rayon; while a batch is read and chunked, the one before is
+//! embedded and the one before that committed, each on a thread of its own ([`Committer`]). Bad
+//! input never fails the run: every skipped file or line is counted in the summary with its reason.
 //!
 //! PDF and Word files are read by [`super::binary`], on a thread of their own with a deadline; an
 //! encrypted, scanned or damaged one is skipped with its reason (`encrypted`, `no_text_layer`,
-//! `malformed_pdf`, `malformed_docx`, `timeout`).
-//!
-//! Invalid UTF-8 in a text file is decoded lossily (U+FFFD replaces the bad bytes): the document is
-//! kept and a warning `invalid_utf8` names the file. A JSONL line that is not valid UTF-8 JSON is
-//! skipped as `malformed_jsonl`.
+//! `malformed_pdf`, `malformed_docx`, `timeout`). Invalid UTF-8 in a text file is decoded lossily
+//! (U+FFFD replaces the bad bytes): the document is kept and a warning `invalid_utf8` names the
+//! file. A JSONL line that is not valid UTF-8 JSON is skipped as `malformed_jsonl`.
 
 use super::binary::{is_binary, read_binary};
 use super::committer::Committer;
@@ -386,9 +384,7 @@ impl<'a, 's> Batcher<'a, 's> {
     fn finish(&mut self) -> Result<()> {
         self.flush()?;
         if let Some(c) = self.committer.as_mut() {
-            for stats in c.wait()? {
-                self.summary.add(&stats);
-            }
+            c.wait()?.iter().for_each(|stats| self.summary.add(stats));
         }
         Ok(())
     }
@@ -411,8 +407,8 @@ pub fn ingest(
         known: &known,
         default_acl,
     };
-    let _bulk = engine.bulk_ingest();
-    std::thread::scope(|scope| {
+    let bulk = engine.bulk_ingest(&opts.collection);
+    let read = std::thread::scope(|scope| {
         let committer = Committer::new(scope, engine, opts);
         let mut b = Batcher::new(engine, opts, Some(committer));
         let jsonl = read_all(&ctx, walked.files, walked.problems, &mut b, progress)?;
@@ -422,14 +418,17 @@ pub fn ingest(
         if opts.sync {
             sync(engine, &walked.roots, &jsonl, &mut b)?;
         }
-        engine.flush()?;
-        let mut summary = b.summary;
-        summary.seconds = started.elapsed().as_secs_f64();
-        let embedded = engine.telemetry().document_embedding();
-        summary.tokens_embedded = Some(embedded.tokens.saturating_sub(embedded_before.tokens));
-        summary.embed_seconds = Some((embedded.seconds - embedded_before.seconds).max(0.0));
-        Ok(summary)
-    })
+        Ok(b.summary)
+    });
+    drop(bulk);
+    // After an error too: the batches committed get their BM25 merges and their vector dump.
+    let flushed = engine.flush();
+    let mut summary = read.and_then(|summary| flushed.map(|()| summary))?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    let embedded = engine.telemetry().document_embedding();
+    summary.tokens_embedded = Some(embedded.tokens.saturating_sub(embedded_before.tokens));
+    summary.embed_seconds = Some((embedded.seconds - embedded_before.seconds).max(0.0));
+    Ok(summary)
 }
 
 /// Reads every walked file into `b`: documents in parallel groups, then the JSONL files (which
