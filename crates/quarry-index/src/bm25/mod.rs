@@ -9,6 +9,7 @@
 //! catalog generation it reflects as its payload, which is how crash recovery knows what to replay.
 
 mod feedback;
+mod keys;
 mod meta;
 mod permitted;
 mod query;
@@ -17,6 +18,8 @@ mod scoring;
 pub(crate) mod search;
 mod stats;
 
+pub use keys::KeyMap;
+use keys::key_map;
 pub use meta::{SHARED, decode, field_schema, filter_query, occurrence_values, term_bytes};
 pub use query::{
     acl_filter, analysed_counts, analysed_terms, build_query, build_weighted, query_terms,
@@ -70,9 +73,6 @@ impl<'a> SegmentColumns<'a> {
         Ok(self.column(address)?.first(address.doc_id))
     }
 }
-
-/// Where each live chunk of one snapshot is, by [`chunk_key`].
-pub type KeyMap = HashMap<u64, DocAddress>;
 
 /// Memory budget of one index writer.
 const WRITER_MEMORY: usize = 64 * 1024 * 1024;
@@ -182,7 +182,7 @@ impl Bm25Index {
             .doc_store_cache_num_blocks(256)
             .try_into()?;
         let searcher = reader.searcher();
-        let keys = Arc::new(key_map(&searcher)?);
+        let keys = Arc::new(key_map(&searcher, &KeyMap::default())?);
         let ix = Bm25Index {
             index,
             dir: dir.to_owned(),
@@ -218,6 +218,12 @@ impl Bm25Index {
     /// The cache of [`PermittedStats`] totals.
     pub fn totals_cache(&self) -> &TotalsCache {
         &self.totals
+    }
+
+    /// The key map of the published snapshot read afresh, every segment's keys again.
+    #[cfg(test)]
+    pub(crate) fn fresh_key_map(&self) -> KeyMap {
+        key_map(&self.searcher().0, &KeyMap::default()).unwrap()
     }
 
     pub fn searcher(&self) -> (tantivy::Searcher, Arc<KeyMap>) {
@@ -382,7 +388,8 @@ impl Bm25Index {
                 continue;
             }
             let searcher = self.reader.searcher();
-            let keys = Arc::new(key_map(&searcher)?);
+            let before_keys = self.searcher().1;
+            let keys = Arc::new(key_map(&searcher, &before_keys)?);
             *self.published.write().unwrap_or_else(|p| p.into_inner()) = Published {
                 searcher,
                 keys,
@@ -532,25 +539,6 @@ fn damaged_files(index: &Index) -> Result<Vec<String>> {
     damaged.sort();
     Ok(damaged)
 }
-
-/// The key map of a snapshot: every live document's [`chunk_key`] and address.
-fn key_map(searcher: &tantivy::Searcher) -> Result<KeyMap> {
-    let mut map = KeyMap::with_capacity(searcher.num_docs() as usize);
-    for (ord, segment) in searcher.segment_readers().iter().enumerate() {
-        let keys = segment.fast_fields().u64(CHUNK_KEY)?;
-        let alive = segment.alive_bitset();
-        for doc in 0..segment.max_doc() {
-            if alive.is_some_and(|a| !a.is_alive(doc)) {
-                continue;
-            }
-            if let Some(k) = keys.first(doc) {
-                map.insert(k, DocAddress::new(ord as u32, doc));
-            }
-        }
-    }
-    Ok(map)
-}
-
 /// The [`chunk_key`] of the document at `address`.
 pub fn key_of(searcher: &tantivy::Searcher, address: DocAddress) -> Result<Option<u64>> {
     let segment = searcher.segment_reader(address.segment_ord);

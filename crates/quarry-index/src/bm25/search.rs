@@ -438,7 +438,7 @@ impl crate::vectors::Permitted for Admitted<'_> {
     }
 
     fn admits(&self, key: u64) -> bool {
-        self.keys.get(&key).is_some_and(|a| {
+        self.keys.get(key).is_some_and(|a| {
             self.sets
                 .sets
                 .get(a.segment_ord as usize)

@@ -673,6 +673,39 @@ fn a_bulk_ingest_merges_lazily_and_its_flush_leaves_one_bm25_segment() {
     assert_eq!(engine.searcher("c").unwrap().num_segments(), 1);
 }
 
+/// The BM25 key map (chunk key → address, read by ACL-filtered vector search) after each commit
+/// equals one read afresh, and shares the maps of unchanged segments with the one before.
+#[test]
+fn a_bm25_reload_reads_the_keys_of_new_and_changed_segments_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), options()).unwrap();
+    let _bulk = engine.bulk_ingest("c"); // one segment a commit, none merged
+    let keys = || {
+        let ix = engine.indexes(&engine.collection("c").unwrap()).unwrap();
+        let (published, fresh) = (ix.bm25.searcher().1, ix.bm25.fresh_key_map());
+        assert_eq!(published.entries(), fresh.entries());
+        published
+    };
+    for (i, p) in PARAS.iter().take(4).enumerate() {
+        upsert(&engine, &format!("d{i}"), p);
+    }
+    let four = keys();
+    assert_eq!(four.entries().len(), 4);
+    upsert(&engine, "d4", PARAS[4]);
+    let five = keys();
+    assert_eq!((five.entries().len(), five.shared_with(&four)), (5, 4));
+    // d1's chunk deleted (its one-chunk segment dropped), its new chunk in a new segment
+    upsert(&engine, "d1", PARAS[5]);
+    let six = keys();
+    assert_eq!((six.entries().len(), six.shared_with(&five)), (5, 4));
+    let now: BTreeSet<u64> = six.entries().iter().map(|e| e.0).collect();
+    let gone: Vec<u64> = (five.entries().iter().map(|e| e.0))
+        .filter(|k| !now.contains(k))
+        .collect();
+    assert_eq!(gone.len(), 1, "d1's old chunk");
+    assert!(five.get(gone[0]).is_some() && six.get(gone[0]).is_none());
+}
+
 #[test]
 fn grouping_by_document_looks_deeper_past_a_document_of_many_matching_chunks() {
     let dir = tempfile::tempdir().unwrap();

@@ -22,10 +22,8 @@ impl Searcher {
         let access = self.access("", caller, Mode::Vector, None, None)?;
         let sets = access.bm25.permitted()?;
         let admitted = sets.admitted(&self.snapshot, &self.keys);
-        let answers = self
-            .keys
-            .keys()
-            .map(|k| (*k, admitted.admits(*k)))
+        let answers = (self.keys.entries().into_iter())
+            .map(|(k, _, _)| (k, admitted.admits(k)))
             .collect();
         Ok((admitted.count(), admitted.all(), admitted.keys(), answers))
     }

@@ -374,7 +374,7 @@ impl Searcher {
                         .into_iter()
                         .filter_map(|(hash, sim)| {
                             let key = chunk_key(&hash);
-                            self.keys.get(&key).map(|a| (key, sim, *a))
+                            self.keys.get(key).map(|a| (key, sim, a))
                         })
                         .collect();
                     // equal similarities by chunk key, not by point id (which depends on the
