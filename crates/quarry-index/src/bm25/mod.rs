@@ -299,8 +299,7 @@ impl Bm25Index {
         if candidates.is_empty() {
             return Ok(false);
         }
-        let mut writer: IndexWriter<TantivyDocument> = self.index.writer(WRITER_MEMORY)?;
-        writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+        let mut writer = self.merging_writer()?;
         // Each round merges whole levels into larger segments, so it ends within a round per
         // level; the bound only guards against a policy that never settles.
         for _ in 0..64 {
@@ -318,9 +317,7 @@ impl Bm25Index {
                 "BM25 segments still to merge after 64 rounds; the next commit merges them"
             );
         }
-        writer.garbage_collect_files().wait()?;
-        writer.wait_merging_threads()?;
-        self.remove_unnamed_segment_files()?;
+        self.end_merges(writer)?;
         Ok(true)
     }
 
@@ -330,8 +327,7 @@ impl Bm25Index {
     /// policy would do, then deletes every file no commit names any more. The commit's
     /// generation (its payload) is kept. The caller holds the writer lock.
     pub fn purge_deleted(&self) -> Result<()> {
-        let mut writer: IndexWriter<TantivyDocument> = self.index.writer(WRITER_MEMORY)?;
-        writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+        let mut writer = self.merging_writer()?;
         let with_deletes: Vec<tantivy::index::SegmentId> = self
             .index
             .searchable_segment_metas()?
@@ -342,6 +338,20 @@ impl Bm25Index {
         if !with_deletes.is_empty() {
             writer.merge(&with_deletes).wait()?;
         }
+        self.end_merges(writer)
+    }
+
+    /// A writer that merges only the segments it is told to ([`Bm25Index::settle`],
+    /// [`Bm25Index::purge_deleted`]); no commit of its own, so the generation is kept.
+    fn merging_writer(&self) -> Result<IndexWriter<TantivyDocument>> {
+        let writer: IndexWriter<TantivyDocument> = self.index.writer(WRITER_MEMORY)?;
+        writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+        Ok(writer)
+    }
+
+    /// Ends a [`Bm25Index::merging_writer`]'s merges: tantivy's garbage collection, then every
+    /// file no commit names.
+    fn end_merges(&self, writer: IndexWriter<TantivyDocument>) -> Result<()> {
         writer.garbage_collect_files().wait()?;
         writer.wait_merging_threads()?;
         self.remove_unnamed_segment_files()
