@@ -3,8 +3,9 @@
 //! `BertModel` lets a caller replace none of its parts and most of its element-wise steps cost
 //! time on the CPU (BENCHMARKS.md, "MiniLM on the CPU" and "the encoder's steps fused"):
 //!
-//! - activations are `(batch · len, hidden)` row-major `f32` rows throughout, in buffers a pass
-//!   reuses from layer to layer and keeps for the next pass;
+//! - a batch's texts are packed row after row, without padding, and activations are
+//!   `(tokens, hidden)` row-major `f32` rows throughout, in buffers a pass reuses from layer to
+//!   layer and keeps for the next pass;
 //! - each layer's four matrix products are faer's, written into those buffers, against weights
 //!   transposed once at load (candle's product allocates and zeroes its result, on one thread);
 //! - the query, key and value projections are one product, and [`Attention`] takes it from
@@ -14,15 +15,14 @@
 //!
 //! candle still loads the weights and runs the embeddings (lookups and their norm, once a
 //! pass). Measured against `BertModel` in the same run (the embed bench): 1.68× its tokens/s at
-//! 64-token chunks before the products moved to faer; the hidden states of real tokens (not
-//! padding) equal its own within f32 rounding and the two approximations of
-//! [`crate::bert_ops`] (`erf`, `exp`), tested in `tests/parity.rs`. Padding rows get no
-//! attention context here (`BertModel` attends from them too); mean pooling leaves them out.
+//! 64-token chunks before the products moved to faer; the hidden states of real tokens equal
+//! its own (of a padded batch) within f32 rounding and the two approximations of
+//! [`crate::bert_ops`] (`erf`, `exp`), tested in `tests/parity.rs`.
 //! Dropout (inference only) and the tracing spans are left out; absolute positions only (as
 //! `BertModel`).
 
 use crate::bert_ops::{Attention, BiasActivation, BiasResidualNorm};
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear};
 use candle_transformers::models::bert::Config;
 use faer::linalg::matmul::matmul;
@@ -46,7 +46,7 @@ pub(crate) struct Bert {
     work: Mutex<Activations>,
 }
 
-/// Rows a pass keeps its buffers for at most: twice the local embedder's padded tokens per
+/// Rows a pass keeps its buffers for at most: twice the local embedder's tokens per
 /// batch (2,048); a larger batch (`quarry model distill --batch`) lets them go when it ends.
 const KEEP_ROWS: usize = 4096;
 
@@ -175,16 +175,25 @@ impl Bert {
         })
     }
 
-    /// Hidden states `(batch, len, hidden)` of `ids` and `types` `(batch, len)`, `mask` 1 for a
-    /// token and 0 for padding.
-    pub(crate) fn forward(&self, ids: &Tensor, types: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let (batch, len) = ids.dims2()?;
-        let positions = Tensor::arange(0u32, len as u32, ids.device())?;
-        let x = (self.word.forward(ids)? + self.token_type.forward(types)?)?
-            .broadcast_add(&self.position.forward(&positions)?)?;
+    /// Hidden states of a batch of texts, row after row (`Σ lens × hidden`): text `i` is the
+    /// next `lens[i]` token ids of `ids` (token type 0, positions from 0), packed without
+    /// padding, so every matrix product runs over real tokens only (a padded batch of ingest
+    /// chunks was 3.5 % padding; BENCHMARKS.md, "MiniLM on the CPU: batches without padding").
+    pub(crate) fn forward(&self, ids: &[u32], lens: &[usize]) -> Result<Vec<f32>> {
+        let rows: usize = lens.iter().sum();
+        if rows != ids.len() {
+            candle_core::bail!("{} token ids for texts of {rows} tokens", ids.len());
+        }
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        let device = &candle_core::Device::Cpu;
+        let positions: Vec<u32> = lens.iter().flat_map(|&n| 0..n as u32).collect();
+        let ids = Tensor::from_slice(ids, rows, device)?;
+        let positions = Tensor::from_vec(positions, rows, device)?;
+        let x = ((self.word.forward(&ids)? + self.token_type.forward(&ids.zeros_like()?)?)?
+            + self.position.forward(&positions)?)?;
         let mut x: Vec<f32> = self.embeddings_norm.forward(&x)?.flatten_all()?.to_vec1()?;
-        let mask: Vec<f32> = mask.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let rows = batch * len;
         // a pass that panicked left the buffers sized for another: `fit` sizes them anew
         let mut work = self
             .work
@@ -194,13 +203,13 @@ impl Bert {
         let run = self
             .layers
             .iter()
-            .try_for_each(|layer| layer.forward(&mut x, &mut work, len, &mask));
+            .try_for_each(|layer| layer.forward(&mut x, &mut work, lens));
         if rows > KEEP_ROWS {
             *work = Activations::default();
         }
         drop(work);
         run?;
-        Tensor::from_vec(x, (batch, len, self.hidden), ids.device())
+        Ok(x)
     }
 }
 
@@ -260,15 +269,14 @@ impl Layer {
         })
     }
 
-    /// Hidden states of a batch of texts of `len` tokens: `x` (`batch · len × hidden`) becomes
-    /// the layer's output; `mask` 1 for a token and 0 for padding.
-    fn forward(&self, x: &mut [f32], a: &mut Activations, len: usize, mask: &[f32]) -> Result<()> {
+    /// Hidden states of a batch of texts of `lens` tokens, row after row: `x` (`Σ lens ×
+    /// hidden`) becomes the layer's output.
+    fn forward(&self, x: &mut [f32], a: &mut Activations, lens: &[usize]) -> Result<()> {
         self.qkv.product(x, &mut a.qkv)?;
         Attention {
             bias: &self.qkv_bias,
             heads: self.heads,
-            len,
-            mask,
+            lens,
         }
         .apply(&mut a.context, &a.qkv)?;
         self.attention_out.product(&a.context, &mut a.attended)?;
@@ -338,6 +346,7 @@ fn dense_norm(linear: Linear, norm: LayerNorm, eps: f64) -> Result<(Weight, Bias
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
 
     #[test]
     fn a_config_whose_heads_do_not_divide_the_hidden_size_is_an_error() {
@@ -354,14 +363,16 @@ mod tests {
             let e = Bert::load(vb(), &config(heads)).err().expect("refused");
             assert!(e.to_string().contains("num_attention_heads"), "{e}");
         }
-        // a valid config runs: (1, 3) ids in, (1, 3, 8) hidden states out
+        // a valid config runs: texts of 2 and 1 ids in, 3 rows of 8 out
         let bert = Bert::load(vb(), &config(2)).unwrap();
-        let ids = Tensor::new(&[[1u32, 2, 3]], &candle_core::Device::Cpu).unwrap();
-        let mask = Tensor::new(&[[1f32, 1., 0.]], &candle_core::Device::Cpu).unwrap();
-        let out = bert
-            .forward(&ids, &ids.zeros_like().unwrap(), &mask)
-            .unwrap();
-        assert_eq!(out.dims(), &[1, 3, 8]);
+        assert_eq!(bert.forward(&[1, 2, 3], &[2, 1]).unwrap().len(), 3 * 8);
+        assert!(bert.forward(&[], &[0]).unwrap().is_empty());
+        // ids that are not the texts' tokens are refused
+        let e = bert.forward(&[1, 2, 3], &[2]).expect_err("refused");
+        assert!(
+            e.to_string().contains("3 token ids for texts of 2 tokens"),
+            "{e}"
+        );
     }
 
     use candle_core::Device;
@@ -381,29 +392,19 @@ mod tests {
         (ours, BertModel::load(vb, &config).unwrap())
     }
 
-    /// A batch of texts of `lengths` tokens (ids from `seed`), padded to the longest: ids and mask.
-    fn batch(lengths: &[usize], seed: u32) -> (Tensor, Tensor) {
-        let len = lengths.iter().copied().max().unwrap_or(0);
-        let (mut ids, mut mask) = (Vec::new(), Vec::new());
-        for (t, &n) in lengths.iter().enumerate() {
-            for i in 0..len {
-                ids.push(if i < n {
-                    1 + (seed + 7 * t as u32 + 3 * i as u32) % 49
-                } else {
-                    0
-                });
-                mask.push(if i < n { 1f32 } else { 0. });
-            }
-        }
-        let shape = (lengths.len(), len);
-        (
-            Tensor::from_vec(ids, shape, &Device::Cpu).unwrap(),
-            Tensor::from_vec(mask, shape, &Device::Cpu).unwrap(),
-        )
+    /// Texts of `lengths` tokens, ids from `seed`.
+    fn texts(lengths: &[usize], seed: u32) -> Vec<Vec<u32>> {
+        (0..lengths.len())
+            .map(|t| {
+                (0..lengths[t] as u32)
+                    .map(|i| 1 + (seed + 7 * t as u32 + 3 * i) % 49)
+                    .collect()
+            })
+            .collect()
     }
 
-    /// Our hidden states of a batch, checked against `BertModel`'s at every real token (padding
-    /// rows differ by design, and a text of no tokens attends nowhere here); all of ours finite.
+    /// Our hidden states of texts of `lengths` tokens (packed), checked against `BertModel`'s
+    /// of the same texts padded to the longest, at every token; all of ours finite.
     fn check(
         ours: &Bert,
         theirs: &BertModel,
@@ -411,18 +412,27 @@ mod tests {
         seed: u32,
         what: &str,
     ) -> Vec<f32> {
-        let (ids, mask) = batch(lengths, seed);
-        let types = ids.zeros_like().unwrap();
-        let a = ours.forward(&ids, &types, &mask).unwrap();
+        let texts = texts(lengths, seed);
+        let a = ours.forward(&texts.concat(), lengths).unwrap();
+        let len = lengths.iter().copied().max().unwrap_or(0);
+        let (mut ids, mut mask) = (Vec::new(), Vec::new());
+        for t in &texts {
+            ids.extend(t.iter().copied().chain(std::iter::repeat(0)).take(len));
+            mask.extend((0..len).map(|i| if i < t.len() { 1f32 } else { 0. }));
+        }
+        let shape = (lengths.len(), len);
+        let ids = Tensor::from_vec(ids, shape, &Device::Cpu).unwrap();
+        let mask = Tensor::from_vec(mask, shape, &Device::Cpu).unwrap();
         let b: Vec<Vec<Vec<f32>>> = theirs
-            .forward(&ids, &types, Some(&mask))
+            .forward(&ids, &ids.zeros_like().unwrap(), Some(&mask))
             .unwrap()
             .to_vec3()
             .unwrap();
-        let a3: Vec<Vec<Vec<f32>>> = a.to_vec3().unwrap();
-        for (t, &n) in lengths.iter().enumerate() {
-            for i in 0..n {
-                for (x, y) in a3[t][i].iter().zip(&b[t][i]) {
+        let mut rows = a.chunks_exact(32);
+        for (t, (&n, b)) in lengths.iter().zip(&b).enumerate() {
+            for (i, b) in b.iter().enumerate().take(n) {
+                let row = rows.next().expect("a row for every token");
+                for (x, y) in row.iter().zip(b) {
                     assert!(
                         (x - y).abs() < 1e-4,
                         "{what}: text {t} token {i}: {x} vs {y}"
@@ -430,12 +440,12 @@ mod tests {
                 }
             }
         }
-        let flat: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(rows.next().is_none(), "{what}: a row for every token only");
         assert!(
-            flat.iter().all(|x| x.is_finite()),
+            a.iter().all(|x| x.is_finite()),
             "{what}: every state finite"
         );
-        flat
+        a
     }
 
     #[test]
@@ -463,17 +473,16 @@ mod tests {
             attended: nan(200 * 32),
             inner: nan(200 * 64),
         };
-        // a batch with a text of no tokens, a smaller one, a larger one, a smaller one again
-        // with padding
-        for (i, lengths) in [&[7, 3, 0][..], &[2], &[20, 20, 13, 1], &[5, 1]]
+        // a batch with a text of no tokens (first and last), a smaller one, a larger one, a
+        // smaller one again
+        for (i, lengths) in [&[7, 3, 0][..], &[2], &[0, 20, 20, 13, 1], &[5, 1]]
             .iter()
             .enumerate()
         {
             check(&ours, &theirs, lengths, i as u32, &format!("pass {i}"));
         }
         // a pass of more rows than are kept lets its buffers go
-        let (ids, mask) = batch(&[30; 137], 9);
-        ours.forward(&ids, &ids.zeros_like().unwrap(), &mask)
+        ours.forward(&texts(&[30; 137], 9).concat(), &[30; 137])
             .unwrap();
         assert_eq!(ours.work.lock().unwrap().qkv.capacity(), 0);
         check(&ours, &theirs, &[3, 3], 10, "after a large pass");
@@ -485,11 +494,8 @@ mod tests {
         let cases: Vec<(Vec<usize>, u32)> =
             (0..4u32).map(|t| (vec![16 + t as usize; 5], t)).collect();
         let one = |lengths: &[usize], seed| -> Vec<f32> {
-            let (ids, mask) = batch(lengths, seed);
-            let out = ours
-                .forward(&ids, &ids.zeros_like().unwrap(), &mask)
-                .unwrap();
-            out.flatten_all().unwrap().to_vec1().unwrap()
+            ours.forward(&texts(lengths, seed).concat(), lengths)
+                .unwrap()
         };
         let alone: Vec<Vec<f32>> = cases.iter().map(|(l, s)| one(l, *s)).collect();
         std::thread::scope(|scope| {

@@ -134,57 +134,59 @@ impl BiasResidualNorm {
     }
 }
 
-/// Multi-head self-attention of a batch of texts of `len` tokens each, from the stacked query,
-/// key and value projections `(batch · len, 3 · hidden)` (before their biases) to the context
-/// `(batch · len, hidden)` ahead of the output projection: per text and head,
-/// `softmax(q kᵀ / √head + mask) v` with the biases added as the values are read.
+/// Multi-head self-attention of a batch of texts, from the stacked query, key and value
+/// projections `(rows, 3 · hidden)` (before their biases) to the context `(rows, hidden)` ahead of
+/// the output projection: per text and head, `softmax(q kᵀ / √head) v` with the biases added as
+/// the values are read. The texts' rows lie one after the other, `lens[i]` rows for text `i`, with
+/// no padding between them: a text attends to its own rows only.
 ///
 /// It replaces, per layer, three bias passes, three copies into `(batch, heads, len, head)`, a
 /// batched product for the scores, a scaling pass, a mask pass, the softmax, a batched product
 /// for the context and a copy back: steps that ran on one thread where this runs a text per
-/// task on rayon's threads. Padding keys (mask 0) get no weight, as under BERT's additive
-/// `f32::MIN` mask, and padding rows are written 0 (pooling leaves them out).
+/// task on rayon's threads. What a padded batch would add (a mask of `f32::MIN` on padding keys,
+/// rows nobody reads) is not there to compute.
 pub(crate) struct Attention<'a> {
     /// the query, key and value biases, `3 · hidden`
     pub(crate) bias: &'a [f32],
     pub(crate) heads: usize,
-    pub(crate) len: usize,
-    /// `batch · len`: 1 for a token, 0 for padding
-    pub(crate) mask: &'a [f32],
+    /// Rows of each text, in row order (0 for a text of no tokens).
+    pub(crate) lens: &'a [usize],
 }
 
 impl Attention<'_> {
-    /// Writes the context of `qkv` (`rows × 3 · hidden`, rows as many as mask values) into
-    /// `out` (`rows × hidden`).
+    /// Writes the context of `qkv` (`rows × 3 · hidden`, rows the sum of `lens`) into `out`
+    /// (`rows × hidden`).
     pub(crate) fn apply(&self, out: &mut [f32], qkv: &[f32]) -> Result<()> {
-        let (rows, three) = (self.mask.len(), self.bias.len());
+        let (rows, three) = (self.lens.iter().sum::<usize>(), self.bias.len());
         let hidden = three / 3;
         if three % 3 != 0
             || hidden == 0
             || self.heads == 0
             || hidden % self.heads != 0
-            || self.len == 0
-            || rows % self.len != 0
             || qkv.len() != rows * three
             || out.len() != rows * hidden
         {
             candle_core::bail!(
-                "attention: {} projections and {} outputs for {rows} rows, {three} biases, {} heads, {} tokens a text",
+                "attention: {} projections and {} outputs for {rows} rows, {three} biases, {} heads",
                 qkv.len(),
                 out.len(),
                 self.heads,
-                self.len,
             );
         }
-        out.par_chunks_mut(self.len * hidden)
-            .zip(qkv.par_chunks(self.len * three))
-            .zip(self.mask.par_chunks(self.len))
-            .for_each(|((out, qkv), mask)| {
-                simd(
-                    #[inline(always)]
-                    || self.text(out, qkv, mask, hidden),
-                )
-            });
+        let mut texts = Vec::with_capacity(self.lens.len());
+        let (mut out, mut qkv) = (out, qkv);
+        for &n in self.lens {
+            let (o, out_rest) = std::mem::take(&mut out).split_at_mut(n * hidden);
+            let (q, qkv_rest) = qkv.split_at(n * three);
+            texts.push((o, q));
+            (out, qkv) = (out_rest, qkv_rest);
+        }
+        texts.into_par_iter().for_each(|(out, qkv)| {
+            simd(
+                #[inline(always)]
+                || self.text(out, qkv, hidden),
+            )
+        });
         Ok(())
     }
 }
@@ -192,18 +194,10 @@ impl Attention<'_> {
 impl Attention<'_> {
     /// The context of one text: `out` and `qkv` are its rows.
     #[inline(always)]
-    fn text(&self, out: &mut [f32], qkv: &[f32], mask: &[f32], hidden: usize) {
-        let (len, three, head) = (self.len, 3 * hidden, hidden / self.heads);
+    fn text(&self, out: &mut [f32], qkv: &[f32], hidden: usize) {
+        let (three, head) = (3 * hidden, hidden / self.heads);
         let scale = 1.0 / (head as f32).sqrt();
-        let tokens: Vec<usize> = (0..len).filter(|&j| mask[j] != 0.0).collect();
-        // padding rows get no context (`out` may hold an earlier layer's)
-        for (row, _) in out
-            .chunks_exact_mut(hidden)
-            .zip(mask)
-            .filter(|(_, m)| **m == 0.0)
-        {
-            row.fill(0.0);
-        }
+        let tokens: Vec<usize> = (0..qkv.len() / three).collect();
         let n = tokens.len();
         // every head's queries (scaled; rows of `head`, zero rows up to a whole group), keys in
         // blocks of LANES (each block `head` rows of LANES keys, the last block padded with zero

@@ -207,7 +207,8 @@ fn attention_matches_the_tensor_ops_it_replaces() {
         .unwrap();
         let bias = spread(3 * hidden + 5, 1.0)[5..].to_vec();
         // text 0 whole, text 1 padded at the end, text 2 with holes in the middle, text 3 all
-        // padding (its rows must come out 0, where BertModel would attend uniformly)
+        // padding: the op gets each text's tokens packed (text 3 of none), the reference the
+        // padded batch and its mask
         let mask: Vec<f32> = (0..rows)
             .map(|r| {
                 let (text, at) = (r / len, r % len);
@@ -220,42 +221,50 @@ fn attention_matches_the_tensor_ops_it_replaces() {
                 if token { 1.0 } else { 0.0 }
             })
             .collect();
+        let values: Vec<f32> = qkv.flatten_all().unwrap().to_vec1().unwrap();
+        let packed: Vec<f32> = values
+            .chunks_exact(3 * hidden)
+            .zip(&mask)
+            .filter(|(_, m)| **m != 0.0)
+            .flat_map(|(row, _)| row.iter().copied())
+            .collect();
+        let lens: Vec<usize> = mask
+            .chunks_exact(len)
+            .map(|m| m.iter().filter(|&&m| m != 0.0).count())
+            .collect();
         let op = Attention {
             bias: &bias,
             heads,
-            len,
-            mask: &mask,
+            lens: &lens,
         };
-        // the output starts as garbage: every row is written, padding rows with 0
-        let mut ours = vec![f32::NAN; rows * hidden];
-        let values: Vec<f32> = qkv.flatten_all().unwrap().to_vec1().unwrap();
-        op.apply(&mut ours, &values).unwrap();
+        // the output starts as garbage: every row is written
+        let tokens = lens.iter().sum::<usize>();
+        let mut ours = vec![f32::NAN; tokens * hidden];
+        op.apply(&mut ours, &packed).unwrap();
         let reference = reference_attention(&qkv, &bias, heads, len, &mask);
-        for (r, (a, b)) in ours.chunks_exact(hidden).zip(&reference).enumerate() {
-            if mask[r] == 0.0 {
-                assert!(a.iter().all(|&x| x == 0.0), "padding row {r} is left 0");
-                continue;
-            }
+        let real = reference.iter().zip(&mask).filter(|(_, m)| **m != 0.0);
+        assert_eq!(real.clone().count(), tokens);
+        for (r, (a, (b, _))) in ours.chunks_exact(hidden).zip(real).enumerate() {
             for (x, y) in a.iter().zip(b) {
                 assert!(
                     (x - y).abs() < 1e-4,
-                    "row {r}: {x} vs {y} ({heads}x{head}, len {len})"
+                    "token {r}: {x} vs {y} ({heads}x{head}, len {len})"
                 );
             }
         }
     }
     // shapes that do not fit the op are refused
     let (qkv, mut out) = ([0f32; 24], [0f32; 8]);
-    let op = |heads, len, mask: &'static [f32]| Attention {
+    let op = |heads, lens: &'static [usize]| Attention {
         bias: &[0.0; 6],
         heads,
-        len,
-        mask,
+        lens,
     };
-    assert!(op(2, 2, &[1.0; 4]).apply(&mut out, &qkv).is_ok());
-    assert!(op(0, 2, &[1.0; 4]).apply(&mut out, &qkv).is_err());
-    assert!(op(2, 3, &[1.0; 4]).apply(&mut out, &qkv).is_err());
-    assert!(op(2, 2, &[1.0; 3]).apply(&mut out, &qkv).is_err());
-    assert!(op(2, 2, &[1.0; 4]).apply(&mut out[1..], &qkv).is_err());
-    assert!(op(2, 2, &[1.0; 4]).apply(&mut out, &qkv[3..]).is_err());
+    assert!(op(2, &[2, 2]).apply(&mut out, &qkv).is_ok());
+    assert!(op(2, &[4, 0]).apply(&mut out, &qkv).is_ok());
+    assert!(op(0, &[2, 2]).apply(&mut out, &qkv).is_err());
+    assert!(op(2, &[2, 3]).apply(&mut out, &qkv).is_err());
+    assert!(op(2, &[2, 1]).apply(&mut out, &qkv).is_err());
+    assert!(op(2, &[2, 2]).apply(&mut out[1..], &qkv).is_err());
+    assert!(op(2, &[2, 2]).apply(&mut out, &qkv[3..]).is_err());
 }

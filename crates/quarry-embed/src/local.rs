@@ -5,8 +5,9 @@
 //! `tokenizer.json` (special tokens added) and truncated to `max_seq_length` tokens, specials
 //! included; the token vectors of the last layer are averaged over the attention mask (mean
 //! pooling) and the average is L2-normalised. Texts are embedded in batches of similar length,
-//! padded only to the longest text of their batch; padding is masked out of attention and
-//! pooling, so a text's vector does not depend on its batch.
+//! packed row after row without padding (candle's `BertModel`, the reference, pads to the
+//! longest text of a batch and masks the padding out); each text attends to its own tokens only,
+//! so a text's vector does not depend on its batch.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -25,9 +26,10 @@ use crate::fetch::hex;
 /// Texts per forward pass.
 pub const BATCH_SIZE: usize = 32;
 
-/// Padded tokens per forward pass at most: a batch of long texts holds fewer texts. The attention
-/// scores of a batch take `texts × heads × len² × 4` bytes, 25 MB for 8 texts of 256 tokens and
-/// 12 heads; the matmuls of 2048 rows already run at full speed.
+/// Tokens per forward pass at most, counted as the batch's texts times its longest (what
+/// candle's `BertModel`, the reference, runs on; quarry's encoder packs the texts and runs on
+/// their tokens alone): a batch of long texts holds fewer texts. The matrix products of 2048 rows
+/// already run at full speed.
 pub const BATCH_TOKENS: usize = 2048;
 
 /// Truncation length when the folder has no `sentence_bert_config.json`.
@@ -300,43 +302,57 @@ impl LocalEmbedder {
         if len == 0 {
             return Ok(vec![vec![0.0; dims]; batch.len()]);
         }
-        let mut ids = Vec::with_capacity(batch.len() * len);
-        let mut mask = Vec::with_capacity(batch.len() * len);
-        for row in batch {
-            ids.extend_from_slice(row);
-            ids.extend(std::iter::repeat_n(self.pad_id, len - row.len()));
-            mask.extend(std::iter::repeat_n(1f32, row.len()));
-            mask.extend(std::iter::repeat_n(0f32, len - row.len()));
-        }
-        let device = &Device::Cpu;
-        let shape = (batch.len(), len);
+        let lens: Vec<usize> = batch.iter().map(|ids| ids.len()).collect();
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
-            let ids = Tensor::from_vec(ids, shape, device)?;
-            let types = ids.zeros_like()?;
-            let mask = Tensor::from_vec(mask, shape, device)?;
-            let hidden = match &self.model {
-                Encoder::Quarry(bert) => bert.forward(&ids, &types, &mask)?,
-                Encoder::Candle(bert) => bert.forward(&ids, &types, Some(&mask))?,
-            }; // (b, len, width)
-            let width = hidden.dim(2)?;
-            let states: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
-            let tokens: Vec<usize> = batch.iter().map(|ids| ids.len()).collect();
-            Ok(mean_rows(&states, width, len, &tokens))
+            match &self.model {
+                Encoder::Quarry(bert) => {
+                    // packed: text i's rows follow text i − 1's
+                    let ids: Vec<u32> = batch.concat();
+                    let states = bert.forward(&ids, &lens)?;
+                    let width = states.len() / ids.len();
+                    let starts = lens.iter().scan(0, |row, &n| {
+                        *row += n;
+                        Some(*row - n)
+                    });
+                    Ok(mean_rows(&states, width, starts.zip(lens.iter().copied())))
+                }
+                Encoder::Candle(bert) => {
+                    // padded to the longest text, padding masked out
+                    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+                    for row in batch {
+                        ids.extend_from_slice(row);
+                        ids.extend(std::iter::repeat_n(self.pad_id, len - row.len()));
+                        mask.extend(std::iter::repeat_n(1f32, row.len()));
+                        mask.extend(std::iter::repeat_n(0f32, len - row.len()));
+                    }
+                    let (device, shape) = (&Device::Cpu, (batch.len(), len));
+                    let ids = Tensor::from_vec(ids, shape, device)?;
+                    let mask = Tensor::from_vec(mask, shape, device)?;
+                    let hidden = bert.forward(&ids, &ids.zeros_like()?, Some(&mask))?;
+                    let states: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
+                    let spans = lens.iter().enumerate().map(|(i, &n)| (i * len, n));
+                    Ok(mean_rows(&states, hidden.dim(2)?, spans))
+                }
+            }
         };
         run().map_err(inference_err)
     }
 }
 
-/// The mean of each text's first `tokens[i]` rows of `width` values, where text `i` has the
-/// `len` rows from `i · len` of `states` (its padding rows, after its tokens, left out; a text of
-/// no tokens gets zeros).
-fn mean_rows(states: &[f32], width: usize, len: usize, tokens: &[usize]) -> Vec<Vec<f32>> {
-    states
-        .chunks_exact((len * width).max(1))
-        .zip(tokens)
-        .map(|(states, &n)| {
+/// The mean of each text's rows of `width` values in `states`: `(first row, rows)` per text (a
+/// text of no rows gets zeros).
+fn mean_rows(
+    states: &[f32],
+    width: usize,
+    spans: impl Iterator<Item = (usize, usize)>,
+) -> Vec<Vec<f32>> {
+    spans
+        .map(|(first, n)| {
             let mut sum = vec![0f32; width];
-            for row in states.chunks_exact(width.max(1)).take(n) {
+            let rows = states
+                .get(first * width..(first + n) * width)
+                .unwrap_or(&[]);
+            for row in rows.chunks_exact(width.max(1)) {
                 sum.iter_mut().zip(row).for_each(|(s, &x)| *s += x);
             }
             let n = n.max(1) as f32;
@@ -431,7 +447,7 @@ mod tests {
     }
 
     #[test]
-    fn mean_rows_averages_each_texts_tokens_and_skips_its_padding() {
+    fn mean_rows_averages_each_texts_rows_padded_or_packed() {
         // 3 texts of 3 rows of 2: 2 tokens, 3 tokens, none; padding rows are NaN
         let nan = f32::NAN;
         let states = [
@@ -439,11 +455,22 @@ mod tests {
             1., 1., 2., 2., 6., 9., //
             nan, nan, nan, nan, nan, nan,
         ];
-        let means = mean_rows(&states, 2, 3, &[2, 3, 0]);
+        let padded = [(0, 2), (3, 3), (6, 0)];
+        let means = mean_rows(&states, 2, padded.into_iter());
         assert_eq!(means, vec![vec![2., 4.], vec![3., 4.], vec![0., 0.]]);
-        // texts beyond the states, or no rows at all, give no means rather than a panic
-        assert_eq!(mean_rows(&states[..6], 2, 3, &[2, 3]).len(), 1);
-        assert!(mean_rows(&[], 0, 0, &[0]).is_empty());
+        // packed: the same texts row after row
+        let packed = [1., 2., 3., 6., 1., 1., 2., 2., 6., 9.];
+        let spans = [(0, 2), (2, 3), (5, 0)];
+        assert_eq!(mean_rows(&packed, 2, spans.into_iter()), means);
+        // rows beyond the states, or of no width, give zeros rather than a panic
+        assert_eq!(
+            mean_rows(&states[..6], 2, [(0, 2), (3, 3)].into_iter()),
+            vec![vec![2., 4.], vec![0., 0.]]
+        );
+        assert_eq!(
+            mean_rows(&[], 0, [(0, 1)].into_iter()),
+            vec![Vec::<f32>::new()]
+        );
     }
 
     #[test]

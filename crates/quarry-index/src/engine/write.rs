@@ -207,7 +207,8 @@ impl Engine {
             .collect();
         self.telemetry
             .observe_queued(&version.embedder, missing.len() as u64);
-        // Longest first: batches of similar lengths pad little.
+        // Longest first: batches of similar lengths pad little (a remote model; the local one
+        // packs its batches).
         missing.sort_by_key(|(h, t)| (std::cmp::Reverse(t.len()), *h));
         // Each batch's vectors are stored (a catalog transaction and its fsync) on a thread of
         // their own while the next batch is in the model, so the model does not wait on the disk.
