@@ -9,7 +9,7 @@
 //! - each layer's four matrix products are faer's, written into those buffers, against weights
 //!   transposed once at load (candle's product allocates and zeroes its result, on one thread);
 //! - the query, key and value projections are one product, and [`Attention`] takes it from
-//!   there (biases, scaling, mask, softmax, weighted sum) in one step;
+//!   there (biases, scaling, softmax, weighted sum, per text over its own rows) in one step;
 //! - each product's bias goes into the step after it: [`BiasActivation`] and
 //!   [`BiasResidualNorm`], in place.
 //!
@@ -187,6 +187,7 @@ impl Bert {
         if rows == 0 {
             return Ok(Vec::new());
         }
+        // the encoder runs on the CPU only (the local embedder loads it there)
         let device = &candle_core::Device::Cpu;
         let positions: Vec<u32> = lens.iter().flat_map(|&n| 0..n as u32).collect();
         let ids = Tensor::from_slice(ids, rows, device)?;
@@ -473,9 +474,9 @@ mod tests {
             attended: nan(200 * 32),
             inner: nan(200 * 64),
         };
-        // a batch with a text of no tokens (first and last), a smaller one, a larger one, a
-        // smaller one again
-        for (i, lengths) in [&[7, 3, 0][..], &[2], &[0, 20, 20, 13, 1], &[5, 1]]
+        // a batch with texts of no tokens (first, between two others, last), a smaller one, a
+        // larger one, a smaller one again
+        for (i, lengths) in [&[7, 0, 3, 0][..], &[2], &[0, 20, 20, 13, 1], &[5, 1]]
             .iter()
             .enumerate()
         {

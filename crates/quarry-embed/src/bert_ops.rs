@@ -197,8 +197,7 @@ impl Attention<'_> {
     fn text(&self, out: &mut [f32], qkv: &[f32], hidden: usize) {
         let (three, head) = (3 * hidden, hidden / self.heads);
         let scale = 1.0 / (head as f32).sqrt();
-        let tokens: Vec<usize> = (0..qkv.len() / three).collect();
-        let n = tokens.len();
+        let n = qkv.len() / three;
         // every head's queries (scaled; rows of `head`, zero rows up to a whole group), keys in
         // blocks of LANES (each block `head` rows of LANES keys, the last block padded with zero
         // keys) and values in blocks of LANES columns (each block n rows of LANES values; a
@@ -212,8 +211,7 @@ impl Attention<'_> {
         );
         let (q_bias, rest) = self.bias.split_at(hidden);
         let (k_bias, v_bias) = rest.split_at(hidden);
-        for (t, &j) in tokens.iter().enumerate() {
-            let row = &qkv[j * three..(j + 1) * three];
+        for (t, row) in qkv.chunks_exact(three).enumerate() {
             let (q_row, rest) = row.split_at(hidden);
             let (k_row, v_row) = rest.split_at(hidden);
             for h in 0..self.heads {
@@ -257,7 +255,8 @@ impl Attention<'_> {
             let queries =
                 q[h * grouped * head..(h + 1) * grouped * head].chunks_exact(QUERIES * head);
             // QUERIES queries at a time: each key and value register loaded serves all of them
-            for (group, q) in tokens.chunks(QUERIES).zip(queries) {
+            let groups = (0..n).step_by(QUERIES).map(|g| g..(g + QUERIES).min(n));
+            for (group, q) in groups.zip(queries) {
                 // the zero queries past the group's end are computed, never written out
                 dot_rows(q, kt, &mut scores);
                 let mut inv = [0f32; QUERIES];
@@ -422,7 +421,7 @@ fn rows_mut(xs: &mut [f32], width: usize) -> [&mut [f32]; QUERIES] {
     std::array::from_fn(|_| rows.next().unwrap_or_default())
 }
 
-/// The context of each query of `group` (its token rows; [`QUERIES`] at most): row `i` of
+/// The context of each query of `group` (its rows; [`QUERIES`] at most): row `i` of
 /// `out`, columns `qo..qo + head`, gets `inv[g] · Σ_t p[g][t] · v[t]` over the `n` keys, where
 /// `p` is [`QUERIES`] rows of `p.len() / QUERIES` weights and `v` holds the values in blocks of
 /// [`LANES`] columns, each block `n` rows (the last block narrower when [`LANES`] does not
@@ -435,7 +434,7 @@ fn weighted_sum(
     head: usize,
     v: &[f32],
     inv: [f32; QUERIES],
-    group: &[usize],
+    group: std::ops::Range<usize>,
     qo: usize,
     hidden: usize,
     out: &mut [f32],
@@ -445,7 +444,8 @@ fn weighted_sum(
     let size = n * LANES;
     let whole = head / LANES;
     let mut write = |column: usize, acc: &[f32; LANES], g: usize| {
-        if let Some(&i) = group.get(g) {
+        if g < group.len() {
+            let i = group.start + g;
             let o = &mut out[i * hidden + qo + column..i * hidden + qo + column + LANES];
             for (o, &a) in o.iter_mut().zip(acc) {
                 *o = a * inv[g];
@@ -477,7 +477,7 @@ fn weighted_sum(
     let rest = head - whole * LANES;
     if rest > 0 {
         let tail = &v[whole * size..whole * size + n * rest];
-        for ((&i, p), inv) in group.iter().zip(p).zip(inv) {
+        for ((i, p), inv) in group.zip(p).zip(inv) {
             for d in 0..rest {
                 let sum: f32 = p
                     .iter()

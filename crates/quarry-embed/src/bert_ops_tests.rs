@@ -187,9 +187,10 @@ fn attention_matches_the_tensor_ops_it_replaces() {
     // MiniLM's heads (12 of 32); heads below a register (5, 4), of a register and a tail (20),
     // of three registers (48: a pair and an odd one), of four (64, BERT-base's: two pairs), of
     // one (16: no tail); texts of one token, of exactly one block of 16 keys, of two blocks and a
-    // part (40) and of four and a part (70: key blocks in two pairs and an odd one)
+    // part (40) and of four and a part (70: key blocks in two pairs and an odd one); a batch of
+    // 6 has its text of no tokens between others
     for (heads, head, len, batch) in [
-        (12, 32, 40, 4),
+        (12, 32, 40, 6),
         (2, 64, 16, 4),
         (3, 16, 70, 4),
         (3, 5, 21, 4),

@@ -3,7 +3,7 @@
 //!
 //! It computes what sentence-transformers computes: the text is tokenized with the model's
 //! `tokenizer.json` (special tokens added) and truncated to `max_seq_length` tokens, specials
-//! included; the token vectors of the last layer are averaged over the attention mask (mean
+//! included; the token vectors of the last layer are averaged over the text's tokens (mean
 //! pooling) and the average is L2-normalised. Texts are embedded in batches of similar length,
 //! packed row after row without padding (candle's `BertModel`, the reference, pads to the
 //! longest text of a batch and masks the padding out); each text attends to its own tokens only,
@@ -200,7 +200,8 @@ impl LocalEmbedder {
             ))
         })?;
         // tokenizer.json may carry the exporter's padding and truncation (all-MiniLM-L6-v2's pads
-        // and truncates at 128): we pad per batch and truncate at max_tokens.
+        // and truncates at 128): we batch (packed, or padded for the reference) and truncate at
+        // max_tokens.
         counter.with_padding(None);
         counter
             .with_truncation(None)
@@ -309,12 +310,18 @@ impl LocalEmbedder {
                     // packed: text i's rows follow text i − 1's
                     let ids: Vec<u32> = batch.concat();
                     let states = bert.forward(&ids, &lens)?;
-                    let width = states.len() / ids.len();
+                    if states.len() != ids.len() * dims {
+                        candle_core::bail!(
+                            "the encoder gave {} values for {} tokens of {dims} dimensions",
+                            states.len(),
+                            ids.len()
+                        );
+                    }
                     let starts = lens.iter().scan(0, |row, &n| {
                         *row += n;
                         Some(*row - n)
                     });
-                    Ok(mean_rows(&states, width, starts.zip(lens.iter().copied())))
+                    Ok(mean_rows(&states, dims, starts.zip(lens.iter().copied())))
                 }
                 Encoder::Candle(bert) => {
                     // padded to the longest text, padding masked out
@@ -363,7 +370,8 @@ fn mean_rows(
 }
 
 /// Splits `order` (indices sorted by ascending length) into batches of at most [`BATCH_SIZE`]
-/// texts and [`BATCH_TOKENS`] padded tokens (at least one text each).
+/// texts and [`BATCH_TOKENS`] tokens counted padded, as texts times the longest (at least one
+/// text each).
 fn batches(order: &[usize], len: impl Fn(usize) -> usize) -> Vec<&[usize]> {
     let mut out = Vec::new();
     let mut start = 0;
@@ -408,7 +416,8 @@ impl Embedder for LocalEmbedder {
         let prefixed: Vec<_> = texts.iter().map(|t| self.spec.prefixed(t, kind)).collect();
         let inputs: Vec<&str> = prefixed.iter().map(|t| t.as_ref()).collect();
         let ids = self.encode(&inputs)?;
-        // Batch texts of similar length so that little is spent on padding.
+        // Batch texts of similar length: the reference pads little, and a batch's texts take
+        // similar time in the attention.
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| ids[i].len());
         let batches = batches(&order, |i| ids[i].len());
