@@ -405,6 +405,28 @@ impl FlatGraph {
         self.upper.get(&(layer, id)).map_or(&[], |l| l)
     }
 
+    /// [`FlatGraph::search`] of a graph whose point `0` is point `base` of the index: ids (in
+    /// and out) are the index's.
+    pub(super) fn search_from(
+        &self,
+        base: usize,
+        query: &QueryCodes,
+        k: usize,
+        ef: usize,
+        alive: Option<&dyn Fn(usize) -> bool>,
+    ) -> Vec<(usize, f32)> {
+        let admits = |local: u32| alive.is_none_or(|f| f(base + local as usize));
+        self.search(
+            query,
+            k,
+            ef,
+            alive.is_some().then_some(&admits as &dyn Fn(u32) -> bool),
+        )
+        .into_iter()
+        .map(|(local, sim)| (base + local as usize, sim))
+        .collect()
+    }
+
     /// The candidates for the `k` points most similar to `query` that `alive` admits (every
     /// point when `None`): the best [`Codec::rescored`]`(k)` by their codes, as `(point id,
     /// approximate similarity)`, best first, for [`rescore`] (after those of other graphs are

@@ -106,11 +106,11 @@ impl VectorIndex {
     ) -> Self {
         let n = hashes.len();
         let state = WriterState {
-            build: Arc::new(Build {
+            build: Arc::new(Build::new(
                 sealed,
-                graph: Graph::new(params, 1024),
-                points: RwLock::new(points(hashes, n, Vec::new())),
-            }),
+                Graph::new(params, 1024),
+                points(hashes, n, Vec::new()),
+            )),
             by_hash,
             dead: vec![false; n],
             generation,
@@ -122,7 +122,11 @@ impl VectorIndex {
 
     fn empty_state(params: VectorParams) -> WriterState {
         WriterState {
-            build: Arc::new(Build::open(Graph::new(params, 1024), Points::default())),
+            build: Arc::new(Build::new(
+                Vec::new(),
+                Graph::new(params, 1024),
+                Points::default(),
+            )),
             by_hash: HashMap::new(),
             dead: Vec::new(),
             generation: 0,
@@ -162,11 +166,11 @@ impl VectorIndex {
             .map(|(i, h)| (*h, i))
             .collect();
         Ok(Some(WriterState {
-            build: Arc::new(Build {
+            build: Arc::new(Build::new(
                 sealed,
                 graph,
-                points: RwLock::new(points(hashes, open_base, vectors)),
-            }),
+                points(hashes, open_base, vectors),
+            )),
             by_hash,
             dead,
             generation,
@@ -175,7 +179,10 @@ impl VectorIndex {
         }))
     }
 
+    /// The snapshot of everything applied to `state`, with a fresh flat copy of the open graph
+    /// when the last one is more than [`super::part::TAIL`] points behind.
     fn snapshot_of(state: &WriterState, dims: usize, params: VectorParams) -> VectorSnapshot {
+        state.build.refreeze(dims, params.quantization.codec());
         VectorSnapshot::new(
             state.build.clone(),
             dims,
@@ -337,7 +344,7 @@ impl VectorIndex {
         st.dead = vec![false; points.hashes.len()];
         st.by_hash = by_hash;
         st.changed_since_dump += 1;
-        st.build = Arc::new(Build::open(graph, points));
+        st.build = Arc::new(Build::new(Vec::new(), graph, points));
         Ok(())
     }
 
@@ -376,11 +383,7 @@ impl VectorIndex {
             segments = sealed.len(),
             "vector graph sealed into a segment"
         );
-        st.build = Arc::new(Build {
-            sealed,
-            graph: Graph::new(self.params, 1024),
-            points: RwLock::new(next),
-        });
+        st.build = Arc::new(Build::new(sealed, Graph::new(self.params, 1024), next));
         // The published snapshot moves to the sealed build when it is a snapshot of the build
         // just sealed (same point ids; not after a rebuild not yet published), so the open
         // graph's memory goes once the readers of the old one are done.

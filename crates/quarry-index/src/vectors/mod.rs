@@ -30,6 +30,7 @@ mod flat;
 mod graph;
 mod index;
 mod params;
+mod part;
 mod rows;
 mod scored;
 mod segment;

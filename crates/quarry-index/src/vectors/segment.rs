@@ -306,17 +306,6 @@ impl Segment {
         ef: usize,
         alive: Option<&dyn Fn(usize) -> bool>,
     ) -> Vec<(usize, f32)> {
-        let base = self.base();
-        let admits = |local: u32| alive.is_none_or(|f| f(base + local as usize));
-        self.flat
-            .search(
-                query,
-                k,
-                ef,
-                alive.is_some().then_some(&admits as &dyn Fn(u32) -> bool),
-            )
-            .into_iter()
-            .map(|(local, sim)| (base + local as usize, sim))
-            .collect()
+        self.flat.search_from(self.base(), query, k, ef, alive)
     }
 }

@@ -2,8 +2,10 @@
 //! append-only points) at one generation, with exact and HNSW search, ACL-filtered or not.
 
 use super::codes::QueryCodes;
+use super::flat::FlatGraph;
 use super::graph::Graph;
 use super::params::VectorParams;
+use super::part::Part;
 use super::scored::Scored;
 use super::segment::Segment;
 use super::simd::dot;
@@ -96,15 +98,19 @@ pub(super) struct Build {
     /// Points `open_base..`, with their vectors in [`Points::vectors`].
     pub(super) graph: Graph,
     pub(super) points: RwLock<Points>,
+    /// A flat copy of the open graph's first points over codes ([`Build::refreeze`]).
+    pub(super) frozen: RwLock<Option<Arc<FlatGraph>>>,
 }
 
 impl Build {
-    /// A build with no sealed segment (`graph` holds every point).
-    pub(super) fn open(graph: Graph, points: Points) -> Self {
+    /// A build of `sealed` segments and the open `graph` (points `open_base..` of `points`),
+    /// without a flat copy of the open graph yet.
+    pub(super) fn new(sealed: Vec<Arc<Segment>>, graph: Graph, points: Points) -> Self {
         Build {
-            sealed: Vec::new(),
+            sealed,
             graph,
             points: RwLock::new(points),
+            frozen: RwLock::new(None),
         }
     }
 
@@ -193,6 +199,8 @@ pub struct VectorSnapshot {
     ef_search: usize,
     exact_threshold: usize,
     filter_exact_fraction: f32,
+    /// The build's flat copy of its open graph when this snapshot was published.
+    frozen: Option<Arc<FlatGraph>>,
 }
 
 impl VectorSnapshot {
@@ -206,6 +214,7 @@ impl VectorSnapshot {
         params: VectorParams,
     ) -> Self {
         VectorSnapshot {
+            frozen: build.frozen(),
             build,
             dims,
             upto: dead.len(),
@@ -234,7 +243,14 @@ impl VectorSnapshot {
             ef_search: self.ef_search,
             exact_threshold: self.exact_threshold,
             filter_exact_fraction: self.filter_exact_fraction,
+            frozen: None,
         }
+    }
+
+    /// How many open points the flat copy this snapshot searches covers (`None`: no copy).
+    #[cfg(test)]
+    pub(super) fn frozen_points(&self) -> Option<usize> {
+        self.frozen.as_ref().map(|f| f.len())
     }
 
     /// Live vectors in this snapshot.
@@ -270,13 +286,25 @@ impl VectorSnapshot {
         Ok(())
     }
 
-    /// The parts a graph search walks: each sealed segment, then the open graph when this
-    /// snapshot has points in it.
-    fn parts<'a>(&'a self, points: &Points) -> Vec<Part<'a>> {
+    /// The parts a graph search walks: each sealed segment, then, when this snapshot has
+    /// points in the open graph, its flat copy and the points past it, or the graph itself.
+    fn parts<'a>(&'a self, points: &'a Points) -> Vec<Part<'a>> {
         let mut parts: Vec<Part<'a>> = self.build.sealed.iter().map(|s| Part::Sealed(s)).collect();
-        if self.upto > points.open_base {
-            parts.push(Part::Open(&self.build.graph));
+        let base = points.open_base;
+        if self.upto <= base {
+            return parts;
         }
+        if let Some(flat) = self.frozen.as_ref().filter(|f| base + f.len() <= self.upto) {
+            let tail = (flat.len() * self.dims)..((self.upto - base) * self.dims);
+            if let Some(v) = points.vectors.get(tail) {
+                parts.push(Part::Frozen(flat, base));
+                if !v.is_empty() {
+                    parts.push(Part::Tail(base + flat.len(), v, self.dims));
+                }
+                return parts;
+            }
+        }
+        parts.push(Part::Open(&self.build.graph));
         parts
     }
 
@@ -562,37 +590,5 @@ impl TopK {
         let mut out: Vec<Scored<(u64, usize)>> = self.heap.into_iter().map(|r| r.0).collect();
         out.sort_by(|a, b| b.cmp(a));
         out.into_iter().map(|s| (s.1.1, s.0)).collect()
-    }
-}
-
-/// One part of a build a graph search walks.
-enum Part<'a> {
-    Sealed(&'a Segment),
-    Open(&'a Graph),
-}
-
-impl Part<'_> {
-    /// The candidates for the `k` nearest points of this part `alive` admits, as `(point id,
-    /// similarity)`, best first: approximate (by its codes) for a sealed segment, exact for the
-    /// open graph; [`VectorSnapshot::rescore`] ranks those gathered from every part.
-    fn search(
-        &self,
-        query: &QueryCodes,
-        k: usize,
-        ef: usize,
-        alive: Option<&dyn Fn(usize) -> bool>,
-    ) -> Vec<(usize, f32)> {
-        match self {
-            Part::Sealed(s) => s.search(query, k, ef, alive),
-            Part::Open(g) => {
-                let filter = alive.map(|f| move |id: &usize| f(*id));
-                g.search(
-                    query.query(),
-                    k,
-                    ef,
-                    filter.as_ref().map(|f| f as &dyn Fn(&usize) -> bool),
-                )
-            }
-        }
     }
 }

@@ -705,3 +705,126 @@ fn a_bulk_build_seals_as_it_goes_and_answers_like_an_exact_scan_after_a_reload()
     assert_eq!(reopened.generation(), 7);
     assert_eq!(answers(&reopened.snapshot()), got);
 }
+
+/// The open graph searched through its flat copy over codes and an exact scan of the points
+/// past it: a copy at the publish that finds more than `TAIL` points outside the last one, none
+/// before; the points after the copy (tail) and tombstones in both found and left out like an
+/// exact scan; an older snapshot keeps its copy; a reload copies the loaded graph; quantization
+/// `none` never copies.
+#[test]
+fn the_open_graph_is_searched_through_a_flat_copy_and_an_exact_tail() {
+    use super::part::TAIL;
+    let dims = 24;
+    let data = clustered(5, 6000, dims, 40, 0.3);
+    let row = |i: usize| (hash(i as u64), data[i * dims..(i + 1) * dims].to_vec());
+    let p = VectorParams {
+        exact_threshold: 0,
+        filter_exact_fraction: 0.0,
+        segment_points: 1 << 20,
+        ..VectorParams::default()
+    };
+    assert!(p.quantization.codec().is_some(), "the default quantizes");
+    let dir = tempfile::tempdir().unwrap();
+    let ix = VectorIndex::open(dir.path(), dims, p).unwrap();
+    let apply = |generation: u64, removed: &[ContentHash], range: std::ops::Range<usize>| {
+        let batch: Vec<_> = range.map(row).collect();
+        ix.apply(generation, removed, &batch).unwrap();
+        ix.publish();
+        ix.snapshot()
+    };
+    // a small open graph is all tail: no copy
+    assert_eq!(apply(1, &[], 0..TAIL).frozen_points(), None);
+    let first = apply(2, &[], TAIL..3000);
+    assert_eq!(first.frozen_points(), Some(3000));
+    // tombstones in the copy and in the tail, and a tail of fewer than TAIL points: no new copy
+    let removed: Vec<ContentHash> = (0..3500).step_by(9).map(|i| hash(i as u64)).collect();
+    apply(3, &[], 3000..3500);
+    let snap = apply(4, &removed, 3500..3500);
+    assert_eq!(snap.frozen_points(), Some(3000));
+    let live: Vec<(ContentHash, Vec<f32>)> = (0..3500).filter(|i| i % 9 != 0).map(row).collect();
+    let permitted: Vec<u64> = live.iter().step_by(2).map(|(h, _)| chunk_key(h)).collect();
+    let permitted_live: Vec<_> = live.iter().step_by(2).cloned().collect();
+    let check = |snap: &super::VectorSnapshot, live: &[(ContentHash, Vec<f32>)]| {
+        let (mut found, mut found_filtered) = (0, 0);
+        for q in 5900..6000 {
+            let q = row(q).1;
+            let got: Vec<ContentHash> = snap.search(&q, 10).unwrap().iter().map(|r| r.0).collect();
+            assert!(
+                got.iter().all(|h| !removed.contains(h)),
+                "a tombstone came back"
+            );
+            found += got
+                .iter()
+                .filter(|h| oracle(live, &q, 10).contains(h))
+                .count();
+            let (got, plan) = snap.search_permitted(&q, 10, &permitted).unwrap();
+            assert_eq!(plan, FilterPlan::Graph);
+            assert!(got.iter().all(|(h, _)| permitted.contains(&chunk_key(h))));
+            let want = oracle(&permitted_live, &q, 10);
+            found_filtered += got.iter().filter(|(h, _)| want.contains(h)).count();
+        }
+        assert!(found >= 950, "recall {found}/1000");
+        assert!(
+            found_filtered >= 950,
+            "filtered recall {found_filtered}/1000"
+        );
+        // every live point of the tail and of the copy is its own query's first answer
+        for i in [3001, 3499, 1, 2999] {
+            let (h, v) = row(i);
+            assert_eq!(snap.search(&v, 1).unwrap()[0].0, h, "point {i}");
+        }
+    };
+    check(&snap, &live);
+    // past TAIL new points: a new copy; the first snapshot keeps its own and sees nothing new
+    let wide = apply(5, &[], 3500..3500 + TAIL + 1);
+    assert_eq!(wide.frozen_points(), Some(3501 + TAIL));
+    assert_eq!(first.frozen_points(), Some(3000));
+    assert!(
+        first
+            .search(&row(3200).1, 10)
+            .unwrap()
+            .iter()
+            .all(|r| r.0 != hash(3200))
+    );
+    // a reload copies the graph it loads (tail empty)
+    ix.apply(6, &[], &[]).unwrap();
+    ix.dump().unwrap();
+    drop(ix);
+    let reloaded = VectorIndex::open(dir.path(), dims, p).unwrap();
+    let snap = reloaded.snapshot();
+    assert_eq!(snap.frozen_points(), Some(3501 + TAIL));
+    let live: Vec<_> = (0..3501 + TAIL)
+        .filter(|i| i % 9 != 0 || *i >= 3500)
+        .map(row)
+        .collect();
+    let removed_after: Vec<_> = removed.clone();
+    assert!(
+        snap.search(&row(9).1, 10)
+            .unwrap()
+            .iter()
+            .all(|r| !removed_after.contains(&r.0))
+    );
+    let found: usize = (5900..6000)
+        .map(|q| {
+            let q = row(q).1;
+            let want = oracle(&live, &q, 10);
+            snap.search(&q, 10)
+                .unwrap()
+                .iter()
+                .filter(|r| want.contains(&r.0))
+                .count()
+        })
+        .sum();
+    assert!(found >= 950, "recall after a reload {found}/1000");
+    // quantization `none`: the open graph is hnsw_rs's alone
+    let none = VectorParams {
+        quantization: super::params::Quantization::None,
+        ..p
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ix = VectorIndex::open(dir.path(), dims, none).unwrap();
+    ix.apply(1, &[], &(0..3000).map(row).collect::<Vec<_>>())
+        .unwrap();
+    ix.publish();
+    assert_eq!(ix.snapshot().frozen_points(), None);
+}
