@@ -2,10 +2,10 @@
 //! named by `manifest.json` with the blake3 hash of every file, written durably and verified
 //! before hnsw_rs reads it back.
 
+use super::build::Build;
 use super::graph::Graph;
 use super::params::VectorParams;
 use super::segment::{Segment, SegmentEntry, hash_file, write_synced};
-use super::snapshot::Build;
 use crate::error::{Error, Result};
 use quarry_core::ContentHash;
 use std::path::Path;

@@ -2,11 +2,12 @@
 //! applies generations, rebuilds the graph past the tombstone ratio, publishes snapshots and
 //! dumps itself.
 
+use super::build::{Build, Points};
 use super::dump;
 use super::graph::Graph;
 use super::params::VectorParams;
 use super::segment::{SEGMENTS, Segment};
-use super::snapshot::{Build, Points, VectorSnapshot};
+use super::snapshot::VectorSnapshot;
 use crate::error::{Error, Result};
 use quarry_core::ContentHash;
 use std::collections::HashMap;

@@ -23,6 +23,7 @@
 //!   written before dumps had hashes) means a rebuild from the stored vectors, with a warning.
 //!   A dump never replaces a newer one another process wrote.
 
+mod build;
 mod bulk;
 mod codes;
 mod dump;

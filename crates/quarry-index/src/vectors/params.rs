@@ -21,7 +21,8 @@ pub struct VectorParams {
     pub filter_exact_fraction: f32,
     /// How the graph holds vectors once they are sealed: `int8` (codes of one byte a dimension
     /// in memory, full vectors on disk for rescoring), `binary` (one bit a dimension, more
-    /// candidates rescored) or `none` (every vector as `f32` in the graph, in memory).
+    /// candidates rescored) or `none` (every vector as `f32` in the graph, in memory). With
+    /// `int8` or `binary` the open graph is also searched through a copy over the same codes.
     pub quantization: Quantization,
     /// The size of a sealed segment: a dump seals the open graph (its points become a segment)
     /// once it holds this many points. Larger segments mean

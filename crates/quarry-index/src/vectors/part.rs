@@ -1,24 +1,28 @@
-//! The parts a graph search of a [`Build`] walks, and the flat copy of its open graph.
+//! The parts a graph search of a build walks, and when the open graph is walked through a flat
+//! copy ([`super::build::Build::refreeze`]).
 //!
 //! hnsw_rs searches the open graph over `f32` vectors: at 1,000,000 chunks its last 82,000
 //! open points cost a query more than the seven sealed segments of 131,072 points together
 //! (searched over int8 codes in [`FlatGraph`]s). So the open graph is also copied into a
-//! flat graph over the same codes the segments use ([`Build::refreeze`]), held in memory only
-//! (the dump still writes hnsw_rs's graph), and the open points past that copy, at most
-//! [`TAIL`], are compared exactly with every query. A copy is made when an index is opened
-//! and whenever a publish finds more than [`TAIL`] open points outside the current one; a
-//! snapshot searches the copy it was published with.
+//! flat graph over the same codes the segments use, held in memory only
+//! (the dump still writes hnsw_rs's graph), and the open points past that copy are compared
+//! exactly with every query. A copy is made when an index is opened and at a publish that finds
+//! more than [`TAIL`] open points outside the last one, if a search has met points outside it
+//! since (a copy reads every link of the open graph: at 100,000 points, redone at every batch's
+//! publish, it slowed a CLI ingest, which nobody searches, by a sixth). A snapshot searches the
+//! copy it was published with, or, with more than [`MAX_TAIL`] points outside it, hnsw_rs's
+//! graph.
 
-use super::codes::{Codec, QueryCodes};
+use super::codes::QueryCodes;
 use super::flat::{FlatGraph, by_similarity};
 use super::graph::Graph;
 use super::segment::Segment;
 use super::simd::dot;
-use super::snapshot::Build;
-use std::sync::Arc;
 
-/// The most open points a snapshot compares exactly, past the flat copy of the open graph.
+/// Open points outside the flat copy of the open graph past which a publish copies it again.
 pub(super) const TAIL: usize = 1024;
+/// The most open points a snapshot compares exactly, past the flat copy (beyond: hnsw_rs).
+pub(super) const MAX_TAIL: usize = 4 * TAIL;
 
 /// One part of a build a graph search walks.
 pub(super) enum Part<'a> {
@@ -32,6 +36,17 @@ pub(super) enum Part<'a> {
 }
 
 impl Part<'_> {
+    /// The part's kind, for tests.
+    #[cfg(test)]
+    pub(super) fn kind(&self) -> &'static str {
+        match self {
+            Part::Sealed(_) => "sealed",
+            Part::Frozen(..) => "copy",
+            Part::Open(_) => "open",
+            Part::Tail(..) => "tail",
+        }
+    }
+
     /// The candidates for the `k` nearest points of this part `alive` admits, as `(point id,
     /// similarity)`, best first: approximate (by its codes) for a sealed segment or the flat
     /// copy, exact for the open graph and the tail; [`super::snapshot::VectorSnapshot`]'s
@@ -68,39 +83,5 @@ impl Part<'_> {
                 found
             }
         }
-    }
-}
-
-impl Build {
-    /// Copies the open graph into a new flat graph over `codec`'s codes when more than [`TAIL`]
-    /// open points are outside the current copy (none is made without a codec: quantization
-    /// `none`). Called with the index's writer state held, so no point is inserted meanwhile.
-    pub(super) fn refreeze(&self, dims: usize, codec: Option<Codec>) {
-        let Some(codec) = codec else {
-            return;
-        };
-        let points = self.read_points();
-        let open = points.hashes.len() - points.open_base;
-        let frozen = self.frozen().map_or(0, |f| f.len());
-        if open.saturating_sub(frozen) <= TAIL {
-            return;
-        }
-        let m = self.graph.max_links();
-        let flat = FlatGraph::from_graph(
-            &self.graph,
-            points.open_base,
-            &points.vectors,
-            (dims, m),
-            codec,
-        );
-        *self.frozen.write().unwrap_or_else(|p| p.into_inner()) = flat.map(Arc::new);
-    }
-
-    /// The current flat copy of the open graph.
-    pub(super) fn frozen(&self) -> Option<Arc<FlatGraph>> {
-        self.frozen
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 }

@@ -1,49 +1,18 @@
 //! What readers search: [`VectorSnapshot`], an immutable view of one build (a graph and its
 //! append-only points) at one generation, with exact and HNSW search, ACL-filtered or not.
 
+use super::build::{Build, Points};
 use super::codes::QueryCodes;
 use super::flat::FlatGraph;
-use super::graph::Graph;
 use super::params::VectorParams;
-use super::part::Part;
+use super::part::{MAX_TAIL, Part};
 use super::scored::Scored;
-use super::segment::Segment;
 use super::simd::dot;
 use crate::bm25::chunk_key;
 use crate::error::{Error, Result};
 use quarry_core::ContentHash;
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-
-/// The points of the index: append-only hashes, shared by all snapshots of one build, and the
-/// vectors of the points not sealed into a segment.
-#[derive(Default)]
-pub(super) struct Points {
-    pub(super) hashes: Vec<ContentHash>,
-    /// The first point of the open graph: the vectors of points `open_base..` are in
-    /// `vectors`, those before it in sealed segments.
-    pub(super) open_base: usize,
-    /// `(hashes.len() - open_base) × dims` floats, row-major.
-    pub(super) vectors: Vec<f32>,
-    /// The latest point id of each chunk key ([`chunk_key`]), for ACL-filtered search.
-    pub(super) by_key: HashMap<u64, usize>,
-}
-
-impl Points {
-    pub(super) fn push(&mut self, hash: ContentHash, v: &[f32]) -> usize {
-        let id = self.hashes.len();
-        self.hashes.push(hash);
-        self.vectors.extend_from_slice(v);
-        self.by_key.insert(chunk_key(&hash), id);
-        id
-    }
-
-    /// The vector of an open point, `None` for a sealed one.
-    fn open_vector(&self, id: usize, dims: usize) -> Option<&[f32]> {
-        let i = id.checked_sub(self.open_base)?;
-        self.vectors.get(i * dims..(i + 1) * dims)
-    }
-}
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// How many more neighbours than `k`, divided by the permitted fraction, the unfiltered walk of a
 /// filtered search looks at before it falls back to the filtered walk.
@@ -88,103 +57,6 @@ pub enum FilterPlan {
     Exact,
     /// HNSW traversal with the permission filter applied to every candidate.
     Graph,
-}
-
-/// Sealed segments, an open graph and their points: one build. A rebuild or a seal makes a new
-/// one; old snapshots keep theirs.
-pub(super) struct Build {
-    /// Points `0..open_base`, in segments of consecutive ids, in order.
-    pub(super) sealed: Vec<Arc<Segment>>,
-    /// Points `open_base..`, with their vectors in [`Points::vectors`].
-    pub(super) graph: Graph,
-    pub(super) points: RwLock<Points>,
-    /// A flat copy of the open graph's first points over codes ([`Build::refreeze`]).
-    pub(super) frozen: RwLock<Option<Arc<FlatGraph>>>,
-}
-
-impl Build {
-    /// A build of `sealed` segments and the open `graph` (points `open_base..` of `points`),
-    /// without a flat copy of the open graph yet.
-    pub(super) fn new(sealed: Vec<Arc<Segment>>, graph: Graph, points: Points) -> Self {
-        Build {
-            sealed,
-            graph,
-            points: RwLock::new(points),
-            frozen: RwLock::new(None),
-        }
-    }
-
-    pub(super) fn read_points(&self) -> std::sync::RwLockReadGuard<'_, Points> {
-        self.points.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The vector of point `id` into `out` (`dims` long): from memory for an open point, from its
-    /// segment's file for a sealed one.
-    pub(super) fn vector(&self, points: &Points, id: usize, out: &mut [f32]) -> Result<()> {
-        if let Some(v) = points.open_vector(id, out.len()) {
-            out.copy_from_slice(v);
-            return Ok(());
-        }
-        self.segment_of(id)?.read(id, out)
-    }
-
-    /// Whether points `a` and `b` are in the same sealed segment.
-    fn same_segment(&self, a: usize, b: usize) -> bool {
-        let i = |id: usize| self.sealed.partition_point(|s| s.base() + s.len() <= id);
-        i(a) == i(b)
-    }
-
-    /// The sealed segment holding point `id`.
-    fn segment_of(&self, id: usize) -> Result<&Segment> {
-        let i = self.sealed.partition_point(|s| s.base() + s.len() <= id);
-        match self.sealed.get(i).filter(|s| s.holds(id)) {
-            Some(s) => Ok(s),
-            None => Err(Error::Corrupt(format!("vector point {id} does not exist"))),
-        }
-    }
-
-    /// Calls `f` with every point below `upto` and its vector, in id order.
-    pub(super) fn scan(
-        &self,
-        points: &Points,
-        dims: usize,
-        upto: usize,
-        mut f: impl FnMut(usize, &[f32]),
-    ) -> Result<()> {
-        for s in &self.sealed {
-            if s.base() >= upto {
-                break;
-            }
-            s.scan(|id, v| {
-                if id < upto {
-                    f(id, v)
-                }
-            })?;
-        }
-        for (i, v) in points.vectors.chunks_exact(dims).enumerate() {
-            let id = points.open_base + i;
-            if id >= upto {
-                break;
-            }
-            f(id, v);
-        }
-        Ok(())
-    }
-
-    /// How many of the best candidates by code a search for the top `k` compares exactly: the
-    /// most any sealed segment's codec asks for ([`Codec::rescored`](super::codes::Codec::rescored)).
-    pub(super) fn rescored(&self, k: usize) -> usize {
-        self.sealed
-            .iter()
-            .map(|s| s.codec().rescored(k))
-            .max()
-            .unwrap_or_else(|| super::codes::Codec::Int8.rescored(k))
-    }
-
-    /// Bytes of memory the sealed segments hold (their flat graphs).
-    pub(super) fn sealed_bytes(&self) -> usize {
-        self.sealed.iter().map(|s| s.bytes()).sum()
-    }
 }
 
 /// An immutable view of the index at one generation.
@@ -247,10 +119,13 @@ impl VectorSnapshot {
         }
     }
 
-    /// How many open points the flat copy this snapshot searches covers (`None`: no copy).
+    /// How many open points the flat copy this snapshot searches covers (`None`: no copy), and
+    /// the parts a graph search walks ([`Part::kind`]).
     #[cfg(test)]
-    pub(super) fn frozen_points(&self) -> Option<usize> {
-        self.frozen.as_ref().map(|f| f.len())
+    pub(super) fn frozen_points(&self) -> (Option<usize>, Vec<&'static str>) {
+        let points = self.build.read_points();
+        let kinds = self.parts(&points).iter().map(Part::kind).collect();
+        (self.frozen.as_ref().map(|f| f.len()), kinds)
     }
 
     /// Live vectors in this snapshot.
@@ -294,7 +169,13 @@ impl VectorSnapshot {
         if self.upto <= base {
             return parts;
         }
-        if let Some(flat) = self.frozen.as_ref().filter(|f| base + f.len() <= self.upto) {
+        let copied = self.frozen.as_ref().map_or(0, |f| f.len());
+        if self.upto > base + copied {
+            self.build.wanted.store(true, Ordering::Relaxed);
+        }
+        let near =
+            |f: &&Arc<FlatGraph>| (f.len()..=f.len() + MAX_TAIL).contains(&(self.upto - base));
+        if let Some(flat) = self.frozen.as_ref().filter(near) {
             let tail = (flat.len() * self.dims)..((self.upto - base) * self.dims);
             if let Some(v) = points.vectors.get(tail) {
                 parts.push(Part::Frozen(flat, base));

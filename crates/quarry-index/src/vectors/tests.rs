@@ -713,17 +713,26 @@ fn a_bulk_build_seals_as_it_goes_and_answers_like_an_exact_scan_after_a_reload()
 /// `none` never copies.
 #[test]
 fn the_open_graph_is_searched_through_a_flat_copy_and_an_exact_tail() {
+    open_graph_copy_with(super::params::Quantization::Int8, 24);
+}
+
+/// (binary copies rescore `2k + 96` candidates, like binary segments)
+#[test]
+fn the_open_graph_is_searched_through_a_binary_copy_and_an_exact_tail() {
+    open_graph_copy_with(super::params::Quantization::Binary, 21);
+}
+
+fn open_graph_copy_with(quantization: super::params::Quantization, dims: usize) {
     use super::part::TAIL;
-    let dims = 24;
     let data = clustered(5, 6000, dims, 40, 0.3);
     let row = |i: usize| (hash(i as u64), data[i * dims..(i + 1) * dims].to_vec());
     let p = VectorParams {
         exact_threshold: 0,
         filter_exact_fraction: 0.0,
         segment_points: 1 << 20,
+        quantization,
         ..VectorParams::default()
     };
-    assert!(p.quantization.codec().is_some(), "the default quantizes");
     let dir = tempfile::tempdir().unwrap();
     let ix = VectorIndex::open(dir.path(), dims, p).unwrap();
     let apply = |generation: u64, removed: &[ContentHash], range: std::ops::Range<usize>| {
@@ -733,14 +742,18 @@ fn the_open_graph_is_searched_through_a_flat_copy_and_an_exact_tail() {
         ix.snapshot()
     };
     // a small open graph is all tail: no copy
-    assert_eq!(apply(1, &[], 0..TAIL).frozen_points(), None);
+    assert_eq!(apply(1, &[], 0..TAIL).frozen_points(), (None, vec!["open"]));
     let first = apply(2, &[], TAIL..3000);
-    assert_eq!(first.frozen_points(), Some(3000));
+    assert_eq!(first.frozen_points(), (Some(3000), vec!["copy"]));
+    // every point alive and none newer (a search without a filter): each its own first answer
+    for i in [0, 1500, 2999] {
+        assert_eq!(first.search(&row(i).1, 1).unwrap()[0].0, hash(i as u64));
+    }
     // tombstones in the copy and in the tail, and a tail of fewer than TAIL points: no new copy
     let removed: Vec<ContentHash> = (0..3500).step_by(9).map(|i| hash(i as u64)).collect();
     apply(3, &[], 3000..3500);
     let snap = apply(4, &removed, 3500..3500);
-    assert_eq!(snap.frozen_points(), Some(3000));
+    assert_eq!(snap.frozen_points(), (Some(3000), vec!["copy", "tail"]));
     let live: Vec<(ContentHash, Vec<f32>)> = (0..3500).filter(|i| i % 9 != 0).map(row).collect();
     let permitted: Vec<u64> = live.iter().step_by(2).map(|(h, _)| chunk_key(h)).collect();
     let permitted_live: Vec<_> = live.iter().step_by(2).cloned().collect();
@@ -777,8 +790,8 @@ fn the_open_graph_is_searched_through_a_flat_copy_and_an_exact_tail() {
     check(&snap, &live);
     // past TAIL new points: a new copy; the first snapshot keeps its own and sees nothing new
     let wide = apply(5, &[], 3500..3500 + TAIL + 1);
-    assert_eq!(wide.frozen_points(), Some(3501 + TAIL));
-    assert_eq!(first.frozen_points(), Some(3000));
+    assert_eq!(wide.frozen_points(), (Some(3501 + TAIL), vec!["copy"]));
+    assert_eq!(first.frozen_points(), (Some(3000), vec!["copy"]));
     assert!(
         first
             .search(&row(3200).1, 10)
@@ -792,7 +805,7 @@ fn the_open_graph_is_searched_through_a_flat_copy_and_an_exact_tail() {
     drop(ix);
     let reloaded = VectorIndex::open(dir.path(), dims, p).unwrap();
     let snap = reloaded.snapshot();
-    assert_eq!(snap.frozen_points(), Some(3501 + TAIL));
+    assert_eq!(snap.frozen_points(), (Some(3501 + TAIL), vec!["copy"]));
     let live: Vec<_> = (0..3501 + TAIL)
         .filter(|i| i % 9 != 0 || *i >= 3500)
         .map(row)
@@ -816,6 +829,27 @@ fn the_open_graph_is_searched_through_a_flat_copy_and_an_exact_tail() {
         })
         .sum();
     assert!(found >= 950, "recall after a reload {found}/1000");
+    // a seal lets the copy go with the open graph; a small open graph after it has no copy
+    let sealing = VectorParams {
+        segment_points: 3000,
+        ..p
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ix = VectorIndex::open(dir.path(), dims, sealing).unwrap();
+    ix.apply(1, &[], &(0..3500).map(row).collect::<Vec<_>>())
+        .unwrap();
+    ix.publish();
+    assert_eq!(ix.snapshot().frozen_points(), (Some(3500), vec!["copy"]));
+    ix.dump().unwrap();
+    assert_eq!(ix.snapshot().frozen_points(), (None, vec!["sealed"]));
+    ix.apply(2, &[], &(3500..3600).map(row).collect::<Vec<_>>())
+        .unwrap();
+    ix.publish();
+    let snap = ix.snapshot();
+    assert_eq!(snap.frozen_points(), (None, vec!["sealed", "open"]));
+    for i in [0, 3499, 3550] {
+        assert_eq!(snap.search(&row(i).1, 1).unwrap()[0].0, hash(i as u64));
+    }
     // quantization `none`: the open graph is hnsw_rs's alone
     let none = VectorParams {
         quantization: super::params::Quantization::None,
@@ -826,5 +860,46 @@ fn the_open_graph_is_searched_through_a_flat_copy_and_an_exact_tail() {
     ix.apply(1, &[], &(0..3000).map(row).collect::<Vec<_>>())
         .unwrap();
     ix.publish();
-    assert_eq!(ix.snapshot().frozen_points(), None);
+    assert_eq!(ix.snapshot().frozen_points(), (None, vec!["open"]));
+}
+
+/// A publish copies the open graph again only when a search met points outside the last copy
+/// (a CLI ingest, which nobody searches, copies it once, when opened), and a snapshot with more
+/// than `MAX_TAIL` points outside its copy walks hnsw_rs's graph instead of scanning them.
+#[test]
+fn the_open_graph_is_copied_again_only_when_searched() {
+    use super::part::{MAX_TAIL, TAIL};
+    let dims = 16;
+    let p = VectorParams {
+        exact_threshold: 0,
+        segment_points: 1 << 20,
+        ..VectorParams::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ix = VectorIndex::open(dir.path(), dims, p).unwrap();
+    let publish = |generation: u64, range: std::ops::Range<u64>| {
+        ix.apply(generation, &[], &rows(range, dims)).unwrap();
+        ix.publish();
+        ix.snapshot()
+    };
+    // the first copy needs no search
+    assert_eq!(
+        publish(1, 0..3000).frozen_points(),
+        (Some(3000), vec!["copy"])
+    );
+    // nobody searched points outside it: no copy, however far behind
+    let behind = publish(2, 3000..3000 + 2 * TAIL as u64);
+    // (asking for its parts is a search's first step: it marks the copy as wanted)
+    assert_eq!(behind.frozen_points(), (Some(3000), vec!["copy", "tail"]));
+    let end = 3001 + 2 * TAIL as u64;
+    assert_eq!(
+        publish(3, end - 1..end).frozen_points().0,
+        Some(end as usize)
+    );
+    // far behind with no search meanwhile: hnsw_rs's graph, not a scan of every new point
+    let far = end + MAX_TAIL as u64 + 1;
+    let snap = publish(4, end..far);
+    assert_eq!(snap.frozen_points(), (Some(end as usize), vec!["open"]));
+    let (h, v) = rows(far - 1..far, dims).remove(0);
+    assert_eq!(snap.search(&v, 1).unwrap()[0].0, h);
 }
