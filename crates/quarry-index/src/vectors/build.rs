@@ -147,16 +147,20 @@ impl Build {
 
     /// Copies the open graph into a new flat graph over `codec`'s codes when more than [`TAIL`]
     /// open points are outside the current copy and a search has met points outside it since
-    /// the last copy (or none was made yet); none is made without a codec (quantization
-    /// `none`). Called with the index's writer state held, so no point is inserted meanwhile.
-    pub(super) fn refreeze(&self, dims: usize, codec: Option<Codec>) {
+    /// the last copy made at a publish (or none was made at a publish yet), or `opening` (an
+    /// index opened from a dump: its first publish, after the change log's replay, copies again
+    /// when that put it behind). None is made without a codec (quantization `none`). Called with
+    /// the index's writer state held, so no point is inserted meanwhile.
+    pub(super) fn refreeze(&self, dims: usize, codec: Option<Codec>, opening: bool) {
         let Some(codec) = codec else {
             return;
         };
         let points = self.read_points();
         let open = points.hashes.len() - points.open_base;
         let frozen = self.frozen().map_or(0, |f| f.len());
-        if open.saturating_sub(frozen) <= TAIL || !self.wanted.swap(false, Ordering::Relaxed) {
+        if open.saturating_sub(frozen) <= TAIL
+            || !(opening || self.wanted.swap(false, Ordering::Relaxed))
+        {
             return;
         }
         let m = self.graph.max_links();

@@ -137,7 +137,7 @@ impl VectorIndex {
     }
 
     fn with_state(dir: &Path, dims: usize, params: VectorParams, state: WriterState) -> Self {
-        let snapshot = Arc::new(Self::snapshot_of(&state, dims, params));
+        let snapshot = Arc::new(Self::snapshot_of(&state, dims, params, true));
         VectorIndex {
             dir: dir.to_owned(),
             dims,
@@ -181,9 +181,17 @@ impl VectorIndex {
     }
 
     /// The snapshot of everything applied to `state`, with a fresh flat copy of the open graph
-    /// when the last one is more than [`super::part::TAIL`] points behind.
-    fn snapshot_of(state: &WriterState, dims: usize, params: VectorParams) -> VectorSnapshot {
-        state.build.refreeze(dims, params.quantization.codec());
+    /// when the last one is more than [`super::part::TAIL`] points behind ([`Build::refreeze`];
+    /// `opening`: the index was just opened).
+    fn snapshot_of(
+        state: &WriterState,
+        dims: usize,
+        params: VectorParams,
+        opening: bool,
+    ) -> VectorSnapshot {
+        state
+            .build
+            .refreeze(dims, params.quantization.codec(), opening);
         VectorSnapshot::new(
             state.build.clone(),
             dims,
@@ -285,7 +293,7 @@ impl VectorIndex {
     /// Makes everything applied so far visible to new snapshots.
     pub fn publish(&self) {
         let st = self.state();
-        let snapshot = Arc::new(Self::snapshot_of(&st, self.dims, self.params));
+        let snapshot = Arc::new(Self::snapshot_of(&st, self.dims, self.params, false));
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
     }
 

@@ -6,9 +6,9 @@
 //! (searched over int8 codes in [`FlatGraph`]s). So the open graph is also copied into a
 //! flat graph over the same codes the segments use, held in memory only
 //! (the dump still writes hnsw_rs's graph), and the open points past that copy are compared
-//! exactly with every query. A copy is made when an index is opened and at a publish that finds
-//! more than [`TAIL`] open points outside the last one, if a search has met points outside it
-//! since (a copy reads every link of the open graph: at 100,000 points, redone at every batch's
+//! exactly with every query. A copy is made when more than [`TAIL`] open points are outside the
+//! last one: when an index is opened and at its first publish, then at a publish only if a
+//! search has met points outside the copy since (a copy reads every link of the open graph: at 100,000 points, redone at every batch's
 //! publish, it slowed a CLI ingest, which nobody searches, by a sixth). A snapshot searches the
 //! copy it was published with, or, with more than [`MAX_TAIL`] points outside it, hnsw_rs's
 //! graph.

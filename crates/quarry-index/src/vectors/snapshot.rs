@@ -161,17 +161,23 @@ impl VectorSnapshot {
         Ok(())
     }
 
-    /// The parts a graph search walks: each sealed segment, then, when this snapshot has
-    /// points in the open graph, its flat copy and the points past it, or the graph itself.
+    /// The parts a graph search walks ([`VectorSnapshot::parts`]); marks the build's copy of
+    /// its open graph as wanted when this snapshot has open points outside it.
+    fn walk<'a>(&'a self, points: &'a Points) -> Vec<Part<'a>> {
+        let copied = self.frozen.as_ref().map_or(0, |f| f.len());
+        if self.upto > points.open_base + copied {
+            self.build.wanted.store(true, Ordering::Relaxed);
+        }
+        self.parts(points)
+    }
+
+    /// Each sealed segment, then, when this snapshot has points in the open graph, its flat
+    /// copy and the points past it, or the graph itself.
     fn parts<'a>(&'a self, points: &'a Points) -> Vec<Part<'a>> {
         let mut parts: Vec<Part<'a>> = self.build.sealed.iter().map(|s| Part::Sealed(s)).collect();
         let base = points.open_base;
         if self.upto <= base {
             return parts;
-        }
-        let copied = self.frozen.as_ref().map_or(0, |f| f.len());
-        if self.upto > base + copied {
-            self.build.wanted.store(true, Ordering::Relaxed);
         }
         let near =
             |f: &&Arc<FlatGraph>| (f.len()..=f.len() + MAX_TAIL).contains(&(self.upto - base));
@@ -208,7 +214,7 @@ impl VectorSnapshot {
             let alive = (!all_alive).then_some(&filter as &dyn Fn(usize) -> bool);
             let q = QueryCodes::new(query);
             let mut found = Vec::new();
-            for part in self.parts(&points) {
+            for part in self.walk(&points) {
                 found.extend(part.search(&q, k, ef, alive));
             }
             self.rescore(&points, query, k, found)?
@@ -294,7 +300,7 @@ impl VectorSnapshot {
             let wide = (OVERSAMPLE * k as f32 / fraction).ceil() as usize;
             let q = QueryCodes::new(query);
             let mut found = Vec::new();
-            for part in self.parts(&points) {
+            for part in self.walk(&points) {
                 let oversampled = if wide <= MAX_OVERSAMPLED {
                     let mut hits = part.search(&q, wide, self.ef_search.max(wide), None);
                     hits.retain(|(id, _)| filter(*id));
