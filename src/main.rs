@@ -150,7 +150,15 @@ fn main() -> ExitCode {
         Command::Forget(args) => cmd::collections::forget(&cli.data_dir, &config, args),
         Command::Snapshot(args) => cmd::snapshot::run(&cli.data_dir, &config, args),
         Command::Bench(args) => {
-            cmd::bench::run(data_dir_given.then_some(&cli.data_dir), &config, args)
+            // what the bench writes into its data directory: the configuration without the
+            // environment's overrides, which its child processes read from their environment
+            let no_env = std::iter::empty::<(String, String)>();
+            config::load_reporting(cli.config.as_deref(), &cli.data_dir, no_env).and_then(
+                |(saved, _)| {
+                    let given = data_dir_given.then_some(cli.data_dir.as_path());
+                    cmd::bench::run(given, &config, &saved, args)
+                },
+            )
         }
         Command::Completions(_) => Ok(()),
     };

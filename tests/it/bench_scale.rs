@@ -168,3 +168,50 @@ fn bad_flags_and_data_dirs_exit_2_and_say_which() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--reuse needs --data-dir"));
 }
+
+/// The bench writes the configuration from its file into the data directory, without the
+/// environment's overrides: those reach its child processes through their environment, so they
+/// hold for the run that sets them, and a later `--reuse` run without them does not read them.
+#[test]
+fn environment_overrides_are_not_written_into_the_data_directory() {
+    let data = tmp();
+    let bench = [
+        "bench",
+        "scale",
+        "--chunks",
+        "300",
+        "--queries",
+        "5",
+        "--json",
+    ];
+    let cheap = [
+        ("QUARRY_VECTOR__M", "4"),
+        ("QUARRY_VECTOR__EF_CONSTRUCTION", "8"),
+    ];
+    let ef_search = [cheap.as_slice(), &[("QUARRY_VECTOR__EF_SEARCH", "33")]].concat();
+    let out = crate::run_env(data.path(), &bench, &ef_search);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(data.path().join("quarry.toml")).unwrap();
+    let written: toml::Table = toml::from_str(&written).unwrap();
+    let vector = written["vector"].as_table().unwrap();
+    for (key, overridden) in [("m", 4), ("ef_construction", 8), ("ef_search", 33)] {
+        let value = vector[key].as_integer().unwrap();
+        assert_ne!(value, overridden, "{key} was written from the environment");
+    }
+    // the hash embedder came from the environment too: a --reuse run without it is refused by
+    // the bench's manifest, not built over
+    let reuse = [bench.as_slice(), &["--reuse"]].concat();
+    let out = crate::run_env(data.path(), &reuse, &[("QUARRY_EMBEDDER", "local")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("embedder"));
+    let out = crate::run_env(data.path(), &reuse, &cheap);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

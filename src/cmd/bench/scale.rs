@@ -25,10 +25,18 @@ use std::time::Instant;
 pub(super) const LATENCY_QUERIES: usize = 500;
 
 /// Runs `quarry bench`. `data_dir` is the data directory when one was given (`--data-dir` or
-/// `QUARRY_DATA_DIR`), else the bench works in a temporary folder.
-pub(crate) fn run(data_dir: Option<&Path>, config: &Config, args: Args) -> anyhow::Result<()> {
+/// `QUARRY_DATA_DIR`), else the bench works in a temporary folder. `config` is the configuration
+/// loaded; `saved` the same without the environment's overrides, which is what the bench writes
+/// into the data directory (its child processes inherit the environment, so an override holds
+/// for the run that sets it and not for a later `--reuse` run without it).
+pub(crate) fn run(
+    data_dir: Option<&Path>,
+    config: &Config,
+    saved: &Config,
+    args: Args,
+) -> anyhow::Result<()> {
     match args.command {
-        BenchCommand::Scale(a) => scale(data_dir, config, a),
+        BenchCommand::Scale(a) => scale(data_dir, (config, saved), a),
     }
 }
 
@@ -77,7 +85,11 @@ fn data_dir(
     Ok((dir.to_path_buf(), None))
 }
 
-fn scale(given: Option<&Path>, config: &Config, a: ScaleArgs) -> anyhow::Result<()> {
+fn scale(
+    given: Option<&Path>,
+    (config, saved): (&Config, &Config),
+    a: ScaleArgs,
+) -> anyhow::Result<()> {
     a.check()?;
     if config.embedder == "none" {
         return Err(UsageError(
@@ -151,7 +163,7 @@ fn scale(given: Option<&Path>, config: &Config, a: ScaleArgs) -> anyhow::Result<
     })?;
     let config_path = dir.join("quarry.toml");
     let readers = readers(&GROUPS);
-    write_config(config, &readers, &config_path)?;
+    write_config(saved, &readers, &config_path)?;
     let exe = std::env::current_exe().context("cannot find the quarry binary")?;
     let quarry = Quarry {
         exe: &exe,
