@@ -153,12 +153,18 @@ fn main() -> ExitCode {
             // what the bench writes into its data directory: the configuration without the
             // environment's overrides, which its child processes read from their environment
             let no_env = std::iter::empty::<(String, String)>();
-            config::load_reporting(cli.config.as_deref(), &cli.data_dir, no_env).and_then(
-                |(saved, _)| {
+            match config::load_reporting(cli.config.as_deref(), &cli.data_dir, no_env) {
+                Ok((saved, _)) => {
                     let given = data_dir_given.then_some(cli.data_dir.as_path());
                     cmd::bench::run(given, &config, &saved, args)
-                },
-            )
+                }
+                Err(e) => Err(cmd::UsageError(format!(
+                    "the bench writes the configuration file's settings into its data directory \
+                     and passes the environment's QUARRY_* settings to its processes, but the \
+                     file is invalid without them ({e:#}); move those settings into the file"
+                ))
+                .into()),
+            }
         }
         Command::Completions(_) => Ok(()),
     };

@@ -202,16 +202,50 @@ fn environment_overrides_are_not_written_into_the_data_directory() {
         let value = vector[key].as_integer().unwrap();
         assert_ne!(value, overridden, "{key} was written from the environment");
     }
-    // the hash embedder came from the environment too: a --reuse run without it is refused by
-    // the bench's manifest, not built over
+    // the hash embedder came from the environment too: a --reuse run without it reads the
+    // file's embedder, and the bench's manifest refuses it rather than measuring another one
     let reuse = [bench.as_slice(), &["--reuse"]].concat();
-    let out = crate::run_env(data.path(), &reuse, &[("QUARRY_EMBEDDER", "local")]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("embedder"));
+    let out = crate::quarry()
+        .env_remove("QUARRY_EMBEDDER")
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(&reuse)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("embedder hash") && stderr.contains("embedder local"),
+        "{stderr}"
+    );
     let out = crate::run_env(data.path(), &reuse, &cheap);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A configuration file that is valid only with the environment's settings is refused with
+/// exit 2 and a message that says so, since the bench writes the file's settings alone.
+#[test]
+fn a_file_valid_only_with_the_environment_is_refused() {
+    let data = tmp();
+    let file = "[embedders.remote]\nprovider = \"openai\"\nmodel = \"m\"\n";
+    std::fs::write(data.path().join("quarry.toml"), file).unwrap();
+    let bench = ["bench", "scale", "--chunks", "10"];
+    let url = ("QUARRY_EMBEDDERS__REMOTE__BASE_URL", "http://127.0.0.1:9");
+    let out = crate::run_env(data.path(), &bench, &[url]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid without them") && stderr.contains("base_url"),
+        "{stderr}"
+    );
+    // with the setting in the file, the bench gets past the configuration (to the data
+    // directory, which holds a file and is not built over)
+    let file = format!("{file}base_url = \"http://127.0.0.1:9\"\n");
+    std::fs::write(data.path().join("quarry.toml"), file).unwrap();
+    let stderr = String::from_utf8_lossy(&crate::run(data.path(), &bench).stderr).into_owned();
+    assert!(stderr.contains("not empty"), "{stderr}");
 }
