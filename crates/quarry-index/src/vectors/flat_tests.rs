@@ -168,6 +168,36 @@ fn unfiltered_recall_matches_hnsw_rs() {
     );
 }
 
+/// A thread keeps its visited set between walks: a walk of a small graph right after one of a
+/// larger graph (whose marks cover the small graph's ids) finds what the same walk finds on a
+/// fresh thread, and a walk inside another's (the set in use) takes a set of its own.
+#[test]
+fn walks_on_one_thread_do_not_see_each_others_marks() {
+    let dims = 32;
+    let big = clustered(4, 3000, dims, 30, 0.6);
+    let small = clustered(5, 500, dims, 30, 0.6);
+    let queries = clustered(6, 40, dims, 30, 0.6);
+    let (_, big) = build(&big, dims);
+    let (_, small) = build(&small, dims);
+    let walk = |flat: &FlatGraph, q: &[f32]| flat.search(&QueryCodes::new(q), 10, 64, None);
+    let fresh: Vec<_> = std::thread::scope(|s| {
+        s.spawn(|| {
+            queries
+                .chunks_exact(dims)
+                .map(|q| walk(&small, q))
+                .collect()
+        })
+        .join()
+        .unwrap()
+    });
+    for (q, want) in queries.chunks_exact(dims).zip(&fresh) {
+        let _ = walk(&big, q);
+        assert_eq!(&walk(&small, q), want);
+        let inner = with_visited(big.len(), |_| walk(&small, q));
+        assert_eq!(&inner, want);
+    }
+}
+
 /// The binary approximation is `scale · Σ q_i · sign(v_i)` with `scale = ‖v‖² / ‖v‖₁`, whatever
 /// the number of dimensions (here not a multiple of 8: the last byte's spare bits count for
 /// nothing): the per-byte tables against the sum written out. A vector's approximate similarity
