@@ -63,6 +63,35 @@ impl Engine {
         }
     }
 
+    /// When version `version` of `collection` is active and already served from `folder`, what
+    /// its requantize ended with: a job that switched and then died before its end was recorded
+    /// must not build that folder again (it is the live index, which this or another process
+    /// reads and dumps into).
+    pub(crate) fn requantized_already(
+        &self,
+        collection: &str,
+        version: &VersionRow,
+        params: IndexParams,
+        folder: &str,
+    ) -> Result<Option<RequantizeResult>> {
+        if version.folder() != folder {
+            return Ok(None);
+        }
+        let row = self.collection(collection)?;
+        // the index this process serves, else (a CLI running the job) its dump's count
+        let points = match &self.serving(&row)?.vectors {
+            Some(index) => index.keys().len(),
+            None => crate::vectors::dump_points(&self.version_dir(collection, folder)).unwrap_or(0),
+        } as u64;
+        Ok(Some(RequantizeResult {
+            version: version.id.clone(),
+            quantization: self.options.vector.with_index(&params).quantization,
+            points,
+            without_vector: 0,
+            generation: row.generation,
+        }))
+    }
+
     /// Makes `index` (built in folder `folder` with `params`) the index of version `version`,
     /// which must still be the collection's active one: catches it up with the writes since
     /// it was built, dumps it, records the version's new parameters and folder, and publishes

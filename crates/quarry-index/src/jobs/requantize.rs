@@ -38,8 +38,12 @@ pub(super) fn run(
     let params = IndexParams {
         quantization: Some(*quantization),
     };
-    // The job's own folder: a resumed job finds what it left and starts over.
+    // The job's own folder: a resumed job finds what it left and starts over, unless it had
+    // switched the version to that folder before it was interrupted.
     let folder = format!("{id}@{}-{}", quantization.as_str(), job.id);
+    if let Some(done) = engine.requantized_already(collection, &version, params, &folder)? {
+        return Ok(done);
+    }
     let dir = engine.version_dir(collection, &folder);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;

@@ -267,3 +267,69 @@ fn a_rebuild_builds_the_index_again_with_its_own_quantization_and_embeds_nothing
     assert_eq!(e.versions("c").unwrap()[0].quantization, Quantization::None);
     assert!(overlap(&before, &answers(&e)) >= 0.95);
 }
+
+/// The names of the segment folders of `folder`, sorted (each seal names its segment anew).
+fn segment_names(dir: &Path, folder: &str) -> Vec<String> {
+    let path = dir
+        .join("collections/c/vectors")
+        .join(folder)
+        .join("segments");
+    let mut names: Vec<String> = std::fs::read_dir(path)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A requantize that switched the version to its folder and was interrupted before its end was
+/// recorded (the job still `running`) only records its end when it runs again: it does not
+/// build that folder again, which is the live index this process and others read and dump into
+/// (it removed the folder and wrote new segments into it, under a server serving from it).
+#[test]
+fn a_requantize_resumed_after_its_switch_leaves_the_live_folder_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::new("noise", 24, true);
+    let e = engine(dir.path(), &model);
+    for i in 0..200 {
+        crate::test_support::put(&e, "c", &format!("d{i}"), &text(i));
+    }
+    let version = e.versions("c").unwrap().remove(0);
+    let job = jobs::enqueue_requantize(&e, "c", Quantization::Int8).unwrap();
+    let done = jobs::run(&e, &job.id, &|_| {}).unwrap();
+    assert_eq!(done.state.as_str(), "succeeded", "{:?}", done.error);
+    let folder = format!("{}@int8-{}", version.id, job.id);
+    let sealed = segment_names(dir.path(), &folder);
+    assert!(!sealed.is_empty(), "200 points sealed (segments of 64)");
+    let answered = answers(&e);
+
+    // as after a crash between the switch and the job's end
+    e.catalog().start_job(&job.id).unwrap();
+    assert_eq!(jobs::run_pending(&e).unwrap(), 1);
+    let again = jobs::job(&e, &job.id).unwrap();
+    assert_eq!(again.state.as_str(), "succeeded", "{:?}", again.error);
+    let Some(crate::catalog::JobResult::Requantize(r)) = &again.result else {
+        panic!("{:?}", again.result)
+    };
+    assert_eq!((r.points, r.quantization), (200, Quantization::Int8));
+    assert_eq!(vector_folders(dir.path()), vec![folder.clone()]);
+    assert_eq!(
+        segment_names(dir.path(), &folder),
+        sealed,
+        "not built again"
+    );
+    assert_eq!(answers(&e), answered);
+    drop(e);
+    // a process that serves nothing (a CLI) counts the points from the dump
+    let cli = engine(dir.path(), &model);
+    cli.catalog().start_job(&job.id).unwrap();
+    assert_eq!(jobs::run_pending(&cli).unwrap(), 1);
+    let Some(crate::catalog::JobResult::Requantize(r)) = jobs::job(&cli, &job.id).unwrap().result
+    else {
+        panic!("no result")
+    };
+    assert_eq!(r.points, 200);
+    assert_eq!(segment_names(dir.path(), &folder), sealed);
+    assert_eq!(answers(&cli), answered);
+}

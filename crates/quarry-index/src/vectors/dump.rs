@@ -62,6 +62,12 @@ pub fn dump_sealed(dir: &Path) -> Option<(u64, usize)> {
     Some((m.generation, sealed))
 }
 
+/// How many points (tombstoned ones included) the dump the manifest of `dir` names holds;
+/// `None` without a manifest that parses.
+pub fn dump_points(dir: &Path) -> Option<usize> {
+    read_manifest(dir).ok().flatten().map(|m| m.points)
+}
+
 /// The folder the manifest of `dir` names, if it has one that parses.
 pub(super) fn current_folder(dir: &Path) -> Option<String> {
     read_manifest(dir).ok().flatten().map(|m| m.folder)

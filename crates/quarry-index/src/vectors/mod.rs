@@ -39,7 +39,7 @@ mod simd;
 mod snapshot;
 
 pub use bulk::BulkBuild;
-pub use dump::{drop_dump, dump_generation, dump_holds_any, dump_sealed};
+pub use dump::{drop_dump, dump_generation, dump_holds_any, dump_points, dump_sealed};
 pub use index::VectorIndex;
 pub use params::{IndexParams, Quantization, VectorParams};
 pub use simd::dot;
