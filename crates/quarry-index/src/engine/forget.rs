@@ -270,6 +270,7 @@ impl Engine {
                 }
                 return Ok(false);
             }
+            self.clear_leftover_folder(name)?;
             let catalog = self.catalog();
             catalog.ensure_collection(name, &chunk, &bm25)?;
             if let Some(e) = &embedder {

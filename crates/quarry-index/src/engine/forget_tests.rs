@@ -460,3 +460,53 @@ fn collections_are_created_with_settings_listed_with_sizes_and_deleted() {
     assert_eq!((again.documents, again.embedder.as_deref()), (1, Some("a")));
     assert!(ids(&engine, "copper0", Mode::Bm25).is_empty());
 }
+
+/// A collection deleted while its folder could not be removed (or by a process that died
+/// between the catalog's delete and the removal), then created again under the same name,
+/// starts from an empty folder: the old vector index's dump, whose generation the new
+/// collection's catalog reaches, is never served, whether the collection is created by a write
+/// or explicitly.
+#[test]
+fn a_collection_created_again_never_serves_the_folder_its_deletion_left() {
+    for explicit in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let models = Models(vec![("a", Model::new("letters", 26, false))]);
+        let e = engine(dir.path(), &models);
+        for i in 0..6 {
+            put(
+                &e,
+                &format!("old{i}"),
+                &format!("ghost words number {i}"),
+                &[],
+            );
+        }
+        e.flush().unwrap();
+        let folder = dir.path().join("collections/c");
+        let aside = dir.path().join("aside");
+        std::fs::rename(&folder, &aside).unwrap();
+        e.delete_collection("c").unwrap();
+        std::fs::rename(&aside, &folder).unwrap();
+        if explicit {
+            e.create_collection("c", &CollectionSettings::default())
+                .unwrap();
+        }
+        for i in 0..6 {
+            put(
+                &e,
+                &format!("new{i}"),
+                &format!("fresh words number {i}"),
+                &[],
+            );
+        }
+        // another process opens the collection at the old dump's generation
+        let other = engine(dir.path(), &models);
+        for (who, engine) in [("writer", &e), ("other", &other)] {
+            let found = ids(engine, "ghost words number 1", Mode::Vector);
+            assert_eq!(found.len(), 6, "{who}: {found:?}");
+            assert!(
+                found.iter().all(|d| d.starts_with("new")),
+                "{who}: {found:?}"
+            );
+        }
+    }
+}

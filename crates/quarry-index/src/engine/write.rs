@@ -110,12 +110,29 @@ impl Engine {
     /// Creates the collection, with an active version of the default embedder.
     fn create_default(&self, collection: &str) -> Result<()> {
         let embedder = self.default_embedder()?;
+        self.clear_leftover_folder(collection)?;
         let catalog = self.catalog();
         catalog.ensure_collection(collection, &self.options.chunk, &self.options.bm25)?;
         if let Some(e) = embedder {
             catalog.create_active_version(collection, &self.options.embedder, e.spec())?;
         }
         Ok(())
+    }
+
+    /// Removes the folder of indexes of `collection`, which has no catalog row (the caller holds
+    /// the writer lock and is about to create it): a folder there is what a deletion left when
+    /// its removal failed or its process died after the catalog's delete. Its vector dump would
+    /// otherwise be taken for the new collection's once the new catalog reached its generation.
+    pub(crate) fn clear_leftover_folder(&self, collection: &str) -> Result<()> {
+        let dir = self.dir.join("collections").join(collection);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                tracing::warn!(collection, dir = %dir.display(), "removed the folder a deleted collection of this name left");
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(&dir, e)),
+        }
     }
 
     /// Embeds the chunks of `changes` that have no stored vector of the collection's embedder and
