@@ -5,7 +5,7 @@
 use super::build::Build;
 use super::graph::Graph;
 use super::params::VectorParams;
-use super::segment::{Segment, SegmentEntry, hash_file, write_synced};
+use super::segment::{Segment, SegmentEntry, hash_file, sync_dir, write_synced};
 use crate::error::{Error, Result};
 use quarry_core::ContentHash;
 use std::path::Path;
@@ -280,6 +280,10 @@ pub(super) fn write(
             .map_err(|e| Error::io(&path, e))?;
         files.insert(name.to_owned(), hash_file(&path)?);
     }
+    // the dump folder's entries, and the folder's own in `dir`, before the manifest names them
+    // (the files' data is synced; their names are not, until their folder is)
+    sync_dir(folder);
+    sync_dir(dir);
     let manifest = Manifest {
         generation,
         dims,
@@ -295,8 +299,6 @@ pub(super) fn write(
     std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
     // The rename is durable once the folder is synced; the manifest names the new dump
     // already, so a failure here is only logged.
-    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
-        tracing::warn!(dir = %dir.display(), error = %e, "could not sync the vector index folder");
-    }
+    sync_dir(dir);
     Ok(())
 }

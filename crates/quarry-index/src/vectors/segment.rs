@@ -71,7 +71,7 @@ fn write_rows(
 
 /// Syncs a folder, so the names of the files just written in it are durable (best effort: a
 /// folder that cannot be opened for it is only logged).
-fn sync_dir(dir: &Path) {
+pub(super) fn sync_dir(dir: &Path) {
     if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
         tracing::warn!(dir = %dir.display(), error = %e, "could not sync a folder");
     }
