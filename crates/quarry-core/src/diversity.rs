@@ -10,8 +10,13 @@
 use crate::error::{Error, Result};
 
 /// Candidates re-ranked at least (more when a query needs more results): the first
-/// `max(MIN_CANDIDATES, top_k + offset)` of the fused list.
+/// `max(MIN_CANDIDATES, top_k + offset)` of the fused list, up to [`MAX_CANDIDATES`].
 pub const MIN_CANDIDATES: usize = 100;
+
+/// Candidates re-ranked at most: MMR costs `n²` cosines, and `top_k + offset` reaches 11,000
+/// (about 60 million cosines, seconds of CPU a query); 1,000 covers any one page of `top_k`
+/// from the start. Candidates past them keep their fused order.
+pub const MAX_CANDIDATES: usize = 1000;
 
 /// The `diversify` option of a query: `{"lambda": λ}`, λ from 0 to 1.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]

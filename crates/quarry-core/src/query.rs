@@ -12,6 +12,8 @@ pub const MAX_TOP_K: usize = 1000;
 pub const MAX_OFFSET: usize = 10_000;
 /// Most fields one query may ask facets of.
 pub const MAX_FACETS: usize = 20;
+/// Most metadata keys `include` names (each hit's keys are matched against the list).
+pub const MAX_INCLUDE: usize = 256;
 /// Longest query vector accepted.
 pub const MAX_VECTOR_DIMS: usize = 8192;
 /// Largest `rerank.top_n` any reranker may be configured for (`reranker.max_top_n` is at most
@@ -263,6 +265,14 @@ impl QueryOptions {
                 format!("`{f}`: field names are not empty"),
             ));
         }
+        if let Some(keys) = &include
+            && keys.len() > MAX_INCLUDE
+        {
+            return Err(Error::invalid(
+                "include",
+                format!("{} keys; at most {MAX_INCLUDE}", keys.len()),
+            ));
+        }
         self.include = include;
         self.facets = facets;
         Ok(self)
@@ -380,7 +390,9 @@ pub struct QueryRequest {
     pub offset: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_score: Option<f32>,
+    /// At most 256 metadata keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 256)]
     pub include: Option<Vec<String>>,
     /// At most 20 field names, none empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]

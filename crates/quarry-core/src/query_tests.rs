@@ -69,6 +69,20 @@ fn view_options_are_checked_and_round_trip() {
     assert!(!plain.highlight && !plain.citation && plain.expand.is_none());
 }
 
+/// `include` and `facets` are bounded: a body of millions of keys is refused, not matched
+/// against every metadata key of every hit.
+#[test]
+fn field_lists_are_bounded() {
+    let keys = |n: usize| (0..n).map(|i| format!("k{i}")).collect::<Vec<_>>();
+    let ok = request(serde_json::json!({"query": "a", "include": keys(MAX_INCLUDE)})).unwrap();
+    assert_eq!(ok.include.map(|k| k.len()), Some(MAX_INCLUDE));
+    let e = request(serde_json::json!({"query": "a", "include": keys(MAX_INCLUDE + 1)}));
+    let e = e.unwrap_err().to_string();
+    assert!(e.contains("include") && e.contains("at most 256"), "{e}");
+    let e = request(serde_json::json!({"query": "a", "facets": keys(MAX_FACETS + 1)}));
+    assert!(e.unwrap_err().to_string().contains("facets"));
+}
+
 #[test]
 fn rerank_is_checked_and_round_trips() {
     let d = defaults(Mode::Hybrid);

@@ -4,14 +4,14 @@
 
 use crate::vectors::VectorSnapshot;
 use quarry_core::Diversify;
-use quarry_core::diversity::{MIN_CANDIDATES, mmr};
+use quarry_core::diversity::{MAX_CANDIDATES, MIN_CANDIDATES, mmr};
 
 /// The warning of a query asking for diversity of a collection without vectors: it is answered
 /// in the fused order (as `mode=hybrid` without vectors is answered by BM25, with a warning).
 pub(super) const NO_VECTORS: &str = "diversify: this collection has no vectors to compare results \
      with, so they are in the fused order, not diversified";
 
-/// Re-ranks the first `max(MIN_CANDIDATES, need)` fused candidates (`key_score` gives each one's
+/// Re-ranks the first `max(MIN_CANDIDATES, need)` fused candidates (at most `MAX_CANDIDATES`) (`key_score` gives each one's
 /// chunk key and fused score) by MMR with `d`'s λ: relevance is the fused score min-max
 /// normalised over them, redundancy the cosine of their stored vectors (a
 /// chunk without one is like no other). Only candidates at or above `min_score` take part, so
@@ -27,7 +27,7 @@ pub(super) fn rerank<C: Copy>(
 ) {
     let n = candidates
         .iter()
-        .take(need.max(MIN_CANDIDATES))
+        .take(need.max(MIN_CANDIDATES).min(MAX_CANDIDATES))
         .take_while(|c| min_score.is_none_or(|m| key_score(c).1 >= m))
         .count();
     let prefix = &mut candidates[..n];

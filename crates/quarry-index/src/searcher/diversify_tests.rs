@@ -176,3 +176,24 @@ fn without_vectors_the_answer_is_fused_with_a_warning() {
     assert_eq!(diverse.warnings.len(), 1, "{:?}", diverse.warnings);
     assert!(diverse.warnings[0].starts_with("diversify:"));
 }
+
+/// At most `MAX_CANDIDATES` candidates are re-ranked, however deep the page (MMR is quadratic
+/// in them): with λ = 1 and scores rising along the list, the first `MAX_CANDIDATES` come out
+/// best first and those past them keep their place.
+#[test]
+fn at_most_max_candidates_are_reranked() {
+    use quarry_core::diversity::MAX_CANDIDATES;
+    let dir = tempfile::tempdir().unwrap();
+    let index =
+        crate::vectors::VectorIndex::empty(dir.path(), 4, crate::vectors::VectorParams::default())
+            .unwrap();
+    let n = MAX_CANDIDATES + 500;
+    let mut candidates: Vec<(u64, f32)> = (0..n).map(|i| (i as u64, i as f32)).collect();
+    let lambda = Diversify { lambda: 1.0 };
+    super::rerank(&mut candidates, |c| *c, lambda, n, None, &index.snapshot());
+    let want: Vec<u64> = (0..MAX_CANDIDATES as u64)
+        .rev()
+        .chain(MAX_CANDIDATES as u64..n as u64)
+        .collect();
+    assert_eq!(candidates.iter().map(|c| c.0).collect::<Vec<_>>(), want);
+}
