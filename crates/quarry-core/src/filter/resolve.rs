@@ -57,33 +57,53 @@ impl Filter<Json> {
         }
     }
 
-    /// Types every literal by the field it is compared with.
+    /// Types every literal by the field it is compared with; a field `schema` does not list is
+    /// an error naming the fields it does.
     pub fn resolve(&self, schema: &FieldSchema) -> Result<Filter> {
-        self.resolve_at(schema, "filter")
+        self.resolve_at(schema, "filter", true)
     }
 
-    fn resolve_at(&self, schema: &FieldSchema, path: &str) -> Result<Filter> {
+    /// [`Filter::resolve`] against the fields of what one caller may read (a caller that may not
+    /// read every document): a field `schema` does not list is not an error, which would tell
+    /// the caller whether documents hidden from it have the field, but a field of no value,
+    /// each literal typed by its own JSON type (a string that reads as an RFC 3339 date is a
+    /// date). Such a leaf matches none of the caller's documents (`exists: false` all of them).
+    pub fn resolve_unlisted(&self, schema: &FieldSchema) -> Result<Filter> {
+        self.resolve_at(schema, "filter", false)
+    }
+
+    fn resolve_at(&self, schema: &FieldSchema, path: &str, strict: bool) -> Result<Filter> {
         let all = |fs: &[Filter<Json>], op: &str| {
             fs.iter()
                 .enumerate()
-                .map(|(i, f)| f.resolve_at(schema, &format!("{path}.{op}[{i}]")))
+                .map(|(i, f)| f.resolve_at(schema, &format!("{path}.{op}[{i}]"), strict))
                 .collect::<Result<Vec<_>>>()
         };
         Ok(match self {
             Filter::All => Filter::All,
             Filter::And(fs) => Filter::And(all(fs, "and")?),
             Filter::Or(fs) => Filter::Or(all(fs, "or")?),
-            Filter::Not(f) => Filter::Not(Box::new(f.resolve_at(schema, &format!("{path}.not"))?)),
+            Filter::Not(f) => Filter::Not(Box::new(f.resolve_at(
+                schema,
+                &format!("{path}.not"),
+                strict,
+            )?)),
             Filter::Leaf { field, cond } => {
-                let Some(types) = schema.types(field) else {
-                    let known: Vec<&str> = schema.0.keys().map(String::as_str).take(40).collect();
-                    return Err(Error::invalid(
-                        "filter",
-                        format!(
-                            "{path}: unknown field `{field}`: no document of this collection has it; known fields: {}",
-                            known.join(", ")
-                        ),
-                    ));
+                let listed = schema.types(field);
+                let types = match listed {
+                    Some(types) => types,
+                    None if !strict => &FieldType::ALL[..],
+                    None => {
+                        let known: Vec<&str> =
+                            schema.0.keys().map(String::as_str).take(40).collect();
+                        return Err(Error::invalid(
+                            "filter",
+                            format!(
+                                "{path}: unknown field `{field}`: no document of this collection has it; known fields: {}",
+                                known.join(", ")
+                            ),
+                        ));
+                    }
                 };
                 let lit = |l: &Json| resolve_literal(l, field, types, path);
                 let cond = match cond {
@@ -110,11 +130,13 @@ impl Filter<Json> {
                             && (!matches!(t, FieldType::Number | FieldType::Date)
                                 || kinds.iter().any(|k| *k != t))
                         {
+                            let holds = listed.map_or(String::new(), |types| {
+                                format!("; `{field}` holds {}", type_list(types))
+                            });
                             return Err(Error::invalid(
                                 "filter",
                                 format!(
-                                    "{path}: a range on `{field}` compares numbers or RFC 3339 dates, both bounds of one type; `{field}` holds {}",
-                                    type_list(types)
+                                    "{path}: a range on `{field}` compares numbers or RFC 3339 dates, both bounds of one type{holds}"
                                 ),
                             ));
                         }

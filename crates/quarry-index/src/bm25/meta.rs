@@ -26,7 +26,7 @@ use tantivy::query::{
     AllQuery, BooleanQuery, InvertedIndexRangeQuery, Occur, Query, TermQuery, TermSetQuery,
 };
 use tantivy::schema::IndexRecordOption;
-use tantivy::{TantivyDocument, Term};
+use tantivy::{DocSet, TantivyDocument, Term};
 
 /// The `meta_fields` term of a chunk held by more than one document.
 pub const SHARED: &str = "\0shared";
@@ -221,10 +221,23 @@ fn translate(f: &Fields, filter: &Filter) -> Box<dyn Query> {
 }
 
 /// The fields of `snapshot` with their types: the built-in fields and every `field NUL tag` term
-/// of `meta_fields`.
-pub fn field_schema(snapshot: &tantivy::Searcher, f: &Fields) -> Result<FieldSchema> {
+/// of `meta_fields`; with `readable` (a bitset per segment, in ordinal order: the chunks a
+/// caller may read), only the terms one of those chunks holds, so that a filter's or a facet's
+/// errors name no field or type that only documents hidden from the caller have.
+pub fn field_schema(
+    snapshot: &tantivy::Searcher,
+    f: &Fields,
+    readable: Option<&[tantivy::BitSet]>,
+) -> Result<FieldSchema> {
     let mut schema = FieldSchema::builtin();
-    for reader in snapshot.segment_readers() {
+    for (ord, reader) in snapshot.segment_readers().iter().enumerate() {
+        let set = match readable {
+            Some(sets) => match sets.get(ord) {
+                Some(set) => Some(set),
+                None => continue,
+            },
+            None => None,
+        };
         let index = reader.inverted_index(f.meta_fields)?;
         let mut stream = index
             .terms()
@@ -234,12 +247,32 @@ pub fn field_schema(snapshot: &tantivy::Searcher, f: &Fields) -> Result<FieldSch
             let Ok(term) = std::str::from_utf8(stream.key()) else {
                 continue;
             };
-            if let Some((field, tag)) = term.rsplit_once('\0')
-                && !field.is_empty()
-                && let Some(t) = tag.bytes().next().and_then(FieldType::from_tag)
-            {
-                schema.add(field, t);
+            let Some((field, t)) = term
+                .rsplit_once('\0')
+                .filter(|(field, _)| !field.is_empty())
+                .and_then(|(field, tag)| Some((field, FieldType::from_tag(tag.bytes().next()?)?)))
+            else {
+                continue;
+            };
+            if schema.0.get(field).is_some_and(|types| types.contains(&t)) {
+                continue;
             }
+            if let Some(set) = set {
+                // the first readable chunk holding the term, if any
+                let mut postings = index
+                    .read_postings_from_terminfo(stream.value(), IndexRecordOption::Basic)
+                    .map_err(|e| {
+                        crate::error::Error::Corrupt(format!("BM25 metadata fields: {e}"))
+                    })?;
+                let mut doc = postings.doc();
+                while doc != tantivy::TERMINATED && !set.contains(doc) {
+                    doc = postings.advance();
+                }
+                if doc == tantivy::TERMINATED {
+                    continue;
+                }
+            }
+            schema.add(field, t);
         }
     }
     Ok(schema)

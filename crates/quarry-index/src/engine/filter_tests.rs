@@ -413,6 +413,91 @@ fn filters_on_unknown_fields_or_wrong_types_are_input_errors() {
     );
 }
 
+/// A caller learns nothing of the metadata of documents it may not read: a filter or a facet on
+/// a field only they have answers as for a field no document has (no error: a field of no
+/// value, for a caller that may not read everything), and no error names their fields or
+/// types. An admin's errors, and those of a reader who may read every document, name them all.
+#[test]
+fn fields_of_hidden_documents_are_not_named_to_a_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = |v: Value| v.as_object().cloned().unwrap_or_default();
+    let c = Corpus {
+        docs: vec![
+            (
+                "alpha bravo".into(),
+                vec!["group:g0".into()],
+                meta(json!({"year": 2020})),
+            ),
+            (
+                "alpha charlie".into(),
+                vec!["group:g1".into()],
+                meta(json!({"merger_target": "acme", "year": "secret"})),
+            ),
+        ],
+        default: 1,
+    };
+    let (engine, _) = build(dir.path(), &c);
+    let searcher = engine.searcher("c").unwrap();
+    let reader = Principal::new("u0", vec!["g0".into()], quarry_core::Role::Reader);
+    let everything = Principal::new(
+        "u1",
+        vec!["g0".into(), "g1".into()],
+        quarry_core::Role::Reader,
+    );
+    let admin = Principal::local_admin();
+    // (doc ids and facet counts, or the error)
+    let ask = |f: Value, facet: Option<&str>, who: &Principal| {
+        let q = filtered("alpha", 3, Mode::Bm25, GroupBy::Document, &f)
+            .with_fields(None, facet.into_iter().map(str::to_owned).collect())
+            .unwrap();
+        searcher
+            .search(&q, who)
+            .map(|r| {
+                let ids: Vec<String> = r.results.into_iter().map(|h| h.doc_id).collect();
+                (ids, serde_json::to_value(r.facets).unwrap())
+            })
+            .map_err(|e| e.to_string())
+    };
+    let hidden = json!({"field": "merger_target", "exists": true});
+    let unknown = json!({"field": "zz", "exists": true});
+    let nothing = (Vec::<String>::new(), Value::Null);
+    // the reader: a field only hidden documents have is like one no document has
+    assert_eq!(ask(hidden.clone(), None, &reader), Ok(nothing.clone()));
+    assert_eq!(ask(unknown.clone(), None, &reader), Ok(nothing.clone()));
+    let eq_acme = json!({"field": "merger_target", "eq": "acme"});
+    assert_eq!(ask(eq_acme, None, &reader), Ok(nothing));
+    let absent = json!({"not": {"field": "merger_target", "exists": true}});
+    assert_eq!(ask(absent, None, &reader).unwrap().0, vec!["d0"]);
+    for facet in ["zz", "merger_target"] {
+        let (ids, facets) = ask(json!({}), Some(facet), &reader).unwrap();
+        assert_eq!((ids, facets), (vec!["d0".into()], json!({facet: []})));
+    }
+    // a field it may read is typed by what it may read: no string `year` named
+    let e = ask(json!({"field": "year", "eq": true}), None, &reader).unwrap_err();
+    assert!(e.contains("`year` holds number, not booleans"), "{e}");
+    let e = ask(json!({"field": "zz", "gte": "abc"}), None, &reader).unwrap_err();
+    assert!(
+        e.contains("both bounds of one type") && !e.contains("holds"),
+        "{e}"
+    );
+
+    for who in [&admin, &everything] {
+        assert_eq!(
+            ask(hidden.clone(), Some("merger_target"), who).unwrap().0,
+            vec!["d1"]
+        );
+        let e = ask(unknown.clone(), None, who).unwrap_err();
+        assert!(
+            e.contains("unknown field `zz`") && e.contains("merger_target"),
+            "{e}"
+        );
+        let e = ask(json!({}), Some("zz"), who).unwrap_err();
+        assert!(e.contains("`facets`: unknown field `zz`"), "{e}");
+        let e = ask(json!({"field": "year", "eq": true}), None, who).unwrap_err();
+        assert!(e.contains("`year` holds string and number,"), "{e}");
+    }
+}
+
 #[test]
 fn a_metadata_change_reindexes_without_reembedding_and_hits_carry_metadata() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ use crate::bm25::{
     DOC_KEYS, SegmentColumns, build_query, decode, doc_key, occurrence_values, term_bytes,
 };
 use crate::error::{Error, Result};
-use quarry_core::FieldSchema;
+use quarry_core::{FieldSchema, Principal};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use tantivy::collector::DocSetCollector;
 use tantivy::columnar::BytesColumn;
@@ -24,16 +24,74 @@ pub(super) const MAX_FACET_VALUES: usize = 100;
 /// Per field: the index bytes of each value, and the keys of the documents holding it.
 type Counts = HashMap<String, HashMap<Vec<u8>, HashSet<u64>>>;
 
+/// The metadata fields one caller may know of ([`Searcher::field_schema_for`]).
+pub(super) struct CallerSchema {
+    /// The fields and types of the chunks the caller may read.
+    pub(super) fields: FieldSchema,
+    /// Whether the caller may read every chunk (an admin, or an ACL that admits all): then a
+    /// filter or facet naming a field `fields` does not list is an error that names the fields
+    /// it does. For any other caller it is a field of no value
+    /// ([`quarry_core::Filter::resolve_unlisted`]), not an error: a 400 for a field only hidden
+    /// documents have, against an empty answer for one no document has, would tell the
+    /// caller those documents exist.
+    pub(super) complete: bool,
+}
+
+impl CallerSchema {
+    /// `filter` typed for the caller ([`CallerSchema::complete`] says how).
+    pub(super) fn resolve(
+        &self,
+        filter: &quarry_core::Filter<quarry_core::filter::Json>,
+    ) -> Result<quarry_core::Filter> {
+        Ok(if self.complete {
+            filter.resolve(&self.fields)?
+        } else {
+            filter.resolve_unlisted(&self.fields)?
+        })
+    }
+}
+
 impl Searcher {
-    /// The facet counts of `fields` (each must be a field of `schema`) for `access`'s query.
+    /// [`Searcher::field_schema`] as `caller` may know it: the fields and types of the chunks
+    /// it may read. Hidden documents do not exist for the caller, their metadata keys
+    /// included: see [`CallerSchema`].
+    pub(super) fn field_schema_for(&self, caller: &Principal) -> Result<CallerSchema> {
+        if caller.sees_all() {
+            return Ok(CallerSchema {
+                fields: self.field_schema()?,
+                complete: true,
+            });
+        }
+        let tokens = caller.tokens(&self.default_acl);
+        let fields = self.index.fields();
+        let readable = self
+            .index
+            .totals_cache()
+            .permitted(&self.snapshot, &fields, &tokens)?;
+        let count: u64 = readable.iter().map(|s| s.len() as u64).sum();
+        Ok(CallerSchema {
+            fields: crate::bm25::field_schema(&self.snapshot, &fields, Some(&readable))?,
+            complete: count == self.snapshot.num_docs(),
+        })
+    }
+
+    /// The facet counts of `fields` for `access`'s query. A field `schema` does not list is an
+    /// error when the schema is complete, else a field without values.
     pub(super) fn facets(
         &self,
         fields: &[String],
-        schema: &FieldSchema,
+        schema: &CallerSchema,
         access: &Access<'_>,
     ) -> Result<BTreeMap<String, Vec<FacetCount>>> {
-        if let Some(unknown) = fields.iter().find(|f| !schema.0.contains_key(*f)) {
-            let known: Vec<&str> = schema.0.keys().map(String::as_str).take(40).collect();
+        let listed = |f: &&String| schema.fields.0.contains_key(*f);
+        if let Some(unknown) = fields.iter().find(|f| schema.complete && !listed(f)) {
+            let known: Vec<&str> = schema
+                .fields
+                .0
+                .keys()
+                .map(String::as_str)
+                .take(40)
+                .collect();
             return Err(Error::Input(format!(
                 "`facets`: unknown field `{unknown}`: no document of this collection has it; known fields: {}",
                 known.join(", ")

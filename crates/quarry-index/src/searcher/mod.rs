@@ -141,7 +141,7 @@ impl Searcher {
 
     /// The metadata fields of this snapshot with their types (built-in fields included).
     pub fn field_schema(&self) -> Result<FieldSchema> {
-        crate::bm25::field_schema(&self.snapshot, &self.index.fields())
+        crate::bm25::field_schema(&self.snapshot, &self.index.fields(), None)
     }
 
     /// `caller`'s query of `text` restricted by `filter`: its terms and BM25 weight, scored by
@@ -234,10 +234,10 @@ impl Searcher {
             }
         }
         let schema = (!q.filter.is_all() || !q.facets.is_empty())
-            .then(|| self.field_schema())
+            .then(|| self.field_schema_for(caller))
             .transpose()?;
         let filter = match &schema {
-            Some(schema) if !q.filter.is_all() => Some(q.filter.resolve(schema)?),
+            Some(schema) if !q.filter.is_all() => Some(schema.resolve(&q.filter)?),
             _ => None,
         };
         let reranker = rerank::reranker_for(self.reranker.as_ref(), q)?;
