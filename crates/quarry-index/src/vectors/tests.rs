@@ -226,6 +226,26 @@ fn corrupt_dump_is_ignored_not_fatal() {
         );
         assert!(ix.snapshot().is_empty());
     }
+    // a manifest whose generation was damaged into another number that parses
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ix = VectorIndex::open(dir.path(), dims, params(0)).unwrap();
+        ix.apply(7, &[], &rows(0..20, dims)).unwrap();
+        ix.publish();
+        ix.dump().unwrap();
+    }
+    let path = dir.path().join("manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"generation\":7,"), "{text}");
+    std::fs::write(
+        &path,
+        text.replace("\"generation\":7,", "\"generation\":9,"),
+    )
+    .unwrap();
+    let ix = VectorIndex::open(dir.path(), dims, params(0)).unwrap();
+    assert_eq!(ix.generation(), 0, "a damaged manifest starts from scratch");
+    assert!(ix.snapshot().is_empty());
+    assert_eq!(super::dump_generation(dir.path()), None);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("manifest.json"), b"{").unwrap();
     assert_eq!(
