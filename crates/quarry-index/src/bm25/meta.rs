@@ -222,8 +222,9 @@ fn translate(f: &Fields, filter: &Filter) -> Box<dyn Query> {
 
 /// The fields of `snapshot` with their types: the built-in fields and every `field NUL tag` term
 /// of `meta_fields`; with `readable` (a bitset per segment, in ordinal order: the chunks a
-/// caller may read), only the terms one of those chunks holds, so that a filter's or a facet's
-/// errors name no field or type that only documents hidden from the caller have.
+/// caller may read), only the terms one of those chunks holds that no other document shares, so
+/// that a filter's or a facet's errors name no field or type that only documents hidden from the
+/// caller have. That walks a term's postings up to its first such chunk, at worst all of them.
 pub fn field_schema(
     snapshot: &tantivy::Searcher,
     f: &Fields,
@@ -233,12 +234,34 @@ pub fn field_schema(
     for (ord, reader) in snapshot.segment_readers().iter().enumerate() {
         let set = match readable {
             Some(sets) => match sets.get(ord) {
-                Some(set) => Some(set),
-                None => continue,
+                Some(set) if set.len() > 0 => Some(set),
+                _ => continue,
             },
             None => None,
         };
         let index = reader.inverted_index(f.meta_fields)?;
+        // A chunk several documents share holds the fields of all of them: no evidence that a
+        // document the caller may read has a field.
+        let shared = match set {
+            Some(_) => {
+                let term = Term::from_field_text(f.meta_fields, SHARED);
+                let mut docs = tantivy::BitSet::with_max_value(reader.max_doc());
+                let postings = index
+                    .read_postings(&term, IndexRecordOption::Basic)
+                    .map_err(|e| {
+                        crate::error::Error::Corrupt(format!("BM25 metadata fields: {e}"))
+                    })?;
+                if let Some(mut postings) = postings {
+                    let mut doc = postings.doc();
+                    while doc != tantivy::TERMINATED {
+                        docs.insert(doc);
+                        doc = postings.advance();
+                    }
+                }
+                Some(docs)
+            }
+            None => None,
+        };
         let mut stream = index
             .terms()
             .stream()
@@ -264,8 +287,10 @@ pub fn field_schema(
                     .map_err(|e| {
                         crate::error::Error::Corrupt(format!("BM25 metadata fields: {e}"))
                     })?;
+                let evidence =
+                    |d| set.contains(d) && !shared.as_ref().is_some_and(|s| s.contains(d));
                 let mut doc = postings.doc();
-                while doc != tantivy::TERMINATED && !set.contains(doc) {
+                while doc != tantivy::TERMINATED && !evidence(doc) {
                     doc = postings.advance();
                 }
                 if doc == tantivy::TERMINATED {

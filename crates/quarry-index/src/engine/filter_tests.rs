@@ -415,8 +415,8 @@ fn filters_on_unknown_fields_or_wrong_types_are_input_errors() {
 
 /// A caller learns nothing of the metadata of documents it may not read: a filter or a facet on
 /// a field only they have answers as for a field no document has (no error: a field of no
-/// value, for a caller that may not read everything), and no error names their fields or
-/// types. An admin's errors, and those of a reader who may read every document, name them all.
+/// value, for any caller but an admin), and no error names their fields or types. An admin's
+/// errors name them all.
 #[test]
 fn fields_of_hidden_documents_are_not_named_to_a_caller() {
     let dir = tempfile::tempdir().unwrap();
@@ -432,6 +432,17 @@ fn fields_of_hidden_documents_are_not_named_to_a_caller() {
                 "alpha charlie".into(),
                 vec!["group:g1".into()],
                 meta(json!({"merger_target": "acme", "year": "secret"})),
+            ),
+            // one chunk of two documents, one hidden from the reader
+            (
+                "alpha delta".into(),
+                vec!["group:g0".into()],
+                meta(json!({"year": 2021})),
+            ),
+            (
+                "alpha delta".into(),
+                vec!["group:g1".into()],
+                meta(json!({"shared_secret": 1})),
             ),
         ],
         default: 1,
@@ -453,7 +464,8 @@ fn fields_of_hidden_documents_are_not_named_to_a_caller() {
         searcher
             .search(&q, who)
             .map(|r| {
-                let ids: Vec<String> = r.results.into_iter().map(|h| h.doc_id).collect();
+                let mut ids: Vec<String> = r.results.into_iter().map(|h| h.doc_id).collect();
+                ids.sort();
                 (ids, serde_json::to_value(r.facets).unwrap())
             })
             .map_err(|e| e.to_string())
@@ -465,12 +477,18 @@ fn fields_of_hidden_documents_are_not_named_to_a_caller() {
     assert_eq!(ask(hidden.clone(), None, &reader), Ok(nothing.clone()));
     assert_eq!(ask(unknown.clone(), None, &reader), Ok(nothing.clone()));
     let eq_acme = json!({"field": "merger_target", "eq": "acme"});
-    assert_eq!(ask(eq_acme, None, &reader), Ok(nothing));
+    assert_eq!(ask(eq_acme, None, &reader), Ok(nothing.clone()));
     let absent = json!({"not": {"field": "merger_target", "exists": true}});
-    assert_eq!(ask(absent, None, &reader).unwrap().0, vec!["d0"]);
+    assert_eq!(ask(absent, None, &reader).unwrap().0, vec!["d0", "d2"]);
+    // the shared chunk is no evidence of its hidden document's field
+    let shared = json!({"field": "shared_secret", "eq": true});
+    assert_eq!(ask(shared.clone(), None, &reader), Ok(nothing.clone()));
     for facet in ["zz", "merger_target"] {
         let (ids, facets) = ask(json!({}), Some(facet), &reader).unwrap();
-        assert_eq!((ids, facets), (vec!["d0".into()], json!({facet: []})));
+        assert_eq!(
+            (ids, facets),
+            (vec!["d0".into(), "d2".into()], json!({facet: []}))
+        );
     }
     // a field it may read is typed by what it may read: no string `year` named
     let e = ask(json!({"field": "year", "eq": true}), None, &reader).unwrap_err();
@@ -481,7 +499,24 @@ fn fields_of_hidden_documents_are_not_named_to_a_caller() {
         "{e}"
     );
 
-    for who in [&admin, &everything] {
+    // a reader whose ACL admits every document is told nothing about that either: no error
+    assert_eq!(
+        ask(hidden.clone(), None, &everything).unwrap().0,
+        vec!["d1"]
+    );
+    assert_eq!(
+        ask(unknown.clone(), None, &everything),
+        Ok((vec![], Value::Null))
+    );
+    let e = ask(shared.clone(), None, &admin).unwrap_err();
+    assert!(
+        e.contains("`shared_secret` holds number, not booleans"),
+        "{e}"
+    );
+    let e = ask(json!({"field": "year", "eq": true}), None, &everything).unwrap_err();
+    assert!(e.contains("`year` holds string and number,"), "{e}");
+    {
+        let who = &admin;
         assert_eq!(
             ask(hidden.clone(), Some("merger_target"), who).unwrap().0,
             vec!["d1"]

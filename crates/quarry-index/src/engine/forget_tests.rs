@@ -481,10 +481,14 @@ fn a_collection_created_again_never_serves_the_folder_its_deletion_left() {
             );
         }
         e.flush().unwrap();
+        // a process serving the old collection, which it never learns was deleted
+        let stale = engine(dir.path(), &models);
+        assert_eq!(ids(&stale, "ghost words number 1", Mode::Vector).len(), 6);
         let folder = dir.path().join("collections/c");
         let aside = dir.path().join("aside");
         std::fs::rename(&folder, &aside).unwrap();
         e.delete_collection("c").unwrap();
+        stale.flush().unwrap();
         std::fs::rename(&aside, &folder).unwrap();
         if explicit {
             e.create_collection("c", &CollectionSettings::default())
@@ -498,7 +502,9 @@ fn a_collection_created_again_never_serves_the_folder_its_deletion_left() {
                 &[],
             );
         }
-        // another process opens the collection at the old dump's generation
+        // the stale process's flush writes nothing of the old collection into the new one's
+        // folder; another process opens the collection at the old dump's generation
+        stale.flush().unwrap();
         let other = engine(dir.path(), &models);
         for (who, engine) in [("writer", &e), ("other", &other)] {
             let found = ids(engine, "ghost words number 1", Mode::Vector);

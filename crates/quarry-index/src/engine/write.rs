@@ -84,9 +84,17 @@ impl Engine {
             .collect();
         self.with_write_lock(|| {
             for (name, ix) in all {
+                // Indexes of a collection another process deleted (and maybe created again)
+                // are closed, not written: the folder is gone, or the new collection's.
+                let row = match self.collection_row(&name)? {
+                    Some(row) if row.incarnation == ix.incarnation => row,
+                    row => {
+                        self.drop_stale(&name, row.as_ref());
+                        continue;
+                    }
+                };
                 // Indexes another process replaced (a version switch, a requantize) are not
                 // written: their folder may be gone.
-                let row = self.collection(&name)?;
                 if ix.active.as_ref().map(|a| a.version.folder()) != row.active_index.as_deref() {
                     continue;
                 }
@@ -124,6 +132,7 @@ impl Engine {
     /// its removal failed or its process died after the catalog's delete. Its vector dump would
     /// otherwise be taken for the new collection's once the new catalog reached its generation.
     pub(crate) fn clear_leftover_folder(&self, collection: &str) -> Result<()> {
+        check_collection_name(collection)?;
         let dir = self.dir.join("collections").join(collection);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {

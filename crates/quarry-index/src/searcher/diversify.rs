@@ -27,7 +27,7 @@ pub(super) fn rerank<C: Copy>(
 ) {
     let n = candidates
         .iter()
-        .take(need.max(MIN_CANDIDATES).min(MAX_CANDIDATES))
+        .take(need.clamp(MIN_CANDIDATES, MAX_CANDIDATES))
         .take_while(|c| min_score.is_none_or(|m| key_score(c).1 >= m))
         .count();
     let prefix = &mut candidates[..n];

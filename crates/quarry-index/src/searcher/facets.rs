@@ -28,12 +28,12 @@ type Counts = HashMap<String, HashMap<Vec<u8>, HashSet<u64>>>;
 pub(super) struct CallerSchema {
     /// The fields and types of the chunks the caller may read.
     pub(super) fields: FieldSchema,
-    /// Whether the caller may read every chunk (an admin, or an ACL that admits all): then a
-    /// filter or facet naming a field `fields` does not list is an error that names the fields
-    /// it does. For any other caller it is a field of no value
-    /// ([`quarry_core::Filter::resolve_unlisted`]), not an error: a 400 for a field only hidden
-    /// documents have, against an empty answer for one no document has, would tell the
-    /// caller those documents exist.
+    /// Whether the caller is an admin, who reads every chunk: then a filter or facet naming a
+    /// field `fields` does not list is an error that names the fields it does. For any other
+    /// caller it is a field of no value ([`quarry_core::Filter::resolve_unlisted`]), not an
+    /// error: a 400 for a field only hidden documents have, against an empty answer for one no
+    /// document has, would tell the caller those documents exist (and a 400 for a reader whose
+    /// ACL happens to admit every chunk would tell it that no chunk is hidden from it).
     pub(super) complete: bool,
 }
 
@@ -68,10 +68,9 @@ impl Searcher {
             .index
             .totals_cache()
             .permitted(&self.snapshot, &fields, &tokens)?;
-        let count: u64 = readable.iter().map(|s| s.len() as u64).sum();
         Ok(CallerSchema {
             fields: crate::bm25::field_schema(&self.snapshot, &fields, Some(&readable))?,
-            complete: count == self.snapshot.num_docs(),
+            complete: false,
         })
     }
 

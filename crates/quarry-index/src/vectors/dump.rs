@@ -26,23 +26,33 @@ struct Manifest {
     /// graph holds the points from there on.
     #[serde(default)]
     segments: Vec<SegmentEntry>,
-    /// blake3 (hex) of this manifest's JSON without this field: a damaged digit that still
-    /// parses (the generation the log is replayed from, a count) is found, not trusted. Missing
-    /// in manifests written before quarry added it (their files are still checked).
+    /// blake3 (hex) of the manifest's bytes without this field, which is written last
+    /// ([`with_digest`]): a damaged digit that still parses (the generation the log is replayed
+    /// from, a count) is found, not trusted. The bytes as read are checked, not the manifest
+    /// as parsed, so a field a later quarry adds does not fail an older one's check. Missing in
+    /// manifests written before quarry added it (their files are still checked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     digest: Option<String>,
 }
 
-impl Manifest {
-    /// The [`Manifest::digest`] of this manifest.
-    fn digest_of(&self) -> Result<String> {
-        let bare = Manifest {
-            digest: None,
-            ..self.clone()
-        };
-        let json = serde_json::to_vec(&bare).map_err(|e| Error::Corrupt(e.to_string()))?;
-        Ok(blake3::hash(&json).to_hex().to_string())
-    }
+/// `json` (an object) with its digest appended as the last field, `"digest"`.
+pub(super) fn with_digest(json: &[u8]) -> Vec<u8> {
+    let body = json.strip_suffix(b"}").unwrap_or(json);
+    let digest = blake3::hash(json).to_hex();
+    let mut out = body.to_vec();
+    out.extend_from_slice(format!(",\"digest\":\"{digest}\"}}").as_bytes());
+    out
+}
+
+/// Whether `bytes`, a manifest whose `"digest"` is `digest`, are those [`with_digest`] wrote.
+fn digest_holds(bytes: &[u8], digest: &str) -> bool {
+    let tail = format!(",\"digest\":\"{digest}\"}}");
+    let Some(body) = bytes.strip_suffix(tail.as_bytes()) else {
+        return false;
+    };
+    let mut json = body.to_vec();
+    json.push(b'}');
+    blake3::hash(&json).to_hex().as_str() == digest
 }
 
 /// The files of a dump, each hashed into the manifest.
@@ -59,7 +69,7 @@ fn read_manifest(dir: &Path) -> Result<Option<Manifest>> {
     let m: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
     if let Some(digest) = &m.digest
-        && *digest != m.digest_of()?
+        && !digest_holds(&bytes, digest)
     {
         return Err(Error::Corrupt(format!(
             "{}: its contents do not match its digest (damaged)",
@@ -318,11 +328,8 @@ pub(super) fn write(
         segments: build.sealed.iter().map(|s| s.entry.clone()).collect(),
         digest: None,
     };
-    let manifest = Manifest {
-        digest: Some(manifest.digest_of()?),
-        ..manifest
-    };
     let json = serde_json::to_vec(&manifest).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let json = with_digest(&json);
     let tmp = dir.join("manifest.json.tmp");
     write_synced(&tmp, &json)?;
     let target = dir.join("manifest.json");

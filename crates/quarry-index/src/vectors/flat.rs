@@ -529,10 +529,17 @@ thread_local! {
     static VISITED: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Largest visited set a thread keeps (in 64-bit words: 512 KB, a graph of 4M points); a walk
+/// of a larger graph takes a set of its own.
+const MAX_KEPT_WORDS: usize = 1 << 16;
+
 /// Runs `f` with a clear visited set of `points` bits: this thread's, or a new one when the
 /// thread's is in use (a walk inside a walk, which no caller makes today).
 fn with_visited<R>(points: usize, f: impl FnOnce(&mut [u64]) -> R) -> R {
     let words = points.div_ceil(64);
+    if words > MAX_KEPT_WORDS {
+        return f(&mut vec![0u64; words]);
+    }
     VISITED.with(|cell| match cell.try_borrow_mut() {
         Ok(mut set) => {
             if set.len() < words {

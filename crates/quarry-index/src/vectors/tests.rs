@@ -237,6 +237,27 @@ fn corrupt_dump_is_ignored_not_fatal() {
     let path = dir.path().join("manifest.json");
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("\"generation\":7,"), "{text}");
+    // a field a later quarry adds, and a manifest without a digest (an older quarry's), load
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let digest = value["digest"].as_str().unwrap().to_owned();
+    let newer = text.replacen("{", "{\"later\":1,", 1);
+    let body = newer.replace(&format!(",\"digest\":\"{digest}\"}}"), "}");
+    std::fs::write(&path, super::dump::with_digest(body.as_bytes())).unwrap();
+    assert_eq!(
+        VectorIndex::open(dir.path(), dims, params(0))
+            .unwrap()
+            .generation(),
+        7
+    );
+    value.as_object_mut().unwrap().remove("digest");
+    std::fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
+    assert_eq!(
+        VectorIndex::open(dir.path(), dims, params(0))
+            .unwrap()
+            .generation(),
+        7
+    );
+    std::fs::write(&path, &text).unwrap();
     std::fs::write(
         &path,
         text.replace("\"generation\":7,", "\"generation\":9,"),
