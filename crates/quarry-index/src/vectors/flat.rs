@@ -525,7 +525,7 @@ thread_local! {
     /// The visited set of this thread's walks, kept between them. A fresh zeroed set per walk
     /// (16 KB a segment of 131,072 points, eight walks a query at 1M chunks) went through the
     /// allocator's zeroing of new pages; clearing a set already in the caches is cheaper (at
-    /// 1M chunks a vector query's server CPU went from 2.42 to 2.24 ms, BENCHMARKS.md).
+    /// 1M chunks a vector query's server CPU went from 2.42 to 2.22 ms, BENCHMARKS.md).
     static VISITED: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
