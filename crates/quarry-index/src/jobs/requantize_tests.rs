@@ -71,13 +71,27 @@ fn vector_folders(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The names of the segment folders of `folder`, sorted (each seal names its segment anew);
+/// none when it has no `segments` folder.
+fn segment_names(dir: &Path, folder: &str) -> Vec<String> {
+    let path = dir
+        .join("collections/c/vectors")
+        .join(folder)
+        .join("segments");
+    let mut names: Vec<String> = std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 fn segments(dir: &Path, folder: &str) -> usize {
-    std::fs::read_dir(
-        dir.join("collections/c/vectors")
-            .join(folder)
-            .join("segments"),
-    )
-    .map_or(0, |entries| entries.count())
+    segment_names(dir, folder).len()
 }
 
 #[test]
@@ -266,21 +280,6 @@ fn a_rebuild_builds_the_index_again_with_its_own_quantization_and_embeds_nothing
     );
     assert_eq!(e.versions("c").unwrap()[0].quantization, Quantization::None);
     assert!(overlap(&before, &answers(&e)) >= 0.95);
-}
-
-/// The names of the segment folders of `folder`, sorted (each seal names its segment anew).
-fn segment_names(dir: &Path, folder: &str) -> Vec<String> {
-    let path = dir
-        .join("collections/c/vectors")
-        .join(folder)
-        .join("segments");
-    let mut names: Vec<String> = std::fs::read_dir(path)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 /// A requantize that switched the version to its folder and was interrupted before its end was
