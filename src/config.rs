@@ -94,6 +94,9 @@ pub(crate) struct ServerConfig {
     pub snapshot_dir: Option<PathBuf>,
     /// Most queries in one `POST /v1/collections/{c}/query/batch`.
     pub max_batch_queries: usize,
+    /// Most searches running at once (queries, batches, `POST /v1/embeddings`); default two per
+    /// core.
+    pub max_concurrent_queries: usize,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +108,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 10_000,
             snapshot_dir: None,
             max_batch_queries: 32,
+            max_concurrent_queries: quarry_server::default_concurrent_queries(),
         }
     }
 }
@@ -311,6 +315,10 @@ const RESERVED_ENV: &[&str] = &[
     "QUARRY_DATASETS",
 ];
 
+/// Largest `server.max_concurrent_queries`: beyond a few per core searches only share the
+/// cores more thinly.
+const MAX_CONCURRENT_QUERIES: usize = 4096;
+
 /// Largest `server.max_batch_queries`: a batch is one request, bounded like one.
 const MAX_BATCH_QUERIES: usize = 1000;
 
@@ -455,6 +463,11 @@ fn build(table: toml::Table) -> Result<Config> {
     if !(1..=MAX_BATCH_QUERIES).contains(&config.server.max_batch_queries) {
         bail!(
             "invalid configuration: server.max_batch_queries must be between 1 and {MAX_BATCH_QUERIES}"
+        );
+    }
+    if !(1..=MAX_CONCURRENT_QUERIES).contains(&config.server.max_concurrent_queries) {
+        bail!(
+            "invalid configuration: server.max_concurrent_queries must be between 1 and {MAX_CONCURRENT_QUERIES}"
         );
     }
     if config.query.embed_cache_entries > MAX_EMBED_CACHE_ENTRIES {

@@ -48,6 +48,7 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         stopping: stop_rx,
         snapshot_dir: config.server.snapshot_dir.clone(),
         max_batch_queries: config.server.max_batch_queries,
+        max_concurrent_queries: config.server.max_concurrent_queries,
     };
     let ready = options.ready.clone();
     let schedule = match config.eval.interval()? {

@@ -255,6 +255,7 @@ mod fuzz {
                 "request_timeout_ms",
                 "shutdown_grace_ms",
                 "max_batch_queries",
+                "max_concurrent_queries",
             ],
         ),
         (

@@ -15,7 +15,9 @@ pub mod views;
 
 pub use auth::Auth;
 pub use error::ApiError;
-pub use routes::{AppState, ServerOptions, openapi, openapi_json, router};
+pub use routes::{
+    AppState, ServerOptions, default_concurrent_queries, openapi, openapi_json, router,
+};
 pub use schedule::{canary_loop, eval_loop, job_loop, refresh_loop};
 
 use std::future::Future;

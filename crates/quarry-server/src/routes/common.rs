@@ -1,6 +1,8 @@
 //! What every handler shares besides the state: running engine work on the blocking pool, with
-//! a failed task answered as an `internal` error.
+//! a failed task answered as an `internal` error, and searches bounded by
+//! `server.max_concurrent_queries` ([`search_work`]).
 
+use super::state::Shared;
 use crate::error::ApiError;
 
 /// Runs blocking engine work on the blocking pool.
@@ -14,4 +16,33 @@ pub(crate) async fn blocking<T: Send + 'static>(
             "internal error; the server log has the details under this request id",
         )
     })?
+}
+
+/// Runs a search's engine work on the blocking pool once one of the
+/// `server.max_concurrent_queries` slots is free. Waiting costs no thread: a request whose time
+/// runs out while it waits answers 504 and never runs. The slot moves into the blocking task, so
+/// a search that outlives its request's 504 keeps its slot until it ends, and the searches
+/// running never outnumber the slots.
+pub(crate) async fn search_work<T: Send + 'static>(
+    state: &Shared,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    // the semaphore is never closed: an error here cannot happen, and would be a bug
+    let slot = state
+        .search_slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "search slots closed");
+            ApiError::new(
+                "internal",
+                "internal error; the server log has the details under this request id",
+            )
+        })?;
+    blocking(move || {
+        let _slot = slot;
+        f()
+    })
+    .await
 }

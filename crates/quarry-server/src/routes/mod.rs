@@ -44,6 +44,8 @@ mod probes;
 mod query;
 #[cfg(test)]
 mod query_fuzz_tests;
+#[cfg(test)]
+mod search_slots_tests;
 mod snapshots;
 mod state;
 mod task_table;
@@ -51,7 +53,7 @@ mod tasks;
 mod wire;
 
 pub use api_doc::{openapi, openapi_json};
-pub use state::{AppState, ServerOptions};
+pub use state::{AppState, ServerOptions, default_concurrent_queries};
 
 use crate::auth;
 use crate::error::ApiError;
@@ -69,16 +71,21 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 /// The whole application; `/readyz` answers from `options.ready`.
 pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
-    let limits = Limits {
-        timeout: options.request_timeout,
-        stopping: options.stopping.clone(),
-    };
-    let body_limit = options.body_limit_bytes;
-    let state: Shared = Arc::new(AppState {
+    routes(Arc::new(AppState {
         engine,
+        search_slots: Arc::new(tokio::sync::Semaphore::new(options.max_concurrent_queries)),
         options,
         tasks: task_table::Tasks::default(),
-    });
+    }))
+}
+
+/// The application over `state` (tests hold its search slots).
+fn routes(state: Shared) -> Router {
+    let limits = Limits {
+        timeout: state.options.request_timeout,
+        stopping: state.options.stopping.clone(),
+    };
+    let body_limit = state.options.body_limit_bytes;
     let auth = state.options.auth.clone();
     let x_request_id = HeaderName::from_static("x-request-id");
     let v1 = Router::new()

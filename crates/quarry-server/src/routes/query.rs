@@ -2,7 +2,7 @@
 //! `POST /v1/collections/{c}/query/batch`: several such queries in one request, their texts
 //! embedded in one call to the model.
 
-use super::common::blocking;
+use super::common::search_work;
 use super::state::{AppState, Shared};
 use crate::auth::{Caller, role};
 use crate::error::ApiError;
@@ -39,7 +39,7 @@ pub(super) async fn query(
 ) -> Result<Json<SearchResponse>, ApiError> {
     let started = Instant::now();
     let mode = req.mode.unwrap_or(state.options.default_mode);
-    let answer = blocking(move || {
+    let answer = search_work(&state.clone(), move || {
         // A query of a collection that does not exist is not counted: its name is the caller's.
         let searcher = state.engine.searcher(&collection)?;
         let answer = req
@@ -105,7 +105,7 @@ pub(super) async fn batch(
             ),
         ));
     }
-    let answers = blocking(move || {
+    let answers = search_work(&state.clone(), move || {
         let searcher = state.engine.searcher(&collection)?;
         let mut queries = Vec::with_capacity(req.queries.len());
         for (i, value) in req.queries.into_iter().enumerate() {

@@ -30,6 +30,16 @@ pub struct ServerOptions {
     pub snapshot_dir: Option<std::path::PathBuf>,
     /// Most queries in one `POST /v1/collections/{c}/query/batch` (`server.max_batch_queries`).
     pub max_batch_queries: usize,
+    /// Most searches (a query, a batch, or `POST /v1/embeddings`) running at once
+    /// (`server.max_concurrent_queries`); more wait for a slot within the request timeout.
+    pub max_concurrent_queries: usize,
+}
+
+/// The default `server.max_concurrent_queries`: two per core, so that a search waiting on a
+/// disk read leaves its core to another while a flood of queries cannot share the cores ever
+/// more thinly (and every request past the bound waits without holding a thread).
+pub fn default_concurrent_queries() -> usize {
+    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Default for ServerOptions {
@@ -46,6 +56,7 @@ impl Default for ServerOptions {
             stopping: tokio::sync::watch::channel(false).1,
             snapshot_dir: None,
             max_batch_queries: 32,
+            max_concurrent_queries: default_concurrent_queries(),
         }
     }
 }
@@ -56,6 +67,8 @@ pub struct AppState {
     pub options: ServerOptions,
     /// Writes sent with `wait=false`.
     pub(crate) tasks: Tasks,
+    /// The `server.max_concurrent_queries` slots searches take ([`super::common::search_work`]).
+    pub(crate) search_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The state as handlers take it (`State<Shared>`).

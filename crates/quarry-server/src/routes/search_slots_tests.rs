@@ -1,0 +1,72 @@
+//! `server.max_concurrent_queries`: a search waits for a free slot, and one whose request time
+//! runs out while it waits answers 504 without having run.
+
+use super::routes;
+use super::state::{AppState, ServerOptions};
+use super::task_table::Tasks;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use quarry_index::{Engine, EngineOptions};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+/// A query while the only slot is held waits, then answers 504 `timeout` at the request
+/// timeout; had it run, it would have answered 404 at once (its collection does not exist).
+/// With the slot free the same query runs (404), and the slot the timed-out query waited for
+/// was never taken: one slot is free again afterwards.
+#[test]
+fn a_query_waits_for_a_slot_and_times_out_without_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path(), EngineOptions::default()).unwrap());
+    let options = ServerOptions {
+        max_concurrent_queries: 1,
+        request_timeout: Duration::from_millis(400),
+        ..ServerOptions::default()
+    };
+    let state = Arc::new(AppState {
+        engine,
+        search_slots: Arc::new(tokio::sync::Semaphore::new(1)),
+        options,
+        tasks: Tasks::default(),
+    });
+    let app = routes(state.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let query = |app: axum::Router| async move {
+        let req = Request::post("/v1/collections/nothing/query")
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"query":"anything","mode":"bm25"}"#))
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        (
+            status,
+            body["error"]["code"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    rt.block_on(async {
+        let held = state.search_slots.clone().try_acquire_owned().unwrap();
+        let started = Instant::now();
+        let (status, code) = query(app.clone()).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::GATEWAY_TIMEOUT, "timeout")
+        );
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        drop(held);
+        let (status, code) = query(app.clone()).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::NOT_FOUND, "collection_not_found")
+        );
+        assert_eq!(state.search_slots.available_permits(), 1);
+    });
+}
