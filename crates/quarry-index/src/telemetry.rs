@@ -19,6 +19,7 @@
 //! | `quarry_eval_failures_total` | collection, golden | scheduled runs that could not run |
 //! | `quarry_eval_drift_alert` (gauge) | collection | 1 while the latest scheduled run of a golden set is more than `eval.alert_drop` below the best of the runs before it |
 //! | `quarry_embedding_canary_min_cosine`, `quarry_embedding_drift` (gauges) | collection, version | the latest canary check: lowest cosine, and 1 when it is below `reindex.canary_min_cosine` |
+//! | `quarry_searches_running`, `quarry_searches_waiting` (gauges) | | searches holding one of the server's `server.max_concurrent_queries` slots, and requests waiting for one |
 //!
 //! The series of a golden set (and the alert of a collection) that no longer exists are removed at
 //! the next scheduled pass.
@@ -118,6 +119,9 @@ pub struct Telemetry {
     drift_alert: Family<CollectionLabels, Gauge>,
     canary_min_cosine: Family<VersionLabels, FloatGauge>,
     embedding_drift: Family<VersionLabels, Gauge>,
+    /// Searches holding a slot, and waiting for one ([`Telemetry::search_running`]).
+    searches_running: Gauge,
+    searches_waiting: Gauge,
     /// Sums of the `kind="document"` embedding series over every embedder, read back by an
     /// ingest's progress and summary ([`Telemetry::document_embedding`]).
     documents_embedded: DocumentTotals,
@@ -125,6 +129,22 @@ pub struct Telemetry {
     eval_series: Mutex<BTreeSet<(String, String)>>,
     /// The versions with canary series.
     canary_series: Mutex<BTreeSet<(String, String)>>,
+}
+
+/// One in a gauge while it lives, however its holder ends (a dropped future, a finished task).
+pub struct Counted(Gauge);
+
+impl Counted {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Counted(gauge.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Telemetry {
@@ -159,6 +179,8 @@ impl Telemetry {
             drift_alert: Family::default(),
             canary_min_cosine: Family::default(),
             embedding_drift: Family::default(),
+            searches_running: Gauge::default(),
+            searches_waiting: Gauge::default(),
             eval_series: Mutex::new(BTreeSet::new()),
             canary_series: Mutex::new(BTreeSet::new()),
         };
@@ -257,6 +279,16 @@ impl Telemetry {
             "1 when the latest canary check found the embedder's model changed (lowest cosine below reindex.canary_min_cosine)",
             t.embedding_drift.clone(),
         );
+        t.registry.register(
+            "quarry_searches_running",
+            "Searches holding one of the server.max_concurrent_queries slots",
+            t.searches_running.clone(),
+        );
+        t.registry.register(
+            "quarry_searches_waiting",
+            "Searches waiting for a free server.max_concurrent_queries slot",
+            t.searches_waiting.clone(),
+        );
         t
     }
 
@@ -290,6 +322,16 @@ impl Telemetry {
             self.embedding_drift.remove(&labels);
             seen.remove(&(collection, version));
         }
+    }
+
+    /// One search waiting for a slot (`quarry_searches_waiting`) while the guard lives.
+    pub fn search_waiting(&self) -> Counted {
+        Counted::new(&self.searches_waiting)
+    }
+
+    /// One search holding a slot (`quarry_searches_running`) while the guard lives.
+    pub fn search_running(&self) -> Counted {
+        Counted::new(&self.searches_running)
     }
 
     /// Everything, in the OpenMetrics text format.

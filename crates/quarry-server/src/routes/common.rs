@@ -22,11 +22,14 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// `server.max_concurrent_queries` slots is free. Waiting costs no thread: a request whose time
 /// runs out while it waits answers 504 and never runs. The slot moves into the blocking task, so
 /// a search that outlives its request's 504 keeps its slot until it ends, and the searches
-/// running never outnumber the slots.
+/// running never outnumber the slots. `quarry_searches_waiting` and `quarry_searches_running`
+/// count both, whichever way a wait or a run ends.
 pub(crate) async fn search_work<T: Send + 'static>(
     state: &Shared,
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let telemetry = state.engine.telemetry();
+    let wait = telemetry.search_waiting();
     // the semaphore is never closed: an error here cannot happen, and would be a bug
     let slot = state
         .search_slots
@@ -40,8 +43,10 @@ pub(crate) async fn search_work<T: Send + 'static>(
                 "internal error; the server log has the details under this request id",
             )
         })?;
+    drop(wait);
+    let run = telemetry.search_running();
     blocking(move || {
-        let _slot = slot;
+        let _held = (slot, run);
         f()
     })
     .await

@@ -1,5 +1,5 @@
 //! `server.max_concurrent_queries`: a search waits for a free slot, and one whose request time
-//! runs out while it waits answers 504 without having run.
+//! runs out while it waits answers 504 without having run; `/metrics` counts the waiting.
 
 use super::routes;
 use super::state::{AppState, ServerOptions};
@@ -12,16 +12,17 @@ use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 /// A query while the only slot is held waits, then answers 504 `timeout` at the request
-/// timeout; had it run, it would have answered 404 at once (its collection does not exist).
+/// timeout (2 s); had it run, it would have answered 404 at once (its collection does not exist).
 /// With the slot free the same query runs (404), and the slot the timed-out query waited for
-/// was never taken: one slot is free again afterwards.
+/// was never taken: one slot is free again afterwards. `quarry_searches_waiting` is 1 during
+/// the wait and 0 after the 504; `quarry_searches_running` is 0 after the run.
 #[test]
 fn a_query_waits_for_a_slot_and_times_out_without_running() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Arc::new(Engine::open(dir.path(), EngineOptions::default()).unwrap());
     let options = ServerOptions {
         max_concurrent_queries: 1,
-        request_timeout: Duration::from_millis(400),
+        request_timeout: Duration::from_millis(2000),
         ..ServerOptions::default()
     };
     let state = Arc::new(AppState {
@@ -53,14 +54,36 @@ fn a_query_waits_for_a_slot_and_times_out_without_running() {
         )
     };
     rt.block_on(async {
+        let gauges = || {
+            let text = state.engine.telemetry().encode();
+            let value = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                    .map(|v| v.trim().to_string())
+            };
+            (
+                value("quarry_searches_waiting"),
+                value("quarry_searches_running"),
+            )
+        };
+        let zero = (Some("0".to_string()), Some("0".to_string()));
+        assert_eq!(gauges(), zero);
         let held = state.search_slots.clone().try_acquire_owned().unwrap();
         let started = Instant::now();
-        let (status, code) = query(app.clone()).await;
+        let waiting = tokio::spawn(query(app.clone()));
+        // the spawned query reaches its wait (well within its 2 s)
+        while gauges().0.as_deref() != Some("1") && started.elapsed() < Duration::from_millis(1500)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(gauges(), (Some("1".to_string()), Some("0".to_string())));
+        let (status, code) = waiting.await.unwrap();
         assert_eq!(
             (status, code.as_str()),
             (StatusCode::GATEWAY_TIMEOUT, "timeout")
         );
-        assert!(started.elapsed() >= Duration::from_millis(400));
+        assert!(started.elapsed() >= Duration::from_millis(2000));
+        assert_eq!(gauges(), zero);
         drop(held);
         let (status, code) = query(app.clone()).await;
         assert_eq!(
@@ -68,5 +91,6 @@ fn a_query_waits_for_a_slot_and_times_out_without_running() {
             (StatusCode::NOT_FOUND, "collection_not_found")
         );
         assert_eq!(state.search_slots.available_permits(), 1);
+        assert_eq!(gauges(), zero);
     });
 }
