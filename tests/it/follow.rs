@@ -113,9 +113,11 @@ fn a_server_answers_from_what_a_cli_ingest_commits_while_clients_query() {
         {
             break;
         }
+        // the server looks every 250 ms; in a debug build under eight clients on two busy
+        // cores its look can wait, so this bound is 10 s (the figure is printed below)
         assert!(
-            committed.elapsed() < Duration::from_secs(1),
-            "not visible 1 s after the CLI's last commit: bm25 {bm25:?}, vector {vector:?}"
+            committed.elapsed() < Duration::from_secs(10),
+            "not visible 10 s after the CLI's last commit: bm25 {bm25:?}, vector {vector:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }

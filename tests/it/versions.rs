@@ -315,6 +315,15 @@ fn a_reindex_survives_kill_9_of_the_server_and_ends_as_an_uninterrupted_one() {
 
     // Kill -9 at pseudo-random points while the job runs, then restart; the restarted server
     // resumes the job.
+    // the job loop picks the job up within its 250 ms tick; the kills begin once it runs
+    let running_by = Instant::now() + Duration::from_secs(60);
+    while get(&c, &format!("{}/v1/jobs/{job}", server.url))["state"] == "queued" {
+        assert!(
+            Instant::now() < running_by,
+            "the job was not picked up in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut state: u64 = 0x5EED;
     let mut interruptions = 0;
     let mut killed_at = Vec::new();
