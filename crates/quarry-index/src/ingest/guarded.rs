@@ -193,14 +193,19 @@ mod tests {
             guarded::<u8>(limit, "malformed_pdf", || panic!("index out of bounds: 9")).unwrap_err();
         assert_eq!(e.reason, "malformed_pdf");
         assert!(e.message.contains("index out of bounds: 9"), "{e:?}");
-        // an extraction that never ends is abandoned at its deadline
+        // an extraction that does not end is abandoned at its deadline (it ends after the
+        // test, so it does not stay counted among this process's runaways for other tests)
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let started = Instant::now();
-        let e = guarded::<u8>(Duration::from_millis(200), "malformed_pdf", || {
-            loop {
+        let running = stop.clone();
+        let e = guarded::<u8>(Duration::from_millis(200), "malformed_pdf", move || {
+            while !running.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(50));
             }
+            Ok(0)
         })
         .unwrap_err();
+        stop.store(true, Ordering::SeqCst);
         assert_eq!(e.reason, "timeout");
         assert!(started.elapsed() < Duration::from_secs(3));
     }
@@ -222,7 +227,8 @@ mod tests {
         let started = Instant::now();
         let e = guarded_counted(limit, "malformed_pdf", || Ok(2u8), &RUNAWAYS).unwrap_err();
         assert_eq!(e.reason, "extraction_backlog");
-        assert!(started.elapsed() < Duration::from_millis(40));
+        // well under the 1.5 s the abandoned ones take (a wait for one would show)
+        assert!(started.elapsed() < Duration::from_millis(1000));
         // once the abandoned ones end, the count is back to 0 and files are read again
         let deadline = Instant::now() + Duration::from_secs(10);
         while RUNAWAYS.load(Ordering::SeqCst) > 0 {
