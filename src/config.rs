@@ -94,8 +94,7 @@ pub(crate) struct ServerConfig {
     pub snapshot_dir: Option<PathBuf>,
     /// Most queries in one `POST /v1/collections/{c}/query/batch`.
     pub max_batch_queries: usize,
-    /// Most searches running at once (queries, batches, `POST /v1/embeddings`); default two per
-    /// core.
+    /// Most searches running at once (queries and batches); default two per core.
     pub max_concurrent_queries: usize,
 }
 

@@ -443,17 +443,20 @@ fn large_writes_from_rayon_tasks_finish() {
     rx.recv_timeout(std::time::Duration::from_secs(300))
         .expect("the writes finished within 5 minutes (a deadlock otherwise)");
     ix.publish();
-    // every write reached the index, and the graph finds a point of each batch by its own
-    // vector (a self-query: similarity 1, in the top 10 of any sound graph, however the
-    // timing of the parallel inserts built it; a recall figure would vary between runs)
+    // every write reached the index, and the graph finds its points by their own vectors (a
+    // self-query: similarity 1, in the top 10 of a sound graph however the timing of the
+    // parallel inserts built it; a recall figure against an exact scan would vary between runs)
     let snap = ix.snapshot();
     assert_eq!(snap.len(), 4800, "every write reached the index");
     let live = rows(0..4800, dims);
-    for i in 0..8 {
-        let (h, v) = &live[i * 600 + 17];
-        let got = snap.search(v, 10).unwrap();
-        assert!(got.iter().any(|r| r.0 == *h), "batch {i} is in the graph");
-    }
+    let found = live
+        .iter()
+        .filter(|(h, v)| snap.search(v, 10).unwrap().iter().any(|r| r.0 == *h))
+        .count();
+    assert!(
+        found >= 4795,
+        "{found} of 4800 points found by their own vectors"
+    );
 }
 
 /// Sealed segments and the open graph together answer like an exact scan: recall against the

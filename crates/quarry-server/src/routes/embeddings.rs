@@ -7,7 +7,7 @@
 //! other words in the local model's vocabulary, so decoding them would embed the wrong text
 //! without an error.
 
-use super::common::{blocking, search_work};
+use super::common::blocking;
 use super::state::Shared;
 use super::wire::{
     Embedding, EmbeddingItem, EmbeddingsAnswer, Model, ModelDetails, ModelList, Usage,
@@ -144,7 +144,7 @@ pub(super) async fn embeddings(
         }
     };
     let engine = state.engine.clone();
-    let (model, data, tokens) = search_work(&state, move || {
+    let (model, data, tokens) = blocking(move || {
         let embedder = engine.default_embedder()?.ok_or_else(|| {
             ApiError::new(
                 "embedding_unavailable",

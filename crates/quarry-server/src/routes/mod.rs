@@ -73,7 +73,10 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
     routes(Arc::new(AppState {
         engine,
-        search_slots: Arc::new(tokio::sync::Semaphore::new(options.max_concurrent_queries)),
+        // at least one: with none, every search would wait for its 504
+        search_slots: Arc::new(tokio::sync::Semaphore::new(
+            options.max_concurrent_queries.max(1),
+        )),
         options,
         tasks: task_table::Tasks::default(),
     }))

@@ -30,8 +30,8 @@ pub struct ServerOptions {
     pub snapshot_dir: Option<std::path::PathBuf>,
     /// Most queries in one `POST /v1/collections/{c}/query/batch` (`server.max_batch_queries`).
     pub max_batch_queries: usize,
-    /// Most searches (a query, a batch, or `POST /v1/embeddings`) running at once
-    /// (`server.max_concurrent_queries`); more wait for a slot within the request timeout.
+    /// Most searches (a query or a batch) running at once (`server.max_concurrent_queries`, at
+    /// least 1); more wait for a slot within the request timeout.
     pub max_concurrent_queries: usize,
 }
 
