@@ -71,15 +71,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 /// The whole application; `/readyz` answers from `options.ready`.
 pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
-    routes(Arc::new(AppState {
-        engine,
-        // at least one: with none, every search would wait for its 504
-        search_slots: Arc::new(tokio::sync::Semaphore::new(
-            options.max_concurrent_queries.max(1),
-        )),
-        options,
-        tasks: task_table::Tasks::default(),
-    }))
+    routes(Arc::new(AppState::new(engine, options)))
 }
 
 /// The application over `state` (tests hold its search slots).

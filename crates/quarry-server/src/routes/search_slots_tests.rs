@@ -3,7 +3,6 @@
 
 use super::routes;
 use super::state::{AppState, ServerOptions};
-use super::task_table::Tasks;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use quarry_index::{Engine, EngineOptions};
@@ -25,12 +24,7 @@ fn a_query_waits_for_a_slot_and_times_out_without_running() {
         request_timeout: Duration::from_millis(2000),
         ..ServerOptions::default()
     };
-    let state = Arc::new(AppState {
-        engine,
-        search_slots: Arc::new(tokio::sync::Semaphore::new(1)),
-        options,
-        tasks: Tasks::default(),
-    });
+    let state = Arc::new(AppState::new(engine, options));
     let app = routes(state.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -71,5 +71,19 @@ pub struct AppState {
     pub(crate) search_slots: Arc<tokio::sync::Semaphore>,
 }
 
+impl AppState {
+    pub(crate) fn new(engine: Arc<Engine>, options: ServerOptions) -> Self {
+        AppState {
+            engine,
+            // at least one: with none, every search would wait for its 504
+            search_slots: Arc::new(tokio::sync::Semaphore::new(
+                options.max_concurrent_queries.max(1),
+            )),
+            options,
+            tasks: Tasks::default(),
+        }
+    }
+}
+
 /// The state as handlers take it (`State<Shared>`).
 pub(crate) type Shared = Arc<AppState>;
