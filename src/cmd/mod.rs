@@ -93,7 +93,12 @@ pub(crate) fn check_rerank(config: &Config, top_n: Option<usize>) -> anyhow::Res
 
 /// Opens the engine on the data directory with the configured options.
 pub(crate) fn open_engine(data_dir: &Path, config: &Config) -> anyhow::Result<Engine> {
-    Engine::open(data_dir, engine_options(config))
+    open_engine_with(data_dir, engine_options(config))
+}
+
+/// [`open_engine`] with options of the caller's own (`quarry serve` defers the catalog check).
+pub(crate) fn open_engine_with(data_dir: &Path, options: EngineOptions) -> anyhow::Result<Engine> {
+    Engine::open(data_dir, options)
         .with_context(|| format!("cannot open data dir {}", data_dir.display()))
 }
 

@@ -1,7 +1,7 @@
 //! `quarry serve`: the HTTP server, with the configured authentication. Without authentication it
 //! listens on loopback addresses only, unless `--insecure-no-auth` says otherwise.
 
-use super::{UsageError, open_engine};
+use super::{UsageError, engine_options, open_engine_with};
 use crate::config::Config;
 use anyhow::Context;
 use quarry_index::IngestOptions;
@@ -28,7 +28,13 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
     if auth.is_on() && args.insecure_no_auth {
         tracing::warn!("--insecure-no-auth has no effect: authentication is configured");
     }
-    let engine = Arc::new(open_engine(data_dir, config)?);
+    // The catalog's check runs beside the collections' open; nothing is written or answered
+    // before it passes, and a damaged catalog stops the server (below).
+    let options = quarry_index::EngineOptions {
+        defer_catalog_check: true,
+        ..engine_options(config)
+    };
+    let engine = Arc::new(open_engine_with(data_dir, options)?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let options = ServerOptions {
@@ -111,12 +117,24 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         } else {
             None
         };
+        let checked = {
+            let e = engine.clone();
+            tokio::task::spawn_blocking(move || e.catalog_checked())
+        };
+        let damaged = Arc::new(std::sync::Mutex::new(None));
+        let found = damaged.clone();
         let stop = async move {
-            shutdown_signal().await;
+            tokio::select! {
+                () = shutdown_signal() => {}
+                Ok(Err(e)) = checked => {
+                    *found.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                }
+            }
             // writes not yet committing are cancelled at once
             let _ = stop_tx.send(true);
         };
         serve(listener, router(engine.clone(), options), stop, grace).await?;
+        let damaged = damaged.lock().unwrap_or_else(|p| p.into_inner()).take();
         // No new scheduled pass starts; one already running finishes before the flush below
         // takes the writer lock.
         for task in scheduled.into_iter().chain(canaries).chain(jwks_reload) {
@@ -127,6 +145,9 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         // resumes it.
         engine.interrupt_jobs();
         jobs.abort();
+        if let Some(e) = damaged {
+            return Err(anyhow::Error::new(e).context("quarry stopped"));
+        }
         // Write the vector graphs that changed, so the next start reloads them as they are.
         if let Err(e) = tokio::task::spawn_blocking(move || engine.flush()).await? {
             tracing::warn!(error = %e, "could not write vector indexes at shutdown; the next start replays them from stored vectors");

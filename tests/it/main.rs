@@ -7,6 +7,7 @@ mod auth;
 mod batch;
 mod bench_scale;
 mod byo_vectors;
+mod catalog_check;
 mod cli;
 mod crash;
 mod disk_full;

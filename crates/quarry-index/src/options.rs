@@ -51,6 +51,12 @@ pub struct EngineOptions {
     /// vectors in memory; what needs a write (ingest, a BM25 index behind the catalog or damaged,
     /// a catalog of an older schema) is an [`Error::ReadOnly`](crate::Error::ReadOnly) saying so.
     pub read_only: bool,
+    /// Open the catalog without SQLite's `quick_check` and run the check on a thread of its own
+    /// (a server: the check reads every page of the catalog, seconds at a million chunks, while
+    /// the collections' indexes open). Writes and queries' snapshots wait for its verdict
+    /// ([`crate::Engine::catalog_checked`]); a damaged catalog fails them. Ignored by a
+    /// read-only engine, which checks at open.
+    pub defer_catalog_check: bool,
 }
 
 impl Default for EngineOptions {
@@ -72,6 +78,7 @@ impl Default for EngineOptions {
             canary_min_cosine: 0.99,
             keep_versions: 2,
             read_only: false,
+            defer_catalog_check: false,
         }
     }
 }

@@ -56,7 +56,8 @@ pub async fn eval_loop(engine: Arc<Engine>, interval: Duration, policy: DriftPol
 
 /// Runs queued jobs (re-index) one at a time, oldest first, until the runtime stops; looks for
 /// new ones every `poll`. A job left running by a process that died is resumed.
-/// Opens every collection (recovering what a crash left behind), then marks the server ready;
+/// Opens every collection (recovering what a crash left behind), waits for the catalog's check,
+/// then marks the server ready;
 /// from then on follows what other processes commit to the data directory (a CLI ingest beside
 /// the server) every `poll`, so queries see it within about `poll` of its commit.
 pub async fn refresh_loop(
@@ -72,6 +73,14 @@ pub async fn refresh_loop(
             Err(e) => tracing::error!("opening collections failed: {e}; trying again in 5 s"),
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    // A catalog checked beside the open (`EngineOptions::defer_catalog_check`) must pass first;
+    // a damaged one stops the server (`quarry serve`), which never becomes ready.
+    let e = engine.clone();
+    match tokio::task::spawn_blocking(move || e.catalog_checked()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return tracing::error!("not ready: {e}"),
+        Err(e) => return tracing::error!("the catalog check failed: {e}"),
     }
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     tracing::info!("every collection is open; ready");

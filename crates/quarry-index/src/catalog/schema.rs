@@ -79,6 +79,27 @@ pub(crate) fn parse_hash(s: &str) -> Result<ContentHash> {
 /// Chunks read per SQL statement when looking up many.
 const LOOKUP_BATCH: usize = 500;
 
+/// The error of a damaged catalog at `path`: what was found and what to do.
+fn damaged(path: &Path, detail: String) -> Error {
+    Error::Corrupt(format!(
+        "catalog {} is damaged ({detail}). It is the one file quarry cannot rebuild: stop every \
+         quarry process using this data directory and restore the directory from a backup (or \
+         move it away and ingest the documents again)",
+        path.display()
+    ))
+}
+
+/// SQLite's `quick_check(1)` on `conn`, the catalog at `path`.
+fn check(path: &Path, conn: &Connection) -> Result<()> {
+    let found: String = conn
+        .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+        .map_err(|e| damaged(path, e.to_string()))?;
+    if found != "ok" {
+        return Err(damaged(path, found));
+    }
+    Ok(())
+}
+
 pub(crate) struct Catalog {
     pub(super) conn: Connection,
 }
@@ -88,14 +109,33 @@ impl Catalog {
     /// A damaged catalog (not a database, or failing SQLite's `quick_check`) is an
     /// [`Error::Corrupt`] that names the file and what to do; nothing is written to it.
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let damaged = |detail: String| {
-            Error::Corrupt(format!(
-                "catalog {} is damaged ({detail}). It is the one file quarry cannot rebuild: stop \
-                 every quarry process using this data directory and restore the directory from \
-                 a backup (or move it away and ingest the documents again)",
-                path.display()
-            ))
-        };
+        Self::open_checking(path, true)
+    }
+
+    /// [`Catalog::open`] without `quick_check` when the schema is the current one (a catalog
+    /// that needs a migration is checked first all the same, since migrating writes): the
+    /// caller runs [`Catalog::quick_check`] itself, and writes and answers nothing before it
+    /// passes. `quick_check` reads every page, seconds for a catalog of gigabytes, which a
+    /// server runs beside opening its indexes instead of before it.
+    pub(crate) fn open_unchecked(path: &Path) -> Result<Self> {
+        Self::open_checking(path, false)
+    }
+
+    /// SQLite's `quick_check` of the catalog at `path` on a connection of its own (read-only, so
+    /// it runs beside the engine's connection): `Ok` when it finds nothing, else the
+    /// [`Error::Corrupt`] of a damaged catalog.
+    pub(crate) fn quick_check(path: &Path) -> Result<()> {
+        use rusqlite::OpenFlags;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| damaged(path, e.to_string()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        check(path, &conn)
+    }
+
+    fn open_checking(path: &Path, checked: bool) -> Result<Self> {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -106,19 +146,18 @@ impl Catalog {
                         rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
                     ) =>
                 {
-                    damaged(e.to_string())
+                    damaged(path, e.to_string())
                 }
                 e => Error::Catalog(e),
             })?;
-        let check: String = conn
-            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
-            .map_err(|e| damaged(e.to_string()))?;
-        if check != "ok" {
-            return Err(damaged(check));
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| damaged(path, e.to_string()))?;
+        if checked || version != SCHEMA_VERSION {
+            check(path, &conn)?;
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         match version {
             0..SCHEMA_VERSION => {
                 // Each step takes the schema from version i to i + 1; all steps run in one

@@ -15,12 +15,49 @@ use crate::vectors::{VectorIndex, VectorParams};
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 /// A hold older than this is renewed by [`Engine::refresh`] (well inside
 /// [`crate::catalog::HOLD_TTL_SECS`]).
 const HOLD_RENEW: Duration = Duration::from_secs(60);
+
+/// Runs the catalog's `quick_check` on a thread of its own and sets `verdict` when it ends (an
+/// `Err` too if the thread ends without a verdict, so that nobody waits for ever).
+fn spawn_catalog_check(
+    path: PathBuf,
+    verdict: Arc<OnceLock<std::result::Result<(), String>>>,
+) -> Result<()> {
+    struct Unfinished(Arc<OnceLock<std::result::Result<(), String>>>);
+    impl Drop for Unfinished {
+        fn drop(&mut self) {
+            let _ = self
+                .0
+                .set(Err("the catalog's check stopped before it finished".into()));
+        }
+    }
+    let at = path.clone();
+    std::thread::Builder::new()
+        .name("catalog-check".into())
+        .spawn(move || {
+            let guard = Unfinished(verdict);
+            let started = std::time::Instant::now();
+            let found = Catalog::quick_check(&path).map_err(|e| match e {
+                Error::Corrupt(found) => found,
+                e => e.to_string(),
+            });
+            // a damage is reported by whoever waits for the verdict
+            if found.is_ok() {
+                tracing::info!(
+                    seconds = started.elapsed().as_secs_f64(),
+                    "catalog checked: no damage found"
+                );
+            }
+            let _ = guard.0.set(found);
+        })
+        .map_err(|e| Error::io(at, e))?;
+    Ok(())
+}
 
 impl Engine {
     /// Opens (creating if needed) the data directory.
@@ -46,8 +83,19 @@ impl Engine {
                 .lock_shared()
                 .map_err(|e| Error::io(dir.join(OPEN_LOCK), e))?;
             held_open_lock = Some(open_lock);
-            Catalog::open(&dir.join("catalog.sqlite3"))?
+            if options.defer_catalog_check {
+                Catalog::open_unchecked(&dir.join("catalog.sqlite3"))?
+            } else {
+                Catalog::open(&dir.join("catalog.sqlite3"))?
+            }
         };
+        let catalog_check = Arc::new(OnceLock::new());
+        if options.defer_catalog_check && !options.read_only {
+            spawn_catalog_check(dir.join("catalog.sqlite3"), catalog_check.clone())?;
+        } else {
+            // checked by the open above
+            let _ = catalog_check.set(Ok(()));
+        }
         let telemetry = Arc::new(Telemetry::new());
         Ok(Engine {
             dir,
@@ -57,6 +105,7 @@ impl Engine {
             )),
             options,
             catalog: Mutex::new(catalog),
+            catalog_check,
             indexes: RwLock::new(HashMap::new()),
             write_lock: Mutex::new(()),
             telemetry,

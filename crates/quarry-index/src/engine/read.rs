@@ -232,15 +232,18 @@ impl Engine {
 
     /// Opens every collection's indexes, recovering what a crash left behind (a server calls it
     /// before it says it is ready).
+    /// It does not wait for a deferred catalog check ([`Engine::catalog_checked`]), so the two
+    /// run side by side; a recovery's writes do.
     pub fn open_all(&self) -> Result<()> {
         for row in self.collections()? {
-            self.searcher(&row.name)?;
+            self.indexes(&row)?;
         }
         Ok(())
     }
 
-    /// A snapshot of the collection for queries.
+    /// A snapshot of the collection for queries (after the catalog's check has passed).
     pub fn searcher(&self, collection: &str) -> Result<Searcher> {
+        self.catalog_checked()?;
         let row = self.collection(collection)?;
         let ix = self.indexes(&row)?;
         Ok(Searcher::new(row, &ix, &self.options, &self.query_vectors))

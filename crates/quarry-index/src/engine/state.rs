@@ -11,7 +11,7 @@ use crate::vectors::VectorIndex;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 /// A data directory opened: its catalog, the derived indexes of its collections, and the locks
 /// that order writers. Its methods are spread over the files of `engine/` by concept.
@@ -19,6 +19,11 @@ pub struct Engine {
     pub(crate) dir: PathBuf,
     pub(crate) options: EngineOptions,
     pub(crate) catalog: Mutex<Catalog>,
+    /// The catalog's `quick_check` verdict (`Err`: what it found), set once: at open, or by a
+    /// thread of its own when the check runs beside the open
+    /// ([`EngineOptions::defer_catalog_check`]). Writes and snapshots for queries wait for it
+    /// ([`Engine::catalog_checked`]).
+    pub(crate) catalog_check: Arc<OnceLock<std::result::Result<(), String>>>,
     pub(crate) indexes: RwLock<HashMap<String, Arc<Indexes>>>,
     /// Serialises writers inside this process; the file lock serialises processes.
     pub(crate) write_lock: Mutex<()>,
@@ -99,8 +104,9 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        // Best effort: a hold left behind only keeps some change log until it expires.
-        if !self.options.read_only {
+        // Best effort: a hold left behind only keeps some change log until it expires. Nothing
+        // is written to a catalog whose check has not passed.
+        if !self.options.read_only && matches!(self.catalog_check.get(), Some(Ok(()))) {
             let _ = self.catalog().release_holds(&self.holder);
         }
     }
@@ -128,6 +134,13 @@ impl Engine {
 
     pub fn options(&self) -> &EngineOptions {
         &self.options
+    }
+
+    /// Waits for the catalog's `quick_check` (at once when it ran at open) and returns its
+    /// verdict: the [`Error::Corrupt`] of a damaged catalog, which nothing may write to or
+    /// answer from.
+    pub fn catalog_checked(&self) -> Result<()> {
+        self.catalog_check.wait().clone().map_err(Error::Corrupt)
     }
 
     pub(crate) fn catalog(&self) -> MutexGuard<'_, Catalog> {
@@ -159,6 +172,7 @@ impl Engine {
         if HOLDS_WRITE_LOCK.get() {
             return f();
         }
+        self.catalog_checked()?;
         let _inproc = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         if self.options.read_only {
             return f();
@@ -176,6 +190,7 @@ impl Engine {
     /// The writer lock's file, locked, or `None` when another process holds it. The caller holds
     /// the in-process writer mutex.
     pub(super) fn try_file_lock(&self) -> Result<Option<File>> {
+        self.catalog_checked()?;
         if self.options.read_only {
             return Ok(None);
         }
