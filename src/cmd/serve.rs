@@ -74,7 +74,7 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let out = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("cannot listen on {addr}; is another server running there? pick one with --addr"))?;
@@ -82,9 +82,6 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         // Checked on the bound address, whatever name `addr` used; nothing is accepted before.
         check_bind(&auth, bound, args.insecure_no_auth)?;
         tracing::info!("authentication: {}", describe(&auth, config, bound, args.insecure_no_auth));
-        if auth.is_on() {
-            warn_documents_without_acl(&engine, config);
-        }
         let jwks_reload = config
             .auth
             .jwt
@@ -92,13 +89,27 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
             .and_then(|j| j.jwks_reload())
             .map(|(path, every)| tokio::spawn(reload_jwks(auth.clone(), path, every)));
         tracing::info!(addr = %bound, data_dir = %data_dir.display(), "quarry listening on http://{bound}");
-        detect_model_changes(&engine, config.reindex.on_model_change);
-        detect_chunking_changes(&engine, config);
+        // The collections open (the refresh loop) while the catalog's check runs; everything
+        // else waits for its verdict, and no connection is accepted before it (they wait in
+        // the listen backlog). A damaged catalog stops the server.
         let refresh = tokio::spawn(quarry_server::refresh_loop(
             engine.clone(),
             ready,
             Duration::from_millis(250),
         ));
+        let e = engine.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || e.catalog_checked()).await? {
+            refresh.abort();
+            if let Some(task) = jwks_reload {
+                task.abort();
+            }
+            return Err(anyhow::Error::new(e).context("quarry stopped"));
+        }
+        if auth.is_on() {
+            warn_documents_without_acl(&engine, config);
+        }
+        detect_model_changes(&engine, config.reindex.on_model_change);
+        detect_chunking_changes(&engine, config);
         let jobs = tokio::spawn(quarry_server::job_loop(
             engine.clone(),
             Duration::from_millis(250),
@@ -117,24 +128,12 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         } else {
             None
         };
-        let checked = {
-            let e = engine.clone();
-            tokio::task::spawn_blocking(move || e.catalog_checked())
-        };
-        let damaged = Arc::new(std::sync::Mutex::new(None));
-        let found = damaged.clone();
         let stop = async move {
-            tokio::select! {
-                () = shutdown_signal() => {}
-                Ok(Err(e)) = checked => {
-                    *found.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                }
-            }
+            shutdown_signal().await;
             // writes not yet committing are cancelled at once
             let _ = stop_tx.send(true);
         };
         serve(listener, router(engine.clone(), options), stop, grace).await?;
-        let damaged = damaged.lock().unwrap_or_else(|p| p.into_inner()).take();
         // No new scheduled pass starts; one already running finishes before the flush below
         // takes the writer lock.
         for task in scheduled.into_iter().chain(canaries).chain(jwks_reload) {
@@ -145,19 +144,17 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         // resumes it.
         engine.interrupt_jobs();
         jobs.abort();
-        if let Some(e) = damaged {
-            return Err(anyhow::Error::new(e).context("quarry stopped"));
-        }
         // Write the vector graphs that changed, so the next start reloads them as they are.
         if let Err(e) = tokio::task::spawn_blocking(move || engine.flush()).await? {
             tracing::warn!(error = %e, "could not write vector indexes at shutdown; the next start replays them from stored vectors");
         }
         tracing::info!("quarry stopped");
         anyhow::Ok(())
-    })?;
-    // Blocking work still running (a request past the grace period) is not waited for.
+    });
+    // Blocking work still running (a request past the grace period, or the collections' open
+    // when the catalog was found damaged) is not waited for.
     runtime.shutdown_timeout(grace);
-    Ok(())
+    out
 }
 
 /// With authentication on, documents without an ACL of their own follow `auth.default_acl`, which

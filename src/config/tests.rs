@@ -514,3 +514,44 @@ fn bm25_parameters_are_read_and_checked() {
     std::fs::write(&file, "[bm25]\nk2 = 1\n").unwrap();
     assert!(load(Some(&file), dir.path(), env(&[])).is_err());
 }
+
+/// The server's two bounds: read from the file and the environment (the environment wins), each
+/// refused outside its range with the key and the range, and the slot default two per core.
+#[test]
+fn server_bounds_are_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("q.toml");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let c = load(None, dir.path(), env(&[])).unwrap();
+    assert_eq!(c.server.max_concurrent_queries, 2 * cores);
+    assert_eq!(c.server.max_batch_queries, 32);
+    std::fs::write(
+        &file,
+        "[server]\nmax_concurrent_queries = 3\nmax_batch_queries = 5\n",
+    )
+    .unwrap();
+    let c = load(Some(&file), dir.path(), env(&[])).unwrap();
+    assert_eq!(
+        (c.server.max_concurrent_queries, c.server.max_batch_queries),
+        (3, 5)
+    );
+    let vars = env(&[("QUARRY_SERVER__MAX_CONCURRENT_QUERIES", "7")]);
+    let c = load(Some(&file), dir.path(), vars).unwrap();
+    assert_eq!(c.server.max_concurrent_queries, 7);
+    for (key, bad, range) in [
+        ("MAX_CONCURRENT_QUERIES", "0", "between 1 and 4096"),
+        ("MAX_CONCURRENT_QUERIES", "4097", "between 1 and 4096"),
+        ("MAX_BATCH_QUERIES", "0", "between 1 and"),
+    ] {
+        let var = format!("QUARRY_SERVER__{key}");
+        let err = format!(
+            "{:#}",
+            load(None, dir.path(), env(&[(&var, bad)])).unwrap_err()
+        );
+        let name = format!("server.{}", key.to_lowercase());
+        assert!(
+            err.contains(&name) && err.contains(range),
+            "{var}={bad}: {err}"
+        );
+    }
+}

@@ -89,11 +89,23 @@ fn damaged(path: &Path, detail: String) -> Error {
     ))
 }
 
-/// SQLite's `quick_check(1)` on `conn`, the catalog at `path`.
+/// SQLite's `quick_check(1)` on `conn`, the catalog at `path`. An error that says the file is
+/// not a sound database is a damage; any other (busy, out of memory, I/O) stays an
+/// [`Error::Catalog`]: the check did not run, nothing was found.
 fn check(path: &Path, conn: &Connection) -> Result<()> {
     let found: String = conn
         .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
-        .map_err(|e| damaged(path, e.to_string()))?;
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+                ) =>
+            {
+                damaged(path, e.to_string())
+            }
+            e => Error::Catalog(e),
+        })?;
     if found != "ok" {
         return Err(damaged(path, found));
     }
@@ -109,15 +121,15 @@ impl Catalog {
     /// A damaged catalog (not a database, or failing SQLite's `quick_check`) is an
     /// [`Error::Corrupt`] that names the file and what to do; nothing is written to it.
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        Self::open_checking(path, true)
+        Ok(Self::open_checking(path, true)?.0)
     }
 
     /// [`Catalog::open`] without `quick_check` when the schema is the current one (a catalog
-    /// that needs a migration is checked first all the same, since migrating writes): the
-    /// caller runs [`Catalog::quick_check`] itself, and writes and answers nothing before it
-    /// passes. `quick_check` reads every page, seconds for a catalog of gigabytes, which a
-    /// server runs beside opening its indexes instead of before it.
-    pub(crate) fn open_unchecked(path: &Path) -> Result<Self> {
+    /// that needs a migration is checked first all the same, since migrating writes), and
+    /// whether it was checked: if not, the caller runs [`Catalog::quick_check`] itself, and
+    /// writes and answers nothing before it passes. `quick_check` reads every page, seconds for
+    /// a catalog of gigabytes, which a server runs beside opening its indexes instead of before.
+    pub(crate) fn open_unchecked(path: &Path) -> Result<(Self, bool)> {
         Self::open_checking(path, false)
     }
 
@@ -129,13 +141,12 @@ impl Catalog {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| damaged(path, e.to_string()))?;
+        )?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         check(path, &conn)
     }
 
-    fn open_checking(path: &Path, checked: bool) -> Result<Self> {
+    fn open_checking(path: &Path, checked: bool) -> Result<(Self, bool)> {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -150,10 +161,9 @@ impl Catalog {
                 }
                 e => Error::Catalog(e),
             })?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| damaged(path, e.to_string()))?;
-        if checked || version != SCHEMA_VERSION {
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let checked = checked || version != SCHEMA_VERSION;
+        if checked {
             check(path, &conn)?;
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -181,7 +191,7 @@ impl Catalog {
                 )));
             }
         }
-        Ok(Catalog { conn })
+        Ok((Catalog { conn }, checked))
     }
 
     /// Opens the catalog at `path` without writing anything: for a read-only data directory or

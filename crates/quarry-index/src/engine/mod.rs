@@ -56,6 +56,8 @@ mod acl_tests;
 #[cfg(test)]
 mod batch_tests;
 #[cfg(test)]
+mod catalog_check_tests;
+#[cfg(test)]
 mod export_tests;
 #[cfg(test)]
 mod feedback_tests;

@@ -3,7 +3,7 @@
 //! [`Engine::refresh`], which follows what other processes committed without taking the writer
 //! lock.
 
-use super::state::{Engine, OPEN_LOCK, open_lock_file};
+use super::state::{Engine, OPEN_LOCK, Verdict, open_lock_file};
 use crate::bm25::Bm25Index;
 use crate::catalog::{Catalog, CollectionRow, VersionRow};
 use crate::collection::Indexes;
@@ -24,16 +24,13 @@ const HOLD_RENEW: Duration = Duration::from_secs(60);
 
 /// Runs the catalog's `quick_check` on a thread of its own and sets `verdict` when it ends (an
 /// `Err` too if the thread ends without a verdict, so that nobody waits for ever).
-fn spawn_catalog_check(
-    path: PathBuf,
-    verdict: Arc<OnceLock<std::result::Result<(), String>>>,
-) -> Result<()> {
-    struct Unfinished(Arc<OnceLock<std::result::Result<(), String>>>);
+fn spawn_catalog_check(path: PathBuf, verdict: Arc<OnceLock<Verdict>>) -> Result<()> {
+    struct Unfinished(Arc<OnceLock<Verdict>>);
     impl Drop for Unfinished {
         fn drop(&mut self) {
-            let _ = self
-                .0
-                .set(Err("the catalog's check stopped before it finished".into()));
+            let _ = self.0.set(Verdict::Unchecked(
+                "the check stopped before it finished".into(),
+            ));
         }
     }
     let at = path.clone();
@@ -42,12 +39,15 @@ fn spawn_catalog_check(
         .spawn(move || {
             let guard = Unfinished(verdict);
             let started = std::time::Instant::now();
-            let found = Catalog::quick_check(&path).map_err(|e| match e {
-                Error::Corrupt(found) => found,
-                e => e.to_string(),
-            });
+            #[cfg(test)]
+            drop(super::catalog_check_tests::CHECK_HOLD.lock());
+            let found = match Catalog::quick_check(&path) {
+                Ok(()) => Verdict::Sound,
+                Err(Error::Corrupt(found)) => Verdict::Damaged(found),
+                Err(e) => Verdict::Unchecked(e.to_string()),
+            };
             // a damage is reported by whoever waits for the verdict
-            if found.is_ok() {
+            if matches!(found, Verdict::Sound) {
                 tracing::info!(
                     seconds = started.elapsed().as_secs_f64(),
                     "catalog checked: no damage found"
@@ -68,14 +68,14 @@ impl Engine {
         // A read-only engine takes the open lock only when the file exists (it creates
         // nothing); a shared lock needs no write access.
         let mut held_open_lock = None;
-        let catalog = if options.read_only {
+        let (catalog, checked) = if options.read_only {
             if let Ok(open_lock) = File::open(dir.join(OPEN_LOCK)) {
                 open_lock
                     .lock_shared()
                     .map_err(|e| Error::io(dir.join(OPEN_LOCK), e))?;
                 held_open_lock = Some(open_lock);
             }
-            Catalog::open_read_only(&dir.join("catalog.sqlite3"))?
+            (Catalog::open_read_only(&dir.join("catalog.sqlite3"))?, true)
         } else {
             std::fs::create_dir_all(dir.join("collections")).map_err(|e| Error::io(&dir, e))?;
             let open_lock = open_lock_file(&dir.join(OPEN_LOCK))?;
@@ -86,15 +86,14 @@ impl Engine {
             if options.defer_catalog_check {
                 Catalog::open_unchecked(&dir.join("catalog.sqlite3"))?
             } else {
-                Catalog::open(&dir.join("catalog.sqlite3"))?
+                (Catalog::open(&dir.join("catalog.sqlite3"))?, true)
             }
         };
         let catalog_check = Arc::new(OnceLock::new());
-        if options.defer_catalog_check && !options.read_only {
-            spawn_catalog_check(dir.join("catalog.sqlite3"), catalog_check.clone())?;
+        if checked {
+            let _ = catalog_check.set(Verdict::Sound);
         } else {
-            // checked by the open above
-            let _ = catalog_check.set(Ok(()));
+            spawn_catalog_check(dir.join("catalog.sqlite3"), catalog_check.clone())?;
         }
         let telemetry = Arc::new(Telemetry::new());
         Ok(Engine {
@@ -302,6 +301,7 @@ impl Engine {
     /// writer is in the middle of a commit is caught up at a later call. Returns how many
     /// collections moved to a newer generation.
     pub fn refresh(&self) -> Result<usize> {
+        self.catalog_checked()?;
         let open: Vec<String> = self
             .indexes
             .read()

@@ -23,7 +23,7 @@ pub struct Engine {
     /// thread of its own when the check runs beside the open
     /// ([`EngineOptions::defer_catalog_check`]). Writes and snapshots for queries wait for it
     /// ([`Engine::catalog_checked`]).
-    pub(crate) catalog_check: Arc<OnceLock<std::result::Result<(), String>>>,
+    pub(crate) catalog_check: Arc<OnceLock<Verdict>>,
     pub(crate) indexes: RwLock<HashMap<String, Arc<Indexes>>>,
     /// Serialises writers inside this process; the file lock serialises processes.
     pub(crate) write_lock: Mutex<()>,
@@ -49,6 +49,16 @@ pub struct Engine {
     /// for tests of how often the write path does.
     #[cfg(test)]
     pub(crate) collection_row_reads: std::sync::atomic::AtomicUsize,
+}
+
+/// What the catalog's `quick_check` found ([`Engine::catalog_checked`]).
+#[derive(Debug, Clone)]
+pub(crate) enum Verdict {
+    Sound,
+    /// The damage found, as the message of an [`Error::Corrupt`].
+    Damaged(String),
+    /// The check could not run (an I/O or SQLite error other than a damage).
+    Unchecked(String),
 }
 
 /// The file every engine holds a shared lock on while it has the data directory open.
@@ -106,7 +116,7 @@ impl Drop for Engine {
     fn drop(&mut self) {
         // Best effort: a hold left behind only keeps some change log until it expires. Nothing
         // is written to a catalog whose check has not passed.
-        if !self.options.read_only && matches!(self.catalog_check.get(), Some(Ok(()))) {
+        if !self.options.read_only && matches!(self.catalog_check.get(), Some(Verdict::Sound)) {
             let _ = self.catalog().release_holds(&self.holder);
         }
     }
@@ -140,7 +150,14 @@ impl Engine {
     /// verdict: the [`Error::Corrupt`] of a damaged catalog, which nothing may write to or
     /// answer from.
     pub fn catalog_checked(&self) -> Result<()> {
-        self.catalog_check.wait().clone().map_err(Error::Corrupt)
+        match self.catalog_check.wait() {
+            Verdict::Sound => Ok(()),
+            Verdict::Damaged(found) => Err(Error::Corrupt(found.clone())),
+            Verdict::Unchecked(why) => Err(Error::Busy(format!(
+                "the catalog could not be checked for damage ({why}); nothing is written or \
+                 answered before it is: try again"
+            ))),
+        }
     }
 
     pub(crate) fn catalog(&self) -> MutexGuard<'_, Catalog> {

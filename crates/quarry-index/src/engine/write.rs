@@ -172,6 +172,8 @@ impl Engine {
         changes: &[Change],
         cancel: Option<&crate::Cancel>,
     ) -> Result<u64> {
+        // it stores vectors before taking the writer lock
+        self.catalog_checked()?;
         let chunks = |c: &Change| matches!(c, Change::Upsert(_, chunks) if !chunks.is_empty());
         if !changes.iter().any(chunks) {
             return Ok(0);

@@ -200,6 +200,7 @@ fn try_lock(engine: &Engine, id: &str) -> Result<Option<File>> {
 /// interrupted before (its process died) resumes where its stored vectors end. Returns the
 /// job as it ended; a job another process is running is `Busy`.
 pub fn run(engine: &Engine, id: &str, progress: &dyn Fn(&Job)) -> Result<Job> {
+    engine.catalog_checked()?;
     let Some(_lock) = try_lock(engine, id)? else {
         return Err(Error::Busy(format!(
             "job {id} is running in another process"
@@ -260,6 +261,7 @@ pub fn run(engine: &Engine, id: &str, progress: &dyn Fn(&Job)) -> Result<Job> {
 /// Runs every job waiting to run, oldest first, until none is left or the engine interrupts
 /// its jobs; returns how many ran.
 pub fn run_pending(engine: &Engine) -> Result<usize> {
+    engine.catalog_checked()?;
     let mut n = 0;
     while !engine.jobs_interrupted()
         && let Some(job) = next(engine)?
