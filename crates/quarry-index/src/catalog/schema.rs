@@ -89,23 +89,27 @@ fn damaged(path: &Path, detail: String) -> Error {
     ))
 }
 
-/// SQLite's `quick_check(1)` on `conn`, the catalog at `path`. An error that says the file is
-/// not a sound database is a damage; any other (busy, out of memory, I/O) stays an
-/// [`Error::Catalog`]: the check did not run, nothing was found.
+/// A SQLite error on the catalog at `path`: [`damaged`] when it says the file is not a sound
+/// database, else an [`Error::Catalog`] (busy, out of memory, I/O: nothing was found).
+fn damaged_or_failed(path: &Path, e: rusqlite::Error) -> Error {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+            ) =>
+        {
+            damaged(path, e.to_string())
+        }
+        e => Error::Catalog(e),
+    }
+}
+
+/// SQLite's `quick_check(1)` on `conn`, the catalog at `path` (an error: [`damaged_or_failed`]).
 fn check(path: &Path, conn: &Connection) -> Result<()> {
     let found: String = conn
         .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
-        .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if matches!(
-                    f.code,
-                    rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
-                ) =>
-            {
-                damaged(path, e.to_string())
-            }
-            e => Error::Catalog(e),
-        })?;
+        .map_err(|e| damaged_or_failed(path, e))?;
     if found != "ok" {
         return Err(damaged(path, found));
     }
@@ -150,17 +154,7 @@ impl Catalog {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if matches!(
-                        f.code,
-                        rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
-                    ) =>
-                {
-                    damaged(path, e.to_string())
-                }
-                e => Error::Catalog(e),
-            })?;
+            .map_err(|e| damaged_or_failed(path, e))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let checked = checked || version != SCHEMA_VERSION;
         if checked {
