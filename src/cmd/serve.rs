@@ -88,7 +88,6 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
             .as_ref()
             .and_then(|j| j.jwks_reload())
             .map(|(path, every)| tokio::spawn(reload_jwks(auth.clone(), path, every)));
-        tracing::info!(addr = %bound, data_dir = %data_dir.display(), "quarry listening on http://{bound}");
         // The collections open (the refresh loop) while the catalog's check runs; everything
         // else waits for its verdict, and no connection is accepted before it (they wait in
         // the listen backlog). A damaged catalog stops the server.
@@ -97,13 +96,27 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
             ready,
             Duration::from_millis(250),
         ));
+        // One future for the stop signal, from here on: its handler is in place before the
+        // check ends, so a signal sent as soon as the address is logged is not lost.
+        let mut shutdown = Box::pin(shutdown_signal());
         let e = engine.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || e.catalog_checked()).await? {
+        let verdict = tokio::select! {
+            verdict = tokio::task::spawn_blocking(move || e.catalog_checked()) => Some(verdict?),
+            // a stop asked for during the check: nothing was written or answered yet
+            () = &mut shutdown => None,
+        };
+        if !matches!(verdict, Some(Ok(()))) {
             refresh.abort();
             if let Some(task) = jwks_reload {
                 task.abort();
             }
-            return Err(anyhow::Error::new(e).context("quarry stopped"));
+            return match verdict {
+                Some(Err(e)) => Err(anyhow::Error::new(e).context("quarry stopped")),
+                _ => {
+                    tracing::info!("quarry stopped before the catalog's check ended");
+                    Ok(())
+                }
+            };
         }
         if auth.is_on() {
             warn_documents_without_acl(&engine, config);
@@ -128,8 +141,10 @@ pub(crate) fn run(data_dir: &Path, config: &Config, args: Args) -> anyhow::Resul
         } else {
             None
         };
+        // logged when connections are accepted (tests and scripts read the address from it)
+        tracing::info!(addr = %bound, data_dir = %data_dir.display(), "quarry listening on http://{bound}");
         let stop = async move {
-            shutdown_signal().await;
+            shutdown.await;
             // writes not yet committing are cancelled at once
             let _ = stop_tx.send(true);
         };

@@ -113,4 +113,10 @@ fn serve_on_a_damaged_catalog_stops_with_the_reason() {
         !err.contains("; ready"),
         "the server said it was ready: {err}"
     );
+    // the check ran after the open (the server had bound its address), and it never listened
+    let bound = err
+        .find("authentication:")
+        .expect("the server bound its address");
+    assert!(bound < err.find("is damaged").unwrap(), "{err}");
+    assert!(!err.contains("quarry listening"), "{err}");
 }

@@ -53,9 +53,14 @@ pub struct EngineOptions {
     pub read_only: bool,
     /// Open the catalog without SQLite's `quick_check` and run the check on a thread of its own
     /// (a server: the check reads every page of the catalog, seconds at a million chunks, while
-    /// the collections' indexes open). Writes and queries' snapshots wait for its verdict
-    /// ([`crate::Engine::catalog_checked`]); a damaged catalog fails them. Ignored by a
-    /// read-only engine, which checks at open.
+    /// the collections' indexes open). What takes the writer lock, queries' snapshots
+    /// ([`crate::Engine::searcher`]), [`crate::Engine::refresh`] and the job runner wait for its
+    /// verdict ([`crate::Engine::catalog_checked`], blocking: async callers use a blocking task)
+    /// and fail with it when the catalog is damaged; a verdict that could not be reached stays
+    /// for this engine (open it again). Other reads, and the few catalog writes outside the
+    /// writer lock (golden sets, queueing and cancelling jobs), do not wait: a caller that
+    /// defers the check waits for the verdict before it serves them, as `quarry serve` does.
+    /// Ignored by a read-only engine, which checks at open.
     pub defer_catalog_check: bool,
 }
 

@@ -205,14 +205,17 @@ impl Engine {
         }
         // Opened before the map's lock is taken: a damaged index is recreated under the writer
         // lock, which is always taken before the map's.
-        let opened = match self
+        // (The map's read guard ends with this statement; a `match` on it would hold it through
+        // `open_bm25`, which may take the writer lock.)
+        let cached = self
             .indexes
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .contains_key(collection)
-        {
-            true => None,
-            false => Some(self.open_bm25(collection)?),
+            .contains_key(collection);
+        let opened = if cached {
+            None
+        } else {
+            Some(self.open_bm25(collection)?)
         };
         let mut map = self.indexes.write().unwrap_or_else(|p| p.into_inner());
         // Read again under the map's lock: a switch in this process changes the catalog and the

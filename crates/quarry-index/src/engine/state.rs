@@ -155,7 +155,7 @@ impl Engine {
             Verdict::Damaged(found) => Err(Error::Corrupt(found.clone())),
             Verdict::Unchecked(why) => Err(Error::Busy(format!(
                 "the catalog could not be checked for damage ({why}); nothing is written or \
-                 answered before it is: try again"
+                 answered before it is: open the data directory again (restart the server)"
             ))),
         }
     }
