@@ -19,10 +19,9 @@ pub struct Engine {
     pub(crate) dir: PathBuf,
     pub(crate) options: EngineOptions,
     pub(crate) catalog: Mutex<Catalog>,
-    /// The catalog's `quick_check` verdict (`Err`: what it found), set once: at open, or by a
-    /// thread of its own when the check runs beside the open
-    /// ([`EngineOptions::defer_catalog_check`]). Writes and snapshots for queries wait for it
-    /// ([`Engine::catalog_checked`]).
+    /// The catalog's `quick_check` verdict, set once: at open, or by a thread of its own when
+    /// the check runs beside the open ([`EngineOptions::defer_catalog_check`]). Writes and
+    /// snapshots for queries wait for it ([`Engine::catalog_checked`]).
     pub(crate) catalog_check: Arc<OnceLock<Verdict>>,
     pub(crate) indexes: RwLock<HashMap<String, Arc<Indexes>>>,
     /// Serialises writers inside this process; the file lock serialises processes.
