@@ -10,6 +10,7 @@
 
 mod feedback;
 mod keys;
+mod maxscore;
 mod meta;
 mod permitted;
 mod query;
@@ -21,9 +22,9 @@ mod stats;
 pub use keys::KeyMap;
 use keys::key_map;
 pub use meta::{SHARED, decode, field_schema, filter_query, occurrence_values, term_bytes};
+use query::build_weighted;
 pub use query::{
-    acl_filter, analysed_counts, analysed_terms, build_query, build_weighted, query_terms,
-    restrict, term_query,
+    acl_filter, analysed_counts, analysed_terms, build_query, query_terms, restrict, term_query,
 };
 use schema::schema;
 pub use schema::{ANALYZER, CHUNK_KEY, DOC_KEYS, Fields, analyzer, chunk_key, doc_key};

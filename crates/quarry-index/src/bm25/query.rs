@@ -11,6 +11,7 @@
 //! p50 1.88 ms against 2.19 and 3.12 ms, `top_k` 10): block-max WAND re-sorts its term scorers at
 //! every step, so their number counts.
 
+use super::maxscore::Bm25UnionQuery;
 use super::schema::{Fields, analyzer};
 use super::scoring::Bm25TermQuery;
 use quarry_core::Bm25Params;
@@ -70,37 +71,35 @@ pub fn term_query(term: &Term, count: u32, params: Bm25Params) -> Bm25TermQuery 
 }
 
 /// The query for `terms` ([`query_terms`]): a `SHOULD` clause per term, so a chunk scores the sum
-/// of its terms' BM25 scores. `None` without terms.
+/// of its terms' BM25 scores, its top-k pruned by MaxScore ([`Bm25UnionQuery`]). `None` without
+/// terms.
 pub fn build_query(terms: &[(Term, u32)], params: Bm25Params) -> Option<Box<dyn Query>> {
     if terms.is_empty() {
         return None;
     }
-    let clauses: Vec<(Occur, Box<dyn Query>)> = terms
-        .iter()
-        .map(|(t, n)| {
-            (
-                Occur::Should,
-                Box::new(term_query(t, *n, params)) as Box<dyn Query>,
-            )
-        })
-        .collect();
-    Some(Box::new(BooleanQuery::new(clauses)))
+    let terms = terms.iter().map(|(t, n)| term_query(t, *n, params));
+    Some(Box::new(Bm25UnionQuery::new(terms.collect())))
 }
 
 /// The query for `terms` with their query weights (what [`Bm25TermQuery`] multiplies a term's
-/// score by): an expanded query ([`quarry_core::feedback`]). `None` without terms.
-pub fn build_weighted(terms: &[(Term, f32)], params: Bm25Params) -> Option<Box<dyn Query>> {
+/// score by): an expanded query ([`quarry_core::feedback`]), restricted to the chunks `within`
+/// matches when given (as [`restrict`] does). `None` without terms.
+pub(super) fn build_weighted(
+    terms: &[(Term, f32)],
+    params: Bm25Params,
+    within: Option<Box<dyn Query>>,
+) -> Option<Box<dyn Query>> {
     if terms.is_empty() {
         return None;
     }
-    let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+    let terms = terms
         .iter()
-        .map(|(t, w)| {
-            let q = Bm25TermQuery::new(t.clone(), params, *w);
-            (Occur::Should, Box::new(q) as Box<dyn Query>)
-        })
-        .collect();
-    Some(Box::new(BooleanQuery::new(clauses)))
+        .map(|(t, w)| Bm25TermQuery::new(t.clone(), params, *w));
+    let query = Bm25UnionQuery::new(terms.collect());
+    Some(Box::new(match within {
+        Some(filter) => query.within(filter),
+        None => query,
+    }))
 }
 
 /// The ACL filter of a caller: chunks whose `acl` field holds one of `tokens` (the caller's

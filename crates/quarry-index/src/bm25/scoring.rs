@@ -9,9 +9,8 @@
 //! `PermittedStats`), so the ACL rules of scoring hold unchanged. The length part
 //! `k1·(1 − b + b·dl/avgdl)` is computed once per fieldnorm id (256 values), as tantivy does.
 //!
-//! The price: tantivy's block-max WAND only prunes unions of its own `TermScorer`s, so a query
-//! of these scorers is scored exhaustively over its terms' postings (BENCHMARKS.md has the
-//! latency).
+//! tantivy's block-max WAND only prunes unions of its own `TermScorer`s; a union of these is
+//! pruned by `super::maxscore` instead, from [`Bm25TermScorer::bound`].
 
 use quarry_core::Bm25Params;
 use quarry_core::bm25::idf;
@@ -40,6 +39,25 @@ impl Bm25TermQuery {
         }
     }
 
+    /// The weight over the statistics of `scoring` (what [`Query::weight`] makes, unboxed).
+    pub(super) fn term_weight(
+        &self,
+        scoring: EnableScoring<'_>,
+    ) -> tantivy::Result<Bm25TermWeight> {
+        Ok(match scoring {
+            EnableScoring::Enabled {
+                statistics_provider: stats,
+                ..
+            } => self.weight_from(
+                stats.doc_freq(&self.term)?,
+                stats.total_num_docs()?,
+                stats.total_num_tokens(self.term.field())?,
+            ),
+            // not scored: every chunk of the postings scores the same
+            EnableScoring::Disabled { .. } => self.weight_from(0, 0, 0),
+        })
+    }
+
     /// The weight with explicit statistics: `n` chunks hold the term, of `total` chunks holding
     /// `tokens` tokens in the term's field.
     fn weight_from(&self, n: u64, total: u64, tokens: u64) -> Bm25TermWeight {
@@ -66,18 +84,7 @@ impl Bm25TermQuery {
 
 impl Query for Bm25TermQuery {
     fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        Ok(Box::new(match scoring {
-            EnableScoring::Enabled {
-                statistics_provider: stats,
-                ..
-            } => self.weight_from(
-                stats.doc_freq(&self.term)?,
-                stats.total_num_docs()?,
-                stats.total_num_tokens(self.term.field())?,
-            ),
-            // not scored: every chunk of the postings scores the same
-            EnableScoring::Disabled { .. } => self.weight_from(0, 0, 0),
-        }))
+        Ok(Box::new(self.term_weight(scoring)?))
     }
 
     fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a Term, bool)) {
@@ -97,7 +104,17 @@ pub(super) struct Bm25TermWeight {
 }
 
 impl Bm25TermWeight {
-    fn term_scorer(
+    /// Whether [`Bm25TermScorer::bound`] bounds this term's scores: every length part and the
+    /// scale are finite and not negative (so `tf·(k1 + 1) / (tf + norm) ≤ k1 + 1`).
+    pub(super) fn bounded(&self) -> bool {
+        let scale = self.idf * self.query_weight;
+        self.params.k1 >= 0.0
+            && scale.is_finite()
+            && scale >= 0.0
+            && self.norms.iter().all(|n| n.is_finite() && *n >= 0.0)
+    }
+
+    pub(super) fn term_scorer(
         &self,
         reader: &SegmentReader,
         boost: Score,
@@ -182,6 +199,14 @@ impl DocSet for Bm25TermScorer {
 
     fn size_hint(&self) -> u32 {
         self.postings.size_hint()
+    }
+}
+
+impl Bm25TermScorer {
+    /// No chunk scores above this: `scale · (k1 + 1)`, the limit of the term-frequency factor
+    /// (when [`Bm25TermWeight::bounded`]).
+    pub(super) fn bound(&self) -> f32 {
+        self.scale * (self.params.k1 + 1.0)
     }
 }
 

@@ -9,13 +9,12 @@ use super::permitted::PermittedQuery;
 use super::stats::live_matches;
 use super::{
     Bm25Index, CHUNK_KEY, KeyMap, PermittedStats, SegmentColumns, build_weighted, filter_query,
-    query_terms, restrict,
+    query_terms,
 };
 use crate::catalog::Occurrence;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use quarry_core::{Bm25Params, Feedback, Filter};
 use std::sync::Arc;
-use tantivy::collector::{Collector, TopDocs};
 use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query, Scorer, Weight};
 use tantivy::{DocAddress, DocSet};
 
@@ -118,14 +117,13 @@ impl<'a> Bm25Query<'a> {
 
     /// Makes the query's weights from `scored`.
     fn prepare(&mut self) -> Result<()> {
-        if let Some(q) = build_weighted(&self.scored, self.params) {
-            if self.acl_only.is_some() {
-                self.open = Some(q.weight(self.scoring())?);
+        let within = self.clause.as_ref().map(|c| c.box_clone());
+        if let Some(q) = build_weighted(&self.scored, self.params, within) {
+            if self.acl_only.is_some()
+                && let Some(open) = build_weighted(&self.scored, self.params, None)
+            {
+                self.open = Some(open.weight(self.scoring())?);
             }
-            let q = match &self.clause {
-                Some(clause) => restrict(q, clause.box_clone()),
-                None => q,
-            };
             self.weight = Some(q.weight(self.scoring())?);
         }
         Ok(())
@@ -210,14 +208,10 @@ impl<'a> Bm25Query<'a> {
     /// chunk key, address)`.
     ///
     /// Restricted by an ACL alone, the query first runs without it (same statistics, so the same
-    /// scores up to float rounding: block-max WAND may add a chunk's term scores in another
-    /// order) for enough hits that about [`OVERSAMPLE`] × `limit` of them are expected to be
+    /// scores) for enough hits that about [`OVERSAMPLE`] × `limit` of them are expected to be
     /// permitted, and keeps those that are: when `limit` are (or the query matched fewer chunks
     /// than it asked for), they are the permitted best, as any better permitted chunk would be
-    /// among those hits. (Measured when tantivy's block-max WAND pruned the unrestricted query;
-    /// BM25 is now scored by `super::scoring`, which does not prune, so the unrestricted query
-    /// scores every posting of its terms and this shortcut saves less or nothing: see
-    /// BENCHMARKS.md, "BM25 parameters".) Otherwise (a
+    /// among those hits. Otherwise (a
     /// small permitted fraction, too few permitted among the hits, or a metadata filter) the ACL
     /// is a clause of the query itself. Equal scores are ordered by chunk key, so the answer
     /// does not depend on where tantivy put the chunks (two identical ingests, or a rebuild,
@@ -348,56 +342,68 @@ const MAX_OVERSAMPLED: usize = 1024;
 
 /// Hits as `(score, chunk key, address)`.
 type Ranked = Vec<(f32, u64, DocAddress)>;
-/// Collects one segment (by ordinal) into [`Ranked`] hits.
-type SegmentCollect<'a> = &'a dyn Fn(u32, &tantivy::SegmentReader) -> tantivy::Result<Ranked>;
 
 /// The best `limit` documents of `snapshot` for `weight`, as `(score, chunk key, address)`,
-/// by score and then by chunk key. The fast path is tantivy's top-k by score (with block-max
-/// WAND), asked for one more than needed: when that one ties with the last kept, documents of
-/// equal score straddle the cut and tantivy would have chosen among them by address, so the
-/// query runs again ranked by `(score, chunk key)` exactly (slower, without pruning).
+/// by score and then by chunk key, so that the answer does not depend on where tantivy put
+/// documents of equal score. One pruned pass a segment (`Weight::for_each_pruning`, which
+/// `super::maxscore` prunes): the threshold handed back is just below the `limit`-th best score,
+/// so chunks tying with it still arrive and are ordered by key. (tantivy's `TopDocs` hands back
+/// the score itself and keeps the first of equal scores it meets; a second, unpruned pass ranked
+/// ties before this.)
 pub(crate) fn top_by_score(
     snapshot: &tantivy::Searcher,
     weight: &dyn tantivy::query::Weight,
     limit: usize,
 ) -> Result<Ranked> {
-    let collect = |collector: SegmentCollect<'_>| {
-        let mut all = Vec::new();
-        for (ord, reader) in snapshot.segment_readers().iter().enumerate() {
-            all.extend(collector(ord as u32, reader)?);
+    /// A hit in the heap: worse hits are greater, so the heap's top is the worst kept.
+    #[derive(PartialEq)]
+    struct Worst(f32, u64, tantivy::DocId);
+    impl Eq for Worst {}
+    impl PartialOrd for Worst {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
         }
-        all.sort_by(|a: &(f32, u64, DocAddress), b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        Ok::<_, Error>(all)
-    };
-    let fast = TopDocs::with_limit(limit + 1).order_by_score();
-    let mut top = collect(&|ord, reader| {
-        let keys = reader.fast_fields().u64(CHUNK_KEY)?;
-        let fruit = fast.collect_segment(weight, ord, reader)?;
-        Ok(fast
-            .merge_fruits(vec![fruit])?
-            .into_iter()
-            .filter_map(|(score, a)| keys.first(a.doc_id).map(|k| (score, k, a)))
-            .collect())
-    })?;
-    if top.len() > limit && top[limit].0 == top[limit - 1].0 {
-        let exact = TopDocs::with_limit(limit).tweak_score(|reader: &tantivy::SegmentReader| {
-            let keys = reader.fast_fields().u64(CHUNK_KEY).ok();
-            move |doc: tantivy::DocId, score: f32| {
-                let key = keys.as_ref().and_then(|k| k.first(doc)).unwrap_or(u64::MAX);
-                (score, std::cmp::Reverse(key))
-            }
-        });
-        top = collect(&|ord, reader| {
-            let fruit = exact.collect_segment(weight, ord, reader)?;
-            Ok(exact
-                .merge_fruits(vec![fruit])?
-                .into_iter()
-                .map(|((score, key), a)| (score, key.0, a))
-                .collect())
-        })?;
     }
-    top.truncate(limit);
-    Ok(top)
+    impl Ord for Worst {
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            (other.0.total_cmp(&self.0)).then(self.1.cmp(&other.1))
+        }
+    }
+    let mut all = Vec::new();
+    if limit == 0 {
+        return Ok(all);
+    }
+    for (ord, reader) in snapshot.segment_readers().iter().enumerate() {
+        let keys = reader.fast_fields().u64(CHUNK_KEY)?;
+        let alive = reader.alive_bitset();
+        let mut kept = std::collections::BinaryHeap::<Worst>::with_capacity(limit + 1);
+        let mut threshold = f32::MIN;
+        weight.for_each_pruning(f32::MIN, reader, &mut |doc, score| {
+            if alive.is_some_and(|a| a.is_deleted(doc)) {
+                return threshold;
+            }
+            let Some(key) = keys.first(doc) else {
+                return threshold;
+            };
+            kept.push(Worst(score, key, doc));
+            if kept.len() > limit {
+                kept.pop();
+            }
+            if kept.len() == limit
+                && let Some(worst) = kept.peek()
+            {
+                threshold = worst.0.next_down();
+            }
+            threshold
+        })?;
+        all.extend(
+            kept.into_iter()
+                .map(|Worst(score, key, doc)| (score, key, DocAddress::new(ord as u32, doc))),
+        );
+    }
+    all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    all.truncate(limit);
+    Ok(all)
 }
 
 /// The chunks one query may return, as bitsets of each segment's live documents: what the

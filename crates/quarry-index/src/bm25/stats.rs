@@ -148,12 +148,17 @@ impl Bm25StatisticsProvider for PermittedStats<'_> {
             .iter()
             .zip(self.permitted.iter())
         {
-            let Some(mut postings) = reader
-                .inverted_index(term.field())?
-                .read_postings(term, IndexRecordOption::Basic)?
-            else {
+            let inverted = reader.inverted_index(term.field())?;
+            let Some(info) = inverted.get_term_info(term)? else {
                 continue;
             };
+            if reader.num_deleted_docs() == 0 && set.len() == reader.max_doc() as usize {
+                // every chunk of the segment permitted, none deleted: the term's own count
+                n += u64::from(info.doc_freq);
+                continue;
+            }
+            let mut postings =
+                inverted.read_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
             let mut doc = postings.doc();
             while doc != TERMINATED {
                 n += u64::from(set.contains(doc));
