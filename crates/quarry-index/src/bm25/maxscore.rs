@@ -29,9 +29,10 @@ use tantivy::{DocId, DocSet, Score, SegmentReader, TERMINATED, Term};
 /// would only add the lookups.
 const MAX_PRUNED_TERMS: usize = 64;
 
-/// Bounds are inflated by this factor before they are compared with a threshold: the sums of
-/// bounds and partial scores are added in other orders than the reported score, and a chunk must
-/// not be skipped by a rounding error.
+/// Bounds (and bounds with partial scores) are inflated by this factor before they are compared
+/// with a threshold: they are added in other orders than the reported score, and a chunk must
+/// not be skipped by a rounding error (`top_by_score` hands back a threshold one ulp below a
+/// score, so that chunks tying with it arrive).
 const SLACK: f32 = 1.001;
 
 /// The `SHOULD` union of BM25 terms, each its own [`Bm25TermQuery`] (term, parameters, query
@@ -243,7 +244,9 @@ impl Walk<'_> {
                     if let Some(score) =
                         self.candidate(&mut cursors[..essential], &below, doc, partial, threshold)
                     {
-                        threshold = (self.callback)(doc, score);
+                        // never lowered: a term left out of the walk has only been moved to
+                        // the chunks looked up, and would visit chunks again
+                        threshold = threshold.max((self.callback)(doc, score));
                     }
                 }
             }
@@ -270,7 +273,7 @@ impl Walk<'_> {
             }
         }
         for i in (0..cursors.len()).rev() {
-            if (partial + below[i]) <= threshold {
+            if (partial + below[i]) * SLACK <= threshold {
                 return None;
             }
             let s = &mut cursors[i].scorer;
