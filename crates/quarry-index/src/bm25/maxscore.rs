@@ -21,7 +21,9 @@
 //! `BooleanQuery` of the same terms.
 
 use super::scoring::{Bm25TermQuery, Bm25TermScorer, Bm25TermWeight};
-use tantivy::query::{BooleanQuery, EnableScoring, Explanation, Occur, Query, Scorer, Weight};
+use tantivy::query::{
+    BooleanQuery, ConstScoreQuery, EnableScoring, Explanation, Occur, Query, Scorer, Weight,
+};
 use tantivy::{DocId, DocSet, Score, SegmentReader, TERMINATED, Term};
 
 /// Most terms a query prunes with: a longer one (a feedback expansion of hundreds of words) runs
@@ -37,7 +39,7 @@ const SLACK: f32 = 1.001;
 
 /// The `SHOULD` union of BM25 terms, each its own [`Bm25TermQuery`] (term, parameters, query
 /// weight), in order; with [`Bm25UnionQuery::within`], only over the chunks a filter matches
-/// (scores unchanged, as [`super::restrict`] does it).
+/// (scores unchanged, as [`restrict`] does it).
 #[derive(Debug)]
 pub(super) struct Bm25UnionQuery {
     terms: Vec<Bm25TermQuery>,
@@ -76,7 +78,7 @@ impl Bm25UnionQuery {
                 .collect(),
         ));
         match &self.filter {
-            Some(f) => super::restrict(union, f.box_clone()),
+            Some(f) => restrict(union, f.box_clone()),
             None => union,
         }
     }
@@ -299,6 +301,17 @@ impl Walk<'_> {
         }
         (score > threshold).then_some(score)
     }
+}
+
+/// `query` restricted to the documents of `filter`, with the scores of `query` unchanged: the
+/// filter is a required clause scoring 0 inside the same query, so BM25 ranks only permitted
+/// chunks and fills `top_k` with them. (tantivy's intersection adds the clause's 0 to the
+/// score, which leaves it as it was.)
+pub fn restrict(query: Box<dyn Query>, filter: Box<dyn Query>) -> Box<dyn Query> {
+    Box::new(BooleanQuery::new(vec![
+        (Occur::Must, query),
+        (Occur::Must, Box::new(ConstScoreQuery::new(filter, 0.0))),
+    ]))
 }
 
 #[cfg(test)]

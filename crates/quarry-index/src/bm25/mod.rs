@@ -21,10 +21,11 @@ mod stats;
 
 pub use keys::KeyMap;
 use keys::key_map;
+pub use maxscore::restrict;
 pub use meta::{SHARED, decode, field_schema, filter_query, occurrence_values, term_bytes};
 use query::build_weighted;
 pub use query::{
-    acl_filter, analysed_counts, analysed_terms, build_query, query_terms, restrict, term_query,
+    acl_filter, analysed_counts, analysed_terms, build_query, query_terms, term_query,
 };
 use schema::schema;
 pub use schema::{ANALYZER, CHUNK_KEY, DOC_KEYS, Fields, analyzer, chunk_key, doc_key};

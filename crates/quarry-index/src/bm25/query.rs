@@ -16,7 +16,7 @@ use super::schema::{Fields, analyzer};
 use super::scoring::Bm25TermQuery;
 use quarry_core::Bm25Params;
 use tantivy::Term;
-use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermSetQuery};
+use tantivy::query::{Query, TermSetQuery};
 
 /// Most distinct terms taken from one query; the rest are ignored (a 10 KB query stays fast).
 pub(super) const MAX_QUERY_TERMS: usize = 256;
@@ -83,7 +83,7 @@ pub fn build_query(terms: &[(Term, u32)], params: Bm25Params) -> Option<Box<dyn 
 
 /// The query for `terms` with their query weights (what [`Bm25TermQuery`] multiplies a term's
 /// score by): an expanded query ([`quarry_core::feedback`]), restricted to the chunks `within`
-/// matches when given (as [`restrict`] does). `None` without terms.
+/// matches when given (as [`super::restrict`] does). `None` without terms.
 pub(super) fn build_weighted(
     terms: &[(Term, f32)],
     params: Bm25Params,
@@ -108,14 +108,4 @@ pub fn acl_filter(fields: &Fields, tokens: &[String]) -> Box<dyn Query> {
     Box::new(TermSetQuery::new(
         tokens.iter().map(|t| Term::from_field_text(fields.acl, t)),
     ))
-}
-
-/// `query` restricted to the documents of `filter`, with the scores of `query` unchanged: the
-/// filter is a required clause scoring 0 inside the same query, so BM25 ranks only permitted
-/// chunks and fills `top_k` with them.
-pub fn restrict(query: Box<dyn Query>, filter: Box<dyn Query>) -> Box<dyn Query> {
-    Box::new(BooleanQuery::new(vec![
-        (Occur::Must, query),
-        (Occur::Must, Box::new(ConstScoreQuery::new(filter, 0.0))),
-    ]))
 }
